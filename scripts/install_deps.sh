@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages kestrel builds and tests with (skips what is there).
+set -euo pipefail
+PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
+      libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev
+      nlohmann-json3-dev libcli11-dev libcpp-httplib-dev python3 python3-pip unzip)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+fi

@@ -1,0 +1,13 @@
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace kestrel::cli {
+
+// Each adds its subcommand to the app; the subcommand's callback does the work.
+void add_run_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
+void add_info_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
+
+}  // namespace kestrel::cli

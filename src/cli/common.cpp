@@ -1,0 +1,80 @@
+#include "cli/common.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace kestrel::cli {
+
+std::string default_model_path() {
+  if (const char* m = std::getenv("KESTREL_MODEL"); m && *m) return m;
+  std::string cache;
+  if (const char* c = std::getenv("KESTREL_CACHE"); c && *c) {
+    cache = c;
+  } else {
+    const char* home = std::getenv("HOME");
+    cache = std::string(home ? home : ".") + "/.cache/kestrel";
+  }
+  return cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+void add_model_flags(CLI::App& app, ModelFlags& f) {
+  app.add_option("-m,--model", f.model, "GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from the cache)");
+  app.add_option("-t,--threads", f.threads, "threads (default: all cores)");
+  app.add_option("-c,--ctx-size", f.ctx, "context size in tokens (0 = the model's)");
+  app.add_option("-b,--batch-size", f.batch, "prompt tokens per forward pass");
+  app.add_option("--isa", f.isa, "cap the kernel instruction set: scalar, avx2, avx512");
+  app.add_option("--cache-type", f.kv_type, "KV cache type: f16 or f32")->check(CLI::IsMember({"f16", "f32"}));
+}
+
+void add_sampling_flags(CLI::App& app, SamplingParams& s) {
+  app.add_option("-s,--seed", s.seed, "random seed (default: random)");
+  app.add_option("--temp", s.temperature, "temperature (0 = greedy)");
+  app.add_option("--top-k", s.top_k, "top-k (0 = off)");
+  app.add_option("--top-p", s.top_p, "top-p (1 = off)");
+  app.add_option("--min-p", s.min_p, "min-p (0 = off)");
+  app.add_option("--repeat-penalty", s.repeat_penalty, "repetition penalty (1 = off)");
+  app.add_option("--repeat-last-n", s.repeat_last_n, "tokens the penalties look back on");
+  app.add_option("--frequency-penalty", s.frequency_penalty, "frequency penalty (0 = off)");
+  app.add_option("--presence-penalty", s.presence_penalty, "presence penalty (0 = off)");
+}
+
+std::unique_ptr<Model> load_model_verbose(const ModelFlags& f) {
+  const std::string path = f.model.empty() ? default_model_path() : f.model;
+  if (f.model.empty() && !std::ifstream(path).good())
+    fail("no model given and the default model is missing at ", path,
+         " (run scripts/fetch_models.sh, or pass -m FILE)");
+  const auto t0 = std::chrono::steady_clock::now();
+  std::cerr << "kestrel: loading " << path << " ... " << std::flush;
+  auto model = load_model(path);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto& c = model->config();
+  std::cerr << "done in " << s << " s (" << c.arch << ", " << c.n_layer << " layers, " << c.n_embd << " embd, "
+            << c.n_vocab << " vocab, " << model->weight_bytes() / (1024 * 1024) << " MiB)\n";
+  return model;
+}
+
+SessionOptions session_options(const ModelFlags& f) {
+  SessionOptions o;
+  o.n_ctx = f.ctx;
+  o.n_threads = f.threads;
+  o.n_batch = f.batch;
+  o.kv_type = f.kv_type == "f32" ? KvType::F32 : KvType::F16;
+  o.isa = f.isa.empty() ? best_isa() : parse_isa(f.isa);
+  if (static_cast<int>(o.isa) > static_cast<int>(best_isa())) o.isa = best_isa();
+  return o;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open file ", path);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+}  // namespace kestrel::cli

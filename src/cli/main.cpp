@@ -1,0 +1,28 @@
+// kestrel: the command-line front end. Subcommands only parse flags and print;
+// the engine does the work. Input errors end with a message and exit code 1.
+#include <iostream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"kestrel: LLM inference on the CPU for llama.cpp's GGUF models"};
+  app.require_subcommand(1);
+  kestrel::cli::add_run_command(app);
+  kestrel::cli::add_chat_command(app);
+  kestrel::cli::add_info_command(app);
+  kestrel::cli::add_tokenize_command(app);
+  kestrel::cli::add_quantize_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const kestrel::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

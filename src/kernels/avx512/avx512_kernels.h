@@ -1,0 +1,42 @@
+#pragma once
+// AVX-512 F/BW/VL/DQ + VNNI kernels (compiled with that folder's -m flags; call only when
+// isa_supported() says so). Same signatures as the scalar twins in
+// kernels/ref/ref_kernels.h. Weight quantizers are not here: they are offline and
+// scalar; the block dequantizers fall back to
+// the AVX2 ones (not a hot path). Declarations only, no inline code (see kernels/blocks.h for why).
+#include <cstdint>
+
+namespace kestrel::kernels::avx512 {
+
+// Plain types.
+float vec_dot_f32_f32(int64_t n, const void* w, const void* a);
+void dequantize_row_f16(const void* src, float* dst, int64_t n);
+void quantize_row_f16(const float* src, void* dst, int64_t n);
+float vec_dot_f16_f16(int64_t n, const void* w, const void* a);
+void dequantize_row_bf16(const void* src, float* dst, int64_t n);
+void quantize_row_bf16(const float* src, void* dst, int64_t n);
+float vec_dot_bf16_bf16(int64_t n, const void* w, const void* a);
+
+// 32-element block formats.
+float vec_dot_q4_0_q8_0(int64_t n, const void* w, const void* a);
+float vec_dot_q4_1_q8_1(int64_t n, const void* w, const void* a);
+float vec_dot_q5_0_q8_0(int64_t n, const void* w, const void* a);
+float vec_dot_q5_1_q8_1(int64_t n, const void* w, const void* a);
+void quantize_row_q8_0(const float* src, void* dst, int64_t n);
+float vec_dot_q8_0_q8_0(int64_t n, const void* w, const void* a);
+void quantize_row_q8_1(const float* src, void* dst, int64_t n);
+
+// 256-element super-block formats.
+float vec_dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
+float vec_dot_q5_K_q8_K(int64_t n, const void* w, const void* a);
+float vec_dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
+void quantize_row_q8_K(const float* src, void* dst, int64_t n);
+
+// Float primitives (kernels/f32_kernels.h).
+float dot_f32(int64_t n, const float* a, const float* b);
+void axpy_f32(int64_t n, float a, const float* x, float* y);
+void scale_f32(int64_t n, float a, float* y);
+void f16_to_f32_row(int64_t n, const uint16_t* src, float* dst);
+void f32_to_f16_row(int64_t n, const float* src, uint16_t* dst);
+
+}  // namespace kestrel::kernels::avx512

@@ -1,0 +1,38 @@
+#pragma once
+// Float primitives of the model's hot path, in the style of quant_kernels.h:
+// one table per Isa (scalar twin in kernels/ref), chosen at run time.
+#include <cstdint>
+
+#include "platform/cpu.h"
+
+namespace kestrel::kernels {
+
+using DotF32Fn = float (*)(int64_t n, const float* a, const float* b);
+using AxpyF32Fn = void (*)(int64_t n, float a, const float* x, float* y);  // y += a * x
+using ScaleF32Fn = void (*)(int64_t n, float a, float* y);                 // y *= a
+using F16ToF32Fn = void (*)(int64_t n, const uint16_t* src, float* dst);
+// Round to nearest even; identical bits on every Isa (an F16 KV cache written on
+// one machine reads the same on another).
+using F32ToF16Fn = void (*)(int64_t n, const float* src, uint16_t* dst);
+
+struct F32Kernels {
+  DotF32Fn dot;
+  AxpyF32Fn axpy;
+  ScaleF32Fn scale;
+  F16ToF32Fn f16_to_f32;
+  F32ToF16Fn f32_to_f16;
+  Isa isa;
+};
+
+// The table for `isa`, lowered to what the CPU runs; the no-argument form uses best_isa().
+const F32Kernels& f32_kernels(Isa isa);
+const F32Kernels& f32_kernels();
+
+// Conveniences on best_isa(). In a loop, hoist f32_kernels() out instead.
+float dot_f32(int64_t n, const float* a, const float* b);
+void axpy_f32(int64_t n, float a, const float* x, float* y);
+void scale_f32(int64_t n, float a, float* y);
+void f16_to_f32_row(int64_t n, const uint16_t* src, float* dst);
+void f32_to_f16_row(int64_t n, const float* src, uint16_t* dst);
+
+}  // namespace kestrel::kernels

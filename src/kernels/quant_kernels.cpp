@@ -1,0 +1,188 @@
+// Dispatch tables: for every format, the candidate function per Isa level
+// (nullptr where a level has no version of its own). A table for level L takes
+// each entry from the highest level <= L that has one, so a missing SIMD
+// version falls back to the next lower one, never past what the CPU runs.
+#include "kernels/quant_kernels.h"
+
+#include <array>
+
+#include "core/error.h"
+#include "kernels/avx2/avx2_kernels.h"
+#include "kernels/avx512/avx512_kernels.h"
+#include "kernels/f32_kernels.h"
+#include "kernels/ref/ref_kernels.h"
+
+namespace kestrel::kernels {
+namespace {
+
+constexpr int kLevels = 3;  // Isa::Scalar, Isa::Avx2, Isa::Avx512
+
+template <class Fn>
+using PerIsa = std::array<Fn, kLevels>;
+
+struct Candidates {
+  DType type;
+  DType vec_dot_type;
+  PerIsa<DequantizeRowFn> dequantize_row;
+  PerIsa<QuantizeRowFn> quantize_row;
+  PerIsa<VecDotFn> vec_dot;
+  QuantizeRowFn quantize_weights = nullptr;  // when it differs from quantize_row's scalar entry
+};
+
+// Weight quantizers are scalar on purpose: offline, and byte-for-byte ggml's.
+const Candidates kCandidates[] = {
+    {DType::F32, DType::F32,
+     {ref::dequantize_row_f32, nullptr, nullptr},
+     {ref::quantize_row_f32, nullptr, nullptr},
+     {ref::vec_dot_f32_f32, avx2::vec_dot_f32_f32, avx512::vec_dot_f32_f32}},
+    {DType::F16, DType::F16,
+     {ref::dequantize_row_f16, avx2::dequantize_row_f16, avx512::dequantize_row_f16},
+     {ref::quantize_row_f16, avx2::quantize_row_f16, avx512::quantize_row_f16},
+     {ref::vec_dot_f16_f16, avx2::vec_dot_f16_f16, avx512::vec_dot_f16_f16}},
+    {DType::BF16, DType::BF16,
+     {ref::dequantize_row_bf16, avx2::dequantize_row_bf16, avx512::dequantize_row_bf16},
+     {ref::quantize_row_bf16, avx2::quantize_row_bf16, avx512::quantize_row_bf16},
+     {ref::vec_dot_bf16_bf16, avx2::vec_dot_bf16_bf16, avx512::vec_dot_bf16_bf16}},
+    {DType::Q4_0, DType::Q8_0,
+     {ref::dequantize_row_q4_0, avx2::dequantize_row_q4_0, nullptr},
+     {ref::quantize_row_q4_0, nullptr, nullptr},
+     {ref::vec_dot_q4_0_q8_0, avx2::vec_dot_q4_0_q8_0, avx512::vec_dot_q4_0_q8_0}},
+    {DType::Q4_1, DType::Q8_1,
+     {ref::dequantize_row_q4_1, avx2::dequantize_row_q4_1, nullptr},
+     {ref::quantize_row_q4_1, nullptr, nullptr},
+     {ref::vec_dot_q4_1_q8_1, avx2::vec_dot_q4_1_q8_1, avx512::vec_dot_q4_1_q8_1}},
+    {DType::Q5_0, DType::Q8_0,
+     {ref::dequantize_row_q5_0, avx2::dequantize_row_q5_0, nullptr},
+     {ref::quantize_row_q5_0, nullptr, nullptr},
+     {ref::vec_dot_q5_0_q8_0, avx2::vec_dot_q5_0_q8_0, avx512::vec_dot_q5_0_q8_0}},
+    {DType::Q5_1, DType::Q8_1,
+     {ref::dequantize_row_q5_1, avx2::dequantize_row_q5_1, nullptr},
+     {ref::quantize_row_q5_1, nullptr, nullptr},
+     {ref::vec_dot_q5_1_q8_1, avx2::vec_dot_q5_1_q8_1, avx512::vec_dot_q5_1_q8_1}},
+    {DType::Q8_0, DType::Q8_0,
+     {ref::dequantize_row_q8_0, avx2::dequantize_row_q8_0, nullptr},
+     {ref::quantize_row_q8_0, avx2::quantize_row_q8_0, avx512::quantize_row_q8_0},
+     {ref::vec_dot_q8_0_q8_0, avx2::vec_dot_q8_0_q8_0, avx512::vec_dot_q8_0_q8_0},
+     ref::quantize_weights_q8_0},
+    {DType::Q8_1, DType::Q8_1,
+     {ref::dequantize_row_q8_1, nullptr, nullptr},
+     {ref::quantize_row_q8_1, avx2::quantize_row_q8_1, avx512::quantize_row_q8_1},
+     {nullptr, nullptr, nullptr}},
+    {DType::Q4_K, DType::Q8_K,
+     {ref::dequantize_row_q4_K, avx2::dequantize_row_q4_K, nullptr},
+     {ref::quantize_row_q4_K, nullptr, nullptr},
+     {ref::vec_dot_q4_K_q8_K, avx2::vec_dot_q4_K_q8_K, avx512::vec_dot_q4_K_q8_K}},
+    {DType::Q5_K, DType::Q8_K,
+     {ref::dequantize_row_q5_K, avx2::dequantize_row_q5_K, nullptr},
+     {ref::quantize_row_q5_K, nullptr, nullptr},
+     {ref::vec_dot_q5_K_q8_K, avx2::vec_dot_q5_K_q8_K, avx512::vec_dot_q5_K_q8_K}},
+    {DType::Q6_K, DType::Q8_K,
+     {ref::dequantize_row_q6_K, avx2::dequantize_row_q6_K, nullptr},
+     {ref::quantize_row_q6_K, nullptr, nullptr},
+     {ref::vec_dot_q6_K_q8_K, avx2::vec_dot_q6_K_q8_K, avx512::vec_dot_q6_K_q8_K}},
+    {DType::Q8_K, DType::Q8_K,
+     {ref::dequantize_row_q8_K, nullptr, nullptr},
+     {ref::quantize_row_q8_K, avx2::quantize_row_q8_K, avx512::quantize_row_q8_K},
+     {nullptr, nullptr, nullptr}},
+};
+constexpr size_t kFormats = std::size(kCandidates);
+
+template <class Fn>
+Fn pick(const PerIsa<Fn>& fns, int level) {
+  for (int l = level; l >= 0; --l)
+    if (fns[static_cast<size_t>(l)] != nullptr) return fns[static_cast<size_t>(l)];
+  return nullptr;
+}
+
+// The level actually used for a request: `isa`, lowered to what the CPU runs.
+int runnable_level(Isa isa) {
+  int level = static_cast<int>(isa);
+  while (level > 0 && !isa_supported(static_cast<Isa>(level))) --level;
+  return level < 0 ? 0 : level;
+}
+
+using QuantTables = std::array<std::array<QuantKernels, kFormats>, kLevels>;
+
+QuantTables build_quant_tables() {
+  QuantTables t{};
+  for (int level = 0; level < kLevels; ++level) {
+    for (size_t f = 0; f < kFormats; ++f) {
+      const Candidates& c = kCandidates[f];
+      t[static_cast<size_t>(level)][f] = QuantKernels{
+          c.type,
+          c.vec_dot_type,
+          pick(c.dequantize_row, level),
+          pick(c.quantize_row, level),
+          pick(c.vec_dot, level),
+          static_cast<Isa>(level),
+          c.quantize_weights != nullptr ? c.quantize_weights : c.quantize_row[0]};
+    }
+  }
+  return t;
+}
+
+const QuantTables& quant_tables() {
+  static const QuantTables tables = build_quant_tables();
+  return tables;
+}
+
+int format_index(DType type) {
+  for (size_t f = 0; f < kFormats; ++f)
+    if (kCandidates[f].type == type) return static_cast<int>(f);
+  return -1;
+}
+
+struct F32Candidates {
+  PerIsa<DotF32Fn> dot;
+  PerIsa<AxpyF32Fn> axpy;
+  PerIsa<ScaleF32Fn> scale;
+  PerIsa<F16ToF32Fn> f16_to_f32;
+  PerIsa<F32ToF16Fn> f32_to_f16;
+};
+
+const F32Candidates kF32 = {
+    {ref::dot_f32, avx2::dot_f32, avx512::dot_f32},
+    {ref::axpy_f32, avx2::axpy_f32, avx512::axpy_f32},
+    {ref::scale_f32, avx2::scale_f32, avx512::scale_f32},
+    {ref::f16_to_f32_row, avx2::f16_to_f32_row, avx512::f16_to_f32_row},
+    {ref::f32_to_f16_row, avx2::f32_to_f16_row, avx512::f32_to_f16_row},
+};
+
+std::array<F32Kernels, kLevels> build_f32_tables() {
+  std::array<F32Kernels, kLevels> t{};
+  for (int level = 0; level < kLevels; ++level)
+    t[static_cast<size_t>(level)] = F32Kernels{pick(kF32.dot, level), pick(kF32.axpy, level),
+                                               pick(kF32.scale, level), pick(kF32.f16_to_f32, level),
+                                               pick(kF32.f32_to_f16, level), static_cast<Isa>(level)};
+  return t;
+}
+
+}  // namespace
+
+const QuantKernels& quant_kernels(DType type, Isa isa) {
+  const int f = format_index(type);
+  if (f < 0) fail("no kernels for tensor type ", dtype_name(type));
+  return quant_tables()[static_cast<size_t>(runnable_level(isa))][static_cast<size_t>(f)];
+}
+
+const QuantKernels& quant_kernels(DType type) { return quant_kernels(type, best_isa()); }
+
+bool has_quant_kernels(DType type) { return format_index(type) >= 0; }
+
+const F32Kernels& f32_kernels(Isa isa) {
+  static const std::array<F32Kernels, kLevels> tables = build_f32_tables();
+  return tables[static_cast<size_t>(runnable_level(isa))];
+}
+
+const F32Kernels& f32_kernels() {
+  static const F32Kernels& best = f32_kernels(best_isa());
+  return best;
+}
+
+float dot_f32(int64_t n, const float* a, const float* b) { return f32_kernels().dot(n, a, b); }
+void axpy_f32(int64_t n, float a, const float* x, float* y) { f32_kernels().axpy(n, a, x, y); }
+void scale_f32(int64_t n, float a, float* y) { f32_kernels().scale(n, a, y); }
+void f16_to_f32_row(int64_t n, const uint16_t* src, float* dst) { f32_kernels().f16_to_f32(n, src, dst); }
+void f32_to_f16_row(int64_t n, const float* src, uint16_t* dst) { f32_kernels().f32_to_f16(n, src, dst); }
+
+}  // namespace kestrel::kernels

@@ -1,0 +1,45 @@
+#pragma once
+// Per-format kernel table (the ggml idea: formats as data). For each weight type:
+// row dequantize, row quantize (float -> this type), and the dot product of one
+// weight row with one activation row that was quantized to vec_dot_type.
+// Every entry has a scalar twin in kernels/ref; SIMD tables are chosen by Isa.
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "platform/cpu.h"
+
+namespace kestrel::kernels {
+
+using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
+using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
+// n elements; w is a row of `type`, a is a row of `vec_dot_type`.
+using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+
+// Formats: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, and
+// the activation-only formats Q8_1 and Q8_K (their vec_dot is nullptr).
+// Rows hold n elements, n a multiple of the block size (32, or 256 for K); the
+// caller checks shapes (these are hot-path functions and do not).
+// Activation quantizers (Q8_0, Q8_1, Q8_K, F16, BF16) give identical bytes on
+// every Isa; weight quantizers are scalar and follow ggml's reference ones.
+struct QuantKernels {
+  DType type;
+  DType vec_dot_type;  // the activation format the dot product wants
+  DequantizeRowFn dequantize_row;
+  QuantizeRowFn quantize_row;  // activations (and weights; see quantize_weights)
+  VecDotFn vec_dot;
+  Isa isa;  // the level this table was resolved for (entries may come from lower ones)
+  // Float -> this type exactly as llama-quantize writes model files (ggml's
+  // reference quantizers). Same as quantize_row except for Q8_0, whose file
+  // quantizer rounds ties away from zero with 1/d, while its activation
+  // quantizer (quantize_row) follows ggml's x86 path (127/amax, ties to even).
+  QuantizeRowFn quantize_weights;
+};
+
+// Throws kestrel::Error for a type without kernels. The Isa overload returns the
+// best table at or below `isa` (falling back entry-wise to lower levels); an
+// `isa` the CPU lacks is lowered to the best level the CPU runs.
+const QuantKernels& quant_kernels(DType type, Isa isa);
+const QuantKernels& quant_kernels(DType type);  // best_isa()
+bool has_quant_kernels(DType type);
+
+}  // namespace kestrel::kernels

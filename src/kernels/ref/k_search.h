@@ -1,0 +1,22 @@
+#pragma once
+// Scale searches behind the K-quant reference quantizers. They reproduce the
+// decisions of ggml's reference quantizer (same candidates, same float
+// arithmetic in the same order), since quantized files are judged against
+// llama.cpp's by perplexity.
+#include <cstdint>
+
+namespace kestrel::kernels::ref {
+
+// Asymmetric fit x ~ scale * L - min_out, L in [0, nmax], weighted least squares.
+// Tries nstep+1 inverse scales (nmax + rmin + rdelta*k) / (max - min) and keeps
+// the candidate whose least-squares (scale, min) has the lowest weighted error.
+// Writes L[n]; uses aux[n] as scratch; returns the scale, stores the (positive) min.
+float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                    float* min_out, uint8_t* aux, float rmin, float rdelta, int nstep);
+
+// Symmetric fit x ~ scale * (L - nmax), L in [0, 2*nmax), weights x^2. Tries the
+// inverse scales -(nmax + 0.1*k)/max for k in -9..9 and keeps the one with the
+// best weighted least-squares projection. Returns the (signed) scale.
+float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L);
+
+}  // namespace kestrel::kernels::ref

@@ -1,0 +1,36 @@
+#pragma once
+// The llama family: Llama 2/3, SmolLM2, Mistral (arch "llama") and Qwen2 (arch
+// "qwen2": QKV biases, NeoX RoPE). Pre-norm decoder blocks:
+//   x += Wo · attn(rope(Wq·n), rope(Wk·n), Wv·n)   with n = rmsnorm(x)
+//   x += Wdown · (silu(Wgate·n) * Wup·n)            with n = rmsnorm(x)
+#include <memory>
+#include <vector>
+
+#include "model/model.h"
+#include "ops/weight.h"
+
+namespace kestrel {
+
+class LlamaModel final : public Model {
+ public:
+  LlamaModel(std::shared_ptr<const gguf::File> file, const std::string& arch, const LoadOptions& options);
+  void forward(const Batch& batch, KvCache& cache, float* logits, ForwardContext& ctx) const override;
+
+ private:
+  struct Layer {
+    std::vector<float> attn_norm;        // [n_embd]
+    Weight wq, wk, wv, wo;               // [n_head*hd, n_embd], [n_kv*hd, n_embd] x2, [n_embd, n_head*hd]
+    std::vector<float> bq, bk, bv;       // qwen2 only
+    std::vector<float> ffn_norm;         // [n_embd]
+    Weight w_gate, w_up, w_down;         // [n_ff, n_embd] x2, [n_embd, n_ff]
+  };
+
+  void check_batch(const Batch& batch, const KvCache& cache) const;
+
+  Weight token_embd_;  // [n_vocab, n_embd]
+  Weight output_;      // [n_vocab, n_embd]; token_embd_ when tied
+  std::vector<float> output_norm_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace kestrel

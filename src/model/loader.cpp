@@ -1,0 +1,44 @@
+#include <functional>
+#include <map>
+
+#include "core/error.h"
+#include "gguf/gguf.h"
+#include "model/llama.h"
+#include "model/model.h"
+
+namespace kestrel {
+namespace {
+
+using Builder = std::function<std::unique_ptr<Model>(std::shared_ptr<const gguf::File>, const std::string&,
+                                                     const LoadOptions&)>;
+
+const std::map<std::string, Builder>& registry() {
+  static const std::map<std::string, Builder> r = {
+      {"llama", [](auto f, const auto& a, const auto& o) { return std::make_unique<LlamaModel>(f, a, o); }},
+      {"qwen2", [](auto f, const auto& a, const auto& o) { return std::make_unique<LlamaModel>(f, a, o); }},
+  };
+  return r;
+}
+
+}  // namespace
+
+std::vector<std::string> supported_architectures() {
+  std::vector<std::string> out;
+  for (const auto& [name, _] : registry()) out.push_back(name);
+  return out;
+}
+
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options) {
+  auto file = std::make_shared<const gguf::File>(gguf::File::open(path));
+  const std::string arch = file->get_string("general.architecture").value_or("");
+  if (arch.empty()) fail("model: ", path, " has no general.architecture");
+  auto it = registry().find(arch);
+  if (it == registry().end()) {
+    std::string names;
+    for (const auto& n : supported_architectures()) names += (names.empty() ? "" : ", ") + n;
+    fail("model: architecture '", arch, "' is not supported (supported: ", names, ")");
+  }
+  return it->second(file, arch, options);
+}
+
+}  // namespace kestrel

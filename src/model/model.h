@@ -1,0 +1,74 @@
+#pragma once
+// A loaded model: weights (mapped from the GGUF file), hyper-parameters and the
+// tokenizer. forward() runs one batch against a KV cache the caller owns.
+#include <memory>
+#include <string>
+
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "model/batch.h"
+#include "model/config.h"
+#include "ops/workspace.h"
+#include "platform/cpu.h"
+#include "platform/thread_pool.h"
+#include "tokenizer/tokenizer.h"
+
+namespace kestrel {
+
+namespace gguf {
+class File;
+}
+
+struct LoadOptions {
+  bool verbose = false;  // print metadata and progress to stderr
+};
+
+// Activations of one forward pass, owned by the caller (a session) so that one
+// loaded model can serve several sessions. Grown on demand, reused across calls.
+struct ForwardScratch {
+  std::vector<float> x, xb, q, k, v, att, gate, up, rope_cos, rope_sin, out_rows;
+  std::vector<std::vector<float>> scores;  // per thread
+  Workspace workspace;                     // quantized activations
+};
+
+struct ForwardContext {
+  ThreadPool& pool;
+  ForwardScratch& scratch;
+  Isa isa = best_isa();
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  const ModelConfig& config() const { return config_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const gguf::File& file() const { return *file_; }
+  // Bytes of weights the forward pass reads (all tensors of the file).
+  size_t weight_bytes() const { return weight_bytes_; }
+
+  KvShape kv_shape(int64_t n_ctx, int n_seq) const {
+    return KvShape{config_.n_layer, config_.n_kv_head, config_.head_dim, n_ctx, n_seq};
+  }
+
+  // Runs the batch; writes [batch.n_logits(), n_vocab] logits, rows in batch order.
+  // Throws kestrel::Error for invalid tokens or positions outside the cache.
+  virtual void forward(const Batch& batch, KvCache& cache, float* logits, ForwardContext& ctx) const = 0;
+
+ protected:
+  Model() = default;
+  ModelConfig config_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::shared_ptr<const gguf::File> file_;
+  size_t weight_bytes_ = 0;
+};
+
+// Opens a GGUF file and builds the model for its general.architecture.
+// Unknown architectures and missing or mis-shaped tensors are errors.
+std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options = {});
+
+// Architectures load_model understands.
+std::vector<std::string> supported_architectures();
+
+}  // namespace kestrel

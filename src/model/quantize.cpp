@@ -1,0 +1,103 @@
+#include "model/quantize.h"
+
+#include <vector>
+
+#include "core/error.h"
+#include "gguf/gguf.h"
+#include "kernels/quant_kernels.h"
+
+namespace kestrel {
+
+const std::vector<QuantTarget>& quant_targets() {
+  // file_type ids are llama.cpp's llama_ftype values.
+  static const std::vector<QuantTarget> t = {
+      {"F32", DType::F32, 0},   {"F16", DType::F16, 1},   {"BF16", DType::BF16, 32}, {"Q4_0", DType::Q4_0, 2},
+      {"Q4_1", DType::Q4_1, 3}, {"Q8_0", DType::Q8_0, 7}, {"Q5_0", DType::Q5_0, 8},  {"Q5_1", DType::Q5_1, 9},
+      {"Q4_K", DType::Q4_K, 15}, {"Q5_K", DType::Q5_K, 17}, {"Q6_K", DType::Q6_K, 18},
+  };
+  return t;
+}
+
+const QuantTarget& find_quant_target(const std::string& name) {
+  std::string upper;
+  for (char ch : name) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  for (const auto& t : quant_targets())
+    if (t.name == upper) return t;
+  std::string names;
+  for (const auto& t : quant_targets()) names += (names.empty() ? "" : ", ") + t.name;
+  fail("quantize: unknown type '", name, "' (supported: ", names, ")");
+}
+
+namespace {
+
+bool is_block_k(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+
+// K-quants need rows that are a multiple of 256; llama.cpp falls back to a
+// 32-block format of similar size for the others.
+DType fallback_for(DType t) {
+  switch (t) {
+    case DType::Q4_K: return DType::Q5_0;
+    case DType::Q5_K: return DType::Q5_1;
+    case DType::Q6_K: return DType::Q8_0;
+    default: return t;
+  }
+}
+
+DType choose_type(const gguf::File& in, const gguf::TensorInfo& t, const QuantizeOptions& o) {
+  // Vectors (norms, biases) stay F32: they are tiny and precision-sensitive.
+  if (t.ne.size() < 2 || t.name.find(".weight") == std::string::npos) return DType::F32;
+  if (t.name == "rope_freqs.weight") return DType::F32;
+  DType want = o.type;
+  const bool is_output = t.name == "output.weight" || (t.name == "token_embd.weight" && !in.find_tensor("output.weight"));
+  if (!o.pure && is_output && want != DType::F32 && want != DType::F16 && want != DType::BF16 && want != DType::Q8_0) {
+    // The vocabulary projection gets more bits, as llama.cpp does.
+    want = (t.ne[0] % 256 == 0) ? DType::Q6_K : DType::Q8_0;
+  }
+  const int64_t block = traits(want).block_size;
+  if (t.ne[0] % block != 0) {
+    want = is_block_k(want) ? fallback_for(want) : DType::F16;
+    if (t.ne[0] % traits(want).block_size != 0) want = DType::F16;
+  }
+  return want;
+}
+
+}  // namespace
+
+void quantize_model(const std::string& in_path, const std::string& out_path, const QuantizeOptions& o) {
+  const gguf::File in = gguf::File::open(in_path);
+  gguf::Writer out;
+  out.copy_metadata(in);
+  for (const auto& t : quant_targets())
+    if (t.type == o.type) out.set_u32("general.file_type", t.file_type);
+  out.set_u32("general.quantization_version", 2);
+
+  const auto& tensors = in.tensors();
+  std::vector<float> row;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    if (!kernels::has_quant_kernels(t.type))
+      fail("quantize: tensor '", t.name, "' has type ", dtype_name(t.type), ", which kestrel cannot read");
+    const DType dst = choose_type(in, t, o);
+    const int64_t cols = t.ne[0];
+    const int64_t rows = t.n_elements() / cols;
+    std::vector<uint8_t> bytes;
+    if (dst == t.type) {
+      bytes.assign(t.data, t.data + t.nbytes);
+    } else {
+      const auto& src_k = kernels::quant_kernels(t.type);
+      const auto& dst_k = kernels::quant_kernels(dst);
+      const size_t src_row = row_bytes(t.type, cols), dst_row = row_bytes(dst, cols);
+      bytes.resize(dst_row * static_cast<size_t>(rows));
+      row.resize(static_cast<size_t>(cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        src_k.dequantize_row(t.data + r * src_row, row.data(), cols);
+        dst_k.quantize_row(row.data(), bytes.data() + r * dst_row, cols);
+      }
+    }
+    out.add_tensor(t.name, dst, t.ne, std::move(bytes));
+    if (o.progress) o.progress(i, tensors.size(), t.name, dst);
+  }
+  out.write(out_path);
+}
+
+}  // namespace kestrel

@@ -1,0 +1,58 @@
+#include "model/tensor_binding.h"
+
+#include <sstream>
+
+#include "core/error.h"
+#include "kernels/quant_kernels.h"
+
+namespace kestrel {
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& ne) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < ne.size(); ++i) os << (i ? ", " : "") << ne[i];
+  os << "]";
+  return os.str();
+}
+
+}  // namespace
+
+Weight bind_matrix(const gguf::File& f, const std::string& name, int64_t cols, int64_t rows, bool required) {
+  const gguf::TensorInfo* t = f.find_tensor(name);
+  if (!t) {
+    if (required) fail("model: missing tensor '", name, "'");
+    return {};
+  }
+  const bool shape_ok = (t->ne.size() == 2 && t->ne[0] == cols && t->ne[1] == rows) ||
+                        (t->ne.size() == 1 && rows == 1 && t->ne[0] == cols);
+  if (!shape_ok)
+    fail("model: tensor '", name, "' has shape ", shape_str(t->ne), ", expected ", shape_str({cols, rows}));
+  if (!kernels::has_quant_kernels(t->type))
+    fail("model: tensor '", name, "' has type ", dtype_name(t->type), ", which kestrel cannot compute with");
+  Weight w;
+  w.name = name;
+  w.type = t->type;
+  w.cols = cols;
+  w.rows = rows;
+  w.data = t->data;
+  w.row_stride = row_bytes(t->type, cols);
+  return w;
+}
+
+std::vector<float> bind_vector(const gguf::File& f, const std::string& name, int64_t n, bool required) {
+  const gguf::TensorInfo* t = f.find_tensor(name);
+  if (!t) {
+    if (required) fail("model: missing tensor '", name, "'");
+    return {};
+  }
+  if (t->n_elements() != n)
+    fail("model: tensor '", name, "' has shape ", shape_str(t->ne), ", expected [", n, "]");
+  if (!kernels::has_quant_kernels(t->type))
+    fail("model: tensor '", name, "' has type ", dtype_name(t->type), ", which kestrel cannot compute with");
+  std::vector<float> out(static_cast<size_t>(n));
+  kernels::quant_kernels(t->type, Isa::Scalar).dequantize_row(t->data, out.data(), n);
+  return out;
+}
+
+}  // namespace kestrel

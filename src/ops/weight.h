@@ -1,0 +1,25 @@
+#pragma once
+// A read-only 2-D weight matrix as GGUF stores it: `rows` rows of `cols`
+// elements each, rows contiguous (ggml ne[0] = cols, ne[1] = rows).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/dtype.h"
+
+namespace kestrel {
+
+struct Weight {
+  std::string name;
+  DType type = DType::F32;
+  int64_t cols = 0;  // ne[0]: the reduction dimension
+  int64_t rows = 0;  // ne[1]: output features
+  const uint8_t* data = nullptr;
+  size_t row_stride = 0;  // bytes between rows
+
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_stride; }
+  bool empty() const { return data == nullptr; }
+  size_t bytes() const { return row_stride * static_cast<size_t>(rows); }
+};
+
+}  // namespace kestrel

@@ -1,0 +1,39 @@
+#pragma once
+// Read-only memory mapping of a whole file. The GGUF reader hands out pointers
+// into the mapping, so weights are paged in by the kernel on first touch and
+// never copied.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace kestrel {
+
+class MappedFile {
+ public:
+  // Maps `path` read-only (private, shared pages). Throws kestrel::Error naming
+  // the path and the OS reason when the file cannot be opened, is not a regular
+  // file, or cannot be mapped. An empty file maps to an empty span.
+  static MappedFile open(const std::string& path);
+
+  MappedFile() = default;
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  std::span<const uint8_t> bytes() const { return {data_, size_}; }
+  const std::string& path() const { return path_; }
+
+ private:
+  void reset() noexcept;
+
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  std::string path_;
+};
+
+}  // namespace kestrel

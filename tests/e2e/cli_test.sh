@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Drives the kestrel binary as a user would: run, tokenize, info, quantize, and
+# bad input (missing files, hostile GGUF, unknown architecture, context overflow).
+# Usage: cli_test.sh PATH/TO/kestrel
+set -uo pipefail
+BIN="$1"
+CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
+MODEL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok: $1"; }
+bad() { fail=$((fail + 1)); echo "FAILED: $1"; }
+expect_contains() {  # name, haystack, needle
+  if [[ "$2" == *"$3"* ]]; then ok "$1"; else bad "$1 (wanted '$3' in: ${2:0:400})"; fi
+}
+expect_error() {  # name, needle, command...
+  local name="$1" needle="$2"; shift 2
+  local out code
+  out="$("$@" 2>&1)"; code=$?
+  if [ "$code" -eq 1 ] && [[ "$out" == *"$needle"* ]]; then ok "$name"; else bad "$name (exit $code: ${out:0:400})"; fi
+}
+
+if [ ! -f "$MODEL" ]; then echo "model missing at $MODEL: run scripts/fetch_models.sh"; exit 1; fi
+
+# Greedy completion knows a fact.
+out="$("$BIN" run -m "$MODEL" -p "The capital of France is" -n 8 --temp 0 2>/dev/null)"
+expect_contains "run greedy completion" "$out" "Paris"
+
+# The default model is used without -m; the same seed gives the same text.
+a="$(KESTREL_MODEL="$MODEL" "$BIN" run -p "Once upon a time" -n 24 --seed 7 --temp 0.9 2>/dev/null)"
+b="$(KESTREL_MODEL="$MODEL" "$BIN" run -p "Once upon a time" -n 24 --seed 7 --temp 0.9 2>/dev/null)"
+if [ -n "$a" ] && [ "$a" == "$b" ]; then ok "same seed, same text"; else bad "same seed, same text: '$a' vs '$b'"; fi
+
+# Chat template path.
+out="$(echo "What is 2+2? Answer with one number." | "$BIN" chat -m "$MODEL" --temp 0 -n 16 2>/dev/null)"
+expect_contains "chat answers" "$out" "4"
+
+out="$("$BIN" tokenize -m "$MODEL" -p "Hello world" --ids 2>/dev/null)"
+expect_contains "tokenize ids" "$out" "["
+out="$("$BIN" info "$MODEL" 2>/dev/null)"
+expect_contains "info architecture" "$out" "general.architecture (string) = \"llama\""
+expect_contains "info tensors" "$out" "blk.0.attn_q.weight"
+
+# quantize to Q8_0 and run the result.
+if "$BIN" quantize "$MODEL" "$TMP/q8.gguf" Q8_0 2>/dev/null; then
+  out="$("$BIN" run -m "$TMP/q8.gguf" -p "The capital of France is" -n 8 --temp 0 2>/dev/null)"
+  expect_contains "quantized Q8_0 model runs" "$out" "Paris"
+else
+  bad "quantize Q8_0"
+fi
+
+# Bad input: clear errors, exit code 1, never a crash.
+expect_error "missing model file" "cannot" "$BIN" run -m "$TMP/nope.gguf" -p hi
+head -c 100000 "$MODEL" > "$TMP/truncated.gguf"
+expect_error "truncated gguf" "gguf" "$BIN" run -m "$TMP/truncated.gguf" -p hi
+printf 'GGUF\x03\x00\x00\x00' > "$TMP/tiny.gguf"
+expect_error "header-only gguf" "gguf" "$BIN" info "$TMP/tiny.gguf"
+printf 'NOPE' > "$TMP/notgguf.gguf"
+expect_error "not a gguf" "gguf" "$BIN" info "$TMP/notgguf.gguf"
+expect_error "unknown quant type" "unknown type" "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q9_9
+expect_error "context overflow" "context overflow" "$BIN" run -m "$MODEL" -c 16 -p "$(printf 'word %.0s' {1..40})" -n 4
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,99 @@
+// Every SIMD level the host runs against the scalar twin:
+//  - dequantize: bit-identical (same conversions, same multiply/add, no FMA);
+//  - activation quantizers: byte-identical, so results do not depend on the machine;
+//  - vec_dot: within a bound from the float summation error, n * eps * sum|w a|.
+#include <gtest/gtest.h>
+
+#include "kernels/blocks.h"
+#include "unit/kernels/kernel_test_util.h"
+
+namespace kestrel::kernels::test {
+namespace {
+
+constexpr double kEps = 1.0 / (1 << 24);  // float unit roundoff
+
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+TEST(SimdEquivalence, DequantizeIsBitIdentical) {
+  for (const FormatPair& fp : weight_formats()) {
+    for (Isa isa : simd_isas()) {
+      for (int64_t n : row_lengths(fp.weight)) {
+        for (uint32_t seed : {1u, 2u, 3u}) {
+          const std::vector<uint8_t> q = seed == 3 ? quantize(fp.weight, make_row(Pattern::Mixed, n, seed), Isa::Scalar)
+                                                   : random_blocks(fp.weight, n, seed);
+          const std::vector<float> want = dequantize(fp.weight, q, n, Isa::Scalar);
+          const std::vector<float> got = dequantize(fp.weight, q, n, isa);
+          for (int64_t i = 0; i < n; ++i) {
+            ASSERT_EQ(bits(got[static_cast<size_t>(i)]), bits(want[static_cast<size_t>(i)]))
+                << label(fp.weight, isa) << " n=" << n << " element " << i << ": " << got[static_cast<size_t>(i)]
+                << " vs scalar " << want[static_cast<size_t>(i)];
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(SimdEquivalence, ActivationQuantizersAreByteIdentical) {
+  for (DType t : activation_formats()) {
+    const int64_t bs = traits(t).block_size == 1 ? 1 : traits(t).block_size;
+    for (Isa isa : simd_isas()) {
+      for (Pattern p : all_patterns()) {
+        for (int64_t blocks : {1, 3, 9, 16, 33}) {
+          const int64_t n = blocks * (bs == 1 ? 37 : bs);  // odd lengths for the plain types
+          const std::vector<float> x = make_row(p, n, 500u + static_cast<uint32_t>(blocks));
+          const std::vector<uint8_t> want = quantize(t, x, Isa::Scalar);
+          const std::vector<uint8_t> got = quantize(t, x, isa);
+          ASSERT_EQ(got.size(), want.size());
+          const size_t bb = traits(t).block_bytes;
+          for (size_t off = 0; off < want.size(); off += bb) {
+            ASSERT_EQ(0, std::memcmp(&got[off], &want[off], bb))
+                << label(t, isa) << " pattern " << pattern_name(p) << " n=" << n << ": block " << off / bb
+                << " differs from the scalar quantizer";
+          }
+        }
+      }
+    }
+  }
+}
+
+// One weight row against one activation row per case; the worst case (largest
+// error relative to its bound) is reported.
+TEST(SimdEquivalence, VecDotMatchesScalarTwin) {
+  for (const FormatPair& fp : weight_formats()) {
+    for (Isa isa : simd_isas()) {
+      const auto& simd = quant_kernels(fp.weight, isa);
+      const auto& ref = quant_kernels(fp.weight, Isa::Scalar);
+      for (int64_t n : row_lengths(fp.weight)) {
+        for (uint32_t seed = 0; seed < 6; ++seed) {
+          const Pattern p = seed % 3 == 0 ? Pattern::Normal : seed % 3 == 1 ? Pattern::Mixed : Pattern::Outlier;
+          const std::vector<uint8_t> w =
+              seed < 3 ? random_blocks(fp.weight, n, seed) : quantize(fp.weight, make_row(p, n, seed), Isa::Scalar);
+          const std::vector<uint8_t> a = quantize(fp.act, make_row(p, n, 1000 + seed), Isa::Scalar);
+          // Magnitude of the sum: dequantized |w| (plus its offset part) times |a|.
+          const std::vector<float> wd = dequantize(fp.weight, w, n, Isa::Scalar);
+          const std::vector<float> ad = dequantize(fp.act, a, n, Isa::Scalar);
+          const std::vector<float> off = offset_parts(fp.weight, w, n);
+          double mag = 0;
+          for (int64_t i = 0; i < n; ++i)
+            mag += (std::fabs(wd[static_cast<size_t>(i)]) + std::fabs(off[static_cast<size_t>(i)])) *
+                   std::fabs(ad[static_cast<size_t>(i)]);
+          const double want = ref.vec_dot(n, w.data(), a.data());
+          const double got = simd.vec_dot(n, w.data(), a.data());
+          // Each side sums at most n/32 + a few float terms of size <= mag.
+          const double bound = 2.0 * (static_cast<double>(n) / 32 + 8) * kEps * mag + 1e-30;
+          ASSERT_LE(std::fabs(got - want), bound)
+              << label(fp.weight, isa) << " n=" << n << " seed " << seed << ": simd " << got << " scalar " << want
+              << " (|diff| " << std::fabs(got - want) << ", bound " << bound << ")";
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kestrel::kernels::test

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds llama.cpp (the peer and test oracle) from the source that PyPI's
+# llama-cpp-python sdist carries, into a cache folder outside the repo. Idempotent:
+# a finished build is reused. Prints the build folder on its last line.
+set -euo pipefail
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
+SRC="$CACHE/llama.cpp-$VERSION"
+BUILD="$SRC/build"
+TARGETS=(llama llama-tokenize llama-completion llama-bench llama-perplexity llama-quantize llama-simple)
+
+if [ -x "$BUILD/bin/llama-perplexity" ] && [ -f "$BUILD/.kestrel-done" ]; then
+  echo "$BUILD"; exit 0
+fi
+mkdir -p "$CACHE/pip"
+SDIST="$CACHE/pip/llama_cpp_python-$VERSION.tar.gz"
+if [ ! -f "$SDIST" ]; then
+  echo "fetching llama-cpp-python $VERSION sdist from PyPI" >&2
+  pip download --no-deps --no-binary :all: --no-build-isolation -d "$CACHE/pip" "llama-cpp-python==$VERSION" >&2 ||
+    pip download --no-deps --no-binary :all: -d "$CACHE/pip" "llama-cpp-python==$VERSION" >&2
+fi
+if [ ! -f "$SRC/CMakeLists.txt" ]; then
+  tmp=$(mktemp -d)
+  tar xzf "$SDIST" -C "$tmp" "llama_cpp_python-$VERSION/vendor/llama.cpp"
+  rm -rf "$SRC"
+  mv "$tmp/llama_cpp_python-$VERSION/vendor/llama.cpp" "$SRC"
+  rm -rf "$tmp"
+fi
+echo "building llama.cpp in $BUILD (2 jobs, a few minutes)" >&2
+cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON >&2
+cmake --build "$BUILD" -j2 --target "${TARGETS[@]}" >&2
+touch "$BUILD/.kestrel-done"
+echo "$BUILD"
