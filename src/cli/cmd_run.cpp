@@ -47,6 +47,9 @@ void add_run_command(CLI::App& app) {
       ids = tok.encode(prompt, true, false);
     }
     Session session(*model, session_options(o->model));
+    if (static_cast<int64_t>(ids.size()) > session.n_ctx())
+      fail("context overflow: the prompt has ", ids.size(), " tokens, the context holds ", session.n_ctx(),
+           " (raise -c)");
     GenerateOptions g;
     g.max_tokens = o->n_predict;
     g.sampling = o->sampling;

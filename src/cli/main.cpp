@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   kestrel::cli::add_info_command(app);
   kestrel::cli::add_tokenize_command(app);
   kestrel::cli::add_quantize_command(app);
+  kestrel::cli::add_perplexity_command(app);
+  kestrel::cli::add_bench_command(app);
+  kestrel::cli::add_synth_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -21,6 +21,9 @@ using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
 // caller checks shapes (these are hot-path functions and do not).
 // Activation quantizers (Q8_0, Q8_1, Q8_K, F16, BF16) give identical bytes on
 // every Isa; weight quantizers are scalar and follow ggml's reference ones.
+// vec_dot expects activation rows written by this table's quantize_row (8-bit
+// quants within -127..127, as the SIMD sign tricks assume). Block dequantizers
+// have scalar and AVX2 versions (AVX-512 uses the AVX2 ones: not a hot path).
 struct QuantKernels {
   DType type;
   DType vec_dot_type;  // the activation format the dot product wants

@@ -6,13 +6,20 @@ set -euo pipefail
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
 SRC="$CACHE/llama.cpp-$VERSION"
-BUILD="$SRC/build"
+# Built with clang: g++ 12 miscompiles llama.cpp's AMX tile configuration (its
+# _tile_loadconfig builtin is declared to read 8 of the 64 config bytes, so the
+# tile shapes are dropped and AMX matmuls die with SIGILL on batches > 1).
+BUILD="$SRC/build-clang"
 TARGETS=(llama llama-tokenize llama-completion llama-bench llama-perplexity llama-quantize llama-simple)
 
 if [ -x "$BUILD/bin/llama-perplexity" ] && [ -f "$BUILD/.kestrel-done" ]; then
   echo "$BUILD"; exit 0
 fi
 mkdir -p "$CACHE/pip"
+# One build at a time: a second caller waits for the first, then reuses it.
+exec 9>"$CACHE/llama.cpp-$VERSION.lock"
+flock 9
+if [ -f "$BUILD/.kestrel-done" ]; then echo "$BUILD"; exit 0; fi
 SDIST="$CACHE/pip/llama_cpp_python-$VERSION.tar.gz"
 if [ ! -f "$SDIST" ]; then
   echo "fetching llama-cpp-python $VERSION sdist from PyPI" >&2
@@ -27,7 +34,7 @@ if [ ! -f "$SRC/CMakeLists.txt" ]; then
   rm -rf "$tmp"
 fi
 echo "building llama.cpp in $BUILD (2 jobs, a few minutes)" >&2
-cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON >&2
 cmake --build "$BUILD" -j2 --target "${TARGETS[@]}" >&2
 touch "$BUILD/.kestrel-done"

@@ -5,8 +5,10 @@
 
 // GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsic
 // headers as uninitialized once they are inlined here; the warnings are false.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <cstdint>
 

@@ -9,7 +9,8 @@ namespace kestrel::kernels::ref {
 
 // Asymmetric fit x ~ scale * L - min_out, L in [0, nmax], weighted least squares.
 // Tries nstep+1 inverse scales (nmax + rmin + rdelta*k) / (max - min) and keeps
-// the candidate whose least-squares (scale, min) has the lowest weighted error.
+// the candidate whose least-squares (scale, min) has the lowest weighted error;
+// as in ggml, an accepted candidate's min becomes the grid origin of later ones.
 // Writes L[n]; uses aux[n] as scratch; returns the scale, stores the (positive) min.
 float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8_t* L,
                     float* min_out, uint8_t* aux, float rmin, float rdelta, int nstep);

@@ -11,6 +11,12 @@
 #include "kernels/ref/ref_kernels.h"
 #include "kernels/ref/rounding.h"
 
+// The quantizers must round exactly as ggml's reference does: no fused
+// multiply-adds (GCC does not contract in ISO C++ mode; clang needs telling).
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
 namespace kestrel::kernels::ref {
 namespace {
 
@@ -204,25 +210,35 @@ float vec_dot_q5_K_q8_K(int64_t n, const void* w, const void* a) {
 }
 
 // ---- Q6_K ----
-// Element e of a half h (e = 128h + 32r + l, r = 0..3): low 4 bits in
+// Element 128h + 32r + l (half h, row r = 0..3): low 4 bits in
 // ql[64h + l + 32(r&1)] (low nibble for r < 2, high for r >= 2), high 2 bits in
 // qh[32h + l] at bit 2r; scale index 8h + 2r + l/16.
 
 namespace {
-int q6_value(const BlockQ6K& b, int e) {
-  const int h = e / 128, r = (e % 128) / 32, l = e % 32;
-  const int lo = (b.ql[64 * h + l + 32 * (r & 1)] >> (4 * (r >> 1))) & 0xF;
-  const int hi = (b.qh[32 * h + l] >> (2 * r)) & 3;
-  return (lo | (hi << 4)) - 32;
+// All 256 quants of a block as signed values q - 32, in element order.
+void unpack_q6(const BlockQ6K& b, int8_t* q) {
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* ql = b.ql + 64 * h;
+    const uint8_t* qh = b.qh + 32 * h;
+    int8_t* out = q + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      out[l] = static_cast<int8_t>(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+      out[l + 32] = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+      out[l + 64] = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+      out[l + 96] = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+    }
+  }
 }
 }  // namespace
 
 void dequantize_row_q6_K(const void* src, float* dst, int64_t n) {
   const auto* b = static_cast<const BlockQ6K*>(src);
+  int8_t q[kQKK];
   for (int64_t i = 0; i < n / kQKK; ++i, dst += kQKK) {
     const float d = fp16_to_f32(b[i].d);
+    unpack_q6(b[i], q);
     for (int e = 0; e < kQKK; ++e)
-      dst[e] = d * static_cast<float>(b[i].scales[e / 16]) * static_cast<float>(q6_value(b[i], e));
+      dst[e] = d * static_cast<float>(b[i].scales[e / 16]) * static_cast<float>(q[e]);
   }
 }
 
@@ -269,11 +285,13 @@ float vec_dot_q6_K_q8_K(int64_t n, const void* w, const void* a) {
   const auto* x = static_cast<const BlockQ6K*>(w);
   const auto* y = static_cast<const BlockQ8K*>(a);
   float sum = 0.0f;
+  int8_t q[kQKK];
   for (int64_t i = 0; i < n / kQKK; ++i) {
+    unpack_q6(x[i], q);
     int sumi = 0;
     for (int j = 0; j < kQKK / 16; ++j) {
       int s = 0;
-      for (int l = 0; l < 16; ++l) s += q6_value(x[i], 16 * j + l) * y[i].qs[16 * j + l];
+      for (int l = 0; l < 16; ++l) s += q[16 * j + l] * y[i].qs[16 * j + l];
       sumi += x[i].scales[j] * s;
     }
     sum += fp16_to_f32(x[i].d) * y[i].d * static_cast<float>(sumi);

@@ -12,6 +12,12 @@
 #include "kernels/ref/ref_kernels.h"
 #include "kernels/ref/rounding.h"
 
+// The quantizers must round exactly as ggml's reference does: no fused
+// multiply-adds (GCC does not contract in ISO C++ mode; clang needs telling).
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
 namespace kestrel::kernels::ref {
 namespace {
 

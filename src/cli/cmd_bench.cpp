@@ -1,0 +1,88 @@
+// kestrel bench: tokens/s of prompt processing and generation, like llama-bench
+// (runtime/bench.h), printed as a markdown table, JSON or CSV.
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "runtime/bench.h"
+
+namespace kestrel::cli {
+
+void add_bench_command(CLI::App& app) {
+  struct Opts {
+    std::vector<std::string> models;
+    std::vector<int> n_prompt{512};
+    std::vector<int> n_gen{128};
+    std::vector<int> threads{0};
+    std::vector<std::string> isas;
+    std::vector<std::string> kv_types{"f16"};
+    int reps = 5;
+    int batch = 2048;
+    std::string output = "md";
+    bool no_warmup = false;
+    bool progress = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("bench", "benchmark prompt processing and generation speed (like llama-bench)");
+  cmd->add_option("-m,--model", o->models, "GGUF model file(s); repeat or separate with commas")->delimiter(',');
+  cmd->add_option("-p,--n-prompt", o->n_prompt, "prompt sizes (pp tests), comma-separated")->delimiter(',');
+  cmd->add_option("-n,--n-gen", o->n_gen, "generated token counts (tg tests), comma-separated")->delimiter(',');
+  cmd->add_option("-t,--threads", o->threads, "thread counts, comma-separated (default: all cores)")->delimiter(',');
+  cmd->add_option("-r,--repetitions", o->reps, "timed runs per test")->check(CLI::Range(1, 1000000));
+  cmd->add_option("-b,--batch-size", o->batch, "prompt tokens per forward pass")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--isa", o->isas, "kernel instruction sets: scalar, avx2, avx512 (default: best)")->delimiter(',');
+  cmd->add_option("--cache-type", o->kv_types, "KV cache types: f16, f32")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"f16", "f32"}));
+  cmd->add_option("-o,--output", o->output, "output format: md, json, csv")
+      ->check(CLI::IsMember({"md", "json", "csv"}));
+  cmd->add_flag("--no-warmup", o->no_warmup, "skip the warm-up run");
+  cmd->add_flag("--progress", o->progress, "print progress to stderr");
+  cmd->callback([o] {
+    BenchGrid grid;
+    grid.n_prompt = o->n_prompt;
+    grid.n_gen = o->n_gen;
+    grid.n_threads = o->threads;
+    grid.n_batch = o->batch;
+    grid.reps = o->reps;
+    grid.warmup = !o->no_warmup;
+    grid.kv_types.clear();
+    for (const auto& k : o->kv_types) grid.kv_types.push_back(k == "f32" ? KvType::F32 : KvType::F16);
+    if (!o->isas.empty()) {
+      grid.isas.clear();
+      for (const auto& name : o->isas) {
+        const Isa isa = parse_isa(name);
+        if (!isa_supported(isa)) fail("bench: this CPU does not support ", name);
+        grid.isas.push_back(isa);
+      }
+    }
+    for (int t : grid.n_threads)
+      if (t < 0) fail("bench: thread count must not be negative, got ", t);
+    const std::vector<BenchCase> cases = bench_cases(grid);
+    if (cases.empty()) fail("bench: nothing to run (all -p and -n values are 0)");
+    std::vector<std::string> models = o->models;
+    if (models.empty()) models.push_back(default_model_path());
+
+    auto printer = make_bench_printer(parse_bench_format(o->output), std::cout, grid);
+    printer->header();
+    for (size_t m = 0; m < models.size(); ++m) {
+      if (o->progress) std::cerr << "kestrel bench: loading " << models[m] << "\n";
+      auto model = load_model(models[m]);
+      const BenchModelInfo info = describe_model(*model, models[m]);
+      for (size_t i = 0; i < cases.size(); ++i) {
+        BenchProgressFn progress;
+        if (o->progress) {
+          progress = [&, i, m](const std::string& what) {
+            std::cerr << "kestrel bench: model " << m + 1 << "/" << models.size() << ", test " << i + 1 << "/"
+                      << cases.size() << " (" << cases[i].name() << "): " << what << "\n";
+          };
+        }
+        printer->row(run_bench(*model, info, cases[i], progress));
+      }
+    }
+    printer->footer();
+  });
+}
+
+}  // namespace kestrel::cli

@@ -1,0 +1,201 @@
+#include "runtime/bench.h"
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "core/error.h"
+#include "gguf/gguf.h"
+#include "runtime/memory.h"
+#include "runtime/session.h"
+
+namespace kestrel {
+namespace {
+
+// llama.cpp's names for general.file_type (llama_ftype) values.
+std::string file_type_name(const gguf::File& f) {
+  static const std::map<uint64_t, std::string> names = {
+      {0, "all F32"},        {1, "F16"},           {2, "Q4_0"},          {3, "Q4_1"},          {7, "Q8_0"},
+      {8, "Q5_0"},           {9, "Q5_1"},          {10, "Q2_K - Medium"}, {11, "Q3_K - Small"}, {12, "Q3_K - Medium"},
+      {13, "Q3_K - Large"},  {14, "Q4_K - Small"}, {15, "Q4_K - Medium"}, {16, "Q5_K - Small"}, {17, "Q5_K - Medium"},
+      {18, "Q6_K"},          {32, "BF16"},
+  };
+  if (auto ft = f.get_u64("general.file_type")) {
+    auto it = names.find(*ft);
+    if (it != names.end()) return it->second;
+  }
+  // Otherwise the type holding the most bytes.
+  std::map<DType, size_t> bytes;
+  for (const auto& t : f.tensors()) bytes[t.type] += t.nbytes;
+  DType best = DType::F32;
+  size_t most = 0;
+  for (const auto& [type, n] : bytes)
+    if (n > most) most = n, best = type;
+  std::string name(dtype_name(best));
+  for (auto& ch : name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return name;
+}
+
+std::string size_label(const gguf::File& f, uint64_t n_params) {
+  if (auto label = f.get_string("general.size_label"); label && !label->empty()) return *label;
+  std::ostringstream os;
+  os.setf(std::ios::fixed);
+  if (n_params < 1000ull * 1000 * 1000) {
+    os.precision(0);
+    os << n_params / 1e6 << "M";
+  } else {
+    os.precision(1);
+    os << n_params / 1e9 << "B";
+  }
+  return os.str();
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Sample mean and standard deviation (n - 1), as llama-bench reports them.
+template <typename T>
+std::pair<double, double> mean_stddev(const std::vector<T>& v) {
+  if (v.empty()) return {0.0, 0.0};
+  double sum = 0.0;
+  for (T x : v) sum += static_cast<double>(x);
+  const double mean = sum / v.size();
+  if (v.size() < 2) return {mean, 0.0};
+  double ss = 0.0;
+  for (T x : v) ss += (static_cast<double>(x) - mean) * (static_cast<double>(x) - mean);
+  return {mean, std::sqrt(ss / (v.size() - 1))};
+}
+
+}  // namespace
+
+std::string_view kv_type_label(KvType t) { return t == KvType::F32 ? "f32" : "f16"; }
+
+BenchModelInfo describe_model(const Model& model, const std::string& filename) {
+  BenchModelInfo info;
+  info.filename = filename;
+  for (const auto& t : model.file().tensors()) {
+    info.size += t.nbytes;
+    info.n_params += static_cast<uint64_t>(t.n_elements());
+  }
+  info.type = model.config().arch + " " + size_label(model.file(), info.n_params) + " " + file_type_name(model.file());
+  return info;
+}
+
+std::string BenchCase::name() const {
+  if (n_prompt > 0 && n_gen > 0) return "pp" + std::to_string(n_prompt) + "+tg" + std::to_string(n_gen);
+  return n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+}
+
+BenchResult run_bench(const Model& model, const BenchModelInfo& info, const BenchCase& c,
+                      const BenchProgressFn& progress) {
+  if (c.n_prompt < 0 || c.n_gen < 0 || (c.n_prompt > 0) == (c.n_gen > 0))
+    fail("bench: a test has either prompt tokens or generated tokens (got pp ", c.n_prompt, ", tg ", c.n_gen, ")");
+  if (c.reps < 1) fail("bench: repetitions must be at least 1, got ", c.reps);
+  if (c.n_batch < 1) fail("bench: batch size must be positive, got ", c.n_batch);
+  if (c.n_threads < 0) fail("bench: thread count must not be negative, got ", c.n_threads);
+  if (!isa_supported(c.isa)) fail("bench: this CPU does not support the ", isa_name(c.isa), " kernels");
+
+  BenchResult r;
+  r.model = info;
+  r.test = c;
+  r.test_time = utc_now();
+  // Per-test peak where the kernel allows it; otherwise the process-wide peak.
+  reset_peak_rss();
+
+  SessionOptions so;
+  so.n_ctx = c.n_prompt + c.n_gen;
+  so.n_threads = c.n_threads;
+  so.n_batch = c.n_batch;
+  so.kv_type = c.kv_type;
+  so.isa = c.isa;
+  Session session(model, so);
+  r.test.n_threads = session.pool().size();
+
+  const Tokenizer& tok = model.tokenizer();
+  const int32_t n_vocab = model.config().n_vocab;
+  const int32_t bos = tok.spec().add_bos && tok.bos() >= 0 ? tok.bos() : -1;
+  std::mt19937 rng(c.seed);
+  std::uniform_int_distribution<int32_t> any_token(0, n_vocab - 1);
+  auto first_token = [&] { return bos >= 0 ? bos : any_token(rng); };
+
+  auto run_prompt = [&](int n) {
+    std::vector<int32_t> ids(n);
+    ids[0] = first_token();
+    for (int i = 1; i < n; ++i) ids[i] = any_token(rng);
+    session.clear();
+    const auto t0 = std::chrono::steady_clock::now();
+    session.append(ids);
+    return std::chrono::steady_clock::now() - t0;
+  };
+  auto run_gen = [&](int n) {
+    session.clear();
+    int32_t next = first_token();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) {
+      session.append(std::span<const int32_t>(&next, 1));
+      next = any_token(rng);
+    }
+    return std::chrono::steady_clock::now() - t0;
+  };
+
+  if (c.warmup) {
+    if (progress) progress("warm-up");
+    if (c.n_prompt > 0) run_prompt(c.n_prompt);
+    else run_gen(1);
+  }
+  const int n_tokens = c.n_prompt + c.n_gen;
+  for (int rep = 0; rep < c.reps; ++rep) {
+    if (progress) progress("rep " + std::to_string(rep + 1) + "/" + std::to_string(c.reps));
+    const auto d = c.n_prompt > 0 ? run_prompt(c.n_prompt) : run_gen(c.n_gen);
+    const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+    r.samples_ns.push_back(std::max<uint64_t>(ns, 1));
+    r.samples_ts.push_back(1e9 * n_tokens / static_cast<double>(r.samples_ns.back()));
+  }
+  const auto [avg_ns, sd_ns] = mean_stddev(r.samples_ns);
+  const auto [avg_ts, sd_ts] = mean_stddev(r.samples_ts);
+  r.avg_ns = static_cast<uint64_t>(avg_ns);
+  r.stddev_ns = static_cast<uint64_t>(sd_ns);
+  r.avg_ts = avg_ts;
+  r.stddev_ts = sd_ts;
+  r.peak_rss_bytes = peak_rss_bytes();
+  return r;
+}
+
+std::vector<BenchCase> bench_cases(const BenchGrid& g) {
+  std::vector<BenchCase> out;
+  for (int threads : g.n_threads)
+    for (KvType kv : g.kv_types)
+      for (Isa isa : g.isas) {
+        BenchCase base;
+        base.n_threads = threads;
+        base.kv_type = kv;
+        base.isa = isa;
+        base.n_batch = g.n_batch;
+        base.reps = g.reps;
+        base.warmup = g.warmup;
+        for (int p : g.n_prompt) {
+          if (p <= 0) continue;
+          BenchCase c = base;
+          c.n_prompt = p;
+          out.push_back(c);
+        }
+        for (int n : g.n_gen) {
+          if (n <= 0) continue;
+          BenchCase c = base;
+          c.n_gen = n;
+          out.push_back(c);
+        }
+      }
+  return out;
+}
+
+}  // namespace kestrel

@@ -1,0 +1,100 @@
+#pragma once
+// Throughput benchmark in the manner of llama.cpp's llama-bench:
+//  - a "pp<N>" test evaluates N random tokens from an empty cache (BOS first
+//    when the vocab adds it), in batches of n_batch (one batch for N <= n_batch);
+//  - a "tg<N>" test decodes N single tokens from an empty cache, each a random
+//    id (BOS first when the vocab adds it), with logits for every token;
+//  - one warm-up run first (the whole prompt for pp, one token for tg), then
+//    `reps` timed runs, each from a cleared cache; wall time by steady_clock;
+//  - tokens/s of each run = N / seconds; reported as mean and sample standard
+//    deviation over the runs.
+// Peak resident memory is measured per test (VmHWM, reset before the test when
+// the kernel allows), so it includes the mapped weights and the test's cache.
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "model/model.h"
+#include "platform/cpu.h"
+
+namespace kestrel {
+
+// What llama-bench reports about a model.
+struct BenchModelInfo {
+  std::string filename;
+  std::string type;        // "llama 135M Q4_1": architecture, size label, file type
+  uint64_t size = 0;       // bytes of all tensors
+  uint64_t n_params = 0;   // elements of all tensors
+};
+BenchModelInfo describe_model(const Model& model, const std::string& filename);
+
+struct BenchCase {
+  int n_prompt = 0;  // exactly one of n_prompt / n_gen is > 0
+  int n_gen = 0;
+  int n_threads = 0;  // 0 = all cores (the result holds the resolved count)
+  int n_batch = 2048;
+  KvType kv_type = KvType::F16;
+  Isa isa = best_isa();
+  int reps = 5;
+  bool warmup = true;
+  uint32_t seed = 42;  // random token ids
+  std::string name() const;  // "pp512" / "tg128"
+};
+
+struct BenchResult {
+  BenchModelInfo model;
+  BenchCase test;
+  std::string test_time;            // RFC 3339, UTC, when the test started
+  std::vector<uint64_t> samples_ns;  // one per rep
+  std::vector<double> samples_ts;    // tokens/s per rep
+  double avg_ts = 0.0, stddev_ts = 0.0;
+  uint64_t avg_ns = 0, stddev_ns = 0;
+  size_t peak_rss_bytes = 0;
+};
+
+// Called with a short description before each phase ("warm-up", "rep 2/5").
+using BenchProgressFn = std::function<void(const std::string& what)>;
+
+// Runs one test. Throws kestrel::Error for an invalid case (no tokens, reps < 1,
+// an ISA the CPU lacks).
+BenchResult run_bench(const Model& model, const BenchModelInfo& info, const BenchCase& c,
+                      const BenchProgressFn& progress = {});
+
+// The cases of a grid, in llama-bench's order: for each thread count, KV type
+// and ISA, the pp tests then the tg tests (sizes of 0 are skipped).
+struct BenchGrid {
+  std::vector<int> n_prompt{512};
+  std::vector<int> n_gen{128};
+  std::vector<int> n_threads{0};
+  std::vector<KvType> kv_types{KvType::F16};
+  std::vector<Isa> isas{best_isa()};
+  int n_batch = 2048;
+  int reps = 5;
+  bool warmup = true;
+};
+std::vector<BenchCase> bench_cases(const BenchGrid& grid);
+
+// Output as llama-bench prints it: a markdown table, a JSON array of objects,
+// or CSV with a header row; one row per test, printed as each test finishes.
+enum class BenchFormat { Markdown, Json, Csv };
+BenchFormat parse_bench_format(std::string_view name);  // "md", "json", "csv"
+
+class BenchPrinter {
+ public:
+  virtual ~BenchPrinter() = default;
+  virtual void header() {}
+  virtual void row(const BenchResult& r) = 0;
+  virtual void footer() {}
+};
+// The grid chooses optional markdown columns (the KV type when it is not the
+// default f16 or varies).
+std::unique_ptr<BenchPrinter> make_bench_printer(BenchFormat format, std::ostream& out, const BenchGrid& grid);
+
+std::string_view kv_type_label(KvType t);  // "f16", "f32"
+
+}  // namespace kestrel

@@ -1,0 +1,26 @@
+#include "runtime/switch_apply.h"
+
+#include "core/error.h"
+
+namespace kestrel {
+
+void apply_switch(SessionOptions& o, const SwitchSetting& s) {
+  const SwitchSpec& spec = find_switch(s.name);
+  if (const std::string why = spec.unsupported(s.value); !why.empty())
+    fail("switch ", s.label(), " cannot run here: ", why);
+  if (s.name == "isa") {
+    o.isa = parse_isa(s.value);
+  } else if (s.name == "kv") {
+    o.kv_type = s.value == "f32" ? KvType::F32 : KvType::F16;
+  } else if (s.name == "threads") {
+    o.n_threads = std::stoi(s.value);
+  } else {
+    fail("switch ", s.name, " is registered but the runtime does not apply it");
+  }
+}
+
+void apply_switches(SessionOptions& o, const std::vector<SwitchSetting>& settings) {
+  for (const auto& s : settings) apply_switch(o, s);
+}
+
+}  // namespace kestrel
