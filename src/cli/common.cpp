@@ -41,6 +41,11 @@ void add_sampling_flags(CLI::App& app, SamplingParams& s) {
   app.add_option("--repeat-last-n", s.repeat_last_n, "tokens the penalties look back on");
   app.add_option("--frequency-penalty", s.frequency_penalty, "frequency penalty (0 = off)");
   app.add_option("--presence-penalty", s.presence_penalty, "presence penalty (0 = off)");
+  app.add_option_function<std::string>(
+         "--sampler", [&s](const std::string& v) { s.kind = parse_sampler_kind(v); },
+         "sampler: sort (the sort-based reference chain), sortfree (pivot rejection sampling, same distribution), "
+         "auto (the faster: sortfree) (default: sort)")
+      ->check(CLI::IsMember({"sort", "sortfree", "auto"}));
 }
 
 std::unique_ptr<Model> load_model_verbose(const ModelFlags& f) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kv/kv_cache.h"
+#include "platform/cpu.h"
 
 namespace kestrel {
 
@@ -17,8 +18,8 @@ struct AttentionParams {
 };
 
 // q: [head_dim] of query head `head`; sees positions [0, n_visible).
-// out: [head_dim]. scores: scratch of n_visible floats.
+// out: [head_dim]. One pass with an online softmax (kv/attention_kernels.h).
 void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams& p, int head,
-                 const float* q, int64_t n_visible, float* out, float* scores);
+                 const float* q, int64_t n_visible, float* out, Isa isa);
 
 }  // namespace kestrel

@@ -99,7 +99,6 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
   auto& rope_cos_ = S.rope_cos;
   auto& rope_sin_ = S.rope_sin;
   auto& out_rows_ = S.out_rows;
-  auto& scores_ = S.scores;
   x_.resize(T * E);     // [T, n_embd] residual stream
   xb_.resize(T * E);    // [T, n_embd] normed input / projection output
   q_.resize(T * q_dim);
@@ -110,10 +109,6 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
   up_.resize(T * c.n_ff);
   rope_cos_.resize(T * half_rot);
   rope_sin_.resize(T * half_rot);
-  int64_t max_pos = 0;
-  for (auto p : b.pos) max_pos = std::max<int64_t>(max_pos, p);
-  scores_.resize(ctx.pool.size());
-  for (auto& s : scores_) s.resize(max_pos + 1);
 
   MatmulContext mm{ctx.pool, S.workspace, ctx.isa};
   const auto& embd_kern = kernels::quant_kernels(token_embd_.type, ctx.isa);
@@ -137,12 +132,12 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
       cache.store(l, b.seq[t], b.pos[t], &k_[t * kv_dim], &v_[t * kv_dim]);
     }
     // One task per (token, head): each reads its sequence's cache up to its position.
-    ctx.pool.parallel_for_dynamic(T * c.n_head, 4, [&](int64_t i0, int64_t i1, int ith) {
+    ctx.pool.parallel_for_dynamic(T * c.n_head, 4, [&](int64_t i0, int64_t i1, int) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t t = i / c.n_head;
         const int h = static_cast<int>(i % c.n_head);
         attend_head(cache, l, b.seq[t], ap, h, &q_[t * q_dim + h * hd], b.pos[t] + 1, &att_[t * q_dim + h * hd],
-                    scores_[ith].data());
+                    ctx.isa);
       }
     });
     matmul(mm, L.wo, att_.data(), T, xb_.data());

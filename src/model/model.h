@@ -28,7 +28,6 @@ struct LoadOptions {
 // loaded model can serve several sessions. Grown on demand, reused across calls.
 struct ForwardScratch {
   std::vector<float> x, xb, q, k, v, att, gate, up, rope_cos, rope_sin, out_rows;
-  std::vector<std::vector<float>> scores;  // per thread
   Workspace workspace;                     // quantized activations
 };
 

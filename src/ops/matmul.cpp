@@ -1,22 +1,156 @@
 #include "ops/matmul.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 #include "core/error.h"
 #include "kernels/quant_kernels.h"
 
 namespace kestrel {
 namespace {
-// Weight rows handed to a thread at a time: enough to amortise the dynamic
-// scheduling, small enough that both cores finish together on 576-wide layers.
+
+// Weight rows handed to a thread at a time on the vec_dot path: enough to
+// amortise the dynamic scheduling, small enough that both cores finish together
+// on 576-wide layers.
 constexpr int64_t kRowGrain = 16;
+
+// Batches from this size on take the panel path. At 2 tokens the panel kernel
+// already beats two vec_dots per row (bench/micro/gemm_bench.cpp).
+constexpr int64_t kMinPanelTokens = 2;
+// AMX from one whole 16-token tile on (smaller batches have no tile to fill).
+constexpr int64_t kMinAmxTokens = 16;
+
+std::atomic<size_t> g_packed_bytes{0};
+
+size_t align64(size_t n) { return (n + 63) & ~size_t{63}; }
+
+// KESTREL_PANELS=0 keeps every batch on the vec_dot path (A/B runs against the
+// row-by-row kernels; KESTREL_AMX=0 likewise keeps AMX out).
+bool panels_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("KESTREL_PANELS");
+    return !(env && std::string_view(env) == "0");
+  }();
+  return on;
+}
+
 }  // namespace
 
-void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y) {
+std::shared_ptr<PackedWeightSlot> make_packed_weight_slot() { return std::make_shared<PackedWeightSlot>(); }
+
+size_t packed_weight_bytes() { return g_packed_bytes.load(std::memory_order_relaxed); }
+
+void PackedWeight::Free::operator()(uint8_t* p) const { std::free(p); }
+
+PackedWeight::PackedWeight(const kernels::PanelFormat& format, int64_t rows, int64_t cols)
+    : format_(format),
+      panels_((rows + kernels::kPanelRows - 1) / kernels::kPanelRows),
+      panel_bytes_(kernels::panel_bytes(format, cols)) {
+  const size_t total = align64(std::max<size_t>(bytes(), 64));
+  data_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, total)));
+  if (!data_) fail("matmul: out of memory packing a weight (", total, " bytes)");
+  g_packed_bytes.fetch_add(bytes(), std::memory_order_relaxed);
+}
+
+PackedWeight::~PackedWeight() { g_packed_bytes.fetch_sub(bytes(), std::memory_order_relaxed); }
+
+const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool) {
+  if (const PackedWeight* p = ready_.load(std::memory_order_acquire)) return *p;
+  std::call_once(once_, [&] {
+    const kernels::PanelFormat* f = kernels::panel_format(w.type);
+    if (!f) fail("matmul: no panel layout for ", dtype_name(w.type), " weight '", w.name, "'");
+    auto packed = std::make_unique<PackedWeight>(*f, w.rows, w.cols);
+    uint8_t* out = packed->data();
+    pool.parallel_for(packed->panels(), [&](int64_t b, int64_t e, int) {
+      kernels::pack_panels(w.type, w.data, w.row_stride, w.rows, w.cols, b, e, out);
+    });
+    packed_ = std::move(packed);
+    ready_.store(packed_.get(), std::memory_order_release);
+  });
+  return *packed_;
+}
+
+MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, bool allow_panels, bool allow_amx) {
+  if (!allow_panels || !panels_enabled() || n_tokens < kMinPanelTokens || !kernels::panel_gemm(type, isa)) return MatmulPath::VecDot;
+  if (allow_amx && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa)) return MatmulPath::PanelsAmx;
+  return MatmulPath::Panels;
+}
+
+namespace {
+
+void matmul_vec_dot(const MatmulContext& ctx, const Weight& w, const uint8_t* act, size_t act_stride,
+                    int64_t n_tokens, float* y) {
   const auto& kern = kernels::quant_kernels(w.type, ctx.isa);
   const int64_t k = w.cols;
   const int64_t m = w.rows;
+  ctx.pool.parallel_for_dynamic(m, kRowGrain, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* wrow = w.row(r);
+      for (int64_t t = 0; t < n_tokens; ++t) y[t * m + r] = kern.vec_dot(k, wrow, act + t * act_stride);
+    }
+  });
+}
 
+// Panels per scheduling chunk: at least 2 chunks per thread so a core slowed by
+// another process does not hold the other one up at the end.
+int64_t panel_grain(int64_t panels, int n_threads) {
+  return std::clamp<int64_t>(panels / (4 * static_cast<int64_t>(n_threads)), 1, 8);
+}
+
+void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y,
+                   kernels::PanelGemmFn fn) {
+  const auto& kern = kernels::quant_kernels(w.type, ctx.isa);
+  const auto& act_kern = kernels::quant_kernels(kern.vec_dot_type, ctx.isa);
+  const kernels::PanelFormat& f = *kernels::panel_format(w.type);
+  const int64_t k = w.cols;
+  const size_t act_stride = row_bytes(kern.vec_dot_type, k);
+  const size_t groups_stride = static_cast<size_t>(k / f.group);
+  const size_t act_bytes = align64(act_stride * static_cast<size_t>(n_tokens));
+  auto* buf = static_cast<uint8_t*>(
+      ctx.scratch.get(act_bytes + sizeof(kernels::ActGroup) * groups_stride * static_cast<size_t>(n_tokens)));
+  auto* groups = reinterpret_cast<kernels::ActGroup*>(buf + act_bytes);
+  ctx.pool.parallel_for(n_tokens, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) {
+      uint8_t* row = buf + static_cast<size_t>(t) * act_stride;
+      act_kern.quantize_row(x + t * k, row, k);
+      kernels::activation_groups(w.type, row, k, groups + static_cast<size_t>(t) * groups_stride);
+    }
+  });
+
+  const PackedWeight& pw = w.packed->get(w, ctx.pool);
+  const int64_t panels = pw.panels();
+  ctx.pool.parallel_for_dynamic(panels, panel_grain(panels, ctx.pool.size()), [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const kernels::PanelGemmArgs args{k,
+                                        pw.panel(p),
+                                        static_cast<int>(std::min<int64_t>(kernels::kPanelRows,
+                                                                           w.rows - p * kernels::kPanelRows)),
+                                        buf,
+                                        act_stride,
+                                        groups,
+                                        groups_stride,
+                                        n_tokens,
+                                        y + p * kernels::kPanelRows,
+                                        w.rows};
+      fn(f, args);
+    }
+  });
+}
+
+}  // namespace
+
+void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y) {
+  if (n_tokens <= 0) return;
+  const MatmulPath path = matmul_path(w.type, n_tokens, ctx.isa, ctx.allow_panels, ctx.allow_amx);
+  if (path != MatmulPath::VecDot) {
+    matmul_panels(ctx, w, x, n_tokens, y,
+                  path == MatmulPath::PanelsAmx ? kernels::panel_gemm_amx(w.type, ctx.isa)
+                                                : kernels::panel_gemm(w.type, ctx.isa));
+    return;
+  }
+  const auto& kern = kernels::quant_kernels(w.type, ctx.isa);
+  const int64_t k = w.cols;
   // Quantize the activations once: [n_tokens] rows of vec_dot_type.
   const void* act = x;
   size_t act_stride = static_cast<size_t>(k) * sizeof(float);
@@ -29,16 +163,7 @@ void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n
     });
     act = buf;
   }
-  const auto* act_bytes = static_cast<const uint8_t*>(act);
-
-  ctx.pool.parallel_for_dynamic(m, kRowGrain, [&](int64_t r0, int64_t r1, int) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const uint8_t* wrow = w.row(r);
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        y[t * m + r] = kern.vec_dot(k, wrow, act_bytes + t * act_stride);
-      }
-    }
-  });
+  matmul_vec_dot(ctx, w, static_cast<const uint8_t*>(act), act_stride, n_tokens, y);
 }
 
 void matmul_bias(const MatmulContext& ctx, const Weight& w, const float* bias, const float* x,

@@ -2,8 +2,22 @@
 // y = x · Wᵀ for a quantized weight: x [n_tokens, cols] f32, y [n_tokens, rows] f32.
 // Activations are first quantized to the format the weight's dot product wants
 // (Q8_0, Q8_1, Q8_K, F16, ...), as llama.cpp does, so results match its numerics.
+//
+// Two paths:
+//  - n_tokens == 1 (decode), formats without panels, or an Isa without panel
+//    kernels: one vec_dot per weight row and token, on the GGUF layout as mapped
+//    (decode streams each weight byte once; rows are split over the threads).
+//  - otherwise: the panel GEMM of kernels/packed_gemm.h on a copy of the weight
+//    repacked once, on first use, into 16-row panels (PackedWeight below), with
+//    AMX-INT8 tiles for 16-token tiles when the CPU and OS allow it. The
+//    original layout stays in use for decode.
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 
+#include "kernels/packed_gemm.h"
 #include "ops/weight.h"
 #include "ops/workspace.h"
 #include "platform/cpu.h"
@@ -15,6 +29,9 @@ struct MatmulContext {
   ThreadPool& pool;
   Workspace& scratch;
   Isa isa;
+  // Caps on the batched paths (benchmarks and A/B runs; the defaults pick the fastest).
+  bool allow_panels = true;
+  bool allow_amx = true;
 };
 
 void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y);
@@ -22,5 +39,52 @@ void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n
 // The same, with a bias [rows] added to every output row (qwen2's QKV projections).
 void matmul_bias(const MatmulContext& ctx, const Weight& w, const float* bias, const float* x,
                  int64_t n_tokens, float* y);
+
+// Which kernel matmul uses for a weight type, batch size and Isa.
+enum class MatmulPath { VecDot, Panels, PanelsAmx };
+MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, bool allow_panels = true, bool allow_amx = true);
+
+// A weight in panel layout: panels() panels of panel_bytes() bytes each.
+class PackedWeight {
+ public:
+  PackedWeight(const kernels::PanelFormat& format, int64_t rows, int64_t cols);
+  ~PackedWeight();
+  PackedWeight(const PackedWeight&) = delete;
+  PackedWeight& operator=(const PackedWeight&) = delete;
+
+  const kernels::PanelFormat& format() const { return format_; }
+  int64_t panels() const { return panels_; }
+  size_t panel_bytes() const { return panel_bytes_; }
+  size_t bytes() const { return panel_bytes_ * static_cast<size_t>(panels_); }
+  const uint8_t* panel(int64_t p) const { return data_.get() + static_cast<size_t>(p) * panel_bytes_; }
+  uint8_t* data() { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  const kernels::PanelFormat& format_;
+  int64_t panels_;
+  size_t panel_bytes_;
+  std::unique_ptr<uint8_t, Free> data_;
+};
+
+// Owned by a Weight (ops/weight.h); builds its PackedWeight once, thread-safely.
+class PackedWeightSlot {
+ public:
+  // The packed copy of w (w must be the weight owning this slot), repacked on
+  // the first call with `pool`'s threads; later calls return it at once.
+  const PackedWeight& get(const Weight& w, ThreadPool& pool);
+  bool built() const { return ready_.load(std::memory_order_acquire) != nullptr; }
+
+ private:
+  std::once_flag once_;
+  std::unique_ptr<PackedWeight> packed_;
+  std::atomic<const PackedWeight*> ready_{nullptr};
+};
+
+// Bytes held by all live PackedWeights of the process: the memory the batched
+// path adds on top of the mapped model file.
+size_t packed_weight_bytes();
 
 }  // namespace kestrel

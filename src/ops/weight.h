@@ -3,11 +3,18 @@
 // elements each, rows contiguous (ggml ne[0] = cols, ne[1] = rows).
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/dtype.h"
 
 namespace kestrel {
+
+// matmul's lazily built copy of a weight in the batched kernels' panel layout
+// (ops/matmul.h). Copies of a Weight share it; the data must not change after
+// the first batched matmul.
+class PackedWeightSlot;
+std::shared_ptr<PackedWeightSlot> make_packed_weight_slot();
 
 struct Weight {
   std::string name;
@@ -16,6 +23,7 @@ struct Weight {
   int64_t rows = 0;  // ne[1]: output features
   const uint8_t* data = nullptr;
   size_t row_stride = 0;  // bytes between rows
+  std::shared_ptr<PackedWeightSlot> packed = make_packed_weight_slot();
 
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_stride; }
   bool empty() const { return data == nullptr; }

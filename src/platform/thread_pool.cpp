@@ -15,6 +15,11 @@ namespace {
 // between two parallel regions of one forward pass, short enough not to burn a
 // core while the engine waits for a request.
 constexpr int kSpinIterations = 20000;
+// The caller's wait for the workers at the end of run(): spin (a worker
+// finishing its share is seen within a cache-line transfer), but past about
+// 50 us yield the core between checks: a worker that is not running (the
+// machine is oversubscribed) cannot finish while we burn the time slice.
+constexpr int kCallerSpinsBeforeYield = 1000;
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -68,7 +73,12 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     wake_.notify_all();
   }
   fn(0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) KESTREL_PAUSE();
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kCallerSpinsBeforeYield)
+      KESTREL_PAUSE();
+    else
+      std::this_thread::yield();
+  }
   job_ = nullptr;
 }
 

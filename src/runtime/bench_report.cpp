@@ -79,7 +79,8 @@ class CsvPrinter : public BenchPrinter {
   // Every value quoted, quotes doubled (as llama-bench writes CSV).
   void row(const BenchResult& r) override {
     bool first = true;
-    for (const auto& item : fields(r).items()) {
+    const Json values = fields(r);  // named: items() refers into it
+    for (const auto& item : values.items()) {
       std::string q = "\"";
       for (char ch : text_of(item.value())) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
       out_ << (first ? "" : ",") << q << "\"";
@@ -106,8 +107,9 @@ class MarkdownPrinter : public BenchPrinter {
   void header() override {
     std::string a = "|", b = "|";
     for (const auto& [name, w] : cols_) {
-      a += " " + pad(name, w) + " |";
-      b += " " + std::string(std::abs(w) - 1, '-') + (w > 0 ? ":" : "-") + " |";
+      // Appends piecewise: g++ 12 warns falsely (-Wrestrict) on "literal" + std::string&&.
+      a.append(" ").append(pad(name, w)).append(" |");
+      b.append(" ").append(std::abs(w) - 1, '-').append(w > 0 ? ":" : "-").append(" |");
     }
     out_ << a << "\n" << b << "\n" << std::flush;
   }
@@ -129,7 +131,7 @@ class MarkdownPrinter : public BenchPrinter {
         v = printf_text("%.2f \xC2\xB1 %.2f", r.avg_ts, r.stddev_ts);
         width += 1;  // "±" is two bytes but one column
       }
-      line += " " + pad(v, width) + " |";
+      line.append(" ").append(pad(v, width)).append(" |");
     }
     out_ << line << "\n" << std::flush;
   }

@@ -14,6 +14,8 @@ void apply_switch(SessionOptions& o, const SwitchSetting& s) {
     o.kv_type = s.value == "f32" ? KvType::F32 : KvType::F16;
   } else if (s.name == "threads") {
     o.n_threads = std::stoi(s.value);
+  } else if (s.name == "sampling") {
+    fail("switch ", s.label(), " changes the generation options: apply it with apply_switch(session, generate, ...)");
   } else {
     fail("switch ", s.name, " is registered but the runtime does not apply it");
   }
@@ -21,6 +23,21 @@ void apply_switch(SessionOptions& o, const SwitchSetting& s) {
 
 void apply_switches(SessionOptions& o, const std::vector<SwitchSetting>& settings) {
   for (const auto& s : settings) apply_switch(o, s);
+}
+
+void apply_switch(SessionOptions& o, GenerateOptions& g, const SwitchSetting& s) {
+  if (s.name == "sampling") {
+    const SwitchSpec& spec = find_switch(s.name);
+    if (const std::string why = spec.unsupported(s.value); !why.empty())
+      fail("switch ", s.label(), " cannot run here: ", why);
+    g.sampling.kind = parse_sampler_kind(s.value);
+    return;
+  }
+  apply_switch(o, s);
+}
+
+void apply_switches(SessionOptions& o, GenerateOptions& g, const std::vector<SwitchSetting>& settings) {
+  for (const auto& s : settings) apply_switch(o, g, s);
 }
 
 }  // namespace kestrel

@@ -11,5 +11,9 @@ namespace kestrel {
 // Throws kestrel::Error when this CPU cannot run the setting.
 void apply_switch(SessionOptions& options, const SwitchSetting& setting);
 void apply_switches(SessionOptions& options, const std::vector<SwitchSetting>& settings);
+// Also takes the switches that change how tokens are drawn (sampling=...), which
+// live in the generation options; the session-only form rejects those.
+void apply_switch(SessionOptions& options, GenerateOptions& generate, const SwitchSetting& setting);
+void apply_switches(SessionOptions& options, GenerateOptions& generate, const std::vector<SwitchSetting>& settings);
 
 }  // namespace kestrel

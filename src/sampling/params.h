@@ -3,6 +3,15 @@
 
 namespace kestrel {
 
+// Which implementation draws the token. Both draw from the same distribution
+// (llama.cpp's chain); they consume the random stream differently, so one seed
+// gives different token sequences under the two.
+enum class SamplerKind : uint8_t {
+  Sort,      // the sort-based reference chain (sampling/sort_sampler.h)
+  SortFree,  // pivot-based rejection sampling over the unsorted logits (sampling/sortfree.h)
+  Auto,      // the faster one: resolve_sampler_kind() in sampling/sampler.h
+};
+
 // Sampling settings, with llama.cpp's defaults and meanings.
 struct SamplingParams {
   float temperature = 0.8f;  // <= 0: greedy
@@ -14,6 +23,7 @@ struct SamplingParams {
   float presence_penalty = 0.0f;   // 0: off
   int repeat_last_n = 64;          // window of recent tokens the penalties see
   uint64_t seed = 0xFFFFFFFFu;     // llama.cpp's LLAMA_DEFAULT_SEED means "random"
+  SamplerKind kind = SamplerKind::Sort;
 };
 
 constexpr uint64_t kRandomSeed = 0xFFFFFFFFu;

@@ -1,6 +1,5 @@
 #include "sampling/sampler.h"
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <unordered_map>
@@ -9,6 +8,25 @@
 
 namespace kestrel {
 
+SamplerKind resolve_sampler_kind(SamplerKind kind) {
+  return kind == SamplerKind::Auto ? SamplerKind::SortFree : kind;
+}
+
+std::string_view sampler_kind_name(SamplerKind kind) {
+  switch (kind) {
+    case SamplerKind::Sort: return "sort";
+    case SamplerKind::SortFree: return "sortfree";
+    case SamplerKind::Auto: return "auto";
+  }
+  return "?";
+}
+
+SamplerKind parse_sampler_kind(std::string_view name) {
+  for (SamplerKind k : {SamplerKind::Sort, SamplerKind::SortFree, SamplerKind::Auto})
+    if (name == sampler_kind_name(k)) return k;
+  fail("unknown sampler '", name, "' (sort, sortfree or auto)");
+}
+
 int32_t argmax(std::span<const float> logits) {
   int32_t best = 0;
   for (size_t i = 1; i < logits.size(); ++i)
@@ -16,7 +34,12 @@ int32_t argmax(std::span<const float> logits) {
   return best;
 }
 
-Sampler::Sampler(const SamplingParams& params, int n_vocab) : params_(params), n_vocab_(n_vocab) {
+Sampler::Sampler(const SamplingParams& params, int n_vocab)
+    : params_(params), n_vocab_(n_vocab), kind_(resolve_sampler_kind(params.kind)) {
+  if (n_vocab < 1) fail("sampler: vocabulary of ", n_vocab, " tokens");
+  if (std::isnan(params.temperature)) fail("sampler: temperature is NaN");
+  if (std::isnan(params.top_p)) fail("sampler: top-p is NaN");
+  if (std::isnan(params.min_p)) fail("sampler: min-p is NaN");
   seed_ = params.seed == kRandomSeed
               ? static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())
               : params.seed;
@@ -35,92 +58,32 @@ void Sampler::accept(int32_t token) {
   while (history_.size() > window) history_.pop_front();
 }
 
-void Sampler::apply_penalties(std::vector<Candidate>& c) const {
+std::span<const float> Sampler::apply_penalties(std::span<const float> logits) {
   const bool on = params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
                   params_.presence_penalty != 0.0f;
-  if (!on || history_.empty()) return;
+  if (!on || history_.empty()) return logits;
+  penalized_.assign(logits.begin(), logits.end());
   std::unordered_map<int32_t, int> count;
   for (int32_t t : history_) ++count[t];
-  // Candidates are still indexed by token id here.
   for (const auto& [id, n] : count) {
-    if (id < 0 || id >= static_cast<int32_t>(c.size())) continue;
-    float& l = c[id].logit;
+    if (id < 0 || id >= static_cast<int32_t>(penalized_.size())) continue;
+    float& l = penalized_[static_cast<size_t>(id)];
     l = l <= 0 ? l * params_.repeat_penalty : l / params_.repeat_penalty;
     l -= static_cast<float>(n) * params_.frequency_penalty + params_.presence_penalty;
   }
+  return penalized_;
 }
 
 int32_t Sampler::sample(std::span<const float> logits) {
   if (static_cast<int>(logits.size()) != n_vocab_)
     fail("sampler: got ", logits.size(), " logits for a vocabulary of ", n_vocab_);
-  cand_.resize(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) {
-    if (std::isnan(logits[i])) fail("sampler: logit of token ", i, " is NaN");
-    cand_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
+  const std::span<const float> l = apply_penalties(logits);
+  if (kind_ == SamplerKind::SortFree) {
+    sortfree_.prepare(l, params_);
+    return sortfree_.draw(rng_);
   }
-  apply_penalties(cand_);
-
-  if (params_.temperature <= 0.0f) {
-    auto best = std::max_element(cand_.begin(), cand_.end(),
-                                 [](const Candidate& a, const Candidate& b) { return a.logit < b.logit; });
-    return best->id;
-  }
-
-  auto by_logit = [](const Candidate& a, const Candidate& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-  };
-  size_t n = cand_.size();
-  // top-k: keep the k largest (partial sort), in descending order.
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < n) {
-    n = params_.top_k;
-    std::partial_sort(cand_.begin(), cand_.begin() + n, cand_.end(), by_logit);
-  } else {
-    std::sort(cand_.begin(), cand_.end(), by_logit);
-  }
-  cand_.resize(n);
-
-  auto softmax = [&](float temp) {
-    const float max = cand_[0].logit;
-    double sum = 0.0;
-    for (auto& c : cand_) {
-      c.p = std::exp((c.logit - max) / temp);
-      sum += c.p;
-    }
-    for (auto& c : cand_) c.p = static_cast<float>(c.p / sum);
-  };
-  if (std::isinf(cand_[0].logit) && cand_[0].logit < 0) fail("sampler: every logit is -inf");
-
-  // top-p: smallest prefix whose probability reaches p (at least one token).
-  if (params_.top_p < 1.0f) {
-    softmax(1.0f);
-    double cum = 0.0;
-    size_t keep = cand_.size();
-    for (size_t i = 0; i < cand_.size(); ++i) {
-      cum += cand_[i].p;
-      if (cum >= params_.top_p) {
-        keep = i + 1;
-        break;
-      }
-    }
-    cand_.resize(keep);
-  }
-  // min-p: keep tokens with p >= min_p * p_max, i.e. logit >= max + log(min_p).
-  if (params_.min_p > 0.0f) {
-    const float threshold = cand_[0].logit + std::log(params_.min_p);
-    size_t keep = 1;
-    while (keep < cand_.size() && cand_[keep].logit >= threshold) ++keep;
-    cand_.resize(keep);
-  }
-
-  softmax(params_.temperature);
-  std::uniform_real_distribution<double> uni(0.0, 1.0);
-  const double u = uni(rng_);
-  double cum = 0.0;
-  for (const auto& c : cand_) {
-    cum += c.p;
-    if (u < cum) return c.id;
-  }
-  return cand_.back().id;
+  sort_.prepare(l, params_);
+  return sort_.draw(rng_);
 }
 
 }  // namespace kestrel

@@ -1,23 +1,40 @@
 #pragma once
-// The sampler chain, in llama.cpp's default order: penalties -> top-k -> top-p
-// -> min-p -> temperature -> draw. The filters here sort candidates (a partial
-// sort for top-k); this is the exact reference the sorting-free sampler is
-// checked against.
+// The sampler the runtime uses: penalties on the raw logits, then one of two
+// implementations of llama.cpp's chain (top-k -> top-p -> min-p -> temperature
+// -> draw; top-p and min-p on the temperature-1 distribution):
+//   SamplerKind::Sort      sampling/sort_sampler.h, the sort-based reference;
+//   SamplerKind::SortFree  sampling/sortfree.h, pivot-based rejection sampling.
+// Both draw from the same distribution (tests/unit/sampling check it with
+// chi-square tests); they use the random stream differently.
 #include <cstdint>
 #include <deque>
 #include <random>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "sampling/params.h"
+#include "sampling/sort_sampler.h"
+#include "sampling/sortfree.h"
 
 namespace kestrel {
 
+// What SamplerKind::Auto runs. A static choice made from bench/micro/
+// sampling_bench.cpp, not a per-run measurement: the two kinds draw different
+// token sequences for one seed, and a timing-dependent choice would make a
+// seeded run irreproducible. The sorting-free sampler was 15-80x faster at
+// vocabularies 32000-151936 (llama.cpp's default chain, see the benchmark).
+SamplerKind resolve_sampler_kind(SamplerKind kind);
+std::string_view sampler_kind_name(SamplerKind kind);  // "sort", "sortfree", "auto"
+SamplerKind parse_sampler_kind(std::string_view name);  // throws kestrel::Error
+
 class Sampler {
  public:
+  // Throws kestrel::Error on a NaN temperature, top-p or min-p, or n_vocab < 1.
   Sampler(const SamplingParams& params, int n_vocab);
 
-  // Picks the next token from raw logits [n_vocab]. Throws kestrel::Error on NaN.
+  // Picks the next token from raw logits [n_vocab]. Throws kestrel::Error on a
+  // NaN logit (or +inf, unless greedy).
   int32_t sample(std::span<const float> logits);
   // Records a token the model produced or was fed (the penalties' history).
   void accept(int32_t token);
@@ -25,21 +42,21 @@ class Sampler {
 
   const SamplingParams& params() const { return params_; }
   uint64_t seed() const { return seed_; }
+  SamplerKind kind() const { return kind_; }  // Sort or SortFree (Auto resolved)
 
  private:
-  struct Candidate {
-    int32_t id;
-    float logit;
-    float p;
-  };
-  void apply_penalties(std::vector<Candidate>& c) const;
+  // The logits the chain sees: `logits` itself, or a penalised copy.
+  std::span<const float> apply_penalties(std::span<const float> logits);
 
   SamplingParams params_;
   int n_vocab_;
   uint64_t seed_;
+  SamplerKind kind_;
   std::mt19937 rng_;
   std::deque<int32_t> history_;
-  std::vector<Candidate> cand_;
+  std::vector<float> penalized_;
+  SortSampler sort_;
+  SortFreeSampler sortfree_;
 };
 
 // Greedy: index of the largest logit (lowest index among ties).

@@ -21,6 +21,8 @@ std::vector<SwitchSpec> make_specs() {
        {"scalar", "avx2", "avx512"}, "", isa_unsupported},
       {"kv", "KV cache storage type (llama.cpp's default is f16)", {"f16", "f32"}, "f16", always_supported},
       {"threads", "worker threads of the forward pass", {}, "", always_supported},
+      {"sampling", "token sampler: the sort-based chain, or sorting-free pivot rejection sampling (same distribution)",
+       {"sort", "sortfree"}, "sort", always_supported},
   };
 }
 

@@ -98,6 +98,13 @@ gen_set "$SMOL_DIR" "$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf" 32 "${cases[
   --all-positions prefill64 "$TMP/prefill64.txt"
 check_set "$SMOL_DIR" >&2
 
+# The same prompts through llama.cpp's AMX kernels (allowed here): a second
+# llama.cpp answer for the same file. The tests use the spread between the two
+# as the measure of how far llama.cpp's own numerics move, since SmolLM2
+# amplifies last-bit differences (see tests/golden/logits/README.md).
+gen_set "$OUT_BASE/smollm2-q4_1-amx" "$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf" 32 "${cases[@]}" --allow-amx
+check_set "$OUT_BASE/smollm2-q4_1-amx" >&2
+
 # --- Qwen2.5-Coder-1.5B (optional: ~1 GB model) ---------------------------------------
 QWEN_MODEL="$CACHE/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 if [ -f "$QWEN_MODEL" ]; then

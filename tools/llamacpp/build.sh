@@ -34,7 +34,15 @@ if [ ! -f "$SRC/CMakeLists.txt" ]; then
   rm -rf "$tmp"
 fi
 echo "building llama.cpp in $BUILD (2 jobs, a few minutes)" >&2
-cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+# clang 14's -march=native does not turn on AMX for this CPU, so the x86 features
+# are named one by one when the CPU has them (llama.cpp then builds its AMX path).
+FEATURES=(-DGGML_NATIVE=ON)
+if grep -qw amx_int8 /proc/cpuinfo && grep -qw avx512_vnni /proc/cpuinfo; then
+  FEATURES=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+            -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON
+            -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=ON -DGGML_AMX_INT8=ON -DGGML_AMX_BF16=ON)
+fi
+cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ "${FEATURES[@]}" -DLLAMA_CURL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON >&2
 cmake --build "$BUILD" -j2 --target "${TARGETS[@]}" >&2
 touch "$BUILD/.kestrel-done"

@@ -6,6 +6,11 @@
 // the AVX2 ones (not a hot path). Declarations only, no inline code (see kernels/blocks.h for why).
 #include <cstdint>
 
+namespace kestrel::kernels {
+struct PanelFormat;
+struct PanelGemmArgs;
+}  // namespace kestrel::kernels
+
 namespace kestrel::kernels::avx512 {
 
 // Plain types.
@@ -31,6 +36,11 @@ float vec_dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
 float vec_dot_q5_K_q8_K(int64_t n, const void* w, const void* a);
 float vec_dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
 void quantize_row_q8_K(const float* src, void* dst, int64_t n);
+
+// Panel GEMM (kernels/packed_gemm.h): one 16-row panel times a batch of tokens.
+void panel_gemm(const PanelFormat& f, const PanelGemmArgs& args);
+// The same for tokens [t_begin, n_tokens) only (the AMX kernel's tail).
+void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& args, int64_t t_begin);
 
 // Float primitives (kernels/f32_kernels.h).
 float dot_f32(int64_t n, const float* a, const float* b);

@@ -1,0 +1,167 @@
+// This machine's roofline, measured (see docs/performance.md):
+//  roofline/read/<size>: read bandwidth, streaming 64-byte loads over a buffer
+//    of that size (1 MB stays in L2; 100 MB is about the L3's 105 MB; 400 MB
+//    comes from DRAM). Run with threads:1 and threads:2 (each its own buffer).
+//  roofline/vnni_int8: peak vpdpbusd (zmm) throughput, 12 independent chains;
+//    GOP/s counts 2 ops per int8 multiply-add.
+//  roofline/fma_f32: peak vfmadd (zmm) throughput, 12 independent chains.
+//  roofline/amx_int8: peak tdpbssd throughput, 4 accumulator tiles.
+// Rates are per CPU second (Google Benchmark's default): the machine is shared,
+// and CPU time is what a core delivers while it runs us.
+// The loops use target attributes: this file is compiled for baseline x86-64
+// and only registers what the CPU runs.
+#include <benchmark/benchmark.h>
+#include <immintrin.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "kernels/amx/amx_kernels.h"
+#include "platform/cpu.h"
+
+namespace kestrel {
+namespace {
+
+#define KESTREL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#define KESTREL_AMX __attribute__((target("avx512f,amx-tile,amx-int8")))
+
+struct Free {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+
+__attribute__((noinline)) KESTREL_AVX512 int64_t read_buffer(const uint8_t* p, size_t bytes) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i < bytes; i += 256) {
+    a0 = _mm512_add_epi64(a0, _mm512_load_si512(p + i));
+    a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + i + 64));
+    a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + i + 128));
+    a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + i + 192));
+  }
+  return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+}
+
+void bench_read(benchmark::State& state, size_t bytes) {
+  std::unique_ptr<uint8_t, Free> buf(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+  std::memset(buf.get(), 1, bytes);  // touch every page before timing
+  int64_t sink = 0;
+  uint8_t* p = buf.get();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(p);  // an opaque pointer: every iteration reads again
+    sink += read_buffer(p, bytes);
+    benchmark::ClobberMemory();
+  }
+  benchmark::DoNotOptimize(sink);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(bytes));
+}
+
+constexpr int kChains = 12;
+constexpr int64_t kInner = 1 << 16;
+
+KESTREL_AVX512 int64_t vnni_loop() {
+  __m512i acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
+  __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
+  for (int64_t n = 0; n < kInner; ++n) {
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+    __asm__ volatile("" : "+v"(a));
+  }
+  __m512i s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
+  return _mm512_reduce_add_epi32(s);
+}
+
+KESTREL_AVX512 float fma_loop() {
+  __m512 acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(0.001f);
+  for (int64_t n = 0; n < kInner; ++n) {
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    __asm__ volatile("" : "+v"(x));
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// tmm0..3: C [16, 16] int32; tmm4, tmm5: A [16, 64]; tmm6, tmm7: B [16, 64].
+KESTREL_AMX int32_t amx_loop(const int8_t* ab) {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ab, 64);
+  _tile_loadd(5, ab + 1024, 64);
+  _tile_loadd(6, ab + 2048, 64);
+  _tile_loadd(7, ab + 3072, 64);
+  for (int64_t n = 0; n < kInner / 16; ++n) {
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(1, 4, 7);
+    _tile_dpbssd(2, 5, 6);
+    _tile_dpbssd(3, 5, 7);
+  }
+  alignas(64) int32_t c[256];
+  _tile_stored(0, c, 64);
+  _tile_release();
+  return c[0];
+}
+
+void bench_vnni(benchmark::State& state) {
+  int64_t sink = 0;
+  for (auto _ : state) sink += vnni_loop();
+  benchmark::DoNotOptimize(sink);
+  state.counters["GOP/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * kInner * kChains * 64 * 2 / 1e9,
+                                               benchmark::Counter::kIsRate);
+}
+
+void bench_fma(benchmark::State& state) {
+  float sink = 0;
+  for (auto _ : state) sink += fma_loop();
+  benchmark::DoNotOptimize(sink);
+  state.counters["GFLOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * kInner * kChains * 16 * 2 / 1e9, benchmark::Counter::kIsRate);
+}
+
+void bench_amx(benchmark::State& state) {
+  std::vector<int8_t> ab(4096, 1);
+  int64_t sink = 0;
+  for (auto _ : state) sink += amx_loop(ab.data());
+  benchmark::DoNotOptimize(sink);
+  // Each tdpbssd: 16 x 16 outputs x 64 products.
+  state.counters["GOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * (kInner / 16) * 4 * 16 * 16 * 64 * 2 / 1e9, benchmark::Counter::kIsRate);
+}
+
+int register_all() {
+  if (!isa_supported(Isa::Avx512)) return 0;
+  for (size_t mb : {1, 100, 400})
+    benchmark::RegisterBenchmark(("roofline/read/" + std::to_string(mb) + "MB").c_str(), bench_read, mb << 20)
+        ->Threads(1)
+        ->Threads(2)
+        ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("roofline/vnni_int8", bench_vnni)->Threads(1)->Threads(2);
+  benchmark::RegisterBenchmark("roofline/fma_f32", bench_fma)->Threads(1)->Threads(2);
+  if (kernels::amx::available())
+    benchmark::RegisterBenchmark("roofline/amx_int8", bench_amx)->Threads(1)->Threads(2);
+  return 0;
+}
+
+const int kRegistered = register_all();
+
+}  // namespace
+}  // namespace kestrel

@@ -1,0 +1,131 @@
+// AVX-512 VNNI panel GEMM (layout and summation order: kernels/packed_gemm.h).
+// A tile is the panel's 16 rows (one int32 lane each) times C tokens. Per group
+// and token: one int32 accumulator started at offset * sum(activation), one
+// vpdpbusd per 4 elements with the token's 4 activation bytes broadcast to all
+// lanes (a memory operand), then one convert and two float ops to scale the
+// group. The weight vectors of a group are loaded and unpacked once per tile
+// and serve all C tokens.
+#include <cstring>
+
+#include "kernels/avx512/avx512-inl.h"
+#include "kernels/avx512/avx512_kernels.h"
+#include "kernels/panel_types.h"
+
+namespace kestrel::kernels::avx512 {
+namespace {
+
+// Tokens per tile: 8 int32 + 8 float accumulators leave room for the weight
+// vectors, and 8 independent vpdpbusd chains cover its latency (5 cycles at 1
+// per cycle). Tiles of fewer than 4 tokens split each chain in two.
+constexpr int kMaxTokens = 8;
+
+inline __m512i bcast32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+template <bool kNib, int kG, bool kMin, int kC>
+void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
+  constexpr int kQuantBytes = (kNib ? kG / 2 : kG) * kPanelRows;
+  constexpr int kVecs = kQuantBytes / 64;
+  constexpr bool kSplit = kC < 4;  // two chains per token to hide vpdpbusd latency
+  const int64_t n_groups = a.cols / kG;
+  const int gpb = f.act_groups_per_block;
+  const size_t group_bytes = f.group_bytes;
+
+  const uint8_t* act[kC];
+  const ActGroup* ag[kC];
+  for (int c = 0; c < kC; ++c) {
+    act[c] = a.act + static_cast<size_t>(t0 + c) * a.act_stride + f.act_qs_offset;
+    ag[c] = a.groups + static_cast<size_t>(t0 + c) * a.groups_stride;
+  }
+  __m512 facc[kC];
+  for (int c = 0; c < kC; ++c) facc[c] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+
+  const uint8_t* pg = a.panel;
+  for (int64_t g = 0; g < n_groups; ++g, pg += group_bytes) {
+    const size_t aoff = static_cast<size_t>(g / gpb) * static_cast<size_t>(f.act_block_bytes) +
+                        static_cast<size_t>(g % gpb) * kG;
+    __m512i acc[kC], acc2[kC];
+    for (int c = 0; c < kC; ++c) {
+      acc[c] = _mm512_set1_epi32(ag[c][g].offset_sum);
+      if constexpr (kSplit) acc2[c] = _mm512_setzero_si512();
+    }
+    for (int j = 0; j < kVecs; ++j) {
+      const __m512i raw = _mm512_loadu_si512(pg + 64 * j);
+      if constexpr (kNib) {
+        const __m512i lo = _mm512_and_si512(raw, low4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+        for (int c = 0; c < kC; ++c) {
+          const uint8_t* q = act[c] + aoff + 4 * j;
+          acc[c] = _mm512_dpbusd_epi32(acc[c], lo, bcast32(q));
+          if constexpr (kSplit)
+            acc2[c] = _mm512_dpbusd_epi32(acc2[c], hi, bcast32(q + kG / 2));
+          else
+            acc[c] = _mm512_dpbusd_epi32(acc[c], hi, bcast32(q + kG / 2));
+        }
+      } else {
+        for (int c = 0; c < kC; ++c) {
+          const __m512i b = bcast32(act[c] + aoff + 4 * j);
+          if constexpr (kSplit) {
+            if (j % 2) {
+              acc2[c] = _mm512_dpbusd_epi32(acc2[c], raw, b);
+              continue;
+            }
+          }
+          acc[c] = _mm512_dpbusd_epi32(acc[c], raw, b);
+        }
+      }
+    }
+    const __m512 ws = _mm512_loadu_ps(pg + kQuantBytes);
+    for (int c = 0; c < kC; ++c) {
+      __m512i s = acc[c];
+      if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
+      const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(ag[c][g].scale));
+      facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, facc[c]);
+    }
+    if constexpr (kMin) {
+      const __m512 wm = _mm512_loadu_ps(pg + kQuantBytes + 64);
+      for (int c = 0; c < kC; ++c) facc[c] = _mm512_fmadd_ps(wm, _mm512_set1_ps(ag[c][g].min), facc[c]);
+    }
+  }
+  const __mmask16 rows = static_cast<__mmask16>((1u << a.n_rows) - 1);
+  for (int c = 0; c < kC; ++c) _mm512_mask_storeu_ps(a.y + (t0 + c) * a.ldy, rows, facc[c]);
+}
+
+template <bool kNib, int kG, bool kMin>
+void run(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
+  int64_t t = t_begin;
+  for (; t + kMaxTokens <= a.n_tokens; t += kMaxTokens) tile<kNib, kG, kMin, kMaxTokens>(f, a, t);
+  switch (a.n_tokens - t) {
+    case 7: tile<kNib, kG, kMin, 7>(f, a, t); break;
+    case 6: tile<kNib, kG, kMin, 6>(f, a, t); break;
+    case 5: tile<kNib, kG, kMin, 5>(f, a, t); break;
+    case 4: tile<kNib, kG, kMin, 4>(f, a, t); break;
+    case 3: tile<kNib, kG, kMin, 3>(f, a, t); break;
+    case 2: tile<kNib, kG, kMin, 2>(f, a, t); break;
+    case 1: tile<kNib, kG, kMin, 1>(f, a, t); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
+  if (f.nibbles) {
+    if (f.has_min)
+      run<true, 32, true>(f, a, t_begin);
+    else
+      run<true, 32, false>(f, a, t_begin);
+  } else if (f.group == 16) {
+    run<false, 16, false>(f, a, t_begin);
+  } else {
+    run<false, 32, false>(f, a, t_begin);
+  }
+}
+
+void panel_gemm(const PanelFormat& f, const PanelGemmArgs& a) { panel_gemm_from(f, a, 0); }
+
+}  // namespace kestrel::kernels::avx512

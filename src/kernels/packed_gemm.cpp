@@ -1,0 +1,222 @@
+// Panel formats, repacking, activation group data, and kernel dispatch for the
+// batched matmul (see packed_gemm.h for the layout).
+#include "kernels/packed_gemm.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "kernels/amx/amx_kernels.h"
+#include "kernels/avx512/avx512_kernels.h"
+#include "kernels/blocks.h"
+
+namespace kestrel::kernels {
+namespace {
+
+constexpr size_t group_bytes(int group, bool nibbles, bool has_min) {
+  return static_cast<size_t>(nibbles ? group / 2 : group) * kPanelRows + 64 + (has_min ? 64 : 0);
+}
+
+// Activation block geometry: Q8_0 {d; qs[32]}, Q8_1 {d; s; qs[32]}, Q8_K {d; qs[256]; bsums}.
+constexpr PanelFormat kQ4_0 = {32, true, false, -8, group_bytes(32, true, false), sizeof(BlockQ8_0), 2, 1};
+constexpr PanelFormat kQ4_1 = {32, true, true, 0, group_bytes(32, true, true), sizeof(BlockQ8_1), 4, 1};
+constexpr PanelFormat kQ8_0 = {32, false, false, -128, group_bytes(32, false, false), sizeof(BlockQ8_0), 2, 1};
+constexpr PanelFormat kQ4_K = {32, true, true, 0, group_bytes(32, true, true), sizeof(BlockQ8K), 4, 8};
+constexpr PanelFormat kQ6_K = {16, false, false, -32, group_bytes(16, false, false), sizeof(BlockQ8K), 4, 16};
+
+// One group of one weight row as unsigned quants (q + offset is the signed value),
+// its scale and its min.
+struct RowGroup {
+  uint8_t q[32];
+  float scale;
+  float min;
+};
+
+void unpack_q4_0(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ4_0*>(row)[g];
+  for (int i = 0; i < 16; ++i) {
+    out->q[i] = b.qs[i] & 0xF;
+    out->q[i + 16] = b.qs[i] >> 4;
+  }
+  out->scale = fp16_to_f32(b.d);
+  out->min = 0;
+}
+
+void unpack_q4_1(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ4_1*>(row)[g];
+  for (int i = 0; i < 16; ++i) {
+    out->q[i] = b.qs[i] & 0xF;
+    out->q[i + 16] = b.qs[i] >> 4;
+  }
+  out->scale = fp16_to_f32(b.d);
+  out->min = fp16_to_f32(b.m);
+}
+
+void unpack_q8_0(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ8_0*>(row)[g];
+  for (int i = 0; i < 32; ++i) out->q[i] = static_cast<uint8_t>(b.qs[i] + 128);
+  out->scale = fp16_to_f32(b.d);
+  out->min = 0;
+}
+
+// Sub-block j of a Q4_K super-block: x = d*sc*q - dmin*m. Both products are exact
+// in float (11-bit significand times a 6-bit integer).
+void unpack_q4_K(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ4K*>(row)[g / 8];
+  const int j = static_cast<int>(g % 8);
+  uint8_t sc, m;
+  k_scale_min(j, b.scales, &sc, &m);
+  const uint8_t* qs = b.qs + 32 * (j / 2);
+  const int shift = 4 * (j % 2);
+  for (int l = 0; l < 32; ++l) out->q[l] = (qs[l] >> shift) & 0xF;
+  out->scale = fp16_to_f32(b.d) * static_cast<float>(sc);
+  out->min = -fp16_to_f32(b.dmin) * static_cast<float>(m);
+}
+
+// Sub-block j (16 elements) of a Q6_K super-block: x = d*sc*(q - 32), q in 0..63.
+// Element 128h + 32r + l: low 4 bits in ql[64h + l + 32*(r&1)] (high nibble when
+// r >= 2), high 2 bits at bit 2r of qh[32h + l].
+void unpack_q6_K(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ6K*>(row)[g / 16];
+  const int j = static_cast<int>(g % 16);
+  for (int i = 0; i < 16; ++i) {
+    const int e = 16 * j + i;
+    const int h = e / 128, r = e % 128 / 32, l = e % 32;
+    const int lo = (b.ql[64 * h + l + 32 * (r & 1)] >> (4 * (r >> 1))) & 0xF;
+    const int hi = (b.qh[32 * h + l] >> (2 * r)) & 3;
+    out->q[i] = static_cast<uint8_t>(lo | (hi << 4));
+  }
+  out->scale = fp16_to_f32(b.d) * static_cast<float>(b.scales[j]);
+  out->min = 0;
+}
+
+using UnpackFn = void (*)(const uint8_t* row, int64_t g, RowGroup* out);
+
+struct Entry {
+  DType type;
+  const PanelFormat* format;
+  UnpackFn unpack;
+  PanelGemmFn avx512;
+  PanelGemmFn amx;
+};
+
+const Entry kEntries[] = {
+    {DType::Q4_0, &kQ4_0, unpack_q4_0, avx512::panel_gemm, amx::panel_gemm},
+    {DType::Q4_1, &kQ4_1, unpack_q4_1, avx512::panel_gemm, amx::panel_gemm},
+    {DType::Q8_0, &kQ8_0, unpack_q8_0, avx512::panel_gemm, amx::panel_gemm},
+    {DType::Q4_K, &kQ4_K, unpack_q4_K, avx512::panel_gemm, amx::panel_gemm},
+    {DType::Q6_K, &kQ6_K, unpack_q6_K, avx512::panel_gemm, amx::panel_gemm},
+};
+
+const Entry* entry(DType type) {
+  for (const Entry& e : kEntries)
+    if (e.type == type) return &e;
+  return nullptr;
+}
+
+const Entry& checked_entry(DType type) {
+  const Entry* e = entry(type);
+  if (!e) fail("no panel layout for tensor type ", dtype_name(type));
+  return *e;
+}
+
+}  // namespace
+
+const PanelFormat* panel_format(DType type) {
+  const Entry* e = entry(type);
+  return e ? e->format : nullptr;
+}
+
+size_t panel_bytes(const PanelFormat& f, int64_t cols) {
+  return f.group_bytes * static_cast<size_t>(cols / f.group);
+}
+
+size_t packed_matrix_bytes(const PanelFormat& f, int64_t rows, int64_t cols) {
+  return panel_bytes(f, cols) * static_cast<size_t>((rows + kPanelRows - 1) / kPanelRows);
+}
+
+void pack_panels(DType type, const uint8_t* w, size_t row_stride, int64_t rows, int64_t cols,
+                 int64_t panel_begin, int64_t panel_end, uint8_t* out) {
+  const Entry& e = checked_entry(type);
+  const PanelFormat& f = *e.format;
+  const int64_t n_groups = cols / f.group;
+  const size_t quant_bytes = static_cast<size_t>(f.nibbles ? f.group / 2 : f.group) * kPanelRows;
+  RowGroup rg;
+  for (int64_t p = panel_begin; p < panel_end; ++p) {
+    uint8_t* panel = out + static_cast<size_t>(p) * panel_bytes(f, cols);
+    std::memset(panel, 0, panel_bytes(f, cols));
+    for (int r = 0; r < kPanelRows; ++r) {
+      const int64_t row = p * kPanelRows + r;
+      if (row >= rows) break;
+      const uint8_t* src = w + static_cast<size_t>(row) * row_stride;
+      for (int64_t g = 0; g < n_groups; ++g) {
+        uint8_t* dst = panel + static_cast<size_t>(g) * f.group_bytes;
+        e.unpack(src, g, &rg);
+        // Byte i of the row's group (nibble pair i / i + G/2, or quant i) goes to
+        // vector i / 4, lane r, byte i % 4.
+        const int n_bytes = f.nibbles ? f.group / 2 : f.group;
+        for (int i = 0; i < n_bytes; ++i) {
+          const uint8_t v = f.nibbles ? static_cast<uint8_t>(rg.q[i] | (rg.q[i + f.group / 2] << 4)) : rg.q[i];
+          dst[(i / 4) * 64 + r * 4 + i % 4] = v;
+        }
+        std::memcpy(dst + quant_bytes + 4 * r, &rg.scale, 4);
+        if (f.has_min) std::memcpy(dst + quant_bytes + 64 + 4 * r, &rg.min, 4);
+      }
+    }
+  }
+}
+
+void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* out) {
+  const Entry& e = checked_entry(type);
+  const int64_t n_groups = cols / e.format->group;
+  switch (type) {
+    case DType::Q4_0:
+    case DType::Q8_0: {
+      const auto* b = static_cast<const BlockQ8_0*>(act_row);
+      for (int64_t g = 0; g < n_groups; ++g) {
+        int sum = 0;
+        for (int i = 0; i < kQK; ++i) sum += b[g].qs[i];
+        out[g] = {fp16_to_f32(b[g].d), e.format->offset * sum, 0.0f};
+      }
+      break;
+    }
+    case DType::Q4_1: {
+      const auto* b = static_cast<const BlockQ8_1*>(act_row);
+      for (int64_t g = 0; g < n_groups; ++g) out[g] = {fp16_to_f32(b[g].d), 0, fp16_to_f32(b[g].s)};
+      break;
+    }
+    case DType::Q4_K: {
+      const auto* b = static_cast<const BlockQ8K*>(act_row);
+      for (int64_t g = 0; g < n_groups; ++g) {
+        const BlockQ8K& blk = b[g / 8];
+        const int j = static_cast<int>(g % 8);
+        out[g] = {blk.d, 0, blk.d * static_cast<float>(blk.bsums[2 * j] + blk.bsums[2 * j + 1])};
+      }
+      break;
+    }
+    case DType::Q6_K: {
+      const auto* b = static_cast<const BlockQ8K*>(act_row);
+      for (int64_t g = 0; g < n_groups; ++g) {
+        const BlockQ8K& blk = b[g / 16];
+        out[g] = {blk.d, e.format->offset * blk.bsums[g % 16], 0.0f};
+      }
+      break;
+    }
+    default:
+      fail("no panel layout for tensor type ", dtype_name(type));
+  }
+}
+
+PanelGemmFn panel_gemm(DType type, Isa isa) {
+  const Entry* e = entry(type);
+  if (!e || isa != Isa::Avx512 || !isa_supported(Isa::Avx512)) return nullptr;
+  return e->avx512;
+}
+
+PanelGemmFn panel_gemm_amx(DType type, Isa isa) {
+  const Entry* e = entry(type);
+  if (!e || isa != Isa::Avx512 || !isa_supported(Isa::Avx512) || !amx::available()) return nullptr;
+  return e->amx;
+}
+
+}  // namespace kestrel::kernels

@@ -1,0 +1,70 @@
+#pragma once
+// Batched matmul kernels (n_tokens >= 2) on weights repacked into panels.
+//
+// Why a second layout: the dot product of one weight row with one activation row
+// (vec_dot) sums 8 int32 lanes per block and needs a horizontal reduction per
+// output. For a batch, the best register use is one output row per int32 lane:
+// 16 weight rows side by side, each lane holding 4 consecutive quants of its
+// row, times 4 activation bytes broadcast to every lane (vpdpbusd). After the
+// 32 (or 16) elements of a group, lane r holds the exact integer dot product of
+// row r with the activation group, scaled once per group, and the 16 results of
+// a panel go to y with one store. The same layout is AMX's B-tile format.
+//
+// Panel layout (16 weight rows, `cols` elements), group after group:
+//   quants  4-bit formats: G/8 vectors of 64 bytes; vector j, lane r (4 bytes):
+//             bytes 4j..4j+3 of row r's 16 nibble bytes; low nibbles are the
+//             elements 4j..4j+3 of the group, high nibbles G/2+4j.. (Q4_0's order)
+//           8-bit formats: G/4 vectors; vector j, lane r: elements 4j..4j+3 of row r
+//           every quant is unsigned (0..15 or 0..255): the format's offset is
+//           applied through the activation sum (see PanelFormat::offset)
+//   scale   16 floats: the row's group scale (d, d*sc of the K quants)
+//   min     16 floats, formats with a min only (Q4_1's m, Q4_K's -dmin*m)
+// Rows past the matrix end are zero (scale 0), so a partial panel computes zeros.
+//
+// Output for row r, token t, in this order (the documented summation order; the
+// SIMD, AMX and scalar versions all follow it, so they agree bit for bit):
+//   acc = 0
+//   for each group g:  i   = offset * asum[t,g] + sum_k q[r,k] * a[t,k]   (int32, exact)
+//                      acc = fma(float(i), scale[r,g] * ascale[t,g], acc)
+//                      acc = fma(min[r,g], amin[t,g], acc)              (formats with a min)
+// versus vec_dot, which scales each block's integer sum and adds in its own
+// order: the two agree within the float-summation bound of the vec_dot tests.
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "kernels/panel_types.h"
+#include "platform/cpu.h"
+
+namespace kestrel::kernels {
+
+// Formats with panels: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K. nullptr for the rest.
+const PanelFormat* panel_format(DType type);
+
+// Bytes of one panel and of a whole matrix (rows rounded up to kPanelRows).
+size_t panel_bytes(const PanelFormat& f, int64_t cols);
+size_t packed_matrix_bytes(const PanelFormat& f, int64_t rows, int64_t cols);
+
+// Repacks weight rows [16p, 16p+16) for p in [panel_begin, panel_end) of a
+// `type` matrix in its GGUF layout (row_stride bytes apart) into `out` (the
+// start of panel 0's storage). Scalar; done once per weight. `type` must have a
+// panel format.
+void pack_panels(DType type, const uint8_t* w, size_t row_stride, int64_t rows, int64_t cols,
+                 int64_t panel_begin, int64_t panel_end, uint8_t* out);
+
+// The cols / group ActGroup entries of one activation row (blocks of the
+// weight type's vec_dot_type).
+void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* out);
+
+// The SIMD kernel for `isa` (lowered to what the CPU runs), or nullptr when that
+// level has none (scalar, AVX2: matmul keeps the row-by-row vec_dot path there).
+// The scalar twin is ref::panel_gemm (kernels/ref/ref_panel_gemm.h).
+PanelGemmFn panel_gemm(DType type, Isa isa);
+
+// The AMX-INT8 version when the CPU has AMX-INT8, `isa` is Avx512 and the OS
+// granted the tile state (asked once, lazily; see kernels/amx/amx_support.h);
+// nullptr otherwise. Whole 16-token tiles go through tile instructions, the
+// rest of the tokens through the AVX-512 kernel.
+PanelGemmFn panel_gemm_amx(DType type, Isa isa);
+
+}  // namespace kestrel::kernels

@@ -1,0 +1,53 @@
+#pragma once
+// Plain data shared by the panel GEMM kernels of every Isa (see packed_gemm.h
+// for the layout). Only <cstddef>/<cstdint>: the SIMD translation units include
+// this header, and it must not bring inline code they would compile with their
+// -m flags (see kernels/blocks.h).
+#include <cstddef>
+#include <cstdint>
+
+namespace kestrel::kernels {
+
+constexpr int kPanelRows = 16;
+
+// How a weight format maps onto panels, and where its activation quants live.
+struct PanelFormat {
+  int group;         // elements per group: 32, or 16 for Q6_K
+  bool nibbles;      // 4-bit quants (else 8-bit)
+  bool has_min;      // a min vector follows the scale vector
+  int32_t offset;    // weight value = scale * (q + offset) [+ min]
+  size_t group_bytes;  // quants + scale (+ min) of one group of a panel
+  // Activation rows (the weight's vec_dot_type): group g's int8 quants start at
+  // (g / act_groups_per_block) * act_block_bytes + act_qs_offset
+  //   + (g % act_groups_per_block) * group.
+  int act_block_bytes;
+  int act_qs_offset;
+  int act_groups_per_block;
+};
+
+// Per token and group: what the kernels need besides the activation quants.
+struct ActGroup {
+  float scale;         // the activation's d
+  int32_t offset_sum;  // PanelFormat::offset * sum of the group's quants
+  float min;           // what the weight's min multiplies: Q8_1's s, or d * sum(quants)
+};
+
+// One panel times a batch of activation rows:
+//   y[t * ldy + r] = row r of the panel . activation row t,  r < n_rows, t < n_tokens
+// act: rows of the activation format, act_stride bytes apart; groups: cols/group
+// entries per token, groups_stride entries apart.
+struct PanelGemmArgs {
+  int64_t cols;
+  const uint8_t* panel;
+  int n_rows;  // rows of this panel to write (1..16)
+  const uint8_t* act;
+  size_t act_stride;
+  const ActGroup* groups;
+  size_t groups_stride;
+  int64_t n_tokens;
+  float* y;
+  int64_t ldy;
+};
+using PanelGemmFn = void (*)(const PanelFormat& f, const PanelGemmArgs& args);
+
+}  // namespace kestrel::kernels

@@ -1,0 +1,212 @@
+// Panel GEMM (kernels/packed_gemm.h):
+//  - the scalar twin on packed panels against the row-by-row vec_dot of the
+//    scalar table on the original rows, within the vec_dot tests' bound;
+//  - every SIMD version the host runs (AVX-512 VNNI, AMX-INT8) against the
+//    scalar twin, bit for bit (same integer sums, same float operation order);
+//  - odd shapes: rows not a multiple of 16, tokens not a multiple of the
+//    kernels' tiles (8 for VNNI, 16 for AMX), a single group;
+//  - the AMX tile configuration path on a known product.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "kernels/amx/amx_kernels.h"
+#include "kernels/packed_gemm.h"
+#include "kernels/ref/ref_panel_gemm.h"
+#include "unit/kernels/kernel_test_util.h"
+
+namespace kestrel::kernels::test {
+namespace {
+
+constexpr double kEps = 1.0 / (1 << 24);
+
+const DType kPanelTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K};
+
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// A problem: weight rows (GGUF layout), activation rows (vec_dot_type) and their
+// group data, the packed panels.
+struct Problem {
+  DType type;
+  int64_t rows, cols, tokens;
+  size_t w_stride, a_stride;
+  std::vector<uint8_t> w, act, packed;
+  std::vector<ActGroup> groups;
+  std::vector<float> wd, ad, off;  // dequantized weights, activations, offset parts
+};
+
+Problem make_problem(DType type, int64_t rows, int64_t cols, int64_t tokens, uint32_t seed) {
+  Problem p{type, rows, cols, tokens, row_bytes(type, cols), 0, {}, {}, {}, {}, {}, {}, {}};
+  const DType at = quant_kernels(type, Isa::Scalar).vec_dot_type;
+  p.a_stride = row_bytes(at, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint32_t s = seed * 1000 + static_cast<uint32_t>(r);
+    const Pattern pat = r % 3 == 0 ? Pattern::Normal : r % 3 == 1 ? Pattern::Mixed : Pattern::Outlier;
+    const std::vector<uint8_t> q = r % 2 ? random_blocks(type, cols, s) : quantize(type, make_row(pat, cols, s), Isa::Scalar);
+    p.w.insert(p.w.end(), q.begin(), q.end());
+    const std::vector<float> d = dequantize(type, q, cols, Isa::Scalar);
+    p.wd.insert(p.wd.end(), d.begin(), d.end());
+    const std::vector<float> o = offset_parts(type, q, cols);
+    p.off.insert(p.off.end(), o.begin(), o.end());
+  }
+  const PanelFormat& f = *panel_format(type);
+  const int64_t n_groups = cols / f.group;
+  p.groups.resize(static_cast<size_t>(n_groups * tokens));
+  for (int64_t t = 0; t < tokens; ++t) {
+    const Pattern pat = t % 4 == 0 ? Pattern::Normal : t % 4 == 1 ? Pattern::Uniform : t % 4 == 2 ? Pattern::Mixed : Pattern::Ties;
+    const std::vector<uint8_t> a = quantize(at, make_row(pat, cols, seed * 77 + static_cast<uint32_t>(t)), Isa::Scalar);
+    p.act.insert(p.act.end(), a.begin(), a.end());
+    const std::vector<float> d = dequantize(at, a, cols, Isa::Scalar);
+    p.ad.insert(p.ad.end(), d.begin(), d.end());
+    activation_groups(type, a.data(), cols, p.groups.data() + t * n_groups);
+  }
+  p.packed.resize(packed_matrix_bytes(f, rows, cols));
+  const int64_t panels = (rows + kPanelRows - 1) / kPanelRows;
+  // Pack in two calls to cover panel ranges that do not start at 0.
+  pack_panels(type, p.w.data(), p.w_stride, rows, cols, 0, panels / 2, p.packed.data());
+  pack_panels(type, p.w.data(), p.w_stride, rows, cols, panels / 2, panels, p.packed.data());
+  return p;
+}
+
+// y [tokens, rows] through a panel kernel, panel by panel, with ldy = rows.
+std::vector<float> run(const Problem& p, PanelGemmFn fn) {
+  const PanelFormat& f = *panel_format(p.type);
+  std::vector<float> y(static_cast<size_t>(p.tokens * p.rows), -12345.0f);
+  const int64_t panels = (p.rows + kPanelRows - 1) / kPanelRows;
+  for (int64_t q = 0; q < panels; ++q) {
+    const PanelGemmArgs args{p.cols,
+                             p.packed.data() + static_cast<size_t>(q) * panel_bytes(f, p.cols),
+                             static_cast<int>(std::min<int64_t>(kPanelRows, p.rows - q * kPanelRows)),
+                             p.act.data(),
+                             p.a_stride,
+                             p.groups.data(),
+                             static_cast<size_t>(p.cols / f.group),
+                             p.tokens,
+                             y.data() + q * kPanelRows,
+                             p.rows};
+    fn(f, args);
+  }
+  return y;
+}
+
+struct Shape {
+  int64_t rows, cols, tokens;
+};
+
+std::vector<Shape> shapes(DType type) {
+  const int64_t bs = traits(type).block_size;
+  return {{1, bs, 1},       {16, bs, 2},       {17, 3 * bs, 3},   {33, 2 * bs, 9},  {5, 9 * bs, 17},
+          {48, 4 * bs, 33}, {31, 2 * bs, 16},  {16, bs, 8},       {40, bs, 47}};
+}
+
+TEST(PanelGemm, ScalarTwinMatchesVecDotOnOriginalRows) {
+  for (DType type : kPanelTypes) {
+    const auto& vd = quant_kernels(type, Isa::Scalar);
+    uint32_t seed = 1;
+    for (const Shape& s : shapes(type)) {
+      const Problem p = make_problem(type, s.rows, s.cols, s.tokens, seed++);
+      const std::vector<float> y = run(p, ref::panel_gemm);
+      for (int64_t t = 0; t < p.tokens; ++t) {
+        for (int64_t r = 0; r < p.rows; ++r) {
+          const double want =
+              vd.vec_dot(p.cols, p.w.data() + r * p.w_stride, p.act.data() + t * p.a_stride);
+          double mag = 0;
+          for (int64_t i = 0; i < p.cols; ++i) {
+            const size_t wi = static_cast<size_t>(r * p.cols + i), ai = static_cast<size_t>(t * p.cols + i);
+            mag += (std::fabs(p.wd[wi]) + std::fabs(p.off[wi])) * std::fabs(p.ad[ai]);
+          }
+          // The vec_dot tests' bound: each side sums at most n/32 + a few terms.
+          const double bound = 2.0 * (static_cast<double>(p.cols) / 32 + 8) * kEps * mag + 1e-30;
+          const double got = y[static_cast<size_t>(t * p.rows + r)];
+          ASSERT_LE(std::fabs(got - want), bound)
+              << dtype_name(type) << " rows=" << p.rows << " cols=" << p.cols << " tokens=" << p.tokens << " at row "
+              << r << " token " << t << ": panel " << got << " vec_dot " << want << " (bound " << bound << ")";
+        }
+      }
+    }
+  }
+}
+
+void expect_bit_identical(PanelGemmFn fn, const char* name) {
+  for (DType type : kPanelTypes) {
+    uint32_t seed = 100;
+    for (const Shape& s : shapes(type)) {
+      const Problem p = make_problem(type, s.rows, s.cols, s.tokens, seed++);
+      const std::vector<float> want = run(p, ref::panel_gemm);
+      const std::vector<float> got = run(p, fn);
+      for (size_t i = 0; i < want.size(); ++i) {
+        ASSERT_EQ(bits(got[i]), bits(want[i]))
+            << name << " " << dtype_name(type) << " rows=" << p.rows << " cols=" << p.cols << " tokens=" << p.tokens
+            << " at row " << i % static_cast<size_t>(p.rows) << " token " << i / static_cast<size_t>(p.rows) << ": "
+            << got[i] << " vs scalar twin " << want[i];
+      }
+    }
+  }
+}
+
+TEST(PanelGemm, SimdMatchesScalarTwinBitForBit) {
+  bool ran = false;
+  for (Isa isa : supported_isas()) {
+    for (DType type : kPanelTypes) {
+      PanelGemmFn fn = panel_gemm(type, isa);
+      if (!fn) continue;
+      ran = true;
+      expect_bit_identical(fn, isa_name(isa).data());
+      break;  // one kernel serves every format of a level
+    }
+  }
+  if (!ran) GTEST_SKIP() << "no SIMD panel kernel on this host";
+}
+
+TEST(PanelGemm, AmxMatchesScalarTwinBitForBit) {
+  PanelGemmFn fn = panel_gemm_amx(DType::Q4_0, Isa::Avx512);
+  if (!fn) GTEST_SKIP() << "AMX-INT8 not available";
+  expect_bit_identical(fn, "amx");
+}
+
+TEST(PanelGemm, NoKernelBelowAvx512) {
+  EXPECT_EQ(panel_gemm(DType::Q4_0, Isa::Scalar), nullptr);
+  EXPECT_EQ(panel_gemm(DType::Q4_0, Isa::Avx2), nullptr);
+  EXPECT_EQ(panel_gemm_amx(DType::Q4_0, Isa::Avx2), nullptr);
+  EXPECT_EQ(panel_gemm(DType::Q5_0, Isa::Avx512), nullptr);
+}
+
+TEST(PanelGemm, FormatsWithoutPanelsAreErrors) {
+  EXPECT_EQ(panel_format(DType::Q5_1), nullptr);
+  std::vector<uint8_t> w(row_bytes(DType::Q5_1, 32)), out(4096);
+  EXPECT_THROW(pack_panels(DType::Q5_1, w.data(), w.size(), 1, 32, 0, 1, out.data()), Error);
+  std::vector<ActGroup> g(1);
+  EXPECT_THROW(activation_groups(DType::F16, w.data(), 32, g.data()), Error);
+}
+
+TEST(PanelGemm, PackedSizeCountsWholePanels) {
+  const PanelFormat& f = *panel_format(DType::Q4_0);
+  // 16 rows x 32 elements: 16 nibble bytes + a float scale per row.
+  EXPECT_EQ(panel_bytes(f, 32), 16u * 16 + 64);
+  EXPECT_EQ(packed_matrix_bytes(f, 17, 64), 2 * 2 * (16u * 16 + 64));
+}
+
+// The tile configuration must reach the CPU whole (g++ 12's _tile_loadconfig
+// pitfall); a dropped config faults or computes with the wrong shapes.
+TEST(Amx, TileConfigAndDotProduct) {
+  if (!amx::available()) GTEST_SKIP() << "AMX-INT8 not available";
+  std::mt19937 rng(5);
+  std::vector<int8_t> a(16 * 64);
+  std::vector<uint8_t> b(16 * 64);
+  for (auto& v : a) v = static_cast<int8_t>(rng());
+  for (auto& v : b) v = static_cast<uint8_t>(rng());
+  std::vector<int32_t> c(16 * 16, 7);
+  amx::tile_selftest(a.data(), b.data(), c.data());
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 16; ++n) {
+      int32_t want = 0;
+      for (int k = 0; k < 64; ++k) want += a[static_cast<size_t>(m * 64 + k)] * b[static_cast<size_t>((k / 4) * 64 + n * 4 + k % 4)];
+      ASSERT_EQ(c[static_cast<size_t>(m * 16 + n)], want) << "C[" << m << "][" << n << "]";
+    }
+}
+
+}  // namespace
+}  // namespace kestrel::kernels::test

@@ -1,0 +1,205 @@
+// matmul (ops/matmul.h): every path against a double-precision product of the
+// dequantized weight and the dequantized (quantized) activations, within the
+// vec_dot tests' float-summation bound; the paths against each other; the
+// lazily built PackedWeight under concurrent first use; its memory accounting.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "core/fp16.h"
+#include "kernels/blocks.h"
+#include "kernels/quant_kernels.h"
+#include "ops/matmul.h"
+
+namespace kestrel {
+namespace {
+
+constexpr double kEps = 1.0 / (1 << 24);
+
+struct Case {
+  DType type;
+  int64_t rows, cols;
+  std::vector<uint8_t> data;
+  Weight w;
+};
+
+Case make_case(DType type, int64_t rows, int64_t cols, uint32_t seed) {
+  Case c{type, rows, cols, {}, {}};
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  const auto& k = kernels::quant_kernels(type, Isa::Scalar);
+  const size_t stride = row_bytes(type, cols);
+  c.data.resize(stride * static_cast<size_t>(rows));
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : row) v = g(rng) * (1.0f + static_cast<float>(r % 5));
+    k.quantize_weights(row.data(), c.data.data() + static_cast<size_t>(r) * stride, cols);
+  }
+  c.w.name = "test";
+  c.w.type = type;
+  c.w.rows = rows;
+  c.w.cols = cols;
+  c.w.data = c.data.data();
+  c.w.row_stride = stride;
+  return c;
+}
+
+std::vector<float> activations(int64_t n_tokens, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n_tokens * cols));
+  for (auto& v : x) v = g(rng);
+  return x;
+}
+
+// The min part of weight element i of a row (Q4_1's m, Q4_K's dmin * m_j): the
+// kernels add it as a separate term, so it counts in the error magnitude.
+double min_part(DType type, const uint8_t* row, int64_t i) {
+  if (type == DType::Q4_1) return fp16_to_f32(reinterpret_cast<const kernels::BlockQ4_1*>(row)[i / 32].m);
+  if (type == DType::Q4_K) {
+    const auto& b = reinterpret_cast<const kernels::BlockQ4K*>(row)[i / 256];
+    uint8_t sc, m;
+    kernels::k_scale_min(static_cast<int>(i % 256 / 32), b.scales, &sc, &m);
+    return static_cast<double>(fp16_to_f32(b.dmin)) * m;
+  }
+  return 0;
+}
+
+// Reference y and error magnitude per output, in double, from the dequantized
+// weight and the activation rows after quantization to vec_dot_type. Q8_1's s
+// is an fp16 rounding of d * sum(q), and Q4_1's min term uses it: the
+// reference does the same.
+void reference(const Case& c, const std::vector<float>& x, int64_t n_tokens, std::vector<double>* y,
+               std::vector<double>* mag) {
+  const auto& wk = kernels::quant_kernels(c.type, Isa::Scalar);
+  const auto& ak = kernels::quant_kernels(wk.vec_dot_type, Isa::Scalar);
+  std::vector<float> wd(static_cast<size_t>(c.rows * c.cols)), ad(static_cast<size_t>(n_tokens * c.cols));
+  for (int64_t r = 0; r < c.rows; ++r) wk.dequantize_row(c.w.row(r), wd.data() + r * c.cols, c.cols);
+  const size_t a_stride = row_bytes(wk.vec_dot_type, c.cols);
+  std::vector<uint8_t> q(a_stride * static_cast<size_t>(n_tokens));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    ak.quantize_row(x.data() + t * c.cols, q.data() + t * a_stride, c.cols);
+    ak.dequantize_row(q.data() + t * a_stride, ad.data() + t * c.cols, c.cols);
+  }
+  y->assign(static_cast<size_t>(n_tokens * c.rows), 0.0);
+  mag->assign(y->size(), 0.0);
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t r = 0; r < c.rows; ++r) {
+      double s = 0, m = 0;
+      for (int64_t i = 0; i < c.cols; ++i) {
+        const double a = ad[static_cast<size_t>(t * c.cols + i)];
+        const double w = wd[static_cast<size_t>(r * c.cols + i)];
+        s += w * a;
+        m += (std::fabs(w) + std::fabs(min_part(c.type, c.w.row(r), i))) * std::fabs(a);
+      }
+      if (wk.vec_dot_type == DType::Q8_1) {
+        const auto* ab = reinterpret_cast<const kernels::BlockQ8_1*>(q.data() + t * a_stride);
+        for (int64_t b = 0; b < c.cols / 32; ++b) {
+          double dsum = 0;
+          for (int j = 0; j < 32; ++j) dsum += ad[static_cast<size_t>(t * c.cols + 32 * b + j)];
+          s += min_part(c.type, c.w.row(r), 32 * b) * (fp16_to_f32(ab[b].s) - dsum);
+        }
+      }
+      (*y)[static_cast<size_t>(t * c.rows + r)] = s;
+      (*mag)[static_cast<size_t>(t * c.rows + r)] = m;
+    }
+}
+
+std::vector<float> run(const Case& c, const std::vector<float>& x, int64_t n_tokens, ThreadPool& pool, Isa isa,
+                       bool panels, bool amx) {
+  Workspace ws;
+  MatmulContext ctx{pool, ws, isa};
+  ctx.allow_panels = panels;
+  ctx.allow_amx = amx;
+  std::vector<float> y(static_cast<size_t>(n_tokens * c.rows), std::nanf(""));
+  matmul(ctx, c.w, x.data(), n_tokens, y.data());
+  return y;
+}
+
+struct Shape {
+  int64_t rows, tokens;
+};
+
+TEST(Matmul, EveryPathMatchesDoubleReference) {
+  ThreadPool pool(2);
+  const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_0};
+  const Shape shapes[] = {{37, 1}, {37, 2}, {64, 7}, {50, 16}, {33, 35}, {16, 64}};
+  uint32_t seed = 1;
+  for (DType type : types) {
+    const int64_t cols = traits(type).block_size == 256 ? 512 : 96;
+    for (const Shape& s : shapes) {
+      const Case c = make_case(type, s.rows, cols, seed++);
+      const std::vector<float> x = activations(s.tokens, cols, seed++);
+      std::vector<double> want, mag;
+      reference(c, x, s.tokens, &want, &mag);
+      for (Isa isa : supported_isas()) {
+        for (int mode = 0; mode < 3; ++mode) {
+          const std::vector<float> got = run(c, x, s.tokens, pool, isa, mode > 0, mode > 1);
+          for (size_t i = 0; i < got.size(); ++i) {
+            // The float paths sum at most n/32 + a few terms of size <= mag; the
+            // reference is exact enough to count as the true value.
+            const double bound = (static_cast<double>(cols) / 32 + 8) * kEps * mag[i] + 1e-30;
+            ASSERT_LE(std::fabs(got[i] - want[i]), bound)
+                << dtype_name(type) << " " << isa_name(isa) << " mode " << mode << " rows=" << s.rows
+                << " tokens=" << s.tokens << " at token " << i / static_cast<size_t>(s.rows) << " row "
+                << i % static_cast<size_t>(s.rows) << ": " << got[i] << " vs " << want[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, PathChoice) {
+  EXPECT_EQ(matmul_path(DType::Q4_0, 1, Isa::Avx512), MatmulPath::VecDot);
+  EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2), MatmulPath::VecDot);
+  EXPECT_EQ(matmul_path(DType::Q5_0, 8, Isa::Avx512), MatmulPath::VecDot);
+  EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512, /*allow_panels=*/false), MatmulPath::VecDot);
+  if (isa_supported(Isa::Avx512)) {
+    EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512), MatmulPath::Panels);
+    EXPECT_EQ(matmul_path(DType::Q4_0, 64, Isa::Avx512, true, /*allow_amx=*/false), MatmulPath::Panels);
+  }
+}
+
+// Several threads (each with its own pool, as sessions have) hit a weight's
+// first batched matmul at once: one packs, all get the same answer.
+TEST(Matmul, PackedWeightBuiltOnceUnderConcurrentFirstUse) {
+  if (!isa_supported(Isa::Avx512)) GTEST_SKIP() << "no panel kernels below AVX-512";
+  const Case c = make_case(DType::Q4_0, 100, 256, 42);
+  const std::vector<float> x = activations(9, 256, 43);
+  const size_t before = packed_weight_bytes();
+  std::vector<std::vector<float>> results(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] {
+      ThreadPool pool(2);
+      results[static_cast<size_t>(i)] = run(c, x, 9, pool, Isa::Avx512, true, false);
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 1; i < 4; ++i)
+    EXPECT_EQ(0, std::memcmp(results[0].data(), results[static_cast<size_t>(i)].data(), results[0].size() * 4));
+  EXPECT_TRUE(c.w.packed->built());
+  // 7 panels of 8 groups, each 16 x 16 nibble bytes + 16 scales.
+  EXPECT_EQ(packed_weight_bytes() - before, 7u * 8 * (256 + 64));
+  Weight copy = c.w;  // copies share the packed data
+  EXPECT_TRUE(copy.packed->built());
+}
+
+TEST(Matmul, PackedBytesReturnWhenWeightsGo) {
+  if (!isa_supported(Isa::Avx512)) GTEST_SKIP() << "no panel kernels below AVX-512";
+  const size_t before = packed_weight_bytes();
+  {
+    const Case c = make_case(DType::Q8_0, 32, 64, 3);
+    ThreadPool pool(1);
+    run(c, activations(4, 64, 4), 4, pool, Isa::Avx512, true, false);
+    EXPECT_GT(packed_weight_bytes(), before);
+  }
+  EXPECT_EQ(packed_weight_bytes(), before);
+}
+
+}  // namespace
+}  // namespace kestrel

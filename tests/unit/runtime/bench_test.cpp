@@ -1,0 +1,187 @@
+// kestrel bench's library part on the tiny model: the statistics, and the JSON,
+// CSV and markdown outputs.
+#include "runtime/bench.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "runtime/memory.h"
+#include "unit/runtime/tiny_model.h"
+
+namespace kestrel {
+namespace {
+
+struct Loaded {
+  std::string path;
+  std::unique_ptr<Model> model;
+  explicit Loaded(const std::string& tag) : path(testing::write_tiny_model({}, tag)), model(load_model(path)) {}
+  ~Loaded() { std::filesystem::remove(path); }
+};
+
+BenchGrid small_grid() {
+  BenchGrid g;
+  g.n_prompt = {16, 0};
+  g.n_gen = {4};
+  g.n_threads = {1, 2};
+  g.reps = 3;
+  return g;
+}
+
+std::vector<BenchResult> run_all(const Model& m, const BenchModelInfo& info, const BenchGrid& g) {
+  std::vector<BenchResult> out;
+  for (const BenchCase& c : bench_cases(g)) out.push_back(run_bench(m, info, c));
+  return out;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char ch : s) {
+    if (ch == sep) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+TEST(Bench, CasesFollowLlamaBenchOrder) {
+  const auto cases = bench_cases(small_grid());
+  ASSERT_EQ(cases.size(), 4u);  // per thread count: pp16 then tg4 (size 0 skipped)
+  EXPECT_EQ(cases[0].name(), "pp16");
+  EXPECT_EQ(cases[0].n_threads, 1);
+  EXPECT_EQ(cases[1].name(), "tg4");
+  EXPECT_EQ(cases[2].n_threads, 2);
+  EXPECT_EQ(cases[3].name(), "tg4");
+  BenchCase bad;
+  EXPECT_THROW(run_bench(*Loaded("bench_bad").model, {}, bad), Error);  // neither pp nor tg
+}
+
+TEST(Bench, StatisticsAndModelDescription) {
+  Loaded tiny("bench_stats");
+  const BenchModelInfo info = describe_model(*tiny.model, tiny.path);
+  // 2 layers of (q, k, v, o, gate, up, down, 2 norms) + embd, output, output_norm.
+  const int64_t E = 32, kv = 16, F = 64, V = tiny.model->config().n_vocab;
+  const uint64_t per_layer = E * E * 2 + E * kv * 2 + 3 * E * F + 2 * E;
+  EXPECT_EQ(info.n_params, 2 * per_layer + 2 * E * V + E);
+  EXPECT_EQ(info.size, info.n_params * 4);  // all F32
+  EXPECT_EQ(info.type, "llama 0M all F32");
+
+  BenchCase c;
+  c.n_prompt = 16;
+  c.reps = 4;
+  int calls = 0;
+  const BenchResult r = run_bench(*tiny.model, info, c, [&](const std::string&) { ++calls; });
+  EXPECT_EQ(calls, 5);  // warm-up + 4 reps
+  ASSERT_EQ(r.samples_ns.size(), 4u);
+  ASSERT_EQ(r.samples_ts.size(), 4u);
+  double sum = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_NEAR(r.samples_ts[i], 16e9 / r.samples_ns[i], 1e-9 * r.samples_ts[i]);
+    sum += r.samples_ts[i];
+  }
+  const double mean = sum / 4;
+  double ss = 0;
+  for (double t : r.samples_ts) ss += (t - mean) * (t - mean);
+  EXPECT_NEAR(r.avg_ts, mean, 1e-9 * mean);
+  EXPECT_NEAR(r.stddev_ts, std::sqrt(ss / 3), 1e-9 * mean);
+  EXPECT_GT(r.peak_rss_bytes, 0u);
+  EXPECT_GE(peak_rss_bytes(), current_rss_bytes() / 2);  // sane units (both bytes)
+  EXPECT_GE(r.test.n_threads, 1);
+}
+
+TEST(Bench, JsonOutputParses) {
+  Loaded tiny("bench_json");
+  const BenchGrid g = small_grid();
+  const BenchModelInfo info = describe_model(*tiny.model, tiny.path);
+  const auto results = run_all(*tiny.model, info, g);
+  std::ostringstream out;
+  auto p = make_bench_printer(BenchFormat::Json, out, g);
+  p->header();
+  for (const auto& r : results) p->row(r);
+  p->footer();
+
+  const nlohmann::json j = nlohmann::json::parse(out.str());
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), results.size());
+  for (size_t i = 0; i < j.size(); ++i) {
+    const auto& o = j[i];
+    for (const char* key : {"model_filename", "model_type", "model_size", "model_n_params", "n_threads", "n_prompt",
+                            "n_gen", "avg_ts", "stddev_ts", "samples_ts", "samples_ns", "isa", "kv_type",
+                            "peak_rss_bytes", "type_k", "test_time", "backends"})
+      EXPECT_TRUE(o.contains(key)) << key;
+    EXPECT_EQ(o["model_filename"], tiny.path);
+    EXPECT_EQ(o["model_n_params"].get<uint64_t>(), info.n_params);
+    EXPECT_EQ(o["n_prompt"].get<int>(), results[i].test.n_prompt);
+    EXPECT_EQ(o["n_gen"].get<int>(), results[i].test.n_gen);
+    EXPECT_EQ(o["samples_ts"].size(), 3u);
+    EXPECT_DOUBLE_EQ(o["avg_ts"].get<double>(), results[i].avg_ts);
+    EXPECT_EQ(o["kv_type"], "f16");
+    EXPECT_EQ(o["backends"], "CPU");
+  }
+  EXPECT_EQ(j[0]["n_threads"].get<int>(), 1);
+  EXPECT_EQ(j[3]["n_threads"].get<int>(), 2);
+}
+
+TEST(Bench, CsvHasHeaderAndOneRowPerTest) {
+  Loaded tiny("bench_csv");
+  const BenchGrid g = small_grid();
+  const auto results = run_all(*tiny.model, describe_model(*tiny.model, tiny.path), g);
+  std::ostringstream out;
+  auto p = make_bench_printer(BenchFormat::Csv, out, g);
+  p->header();
+  for (const auto& r : results) p->row(r);
+  p->footer();
+
+  const auto lines = split(out.str(), '\n');
+  ASSERT_EQ(lines.size(), 1 + results.size());
+  const auto header = split(lines[0], ',');
+  EXPECT_EQ(header[0], "backends");
+  for (const char* key : {"model_filename", "model_type", "n_prompt", "n_gen", "avg_ts", "stddev_ts", "isa",
+                          "kv_type", "peak_rss_bytes"})
+    EXPECT_NE(std::find(header.begin(), header.end(), key), header.end()) << key;
+  const size_t n_prompt_col = std::find(header.begin(), header.end(), "n_prompt") - header.begin();
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto cells = split(lines[i + 1], ',');
+    ASSERT_EQ(cells.size(), header.size()) << lines[i + 1];
+    for (const auto& c : cells) EXPECT_TRUE(c.size() >= 2 && c.front() == '"' && c.back() == '"') << c;
+    EXPECT_EQ(cells[n_prompt_col], "\"" + std::to_string(results[i].test.n_prompt) + "\"");
+  }
+}
+
+TEST(Bench, MarkdownTable) {
+  Loaded tiny("bench_md");
+  BenchGrid g = small_grid();
+  g.n_threads = {1};
+  g.kv_types = {KvType::F16, KvType::F32};
+  g.reps = 1;
+  const auto results = run_all(*tiny.model, describe_model(*tiny.model, tiny.path), g);
+  std::ostringstream out;
+  auto p = make_bench_printer(BenchFormat::Markdown, out, g);
+  p->header();
+  for (const auto& r : results) p->row(r);
+  p->footer();
+  const auto lines = split(out.str(), '\n');
+  ASSERT_GE(lines.size(), 2 + results.size());
+  EXPECT_NE(lines[0].find("| model "), std::string::npos);
+  EXPECT_NE(lines[0].find("type_k"), std::string::npos);  // shown: two KV types
+  EXPECT_NE(lines[0].find("t/s |"), std::string::npos);
+  EXPECT_EQ(lines[1].find("| ---"), 0u);
+  EXPECT_NE(lines[2].find("pp16"), std::string::npos);
+  EXPECT_NE(lines[2].find("all F32"), std::string::npos);
+  EXPECT_NE(lines[3].find("tg4"), std::string::npos);
+  EXPECT_NE(lines[4].find("f32"), std::string::npos);
+  EXPECT_THROW(parse_bench_format("xml"), Error);
+  EXPECT_EQ(parse_bench_format("json"), BenchFormat::Json);
+}
+
+}  // namespace
+}  // namespace kestrel
