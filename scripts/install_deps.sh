@@ -15,3 +15,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
 fi
+# The server's end-to-end test drives it with the official openai client.
+if ! python3 -c "import openai" >/dev/null 2>&1; then
+  python3 -m pip install -q openai || python3 -m pip install -q --break-system-packages openai
+fi

@@ -156,6 +156,9 @@ void bench_gemm(benchmark::State& state, DType type, Kernel kernel, int64_t rows
     std::vector<kernels::ActGroup> groups(n_groups * static_cast<size_t>(tokens));
     for (int64_t t = 0; t < tokens; ++t)
       kernels::activation_groups(type, act.data() + t * a_stride, cols, groups.data() + static_cast<size_t>(t) * n_groups);
+    // As matmul does for AMX: the activation tiles regrouped once per call.
+    std::vector<uint8_t> tiles(kernels::act_tiles_bytes(f, cols, tokens) + 1);
+    if (kernel == Kernel::Amx) kernels::pack_act_tiles(f, act.data(), a_stride, cols, tokens, tiles.data());
     const size_t pb = kernels::panel_bytes(f, cols);
     const int64_t n_panels = (rows + kernels::kPanelRows - 1) / kernels::kPanelRows;
     weight_bytes = pb * static_cast<size_t>(n_panels);
@@ -166,7 +169,8 @@ void bench_gemm(benchmark::State& state, DType type, Kernel kernel, int64_t rows
         const kernels::PanelGemmArgs args{cols, packed + static_cast<size_t>(p) * pb,
                                           static_cast<int>(std::min<int64_t>(16, rows - 16 * p)),
                                           act.data(), a_stride, groups.data(), n_groups, tokens,
-                                          y.data() + 16 * p, rows};
+                                          y.data() + 16 * p, rows,
+                                          kernel == Kernel::Amx ? tiles.data() : nullptr};
         fn(f, args);
       }
       benchmark::ClobberMemory();

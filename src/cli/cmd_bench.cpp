@@ -16,6 +16,7 @@ void add_bench_command(CLI::App& app) {
     std::vector<int> n_gen{128};
     std::vector<int> threads{0};
     std::vector<std::string> isas;
+    std::vector<std::string> switches;
     std::vector<std::string> kv_types{"f16"};
     int reps = 5;
     int batch = 2048;
@@ -31,6 +32,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "thread counts, comma-separated (default: all cores)")->delimiter(',');
   cmd->add_option("-r,--repetitions", o->reps, "timed runs per test")->check(CLI::Range(1, 1000000));
   cmd->add_option("-b,--batch-size", o->batch, "prompt tokens per forward pass")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--switch", o->switches, "technique switches name=value (kestrel ab lists them), repeatable");
   cmd->add_option("--isa", o->isas, "kernel instruction sets: scalar, avx2, avx512 (default: best)")->delimiter(',');
   cmd->add_option("--cache-type", o->kv_types, "KV cache types: f16, f32")
       ->delimiter(',')
@@ -47,6 +49,7 @@ void add_bench_command(CLI::App& app) {
     grid.n_batch = o->batch;
     grid.reps = o->reps;
     grid.warmup = !o->no_warmup;
+    for (const auto& sw : o->switches) grid.switches.push_back(parse_switch(sw));
     grid.kv_types.clear();
     for (const auto& k : o->kv_types) grid.kv_types.push_back(k == "f32" ? KvType::F32 : KvType::F16);
     if (!o->isas.empty()) {

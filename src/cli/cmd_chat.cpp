@@ -42,6 +42,7 @@ void add_chat_command(CLI::App& app) {
       GenerateOptions g;
       g.max_tokens = o->n_predict;
       g.sampling = o->sampling;
+      apply_generation_switches(o->model, g.sampling);
       try {
         auto r = generate(session, ids, g, [](const std::string& piece) {
           std::cout << piece << std::flush;

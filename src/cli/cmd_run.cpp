@@ -53,6 +53,7 @@ void add_run_command(CLI::App& app) {
     GenerateOptions g;
     g.max_tokens = o->n_predict;
     g.sampling = o->sampling;
+    apply_generation_switches(o->model, g.sampling);
     if (!o->no_display_prompt) std::cout << prompt << std::flush;
     auto r = generate(session, ids, g, [](const std::string& piece) {
       std::cout << piece << std::flush;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "runtime/switch_apply.h"
 
 namespace kestrel::cli {
 
@@ -29,6 +30,7 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("-b,--batch-size", f.batch, "prompt tokens per forward pass");
   app.add_option("--isa", f.isa, "cap the kernel instruction set: scalar, avx2, avx512");
   app.add_option("--cache-type", f.kv_type, "KV cache type: f16 or f32")->check(CLI::IsMember({"f16", "f32"}));
+  app.add_option("--switch", f.switches, "technique switch name=value (see `kestrel ab --list`), repeatable");
 }
 
 void add_sampling_flags(CLI::App& app, SamplingParams& s) {
@@ -71,7 +73,17 @@ SessionOptions session_options(const ModelFlags& f) {
   o.kv_type = f.kv_type == "f32" ? KvType::F32 : KvType::F16;
   o.isa = f.isa.empty() ? best_isa() : parse_isa(f.isa);
   if (static_cast<int>(o.isa) > static_cast<int>(best_isa())) o.isa = best_isa();
+  GenerateOptions unused;  // sampling switches are applied by generation_switches()
+  for (const auto& s : f.switches) apply_switch(o, unused, parse_switch(s));
   return o;
+}
+
+void apply_generation_switches(const ModelFlags& f, SamplingParams& s) {
+  SessionOptions unused;
+  GenerateOptions g;
+  g.sampling = s;
+  for (const auto& text : f.switches) apply_switch(unused, g, parse_switch(text));
+  s = g.sampling;
 }
 
 std::string read_file(const std::string& path) {

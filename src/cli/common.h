@@ -21,6 +21,7 @@ struct ModelFlags {
   int batch = 512;
   std::string isa;       // "" = best
   std::string kv_type = "f16";
+  std::vector<std::string> switches;  // name=value, applied last
 };
 
 void add_model_flags(CLI::App& app, ModelFlags& f);
@@ -28,6 +29,8 @@ void add_sampling_flags(CLI::App& app, SamplingParams& s);
 
 std::unique_ptr<Model> load_model_verbose(const ModelFlags& f);
 SessionOptions session_options(const ModelFlags& f);
+// The --switch settings that change generation (sampling=...), onto s.
+void apply_generation_switches(const ModelFlags& f, SamplingParams& s);
 
 // Reads a whole file (for -f); throws kestrel::Error if it cannot.
 std::string read_file(const std::string& path);

@@ -13,9 +13,11 @@ int main(int argc, char** argv) {
   kestrel::cli::add_info_command(app);
   kestrel::cli::add_tokenize_command(app);
   kestrel::cli::add_quantize_command(app);
+  kestrel::cli::add_ab_command(app);
   kestrel::cli::add_perplexity_command(app);
   kestrel::cli::add_bench_command(app);
   kestrel::cli::add_synth_command(app);
+  kestrel::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -207,6 +207,26 @@ void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* 
   }
 }
 
+size_t act_tiles_bytes(const PanelFormat& f, int64_t cols, int64_t n_tokens) {
+  return static_cast<size_t>(n_tokens / kAmxTileTokens * kAmxTileTokens * cols);
+}
+
+void pack_act_tiles(const PanelFormat& f, const uint8_t* act, size_t act_stride, int64_t cols, int64_t n_tokens,
+                    uint8_t* out) {
+  const int64_t n_groups = cols / f.group;
+  const int64_t n_tiles = n_tokens / kAmxTileTokens;
+  for (int64_t tile = 0; tile < n_tiles; ++tile)
+    for (int64_t g = 0; g < n_groups; ++g) {
+      const size_t off = static_cast<size_t>(g / f.act_groups_per_block) * static_cast<size_t>(f.act_block_bytes) +
+                         static_cast<size_t>(f.act_qs_offset) + static_cast<size_t>(g % f.act_groups_per_block * f.group);
+      for (int m = 0; m < kAmxTileTokens; ++m) {
+        std::memcpy(out, act + static_cast<size_t>(tile * kAmxTileTokens + m) * act_stride + off,
+                    static_cast<size_t>(f.group));
+        out += f.group;
+      }
+    }
+}
+
 PanelGemmFn panel_gemm(DType type, Isa isa) {
   const Entry* e = entry(type);
   if (!e || isa != Isa::Avx512 || !isa_supported(Isa::Avx512)) return nullptr;

@@ -23,12 +23,16 @@
 //
 // Output for row r, token t, in this order (the documented summation order; the
 // SIMD, AMX and scalar versions all follow it, so they agree bit for bit):
-//   acc = 0
-//   for each group g:  i   = offset * asum[t,g] + sum_k q[r,k] * a[t,k]   (int32, exact)
-//                      acc = fma(float(i), scale[r,g] * ascale[t,g], acc)
-//                      acc = fma(min[r,g], amin[t,g], acc)              (formats with a min)
-// versus vec_dot, which scales each block's integer sum and adds in its own
-// order: the two agree within the float-summation bound of the vec_dot tests.
+//   acc = 0, mins = 0
+//   for each group g:  i    = offset * asum[t,g] + sum_k q[r,k] * a[t,k]   (int32, exact)
+//                      acc  = fma(float(i), scale[r,g] * ascale[t,g], acc)
+//                      mins = fma(min[r,g], amin[t,g], mins)          (formats with a min)
+//   y = acc + mins  (acc alone without a min)
+// The min terms have their own sum, as in ggml's dot products (the weight's
+// min and the quants' part largely cancel; mixing them into one running sum
+// moved SmolLM2's logits further from llama.cpp's). Against vec_dot, which
+// scales each block's integer sum and adds in its own order, results agree
+// within the float-summation bound of the vec_dot tests.
 #include <cstddef>
 #include <cstdint>
 
@@ -55,6 +59,14 @@ void pack_panels(DType type, const uint8_t* w, size_t row_stride, int64_t rows, 
 // The cols / group ActGroup entries of one activation row (blocks of the
 // weight type's vec_dot_type).
 void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* out);
+
+// The activation quants of whole 16-token tiles in the order the AMX kernel
+// loads them: [tile][group][16 tokens][group bytes], so each A tile is one
+// contiguous 512-byte (256 for Q6_K) read instead of 16 rows 2 KB apart.
+// Tokens past the last whole tile are not copied.
+size_t act_tiles_bytes(const PanelFormat& f, int64_t cols, int64_t n_tokens);
+void pack_act_tiles(const PanelFormat& f, const uint8_t* act, size_t act_stride, int64_t cols, int64_t n_tokens,
+                    uint8_t* out);
 
 // The SIMD kernel for `isa` (lowered to what the CPU runs), or nullptr when that
 // level has none (scalar, AVX2: matmul keeps the row-by-row vec_dot path there).

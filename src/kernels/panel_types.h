@@ -9,6 +9,7 @@
 namespace kestrel::kernels {
 
 constexpr int kPanelRows = 16;
+constexpr int kAmxTileTokens = 16;  // tokens per AMX tile (its 16 tile rows)
 
 // How a weight format maps onto panels, and where its activation quants live.
 struct PanelFormat {
@@ -47,6 +48,9 @@ struct PanelGemmArgs {
   int64_t n_tokens;
   float* y;
   int64_t ldy;
+  // Optional, AMX only: the activation quants regrouped by 16-token tile (see
+  // pack_act_tiles in packed_gemm.h); nullptr: read them from `act`.
+  const uint8_t* act_tiles;
 };
 using PanelGemmFn = void (*)(const PanelFormat& f, const PanelGemmArgs& args);
 

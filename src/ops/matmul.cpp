@@ -15,9 +15,11 @@ namespace {
 // on 576-wide layers.
 constexpr int64_t kRowGrain = 16;
 
-// Batches from this size on take the panel path. At 2 tokens the panel kernel
-// already beats two vec_dots per row (bench/micro/gemm_bench.cpp).
-constexpr int64_t kMinPanelTokens = 2;
+// Batches from this size on take the panel path: at 2 tokens the panel kernel
+// already beats two vec_dots per row (bench/micro/gemm_bench.cpp, see
+// docs/performance.md), except for Q6_K, whose panels hold 8-bit quants (1.5x
+// the bytes of its 6.6-bit rows) and 16-element groups: it wins from 4 on.
+int64_t min_panel_tokens(DType type) { return type == DType::Q6_K ? 4 : 2; }
 // AMX from one whole 16-token tile on (smaller batches have no tile to fill).
 constexpr int64_t kMinAmxTokens = 16;
 
@@ -72,7 +74,7 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool) {
 }
 
 MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, bool allow_panels, bool allow_amx) {
-  if (!allow_panels || !panels_enabled() || n_tokens < kMinPanelTokens || !kernels::panel_gemm(type, isa)) return MatmulPath::VecDot;
+  if (!allow_panels || !panels_enabled() || n_tokens < min_panel_tokens(type) || !kernels::panel_gemm(type, isa)) return MatmulPath::VecDot;
   if (allow_amx && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa)) return MatmulPath::PanelsAmx;
   return MatmulPath::Panels;
 }
@@ -99,17 +101,20 @@ int64_t panel_grain(int64_t panels, int n_threads) {
 }
 
 void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y,
-                   kernels::PanelGemmFn fn) {
+                   kernels::PanelGemmFn fn, bool amx) {
   const auto& kern = kernels::quant_kernels(w.type, ctx.isa);
   const auto& act_kern = kernels::quant_kernels(kern.vec_dot_type, ctx.isa);
   const kernels::PanelFormat& f = *kernels::panel_format(w.type);
   const int64_t k = w.cols;
   const size_t act_stride = row_bytes(kern.vec_dot_type, k);
   const size_t groups_stride = static_cast<size_t>(k / f.group);
+  // Scratch: [activation rows | ActGroups | AMX A tiles (AMX only)].
   const size_t act_bytes = align64(act_stride * static_cast<size_t>(n_tokens));
-  auto* buf = static_cast<uint8_t*>(
-      ctx.scratch.get(act_bytes + sizeof(kernels::ActGroup) * groups_stride * static_cast<size_t>(n_tokens)));
+  const size_t groups_bytes = align64(sizeof(kernels::ActGroup) * groups_stride * static_cast<size_t>(n_tokens));
+  const size_t tiles_bytes = amx ? kernels::act_tiles_bytes(f, k, n_tokens) : 0;
+  auto* buf = static_cast<uint8_t*>(ctx.scratch.get(act_bytes + groups_bytes + tiles_bytes));
   auto* groups = reinterpret_cast<kernels::ActGroup*>(buf + act_bytes);
+  uint8_t* act_tiles = amx ? buf + act_bytes + groups_bytes : nullptr;
   ctx.pool.parallel_for(n_tokens, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       uint8_t* row = buf + static_cast<size_t>(t) * act_stride;
@@ -117,6 +122,16 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
       kernels::activation_groups(w.type, row, k, groups + static_cast<size_t>(t) * groups_stride);
     }
   });
+  if (amx) {
+    // Whole 16-token tiles, split over the threads.
+    const int64_t n_tiles = n_tokens / kernels::kAmxTileTokens;
+    const size_t tile_bytes = kernels::act_tiles_bytes(f, k, kernels::kAmxTileTokens);
+    ctx.pool.parallel_for(n_tiles, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i)
+        kernels::pack_act_tiles(f, buf + static_cast<size_t>(i * kernels::kAmxTileTokens) * act_stride, act_stride, k,
+                                kernels::kAmxTileTokens, act_tiles + static_cast<size_t>(i) * tile_bytes);
+    });
+  }
 
   const PackedWeight& pw = w.packed->get(w, ctx.pool);
   const int64_t panels = pw.panels();
@@ -132,7 +147,8 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
                                         groups_stride,
                                         n_tokens,
                                         y + p * kernels::kPanelRows,
-                                        w.rows};
+                                        w.rows,
+                                        act_tiles};
       fn(f, args);
     }
   });
@@ -144,9 +160,9 @@ void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n
   if (n_tokens <= 0) return;
   const MatmulPath path = matmul_path(w.type, n_tokens, ctx.isa, ctx.allow_panels, ctx.allow_amx);
   if (path != MatmulPath::VecDot) {
+    const bool amx = path == MatmulPath::PanelsAmx;
     matmul_panels(ctx, w, x, n_tokens, y,
-                  path == MatmulPath::PanelsAmx ? kernels::panel_gemm_amx(w.type, ctx.isa)
-                                                : kernels::panel_gemm(w.type, ctx.isa));
+                  amx ? kernels::panel_gemm_amx(w.type, ctx.isa) : kernels::panel_gemm(w.type, ctx.isa), amx);
     return;
   }
   const auto& kern = kernels::quant_kernels(w.type, ctx.isa);

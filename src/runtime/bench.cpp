@@ -9,6 +9,8 @@
 
 #include "core/error.h"
 #include "gguf/gguf.h"
+#include "runtime/switch_apply.h"
+#include "sampling/sampler.h"
 #include "runtime/memory.h"
 #include "runtime/session.h"
 
@@ -117,6 +119,15 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   so.n_batch = c.n_batch;
   so.kv_type = c.kv_type;
   so.isa = c.isa;
+  GenerateOptions gen;
+  apply_switches(so, gen, c.switches);
+  // With a sampling switch, tg draws each next token from the logits with
+  // llama.cpp's default chain (temp 0.8, top-k 40, top-p 0.95, min-p 0.05) and the
+  // chosen sampler, so the sampler's cost is inside the measured time. Without
+  // one, tg feeds random ids, as llama-bench does.
+  bool sample_tokens = false;
+  for (const auto& s : c.switches) sample_tokens = sample_tokens || s.name == "sampling";
+  gen.sampling.seed = c.seed;
   Session session(model, so);
   r.test.n_threads = session.pool().size();
 
@@ -138,11 +149,12 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   };
   auto run_gen = [&](int n) {
     session.clear();
+    Sampler sampler(gen.sampling, n_vocab);
     int32_t next = first_token();
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < n; ++i) {
-      session.append(std::span<const int32_t>(&next, 1));
-      next = any_token(rng);
+      const auto logits = session.append(std::span<const int32_t>(&next, 1));
+      next = sample_tokens ? sampler.sample(logits) : any_token(rng);
     }
     return std::chrono::steady_clock::now() - t0;
   };
@@ -182,6 +194,7 @@ std::vector<BenchCase> bench_cases(const BenchGrid& g) {
         base.n_batch = g.n_batch;
         base.reps = g.reps;
         base.warmup = g.warmup;
+        base.switches = g.switches;
         for (int p : g.n_prompt) {
           if (p <= 0) continue;
           BenchCase c = base;

@@ -21,6 +21,7 @@
 #include "kv/kv_cache.h"
 #include "model/model.h"
 #include "platform/cpu.h"
+#include "switches/registry.h"
 
 namespace kestrel {
 
@@ -43,6 +44,7 @@ struct BenchCase {
   int reps = 5;
   bool warmup = true;
   uint32_t seed = 42;  // random token ids
+  std::vector<SwitchSetting> switches;  // applied on top of the fields above
   std::string name() const;  // "pp512" / "tg128"
 };
 
@@ -76,6 +78,7 @@ struct BenchGrid {
   int n_batch = 2048;
   int reps = 5;
   bool warmup = true;
+  std::vector<SwitchSetting> switches;  // the same for every case
 };
 std::vector<BenchCase> bench_cases(const BenchGrid& grid);
 

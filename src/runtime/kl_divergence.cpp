@@ -217,7 +217,8 @@ LogitsRecord LogitsRecord::read(std::istream& in, const std::string& name) {
   c.get_array(tokens.data(), n_tokens, "tokens");
   for (int32_t t : tokens)
     if (t < 0 || static_cast<uint32_t>(t) >= n_vocab) fail(name, ": token id ", t, " out of range");
-  for (uint32_t ch = 0; ch < n_chunks; ++ch) r.add_chunk(std::span<const int32_t>(tokens).subspan(size_t{ch} * n_ctx, n_ctx));
+  for (uint32_t ch = 0; ch < n_chunks; ++ch)
+    r.add_chunk(std::span<const int32_t>(tokens).subspan(size_t{ch} * n_ctx, n_ctx));
   const size_t k = top_k;
   std::vector<int32_t> sorted(k);
   for (int64_t i = 0; i < r.n_rows(); ++i) {

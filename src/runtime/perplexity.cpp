@@ -97,7 +97,8 @@ PerplexityPlan plan_perplexity(size_t n_tokens, int n_ctx, int n_chunks_requeste
 }
 
 std::vector<int32_t> tokenize_for_perplexity(const Tokenizer& tok, std::string_view text) {
-  if (tok.spec().add_eos) fail("perplexity: the vocabulary appends EOS to every text, which the chunking rule excludes");
+  if (tok.spec().add_eos)
+    fail("perplexity: the vocabulary appends EOS to every text, which the chunking rule excludes");
   return tok.encode(text, /*add_special=*/true, /*parse_special=*/false);
 }
 

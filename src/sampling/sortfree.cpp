@@ -193,7 +193,10 @@ int32_t SortFreeSampler::draw(std::mt19937& rng) {
       total_ = k_.chunk_sums(l_.data(), id_.data(), v_.data(), n_, low_, sums_.data());
       sums_valid_ = true;
     }
-    const size_t i = static_cast<size_t>(find(uni(rng) * total_));
+    const int64_t found = find(uni(rng) * total_);
+    // Cannot happen (the first token is a candidate of weight 1); no abort if it does.
+    if (found < 0) fail("sampler: sorting-free draw found no candidate with weight");
+    const size_t i = static_cast<size_t>(found);
     const Key j{l_[i], id_[i]};
     if (above(j.logit, j.id, members_)) return j.id;
 

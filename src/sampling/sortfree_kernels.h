@@ -26,15 +26,19 @@ struct Key {
 constexpr int32_t kIdMax = std::numeric_limits<int32_t>::max();
 constexpr Key kEverything{-std::numeric_limits<float>::infinity(), kIdMax};
 
-inline bool above(float l, int32_t id, Key k) { return l > k.logit || (l == k.logit && id < k.id); }
-// a is higher than b in the order (a's tokens above it are a subset of b's).
-inline bool higher(Key a, Key b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); }
-
 constexpr int64_t kBlock = 256;  // logits per block maximum: scan_max, compact_ge skip whole blocks
 constexpr int64_t kChunk = 256;  // candidates per partial sum of the chunked prefix search
 
+// Internal linkage: the SIMD translation units include these too, and a
+// non-inlined copy built with -mavx512f must not be the one the linker keeps
+// for the scalar code (it would be, at random, in an unoptimised build).
+namespace {
+inline bool above(float l, int32_t id, Key k) { return l > k.logit || (l == k.logit && id < k.id); }
+// a is higher than b in the order (a's tokens above it are a subset of b's).
+inline bool higher(Key a, Key b) { return a.logit > b.logit || (a.logit == b.logit && a.id < b.id); }
 inline int64_t n_blocks(int64_t n) { return (n + kBlock - 1) / kBlock; }
 inline int64_t n_chunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
+}  // namespace
 
 struct ScanResult {
   float max;  // over the non-NaN entries (-inf if none)

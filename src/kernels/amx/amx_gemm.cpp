@@ -7,8 +7,8 @@
 //       formats unpacked to bytes once per call,
 // into C [16 tokens, 16 rows] int32; AVX-512 then applies the group's offset,
 // scales and min to 16 float accumulators (one per token), as the VNNI kernel
-// does, so both give the same bits. Two C tiles alternate so the tile unit
-// works on group g+1 while the vector units scale group g.
+// does, so both give the same bits. The tile unit runs one batch of groups
+// ahead of the vector units (see tiles()).
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -21,7 +21,7 @@
 namespace kestrel::kernels::amx {
 namespace {
 
-constexpr int kTileTokens = 16;
+constexpr int kTileTokens = kAmxTileTokens;
 
 // Palette 1 tile configuration: 64 bytes, read whole by ldtilecfg.
 struct alignas(64) TileConfig {
@@ -38,19 +38,19 @@ static_assert(sizeof(TileConfig) == 64);
 // with g++ 12 dies of SIGILL that way). The "m" operand is the whole struct.
 inline void load_config(const TileConfig& cfg) { __asm__ volatile("ldtilecfg %0" : : "m"(cfg)); }
 
-// tmm0, tmm1: C [16 tokens, 16 int32]; tmm2, tmm4: A [16 tokens, G bytes];
-// tmm3, tmm5: B [G/4 rows, 64 bytes].
+// tmm0..3: C [16 tokens, 16 int32]; tmm4, tmm6: A [16 tokens, G bytes];
+// tmm5, tmm7: B [G/4 rows, 64 bytes].
 TileConfig gemm_config(int group) {
   TileConfig c;
-  for (int t : {0, 1}) {
+  for (int t : {0, 1, 2, 3}) {
     c.rows[t] = kTileTokens;
     c.colsb[t] = 64;
   }
-  for (int t : {2, 4}) {
+  for (int t : {4, 6}) {
     c.rows[t] = kTileTokens;
     c.colsb[t] = static_cast<uint16_t>(group);
   }
-  for (int t : {3, 5}) {
+  for (int t : {5, 7}) {
     c.rows[t] = static_cast<uint8_t>(group / 4);
     c.colsb[t] = 64;
   }
@@ -87,9 +87,10 @@ void unpack_nibbles(const PanelFormat& f, const uint8_t* panel, int64_t n_groups
   }
 }
 
-template <bool kOffset, bool kMin>
+template <bool kOffset>
 struct Epilogue {
-  // acc[m] += float(C[m] + offset_sum) * (scale * ascale) [+ min * amin] for the 16 tokens.
+  // acc[m] += float(C[m] + offset_sum) * (scale * ascale) for the 16 tokens (the
+  // min terms are added afterwards, by avx512::panel_add_mins).
   static inline void apply(__m512 (&acc)[kTileTokens], const int32_t* c, const uint8_t* scales,
                            const ActGroup* const* ag, int64_t g) {
     const __m512 ws = _mm512_loadu_ps(scales);
@@ -99,54 +100,86 @@ struct Epilogue {
       const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(ag[m][g].scale));
       acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc[m]);
     }
-    if constexpr (kMin) {
-      const __m512 wm = _mm512_loadu_ps(scales + 64);
-      for (int m = 0; m < kTileTokens; ++m) acc[m] = _mm512_fmadd_ps(wm, _mm512_set1_ps(ag[m][g].min), acc[m]);
-    }
   }
 };
 
-template <bool kOffset, bool kMin>
+// Groups go through the tile unit kBatch at a time into C tiles tmm0..3; their
+// int32 results are stored to one half of cbuf while the vector units scale the
+// previous batch from the other half. The lag of one batch lets the tile
+// stores reach L1 before the vector loads read them.
+constexpr int kBatch = 4;
+
+template <bool kOffset>
 void tiles(const PanelFormat& f, const PanelGemmArgs& a, const uint8_t* b_base, size_t b_stride,
            size_t scale_offset, int64_t n_tiles) {
   const int64_t n_groups = a.cols / f.group;
   const int gpb = f.act_groups_per_block;
-  alignas(64) int32_t cbuf[2][kTileTokens * 16];
+  alignas(64) int32_t cbuf[2][kBatch][kTileTokens * 16];
   auto act_offset = [&](int64_t g) {
     return static_cast<size_t>(g / gpb) * static_cast<size_t>(f.act_block_bytes) + f.act_qs_offset +
            static_cast<size_t>(g % gpb * f.group);
   };
-  const auto stride = static_cast<long>(a.act_stride);
+  // A tiles: from the regrouped copy when there is one (contiguous), else from
+  // the activation rows (16 rows act_stride apart).
+  const bool packed_act = a.act_tiles != nullptr;
+  const auto stride = packed_act ? static_cast<long>(f.group) : static_cast<long>(a.act_stride);
+  const size_t tile_act_bytes = static_cast<size_t>(n_groups) * kTileTokens * static_cast<size_t>(f.group);
+  auto a_tile = [&](const uint8_t* act, int64_t g) {
+    return packed_act ? act + static_cast<size_t>(g) * kTileTokens * static_cast<size_t>(f.group) : act + act_offset(g);
+  };
+  const int64_t n_batches = (n_groups + kBatch - 1) / kBatch;
   for (int64_t tile = 0; tile < n_tiles; ++tile) {
     const int64_t t0 = tile * kTileTokens;
-    const uint8_t* act = a.act + static_cast<size_t>(t0) * a.act_stride;
+    const uint8_t* act = packed_act ? a.act_tiles + static_cast<size_t>(tile) * tile_act_bytes
+                                    : a.act + static_cast<size_t>(t0) * a.act_stride;
     const ActGroup* ag[kTileTokens];
     for (int m = 0; m < kTileTokens; ++m) ag[m] = a.groups + static_cast<size_t>(t0 + m) * a.groups_stride;
     __m512 acc[kTileTokens];
     for (auto& v : acc) v = _mm512_setzero_ps();
 
-    // Group g into tile pair (even: tmm0 <- tmm2 x tmm3, odd: tmm1 <- tmm4 x tmm5).
-    auto issue = [&](int64_t g) {
-      const uint8_t* bq = b_base + static_cast<size_t>(g) * b_stride;
-      if (g % 2 == 0) {
-        _tile_zero(0);
-        _tile_loadd(2, act + act_offset(g), stride);
-        _tile_loadd(3, bq, 64);
-        _tile_dpbsud(0, 2, 3);
-        _tile_stored(0, cbuf[0], 64);
-      } else {
+    // Group g: C tile (g % 4) <- A (tmm4 or tmm6) x B (tmm5 or tmm7).
+    auto issue_batch = [&](int64_t batch) {
+      int32_t(*out)[kTileTokens * 16] = cbuf[batch % 2];
+      const int64_t g0 = batch * kBatch;
+      // The tile intrinsics are macros that paste their register numbers into
+      // the instruction text: the numbers must be literals.
+      const uint8_t* b0 = b_base + static_cast<size_t>(g0) * b_stride;
+      _tile_zero(0);
+      _tile_loadd(4, a_tile(act, g0), stride);
+      _tile_loadd(5, b0, 64);
+      _tile_dpbsud(0, 4, 5);
+      _tile_stored(0, out[0], 64);
+      if (g0 + 1 < n_groups) {
         _tile_zero(1);
-        _tile_loadd(4, act + act_offset(g), stride);
-        _tile_loadd(5, bq, 64);
-        _tile_dpbsud(1, 4, 5);
-        _tile_stored(1, cbuf[1], 64);
+        _tile_loadd(6, a_tile(act, g0 + 1), stride);
+        _tile_loadd(7, b0 + b_stride, 64);
+        _tile_dpbsud(1, 6, 7);
+        _tile_stored(1, out[1], 64);
+      }
+      if (g0 + 2 < n_groups) {
+        _tile_zero(2);
+        _tile_loadd(4, a_tile(act, g0 + 2), stride);
+        _tile_loadd(5, b0 + 2 * b_stride, 64);
+        _tile_dpbsud(2, 4, 5);
+        _tile_stored(2, out[2], 64);
+      }
+      if (g0 + 3 < n_groups) {
+        _tile_zero(3);
+        _tile_loadd(6, a_tile(act, g0 + 3), stride);
+        _tile_loadd(7, b0 + 3 * b_stride, 64);
+        _tile_dpbsud(3, 6, 7);
+        _tile_stored(3, out[3], 64);
       }
     };
-    issue(0);
-    for (int64_t g = 0; g < n_groups; ++g) {
-      if (g + 1 < n_groups) issue(g + 1);
-      const uint8_t* scales = a.panel + static_cast<size_t>(g) * f.group_bytes + scale_offset;
-      Epilogue<kOffset, kMin>::apply(acc, cbuf[g % 2], scales, ag, g);
+    issue_batch(0);
+    for (int64_t batch = 0; batch < n_batches; ++batch) {
+      if (batch + 1 < n_batches) issue_batch(batch + 1);
+      const int64_t g0 = batch * kBatch;
+      for (int i = 0; i < kBatch && g0 + i < n_groups; ++i) {
+        const int64_t g = g0 + i;
+        const uint8_t* scales = a.panel + static_cast<size_t>(g) * f.group_bytes + scale_offset;
+        Epilogue<kOffset>::apply(acc, cbuf[batch % 2][i], scales, ag, g);
+      }
     }
     const __mmask16 rows = static_cast<__mmask16>((1u << a.n_rows) - 1);
     for (int m = 0; m < kTileTokens; ++m) _mm512_mask_storeu_ps(a.y + (t0 + m) * a.ldy, rows, acc[m]);
@@ -171,12 +204,11 @@ void panel_gemm(const PanelFormat& f, const PanelGemmArgs& a) {
     const TileConfig cfg = gemm_config(f.group);
     load_config(cfg);
     if (f.offset != 0)
-      tiles<true, false>(f, a, b_base, b_stride, quant_bytes, n_tiles);
-    else if (f.has_min)
-      tiles<false, true>(f, a, b_base, b_stride, quant_bytes, n_tiles);
+      tiles<true>(f, a, b_base, b_stride, quant_bytes, n_tiles);
     else
-      tiles<false, false>(f, a, b_base, b_stride, quant_bytes, n_tiles);
+      tiles<false>(f, a, b_base, b_stride, quant_bytes, n_tiles);
     _tile_release();
+    if (f.has_min) avx512::panel_add_mins(f, a, 0, n_tiles * kTileTokens);
   }
   if (n_tiles * kTileTokens < a.n_tokens) avx512::panel_gemm_from(f, a, n_tiles * kTileTokens);
 }

@@ -41,6 +41,8 @@ void quantize_row_q8_K(const float* src, void* dst, int64_t n);
 void panel_gemm(const PanelFormat& f, const PanelGemmArgs& args);
 // The same for tokens [t_begin, n_tokens) only (the AMX kernel's tail).
 void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& args, int64_t t_begin);
+// Adds the min terms (formats with a min) of tokens [t_begin, t_end) to y.
+void panel_add_mins(const PanelFormat& f, const PanelGemmArgs& args, int64_t t_begin, int64_t t_end);
 
 // Float primitives (kernels/f32_kernels.h).
 float dot_f32(int64_t n, const float* a, const float* b);

@@ -31,7 +31,7 @@ void panel_gemm(const PanelFormat& f, const PanelGemmArgs& a) {
     const uint8_t* act = a.act + static_cast<size_t>(t) * a.act_stride;
     const ActGroup* ag = a.groups + static_cast<size_t>(t) * a.groups_stride;
     for (int r = 0; r < a.n_rows; ++r) {
-      float acc = 0.0f;
+      float acc = 0.0f, mins = 0.0f;
       for (int64_t g = 0; g < n_groups; ++g) {
         const uint8_t* group = a.panel + static_cast<size_t>(g) * f.group_bytes;
         const auto* aq = reinterpret_cast<const int8_t*>(
@@ -41,9 +41,9 @@ void panel_gemm(const PanelFormat& f, const PanelGemmArgs& a) {
         for (int i = 0; i < f.group; ++i) sum += panel_quant(f, group, r, i) * aq[i];
         const float scale = lane_float(group + quant_bytes, r) * ag[g].scale;
         acc = std::fma(static_cast<float>(sum), scale, acc);
-        if (f.has_min) acc = std::fma(lane_float(group + quant_bytes + 64, r), ag[g].min, acc);
+        if (f.has_min) mins = std::fma(lane_float(group + quant_bytes + 64, r), ag[g].min, mins);
       }
-      a.y[t * a.ldy + r] = acc;
+      a.y[t * a.ldy + r] = f.has_min ? acc + mins : acc;
     }
   }
 }

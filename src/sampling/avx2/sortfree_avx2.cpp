@@ -105,15 +105,19 @@ ScanResult scan_max(const float* x, int64_t n, float* block_max) {
   float best = -std::numeric_limits<float>::infinity();
   for (int64_t b = 0; b < n_blocks(n); ++b) {
     const int64_t end = std::min(n, (b + 1) * kBlock);
-    __m256 m0 = ninf, m1 = ninf;
+    // Four independent max chains (see the AVX-512 version).
+    __m256 m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
     int64_t i = b * kBlock;
-    for (; i + 16 <= end; i += 16) {
+    for (; i + 32 <= end; i += 32) {
       const __m256 a = _mm256_loadu_ps(x + i), c = _mm256_loadu_ps(x + i + 8);
-      nan |= bits(_mm256_cmp_ps(a, c, _CMP_UNORD_Q));
+      const __m256 d = _mm256_loadu_ps(x + i + 16), e = _mm256_loadu_ps(x + i + 24);
+      nan |= bits(_mm256_or_ps(_mm256_cmp_ps(a, c, _CMP_UNORD_Q), _mm256_cmp_ps(d, e, _CMP_UNORD_Q)));
       m0 = _mm256_max_ps(a, m0);  // a NaN in a leaves m0 (the second operand)
       m1 = _mm256_max_ps(c, m1);
+      m2 = _mm256_max_ps(d, m2);
+      m3 = _mm256_max_ps(e, m3);
     }
-    float m = hmax(_mm256_max_ps(m0, m1));
+    float m = hmax(_mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
     for (; i < end; ++i) {
       if (x[i] != x[i]) nan = 1;
       else if (x[i] > m) m = x[i];

@@ -72,8 +72,10 @@ Problem make_problem(DType type, int64_t rows, int64_t cols, int64_t tokens, uin
 }
 
 // y [tokens, rows] through a panel kernel, panel by panel, with ldy = rows.
-std::vector<float> run(const Problem& p, PanelGemmFn fn) {
+std::vector<float> run(const Problem& p, PanelGemmFn fn, bool act_tiles = false) {
   const PanelFormat& f = *panel_format(p.type);
+  std::vector<uint8_t> tiles(act_tiles_bytes(f, p.cols, p.tokens) + 1);
+  if (act_tiles) pack_act_tiles(f, p.act.data(), p.a_stride, p.cols, p.tokens, tiles.data());
   std::vector<float> y(static_cast<size_t>(p.tokens * p.rows), -12345.0f);
   const int64_t panels = (p.rows + kPanelRows - 1) / kPanelRows;
   for (int64_t q = 0; q < panels; ++q) {
@@ -86,7 +88,8 @@ std::vector<float> run(const Problem& p, PanelGemmFn fn) {
                              static_cast<size_t>(p.cols / f.group),
                              p.tokens,
                              y.data() + q * kPanelRows,
-                             p.rows};
+                             p.rows,
+                             act_tiles ? tiles.data() : nullptr};
     fn(f, args);
   }
   return y;
@@ -130,13 +133,13 @@ TEST(PanelGemm, ScalarTwinMatchesVecDotOnOriginalRows) {
   }
 }
 
-void expect_bit_identical(PanelGemmFn fn, const char* name) {
+void expect_bit_identical(PanelGemmFn fn, const char* name, bool act_tiles = false) {
   for (DType type : kPanelTypes) {
     uint32_t seed = 100;
     for (const Shape& s : shapes(type)) {
       const Problem p = make_problem(type, s.rows, s.cols, s.tokens, seed++);
       const std::vector<float> want = run(p, ref::panel_gemm);
-      const std::vector<float> got = run(p, fn);
+      const std::vector<float> got = run(p, fn, act_tiles);
       for (size_t i = 0; i < want.size(); ++i) {
         ASSERT_EQ(bits(got[i]), bits(want[i]))
             << name << " " << dtype_name(type) << " rows=" << p.rows << " cols=" << p.cols << " tokens=" << p.tokens
@@ -165,6 +168,7 @@ TEST(PanelGemm, AmxMatchesScalarTwinBitForBit) {
   PanelGemmFn fn = panel_gemm_amx(DType::Q4_0, Isa::Avx512);
   if (!fn) GTEST_SKIP() << "AMX-INT8 not available";
   expect_bit_identical(fn, "amx");
+  expect_bit_identical(fn, "amx (regrouped activation tiles)", /*act_tiles=*/true);
 }
 
 TEST(PanelGemm, NoKernelBelowAvx512) {

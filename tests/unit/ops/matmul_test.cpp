@@ -158,6 +158,7 @@ TEST(Matmul, PathChoice) {
   EXPECT_EQ(matmul_path(DType::Q4_0, 1, Isa::Avx512), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q5_0, 8, Isa::Avx512), MatmulPath::VecDot);
+  EXPECT_EQ(matmul_path(DType::Q6_K, 3, Isa::Avx512), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512, /*allow_panels=*/false), MatmulPath::VecDot);
   if (isa_supported(Isa::Avx512)) {
     EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512), MatmulPath::Panels);

@@ -1,0 +1,166 @@
+// kestrel ab: the exact baseline and each switch on the same model in one run.
+// Every measurement is a child `kestrel bench` / `kestrel perplexity` process, so
+// each configuration's peak memory is its own; speed runs are interleaved
+// (baseline, s1, s2, baseline, ...) so drift on a noisy machine hits all alike.
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "runtime/scoreboard.h"
+#include "switches/registry.h"
+
+namespace kestrel::cli {
+namespace {
+
+std::string self_path() {
+  std::array<char, 4096> buf{};
+  const ssize_t n = readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0) fail("ab: cannot find the kestrel executable");
+  return std::string(buf.data(), static_cast<size_t>(n));
+}
+
+std::string quote(const std::string& s) {
+  std::string o = "'";
+  for (char c : s) o += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return o + "'";
+}
+
+// Runs a command, returns its stdout; stderr passes through (progress).
+std::string run(const std::string& cmd) {
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) fail("ab: cannot run ", cmd);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int rc = pclose(p);
+  if (rc != 0) fail("ab: command failed (exit ", rc, "): ", cmd);
+  return out;
+}
+
+std::optional<double> grab(const std::string& text, const std::string& pattern) {
+  std::smatch m;
+  if (std::regex_search(text, m, std::regex(pattern))) return std::stod(m[1].str());
+  return std::nullopt;
+}
+
+}  // namespace
+
+void add_ab_command(CLI::App& app) {
+  struct Opts {
+    std::string model, file, switches, out_dir = "ab-out";
+    int ctx = 256, chunks = 4, n_prompt = 128, n_gen = 32, reps = 3, threads = 0;
+    bool list = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("ab", "baseline vs switches in one run: speed, memory and accuracy scoreboard");
+  cmd->add_option("-m,--model", o->model, "GGUF model (default model if absent)");
+  cmd->add_option("--switches", o->switches, "comma-separated name=value settings, each compared with the baseline");
+  cmd->add_option("-f,--file", o->file, "text for perplexity/KLD (default: ../shared/data/wikitext-2-raw/wiki.test.raw)");
+  cmd->add_option("-c,--ctx-size", o->ctx, "perplexity context");
+  cmd->add_option("--chunks", o->chunks, "perplexity chunks");
+  cmd->add_option("-p,--n-prompt", o->n_prompt, "prompt tokens for the speed test");
+  cmd->add_option("-n,--n-gen", o->n_gen, "generated tokens for the speed test");
+  cmd->add_option("-r,--repetitions", o->reps, "interleaved speed repetitions");
+  cmd->add_option("-t,--threads", o->threads, "threads (default: all cores)");
+  cmd->add_option("-o,--out-dir", o->out_dir, "where scoreboard.md and scoreboard.svg go");
+  cmd->add_flag("--list", o->list, "list the registered switches and exit");
+  cmd->callback([o] {
+    if (o->list) {
+      for (const auto& s : switch_specs()) {
+        std::string vals;
+        for (const auto& v : s.values) vals += (vals.empty() ? "" : "|") + v;
+        if (vals.empty()) vals = "N";
+        std::cout << s.name << "=" << vals << "  (baseline " << (s.baseline.empty() ? "machine default" : s.baseline)
+                  << ")\n    " << s.changes << "\n";
+        for (const auto& v : s.values)
+          if (const auto why = s.unsupported(v); !why.empty()) std::cout << "    " << v << ": " << why << "\n";
+      }
+      return;
+    }
+    const auto settings = parse_switch_list(o->switches);
+    if (settings.empty()) fail("ab: give --switches name=value[,name=value...] (see kestrel ab --list)");
+    const std::string exe = quote(self_path());
+    const std::string model = o->model.empty() ? default_model_path() : o->model;
+    std::string file = o->file;
+    if (file.empty()) file = "../shared/data/wikitext-2-raw/wiki.test.raw";
+    if (!std::filesystem::exists(file)) fail("ab: text file ", file, " not found (give -f)");
+    std::filesystem::create_directories(o->out_dir);
+    const std::string threads = o->threads > 0 ? " -t " + std::to_string(o->threads) : "";
+    const std::string base_kld = (std::filesystem::path(o->out_dir) / "base.kld").string();
+
+    Scoreboard board;
+    board.model = std::filesystem::path(model).filename().string();
+    board.settings = "pp" + std::to_string(o->n_prompt) + ", tg" + std::to_string(o->n_gen) + ", " +
+                     std::to_string(o->reps) + " interleaved reps; perplexity " + std::to_string(o->chunks) +
+                     " chunks of " + std::to_string(o->ctx) + " on " + std::filesystem::path(file).filename().string();
+    board.rows.push_back({"baseline", "the exact reference path", "", {}, {}, 0, {}, {}, {}, {}});
+    std::vector<std::string> flags = {""};
+    for (const auto& s : settings) {
+      ScoreRow r;
+      r.label = s.label();
+      r.changes = find_switch(s.name).changes;
+      r.unsupported = find_switch(s.name).unsupported(s.value);
+      board.rows.push_back(r);
+      flags.push_back(" --switch " + quote(s.label()));
+    }
+
+    // Accuracy: the baseline saves its logits, each switch is compared with them.
+    std::cerr << "ab: baseline perplexity\n";
+    const std::string common = " -m " + quote(model) + " -c " + std::to_string(o->ctx) + " --chunks " +
+                               std::to_string(o->chunks) + threads;
+    const std::string base_out =
+        run(exe + " perplexity" + common + " -f " + quote(file) + " --kl-divergence-base " + quote(base_kld));
+    board.rows[0].ppl = grab(base_out, R"(Final estimate: PPL = ([0-9.eE+-]+))");
+    for (size_t i = 1; i < board.rows.size(); ++i) {
+      ScoreRow& r = board.rows[i];
+      if (!r.unsupported.empty()) continue;
+      std::cerr << "ab: perplexity and KLD with " << r.label << "\n";
+      const std::string out = run(exe + " perplexity" + common + " --kl-divergence " + quote(base_kld) + flags[i]);
+      r.ppl = grab(out, R"(Mean PPL\(Q\)\s*:\s*([0-9.eE+-]+))");
+      r.kld_mean = grab(out, R"(Mean\s+KLD:\s*([0-9.eE+-]+))");
+      r.kld_p99 = grab(out, R"(99\.0%\s+KLD:\s*([0-9.eE+-]+))");
+      if (auto same = grab(out, R"(Same top p:\s*([0-9.eE+-]+))")) r.top1_agree = *same / 100.0;
+    }
+
+    // Speed and memory, interleaved across configurations.
+    std::vector<std::vector<double>> pp(board.rows.size()), tg(board.rows.size());
+    for (int rep = 0; rep < o->reps; ++rep) {
+      for (size_t i = 0; i < board.rows.size(); ++i) {
+        if (!board.rows[i].unsupported.empty()) continue;
+        std::cerr << "ab: speed rep " << rep + 1 << "/" << o->reps << " " << board.rows[i].label << "\n";
+        const std::string out = run(exe + " bench -m " + quote(model) + " -p " + std::to_string(o->n_prompt) +
+                                    " -n " + std::to_string(o->n_gen) + " -r 1 -o json" + threads + flags[i]);
+        for (const auto& t : nlohmann::json::parse(out)) {
+          const double ts = t.at("avg_ts").get<double>();
+          (t.at("n_prompt").get<int>() > 0 ? pp : tg)[i].push_back(ts);
+          board.rows[i].peak_rss_bytes =
+              std::max(board.rows[i].peak_rss_bytes, t.at("peak_rss_bytes").get<double>());
+        }
+      }
+    }
+    for (size_t i = 0; i < board.rows.size(); ++i) {
+      board.rows[i].pp_ts = measure(pp[i]);
+      board.rows[i].tg_ts = measure(tg[i]);
+    }
+
+    const std::string md = scoreboard_markdown(board);
+    std::cout << md;
+    const auto dir = std::filesystem::path(o->out_dir);
+    std::ofstream(dir / "scoreboard.md") << md;
+    std::ofstream(dir / "scoreboard.svg") << scoreboard_svg(board);
+    std::cerr << "ab: wrote " << (dir / "scoreboard.md").string() << " and " << (dir / "scoreboard.svg").string()
+              << "\n";
+  });
+}
+
+}  // namespace kestrel::cli

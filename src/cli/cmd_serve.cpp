@@ -1,0 +1,120 @@
+// kestrel serve: an OpenAI-compatible HTTP server over the continuous-batching
+// scheduler. Like llama-server, --ctx-size is the whole cache: each of the
+// --parallel slots gets ctx-size / parallel positions.
+// SIGTERM / SIGINT: stop taking requests, answer the running ones, exit 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "runtime/scheduler.h"
+#include "server/server.h"
+
+namespace kestrel::cli {
+
+void add_serve_command(CLI::App& app) {
+  struct Opts {
+    ModelFlags model;
+    std::string host = "127.0.0.1";
+    int port = 8080;
+    int parallel = 4;
+    int queue = 64;
+    std::string api_key;
+    std::string alias;
+    std::string chat_template;
+    size_t max_body = 1 << 20;
+    int max_tokens = 4096;
+    int default_max_tokens = 256;
+    int http_threads = 64;
+    double drain_seconds = 60.0;
+  };
+  auto o = std::make_shared<Opts>();
+  o->model.batch = 128;  // here: prompt tokens per engine step, shared by the slots in prefill
+  auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching");
+  add_model_flags(*cmd, o->model);
+  cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->port, "port to listen on (0 = any free port)")->capture_default_str();
+  cmd->add_option("--parallel,--np", o->parallel, "slots: requests decoded together")->capture_default_str();
+  cmd->add_option("--queue-size", o->queue, "requests waiting for a slot before 503")->capture_default_str();
+  cmd->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' (all routes but / and /health)");
+  cmd->add_option("-a,--alias", o->alias, "model name in responses (default: the file name)");
+  cmd->add_option("--chat-template", o->chat_template, "built-in chat template to use instead of the model's");
+  cmd->add_option("--max-body", o->max_body, "largest request body in bytes")->capture_default_str();
+  cmd->add_option("--max-tokens-limit", o->max_tokens, "largest max_tokens a request may ask for")
+      ->capture_default_str();
+  cmd->add_option("-n,--n-predict", o->default_max_tokens, "max_tokens when a request gives none")
+      ->capture_default_str();
+  cmd->add_option("--http-threads", o->http_threads, "HTTP connections served at once")->capture_default_str();
+  cmd->add_option("--drain-timeout", o->drain_seconds, "seconds to finish running requests on SIGTERM")
+      ->capture_default_str();
+  cmd->callback([o] {
+    if (o->parallel < 1) fail("serve: --parallel must be at least 1, got ", o->parallel);
+    if (o->http_threads < 1) fail("serve: --http-threads must be at least 1, got ", o->http_threads);
+    if (o->default_max_tokens < 1) fail("serve: --n-predict must be at least 1");
+    // Block the stop signals in every thread (threads inherit the mask); one
+    // thread takes them with sigwait. A client gone mid-write must not kill us.
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    auto model = load_model_verbose(o->model);
+    const SessionOptions so = session_options(o->model);
+    const int64_t total_ctx =
+        o->model.ctx > 0 ? o->model.ctx : (model->config().n_ctx_train > 0 ? model->config().n_ctx_train : 4096);
+    SchedulerOptions sched_opt;
+    sched_opt.n_slots = o->parallel;
+    sched_opt.n_ctx_slot = total_ctx / o->parallel;
+    if (sched_opt.n_ctx_slot < 8) fail("serve: --ctx-size ", total_ctx, " leaves under 8 positions per slot");
+    sched_opt.n_threads = so.n_threads;
+    sched_opt.prefill_chunk = o->model.batch;
+    sched_opt.max_queue = o->queue;
+    sched_opt.kv_type = so.kv_type;
+    sched_opt.isa = so.isa;
+    Scheduler scheduler(*model, sched_opt);
+
+    server::ServerOptions srv_opt;
+    srv_opt.host = o->host;
+    srv_opt.port = o->port;
+    srv_opt.api_key = o->api_key;
+    srv_opt.max_body_bytes = o->max_body;
+    srv_opt.http_threads = o->http_threads;
+    const std::string path = o->model.model.empty() ? default_model_path() : o->model.model;
+    srv_opt.model_name = !o->alias.empty() ? o->alias : std::filesystem::path(path).filename().string();
+    srv_opt.chat_template = o->chat_template;
+    srv_opt.limits.max_tokens_limit = o->max_tokens;
+    srv_opt.limits.default_max_tokens = o->default_max_tokens;
+    server::Server srv(*model, scheduler, srv_opt);
+    const int port = srv.bind();
+    std::cerr << "kestrel: serving " << srv_opt.model_name << " on http://" << o->host << ":" << port << " ("
+              << o->parallel << " slots of " << sched_opt.n_ctx_slot << " tokens)" << std::endl;
+
+    std::atomic<bool> signalled{false};
+    std::thread signals([&] {
+      int sig = 0;
+      sigwait(&stop_set, &sig);
+      signalled = true;
+      std::cerr << "kestrel: signal " << sig << ", finishing running requests" << std::endl;
+      srv.shutdown(o->drain_seconds);
+    });
+    srv.run();
+    // run() also returns if the listener fails; wake the signal thread then.
+    // The signal stays pending (blocked everywhere) if nobody waits any more.
+    if (!signalled.load()) kill(getpid(), SIGTERM);
+    signals.join();
+    scheduler.stop();
+    std::cerr << "kestrel: stopped" << std::endl;
+  });
+}
+
+}  // namespace kestrel::cli

@@ -1,0 +1,449 @@
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace kestrel {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double now_seconds() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+
+// log-softmax of the raw logits at `token`, plus the n most likely tokens.
+TokenLogprob token_logprob(const float* logits, int n_vocab, int32_t token, int n_top) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < n_vocab; ++i) mx = std::max(mx, logits[i]);
+  double sum = 0.0;
+  for (int i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
+  const double lse = mx + std::log(sum);
+  TokenLogprob out;
+  out.token = token;
+  out.logprob = static_cast<float>(logits[token] - lse);
+  const int n = std::clamp(n_top, 0, n_vocab);
+  if (n > 0) {
+    std::vector<int32_t> idx(n_vocab);
+    for (int i = 0; i < n_vocab; ++i) idx[i] = i;
+    auto better = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), better);
+    for (int i = 0; i < n; ++i) out.top.emplace_back(idx[i], static_cast<float>(logits[idx[i]] - lse));
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Scheduler::Pending {
+  uint64_t id = 0;
+  CompletionRequest req;
+  Clock::time_point submitted;
+};
+
+struct Scheduler::Slot {
+  int index = 0;
+  bool active = false;
+  bool cancel = false;
+  bool prefilling = false;
+  uint64_t id = 0;
+  uint64_t last_used = 0;  // admission counter, for least-recently-used ties
+  CompletionRequest req;
+  std::vector<int32_t> cached;  // tokens whose keys/values are in this slot, in order
+  size_t n_prompt_done = 0;     // prompt tokens in the cache (reused + evaluated)
+  int32_t pending_token = -1;   // sampled, fed in the next step
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<StreamDecoder> decoder;
+  std::unique_ptr<StopMatcher> stops;
+  std::vector<TokenLogprob> lp_pending;
+  CompletionResult result;
+  Clock::time_point submitted, first_token;
+  bool got_first = false;
+};
+
+Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
+    : model_(model),
+      options_(options),
+      pool_(options.n_threads),
+      cache_(model.kv_shape(options.n_ctx_slot, std::max(options.n_slots, 1)), options.kv_type) {
+  if (options_.n_slots < 1) fail("scheduler: need at least one slot, got ", options_.n_slots);
+  if (options_.prefill_chunk < 1) fail("scheduler: prefill chunk must be positive, got ", options_.prefill_chunk);
+  if (options_.max_queue < 0) fail("scheduler: queue size must not be negative, got ", options_.max_queue);
+  for (int i = 0; i < options_.n_slots; ++i) {
+    slots_.push_back(std::make_unique<Slot>());
+    slots_.back()->index = i;
+  }
+  stats_.n_slots = options_.n_slots;
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Scheduler::begin_drain() {
+  std::lock_guard<std::mutex> lk(mu_);
+  draining_ = true;
+}
+
+bool Scheduler::idle() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return queue_.empty() && busy_slots_ == 0;
+}
+
+void Scheduler::cancel(uint64_t id) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    cancelled_.push_back(id);
+  }
+  cv_.notify_all();
+}
+
+SubmitResult Scheduler::submit(CompletionRequest req) {
+  SubmitResult r;
+  const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
+  const int n_vocab = model_.config().n_vocab;
+  if (n_prompt == 0) {
+    r.message = "the prompt is empty";
+    return r;
+  }
+  for (int32_t t : req.prompt) {
+    if (t < 0 || t >= n_vocab) {
+      r.message = "token id " + std::to_string(t) + " is outside the vocabulary (" + std::to_string(n_vocab) +
+                  " tokens)";
+      return r;
+    }
+  }
+  if (req.gen.max_tokens < 1) {
+    r.message = "max_tokens must be at least 1, got " + std::to_string(req.gen.max_tokens);
+    return r;
+  }
+  if (n_prompt + req.gen.max_tokens > options_.n_ctx_slot) {
+    r.message = "context overflow: the prompt has " + std::to_string(n_prompt) + " tokens and max_tokens is " +
+                std::to_string(req.gen.max_tokens) + ", " + std::to_string(n_prompt + req.gen.max_tokens) +
+                " tokens requested, but the context of a slot holds " + std::to_string(options_.n_ctx_slot);
+    return r;
+  }
+  try {
+    Sampler probe(req.gen.sampling, n_vocab);  // rejects NaN parameters
+  } catch (const Error& e) {
+    r.message = e.what();
+    return r;
+  }
+  auto p = std::make_unique<Pending>();
+  p->req = std::move(req);
+  p->submitted = Clock::now();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (draining_ || stopping_) {
+      r.status = SubmitStatus::ShuttingDown;
+      r.message = "the server is shutting down";
+      return r;
+    }
+    const size_t free_slots = static_cast<size_t>(options_.n_slots - busy_slots_);
+    if (queue_.size() >= static_cast<size_t>(options_.max_queue) + free_slots) {
+      r.status = SubmitStatus::QueueFull;
+      r.message = "the request queue is full (" + std::to_string(options_.max_queue) + " waiting); retry later";
+      return r;
+    }
+    p->id = next_id_++;
+    r.id = p->id;
+    queue_.push_back(std::move(p));
+  }
+  cv_.notify_all();
+  r.status = SubmitStatus::Accepted;
+  return r;
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  SchedulerStats s = stats_;
+  s.slots_in_use = busy_slots_;
+  s.queue_depth = static_cast<int>(queue_.size());
+  // Decode throughput over the last 10 s of steps (0 when idle that long).
+  const double now = now_seconds();
+  uint64_t tokens = 0;
+  double oldest = now;
+  for (const auto& [t, n] : rate_window_) {
+    if (now - t > 10.0) continue;
+    tokens += n;
+    oldest = std::min(oldest, t);
+  }
+  const double span = now - oldest;
+  s.decode_tokens_per_second = span > 0.05 ? static_cast<double>(tokens) / span : 0.0;
+  return s;
+}
+
+// Under mu_: moves queued requests into free slots, preferring the free slot
+// whose cached tokens share the longest prefix with the prompt.
+void Scheduler::admit_locked() {
+  while (!queue_.empty()) {
+    Slot* best = nullptr;
+    size_t best_common = 0;
+    const auto& prompt = queue_.front()->req.prompt;
+    for (auto& sp : slots_) {
+      Slot& s = *sp;
+      if (s.active) continue;
+      size_t c = 0;
+      while (c < s.cached.size() && c < prompt.size() && s.cached[c] == prompt[c]) ++c;
+      if (!best || c > best_common || (c == best_common && s.last_used < best->last_used)) {
+        best = &s;
+        best_common = c;
+      }
+    }
+    if (!best) return;
+    // A short accidental match ("The ...") is not worth evicting a slot that
+    // holds a long prefix: below half the prompt and below kMinReuse tokens,
+    // take the least recently used free slot instead (an empty one first).
+    constexpr size_t kMinReuse = 32;
+    const bool reuse = queue_.front()->req.reuse_prefix;
+    if (!reuse || (best_common * 2 < prompt.size() && best_common < kMinReuse)) {
+      best = nullptr;
+      for (auto& sp : slots_)
+        if (!sp->active && (!best || sp->last_used < best->last_used)) best = sp.get();
+      best_common = 0;
+      for (size_t c = 0; reuse && c < best->cached.size() && c < prompt.size() && best->cached[c] == prompt[c]; ++c)
+        best_common = c + 1;
+    }
+    std::unique_ptr<Pending> p = std::move(queue_.front());
+    queue_.pop_front();
+    Slot& s = *best;
+    // Keep the common prefix but re-evaluate at least the last prompt token,
+    // whose logits give the first sampled token.
+    const size_t keep = std::min(best_common, p->req.prompt.size() - 1);
+    s.active = true;
+    s.cancel = false;
+    s.prefilling = true;
+    s.id = p->id;
+    s.last_used = ++admissions_;
+    s.req = std::move(p->req);
+    s.cached.resize(keep);
+    cache_.set_seq_len(s.index, static_cast<int64_t>(keep));
+    s.n_prompt_done = keep;
+    s.pending_token = -1;
+    s.sampler = std::make_unique<Sampler>(s.req.gen.sampling, model_.config().n_vocab);
+    for (int32_t t : s.req.prompt) s.sampler->accept(t);
+    s.decoder = std::make_unique<StreamDecoder>(model_.tokenizer());
+    s.stops = std::make_unique<StopMatcher>(s.req.gen.stop);
+    s.lp_pending.clear();
+    s.result = CompletionResult{};
+    s.result.prompt_tokens = static_cast<int64_t>(s.req.prompt.size());
+    s.result.cached_tokens = static_cast<int64_t>(keep);
+    s.result.queue_seconds = seconds_between(p->submitted, Clock::now());
+    s.submitted = p->submitted;
+    s.got_first = false;
+    ++busy_slots_;
+    stats_.prompt_tokens_cached += keep;
+  }
+}
+
+void Scheduler::finish(Slot& s, const std::string& reason, const std::string& error) {
+  CompletionEvent ev;
+  if (reason == "length") {
+    ev.text = s.stops->flush(s.decoder->flush());
+    s.result.text += ev.text;
+  }
+  s.result.finish_reason = reason;
+  s.result.error = error;
+  s.result.generate_seconds = s.got_first ? seconds_between(s.first_token, Clock::now()) : 0.0;
+  ev.logprobs = std::move(s.lp_pending);
+  ev.done = true;
+  ev.result = s.result;
+  s.active = false;
+  s.lp_pending.clear();
+  {
+    // Before the last event, so that a caller who saw it also sees the slot free.
+    std::lock_guard<std::mutex> lk(mu_);
+    --busy_slots_;
+    ++stats_.requests_finished;
+  }
+  auto on_event = std::move(s.req.on_event);
+  s.req.on_event = nullptr;
+  if (on_event) on_event(std::move(ev));
+}
+
+void Scheduler::emit_token(Slot& s, int32_t token, const float* logits) {
+  const Tokenizer& tok = model_.tokenizer();
+  if (!s.got_first) {
+    s.got_first = true;
+    s.first_token = Clock::now();
+    s.result.ttft_seconds = seconds_between(s.submitted, s.first_token);
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.ttft_seconds_sum += s.result.ttft_seconds;
+    ++stats_.ttft_count;
+  }
+  s.sampler->accept(token);
+  if (s.req.gen.stop_at_eog && tok.is_eog(token)) {
+    // Text held back as a possible stop-string start is real text after all.
+    CompletionEvent tail;
+    tail.text = s.stops->flush(s.decoder->flush());
+    s.result.text += tail.text;
+    if (!tail.text.empty() && s.req.on_event) s.req.on_event(std::move(tail));
+    finish(s, "stop");
+    return;
+  }
+  if (s.req.n_logprobs >= 0)
+    s.lp_pending.push_back(token_logprob(logits, model_.config().n_vocab, token, s.req.n_logprobs));
+  s.result.tokens.push_back(token);
+  CompletionEvent ev;
+  ev.text = s.stops->push(s.decoder->push(token));
+  s.result.text += ev.text;
+  if (!ev.text.empty() || !s.lp_pending.empty()) {
+    ev.logprobs = std::move(s.lp_pending);
+    s.lp_pending.clear();
+    if (s.req.on_event && !s.req.on_event(std::move(ev))) {
+      finish(s, "cancelled");
+      return;
+    }
+  }
+  if (s.stops->matched()) {
+    finish(s, "stop");
+    return;
+  }
+  if (static_cast<int64_t>(s.result.tokens.size()) >= s.req.gen.max_tokens ||
+      static_cast<int64_t>(s.cached.size()) >= options_.n_ctx_slot) {
+    finish(s, "length");  // the done event carries the held-back tail
+    return;
+  }
+  s.pending_token = token;
+}
+
+bool Scheduler::step() {
+  const int n_vocab = model_.config().n_vocab;
+  for (auto& sp : slots_)
+    if (sp->active && sp->cancel) finish(*sp, "cancelled");
+
+  batch_.clear();
+  std::vector<Slot*> rows;  // the slot of each logits row, in batch order
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    if (!s.active || s.prefilling) continue;
+    batch_.add(s.pending_token, static_cast<int32_t>(s.cached.size()), s.index, true);
+    s.cached.push_back(s.pending_token);
+    rows.push_back(&s);
+  }
+  int budget = options_.prefill_chunk;
+  int64_t n_prefill = 0;
+  const size_t n = slots_.size();
+  for (size_t k = 0; k < n && budget > 0; ++k) {
+    Slot& s = *slots_[(prefill_cursor_ + k) % n];
+    if (!s.active || !s.prefilling) continue;
+    const size_t total = s.req.prompt.size();
+    const size_t take = std::min<size_t>(budget, total - s.n_prompt_done);
+    for (size_t i = 0; i < take; ++i) {
+      const size_t at = s.n_prompt_done + i;
+      const bool last = at + 1 == total;
+      batch_.add(s.req.prompt[at], static_cast<int32_t>(at), s.index, last);
+      s.cached.push_back(s.req.prompt[at]);
+      if (last) rows.push_back(&s);
+    }
+    s.n_prompt_done += take;
+    budget -= static_cast<int>(take);
+    n_prefill += static_cast<int64_t>(take);
+  }
+  prefill_cursor_ = (prefill_cursor_ + 1) % n;
+  if (batch_.size() == 0) return false;
+
+  logits_.resize(static_cast<size_t>(rows.size()) * n_vocab);
+  ForwardContext fctx{pool_, scratch_, options_.isa};
+  try {
+    model_.forward(batch_, cache_, logits_.data(), fctx);
+  } catch (const std::exception& e) {
+    // Cannot happen for requests submit() accepted; fail every slot in the batch
+    // rather than the process, and forget what their caches hold.
+    for (auto& sp : slots_) {
+      if (!sp->active) continue;
+      sp->cached.clear();
+      finish(*sp, "error", e.what());
+    }
+    return true;
+  }
+
+  uint64_t sampled = 0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    Slot& s = *rows[r];
+    s.prefilling = false;
+    const float* row = logits_.data() + r * static_cast<size_t>(n_vocab);
+    int32_t token = 0;
+    try {
+      token = s.sampler->sample(std::span<const float>(row, n_vocab));
+    } catch (const std::exception& e) {
+      finish(s, "error", e.what());
+      continue;
+    }
+    ++sampled;
+    emit_token(s, token, row);
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.steps;
+    stats_.tokens_generated += sampled;
+    stats_.prompt_tokens += static_cast<uint64_t>(n_prefill);
+    const double now = now_seconds();
+    rate_window_.emplace_back(now, sampled);
+    while (!rate_window_.empty() && now - rate_window_.front().first > 10.0) rate_window_.pop_front();
+  }
+  return true;
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    std::vector<std::unique_ptr<Pending>> dropped;  // cancelled while queued
+    bool stopping = false;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stopping_ || busy_slots_ > 0 || !queue_.empty() || !cancelled_.empty(); });
+      stopping = stopping_;
+      for (uint64_t id : cancelled_) {
+        for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+          if ((*it)->id == id) {
+            dropped.push_back(std::move(*it));
+            queue_.erase(it);
+            break;
+          }
+        }
+        for (auto& sp : slots_)
+          if (sp->active && sp->id == id) sp->cancel = true;
+      }
+      cancelled_.clear();
+      if (stopping) {
+        while (!queue_.empty()) {
+          dropped.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        for (auto& sp : slots_)
+          if (sp->active) sp->cancel = true;
+      } else {
+        admit_locked();
+      }
+    }
+    for (auto& p : dropped) {
+      CompletionEvent ev;
+      ev.done = true;
+      ev.result.finish_reason = "cancelled";
+      ev.result.prompt_tokens = static_cast<int64_t>(p->req.prompt.size());
+      if (p->req.on_event) p->req.on_event(std::move(ev));
+    }
+    if (stopping) {
+      for (auto& sp : slots_)
+        if (sp->active) finish(*sp, "cancelled");
+      return;
+    }
+    step();
+  }
+}
+
+}  // namespace kestrel

@@ -1,0 +1,163 @@
+#pragma once
+// Continuous batching: N slots share one KvCache (sequence id = slot index). One
+// engine thread loops: admit queued requests into free slots, build ONE batch
+// holding a decode token for every generating slot plus up to `prefill_chunk`
+// prompt tokens of slots still in prefill (so a long prompt never stalls the
+// others), run Model::forward once, sample per slot, emit text, retire finished
+// slots. Requests come from any thread through submit() / cancel().
+//
+// Prefix reuse: a free slot keeps the tokens it last held; a new request goes to
+// the free slot with the longest common prefix and evaluates only the rest.
+// The cache stays contiguous per slot (kv/kv_cache.h); no paging yet.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "model/model.h"
+#include "platform/thread_pool.h"
+#include "runtime/session.h"
+#include "runtime/stop_matcher.h"
+#include "sampling/sampler.h"
+
+namespace kestrel {
+
+struct SchedulerOptions {
+  int n_slots = 1;           // sequences decoded together (--parallel)
+  int64_t n_ctx_slot = 2048;  // positions per slot (prompt + generated)
+  int n_threads = 0;          // 0 = all cores
+  int prefill_chunk = 128;    // prompt tokens per step, over all slots in prefill
+  int max_queue = 64;         // waiting requests beyond the slots; more -> QueueFull
+  KvType kv_type = KvType::F16;
+  Isa isa = best_isa();
+};
+
+// One token's log-probability under the model (raw logits, temperature 1).
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::vector<std::pair<int32_t, float>> top;  // most likely tokens, best first
+};
+
+struct CompletionResult {
+  std::string text;
+  std::vector<int32_t> tokens;
+  std::string finish_reason;  // "stop", "length", "cancelled", "error"
+  std::string error;          // set when finish_reason == "error"
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;  // prompt tokens reused from the slot's cache
+  double queue_seconds = 0.0;
+  double ttft_seconds = 0.0;  // submit -> first sampled token
+  double generate_seconds = 0.0;
+};
+
+// What the engine hands back while a request runs. `done` marks the last event,
+// which carries the result; earlier events carry text (possibly empty when a
+// token's text is held back, e.g. a partial stop string) and logprobs.
+struct CompletionEvent {
+  std::string text;
+  std::vector<TokenLogprob> logprobs;  // tokens sampled since the last event
+  bool done = false;
+  CompletionResult result;
+};
+
+struct CompletionRequest {
+  std::vector<int32_t> prompt;
+  GenerateOptions gen;   // max_tokens must be >= 1 here; the caller resolves defaults
+  int n_logprobs = -1;   // < 0: none; n >= 0: the chosen token's logprob + top n
+  // false: evaluate the whole prompt even if a slot holds a prefix of it. Logits
+  // can differ in the last bits with how a prompt is split into batches, so a
+  // caller who wants a seed to reproduce a text exactly turns reuse off.
+  bool reuse_prefix = true;
+  // Called on the engine thread, in order; must be quick. Return false to cancel.
+  std::function<bool(CompletionEvent&&)> on_event;
+};
+
+enum class SubmitStatus { Accepted, Invalid, QueueFull, ShuttingDown };
+
+struct SubmitResult {
+  SubmitStatus status = SubmitStatus::Invalid;
+  std::string message;
+  uint64_t id = 0;
+};
+
+struct SchedulerStats {
+  int n_slots = 0;
+  int slots_in_use = 0;
+  int queue_depth = 0;
+  uint64_t requests_finished = 0;
+  uint64_t tokens_generated = 0;
+  uint64_t prompt_tokens = 0;         // evaluated (not counting reused ones)
+  uint64_t prompt_tokens_cached = 0;  // reused from a slot's cache
+  uint64_t steps = 0;
+  double ttft_seconds_sum = 0.0;
+  uint64_t ttft_count = 0;
+  double decode_tokens_per_second = 0.0;  // over the last few seconds of work
+};
+
+class Scheduler {
+ public:
+  // Starts the engine thread. The model must outlive the scheduler.
+  Scheduler(const Model& model, const SchedulerOptions& options);
+  ~Scheduler();  // stop(), then joins
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  const SchedulerOptions& options() const { return options_; }
+
+  // Validates (context overflow, empty prompt, bad token ids) and queues.
+  // Thread-safe. on_event is never called for a request that is not Accepted.
+  SubmitResult submit(CompletionRequest request);
+  // Ends a queued or running request (its last event has finish "cancelled").
+  void cancel(uint64_t id);
+  // Refuses new requests from now on; running and queued ones go on.
+  void begin_drain();
+  // True when nothing is queued or running.
+  bool idle() const;
+  // Ends the engine thread; queued and running requests are cancelled.
+  void stop();
+
+  SchedulerStats stats() const;
+
+ private:
+  struct Slot;
+  struct Pending;
+
+  void loop();
+  void admit_locked();
+  bool step();
+  void finish(Slot& s, const std::string& reason, const std::string& error = "");
+  void emit_token(Slot& s, int32_t token, const float* logits);
+
+  const Model& model_;
+  SchedulerOptions options_;
+  ThreadPool pool_;
+  KvCache cache_;
+  ForwardScratch scratch_;
+  Batch batch_;
+  std::vector<float> logits_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  size_t prefill_cursor_ = 0;  // round-robin start among slots in prefill
+  uint64_t admissions_ = 0;    // orders slots by last use
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Pending>> queue_;
+  std::vector<uint64_t> cancelled_;  // ids cancelled since the last step
+  uint64_t next_id_ = 1;
+  bool draining_ = false;
+  bool stopping_ = false;
+  int busy_slots_ = 0;
+  SchedulerStats stats_;
+  std::deque<std::pair<double, uint64_t>> rate_window_;  // (time, tokens) for tokens/s
+  std::thread thread_;
+};
+
+}  // namespace kestrel

@@ -1,0 +1,455 @@
+#include "server/server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "core/error.h"
+
+namespace kestrel::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+void send_json(httplib::Response& res, int status, const Json& j) {
+  res.status = status;
+  res.set_content(dump(j), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message, const std::string& type,
+                const std::string& param = "") {
+  send_json(res, status, error_body(message, type, param));
+}
+
+// Events of one request, handed from the engine thread to the HTTP thread.
+struct Channel {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<CompletionEvent> events;
+  std::atomic<bool> closed{false};  // the client is gone: cancel on the next event
+
+  std::function<bool(CompletionEvent&&)> sink() {
+    return [this](CompletionEvent&& ev) {
+      if (closed.load()) return false;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        events.push_back(std::move(ev));
+      }
+      cv.notify_all();
+      return true;
+    };
+  }
+  // Waits up to `timeout` for an event.
+  bool next(CompletionEvent& out, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lk(mu);
+    if (!cv.wait_for(lk, timeout, [&] { return !events.empty(); })) return false;
+    out = std::move(events.front());
+    events.pop_front();
+    return true;
+  }
+};
+
+std::string random_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  const uint64_t t = static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  std::ostringstream os;
+  os << prefix << std::hex << (t ^ (counter.fetch_add(1) * 0x9E3779B97F4A7C15ull));
+  return os.str();
+}
+
+}  // namespace
+
+struct Server::Impl {
+  const Model& model;
+  Scheduler& sched;
+  ServerOptions opt;
+  httplib::Server http;
+  std::string tmpl;
+  std::atomic<bool> draining{false};
+  std::atomic<int> in_flight{0};  // generation requests not yet fully answered
+
+  std::mutex metrics_mu;
+  std::map<std::pair<std::string, int>, uint64_t> http_counts;  // (route, status) -> count
+  uint64_t rejected_busy = 0;
+
+  Impl(const Model& m, Scheduler& s, ServerOptions o) : model(m), sched(s), opt(std::move(o)) {
+    tmpl = !opt.chat_template.empty() ? opt.chat_template : model.tokenizer().spec().chat_template;
+    opt.limits.n_ctx_slot = sched.options().n_ctx_slot;
+    routes();
+  }
+
+  void count(const std::string& route, int status) {
+    std::lock_guard<std::mutex> lk(metrics_mu);
+    ++http_counts[{route, status}];
+  }
+
+  bool authorized(const httplib::Request& req) const {
+    if (opt.api_key.empty()) return true;
+    const std::string h = req.get_header_value("Authorization");
+    return h == "Bearer " + opt.api_key;
+  }
+
+  void routes() {
+    http.new_task_queue = [n = opt.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(n)); };
+    http.set_payload_max_length(opt.max_body_bytes);
+    http.set_keep_alive_timeout(2);
+    http.set_read_timeout(30);
+    http.set_write_timeout(30);
+
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (req.path == "/health" || (req.path == "/" && req.method == "GET") || authorized(req))
+        return httplib::Server::HandlerResponse::Unhandled;
+      res.set_header("WWW-Authenticate", "Bearer");
+      send_error(res, 401, "invalid or missing API key (send 'Authorization: Bearer KEY')", "authentication_error");
+      count(req.path, 401);
+      return httplib::Server::HandlerResponse::Handled;
+    });
+    http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      if (res.status == 404) {
+        send_error(res, 404, "no route " + req.method + " " + req.path, "not_found_error");
+      } else if (res.status == 413) {
+        send_error(res, 413, "request body too large", "invalid_request_error");
+      } else {
+        send_error(res, res.status, "HTTP error " + std::to_string(res.status), "invalid_request_error");
+      }
+    });
+    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "internal error";
+      try {
+        if (ep) std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      send_error(res, 500, what, "server_error");
+    });
+
+    http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(chat_page_html(), "text/html; charset=utf-8");
+    });
+    http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+      if (draining.load()) {
+        send_json(res, 503, {{"status", "shutting down"}});
+      } else {
+        send_json(res, 200, {{"status", "ok"}});
+      }
+    });
+    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      const auto& c = model.config();
+      Json m = {{"id", opt.model_name},
+                {"object", "model"},
+                {"created", 0},
+                {"owned_by", "kestrel"},
+                {"meta",
+                 {{"n_vocab", c.n_vocab},
+                  {"n_ctx_train", c.n_ctx_train},
+                  {"n_ctx_slot", sched.options().n_ctx_slot},
+                  {"n_slots", sched.options().n_slots},
+                  {"size", model.weight_bytes()}}}};
+      send_json(res, 200, {{"object", "list"}, {"data", {m}}});
+      count("/v1/models", 200);
+    });
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics_text(), "text/plain; version=0.0.4");
+    });
+    http.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) { tokenize(req, res); });
+    http.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) { detokenize(req, res); });
+    http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      complete(req, res, Endpoint::Chat, "/v1/chat/completions");
+    });
+    http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      complete(req, res, Endpoint::Completion, "/v1/completions");
+    });
+  }
+
+  static Json parse_object(const std::string& body) {
+    Json j;
+    try {
+      j = Json::parse(body);
+    } catch (const Json::parse_error& e) {
+      throw ApiError(400, std::string("malformed JSON body: ") + e.what());
+    }
+    if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");
+    return j;
+  }
+
+  void tokenize(const httplib::Request& req, httplib::Response& res) {
+    try {
+      const Json j = parse_object(req.body);
+      if (!j.contains("content") || !j["content"].is_string())
+        throw ApiError(400, "'content' must be a string", "invalid_request_error", "content");
+      bool add_special = false, with_pieces = false;
+      if (j.contains("add_special")) {
+        if (!j["add_special"].is_boolean()) throw ApiError(400, "'add_special' must be a boolean");
+        add_special = j["add_special"].get<bool>();
+      }
+      if (j.contains("with_pieces")) {
+        if (!j["with_pieces"].is_boolean()) throw ApiError(400, "'with_pieces' must be a boolean");
+        with_pieces = j["with_pieces"].get<bool>();
+      }
+      const auto ids = model.tokenizer().encode(j["content"].get<std::string>(), add_special, true);
+      Json tokens = Json::array();
+      for (int32_t id : ids) {
+        if (with_pieces) {
+          tokens.push_back({{"id", id}, {"piece", model.tokenizer().token_to_piece(id)}});
+        } else {
+          tokens.push_back(id);
+        }
+      }
+      send_json(res, 200, {{"tokens", tokens}});
+      count("/tokenize", 200);
+    } catch (const ApiError& e) {
+      send_error(res, e.status, e.what(), e.type, e.param);
+      count("/tokenize", e.status);
+    }
+  }
+
+  void detokenize(const httplib::Request& req, httplib::Response& res) {
+    try {
+      const Json j = parse_object(req.body);
+      if (!j.contains("tokens") || !j["tokens"].is_array())
+        throw ApiError(400, "'tokens' must be a list of token ids", "invalid_request_error", "tokens");
+      std::vector<int32_t> ids;
+      for (const auto& t : j["tokens"]) {
+        if (!t.is_number_integer()) throw ApiError(400, "'tokens' must be a list of token ids", "invalid_request_error", "tokens");
+        const int64_t id = t.get<int64_t>();
+        if (id < 0 || id >= model.config().n_vocab)
+          throw ApiError(400, "token id " + std::to_string(id) + " is outside the vocabulary", "invalid_request_error", "tokens");
+        ids.push_back(static_cast<int32_t>(id));
+      }
+      send_json(res, 200, {{"content", model.tokenizer().decode(ids)}});
+      count("/detokenize", 200);
+    } catch (const ApiError& e) {
+      send_error(res, e.status, e.what(), e.type, e.param);
+      count("/detokenize", e.status);
+    }
+  }
+
+  void complete(const httplib::Request& req, httplib::Response& res, Endpoint ep, const std::string& route) {
+    ParsedRequest pr;
+    try {
+      pr = parse_request(req.body, ep, model, tmpl, opt.limits);
+    } catch (const ApiError& e) {
+      send_error(res, e.status, e.what(), e.type, e.param);
+      count(route, e.status);
+      return;
+    }
+    if (draining.load()) {
+      res.set_header("Retry-After", "5");
+      send_error(res, 503, "the server is shutting down", "server_error");
+      count(route, 503);
+      return;
+    }
+    auto ch = std::make_shared<Channel>();
+    pr.engine.on_event = ch->sink();
+    const SubmitResult sub = sched.submit(std::move(pr.engine));
+    if (sub.status != SubmitStatus::Accepted) {
+      const int status = sub.status == SubmitStatus::Invalid ? 400 : 503;
+      if (status == 503) {
+        res.set_header("Retry-After", "1");
+        std::lock_guard<std::mutex> lk(metrics_mu);
+        ++rejected_busy;
+      }
+      send_error(res, status, sub.message, status == 400 ? "invalid_request_error" : "server_error");
+      count(route, status);
+      return;
+    }
+    const std::string id = random_id(ep == Endpoint::Chat ? "chatcmpl-" : "cmpl-");
+    if (pr.stream) {
+      stream(res, ch, sub.id, id, pr, route);
+    } else {
+      whole(res, ch, sub.id, id, pr, route);
+    }
+  }
+
+  void whole(httplib::Response& res, const std::shared_ptr<Channel>& ch, uint64_t sub_id, const std::string& id,
+             const ParsedRequest& pr, const std::string& route) {
+    ++in_flight;
+    std::vector<TokenLogprob> lps;
+    CompletionEvent ev;
+    for (;;) {
+      if (!ch->next(ev, std::chrono::milliseconds(1000))) continue;
+      for (auto& l : ev.logprobs) lps.push_back(std::move(l));
+      if (ev.done) break;
+    }
+    const CompletionResult& r = ev.result;
+    if (r.finish_reason == "cancelled") {
+      res.set_header("Retry-After", "5");
+      send_error(res, 503, "the request was cancelled (server shutting down)", "server_error");
+      count(route, 503);
+    } else if (r.finish_reason == "error") {
+      send_error(res, 500, r.error, "server_error");
+      count(route, 500);
+    } else {
+      const Tokenizer& tok = model.tokenizer();
+      const auto* lp = pr.want_logprobs ? &lps : nullptr;
+      send_json(res, 200,
+                pr.endpoint == Endpoint::Chat ? chat_response(id, opt.model_name, r, lp, tok)
+                                              : completion_response(id, opt.model_name, r, lp, tok));
+      count(route, 200);
+    }
+    (void)sub_id;
+    --in_flight;
+  }
+
+  struct StreamState {
+    std::shared_ptr<Channel> ch;
+    uint64_t sub_id = 0;
+    std::string id;
+    ParsedRequest pr;
+    bool started = false;
+    bool finished = false;
+  };
+
+  void stream(httplib::Response& res, const std::shared_ptr<Channel>& ch, uint64_t sub_id, const std::string& id,
+              ParsedRequest& pr, const std::string& route) {
+    ++in_flight;
+    auto st = std::make_shared<StreamState>();
+    st->ch = ch;
+    st->sub_id = sub_id;
+    st->id = id;
+    st->pr = std::move(pr);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    count(route, 200);
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, st](size_t, httplib::DataSink& sink) { return stream_step(*st, sink); },
+        [this, st](bool) {
+          // Called once the response is over, whether or not the client stayed.
+          if (!st->finished) {
+            st->ch->closed = true;
+            sched.cancel(st->sub_id);
+            // Wait for the engine to let go of the slot, so a drain sees it free.
+            CompletionEvent ev;
+            for (int i = 0; i < 300; ++i) {
+              if (st->ch->next(ev, std::chrono::milliseconds(100)) && ev.done) break;
+            }
+          }
+          --in_flight;
+        });
+  }
+
+  bool write_event(httplib::DataSink& sink, const Json& j) {
+    const std::string s = "data: " + dump(j) + "\n\n";
+    return sink.write(s.data(), s.size());
+  }
+
+  // One call writes at least one event; false ends the response (client gone).
+  bool stream_step(StreamState& st, httplib::DataSink& sink) {
+    const Tokenizer& tok = model.tokenizer();
+    const bool chat = st.pr.endpoint == Endpoint::Chat;
+    if (!st.started) {
+      st.started = true;
+      if (chat && !write_event(sink, chat_chunk(st.id, opt.model_name, "", true, "", nullptr, tok))) return false;
+    }
+    CompletionEvent ev;
+    while (!st.ch->next(ev, std::chrono::milliseconds(200))) {
+      if (!sink.is_writable()) return false;
+    }
+    const auto* lp = st.pr.want_logprobs ? &ev.logprobs : nullptr;
+    if (!ev.text.empty() || (lp && !lp->empty())) {
+      const Json j = chat ? chat_chunk(st.id, opt.model_name, ev.text, false, "", lp, tok)
+                          : completion_chunk(st.id, opt.model_name, ev.text, "", lp, tok);
+      if (!write_event(sink, j)) return false;
+    }
+    if (!ev.done) return true;
+    st.finished = true;
+    const CompletionResult& r = ev.result;
+    if (r.finish_reason == "cancelled" || r.finish_reason == "error") {
+      const std::string msg = r.finish_reason == "error" ? r.error : "the request was cancelled (server shutting down)";
+      write_event(sink, error_body(msg, "server_error"));
+    } else {
+      const std::string fr = openai_finish_reason(r.finish_reason);
+      Json last = chat ? chat_chunk(st.id, opt.model_name, "", false, fr, nullptr, tok)
+                       : completion_chunk(st.id, opt.model_name, "", fr, nullptr, tok);
+      if (st.pr.include_usage) last["usage"] = usage_json(r);
+      write_event(sink, last);
+      if (st.pr.include_usage) {
+        Json u = last;
+        u["choices"] = Json::array();
+        write_event(sink, u);
+      }
+    }
+    const std::string done = "data: [DONE]\n\n";
+    sink.write(done.data(), done.size());
+    sink.done();
+    return true;
+  }
+
+  std::string metrics_text() {
+    const SchedulerStats s = sched.stats();
+    std::ostringstream os;
+    auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+      os << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n" << name << " " << value
+         << "\n";
+    };
+    {
+      std::lock_guard<std::mutex> lk(metrics_mu);
+      os << "# HELP kestrel_requests_total HTTP requests answered, by route and status.\n"
+            "# TYPE kestrel_requests_total counter\n";
+      for (const auto& [k, n] : http_counts)
+        os << "kestrel_requests_total{route=\"" << k.first << "\",status=\"" << k.second << "\"} " << n << "\n";
+      metric("kestrel_requests_rejected_total", "counter", "Generation requests refused with 503 (queue full).",
+             rejected_busy);
+    }
+    metric("kestrel_requests_finished_total", "counter", "Generation requests the engine finished.",
+           s.requests_finished);
+    metric("kestrel_tokens_generated_total", "counter", "Tokens sampled.", s.tokens_generated);
+    metric("kestrel_prompt_tokens_total", "counter", "Prompt tokens evaluated.", s.prompt_tokens);
+    metric("kestrel_prompt_tokens_cached_total", "counter", "Prompt tokens reused from a slot's cache.",
+           s.prompt_tokens_cached);
+    metric("kestrel_engine_steps_total", "counter", "Forward passes (batches) run.", s.steps);
+    metric("kestrel_queue_depth", "gauge", "Requests waiting for a slot.", s.queue_depth);
+    metric("kestrel_kv_slots_in_use", "gauge", "KV cache slots holding a running request.", s.slots_in_use);
+    metric("kestrel_kv_slots_total", "gauge", "KV cache slots.", s.n_slots);
+    os << "# HELP kestrel_time_to_first_token_seconds Submit to first sampled token.\n"
+          "# TYPE kestrel_time_to_first_token_seconds summary\n"
+       << "kestrel_time_to_first_token_seconds_sum " << s.ttft_seconds_sum << "\n"
+       << "kestrel_time_to_first_token_seconds_count " << s.ttft_count << "\n";
+    metric("kestrel_tokens_per_second", "gauge", "Tokens sampled per second over the last 10 s.",
+           s.decode_tokens_per_second);
+    metric("kestrel_http_in_flight", "gauge", "Generation requests being answered.", in_flight.load());
+    return os.str();
+  }
+};
+
+Server::Server(const Model& model, Scheduler& scheduler, ServerOptions options)
+    : impl_(std::make_unique<Impl>(model, scheduler, std::move(options))) {}
+
+Server::~Server() = default;
+
+int Server::bind() {
+  auto& o = impl_->opt;
+  if (o.port == 0) {
+    const int p = impl_->http.bind_to_any_port(o.host);
+    if (p <= 0) fail("server: cannot bind ", o.host, " on any port");
+    o.port = p;
+  } else if (!impl_->http.bind_to_port(o.host, o.port)) {
+    fail("server: cannot bind ", o.host, ":", o.port, " (in use, or not an address of this machine)");
+  }
+  return o.port;
+}
+
+void Server::run() { impl_->http.listen_after_bind(); }
+
+void Server::shutdown(double drain_seconds) {
+  impl_->draining = true;
+  impl_->sched.begin_drain();
+  const auto deadline = Clock::now() + std::chrono::duration<double>(drain_seconds);
+  while (Clock::now() < deadline && (impl_->in_flight.load() > 0 || !impl_->sched.idle()))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  impl_->http.stop();
+}
+
+}  // namespace kestrel::server
