@@ -31,7 +31,7 @@ def stream_once(port, prompt, max_tokens, seed):
     t0 = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "seed": seed, "stream": True,
-            "stream_options": {"include_usage": True}, "cache_prompt": False}
+            "stream_options": {"include_usage": True}, "cache_prompt": False, "ignore_eos": True}
     conn.request("POST", "/v1/completions", body=json.dumps(body), headers={"Content-Type": "application/json"})
     r = conn.getresponse()
     ttft, tokens = None, 0

@@ -185,7 +185,7 @@ void bench_matmul(benchmark::State& state, DType type, MatmulPath path, int64_t 
   Workspace scratch;
   MatmulContext ctx{pool, scratch, Isa::Avx512};
   ctx.allow_panels = path != MatmulPath::VecDot;
-  ctx.allow_amx = path == MatmulPath::PanelsAmx;
+  ctx.amx = path == MatmulPath::PanelsAmx ? AmxUse::Always : AmxUse::Never;
   const std::vector<float> x = random_floats(cols * tokens, 3);
   std::vector<float> y(static_cast<size_t>(rows * tokens));
   size_t copy = 0;

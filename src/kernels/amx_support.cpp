@@ -3,9 +3,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <string_view>
-
 #include "kernels/amx/amx_kernels.h"
 #include "platform/cpu.h"
 
@@ -20,8 +17,6 @@ constexpr long kXfeatureXtileData = 18;
 bool request_permission() {
   const CpuFeatures& f = cpu_features();
   if (!f.amx_tile || !f.amx_int8 || !isa_supported(Isa::Avx512)) return false;
-  // KESTREL_AMX=0 keeps the VNNI kernels (for A/B comparisons).
-  if (const char* env = std::getenv("KESTREL_AMX"); env && std::string_view(env) == "0") return false;
   return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtileData) == 0;
 }
 

@@ -28,11 +28,20 @@ std::atomic<size_t> g_packed_bytes{0};
 size_t align64(size_t n) { return (n + 63) & ~size_t{63}; }
 
 // KESTREL_PANELS=0 keeps every batch on the vec_dot path (A/B runs against the
-// row-by-row kernels; KESTREL_AMX=0 likewise keeps AMX out).
+// row-by-row kernels).
 bool panels_enabled() {
   static const bool on = [] {
     const char* env = std::getenv("KESTREL_PANELS");
     return !(env && std::string_view(env) == "0");
+  }();
+  return on;
+}
+
+// KESTREL_AMX=1 turns AMX on for AmxUse::Default.
+bool amx_by_default() {
+  static const bool on = [] {
+    const char* env = std::getenv("KESTREL_AMX");
+    return env && std::string_view(env) == "1";
   }();
   return on;
 }
@@ -73,7 +82,8 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool) {
   return *packed_;
 }
 
-MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, bool allow_panels, bool allow_amx) {
+MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, bool allow_panels, AmxUse amx) {
+  const bool allow_amx = amx == AmxUse::Always || (amx == AmxUse::Default && amx_by_default());
   if (!allow_panels || !panels_enabled() || n_tokens < min_panel_tokens(type) || !kernels::panel_gemm(type, isa)) return MatmulPath::VecDot;
   if (allow_amx && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa)) return MatmulPath::PanelsAmx;
   return MatmulPath::Panels;
@@ -158,7 +168,7 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
 
 void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y) {
   if (n_tokens <= 0) return;
-  const MatmulPath path = matmul_path(w.type, n_tokens, ctx.isa, ctx.allow_panels, ctx.allow_amx);
+  const MatmulPath path = matmul_path(w.type, n_tokens, ctx.isa, ctx.allow_panels, ctx.amx);
   if (path != MatmulPath::VecDot) {
     const bool amx = path == MatmulPath::PanelsAmx;
     matmul_panels(ctx, w, x, n_tokens, y,

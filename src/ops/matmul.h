@@ -8,9 +8,9 @@
 //    kernels: one vec_dot per weight row and token, on the GGUF layout as mapped
 //    (decode streams each weight byte once; rows are split over the threads).
 //  - otherwise: the panel GEMM of kernels/packed_gemm.h on a copy of the weight
-//    repacked once, on first use, into 16-row panels (PackedWeight below), with
-//    AMX-INT8 tiles for 16-token tiles when the CPU and OS allow it. The
-//    original layout stays in use for decode.
+//    repacked once, on first use, into 16-row panels (PackedWeight below)
+//    (AVX-512 VNNI; AMX-INT8 tiles for 16-token tiles on request, see AmxUse).
+//    The original layout stays in use for decode.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -25,13 +25,18 @@
 
 namespace kestrel {
 
+// Whether batches may use the AMX-INT8 kernel. Default follows KESTREL_AMX:
+// AMX only when it is set to 1. Off by default because on this project's
+// machine it measured no faster than the VNNI kernel (docs/performance.md).
+enum class AmxUse { Default, Never, Always };
+
 struct MatmulContext {
   ThreadPool& pool;
   Workspace& scratch;
   Isa isa;
-  // Caps on the batched paths (benchmarks and A/B runs; the defaults pick the fastest).
+  // Choices of the batched paths (benchmarks and A/B runs).
   bool allow_panels = true;
-  bool allow_amx = true;
+  AmxUse amx = AmxUse::Default;
 };
 
 void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y);
@@ -42,7 +47,8 @@ void matmul_bias(const MatmulContext& ctx, const Weight& w, const float* bias, c
 
 // Which kernel matmul uses for a weight type, batch size and Isa.
 enum class MatmulPath { VecDot, Panels, PanelsAmx };
-MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, bool allow_panels = true, bool allow_amx = true);
+MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, bool allow_panels = true,
+                       AmxUse amx = AmxUse::Default);
 
 // A weight in panel layout: panels() panels of panel_bytes() bytes each.
 class PackedWeight {

@@ -213,6 +213,7 @@ ParsedRequest parse_request(const std::string& text, Endpoint endpoint, const Mo
   if (auto v = get_int(body, "seed", INT64_MIN, INT64_MAX)) s.seed = static_cast<uint64_t>(*v) & 0xFFFFFFFFu;
   r.engine.gen.stop = get_stop(body);
   r.engine.reuse_prefix = get_bool(body, "cache_prompt").value_or(true);  // llama-server's name
+  r.engine.gen.stop_at_eog = !get_bool(body, "ignore_eos").value_or(false);  // llama-server's name
 
   if (endpoint == Endpoint::Chat) {
     r.want_logprobs = get_bool(body, "logprobs").value_or(false);

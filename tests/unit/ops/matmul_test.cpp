@@ -114,7 +114,7 @@ std::vector<float> run(const Case& c, const std::vector<float>& x, int64_t n_tok
   Workspace ws;
   MatmulContext ctx{pool, ws, isa};
   ctx.allow_panels = panels;
-  ctx.allow_amx = amx;
+  ctx.amx = amx ? AmxUse::Always : AmxUse::Never;
   std::vector<float> y(static_cast<size_t>(n_tokens * c.rows), std::nanf(""));
   matmul(ctx, c.w, x.data(), n_tokens, y.data());
   return y;
@@ -162,7 +162,11 @@ TEST(Matmul, PathChoice) {
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512, /*allow_panels=*/false), MatmulPath::VecDot);
   if (isa_supported(Isa::Avx512)) {
     EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512), MatmulPath::Panels);
-    EXPECT_EQ(matmul_path(DType::Q4_0, 64, Isa::Avx512, true, /*allow_amx=*/false), MatmulPath::Panels);
+    EXPECT_EQ(matmul_path(DType::Q4_0, 64, Isa::Avx512, true, AmxUse::Never), MatmulPath::Panels);
+    // AMX needs a whole 16-token tile.
+    EXPECT_EQ(matmul_path(DType::Q4_0, 15, Isa::Avx512, true, AmxUse::Always), MatmulPath::Panels);
+    if (kernels::panel_gemm_amx(DType::Q4_0, Isa::Avx512))
+      EXPECT_EQ(matmul_path(DType::Q4_0, 16, Isa::Avx512, true, AmxUse::Always), MatmulPath::PanelsAmx);
   }
 }
 
