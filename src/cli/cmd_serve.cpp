@@ -65,6 +65,11 @@ void add_serve_command(CLI::App& app) {
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGTERM);
     sigaddset(&stop_set, SIGINT);
+    // A shell starts background jobs with SIGINT ignored, and an ignored signal
+    // is discarded before sigwait can see it: take the default back first
+    // (blocked, so the default action never runs).
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
     signal(SIGPIPE, SIG_IGN);
 

@@ -7,24 +7,10 @@
 
 #include "cli/commands.h"
 #include "model/quantize.h"
+#include "cli/common.h"
 #include "model/synth.h"
 
 namespace kestrel::cli {
-namespace {
-
-// SmolLM2's tokenizer from the model cache (scripts/fetch_models.sh puts it there).
-std::string default_vocab_path() {
-  std::string cache;
-  if (const char* c = std::getenv("KESTREL_CACHE"); c && *c) {
-    cache = c;
-  } else {
-    const char* home = std::getenv("HOME");
-    cache = std::string(home ? home : ".") + "/.cache/kestrel";
-  }
-  return cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
-
-}  // namespace
 
 void add_synth_command(CLI::App& app) {
   struct Opts {
@@ -46,7 +32,7 @@ void add_synth_command(CLI::App& app) {
     s.size = o->size;
     s.type = find_quant_target(o->type).type;
     s.seed = o->seed;
-    s.vocab_from = o->vocab_from.empty() ? default_vocab_path() : o->vocab_from;
+    s.vocab_from = o->vocab_from.empty() ? cached_smollm2_path() : o->vocab_from;
     s.n_threads = o->threads;
     const auto t0 = std::chrono::steady_clock::now();
     const auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };

@@ -11,8 +11,7 @@
 
 namespace kestrel::cli {
 
-std::string default_model_path() {
-  if (const char* m = std::getenv("KESTREL_MODEL"); m && *m) return m;
+std::string cached_smollm2_path() {
   std::string cache;
   if (const char* c = std::getenv("KESTREL_CACHE"); c && *c) {
     cache = c;
@@ -21,6 +20,11 @@ std::string default_model_path() {
     cache = std::string(home ? home : ".") + "/.cache/kestrel";
   }
   return cache + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+std::string default_model_path() {
+  if (const char* m = std::getenv("KESTREL_MODEL"); m && *m) return m;
+  return cached_smollm2_path();
 }
 
 void add_model_flags(CLI::App& app, ModelFlags& f) {

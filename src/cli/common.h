@@ -13,6 +13,8 @@ namespace kestrel::cli {
 // $KESTREL_MODEL, else the SmolLM2 file that scripts/fetch_models.sh puts in
 // $KESTREL_CACHE/models (default ~/.cache/kestrel/models).
 std::string default_model_path();
+// The SmolLM2 file in the cache, whatever KESTREL_MODEL says.
+std::string cached_smollm2_path();
 
 struct ModelFlags {
   std::string model;

@@ -74,7 +74,7 @@ void pack_act_tiles(const PanelFormat& f, const uint8_t* act, size_t act_stride,
 PanelGemmFn panel_gemm(DType type, Isa isa);
 
 // The AMX-INT8 version when the CPU has AMX-INT8, `isa` is Avx512 and the OS
-// granted the tile state (asked once, lazily; see kernels/amx/amx_support.h);
+// granted the tile state (asked once, lazily; see kernels/amx/amx_kernels.h);
 // nullptr otherwise. Whole 16-token tiles go through tile instructions, the
 // rest of the tokens through the AVX-512 kernel.
 PanelGemmFn panel_gemm_amx(DType type, Isa isa);

@@ -75,8 +75,8 @@ std::string scoreboard_markdown(const Scoreboard& s) {
 
 std::string scoreboard_svg(const Scoreboard& s) {
   // Layout: one group of three bars (pp, tg, memory ratio) per row.
-  const double group_w = 150, bar_w = 36, left = 60, top = 50, plot_h = 260;
-  const double width = left + group_w * s.rows.size() + 40, height = top + plot_h + 130;
+  const double group_w = 150, bar_w = 36, left = 60, top = 66, plot_h = 260;
+  const double width = std::max(640.0, left + group_w * s.rows.size() + 40), height = top + plot_h + 110;
   double max_ratio = 1.2;
   const ScoreRow& base = s.rows.front();
   for (const auto& r : s.rows) {
@@ -91,8 +91,9 @@ std::string scoreboard_svg(const Scoreboard& s) {
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
   o << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   o << "<text x=\"" << left << "\" y=\"20\" font-size=\"15\">kestrel ab: " << xml_escape(s.model) << "</text>\n";
-  o << "<text x=\"" << left << "\" y=\"38\" fill=\"#555\">" << xml_escape(s.settings)
-    << " (ratios to the baseline; higher is faster, memory: lower is smaller)</text>\n";
+  o << "<text x=\"" << left << "\" y=\"38\" fill=\"#555\">" << xml_escape(s.settings) << "</text>\n";
+  o << "<text x=\"" << left << "\" y=\"54\" fill=\"#555\">ratios to the baseline: speed higher is faster, "
+       "memory lower is smaller</text>\n";
   for (double v = 0; v <= max_ratio + 1e-9; v += 0.2) {
     o << "<line x1=\"" << left << "\" x2=\"" << width - 20 << "\" y1=\"" << y_of(v) << "\" y2=\"" << y_of(v)
       << "\" stroke=\"" << (std::fabs(v - 1.0) < 1e-9 ? "#000" : "#ddd") << "\"/>\n";

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ CACHE = os.environ.get("KESTREL_CACHE", os.path.expanduser("~/.cache/kestrel"))
 MODEL = os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 MODEL_NAME = os.path.basename(MODEL)
 KEY = "test-key-123"
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 passed = 0
 failed = 0
@@ -228,6 +230,14 @@ def functional(srv):
     check(st == 200 and json.loads(body)["status"] == "ok", "/health without a key")
     st, _, body = srv.request("GET", "/", key=None)
     check(st == 200 and b"/v1/chat/completions" in body and b"getReader" in body, "chat page at /")
+    # The page's own script, run in node against this server (no browser here).
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node:
+        pr = subprocess.run([node, os.path.join(HERE, "server_page_test.js"), str(srv.port), KEY],
+                            capture_output=True, text=True, timeout=120)
+        check(pr.returncode == 0, "chat page script streams replies (node)", (pr.stdout + pr.stderr)[-400:])
+    else:
+        print("SKIPPED: chat page script test (node is not installed)", flush=True)
     m = srv.metrics()
     check(m.get("kestrel_tokens_generated_total", 0) > 0 and "kestrel_kv_slots_in_use" in m
           and "kestrel_queue_depth" in m and m.get("kestrel_time_to_first_token_seconds_count", 0) > 0

@@ -1,13 +1,14 @@
 // AMX-INT8 panel GEMM (layout and summation order: kernels/packed_gemm.h).
 // Per group of 32 (16) elements and 16 tokens, one tdpbsud multiplies
-//   A = the 16 tokens' activation quants [16 tokens, G bytes] (signed), read in
-//       place from the quantized activation rows (tileloadd takes a row stride),
+//   A = the 16 tokens' activation quants [16 tokens, G bytes] (signed), from the
+//       regrouped copy (pack_act_tiles: one contiguous load) when the caller
+//       made one, else in place from the activation rows (tileloadd's stride),
 //   B = the panel's quants [G/4, 64 bytes] (unsigned): exactly the panel's
 //       vector layout (lane r = 4 consecutive quants of row r), the 4-bit
 //       formats unpacked to bytes once per call,
-// into C [16 tokens, 16 rows] int32; AVX-512 then applies the group's offset,
-// scales and min to 16 float accumulators (one per token), as the VNNI kernel
-// does, so both give the same bits. The tile unit runs one batch of groups
+// into C [16 tokens, 16 rows] int32; AVX-512 then applies the group's offset
+// and scales to 16 float accumulators (one per token), as the VNNI kernel does,
+// and adds the min terms the same way afterwards, so both give the same bits. The tile unit runs one batch of groups
 // ahead of the vector units (see tiles()).
 #include <cstdlib>
 #include <cstring>

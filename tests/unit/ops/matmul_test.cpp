@@ -165,8 +165,9 @@ TEST(Matmul, PathChoice) {
     EXPECT_EQ(matmul_path(DType::Q4_0, 64, Isa::Avx512, true, AmxUse::Never), MatmulPath::Panels);
     // AMX needs a whole 16-token tile.
     EXPECT_EQ(matmul_path(DType::Q4_0, 15, Isa::Avx512, true, AmxUse::Always), MatmulPath::Panels);
-    if (kernels::panel_gemm_amx(DType::Q4_0, Isa::Avx512))
+    if (kernels::panel_gemm_amx(DType::Q4_0, Isa::Avx512)) {
       EXPECT_EQ(matmul_path(DType::Q4_0, 16, Isa::Avx512, true, AmxUse::Always), MatmulPath::PanelsAmx);
+    }
   }
 }
 
