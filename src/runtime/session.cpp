@@ -98,6 +98,10 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt, const
     const int32_t next = sampler.sample(logits);
     sampler.accept(next);
     if (opt.stop_at_eog && tok.is_eog(next)) {
+      // Text held back as a possible stop-string start is real output.
+      const std::string tail = stops.flush(decoder.flush());
+      r.text += tail;
+      if (!tail.empty() && on_text) on_text(tail);
       r.finish_reason = "stop";
       break;
     }

@@ -427,8 +427,8 @@ def queue_full():
               "queue full -> 503 with Retry-After, others answered", str(codes))
         check(all(error_of(r[2]).get("message") for r in busy), "503 carries an OpenAI-style error")
     finally:
-        code = srv.stop()
-        check(code == 0, "second server: SIGTERM -> exit 0", str(code))
+        code = srv.stop(signal.SIGINT)
+        check(code == 0, "second server: SIGINT -> exit 0", str(code))
 
 
 def drain_on_sigterm(srv):
