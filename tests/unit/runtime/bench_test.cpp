@@ -16,13 +16,6 @@
 namespace kestrel {
 namespace {
 
-struct Loaded {
-  std::string path;
-  std::unique_ptr<Model> model;
-  explicit Loaded(const std::string& tag) : path(testing::write_tiny_model({}, tag)), model(load_model(path)) {}
-  ~Loaded() { std::filesystem::remove(path); }
-};
-
 BenchGrid small_grid() {
   BenchGrid g;
   g.n_prompt = {16, 0};
@@ -62,11 +55,11 @@ TEST(Bench, CasesFollowLlamaBenchOrder) {
   EXPECT_EQ(cases[2].n_threads, 2);
   EXPECT_EQ(cases[3].name(), "tg4");
   BenchCase bad;
-  EXPECT_THROW(run_bench(*Loaded("bench_bad").model, {}, bad), Error);  // neither pp nor tg
+  EXPECT_THROW(run_bench(*testing::LoadedTinyModel("bench_bad").model, {}, bad), Error);  // neither pp nor tg
 }
 
 TEST(Bench, StatisticsAndModelDescription) {
-  Loaded tiny("bench_stats");
+  testing::LoadedTinyModel tiny("bench_stats");
   const BenchModelInfo info = describe_model(*tiny.model, tiny.path);
   // 2 layers of (q, k, v, o, gate, up, down, 2 norms) + embd, output, output_norm.
   const int64_t E = 32, kv = 16, F = 64, V = tiny.model->config().n_vocab;
@@ -99,7 +92,7 @@ TEST(Bench, StatisticsAndModelDescription) {
 }
 
 TEST(Bench, JsonOutputParses) {
-  Loaded tiny("bench_json");
+  testing::LoadedTinyModel tiny("bench_json");
   const BenchGrid g = small_grid();
   const BenchModelInfo info = describe_model(*tiny.model, tiny.path);
   const auto results = run_all(*tiny.model, info, g);
@@ -132,7 +125,7 @@ TEST(Bench, JsonOutputParses) {
 }
 
 TEST(Bench, CsvHasHeaderAndOneRowPerTest) {
-  Loaded tiny("bench_csv");
+  testing::LoadedTinyModel tiny("bench_csv");
   const BenchGrid g = small_grid();
   const auto results = run_all(*tiny.model, describe_model(*tiny.model, tiny.path), g);
   std::ostringstream out;
@@ -158,7 +151,7 @@ TEST(Bench, CsvHasHeaderAndOneRowPerTest) {
 }
 
 TEST(Bench, MarkdownTable) {
-  Loaded tiny("bench_md");
+  testing::LoadedTinyModel tiny("bench_md");
   BenchGrid g = small_grid();
   g.n_threads = {1};
   g.kv_types = {KvType::F16, KvType::F32};

@@ -20,14 +20,6 @@
 namespace kestrel {
 namespace {
 
-struct Loaded {
-  std::string path;
-  std::unique_ptr<Model> model;
-  Loaded(const testing::TinyModelSpec& spec, const std::string& tag)
-      : path(testing::write_tiny_model(spec, tag)), model(load_model(path)) {}
-  ~Loaded() { std::filesystem::remove(path); }
-};
-
 constexpr int kCtx = 64;
 
 PerplexityOptions opts() {
@@ -87,10 +79,10 @@ double direct_truncated_kl(const std::vector<double>& base, const std::vector<do
 class KlDivergence : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    base_ = new Loaded({}, "kl_base");
+    base_ = new testing::LoadedTinyModel("kl_base");
     testing::TinyModelSpec spec;
     spec.noise = 0.15f;
-    other_ = new Loaded(spec, "kl_other");
+    other_ = new testing::LoadedTinyModel("kl_other", spec);
     tokens_ = new std::vector<int32_t>(tokenize_for_perplexity(base_->model->tokenizer(), testing::tiny_text()));
   }
   static void TearDownTestSuite() {
@@ -98,12 +90,12 @@ class KlDivergence : public ::testing::Test {
     delete other_;
     delete tokens_;
   }
-  static Loaded* base_;
-  static Loaded* other_;
+  static testing::LoadedTinyModel* base_;
+  static testing::LoadedTinyModel* other_;
   static std::vector<int32_t>* tokens_;
 };
-Loaded* KlDivergence::base_ = nullptr;
-Loaded* KlDivergence::other_ = nullptr;
+testing::LoadedTinyModel* KlDivergence::base_ = nullptr;
+testing::LoadedTinyModel* KlDivergence::other_ = nullptr;
 std::vector<int32_t>* KlDivergence::tokens_ = nullptr;
 
 TEST_F(KlDivergence, RunAgainstItselfIsZero) {

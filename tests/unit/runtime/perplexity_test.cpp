@@ -15,14 +15,6 @@
 namespace kestrel {
 namespace {
 
-struct Loaded {
-  std::string path;
-  std::unique_ptr<Model> model;
-  Loaded(const testing::TinyModelSpec& spec, const std::string& tag)
-      : path(testing::write_tiny_model(spec, tag)), model(load_model(path)) {}
-  ~Loaded() { std::filesystem::remove(path); }
-};
-
 SessionOptions session_opts(int n_ctx, int n_batch) {
   SessionOptions o;
   o.n_ctx = n_ctx;
@@ -75,7 +67,7 @@ Reference reference_ppl(const Model& m, const std::vector<int32_t>& tokens, int 
 }
 
 TEST(Perplexity, MatchesReferenceFromAllLogits) {
-  Loaded tiny({}, "ppl_ref");
+  testing::LoadedTinyModel tiny("ppl_ref", {});
   const Model& m = *tiny.model;
   const std::vector<int32_t> tokens = tokenize_for_perplexity(m.tokenizer(), testing::tiny_text());
   ASSERT_EQ(tokens, m.tokenizer().encode(testing::tiny_text(), true, false));
@@ -118,7 +110,7 @@ TEST(Perplexity, MatchesReferenceFromAllLogits) {
 TEST(Perplexity, TwoChunkRuleByHand) {
   testing::TinyModelSpec spec;
   spec.add_bos = true;
-  Loaded tiny(spec, "ppl_hand");
+  testing::LoadedTinyModel tiny("ppl_hand", spec);
   const Model& m = *tiny.model;
   const int32_t bos = m.tokenizer().bos();
   ASSERT_EQ(bos, 0);

@@ -15,15 +15,8 @@
 namespace kestrel {
 namespace {
 
-struct Loaded {
-  std::string path;
-  std::unique_ptr<Model> model;
-  Loaded() : path(testing::write_tiny_model({}, "sched")), model(load_model(path)) {}
-  ~Loaded() { std::filesystem::remove(path); }
-};
-
-Loaded& tiny() {
-  static Loaded l;
+testing::LoadedTinyModel& tiny() {
+  static testing::LoadedTinyModel l("sched");
   return l;
 }
 

@@ -14,11 +14,13 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "model/model.h"
 
 namespace kestrel::testing {
 
@@ -151,5 +153,14 @@ inline std::string tiny_text() {
          "down, the air turned cold, the birds went quiet, and one by one the windows of the houses began "
          "to glow with yellow light.";
 }
+
+// A tiny model written to a temporary file and loaded; the file goes with it.
+struct LoadedTinyModel {
+  std::string path;
+  std::unique_ptr<Model> model;
+  explicit LoadedTinyModel(const std::string& tag, const TinyModelSpec& spec = {})
+      : path(write_tiny_model(spec, tag)), model(load_model(path)) {}
+  ~LoadedTinyModel() { std::filesystem::remove(path); }
+};
 
 }  // namespace kestrel::testing
