@@ -19,7 +19,7 @@ ThreadPool& pool() {
 
 void bench_run(benchmark::State& state) {
   std::atomic<int> sink{0};
-  for (auto _ : state) pool().run([&](int ith, int) { sink.fetch_add(ith, std::memory_order_relaxed); });
+  for (auto _ : state) pool().parallel_for(pool().size(), [&](int64_t b, int64_t, int) { sink.fetch_add(b, std::memory_order_relaxed); });
   benchmark::DoNotOptimize(sink.load());
 }
 

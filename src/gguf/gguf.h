@@ -122,6 +122,8 @@ class File {
   ~File();
 
   uint32_t version() const;
+  // True for open(): tensor data lies in a read-only mapping of the file.
+  bool mapped() const;
   size_t alignment() const;
   size_t file_size() const;
   // Start of the tensor data section: the end of the tensor infos rounded up to

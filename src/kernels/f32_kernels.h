@@ -14,6 +14,9 @@ using F16ToF32Fn = void (*)(int64_t n, const uint16_t* src, float* dst);
 // Round to nearest even; identical bits on every Isa (an F16 KV cache written on
 // one machine reads the same on another).
 using F32ToF16Fn = void (*)(int64_t n, const float* src, uint16_t* dst);
+// gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + e^-gate[i]) * up[i], with
+// exp_approx below: every Isa gives the same bits.
+using SwigluFn = void (*)(int64_t n, float* gate, const float* up);
 
 struct F32Kernels {
   DotF32Fn dot;
@@ -21,8 +24,16 @@ struct F32Kernels {
   ScaleF32Fn scale;
   F16ToF32Fn f16_to_f32;
   F32ToF16Fn f32_to_f16;
+  SwigluFn swiglu;
   Isa isa;
 };
+
+// e^x as the SIMD kernels compute it (scalar form, same operations, same bits):
+// 0 below -87 (and for NaN), x capped at 88; Cody-Waite reduction x = n ln2 + r
+// and Cephes' degree-7 polynomial for e^r, times 2^n. Relative error < 4e-7.
+// Out of line on purpose: an inline copy built inside a SIMD translation unit
+// could be the one the linker keeps.
+float exp_approx(float x);
 
 // The table for `isa`, lowered to what the CPU runs; the no-argument form uses best_isa().
 const F32Kernels& f32_kernels(Isa isa);

@@ -138,6 +138,7 @@ struct F32Candidates {
   PerIsa<ScaleF32Fn> scale;
   PerIsa<F16ToF32Fn> f16_to_f32;
   PerIsa<F32ToF16Fn> f32_to_f16;
+  PerIsa<SwigluFn> swiglu;
 };
 
 const F32Candidates kF32 = {
@@ -146,6 +147,8 @@ const F32Candidates kF32 = {
     {ref::scale_f32, avx2::scale_f32, avx512::scale_f32},
     {ref::f16_to_f32_row, avx2::f16_to_f32_row, avx512::f16_to_f32_row},
     {ref::f32_to_f16_row, avx2::f32_to_f16_row, avx512::f32_to_f16_row},
+    // No AVX2 version: the AVX2 level runs the twin (a few % of a forward pass).
+    {ref::swiglu_f32, ref::swiglu_f32, avx512::swiglu_f32},
 };
 
 std::array<F32Kernels, kLevels> build_f32_tables() {
@@ -153,7 +156,8 @@ std::array<F32Kernels, kLevels> build_f32_tables() {
   for (int level = 0; level < kLevels; ++level)
     t[static_cast<size_t>(level)] = F32Kernels{pick(kF32.dot, level), pick(kF32.axpy, level),
                                                pick(kF32.scale, level), pick(kF32.f16_to_f32, level),
-                                               pick(kF32.f32_to_f16, level), static_cast<Isa>(level)};
+                                               pick(kF32.f32_to_f16, level), pick(kF32.swiglu, level),
+                                               static_cast<Isa>(level)};
   return t;
 }
 

@@ -1,5 +1,7 @@
 #include "kv/attention.h"
 
+#include <cassert>
+
 #include "kv/attention_kernels.h"
 
 namespace kestrel {
@@ -8,12 +10,17 @@ void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams
                  int64_t n_visible, float* out, Isa isa) {
   const int kv_head = head / (p.n_head / p.n_kv_head);
   const auto& kern = kv::attention_kernels(isa);
+  const KvHeadView h = cache.view(layer, seq, kv_head);
+  assert(n_visible <= static_cast<int64_t>(cache.block_table(seq).size()) * KvCache::kBlock);
+  // Rows of the sequence's blocks, in position order (kv/kv_cache.h layout).
   if (cache.type() == KvType::F16) {
-    kern.f16(static_cast<const uint16_t*>(cache.k_rows(layer, seq, kv_head)),
-             static_cast<const uint16_t*>(cache.v_rows(layer, seq, kv_head)), n_visible, p.head_dim, q, p.scale, out);
+    const kv::KvBlocks<uint16_t> kv{static_cast<const uint16_t*>(h.k), static_cast<const uint16_t*>(h.v), h.blocks,
+                                    h.block_stride, KvCache::kBlock};
+    kern.f16(kv, n_visible, p.head_dim, q, p.scale, out);
   } else {
-    kern.f32(static_cast<const float*>(cache.k_rows(layer, seq, kv_head)),
-             static_cast<const float*>(cache.v_rows(layer, seq, kv_head)), n_visible, p.head_dim, q, p.scale, out);
+    const kv::KvBlocks<float> kv{static_cast<const float*>(h.k), static_cast<const float*>(h.v), h.blocks,
+                                 h.block_stride, KvCache::kBlock};
+    kern.f32(kv, n_visible, p.head_dim, q, p.scale, out);
   }
 }
 

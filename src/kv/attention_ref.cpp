@@ -5,6 +5,7 @@
 // ggml's AVX-512 build does (four 16-lane accumulators over blocks of 64, then a
 // fixed tree; the tail in double). SmolLM2-class models amplify the last bit,
 // so the order is part of matching llama.cpp.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -33,7 +34,7 @@ float dot_like_ggml(const float* a, const float* b, int n) {
 inline float round_f16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
 
 template <bool kF16, class T>
-void attend(const T* k, const T* v, int64_t n, int d, const float* q, float scale, float* out) {
+void attend(const KvBlocks<T>& kv, int64_t n, int d, const float* q, float scale, float* out) {
   float qr[512], row[512], acc[512];
   for (int i = 0; i < d; ++i) {
     qr[i] = kF16 ? round_f16(q[i]) : q[i];
@@ -43,24 +44,31 @@ void attend(const T* k, const T* v, int64_t n, int d, const float* q, float scal
     if constexpr (kF16) return fp16_to_f32(x);
     else return x;
   };
+  // The softmax state lives across blocks: rows are visited in position order
+  // whatever block holds them.
   float sum = 0.0f;
   float max = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < n; ++j) {
-    for (int i = 0; i < d; ++i) row[i] = load(k[j * d + i]);
-    const float s = dot_like_ggml(row, qr, d) * scale;
-    float ms = 1.0f, vs = 1.0f;
-    if (s > max) {
-      ms = std::exp(max - s);
-      max = s;
-      for (int i = 0; i < d; ++i) acc[i] = kF16 ? round_f16(acc[i] * ms) : acc[i] * ms;
-    } else {
-      vs = std::exp(s - max);
+  for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
+    const T* k = kv.k + kv.ids[b] * kv.stride;
+    const T* v = kv.v + kv.ids[b] * kv.stride;
+    const int64_t rows = std::min(kv.block_len, n - first);
+    for (int64_t j = 0; j < rows; ++j) {
+      for (int i = 0; i < d; ++i) row[i] = load(k[j * d + i]);
+      const float s = dot_like_ggml(row, qr, d) * scale;
+      float ms = 1.0f, vs = 1.0f;
+      if (s > max) {
+        ms = std::exp(max - s);
+        max = s;
+        for (int i = 0; i < d; ++i) acc[i] = kF16 ? round_f16(acc[i] * ms) : acc[i] * ms;
+      } else {
+        vs = std::exp(s - max);
+      }
+      for (int i = 0; i < d; ++i) {
+        const float a = std::fma(load(v[j * d + i]), vs, acc[i]);
+        acc[i] = kF16 ? round_f16(a) : a;
+      }
+      sum = sum * ms + vs;
     }
-    for (int i = 0; i < d; ++i) {
-      const float a = std::fma(load(v[j * d + i]), vs, acc[i]);
-      acc[i] = kF16 ? round_f16(a) : a;
-    }
-    sum = sum * ms + vs;
   }
   const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
   for (int i = 0; i < d; ++i) out[i] = acc[i] * inv;
@@ -68,11 +76,11 @@ void attend(const T* k, const T* v, int64_t n, int d, const float* q, float scal
 
 }  // namespace
 
-void attend_f16(const uint16_t* k, const uint16_t* v, int64_t n, int d, const float* q, float scale, float* out) {
-  attend<true>(k, v, n, d, q, scale, out);
+void attend_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  attend<true>(kv, n, d, q, scale, out);
 }
-void attend_f32(const float* k, const float* v, int64_t n, int d, const float* q, float scale, float* out) {
-  attend<false>(k, v, n, d, q, scale, out);
+void attend_f32(const KvBlocks<float>& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  attend<false>(kv, n, d, q, scale, out);
 }
 
 }  // namespace kestrel::kv::ref

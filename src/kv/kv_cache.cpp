@@ -1,33 +1,96 @@
 #include "kv/kv_cache.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/fp16.h"
 
 namespace kestrel {
+namespace {
+
+int64_t blocks_for(int64_t positions) { return (positions + KvCache::kBlock - 1) / KvCache::kBlock; }
+
+}  // namespace
 
 KvCache::KvCache(KvShape shape, KvType type) : shape_(shape), type_(type) {
-  if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 || shape.n_seq <= 0)
+  if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 || shape.n_seq <= 0 ||
+      shape.n_pool < 0)
     fail("kv cache: invalid shape (layers ", shape.n_layer, ", kv heads ", shape.n_kv_head, ", head dim ",
-         shape.head_dim, ", ctx ", shape.n_ctx, ", seqs ", shape.n_seq, ")");
-  const size_t n = static_cast<size_t>(shape.n_layer) * shape.n_seq * shape.n_kv_head * shape.n_ctx *
-                   shape.head_dim * element_bytes();
-  k_.assign(n, 0);
-  v_.assign(n, 0);
+         shape.head_dim, ", ctx ", shape.n_ctx, ", seqs ", shape.n_seq, ", pool ", shape.n_pool, ")");
+  const int64_t n_blocks = shape.n_pool > 0 ? blocks_for(shape.n_pool) : shape.n_seq * blocks_for(shape.n_ctx);
+  if (n_blocks > INT32_MAX) fail("kv cache: a pool of ", n_blocks, " blocks is too large");
+  block_bytes_ =
+      static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * shape.head_dim * element_bytes();
+  k_.assign(static_cast<size_t>(n_blocks) * block_bytes_, 0);
+  v_.assign(static_cast<size_t>(n_blocks) * block_bytes_, 0);
+  ref_.assign(static_cast<size_t>(n_blocks), 0);
+  // Taken from the back: block 0 first, so a lone sequence is laid out in order.
+  free_.resize(static_cast<size_t>(n_blocks));
+  for (int64_t i = 0; i < n_blocks; ++i) free_[static_cast<size_t>(i)] = static_cast<int32_t>(n_blocks - 1 - i);
+  table_.assign(shape.n_seq, {});
   seq_len_.assign(shape.n_seq, 0);
 }
 
-size_t KvCache::offset(int layer, int seq, int head) const {
-  const size_t rows = ((static_cast<size_t>(layer) * shape_.n_seq + seq) * shape_.n_kv_head + head);
-  return rows * static_cast<size_t>(shape_.n_ctx) * shape_.head_dim * element_bytes();
+int KvCache::checked(int seq) const {
+  if (seq < 0 || seq >= shape_.n_seq) fail("kv cache: sequence id ", seq, " outside [0, ", shape_.n_seq, ")");
+  return seq;
+}
+
+size_t KvCache::block_offset(int32_t b, int layer, int head) const {
+  const size_t rows = static_cast<size_t>(layer) * shape_.n_kv_head + head;
+  return static_cast<size_t>(b) * block_bytes_ + rows * kBlock * shape_.head_dim * element_bytes();
+}
+
+int32_t KvCache::take_block() {
+  if (free_.empty())
+    fail("kv cache: out of blocks: all ", total_blocks(), " blocks of ", kBlock, " positions (",
+         total_blocks() * kBlock, " positions) are in use");
+  const int32_t b = free_.back();
+  free_.pop_back();
+  ref_[b] = 1;
+  return b;
+}
+
+void KvCache::drop_block(int32_t b) {
+  if (--ref_[b] == 0) free_.push_back(b);
+}
+
+void KvCache::shrink_table(int seq, int64_t n_blocks) {
+  auto& t = table_[seq];
+  while (static_cast<int64_t>(t.size()) > n_blocks) {
+    drop_block(t.back());
+    t.pop_back();
+  }
+}
+
+int32_t KvCache::writable_block(int seq, int64_t pos) {
+  auto& t = table_[seq];
+  const size_t i = static_cast<size_t>(pos / kBlock);
+  while (t.size() <= i) t.push_back(take_block());
+  const int32_t b = t[i];
+  if (ref_[b] == 1) return b;
+  // Shared: copy the whole block (every layer, the positions before pos are the
+  // common prefix) and write into the copy.
+  const int32_t c = take_block();
+  std::memcpy(k_.data() + static_cast<size_t>(c) * block_bytes_, k_.data() + static_cast<size_t>(b) * block_bytes_,
+              block_bytes_);
+  std::memcpy(v_.data() + static_cast<size_t>(c) * block_bytes_, v_.data() + static_cast<size_t>(b) * block_bytes_,
+              block_bytes_);
+  drop_block(b);
+  t[i] = c;
+  return c;
 }
 
 void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float* v) {
+  checked(seq);
   if (pos < 0 || pos >= shape_.n_ctx) fail("kv cache: position ", pos, " outside context of ", shape_.n_ctx);
+  if (layer < 0 || layer >= shape_.n_layer) fail("kv cache: layer ", layer, " outside [0, ", shape_.n_layer, ")");
+  const int32_t b = writable_block(seq, pos);
   const int d = shape_.head_dim;
+  const size_t row = static_cast<size_t>(pos % kBlock) * d * element_bytes();
   for (int h = 0; h < shape_.n_kv_head; ++h) {
-    const size_t at = offset(layer, seq, h) + static_cast<size_t>(pos) * d * element_bytes();
+    const size_t at = block_offset(b, layer, h) + row;
     if (type_ == KvType::F16) {
       auto* kd = reinterpret_cast<uint16_t*>(k_.data() + at);
       auto* vd = reinterpret_cast<uint16_t*>(v_.data() + at);
@@ -42,13 +105,73 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
   }
 }
 
+KvHeadView KvCache::view(int layer, int seq, int head) const {
+  const size_t at = block_offset(0, layer, head);
+  return KvHeadView{k_.data() + at, v_.data() + at, table_[seq].data(),
+                    static_cast<int64_t>(block_bytes_ / element_bytes())};
+}
+
 void KvCache::set_seq_len(int seq, int64_t n) {
+  checked(seq);
   if (n < 0 || n > shape_.n_ctx) fail("kv cache: length ", n, " outside context of ", shape_.n_ctx);
+  auto& t = table_[seq];
+  const int64_t want = blocks_for(n);
+  if (want < static_cast<int64_t>(t.size())) shrink_table(seq, want);
+  while (static_cast<int64_t>(t.size()) < want) t.push_back(take_block());
   seq_len_[seq] = n;
 }
 
+void KvCache::clear_seq(int seq) {
+  checked(seq);
+  shrink_table(seq, 0);
+  seq_len_[seq] = 0;
+}
+
 void KvCache::clear() {
-  for (auto& n : seq_len_) n = 0;
+  for (int s = 0; s < shape_.n_seq; ++s) clear_seq(s);
+}
+
+void KvCache::share_prefix(int dst, int src, int64_t n) {
+  checked(dst);
+  checked(src);
+  if (n < 0 || n > seq_len_[src])
+    fail("kv cache: cannot share ", n, " positions of sequence ", src, ", which holds ", seq_len_[src]);
+  if (dst == src) {
+    set_seq_len(dst, n);
+    return;
+  }
+  clear_seq(dst);
+  const int64_t nb = blocks_for(n);
+  auto& t = table_[dst];
+  for (int64_t i = 0; i < nb; ++i) {
+    const int32_t b = table_[src][static_cast<size_t>(i)];
+    ++ref_[b];
+    t.push_back(b);
+  }
+  seq_len_[dst] = n;
+}
+
+int64_t KvCache::blocks_needed(int seq, int64_t n) const {
+  checked(seq);
+  const int64_t len = seq_len_[seq];
+  if (n <= len) return 0;
+  const auto& t = table_[seq];
+  int64_t need = std::max<int64_t>(0, blocks_for(n) - static_cast<int64_t>(t.size()));
+  // The next write lands in the last block when it is partly filled.
+  if (len % kBlock != 0 && ref_[t[static_cast<size_t>(len / kBlock)]] > 1) ++need;
+  return need;
+}
+
+int64_t KvCache::blocks_held(std::span<const int> seqs) const {
+  std::vector<uint8_t> seen(ref_.size(), 0);
+  int64_t n = 0;
+  for (int s : seqs)
+    for (int32_t b : table_[checked(s)])
+      if (!seen[b]) {
+        seen[b] = 1;
+        ++n;
+      }
+  return n;
 }
 
 }  // namespace kestrel

@@ -1,11 +1,26 @@
 #pragma once
-// The KV cache: keys and values of every layer for up to n_seq sequences of up
-// to n_ctx positions each. Layout [layer][seq][kv_head][pos][head_dim], so one
-// head's keys are contiguous rows (what the attention loop streams). Storage is
-// F16 (llama.cpp's default, and what our logits are compared against) or F32.
-// A paged or quantized cache replaces this class behind the same calls.
+// The KV cache, paged: keys and values live in one pool of fixed-size blocks of
+// kBlock positions shared by all sequences; each sequence has a block table
+// (logical block i of the sequence -> physical block). Blocks are taken from
+// the pool as a sequence grows and given back when it is cleared or shortened.
+//
+// Blocks are reference-counted so that sequences can share the blocks of a
+// common prefix (share_prefix): a shared system prompt is stored once. A shared
+// block is never written: the first store into a block another sequence also
+// holds copies it first (copy-on-write), so a sequence that diverges inside a
+// partly filled shared block gets its own copy and the others see no change.
+//
+// Layout of one physical block: [layer][kv_head][kBlock][head_dim], so within a
+// block one head's keys are contiguous rows (what the attention loop streams,
+// block after block: kv/attention_kernels.h). Storage is F16 (llama.cpp's
+// default, and what our logits are compared against) or F32.
+//
+// Running out of blocks throws an Error carrying the numbers; callers that
+// share the pool (runtime/scheduler.h) admit work only when blocks_needed()
+// fits in free_blocks(), so it does not happen to them.
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace kestrel {
@@ -16,12 +31,33 @@ struct KvShape {
   int n_layer = 0;
   int n_kv_head = 0;
   int head_dim = 0;
-  int64_t n_ctx = 0;  // positions per sequence
+  int64_t n_ctx = 0;  // positions one sequence may hold
   int n_seq = 1;
+  // Positions in the shared pool (rounded up to whole blocks). 0: enough for
+  // every sequence to hold n_ctx positions at once (no sharing needed).
+  int64_t n_pool = 0;
+};
+
+// One (layer, kv head) of a sequence: logical block b of its rows starts at
+// k + blocks[b] * block_stride elements (likewise v); rows inside a block are
+// contiguous, [kBlock][head_dim]. Element type per KvCache::type().
+struct KvHeadView {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const int32_t* blocks = nullptr;
+  int64_t block_stride = 0;  // elements
 };
 
 class KvCache {
  public:
+  // 16 positions per block. Small enough that a sequence wastes at most 15
+  // positions and that prompts share at a fine grain (a prefix is shared in
+  // whole blocks plus one copied partial block); large enough that the
+  // attention loop streams 16 rows (2 KB of F16 keys at head_dim 64: 32 cache
+  // lines) between block-table lookups, which costs nothing measurable. vLLM
+  // and llama.cpp's paged attention use 16 as well.
+  static constexpr int kBlock = 16;
+
   KvCache(KvShape shape, KvType type);
 
   const KvShape& shape() const { return shape_; }
@@ -29,24 +65,55 @@ class KvCache {
   size_t bytes() const { return k_.size() + v_.size(); }
   size_t element_bytes() const { return type_ == KvType::F16 ? 2 : 4; }
 
-  // Stores one token's keys and values ([n_kv_head * head_dim] each) at pos.
+  // Stores one token's keys and values ([n_kv_head * head_dim] each) at pos,
+  // taking blocks from the pool up to pos (and copying a shared block first).
+  // Throws when pos is outside the context or the pool has no free block.
   void store(int layer, int seq, int64_t pos, const float* k, const float* v);
 
-  // One head's rows for positions [0, n_ctx): type F16 (uint16_t) or F32.
-  const void* k_rows(int layer, int seq, int head) const { return k_.data() + offset(layer, seq, head); }
-  const void* v_rows(int layer, int seq, int head) const { return v_.data() + offset(layer, seq, head); }
+  // The blocks holding one head's rows of a sequence (the attention's input).
+  KvHeadView view(int layer, int seq, int head) const;
 
   // Number of positions of a sequence that hold valid entries (the runtime keeps it).
-  int64_t seq_len(int seq) const { return seq_len_[seq]; }
+  int64_t seq_len(int seq) const { return seq_len_[checked(seq)]; }
+  // Shortening gives back the blocks past the new end; growing takes blocks.
   void set_seq_len(int seq, int64_t n);
-  void clear();
+  void clear_seq(int seq);
+  void clear();  // every sequence
+
+  // dst drops what it held and shares src's blocks for positions [0, n):
+  // seq_len(dst) = n. n <= seq_len(src). dst == src shortens.
+  void share_prefix(int dst, int src, int64_t n);
+
+  // Blocks the pool must still provide so that seq can hold positions
+  // [seq_len(seq), n): new blocks, plus a copy of its last block when that is
+  // partly filled and shared. 0 when n <= seq_len(seq).
+  int64_t blocks_needed(int seq, int64_t n) const;
+
+  int64_t block_size() const { return kBlock; }
+  int64_t total_blocks() const { return static_cast<int64_t>(ref_.size()); }
+  int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
+  int64_t used_blocks() const { return total_blocks() - free_blocks(); }
+  // Distinct blocks held by any of the given sequences (shared ones once).
+  int64_t blocks_held(std::span<const int> seqs) const;
+  const std::vector<int32_t>& block_table(int seq) const { return table_[checked(seq)]; }
+  int ref_count(int32_t block) const { return ref_[static_cast<size_t>(block)]; }
 
  private:
-  size_t offset(int layer, int seq, int head) const;
+  int checked(int seq) const;
+  int32_t take_block();
+  void drop_block(int32_t b);
+  void shrink_table(int seq, int64_t n_blocks);
+  // The physical block for pos, made private to seq (taken or copied).
+  int32_t writable_block(int seq, int64_t pos);
+  size_t block_offset(int32_t b, int layer, int head) const;  // bytes
 
   KvShape shape_;
   KvType type_;
-  std::vector<uint8_t> k_, v_;
+  size_t block_bytes_ = 0;  // one physical block of K (or V), all layers and heads
+  std::vector<uint8_t> k_, v_;              // [n_blocks][layer][kv_head][kBlock][head_dim]
+  std::vector<int32_t> ref_;                // per physical block: sequences holding it
+  std::vector<int32_t> free_;               // free block ids; the next one taken is back()
+  std::vector<std::vector<int32_t>> table_;  // per sequence: its blocks in position order
   std::vector<int64_t> seq_len_;
 };
 

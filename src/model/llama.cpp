@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "gguf/gguf.h"
 #include "kernels/quant_kernels.h"
-#include "kv/attention.h"
+#include "kv/attention_batch.h"
 #include "model/tensor_binding.h"
 #include "ops/activation.h"
 #include "ops/matmul.h"
@@ -131,22 +131,17 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
       rope_apply(c.rope, &rope_cos_[t * half_rot], &rope_sin_[t * half_rot], &k_[t * kv_dim], c.n_kv_head, hd);
       cache.store(l, b.seq[t], b.pos[t], &k_[t * kv_dim], &v_[t * kv_dim]);
     }
-    // One task per (token, head): each reads its sequence's cache up to its position.
-    ctx.pool.parallel_for_dynamic(T * c.n_head, 4, [&](int64_t i0, int64_t i1, int) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t t = i / c.n_head;
-        const int h = static_cast<int>(i % c.n_head);
-        attend_head(cache, l, b.seq[t], ap, h, &q_[t * q_dim + h * hd], b.pos[t] + 1, &att_[t * q_dim + h * hd],
-                    ctx.isa);
-      }
-    });
+    attend_batch(cache, l, ap, AttentionBatch{T, b.seq.data(), b.pos.data(), q_.data(), att_.data()}, ctx.pool,
+                 ctx.isa);
     matmul(mm, L.wo, att_.data(), T, xb_.data());
     for (int64_t i = 0; i < T * E; ++i) x_[i] += xb_[i];
 
     for (int64_t t = 0; t < T; ++t) rms_norm_row(&x_[t * E], L.ffn_norm.data(), c.rms_eps, E, &xb_[t * E]);
     matmul(mm, L.w_gate, xb_.data(), T, gate_.data());
     matmul(mm, L.w_up, xb_.data(), T, up_.data());
-    swiglu_inplace(gate_.data(), up_.data(), T * c.n_ff);
+    ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
+      swiglu_inplace(&gate_[t0 * c.n_ff], &up_[t0 * c.n_ff], (t1 - t0) * c.n_ff, ctx.isa);
+    });
     matmul(mm, L.w_down, gate_.data(), T, xb_.data());
     for (int64_t i = 0; i < T * E; ++i) x_[i] += xb_[i];
   }

@@ -37,6 +37,7 @@ Weight bind_matrix(const gguf::File& f, const std::string& name, int64_t cols, i
   w.rows = rows;
   w.data = t->data;
   w.row_stride = row_bytes(t->type, cols);
+  w.mapped = f.mapped();
   return w;
 }
 

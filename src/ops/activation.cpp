@@ -3,13 +3,12 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/f32_kernels.h"
+
 namespace kestrel {
 
-void swiglu_inplace(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+void swiglu_inplace(float* gate, const float* up, int64_t n, Isa isa) {
+  kernels::f32_kernels(isa).swiglu(n, gate, up);
 }
 
 void softmax_inplace(float* x, int64_t n) {

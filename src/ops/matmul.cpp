@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "kernels/quant_kernels.h"
+#include "platform/mmap.h"
 
 namespace kestrel {
 namespace {
@@ -15,11 +16,13 @@ namespace {
 // on 576-wide layers.
 constexpr int64_t kRowGrain = 16;
 
-// Batches from this size on take the panel path: at 2 tokens the panel kernel
-// already beats two vec_dots per row (bench/micro/gemm_bench.cpp, see
-// docs/performance.md), except for Q6_K, whose panels hold 8-bit quants (1.5x
-// the bytes of its 6.6-bit rows) and 16-element groups: it wins from 4 on.
-int64_t min_panel_tokens(DType type) { return type == DType::Q6_K ? 4 : 2; }
+// Batches from this size on take the panel path. Decode (1 token) too: the
+// panel kernel streams weights at 9-11 GB/s per core where vec_dot on the GGUF
+// rows reaches 4-7 (bench/micro/gemm_bench.cpp, docs/performance.md), and one
+// kernel for every batch size makes a token's logits independent of what else
+// is in its batch. Q6_K is the exception: its panels hold 8-bit quants (1.5x
+// the bytes of its 6.6-bit rows) and 16-element groups, so it wins from 4 on.
+int64_t min_panel_tokens(DType type) { return type == DType::Q6_K ? 4 : 1; }
 // AMX from one whole 16-token tile on (smaller batches have no tile to fill).
 constexpr int64_t kMinAmxTokens = 16;
 
@@ -78,6 +81,9 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool) {
     });
     packed_ = std::move(packed);
     ready_.store(packed_.get(), std::memory_order_release);
+    // Every batch size now reads the panels: give the GGUF rows' pages back, so
+    // the weight is resident once, not twice.
+    if (w.mapped && min_panel_tokens(w.type) == 1) drop_mapped_pages(w.data, w.bytes());
   });
   return *packed_;
 }

@@ -4,13 +4,14 @@
 // (Q8_0, Q8_1, Q8_K, F16, ...), as llama.cpp does, so results match its numerics.
 //
 // Two paths:
-//  - n_tokens == 1 (decode), formats without panels, or an Isa without panel
-//    kernels: one vec_dot per weight row and token, on the GGUF layout as mapped
-//    (decode streams each weight byte once; rows are split over the threads).
-//  - otherwise: the panel GEMM of kernels/packed_gemm.h on a copy of the weight
-//    repacked once, on first use, into 16-row panels (PackedWeight below)
-//    (AVX-512 VNNI; AMX-INT8 tiles for 16-token tiles on request, see AmxUse).
-//    The original layout stays in use for decode.
+//  - formats with panels (Q4_0, Q4_1, Q8_0, Q4_K; Q6_K from 4 tokens) on an Isa
+//    with panel kernels: the panel GEMM of kernels/packed_gemm.h on a copy of
+//    the weight repacked once, on first use, into 16-row panels (PackedWeight
+//    below) (AVX-512 VNNI; AMX-INT8 tiles for 16-token tiles on request, see
+//    AmxUse), for every batch size including decode. The mapped GGUF pages of
+//    such a weight are dropped once it is packed (Weight::mapped).
+//  - otherwise (other formats, scalar/AVX2, KESTREL_PANELS=0): one vec_dot per
+//    weight row and token, on the GGUF layout as mapped.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>

@@ -23,6 +23,10 @@ struct Weight {
   int64_t rows = 0;  // ne[1]: output features
   const uint8_t* data = nullptr;
   size_t row_stride = 0;  // bytes between rows
+  // data lies in a read-only file mapping: once matmul has its packed copy it
+  // drops these pages from memory (a later read, e.g. an embedding row, pages
+  // them back in from the file).
+  bool mapped = false;
   std::shared_ptr<PackedWeightSlot> packed = make_packed_weight_slot();
 
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_stride; }

@@ -9,6 +9,12 @@
 
 namespace kestrel {
 
+// Drops the pages of [p, p + n) inside a read-only file mapping from this
+// process's memory (whole pages only); reading them again re-reads the file.
+// Never call it on memory that is not such a mapping: anonymous pages would
+// read back as zeros.
+void drop_mapped_pages(const void* p, size_t n);
+
 class MappedFile {
  public:
   // Maps `path` read-only (private, shared pages). Throws kestrel::Error naming

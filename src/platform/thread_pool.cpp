@@ -15,11 +15,16 @@ namespace {
 // between two parallel regions of one forward pass, short enough not to burn a
 // core while the engine waits for a request.
 constexpr int kSpinIterations = 20000;
-// The caller's wait for the workers at the end of run(): spin (a worker
-// finishing its share is seen within a cache-line transfer), but past about
-// 50 us yield the core between checks: a worker that is not running (the
-// machine is oversubscribed) cannot finish while we burn the time slice.
+// The caller's wait for the workers that joined: spin (a worker finishing its
+// chunk is seen within a cache-line transfer), but past about 50 us yield the
+// core between checks: a worker that was preempted inside its chunk cannot
+// finish while we burn the time slice.
 constexpr int kCallerSpinsBeforeYield = 1000;
+
+constexpr uint64_t kClosed = uint64_t{1} << 31;
+constexpr uint64_t kCountMask = kClosed - 1;
+
+uint64_t ticket_id(uint64_t generation) { return (generation & 0xffffffffu) << 32; }
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -38,6 +43,14 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+void ThreadPool::claim_chunks(int ith) {
+  for (;;) {
+    const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
+    if (c >= n_chunks_) return;
+    (*job_)(c, ith);
+  }
+}
+
 void ThreadPool::worker_loop(int ith) {
   uint64_t seen = 0;
   for (;;) {
@@ -49,31 +62,48 @@ void ThreadPool::worker_loop(int ith) {
     if (gen == seen) {
       std::unique_lock<std::mutex> lock(mutex_);
       sleepers_.fetch_add(1);
-      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      wake_.wait(lock, [&] { return generation_.load() != seen; });
       sleepers_.fetch_sub(1);
       gen = generation_.load(std::memory_order_acquire);
     }
     seen = gen;
     if (stop_.load()) return;
-    (*job_)(ith, n_threads_);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    // Join the loop of this generation if it is still open; a later one or a
+    // closed one is not ours to touch.
+    uint64_t t = ticket_.load(std::memory_order_acquire);
+    bool joined = false;
+    while ((t & ~kCountMask) == ticket_id(gen) && !(t & kClosed)) {
+      if (ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel)) {
+        joined = true;
+        break;
+      }
+    }
+    if (!joined) continue;
+    claim_chunks(ith);
+    ticket_.fetch_sub(1, std::memory_order_release);
   }
 }
 
-void ThreadPool::run(const std::function<void(int, int)>& fn) {
-  if (n_threads_ == 1) {
-    fn(0, 1);
+void ThreadPool::run_chunks(int64_t n_chunks, const std::function<void(int64_t, int)>& fn) {
+  if (n_chunks <= 0) return;
+  if (n_threads_ == 1 || n_chunks == 1) {
+    for (int64_t c = 0; c < n_chunks; ++c) fn(c, 0);
     return;
   }
   job_ = &fn;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
+  n_chunks_ = n_chunks;
+  next_chunk_.store(0, std::memory_order_relaxed);
+  const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
+  ticket_.store(ticket_id(gen), std::memory_order_release);
+  generation_.store(gen);  // seq_cst: ordered before the sleepers_ check below
   if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     wake_.notify_all();
   }
-  fn(0, n_threads_);
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+  claim_chunks(0);
+  // No chunk is left to claim: close the loop, then wait for those inside.
+  ticket_.fetch_or(kClosed, std::memory_order_acq_rel);
+  for (int spin = 0; (ticket_.load(std::memory_order_acquire) & kCountMask) != 0; ++spin) {
     if (spin < kCallerSpinsBeforeYield)
       KESTREL_PAUSE();
     else
@@ -84,9 +114,10 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
-  run([&](int ith, int nth) {
-    const int64_t per = (n + nth - 1) / nth;
-    const int64_t begin = std::min<int64_t>(n, per * ith);
+  const int64_t chunks = std::min<int64_t>(n, n_threads_);
+  const int64_t per = (n + chunks - 1) / chunks;
+  run_chunks(chunks, [&](int64_t c, int ith) {
+    const int64_t begin = std::min<int64_t>(n, per * c);
     const int64_t end = std::min<int64_t>(n, begin + per);
     if (begin < end) fn(begin, end, ith);
   });
@@ -96,14 +127,7 @@ void ThreadPool::parallel_for_dynamic(int64_t n, int64_t grain,
                                       const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  std::atomic<int64_t> next{0};
-  run([&](int ith, int) {
-    for (;;) {
-      const int64_t begin = next.fetch_add(grain, std::memory_order_relaxed);
-      if (begin >= n) break;
-      fn(begin, std::min(n, begin + grain), ith);
-    }
-  });
+  run_chunks((n + grain - 1) / grain, [&](int64_t c, int ith) { fn(c * grain, std::min(n, (c + 1) * grain), ith); });
 }
 
 }  // namespace kestrel

@@ -39,6 +39,20 @@ TokenLogprob token_logprob(const float* logits, int n_vocab, int32_t token, int 
   return out;
 }
 
+KvShape pool_shape(const Model& model, const SchedulerOptions& o) {
+  KvShape shape = model.kv_shape(o.n_ctx_slot, std::max(o.n_slots, 1));
+  shape.n_pool = o.n_ctx_total;
+  return shape;
+}
+
+int64_t blocks_for(int64_t positions) { return (positions + KvCache::kBlock - 1) / KvCache::kBlock; }
+
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t c = 0;
+  while (c < a.size() && c < b.size() && a[c] == b[c]) ++c;
+  return c;
+}
+
 }  // namespace
 
 struct Scheduler::Pending {
@@ -54,6 +68,7 @@ struct Scheduler::Slot {
   bool prefilling = false;
   uint64_t id = 0;
   uint64_t last_used = 0;  // admission counter, for least-recently-used ties
+  int64_t n_total = 0;     // positions the request may fill: prompt + max_tokens
   CompletionRequest req;
   std::vector<int32_t> cached;  // tokens whose keys/values are in this slot, in order
   size_t n_prompt_done = 0;     // prompt tokens in the cache (reused + evaluated)
@@ -71,8 +86,9 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
     : model_(model),
       options_(options),
       pool_(options.n_threads),
-      cache_(model.kv_shape(options.n_ctx_slot, std::max(options.n_slots, 1)), options.kv_type) {
+      cache_(pool_shape(model, options), options.kv_type) {
   if (options_.n_slots < 1) fail("scheduler: need at least one slot, got ", options_.n_slots);
+  if (options_.n_ctx_total < 0) fail("scheduler: KV pool size must not be negative, got ", options_.n_ctx_total);
   if (options_.prefill_chunk < 1) fail("scheduler: prefill chunk must be positive, got ", options_.prefill_chunk);
   if (options_.max_queue < 0) fail("scheduler: queue size must not be negative, got ", options_.max_queue);
   for (int i = 0; i < options_.n_slots; ++i) {
@@ -80,6 +96,9 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
     slots_.back()->index = i;
   }
   stats_.n_slots = options_.n_slots;
+  pool_blocks_ = cache_.total_blocks();
+  stats_.kv_block_size = KvCache::kBlock;
+  stats_.kv_blocks_total = pool_blocks_;
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -137,6 +156,13 @@ SubmitResult Scheduler::submit(CompletionRequest req) {
                 " tokens requested, but the context of a slot holds " + std::to_string(options_.n_ctx_slot);
     return r;
   }
+  const int64_t need = blocks_for(n_prompt + req.gen.max_tokens);
+  if (need > pool_blocks_) {
+    r.message = "kv cache too small: the prompt has " + std::to_string(n_prompt) + " tokens and max_tokens is " +
+                std::to_string(req.gen.max_tokens) + ", which may need " + std::to_string(need) + " blocks of " +
+                std::to_string(KvCache::kBlock) + " positions, but the pool holds " + std::to_string(pool_blocks_);
+    return r;
+  }
   try {
     Sampler probe(req.gen.sampling, n_vocab);  // rejects NaN parameters
   } catch (const Error& e) {
@@ -187,51 +213,130 @@ SchedulerStats Scheduler::stats() const {
   return s;
 }
 
-// Under mu_: moves queued requests into free slots, preferring the free slot
-// whose cached tokens share the longest prefix with the prompt.
-void Scheduler::admit_locked() {
-  while (!queue_.empty()) {
-    Slot* best = nullptr;
-    size_t best_common = 0;
-    const auto& prompt = queue_.front()->req.prompt;
+// Under mu_, on the engine thread: the free slot a prompt runs in, and how many
+// of its tokens are already in that slot's cache once this returns (`keep`). A
+// slot's own prefix is kept by shortening it; a longer prefix held by another
+// slot (running or idle) is shared block by block.
+Scheduler::Slot* Scheduler::pick_slot_locked(const std::vector<int32_t>& prompt, bool reuse, size_t& keep) {
+  Slot* dst = nullptr;
+  size_t own = 0;
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    if (s.active) continue;
+    const size_t c = reuse ? common_prefix(s.cached, prompt) : 0;
+    if (!dst || c > own || (c == own && s.last_used < dst->last_used)) {
+      dst = &s;
+      own = c;
+    }
+  }
+  if (!dst) return nullptr;
+  // A short accidental match ("The ...") is not worth evicting a slot that
+  // holds a long prefix: below half the prompt and below kMinReuse tokens,
+  // take an empty free slot, else the least recently used one.
+  constexpr size_t kMinReuse = 32;
+  if (!reuse || (own * 2 < prompt.size() && own < kMinReuse)) {
+    dst = nullptr;
     for (auto& sp : slots_) {
       Slot& s = *sp;
       if (s.active) continue;
-      size_t c = 0;
-      while (c < s.cached.size() && c < prompt.size() && s.cached[c] == prompt[c]) ++c;
-      if (!best || c > best_common || (c == best_common && s.last_used < best->last_used)) {
-        best = &s;
-        best_common = c;
-      }
+      if (!dst || (s.cached.empty() && !dst->cached.empty()) ||
+          (s.cached.empty() == dst->cached.empty() && s.last_used < dst->last_used))
+        dst = &s;
     }
-    if (!best) return;
-    // A short accidental match ("The ...") is not worth evicting a slot that
-    // holds a long prefix: below half the prompt and below kMinReuse tokens,
-    // take the least recently used free slot instead (an empty one first).
-    constexpr size_t kMinReuse = 32;
-    const bool reuse = queue_.front()->req.reuse_prefix;
-    if (!reuse || (best_common * 2 < prompt.size() && best_common < kMinReuse)) {
-      best = nullptr;
-      for (auto& sp : slots_)
-        if (!sp->active && (!best || sp->last_used < best->last_used)) best = sp.get();
-      best_common = 0;
-      for (size_t c = 0; reuse && c < best->cached.size() && c < prompt.size() && best->cached[c] == prompt[c]; ++c)
-        best_common = c + 1;
+    own = reuse ? common_prefix(dst->cached, prompt) : 0;
+  }
+  Slot* src = nullptr;
+  size_t shared = 0;
+  for (auto& sp : slots_) {
+    if (!reuse || sp.get() == dst) continue;
+    const size_t c = common_prefix(sp->cached, prompt);
+    if (c > shared) {
+      src = sp.get();
+      shared = c;
+    }
+  }
+  // Re-evaluate at least the last prompt token, whose logits give the first
+  // sampled token.
+  const size_t most = prompt.size() - 1;
+  if (src && shared >= static_cast<size_t>(KvCache::kBlock) && shared > own) {
+    keep = std::min(shared, most);
+    cache_.share_prefix(dst->index, src->index, static_cast<int64_t>(keep));
+  } else {
+    keep = std::min(own, most);
+    cache_.set_seq_len(dst->index, static_cast<int64_t>(keep));
+  }
+  dst->cached.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(keep));
+  return dst;
+}
+
+// Blocks the running requests may still take from the pool (worst case).
+int64_t Scheduler::blocks_needed_by_running() const {
+  int64_t n = 0;
+  for (const auto& sp : slots_)
+    if (sp->active) n += cache_.blocks_needed(sp->index, sp->n_total);
+  return n;
+}
+
+void Scheduler::refresh_kv_stats_locked() {
+  std::vector<int> running;
+  for (const auto& sp : slots_)
+    if (sp->active) running.push_back(sp->index);
+  stats_.kv_blocks_in_use = cache_.blocks_held(running);
+  stats_.kv_blocks_cached = cache_.used_blocks() - stats_.kv_blocks_in_use;
+}
+
+// Under mu_: moves queued requests into free slots, in order, while the pool
+// has room for them (see the header).
+void Scheduler::admit_locked(Refused& refused) {
+  while (!queue_.empty()) {
+    const CompletionRequest& req = queue_.front()->req;
+    size_t keep = 0;
+    Slot* best = pick_slot_locked(req.prompt, req.reuse_prefix, keep);
+    if (!best) break;
+    const int64_t n_total = static_cast<int64_t>(req.prompt.size()) + req.gen.max_tokens;
+    auto fits = [&] {
+      return blocks_needed_by_running() + cache_.blocks_needed(best->index, n_total) <= cache_.free_blocks();
+    };
+    // Make room: idle slots give back their blocks, least recently used first
+    // (blocks shared with a running request or with `best` stay).
+    while (!fits()) {
+      Slot* victim = nullptr;
+      for (auto& sp : slots_) {
+        Slot& s = *sp;
+        if (s.active || &s == best || cache_.block_table(s.index).empty()) continue;
+        if (!victim || s.last_used < victim->last_used) victim = &s;
+      }
+      if (!victim) break;
+      cache_.clear_seq(victim->index);
+      victim->cached.clear();
+    }
+    if (!fits()) {
+      // What `best` shares may have raised what the running requests need (a
+      // shared partly filled block is copied before it is written): let go.
+      cache_.clear_seq(best->index);
+      best->cached.clear();
+      if (busy_slots_ > 0) break;  // wait for running requests to give blocks back
+      // Alone and still too large: cannot happen for a request submit()
+      // accepted (it checks the pool size), but never wait forever.
+      std::string why = "kv cache: the request may need " + std::to_string(blocks_for(n_total)) + " blocks of " +
+                        std::to_string(KvCache::kBlock) + " positions but only " +
+                        std::to_string(cache_.free_blocks()) + " of " + std::to_string(cache_.total_blocks()) +
+                        " are free";
+      refused.emplace_back(std::move(queue_.front()), std::move(why));
+      queue_.pop_front();
+      ++stats_.requests_finished;
+      continue;
     }
     std::unique_ptr<Pending> p = std::move(queue_.front());
     queue_.pop_front();
     Slot& s = *best;
-    // Keep the common prefix but re-evaluate at least the last prompt token,
-    // whose logits give the first sampled token.
-    const size_t keep = std::min(best_common, p->req.prompt.size() - 1);
     s.active = true;
     s.cancel = false;
     s.prefilling = true;
     s.id = p->id;
     s.last_used = ++admissions_;
+    s.n_total = n_total;
     s.req = std::move(p->req);
-    s.cached.resize(keep);
-    cache_.set_seq_len(s.index, static_cast<int64_t>(keep));
     s.n_prompt_done = keep;
     s.pending_token = -1;
     s.sampler = std::make_unique<Sampler>(s.req.gen.sampling, model_.config().n_vocab);
@@ -248,6 +353,7 @@ void Scheduler::admit_locked() {
     ++busy_slots_;
     stats_.prompt_tokens_cached += keep;
   }
+  refresh_kv_stats_locked();
 }
 
 void Scheduler::finish(Slot& s, const std::string& reason, const std::string& error) {
@@ -269,6 +375,7 @@ void Scheduler::finish(Slot& s, const std::string& reason, const std::string& er
     std::lock_guard<std::mutex> lk(mu_);
     --busy_slots_;
     ++stats_.requests_finished;
+    refresh_kv_stats_locked();
   }
   auto on_event = std::move(s.req.on_event);
   s.req.on_event = nullptr;
@@ -367,9 +474,14 @@ bool Scheduler::step() {
     for (auto& sp : slots_) {
       if (!sp->active) continue;
       sp->cached.clear();
+      cache_.clear_seq(sp->index);
       finish(*sp, "error", e.what());
     }
     return true;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    refresh_kv_stats_locked();  // before any event: a caller sees this step's blocks
   }
 
   uint64_t sampled = 0;
@@ -402,6 +514,7 @@ bool Scheduler::step() {
 void Scheduler::loop() {
   for (;;) {
     std::vector<std::unique_ptr<Pending>> dropped;  // cancelled while queued
+    Refused refused;
     bool stopping = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
@@ -427,8 +540,16 @@ void Scheduler::loop() {
         for (auto& sp : slots_)
           if (sp->active) sp->cancel = true;
       } else {
-        admit_locked();
+        admit_locked(refused);
       }
+    }
+    for (auto& [p, why] : refused) {
+      CompletionEvent ev;
+      ev.done = true;
+      ev.result.finish_reason = "error";
+      ev.result.error = why;
+      ev.result.prompt_tokens = static_cast<int64_t>(p->req.prompt.size());
+      if (p->req.on_event) p->req.on_event(std::move(ev));
     }
     for (auto& p : dropped) {
       CompletionEvent ev;

@@ -6,9 +6,18 @@
 // others), run Model::forward once, sample per slot, emit text, retire finished
 // slots. Requests come from any thread through submit() / cancel().
 //
-// Prefix reuse: a free slot keeps the tokens it last held; a new request goes to
-// the free slot with the longest common prefix and evaluates only the rest.
-// The cache stays contiguous per slot (kv/kv_cache.h); no paging yet.
+// The KV cache is paged (kv/kv_cache.h): one pool of blocks shared by the slots,
+// each slot using up to n_ctx_slot positions of it. A request is admitted only
+// when the pool can give it, and every running request, all the blocks they may
+// still take (prompt + max_tokens, worst case); blocks that idle slots keep for
+// reuse are given back, least recently used first, to make room.
+//
+// Prefix reuse: a free slot keeps the tokens it last held. A new request goes to
+// the free slot with the longest common prefix and evaluates only the rest; when
+// another slot, running or idle, holds a longer prefix (at least one block), the
+// new request shares that slot's blocks instead of computing them again (a
+// shared system prompt is stored and computed once). The last prompt token is
+// always evaluated again: its logits give the first sampled token.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -32,6 +41,7 @@ namespace kestrel {
 struct SchedulerOptions {
   int n_slots = 1;           // sequences decoded together (--parallel)
   int64_t n_ctx_slot = 2048;  // positions per slot (prompt + generated)
+  int64_t n_ctx_total = 0;    // positions in the KV pool shared by the slots; 0 = n_slots * n_ctx_slot
   int n_threads = 0;          // 0 = all cores
   int prefill_chunk = 128;    // prompt tokens per step, over all slots in prefill
   int max_queue = 64;         // waiting requests beyond the slots; more -> QueueFull
@@ -52,7 +62,7 @@ struct CompletionResult {
   std::string finish_reason;  // "stop", "length", "cancelled", "error"
   std::string error;          // set when finish_reason == "error"
   int64_t prompt_tokens = 0;
-  int64_t cached_tokens = 0;  // prompt tokens reused from the slot's cache
+  int64_t cached_tokens = 0;  // prompt tokens reused from the cache (this slot's or shared)
   double queue_seconds = 0.0;
   double ttft_seconds = 0.0;  // submit -> first sampled token
   double generate_seconds = 0.0;
@@ -95,7 +105,14 @@ struct SchedulerStats {
   uint64_t requests_finished = 0;
   uint64_t tokens_generated = 0;
   uint64_t prompt_tokens = 0;         // evaluated (not counting reused ones)
-  uint64_t prompt_tokens_cached = 0;  // reused from a slot's cache
+  uint64_t prompt_tokens_cached = 0;  // reused from the cache
+  // The paged KV cache, in blocks of kv_block_size positions. in_use: held by
+  // running requests (back to 0 when idle); cached: held only by idle slots for
+  // prefix reuse (given back when space is needed); the rest are free.
+  int64_t kv_block_size = 0;
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_in_use = 0;
+  int64_t kv_blocks_cached = 0;
   uint64_t steps = 0;
   double ttft_seconds_sum = 0.0;
   uint64_t ttft_count = 0;
@@ -131,15 +148,21 @@ class Scheduler {
   struct Pending;
 
   void loop();
-  void admit_locked();
+  // Requests admit_locked() could not run, with the reason (answered unlocked).
+  using Refused = std::vector<std::pair<std::unique_ptr<Pending>, std::string>>;
+  void admit_locked(Refused& refused);
   bool step();
   void finish(Slot& s, const std::string& reason, const std::string& error = "");
   void emit_token(Slot& s, int32_t token, const float* logits);
+  Slot* pick_slot_locked(const std::vector<int32_t>& prompt, bool reuse, size_t& keep);
+  int64_t blocks_needed_by_running() const;
+  void refresh_kv_stats_locked();
 
   const Model& model_;
   SchedulerOptions options_;
   ThreadPool pool_;
-  KvCache cache_;
+  KvCache cache_;             // used by the engine thread only
+  int64_t pool_blocks_ = 0;   // cache_.total_blocks(), readable from any thread
   ForwardScratch scratch_;
   Batch batch_;
   std::vector<float> logits_;

@@ -1,10 +1,16 @@
 #include "server/server.h"
 
+#include <dirent.h>
 #include <httplib.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -39,13 +45,15 @@ struct Channel {
 
   std::function<bool(CompletionEvent&&)> sink() {
     return [this](CompletionEvent&& ev) {
-      if (closed.load()) return false;
+      // The last event is always delivered: whoever closed the channel waits
+      // for it to know the engine has let go of the slot.
+      if (closed.load() && !ev.done) return false;
       {
         std::lock_guard<std::mutex> lk(mu);
         events.push_back(std::move(ev));
       }
       cv.notify_all();
-      return true;
+      return !closed.load();
     };
   }
   // Waits up to `timeout` for an event.
@@ -57,6 +65,61 @@ struct Channel {
     return true;
   }
 };
+
+// Whether `fd`'s own (peer = false) or peer's (peer = true) address is addr:port,
+// with the address spelled as httplib spells it (getnameinfo, numeric).
+bool endpoint_is(int fd, bool peer, const std::string& addr, int port) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  auto* sa = reinterpret_cast<sockaddr*>(&ss);
+  if ((peer ? getpeername(fd, sa, &len) : getsockname(fd, sa, &len)) != 0) return false;
+  if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) return false;
+  char host[NI_MAXHOST];
+  char serv[NI_MAXSERV];
+  if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0) return false;
+  return std::atoi(serv) == port && addr == host;
+}
+
+// The socket of the connection `req` came on, or -1. cpp-httplib 0.11 (Debian
+// 12's) gives a handler no handle on its connection (later versions have
+// Request::is_connection_closed), so look for the open descriptor whose address
+// pair is the request's. It is unique, and stays this connection's while the
+// handler and its content provider run: httplib closes it only afterwards.
+int connection_fd(const httplib::Request& req) {
+  if (req.remote_port <= 0) return -1;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int found = -1;
+  while (const dirent* e = readdir(dir)) {
+    char* end = nullptr;
+    const long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    if (endpoint_is(static_cast<int>(fd), true, req.remote_addr, req.remote_port) &&
+        (req.local_port <= 0 || endpoint_is(static_cast<int>(fd), false, req.local_addr, req.local_port))) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  closedir(dir);
+  return found;
+}
+
+// True once the client has closed its end (or the connection failed). A
+// readable socket with bytes still to read is a pipelined request, not a
+// hang-up (the test later httplib versions make for is_connection_closed).
+bool client_gone(int fd) {
+  if (fd < 0) return false;
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 0) <= 0) return false;
+  if ((p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) return true;
+  if ((p.revents & POLLIN) == 0) return false;
+  char c = 0;
+  const ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+// How often a waiting request looks at its client's socket.
+constexpr std::chrono::milliseconds kClientCheckEvery{100};
 
 std::string random_id(const char* prefix) {
   static std::atomic<uint64_t> counter{0};
@@ -80,6 +143,7 @@ struct Server::Impl {
   std::mutex metrics_mu;
   std::map<std::pair<std::string, int>, uint64_t> http_counts;  // (route, status) -> count
   uint64_t rejected_busy = 0;
+  uint64_t disconnected = 0;  // generation requests whose client left before the answer
 
   Impl(const Model& m, Scheduler& s, ServerOptions o) : model(m), sched(s), opt(std::move(o)) {
     tmpl = !opt.chat_template.empty() ? opt.chat_template : model.tokenizer().spec().chat_template;
@@ -265,22 +329,51 @@ struct Server::Impl {
       return;
     }
     const std::string id = random_id(ep == Endpoint::Chat ? "chatcmpl-" : "cmpl-");
+    const int fd = connection_fd(req);
     if (pr.stream) {
-      stream(res, ch, sub.id, id, pr, route);
+      stream(res, ch, sub.id, fd, id, pr, route);
     } else {
-      whole(res, ch, sub.id, id, pr, route);
+      whole(res, ch, sub.id, fd, id, pr, route);
     }
   }
 
-  void whole(httplib::Response& res, const std::shared_ptr<Channel>& ch, uint64_t sub_id, const std::string& id,
-             const ParsedRequest& pr, const std::string& route) {
+  // The client is gone: cancel its request and wait for the engine to let go
+  // of the slot (the last event), so that a drain or /metrics sees it free.
+  void abandon(Channel& ch, uint64_t sub_id) {
+    ch.closed = true;
+    sched.cancel(sub_id);
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    CompletionEvent ev;
+    while (Clock::now() < deadline) {
+      if (ch.next(ev, std::chrono::milliseconds(100)) && ev.done) break;
+    }
+    std::lock_guard<std::mutex> lk(metrics_mu);
+    ++disconnected;
+  }
+
+  void whole(httplib::Response& res, const std::shared_ptr<Channel>& ch, uint64_t sub_id, int fd,
+             const std::string& id, const ParsedRequest& pr, const std::string& route) {
     ++in_flight;
     std::vector<TokenLogprob> lps;
     CompletionEvent ev;
+    auto checked = Clock::now();
     for (;;) {
-      if (!ch->next(ev, std::chrono::milliseconds(1000))) continue;
-      for (auto& l : ev.logprobs) lps.push_back(std::move(l));
-      if (ev.done) break;
+      // Nothing is written until the answer is whole, so a client that hangs
+      // up is only seen on its socket: look at it between events.
+      if (ch->next(ev, kClientCheckEvery)) {
+        for (auto& l : ev.logprobs) lps.push_back(std::move(l));
+        if (ev.done) break;
+      }
+      if (Clock::now() - checked < kClientCheckEvery) continue;
+      checked = Clock::now();
+      if (client_gone(fd)) {
+        abandon(*ch, sub_id);
+        // Nobody reads this; it names the outcome in the log and the metrics.
+        send_error(res, 499, "the client closed the connection", "invalid_request_error");
+        count(route, 499);
+        --in_flight;
+        return;
+      }
     }
     const CompletionResult& r = ev.result;
     if (r.finish_reason == "cancelled") {
@@ -298,25 +391,26 @@ struct Server::Impl {
                                               : completion_response(id, opt.model_name, r, lp, tok));
       count(route, 200);
     }
-    (void)sub_id;
     --in_flight;
   }
 
   struct StreamState {
     std::shared_ptr<Channel> ch;
     uint64_t sub_id = 0;
+    int fd = -1;  // the connection's socket (-1: not found; then writes tell)
     std::string id;
     ParsedRequest pr;
     bool started = false;
     bool finished = false;
   };
 
-  void stream(httplib::Response& res, const std::shared_ptr<Channel>& ch, uint64_t sub_id, const std::string& id,
-              ParsedRequest& pr, const std::string& route) {
+  void stream(httplib::Response& res, const std::shared_ptr<Channel>& ch, uint64_t sub_id, int fd,
+              const std::string& id, ParsedRequest& pr, const std::string& route) {
     ++in_flight;
     auto st = std::make_shared<StreamState>();
     st->ch = ch;
     st->sub_id = sub_id;
+    st->fd = fd;
     st->id = id;
     st->pr = std::move(pr);
     res.set_header("Cache-Control", "no-cache");
@@ -327,15 +421,7 @@ struct Server::Impl {
         [this, st](size_t, httplib::DataSink& sink) { return stream_step(*st, sink); },
         [this, st](bool) {
           // Called once the response is over, whether or not the client stayed.
-          if (!st->finished) {
-            st->ch->closed = true;
-            sched.cancel(st->sub_id);
-            // Wait for the engine to let go of the slot, so a drain sees it free.
-            CompletionEvent ev;
-            for (int i = 0; i < 300; ++i) {
-              if (st->ch->next(ev, std::chrono::milliseconds(100)) && ev.done) break;
-            }
-          }
+          if (!st->finished) abandon(*st->ch, st->sub_id);
           --in_flight;
         });
   }
@@ -353,9 +439,11 @@ struct Server::Impl {
       st.started = true;
       if (chat && !write_event(sink, chat_chunk(st.id, opt.model_name, "", true, "", nullptr, tok))) return false;
     }
+    // A request still queued or in prefill writes nothing for a while: look at
+    // the socket too, not only at failed writes.
     CompletionEvent ev;
-    while (!st.ch->next(ev, std::chrono::milliseconds(200))) {
-      if (!sink.is_writable()) return false;
+    while (!st.ch->next(ev, kClientCheckEvery)) {
+      if (!sink.is_writable() || client_gone(st.fd)) return false;
     }
     const auto* lp = st.pr.want_logprobs ? &ev.logprobs : nullptr;
     if (!ev.text.empty() || (lp && !lp->empty())) {
@@ -402,6 +490,8 @@ struct Server::Impl {
         os << "kestrel_requests_total{route=\"" << k.first << "\",status=\"" << k.second << "\"} " << n << "\n";
       metric("kestrel_requests_rejected_total", "counter", "Generation requests refused with 503 (queue full).",
              rejected_busy);
+      metric("kestrel_requests_disconnected_total", "counter",
+             "Generation requests cancelled because the client went away before the answer.", disconnected);
     }
     metric("kestrel_requests_finished_total", "counter", "Generation requests the engine finished.",
            s.requests_finished);
@@ -413,6 +503,10 @@ struct Server::Impl {
     metric("kestrel_queue_depth", "gauge", "Requests waiting for a slot.", s.queue_depth);
     metric("kestrel_kv_slots_in_use", "gauge", "KV cache slots holding a running request.", s.slots_in_use);
     metric("kestrel_kv_slots_total", "gauge", "KV cache slots.", s.n_slots);
+    metric("kestrel_kv_blocks_in_use", "gauge", "KV cache blocks held by running requests.", s.kv_blocks_in_use);
+    metric("kestrel_kv_blocks_cached", "gauge", "KV cache blocks kept for prefix reuse.", s.kv_blocks_cached);
+    metric("kestrel_kv_blocks_total", "gauge", "KV cache blocks in the shared pool.", s.kv_blocks_total);
+    metric("kestrel_kv_block_size", "gauge", "Positions per KV cache block.", s.kv_block_size);
     os << "# HELP kestrel_time_to_first_token_seconds Submit to first sampled token.\n"
           "# TYPE kestrel_time_to_first_token_seconds summary\n"
        << "kestrel_time_to_first_token_seconds_sum " << s.ttft_seconds_sum << "\n"

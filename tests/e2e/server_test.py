@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """kestrel serve driven as a user would: the official openai client against the
 real server on loopback with the SmolLM2 model, raw HTTP for the error paths,
-a bounded load-and-fault run, a queue-full run, and SIGTERM draining.
+a client hanging up on a non-streamed request, a bounded load-and-fault run,
+a queue-full run, and SIGTERM draining.
 
 Usage: server_test.py PATH/TO/kestrel   (exit status 0 = all passed)
 """
@@ -296,6 +297,67 @@ def functional(srv):
     check(st == 413, "2 MiB body -> 413", f"{st}")
 
 
+def raw_post(port, path, body, key=None):
+    """Sends a POST on a raw socket (returned, for the caller to hang up)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    data = json.dumps(body).encode()
+    auth = b"Authorization: Bearer " + key.encode() + b"\r\n" if key else b""
+    sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + auth
+                 + b"Content-Type: application/json\r\nContent-Length: " + str(len(data)).encode()
+                 + b"\r\n\r\n" + data)
+    return sock
+
+
+def wait_metrics(srv, cond, seconds):
+    """Polls /metrics until cond(m) holds; returns (m, seconds waited)."""
+    t0 = time.time()
+    m = srv.metrics()
+    while not cond(m) and time.time() - t0 < seconds:
+        time.sleep(0.02)
+        m = srv.metrics()
+    return m, time.time() - t0
+
+
+def whole_disconnect(srv, max_tokens=1000):
+    """A client that hangs up on a non-streamed request cancels its generation:
+    the slot is free again long before max_tokens could have been generated."""
+    m0 = srv.metrics()
+    sock = raw_post(srv.port, "/v1/completions", {"prompt": "Once upon a time", "max_tokens": max_tokens,
+                                                  "temperature": 0, "ignore_eos": True}, key=KEY)
+    # Hang up once the request has generated a few tokens.
+    t_start = time.time()
+    m1 = m0
+    while time.time() - t_start < 20:
+        m1 = srv.metrics()
+        if m1.get("kestrel_tokens_generated_total", 0) >= m0.get("kestrel_tokens_generated_total", 0) + 5:
+            break
+        time.sleep(0.02)
+    sock.close()
+    t_close = time.time()
+    m = {}
+    while time.time() - t_close < 10:
+        m = srv.metrics()
+        if m.get("kestrel_kv_slots_in_use") == 0 and m.get("kestrel_http_in_flight") == 0:
+            break
+        time.sleep(0.02)
+    freed_after = time.time() - t_close
+    made = m.get("kestrel_tokens_generated_total", 0) - m0.get("kestrel_tokens_generated_total", 0)
+    before_close = m1.get("kestrel_tokens_generated_total", 0) - m0.get("kestrel_tokens_generated_total", 0)
+    rate = before_close / max(1e-3, t_close - t_start)
+    print(f"hang-up: {before_close:.0f} tokens before the close, {made:.0f} in all, slot free "
+          f"{freed_after:.2f} s after it (at ~{rate:.0f} tokens/s, {max_tokens} tokens take "
+          f"~{max_tokens / max(rate, 1):.0f} s)", flush=True)
+    check(m1.get("kestrel_kv_slots_in_use", 0) >= 1 and before_close > 0, "hang-up: the request was generating",
+          str(m1.get("kestrel_kv_slots_in_use")))
+    check(m.get("kestrel_kv_slots_in_use") == 0 and m.get("kestrel_http_in_flight") == 0 and freed_after < 2.0,
+          "hang-up on a non-streamed request frees its slot within 2 s", f"{freed_after:.2f} s, {m}")
+    check(made < max_tokens / 2, "hang-up: generation stopped early", f"{made:.0f} of {max_tokens} tokens")
+    check(m.get("kestrel_requests_disconnected_total", 0) == m0.get("kestrel_requests_disconnected_total", 0) + 1
+          and m.get('kestrel_requests_total{route="/v1/completions",status="499"}', 0)
+          == m0.get('kestrel_requests_total{route="/v1/completions",status="499"}', 0) + 1,
+          "hang-up: counted as disconnected (499) in /metrics", str(m.get("kestrel_requests_disconnected_total")))
+
+
 def load_and_faults(srv, seconds=60, clients=16, total=240):
     """Mixed traffic; every valid request must be answered completely."""
     rss0 = srv.rss_kib()
@@ -426,9 +488,36 @@ def queue_full():
         check(busy and all(r[1] for r in busy) and all(c in (200, 503) for c in codes) and codes.count(200) >= 2,
               "queue full -> 503 with Retry-After, others answered", str(codes))
         check(all(error_of(r[2]).get("message") for r in busy), "503 carries an OpenAI-style error")
+        queued_disconnect(srv)
     finally:
         code = srv.stop(signal.SIGINT)
         check(code == 0, "second server: SIGINT -> exit 0", str(code))
+
+
+def queued_disconnect(srv):
+    """With the only slot busy, a streamed request that waits in the queue and
+    whose client hangs up leaves the queue (nothing was written to notice it by);
+    then the running non-streamed one is hung up on and frees the slot."""
+    gone = "kestrel_requests_disconnected_total"
+    m0 = srv.metrics()
+    running = raw_post(srv.port, "/v1/completions", {"prompt": "Once upon a time", "max_tokens": 400,
+                                                     "temperature": 0, "ignore_eos": True})
+    m, _ = wait_metrics(srv, lambda m: m.get("kestrel_kv_slots_in_use") == 1, 20)
+    queued = raw_post(srv.port, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                                         "stream": True, "max_tokens": 8})
+    m, _ = wait_metrics(srv, lambda m: m.get("kestrel_queue_depth") == 1, 10)
+    check(m.get("kestrel_kv_slots_in_use") == 1 and m.get("kestrel_queue_depth") == 1,
+          "hang-up while queued: one running, one queued", str(m))
+    queued.close()
+    m, waited = wait_metrics(srv, lambda m: m.get("kestrel_queue_depth") == 0 and m.get(gone, 0) == m0.get(gone, 0) + 1, 5)
+    check(m.get("kestrel_queue_depth") == 0 and m.get(gone, 0) == m0.get(gone, 0) + 1 and waited < 2
+          and m.get("kestrel_kv_slots_in_use") == 1,
+          "hang-up on a queued stream takes it out of the queue within 2 s", f"{waited:.2f} s, {m}")
+    running.close()
+    m, waited = wait_metrics(srv, lambda m: m.get("kestrel_kv_slots_in_use") == 0 and m.get(gone, 0) == m0.get(gone, 0) + 2,
+                             5)
+    check(m.get("kestrel_kv_slots_in_use") == 0 and m.get(gone, 0) == m0.get(gone, 0) + 2 and waited < 2,
+          "hang-up on the running non-streamed request frees the slot within 2 s", f"{waited:.2f} s, {m}")
 
 
 def drain_on_sigterm(srv):
@@ -460,6 +549,7 @@ def main():
     srv = ServerProc("--parallel", "4", "--ctx-size", "4096", "--api-key", KEY)
     try:
         functional(srv)
+        whole_disconnect(srv)
         load_and_faults(srv)
         drain_on_sigterm(srv)
     except Exception as e:

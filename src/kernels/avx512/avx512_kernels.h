@@ -50,5 +50,6 @@ void axpy_f32(int64_t n, float a, const float* x, float* y);
 void scale_f32(int64_t n, float a, float* y);
 void f16_to_f32_row(int64_t n, const uint16_t* src, float* dst);
 void f32_to_f16_row(int64_t n, const float* src, uint16_t* dst);
+void swiglu_f32(int64_t n, float* gate, const float* up);
 
 }  // namespace kestrel::kernels::avx512

@@ -61,4 +61,16 @@ void f32_to_f16_row(int64_t n, const float* src, uint16_t* dst) {
   }
 }
 
+void swiglu_f32(int64_t n, float* gate, const float* up) {
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = tail_mask(n - i);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    const __m512 e = exp_approx16(_mm512_xor_ps(g, sign));
+    const __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, e));
+    _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
 }  // namespace kestrel::kernels::avx512

@@ -1,8 +1,41 @@
 // Scalar float primitives: the twins of the AVX2 / AVX-512 versions.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
 #include "core/fp16.h"
+#include "kernels/f32_kernels.h"
 #include "kernels/ref/ref_kernels.h"
 
-namespace kestrel::kernels::ref {
+namespace kestrel::kernels {
+
+float exp_approx(float x) {
+  if (!(x >= -87.0f)) return 0.0f;
+  x = std::min(x, 88.0f);
+  const float n = std::nearbyint(x * 1.44269504088896341f);
+  float r = std::fma(n, -0.693359375f, x);
+  r = std::fma(n, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  const float y = std::fma(p, r * r, r) + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float two_n;
+  std::memcpy(&two_n, &bits, 4);
+  return y * two_n;
+}
+
+namespace ref {
+
+void swiglu_f32(int64_t n, float* gate, const float* up) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    gate[i] = g / (1.0f + exp_approx(-g)) * up[i];
+  }
+}
 
 float dot_f32(int64_t n, const float* a, const float* b) {
   double sum = 0.0;
@@ -26,4 +59,5 @@ void f32_to_f16_row(int64_t n, const float* src, uint16_t* dst) {
   for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_fp16(src[i]);
 }
 
-}  // namespace kestrel::kernels::ref
+}  // namespace ref
+}  // namespace kestrel::kernels

@@ -2,6 +2,11 @@
 // that leave every possible tail (0..70) and a long odd one.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
 #include "kernels/f32_kernels.h"
 #include "unit/kernels/kernel_test_util.h"
 
@@ -117,6 +122,44 @@ TEST(F32Kernels, ConveniencesUseTheBestTable) {
   const auto a = make_row(Pattern::Normal, 100, 8), b = make_row(Pattern::Normal, 100, 9);
   EXPECT_EQ(dot_f32(100, a.data(), b.data()), f32_kernels(best_isa()).dot(100, a.data(), b.data()));
   EXPECT_EQ(f32_kernels().isa, f32_kernels(best_isa()).isa);
+}
+
+TEST(F32Kernels, ExpApproxWithinFourTenthsOfAMillionthOfStdExp) {
+  double worst = 0;
+  for (int i = -870000; i <= 880000; ++i) {
+    const float x = static_cast<float>(i) * 1e-4f;
+    const double want = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::fabs(exp_approx(x) - want) / want);
+  }
+  EXPECT_LT(worst, 4e-7);
+  EXPECT_EQ(exp_approx(0.0f), 1.0f);
+  EXPECT_EQ(exp_approx(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_EQ(exp_approx(-90.0f), 0.0f);
+  EXPECT_TRUE(std::isfinite(exp_approx(1000.0f)));  // capped at e^88
+}
+
+TEST(F32Kernels, SwigluIdenticalBitsOnEveryIsaAndNearClosedForm) {
+  const F32Kernels& ref = f32_kernels(Isa::Scalar);
+  for (int64_t n : lengths()) {
+    auto g = make_row(Pattern::Mixed, n, 5), u = make_row(Pattern::Normal, n, 6);
+    for (size_t i = 0; i < g.size(); i += 7) g[i] *= 40.0f;  // deep into both saturations
+    auto want = g;
+    ref.swiglu(n, want.data(), u.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t j = static_cast<size_t>(i);
+      const double s = g[j] / (1.0 + std::exp(-static_cast<double>(g[j]))) * u[j];
+      ASSERT_NEAR(want[j], s, 1e-6 * (1.0 + std::fabs(s))) << "n=" << n << " g=" << g[j];
+    }
+    for (Isa isa : simd_isas()) {
+      auto got = g;
+      got.push_back(123.0f);
+      f32_kernels(isa).swiglu(n, got.data(), u.data());
+      ASSERT_EQ(got.back(), 123.0f) << isa << " n=" << n << " wrote past the end";
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(bits(got[static_cast<size_t>(i)]), bits(want[static_cast<size_t>(i)]))
+            << isa << " n=" << n << " element " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -87,7 +88,8 @@ TEST(KvCache, RejectsPositionsOutsideTheContext) {
   EXPECT_THROW(cache.store(0, 0, 8, row.data(), row.data()), Error);
   EXPECT_THROW(cache.set_seq_len(0, 9), Error);
   EXPECT_THROW(KvCache(KvShape{0, 1, 4, 8, 1}, KvType::F32), Error);
-  EXPECT_EQ(cache.bytes(), 2u * 8 * 4 * 2);
+  // One block of kBlock positions holds the 8 of the context: K and V, F16.
+  EXPECT_EQ(cache.bytes(), 2u * KvCache::kBlock * 4 * 2);
 }
 
 }  // namespace kestrel
@@ -112,13 +114,77 @@ TEST(AttentionKernels, SimdEqualsScalarBitForBit) {
       }
       const float scale = 1.0f / std::sqrt(float(d));
       std::vector<float> a(d), b(d), c(d), e(d);
-      kv::ref::attend_f16(k16.data(), v16.data(), n, d, q.data(), scale, a.data());
-      kv::avx512::attend_f16(k16.data(), v16.data(), n, d, q.data(), scale, b.data());
-      kv::ref::attend_f32(k.data(), v.data(), n, d, q.data(), scale, c.data());
-      kv::avx512::attend_f32(k.data(), v.data(), n, d, q.data(), scale, e.data());
+      const auto kv16 = kv::contiguous_rows(k16.data(), v16.data(), n);
+      const auto kv32 = kv::contiguous_rows(k.data(), v.data(), n);
+      kv::ref::attend_f16(kv16, n, d, q.data(), scale, a.data());
+      kv::avx512::attend_f16(kv16, n, d, q.data(), scale, b.data());
+      kv::ref::attend_f32(kv32, n, d, q.data(), scale, c.data());
+      kv::avx512::attend_f32(kv32, n, d, q.data(), scale, e.data());
       for (int i = 0; i < d; ++i) {
         ASSERT_EQ(a[i], b[i]) << "f16 d " << d << " n " << n << " i " << i;
         ASSERT_EQ(c[i], e[i]) << "f32 d " << d << " n " << n << " i " << i;
+      }
+    }
+  }
+}
+
+// Rows split into blocks scattered over a pool (shuffled ids, a gap between
+// blocks, garbage in the unused blocks) give the bits of the same rows in one
+// contiguous run, on every kernel: the softmax state crosses block boundaries
+// unchanged. n is below, at and above multiples of the block length.
+TEST(AttentionKernels, BlocksGiveTheBitsOfOneContiguousRun) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::vector<std::pair<const char*, kv::AttentionKernels>> kernels = {
+      {"scalar", {kv::ref::attend_f16, kv::ref::attend_f32}}};
+  if (isa_supported(Isa::Avx512)) kernels.push_back({"avx512", {kv::avx512::attend_f16, kv::avx512::attend_f32}});
+  for (int d : {8, 16, 64, 80}) {
+    for (int64_t block_len : {1, 3, 16, 64}) {
+      for (int64_t n : {1, 2, 15, 16, 17, 31, 33, 64, 65, 130}) {
+        const int64_t n_blocks = (n + block_len - 1) / block_len;
+        const int64_t pool = n_blocks + 3;           // unused blocks hold garbage
+        const int64_t stride = block_len * d + 8;    // a gap between blocks
+        std::vector<float> k(n * d), v(n * d), q(d);
+        for (auto& x : k) x = nd(rng);
+        for (auto& x : v) x = nd(rng);
+        for (auto& x : q) x = nd(rng);
+        std::vector<int32_t> ids(pool);
+        for (int64_t i = 0; i < pool; ++i) ids[i] = static_cast<int32_t>(i);
+        std::shuffle(ids.begin(), ids.end(), rng);
+        std::vector<float> pk(pool * stride), pv(pool * stride);
+        for (auto& x : pk) x = 1e4f * nd(rng);  // would change every bit if read
+        for (auto& x : pv) x = 1e4f * nd(rng);
+        for (int64_t r = 0; r < n; ++r)
+          for (int i = 0; i < d; ++i) {
+            const int64_t at = ids[r / block_len] * stride + (r % block_len) * d + i;
+            pk[at] = k[r * d + i];
+            pv[at] = v[r * d + i];
+          }
+        std::vector<uint16_t> k16(k.size()), v16(v.size()), pk16(pk.size()), pv16(pv.size());
+        for (size_t i = 0; i < k.size(); ++i) {
+          k16[i] = f32_to_fp16(k[i]);
+          v16[i] = f32_to_fp16(v[i]);
+        }
+        for (size_t i = 0; i < pk.size(); ++i) {
+          pk16[i] = f32_to_fp16(pk[i]);
+          pv16[i] = f32_to_fp16(pv[i]);
+        }
+        const float scale = 1.0f / std::sqrt(float(d));
+        std::vector<float> want16(d), want32(d), got(d);
+        kv::ref::attend_f16(kv::contiguous_rows(k16.data(), v16.data(), n), n, d, q.data(), scale, want16.data());
+        kv::ref::attend_f32(kv::contiguous_rows(k.data(), v.data(), n), n, d, q.data(), scale, want32.data());
+        const kv::KvBlocks<uint16_t> b16{pk16.data(), pv16.data(), ids.data(), stride, block_len};
+        const kv::KvBlocks<float> b32{pk.data(), pv.data(), ids.data(), stride, block_len};
+        for (const auto& [name, kern] : kernels) {
+          kern.f16(b16, n, d, q.data(), scale, got.data());
+          for (int i = 0; i < d; ++i)
+            ASSERT_EQ(got[i], want16[i]) << name << " f16 d " << d << " block " << block_len << " n " << n << " i "
+                                         << i;
+          kern.f32(b32, n, d, q.data(), scale, got.data());
+          for (int i = 0; i < d; ++i)
+            ASSERT_EQ(got[i], want32[i]) << name << " f32 d " << d << " block " << block_len << " n " << n << " i "
+                                         << i;
+        }
       }
     }
   }

@@ -2,23 +2,45 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 namespace kestrel {
 
-TEST(ThreadPool, RunCallsEveryWorkerOnce) {
+// More threads than this machine's 2 cores: workers are often not running when
+// a loop starts, so the caller runs their chunks (late workers must not run a
+// chunk twice or touch a later loop's chunks).
+TEST(ThreadPool, EveryChunkRunsOnceWithAValidThreadIndex) {
   for (int n : {1, 2, 3, 4}) {
     ThreadPool pool(n);
     for (int rep = 0; rep < 2000; ++rep) {
-      std::vector<std::atomic<int>> hits(n);
-      pool.run([&](int ith, int nth) {
-        ASSERT_EQ(nth, n);
-        hits[ith].fetch_add(1);
+      const int64_t items = 1 + rep % 9;
+      std::vector<std::atomic<int>> hits(items);
+      std::atomic<int> bad_ith{0};
+      pool.parallel_for(items, [&](int64_t b, int64_t e, int ith) {
+        if (ith < 0 || ith >= n) bad_ith.fetch_add(1);
+        for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
       });
-      for (int i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "threads " << n << " rep " << rep;
+      ASSERT_EQ(bad_ith.load(), 0);
+      for (int64_t i = 0; i < items; ++i) ASSERT_EQ(hits[i].load(), 1) << "threads " << n << " rep " << rep;
     }
   }
+}
+
+TEST(ThreadPool, StaticSplitIsContiguousAndEqual) {
+  ThreadPool pool(3);
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  std::mutex m;
+  pool.parallel_for(10, [&](int64_t b, int64_t e, int) {
+    std::lock_guard<std::mutex> lock(m);
+    ranges.emplace_back(b, e);
+  });
+  std::sort(ranges.begin(), ranges.end());
+  const std::vector<std::pair<int64_t, int64_t>> want = {{0, 4}, {4, 8}, {8, 10}};
+  EXPECT_EQ(ranges, want);
 }
 
 TEST(ThreadPool, ParallelForCoversRangeExactlyOnce) {
@@ -42,7 +64,7 @@ TEST(ThreadPool, SurvivesIdleSleepAndWake) {
   std::atomic<int> sum{0};
   for (int rep = 0; rep < 3; ++rep) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // workers fall asleep
-    pool.run([&](int ith, int) { sum.fetch_add(ith + 1); });
+    pool.parallel_for(2, [&](int64_t b, int64_t, int) { sum.fetch_add(static_cast<int>(b) + 1); });
   }
   EXPECT_EQ(sum.load(), 3 * (1 + 2));
 }

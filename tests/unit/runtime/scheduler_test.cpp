@@ -68,8 +68,9 @@ std::vector<int32_t> reference_tokens(const std::vector<int32_t>& prompt, const 
   return generate(session, prompt, g).tokens;
 }
 
-SchedulerOptions opts(int n_slots, int chunk, int max_queue = 16) {
+SchedulerOptions opts(int n_slots, int chunk, int max_queue = 16, int64_t n_ctx_total = 0) {
   SchedulerOptions o;
+  o.n_ctx_total = n_ctx_total;
   o.n_slots = n_slots;
   o.n_ctx_slot = 256;
   o.n_threads = 1;
@@ -79,6 +80,14 @@ SchedulerOptions opts(int n_slots, int chunk, int max_queue = 16) {
 }
 
 std::vector<int32_t> encode(const std::string& s) { return tiny().model->tokenizer().encode(s, true, false); }
+
+int64_t blocks_for(int64_t positions) { return (positions + KvCache::kBlock - 1) / KvCache::kBlock; }
+
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t c = 0;
+  while (c < a.size() && c < b.size() && a[c] == b[c]) ++c;
+  return c;
+}
 
 TEST(Scheduler, BatchedRequestsMatchSingleSequenceGeneration) {
   const std::vector<std::string> prompts = {"The cat sat on the mat", "It was a warm afternoon, and the wind",
@@ -144,6 +153,134 @@ TEST(Scheduler, ReusesTheLongestCachedPrefix) {
   ASSERT_EQ(sched.submit(std::move(r2)).status, SubmitStatus::Accepted);
   EXPECT_EQ(c.wait().cached_tokens, 0);
   EXPECT_EQ(c.result.tokens, r.tokens);
+  // Idle: no block is held by a running request; the idle slots' tokens stay
+  // cached (slot 1 last held `longer` + 3 generated, slot 0 the same tokens).
+  const auto st = sched.stats();
+  EXPECT_EQ(st.kv_blocks_in_use, 0);
+  EXPECT_EQ(st.kv_block_size, KvCache::kBlock);
+  EXPECT_EQ(st.kv_blocks_total, 2 * blocks_for(256));
+  EXPECT_EQ(st.kv_blocks_cached, 2 * blocks_for(static_cast<int64_t>(longer.size()) + 3));
+}
+
+// A system prompt computed by one slot is shared, block by block, with a
+// request running in another slot: the second request evaluates only what
+// follows the common prefix, reports it as cached, and produces the tokens of a
+// fresh run. When both are done, no block is held by a running request and the
+// cached ones are exactly the distinct blocks of the two sequences.
+TEST(Scheduler, SharesASystemPromptAcrossSlots) {
+  Scheduler sched(*tiny().model, opts(2, 64));
+  const std::string system = "You are a helpful assistant. Answer briefly and kindly, in plain words. ";
+  const auto a = encode(system + "What is a cat?");
+  const auto b = encode(system + "Where do birds sleep at night?");
+  const size_t common = common_prefix(a, b);
+  ASSERT_GE(common, 3u * KvCache::kBlock);  // several whole blocks to share
+
+  // A blocks the engine inside its first event (its prompt is in the cache and
+  // it is still running) until B has been submitted.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, release = false;
+  Collector ca, cb;
+  CompletionRequest ra;
+  ra.prompt = a;
+  ra.gen = greedy(20);
+  ra.n_logprobs = 0;  // an event for every token
+  auto inner = ca.sink();
+  ra.on_event = [&, inner](CompletionEvent&& ev) {
+    std::unique_lock<std::mutex> lk(mu);
+    entered = true;
+    cv.notify_all();
+    cv.wait(lk, [&] { return release; });
+    lk.unlock();
+    return inner(std::move(ev));
+  };
+  ASSERT_EQ(sched.submit(std::move(ra)).status, SubmitStatus::Accepted);
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return entered; });
+  }
+  EXPECT_EQ(sched.stats().kv_blocks_in_use, blocks_for(static_cast<int64_t>(a.size())));
+  CompletionRequest rb;
+  rb.prompt = b;
+  rb.gen = greedy(8);
+  rb.on_event = cb.sink();
+  ASSERT_EQ(sched.submit(std::move(rb)).status, SubmitStatus::Accepted);
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+  const CompletionResult res_a = ca.wait();
+  const CompletionResult res_b = cb.wait();
+
+  EXPECT_EQ(res_a.cached_tokens, 0);
+  EXPECT_EQ(res_b.cached_tokens, static_cast<int64_t>(common));
+  EXPECT_EQ(res_a.tokens, reference_tokens(a, greedy(20)));
+  EXPECT_EQ(res_b.tokens, reference_tokens(b, greedy(8)));
+  EXPECT_EQ(res_b.text, tiny().model->tokenizer().decode(res_b.tokens));
+  const auto st = sched.stats();
+  EXPECT_EQ(st.prompt_tokens, a.size() + b.size() - common);  // the shared part was evaluated once
+  EXPECT_EQ(st.prompt_tokens_cached, common);
+  EXPECT_EQ(st.kv_blocks_in_use, 0);
+  // Each sequence holds its prompt and all but its last generated token; B's
+  // copy of the partly filled block it diverged in is its own.
+  const int64_t len_a = static_cast<int64_t>(a.size()) + 20 - 1;
+  const int64_t len_b = static_cast<int64_t>(b.size()) + 8 - 1;
+  EXPECT_EQ(st.kv_blocks_cached,
+            blocks_for(len_a) + blocks_for(len_b) - static_cast<int64_t>(common) / KvCache::kBlock);
+}
+
+// A pool too small for two requests at once: the second waits until the first
+// is done and its blocks can be given back, instead of running out of blocks in
+// the middle of a batch. A request larger than the whole pool is refused with
+// the numbers.
+TEST(Scheduler, WaitsForFreeBlocksWhenThePoolIsShared) {
+  const int64_t pool = 4 * KvCache::kBlock;
+  Scheduler sched(*tiny().model, opts(2, 16, 16, pool));
+  EXPECT_EQ(sched.stats().kv_blocks_total, 4);
+  const auto p1 = encode("The cat sat on the mat");
+  const auto p2 = encode("A dog ran in the park");
+  const int n1 = static_cast<int>(pool - static_cast<int64_t>(p1.size()));  // fills the pool
+  const int n2 = static_cast<int>(pool - static_cast<int64_t>(p2.size()));
+  Collector c1, c2;
+  CompletionRequest r1, r2;
+  r1.prompt = p1;
+  r1.gen = greedy(n1);
+  r1.on_event = c1.sink();
+  r2.prompt = p2;
+  r2.gen = greedy(n2);
+  bool seen = false, first_was_done = false;  // engine thread only
+  auto inner = c2.sink();
+  r2.on_event = [&, inner](CompletionEvent&& ev) {
+    if (!seen) {
+      seen = true;
+      std::lock_guard<std::mutex> lk(c1.mu);
+      first_was_done = c1.done;
+    }
+    return inner(std::move(ev));
+  };
+  ASSERT_EQ(sched.submit(std::move(r1)).status, SubmitStatus::Accepted);
+  ASSERT_EQ(sched.submit(std::move(r2)).status, SubmitStatus::Accepted);
+  const auto res1 = c1.wait();
+  const auto res2 = c2.wait();
+  EXPECT_EQ(res1.finish_reason, "length") << res1.error;
+  EXPECT_EQ(res2.finish_reason, "length") << res2.error;
+  EXPECT_EQ(res1.tokens, reference_tokens(p1, greedy(n1)));
+  EXPECT_EQ(res2.tokens, reference_tokens(p2, greedy(n2)));
+  EXPECT_TRUE(first_was_done);  // the second one ran only after the first was done
+
+  CompletionRequest big;
+  big.prompt = p1;
+  big.gen = greedy(static_cast<int>(pool));  // fits a slot (256) but not the pool
+  const auto sub = sched.submit(std::move(big));
+  EXPECT_EQ(sub.status, SubmitStatus::Invalid);
+  EXPECT_NE(sub.message.find("kv cache too small"), std::string::npos) << sub.message;
+  EXPECT_NE(sub.message.find("pool holds 4"), std::string::npos) << sub.message;
+
+  const auto st = sched.stats();
+  EXPECT_EQ(st.requests_finished, 2u);
+  EXPECT_EQ(st.kv_blocks_in_use, 0);
+  EXPECT_EQ(st.kv_blocks_cached, 4);  // the second request's tokens, kept for reuse
 }
 
 TEST(Scheduler, RejectsContextOverflowWithTheNumbers) {

@@ -1,0 +1,94 @@
+#include "kv/attention_batch.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "kv/attention_tiled.h"
+
+namespace kestrel {
+namespace {
+
+// One tiled task: up to kMaxTileRows (token, head) rows of one sequence and kv head.
+struct TileTask {
+  int seq;
+  int kv_head;
+  std::vector<std::pair<int64_t, int>> rows;  // (token, query head)
+};
+
+std::vector<TileTask> tile_tasks(const AttentionParams& p, const AttentionBatch& b) {
+  const int group = p.n_head / p.n_kv_head;
+  std::vector<int32_t> seqs(b.seq, b.seq + b.n_tokens);
+  std::sort(seqs.begin(), seqs.end());
+  seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+  std::vector<TileTask> tasks;
+  for (int32_t s : seqs)
+    for (int kvh = 0; kvh < p.n_kv_head; ++kvh) {
+      TileTask task{s, kvh, {}};
+      for (int64_t t = 0; t < b.n_tokens; ++t) {
+        if (b.seq[t] != s) continue;
+        for (int g = 0; g < group; ++g) {
+          task.rows.emplace_back(t, kvh * group + g);
+          if (static_cast<int>(task.rows.size()) == kv::kMaxTileRows) {
+            tasks.push_back(task);
+            task.rows.clear();
+          }
+        }
+      }
+      if (!task.rows.empty()) tasks.push_back(std::move(task));
+    }
+  return tasks;
+}
+
+void run_tile(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b, const TileTask& task,
+              Isa isa) {
+  thread_local std::vector<float> scratch;
+  scratch.resize(kv::tile_scratch_floats(p.head_dim));
+  const int64_t q_dim = int64_t{p.n_head} * p.head_dim;
+  const float* q[kv::kMaxTileRows];
+  float* out[kv::kMaxTileRows];
+  int64_t vis[kv::kMaxTileRows];
+  const int n = static_cast<int>(task.rows.size());
+  for (int i = 0; i < n; ++i) {
+    const auto [t, h] = task.rows[i];
+    q[i] = b.q + t * q_dim + int64_t{h} * p.head_dim;
+    out[i] = b.out + t * q_dim + int64_t{h} * p.head_dim;
+    vis[i] = int64_t{b.pos[t]} + 1;
+  }
+  const kv::TileRows rows{q, out, vis, n};
+  const auto& kern = kv::attention_tile_kernels(isa);
+  const KvHeadView h = cache.view(layer, task.seq, task.kv_head);
+  if (cache.type() == KvType::F16) {
+    const kv::KvBlocks<uint16_t> kvb{static_cast<const uint16_t*>(h.k), static_cast<const uint16_t*>(h.v), h.blocks,
+                                     h.block_stride, KvCache::kBlock};
+    kern.f16(kvb, p.head_dim, rows, p.scale, scratch.data());
+  } else {
+    const kv::KvBlocks<float> kvb{static_cast<const float*>(h.k), static_cast<const float*>(h.v), h.blocks,
+                                  h.block_stride, KvCache::kBlock};
+    kern.f32(kvb, p.head_dim, rows, p.scale, scratch.data());
+  }
+}
+
+}  // namespace
+
+void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
+                  ThreadPool& pool, Isa isa) {
+  const int64_t q_dim = int64_t{p.n_head} * p.head_dim;
+  if (b.n_tokens >= kv::kMinTiledTokens) {
+    const std::vector<TileTask> tasks = tile_tasks(p, b);
+    pool.parallel_for_dynamic(static_cast<int64_t>(tasks.size()), 1, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t i = i0; i < i1; ++i) run_tile(cache, layer, p, b, tasks[i], isa);
+    });
+    return;
+  }
+  // One task per (token, head): each reads its sequence's cache up to its position.
+  pool.parallel_for_dynamic(b.n_tokens * p.n_head, 4, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t = i / p.n_head;
+      const int h = static_cast<int>(i % p.n_head);
+      attend_head(cache, layer, b.seq[t], p, h, b.q + t * q_dim + int64_t{h} * p.head_dim, int64_t{b.pos[t]} + 1,
+                  b.out + t * q_dim + int64_t{h} * p.head_dim, isa);
+    }
+  });
+}
+
+}  // namespace kestrel

@@ -1,0 +1,32 @@
+#pragma once
+// Attention for every (token, query head) of a forward batch: the one place the
+// model asks for it, and where the algorithm is chosen.
+//  - batches of kMinTiledTokens (64) tokens or more: the tiled kernel
+//    (kv/attention_tiled.h), query rows grouped by sequence and kv head, up to
+//    64 rows per task; as llama.cpp, which takes its tiled flash attention from
+//    64 tokens in a batch on;
+//  - smaller batches (decode, short prompts): one task per (token, head) with the
+//    per-query kernel (kv/attention.h), llama.cpp's one-row flash attention.
+#include <cstdint>
+
+#include "kv/attention.h"
+#include "kv/kv_cache.h"
+#include "platform/cpu.h"
+#include "platform/thread_pool.h"
+
+namespace kestrel {
+
+// Token t of the batch belongs to sequence seq[t] at position pos[t] and sees
+// positions [0, pos[t]]. q, out: [n_tokens][n_head * head_dim].
+struct AttentionBatch {
+  int64_t n_tokens = 0;
+  const int32_t* seq = nullptr;
+  const int32_t* pos = nullptr;
+  const float* q = nullptr;
+  float* out = nullptr;
+};
+
+void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
+                  ThreadPool& pool, Isa isa);
+
+}  // namespace kestrel

@@ -1,0 +1,75 @@
+#pragma once
+// Attention for prompt batches: a tile of query rows (tokens x heads of one kv
+// head group, all of one sequence) against that sequence's cached keys and
+// values, in tiles of kKvTile key positions.
+//
+// Why a second kernel: the per-query kernel (attention_kernels.h) follows
+// llama.cpp's one-row flash attention, which pays a scalar exp and a rescale of
+// the V accumulator for every key; on a 512-token prompt that was half of
+// prompt-processing time. llama.cpp itself switches to a tiled algorithm when a
+// batch holds at least 64 query tokens (ggml's flash_attn_ext "tiled" path), and
+// this kernel follows that algorithm:
+//   for each key tile [k0, k0 + 64):
+//     s[j]  = (q . k_j) * scale            (F32 q, keys converted to F32)
+//             -inf for positions the row cannot see (j >= its n_visible)
+//     m'    = max(m, max_j s[j]);  if m' > m: acc *= e(m - m'), l *= e(m - m')
+//     p[j]  = e(s[j] - m');  l += sum_j p[j];  acc += sum_j p[j] * v_j  (F32)
+//   out = acc / l
+// Tiles a row cannot see at all are skipped (as ggml skips fully masked tiles).
+// e() is kernels::exp_approx (kernels/f32_kernels.h), a polynomial exp that the
+// scalar twin and the SIMD kernel evaluate with the same operations, so the two
+// agree bit for bit.
+//
+// Summation order (both versions): each score sums q[c] * k_j[c] with one
+// fused multiply-add per c in increasing c; each acc[c] sums p[j] * v_j[c] with
+// one fused multiply-add per j in increasing j; a tile's sum of p is the four
+// 16-key vectors added lane-wise ((v0 + v1) + v2) + v3, then folded 8, 4, 2, 1.
+#include <cstddef>
+#include <cstdint>
+
+#include "kv/attention_kernels.h"
+#include "platform/cpu.h"
+
+namespace kestrel::kv {
+
+constexpr int kKvTile = 64;     // key positions per tile (ggml's GGML_FA_TILE_KV)
+constexpr int kMaxTileRows = 64;  // query rows per call
+// llama.cpp takes its tiled path for batches of at least this many tokens.
+constexpr int64_t kMinTiledTokens = 64;
+
+// The query rows of one call. Row r reads q[r] ([d] floats), sees key positions
+// [0, n_visible[r]) and writes out[r] ([d] floats).
+struct TileRows {
+  const float* const* q = nullptr;
+  float* const* out = nullptr;
+  const int64_t* n_visible = nullptr;
+  int n = 0;  // 1..kMaxTileRows
+};
+
+// Floats of scratch one call needs (per thread).
+size_t tile_scratch_floats(int d);
+
+using AttendTileF16Fn = void (*)(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale,
+                                 float* scratch);
+using AttendTileF32Fn = void (*)(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale,
+                                 float* scratch);
+
+struct AttentionTileKernels {
+  AttendTileF16Fn f16;
+  AttendTileF32Fn f32;
+};
+
+// AVX-512 when isa allows it (d a multiple of 16), else the scalar twin.
+const AttentionTileKernels& attention_tile_kernels(Isa isa);
+
+namespace ref {
+void attend_tile_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);
+void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale, float* scratch);
+}  // namespace ref
+
+namespace avx512 {
+void attend_tile_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);
+void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale, float* scratch);
+}  // namespace avx512
+
+}  // namespace kestrel::kv

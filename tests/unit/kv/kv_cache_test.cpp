@@ -1,0 +1,230 @@
+// The paged KV cache: blocks taken on demand and given back, reference counts
+// of shared prefixes, copy-on-write of a shared partly filled block, the error
+// when the pool runs out, and attention over (shared) blocks giving the bits of
+// the same rows stored contiguously.
+#include "kv/kv_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "kv/attention.h"
+#include "kv/attention_kernels.h"
+
+namespace kestrel {
+namespace {
+
+constexpr int kB = KvCache::kBlock;
+
+// One layer, one kv head of dimension 4; row value = tag + pos (exact in F16
+// for the small numbers used here).
+void store_row(KvCache& c, int seq, int64_t pos, float tag) {
+  std::vector<float> k(4, tag + static_cast<float>(pos)), v(4, -(tag + static_cast<float>(pos)));
+  c.store(0, seq, pos, k.data(), v.data());
+}
+
+// The key stored for (seq, pos), read through the block table.
+float key_at(const KvCache& c, int seq, int64_t pos) {
+  const KvHeadView h = c.view(0, seq, 0);
+  const auto* base = static_cast<const float*>(h.k);
+  return base[h.blocks[pos / kB] * h.block_stride + (pos % kB) * 4];
+}
+
+}  // namespace
+
+TEST(KvCache, TakesBlocksOnDemandAndGivesThemBack) {
+  KvCache c(KvShape{1, 1, 4, 64, 2}, KvType::F32);
+  EXPECT_EQ(c.total_blocks(), 2 * 64 / kB);  // default pool: every sequence can fill its context
+  EXPECT_EQ(c.used_blocks(), 0);
+  store_row(c, 0, 0, 100);
+  EXPECT_EQ(c.used_blocks(), 1);
+  for (int p = 1; p < kB; ++p) store_row(c, 0, p, 100);
+  EXPECT_EQ(c.used_blocks(), 1);  // still the first block
+  store_row(c, 0, kB, 100);
+  EXPECT_EQ(c.used_blocks(), 2);
+  store_row(c, 1, 2 * kB + 3, 200);  // a gap: the blocks before it are taken too
+  EXPECT_EQ(c.block_table(1).size(), 3u);
+  EXPECT_EQ(c.used_blocks(), 5);
+  EXPECT_EQ(c.free_blocks(), c.total_blocks() - 5);
+  c.set_seq_len(0, kB + 1);
+  c.set_seq_len(1, 2 * kB + 4);
+  EXPECT_EQ(key_at(c, 0, kB), 100 + kB);
+  EXPECT_EQ(key_at(c, 1, 2 * kB + 3), 200 + 2 * kB + 3);
+
+  c.set_seq_len(1, kB);  // shortening gives back the blocks past the end
+  EXPECT_EQ(c.block_table(1).size(), 1u);
+  EXPECT_EQ(c.used_blocks(), 3);
+  c.set_seq_len(1, 0);
+  EXPECT_EQ(c.used_blocks(), 2);
+  c.clear_seq(0);
+  EXPECT_EQ(c.used_blocks(), 0);
+  EXPECT_EQ(c.seq_len(0), 0);
+  EXPECT_EQ(c.free_blocks(), c.total_blocks());
+  EXPECT_THROW(c.seq_len(2), Error);
+}
+
+TEST(KvCache, RunningOutOfBlocksIsAnErrorWithTheNumbers) {
+  KvShape shape{1, 1, 4, 64, 2};
+  shape.n_pool = 2 * kB;  // two blocks for two sequences of up to 64 positions
+  KvCache c(shape, KvType::F16);
+  EXPECT_EQ(c.total_blocks(), 2);
+  for (int p = 0; p < 2 * kB; ++p) store_row(c, 0, p, 1);
+  EXPECT_EQ(c.free_blocks(), 0);
+  EXPECT_EQ(c.blocks_needed(1, 1), 1);
+  try {
+    store_row(c, 1, 0, 2);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("out of blocks"), std::string::npos) << m;
+    EXPECT_NE(m.find("2 blocks of 16 positions"), std::string::npos) << m;
+  }
+  EXPECT_TRUE(c.block_table(1).empty());  // nothing half-done
+  EXPECT_EQ(c.used_blocks(), 2);
+  EXPECT_THROW(c.set_seq_len(1, 1), Error);
+  c.set_seq_len(0, kB);  // one block back
+  store_row(c, 1, 0, 2);
+  EXPECT_EQ(c.used_blocks(), 2);
+  EXPECT_THROW(store_row(c, 0, 64, 1), Error);  // outside the context
+}
+
+TEST(KvCache, SharedPrefixIsCountedOnceAndCopiedBeforeItIsWritten) {
+  KvCache c(KvShape{1, 1, 4, 128, 3}, KvType::F32);
+  const int n = 2 * kB + 8;  // two full blocks and half of a third
+  for (int p = 0; p < n; ++p) store_row(c, 0, p, 1000);
+  c.set_seq_len(0, n);
+  EXPECT_EQ(c.used_blocks(), 3);
+
+  c.share_prefix(1, 0, n);
+  EXPECT_EQ(c.seq_len(1), n);
+  EXPECT_EQ(c.used_blocks(), 3);  // nothing copied yet
+  EXPECT_EQ(c.block_table(1), c.block_table(0));
+  for (int32_t b : c.block_table(0)) EXPECT_EQ(c.ref_count(b), 2);
+  const std::vector<int> both = {0, 1};
+  EXPECT_EQ(c.blocks_held(both), 3);
+  // Writing position n lands in the shared half-full block: a copy first.
+  EXPECT_EQ(c.blocks_needed(1, n + 1), 1);
+  EXPECT_EQ(c.blocks_needed(1, 3 * kB), 1);
+  EXPECT_EQ(c.blocks_needed(1, 3 * kB + 1), 2);
+  EXPECT_EQ(c.blocks_needed(1, n), 0);
+
+  store_row(c, 1, n, 2000);  // sequence 1 diverges inside the shared block
+  c.set_seq_len(1, n + 1);
+  EXPECT_EQ(c.used_blocks(), 4);
+  EXPECT_NE(c.block_table(1)[2], c.block_table(0)[2]);
+  EXPECT_EQ(c.block_table(1)[0], c.block_table(0)[0]);
+  EXPECT_EQ(c.ref_count(c.block_table(0)[0]), 2);
+  EXPECT_EQ(c.ref_count(c.block_table(0)[2]), 1);
+  for (int p = 0; p < n; ++p) EXPECT_EQ(key_at(c, 1, p), 1000 + p) << p;  // the copy kept the prefix
+  EXPECT_EQ(key_at(c, 1, n), 2000 + n);
+
+  store_row(c, 0, n, 3000);  // sequence 0's block is its own again: written in place
+  EXPECT_EQ(c.used_blocks(), 4);
+  EXPECT_EQ(key_at(c, 0, n), 3000 + n);
+  EXPECT_EQ(key_at(c, 1, n), 2000 + n);
+
+  // A prefix ending on a block boundary needs a fresh block, not a copy.
+  c.share_prefix(2, 0, 2 * kB);
+  EXPECT_EQ(c.block_table(2).size(), 2u);
+  EXPECT_EQ(c.blocks_needed(2, 2 * kB + 1), 1);
+  EXPECT_EQ(c.ref_count(c.block_table(0)[1]), 3);
+  EXPECT_THROW(c.share_prefix(2, 0, n + 2), Error);  // more than sequence 0 holds
+
+  // Shortening and clearing give back only blocks no one else holds.
+  c.set_seq_len(0, 10);
+  EXPECT_EQ(c.used_blocks(), 3);  // sequence 0's third block went back; its second is still shared
+  EXPECT_EQ(c.ref_count(c.block_table(1)[1]), 2);
+  c.clear_seq(1);
+  EXPECT_EQ(c.used_blocks(), 2);
+  c.clear();
+  EXPECT_EQ(c.used_blocks(), 0);
+  EXPECT_EQ(c.free_blocks(), c.total_blocks());
+}
+
+// Two sequences share a prefix that ends inside a block, then each goes on with
+// its own rows. attend_head over their block tables gives, bit for bit, what the
+// kernel gives over the same rows gathered contiguously, for every visible
+// length around the block boundaries, every query head, both storage types and
+// every kernel the host runs.
+TEST(KvCache, AttentionOverSharedBlocksEqualsContiguousRows) {
+  const int n_layer = 2, n_kv = 2, n_head = 4, d = 32;
+  const int n_shared = 37, n_total[2] = {70, 90};
+  std::vector<Isa> isas = {Isa::Scalar};
+  if (isa_supported(Isa::Avx512)) isas.push_back(Isa::Avx512);
+  for (KvType type : {KvType::F16, KvType::F32}) {
+    KvCache cache(KvShape{n_layer, n_kv, d, 128, 2}, type);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    // rows[seq][layer][pos]: [n_kv * d], what each sequence holds.
+    std::vector<std::vector<std::vector<std::vector<float>>>> rows_k(2), rows_v(2);
+    for (int s = 0; s < 2; ++s) {
+      rows_k[s].assign(n_layer, {});
+      rows_v[s].assign(n_layer, {});
+    }
+    auto put = [&](int s, int64_t p) {
+      for (int l = 0; l < n_layer; ++l) {
+        std::vector<float> k(n_kv * d), v(n_kv * d);
+        for (auto& x : k) x = nd(rng);
+        for (auto& x : v) x = nd(rng);
+        cache.store(l, s, p, k.data(), v.data());
+        rows_k[s][l].push_back(k);
+        rows_v[s][l].push_back(v);
+      }
+    };
+    for (int p = 0; p < n_total[0]; ++p) put(0, p);
+    cache.set_seq_len(0, n_total[0]);
+    cache.share_prefix(1, 0, n_shared);
+    for (int l = 0; l < n_layer; ++l) {
+      rows_k[1][l].assign(rows_k[0][l].begin(), rows_k[0][l].begin() + n_shared);
+      rows_v[1][l].assign(rows_v[0][l].begin(), rows_v[0][l].begin() + n_shared);
+    }
+    for (int p = n_shared; p < n_total[1]; ++p) put(1, p);
+    cache.set_seq_len(1, n_total[1]);
+    EXPECT_EQ(cache.ref_count(cache.block_table(1)[0]), 2);  // still shared
+    EXPECT_EQ(cache.ref_count(cache.block_table(1)[1]), 2);
+    EXPECT_NE(cache.block_table(1)[2], cache.block_table(0)[2]);  // copied when sequence 1 wrote into it
+
+    const AttentionParams ap{n_head, n_kv, d, 1.0f / std::sqrt(float(d))};
+    std::vector<float> q(d), got(d), want(d);
+    for (int s = 0; s < 2; ++s) {
+      for (int l = 0; l < n_layer; ++l) {
+        for (int h = 0; h < n_head; ++h) {
+          const int kvh = h / (n_head / n_kv);
+          const int64_t n = n_total[s];
+          std::vector<float> k(n * d), v(n * d);
+          std::vector<uint16_t> k16(n * d), v16(n * d);
+          for (int64_t p = 0; p < n; ++p)
+            for (int i = 0; i < d; ++i) {
+              k[p * d + i] = rows_k[s][l][p][kvh * d + i];
+              v[p * d + i] = rows_v[s][l][p][kvh * d + i];
+              k16[p * d + i] = f32_to_fp16(k[p * d + i]);
+              v16[p * d + i] = f32_to_fp16(v[p * d + i]);
+            }
+          for (auto& x : q) x = nd(rng);
+          for (int64_t visible : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, int64_t{n_shared},
+                                  int64_t{n_shared + 1}, int64_t{48}, int64_t{49}, n}) {
+            for (Isa isa : isas) {
+              const auto& kern = kv::attention_kernels(isa);
+              if (type == KvType::F16)
+                kern.f16(kv::contiguous_rows(k16.data(), v16.data(), visible), visible, d, q.data(), ap.scale,
+                         want.data());
+              else
+                kern.f32(kv::contiguous_rows(k.data(), v.data(), visible), visible, d, q.data(), ap.scale,
+                         want.data());
+              attend_head(cache, l, s, ap, h, q.data(), visible, got.data(), isa);
+              for (int i = 0; i < d; ++i)
+                ASSERT_EQ(got[i], want[i]) << "seq " << s << " layer " << l << " head " << h << " visible "
+                                           << visible << " isa " << static_cast<int>(isa) << " i " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace kestrel
