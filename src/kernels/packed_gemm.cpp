@@ -13,16 +13,20 @@
 namespace kestrel::kernels {
 namespace {
 
-constexpr size_t group_bytes(int group, bool nibbles, bool has_min) {
-  return static_cast<size_t>(nibbles ? group / 2 : group) * kPanelRows + 64 + (has_min ? 64 : 0);
+constexpr size_t group_bytes(int group, bool nibbles, bool has_min, bool half) {
+  const size_t scales = half ? 32 : 64;
+  return static_cast<size_t>(nibbles ? group / 2 : group) * kPanelRows + scales + (has_min ? scales : 0);
 }
 
 // Activation block geometry: Q8_0 {d; qs[32]}, Q8_1 {d; s; qs[32]}, Q8_K {d; qs[256]; bsums}.
-constexpr PanelFormat kQ4_0 = {32, true, false, -8, group_bytes(32, true, false), sizeof(BlockQ8_0), 2, 1};
-constexpr PanelFormat kQ4_1 = {32, true, true, 0, group_bytes(32, true, true), sizeof(BlockQ8_1), 4, 1};
-constexpr PanelFormat kQ8_0 = {32, false, false, -128, group_bytes(32, false, false), sizeof(BlockQ8_0), 2, 1};
-constexpr PanelFormat kQ4_K = {32, true, true, 0, group_bytes(32, true, true), sizeof(BlockQ8K), 4, 8};
-constexpr PanelFormat kQ6_K = {16, false, false, -32, group_bytes(16, false, false), sizeof(BlockQ8K), 4, 16};
+// The K formats keep float scales: d * sc is not an F16 value.
+constexpr PanelFormat kQ4_0 = {32, true, false, -8, true, group_bytes(32, true, false, true), sizeof(BlockQ8_0), 2, 1};
+constexpr PanelFormat kQ4_1 = {32, true, true, 0, true, group_bytes(32, true, true, true), sizeof(BlockQ8_1), 4, 1};
+constexpr PanelFormat kQ8_0 = {32, false, false, -128, true, group_bytes(32, false, false, true), sizeof(BlockQ8_0),
+                               2, 1};
+constexpr PanelFormat kQ4_K = {32, true, true, 0, false, group_bytes(32, true, true, false), sizeof(BlockQ8K), 4, 8};
+constexpr PanelFormat kQ6_K = {16, false, false, -32, false, group_bytes(16, false, false, false), sizeof(BlockQ8K),
+                               4, 16};
 
 // One group of one weight row as unsigned quants (q + offset is the signed value),
 // its scale and its min.
@@ -140,7 +144,8 @@ void pack_panels(DType type, const uint8_t* w, size_t row_stride, int64_t rows, 
   const Entry& e = checked_entry(type);
   const PanelFormat& f = *e.format;
   const int64_t n_groups = cols / f.group;
-  const size_t quant_bytes = static_cast<size_t>(f.nibbles ? f.group / 2 : f.group) * kPanelRows;
+  const size_t quant_bytes = panel_quant_bytes(f);
+  const size_t scale_bytes = panel_scale_bytes(f);
   RowGroup rg;
   for (int64_t p = panel_begin; p < panel_end; ++p) {
     uint8_t* panel = out + static_cast<size_t>(p) * panel_bytes(f, cols);
@@ -159,8 +164,14 @@ void pack_panels(DType type, const uint8_t* w, size_t row_stride, int64_t rows, 
           const uint8_t v = f.nibbles ? static_cast<uint8_t>(rg.q[i] | (rg.q[i + f.group / 2] << 4)) : rg.q[i];
           dst[(i / 4) * 64 + r * 4 + i % 4] = v;
         }
-        std::memcpy(dst + quant_bytes + 4 * r, &rg.scale, 4);
-        if (f.has_min) std::memcpy(dst + quant_bytes + 64 + 4 * r, &rg.min, 4);
+        if (f.half_scales) {  // exact: these scales and mins were F16 in the file
+          const uint16_t s = f32_to_fp16(rg.scale), m = f32_to_fp16(rg.min);
+          std::memcpy(dst + quant_bytes + 2 * r, &s, 2);
+          if (f.has_min) std::memcpy(dst + quant_bytes + scale_bytes + 2 * r, &m, 2);
+        } else {
+          std::memcpy(dst + quant_bytes + 4 * r, &rg.scale, 4);
+          if (f.has_min) std::memcpy(dst + quant_bytes + scale_bytes + 4 * r, &rg.min, 4);
+        }
       }
     }
   }

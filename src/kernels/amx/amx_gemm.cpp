@@ -92,9 +92,10 @@ template <bool kOffset>
 struct Epilogue {
   // acc[m] += float(C[m] + offset_sum) * (scale * ascale) for the 16 tokens (the
   // min terms are added afterwards, by avx512::panel_add_mins).
-  static inline void apply(__m512 (&acc)[kTileTokens], const int32_t* c, const uint8_t* scales,
+  static inline void apply(__m512 (&acc)[kTileTokens], const int32_t* c, const uint8_t* scales, bool half_scales,
                            const ActGroup* const* ag, int64_t g) {
-    const __m512 ws = _mm512_loadu_ps(scales);
+    const __m512 ws = half_scales ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales)))
+                                  : _mm512_loadu_ps(scales);
     for (int m = 0; m < kTileTokens; ++m) {
       __m512i s = _mm512_load_si512(c + 16 * m);
       if constexpr (kOffset) s = _mm512_add_epi32(s, _mm512_set1_epi32(ag[m][g].offset_sum));
@@ -179,7 +180,7 @@ void tiles(const PanelFormat& f, const PanelGemmArgs& a, const uint8_t* b_base, 
       for (int i = 0; i < kBatch && g0 + i < n_groups; ++i) {
         const int64_t g = g0 + i;
         const uint8_t* scales = a.panel + static_cast<size_t>(g) * f.group_bytes + scale_offset;
-        Epilogue<kOffset>::apply(acc, cbuf[batch % 2][i], scales, ag, g);
+        Epilogue<kOffset>::apply(acc, cbuf[batch % 2][i], scales, f.half_scales, ag, g);
       }
     }
     const __mmask16 rows = static_cast<__mmask16>((1u << a.n_rows) - 1);
@@ -193,7 +194,7 @@ void panel_gemm(const PanelFormat& f, const PanelGemmArgs& a) {
   const int64_t n_tiles = a.n_tokens / kTileTokens;
   if (n_tiles > 0) {
     const int64_t n_groups = a.cols / f.group;
-    const size_t quant_bytes = static_cast<size_t>(f.nibbles ? f.group / 2 : f.group) * kPanelRows;
+    const size_t quant_bytes = panel_quant_bytes(f);
     const uint8_t* b_base = a.panel;
     size_t b_stride = f.group_bytes;
     if (f.nibbles) {

@@ -33,12 +33,18 @@ inline __m512i bcast32(const uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
+// A group's 16 scales (or mins), F16 or float (PanelFormat::half_scales).
+inline __m512 load_scales(const PanelFormat& f, const uint8_t* p) {
+  return f.half_scales ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))
+                       : _mm512_loadu_ps(p);
+}
+
 // The min terms of tokens [t0, t0 + kC), summed on their own over all groups
 // and then added to y (which holds the scaled products).
 template <int kC>
 void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
   const int64_t n_groups = a.cols / f.group;
-  const size_t min_offset = static_cast<size_t>(f.nibbles ? f.group / 2 : f.group) * kPanelRows + 64;
+  const size_t min_offset = panel_quant_bytes(f) + panel_scale_bytes(f);
   const ActGroup* ag[kC];
   __m512 m[kC];
   for (int c = 0; c < kC; ++c) {
@@ -47,7 +53,7 @@ void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
   }
   const uint8_t* pw = a.panel + min_offset;
   for (int64_t g = 0; g < n_groups; ++g, pw += f.group_bytes) {
-    const __m512 wm = _mm512_loadu_ps(pw);
+    const __m512 wm = load_scales(f, pw);
     for (int c = 0; c < kC; ++c) m[c] = _mm512_fmadd_ps(wm, _mm512_set1_ps(ag[c][g].min), m[c]);
   }
   const __mmask16 rows = static_cast<__mmask16>((1u << a.n_rows) - 1);
@@ -119,7 +125,7 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
         }
       }
     }
-    const __m512 ws = _mm512_loadu_ps(pg + kQuantBytes);
+    const __m512 ws = load_scales(f, pg + kQuantBytes);
     for (int c = 0; c < kC; ++c) {
       __m512i s = acc[c];
       if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);

@@ -188,9 +188,14 @@ TEST(PanelGemm, FormatsWithoutPanelsAreErrors) {
 
 TEST(PanelGemm, PackedSizeCountsWholePanels) {
   const PanelFormat& f = *panel_format(DType::Q4_0);
-  // 16 rows x 32 elements: 16 nibble bytes + a float scale per row.
-  EXPECT_EQ(panel_bytes(f, 32), 16u * 16 + 64);
-  EXPECT_EQ(packed_matrix_bytes(f, 17, 64), 2 * 2 * (16u * 16 + 64));
+  // 16 rows x 32 elements: 16 nibble bytes + an F16 scale per row: the GGUF
+  // block's 18 bytes per row.
+  EXPECT_EQ(panel_bytes(f, 32), 16u * 18);
+  EXPECT_EQ(packed_matrix_bytes(f, 17, 64), 2 * 2 * 16u * 18);
+  // Q4_1: nibbles + F16 scale + F16 min = its 20 bytes; Q4_K keeps float scales.
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q4_1), 32), 16u * 20);
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q8_0), 32), 16u * 34);
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q4_K), 256), 8 * (16u * 16 + 128));
 }
 
 // The tile configuration must reach the CPU whole (g++ 12's _tile_loadconfig

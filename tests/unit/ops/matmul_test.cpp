@@ -191,8 +191,8 @@ TEST(Matmul, PackedWeightBuiltOnceUnderConcurrentFirstUse) {
   for (int i = 1; i < 4; ++i)
     EXPECT_EQ(0, std::memcmp(results[0].data(), results[static_cast<size_t>(i)].data(), results[0].size() * 4));
   EXPECT_TRUE(c.w.packed->built());
-  // 7 panels of 8 groups, each 16 x 16 nibble bytes + 16 scales.
-  EXPECT_EQ(packed_weight_bytes() - before, 7u * 8 * (256 + 64));
+  // 7 panels of 8 groups, each 16 x 16 nibble bytes + 16 F16 scales.
+  EXPECT_EQ(packed_weight_bytes() - before, 7u * 8 * (256 + 32));
   Weight copy = c.w;  // copies share the packed data
   EXPECT_TRUE(copy.packed->built());
 }
