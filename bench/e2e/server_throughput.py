@@ -15,15 +15,11 @@ import socket
 import statistics
 import subprocess
 import threading
+import sys
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "e2e"))
+from loopback import free_port  # noqa: E402
 
 
 def stream_once(port, prompt, max_tokens, seed):

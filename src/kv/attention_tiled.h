@@ -49,6 +49,26 @@ struct TileRows {
 // Floats of scratch one call needs (per thread).
 size_t tile_scratch_floats(int d);
 
+// That scratch, carved: K^T tile [d][64], V tile [64][d], per-row accumulators
+// [64][d], running max m and sum l per row, and 64 x 64 floats of exp values.
+struct TileScratch {
+  float* kt;
+  float* vt;
+  float* acc;
+  float* m;
+  float* l;
+  float* p;
+};
+// Carves `scratch` and starts every row of `rows` (m = -inf, l = 0, acc = 0);
+// returns the longest visible length, the keys the call walks.
+int64_t start_tile_rows(float* scratch, int d, const TileRows& rows, TileScratch* out);
+
+// Keys [k0, k0 + nk) of the blocks as F32, transposed (kt[c * 64 + j]), and
+// their values (vt[j * d + c]); slots past nk are zero. Shared by both kernels:
+// it is ~1/64 of a tile's arithmetic.
+void gather_kv_tile(const KvBlocks<uint16_t>& kv, int64_t k0, int nk, int d, float* kt, float* vt);
+void gather_kv_tile(const KvBlocks<float>& kv, int64_t k0, int nk, int d, float* kt, float* vt);
+
 using AttendTileF16Fn = void (*)(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale,
                                  float* scratch);
 using AttendTileF32Fn = void (*)(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale,

@@ -16,16 +16,30 @@ size_t tile_scratch_floats(int d) {
   return static_cast<size_t>(3 * kKvTile * d + 2 * kMaxTileRows + kMaxTileRows * kKvTile);
 }
 
-namespace ref {
+int64_t start_tile_rows(float* scratch, int d, const TileRows& rows, TileScratch* out) {
+  out->kt = scratch;
+  out->vt = out->kt + kKvTile * d;
+  out->acc = out->vt + kKvTile * d;
+  out->m = out->acc + kMaxTileRows * d;
+  out->l = out->m + kMaxTileRows;
+  out->p = out->l + kMaxTileRows;
+  int64_t n_max = 0;
+  for (int r = 0; r < rows.n; ++r) {
+    n_max = std::max(n_max, rows.n_visible[r]);
+    out->m[r] = -std::numeric_limits<float>::infinity();
+    out->l[r] = 0.0f;
+    std::fill(out->acc + r * d, out->acc + (r + 1) * d, 0.0f);
+  }
+  return n_max;
+}
+
 namespace {
 
 inline float to_f32(uint16_t x) { return fp16_to_f32(x); }
 inline float to_f32(float x) { return x; }
 
-// Keys [k0, k0 + nk) as F32: kt[c * 64 + j] (transposed) and vt[j * d + c];
-// slots past nk are zero.
 template <class T>
-void gather_tile(const KvBlocks<T>& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
+void gather(const KvBlocks<T>& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
   for (int j = 0; j < kKvTile; ++j) {
     if (j >= nk) {
       for (int c = 0; c < d; ++c) kt[c * kKvTile + j] = 0.0f;
@@ -41,6 +55,18 @@ void gather_tile(const KvBlocks<T>& kv, int64_t k0, int nk, int d, float* kt, fl
   }
 }
 
+}  // namespace
+
+void gather_kv_tile(const KvBlocks<uint16_t>& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
+  gather(kv, k0, nk, d, kt, vt);
+}
+void gather_kv_tile(const KvBlocks<float>& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
+  gather(kv, k0, nk, d, kt, vt);
+}
+
+namespace ref {
+namespace {
+
 float fold64(const float* p) {
   float v[16], t8[8], t4[4];
   for (int l = 0; l < 16; ++l) v[l] = ((p[l] + p[16 + l]) + p[32 + l]) + p[48 + l];
@@ -52,22 +78,12 @@ float fold64(const float* p) {
 
 template <class T>
 void attend_tile(const KvBlocks<T>& kv, int d, const TileRows& rows, float scale, float* scratch) {
-  float* kt = scratch;
-  float* vt = kt + kKvTile * d;
-  float* acc = vt + kKvTile * d;
-  float* m = acc + kMaxTileRows * d;
-  float* l = m + kMaxTileRows;
-  float* p = l + kMaxTileRows;
-  int64_t n_max = 0;
-  for (int r = 0; r < rows.n; ++r) {
-    n_max = std::max(n_max, rows.n_visible[r]);
-    m[r] = -std::numeric_limits<float>::infinity();
-    l[r] = 0.0f;
-    std::fill(acc + r * d, acc + (r + 1) * d, 0.0f);
-  }
+  TileScratch ts;
+  const int64_t n_max = start_tile_rows(scratch, d, rows, &ts);
+  float *kt = ts.kt, *vt = ts.vt, *acc = ts.acc, *m = ts.m, *l = ts.l, *p = ts.p;
   for (int64_t k0 = 0; k0 < n_max; k0 += kKvTile) {
     const int nk = static_cast<int>(std::min<int64_t>(kKvTile, n_max - k0));
-    gather_tile(kv, k0, nk, d, kt, vt);
+    gather_kv_tile(kv, k0, nk, d, kt, vt);
     for (int r = 0; r < rows.n; ++r) {
       const int64_t vis = rows.n_visible[r] - k0;
       if (vis <= 0) continue;  // the whole tile is masked for this row

@@ -19,6 +19,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loopback import free_port  # noqa: E402
+
 SKIP = 77
 BIN = sys.argv[1]
 CACHE = os.environ.get("KESTREL_CACHE", os.path.expanduser("~/.cache/kestrel"))
@@ -45,14 +48,6 @@ def check(cond, name, detail=""):
 
 def left():
     return max(1.0, BUDGET_S - (time.time() - T0))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def get(port, path, key=KEY, timeout=10):

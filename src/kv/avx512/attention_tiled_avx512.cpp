@@ -29,27 +29,6 @@ inline float fold(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(t2, _mm_movehdup_ps(t2)));
 }
 
-template <class T>
-void gather_tile(const KvBlocks<T>& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
-  // Keys go in transposed (kt[c * 64 + j]) through a 16x16 block at a time would
-  // be faster; the gather is ~1/64 of the tile's arithmetic, so keep it simple.
-  for (int j = 0; j < kKvTile; ++j) {
-    if (j >= nk) {
-      for (int c = 0; c < d; ++c) kt[c * kKvTile + j] = 0.0f;
-      std::memset(vt + static_cast<size_t>(j) * d, 0, sizeof(float) * static_cast<size_t>(d));
-      continue;
-    }
-    const int64_t pos = k0 + j;
-    const int64_t off = kv.ids[pos / kv.block_len] * kv.stride + (pos % kv.block_len) * d;
-    for (int c = 0; c < d; c += 16) {
-      alignas(64) float kr[16];
-      _mm512_store_ps(kr, load16(kv.k + off + c));
-      _mm512_storeu_ps(vt + static_cast<size_t>(j) * d + c, load16(kv.v + off + c));
-      for (int i = 0; i < 16; ++i) kt[(c + i) * kKvTile + j] = kr[i];
-    }
-  }
-}
-
 // Scores of R rows against the tile: s[r][0..64).
 template <int R>
 void scores(const float* const* q, int d, const float* kt, __m512 (&s)[R][4]) {
@@ -134,22 +113,12 @@ void attend_tile(const KvBlocks<T>& kv, int d, const TileRows& rows, float scale
     else ref::attend_tile_f32(kv, d, rows, scale, scratch);
     return;
   }
-  float* kt = scratch;
-  float* vt = kt + kKvTile * d;
-  float* acc = vt + kKvTile * d;
-  float* m = acc + kMaxTileRows * d;
-  float* l = m + kMaxTileRows;
-  float* pbuf = l + kMaxTileRows;
-  int64_t n_max = 0;
-  for (int r = 0; r < rows.n; ++r) {
-    n_max = std::max(n_max, rows.n_visible[r]);
-    m[r] = -std::numeric_limits<float>::infinity();
-    l[r] = 0.0f;
-    std::memset(acc + r * d, 0, sizeof(float) * static_cast<size_t>(d));
-  }
+  TileScratch ts;
+  const int64_t n_max = start_tile_rows(scratch, d, rows, &ts);
+  float *kt = ts.kt, *vt = ts.vt, *acc = ts.acc, *m = ts.m, *l = ts.l, *pbuf = ts.p;
   for (int64_t k0 = 0; k0 < n_max; k0 += kKvTile) {
     const int nk = static_cast<int>(std::min<int64_t>(kKvTile, n_max - k0));
-    gather_tile(kv, k0, nk, d, kt, vt);
+    gather_kv_tile(kv, k0, nk, d, kt, vt);
     // The rows that see this tile, in groups of kRows.
     int live[kMaxTileRows];
     int n_live = 0;

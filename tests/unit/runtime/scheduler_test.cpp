@@ -89,6 +89,36 @@ size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& 
   return c;
 }
 
+// Holds the engine thread inside a request's first event until open(): the
+// request is running (its prompt is in the cache) while the test acts.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, released = false;
+
+  std::function<bool(CompletionEvent&&)> hold(std::function<bool(CompletionEvent&&)> inner) {
+    return [this, inner](CompletionEvent&& ev) {
+      std::unique_lock<std::mutex> lk(mu);
+      entered = true;
+      cv.notify_all();
+      cv.wait(lk, [&] { return released; });
+      lk.unlock();
+      return inner(std::move(ev));
+    };
+  }
+  void wait_entered() {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return entered; });
+  }
+  void open() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      released = true;
+    }
+    cv.notify_all();
+  }
+};
+
 TEST(Scheduler, BatchedRequestsMatchSingleSequenceGeneration) {
   const std::vector<std::string> prompts = {"The cat sat on the mat", "It was a warm afternoon, and the wind",
                                             "Over the fence, a dog barked at a passing car, then lay down",
@@ -177,39 +207,22 @@ TEST(Scheduler, SharesASystemPromptAcrossSlots) {
 
   // A blocks the engine inside its first event (its prompt is in the cache and
   // it is still running) until B has been submitted.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool entered = false, release = false;
+  Gate gate;
   Collector ca, cb;
   CompletionRequest ra;
   ra.prompt = a;
   ra.gen = greedy(20);
   ra.n_logprobs = 0;  // an event for every token
-  auto inner = ca.sink();
-  ra.on_event = [&, inner](CompletionEvent&& ev) {
-    std::unique_lock<std::mutex> lk(mu);
-    entered = true;
-    cv.notify_all();
-    cv.wait(lk, [&] { return release; });
-    lk.unlock();
-    return inner(std::move(ev));
-  };
+  ra.on_event = gate.hold(ca.sink());
   ASSERT_EQ(sched.submit(std::move(ra)).status, SubmitStatus::Accepted);
-  {
-    std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return entered; });
-  }
+  gate.wait_entered();
   EXPECT_EQ(sched.stats().kv_blocks_in_use, blocks_for(static_cast<int64_t>(a.size())));
   CompletionRequest rb;
   rb.prompt = b;
   rb.gen = greedy(8);
   rb.on_event = cb.sink();
   ASSERT_EQ(sched.submit(std::move(rb)).status, SubmitStatus::Accepted);
-  {
-    std::lock_guard<std::mutex> lk(mu);
-    release = true;
-  }
-  cv.notify_all();
+  gate.open();
   const CompletionResult res_a = ca.wait();
   const CompletionResult res_b = cb.wait();
 
@@ -307,27 +320,14 @@ TEST(Scheduler, FullQueueRefusesAndCancelFreesTheSlot) {
   Scheduler sched(*tiny().model, opts(1, 16, 1));
   // The first request blocks the engine thread inside its first event until
   // released, so the slot is busy while the others are submitted.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool entered = false, release = false;
+  Gate gate;
   Collector first;
   CompletionRequest r1;
   r1.prompt = encode("The cat");
   r1.gen = greedy(50);
-  auto inner = first.sink();
-  r1.on_event = [&, inner](CompletionEvent&& ev) {
-    std::unique_lock<std::mutex> lk(mu);
-    entered = true;
-    cv.notify_all();
-    cv.wait(lk, [&] { return release; });
-    lk.unlock();
-    return inner(std::move(ev));
-  };
+  r1.on_event = gate.hold(first.sink());
   ASSERT_EQ(sched.submit(std::move(r1)).status, SubmitStatus::Accepted);
-  {
-    std::unique_lock<std::mutex> lk(mu);
-    cv.wait(lk, [&] { return entered; });
-  }
+  gate.wait_entered();
   Collector second, third;
   CompletionRequest r2;
   r2.prompt = encode("The dog");
@@ -344,11 +344,7 @@ TEST(Scheduler, FullQueueRefusesAndCancelFreesTheSlot) {
   EXPECT_EQ(sched.stats().slots_in_use, 1);
 
   sched.cancel(1);  // the running one
-  {
-    std::lock_guard<std::mutex> lk(mu);
-    release = true;
-  }
-  cv.notify_all();
+  gate.open();
   EXPECT_EQ(first.wait().finish_reason, "cancelled");
   EXPECT_LT(first.result.tokens.size(), 50u);
   EXPECT_EQ(second.wait().finish_reason, "length");
