@@ -456,6 +456,13 @@ def load_and_faults(srv, seconds=60, clients=16, total=240):
         time.sleep(0.1)
     check(m.get("kestrel_kv_slots_in_use") == 0 and m.get("kestrel_queue_depth") == 0,
           "load: metrics show 0 slots in use and an empty queue at the end", str(m.get("kestrel_kv_slots_in_use")))
+    # The paged cache: no block held by a request; idle slots may keep theirs
+    # for prefix reuse, within the pool.
+    check(m.get("kestrel_kv_blocks_in_use") == 0 and
+          0 <= m.get("kestrel_kv_blocks_cached", -1) <= m.get("kestrel_kv_blocks_total", 0),
+          "load: KV cache blocks in use back to 0 at the end",
+          f'in use {m.get("kestrel_kv_blocks_in_use")}, cached {m.get("kestrel_kv_blocks_cached")}, '
+          f'total {m.get("kestrel_kv_blocks_total")}')
     rss1 = srv.rss_kib()
     print(f"load: RSS {rss0 // 1024} MiB before, {rss1 // 1024} MiB after", flush=True)
     check(rss1 < rss0 + 256 * 1024 and rss1 < 2 * 1024 * 1024, "load: server RSS bounded", f"{rss0} -> {rss1} KiB")
