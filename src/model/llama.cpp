@@ -111,6 +111,8 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
   rope_sin_.resize(T * half_rot);
 
   MatmulContext mm{ctx.pool, S.workspace, ctx.isa};
+  mm.allow_panels = ctx.matmul.allow_panels;
+  mm.amx = ctx.matmul.amx;
   const auto& embd_kern = kernels::quant_kernels(token_embd_.type, ctx.isa);
   ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {

@@ -9,6 +9,7 @@
 #include "kv/kv_cache.h"
 #include "model/batch.h"
 #include "model/config.h"
+#include "ops/matmul.h"
 #include "ops/workspace.h"
 #include "platform/cpu.h"
 #include "platform/thread_pool.h"
@@ -35,6 +36,7 @@ struct ForwardContext {
   ThreadPool& pool;
   ForwardScratch& scratch;
   Isa isa = best_isa();
+  MatmulOptions matmul = {};
 };
 
 class Model {

@@ -31,6 +31,12 @@ namespace kestrel {
 // machine it measured no faster than the VNNI kernel (docs/performance.md).
 enum class AmxUse { Default, Never, Always };
 
+// The kernel choice a session runs with (the `matmul` switch).
+struct MatmulOptions {
+  bool allow_panels = true;      // false: every batch takes vec_dot on the GGUF rows
+  AmxUse amx = AmxUse::Default;  // Always: AMX tiles for whole 16-token tiles
+};
+
 struct MatmulContext {
   ThreadPool& pool;
   Workspace& scratch;

@@ -22,6 +22,7 @@ class ChunkEvaluator {
         pool_(o.n_threads),
         cache_(model.kv_shape(plan.n_ctx, 1), o.kv_type),
         isa_(o.isa),
+        matmul_(o.matmul),
         n_batch_(std::min(o.n_batch, plan.n_ctx)) {
     if (o.n_batch <= 0) fail("perplexity: batch size must be positive, got ", o.n_batch);
     if (!isa_supported(o.isa)) fail("perplexity: this CPU does not support the ", isa_name(o.isa), " kernels");
@@ -36,7 +37,7 @@ class ChunkEvaluator {
     const int last_wanted = plan_.n_ctx - 2;
     logits_.resize(static_cast<size_t>(plan_.n_scored_per_chunk()) * n_vocab);
     cache_.clear();
-    ForwardContext ctx{pool_, scratch_, isa_};
+    ForwardContext ctx{pool_, scratch_, isa_, matmul_};
     int64_t rows = 0;
     for (int start = 0; start < plan_.n_ctx; start += n_batch_) {
       const int n = std::min(n_batch_, plan_.n_ctx - start);
@@ -57,6 +58,7 @@ class ChunkEvaluator {
   ThreadPool pool_;
   KvCache cache_;
   Isa isa_;
+  MatmulOptions matmul_;
   int n_batch_;
   ForwardScratch scratch_;
   Batch batch_;

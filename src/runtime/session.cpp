@@ -37,7 +37,7 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
          n_ctx());
   if (tokens.empty()) return;
   logits_.resize(static_cast<size_t>(all_logits ? tokens.size() : 1) * n_vocab);
-  ForwardContext fctx{pool_, scratch_, options_.isa};
+  ForwardContext fctx{pool_, scratch_, options_.isa, options_.matmul};
   size_t done = 0;
   while (done < tokens.size()) {
     const size_t n = std::min<size_t>(options_.n_batch, tokens.size() - done);

@@ -21,6 +21,7 @@ struct SessionOptions {
   int n_batch = 512;     // prompt tokens per forward pass
   KvType kv_type = KvType::F16;
   Isa isa = best_isa();
+  MatmulOptions matmul = {};  // weight kernels (the `matmul` switch)
 };
 
 class Session {

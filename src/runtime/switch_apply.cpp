@@ -12,6 +12,9 @@ void apply_switch(SessionOptions& o, const SwitchSetting& s) {
     o.isa = parse_isa(s.value);
   } else if (s.name == "kv") {
     o.kv_type = s.value == "f32" ? KvType::F32 : KvType::F16;
+  } else if (s.name == "matmul") {
+    o.matmul.allow_panels = s.value != "vecdot";
+    o.matmul.amx = s.value == "amx" ? AmxUse::Always : AmxUse::Never;
   } else if (s.name == "threads") {
     o.n_threads = std::stoi(s.value);
   } else if (s.name == "sampling") {

@@ -15,12 +15,23 @@ std::string isa_unsupported(const std::string& v) {
 
 std::string always_supported(const std::string&) { return ""; }
 
+std::string matmul_unsupported(const std::string& v) {
+  const CpuFeatures& f = cpu_features();
+  if (v != "vecdot" && !isa_supported(Isa::Avx512)) return "the panel kernels need AVX-512";
+  if (v == "amx" && !(f.amx_tile && f.amx_int8)) return "this CPU lacks AMX-INT8";
+  return "";
+}
+
 std::vector<SwitchSpec> make_specs() {
   return {
       {"isa", "kernel instruction set for every kernel (scalar twins, AVX2, AVX-512 + VNNI)",
        {"scalar", "avx2", "avx512"}, "", isa_unsupported},
       {"kv", "KV cache storage type (llama.cpp's default is f16)", {"f16", "f32"}, "f16", always_supported},
       {"threads", "worker threads of the forward pass", {}, "", always_supported},
+      {"matmul",
+       "weight matmul kernels: 16-row panels with VNNI for every batch size, row-by-row vec_dot on the "
+       "GGUF rows (session 1's decode path), or panels with AMX-INT8 tiles for whole 16-token tiles",
+       {"panels", "vecdot", "amx"}, "panels", matmul_unsupported},
       {"sampling", "token sampler: the sort-based chain, or sorting-free pivot rejection sampling (same distribution)",
        {"sort", "sortfree"}, "sort", always_supported},
   };

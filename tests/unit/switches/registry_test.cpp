@@ -18,6 +18,8 @@ TEST(Switches, ParsesAndValidatesSettings) {
   EXPECT_THROW(parse_switch("threads=two"), Error);
   EXPECT_THROW(parse_switch("kv"), Error);
   EXPECT_THROW(parse_switch("=f16"), Error);
+  EXPECT_EQ(parse_switch("matmul=vecdot").value, "vecdot");
+  EXPECT_THROW(parse_switch("matmul=gpu"), Error);
 }
 
 TEST(Switches, EverySwitchNamesWhatItChangesAndScalarAlwaysRuns) {
