@@ -78,6 +78,14 @@ void LlamaModel::check_batch(const Batch& b, const KvCache& cache) const {
   }
 }
 
+void LlamaModel::prepare(ForwardContext& ctx) const {
+  MatmulContext mm{ctx.pool, ctx.scratch.workspace, ctx.isa};
+  mm.allow_panels = ctx.matmul.allow_panels;
+  for (const Layer& L : layers_)
+    for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) prepare_weight(mm, *w);
+  prepare_weight(mm, output_);
+}
+
 void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardContext& ctx) const {
   check_batch(b, cache);
   const auto& c = config_;

@@ -15,6 +15,7 @@ class LlamaModel final : public Model {
  public:
   LlamaModel(std::shared_ptr<const gguf::File> file, const std::string& arch, const LoadOptions& options);
   void forward(const Batch& batch, KvCache& cache, float* logits, ForwardContext& ctx) const override;
+  void prepare(ForwardContext& ctx) const override;
 
  private:
   struct Layer {

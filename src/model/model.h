@@ -57,6 +57,11 @@ class Model {
   // Throws kestrel::Error for invalid tokens or positions outside the cache.
   virtual void forward(const Batch& batch, KvCache& cache, float* logits, ForwardContext& ctx) const = 0;
 
+  // Repacks the weights the forward pass will use with ctx's kernel choice
+  // (ops/matmul.h prepare_weight), once per model: sessions call it when they
+  // start so that the first request does not pay for it. Safe to call again.
+  virtual void prepare(ForwardContext& ctx) const = 0;
+
  protected:
   Model() = default;
   ModelConfig config_;

@@ -46,6 +46,10 @@ struct MatmulContext {
   AmxUse amx = AmxUse::Default;
 };
 
+// Builds w's panel copy now if batches would use it (and drops its mapped
+// pages), so that the first request does not pay for the packing.
+void prepare_weight(const MatmulContext& ctx, const Weight& w);
+
 void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y);
 
 // The same, with a bias [rows] added to every output row (qwen2's QKV projections).

@@ -99,6 +99,8 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
   pool_blocks_ = cache_.total_blocks();
   stats_.kv_block_size = KvCache::kBlock;
   stats_.kv_blocks_total = pool_blocks_;
+  ForwardContext fctx{pool_, scratch_, options_.isa};
+  model_.prepare(fctx);  // before the engine thread: the first request does not pack
   thread_ = std::thread([this] { loop(); });
 }
 

@@ -23,6 +23,8 @@ Session::Session(const Model& model, const SessionOptions& options)
       pool_(options.n_threads),
       cache_(model.kv_shape(resolve_ctx(model, options.n_ctx), 1), options.kv_type) {
   if (options_.n_batch <= 0) fail("session: batch size must be positive, got ", options_.n_batch);
+  ForwardContext fctx{pool_, scratch_, options_.isa, options_.matmul};
+  model_.prepare(fctx);
 }
 
 void Session::clear() {
