@@ -183,13 +183,12 @@ void bench_matmul(benchmark::State& state, DType type, MatmulPath path, int64_t 
   Matrices& m = matrices(type, rows, cols, false);
   static ThreadPool pool(2);
   Workspace scratch;
-  MatmulContext ctx{pool, scratch, Isa::Avx512};
-  ctx.allow_panels = path != MatmulPath::VecDot;
-  ctx.amx = path == MatmulPath::PanelsAmx ? AmxUse::Always : AmxUse::Never;
+  const MatmulContext ctx{pool, scratch, Isa::Avx512,
+                          {path != MatmulPath::VecDot, path == MatmulPath::PanelsAmx ? AmxUse::Always : AmxUse::Never}};
   const std::vector<float> x = random_floats(cols * tokens, 3);
   std::vector<float> y(static_cast<size_t>(rows * tokens));
   size_t copy = 0;
-  if (ctx.allow_panels)  // pack outside the timing
+  if (ctx.options.allow_panels)  // pack outside the timing
     for (const Weight& w : m.weights) w.packed->get(w, pool);
   for (auto _ : state) {
     matmul(ctx, m.weights[copy], x.data(), tokens, y.data());
@@ -198,7 +197,7 @@ void bench_matmul(benchmark::State& state, DType type, MatmulPath path, int64_t 
   }
   const kernels::PanelFormat& f = *kernels::panel_format(type);
   set_counters(state, rows, cols, tokens,
-               ctx.allow_panels && tokens > 1 ? kernels::packed_matrix_bytes(f, rows, cols) : m.bytes);
+               ctx.options.allow_panels && tokens > 1 ? kernels::packed_matrix_bytes(f, rows, cols) : m.bytes);
 }
 
 int register_all() {

@@ -1,6 +1,6 @@
 // Thread pool overheads (platform/thread_pool.h), on a 2-thread pool:
-//  thread_pool/run_empty: one run() of an empty job, i.e. waking the worker and
-//    the barrier at the end (the cost of every parallel region of a forward pass);
+//  thread_pool/run_empty: one parallel_for with one chunk per thread and no work,
+//    i.e. waking the worker and the wait at the end (the cost of every parallel region of a forward pass);
 //  thread_pool/parallel_for_empty and parallel_for_dynamic_empty: the same
 //    through the loop helpers (16 items, grain 1 for the dynamic one).
 #include <benchmark/benchmark.h>

@@ -13,20 +13,21 @@
 namespace kestrel::kernels {
 namespace {
 
-constexpr size_t group_bytes(int group, bool nibbles, bool has_min, bool half) {
-  const size_t scales = half ? 32 : 64;
-  return static_cast<size_t>(nibbles ? group / 2 : group) * kPanelRows + scales + (has_min ? scales : 0);
+// A format with its group size in bytes filled in: quants, then the scale
+// vector, then the min vector for formats with a min.
+constexpr PanelFormat sized(PanelFormat f) {
+  f.group_bytes = panel_quant_bytes(f) + panel_scale_bytes(f) * (f.has_min ? 2 : 1);
+  return f;
 }
 
 // Activation block geometry: Q8_0 {d; qs[32]}, Q8_1 {d; s; qs[32]}, Q8_K {d; qs[256]; bsums}.
 // The K formats keep float scales: d * sc is not an F16 value.
-constexpr PanelFormat kQ4_0 = {32, true, false, -8, true, group_bytes(32, true, false, true), sizeof(BlockQ8_0), 2, 1};
-constexpr PanelFormat kQ4_1 = {32, true, true, 0, true, group_bytes(32, true, true, true), sizeof(BlockQ8_1), 4, 1};
-constexpr PanelFormat kQ8_0 = {32, false, false, -128, true, group_bytes(32, false, false, true), sizeof(BlockQ8_0),
-                               2, 1};
-constexpr PanelFormat kQ4_K = {32, true, true, 0, false, group_bytes(32, true, true, false), sizeof(BlockQ8K), 4, 8};
-constexpr PanelFormat kQ6_K = {16, false, false, -32, false, group_bytes(16, false, false, false), sizeof(BlockQ8K),
-                               4, 16};
+constexpr PanelFormat kQ4_0 = sized({32, true, false, -8, true, 0, sizeof(BlockQ8_0), 2, 1});
+constexpr PanelFormat kQ4_1 = sized({32, true, true, 0, true, 0, sizeof(BlockQ8_1), 4, 1});
+constexpr PanelFormat kQ8_0 = sized({32, false, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1});
+constexpr PanelFormat kQ4_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8});
+constexpr PanelFormat kQ6_K = sized({16, false, false, -32, false, 0, sizeof(BlockQ8K), 4, 16});
+static_assert(kQ4_0.group_bytes == 16 * 18 && kQ8_0.group_bytes == 16 * 34 && kQ4_K.group_bytes == 16 * 24);
 
 // One group of one weight row as unsigned quants (q + offset is the signed value),
 // its scale and its min.

@@ -13,15 +13,10 @@ void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams
   const KvHeadView h = cache.view(layer, seq, kv_head);
   assert(n_visible <= static_cast<int64_t>(cache.block_table(seq).size()) * KvCache::kBlock);
   // Rows of the sequence's blocks, in position order (kv/kv_cache.h layout).
-  if (cache.type() == KvType::F16) {
-    const kv::KvBlocks<uint16_t> kv{static_cast<const uint16_t*>(h.k), static_cast<const uint16_t*>(h.v), h.blocks,
-                                    h.block_stride, KvCache::kBlock};
-    kern.f16(kv, n_visible, p.head_dim, q, p.scale, out);
-  } else {
-    const kv::KvBlocks<float> kv{static_cast<const float*>(h.k), static_cast<const float*>(h.v), h.blocks,
-                                 h.block_stride, KvCache::kBlock};
-    kern.f32(kv, n_visible, p.head_dim, q, p.scale, out);
-  }
+  if (cache.type() == KvType::F16)
+    kern.f16(head_blocks<uint16_t>(h), n_visible, p.head_dim, q, p.scale, out);
+  else
+    kern.f32(head_blocks<float>(h), n_visible, p.head_dim, q, p.scale, out);
 }
 
 }  // namespace kestrel

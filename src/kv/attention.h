@@ -5,6 +5,7 @@
 // llama.cpp does, so that scores match its numerics.
 #include <cstdint>
 
+#include "kv/attention_kernels.h"
 #include "kv/kv_cache.h"
 #include "platform/cpu.h"
 
@@ -19,6 +20,13 @@ struct AttentionParams {
 
 // q: [head_dim] of query head `head`; sees positions [0, n_visible).
 // out: [head_dim]. One pass with an online softmax (kv/attention_kernels.h).
+// A head's rows as the kernels take them: the view's blocks, kBlock rows each.
+template <class T>
+kv::KvBlocks<T> head_blocks(const KvHeadView& h) {
+  return kv::KvBlocks<T>{static_cast<const T*>(h.k), static_cast<const T*>(h.v), h.blocks, h.block_stride,
+                         KvCache::kBlock};
+}
+
 void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams& p, int head,
                  const float* q, int64_t n_visible, float* out, Isa isa);
 

@@ -57,15 +57,10 @@ void run_tile(const KvCache& cache, int layer, const AttentionParams& p, const A
   const kv::TileRows rows{q, out, vis, n};
   const auto& kern = kv::attention_tile_kernels(isa);
   const KvHeadView h = cache.view(layer, task.seq, task.kv_head);
-  if (cache.type() == KvType::F16) {
-    const kv::KvBlocks<uint16_t> kvb{static_cast<const uint16_t*>(h.k), static_cast<const uint16_t*>(h.v), h.blocks,
-                                     h.block_stride, KvCache::kBlock};
-    kern.f16(kvb, p.head_dim, rows, p.scale, scratch.data());
-  } else {
-    const kv::KvBlocks<float> kvb{static_cast<const float*>(h.k), static_cast<const float*>(h.v), h.blocks,
-                                  h.block_stride, KvCache::kBlock};
-    kern.f32(kvb, p.head_dim, rows, p.scale, scratch.data());
-  }
+  if (cache.type() == KvType::F16)
+    kern.f16(head_blocks<uint16_t>(h), p.head_dim, rows, p.scale, scratch.data());
+  else
+    kern.f32(head_blocks<float>(h), p.head_dim, rows, p.scale, scratch.data());
 }
 
 }  // namespace

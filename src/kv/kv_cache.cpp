@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "core/fp16.h"
+#include "kernels/f32_kernels.h"
 
 namespace kestrel {
 namespace {
@@ -88,16 +88,13 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
   if (layer < 0 || layer >= shape_.n_layer) fail("kv cache: layer ", layer, " outside [0, ", shape_.n_layer, ")");
   const int32_t b = writable_block(seq, pos);
   const int d = shape_.head_dim;
+  const kernels::F32ToF16Fn f32_to_f16 = kernels::f32_kernels().f32_to_f16;
   const size_t row = static_cast<size_t>(pos % kBlock) * d * element_bytes();
   for (int h = 0; h < shape_.n_kv_head; ++h) {
     const size_t at = block_offset(b, layer, h) + row;
-    if (type_ == KvType::F16) {
-      auto* kd = reinterpret_cast<uint16_t*>(k_.data() + at);
-      auto* vd = reinterpret_cast<uint16_t*>(v_.data() + at);
-      for (int i = 0; i < d; ++i) {
-        kd[i] = f32_to_fp16(k[h * d + i]);
-        vd[i] = f32_to_fp16(v[h * d + i]);
-      }
+    if (type_ == KvType::F16) {  // the row converter gives the same bits on every Isa
+      f32_to_f16(d, k + h * d, reinterpret_cast<uint16_t*>(k_.data() + at));
+      f32_to_f16(d, v + h * d, reinterpret_cast<uint16_t*>(v_.data() + at));
     } else {
       std::memcpy(k_.data() + at, k + h * d, d * sizeof(float));
       std::memcpy(v_.data() + at, v + h * d, d * sizeof(float));

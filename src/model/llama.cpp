@@ -79,8 +79,7 @@ void LlamaModel::check_batch(const Batch& b, const KvCache& cache) const {
 }
 
 void LlamaModel::prepare(ForwardContext& ctx) const {
-  MatmulContext mm{ctx.pool, ctx.scratch.workspace, ctx.isa};
-  mm.allow_panels = ctx.matmul.allow_panels;
+  const MatmulContext mm{ctx.pool, ctx.scratch.workspace, ctx.isa, ctx.matmul};
   for (const Layer& L : layers_)
     for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) prepare_weight(mm, *w);
   prepare_weight(mm, output_);
@@ -118,9 +117,7 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
   rope_cos_.resize(T * half_rot);
   rope_sin_.resize(T * half_rot);
 
-  MatmulContext mm{ctx.pool, S.workspace, ctx.isa};
-  mm.allow_panels = ctx.matmul.allow_panels;
-  mm.amx = ctx.matmul.amx;
+  const MatmulContext mm{ctx.pool, S.workspace, ctx.isa, ctx.matmul};
   const auto& embd_kern = kernels::quant_kernels(token_embd_.type, ctx.isa);
   ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {

@@ -175,13 +175,13 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
 void prepare_weight(const MatmulContext& ctx, const Weight& w) {
   if (w.empty()) return;
   // A prompt-sized batch: the largest minimum of min_panel_tokens is 4.
-  if (matmul_path(w.type, 64, ctx.isa, ctx.allow_panels, AmxUse::Never) != MatmulPath::VecDot)
+  if (matmul_path(w.type, 64, ctx.isa, ctx.options.allow_panels, AmxUse::Never) != MatmulPath::VecDot)
     w.packed->get(w, ctx.pool);
 }
 
 void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y) {
   if (n_tokens <= 0) return;
-  const MatmulPath path = matmul_path(w.type, n_tokens, ctx.isa, ctx.allow_panels, ctx.amx);
+  const MatmulPath path = matmul_path(w.type, n_tokens, ctx.isa, ctx.options.allow_panels, ctx.options.amx);
   if (path != MatmulPath::VecDot) {
     const bool amx = path == MatmulPath::PanelsAmx;
     matmul_panels(ctx, w, x, n_tokens, y,

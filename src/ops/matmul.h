@@ -41,9 +41,7 @@ struct MatmulContext {
   ThreadPool& pool;
   Workspace& scratch;
   Isa isa;
-  // Choices of the batched paths (benchmarks and A/B runs).
-  bool allow_panels = true;
-  AmxUse amx = AmxUse::Default;
+  MatmulOptions options = {};  // choice of the batched paths (switch, benchmarks, A/B runs)
 };
 
 // Builds w's panel copy now if batches would use it (and drops its mapped

@@ -267,14 +267,29 @@ Json usage_json(const CompletionResult& r) {
           {"prompt_tokens_details", {{"cached_tokens", r.cached_tokens}}}};
 }
 
+namespace {
+
+// What every completion object and chunk carries around its one choice.
+Json envelope(const std::string& id, const char* object, const std::string& model_name, Json choice) {
+  return {{"id", id},
+          {"object", object},
+          {"created", now_unix()},
+          {"model", model_name},
+          {"system_fingerprint", "kestrel"},
+          {"choices", Json::array({std::move(choice)})}};
+}
+
+}  // namespace
+
 Json chat_response(const std::string& id, const std::string& model_name, const CompletionResult& r,
                    const std::vector<TokenLogprob>* logprobs, const Tokenizer& tok) {
   Json choice = {{"index", 0},
                  {"message", {{"role", "assistant"}, {"content", r.text}}},
                  {"logprobs", logprobs ? chat_logprobs(*logprobs, tok) : Json(nullptr)},
                  {"finish_reason", openai_finish_reason(r.finish_reason)}};
-  return {{"id", id},         {"object", "chat.completion"}, {"created", now_unix()}, {"model", model_name},
-          {"choices", {choice}}, {"usage", usage_json(r)},     {"system_fingerprint", "kestrel"}};
+  Json out = envelope(id, "chat.completion", model_name, std::move(choice));
+  out["usage"] = usage_json(r);
+  return out;
 }
 
 Json completion_response(const std::string& id, const std::string& model_name, const CompletionResult& r,
@@ -283,8 +298,9 @@ Json completion_response(const std::string& id, const std::string& model_name, c
                  {"text", r.text},
                  {"logprobs", logprobs ? completion_logprobs(*logprobs, tok, 0) : Json(nullptr)},
                  {"finish_reason", openai_finish_reason(r.finish_reason)}};
-  return {{"id", id},         {"object", "text_completion"}, {"created", now_unix()}, {"model", model_name},
-          {"choices", {choice}}, {"usage", usage_json(r)},     {"system_fingerprint", "kestrel"}};
+  Json out = envelope(id, "text_completion", model_name, std::move(choice));
+  out["usage"] = usage_json(r);
+  return out;
 }
 
 Json chat_chunk(const std::string& id, const std::string& model_name, const std::string& text, bool role,
@@ -296,12 +312,7 @@ Json chat_chunk(const std::string& id, const std::string& model_name, const std:
                  {"delta", delta},
                  {"logprobs", logprobs && !logprobs->empty() ? chat_logprobs(*logprobs, tok) : Json(nullptr)},
                  {"finish_reason", finish_reason.empty() ? Json(nullptr) : Json(finish_reason)}};
-  return {{"id", id},
-          {"object", "chat.completion.chunk"},
-          {"created", now_unix()},
-          {"model", model_name},
-          {"system_fingerprint", "kestrel"},
-          {"choices", {choice}}};
+  return envelope(id, "chat.completion.chunk", model_name, std::move(choice));
 }
 
 Json completion_chunk(const std::string& id, const std::string& model_name, const std::string& text,
@@ -311,12 +322,7 @@ Json completion_chunk(const std::string& id, const std::string& model_name, cons
                  {"text", text},
                  {"logprobs", logprobs && !logprobs->empty() ? completion_logprobs(*logprobs, tok, 0) : Json(nullptr)},
                  {"finish_reason", finish_reason.empty() ? Json(nullptr) : Json(finish_reason)}};
-  return {{"id", id},
-          {"object", "text_completion"},
-          {"created", now_unix()},
-          {"model", model_name},
-          {"system_fingerprint", "kestrel"},
-          {"choices", {choice}}};
+  return envelope(id, "text_completion", model_name, std::move(choice));
 }
 
 }  // namespace kestrel::server

@@ -112,9 +112,7 @@ void reference(const Case& c, const std::vector<float>& x, int64_t n_tokens, std
 std::vector<float> run(const Case& c, const std::vector<float>& x, int64_t n_tokens, ThreadPool& pool, Isa isa,
                        bool panels, bool amx) {
   Workspace ws;
-  MatmulContext ctx{pool, ws, isa};
-  ctx.allow_panels = panels;
-  ctx.amx = amx ? AmxUse::Always : AmxUse::Never;
+  const MatmulContext ctx{pool, ws, isa, {panels, amx ? AmxUse::Always : AmxUse::Never}};
   std::vector<float> y(static_cast<size_t>(n_tokens * c.rows), std::nanf(""));
   matmul(ctx, c.w, x.data(), n_tokens, y.data());
   return y;
