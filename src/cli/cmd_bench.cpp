@@ -17,7 +17,7 @@ void add_bench_command(CLI::App& app) {
     std::vector<int> threads{0};
     std::vector<std::string> isas;
     std::vector<std::string> switches;
-    std::vector<std::string> kv_types{"f16"};
+    std::vector<std::string> kv_types;
     int reps = 5;
     int batch = 2048;
     std::string output = "md";
@@ -34,9 +34,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-b,--batch-size", o->batch, "prompt tokens per forward pass")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--switch", o->switches, "technique switches name=value (kestrel ab lists them), repeatable");
   cmd->add_option("--isa", o->isas, "kernel instruction sets: scalar, avx2, avx512 (default: best)")->delimiter(',');
-  cmd->add_option("--cache-type", o->kv_types, "KV cache types: f16, f32")
-      ->delimiter(',')
-      ->check(CLI::IsMember({"f16", "f32"}));
+  cmd->add_option("--cache-type", o->kv_types, "KV cache types: f16, f32 (each = --switch kv=TYPE)")
+      ->delimiter(',');
   cmd->add_option("-o,--output", o->output, "output format: md, json, csv")
       ->check(CLI::IsMember({"md", "json", "csv"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "skip the warm-up run");
@@ -51,14 +50,12 @@ void add_bench_command(CLI::App& app) {
     grid.warmup = !o->no_warmup;
     for (const auto& sw : o->switches) grid.switches.push_back(parse_switch(sw));
     grid.kv_types.clear();
-    for (const auto& k : o->kv_types) grid.kv_types.push_back(k == "f32" ? KvType::F32 : KvType::F16);
-    if (!o->isas.empty()) {
-      grid.isas.clear();
-      for (const auto& name : o->isas) {
-        const Isa isa = parse_isa(name);
-        if (!isa_supported(isa)) fail("bench: this CPU does not support ", name);
-        grid.isas.push_back(isa);
-      }
+    // Checked as the switches they spell (kv=, isa=), so the errors are the same.
+    for (const auto& k : o->kv_types) grid.kv_types.push_back(*dtype_from_name(parse_switch("kv=" + k).value));
+    for (const auto& name : o->isas) {
+      EngineConfig probe;
+      apply_switch(probe, parse_switch("isa=" + name));
+      grid.isas.push_back(probe.isa);
     }
     for (int t : grid.n_threads)
       if (t < 0) fail("bench: thread count must not be negative, got ", t);

@@ -20,7 +20,7 @@ void add_chat_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("chat", "interactive chat (end with an empty line at EOF, or /exit)");
   add_model_flags(*cmd, o->model);
-  add_sampling_flags(*cmd, o->sampling);
+  add_sampling_flags(*cmd, o->sampling, o->model);
   cmd->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply");
   cmd->add_option("--chat-template", o->chat_template, "built-in chat template to use instead of the model's");
   cmd->add_option("--sys,--system-prompt", o->system, "system message");
@@ -42,7 +42,6 @@ void add_chat_command(CLI::App& app) {
       GenerateOptions g;
       g.max_tokens = o->n_predict;
       g.sampling = o->sampling;
-      apply_generation_switches(o->model, g.sampling);
       try {
         auto r = generate(session, ids, g, [](const std::string& piece) {
           std::cout << piece << std::flush;

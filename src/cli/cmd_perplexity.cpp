@@ -64,7 +64,8 @@ void add_perplexity_command(CLI::App& app) {
     PerplexityOptions po;
     po.n_ctx = static_cast<int>(o->model.ctx);
     po.n_chunks = o->chunks;
-    po.session = session_options(o->model);
+    po.n_batch = o->model.batch;
+    po.engine = engine_config(o->model);
 
     LogitsRecord base;
     if (compare) {
@@ -85,13 +86,14 @@ void add_perplexity_command(CLI::App& app) {
     const size_t available = compare ? base.tokens().size() : tokens.size();
     const PerplexityPlan plan = plan_perplexity(available, n_ctx, o->chunks);
     std::cerr << "perplexity: calculating perplexity over " << plan.n_chunks << " chunks, n_ctx=" << plan.n_ctx
-              << ", batch_size=" << std::min<int>(po.session.n_batch, plan.n_ctx) << "\n";
+              << ", batch_size=" << std::min<int>(po.n_batch, plan.n_ctx) << "\n";
 
     // Running figures go to stdout as llama-perplexity prints them; when stdout
     // is redirected and stderr is a terminal, a progress line with ETA is kept there.
     const bool live = !isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
     auto progress = [&](const PerplexityProgress& p) {
       if (p.chunk == 1) {
+        std::cerr << "perplexity: engine: " << engine_settings_text(*p.engine) << "\n";
         std::cerr << eta_line(p.seconds, p.n_chunks) << "\n";
         if (compare) std::cout << "\n" << format_kl_chunk_header();
       }

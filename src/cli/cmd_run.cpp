@@ -21,7 +21,7 @@ void add_run_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("run", "complete a prompt and stream the generated text");
   add_model_flags(*cmd, o->model);
-  add_sampling_flags(*cmd, o->sampling);
+  add_sampling_flags(*cmd, o->sampling, o->model);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text");
   cmd->add_option("-f,--file", o->file, "read the prompt from a file");
   cmd->add_option("-n,--n-predict", o->n_predict, "tokens to generate (-1 = until end of text)");
@@ -53,7 +53,6 @@ void add_run_command(CLI::App& app) {
     GenerateOptions g;
     g.max_tokens = o->n_predict;
     g.sampling = o->sampling;
-    apply_generation_switches(o->model, g.sampling);
     if (!o->no_display_prompt) std::cout << prompt << std::flush;
     auto r = generate(session, ids, g, [](const std::string& piece) {
       std::cout << piece << std::flush;

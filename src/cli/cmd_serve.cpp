@@ -74,18 +74,15 @@ void add_serve_command(CLI::App& app) {
     signal(SIGPIPE, SIG_IGN);
 
     auto model = load_model_verbose(o->model);
-    const SessionOptions so = session_options(o->model);
     const int64_t total_ctx =
         o->model.ctx > 0 ? o->model.ctx : (model->config().n_ctx_train > 0 ? model->config().n_ctx_train : 4096);
     SchedulerOptions sched_opt;
     sched_opt.n_slots = o->parallel;
     sched_opt.n_ctx_slot = total_ctx / o->parallel;
     if (sched_opt.n_ctx_slot < 8) fail("serve: --ctx-size ", total_ctx, " leaves under 8 positions per slot");
-    sched_opt.n_threads = so.n_threads;
     sched_opt.prefill_chunk = o->model.batch;
     sched_opt.max_queue = o->queue;
-    sched_opt.kv_type = so.kv_type;
-    sched_opt.isa = so.isa;
+    sched_opt.engine = engine_config(o->model);
     Scheduler scheduler(*model, sched_opt);
 
     server::ServerOptions srv_opt;
@@ -102,7 +99,8 @@ void add_serve_command(CLI::App& app) {
     server::Server srv(*model, scheduler, srv_opt);
     const int port = srv.bind();
     std::cerr << "kestrel: serving " << srv_opt.model_name << " on http://" << o->host << ":" << port << " ("
-              << o->parallel << " slots of " << sched_opt.n_ctx_slot << " tokens)" << std::endl;
+              << o->parallel << " slots of " << sched_opt.n_ctx_slot << " tokens; "
+              << engine_settings_text(scheduler.config()) << ")" << std::endl;
 
     std::atomic<bool> signalled{false};
     std::thread signals([&] {

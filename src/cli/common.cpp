@@ -7,7 +7,6 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "runtime/switch_apply.h"
 
 namespace kestrel::cli {
 
@@ -27,17 +26,40 @@ std::string default_model_path() {
   return cached_smollm2_path();
 }
 
-void add_model_flags(CLI::App& app, ModelFlags& f) {
-  app.add_option("-m,--model", f.model, "GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from the cache)");
-  app.add_option("-t,--threads", f.threads, "threads (default: all cores)");
-  app.add_option("-c,--ctx-size", f.ctx, "context size in tokens (0 = the model's)");
-  app.add_option("-b,--batch-size", f.batch, "prompt tokens per forward pass");
-  app.add_option("--isa", f.isa, "cap the kernel instruction set: scalar, avx2, avx512");
-  app.add_option("--cache-type", f.kv_type, "KV cache type: f16 or f32")->check(CLI::IsMember({"f16", "f32"}));
-  app.add_option("--switch", f.switches, "technique switch name=value (see `kestrel ab --list`), repeatable");
+namespace {
+
+// A flag that is another spelling of a switch: its value becomes name=value.
+CLI::Option* add_switch_alias(CLI::App& app, const std::string& flag, const std::string& switch_name,
+                              ModelFlags& f, const std::string& help) {
+  return app.add_option_function<std::string>(
+      flag, [&f, switch_name](const std::string& v) { f.switches.push_back(parse_switch(switch_name + "=" + v)); },
+      help + " (= --switch " + switch_name + "=VALUE)");
 }
 
-void add_sampling_flags(CLI::App& app, SamplingParams& s) {
+}  // namespace
+
+void add_model_flags(CLI::App& app, ModelFlags& f) {
+  app.add_option("-m,--model", f.model, "GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from the cache)");
+  app.add_option_function<int>(
+      "-t,--threads",
+      [&f](int n) {
+        if (n < 0) fail("-t must not be negative, got ", n);
+        if (n > 0) f.switches.push_back(parse_switch("threads=" + std::to_string(n)));
+      },
+      "threads (default: one per core; = --switch threads=N)");
+  app.add_option("-c,--ctx-size", f.ctx, "context size in tokens (0 = the model's)");
+  app.add_option("-b,--batch-size", f.batch, "prompt tokens per forward pass");
+  add_switch_alias(app, "--isa", "isa", f, "cap the kernel instruction set: scalar, avx2, avx512");
+  add_switch_alias(app, "--cache-type", "kv", f, "KV cache type: f16 or f32");
+  app.add_option_function<std::vector<std::string>>(
+      "--switch",
+      [&f](const std::vector<std::string>& v) {
+        for (const auto& text : v) f.switches.push_back(parse_switch(text));
+      },
+      "technique switch name=value (see `kestrel ab --list`), repeatable");
+}
+
+void add_sampling_flags(CLI::App& app, SamplingParams& s, ModelFlags& f) {
   app.add_option("-s,--seed", s.seed, "random seed (default: random)");
   app.add_option("--temp", s.temperature, "temperature (0 = greedy)");
   app.add_option("--top-k", s.top_k, "top-k (0 = off)");
@@ -47,11 +69,9 @@ void add_sampling_flags(CLI::App& app, SamplingParams& s) {
   app.add_option("--repeat-last-n", s.repeat_last_n, "tokens the penalties look back on");
   app.add_option("--frequency-penalty", s.frequency_penalty, "frequency penalty (0 = off)");
   app.add_option("--presence-penalty", s.presence_penalty, "presence penalty (0 = off)");
-  app.add_option_function<std::string>(
-         "--sampler", [&s](const std::string& v) { s.kind = parse_sampler_kind(v); },
-         "sampler: sort (the sort-based reference chain), sortfree (pivot rejection sampling, same distribution), "
-         "auto (the faster: sortfree) (default: sort)")
-      ->check(CLI::IsMember({"sort", "sortfree", "auto"}));
+  add_switch_alias(app, "--sampler", "sampling", f,
+                   "sampler: sort (the sort-based reference chain), sortfree (pivot rejection sampling, same "
+                   "distribution), auto (the faster: sortfree) (default: auto)");
 }
 
 std::unique_ptr<Model> load_model_verbose(const ModelFlags& f) {
@@ -69,25 +89,18 @@ std::unique_ptr<Model> load_model_verbose(const ModelFlags& f) {
   return model;
 }
 
+EngineConfig engine_config(const ModelFlags& f) {
+  EngineConfig c;
+  apply_switches(c, f.switches);
+  return c;
+}
+
 SessionOptions session_options(const ModelFlags& f) {
   SessionOptions o;
   o.n_ctx = f.ctx;
-  o.n_threads = f.threads;
   o.n_batch = f.batch;
-  o.kv_type = f.kv_type == "f32" ? KvType::F32 : KvType::F16;
-  o.isa = f.isa.empty() ? best_isa() : parse_isa(f.isa);
-  if (static_cast<int>(o.isa) > static_cast<int>(best_isa())) o.isa = best_isa();
-  GenerateOptions unused;  // sampling switches are applied by generation_switches()
-  for (const auto& s : f.switches) apply_switch(o, unused, parse_switch(s));
+  o.engine = engine_config(f);
   return o;
-}
-
-void apply_generation_switches(const ModelFlags& f, SamplingParams& s) {
-  SessionOptions unused;
-  GenerateOptions g;
-  g.sampling = s;
-  for (const auto& text : f.switches) apply_switch(unused, g, parse_switch(text));
-  s = g.sampling;
 }
 
 std::string read_file(const std::string& path) {

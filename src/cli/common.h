@@ -7,6 +7,7 @@
 #include "model/model.h"
 #include "runtime/session.h"
 #include "sampling/params.h"
+#include "switches/registry.h"
 
 namespace kestrel::cli {
 
@@ -18,21 +19,23 @@ std::string cached_smollm2_path();
 
 struct ModelFlags {
   std::string model;
-  int threads = 0;
   int64_t ctx = 4096;
   int batch = 512;
-  std::string isa;       // "" = best
-  std::string kv_type = "f16";
-  std::vector<std::string> switches;  // name=value, applied last
+  // Every engine setting, whichever flag spelled it: -t N is threads=N, --isa X
+  // is isa=X, --cache-type X is kv=X, --sampler X is sampling=X, and
+  // --switch name=value is itself (one parser: switches/registry.h).
+  std::vector<SwitchSetting> switches;
 };
 
+// -m, -c, -b, and the engine flags above.
 void add_model_flags(CLI::App& app, ModelFlags& f);
-void add_sampling_flags(CLI::App& app, SamplingParams& s);
+// --sampler (a spelling of sampling=) goes into f; the rest into s.
+void add_sampling_flags(CLI::App& app, SamplingParams& s, ModelFlags& f);
 
 std::unique_ptr<Model> load_model_verbose(const ModelFlags& f);
+// The engine configuration the flags ask for (defaults + every setting, in order).
+EngineConfig engine_config(const ModelFlags& f);
 SessionOptions session_options(const ModelFlags& f);
-// The --switch settings that change generation (sampling=...), onto s.
-void apply_generation_switches(const ModelFlags& f, SamplingParams& s);
 
 // Reads a whole file (for -f); throws kestrel::Error if it cannot.
 std::string read_file(const std::string& path);

@@ -8,6 +8,7 @@
 #include "core/fp16.h"
 #include "kernels/amx/amx_kernels.h"
 #include "kernels/avx512/avx512_kernels.h"
+#include "platform/dispatch.h"
 #include "kernels/blocks.h"
 
 namespace kestrel::kernels {
@@ -97,20 +98,26 @@ void unpack_q6_K(const uint8_t* row, int64_t g, RowGroup* out) {
 
 using UnpackFn = void (*)(const uint8_t* row, int64_t g, RowGroup* out);
 
+// Panel kernels per Isa level (platform/dispatch.h): none below AVX-512, whose
+// VNNI the panels' u8 x s8 products are laid out for. AMX tiles sit on top of
+// the AVX-512 level and need the AMX-INT8 feature as well.
+constexpr PerIsa<PanelGemmFn> kVnni = {nullptr, nullptr, avx512::panel_gemm};
+constexpr PerIsa<PanelGemmFn> kAmx = {nullptr, nullptr, amx::panel_gemm};
+
 struct Entry {
   DType type;
   const PanelFormat* format;
   UnpackFn unpack;
-  PanelGemmFn avx512;
-  PanelGemmFn amx;
+  PerIsa<PanelGemmFn> gemm;
+  PerIsa<PanelGemmFn> gemm_amx;
 };
 
 const Entry kEntries[] = {
-    {DType::Q4_0, &kQ4_0, unpack_q4_0, avx512::panel_gemm, amx::panel_gemm},
-    {DType::Q4_1, &kQ4_1, unpack_q4_1, avx512::panel_gemm, amx::panel_gemm},
-    {DType::Q8_0, &kQ8_0, unpack_q8_0, avx512::panel_gemm, amx::panel_gemm},
-    {DType::Q4_K, &kQ4_K, unpack_q4_K, avx512::panel_gemm, amx::panel_gemm},
-    {DType::Q6_K, &kQ6_K, unpack_q6_K, avx512::panel_gemm, amx::panel_gemm},
+    {DType::Q4_0, &kQ4_0, unpack_q4_0, kVnni, kAmx},
+    {DType::Q4_1, &kQ4_1, unpack_q4_1, kVnni, kAmx},
+    {DType::Q8_0, &kQ8_0, unpack_q8_0, kVnni, kAmx},
+    {DType::Q4_K, &kQ4_K, unpack_q4_K, kVnni, kAmx},
+    {DType::Q6_K, &kQ6_K, unpack_q6_K, kVnni, kAmx},
 };
 
 const Entry* entry(DType type) {
@@ -241,14 +248,12 @@ void pack_act_tiles(const PanelFormat& f, const uint8_t* act, size_t act_stride,
 
 PanelGemmFn panel_gemm(DType type, Isa isa) {
   const Entry* e = entry(type);
-  if (!e || isa != Isa::Avx512 || !isa_supported(Isa::Avx512)) return nullptr;
-  return e->avx512;
+  return e ? pick_for_isa(e->gemm, isa) : nullptr;
 }
 
 PanelGemmFn panel_gemm_amx(DType type, Isa isa) {
   const Entry* e = entry(type);
-  if (!e || isa != Isa::Avx512 || !isa_supported(Isa::Avx512) || !amx::available()) return nullptr;
-  return e->amx;
+  return e && amx::available() ? pick_for_isa(e->gemm_amx, isa) : nullptr;
 }
 
 }  // namespace kestrel::kernels

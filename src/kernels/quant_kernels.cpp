@@ -1,12 +1,12 @@
 // Dispatch tables: for every format, the candidate function per Isa level
-// (nullptr where a level has no version of its own). A table for level L takes
-// each entry from the highest level <= L that has one, so a missing SIMD
-// version falls back to the next lower one, never past what the CPU runs.
+// (nullptr where a level has no version of its own), resolved entry by entry
+// with platform/dispatch.h (the project's one rule for choosing a kernel).
 #include "kernels/quant_kernels.h"
 
 #include <array>
 
 #include "core/error.h"
+#include "platform/dispatch.h"
 #include "kernels/avx2/avx2_kernels.h"
 #include "kernels/avx512/avx512_kernels.h"
 #include "kernels/f32_kernels.h"
@@ -15,10 +15,7 @@
 namespace kestrel::kernels {
 namespace {
 
-constexpr int kLevels = 3;  // Isa::Scalar, Isa::Avx2, Isa::Avx512
-
-template <class Fn>
-using PerIsa = std::array<Fn, kLevels>;
+constexpr int kLevels = kIsaLevels;
 
 struct Candidates {
   DType type;
@@ -87,19 +84,14 @@ const Candidates kCandidates[] = {
 };
 constexpr size_t kFormats = std::size(kCandidates);
 
+// One table per level; lookups lower the level to what the CPU runs, so a
+// table of a level the CPU lacks is never handed out.
 template <class Fn>
 Fn pick(const PerIsa<Fn>& fns, int level) {
-  for (int l = level; l >= 0; --l)
-    if (fns[static_cast<size_t>(l)] != nullptr) return fns[static_cast<size_t>(l)];
-  return nullptr;
+  return pick_for_isa(fns, static_cast<Isa>(level));
 }
 
-// The level actually used for a request: `isa`, lowered to what the CPU runs.
-int runnable_level(Isa isa) {
-  int level = static_cast<int>(isa);
-  while (level > 0 && !isa_supported(static_cast<Isa>(level))) --level;
-  return level < 0 ? 0 : level;
-}
+int runnable_level(Isa isa) { return static_cast<int>(runnable_isa(isa)); }
 
 using QuantTables = std::array<std::array<QuantKernels, kFormats>, kLevels>;
 

@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "kv/attention_tiled.h"
+#include "kernels/attention_tiled.h"
+#include "kernels/attention_set.h"
 
 namespace kestrel {
 namespace {
@@ -28,7 +29,7 @@ std::vector<TileTask> tile_tasks(const AttentionParams& p, const AttentionBatch&
         if (b.seq[t] != s) continue;
         for (int g = 0; g < group; ++g) {
           task.rows.emplace_back(t, kvh * group + g);
-          if (static_cast<int>(task.rows.size()) == kv::kMaxTileRows) {
+          if (static_cast<int>(task.rows.size()) == kernels::kMaxTileRows) {
             tasks.push_back(task);
             task.rows.clear();
           }
@@ -40,13 +41,13 @@ std::vector<TileTask> tile_tasks(const AttentionParams& p, const AttentionBatch&
 }
 
 void run_tile(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b, const TileTask& task,
-              Isa isa) {
+              const kernels::AttentionKernelSet& attn) {
   thread_local std::vector<float> scratch;
-  scratch.resize(kv::tile_scratch_floats(p.head_dim));
+  scratch.resize(kernels::tile_scratch_floats(p.head_dim));
   const int64_t q_dim = int64_t{p.n_head} * p.head_dim;
-  const float* q[kv::kMaxTileRows];
-  float* out[kv::kMaxTileRows];
-  int64_t vis[kv::kMaxTileRows];
+  const float* q[kernels::kMaxTileRows];
+  float* out[kernels::kMaxTileRows];
+  int64_t vis[kernels::kMaxTileRows];
   const int n = static_cast<int>(task.rows.size());
   for (int i = 0; i < n; ++i) {
     const auto [t, h] = task.rows[i];
@@ -54,24 +55,19 @@ void run_tile(const KvCache& cache, int layer, const AttentionParams& p, const A
     out[i] = b.out + t * q_dim + int64_t{h} * p.head_dim;
     vis[i] = int64_t{b.pos[t]} + 1;
   }
-  const kv::TileRows rows{q, out, vis, n};
-  const auto& kern = kv::attention_tile_kernels(isa);
-  const KvHeadView h = cache.view(layer, task.seq, task.kv_head);
-  if (cache.type() == KvType::F16)
-    kern.f16(head_blocks<uint16_t>(h), p.head_dim, rows, p.scale, scratch.data());
-  else
-    kern.f32(head_blocks<float>(h), p.head_dim, rows, p.scale, scratch.data());
+  const kernels::TileRows rows{q, out, vis, n};
+  attn.tile(head_rows(cache.view(layer, task.seq, task.kv_head)), p.head_dim, rows, p.scale, scratch.data());
 }
 
 }  // namespace
 
 void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
-                  ThreadPool& pool, Isa isa) {
+                  ThreadPool& pool, const kernels::AttentionKernelSet& attn) {
   const int64_t q_dim = int64_t{p.n_head} * p.head_dim;
-  if (b.n_tokens >= kv::kMinTiledTokens) {
+  if (b.n_tokens >= kernels::kMinTiledTokens) {
     const std::vector<TileTask> tasks = tile_tasks(p, b);
     pool.parallel_for_dynamic(static_cast<int64_t>(tasks.size()), 1, [&](int64_t i0, int64_t i1, int) {
-      for (int64_t i = i0; i < i1; ++i) run_tile(cache, layer, p, b, tasks[i], isa);
+      for (int64_t i = i0; i < i1; ++i) run_tile(cache, layer, p, b, tasks[i], attn);
     });
     return;
   }
@@ -81,7 +77,7 @@ void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, con
       const int64_t t = i / p.n_head;
       const int h = static_cast<int>(i % p.n_head);
       attend_head(cache, layer, b.seq[t], p, h, b.q + t * q_dim + int64_t{h} * p.head_dim, int64_t{b.pos[t]} + 1,
-                  b.out + t * q_dim + int64_t{h} * p.head_dim, isa);
+                  b.out + t * q_dim + int64_t{h} * p.head_dim, attn);
     }
   });
 }

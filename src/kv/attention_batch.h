@@ -2,7 +2,7 @@
 // Attention for every (token, query head) of a forward batch: the one place the
 // model asks for it, and where the algorithm is chosen.
 //  - batches of kMinTiledTokens (64) tokens or more: the tiled kernel
-//    (kv/attention_tiled.h), query rows grouped by sequence and kv head, up to
+//    (kernels/attention_tiled.h), query rows grouped by sequence and kv head, up to
 //    64 rows per task; as llama.cpp, which takes its tiled flash attention from
 //    64 tokens in a batch on;
 //  - smaller batches (decode, short prompts): one task per (token, head) with the
@@ -11,7 +11,6 @@
 
 #include "kv/attention.h"
 #include "kv/kv_cache.h"
-#include "platform/cpu.h"
 #include "platform/thread_pool.h"
 
 namespace kestrel {
@@ -26,7 +25,8 @@ struct AttentionBatch {
   float* out = nullptr;
 };
 
+// `attn` must have been picked for the cache's type (kernels/attention_set.h).
 void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
-                  ThreadPool& pool, Isa isa);
+                  ThreadPool& pool, const kernels::AttentionKernelSet& attn);
 
 }  // namespace kestrel

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "kernels/f32_kernels.h"
+#include "kernels/quant_kernels.h"
 
 namespace kestrel {
 namespace {
@@ -13,15 +13,21 @@ int64_t blocks_for(int64_t positions) { return (positions + KvCache::kBlock - 1)
 
 }  // namespace
 
-KvCache::KvCache(KvShape shape, KvType type) : shape_(shape), type_(type) {
+KvCache::KvCache(KvShape shape, DType type, Isa isa) : shape_(shape), type_(type) {
   if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 || shape.n_seq <= 0 ||
       shape.n_pool < 0)
     fail("kv cache: invalid shape (layers ", shape.n_layer, ", kv heads ", shape.n_kv_head, ", head dim ",
          shape.head_dim, ", ctx ", shape.n_ctx, ", seqs ", shape.n_seq, ", pool ", shape.n_pool, ")");
+  if (!kernels::has_quant_kernels(type) || kernels::quant_kernels(type, isa).quantize_row == nullptr)
+    fail("kv cache: no row quantizer stores ", dtype_name(type), " keys and values");
+  if (shape.head_dim % traits(type).block_size != 0)
+    fail("kv cache: ", dtype_name(type), " stores blocks of ", traits(type).block_size,
+         " values, which do not divide the head dimension ", shape.head_dim);
+  quantize_row_ = kernels::quant_kernels(type, isa).quantize_row;
+  row_bytes_ = kestrel::row_bytes(type, shape.head_dim);
   const int64_t n_blocks = shape.n_pool > 0 ? blocks_for(shape.n_pool) : shape.n_seq * blocks_for(shape.n_ctx);
   if (n_blocks > INT32_MAX) fail("kv cache: a pool of ", n_blocks, " blocks is too large");
-  block_bytes_ =
-      static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * shape.head_dim * element_bytes();
+  block_bytes_ = static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * row_bytes_;
   k_.assign(static_cast<size_t>(n_blocks) * block_bytes_, 0);
   v_.assign(static_cast<size_t>(n_blocks) * block_bytes_, 0);
   ref_.assign(static_cast<size_t>(n_blocks), 0);
@@ -39,7 +45,7 @@ int KvCache::checked(int seq) const {
 
 size_t KvCache::block_offset(int32_t b, int layer, int head) const {
   const size_t rows = static_cast<size_t>(layer) * shape_.n_kv_head + head;
-  return static_cast<size_t>(b) * block_bytes_ + rows * kBlock * shape_.head_dim * element_bytes();
+  return static_cast<size_t>(b) * block_bytes_ + rows * kBlock * row_bytes_;
 }
 
 int32_t KvCache::take_block() {
@@ -88,24 +94,17 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
   if (layer < 0 || layer >= shape_.n_layer) fail("kv cache: layer ", layer, " outside [0, ", shape_.n_layer, ")");
   const int32_t b = writable_block(seq, pos);
   const int d = shape_.head_dim;
-  const kernels::F32ToF16Fn f32_to_f16 = kernels::f32_kernels().f32_to_f16;
-  const size_t row = static_cast<size_t>(pos % kBlock) * d * element_bytes();
+  const size_t row = static_cast<size_t>(pos % kBlock) * row_bytes_;
   for (int h = 0; h < shape_.n_kv_head; ++h) {
     const size_t at = block_offset(b, layer, h) + row;
-    if (type_ == KvType::F16) {  // the row converter gives the same bits on every Isa
-      f32_to_f16(d, k + h * d, reinterpret_cast<uint16_t*>(k_.data() + at));
-      f32_to_f16(d, v + h * d, reinterpret_cast<uint16_t*>(v_.data() + at));
-    } else {
-      std::memcpy(k_.data() + at, k + h * d, d * sizeof(float));
-      std::memcpy(v_.data() + at, v + h * d, d * sizeof(float));
-    }
+    quantize_row_(k + h * d, k_.data() + at, d);
+    quantize_row_(v + h * d, v_.data() + at, d);
   }
 }
 
 KvHeadView KvCache::view(int layer, int seq, int head) const {
   const size_t at = block_offset(0, layer, head);
-  return KvHeadView{k_.data() + at, v_.data() + at, table_[seq].data(),
-                    static_cast<int64_t>(block_bytes_ / element_bytes())};
+  return KvHeadView{k_.data() + at, v_.data() + at, table_[seq].data(), static_cast<int64_t>(block_bytes_)};
 }
 
 void KvCache::set_seq_len(int seq, int64_t n) {

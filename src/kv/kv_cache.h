@@ -12,7 +12,7 @@
 //
 // Layout of one physical block: [layer][kv_head][kBlock][head_dim], so within a
 // block one head's keys are contiguous rows (what the attention loop streams,
-// block after block: kv/attention_kernels.h). Storage is F16 (llama.cpp's
+// block after block: kernels/attention_kernels.h). Storage is F16 (llama.cpp's
 // default, and what our logits are compared against) or F32.
 //
 // Running out of blocks throws an Error carrying the numbers; callers that
@@ -23,9 +23,10 @@
 #include <span>
 #include <vector>
 
-namespace kestrel {
+#include "core/dtype.h"
+#include "platform/cpu.h"
 
-enum class KvType { F16, F32 };
+namespace kestrel {
 
 struct KvShape {
   int n_layer = 0;
@@ -39,13 +40,13 @@ struct KvShape {
 };
 
 // One (layer, kv head) of a sequence: logical block b of its rows starts at
-// k + blocks[b] * block_stride elements (likewise v); rows inside a block are
-// contiguous, [kBlock][head_dim]. Element type per KvCache::type().
+// k + blocks[b] * block_stride bytes (likewise v); rows inside a block are
+// contiguous, [kBlock] rows of KvCache::row_bytes(). Element type per KvCache::type().
 struct KvHeadView {
   const void* k = nullptr;
   const void* v = nullptr;
   const int32_t* blocks = nullptr;
-  int64_t block_stride = 0;  // elements
+  int64_t block_stride = 0;  // bytes
 };
 
 class KvCache {
@@ -58,12 +59,15 @@ class KvCache {
   // and llama.cpp's paged attention use 16 as well.
   static constexpr int kBlock = 16;
 
-  KvCache(KvShape shape, KvType type);
+  // `isa` picks the row quantizer that stores keys and values (every Isa
+  // writes the same bytes). Throws for a type without one, or whose block does
+  // not divide the head dimension.
+  KvCache(KvShape shape, DType type, Isa isa = best_isa());
 
   const KvShape& shape() const { return shape_; }
-  KvType type() const { return type_; }
+  DType type() const { return type_; }
   size_t bytes() const { return k_.size() + v_.size(); }
-  size_t element_bytes() const { return type_ == KvType::F16 ? 2 : 4; }
+  size_t row_bytes() const { return row_bytes_; }  // one head's keys (or values) at one position
 
   // Stores one token's keys and values ([n_kv_head * head_dim] each) at pos,
   // taking blocks from the pool up to pos (and copying a shared block first).
@@ -107,8 +111,12 @@ class KvCache {
   int32_t writable_block(int seq, int64_t pos);
   size_t block_offset(int32_t b, int layer, int head) const;  // bytes
 
+  using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
+
   KvShape shape_;
-  KvType type_;
+  DType type_;
+  QuantizeRowFn quantize_row_ = nullptr;
+  size_t row_bytes_ = 0;
   size_t block_bytes_ = 0;  // one physical block of K (or V), all layers and heads
   std::vector<uint8_t> k_, v_;              // [n_blocks][layer][kv_head][kBlock][head_dim]
   std::vector<int32_t> ref_;                // per physical block: sequences holding it

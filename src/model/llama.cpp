@@ -63,8 +63,11 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
   (void)options;
 }
 
-void LlamaModel::check_batch(const Batch& b, const KvCache& cache) const {
+void LlamaModel::check_batch(const Batch& b, const KvCache& cache, const ForwardContext& ctx) const {
   const auto& s = cache.shape();
+  if (ctx.attention.kv_type != cache.type())
+    fail("model: attention kernels for a ", dtype_name(ctx.attention.kv_type), " cache given a ",
+         dtype_name(cache.type()), " cache");
   if (s.n_layer != config_.n_layer || s.n_kv_head != config_.n_kv_head || s.head_dim != config_.head_dim)
     fail("model: kv cache shape does not match the model");
   if (b.pos.size() != b.tokens.size() || b.seq.size() != b.tokens.size() || b.want_logits.size() != b.tokens.size())
@@ -86,7 +89,7 @@ void LlamaModel::prepare(ForwardContext& ctx) const {
 }
 
 void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardContext& ctx) const {
-  check_batch(b, cache);
+  check_batch(b, cache, ctx);
   const auto& c = config_;
   const int64_t T = b.size();
   if (T == 0) return;
@@ -139,7 +142,7 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
       cache.store(l, b.seq[t], b.pos[t], &k_[t * kv_dim], &v_[t * kv_dim]);
     }
     attend_batch(cache, l, ap, AttentionBatch{T, b.seq.data(), b.pos.data(), q_.data(), att_.data()}, ctx.pool,
-                 ctx.isa);
+                 ctx.attention);
     matmul(mm, L.wo, att_.data(), T, xb_.data());
     for (int64_t i = 0; i < T * E; ++i) x_[i] += xb_[i];
 

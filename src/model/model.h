@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "kernels/attention_set.h"
 #include "kv/kv_cache.h"
 #include "model/batch.h"
 #include "model/config.h"
@@ -32,11 +33,14 @@ struct ForwardScratch {
   Workspace workspace;                     // quantized activations
 };
 
+// What a forward pass runs with: the engine core's threads, scratch and the
+// kernels it picked (runtime/engine_core.h builds it; the model only reads it).
 struct ForwardContext {
   ThreadPool& pool;
   ForwardScratch& scratch;
-  Isa isa = best_isa();
-  MatmulOptions matmul = {};
+  Isa isa;                                      // every kernel's level
+  MatmulOptions matmul;                         // the weight kernels
+  const kernels::AttentionKernelSet& attention;  // picked for the KV cache's type
 };
 
 class Model {

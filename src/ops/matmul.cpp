@@ -30,25 +30,6 @@ std::atomic<size_t> g_packed_bytes{0};
 
 size_t align64(size_t n) { return (n + 63) & ~size_t{63}; }
 
-// KESTREL_PANELS=0 keeps every batch on the vec_dot path (A/B runs against the
-// row-by-row kernels).
-bool panels_enabled() {
-  static const bool on = [] {
-    const char* env = std::getenv("KESTREL_PANELS");
-    return !(env && std::string_view(env) == "0");
-  }();
-  return on;
-}
-
-// KESTREL_AMX=1 turns AMX on for AmxUse::Default.
-bool amx_by_default() {
-  static const bool on = [] {
-    const char* env = std::getenv("KESTREL_AMX");
-    return env && std::string_view(env) == "1";
-  }();
-  return on;
-}
-
 }  // namespace
 
 std::shared_ptr<PackedWeightSlot> make_packed_weight_slot() { return std::make_shared<PackedWeightSlot>(); }
@@ -88,10 +69,11 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool) {
   return *packed_;
 }
 
-MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, bool allow_panels, AmxUse amx) {
-  const bool allow_amx = amx == AmxUse::Always || (amx == AmxUse::Default && amx_by_default());
-  if (!allow_panels || !panels_enabled() || n_tokens < min_panel_tokens(type) || !kernels::panel_gemm(type, isa)) return MatmulPath::VecDot;
-  if (allow_amx && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa)) return MatmulPath::PanelsAmx;
+MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, const MatmulOptions& options) {
+  if (!options.allow_panels || n_tokens < min_panel_tokens(type) || !kernels::panel_gemm(type, isa))
+    return MatmulPath::VecDot;
+  if (options.amx == AmxUse::Always && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa))
+    return MatmulPath::PanelsAmx;
   return MatmulPath::Panels;
 }
 
@@ -175,13 +157,13 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
 void prepare_weight(const MatmulContext& ctx, const Weight& w) {
   if (w.empty()) return;
   // A prompt-sized batch: the largest minimum of min_panel_tokens is 4.
-  if (matmul_path(w.type, 64, ctx.isa, ctx.options.allow_panels, AmxUse::Never) != MatmulPath::VecDot)
+  if (matmul_path(w.type, 64, ctx.isa, MatmulOptions{ctx.options.allow_panels, AmxUse::Never}) != MatmulPath::VecDot)
     w.packed->get(w, ctx.pool);
 }
 
 void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y) {
   if (n_tokens <= 0) return;
-  const MatmulPath path = matmul_path(w.type, n_tokens, ctx.isa, ctx.options.allow_panels, ctx.options.amx);
+  const MatmulPath path = matmul_path(w.type, n_tokens, ctx.isa, ctx.options);
   if (path != MatmulPath::VecDot) {
     const bool amx = path == MatmulPath::PanelsAmx;
     matmul_panels(ctx, w, x, n_tokens, y,

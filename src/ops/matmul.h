@@ -10,7 +10,7 @@
 //    below) (AVX-512 VNNI; AMX-INT8 tiles for 16-token tiles on request, see
 //    AmxUse), for every batch size including decode. The mapped GGUF pages of
 //    such a weight are dropped once it is packed (Weight::mapped).
-//  - otherwise (other formats, scalar/AVX2, KESTREL_PANELS=0): one vec_dot per
+//  - otherwise (other formats, scalar/AVX2, `matmul=vecdot`): one vec_dot per
 //    weight row and token, on the GGUF layout as mapped.
 #include <atomic>
 #include <cstddef>
@@ -26,15 +26,15 @@
 
 namespace kestrel {
 
-// Whether batches may use the AMX-INT8 kernel. Default follows KESTREL_AMX:
-// AMX only when it is set to 1. Off by default because on this project's
-// machine it measured no faster than the VNNI kernel (docs/performance.md).
-enum class AmxUse { Default, Never, Always };
+// Whether batches may use the AMX-INT8 kernel. Off by default because on this
+// project's machine it measured no faster than the VNNI kernel
+// (docs/performance.md); `matmul=amx` turns it on.
+enum class AmxUse { Never, Always };
 
 // The kernel choice a session runs with (the `matmul` switch).
 struct MatmulOptions {
   bool allow_panels = true;      // false: every batch takes vec_dot on the GGUF rows
-  AmxUse amx = AmxUse::Default;  // Always: AMX tiles for whole 16-token tiles
+  AmxUse amx = AmxUse::Never;    // Always: AMX tiles for whole 16-token tiles
 };
 
 struct MatmulContext {
@@ -56,8 +56,7 @@ void matmul_bias(const MatmulContext& ctx, const Weight& w, const float* bias, c
 
 // Which kernel matmul uses for a weight type, batch size and Isa.
 enum class MatmulPath { VecDot, Panels, PanelsAmx };
-MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, bool allow_panels = true,
-                       AmxUse amx = AmxUse::Default);
+MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, const MatmulOptions& options = {});
 
 // A weight in panel layout: panels() panels of panel_bytes() bytes each.
 class PackedWeight {

@@ -1,4 +1,5 @@
 #include "platform/cpu.h"
+#include "platform/dispatch.h"
 
 #include <cpuid.h>
 
@@ -124,6 +125,11 @@ Isa cap_isa(Isa highest, const char* env_value) {
 Isa best_isa() {
   static const Isa best = cap_isa(highest_supported(), std::getenv("KESTREL_ISA"));
   return best;
+}
+
+Isa runnable_isa(Isa isa) {
+  while (isa != Isa::Scalar && !isa_supported(isa)) isa = static_cast<Isa>(static_cast<int>(isa) - 1);
+  return isa;
 }
 
 std::vector<Isa> supported_isas() {

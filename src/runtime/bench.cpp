@@ -1,6 +1,7 @@
 #include "runtime/bench.h"
 
 #include <chrono>
+#include <optional>
 #include <cmath>
 #include <ctime>
 #include <map>
@@ -9,7 +10,7 @@
 
 #include "core/error.h"
 #include "gguf/gguf.h"
-#include "runtime/switch_apply.h"
+#include "switches/registry.h"
 #include "sampling/sampler.h"
 #include "runtime/memory.h"
 #include "runtime/session.h"
@@ -79,8 +80,6 @@ std::pair<double, double> mean_stddev(const std::vector<T>& v) {
 
 }  // namespace
 
-std::string_view kv_type_label(KvType t) { return t == KvType::F32 ? "f32" : "f16"; }
-
 BenchModelInfo describe_model(const Model& model, const std::string& filename) {
   BenchModelInfo info;
   info.filename = filename;
@@ -103,8 +102,6 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
     fail("bench: a test has either prompt tokens or generated tokens (got pp ", c.n_prompt, ", tg ", c.n_gen, ")");
   if (c.reps < 1) fail("bench: repetitions must be at least 1, got ", c.reps);
   if (c.n_batch < 1) fail("bench: batch size must be positive, got ", c.n_batch);
-  if (c.n_threads < 0) fail("bench: thread count must not be negative, got ", c.n_threads);
-  if (!isa_supported(c.isa)) fail("bench: this CPU does not support the ", isa_name(c.isa), " kernels");
 
   BenchResult r;
   r.model = info;
@@ -115,21 +112,19 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
 
   SessionOptions so;
   so.n_ctx = c.n_prompt + c.n_gen;
-  so.n_threads = c.n_threads;
   so.n_batch = c.n_batch;
-  so.kv_type = c.kv_type;
-  so.isa = c.isa;
-  GenerateOptions gen;
-  apply_switches(so, gen, c.switches);
+  apply_switches(so.engine, c.switches);
   // With a sampling switch, tg draws each next token from the logits with
   // llama.cpp's default chain (temp 0.8, top-k 40, top-p 0.95, min-p 0.05) and the
   // chosen sampler, so the sampler's cost is inside the measured time. Without
   // one, tg feeds random ids, as llama-bench does.
   bool sample_tokens = false;
   for (const auto& s : c.switches) sample_tokens = sample_tokens || s.name == "sampling";
-  gen.sampling.seed = c.seed;
+  SamplingParams sampling;
+  sampling.seed = c.seed;
   Session session(model, so);
-  r.test.n_threads = session.pool().size();
+  r.engine = session.config();
+  sampling.kind = r.engine.sampler;
 
   const Tokenizer& tok = model.tokenizer();
   const int32_t n_vocab = model.config().n_vocab;
@@ -149,7 +144,7 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   };
   auto run_gen = [&](int n) {
     session.clear();
-    Sampler sampler(gen.sampling, n_vocab);
+    Sampler sampler(sampling, n_vocab);
     int32_t next = first_token();
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < n; ++i) {
@@ -184,17 +179,26 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
 
 std::vector<BenchCase> bench_cases(const BenchGrid& g) {
   std::vector<BenchCase> out;
+  // One spelling: the grid's axes become switch settings, parsed (and checked)
+  // like --switch values.
+  // An empty axis is one case with the engine's default.
+  auto axis = [](const auto& values) {
+    using T = typename std::decay_t<decltype(values)>::value_type;
+    return values.empty() ? std::vector<std::optional<T>>{std::nullopt}
+                          : std::vector<std::optional<T>>(values.begin(), values.end());
+  };
   for (int threads : g.n_threads)
-    for (KvType kv : g.kv_types)
-      for (Isa isa : g.isas) {
+    for (const std::optional<DType>& kv : axis(g.kv_types))
+      for (const std::optional<Isa>& isa : axis(g.isas)) {
+        if (threads < 0) fail("bench: thread count must not be negative, got ", threads);
         BenchCase base;
-        base.n_threads = threads;
-        base.kv_type = kv;
-        base.isa = isa;
         base.n_batch = g.n_batch;
         base.reps = g.reps;
         base.warmup = g.warmup;
-        base.switches = g.switches;
+        if (threads > 0) base.switches.push_back(parse_switch("threads=" + std::to_string(threads)));
+        if (kv) base.switches.push_back(parse_switch("kv=" + std::string(dtype_name(*kv))));
+        if (isa) base.switches.push_back(parse_switch("isa=" + std::string(isa_name(*isa))));
+        base.switches.insert(base.switches.end(), g.switches.begin(), g.switches.end());
         for (int p : g.n_prompt) {
           if (p <= 0) continue;
           BenchCase c = base;

@@ -18,7 +18,6 @@
 #include <string_view>
 #include <vector>
 
-#include "kv/kv_cache.h"
 #include "model/model.h"
 #include "platform/cpu.h"
 #include "switches/registry.h"
@@ -37,20 +36,19 @@ BenchModelInfo describe_model(const Model& model, const std::string& filename);
 struct BenchCase {
   int n_prompt = 0;  // exactly one of n_prompt / n_gen is > 0
   int n_gen = 0;
-  int n_threads = 0;  // 0 = all cores (the result holds the resolved count)
   int n_batch = 2048;
-  KvType kv_type = KvType::F16;
-  Isa isa = best_isa();
   int reps = 5;
   bool warmup = true;
   uint32_t seed = 42;  // random token ids
-  std::vector<SwitchSetting> switches;  // applied on top of the fields above
+  // The engine's settings (threads, kv, isa, matmul, ...) on top of the defaults.
+  std::vector<SwitchSetting> switches;
   std::string name() const;  // "pp512" / "tg128"
 };
 
 struct BenchResult {
   BenchModelInfo model;
   BenchCase test;
+  EngineConfig engine;              // what the test ran with (resolved: threads counted)
   std::string test_time;            // RFC 3339, UTC, when the test started
   std::vector<uint64_t> samples_ns;  // one per rep
   std::vector<double> samples_ts;    // tokens/s per rep
@@ -68,13 +66,14 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
                       const BenchProgressFn& progress = {});
 
 // The cases of a grid, in llama-bench's order: for each thread count, KV type
-// and ISA, the pp tests then the tg tests (sizes of 0 are skipped).
+// and ISA, the pp tests then the tg tests (sizes of 0 are skipped). Each of
+// those becomes a switch setting of its case (threads=, kv=, isa=).
 struct BenchGrid {
   std::vector<int> n_prompt{512};
   std::vector<int> n_gen{128};
-  std::vector<int> n_threads{0};
-  std::vector<KvType> kv_types{KvType::F16};
-  std::vector<Isa> isas{best_isa()};
+  std::vector<int> n_threads{0};  // 0: the engine's default (one per core)
+  std::vector<DType> kv_types{};  // empty: the engine's default (f16)
+  std::vector<Isa> isas{};        // empty: the engine's default (the best this CPU runs)
   int n_batch = 2048;
   int reps = 5;
   bool warmup = true;
@@ -98,6 +97,5 @@ class BenchPrinter {
 // default f16 or varies).
 std::unique_ptr<BenchPrinter> make_bench_printer(BenchFormat format, std::ostream& out, const BenchGrid& grid);
 
-std::string_view kv_type_label(KvType t);  // "f16", "f32"
 
 }  // namespace kestrel

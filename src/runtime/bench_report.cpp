@@ -20,9 +20,9 @@ Json fields(const BenchResult& r) {
   j["model_size"] = r.model.size;
   j["model_n_params"] = r.model.n_params;
   j["n_batch"] = r.test.n_batch;
-  j["n_threads"] = r.test.n_threads;
-  j["type_k"] = std::string(kv_type_label(r.test.kv_type));
-  j["type_v"] = std::string(kv_type_label(r.test.kv_type));
+  j["n_threads"] = r.engine.n_threads;
+  j["type_k"] = std::string(dtype_name(r.engine.kv_type));
+  j["type_v"] = std::string(dtype_name(r.engine.kv_type));
   j["n_prompt"] = r.test.n_prompt;
   j["n_gen"] = r.test.n_gen;
   j["test_time"] = r.test_time;
@@ -30,8 +30,8 @@ Json fields(const BenchResult& r) {
   j["stddev_ns"] = r.stddev_ns;
   j["avg_ts"] = r.avg_ts;
   j["stddev_ts"] = r.stddev_ts;
-  j["isa"] = std::string(isa_name(r.test.isa));
-  j["kv_type"] = std::string(kv_type_label(r.test.kv_type));
+  j["isa"] = std::string(isa_name(r.engine.isa));
+  j["kv_type"] = std::string(dtype_name(r.engine.kv_type));
   j["peak_rss_bytes"] = r.peak_rss_bytes;
   return j;
 }
@@ -52,6 +52,10 @@ class JsonPrinter : public BenchPrinter {
   void header() override { out_ << "[\n"; }
   void row(const BenchResult& r) override {
     Json j = fields(r);
+    // Every switch's value as the test ran (the host's report of its engine).
+    Json sw = Json::object();
+    for (const auto& s : engine_settings(r.engine)) sw[s.name] = s.value;
+    j["switches"] = sw;
     j["samples_ns"] = r.samples_ns;
     j["samples_ts"] = r.samples_ts;
     out_ << (first_ ? "" : ",\n") << "  " << j.dump() << std::flush;
@@ -98,7 +102,7 @@ class MarkdownPrinter : public BenchPrinter {
   MarkdownPrinter(std::ostream& out, const BenchGrid& g) : out_(out) {
     // Negative widths: left-aligned (text), positive: right-aligned (numbers).
     cols_ = {{"model", -30}, {"size", 10}, {"params", 10}, {"backend", -10}, {"threads", 7}, {"isa", -7}};
-    const bool kv_shown = g.kv_types.size() > 1 || (g.kv_types.size() == 1 && g.kv_types[0] != KvType::F16);
+    const bool kv_shown = g.kv_types.size() > 1 || (g.kv_types.size() == 1 && g.kv_types[0] != DType::F16);
     if (kv_shown) cols_.push_back({"type_k", 6});
     cols_.push_back({"peak RSS", 10});
     cols_.push_back({"test", 15});
@@ -122,9 +126,9 @@ class MarkdownPrinter : public BenchPrinter {
       else if (name == "size") v = bytes_text(r.model.size);
       else if (name == "params") v = params_text(r.model.n_params);
       else if (name == "backend") v = "CPU";
-      else if (name == "threads") v = std::to_string(r.test.n_threads);
-      else if (name == "isa") v = std::string(isa_name(r.test.isa));
-      else if (name == "type_k") v = std::string(kv_type_label(r.test.kv_type));
+      else if (name == "threads") v = std::to_string(r.engine.n_threads);
+      else if (name == "isa") v = std::string(isa_name(r.engine.isa));
+      else if (name == "type_k") v = std::string(dtype_name(r.engine.kv_type));
       else if (name == "peak RSS") v = bytes_text(r.peak_rss_bytes);
       else if (name == "test") v = r.test.name();
       else if (name == "t/s") {

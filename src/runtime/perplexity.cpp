@@ -16,19 +16,14 @@ namespace {
 // (llama-perplexity asks for those rows only, too).
 class ChunkEvaluator {
  public:
-  ChunkEvaluator(const Model& model, const SessionOptions& o, const PerplexityPlan& plan)
+  ChunkEvaluator(const Model& model, const PerplexityOptions& o, const PerplexityPlan& plan)
       : model_(model),
         plan_(plan),
-        pool_(o.n_threads),
-        cache_(model.kv_shape(plan.n_ctx, 1), o.kv_type),
-        isa_(o.isa),
-        matmul_(o.matmul),
-        n_batch_(std::min(o.n_batch, plan.n_ctx)) {
-    if (o.n_batch <= 0) fail("perplexity: batch size must be positive, got ", o.n_batch);
-    if (!isa_supported(o.isa)) fail("perplexity: this CPU does not support the ", isa_name(o.isa), " kernels");
-  }
+        n_batch_(std::min(checked_batch(o.n_batch), plan.n_ctx)),
+        core_(model, o.engine, model.kv_shape(plan.n_ctx, 1)) {}
 
-  ThreadPool& pool() { return pool_; }
+  ThreadPool& pool() { return core_.pool(); }
+  const EngineConfig& config() const { return core_.config(); }
 
   // chunk: [n_ctx] tokens as evaluated. Returns [n_scored, n_vocab]: the logits
   // at positions first .. n_ctx-2.
@@ -36,8 +31,7 @@ class ChunkEvaluator {
     const int64_t n_vocab = model_.config().n_vocab;
     const int last_wanted = plan_.n_ctx - 2;
     logits_.resize(static_cast<size_t>(plan_.n_scored_per_chunk()) * n_vocab);
-    cache_.clear();
-    ForwardContext ctx{pool_, scratch_, isa_, matmul_};
+    core_.cache().clear();
     int64_t rows = 0;
     for (int start = 0; start < plan_.n_ctx; start += n_batch_) {
       const int n = std::min(n_batch_, plan_.n_ctx - start);
@@ -46,21 +40,22 @@ class ChunkEvaluator {
         const int pos = start + i;
         batch_.add(chunk[pos], pos, 0, pos >= plan_.first && pos <= last_wanted);
       }
-      model_.forward(batch_, cache_, logits_.data() + rows * n_vocab, ctx);
+      core_.forward(batch_, logits_.data() + rows * n_vocab);
       rows += batch_.n_logits();
     }
     return logits_;
   }
 
  private:
+  static int checked_batch(int n_batch) {
+    if (n_batch <= 0) fail("perplexity: batch size must be positive, got ", n_batch);
+    return n_batch;
+  }
+
   const Model& model_;
   PerplexityPlan plan_;
-  ThreadPool pool_;
-  KvCache cache_;
-  Isa isa_;
-  MatmulOptions matmul_;
   int n_batch_;
-  ForwardScratch scratch_;
+  EngineCore core_;
   Batch batch_;
   std::vector<float> logits_;
 };
@@ -119,9 +114,10 @@ PerplexityResult run_perplexity(const Model& model, std::span<const int32_t> tok
   const int64_t n_vocab = model.config().n_vocab;
   const int n_scored = plan.n_scored_per_chunk();
 
-  ChunkEvaluator evaluator(model, o.session, plan);
+  ChunkEvaluator evaluator(model, o, plan);
   PerplexityResult r;
   r.plan = plan;
+  r.engine = evaluator.config();
   KlStats kl_stats;
   std::vector<double> nll(n_scored);
   std::vector<KlToken> kl_tokens(compare_with ? n_scored : 0);
@@ -164,6 +160,7 @@ PerplexityResult run_perplexity(const Model& model, std::span<const int32_t> tok
       PerplexityProgress p;
       p.chunk = c + 1;
       p.n_chunks = plan.n_chunks;
+      p.engine = &r.engine;
       p.ppl = r.running_ppl.back();
       p.seconds = elapsed(t0);
       p.eta_seconds = p.seconds / p.chunk * (plan.n_chunks - p.chunk);

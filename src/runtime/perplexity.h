@@ -24,14 +24,16 @@
 
 #include "model/model.h"
 #include "runtime/kl_divergence.h"
-#include "runtime/session.h"
+#include "runtime/engine_core.h"
+#include "switches/engine_config.h"
 
 namespace kestrel {
 
 struct PerplexityOptions {
-  int n_ctx = 512;        // tokens per chunk; 0 = the model's training context
-  int n_chunks = -1;      // < 0: every whole chunk of the input
-  SessionOptions session;  // threads, batch size, KV type, ISA (its n_ctx is ignored)
+  int n_ctx = 512;      // tokens per chunk; 0 = the model's training context
+  int n_chunks = -1;    // < 0: every whole chunk of the input
+  int n_batch = 512;    // tokens per forward pass (at most n_ctx)
+  EngineConfig engine;  // threads, kernels, KV type: the switches' slots
 };
 
 // Which tokens a run evaluates and scores.
@@ -58,6 +60,7 @@ struct PerplexityProgress {
   double seconds = 0.0;      // since the first chunk started
   double eta_seconds = 0.0;  // remaining, at the average pace so far
   const KlSummary* kl = nullptr;  // running comparison (no quantiles), when comparing
+  const EngineConfig* engine = nullptr;  // what the evaluation runs with (resolved)
 };
 using PerplexityProgressFn = std::function<void(const PerplexityProgress&)>;
 
@@ -70,6 +73,7 @@ struct PerplexityResult {
   std::vector<double> running_ppl;  // the estimate after each chunk
   double seconds = 0.0;
   std::optional<KlSummary> kl;      // when compared with a baseline
+  EngineConfig engine;              // what the evaluation ran with (resolved)
 };
 
 // Evaluates `tokens` as described above with `model`.

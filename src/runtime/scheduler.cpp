@@ -85,8 +85,8 @@ struct Scheduler::Slot {
 Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
     : model_(model),
       options_(options),
-      pool_(options.n_threads),
-      cache_(pool_shape(model, options), options.kv_type) {
+      core_(model, options.engine, pool_shape(model, options)),
+      cache_(core_.cache()) {
   if (options_.n_slots < 1) fail("scheduler: need at least one slot, got ", options_.n_slots);
   if (options_.n_ctx_total < 0) fail("scheduler: KV pool size must not be negative, got ", options_.n_ctx_total);
   if (options_.prefill_chunk < 1) fail("scheduler: prefill chunk must be positive, got ", options_.prefill_chunk);
@@ -99,8 +99,6 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
   pool_blocks_ = cache_.total_blocks();
   stats_.kv_block_size = KvCache::kBlock;
   stats_.kv_blocks_total = pool_blocks_;
-  ForwardContext fctx{pool_, scratch_, options_.isa};
-  model_.prepare(fctx);  // before the engine thread: the first request does not pack
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -341,6 +339,7 @@ void Scheduler::admit_locked(Refused& refused) {
     s.req = std::move(p->req);
     s.n_prompt_done = keep;
     s.pending_token = -1;
+    s.req.gen.sampling.kind = core_.config().sampler;  // the engine's sampler slot, whatever the request held
     s.sampler = std::make_unique<Sampler>(s.req.gen.sampling, model_.config().n_vocab);
     for (int32_t t : s.req.prompt) s.sampler->accept(t);
     s.decoder = std::make_unique<StreamDecoder>(model_.tokenizer());
@@ -467,9 +466,8 @@ bool Scheduler::step() {
   if (batch_.size() == 0) return false;
 
   logits_.resize(static_cast<size_t>(rows.size()) * n_vocab);
-  ForwardContext fctx{pool_, scratch_, options_.isa};
   try {
-    model_.forward(batch_, cache_, logits_.data(), fctx);
+    core_.forward(batch_, logits_.data());
   } catch (const std::exception& e) {
     // Cannot happen for requests submit() accepted; fail every slot in the batch
     // rather than the process, and forget what their caches hold.

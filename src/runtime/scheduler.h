@@ -31,7 +31,7 @@
 
 #include "kv/kv_cache.h"
 #include "model/model.h"
-#include "platform/thread_pool.h"
+#include "runtime/engine_core.h"
 #include "runtime/session.h"
 #include "runtime/stop_matcher.h"
 #include "sampling/sampler.h"
@@ -42,11 +42,9 @@ struct SchedulerOptions {
   int n_slots = 1;           // sequences decoded together (--parallel)
   int64_t n_ctx_slot = 2048;  // positions per slot (prompt + generated)
   int64_t n_ctx_total = 0;    // positions in the KV pool shared by the slots; 0 = n_slots * n_ctx_slot
-  int n_threads = 0;          // 0 = all cores
   int prefill_chunk = 128;    // prompt tokens per step, over all slots in prefill
   int max_queue = 64;         // waiting requests beyond the slots; more -> QueueFull
-  KvType kv_type = KvType::F16;
-  Isa isa = best_isa();
+  EngineConfig engine;        // threads, kernels, KV type, sampler: the switches' slots
 };
 
 // One token's log-probability under the model (raw logits, temperature 1).
@@ -128,6 +126,8 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   const SchedulerOptions& options() const { return options_; }
+  // The engine configuration as resolved (what every request runs with).
+  const EngineConfig& config() const { return core_.config(); }
 
   // Validates (context overflow, empty prompt, bad token ids) and queues.
   // Thread-safe. on_event is never called for a request that is not Accepted.
@@ -160,10 +160,9 @@ class Scheduler {
 
   const Model& model_;
   SchedulerOptions options_;
-  ThreadPool pool_;
-  KvCache cache_;             // used by the engine thread only
+  EngineCore core_;           // threads, KV store and kernels; used by the engine thread only
+  KvCache& cache_;            // core_.cache()
   int64_t pool_blocks_ = 0;   // cache_.total_blocks(), readable from any thread
-  ForwardScratch scratch_;
   Batch batch_;
   std::vector<float> logits_;
   std::vector<std::unique_ptr<Slot>> slots_;

@@ -15,41 +15,39 @@ int64_t resolve_ctx(const Model& m, int64_t want) {
   return want;
 }
 
+int checked_batch(int n_batch) {
+  if (n_batch <= 0) fail("session: batch size must be positive, got ", n_batch);
+  return n_batch;
+}
+
 }  // namespace
 
 Session::Session(const Model& model, const SessionOptions& options)
-    : model_(model),
-      options_(options),
-      pool_(options.n_threads),
-      cache_(model.kv_shape(resolve_ctx(model, options.n_ctx), 1), options.kv_type) {
-  if (options_.n_batch <= 0) fail("session: batch size must be positive, got ", options_.n_batch);
-  ForwardContext fctx{pool_, scratch_, options_.isa, options_.matmul};
-  model_.prepare(fctx);
-}
+    : n_batch_(checked_batch(options.n_batch)),
+      core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1)) {}
 
 void Session::clear() {
   history_.clear();
-  cache_.clear();
+  core_.cache().clear();
 }
 
 void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
-  const int64_t n_vocab = model_.config().n_vocab;
+  const int64_t n_vocab = model().config().n_vocab;
   if (n_past() + static_cast<int64_t>(tokens.size()) > n_ctx())
     fail("context overflow: ", n_past() + static_cast<int64_t>(tokens.size()), " tokens requested, the context holds ",
          n_ctx());
   if (tokens.empty()) return;
   logits_.resize(static_cast<size_t>(all_logits ? tokens.size() : 1) * n_vocab);
-  ForwardContext fctx{pool_, scratch_, options_.isa, options_.matmul};
   size_t done = 0;
   while (done < tokens.size()) {
-    const size_t n = std::min<size_t>(options_.n_batch, tokens.size() - done);
+    const size_t n = std::min<size_t>(n_batch_, tokens.size() - done);
     batch_.clear();
     for (size_t i = 0; i < n; ++i) {
       const bool last = done + i + 1 == tokens.size();
       batch_.add(tokens[done + i], static_cast<int32_t>(n_past()) + static_cast<int32_t>(i), 0, all_logits || last);
     }
     float* out = all_logits ? logits_.data() + done * n_vocab : logits_.data();
-    model_.forward(batch_, cache_, out, fctx);
+    core_.forward(batch_, out);
     history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + n);
     done += n;
   }
@@ -58,7 +56,7 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
 std::span<const float> Session::append(std::span<const int32_t> tokens) {
   if (tokens.empty()) fail("session: nothing to evaluate");
   eval(tokens, false);
-  return {logits_.data(), static_cast<size_t>(model_.config().n_vocab)};
+  return {logits_.data(), static_cast<size_t>(model().config().n_vocab)};
 }
 
 const std::vector<float>& Session::append_all_logits(std::span<const int32_t> tokens) {
@@ -73,7 +71,7 @@ std::span<const float> Session::set_history(std::span<const int32_t> tokens) {
   // Re-evaluate at least the last token, so that its logits are fresh.
   if (common == tokens.size()) --common;
   history_.resize(common);
-  cache_.set_seq_len(0, static_cast<int64_t>(common));
+  core_.cache().set_seq_len(0, static_cast<int64_t>(common));
   return append(tokens.subspan(common));
 }
 
@@ -85,7 +83,9 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt, const
   GenerateResult r;
   r.prompt_tokens = static_cast<int64_t>(prompt.size());
 
-  Sampler sampler(opt.sampling, model.config().n_vocab);
+  SamplingParams sampling = opt.sampling;
+  sampling.kind = session.config().sampler;
+  Sampler sampler(sampling, model.config().n_vocab);
   for (int32_t t : prompt) sampler.accept(t);
 
   auto t0 = Clock::now();

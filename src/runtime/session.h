@@ -1,6 +1,7 @@
 #pragma once
-// A single-sequence session: the token history, its KV cache, and prompt
-// evaluation in batches. Feeding a prompt that shares a prefix with the history
+// A single-sequence session (run, chat, bench): the token history and prompt
+// evaluation in batches, over an engine core (runtime/engine_core.h) that holds
+// the threads, the KV cache and the kernels. Feeding a prompt that shares a prefix with the history
 // reuses the cached prefix (chat turns re-send the whole conversation).
 #include <functional>
 #include <memory>
@@ -8,32 +9,31 @@
 #include <string>
 #include <vector>
 
-#include "kv/kv_cache.h"
 #include "model/model.h"
-#include "platform/thread_pool.h"
+#include "runtime/engine_core.h"
 #include "sampling/sampler.h"
+#include "switches/engine_config.h"
 
 namespace kestrel {
 
 struct SessionOptions {
-  int64_t n_ctx = 4096;  // capped at the model's training context; 0 = the model's
-  int n_threads = 0;     // 0 = all cores
+  int64_t n_ctx = 4096;  // 0 = the model's training context
   int n_batch = 512;     // prompt tokens per forward pass
-  KvType kv_type = KvType::F16;
-  Isa isa = best_isa();
-  MatmulOptions matmul = {};  // weight kernels (the `matmul` switch)
+  EngineConfig engine;   // threads, kernels, KV type, sampler: the switches' slots
 };
 
 class Session {
  public:
   Session(const Model& model, const SessionOptions& options);
 
-  const Model& model() const { return model_; }
-  int64_t n_ctx() const { return cache_.shape().n_ctx; }
+  const Model& model() const { return core_.model(); }
+  // The engine configuration as resolved (what this session runs with).
+  const EngineConfig& config() const { return core_.config(); }
+  int64_t n_ctx() const { return core_.cache().shape().n_ctx; }
   int64_t n_past() const { return static_cast<int64_t>(history_.size()); }
   const std::vector<int32_t>& history() const { return history_; }
-  const KvCache& cache() const { return cache_; }
-  ThreadPool& pool() { return pool_; }
+  const KvCache& cache() const { return core_.cache(); }
+  ThreadPool& pool() { return core_.pool(); }
 
   // Makes the history equal to `tokens`, evaluating only what is not cached, and
   // returns the logits after the last token. Throws on context overflow.
@@ -48,19 +48,16 @@ class Session {
  private:
   void eval(std::span<const int32_t> tokens, bool all_logits);
 
-  const Model& model_;
-  SessionOptions options_;
-  ThreadPool pool_;
-  KvCache cache_;
+  int n_batch_;
+  EngineCore core_;
   std::vector<int32_t> history_;
   std::vector<float> logits_;
   Batch batch_;
-  ForwardScratch scratch_;
 };
 
 struct GenerateOptions {
   int max_tokens = 128;  // < 0: until end of generation or context full
-  SamplingParams sampling;
+  SamplingParams sampling;  // its `kind` is the session's (EngineConfig::sampler)
   std::vector<std::string> stop;  // stop strings (not included in the output)
   bool stop_at_eog = true;
 };
@@ -68,7 +65,7 @@ struct GenerateOptions {
 struct GenerateResult {
   std::string text;
   std::vector<int32_t> tokens;
-  std::string finish_reason;  // "stop", "length", "eog", "cancelled"
+  std::string finish_reason;  // "stop" (end of generation or a stop string), "length", "cancelled"
   int64_t prompt_tokens = 0;
   double prompt_seconds = 0.0;
   double generate_seconds = 0.0;

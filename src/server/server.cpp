@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "switches/registry.h"
 
 namespace kestrel::server {
 namespace {
@@ -222,6 +223,19 @@ struct Server::Impl {
                   {"size", model.weight_bytes()}}}};
       send_json(res, 200, {{"object", "list"}, {"data", {m}}});
       count("/v1/models", 200);
+    });
+    // llama-server's /props, plus the engine's switch settings as the scheduler
+    // resolved them (what every request runs with).
+    http.Get("/props", [this](const httplib::Request&, httplib::Response& res) {
+      Json sw = Json::object();
+      for (const auto& s : engine_settings(sched.config())) sw[s.name] = s.value;
+      send_json(res, 200,
+                {{"model_alias", opt.model_name},
+                 {"total_slots", sched.options().n_slots},
+                 {"n_ctx_slot", sched.options().n_ctx_slot},
+                 {"chat_template", tmpl},
+                 {"switches", sw}});
+      count("/props", 200);
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics_text(), "text/plain; version=0.0.4");
@@ -514,6 +528,10 @@ struct Server::Impl {
     metric("kestrel_tokens_per_second", "gauge", "Tokens sampled per second over the last 10 s.",
            s.decode_tokens_per_second);
     metric("kestrel_http_in_flight", "gauge", "Generation requests being answered.", in_flight.load());
+    os << "# HELP kestrel_switch The engine's switch settings (1 for the value in force).\n"
+          "# TYPE kestrel_switch gauge\n";
+    for (const auto& sw : engine_settings(sched.config()))
+      os << "kestrel_switch{name=\"" << sw.name << "\",value=\"" << sw.value << "\"} 1\n";
     return os.str();
   }
 };

@@ -1,14 +1,27 @@
 #pragma once
 // The registry of switchable techniques. Each switch has a name, the values it
-// takes, the value of the exact baseline, what it changes, and whether this CPU
-// can run a given value. The runtime maps a setting onto its options
-// (runtime/switch_apply.h); `kestrel ab` runs the baseline and each setting.
+// takes, the value of the exact baseline, what it changes, whether this CPU can
+// run a given value, and the slot of the engine configuration it installs into
+// (switches/engine_config.h). Hosts never test switch names: they build their
+// engine core from an EngineConfig, and report it back with engine_settings().
+// Adding a switch: docs/architecture.md.
 #include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "switches/engine_config.h"
+
 namespace kestrel {
+
+// What a value of a switch changes in a host's output, against the default
+// configuration: the registry-walking test (tests/unit/runtime/
+// switch_hosts_test.cpp) checks every host shows exactly that.
+enum class SwitchEffect {
+  Logits,  // other kernels or stores: logits differ (within the technique's accuracy)
+  Draws,   // same logits, other sampled tokens for one seed (another sampler)
+  Speed,   // same logits and tokens (threads, kernels bit-identical by design)
+};
 
 struct SwitchSpec {
   std::string name;                 // "isa", "kv", "threads", ...
@@ -17,12 +30,19 @@ struct SwitchSpec {
   std::string baseline;             // the exact baseline's value ("" = the machine's default)
   // Why this CPU cannot run `value`, or "" when it can.
   std::function<std::string(const std::string& value)> unsupported;
+  // Writes `value` (already checked) into the switch's slot.
+  std::function<void(EngineConfig& config, const std::string& value)> install;
+  // The slot's value, spelled as a value of this switch.
+  std::function<std::string(const EngineConfig& config)> current;
+  // What `value` changes against the default configuration.
+  std::function<SwitchEffect(const std::string& value)> effect;
 };
 
 struct SwitchSetting {
   std::string name;
   std::string value;
   std::string label() const { return name + "=" + value; }
+  bool operator==(const SwitchSetting&) const = default;
 };
 
 const std::vector<SwitchSpec>& switch_specs();
@@ -32,5 +52,20 @@ const SwitchSpec& find_switch(std::string_view name);
 SwitchSetting parse_switch(std::string_view text);
 // "a=x,b=y" (or "a=x;b=y"): several settings.
 std::vector<SwitchSetting> parse_switch_list(std::string_view text);
+
+// Installs a setting into its slot. Throws kestrel::Error when this CPU cannot
+// run it (with the reason).
+void apply_switch(EngineConfig& config, const SwitchSetting& setting);
+// In order; a switch given twice with different values is an error (two
+// spellings of one flag, e.g. `-t 2 --switch threads=1`, must not race).
+void apply_switches(EngineConfig& config, const std::vector<SwitchSetting>& settings);
+// Throws kestrel::Error when the slots do not fit together (a KV type and an
+// attention algorithm without kernels for the pair), naming what would work.
+void check_engine_config(const EngineConfig& config);
+
+// Every switch's value in `config`, in registry order: what a host reports.
+std::vector<SwitchSetting> engine_settings(const EngineConfig& config);
+// "isa=avx512 kv=f16 ...": engine_settings() on one line.
+std::string engine_settings_text(const EngineConfig& config);
 
 }  // namespace kestrel

@@ -87,7 +87,7 @@ void check_model(const std::filesystem::path& model_path, const std::string& fix
   ASSERT_EQ(model->config().n_vocab, set.n_vocab);
   SessionOptions so;
   so.n_ctx = 512;
-  so.n_threads = 2;
+  so.engine.n_threads = 2;
   Session session(*model, so);
   double ours_sum = 0, ours_noise_cases = 0, ours_vs_second = 0;
   size_t greedy_same = 0, greedy_total = 0;

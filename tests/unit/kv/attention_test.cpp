@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
-#include "kv/attention_kernels.h"
+#include "kernels/attention_set.h"
 
 namespace kestrel {
 namespace {
@@ -37,7 +37,7 @@ std::vector<double> reference(const std::vector<float>& q, const std::vector<std
 
 TEST(Attention, GroupedQueryMatchesDoubleReference) {
   const int n_head = 6, n_kv = 2, d = 32, n_pos = 37;
-  for (KvType type : {KvType::F32, KvType::F16}) {
+  for (DType type : {DType::F32, DType::F16}) {
     KvCache cache(KvShape{2, n_kv, d, 64, 2}, type);
     std::mt19937 rng(7);
     std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -47,7 +47,7 @@ TEST(Attention, GroupedQueryMatchesDoubleReference) {
       std::vector<float> kr(n_kv * d), vr(n_kv * d);
       for (auto& x : kr) x = nd(rng);
       for (auto& x : vr) x = nd(rng);
-      if (type == KvType::F16) {  // the reference sees what the cache can hold
+      if (type == DType::F16) {  // the reference sees what the cache can hold
         for (auto& x : kr) x = fp16_to_f32(f32_to_fp16(x));
         for (auto& x : vr) x = fp16_to_f32(f32_to_fp16(x));
       }
@@ -63,19 +63,20 @@ TEST(Attention, GroupedQueryMatchesDoubleReference) {
       std::vector<float> q(d);
       for (auto& x : q) x = nd(rng);
       for (int visible : {1, 5, n_pos}) {
-        attend_head(cache, 1, 1, ap, h, q.data(), visible, out.data(), best_isa());
+        attend_head(cache, 1, 1, ap, h, q.data(), visible, out.data(),
+                    kernels::attention_kernel_set(type, kernels::AttentionAlgo::Exact, best_isa()));
         std::vector<std::vector<float>> kk, vv;
         for (int p = 0; p < visible; ++p) {
           kk.push_back(K[p][h / (n_head / n_kv)]);
           vv.push_back(V[p][h / (n_head / n_kv)]);
         }
         std::vector<float> qr = q;
-        if (type == KvType::F16)
+        if (type == DType::F16)
           for (auto& x : qr) x = fp16_to_f32(f32_to_fp16(x));
         const auto ref = reference(qr, kk, vv, d, ap.scale);
         // An F16 cache keeps the running V sum in F16 (as llama.cpp does): each of
         // the `visible` updates may round by 2^-11 relative.
-        const double tol = type == KvType::F16 ? 2e-3 * visible : 2e-5;
+        const double tol = type == DType::F16 ? 2e-3 * visible : 2e-5;
         for (int i = 0; i < d; ++i) ASSERT_NEAR(out[i], ref[i], tol) << "head " << h << " visible " << visible;
       }
     }
@@ -83,11 +84,11 @@ TEST(Attention, GroupedQueryMatchesDoubleReference) {
 }
 
 TEST(KvCache, RejectsPositionsOutsideTheContext) {
-  KvCache cache(KvShape{1, 1, 4, 8, 1}, KvType::F16);
+  KvCache cache(KvShape{1, 1, 4, 8, 1}, DType::F16);
   std::vector<float> row(4, 1.0f);
   EXPECT_THROW(cache.store(0, 0, 8, row.data(), row.data()), Error);
   EXPECT_THROW(cache.set_seq_len(0, 9), Error);
-  EXPECT_THROW(KvCache(KvShape{0, 1, 4, 8, 1}, KvType::F32), Error);
+  EXPECT_THROW(KvCache(KvShape{0, 1, 4, 8, 1}, DType::F32), Error);
   // One block of kBlock positions holds the 8 of the context: K and V, F16.
   EXPECT_EQ(cache.bytes(), 2u * KvCache::kBlock * 4 * 2);
 }
@@ -114,12 +115,12 @@ TEST(AttentionKernels, SimdEqualsScalarBitForBit) {
       }
       const float scale = 1.0f / std::sqrt(float(d));
       std::vector<float> a(d), b(d), c(d), e(d);
-      const auto kv16 = kv::contiguous_rows(k16.data(), v16.data(), n);
-      const auto kv32 = kv::contiguous_rows(k.data(), v.data(), n);
-      kv::ref::attend_f16(kv16, n, d, q.data(), scale, a.data());
-      kv::avx512::attend_f16(kv16, n, d, q.data(), scale, b.data());
-      kv::ref::attend_f32(kv32, n, d, q.data(), scale, c.data());
-      kv::avx512::attend_f32(kv32, n, d, q.data(), scale, e.data());
+      const auto kv16 = kernels::contiguous_rows(k16.data(), v16.data(), n);
+      const auto kv32 = kernels::contiguous_rows(k.data(), v.data(), n);
+      kernels::ref::attend_f16(kv16, n, d, q.data(), scale, a.data());
+      kernels::avx512::attend_f16(kv16, n, d, q.data(), scale, b.data());
+      kernels::ref::attend_f32(kv32, n, d, q.data(), scale, c.data());
+      kernels::avx512::attend_f32(kv32, n, d, q.data(), scale, e.data());
       for (int i = 0; i < d; ++i) {
         ASSERT_EQ(a[i], b[i]) << "f16 d " << d << " n " << n << " i " << i;
         ASSERT_EQ(c[i], e[i]) << "f32 d " << d << " n " << n << " i " << i;
@@ -135,9 +136,12 @@ TEST(AttentionKernels, SimdEqualsScalarBitForBit) {
 TEST(AttentionKernels, BlocksGiveTheBitsOfOneContiguousRun) {
   std::mt19937 rng(23);
   std::normal_distribution<float> nd(0.0f, 2.0f);
-  std::vector<std::pair<const char*, kv::AttentionKernels>> kernels = {
-      {"scalar", {kv::ref::attend_f16, kv::ref::attend_f32}}};
-  if (isa_supported(Isa::Avx512)) kernels.push_back({"avx512", {kv::avx512::attend_f16, kv::avx512::attend_f32}});
+  struct Typed {
+    kernels::AttendF16Fn f16;
+    kernels::AttendF32Fn f32;
+  };
+  std::vector<std::pair<const char*, Typed>> kerns = {{"scalar", {kernels::ref::attend_f16, kernels::ref::attend_f32}}};
+  if (isa_supported(Isa::Avx512)) kerns.push_back({"avx512", {kernels::avx512::attend_f16, kernels::avx512::attend_f32}});
   for (int d : {8, 16, 64, 80}) {
     for (int64_t block_len : {1, 3, 16, 64}) {
       for (int64_t n : {1, 2, 15, 16, 17, 31, 33, 64, 65, 130}) {
@@ -171,11 +175,11 @@ TEST(AttentionKernels, BlocksGiveTheBitsOfOneContiguousRun) {
         }
         const float scale = 1.0f / std::sqrt(float(d));
         std::vector<float> want16(d), want32(d), got(d);
-        kv::ref::attend_f16(kv::contiguous_rows(k16.data(), v16.data(), n), n, d, q.data(), scale, want16.data());
-        kv::ref::attend_f32(kv::contiguous_rows(k.data(), v.data(), n), n, d, q.data(), scale, want32.data());
-        const kv::KvBlocks<uint16_t> b16{pk16.data(), pv16.data(), ids.data(), stride, block_len};
-        const kv::KvBlocks<float> b32{pk.data(), pv.data(), ids.data(), stride, block_len};
-        for (const auto& [name, kern] : kernels) {
+        kernels::ref::attend_f16(kernels::contiguous_rows(k16.data(), v16.data(), n), n, d, q.data(), scale, want16.data());
+        kernels::ref::attend_f32(kernels::contiguous_rows(k.data(), v.data(), n), n, d, q.data(), scale, want32.data());
+        const kernels::KvBlocks<uint16_t> b16{pk16.data(), pv16.data(), ids.data(), stride, block_len};
+        const kernels::KvBlocks<float> b32{pk.data(), pv.data(), ids.data(), stride, block_len};
+        for (const auto& [name, kern] : kerns) {
           kern.f16(b16, n, d, q.data(), scale, got.data());
           for (int i = 0; i < d; ++i)
             ASSERT_EQ(got[i], want16[i]) << name << " f16 d " << d << " block " << block_len << " n " << n << " i "

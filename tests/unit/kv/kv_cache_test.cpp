@@ -13,7 +13,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kv/attention.h"
-#include "kv/attention_kernels.h"
+#include "kernels/attention_set.h"
 
 namespace kestrel {
 namespace {
@@ -31,13 +31,13 @@ void store_row(KvCache& c, int seq, int64_t pos, float tag) {
 float key_at(const KvCache& c, int seq, int64_t pos) {
   const KvHeadView h = c.view(0, seq, 0);
   const auto* base = static_cast<const float*>(h.k);
-  return base[h.blocks[pos / kB] * h.block_stride + (pos % kB) * 4];
+  return base[h.blocks[pos / kB] * (h.block_stride / 4) + (pos % kB) * 4];  // stride in bytes, F32 rows
 }
 
 }  // namespace
 
 TEST(KvCache, TakesBlocksOnDemandAndGivesThemBack) {
-  KvCache c(KvShape{1, 1, 4, 64, 2}, KvType::F32);
+  KvCache c(KvShape{1, 1, 4, 64, 2}, DType::F32);
   EXPECT_EQ(c.total_blocks(), 2 * 64 / kB);  // default pool: every sequence can fill its context
   EXPECT_EQ(c.used_blocks(), 0);
   store_row(c, 0, 0, 100);
@@ -70,7 +70,7 @@ TEST(KvCache, TakesBlocksOnDemandAndGivesThemBack) {
 TEST(KvCache, RunningOutOfBlocksIsAnErrorWithTheNumbers) {
   KvShape shape{1, 1, 4, 64, 2};
   shape.n_pool = 2 * kB;  // two blocks for two sequences of up to 64 positions
-  KvCache c(shape, KvType::F16);
+  KvCache c(shape, DType::F16);
   EXPECT_EQ(c.total_blocks(), 2);
   for (int p = 0; p < 2 * kB; ++p) store_row(c, 0, p, 1);
   EXPECT_EQ(c.free_blocks(), 0);
@@ -93,7 +93,7 @@ TEST(KvCache, RunningOutOfBlocksIsAnErrorWithTheNumbers) {
 }
 
 TEST(KvCache, SharedPrefixIsCountedOnceAndCopiedBeforeItIsWritten) {
-  KvCache c(KvShape{1, 1, 4, 128, 3}, KvType::F32);
+  KvCache c(KvShape{1, 1, 4, 128, 3}, DType::F32);
   const int n = 2 * kB + 8;  // two full blocks and half of a third
   for (int p = 0; p < n; ++p) store_row(c, 0, p, 1000);
   c.set_seq_len(0, n);
@@ -155,7 +155,7 @@ TEST(KvCache, AttentionOverSharedBlocksEqualsContiguousRows) {
   const int n_shared = 37, n_total[2] = {70, 90};
   std::vector<Isa> isas = {Isa::Scalar};
   if (isa_supported(Isa::Avx512)) isas.push_back(Isa::Avx512);
-  for (KvType type : {KvType::F16, KvType::F32}) {
+  for (DType type : {DType::F16, DType::F32}) {
     KvCache cache(KvShape{n_layer, n_kv, d, 128, 2}, type);
     std::mt19937 rng(5);
     std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -208,14 +208,19 @@ TEST(KvCache, AttentionOverSharedBlocksEqualsContiguousRows) {
           for (int64_t visible : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, int64_t{n_shared},
                                   int64_t{n_shared + 1}, int64_t{48}, int64_t{49}, n}) {
             for (Isa isa : isas) {
-              const auto& kern = kv::attention_kernels(isa);
-              if (type == KvType::F16)
-                kern.f16(kv::contiguous_rows(k16.data(), v16.data(), visible), visible, d, q.data(), ap.scale,
-                         want.data());
+              // The typed kernel of this Isa on contiguous rows against the
+              // paged cache through the picked (type, algorithm, Isa) set.
+              const bool simd = isa == Isa::Avx512;
+              if (type == DType::F16)
+                (simd ? kernels::avx512::attend_f16 : kernels::ref::attend_f16)(
+                    kernels::contiguous_rows(k16.data(), v16.data(), visible), visible, d, q.data(), ap.scale,
+                    want.data());
               else
-                kern.f32(kv::contiguous_rows(k.data(), v.data(), visible), visible, d, q.data(), ap.scale,
-                         want.data());
-              attend_head(cache, l, s, ap, h, q.data(), visible, got.data(), isa);
+                (simd ? kernels::avx512::attend_f32 : kernels::ref::attend_f32)(
+                    kernels::contiguous_rows(k.data(), v.data(), visible), visible, d, q.data(), ap.scale,
+                    want.data());
+              attend_head(cache, l, s, ap, h, q.data(), visible, got.data(),
+                          kernels::attention_kernel_set(type, kernels::AttentionAlgo::Exact, isa));
               for (int i = 0; i < d; ++i)
                 ASSERT_EQ(got[i], want[i]) << "seq " << s << " layer " << l << " head " << h << " visible "
                                            << visible << " isa " << static_cast<int>(isa) << " i " << i;

@@ -164,10 +164,11 @@ TEST_F(SynthTest, LoadsAndRunsWithFiniteLogits) {
   ASSERT_GE(ids.size(), 8u);
   Batch b;
   for (size_t i = 0; i < ids.size(); ++i) b.add(ids[i], static_cast<int32_t>(i), 0, true);
-  KvCache cache(model->kv_shape(64, 1), KvType::F16);
+  KvCache cache(model->kv_shape(64, 1), DType::F16);
   ThreadPool pool(2);
   ForwardScratch scratch;
-  ForwardContext ctx{pool, scratch};
+  ForwardContext ctx{pool, scratch, best_isa(), MatmulOptions{},
+                     kernels::attention_kernel_set(DType::F16, kernels::AttentionAlgo::Exact, best_isa())};
   std::vector<float> logits(ids.size() * c.n_vocab);
   model->forward(b, cache, logits.data(), ctx);
 

@@ -156,17 +156,17 @@ TEST(Matmul, PathChoice) {
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q5_0, 8, Isa::Avx512), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q6_K, 3, Isa::Avx512), MatmulPath::VecDot);
-  EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512, /*allow_panels=*/false), MatmulPath::VecDot);
+  EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512, MatmulOptions{false, AmxUse::Never}), MatmulPath::VecDot);
   if (isa_supported(Isa::Avx512)) {
     // Decode too: one kernel for every batch size.
     EXPECT_EQ(matmul_path(DType::Q4_0, 1, Isa::Avx512), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q8_0, 1, Isa::Avx512), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512), MatmulPath::Panels);
-    EXPECT_EQ(matmul_path(DType::Q4_0, 64, Isa::Avx512, true, AmxUse::Never), MatmulPath::Panels);
+    EXPECT_EQ(matmul_path(DType::Q4_0, 64, Isa::Avx512, MatmulOptions{true, AmxUse::Never}), MatmulPath::Panels);
     // AMX needs a whole 16-token tile.
-    EXPECT_EQ(matmul_path(DType::Q4_0, 15, Isa::Avx512, true, AmxUse::Always), MatmulPath::Panels);
+    EXPECT_EQ(matmul_path(DType::Q4_0, 15, Isa::Avx512, MatmulOptions{true, AmxUse::Always}), MatmulPath::Panels);
     if (kernels::panel_gemm_amx(DType::Q4_0, Isa::Avx512)) {
-      EXPECT_EQ(matmul_path(DType::Q4_0, 16, Isa::Avx512, true, AmxUse::Always), MatmulPath::PanelsAmx);
+      EXPECT_EQ(matmul_path(DType::Q4_0, 16, Isa::Avx512, MatmulOptions{true, AmxUse::Always}), MatmulPath::PanelsAmx);
     }
   }
 }

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -50,9 +51,10 @@ TEST(Bench, CasesFollowLlamaBenchOrder) {
   const auto cases = bench_cases(small_grid());
   ASSERT_EQ(cases.size(), 4u);  // per thread count: pp16 then tg4 (size 0 skipped)
   EXPECT_EQ(cases[0].name(), "pp16");
-  EXPECT_EQ(cases[0].n_threads, 1);
+  const SwitchSetting one{"threads", "1"}, two{"threads", "2"};
+  EXPECT_NE(std::find(cases[0].switches.begin(), cases[0].switches.end(), one), cases[0].switches.end());
   EXPECT_EQ(cases[1].name(), "tg4");
-  EXPECT_EQ(cases[2].n_threads, 2);
+  EXPECT_NE(std::find(cases[2].switches.begin(), cases[2].switches.end(), two), cases[2].switches.end());
   EXPECT_EQ(cases[3].name(), "tg4");
   BenchCase bad;
   EXPECT_THROW(run_bench(*testing::LoadedTinyModel("bench_bad").model, {}, bad), Error);  // neither pp nor tg
@@ -62,7 +64,8 @@ TEST(Bench, StatisticsAndModelDescription) {
   testing::LoadedTinyModel tiny("bench_stats");
   const BenchModelInfo info = describe_model(*tiny.model, tiny.path);
   // 2 layers of (q, k, v, o, gate, up, down, 2 norms) + embd, output, output_norm.
-  const int64_t E = 32, kv = 16, F = 64, V = tiny.model->config().n_vocab;
+  const auto& cfg = tiny.model->config();
+  const int64_t E = cfg.n_embd, kv = int64_t{cfg.n_kv_head} * cfg.head_dim, F = cfg.n_ff, V = cfg.n_vocab;
   const uint64_t per_layer = E * E * 2 + E * kv * 2 + 3 * E * F + 2 * E;
   EXPECT_EQ(info.n_params, 2 * per_layer + 2 * E * V + E);
   EXPECT_EQ(info.size, info.n_params * 4);  // all F32
@@ -88,7 +91,7 @@ TEST(Bench, StatisticsAndModelDescription) {
   EXPECT_NEAR(r.stddev_ts, std::sqrt(ss / 3), 1e-9 * mean);
   EXPECT_GT(r.peak_rss_bytes, 0u);
   EXPECT_GE(peak_rss_bytes(), current_rss_bytes() / 2);  // sane units (both bytes)
-  EXPECT_GE(r.test.n_threads, 1);
+  EXPECT_GE(r.engine.n_threads, 1);
 }
 
 TEST(Bench, JsonOutputParses) {
@@ -119,6 +122,8 @@ TEST(Bench, JsonOutputParses) {
     EXPECT_DOUBLE_EQ(o["avg_ts"].get<double>(), results[i].avg_ts);
     EXPECT_EQ(o["kv_type"], "f16");
     EXPECT_EQ(o["backends"], "CPU");
+    EXPECT_EQ(o["switches"]["kv"], "f16");
+    EXPECT_EQ(o["switches"]["threads"], std::to_string(results[i].engine.n_threads));
   }
   EXPECT_EQ(j[0]["n_threads"].get<int>(), 1);
   EXPECT_EQ(j[3]["n_threads"].get<int>(), 2);
@@ -154,7 +159,7 @@ TEST(Bench, MarkdownTable) {
   testing::LoadedTinyModel tiny("bench_md");
   BenchGrid g = small_grid();
   g.n_threads = {1};
-  g.kv_types = {KvType::F16, KvType::F32};
+  g.kv_types = {DType::F16, DType::F32};
   g.reps = 1;
   const auto results = run_all(*tiny.model, describe_model(*tiny.model, tiny.path), g);
   std::ostringstream out;

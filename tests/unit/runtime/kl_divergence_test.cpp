@@ -25,8 +25,8 @@ constexpr int kCtx = 64;
 PerplexityOptions opts() {
   PerplexityOptions o;
   o.n_ctx = kCtx;
-  o.session.n_threads = 2;
-  o.session.n_batch = 32;
+  o.engine.n_threads = 2;
+  o.n_batch = 32;
   return o;
 }
 
@@ -38,7 +38,8 @@ std::vector<std::vector<double>> scored_logits(const Model& m, const std::vector
     std::vector<int32_t> chunk(tokens.begin() + c * kCtx, tokens.begin() + (c + 1) * kCtx);
     SessionOptions so;
     so.n_ctx = kCtx;
-    so.n_threads = 2;
+    so.engine.n_threads = 2;
+    so.n_batch = opts().n_batch;  // the evaluator's batches: the same kernels, the same bits
     Session s(m, so);
     const auto& l = s.append_all_logits(chunk);
     for (int j = kCtx / 2; j <= kCtx - 2; ++j) out.emplace_back(l.begin() + j * n_vocab, l.begin() + (j + 1) * n_vocab);

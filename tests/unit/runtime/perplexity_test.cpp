@@ -18,7 +18,7 @@ namespace {
 SessionOptions session_opts(int n_ctx, int n_batch) {
   SessionOptions o;
   o.n_ctx = n_ctx;
-  o.n_threads = 2;
+  o.engine.n_threads = 2;
   o.n_batch = n_batch;
   return o;
 }
@@ -79,7 +79,8 @@ TEST(Perplexity, MatchesReferenceFromAllLogits) {
 
   PerplexityOptions o;
   o.n_ctx = n_ctx;
-  o.session = session_opts(0, 24);  // batches of 24 split each chunk in three
+  o.n_batch = 24;  // batches of 24 split each chunk in three
+  o.engine.n_threads = 2;
   int calls = 0;
   const PerplexityResult r = run_perplexity(m, tokens, o, nullptr, nullptr, [&](const PerplexityProgress& p) {
     ++calls;
@@ -141,7 +142,8 @@ TEST(Perplexity, TwoChunkRuleByHand) {
 
   PerplexityOptions o;
   o.n_ctx = n_ctx;
-  o.session = session_opts(0, 3);
+  o.n_batch = 3;
+  o.engine.n_threads = 2;
   const PerplexityResult r = run_perplexity(m, tokens, o);
   EXPECT_EQ(r.n_scored, 6);
   EXPECT_NEAR(r.ppl, expected, 1e-5 * expected);

@@ -63,7 +63,7 @@ GenerateOptions greedy(int max_tokens) {
 std::vector<int32_t> reference_tokens(const std::vector<int32_t>& prompt, const GenerateOptions& g) {
   SessionOptions so;
   so.n_ctx = 256;
-  so.n_threads = 1;
+  so.engine.n_threads = 1;
   Session session(*tiny().model, so);
   return generate(session, prompt, g).tokens;
 }
@@ -73,7 +73,7 @@ SchedulerOptions opts(int n_slots, int chunk, int max_queue = 16, int64_t n_ctx_
   o.n_ctx_total = n_ctx_total;
   o.n_slots = n_slots;
   o.n_ctx_slot = 256;
-  o.n_threads = 1;
+  o.engine.n_threads = 1;
   o.prefill_chunk = chunk;
   o.max_queue = max_queue;
   return o;

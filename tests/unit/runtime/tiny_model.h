@@ -1,7 +1,8 @@
 #pragma once
 // A tiny random llama model written as a GGUF file, for tests that run the whole
-// engine in milliseconds: 2 layers, n_embd 32, 4 heads (2 KV heads, head dim 8),
-// n_ff 64, F32 weights, and a byte-level BPE vocab ("gpt2", pre "default") of
+// engine in milliseconds: 2 layers, n_embd 128, 2 heads (1 KV head, head dim 64:
+// the head size of real models, so the SIMD attention kernels run, not only
+// their scalar twins), n_ff 256, F32 weights, and a byte-level BPE vocab ("gpt2", pre "default") of
 // 256 byte tokens + <|endoftext|> (id 0, also BOS/EOS) + a few merges.
 //
 // Weights: matrices ~ normal(0, 1/sqrt(fan_in)), token_embd ~ normal(0, 1),
@@ -30,10 +31,10 @@ struct TinyModelSpec {
   uint64_t noise_seed = 2;
   bool add_bos = false;
   int n_layer = 2;
-  int n_embd = 32;
-  int n_head = 4;
-  int n_kv_head = 2;
-  int n_ff = 64;
+  int n_embd = 128;
+  int n_head = 2;
+  int n_kv_head = 1;
+  int n_ff = 256;
   int n_ctx_train = 512;
 };
 

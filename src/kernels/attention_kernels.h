@@ -11,7 +11,7 @@
 
 #include "platform/cpu.h"
 
-namespace kestrel::kv {
+namespace kestrel::kernels {
 
 // One head's rows as blocks of `block_len` rows of d values. Logical block b
 // (rows [b * block_len, (b + 1) * block_len)) starts at k + ids[b] * stride (and
@@ -37,12 +37,8 @@ using AttendF16Fn = void (*)(const KvBlocks<uint16_t>& kv, int64_t n, int d, con
                              float* out);
 using AttendF32Fn = void (*)(const KvBlocks<float>& kv, int64_t n, int d, const float* q, float scale, float* out);
 
-struct AttentionKernels {
-  AttendF16Fn f16;
-  AttendF32Fn f32;
-};
-
-const AttentionKernels& attention_kernels(Isa isa);
+// The kernels are chosen, with the KV type and the algorithm, through
+// kernels/attention_set.h.
 
 namespace ref {
 void attend_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out);
@@ -54,4 +50,4 @@ void attend_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, 
 void attend_f32(const KvBlocks<float>& kv, int64_t n, int d, const float* q, float scale, float* out);
 }  // namespace avx512
 
-}  // namespace kestrel::kv
+}  // namespace kestrel::kernels

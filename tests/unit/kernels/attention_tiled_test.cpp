@@ -1,8 +1,10 @@
-// Tiled prompt attention (kv/attention_tiled.h): the polynomial exp against
+// Tiled prompt attention (kernels/attention_tiled.h): the polynomial exp against
 // std::exp, the scalar twin against a double-precision softmax attention, and
 // the AVX-512 kernel against the scalar twin bit for bit, over paged blocks in
 // scrambled order, rows that see different prefixes, and tile edges.
-#include "kv/attention_tiled.h"
+#include "kernels/attention_tiled.h"
+#include "kernels/attention_set.h"
+#include "core/error.h"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +18,7 @@
 
 #include "core/fp16.h"
 
-namespace kestrel::kv {
+namespace kestrel::kernels {
 namespace {
 
 // A paged cache for one kv head: n positions in blocks of `block_len`, the
@@ -163,11 +165,52 @@ TEST(AttentionTiled, F16ScalarMatchesReferenceAndSimdMatchesScalarBitForBit) {
   for (const Case& c : cases()) run_case<uint16_t>(c, seed++);
 }
 
-TEST(AttentionTiled, DispatchFallsBackToTheTwinBelowAvx512) {
-  EXPECT_EQ(attention_tile_kernels(Isa::Scalar).f16, &ref::attend_tile_f16);
-  EXPECT_EQ(attention_tile_kernels(Isa::Avx2).f32, &ref::attend_tile_f32);
-  if (isa_supported(Isa::Avx512)) EXPECT_EQ(attention_tile_kernels(Isa::Avx512).f16, &avx512::attend_tile_f16);
+TEST(AttentionKernelSet, FallsBackToTheTwinBelowAvx512) {
+  for (DType t : {DType::F16, DType::F32}) {
+    const AttentionKernelSet& scalar = attention_kernel_set(t, AttentionAlgo::Exact, Isa::Scalar);
+    const AttentionKernelSet& avx2 = attention_kernel_set(t, AttentionAlgo::Exact, Isa::Avx2);
+    EXPECT_EQ(scalar.kv_type, t);
+    EXPECT_EQ(avx2.row, scalar.row);  // no AVX2 attention yet: the twin
+    EXPECT_EQ(avx2.tile, scalar.tile);
+    if (isa_supported(Isa::Avx512)) {
+      const AttentionKernelSet& simd = attention_kernel_set(t, AttentionAlgo::Exact, Isa::Avx512);
+      EXPECT_NE(simd.row, scalar.row);
+      EXPECT_NE(simd.tile, scalar.tile);
+    } else {
+      GTEST_LOG_(INFO) << "no AVX-512 on this CPU: its attention kernels are not checked";
+    }
+  }
+}
+
+TEST(AttentionKernelSet, RefusesAPairWithoutKernelsNamingTheValidOnes) {
+  EXPECT_FALSE(has_attention_kernels(DType::Q4_K, AttentionAlgo::Exact));
+  try {
+    attention_kernel_set(DType::Q4_K, AttentionAlgo::Exact, Isa::Scalar);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("q4_K"), std::string::npos) << what;
+    EXPECT_NE(what.find("f16+exact"), std::string::npos) << what;
+    EXPECT_NE(what.find("f32+exact"), std::string::npos) << what;
+  }
+}
+
+TEST(AttentionKernelSet, ErasedRowsReachTheTypedKernel) {
+  // The set's row function on erased rows equals the typed twin on the same rows.
+  constexpr int d = 64, n = 37;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::vector<uint16_t> k(n * d), v(n * d);
+  std::vector<float> q(d), a(d), b(d);
+  for (auto& x : k) x = f32_to_fp16(nd(rng));
+  for (auto& x : v) x = f32_to_fp16(nd(rng));
+  for (auto& x : q) x = nd(rng);
+  const KvBlocks<uint16_t> typed = contiguous_rows(k.data(), v.data(), n);
+  const KvRows erased{k.data(), v.data(), typed.ids, 0, typed.block_len};
+  attention_kernel_set(DType::F16, AttentionAlgo::Exact, Isa::Scalar).row(erased, n, d, q.data(), 0.125f, a.data());
+  ref::attend_f16(typed, n, d, q.data(), 0.125f, b.data());
+  EXPECT_EQ(a, b);
 }
 
 }  // namespace
-}  // namespace kestrel::kv
+}  // namespace kestrel::kernels

@@ -12,9 +12,9 @@
 
 #include "kernels/avx512/avx512-inl.h"
 #include "kernels/f32_kernels.h"
-#include "kv/attention_tiled.h"
+#include "kernels/attention_tiled.h"
 
-namespace kestrel::kv::avx512 {
+namespace kestrel::kernels::avx512 {
 namespace {
 
 constexpr int kRows = 4;  // query rows processed together
@@ -168,4 +168,4 @@ void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, flo
   attend_tile(kv, d, rows, scale, scratch);
 }
 
-}  // namespace kestrel::kv::avx512
+}  // namespace kestrel::kernels::avx512

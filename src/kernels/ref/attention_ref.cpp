@@ -10,9 +10,9 @@
 #include <limits>
 
 #include "core/fp16.h"
-#include "kv/attention_kernels.h"
+#include "kernels/attention_kernels.h"
 
-namespace kestrel::kv::ref {
+namespace kestrel::kernels::ref {
 namespace {
 
 float dot_like_ggml(const float* a, const float* b, int n) {
@@ -83,4 +83,4 @@ void attend_f32(const KvBlocks<float>& kv, int64_t n, int d, const float* q, flo
   attend<false>(kv, n, d, q, scale, out);
 }
 
-}  // namespace kestrel::kv::ref
+}  // namespace kestrel::kernels::ref

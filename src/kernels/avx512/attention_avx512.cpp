@@ -6,9 +6,9 @@
 #include <cmath>
 #include <limits>
 
-#include "kv/attention_kernels.h"
+#include "kernels/attention_kernels.h"
 
-namespace kestrel::kv::avx512 {
+namespace kestrel::kernels::avx512 {
 namespace {
 
 // Lanes of one 512-bit accumulator folded as the scalar twin folds them.
@@ -99,4 +99,4 @@ void attend_f32(const KvBlocks<float>& kv, int64_t n, int d, const float* q, flo
   attend<false>(kv, n, d, q, scale, out);
 }
 
-}  // namespace kestrel::kv::avx512
+}  // namespace kestrel::kernels::avx512

@@ -1,5 +1,5 @@
 // Scalar twin of the tiled prompt attention (algorithm and summation order in
-// kv/attention_tiled.h), and the dispatch.
+// kernels/attention_tiled.h), and the dispatch.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,9 +7,9 @@
 
 #include "core/fp16.h"
 #include "kernels/f32_kernels.h"
-#include "kv/attention_tiled.h"
+#include "kernels/attention_tiled.h"
 
-namespace kestrel::kv {
+namespace kestrel::kernels {
 
 // [K^T tile: d x 64][V tile: 64 x d][acc: 64 rows x d][m: 64][l: 64][p: 64 x 64]
 size_t tile_scratch_floats(int d) {
@@ -127,10 +127,4 @@ void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, flo
 
 }  // namespace ref
 
-const AttentionTileKernels& attention_tile_kernels(Isa isa) {
-  static const AttentionTileKernels scalar{ref::attend_tile_f16, ref::attend_tile_f32};
-  static const AttentionTileKernels simd{avx512::attend_tile_f16, avx512::attend_tile_f32};
-  return isa >= Isa::Avx512 && isa_supported(Isa::Avx512) ? simd : scalar;
-}
-
-}  // namespace kestrel::kv
+}  // namespace kestrel::kernels

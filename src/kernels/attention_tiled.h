@@ -27,10 +27,10 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "kv/attention_kernels.h"
+#include "kernels/attention_kernels.h"
 #include "platform/cpu.h"
 
-namespace kestrel::kv {
+namespace kestrel::kernels {
 
 constexpr int kKvTile = 64;     // key positions per tile (ggml's GGML_FA_TILE_KV)
 constexpr int kMaxTileRows = 64;  // query rows per call
@@ -74,13 +74,9 @@ using AttendTileF16Fn = void (*)(const KvBlocks<uint16_t>& kv, int d, const Tile
 using AttendTileF32Fn = void (*)(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale,
                                  float* scratch);
 
-struct AttentionTileKernels {
-  AttendTileF16Fn f16;
-  AttendTileF32Fn f32;
-};
-
-// AVX-512 when isa allows it (d a multiple of 16), else the scalar twin.
-const AttentionTileKernels& attention_tile_kernels(Isa isa);
+// The kernels are chosen, with the KV type and the algorithm, through
+// kernels/attention_set.h. The AVX-512 version needs d a multiple of 64 (every
+// llama-family head size is 64 or 128) and runs its scalar twin otherwise.
 
 namespace ref {
 void attend_tile_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);
@@ -92,4 +88,4 @@ void attend_tile_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, 
 void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale, float* scratch);
 }  // namespace avx512
 
-}  // namespace kestrel::kv
+}  // namespace kestrel::kernels

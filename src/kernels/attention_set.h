@@ -1,0 +1,62 @@
+#pragma once
+// The attention kernels of one (KV element type, algorithm) pair at one Isa
+// level: what the engine core picks once per session (runtime/engine_core.h)
+// and hands to every forward pass. A new KV format or attention algorithm is a
+// new row of the table in attention_set.cpp, not a new code path: the model
+// and the KV cache call whatever set they were given.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/dtype.h"
+#include "kernels/attention_kernels.h"
+#include "kernels/attention_tiled.h"
+#include "platform/cpu.h"
+
+namespace kestrel::kernels {
+
+// How attention is computed (the `attn` slot of the engine configuration).
+enum class AttentionAlgo : uint8_t {
+  Exact,  // float scores and softmax over the cache's values, llama.cpp's flash attention order
+};
+std::string_view attention_algo_name(AttentionAlgo algo);  // "exact"
+
+// One head's cached rows with the element type erased: the set that receives
+// them was picked for the cache's type. Logical block b starts at
+// k + ids[b] * stride_bytes (likewise v); rows inside a block are contiguous.
+struct KvRows {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const int32_t* ids = nullptr;
+  int64_t stride_bytes = 0;
+  int64_t block_len = 0;
+};
+
+template <class T>
+KvBlocks<T> typed_rows(const KvRows& r) {
+  return KvBlocks<T>{static_cast<const T*>(r.k), static_cast<const T*>(r.v), r.ids,
+                     r.stride_bytes / static_cast<int64_t>(sizeof(T)), r.block_len};
+}
+
+// One query row against n rows (decode, and batches under kMinTiledTokens).
+using AttendRowFn = void (*)(const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out);
+// Up to kMaxTileRows query rows of one sequence and kv head (prompt batches).
+using AttendTileFn = void (*)(const KvRows& kv, int d, const TileRows& rows, float scale, float* scratch);
+
+struct AttentionKernelSet {
+  DType kv_type;
+  AttentionAlgo algo;
+  Isa isa;  // the level the set was resolved for (entries may come from lower ones)
+  AttendRowFn row;
+  AttendTileFn tile;
+};
+
+// The set for (kv_type, algo) at `isa`, by the project's dispatch rule
+// (platform/dispatch.h). Throws kestrel::Error listing the pairs that exist
+// when this one has no kernels.
+const AttentionKernelSet& attention_kernel_set(DType kv_type, AttentionAlgo algo, Isa isa);
+bool has_attention_kernels(DType kv_type, AttentionAlgo algo);
+// "f16+exact, f32+exact": the pairs with kernels, for messages.
+std::string attention_pairs_text();
+
+}  // namespace kestrel::kernels

@@ -1,0 +1,36 @@
+#pragma once
+// The engine configuration: one typed slot per switchable part of the engine.
+// Every host (Session for run/chat/bench, the Scheduler for serve, the
+// perplexity/KLD evaluator) builds its engine core (runtime/engine_core.h) from
+// one of these. A switch is a registry entry (switches/registry.h) that
+// installs a value into its slot; nothing else reads switches, and no kernel
+// looks at the environment. docs/architecture.md has the picture.
+#include <cstdint>
+#include <string_view>
+
+#include "core/dtype.h"
+#include "kernels/attention_set.h"
+#include "ops/matmul.h"
+#include "platform/cpu.h"
+#include "sampling/params.h"
+
+namespace kestrel {
+
+// How tokens are produced after the prompt: the slot speculative decoding
+// (draft models, n-gram lookup, EAGLE-3, QSpec) plugs into.
+enum class DecodePolicy : uint8_t {
+  Plain,  // one forward pass of the target model per token
+};
+std::string_view decode_policy_name(DecodePolicy policy);  // "plain"
+
+struct EngineConfig {
+  int n_threads = 0;                   // `threads`; 0 = one per core
+  Isa isa = best_isa();                // `isa`: the highest kernel level any kernel may use
+  DType kv_type = DType::F16;          // `kv`: the KV store's element type
+  kernels::AttentionAlgo attention = kernels::AttentionAlgo::Exact;  // with kv_type, picks the attention kernels
+  MatmulOptions matmul = {};           // `matmul`: the weight kernels
+  SamplerKind sampler = SamplerKind::Auto;  // `sampling`
+  DecodePolicy decode = DecodePolicy::Plain;
+};
+
+}  // namespace kestrel

@@ -1,0 +1,271 @@
+// Every switch reaches every host. Walks the registry: for each switch and each
+// value this CPU runs that differs from the default configuration, each host
+// (Session: run/chat/bench's engine; Scheduler: serve; the perplexity
+// evaluator; bench) is built with the setting and must
+//   - report it back (the host's resolved configuration, as the host prints
+//     it: bench JSON, the server's /props, perplexity's header), and
+//   - show the switch's declared effect (switches/registry.h SwitchEffect):
+//     other logits, other draws for one seed, or neither.
+// A switch added later that does not reach a host fails here.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <future>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "model/quantize.h"
+#include "ops/matmul.h"
+#include "platform/cpu.h"
+#include "runtime/bench.h"
+#include "runtime/perplexity.h"
+#include "runtime/scheduler.h"
+#include "runtime/session.h"
+#include "switches/registry.h"
+#include "unit/runtime/tiny_model.h"
+
+namespace kestrel {
+namespace {
+
+// The tiny model in Q8_0, so that the weight kernels have panels, vec_dot and
+// SIMD versions to choose from (F32 weights have one path only).
+struct QuantizedTiny {
+  testing::LoadedTinyModel f32{"switch_hosts"};
+  std::string path = f32.path + ".q8_0.gguf";
+  std::unique_ptr<Model> model;
+  QuantizedTiny() {
+    QuantizeOptions qo;
+    qo.type = DType::Q8_0;
+    qo.pure = true;
+    quantize_model(f32.path, path, qo);
+    model = load_model(path);
+  }
+  ~QuantizedTiny() { std::filesystem::remove(path); }
+};
+
+const Model& tiny_q8() {
+  static QuantizedTiny t;
+  return *t.model;
+}
+
+std::vector<int32_t> prompt() {
+  return tiny_q8().tokenizer().encode("The cat sat on the mat and looked at the birds in the garden", true, false);
+}
+
+EngineConfig config_with(const SwitchSetting& s) {
+  EngineConfig c;
+  c.n_threads = 2;
+  if (!s.name.empty()) apply_switch(c, s);
+  return c;
+}
+
+// What a host shows: its reported value of the switch, every logit of the
+// prompt (or per-token log-probs for the server), and a seeded sample.
+struct Observed {
+  std::string reported;
+  std::vector<float> numbers;
+  std::vector<int32_t> draws;
+};
+
+GenerateOptions seeded(int n) {
+  GenerateOptions g;
+  g.max_tokens = n;
+  g.sampling.temperature = 1.0f;
+  g.sampling.top_k = 0;
+  g.sampling.top_p = 1.0f;
+  g.sampling.min_p = 0.0f;
+  g.sampling.seed = 1234;
+  g.stop_at_eog = false;
+  return g;
+}
+
+Observed via_session(const SwitchSpec& spec, const SwitchSetting& s) {
+  SessionOptions so;
+  so.n_ctx = 128;
+  so.engine = config_with(s);
+  Session session(tiny_q8(), so);
+  Observed o;
+  o.reported = spec.current(session.config());
+  o.numbers = session.append_all_logits(prompt());
+  session.clear();
+  o.draws = generate(session, prompt(), seeded(12)).tokens;
+  return o;
+}
+
+Observed via_scheduler(const SwitchSpec& spec, const SwitchSetting& s) {
+  SchedulerOptions so;
+  so.n_slots = 1;
+  so.n_ctx_slot = 128;
+  so.engine = config_with(s);
+  Scheduler sched(tiny_q8(), so);
+  Observed o;
+  o.reported = spec.current(sched.config());
+  auto run = [&](int n_logprobs, bool greedy) {
+    std::promise<std::vector<TokenLogprob>> lps_done;
+    std::promise<std::vector<int32_t>> tokens_done;
+    std::vector<TokenLogprob> lps;
+    CompletionRequest req;
+    req.prompt = prompt();
+    req.gen = seeded(12);
+    if (greedy) req.gen.sampling.temperature = 0.0f;
+    req.n_logprobs = n_logprobs;
+    req.reuse_prefix = false;
+    req.on_event = [&](CompletionEvent&& ev) {
+      for (auto& l : ev.logprobs) lps.push_back(std::move(l));
+      if (ev.done) {
+        lps_done.set_value(lps);
+        tokens_done.set_value(ev.result.tokens);
+      }
+      return true;
+    };
+    auto lf = lps_done.get_future();
+    auto tf = tokens_done.get_future();
+    EXPECT_EQ(sched.submit(std::move(req)).status, SubmitStatus::Accepted);
+    return std::make_pair(lf.get(), tf.get());
+  };
+  // Numbers: greedy log-probs (top 20 of every position; greedy tokens do not
+  // move with float rounding). Draws: a seeded sample.
+  for (const auto& l : run(20, true).first)
+    for (const auto& [id, lp] : l.top) o.numbers.push_back(lp);
+  o.draws = run(0, false).second;
+  return o;
+}
+
+Observed via_perplexity(const SwitchSpec& spec, const SwitchSetting& s) {
+  const std::vector<int32_t> tokens = tiny_q8().tokenizer().encode(testing::tiny_text(), true, false);
+  PerplexityOptions po;
+  po.n_ctx = 64;
+  po.n_chunks = 2;
+  po.n_batch = 64;
+  po.engine = config_with(s);
+  const PerplexityResult r = run_perplexity(tiny_q8(), tokens, po);
+  Observed o;
+  o.reported = spec.current(r.engine);
+  o.numbers = {static_cast<float>(r.nll_sum)};
+  return o;
+}
+
+std::string via_bench(const SwitchSpec& spec, const SwitchSetting& s) {
+  BenchCase c;
+  c.n_gen = 2;
+  c.reps = 1;
+  c.warmup = false;
+  c.switches = {{"threads", "2"}};
+  if (!s.name.empty() && s.name != "threads") c.switches.push_back(s);
+  if (s.name == "threads") c.switches = {s};
+  const BenchResult r = run_bench(tiny_q8(), describe_model(tiny_q8(), "tiny"), c);
+  return spec.current(r.engine);
+}
+
+void expect_effect(SwitchEffect effect, const Observed& base, const Observed& got, const std::string& where) {
+  ASSERT_EQ(base.numbers.size(), got.numbers.size()) << where;
+  const bool same_numbers = base.numbers == got.numbers;
+  switch (effect) {
+    case SwitchEffect::Logits: {
+      EXPECT_FALSE(same_numbers) << where << ": identical numbers, the switch did not reach the kernels";
+      double worst = 0, mag = 1;
+      for (size_t i = 0; i < base.numbers.size(); ++i) {
+        worst = std::max(worst, static_cast<double>(std::fabs(base.numbers[i] - got.numbers[i])));
+        mag = std::max(mag, static_cast<double>(std::fabs(base.numbers[i])));
+      }
+      // Every switch of today is exact up to float rounding or F16 storage.
+      EXPECT_LT(worst, 2e-2 * mag) << where << ": max |diff| " << worst;
+      break;
+    }
+    case SwitchEffect::Draws:
+      EXPECT_TRUE(same_numbers) << where;
+      if (!base.draws.empty()) EXPECT_NE(base.draws, got.draws) << where << ": same draws, the sampler did not change";
+      break;
+    case SwitchEffect::Speed:
+      EXPECT_TRUE(same_numbers) << where;
+      EXPECT_EQ(base.draws, got.draws) << where;
+      break;
+  }
+}
+
+TEST(SwitchHosts, EveryRunnableValueReachesEveryHost) {
+  const SwitchSetting none{};
+  const Observed base_session = via_session(switch_specs()[0], none);
+  const Observed base_sched = via_scheduler(switch_specs()[0], none);
+  const Observed base_ppl = via_perplexity(switch_specs()[0], none);
+  int walked = 0;
+  for (const SwitchSpec& spec : switch_specs()) {
+    std::vector<std::string> values = spec.values;
+    if (values.empty()) values = {"1"};  // integer switches (threads): one value other than the default 2
+    for (const std::string& value : values) {
+      const SwitchSetting s{spec.name, value};
+      const std::string where = s.label();
+      if (!spec.unsupported(value).empty()) {
+        GTEST_LOG_(INFO) << where << " skipped: " << spec.unsupported(value);
+        continue;
+      }
+      const std::string expected = spec.current(config_with(s));
+      if (expected == spec.current(config_with(none))) continue;  // the default itself
+      ++walked;
+      SCOPED_TRACE(where);
+      const SwitchEffect effect = spec.effect(value);
+
+      const Observed session = via_session(spec, s);
+      EXPECT_EQ(session.reported, expected) << where << " (session)";
+      expect_effect(effect, base_session, session, where + " (session)");
+
+      const Observed sched = via_scheduler(spec, s);
+      EXPECT_EQ(sched.reported, expected) << where << " (scheduler)";
+      expect_effect(effect, base_sched, sched, where + " (scheduler)");
+
+      const Observed ppl = via_perplexity(spec, s);
+      EXPECT_EQ(ppl.reported, expected) << where << " (perplexity)";
+      expect_effect(effect, Observed{"", base_ppl.numbers, {}}, Observed{"", ppl.numbers, {}}, where + " (perplexity)");
+
+      EXPECT_EQ(via_bench(spec, s), expected) << where << " (bench)";
+    }
+  }
+  // kv=f32, matmul=vecdot, threads=1, sampling=sort and a lower isa run on any x86-64 with AVX2.
+  EXPECT_GE(walked, 4);
+}
+
+TEST(SwitchHosts, DefaultsAreReportedResolved) {
+  SessionOptions so;
+  so.n_ctx = 32;
+  Session session(tiny_q8(), so);
+  EXPECT_GE(session.config().n_threads, 1);
+  EXPECT_TRUE(isa_supported(session.config().isa));
+  const std::string text = engine_settings_text(session.config());
+  for (const auto& spec : switch_specs()) EXPECT_NE(text.find(spec.name + "="), std::string::npos) << text;
+}
+
+TEST(SwitchHosts, OneSwitchSetTwiceWithDifferentValuesIsRefused) {
+  EngineConfig c;
+  EXPECT_THROW(apply_switches(c, {{"threads", "2"}, {"threads", "1"}}), Error);
+  EXPECT_NO_THROW(apply_switches(c, {{"kv", "f32"}, {"kv", "f32"}}));
+  EXPECT_THROW(apply_switch(c, {"kv", "q9_9"}), Error);
+  EXPECT_THROW(apply_switch(c, {"nope", "1"}), Error);
+}
+
+TEST(SwitchHosts, MatmulSwitchPacksOnlyOnThePanelPath) {
+  if (!isa_supported(Isa::Avx512)) GTEST_SKIP() << "the panel kernels need AVX-512, which this CPU lacks";
+  // A model of its own: packing happens once per model.
+  testing::LoadedTinyModel f32("switch_pack");
+  const std::string q8 = f32.path + ".q8_0.gguf";
+  QuantizeOptions qo;
+  qo.type = DType::Q8_0;
+  qo.pure = true;
+  quantize_model(f32.path, q8, qo);
+  const auto model = load_model(q8);
+  const size_t before = packed_weight_bytes();
+  SessionOptions so;
+  so.n_ctx = 32;
+  so.engine = config_with({"matmul", "vecdot"});
+  { Session vecdot(*model, so); }
+  EXPECT_EQ(packed_weight_bytes(), before) << "vec_dot must not pack weights";
+  so.engine = config_with({"matmul", "panels"});
+  Session panels(*model, so);
+  EXPECT_GT(packed_weight_bytes(), before) << "the panel path packs the weights it uses";
+  std::filesystem::remove(q8);
+}
+
+}  // namespace
+}  // namespace kestrel
