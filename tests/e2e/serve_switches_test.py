@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""`kestrel serve --switch ...` takes effect: the server reports the switches it
+runs with (/props and /metrics) and behaves as `kestrel run` does with the same
+switches, and differently from the defaults.
+
+  - sampling=sort: a seeded completion from the server equals `kestrel run
+    --switch sampling=sort` with the same seed, and differs from the default
+    sampler's (sortfree) run.
+  - matmul=vecdot: the server's log-probs differ from a default server's (other
+    weight kernels, same tokens), and its seeded text equals `kestrel run
+    --switch matmul=vecdot`'s.
+
+Usage: serve_switches_test.py PATH/TO/kestrel   (exit status 0 = all passed)
+"""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loopback import free_port  # noqa: E402
+
+BIN = sys.argv[1]
+CACHE = os.environ.get("KESTREL_CACHE", os.path.expanduser("~/.cache/kestrel"))
+MODEL = os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+PROMPT = "Once upon a time, in a small village by the sea,"
+SEED = 7
+N = 24
+
+passed = 0
+failed = 0
+
+
+def check(cond, name, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok:", name, flush=True)
+    else:
+        failed += 1
+        print("FAILED:", name, detail, flush=True)
+    return cond
+
+
+class Server:
+    def __init__(self, *switches):
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="kestrel_switches_", suffix=".log", delete=False)
+        args = [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port), "-t", "2",
+                "--parallel", "1", "-c", "512"]
+        for s in switches:
+            args += ["--switch", s]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited early: " + self.log_text())
+            try:
+                if self.get("/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server not healthy after 60 s: " + self.log_text())
+
+    def log_text(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()[-3000:]
+
+    def call(self, method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+            r = conn.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            conn.close()
+
+    def get(self, path):
+        return self.call("GET", path)
+
+    def complete(self, temperature, logprobs=0):
+        body = {"prompt": PROMPT, "max_tokens": N, "temperature": temperature, "seed": SEED}
+        if logprobs:
+            body["logprobs"] = logprobs
+        status, text = self.call("POST", "/v1/completions", body)
+        if status != 200:
+            raise RuntimeError(f"completion failed: {status} {text}")
+        return json.loads(text)["choices"][0]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def run_text(*switches):
+    args = [BIN, "run", "-m", MODEL, "-p", PROMPT, "-n", str(N), "--temp", "1", "--seed", str(SEED), "-t", "2",
+            "--no-display-prompt"]
+    for s in switches:
+        args += ["--switch", s]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError("kestrel run failed: " + out.stderr[-2000:])
+    # run ends its output with one newline of its own.
+    return out.stdout[:-1] if out.stdout.endswith("\n") else out.stdout
+
+
+def reported(srv):
+    status, text = srv.get("/props")
+    props = json.loads(text) if status == 200 else {}
+    _, metrics = srv.get("/metrics")
+    return props.get("switches", {}), metrics
+
+
+def top_logprobs(choice):
+    return [v for d in choice["logprobs"]["top_logprobs"] for v in sorted(d.values())]
+
+
+def main():
+    if not os.path.exists(MODEL):
+        print("model missing at", MODEL, "(run scripts/fetch_models.sh)")
+        return 1
+    t0 = time.time()
+    servers = []
+    try:
+        default = Server()
+        servers.append(default)
+        sort = Server("sampling=sort")
+        servers.append(sort)
+        vecdot = Server("matmul=vecdot")
+        servers.append(vecdot)
+
+        sw, metrics = reported(default)
+        check(sw.get("sampling") == "sortfree" and sw.get("matmul") == "panels",
+              "default server reports sampling=sortfree matmul=panels", str(sw))
+        sw, metrics = reported(sort)
+        check(sw.get("sampling") == "sort", "--switch sampling=sort reported by /props", str(sw))
+        check('kestrel_switch{name="sampling",value="sort"} 1' in metrics, "and by /metrics")
+        sw, metrics = reported(vecdot)
+        check(sw.get("matmul") == "vecdot", "--switch matmul=vecdot reported by /props", str(sw))
+        check('kestrel_switch{name="matmul",value="vecdot"} 1' in metrics, "and by /metrics")
+
+        text_sort = sort.complete(1.0)["text"]
+        text_default = default.complete(1.0)["text"]
+        check(text_sort == run_text("sampling=sort"), "sampling=sort: server text == kestrel run's with the switch",
+              repr(text_sort))
+        check(text_default == run_text(), "default: server text == kestrel run's", repr(text_default))
+        check(text_sort != text_default, "sampling=sort draws other tokens than the default sampler for one seed")
+
+        greedy_vecdot = vecdot.complete(0.0, logprobs=5)
+        greedy_default = default.complete(0.0, logprobs=5)
+        check(top_logprobs(greedy_vecdot) != top_logprobs(greedy_default),
+              "matmul=vecdot: other log-probs than the panel kernels (the kernels changed)")
+        text_vecdot = vecdot.complete(1.0)["text"]
+        check(text_vecdot == run_text("matmul=vecdot"), "matmul=vecdot: server text == kestrel run's with the switch",
+              repr(text_vecdot))
+    except Exception as e:  # noqa: BLE001
+        check(False, "unexpected exception", repr(e))
+    finally:
+        for s in servers:
+            code = s.stop()
+            check(code == 0, f"server on port {s.port} stops cleanly", str(code))
+            if failed:
+                print("--- server log ---\n" + s.log_text())
+    print(f"{passed} passed, {failed} failed in {time.time() - t0:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
