@@ -12,17 +12,15 @@ switches, and differently from the defaults.
 
 Usage: serve_switches_test.py PATH/TO/kestrel   (exit status 0 = all passed)
 """
-import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loopback import free_port  # noqa: E402
+from loopback import KestrelServer  # noqa: E402
 
 BIN = sys.argv[1]
 CACHE = os.environ.get("KESTREL_CACHE", os.path.expanduser("~/.cache/kestrel"))
@@ -46,61 +44,27 @@ def check(cond, name, detail=""):
     return cond
 
 
-class Server:
+class Server(KestrelServer):
+    """One slot, 512 positions, with the given --switch settings."""
+
     def __init__(self, *switches):
-        self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="kestrel_switches_", suffix=".log", delete=False)
-        args = [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port), "-t", "2",
-                "--parallel", "1", "-c", "512"]
+        extra = ["--parallel", "1", "-c", "512"]
         for s in switches:
-            args += ["--switch", s]
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("server exited early: " + self.log_text())
-            try:
-                if self.get("/health")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server not healthy after 60 s: " + self.log_text())
-
-    def log_text(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()[-3000:]
-
-    def call(self, method, path, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-            r = conn.getresponse()
-            return r.status, r.read().decode()
-        finally:
-            conn.close()
+            extra += ["--switch", s]
+        super().__init__(BIN, MODEL, *extra)
 
     def get(self, path):
-        return self.call("GET", path)
+        status, _, data = self.request("GET", path)
+        return status, data.decode()
 
     def complete(self, temperature, logprobs=0):
         body = {"prompt": PROMPT, "max_tokens": N, "temperature": temperature, "seed": SEED}
         if logprobs:
             body["logprobs"] = logprobs
-        status, text = self.call("POST", "/v1/completions", body)
+        status, _, data = self.request("POST", "/v1/completions", body, timeout=120)
         if status != 200:
-            raise RuntimeError(f"completion failed: {status} {text}")
-        return json.loads(text)["choices"][0]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+            raise RuntimeError(f"completion failed: {status} {data!r}")
+        return json.loads(data)["choices"][0]
 
 
 def run_text(*switches):
@@ -168,7 +132,7 @@ def main():
         check(False, "unexpected exception", repr(e))
     finally:
         for s in servers:
-            code = s.stop()
+            code = s.stop(signal.SIGINT)
             check(code == 0, f"server on port {s.port} stops cleanly", str(code))
             if failed:
                 print("--- server log ---\n" + s.log_text())

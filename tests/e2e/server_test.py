@@ -22,7 +22,7 @@ import time
 import openai
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loopback import free_port  # noqa: E402
+from loopback import KestrelServer, free_port  # noqa: E402
 
 BIN = sys.argv[1]
 CACHE = os.environ.get("KESTREL_CACHE", os.path.expanduser("~/.cache/kestrel"))
@@ -55,70 +55,11 @@ def check(cond, name, detail=""):
     return cond
 
 
-class ServerProc:
+class ServerProc(KestrelServer):
+    """The server on SmolLM2, 2 threads, with this test's API key as the default."""
+
     def __init__(self, *extra):
-        self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="kestrel_serve_", suffix=".log", delete=False)
-        args = [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port), "-t", "2"] + list(extra)
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("server exited early: " + self.log_text())
-            try:
-                status, _, _ = self.request("GET", "/health")
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server not healthy after 60 s: " + self.log_text())
-
-    def log_text(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()[-3000:]
-
-    def request(self, method, path, body=None, key=KEY, headers=None, timeout=60):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        h = dict(headers or {})
-        if key:
-            h["Authorization"] = "Bearer " + key
-        if body is not None and not isinstance(body, (bytes, str)):
-            body = json.dumps(body)
-            h["Content-Type"] = "application/json"
-        try:
-            conn.request(method, path, body=body, headers=h)
-            r = conn.getresponse()
-            data = r.read()
-            return r.status, dict(r.getheaders()), data
-        finally:
-            conn.close()
-
-    def metrics(self):
-        _, _, data = self.request("GET", "/metrics")
-        out = {}
-        for line in data.decode().splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
-
-    def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
-    def stop(self, sig=signal.SIGTERM, timeout=60):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
+        super().__init__(BIN, MODEL, *extra, key=KEY)
 
 
 def error_of(data):
