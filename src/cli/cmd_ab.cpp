@@ -104,22 +104,24 @@ void add_ab_command(CLI::App& app) {
                      std::to_string(o->reps) + " interleaved reps; perplexity " + std::to_string(o->chunks) +
                      " chunks of " + std::to_string(o->ctx) + " on " + std::filesystem::path(file).filename().string();
     board.rows.push_back({"baseline", "the exact reference path", "", {}, {}, 0, {}, {}, {}, {}});
-    std::vector<std::string> flags = {""};
+    // Each row's engine flags: -t for every row but one that sets threads itself
+    // (one switch is never given two values).
+    std::vector<std::string> flags = {threads};
     for (const auto& s : settings) {
       ScoreRow r;
       r.label = s.label();
       r.changes = find_switch(s.name).changes;
       r.unsupported = find_switch(s.name).unsupported(s.value);
       board.rows.push_back(r);
-      flags.push_back(" --switch " + quote(s.label()));
+      flags.push_back((s.name == "threads" ? "" : threads) + " --switch " + quote(s.label()));
     }
 
     // Accuracy: the baseline saves its logits, each switch is compared with them.
     std::cerr << "ab: baseline perplexity\n";
     const std::string common = " -m " + quote(model) + " -c " + std::to_string(o->ctx) + " --chunks " +
-                               std::to_string(o->chunks) + threads;
-    const std::string base_out =
-        run(exe + " perplexity" + common + " -f " + quote(file) + " --kl-divergence-base " + quote(base_kld));
+                               std::to_string(o->chunks);
+    const std::string base_out = run(exe + " perplexity" + common + flags[0] + " -f " + quote(file) +
+                                     " --kl-divergence-base " + quote(base_kld));
     board.rows[0].ppl = grab(base_out, R"(Final estimate: PPL = ([0-9.eE+-]+))");
     for (size_t i = 1; i < board.rows.size(); ++i) {
       ScoreRow& r = board.rows[i];
@@ -139,7 +141,7 @@ void add_ab_command(CLI::App& app) {
         if (!board.rows[i].unsupported.empty()) continue;
         std::cerr << "ab: speed rep " << rep + 1 << "/" << o->reps << " " << board.rows[i].label << "\n";
         const std::string out = run(exe + " bench -m " + quote(model) + " -p " + std::to_string(o->n_prompt) +
-                                    " -n " + std::to_string(o->n_gen) + " -r 1 -o json" + threads + flags[i]);
+                                    " -n " + std::to_string(o->n_gen) + " -r 1 -o json" + flags[i]);
         for (const auto& t : nlohmann::json::parse(out)) {
           const double ts = t.at("avg_ts").get<double>();
           (t.at("n_prompt").get<int>() > 0 ? pp : tg)[i].push_back(ts);
