@@ -133,9 +133,10 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
   for (int l = 0; l < c.n_layer; ++l) {
     const Layer& L = layers_[l];
     for (int64_t t = 0; t < T; ++t) rms_norm_row(&x_[t * E], L.attn_norm.data(), c.rms_eps, E, &xb_[t * E]);
-    matmul_bias(mm, L.wq, L.bq.empty() ? nullptr : L.bq.data(), xb_.data(), T, q_.data());
-    matmul_bias(mm, L.wk, L.bk.empty() ? nullptr : L.bk.data(), xb_.data(), T, k_.data());
-    matmul_bias(mm, L.wv, L.bv.empty() ? nullptr : L.bv.data(), xb_.data(), T, v_.data());
+    const SharedInputOutput qkv[] = {{&L.wq, L.bq.empty() ? nullptr : L.bq.data(), q_.data()},
+                                     {&L.wk, L.bk.empty() ? nullptr : L.bk.data(), k_.data()},
+                                     {&L.wv, L.bv.empty() ? nullptr : L.bv.data(), v_.data()}};
+    matmul_shared_input(mm, qkv, xb_.data(), T);
     for (int64_t t = 0; t < T; ++t) {
       rope_apply(c.rope, &rope_cos_[t * half_rot], &rope_sin_[t * half_rot], &q_[t * q_dim], c.n_head, hd);
       rope_apply(c.rope, &rope_cos_[t * half_rot], &rope_sin_[t * half_rot], &k_[t * kv_dim], c.n_kv_head, hd);
@@ -147,8 +148,8 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
     for (int64_t i = 0; i < T * E; ++i) x_[i] += xb_[i];
 
     for (int64_t t = 0; t < T; ++t) rms_norm_row(&x_[t * E], L.ffn_norm.data(), c.rms_eps, E, &xb_[t * E]);
-    matmul(mm, L.w_gate, xb_.data(), T, gate_.data());
-    matmul(mm, L.w_up, xb_.data(), T, up_.data());
+    const SharedInputOutput gate_up[] = {{&L.w_gate, nullptr, gate_.data()}, {&L.w_up, nullptr, up_.data()}};
+    matmul_shared_input(mm, gate_up, xb_.data(), T);
     ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
       swiglu_inplace(&gate_[t0 * c.n_ff], &up_[t0 * c.n_ff], (t1 - t0) * c.n_ff, ctx.isa);
     });

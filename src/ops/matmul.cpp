@@ -1,6 +1,8 @@
 #include "ops/matmul.h"
 
 #include <algorithm>
+#include <span>
+#include <vector>
 #include <cstdlib>
 #include <string_view>
 
@@ -152,6 +154,71 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
   });
 }
 
+// Several panel-path weights over the same activations (QKV; gate and up): the
+// activations are quantized once and every weight's panels are one parallel
+// region. Decode of a small model is paced by the pool's synchronisations as
+// much as by memory (two per matmul), so this saves two for each extra weight.
+// Precondition: every weight takes MatmulPath::Panels and wants the same
+// activation format.
+void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* const> ws, const float* x,
+                          int64_t n_tokens, std::span<float* const> ys) {
+  const Weight& w0 = *ws[0];
+  const int64_t k = w0.cols;
+  const DType act_type = kernels::quant_kernels(w0.type, ctx.isa).vec_dot_type;
+  const auto& act_kern = kernels::quant_kernels(act_type, ctx.isa);
+  const size_t act_stride = row_bytes(act_type, k);
+  const size_t act_bytes = align64(act_stride * static_cast<size_t>(n_tokens));
+  // Scratch: [activation rows | ActGroups of weight 0 | of weight 1 | ...].
+  std::vector<size_t> groups_stride(ws.size()), groups_at(ws.size());
+  size_t total = act_bytes;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    groups_stride[i] = static_cast<size_t>(k / kernels::panel_format(ws[i]->type)->group);
+    groups_at[i] = total;
+    total += align64(sizeof(kernels::ActGroup) * groups_stride[i] * static_cast<size_t>(n_tokens));
+  }
+  auto* buf = static_cast<uint8_t*>(ctx.scratch.get(total));
+  auto groups = [&](size_t i) { return reinterpret_cast<kernels::ActGroup*>(buf + groups_at[i]); };
+  ctx.pool.parallel_for(n_tokens, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) {
+      uint8_t* row = buf + static_cast<size_t>(t) * act_stride;
+      act_kern.quantize_row(x + t * k, row, k);
+      for (size_t i = 0; i < ws.size(); ++i)
+        kernels::activation_groups(ws[i]->type, row, k, groups(i) + static_cast<size_t>(t) * groups_stride[i]);
+    }
+  });
+
+  // Panels of all weights as one index space: weight i owns [first[i], first[i + 1]).
+  std::vector<const PackedWeight*> packed(ws.size());
+  std::vector<int64_t> first(ws.size() + 1, 0);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    packed[i] = &ws[i]->packed->get(*ws[i], ctx.pool);
+    first[i + 1] = first[i] + packed[i]->panels();
+  }
+  const int64_t panels = first.back();
+  ctx.pool.parallel_for_dynamic(panels, panel_grain(panels, ctx.pool.size()), [&](int64_t p0, int64_t p1, int) {
+    size_t i = 0;
+    for (int64_t p = p0; p < p1; ++p) {
+      while (p >= first[i + 1]) ++i;
+      const Weight& w = *ws[i];
+      const int64_t local = p - first[i];
+      const kernels::PanelFormat& f = *kernels::panel_format(w.type);
+      const kernels::PanelGemmArgs args{k,
+                                        packed[i]->panel(local),
+                                        static_cast<int>(std::min<int64_t>(kernels::kPanelRows,
+                                                                           w.rows - local * kernels::kPanelRows)),
+                                        buf,
+                                        act_stride,
+                                        groups(i),
+                                        groups_stride[i],
+                                        n_tokens,
+                                        ys[i] + local * kernels::kPanelRows,
+                                        w.rows,
+                                        nullptr};
+      kernels::panel_gemm(w.type, ctx.isa)(f, args);
+    }
+  });
+}
+
 }  // namespace
 
 void prepare_weight(const MatmulContext& ctx, const Weight& w) {
@@ -187,12 +254,43 @@ void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n
   matmul_vec_dot(ctx, w, static_cast<const uint8_t*>(act), act_stride, n_tokens, y);
 }
 
-void matmul_bias(const MatmulContext& ctx, const Weight& w, const float* bias, const float* x,
-                 int64_t n_tokens, float* y) {
-  matmul(ctx, w, x, n_tokens, y);
+namespace {
+
+void add_bias(const Weight& w, const float* bias, int64_t n_tokens, float* y) {
   if (!bias) return;
   for (int64_t t = 0; t < n_tokens; ++t)
     for (int64_t r = 0; r < w.rows; ++r) y[t * w.rows + r] += bias[r];
+}
+
+}  // namespace
+
+void matmul_bias(const MatmulContext& ctx, const Weight& w, const float* bias, const float* x,
+                 int64_t n_tokens, float* y) {
+  matmul(ctx, w, x, n_tokens, y);
+  add_bias(w, bias, n_tokens, y);
+}
+
+void matmul_shared_input(const MatmulContext& ctx, std::span<const SharedInputOutput> outs, const float* x,
+                         int64_t n_tokens) {
+  if (n_tokens <= 0 || outs.empty()) return;
+  bool fused = outs.size() > 1;
+  const DType act_type = kernels::quant_kernels(outs[0].w->type, ctx.isa).vec_dot_type;
+  for (const auto& o : outs)
+    fused = fused && o.w->cols == outs[0].w->cols &&
+            matmul_path(o.w->type, n_tokens, ctx.isa, ctx.options) == MatmulPath::Panels &&
+            kernels::quant_kernels(o.w->type, ctx.isa).vec_dot_type == act_type;
+  if (!fused) {
+    for (const auto& o : outs) matmul_bias(ctx, *o.w, o.bias, x, n_tokens, o.y);
+    return;
+  }
+  std::vector<const Weight*> ws;
+  std::vector<float*> ys;
+  for (const auto& o : outs) {
+    ws.push_back(o.w);
+    ys.push_back(o.y);
+  }
+  matmul_panels_shared(ctx, ws, x, n_tokens, ys);
+  for (const auto& o : outs) add_bias(*o.w, o.bias, n_tokens, o.y);
 }
 
 }  // namespace kestrel

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 
 #include "kernels/packed_gemm.h"
 #include "ops/weight.h"
@@ -53,6 +54,20 @@ void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n
 // The same, with a bias [rows] added to every output row (qwen2's QKV projections).
 void matmul_bias(const MatmulContext& ctx, const Weight& w, const float* bias, const float* x,
                  int64_t n_tokens, float* y);
+
+// One weight of a matmul_shared_input call: y [n_tokens, w->rows] = x · wᵀ (+ bias).
+struct SharedInputOutput {
+  const Weight* w;
+  const float* bias;  // [w->rows] or nullptr
+  float* y;
+};
+
+// The same as one matmul_bias per output, with the activations quantized once
+// and the weights run in one parallel region when they all take the panel path
+// with the same activation format (QKV, gate and up): the same bits, fewer
+// thread-pool synchronisations. Otherwise one matmul_bias each.
+void matmul_shared_input(const MatmulContext& ctx, std::span<const SharedInputOutput> outs, const float* x,
+                         int64_t n_tokens);
 
 // Which kernel matmul uses for a weight type, batch size and Isa.
 enum class MatmulPath { VecDot, Panels, PanelsAmx };

@@ -152,6 +152,38 @@ TEST(Matmul, EveryPathMatchesDoubleReference) {
   }
 }
 
+// Weights sharing one input (QKV, gate/up) give the bits of one matmul each,
+// fused (same format, panel path) or not (mixed formats, vec_dot), with biases.
+TEST(Matmul, SharedInputGivesTheBitsOfSeparateMatmuls) {
+  ThreadPool pool(2);
+  Workspace ws;
+  std::vector<Isa> isas = {Isa::Scalar};
+  if (isa_supported(Isa::Avx512)) isas.push_back(Isa::Avx512);
+  for (Isa isa : isas) {
+    for (bool mixed : {false, true}) {
+      Case a = make_case(DType::Q4_0, 48, 256, 1);
+      Case b = make_case(mixed ? DType::Q8_0 : DType::Q4_0, 16, 256, 2);
+      Case c = make_case(DType::Q4_0, 33, 256, 3);  // a partial last panel
+      std::vector<float> bias(33);
+      for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.25f * static_cast<float>(i);
+      for (int64_t n : {1, 3, 17}) {
+        const auto x = activations(n, 256, 7 + static_cast<uint32_t>(n));
+        const MatmulContext ctx{pool, ws, isa, {}};
+        std::vector<float> ya(n * 48), yb(n * 16), yc(n * 33), ra(ya.size()), rb(yb.size()), rc(yc.size());
+        const SharedInputOutput outs[] = {{&a.w, nullptr, ya.data()}, {&b.w, nullptr, yb.data()},
+                                          {&c.w, bias.data(), yc.data()}};
+        matmul_shared_input(ctx, outs, x.data(), n);
+        matmul(ctx, a.w, x.data(), n, ra.data());
+        matmul(ctx, b.w, x.data(), n, rb.data());
+        matmul_bias(ctx, c.w, bias.data(), x.data(), n, rc.data());
+        EXPECT_EQ(ya, ra) << "isa " << isa_name(isa) << " mixed " << mixed << " n " << n;
+        EXPECT_EQ(yb, rb) << "isa " << isa_name(isa) << " mixed " << mixed << " n " << n;
+        EXPECT_EQ(yc, rc) << "isa " << isa_name(isa) << " mixed " << mixed << " n " << n;
+      }
+    }
+  }
+}
+
 TEST(Matmul, PathChoice) {
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q5_0, 8, Isa::Avx512), MatmulPath::VecDot);
