@@ -157,7 +157,8 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
 // Several panel-path weights over the same activations (QKV; gate and up): the
 // activations are quantized once and every weight's panels are one parallel
 // region. Decode of a small model is paced by the pool's synchronisations as
-// much as by memory (two per matmul), so this saves two for each extra weight.
+// much as by memory: one region per weight (a single token's quantization runs
+// on the caller), so this saves one for each extra weight; prompts save two.
 // Precondition: every weight takes MatmulPath::Panels and wants the same
 // activation format.
 void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* const> ws, const float* x,

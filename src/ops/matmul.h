@@ -64,8 +64,9 @@ struct SharedInputOutput {
 
 // The same as one matmul_bias per output, with the activations quantized once
 // and the weights run in one parallel region when they all take the panel path
-// with the same activation format (QKV, gate and up): the same bits, fewer
-// thread-pool synchronisations. Otherwise one matmul_bias each.
+// with the same activation format (QKV, gate and up): the same bits, one
+// thread-pool synchronisation per call at decode instead of one per weight.
+// Otherwise one matmul_bias each.
 void matmul_shared_input(const MatmulContext& ctx, std::span<const SharedInputOutput> outs, const float* x,
                          int64_t n_tokens);
 
