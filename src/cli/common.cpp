@@ -50,7 +50,10 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("-c,--ctx-size", f.ctx, "context size in tokens (0 = the model's)");
   app.add_option("-b,--batch-size", f.batch, "prompt tokens per forward pass");
   add_switch_alias(app, "--isa", "isa", f, "cap the kernel instruction set: scalar, avx2, avx512");
-  add_switch_alias(app, "--cache-type", "kv", f, "KV cache type: f16 or f32");
+  add_switch_alias(app, "--cache-type", "kv", f,
+                   "KV cache type of keys and values: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1");
+  add_switch_alias(app, "-ctk,--cache-type-k", "kv_k", f, "KV cache type of keys (llama.cpp's -ctk)");
+  add_switch_alias(app, "-ctv,--cache-type-v", "kv_v", f, "KV cache type of values (llama.cpp's -ctv)");
   app.add_option_function<std::vector<std::string>>(
       "--switch",
       [&f](const std::vector<std::string>& v) {

@@ -233,3 +233,83 @@ TEST(KvCache, AttentionOverSharedBlocksEqualsContiguousRows) {
 }
 
 }  // namespace kestrel
+
+namespace kestrel {
+
+// Block formats (and K and V of different types): rows are whole quant blocks,
+// so copy-on-write copies a shared block as bytes. A sequence that diverges
+// inside a shared partly filled block sees the common rows byte for byte, and
+// the other sequence's bytes do not move.
+TEST(KvCache, CopyOnWriteIsByteCorrectForBlockFormats) {
+  constexpr int d = 64, n_kv = 2, n_layer = 2;
+  const std::pair<DType, DType> pairs[] = {{DType::Q4_0, DType::Q4_0}, {DType::Q8_0, DType::Q5_1},
+                                           {DType::Q4_1, DType::F16}, {DType::BF16, DType::Q5_0}};
+  for (const auto& [kt, vt] : pairs) {
+    KvCache c(KvShape{n_layer, n_kv, d, 64, 2}, kt, vt);
+    EXPECT_EQ(c.k_row_bytes(), row_bytes(kt, d));
+    EXPECT_EQ(c.v_row_bytes(), row_bytes(vt, d));
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    std::vector<float> k(n_kv * d), v(n_kv * d);
+    auto fill = [&] {
+      for (auto& x : k) x = nd(rng);
+      for (auto& x : v) x = nd(rng);
+    };
+    for (int p = 0; p < 20; ++p) {
+      fill();
+      for (int l = 0; l < n_layer; ++l) c.store(l, 0, p, k.data(), v.data());
+    }
+    c.set_seq_len(0, 20);
+    auto row = [&](int l, int seq, int h, int64_t pos, bool key) {
+      const KvHeadView hv = c.view(l, seq, h);
+      const size_t rb = key ? c.k_row_bytes() : c.v_row_bytes();
+      const auto* base = static_cast<const uint8_t*>(key ? hv.k : hv.v);
+      const int64_t stride = key ? hv.block_stride : hv.v_block_stride;
+      const uint8_t* at = base + hv.blocks[pos / kB] * stride + (pos % kB) * static_cast<int64_t>(rb);
+      return std::vector<uint8_t>(at, at + rb);
+    };
+    std::vector<std::vector<uint8_t>> before;
+    for (int l = 0; l < n_layer; ++l)
+      for (int h = 0; h < n_kv; ++h)
+        for (int64_t p = 0; p < 20; ++p) {
+          before.push_back(row(l, 0, h, p, true));
+          before.push_back(row(l, 0, h, p, false));
+        }
+    c.share_prefix(1, 0, 18);
+    EXPECT_EQ(c.blocks_needed(1, 19), 1);  // the shared partial block is copied first
+    fill();
+    for (int l = 0; l < n_layer; ++l) c.store(l, 1, 18, k.data(), v.data());
+    c.set_seq_len(1, 19);
+    EXPECT_NE(c.block_table(1)[1], c.block_table(0)[1]);
+    EXPECT_EQ(c.block_table(1)[0], c.block_table(0)[0]);
+    size_t i = 0;
+    for (int l = 0; l < n_layer; ++l)
+      for (int h = 0; h < n_kv; ++h)
+        for (int64_t p = 0; p < 20; ++p) {
+          EXPECT_EQ(row(l, 0, h, p, true), before[i]) << dtype_name(kt) << " seq 0 key " << p;
+          EXPECT_EQ(row(l, 0, h, p, false), before[i + 1]) << dtype_name(vt) << " seq 0 value " << p;
+          if (p < 18) {
+            EXPECT_EQ(row(l, 1, h, p, true), before[i]) << dtype_name(kt) << " seq 1 key " << p;
+            EXPECT_EQ(row(l, 1, h, p, false), before[i + 1]) << dtype_name(vt) << " seq 1 value " << p;
+          }
+          i += 2;
+        }
+  }
+}
+
+TEST(KvCache, ATypeWhoseBlockDoesNotDivideTheHeadDimensionNamesTheTypesThatFit) {
+  try {
+    KvCache c(KvShape{1, 1, 48, 16, 1}, DType::F16, DType::Q4_0);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("q4_0"), std::string::npos) << what;
+    EXPECT_NE(what.find("48"), std::string::npos) << what;
+    EXPECT_NE(what.find("types that fit: f32, f16, bf16"), std::string::npos) << what;
+  }
+  // Bytes: K F16 rows of 64 values, V Q4_0 rows (two 18-byte blocks), one block of kBlock positions.
+  KvCache c(KvShape{1, 1, 64, 16, 1}, DType::F16, DType::Q4_0);
+  EXPECT_EQ(c.bytes(), static_cast<size_t>(KvCache::kBlock) * (64 * 2 + 2 * 18));
+}
+
+}  // namespace kestrel
