@@ -25,6 +25,7 @@ Json fields(const BenchResult& r) {
   j["type_v"] = std::string(dtype_name(r.engine.v_type));
   j["n_prompt"] = r.test.n_prompt;
   j["n_gen"] = r.test.n_gen;
+  j["n_depth"] = r.test.n_depth;
   j["test_time"] = r.test_time;
   j["avg_ns"] = r.avg_ns;
   j["stddev_ns"] = r.stddev_ns;
