@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "kernels/attention_quant.h"
+#include "kernels/hadamard.h"
 #include "platform/dispatch.h"
 
 namespace kestrel::kernels {
@@ -25,14 +26,37 @@ void tile_for(const KvRows& kv, int d, const TileRows& rows, float scale, float*
 
 // For every other (K, V) pair of KV types: the format functions are resolved
 // at the candidate's own level, so the scalar entry is the pure scalar twin.
+// A rotated cache (kernels/hadamard.h): q is rotated like K, the output
+// rotated back like V; the kernels themselves see plain rows.
 template <Isa I, void (*Fn)(const KvQuantBlocks&, int64_t, int, const float*, float, float*)>
 void row_quant(const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  float qr[512];
+  if (kv.k_rot) {
+    std::copy(q, q + d, qr);
+    hadamard_chunks(qr, d, kv.k_rot);
+    q = qr;
+  }
   Fn(quant_rows(kv, I), n, d, q, scale, out);
+  if (kv.v_rot) hadamard_chunks(out, d, kv.v_rot);
 }
 
 template <Isa I, void (*Fn)(const KvQuantBlocks&, int, const TileRows&, float, float*)>
 void tile_quant(const KvRows& kv, int d, const TileRows& rows, float scale, float* scratch) {
-  Fn(quant_rows(kv, I), d, rows, scale, scratch);
+  thread_local std::vector<float> rotated;
+  const float* q[kMaxTileRows];
+  for (int r = 0; r < rows.n; ++r) q[r] = rows.q[r];
+  if (kv.k_rot) {
+    rotated.resize(static_cast<size_t>(rows.n) * d);
+    for (int r = 0; r < rows.n; ++r) {
+      float* x = rotated.data() + static_cast<size_t>(r) * d;
+      std::copy(rows.q[r], rows.q[r] + d, x);
+      hadamard_chunks(x, d, kv.k_rot);
+      q[r] = x;
+    }
+  }
+  Fn(quant_rows(kv, I), d, TileRows{q, rows.out, rows.n_visible, rows.n}, scale, scratch);
+  if (kv.v_rot)
+    for (int r = 0; r < rows.n; ++r) hadamard_chunks(rows.out[r], d, kv.v_rot);
 }
 
 struct Candidates {

@@ -40,6 +40,10 @@ struct KvRows {
   int64_t v_stride_bytes = 0;
   DType k_type = DType::F16;
   DType v_type = DType::F16;
+  // Hadamard chunks K and V were rotated in (kernels/hadamard.h; 0: none): the
+  // set rotates q likewise and the output back.
+  int k_rot = 0;
+  int v_rot = 0;
 };
 
 // For the kernels of one plain type (K and V alike, so one stride).

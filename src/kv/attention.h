@@ -20,7 +20,8 @@ struct AttentionParams {
 
 // A head's rows as the kernels take them: the view's blocks, kBlock rows each.
 inline kernels::KvRows head_rows(const KvHeadView& h) {
-  return kernels::KvRows{h.k, h.v, h.blocks, h.block_stride, KvCache::kBlock, h.v_block_stride, h.k_type, h.v_type};
+  return kernels::KvRows{h.k,      h.v,      h.blocks, h.block_stride, KvCache::kBlock, h.v_block_stride,
+                        h.k_type, h.v_type, h.k_rot,  h.v_rot};
 }
 
 // q: [head_dim] of query head `head`; sees positions [0, n_visible).

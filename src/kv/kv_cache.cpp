@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "kernels/attention_set.h"
+#include "kernels/hadamard.h"
 #include "kernels/quant_kernels.h"
 
 namespace kestrel {
@@ -32,7 +33,7 @@ kernels::QuantizeRowFn checked_quantizer(DType type, int head_dim, Isa isa, cons
 
 }  // namespace
 
-KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa)
+KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate)
     : shape_(shape), k_type_(k_type), v_type_(v_type) {
   if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 || shape.n_seq <= 0 ||
       shape.n_pool < 0)
@@ -42,6 +43,8 @@ KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa)
   quantize_v_ = checked_quantizer(v_type, shape.head_dim, isa, "values");
   k_row_bytes_ = kestrel::row_bytes(k_type, shape.head_dim);
   v_row_bytes_ = kestrel::row_bytes(v_type, shape.head_dim);
+  k_rot_ = rotate ? kernels::k_rotation_block(traits(k_type).block_size > 1, shape.head_dim) : 0;
+  v_rot_ = rotate ? kernels::v_rotation_block(traits(v_type).block_size > 1, shape.head_dim) : 0;
   const int64_t n_blocks = shape.n_pool > 0 ? blocks_for(shape.n_pool) : shape.n_seq * blocks_for(shape.n_ctx);
   if (n_blocks > INT32_MAX) fail("kv cache: a pool of ", n_blocks, " blocks is too large");
   k_block_bytes_ = static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * k_row_bytes_;
@@ -115,9 +118,22 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
   const int32_t b = writable_block(seq, pos);
   const int d = shape_.head_dim;
   const size_t row = static_cast<size_t>(pos % kBlock);
+  thread_local std::vector<float> rk, rv;  // rotated copies, when rotating
+  if (k_rot_) rk.assign(k, k + static_cast<size_t>(shape_.n_kv_head) * d);
+  if (v_rot_) rv.assign(v, v + static_cast<size_t>(shape_.n_kv_head) * d);
   for (int h = 0; h < shape_.n_kv_head; ++h) {
-    quantize_k_(k + h * d, k_.data() + block_offset(b, layer, h, k_row_bytes_) + row * k_row_bytes_, d);
-    quantize_v_(v + h * d, v_.data() + block_offset(b, layer, h, v_row_bytes_) + row * v_row_bytes_, d);
+    const float* kh = k + h * d;
+    const float* vh = v + h * d;
+    if (k_rot_) {
+      kernels::hadamard_chunks(rk.data() + h * d, d, k_rot_);
+      kh = rk.data() + h * d;
+    }
+    if (v_rot_) {
+      kernels::hadamard_chunks(rv.data() + h * d, d, v_rot_);
+      vh = rv.data() + h * d;
+    }
+    quantize_k_(kh, k_.data() + block_offset(b, layer, h, k_row_bytes_) + row * k_row_bytes_, d);
+    quantize_v_(vh, v_.data() + block_offset(b, layer, h, v_row_bytes_) + row * v_row_bytes_, d);
   }
 }
 
@@ -128,7 +144,9 @@ KvHeadView KvCache::view(int layer, int seq, int head) const {
                     static_cast<int64_t>(k_block_bytes_),
                     static_cast<int64_t>(v_block_bytes_),
                     k_type_,
-                    v_type_};
+                    v_type_,
+                    k_rot_,
+                    v_rot_};
 }
 
 void KvCache::set_seq_len(int seq, int64_t n) {

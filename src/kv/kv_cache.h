@@ -55,6 +55,8 @@ struct KvHeadView {
   int64_t v_block_stride = 0;  // bytes, values
   DType k_type = DType::F16;
   DType v_type = DType::F16;
+  int k_rot = 0;  // Hadamard chunk K was rotated in before storing (0: none; kernels/hadamard.h)
+  int v_rot = 0;  // likewise V: the attention output must be rotated back
 };
 
 class KvCache {
@@ -70,7 +72,9 @@ class KvCache {
   // `isa` picks the row quantizers that store keys and values (every Isa
   // writes the same bytes). Throws for a type without one, or whose block does
   // not divide the head dimension (naming the types that would).
-  KvCache(KvShape shape, DType k_type, DType v_type, Isa isa = best_isa());
+  // `rotate`: llama.cpp's Hadamard rotation of block-quantized K and V
+  // (kernels/hadamard.h), on by default as in llama.cpp; plain types are never rotated.
+  KvCache(KvShape shape, DType k_type, DType v_type, Isa isa = best_isa(), bool rotate = true);
   KvCache(KvShape shape, DType type, Isa isa = best_isa()) : KvCache(shape, type, type, isa) {}
 
   const KvShape& shape() const { return shape_; }
@@ -79,6 +83,8 @@ class KvCache {
   size_t bytes() const { return k_.size() + v_.size(); }
   size_t k_row_bytes() const { return k_row_bytes_; }  // one head's keys at one position
   size_t v_row_bytes() const { return v_row_bytes_; }  // one head's values at one position
+  int k_rotation() const { return k_rot_; }  // Hadamard chunk of the stored keys, 0 = none
+  int v_rotation() const { return v_rot_; }
 
   // Stores one token's keys and values ([n_kv_head * head_dim] each) at pos,
   // taking blocks from the pool up to pos (and copying a shared block first).
@@ -129,6 +135,7 @@ class KvCache {
   DType k_type_, v_type_;
   QuantizeRowFn quantize_k_ = nullptr, quantize_v_ = nullptr;
   size_t k_row_bytes_ = 0, v_row_bytes_ = 0;
+  int k_rot_ = 0, v_rot_ = 0;
   size_t k_block_bytes_ = 0, v_block_bytes_ = 0;  // one physical block of K (of V), all layers and heads
   std::vector<uint8_t> k_, v_;              // [n_blocks][layer][kv_head][kBlock][head_dim]
   std::vector<int32_t> ref_;                // per physical block: sequences holding it

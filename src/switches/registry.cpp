@@ -85,6 +85,14 @@ std::vector<SwitchSpec> make_specs() {
       {"kv_v", "KV cache element type of values (llama.cpp's -ctv)", kv_type_names(), "f16", kv_unsupported,
        [](EngineConfig& c, const std::string& v) { c.v_type = *dtype_from_name(v); },
        [](const EngineConfig& c) { return std::string(dtype_name(c.v_type)); }, kv_effect, kv_logits_bound},
+      {"kv_rot",
+       "llama.cpp's Hadamard rotation of a block-quantized K or V cache (q8_0, q4_0, ...; head sizes that are "
+       "multiples of 64): auto rotates as llama.cpp does (its LLAMA_ATTN_ROT_DISABLE=1 is off)",
+       {"auto", "off"}, "auto", always_supported,
+       [](EngineConfig& c, const std::string& v) { c.kv_rotation = v == "auto"; },
+       [](const EngineConfig& c) { return std::string(c.kv_rotation ? "auto" : "off"); },
+       // Against the default configuration (an F16 cache, never rotated) nothing changes.
+       [](const std::string&) { return SwitchEffect::Speed; }},
       {"threads", "worker threads of the forward pass", {}, "", always_supported,
        [](EngineConfig& c, const std::string& v) { c.n_threads = std::stoi(v); },
        [](const EngineConfig& c) { return std::to_string(c.n_threads); },
