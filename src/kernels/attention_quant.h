@@ -13,10 +13,12 @@
 // these serve every other combination.
 //
 // Prompt tiles (attention_tiled.h) gather K and V to F32 with the formats'
-// dequantizers and run the tiled F32 algorithm: q stays F32 there. That is the
-// tiled algorithm's numerics, not the one-row path's quantized q (ggml takes
-// its one-row path for quantized caches); the difference is below the K
-// quantization error (tests/unit/kernels/attention_quant_test.cpp).
+// dequantizers and run the tiled F32 algorithm, with q rounded to K's vec_dot
+// type and widened back (attention_set.cpp), so each score is the integer dot
+// product's value up to float summation order. ggml runs its one-row kernel for
+// a quantized cache at every batch size; the tiles keep the per-tile softmax
+// (polynomial exp, one rescale per 64 keys) for prompt speed: that is the
+// remaining difference (tests/unit/kernels/attention_quant_test.cpp bounds it).
 //
 // Scalar twin: ref::attend_quant with the scalar format kernels. The AVX-512
 // version uses the AVX-512 format kernels (vec_dot sums in another order: within

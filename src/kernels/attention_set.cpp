@@ -40,19 +40,24 @@ void row_quant(const KvRows& kv, int64_t n, int d, const float* q, float scale, 
   if (kv.v_rot) hadamard_chunks(out, d, kv.v_rot);
 }
 
+// The tiles see q as the row kernels' integer dot products do: rounded to K's
+// vec_dot type (llama.cpp runs its one-row kernel for a quantized cache at any
+// batch size), then widened back to F32, so a score is the same sum of
+// dequantized products, summed in the tile's order.
 template <Isa I, void (*Fn)(const KvQuantBlocks&, int, const TileRows&, float, float*)>
 void tile_quant(const KvRows& kv, int d, const TileRows& rows, float scale, float* scratch) {
-  thread_local std::vector<float> rotated;
+  thread_local std::vector<float> qs;
+  alignas(64) uint8_t qq[512 * sizeof(float)];
+  const QuantKernels& vd = quant_kernels(quant_kernels(kv.k_type, I).vec_dot_type, I);
+  qs.resize(static_cast<size_t>(rows.n) * d);
   const float* q[kMaxTileRows];
-  for (int r = 0; r < rows.n; ++r) q[r] = rows.q[r];
-  if (kv.k_rot) {
-    rotated.resize(static_cast<size_t>(rows.n) * d);
-    for (int r = 0; r < rows.n; ++r) {
-      float* x = rotated.data() + static_cast<size_t>(r) * d;
-      std::copy(rows.q[r], rows.q[r] + d, x);
-      hadamard_chunks(x, d, kv.k_rot);
-      q[r] = x;
-    }
+  for (int r = 0; r < rows.n; ++r) {
+    float* x = qs.data() + static_cast<size_t>(r) * d;
+    std::copy(rows.q[r], rows.q[r] + d, x);
+    if (kv.k_rot) hadamard_chunks(x, d, kv.k_rot);
+    vd.quantize_row(x, qq, d);
+    vd.dequantize_row(qq, x, d);
+    q[r] = x;
   }
   Fn(quant_rows(kv, I), d, TileRows{q, rows.out, rows.n_visible, rows.n}, scale, scratch);
   if (kv.v_rot)

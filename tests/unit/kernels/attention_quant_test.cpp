@@ -181,10 +181,11 @@ TEST(AttentionQuant, TilesMatchReferenceAndSimdTilesMatchTwinBitForBit) {
       }
       const float scale = 1.0f / std::sqrt(static_cast<float>(d));
       std::vector<float> scratch(tile_scratch_floats(d));
-      ref::attend_tile_quant(quant_rows(h.rows(), Isa::Scalar), d, TileRows{qp, ap, vis, kRows}, scale,
-                             scratch.data());
+      // Through the set: q rounded to K's vec_dot type, as the row kernels see it.
+      attention_kernel_set(pr.k, pr.v, AttentionAlgo::Exact, Isa::Scalar)
+          .tile(h.rows(), d, TileRows{qp, ap, vis, kRows}, scale, scratch.data());
       for (int r = 0; r < kRows; ++r) {
-        const std::vector<double> qd(q[r].begin(), q[r].end());
+        const std::vector<double> qd = q_as_vec_dot(pr.k, q[r]);
         const std::vector<double> want = reference(h, qd, vis[r], scale);
         // F32 q and keys: float rounding of the scores and the polynomial exp.
         const double tol = 1e-4 * vmax(h, vis[r]);
@@ -192,8 +193,8 @@ TEST(AttentionQuant, TilesMatchReferenceAndSimdTilesMatchTwinBitForBit) {
           ASSERT_NEAR(a[r][c], want[c], tol) << label(pr, d, vis[r]) << " row " << r << " c=" << c;
       }
       if (!isa_supported(Isa::Avx512)) continue;
-      avx512::attend_tile_quant(quant_rows(h.rows(), Isa::Avx512), d, TileRows{qp, bp, vis, kRows}, scale,
-                                scratch.data());
+      attention_kernel_set(pr.k, pr.v, AttentionAlgo::Exact, Isa::Avx512)
+          .tile(h.rows(), d, TileRows{qp, bp, vis, kRows}, scale, scratch.data());
       for (int r = 0; r < kRows; ++r) EXPECT_EQ(a[r], b[r]) << label(pr, d, vis[r]) << " row " << r;
     }
 }
