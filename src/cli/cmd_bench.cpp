@@ -14,6 +14,7 @@ void add_bench_command(CLI::App& app) {
     std::vector<std::string> models;
     std::vector<int> n_prompt{512};
     std::vector<int> n_gen{128};
+    std::vector<int> n_depth{0};
     std::vector<int> threads{0};
     std::vector<std::string> isas;
     std::vector<std::string> switches;
@@ -29,12 +30,15 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-m,--model", o->models, "GGUF model file(s); repeat or separate with commas")->delimiter(',');
   cmd->add_option("-p,--n-prompt", o->n_prompt, "prompt sizes (pp tests), comma-separated")->delimiter(',');
   cmd->add_option("-n,--n-gen", o->n_gen, "generated token counts (tg tests), comma-separated")->delimiter(',');
+  cmd->add_option("-d,--n-depth", o->n_depth,
+                  "context depths: tokens in the cache before each timed run, comma-separated (llama-bench's -d)")
+      ->delimiter(',');
   cmd->add_option("-t,--threads", o->threads, "thread counts, comma-separated (default: all cores)")->delimiter(',');
   cmd->add_option("-r,--repetitions", o->reps, "timed runs per test")->check(CLI::Range(1, 1000000));
   cmd->add_option("-b,--batch-size", o->batch, "prompt tokens per forward pass")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--switch", o->switches, "technique switches name=value (kestrel ab lists them), repeatable");
   cmd->add_option("--isa", o->isas, "kernel instruction sets: scalar, avx2, avx512 (default: best)")->delimiter(',');
-  cmd->add_option("--cache-type", o->kv_types, "KV cache types: f16, f32 (each = --switch kv=TYPE)")
+  cmd->add_option("--cache-type", o->kv_types, "KV cache types of K and V: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (each = --switch kv=TYPE)")
       ->delimiter(',');
   cmd->add_option("-o,--output", o->output, "output format: md, json, csv")
       ->check(CLI::IsMember({"md", "json", "csv"}));
@@ -44,6 +48,7 @@ void add_bench_command(CLI::App& app) {
     BenchGrid grid;
     grid.n_prompt = o->n_prompt;
     grid.n_gen = o->n_gen;
+    grid.n_depth = o->n_depth;
     grid.n_threads = o->threads;
     grid.n_batch = o->batch;
     grid.reps = o->reps;

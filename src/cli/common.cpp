@@ -38,6 +38,17 @@ CLI::Option* add_switch_alias(CLI::App& app, const std::string& flag, const std:
 
 }  // namespace
 
+std::vector<std::string> llama_cpp_spellings(int argc, const char* const* argv) {
+  std::vector<std::string> out;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-ctk") out.emplace_back("--cache-type-k");
+    else if (a == "-ctv") out.emplace_back("--cache-type-v");
+    else out.push_back(a);
+  }
+  return out;
+}
+
 void add_model_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("-m,--model", f.model, "GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from the cache)");
   app.add_option_function<int>(
@@ -50,7 +61,11 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("-c,--ctx-size", f.ctx, "context size in tokens (0 = the model's)");
   app.add_option("-b,--batch-size", f.batch, "prompt tokens per forward pass");
   add_switch_alias(app, "--isa", "isa", f, "cap the kernel instruction set: scalar, avx2, avx512");
-  add_switch_alias(app, "--cache-type", "kv", f, "KV cache type: f16 or f32");
+  add_switch_alias(app, "--cache-type", "kv", f,
+                   "KV cache type of keys and values: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1");
+  // -ctk/-ctv reach these through llama_cpp_spellings (CLI11 takes one-letter short flags only).
+  add_switch_alias(app, "--cache-type-k", "kv_k", f, "KV cache type of keys (llama.cpp's -ctk)");
+  add_switch_alias(app, "--cache-type-v", "kv_v", f, "KV cache type of values (llama.cpp's -ctv)");
   app.add_option_function<std::vector<std::string>>(
       "--switch",
       [&f](const std::vector<std::string>& v) {

@@ -29,6 +29,9 @@ struct ModelFlags {
 
 // -m, -c, -b, and the engine flags above.
 void add_model_flags(CLI::App& app, ModelFlags& f);
+// argv with llama.cpp's multi-letter short flags (-ctk, -ctv) spelled as their
+// long forms, which CLI11 can declare (it takes one-letter short flags only).
+std::vector<std::string> llama_cpp_spellings(int argc, const char* const* argv);
 // --sampler (a spelling of sampling=) goes into f; the rest into s.
 void add_sampling_flags(CLI::App& app, SamplingParams& s, ModelFlags& f);
 

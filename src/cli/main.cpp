@@ -1,8 +1,12 @@
 // kestrel: the command-line front end. Subcommands only parse flags and print;
 // the engine does the work. Input errors end with a message and exit code 1.
+#include <algorithm>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
+#include "cli/common.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
@@ -19,7 +23,10 @@ int main(int argc, char** argv) {
   kestrel::cli::add_synth_command(app);
   kestrel::cli::add_serve_command(app);
   try {
-    app.parse(argc, argv);
+    // CLI11 wants the arguments after the program name, last first.
+    std::vector<std::string> args = kestrel::cli::llama_cpp_spellings(argc - 1, argv + 1);
+    std::reverse(args.begin(), args.end());
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const kestrel::Error& e) {

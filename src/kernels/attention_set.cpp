@@ -1,9 +1,12 @@
 #include "kernels/attention_set.h"
 
+#include <algorithm>
 #include <array>
-#include <iterator>
+#include <vector>
 
 #include "core/error.h"
+#include "kernels/attention_quant.h"
+#include "kernels/hadamard.h"
 #include "platform/dispatch.h"
 
 namespace kestrel::kernels {
@@ -21,43 +24,102 @@ void tile_for(const KvRows& kv, int d, const TileRows& rows, float scale, float*
   Fn(typed_rows<T>(kv), d, rows, scale, scratch);
 }
 
+// For every other (K, V) pair of KV types: the format functions are resolved
+// at the candidate's own level, so the scalar entry is the pure scalar twin.
+// A rotated cache (kernels/hadamard.h): q is rotated like K, the output
+// rotated back like V; the kernels themselves see plain rows.
+template <Isa I, void (*Fn)(const KvQuantBlocks&, int64_t, int, const float*, float, float*)>
+void row_quant(const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  float qr[512];
+  if (kv.k_rot) {
+    std::copy(q, q + d, qr);
+    hadamard_chunks(qr, d, kv.k_rot);
+    q = qr;
+  }
+  Fn(quant_rows(kv, I), n, d, q, scale, out);
+  if (kv.v_rot) hadamard_chunks(out, d, kv.v_rot);
+}
+
+// The tiles see q as the row kernels' integer dot products do: rounded to K's
+// vec_dot type (llama.cpp runs its one-row kernel for a quantized cache at any
+// batch size), then widened back to F32, so a score is the same sum of
+// dequantized products, summed in the tile's order.
+template <Isa I, void (*Fn)(const KvQuantBlocks&, int, const TileRows&, float, float*)>
+void tile_quant(const KvRows& kv, int d, const TileRows& rows, float scale, float* scratch) {
+  thread_local std::vector<float> qs;
+  alignas(64) uint8_t qq[512 * sizeof(float)];
+  const QuantKernels& vd = quant_kernels(quant_kernels(kv.k_type, I).vec_dot_type, I);
+  qs.resize(static_cast<size_t>(rows.n) * d);
+  const float* q[kMaxTileRows];
+  for (int r = 0; r < rows.n; ++r) {
+    float* x = qs.data() + static_cast<size_t>(r) * d;
+    std::copy(rows.q[r], rows.q[r] + d, x);
+    if (kv.k_rot) hadamard_chunks(x, d, kv.k_rot);
+    vd.quantize_row(x, qq, d);
+    vd.dequantize_row(qq, x, d);
+    q[r] = x;
+  }
+  Fn(quant_rows(kv, I), d, TileRows{q, rows.out, rows.n_visible, rows.n}, scale, scratch);
+  if (kv.v_rot)
+    for (int r = 0; r < rows.n; ++r) hadamard_chunks(rows.out[r], d, kv.v_rot);
+}
+
 struct Candidates {
-  DType kv_type;
+  DType k_type;
+  DType v_type;
   AttentionAlgo algo;
   PerIsa<AttendRowFn> row;
   PerIsa<AttendTileFn> tile;
 };
 
 // No AVX2 versions yet: that level runs the scalar twins.
-const Candidates kCandidates[] = {
-    {DType::F16, AttentionAlgo::Exact,
-     {row_for<uint16_t, ref::attend_f16>, nullptr, row_for<uint16_t, avx512::attend_f16>},
-     {tile_for<uint16_t, ref::attend_tile_f16>, nullptr, tile_for<uint16_t, avx512::attend_tile_f16>}},
-    {DType::F32, AttentionAlgo::Exact,
-     {row_for<float, ref::attend_f32>, nullptr, row_for<float, avx512::attend_f32>},
-     {tile_for<float, ref::attend_tile_f32>, nullptr, tile_for<float, avx512::attend_tile_f32>}},
-};
-constexpr size_t kPairs = std::size(kCandidates);
+std::vector<Candidates> make_candidates() {
+  std::vector<Candidates> c = {
+      {DType::F16, DType::F16, AttentionAlgo::Exact,
+       {row_for<uint16_t, ref::attend_f16>, nullptr, row_for<uint16_t, avx512::attend_f16>},
+       {tile_for<uint16_t, ref::attend_tile_f16>, nullptr, tile_for<uint16_t, avx512::attend_tile_f16>}},
+      {DType::F32, DType::F32, AttentionAlgo::Exact,
+       {row_for<float, ref::attend_f32>, nullptr, row_for<float, avx512::attend_f32>},
+       {tile_for<float, ref::attend_tile_f32>, nullptr, tile_for<float, avx512::attend_tile_f32>}},
+  };
+  for (DType k : kv_types())
+    for (DType v : kv_types()) {
+      if (k == v && (k == DType::F16 || k == DType::F32)) continue;
+      c.push_back({k, v, AttentionAlgo::Exact,
+                   {row_quant<Isa::Scalar, ref::attend_quant>, nullptr, row_quant<Isa::Avx512, avx512::attend_quant>},
+                   {tile_quant<Isa::Scalar, ref::attend_tile_quant>, nullptr,
+                    tile_quant<Isa::Avx512, avx512::attend_tile_quant>}});
+    }
+  return c;
+}
 
-using Sets = std::array<std::array<AttentionKernelSet, kIsaLevels>, kPairs>;
+const std::vector<Candidates>& candidates() {
+  static const std::vector<Candidates> c = make_candidates();
+  return c;
+}
+
+using Sets = std::vector<std::array<AttentionKernelSet, kIsaLevels>>;
 
 Sets build_sets() {
-  Sets sets{};
-  for (size_t i = 0; i < kPairs; ++i)
+  Sets sets(candidates().size());
+  for (size_t i = 0; i < sets.size(); ++i)
     for (int level = 0; level < kIsaLevels; ++level) {
-      const Candidates& c = kCandidates[i];
+      const Candidates& c = candidates()[i];
       const Isa isa = static_cast<Isa>(level);
-      sets[i][static_cast<size_t>(level)] =
-          AttentionKernelSet{c.kv_type, c.algo, isa, pick_for_isa(c.row, isa), pick_for_isa(c.tile, isa)};
+      sets[i][static_cast<size_t>(level)] = AttentionKernelSet{c.k_type, c.v_type, c.algo, isa,
+                                                               pick_for_isa(c.row, isa), pick_for_isa(c.tile, isa)};
     }
   return sets;
 }
 
-int pair_index(DType kv_type, AttentionAlgo algo) {
-  for (size_t i = 0; i < kPairs; ++i)
-    if (kCandidates[i].kv_type == kv_type && kCandidates[i].algo == algo) return static_cast<int>(i);
+int pair_index(DType k_type, DType v_type, AttentionAlgo algo) {
+  const auto& c = candidates();
+  for (size_t i = 0; i < c.size(); ++i)
+    if (c[i].k_type == k_type && c[i].v_type == v_type && c[i].algo == algo) return static_cast<int>(i);
   return -1;
 }
+
+constexpr AttentionAlgo kAlgos[] = {AttentionAlgo::Exact};
 
 }  // namespace
 
@@ -69,21 +131,56 @@ std::string_view attention_algo_name(AttentionAlgo algo) {
   return "?";
 }
 
-bool has_attention_kernels(DType kv_type, AttentionAlgo algo) { return pair_index(kv_type, algo) >= 0; }
+std::span<const DType> kv_types() {
+  static constexpr DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
+                                     DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1};
+  return kTypes;
+}
+
+bool has_attention_kernels(DType k_type, DType v_type, AttentionAlgo algo) {
+  return pair_index(k_type, v_type, algo) >= 0;
+}
 
 std::string attention_pairs_text() {
   std::string out;
-  for (const Candidates& c : kCandidates)
-    out += (out.empty() ? "" : ", ") + std::string(dtype_name(c.kv_type)) + "+" + std::string(attention_algo_name(c.algo));
+  for (AttentionAlgo a : kAlgos) {
+    std::vector<DType> ks, vs;
+    size_t n = 0;
+    for (const Candidates& c : candidates()) n += c.algo == a ? 1 : 0;
+    // In kv_types() order (llama.cpp's).
+    for (DType t : kv_types())
+      for (const Candidates& c : candidates()) {
+        if (c.algo != a) continue;
+        if (c.k_type == t && std::find(ks.begin(), ks.end(), t) == ks.end()) ks.push_back(t);
+        if (c.v_type == t && std::find(vs.begin(), vs.end(), t) == vs.end()) vs.push_back(t);
+      }
+    if (n == 0) continue;
+    auto names = [](const std::vector<DType>& ts) {
+      std::string t;
+      for (DType x : ts) t += (t.empty() ? "" : ", ") + std::string(dtype_name(x));
+      return t;
+    };
+    out += (out.empty() ? "" : "; ") + std::string(attention_algo_name(a)) + ": ";
+    if (n == ks.size() * vs.size()) {  // every pair: say so in one line
+      out += "K any of " + names(ks) + ", V any of " + names(vs);
+    } else {
+      std::string pairs;
+      for (const Candidates& c : candidates())
+        if (c.algo == a)
+          pairs += (pairs.empty() ? "" : ", ") + std::string("K ") + std::string(dtype_name(c.k_type)) + " V " +
+                   std::string(dtype_name(c.v_type));
+      out += pairs;
+    }
+  }
   return out;
 }
 
-const AttentionKernelSet& attention_kernel_set(DType kv_type, AttentionAlgo algo, Isa isa) {
+const AttentionKernelSet& attention_kernel_set(DType k_type, DType v_type, AttentionAlgo algo, Isa isa) {
   static const Sets sets = build_sets();
-  const int i = pair_index(kv_type, algo);
+  const int i = pair_index(k_type, v_type, algo);
   if (i < 0)
-    fail("no attention kernels for a ", dtype_name(kv_type), " KV cache with attn=", attention_algo_name(algo),
-         " (pairs with kernels: ", attention_pairs_text(), ")");
+    fail("no attention kernels for attn=", attention_algo_name(algo), " over K ", dtype_name(k_type), " and V ",
+         dtype_name(v_type), " (combinations with kernels: ", attention_pairs_text(), ")");
   return sets[static_cast<size_t>(i)][static_cast<size_t>(runnable_isa(isa))];
 }
 

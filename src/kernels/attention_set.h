@@ -5,6 +5,7 @@
 // new row of the table in attention_set.cpp, not a new code path: the model
 // and the KV cache call whatever set they were given.
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -21,17 +22,31 @@ enum class AttentionAlgo : uint8_t {
 };
 std::string_view attention_algo_name(AttentionAlgo algo);  // "exact"
 
+// The KV element types (what -ctk/-ctv take), in llama.cpp's order: f32, f16,
+// bf16, q8_0, q4_0, q4_1, q5_0, q5_1.
+std::span<const DType> kv_types();
+
 // One head's cached rows with the element type erased: the set that receives
-// them was picked for the cache's type. Logical block b starts at
-// k + ids[b] * stride_bytes (likewise v); rows inside a block are contiguous.
+// them was picked for the cache's types (k_type, v_type say which, for the
+// kernels that read any block format). Logical block b starts at
+// k + ids[b] * stride_bytes (v + ids[b] * v_stride_bytes); rows inside a block
+// are contiguous.
 struct KvRows {
   const void* k = nullptr;
   const void* v = nullptr;
   const int32_t* ids = nullptr;
   int64_t stride_bytes = 0;
   int64_t block_len = 0;
+  int64_t v_stride_bytes = 0;
+  DType k_type = DType::F16;
+  DType v_type = DType::F16;
+  // Hadamard chunks K and V were rotated in (kernels/hadamard.h; 0: none): the
+  // set rotates q likewise and the output back.
+  int k_rot = 0;
+  int v_rot = 0;
 };
 
+// For the kernels of one plain type (K and V alike, so one stride).
 template <class T>
 KvBlocks<T> typed_rows(const KvRows& r) {
   return KvBlocks<T>{static_cast<const T*>(r.k), static_cast<const T*>(r.v), r.ids,
@@ -44,19 +59,27 @@ using AttendRowFn = void (*)(const KvRows& kv, int64_t n, int d, const float* q,
 using AttendTileFn = void (*)(const KvRows& kv, int d, const TileRows& rows, float scale, float* scratch);
 
 struct AttentionKernelSet {
-  DType kv_type;
+  DType k_type;
+  DType v_type;
   AttentionAlgo algo;
   Isa isa;  // the level the set was resolved for (entries may come from lower ones)
   AttendRowFn row;
   AttendTileFn tile;
 };
 
-// The set for (kv_type, algo) at `isa`, by the project's dispatch rule
-// (platform/dispatch.h). Throws kestrel::Error listing the pairs that exist
-// when this one has no kernels.
-const AttentionKernelSet& attention_kernel_set(DType kv_type, AttentionAlgo algo, Isa isa);
-bool has_attention_kernels(DType kv_type, AttentionAlgo algo);
-// "f16+exact, f32+exact": the pairs with kernels, for messages.
+// The set for (K type, V type, algo) at `isa`, by the project's dispatch rule
+// (platform/dispatch.h). Throws kestrel::Error listing the combinations that
+// exist when this one has no kernels.
+const AttentionKernelSet& attention_kernel_set(DType k_type, DType v_type, AttentionAlgo algo, Isa isa);
+bool has_attention_kernels(DType k_type, DType v_type, AttentionAlgo algo);
+// K and V of one type.
+inline const AttentionKernelSet& attention_kernel_set(DType kv_type, AttentionAlgo algo, Isa isa) {
+  return attention_kernel_set(kv_type, kv_type, algo, isa);
+}
+inline bool has_attention_kernels(DType kv_type, AttentionAlgo algo) {
+  return has_attention_kernels(kv_type, kv_type, algo);
+}
+// "exact: K and V any of f32, f16, ...": the combinations with kernels, for messages.
 std::string attention_pairs_text();
 
 }  // namespace kestrel::kernels

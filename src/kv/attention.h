@@ -1,8 +1,9 @@
 #pragma once
 // Causal attention of one query token against the cached keys and values of
 // its sequence. Grouped-query: query head h reads kv head h / (n_head / n_kv_head).
-// With an F16 cache the exact kernels round the query to F16 before the dot
-// products, as llama.cpp does, so that scores match its numerics.
+// The exact kernels convert the query to K's vec_dot type before the dot
+// products (F16 for an F16 cache, Q8_0 for Q8_0 keys, ...), as llama.cpp does,
+// so that scores match its numerics.
 #include <cstdint>
 
 #include "kernels/attention_set.h"
@@ -19,7 +20,8 @@ struct AttentionParams {
 
 // A head's rows as the kernels take them: the view's blocks, kBlock rows each.
 inline kernels::KvRows head_rows(const KvHeadView& h) {
-  return kernels::KvRows{h.k, h.v, h.blocks, h.block_stride, KvCache::kBlock};
+  return kernels::KvRows{h.k,      h.v,      h.blocks, h.block_stride, KvCache::kBlock, h.v_block_stride,
+                        h.k_type, h.v_type, h.k_rot,  h.v_rot};
 }
 
 // q: [head_dim] of query head `head`; sees positions [0, n_visible).

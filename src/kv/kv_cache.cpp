@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 #include "core/error.h"
+#include "kernels/attention_set.h"
+#include "kernels/hadamard.h"
 #include "kernels/quant_kernels.h"
 
 namespace kestrel {
@@ -11,25 +14,43 @@ namespace {
 
 int64_t blocks_for(int64_t positions) { return (positions + KvCache::kBlock - 1) / KvCache::kBlock; }
 
+std::string types_fitting(int head_dim) {
+  std::string out;
+  for (DType t : kernels::kv_types())
+    if (head_dim % traits(t).block_size == 0) out += (out.empty() ? "" : ", ") + std::string(dtype_name(t));
+  return out;
+}
+
+kernels::QuantizeRowFn checked_quantizer(DType type, int head_dim, Isa isa, const char* what) {
+  if (!kernels::has_quant_kernels(type) || kernels::quant_kernels(type, isa).quantize_row == nullptr)
+    fail("kv cache: no row quantizer stores ", dtype_name(type), " ", what, " (types that fit head dimension ",
+         head_dim, ": ", types_fitting(head_dim), ")");
+  if (head_dim % traits(type).block_size != 0)
+    fail("kv cache: ", dtype_name(type), " stores blocks of ", traits(type).block_size, " values, which do not divide the head dimension ",
+         head_dim, " (types that fit: ", types_fitting(head_dim), ")");
+  return kernels::quant_kernels(type, isa).quantize_row;
+}
+
 }  // namespace
 
-KvCache::KvCache(KvShape shape, DType type, Isa isa) : shape_(shape), type_(type) {
+KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate)
+    : shape_(shape), k_type_(k_type), v_type_(v_type) {
   if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 || shape.n_seq <= 0 ||
       shape.n_pool < 0)
     fail("kv cache: invalid shape (layers ", shape.n_layer, ", kv heads ", shape.n_kv_head, ", head dim ",
          shape.head_dim, ", ctx ", shape.n_ctx, ", seqs ", shape.n_seq, ", pool ", shape.n_pool, ")");
-  if (!kernels::has_quant_kernels(type) || kernels::quant_kernels(type, isa).quantize_row == nullptr)
-    fail("kv cache: no row quantizer stores ", dtype_name(type), " keys and values");
-  if (shape.head_dim % traits(type).block_size != 0)
-    fail("kv cache: ", dtype_name(type), " stores blocks of ", traits(type).block_size,
-         " values, which do not divide the head dimension ", shape.head_dim);
-  quantize_row_ = kernels::quant_kernels(type, isa).quantize_row;
-  row_bytes_ = kestrel::row_bytes(type, shape.head_dim);
+  quantize_k_ = checked_quantizer(k_type, shape.head_dim, isa, "keys");
+  quantize_v_ = checked_quantizer(v_type, shape.head_dim, isa, "values");
+  k_row_bytes_ = kestrel::row_bytes(k_type, shape.head_dim);
+  v_row_bytes_ = kestrel::row_bytes(v_type, shape.head_dim);
+  k_rot_ = rotate ? kernels::k_rotation_block(traits(k_type).block_size > 1, shape.head_dim) : 0;
+  v_rot_ = rotate ? kernels::v_rotation_block(traits(v_type).block_size > 1, shape.head_dim) : 0;
   const int64_t n_blocks = shape.n_pool > 0 ? blocks_for(shape.n_pool) : shape.n_seq * blocks_for(shape.n_ctx);
   if (n_blocks > INT32_MAX) fail("kv cache: a pool of ", n_blocks, " blocks is too large");
-  block_bytes_ = static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * row_bytes_;
-  k_.assign(static_cast<size_t>(n_blocks) * block_bytes_, 0);
-  v_.assign(static_cast<size_t>(n_blocks) * block_bytes_, 0);
+  k_block_bytes_ = static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * k_row_bytes_;
+  v_block_bytes_ = static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * v_row_bytes_;
+  k_.assign(static_cast<size_t>(n_blocks) * k_block_bytes_, 0);
+  v_.assign(static_cast<size_t>(n_blocks) * v_block_bytes_, 0);
   ref_.assign(static_cast<size_t>(n_blocks), 0);
   // Taken from the back: block 0 first, so a lone sequence is laid out in order.
   free_.resize(static_cast<size_t>(n_blocks));
@@ -43,9 +64,10 @@ int KvCache::checked(int seq) const {
   return seq;
 }
 
-size_t KvCache::block_offset(int32_t b, int layer, int head) const {
+size_t KvCache::block_offset(int32_t b, int layer, int head, size_t row_bytes) const {
   const size_t rows = static_cast<size_t>(layer) * shape_.n_kv_head + head;
-  return static_cast<size_t>(b) * block_bytes_ + rows * kBlock * row_bytes_;
+  const size_t block_bytes = static_cast<size_t>(shape_.n_layer) * shape_.n_kv_head * kBlock * row_bytes;
+  return static_cast<size_t>(b) * block_bytes + rows * kBlock * row_bytes;
 }
 
 int32_t KvCache::take_block() {
@@ -77,12 +99,13 @@ int32_t KvCache::writable_block(int seq, int64_t pos) {
   const int32_t b = t[i];
   if (ref_[b] == 1) return b;
   // Shared: copy the whole block (every layer, the positions before pos are the
-  // common prefix) and write into the copy.
+  // common prefix) and write into the copy. Rows are whole quant blocks, so
+  // the bytes are the copy for every element type.
   const int32_t c = take_block();
-  std::memcpy(k_.data() + static_cast<size_t>(c) * block_bytes_, k_.data() + static_cast<size_t>(b) * block_bytes_,
-              block_bytes_);
-  std::memcpy(v_.data() + static_cast<size_t>(c) * block_bytes_, v_.data() + static_cast<size_t>(b) * block_bytes_,
-              block_bytes_);
+  std::memcpy(k_.data() + static_cast<size_t>(c) * k_block_bytes_,
+              k_.data() + static_cast<size_t>(b) * k_block_bytes_, k_block_bytes_);
+  std::memcpy(v_.data() + static_cast<size_t>(c) * v_block_bytes_,
+              v_.data() + static_cast<size_t>(b) * v_block_bytes_, v_block_bytes_);
   drop_block(b);
   t[i] = c;
   return c;
@@ -94,17 +117,36 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
   if (layer < 0 || layer >= shape_.n_layer) fail("kv cache: layer ", layer, " outside [0, ", shape_.n_layer, ")");
   const int32_t b = writable_block(seq, pos);
   const int d = shape_.head_dim;
-  const size_t row = static_cast<size_t>(pos % kBlock) * row_bytes_;
+  const size_t row = static_cast<size_t>(pos % kBlock);
+  thread_local std::vector<float> rk, rv;  // rotated copies, when rotating
+  if (k_rot_) rk.assign(k, k + static_cast<size_t>(shape_.n_kv_head) * d);
+  if (v_rot_) rv.assign(v, v + static_cast<size_t>(shape_.n_kv_head) * d);
   for (int h = 0; h < shape_.n_kv_head; ++h) {
-    const size_t at = block_offset(b, layer, h) + row;
-    quantize_row_(k + h * d, k_.data() + at, d);
-    quantize_row_(v + h * d, v_.data() + at, d);
+    const float* kh = k + h * d;
+    const float* vh = v + h * d;
+    if (k_rot_) {
+      kernels::hadamard_chunks(rk.data() + h * d, d, k_rot_);
+      kh = rk.data() + h * d;
+    }
+    if (v_rot_) {
+      kernels::hadamard_chunks(rv.data() + h * d, d, v_rot_);
+      vh = rv.data() + h * d;
+    }
+    quantize_k_(kh, k_.data() + block_offset(b, layer, h, k_row_bytes_) + row * k_row_bytes_, d);
+    quantize_v_(vh, v_.data() + block_offset(b, layer, h, v_row_bytes_) + row * v_row_bytes_, d);
   }
 }
 
 KvHeadView KvCache::view(int layer, int seq, int head) const {
-  const size_t at = block_offset(0, layer, head);
-  return KvHeadView{k_.data() + at, v_.data() + at, table_[seq].data(), static_cast<int64_t>(block_bytes_)};
+  return KvHeadView{k_.data() + block_offset(0, layer, head, k_row_bytes_),
+                    v_.data() + block_offset(0, layer, head, v_row_bytes_),
+                    table_[seq].data(),
+                    static_cast<int64_t>(k_block_bytes_),
+                    static_cast<int64_t>(v_block_bytes_),
+                    k_type_,
+                    v_type_,
+                    k_rot_,
+                    v_rot_};
 }
 
 void KvCache::set_seq_len(int seq, int64_t n) {

@@ -12,8 +12,12 @@
 //
 // Layout of one physical block: [layer][kv_head][kBlock][head_dim], so within a
 // block one head's keys are contiguous rows (what the attention loop streams,
-// block after block: kernels/attention_kernels.h). Storage is F16 (llama.cpp's
-// default, and what our logits are compared against) or F32.
+// block after block: kernels/attention_kernels.h). Keys and values have their
+// own element types (llama.cpp's -ctk/-ctv): F16 (llama.cpp's default, and what
+// our logits are compared against), F32, BF16, or a block format (Q8_0, Q4_0,
+// Q4_1, Q5_0, Q5_1: rows of ggml blocks, written by the format's row quantizer
+// as llama.cpp's KV copy writes them). A row is whole blocks, so a block of K
+// and one of V are each a plain byte array and copy-on-write copies them as bytes.
 //
 // Running out of blocks throws an Error carrying the numbers; callers that
 // share the pool (runtime/scheduler.h) admit work only when blocks_needed()
@@ -40,13 +44,19 @@ struct KvShape {
 };
 
 // One (layer, kv head) of a sequence: logical block b of its rows starts at
-// k + blocks[b] * block_stride bytes (likewise v); rows inside a block are
-// contiguous, [kBlock] rows of KvCache::row_bytes(). Element type per KvCache::type().
+// k + blocks[b] * block_stride bytes (v + blocks[b] * v_block_stride); rows
+// inside a block are contiguous, [kBlock] rows of KvCache::k_row_bytes()
+// (v_row_bytes()). Element types per KvCache::k_type() and v_type().
 struct KvHeadView {
   const void* k = nullptr;
   const void* v = nullptr;
   const int32_t* blocks = nullptr;
-  int64_t block_stride = 0;  // bytes
+  int64_t block_stride = 0;    // bytes, keys
+  int64_t v_block_stride = 0;  // bytes, values
+  DType k_type = DType::F16;
+  DType v_type = DType::F16;
+  int k_rot = 0;  // Hadamard chunk K was rotated in before storing (0: none; kernels/hadamard.h)
+  int v_rot = 0;  // likewise V: the attention output must be rotated back
 };
 
 class KvCache {
@@ -59,15 +69,22 @@ class KvCache {
   // and llama.cpp's paged attention use 16 as well.
   static constexpr int kBlock = 16;
 
-  // `isa` picks the row quantizer that stores keys and values (every Isa
+  // `isa` picks the row quantizers that store keys and values (every Isa
   // writes the same bytes). Throws for a type without one, or whose block does
-  // not divide the head dimension.
-  KvCache(KvShape shape, DType type, Isa isa = best_isa());
+  // not divide the head dimension (naming the types that would).
+  // `rotate`: llama.cpp's Hadamard rotation of block-quantized K and V
+  // (kernels/hadamard.h), on by default as in llama.cpp; plain types are never rotated.
+  KvCache(KvShape shape, DType k_type, DType v_type, Isa isa = best_isa(), bool rotate = true);
+  KvCache(KvShape shape, DType type, Isa isa = best_isa()) : KvCache(shape, type, type, isa) {}
 
   const KvShape& shape() const { return shape_; }
-  DType type() const { return type_; }
+  DType k_type() const { return k_type_; }
+  DType v_type() const { return v_type_; }
   size_t bytes() const { return k_.size() + v_.size(); }
-  size_t row_bytes() const { return row_bytes_; }  // one head's keys (or values) at one position
+  size_t k_row_bytes() const { return k_row_bytes_; }  // one head's keys at one position
+  size_t v_row_bytes() const { return v_row_bytes_; }  // one head's values at one position
+  int k_rotation() const { return k_rot_; }  // Hadamard chunk of the stored keys, 0 = none
+  int v_rotation() const { return v_rot_; }
 
   // Stores one token's keys and values ([n_kv_head * head_dim] each) at pos,
   // taking blocks from the pool up to pos (and copying a shared block first).
@@ -109,15 +126,17 @@ class KvCache {
   void shrink_table(int seq, int64_t n_blocks);
   // The physical block for pos, made private to seq (taken or copied).
   int32_t writable_block(int seq, int64_t pos);
-  size_t block_offset(int32_t b, int layer, int head) const;  // bytes
+  // Bytes from the start of the K (or V) pool, rows of row_bytes.
+  size_t block_offset(int32_t b, int layer, int head, size_t row_bytes) const;
 
   using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
 
   KvShape shape_;
-  DType type_;
-  QuantizeRowFn quantize_row_ = nullptr;
-  size_t row_bytes_ = 0;
-  size_t block_bytes_ = 0;  // one physical block of K (or V), all layers and heads
+  DType k_type_, v_type_;
+  QuantizeRowFn quantize_k_ = nullptr, quantize_v_ = nullptr;
+  size_t k_row_bytes_ = 0, v_row_bytes_ = 0;
+  int k_rot_ = 0, v_rot_ = 0;
+  size_t k_block_bytes_ = 0, v_block_bytes_ = 0;  // one physical block of K (of V), all layers and heads
   std::vector<uint8_t> k_, v_;              // [n_blocks][layer][kv_head][kBlock][head_dim]
   std::vector<int32_t> ref_;                // per physical block: sequences holding it
   std::vector<int32_t> free_;               // free block ids; the next one taken is back()

@@ -65,9 +65,10 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
 
 void LlamaModel::check_batch(const Batch& b, const KvCache& cache, const ForwardContext& ctx) const {
   const auto& s = cache.shape();
-  if (ctx.attention.kv_type != cache.type())
-    fail("model: attention kernels for a ", dtype_name(ctx.attention.kv_type), " cache given a ",
-         dtype_name(cache.type()), " cache");
+  if (ctx.attention.k_type != cache.k_type() || ctx.attention.v_type != cache.v_type())
+    fail("model: attention kernels for K ", dtype_name(ctx.attention.k_type), " and V ",
+         dtype_name(ctx.attention.v_type), " given a cache of K ", dtype_name(cache.k_type()), " and V ",
+         dtype_name(cache.v_type()));
   if (s.n_layer != config_.n_layer || s.n_kv_head != config_.n_kv_head || s.head_dim != config_.head_dim)
     fail("model: kv cache shape does not match the model");
   if (b.pos.size() != b.tokens.size() || b.seq.size() != b.tokens.size() || b.want_logits.size() != b.tokens.size())

@@ -92,8 +92,10 @@ BenchModelInfo describe_model(const Model& model, const std::string& filename) {
 }
 
 std::string BenchCase::name() const {
-  if (n_prompt > 0 && n_gen > 0) return "pp" + std::to_string(n_prompt) + "+tg" + std::to_string(n_gen);
-  return n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+  std::string s;
+  if (n_prompt > 0 && n_gen > 0) s = "pp" + std::to_string(n_prompt) + "+tg" + std::to_string(n_gen);
+  else s = n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+  return n_depth > 0 ? s + " @ d" + std::to_string(n_depth) : s;  // llama-bench's spelling
 }
 
 BenchResult run_bench(const Model& model, const BenchModelInfo& info, const BenchCase& c,
@@ -102,6 +104,7 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
     fail("bench: a test has either prompt tokens or generated tokens (got pp ", c.n_prompt, ", tg ", c.n_gen, ")");
   if (c.reps < 1) fail("bench: repetitions must be at least 1, got ", c.reps);
   if (c.n_batch < 1) fail("bench: batch size must be positive, got ", c.n_batch);
+  if (c.n_depth < 0) fail("bench: depth must not be negative, got ", c.n_depth);
 
   BenchResult r;
   r.model = info;
@@ -111,7 +114,7 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   reset_peak_rss();
 
   SessionOptions so;
-  so.n_ctx = c.n_prompt + c.n_gen;
+  so.n_ctx = c.n_depth + c.n_prompt + c.n_gen;
   so.n_batch = c.n_batch;
   apply_switches(so.engine, c.switches);
   // With a sampling switch, tg draws each next token from the logits with
@@ -132,20 +135,29 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   std::mt19937 rng(c.seed);
   std::uniform_int_distribution<int32_t> any_token(0, n_vocab - 1);
   auto first_token = [&] { return bos >= 0 ? bos : any_token(rng); };
+  // The context the timed tokens follow (BOS first); the test's own first
+  // token is then a random id, not a second BOS.
+  std::vector<int32_t> depth_ids(static_cast<size_t>(c.n_depth));
+  for (int i = 0; i < c.n_depth; ++i) depth_ids[static_cast<size_t>(i)] = i == 0 ? first_token() : any_token(rng);
+  auto reset = [&] {
+    session.clear();
+    if (!depth_ids.empty()) session.append(depth_ids);
+  };
+  auto test_first = [&] { return c.n_depth > 0 ? any_token(rng) : first_token(); };
 
   auto run_prompt = [&](int n) {
     std::vector<int32_t> ids(n);
-    ids[0] = first_token();
+    ids[0] = test_first();
     for (int i = 1; i < n; ++i) ids[i] = any_token(rng);
-    session.clear();
+    reset();
     const auto t0 = std::chrono::steady_clock::now();
     session.append(ids);
     return std::chrono::steady_clock::now() - t0;
   };
   auto run_gen = [&](int n) {
-    session.clear();
+    reset();
     Sampler sampler(sampling, n_vocab);
-    int32_t next = first_token();
+    int32_t next = test_first();
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < n; ++i) {
       const auto logits = session.append(std::span<const int32_t>(&next, 1));
@@ -199,17 +211,22 @@ std::vector<BenchCase> bench_cases(const BenchGrid& g) {
         if (kv) base.switches.push_back(parse_switch("kv=" + std::string(dtype_name(*kv))));
         if (isa) base.switches.push_back(parse_switch("isa=" + std::string(isa_name(*isa))));
         base.switches.insert(base.switches.end(), g.switches.begin(), g.switches.end());
-        for (int p : g.n_prompt) {
-          if (p <= 0) continue;
-          BenchCase c = base;
-          c.n_prompt = p;
-          out.push_back(c);
-        }
-        for (int n : g.n_gen) {
-          if (n <= 0) continue;
-          BenchCase c = base;
-          c.n_gen = n;
-          out.push_back(c);
+        for (int depth : g.n_depth) {
+          if (depth < 0) fail("bench: depth must not be negative, got ", depth);
+          for (int p : g.n_prompt) {
+            if (p <= 0) continue;
+            BenchCase c = base;
+            c.n_prompt = p;
+            c.n_depth = depth;
+            out.push_back(c);
+          }
+          for (int n : g.n_gen) {
+            if (n <= 0) continue;
+            BenchCase c = base;
+            c.n_gen = n;
+            c.n_depth = depth;
+            out.push_back(c);
+          }
         }
       }
   return out;

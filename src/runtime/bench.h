@@ -4,6 +4,8 @@
 //    when the vocab adds it), in batches of n_batch (one batch for N <= n_batch);
 //  - a "tg<N>" test decodes N single tokens from an empty cache, each a random
 //    id (BOS first when the vocab adds it), with logits for every token;
+//  - with a depth D (llama-bench's -d), each run first fills the cache with D
+//    random tokens, untimed, so that the test measures at that context depth;
 //  - one warm-up run first (the whole prompt for pp, one token for tg), then
 //    `reps` timed runs, each from a cleared cache; wall time by steady_clock;
 //  - tokens/s of each run = N / seconds; reported as mean and sample standard
@@ -36,13 +38,14 @@ BenchModelInfo describe_model(const Model& model, const std::string& filename);
 struct BenchCase {
   int n_prompt = 0;  // exactly one of n_prompt / n_gen is > 0
   int n_gen = 0;
+  int n_depth = 0;  // tokens in the cache before each timed run (llama-bench's -d)
   int n_batch = 2048;
   int reps = 5;
   bool warmup = true;
   uint32_t seed = 42;  // random token ids
   // The engine's settings (threads, kv, isa, matmul, ...) on top of the defaults.
   std::vector<SwitchSetting> switches;
-  std::string name() const;  // "pp512" / "tg128"
+  std::string name() const;  // "pp512" / "tg128" / "tg128 @ d2048"
 };
 
 struct BenchResult {
@@ -71,6 +74,7 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
 struct BenchGrid {
   std::vector<int> n_prompt{512};
   std::vector<int> n_gen{128};
+  std::vector<int> n_depth{0};
   std::vector<int> n_threads{0};  // 0: the engine's default (one per core)
   std::vector<DType> kv_types{};  // empty: the engine's default (f16)
   std::vector<Isa> isas{};        // empty: the engine's default (the best this CPU runs)

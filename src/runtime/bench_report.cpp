@@ -21,17 +21,18 @@ Json fields(const BenchResult& r) {
   j["model_n_params"] = r.model.n_params;
   j["n_batch"] = r.test.n_batch;
   j["n_threads"] = r.engine.n_threads;
-  j["type_k"] = std::string(dtype_name(r.engine.kv_type));
-  j["type_v"] = std::string(dtype_name(r.engine.kv_type));
+  j["type_k"] = std::string(dtype_name(r.engine.k_type));
+  j["type_v"] = std::string(dtype_name(r.engine.v_type));
   j["n_prompt"] = r.test.n_prompt;
   j["n_gen"] = r.test.n_gen;
+  j["n_depth"] = r.test.n_depth;
   j["test_time"] = r.test_time;
   j["avg_ns"] = r.avg_ns;
   j["stddev_ns"] = r.stddev_ns;
   j["avg_ts"] = r.avg_ts;
   j["stddev_ts"] = r.stddev_ts;
   j["isa"] = std::string(isa_name(r.engine.isa));
-  j["kv_type"] = std::string(dtype_name(r.engine.kv_type));
+  j["kv_type"] = kv_value(r.engine);  // the `kv` switch's spelling: "q8_0", or "q8_0/f16" for K and V apart
   j["peak_rss_bytes"] = r.peak_rss_bytes;
   return j;
 }
@@ -103,7 +104,10 @@ class MarkdownPrinter : public BenchPrinter {
     // Negative widths: left-aligned (text), positive: right-aligned (numbers).
     cols_ = {{"model", -30}, {"size", 10}, {"params", 10}, {"backend", -10}, {"threads", 7}, {"isa", -7}};
     const bool kv_shown = g.kv_types.size() > 1 || (g.kv_types.size() == 1 && g.kv_types[0] != DType::F16);
-    if (kv_shown) cols_.push_back({"type_k", 6});
+    if (kv_shown) {
+      cols_.push_back({"type_k", 6});
+      cols_.push_back({"type_v", 6});
+    }
     cols_.push_back({"peak RSS", 10});
     cols_.push_back({"test", 15});
     cols_.push_back({"t/s", 20});
@@ -128,7 +132,8 @@ class MarkdownPrinter : public BenchPrinter {
       else if (name == "backend") v = "CPU";
       else if (name == "threads") v = std::to_string(r.engine.n_threads);
       else if (name == "isa") v = std::string(isa_name(r.engine.isa));
-      else if (name == "type_k") v = std::string(dtype_name(r.engine.kv_type));
+      else if (name == "type_k") v = std::string(dtype_name(r.engine.k_type));
+      else if (name == "type_v") v = std::string(dtype_name(r.engine.v_type));
       else if (name == "peak RSS") v = bytes_text(r.peak_rss_bytes);
       else if (name == "test") v = r.test.name();
       else if (name == "t/s") {

@@ -26,8 +26,10 @@ std::string_view decode_policy_name(DecodePolicy policy);  // "plain"
 struct EngineConfig {
   int n_threads = 0;                   // `threads`; 0 = one per core
   Isa isa = best_isa();                // `isa`: the highest kernel level any kernel may use
-  DType kv_type = DType::F16;          // `kv`: the KV store's element type
-  kernels::AttentionAlgo attention = kernels::AttentionAlgo::Exact;  // with kv_type, picks the attention kernels
+  DType k_type = DType::F16;           // `kv_k` (`kv` sets both): the KV store's key element type
+  DType v_type = DType::F16;           // `kv_v` (`kv` sets both): its value element type
+  bool kv_rotation = true;             // `kv_rot`: llama.cpp's Hadamard rotation of a block-quantized K/V
+  kernels::AttentionAlgo attention = kernels::AttentionAlgo::Exact;  // with the KV types, picks the attention kernels
   MatmulOptions matmul = {};           // `matmul`: the weight kernels
   SamplerKind sampler = SamplerKind::Auto;  // `sampling`
   DecodePolicy decode = DecodePolicy::Plain;

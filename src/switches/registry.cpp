@@ -25,7 +25,40 @@ std::string matmul_unsupported(const std::string& v) {
 
 std::string kv_unsupported(const std::string& v) {
   const DType t = *dtype_from_name(v);
-  return kernels::has_attention_kernels(t, kernels::AttentionAlgo::Exact) ? "" : "no attention kernels read " + v;
+  // Any KV type has kernels with some algorithm; whether the pair with the
+  // configured algorithm exists is check_engine_config's question.
+  for (DType k : kernels::kv_types())
+    if (k == t) return "";
+  return "no attention kernels read " + v;
+}
+
+std::vector<std::string> kv_type_names() {
+  std::vector<std::string> out;
+  for (DType t : kernels::kv_types()) out.emplace_back(dtype_name(t));
+  return out;
+}
+
+// f16 is the baseline (bit-exact to llama.cpp); every other type changes the logits.
+SwitchEffect kv_effect(const std::string& v) { return v == "f16" ? SwitchEffect::Speed : SwitchEffect::Logits; }
+
+// f32, bf16 and q8_0 round K and V by at most 2^-9 of a value (bf16) or half a
+// step of amax/127 per 32 values (q8_0): within the default bound. The 4- and
+// 5-bit formats round by up to half a step of amax/8 (q4_0; amax/15 for q4_1,
+// amax/16 and amax/31 for q5_*): 6.25 % of a block's largest element. K's
+// error moves the scores and V's the outputs by that fraction each, so the
+// logits may move by about 2 x 6.25 % of their size; measured on the tiny test
+// model: q4_0 K and V 8.7 %, q4_0 V alone 8 %. 15 %: that, plus headroom; still
+// far below a broken kernel (a wrong scale or a dropped block moves logits by
+// their own size).
+double kv_logits_bound(const std::string& v) {
+  const DType t = *dtype_from_name(v);
+  return traits(t).block_size > 1 && t != DType::Q8_0 ? 0.15 : kLogitsBound;
+}
+
+// The slots a setting writes: `kv` writes K and V, which kv_k and kv_v write one each.
+std::vector<std::string_view> slots_of(const SwitchSetting& s) {
+  if (s.name == "kv") return {"kv_k", "kv_v"};
+  return {s.name};
 }
 
 std::string matmul_value(const MatmulOptions& m) {
@@ -40,10 +73,26 @@ std::vector<SwitchSpec> make_specs() {
        [](EngineConfig& c, const std::string& v) { c.isa = parse_isa(v); },
        [](const EngineConfig& c) { return std::string(isa_name(c.isa)); },
        [](const std::string&) { return SwitchEffect::Logits; }},
-      {"kv", "KV cache storage type (llama.cpp's default is f16)", {"f16", "f32"}, "f16", kv_unsupported,
-       [](EngineConfig& c, const std::string& v) { c.kv_type = *dtype_from_name(v); },
-       [](const EngineConfig& c) { return std::string(dtype_name(c.kv_type)); },
-       [](const std::string&) { return SwitchEffect::Logits; }},
+      {"kv",
+       "KV cache element type of keys and values (llama.cpp's --cache-type names; its default is f16); "
+       "reported as K/V when kv_k and kv_v differ",
+       kv_type_names(), "f16", kv_unsupported,
+       [](EngineConfig& c, const std::string& v) { c.k_type = c.v_type = *dtype_from_name(v); },
+       kv_value, kv_effect, kv_logits_bound},
+      {"kv_k", "KV cache element type of keys (llama.cpp's -ctk)", kv_type_names(), "f16", kv_unsupported,
+       [](EngineConfig& c, const std::string& v) { c.k_type = *dtype_from_name(v); },
+       [](const EngineConfig& c) { return std::string(dtype_name(c.k_type)); }, kv_effect, kv_logits_bound},
+      {"kv_v", "KV cache element type of values (llama.cpp's -ctv)", kv_type_names(), "f16", kv_unsupported,
+       [](EngineConfig& c, const std::string& v) { c.v_type = *dtype_from_name(v); },
+       [](const EngineConfig& c) { return std::string(dtype_name(c.v_type)); }, kv_effect, kv_logits_bound},
+      {"kv_rot",
+       "llama.cpp's Hadamard rotation of a block-quantized K or V cache (q8_0, q4_0, ...; head sizes that are "
+       "multiples of 64): auto rotates as llama.cpp does (its LLAMA_ATTN_ROT_DISABLE=1 is off)",
+       {"auto", "off"}, "auto", always_supported,
+       [](EngineConfig& c, const std::string& v) { c.kv_rotation = v == "auto"; },
+       [](const EngineConfig& c) { return std::string(c.kv_rotation ? "auto" : "off"); },
+       // Against the default configuration (an F16 cache, never rotated) nothing changes.
+       [](const std::string&) { return SwitchEffect::Speed; }},
       {"threads", "worker threads of the forward pass", {}, "", always_supported,
        [](EngineConfig& c, const std::string& v) { c.n_threads = std::stoi(v); },
        [](const EngineConfig& c) { return std::to_string(c.n_threads); },
@@ -131,16 +180,31 @@ void apply_switch(EngineConfig& config, const SwitchSetting& setting) {
 
 void apply_switches(EngineConfig& config, const std::vector<SwitchSetting>& settings) {
   for (size_t i = 0; i < settings.size(); ++i) {
-    for (size_t j = 0; j < i; ++j)
-      if (settings[j].name == settings[i].name && settings[j].value != settings[i].value)
-        fail("switch ", settings[i].name, " is set twice, to ", settings[j].value, " and to ", settings[i].value,
-             " (a flag such as -t, --isa, --cache-type or --sampler sets the same switch as --switch)");
+    for (size_t j = 0; j < i; ++j) {
+      if (settings[j].value == settings[i].value) continue;
+      for (std::string_view a : slots_of(settings[i]))
+        for (std::string_view b : slots_of(settings[j]))
+          if (a == b)
+            fail("switch ", settings[i].name, " is set twice, to ", settings[j].label(), " and to ",
+                 settings[i].label(),
+                 " (a flag such as -t, --isa, --cache-type, -ctk, -ctv or --sampler sets the same switch as "
+                 "--switch; kv sets both kv_k and kv_v)");
+    }
     apply_switch(config, settings[i]);
   }
 }
 
 void check_engine_config(const EngineConfig& config) {
-  (void)kernels::attention_kernel_set(config.kv_type, config.attention, config.isa);
+  (void)kernels::attention_kernel_set(config.k_type, config.v_type, config.attention, config.isa);
+}
+
+double logits_bound(const SwitchSpec& spec, const std::string& value) {
+  return spec.logits_bound ? spec.logits_bound(value) : kLogitsBound;
+}
+
+std::string kv_value(const EngineConfig& config) {
+  if (config.k_type == config.v_type) return std::string(dtype_name(config.k_type));
+  return std::string(dtype_name(config.k_type)) + "/" + std::string(dtype_name(config.v_type));
 }
 
 std::vector<SwitchSetting> engine_settings(const EngineConfig& config) {

@@ -36,7 +36,16 @@ struct SwitchSpec {
   std::function<std::string(const EngineConfig& config)> current;
   // What `value` changes against the default configuration.
   std::function<SwitchEffect(const std::string& value)> effect;
+  // For a Logits effect: how far the logits may move, relative to their
+  // largest magnitude, on teacher-forced tokens (the registry-walking test's
+  // bound). Empty: kLogitsBound, float rounding or F16 storage.
+  std::function<double(const std::string& value)> logits_bound = {};
 };
+
+// The bound of every exact-up-to-rounding switch: 2 % of the largest logit.
+constexpr double kLogitsBound = 2e-2;
+// A switch's bound for `value` (kLogitsBound unless the switch declares one).
+double logits_bound(const SwitchSpec& spec, const std::string& value);
 
 struct SwitchSetting {
   std::string name;
@@ -62,6 +71,10 @@ void apply_switches(EngineConfig& config, const std::vector<SwitchSetting>& sett
 // Throws kestrel::Error when the slots do not fit together (a KV type and an
 // attention algorithm without kernels for the pair), naming what would work.
 void check_engine_config(const EngineConfig& config);
+
+// The `kv` switch's value: the KV element type when K and V share it, else
+// "K/V" (e.g. "q8_0/f16"; set K and V apart with kv_k and kv_v).
+std::string kv_value(const EngineConfig& config);
 
 // Every switch's value in `config`, in registry order: what a host reports.
 std::vector<SwitchSetting> engine_settings(const EngineConfig& config);

@@ -50,6 +50,15 @@ else
   bad "quantize Q8_0"
 fi
 
+# Quantized KV caches, in llama.cpp's spelling: the facts survive q8_0 and a
+# q8_0 K / q4_0 V cache; the same switch set twice to two values is refused.
+out="$("$BIN" run -m "$MODEL" -p "The capital of France is" -n 8 --temp 0 --cache-type q8_0 2>/dev/null)"
+expect_contains "run with --cache-type q8_0" "$out" "Paris"
+out="$("$BIN" run -m "$MODEL" -p "The capital of France is" -n 8 --temp 0 -ctk q8_0 -ctv q4_0 2>/dev/null)"
+expect_contains "run with -ctk q8_0 -ctv q4_0" "$out" "Paris"
+expect_error "kv and -ctk disagree" "set twice" "$BIN" run -m "$MODEL" -p hi -n 1 --cache-type q8_0 -ctk q4_0
+expect_error "unknown KV type" "q9_9" "$BIN" run -m "$MODEL" -p hi -n 1 -ctv q9_9
+
 # Bad input: clear errors, exit code 1, never a crash.
 expect_error "missing model file" "cannot" "$BIN" run -m "$TMP/nope.gguf" -p hi
 head -c 100000 "$MODEL" > "$TMP/truncated.gguf"

@@ -12,6 +12,7 @@
 
 #include "kernels/avx512/avx512-inl.h"
 #include "kernels/f32_kernels.h"
+#include "kernels/attention_quant.h"
 #include "kernels/attention_tiled.h"
 
 namespace kestrel::kernels::avx512 {
@@ -106,10 +107,12 @@ void group(const float* const* q, const int64_t* vis, int nk, int d, float scale
   accumulate<R>(acc, p, ms, vt, nk, d);
 }
 
-template <class T>
-void attend_tile(const KvBlocks<T>& kv, int d, const TileRows& rows, float scale, float* scratch) {
+// T: the element type of KvBlocks<T>, or KvQuantBlocks itself.
+template <class T, class Rows>
+void attend_tile(const Rows& kv, int d, const TileRows& rows, float scale, float* scratch) {
   if (d % 64 != 0) {  // every llama-family head size is 64 or 128; the twin covers the rest
-    if constexpr (std::is_same_v<T, uint16_t>) ref::attend_tile_f16(kv, d, rows, scale, scratch);
+    if constexpr (std::is_same_v<T, KvQuantBlocks>) ref::attend_tile_quant(kv, d, rows, scale, scratch);
+    else if constexpr (std::is_same_v<T, uint16_t>) ref::attend_tile_f16(kv, d, rows, scale, scratch);
     else ref::attend_tile_f32(kv, d, rows, scale, scratch);
     return;
   }
@@ -162,10 +165,13 @@ void attend_tile(const KvBlocks<T>& kv, int d, const TileRows& rows, float scale
 }  // namespace
 
 void attend_tile_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch) {
-  attend_tile(kv, d, rows, scale, scratch);
+  attend_tile<uint16_t>(kv, d, rows, scale, scratch);
 }
 void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale, float* scratch) {
-  attend_tile(kv, d, rows, scale, scratch);
+  attend_tile<float>(kv, d, rows, scale, scratch);
+}
+void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch) {
+  attend_tile<KvQuantBlocks>(kv, d, rows, scale, scratch);
 }
 
 }  // namespace kestrel::kernels::avx512

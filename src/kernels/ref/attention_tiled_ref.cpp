@@ -7,6 +7,7 @@
 
 #include "core/fp16.h"
 #include "kernels/f32_kernels.h"
+#include "kernels/attention_quant.h"
 #include "kernels/attention_tiled.h"
 
 namespace kestrel::kernels {
@@ -76,8 +77,8 @@ float fold64(const float* p) {
   return t2a + t2b;
 }
 
-template <class T>
-void attend_tile(const KvBlocks<T>& kv, int d, const TileRows& rows, float scale, float* scratch) {
+template <class Rows>
+void attend_tile(const Rows& kv, int d, const TileRows& rows, float scale, float* scratch) {
   TileScratch ts;
   const int64_t n_max = start_tile_rows(scratch, d, rows, &ts);
   float *kt = ts.kt, *vt = ts.vt, *acc = ts.acc, *m = ts.m, *l = ts.l, *p = ts.p;
@@ -122,6 +123,9 @@ void attend_tile_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, 
   attend_tile(kv, d, rows, scale, scratch);
 }
 void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale, float* scratch) {
+  attend_tile(kv, d, rows, scale, scratch);
+}
+void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch) {
   attend_tile(kv, d, rows, scale, scratch);
 }
 

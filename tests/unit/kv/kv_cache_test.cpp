@@ -233,3 +233,196 @@ TEST(KvCache, AttentionOverSharedBlocksEqualsContiguousRows) {
 }
 
 }  // namespace kestrel
+
+namespace kestrel {
+
+// Block formats (and K and V of different types): rows are whole quant blocks,
+// so copy-on-write copies a shared block as bytes. A sequence that diverges
+// inside a shared partly filled block sees the common rows byte for byte, and
+// the other sequence's bytes do not move.
+TEST(KvCache, CopyOnWriteIsByteCorrectForBlockFormats) {
+  constexpr int d = 64, n_kv = 2, n_layer = 2;
+  const std::pair<DType, DType> pairs[] = {{DType::Q4_0, DType::Q4_0}, {DType::Q8_0, DType::Q5_1},
+                                           {DType::Q4_1, DType::F16}, {DType::BF16, DType::Q5_0}};
+  for (const auto& [kt, vt] : pairs) {
+    KvCache c(KvShape{n_layer, n_kv, d, 64, 2}, kt, vt);
+    EXPECT_EQ(c.k_row_bytes(), row_bytes(kt, d));
+    EXPECT_EQ(c.v_row_bytes(), row_bytes(vt, d));
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    std::vector<float> k(n_kv * d), v(n_kv * d);
+    auto fill = [&] {
+      for (auto& x : k) x = nd(rng);
+      for (auto& x : v) x = nd(rng);
+    };
+    for (int p = 0; p < 20; ++p) {
+      fill();
+      for (int l = 0; l < n_layer; ++l) c.store(l, 0, p, k.data(), v.data());
+    }
+    c.set_seq_len(0, 20);
+    auto row = [&](int l, int seq, int h, int64_t pos, bool key) {
+      const KvHeadView hv = c.view(l, seq, h);
+      const size_t rb = key ? c.k_row_bytes() : c.v_row_bytes();
+      const auto* base = static_cast<const uint8_t*>(key ? hv.k : hv.v);
+      const int64_t stride = key ? hv.block_stride : hv.v_block_stride;
+      const uint8_t* at = base + hv.blocks[pos / kB] * stride + (pos % kB) * static_cast<int64_t>(rb);
+      return std::vector<uint8_t>(at, at + rb);
+    };
+    std::vector<std::vector<uint8_t>> before;
+    for (int l = 0; l < n_layer; ++l)
+      for (int h = 0; h < n_kv; ++h)
+        for (int64_t p = 0; p < 20; ++p) {
+          before.push_back(row(l, 0, h, p, true));
+          before.push_back(row(l, 0, h, p, false));
+        }
+    c.share_prefix(1, 0, 18);
+    EXPECT_EQ(c.blocks_needed(1, 19), 1);  // the shared partial block is copied first
+    fill();
+    for (int l = 0; l < n_layer; ++l) c.store(l, 1, 18, k.data(), v.data());
+    c.set_seq_len(1, 19);
+    EXPECT_NE(c.block_table(1)[1], c.block_table(0)[1]);
+    EXPECT_EQ(c.block_table(1)[0], c.block_table(0)[0]);
+    size_t i = 0;
+    for (int l = 0; l < n_layer; ++l)
+      for (int h = 0; h < n_kv; ++h)
+        for (int64_t p = 0; p < 20; ++p) {
+          EXPECT_EQ(row(l, 0, h, p, true), before[i]) << dtype_name(kt) << " seq 0 key " << p;
+          EXPECT_EQ(row(l, 0, h, p, false), before[i + 1]) << dtype_name(vt) << " seq 0 value " << p;
+          if (p < 18) {
+            EXPECT_EQ(row(l, 1, h, p, true), before[i]) << dtype_name(kt) << " seq 1 key " << p;
+            EXPECT_EQ(row(l, 1, h, p, false), before[i + 1]) << dtype_name(vt) << " seq 1 value " << p;
+          }
+          i += 2;
+        }
+  }
+}
+
+TEST(KvCache, ATypeWhoseBlockDoesNotDivideTheHeadDimensionNamesTheTypesThatFit) {
+  try {
+    KvCache c(KvShape{1, 1, 48, 16, 1}, DType::F16, DType::Q4_0);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("q4_0"), std::string::npos) << what;
+    EXPECT_NE(what.find("48"), std::string::npos) << what;
+    EXPECT_NE(what.find("types that fit: f32, f16, bf16"), std::string::npos) << what;
+  }
+  // Bytes: K F16 rows of 64 values, V Q4_0 rows (two 18-byte blocks), one block of kBlock positions.
+  KvCache c(KvShape{1, 1, 64, 16, 1}, DType::F16, DType::Q4_0);
+  EXPECT_EQ(c.bytes(), static_cast<size_t>(KvCache::kBlock) * (64 * 2 + 2 * 18));
+}
+
+}  // namespace kestrel
+
+#include "kernels/hadamard.h"
+
+namespace kestrel {
+
+TEST(Hadamard, IsItsOwnInverseAndKeepsDotProducts) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd;
+  for (int block : {64, 128}) {
+    std::vector<float> a(256), b(256);
+    for (auto& x : a) x = nd(rng);
+    for (auto& x : b) x = nd(rng);
+    std::vector<float> ra = a, rb = b;
+    kernels::hadamard_chunks(ra.data(), 256, block);
+    kernels::hadamard_chunks(rb.data(), 256, block);
+    double dot = 0, rdot = 0, norm = 0;
+    for (int i = 0; i < 256; ++i) {
+      dot += double{a[i]} * b[i];
+      rdot += double{ra[i]} * rb[i];
+      norm += std::fabs(double{a[i]} * b[i]);
+    }
+    // log2(block) + 1 roundings per element: relative 8 * 2^-24 each, summed.
+    EXPECT_NEAR(rdot, dot, 16 * 9.0 / (1 << 24) * norm) << block;
+    kernels::hadamard_chunks(ra.data(), 256, block);
+    for (int i = 0; i < 256; ++i) EXPECT_NEAR(ra[i], a[i], 1e-5) << block << " " << i;
+  }
+  EXPECT_EQ(kernels::k_rotation_block(true, 64), 64);
+  EXPECT_EQ(kernels::k_rotation_block(true, 128), 128);
+  EXPECT_EQ(kernels::k_rotation_block(true, 192), 64);
+  EXPECT_EQ(kernels::k_rotation_block(true, 80), 0);
+  EXPECT_EQ(kernels::k_rotation_block(false, 128), 0);
+  EXPECT_EQ(kernels::v_rotation_block(true, 128), 64);
+}
+
+// A rotated q8_0 cache (llama.cpp's default for quantized KV): attention through
+// the kernel set (q rotated like K, the output rotated back) against a double
+// attention over the original rows, within the q8_0 rounding of the rotated
+// rows: scores move by at most scale * sum|q'| * amax(k')/254 (+ the same for
+// q's own rounding), the output by the softmax bound plus V's rounding rotated
+// back (at most sqrt(64) times a rotated element's error).
+TEST(KvCache, RotatedQuantizedCacheAttendsToTheOriginalRows) {
+  constexpr int d = 64, n_pos = 40;
+  for (bool tiled : {false, true}) {
+    KvCache cache(KvShape{1, 1, d, 64, 1}, DType::Q8_0, DType::Q8_0);
+    ASSERT_EQ(cache.k_rotation(), 64);
+    ASSERT_EQ(cache.v_rotation(), 64);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd;
+    std::vector<std::vector<float>> K, V;
+    double kmax = 0, vmax = 0;
+    for (int p = 0; p < n_pos; ++p) {
+      std::vector<float> k(d), v(d);
+      for (auto& x : k) x = 2 * nd(rng);
+      for (auto& x : v) x = nd(rng);
+      k[3] = 20.0f;  // an outlier channel, what the rotation is for
+      cache.store(0, 0, p, k.data(), v.data());
+      std::vector<float> rk = k, rv = v;
+      kernels::hadamard_chunks(rk.data(), d, 64);
+      kernels::hadamard_chunks(rv.data(), d, 64);
+      for (int c = 0; c < d; ++c) {
+        kmax = std::max(kmax, double{std::fabs(rk[c])});
+        vmax = std::max(vmax, double{std::fabs(v[c])});
+        vmax = std::max(vmax, double{std::fabs(rv[c])});
+      }
+      K.push_back(k);
+      V.push_back(v);
+    }
+    cache.set_seq_len(0, n_pos);
+    std::vector<float> q(d), out(d);
+    for (auto& x : q) x = nd(rng);
+    std::vector<float> rq = q;
+    kernels::hadamard_chunks(rq.data(), d, 64);
+    double qsum = 0, ksum = 0, qmax = 0;
+    for (int c = 0; c < d; ++c) {
+      qsum += std::fabs(rq[c]);
+      qmax = std::max(qmax, double{std::fabs(rq[c])});
+    }
+    for (const auto& k : K) {
+      double s = 0;
+      for (float x : k) s += std::fabs(x);
+      ksum = std::max(ksum, s * std::sqrt(double{d}));  // sum|k'| <= sqrt(d) ||k||_2 <= sqrt(d) sum|k|
+    }
+    const double scale = 1.0 / 8.0;
+    const double delta = scale * (qsum * kmax / 254 + ksum * qmax / 254);
+    const double tol = (std::exp(2 * delta) - 1) * vmax + 8.0 * vmax / 254 + 1e-5;
+    const auto& set = kernels::attention_kernel_set(DType::Q8_0, kernels::AttentionAlgo::Exact, best_isa());
+    if (tiled) {
+      const float* qp[1] = {q.data()};
+      float* op[1] = {out.data()};
+      const int64_t vis[1] = {n_pos};
+      std::vector<float> scratch(kernels::tile_scratch_floats(d));
+      set.tile(head_rows(cache.view(0, 0, 0)), d, kernels::TileRows{qp, op, vis, 1}, 0.125f, scratch.data());
+    } else {
+      attend_head(cache, 0, 0, AttentionParams{1, 1, d, 0.125f}, 0, q.data(), n_pos, out.data(), set);
+    }
+    std::vector<double> s(n_pos), want(d, 0.0);
+    double m = -1e300, l = 0;
+    for (int p = 0; p < n_pos; ++p) {
+      double dot = 0;
+      for (int c = 0; c < d; ++c) dot += double{q[c]} * K[p][c];
+      s[p] = dot * scale;
+      m = std::max(m, s[p]);
+    }
+    for (int p = 0; p < n_pos; ++p) {
+      const double w = std::exp(s[p] - m);
+      l += w;
+      for (int c = 0; c < d; ++c) want[c] += w * V[p][c];
+    }
+    for (int c = 0; c < d; ++c) ASSERT_NEAR(out[c], want[c] / l, tol) << (tiled ? "tile" : "row") << " c=" << c;
+  }
+}
+
+}  // namespace kestrel

@@ -47,6 +47,30 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+TEST(Bench, DepthFillsTheCacheBeforeEachTimedRun) {
+  BenchGrid g;
+  g.n_prompt = {8};
+  g.n_gen = {2};
+  g.n_depth = {0, 24};
+  g.n_threads = {1};
+  g.reps = 1;
+  g.warmup = false;
+  const auto cases = bench_cases(g);
+  ASSERT_EQ(cases.size(), 4u);  // per depth: pp then tg
+  EXPECT_EQ(cases[0].name(), "pp8");
+  EXPECT_EQ(cases[2].name(), "pp8 @ d24");
+  EXPECT_EQ(cases[3].name(), "tg2 @ d24");
+  const testing::LoadedTinyModel tiny("bench_depth");
+  for (const BenchCase& c : cases) {
+    const BenchResult r = run_bench(*tiny.model, {}, c);
+    EXPECT_EQ(r.test.n_depth, c.n_depth);
+    EXPECT_GT(r.avg_ts, 0.0);
+  }
+  BenchCase bad = cases[3];
+  bad.n_depth = -1;
+  EXPECT_THROW(run_bench(*tiny.model, {}, bad), Error);
+}
+
 TEST(Bench, CasesFollowLlamaBenchOrder) {
   const auto cases = bench_cases(small_grid());
   ASSERT_EQ(cases.size(), 4u);  // per thread count: pp16 then tg4 (size 0 skipped)

@@ -1,0 +1,69 @@
+#pragma once
+// Attention over a KV cache whose keys and values are any of the KV element
+// types (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1; K and V each their own,
+// llama.cpp's -ctk/-ctv), with llama.cpp's numerics for such caches (ggml's
+// one-row CPU flash attention, ggml_compute_forward_flash_attn_ext_f16_one_chunk):
+//   q is quantized once to K's vec_dot type (Q8_0 for Q8_0/Q4_0/Q5_0 keys,
+//   Q8_1 for Q4_1/Q5_1, F16/BF16/F32 for the plain types);
+//   s_j = vec_dot(k_j, q) * scale      (integer dot products for block formats)
+//   online softmax as in attention_kernels.h (std::exp per key);
+//   V rows dequantized to F32 and accumulated in F32 (fma), except a F16 V,
+//   whose accumulator ggml keeps in F16 (rounded after every update).
+// The F16/F16 and F32/F32 caches keep their own kernels (attention_kernels.h);
+// these serve every other combination.
+//
+// Prompt tiles (attention_tiled.h) gather K and V to F32 with the formats'
+// dequantizers and run the tiled F32 algorithm, with q rounded to K's vec_dot
+// type and widened back (attention_set.cpp), so each score is the integer dot
+// product's value up to float summation order. ggml runs its one-row kernel for
+// a quantized cache at every batch size; the tiles keep the per-tile softmax
+// (polynomial exp, one rescale per 64 keys) for prompt speed: that is the
+// remaining difference (tests/unit/kernels/attention_quant_test.cpp bounds it).
+//
+// Scalar twin: ref::attend_quant with the scalar format kernels. The AVX-512
+// version uses the AVX-512 format kernels (vec_dot sums in another order: within
+// n * eps * sum|k q| of the twin, as tests/unit/kernels/simd_equivalence_test.cpp
+// bounds it) and vector fma/scale, which round element by element like the twin.
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "kernels/attention_set.h"
+#include "kernels/attention_tiled.h"
+#include "kernels/quant_kernels.h"
+
+namespace kestrel::kernels {
+
+// One head's rows and the format functions that read them.
+struct KvQuantBlocks {
+  const uint8_t* k = nullptr;
+  const uint8_t* v = nullptr;
+  const int32_t* ids = nullptr;
+  int64_t k_stride = 0;  // bytes from one physical block to the next
+  int64_t v_stride = 0;
+  int64_t block_len = 0;
+  DType k_type = DType::F16;
+  DType v_type = DType::F16;
+  QuantizeRowFn q_to_vec_dot = nullptr;  // q -> K's vec_dot type
+  VecDotFn k_vec_dot = nullptr;
+  DequantizeRowFn k_to_float = nullptr;
+  DequantizeRowFn v_to_float = nullptr;
+};
+
+// The rows of `r` with the format kernels of level `isa`.
+KvQuantBlocks quant_rows(const KvRows& r, Isa isa);
+
+// Keys [k0, k0 + nk) as F32, transposed, and values (attention_tiled.h).
+void gather_kv_tile(const KvQuantBlocks& kv, int64_t k0, int nk, int d, float* kt, float* vt);
+
+namespace ref {
+// q: [d]; out: [d]; rows [0, n). d <= 512.
+void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
+void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch);
+}  // namespace ref
+
+namespace avx512 {
+void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
+void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch);
+}  // namespace avx512
+
+}  // namespace kestrel::kernels

@@ -1,0 +1,91 @@
+// Scalar twin of the attention over quantized (or mixed) KV caches: numerics in
+// kernels/attention_quant.h.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/fp16.h"
+#include "kernels/attention_quant.h"
+
+namespace kestrel::kernels {
+
+KvQuantBlocks quant_rows(const KvRows& r, Isa isa) {
+  const QuantKernels& kq = quant_kernels(r.k_type, isa);
+  const QuantKernels& vq = quant_kernels(r.v_type, isa);
+  return KvQuantBlocks{static_cast<const uint8_t*>(r.k),
+                       static_cast<const uint8_t*>(r.v),
+                       r.ids,
+                       r.stride_bytes,
+                       r.v_stride_bytes,
+                       r.block_len,
+                       r.k_type,
+                       r.v_type,
+                       quant_kernels(kq.vec_dot_type, isa).quantize_row,
+                       kq.vec_dot,
+                       kq.dequantize_row,
+                       vq.dequantize_row};
+}
+
+void gather_kv_tile(const KvQuantBlocks& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
+  const size_t kr = row_bytes(kv.k_type, d), vr = row_bytes(kv.v_type, d);
+  float row[512];
+  for (int j = 0; j < kKvTile; ++j) {
+    if (j >= nk) {
+      for (int c = 0; c < d; ++c) kt[c * kKvTile + j] = 0.0f;
+      std::memset(vt + static_cast<size_t>(j) * d, 0, sizeof(float) * static_cast<size_t>(d));
+      continue;
+    }
+    const int64_t pos = k0 + j;
+    const int64_t b = kv.ids[pos / kv.block_len], r = pos % kv.block_len;
+    kv.k_to_float(kv.k + b * kv.k_stride + r * static_cast<int64_t>(kr), row, d);
+    for (int c = 0; c < d; ++c) kt[c * kKvTile + j] = row[c];
+    kv.v_to_float(kv.v + b * kv.v_stride + r * static_cast<int64_t>(vr), vt + static_cast<size_t>(j) * d, d);
+  }
+}
+
+namespace ref {
+namespace {
+
+inline float round_f16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
+
+}  // namespace
+
+void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  alignas(64) uint8_t qq[512 * sizeof(float)];  // q as K's vec_dot type: at most F32
+  float acc[512], vrow[512];
+  kv.q_to_vec_dot(q, qq, d);
+  const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d));
+  const int64_t vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
+  const bool v16 = kv.v_type == DType::F16;  // ggml keeps the V sum in F16 then
+  std::fill(acc, acc + d, 0.0f);
+  float sum = 0.0f;
+  float max = -std::numeric_limits<float>::infinity();
+  for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
+    const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
+    const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
+    const int64_t rows = std::min(kv.block_len, n - first);
+    for (int64_t j = 0; j < rows; ++j) {
+      const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
+      float ms = 1.0f, vs = 1.0f;
+      if (s > max) {
+        ms = std::exp(max - s);
+        max = s;
+        for (int i = 0; i < d; ++i) acc[i] = v16 ? round_f16(acc[i] * ms) : acc[i] * ms;
+      } else {
+        vs = std::exp(s - max);
+      }
+      kv.v_to_float(v + j * vr, vrow, d);
+      for (int i = 0; i < d; ++i) {
+        const float a = std::fma(vrow[i], vs, acc[i]);
+        acc[i] = v16 ? round_f16(a) : a;
+      }
+      sum = sum * ms + vs;
+    }
+  }
+  const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
+  for (int i = 0; i < d; ++i) out[i] = acc[i] * inv;
+}
+
+}  // namespace ref
+}  // namespace kestrel::kernels

@@ -1,0 +1,135 @@
+// Quantized KV caches on real activations: the post-RoPE Q, K, V of SmolLM2
+// layers 1 and 20 (tests/golden/attention), stored in a cache of each type and
+// attended through the picked kernel set (row kernels for every position, and
+// the prompt tiles), against a double-precision attention over the captured
+// values. Measured by the cosine similarity of each output row to the
+// reference (SageAttention's per-layer bar is >= 0.999) and the output's
+// relative error (INT-FlashAttention's bar, <= 1e-2).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "golden/attention/format.h"
+#include "kernels/attention_tiled.h"
+#include "kv/attention.h"
+#include "kv/kv_cache.h"
+
+namespace kestrel {
+namespace {
+
+struct Score {
+  double layer_cos = 0;  // cosine of all output rows of the layer, flattened (SageAttention's per-layer measure)
+  double min_cos = 1, mean_cos = 0, max_rel = 0;  // per output row
+};
+
+Score run(const testing::QkvCapture& c, int li, DType type, bool rotate, bool tiled) {
+  const int d = c.head_dim, nh = c.n_heads, n = c.n_pos;
+  KvCache cache(KvShape{1, nh, d, n, 1}, type, type, best_isa(), rotate);
+  std::vector<float> k(size_t(nh) * d), v(size_t(nh) * d);
+  for (int p = 0; p < n; ++p) {
+    for (int h = 0; h < nh; ++h) {
+      std::copy(c.k(li, p, h), c.k(li, p, h) + d, k.begin() + h * d);
+      std::copy(c.v(li, p, h), c.v(li, p, h) + d, v.begin() + h * d);
+    }
+    cache.store(0, 0, p, k.data(), v.data());
+  }
+  cache.set_seq_len(0, n);
+  const auto& set = kernels::attention_kernel_set(type, kernels::AttentionAlgo::Exact, best_isa());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const AttentionParams ap{nh, nh, d, scale};
+  std::vector<float> out(size_t(n) * d);
+  Score s;
+  double cos_sum = 0, all_dot = 0, all_nw = 0, all_ng = 0;
+  for (int h = 0; h < nh; ++h) {
+    if (tiled) {
+      std::vector<float> scratch(kernels::tile_scratch_floats(d));
+      for (int p0 = 0; p0 < n; p0 += kernels::kMaxTileRows) {
+        const int rows = std::min(kernels::kMaxTileRows, n - p0);
+        const float* q[kernels::kMaxTileRows];
+        float* o[kernels::kMaxTileRows];
+        int64_t vis[kernels::kMaxTileRows];
+        for (int r = 0; r < rows; ++r) {
+          q[r] = c.q(li, p0 + r, h);
+          o[r] = &out[size_t(p0 + r) * d];
+          vis[r] = p0 + r + 1;
+        }
+        set.tile(head_rows(cache.view(0, 0, h)), d, kernels::TileRows{q, o, vis, rows}, scale, scratch.data());
+      }
+    } else {
+      for (int p = 0; p < n; ++p) attend_head(cache, 0, 0, ap, h, c.q(li, p, h), p + 1, &out[size_t(p) * d], set);
+    }
+    for (int p = 0; p < n; ++p) {
+      std::vector<double> sc(p + 1), want(d, 0.0);
+      double m = -1e300, l = 0;
+      for (int j = 0; j <= p; ++j) {
+        double dot = 0;
+        for (int i = 0; i < d; ++i) dot += double{c.q(li, p, h)[i]} * c.k(li, j, h)[i];
+        sc[j] = dot * scale;
+        m = std::max(m, sc[j]);
+      }
+      for (int j = 0; j <= p; ++j) {
+        const double w = std::exp(sc[j] - m);
+        l += w;
+        for (int i = 0; i < d; ++i) want[i] += w * c.v(li, j, h)[i];
+      }
+      double dot = 0, nw = 0, ng = 0, err = 0;
+      for (int i = 0; i < d; ++i) {
+        const double w = want[i] / l, g = out[size_t(p) * d + i];
+        dot += w * g;
+        nw += w * w;
+        ng += g * g;
+        err += (g - w) * (g - w);
+      }
+      all_dot += dot;
+      all_nw += nw;
+      all_ng += ng;
+      const double cs = dot / std::sqrt(nw * ng);
+      s.min_cos = std::min(s.min_cos, cs);
+      cos_sum += cs;
+      s.max_rel = std::max(s.max_rel, std::sqrt(err / nw));
+    }
+  }
+  s.mean_cos = cos_sum / (double(nh) * n);
+  s.layer_cos = all_dot / std::sqrt(all_nw * all_ng);
+  return s;
+}
+
+const testing::QkvCapture& capture() {
+  static const testing::QkvCapture c =
+      testing::read_qkv(std::string(KESTREL_SOURCE_DIR) + "/tests/golden/attention/smollm2_qkv.bin");
+  return c;
+}
+
+TEST(AttentionGolden, QuantizedCachesOnRealSmolLM2Activations) {
+  const auto& c = capture();
+  ASSERT_EQ(c.head_dim, 64);
+  struct Case {
+    DType type;
+    bool rotate;
+    double layer_cos;  // the per-layer bar each case must keep
+  };
+  // f16, bf16 and q8_0 (rotated or not) keep SageAttention's per-layer 0.999;
+  // q5_1 and q4_0 do not, and are held to what they measure, with margin (their
+  // PPL cost: docs/benchmarks.md). Row minima are printed, not checked: a few
+  // rows whose output is near zero have a poor cosine under any rounding.
+  const Case cases[] = {{DType::F16, true, 0.99999}, {DType::BF16, true, 0.9995}, {DType::Q8_0, true, 0.999},
+                        {DType::Q8_0, false, 0.999},  {DType::Q5_1, true, 0.99},   {DType::Q4_0, true, 0.97},
+                        {DType::Q4_0, false, 0.95}};
+  for (size_t li = 0; li < c.layers.size(); ++li)
+    for (const Case& k : cases)
+      for (bool tiled : {false, true}) {
+        const Score s = run(c, static_cast<int>(li), k.type, k.rotate, tiled);
+        const std::string what = "layer " + std::to_string(c.layers[li].layer) + " " +
+                                 std::string(dtype_name(k.type)) + (k.rotate ? "" : " unrotated") +
+                                 (tiled ? " tiles" : " rows");
+        std::cout << what << ": layer cos " << s.layer_cos << ", rows: min cos " << s.min_cos << " mean cos " << s.mean_cos << " max rel err " << s.max_rel
+                  << "\n";
+        EXPECT_GE(s.layer_cos, k.layer_cos) << what;
+      }
+}
+
+}  // namespace
+}  // namespace kestrel
