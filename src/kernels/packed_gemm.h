@@ -12,13 +12,22 @@
 //
 // Panel layout (16 weight rows, `cols` elements), group after group:
 //   quants  4-bit formats: G/8 vectors of 64 bytes; vector j, lane r (4 bytes):
-//             bytes 4j..4j+3 of row r's 16 nibble bytes; low nibbles are the
+//             bytes 4j..4j+3 of row r's G/2 nibble bytes; low nibbles are the
 //             elements 4j..4j+3 of the group, high nibbles G/2+4j.. (Q4_0's order)
+//           5- and 6-bit formats (Q5_0, Q5_1, Q5_K; Q6_K with G = 16): the
+//             low 4 bits as above, then one vector of high bits: lane r, byte
+//             b, bits h*k..h*k+h-1 are the high h bits of element 4k+b (h*G = 32)
 //           8-bit formats: G/4 vectors; vector j, lane r: elements 4j..4j+3 of row r
-//           every quant is unsigned (0..15 or 0..255): the format's offset is
-//           applied through the activation sum (see PanelFormat::offset)
-//   scale   16 floats: the row's group scale (d, d*sc of the K quants)
-//   min     16 floats, formats with a min only (Q4_1's m, Q4_K's -dmin*m)
+//           every quant is unsigned (0..15, 0..31, 0..63 or 0..255): the format's
+//           offset is applied through the activation sum (see PanelFormat::offset)
+//   scale   16 floats: the row's group scale (d, d*sc of the K quants); 16 F16
+//           for the formats whose GGUF scale is F16 (PanelFormat::half_scales);
+//           Q2_K, Q3_K, Q6_K: 16 int8 sc, the rows' d (16 F16 per 256
+//           elements) after the last group (PanelFormat::sub_scales), scale =
+//           float(d) * float(sc)
+//   min     16 floats (or F16 as the scale), formats with a min only (Q4_1's m,
+//           Q4_K's -dmin*m); Q2_K: 16 int8 -m, its dmin after its d, min =
+//           float(dmin) * float(-m)
 // Rows past the matrix end are zero (scale 0), so a partial panel computes zeros.
 //
 // Output for row r, token t, in this order (the documented summation order; the
@@ -42,7 +51,8 @@
 
 namespace kestrel::kernels {
 
-// Formats with panels: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K. nullptr for the rest.
+// Formats with panels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
+// Q6_K. nullptr for the rest.
 const PanelFormat* panel_format(DType type);
 
 // Bytes of one panel and of a whole matrix (rows rounded up to kPanelRows).

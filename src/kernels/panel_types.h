@@ -29,13 +29,34 @@ struct PanelFormat {
   int act_block_bytes;
   int act_qs_offset;
   int act_groups_per_block;
+  // Quants wider than 4 bits kept at their own width (Q5_0/Q5_1: 1, Q6_K: 2):
+  // a plane of their high bits follows the nibble plane, so a panel holds as
+  // many bits per weight as the GGUF rows instead of a byte.
+  int high_bits;
+  // Scales as the K formats store them: per group, one int8 per row (and one
+  // for the min); per super-block of `super_groups` groups, 16 F16 d (and 16
+  // F16 dmin) at the panel's end. The group's scale is float(d) * float(sc)
+  // and its min float(dmin) * float(m) (exact), as the float vectors held, in
+  // 16 bytes instead of 64.
+  bool sub_scales;
+  int super_groups;
 };
 
 // Bytes of a group's quants, and of its scale (or min) vector.
-constexpr size_t panel_quant_bytes(const PanelFormat& f) {
+constexpr size_t panel_nibble_bytes(const PanelFormat& f) {
   return static_cast<size_t>(f.nibbles ? f.group / 2 : f.group) * kPanelRows;
 }
-constexpr size_t panel_scale_bytes(const PanelFormat& f) { return f.half_scales ? 32 : 64; }
+// The high-bit plane: per lane r, 4 bytes; bit high_bits * k + i of byte b holds
+// bit i of the high part of element 4k + b (so group * high_bits == 32).
+constexpr size_t panel_high_bytes(const PanelFormat& f) { return f.high_bits ? 64 : 0; }
+constexpr size_t panel_quant_bytes(const PanelFormat& f) { return panel_nibble_bytes(f) + panel_high_bytes(f); }
+constexpr size_t panel_scale_bytes(const PanelFormat& f) { return f.sub_scales ? 16 : f.half_scales ? 32 : 64; }
+// Where the super-block d (and dmin) vectors start (sub_scales formats): after
+// all groups; super-block s at + s * panel_super_bytes, dmin 32 bytes after d.
+constexpr size_t panel_super_offset(const PanelFormat& f, int64_t cols) {
+  return f.group_bytes * static_cast<size_t>(cols / f.group);
+}
+constexpr size_t panel_super_bytes(const PanelFormat& f) { return f.sub_scales ? (f.has_min ? 64 : 32) : 0; }
 
 // Per token and group: what the kernels need besides the activation quants.
 struct ActGroup {
