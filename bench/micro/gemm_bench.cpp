@@ -40,6 +40,7 @@ std::vector<int> half_fields(DType t) {
     case DType::Q6_K: return {208};
     case DType::Q2_K: return {80, 82};
     case DType::Q3_K: return {108};
+    case DType::IQ4_NL: case DType::IQ4_XS: return {0};
     default: return {};
   }
 }
@@ -205,7 +206,8 @@ void bench_matmul(benchmark::State& state, DType type, MatmulPath path, int64_t 
 int register_all() {
   if (!isa_supported(Isa::Avx512)) return 0;
   const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-                         DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+                         DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+                         DType::IQ4_NL, DType::IQ4_XS};
   const int64_t token_counts[] = {1, 2, 4, 8, 16, 32, 64, 128, 512};
   struct Shape {
     int64_t rows, cols;

@@ -120,6 +120,33 @@ struct BlockQ6K {
 };
 static_assert(sizeof(BlockQ6K) == 210, "q6_K block must be 210 bytes");
 
+// The 16 values of the non-linear 4-bit formats (ggml's kvalues_iq4nl): a
+// quant q stands for kIq4nlValues[q] times the block scale.
+constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// x = d * kIq4nlValues[q]; element j (< 16) in the low nibble of qs[j], j + 16
+// in its high nibble (Q4_0's order).
+struct BlockIQ4NL {
+  uint16_t d;
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockIQ4NL) == 18, "iq4_nl block must be 18 bytes");
+
+// 8 sub-blocks of 32: x = d * (ls[j] - 32) * kIq4nlValues[q]; the 6-bit ls[j]
+// is nibble j % 2 of scales_l[j / 2] plus bits 2j..2j+1 of scales_h above it;
+// sub-block j's quants are qs[16j..16j+16) in IQ4_NL's order.
+struct BlockIQ4XS {
+  uint16_t d;
+  uint16_t scales_h;
+  uint8_t scales_l[kQKK / 64];
+  uint8_t qs[kQKK / 2];
+};
+static_assert(sizeof(BlockIQ4XS) == 136, "iq4_xs block must be 136 bytes");
+
+constexpr int iq4xs_scale(const BlockIQ4XS& b, int j) {
+  return ((b.scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | (((b.scales_h >> (2 * j)) & 3) << 4);
+}
+
 // Activation format for the K quants: float scale, and the sums of each 16
 // quants so the weight's min terms need no pass over the quants.
 struct BlockQ8K {

@@ -28,19 +28,25 @@ constexpr PanelFormat sized(PanelFormat f) {
 // 6 bits: 210 bytes per 256 weights, as in the file (its 8-bit panels with float
 // scales took 320, 1.52x, too many for decode to beat vec_dot).
 // Fields: group, nibbles, has_min, offset, half_scales, (group_bytes), act block
-// bytes, act qs offset, act groups per block, high_bits, sub_scales, super_groups.
-constexpr PanelFormat kQ4_0 = sized({32, true, false, -8, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0});
-constexpr PanelFormat kQ4_1 = sized({32, true, true, 0, true, 0, sizeof(BlockQ8_1), 4, 1, 0, false, 0});
-constexpr PanelFormat kQ5_0 = sized({32, true, false, -16, true, 0, sizeof(BlockQ8_0), 2, 1, 1, false, 0});
-constexpr PanelFormat kQ5_1 = sized({32, true, true, 0, true, 0, sizeof(BlockQ8_1), 4, 1, 1, false, 0});
-constexpr PanelFormat kQ8_0 = sized({32, false, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0});
-constexpr PanelFormat kQ4_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 0, false, 0});
-constexpr PanelFormat kQ5_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 1, false, 0});
+// bytes, act qs offset, act groups per block, high_bits, sub_scales, super_groups,
+// nonlinear.
+constexpr PanelFormat kQ4_0 = sized({32, true, false, -8, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0, false});
+constexpr PanelFormat kQ4_1 = sized({32, true, true, 0, true, 0, sizeof(BlockQ8_1), 4, 1, 0, false, 0, false});
+constexpr PanelFormat kQ5_0 = sized({32, true, false, -16, true, 0, sizeof(BlockQ8_0), 2, 1, 1, false, 0, false});
+constexpr PanelFormat kQ5_1 = sized({32, true, true, 0, true, 0, sizeof(BlockQ8_1), 4, 1, 1, false, 0, false});
+constexpr PanelFormat kQ8_0 = sized({32, false, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0, false});
+constexpr PanelFormat kQ4_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 0, false, 0, false});
+constexpr PanelFormat kQ5_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 1, false, 0, false});
 // Q2_K and Q3_K: their 2- and 3-bit quants in the nibble plane (4 bits; a
 // plane of their own width is still to do), GGUF scales as Q6_K's.
-constexpr PanelFormat kQ2_K = sized({16, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 16, 0, true, 16});
-constexpr PanelFormat kQ3_K = sized({16, true, false, -4, false, 0, sizeof(BlockQ8K), 4, 16, 0, true, 16});
-constexpr PanelFormat kQ6_K = sized({16, true, false, -32, false, 0, sizeof(BlockQ8K), 4, 16, 2, true, 16});
+constexpr PanelFormat kQ2_K = sized({16, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 16, 0, true, 16, false});
+constexpr PanelFormat kQ3_K = sized({16, true, false, -4, false, 0, sizeof(BlockQ8K), 4, 16, 0, true, 16, false});
+// IQ4_NL: Q4_0's layout (indices in the nibbles, F16 scale); IQ4_XS: the same
+// nibbles with its int8 sub-scales (ls - 32) and F16 d per 256, as Q6_K's.
+constexpr PanelFormat kIQ4_NL = sized({32, true, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0, true});
+constexpr PanelFormat kIQ4_XS = sized({32, true, false, -128, false, 0, sizeof(BlockQ8K), 4, 8, 0, true, 8, true});
+static_assert(kIQ4_NL.group_bytes == 16 * 18);
+constexpr PanelFormat kQ6_K = sized({16, true, false, -32, false, 0, sizeof(BlockQ8K), 4, 16, 2, true, 16, false});
 static_assert(kQ4_0.group_bytes == 16 * 18 && kQ8_0.group_bytes == 16 * 34 && kQ4_K.group_bytes == 16 * 24);
 // As in the GGUF rows: Q5_0 22 and Q5_1 24 bytes per 32 weights, Q6_K 210 per 256.
 static_assert(kQ5_0.group_bytes == 16 * 22 && kQ5_1.group_bytes == 16 * 24);
@@ -169,6 +175,30 @@ void unpack_q3_K(const uint8_t* row, int64_t g, RowGroup* out) {
   out->d = b.d;
 }
 
+// IQ4_NL block g: the indices as Q4_0's nibbles, its F16 d.
+void unpack_iq4_nl(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockIQ4NL*>(row)[g];
+  for (int i = 0; i < 16; ++i) {
+    out->q[i] = b.qs[i] & 0xF;
+    out->q[i + 16] = b.qs[i] >> 4;
+  }
+  out->scale = fp16_to_f32(b.d);
+  out->min = 0;
+}
+
+// IQ4_XS sub-block j: indices as IQ4_NL's, scale d * (ls - 32).
+void unpack_iq4_xs(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockIQ4XS*>(row)[g / 8];
+  const int j = static_cast<int>(g % 8);
+  const uint8_t* qs = b.qs + 16 * j;
+  for (int i = 0; i < 16; ++i) {
+    out->q[i] = qs[i] & 0xF;
+    out->q[i + 16] = qs[i] >> 4;
+  }
+  out->sc = static_cast<int8_t>(iq4xs_scale(b, j) - 32);
+  out->d = b.d;
+}
+
 // Sub-block j (16 elements) of a Q6_K super-block: x = d*sc*(q - 32), q in 0..63.
 // Element 128h + 32r + l: low 4 bits in ql[64h + l + 32*(r&1)] (high nibble when
 // r >= 2), high 2 bits at bit 2r of qh[32h + l].
@@ -218,6 +248,8 @@ const Entry kEntries[] = {
     {DType::Q4_K, &kQ4_K, unpack_q4_K, kVnni, kAmx},
     {DType::Q5_K, &kQ5_K, unpack_q5_K, kVnni, kNoAmx},
     {DType::Q6_K, &kQ6_K, unpack_q6_K, kVnni, kNoAmx},
+    {DType::IQ4_NL, &kIQ4_NL, unpack_iq4_nl, kVnni, kNoAmx},
+    {DType::IQ4_XS, &kIQ4_XS, unpack_iq4_xs, kVnni, kNoAmx},
 };
 
 const Entry* entry(DType type) {
@@ -307,7 +339,8 @@ void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* 
   switch (type) {
     case DType::Q4_0:
     case DType::Q5_0:
-    case DType::Q8_0: {
+    case DType::Q8_0:
+    case DType::IQ4_NL: {
       const auto* b = static_cast<const BlockQ8_0*>(act_row);
       for (int64_t g = 0; g < n_groups; ++g) {
         int sum = 0;
@@ -329,6 +362,15 @@ void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* 
         const BlockQ8K& blk = b[g / 8];
         const int j = static_cast<int>(g % 8);
         out[g] = {blk.d, 0, blk.d * static_cast<float>(blk.bsums[2 * j] + blk.bsums[2 * j + 1])};
+      }
+      break;
+    }
+    case DType::IQ4_XS: {
+      const auto* b = static_cast<const BlockQ8K*>(act_row);
+      for (int64_t g = 0; g < n_groups; ++g) {
+        const BlockQ8K& blk = b[g / 8];
+        const int j = static_cast<int>(g % 8);
+        out[g] = {blk.d, e.format->offset * (blk.bsums[2 * j] + blk.bsums[2 * j + 1]), 0.0f};
       }
       break;
     }

@@ -35,12 +35,20 @@ struct PanelFormat {
   int high_bits;
   // Scales as the K formats store them: per group, one int8 per row (and one
   // for the min); per super-block of `super_groups` groups, 16 F16 d (and 16
-  // F16 dmin) at the panel's end. The group's scale is float(d) * float(sc)
-  // and its min float(dmin) * float(m) (exact), as the float vectors held, in
-  // 16 bytes instead of 64.
+  // F16 dmin) at the panel's end: 16 bytes per group instead of 64. The
+  // kernels multiply a group's integer sum by sc in int32 and convert once per
+  // super-block (packed_gemm.h); the min is float(dmin) * float(m) (exact).
   bool sub_scales;
   int super_groups;
+  // IQ4_NL / IQ4_XS: the nibbles are indices into kIq4nlValues; a quant's
+  // unsigned value is kIq4nlValues[index] + 128 (offset -128), looked up by
+  // the kernels (vpshufb) after unpacking.
+  bool nonlinear;
 };
+
+// kIq4nlValues (kernels/blocks.h) + 128: the unsigned quants of the non-linear
+// formats' 16 indices.
+constexpr uint8_t kIq4nlUnsigned[16] = {1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241};
 
 // Bytes of a group's quants, and of its scale (or min) vector.
 constexpr size_t panel_nibble_bytes(const PanelFormat& f) {

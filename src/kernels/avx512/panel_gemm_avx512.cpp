@@ -103,7 +103,7 @@ void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
 // continues the sums stored in y by the previous one (same order, same bits).
 // kHigh: bits per quant in the high-bit plane; kSub: int8 scales times the
 // super-block's F16 d (PanelFormat::sub_scales).
-template <bool kNib, int kG, bool kMin, int kHigh, bool kSub, int kC>
+template <bool kNib, int kG, bool kMin, int kHigh, bool kSub, bool kLut, int kC>
 void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_begin, int64_t g_end) {
   constexpr int kNibbleBytes = (kNib ? kG / 2 : kG) * kPanelRows;
   constexpr int kQuantBytes = kNibbleBytes + (kHigh ? 64 : 0);
@@ -124,8 +124,12 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
   for (int c = 0; c < kC; ++c)
     facc[c] = g_begin == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows, a.y + (t0 + c) * a.ldy);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
+  // kLut: the 16 unsigned values of the indices in each 128-bit lane (vpshufb).
+  const __m512i lut = kLut ? _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlUnsigned)))
+                           : _mm512_setzero_si512();
   const uint8_t* super = kSub ? a.panel + panel_super_offset(f, a.cols) : nullptr;
-  __m512 super_d = _mm512_setzero_ps();
+  __m512i isb[kC];  // kSub: int32 sums of the current super-block
+  for (int c = 0; c < kC; ++c) isb[c] = _mm512_setzero_si512();
 
   const bool stream = a.n_tokens <= kMaxTokens;
   const uint8_t* pg = a.panel + static_cast<size_t>(g_begin) * group_bytes;
@@ -149,8 +153,12 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
         constexpr int j = kJ;
         const __m512i raw = _mm512_loadu_si512(pg + 64 * j);
         if constexpr (kNib) {
-          const __m512i lo = maybe_high<kHigh, j>(_mm512_and_si512(raw, low4), hb);
-          const __m512i hi = maybe_high<kHigh, j + kVecs>(_mm512_and_si512(_mm512_srli_epi16(raw, 4), low4), hb);
+          __m512i lo = maybe_high<kHigh, j>(_mm512_and_si512(raw, low4), hb);
+          __m512i hi = maybe_high<kHigh, j + kVecs>(_mm512_and_si512(_mm512_srli_epi16(raw, 4), low4), hb);
+          if constexpr (kLut) {
+            lo = _mm512_shuffle_epi8(lut, lo);
+            hi = _mm512_shuffle_epi8(lut, hi);
+          }
           for (int c = 0; c < kC; ++c) {
             const uint8_t* q = act[c] + aoff + 4 * j;
             acc[c] = _mm512_dpbusd_epi32(acc[c], lo, bcast32(q));
@@ -173,22 +181,33 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
         }
       }(), ...);
     }(std::make_integer_sequence<int, kVecs>{});
-    __m512 ws;
     if constexpr (kSub) {
-      if (g == g_begin || g % f.super_groups == 0)
-        super_d = _mm512_cvtph_ps(_mm256_loadu_si256(
+      // The int8 scale times the group's sum, accumulated exactly over the
+      // super-block; one float epilogue per super-block (d * ascale), where the
+      // per-group one cost 6 vector ops of the ~24 a decode group takes.
+      const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pg + kQuantBytes)));
+      for (int c = 0; c < kC; ++c) {
+        __m512i s = acc[c];
+        if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
+        isb[c] = _mm512_add_epi32(isb[c], _mm512_mullo_epi32(s, sc));
+      }
+      if ((g + 1) % f.super_groups == 0) {
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
             reinterpret_cast<const __m256i*>(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
-      const __m512 sc = _mm512_cvtepi32_ps(
-          _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pg + kQuantBytes))));
-      ws = _mm512_mul_ps(super_d, sc);  // exact, as the scalar twin's float(d) * float(sc)
+        for (int c = 0; c < kC; ++c) {
+          const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(ag[c][g].scale));
+          facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isb[c]), scale, facc[c]);
+          isb[c] = _mm512_setzero_si512();
+        }
+      }
     } else {
-      ws = load_scales(f, pg + kQuantBytes);
-    }
-    for (int c = 0; c < kC; ++c) {
-      __m512i s = acc[c];
-      if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
-      const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(ag[c][g].scale));
-      facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, facc[c]);
+      const __m512 ws = load_scales(f, pg + kQuantBytes);
+      for (int c = 0; c < kC; ++c) {
+        __m512i s = acc[c];
+        if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
+        const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(ag[c][g].scale));
+        facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, facc[c]);
+      }
     }
   }
   for (int c = 0; c < kC; ++c) _mm512_mask_storeu_ps(a.y + (t0 + c) * a.ldy, rows, facc[c]);
@@ -199,8 +218,11 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
 // 48 KB L1 while every token tile reuses them. Whole rows at once spilled L1
 // from 2048 columns on (Q4_1 fell from 220 to 150 GFLOP/s past 16 tokens).
 constexpr int64_t kChunkCols = 1024;
+// Chunks end at super-block ends (256 columns), where sub-scale formats fold
+// their integer sums into the float accumulators.
+static_assert(kChunkCols % 256 == 0);
 
-template <bool kNib, int kG, bool kMin, int kHigh, bool kSub>
+template <bool kNib, int kG, bool kMin, int kHigh, bool kSub, bool kLut = false>
 void run(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
   const int64_t n_groups = a.cols / kG;
   const int64_t chunk = kChunkCols / kG;
@@ -208,15 +230,15 @@ void run(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
   for (int64_t g0 = 0; g0 < n_groups; g0 += chunk) {
     const int64_t g1 = std::min(n_groups, g0 + chunk);
     int64_t t = t_begin;
-    for (; t + kMaxTokens <= a.n_tokens; t += kMaxTokens) tile<kNib, kG, kMin, kHigh, kSub, kMaxTokens>(f, a, t, g0, g1);
+    for (; t + kMaxTokens <= a.n_tokens; t += kMaxTokens) tile<kNib, kG, kMin, kHigh, kSub, kLut, kMaxTokens>(f, a, t, g0, g1);
     switch (a.n_tokens - t) {
-      case 7: tile<kNib, kG, kMin, kHigh, kSub, 7>(f, a, t, g0, g1); break;
-      case 6: tile<kNib, kG, kMin, kHigh, kSub, 6>(f, a, t, g0, g1); break;
-      case 5: tile<kNib, kG, kMin, kHigh, kSub, 5>(f, a, t, g0, g1); break;
-      case 4: tile<kNib, kG, kMin, kHigh, kSub, 4>(f, a, t, g0, g1); break;
-      case 3: tile<kNib, kG, kMin, kHigh, kSub, 3>(f, a, t, g0, g1); break;
-      case 2: tile<kNib, kG, kMin, kHigh, kSub, 2>(f, a, t, g0, g1); break;
-      case 1: tile<kNib, kG, kMin, kHigh, kSub, 1>(f, a, t, g0, g1); break;
+      case 7: tile<kNib, kG, kMin, kHigh, kSub, kLut, 7>(f, a, t, g0, g1); break;
+      case 6: tile<kNib, kG, kMin, kHigh, kSub, kLut, 6>(f, a, t, g0, g1); break;
+      case 5: tile<kNib, kG, kMin, kHigh, kSub, kLut, 5>(f, a, t, g0, g1); break;
+      case 4: tile<kNib, kG, kMin, kHigh, kSub, kLut, 4>(f, a, t, g0, g1); break;
+      case 3: tile<kNib, kG, kMin, kHigh, kSub, kLut, 3>(f, a, t, g0, g1); break;
+      case 2: tile<kNib, kG, kMin, kHigh, kSub, kLut, 2>(f, a, t, g0, g1); break;
+      case 1: tile<kNib, kG, kMin, kHigh, kSub, kLut, 1>(f, a, t, g0, g1); break;
       default: break;
     }
   }
@@ -241,7 +263,12 @@ void panel_add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begi
 }
 
 void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
-  if (f.sub_scales) {  // 16-element groups with GGUF scales
+  if (f.nonlinear) {  // IQ4_NL (F16 scales), IQ4_XS (int8 sub-scales)
+    if (f.sub_scales)
+      run<true, 32, false, 0, true, true>(f, a, t_begin);
+    else
+      run<true, 32, false, 0, false, true>(f, a, t_begin);
+  } else if (f.sub_scales) {  // 16-element groups with GGUF scales
     if (f.high_bits)  // Q6_K: 4 + 2 bits
       run<true, 16, false, 2, true>(f, a, t_begin);
     else if (f.has_min)  // Q2_K

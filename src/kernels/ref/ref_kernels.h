@@ -53,6 +53,14 @@ void dequantize_row_q6_K(const void* src, float* dst, int64_t n);
 void quantize_row_q6_K(const float* src, void* dst, int64_t n);
 float vec_dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
 void dequantize_row_q8_K(const void* src, float* dst, int64_t n);
+
+// Non-linear 4-bit formats (kIq4nlValues).
+void dequantize_row_iq4_nl(const void* src, float* dst, int64_t n);
+void quantize_row_iq4_nl(const float* src, void* dst, int64_t n);
+float vec_dot_iq4_nl_q8_0(int64_t n, const void* w, const void* a);
+void dequantize_row_iq4_xs(const void* src, float* dst, int64_t n);
+void quantize_row_iq4_xs(const float* src, void* dst, int64_t n);
+float vec_dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a);
 void quantize_row_q8_K(const float* src, void* dst, int64_t n);
 
 // Float primitives (kernels/f32_kernels.h).

@@ -134,6 +134,7 @@ inline std::vector<int> half_fields(DType t) {
     case DType::Q6_K: return {208};
     case DType::Q2_K: return {80, 82};
     case DType::Q3_K: return {108};
+    case DType::IQ4_NL: case DType::IQ4_XS: return {0};
     default: return {};
   }
 }

@@ -20,7 +20,8 @@ namespace {
 constexpr double kEps = 1.0 / (1 << 24);
 
 const DType kPanelTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-                             DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+                             DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+                             DType::IQ4_NL, DType::IQ4_XS};
 
 uint32_t bits(float f) {
   uint32_t u;
@@ -182,7 +183,8 @@ TEST(PanelGemm, NoKernelBelowAvx512) {
   EXPECT_EQ(panel_gemm_amx(DType::Q4_0, Isa::Avx2), nullptr);
   EXPECT_EQ(panel_gemm(DType::F16, Isa::Avx512), nullptr);
   // No tile version of the 5- and 6-bit planes: matmul keeps VNNI for them.
-  for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q5_K, DType::Q6_K})
+  for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL,
+                  DType::IQ4_XS})
     EXPECT_EQ(panel_gemm_amx(t, Isa::Avx512), nullptr);
 }
 
@@ -212,6 +214,10 @@ TEST(PanelGemm, PackedSizeCountsWholePanels) {
   // Q3_K: 4-bit quants, int8 scales, F16 d; Q2_K adds int8 mins and F16 dmin.
   EXPECT_EQ(panel_bytes(*panel_format(DType::Q3_K), 256), 16 * (16u * 8 + 16) + 32);
   EXPECT_EQ(panel_bytes(*panel_format(DType::Q2_K), 256), 16 * (16u * 8 + 32) + 64);
+  // IQ4_NL as Q4_0; IQ4_XS: nibbles, int8 scales (its 6-bit ones widened),
+  // F16 d per 256: 138 bytes per 256 elements and row, the GGUF's 136 + 2.
+  EXPECT_EQ(panel_bytes(*panel_format(DType::IQ4_NL), 32), 16u * 18);
+  EXPECT_EQ(panel_bytes(*panel_format(DType::IQ4_XS), 256), 16u * 138);
   // Q5_K: Q4_K's float scales and mins plus the fifth-bit plane.
   EXPECT_EQ(panel_bytes(*panel_format(DType::Q5_K), 256), 8 * (16u * 16 + 64 + 128));
 }

@@ -127,7 +127,7 @@ struct Shape {
 TEST(Matmul, EveryPathMatchesDoubleReference) {
   ThreadPool pool(2);
   const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K,
-                         DType::Q5_0, DType::Q5_1, DType::Q5_K};
+                         DType::Q5_0, DType::Q5_1, DType::Q5_K, DType::IQ4_NL, DType::IQ4_XS};
   const Shape shapes[] = {{37, 1}, {37, 2}, {64, 7}, {50, 16}, {33, 35}, {16, 64}};
   uint32_t seed = 1;
   for (DType type : types) {
@@ -164,7 +164,8 @@ TEST(Matmul, PathChoice) {
     EXPECT_EQ(matmul_path(DType::Q4_0, 1, Isa::Avx512), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q8_0, 1, Isa::Avx512), MatmulPath::Panels);
     // The 5- and 6-bit formats at their own width, decode included.
-    for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q5_K, DType::Q6_K}) {
+    for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL,
+                    DType::IQ4_XS}) {
       EXPECT_EQ(matmul_path(t, 1, Isa::Avx512), MatmulPath::Panels) << dtype_name(t);
       EXPECT_EQ(matmul_path(t, 16, Isa::Avx512, MatmulOptions{true, AmxUse::Always}), MatmulPath::Panels)
           << dtype_name(t) << ": no AMX version";
