@@ -36,7 +36,9 @@ constexpr PanelFormat kQ5_0 = sized({32, true, false, -16, true, 0, sizeof(Block
 constexpr PanelFormat kQ5_1 = sized({32, true, true, 0, true, 0, sizeof(BlockQ8_1), 4, 1, 1, false, 0, false});
 constexpr PanelFormat kQ8_0 = sized({32, false, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0, false});
 constexpr PanelFormat kQ4_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 0, false, 0, false});
-constexpr PanelFormat kQ5_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 1, false, 0, false});
+// Q5_K: Q4_K's nibbles plus the fifth-bit plane, its GGUF 6-bit scales and mins
+// as int8 with F16 d and dmin per 256: 5.625 bits per weight (the file's 5.5).
+constexpr PanelFormat kQ5_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 1, true, 8, false});
 // Q2_K and Q3_K: their 2- and 3-bit quants in the nibble plane (4 bits; a
 // plane of their own width is still to do), GGUF scales as Q6_K's.
 constexpr PanelFormat kQ2_K = sized({16, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 16, 0, true, 16, false});
@@ -141,8 +143,10 @@ void unpack_q5_K(const uint8_t* row, int64_t g, RowGroup* out) {
   const uint8_t* qs = b.qs + 32 * (j / 2);
   const int shift = 4 * (j % 2);
   for (int l = 0; l < 32; ++l) out->q[l] = static_cast<uint8_t>(((qs[l] >> shift) & 0xF) | (((b.qh[l] >> j) & 1) << 4));
-  out->scale = fp16_to_f32(b.d) * static_cast<float>(sc);
-  out->min = -fp16_to_f32(b.dmin) * static_cast<float>(m);
+  out->sc = static_cast<int8_t>(sc);
+  out->m = static_cast<int8_t>(-m);  // min = dmin * (-m)
+  out->d = b.d;
+  out->dmin = b.dmin;
 }
 
 // Sub-block j (16 elements) of a Q2_K super-block: x = d*sc*q - dmin*m, q in

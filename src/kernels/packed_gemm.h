@@ -24,11 +24,11 @@
 //           offset is applied through the activation sum (see PanelFormat::offset)
 //   scale   16 floats: the row's group scale (d, d*sc of the K quants); 16 F16
 //           for the formats whose GGUF scale is F16 (PanelFormat::half_scales);
-//           Q2_K, Q3_K, Q6_K, IQ4_XS: 16 int8 sc, the rows' d (16 F16 per 256
+//           Q2_K, Q3_K, Q5_K, Q6_K, IQ4_XS: 16 int8 sc, the rows' d (16 F16 per 256
 //           elements) after the last group (PanelFormat::sub_scales), scale =
 //           float(d) * float(sc)
 //   min     16 floats (or F16 as the scale), formats with a min only (Q4_1's m,
-//           Q4_K's -dmin*m); Q2_K: 16 int8 -m, its dmin after its d, min =
+//           Q4_K's -dmin*m); Q2_K, Q5_K: 16 int8 -m, dmin after d, min =
 //           float(dmin) * float(-m)
 // Rows past the matrix end are zero (scale 0), so a partial panel computes zeros.
 //
@@ -39,7 +39,7 @@
 //                      acc  = fma(float(i), scale[r,g] * ascale[t,g], acc)
 //                      mins = fma(min[r,g], amin[t,g], mins)          (formats with a min)
 //   y = acc + mins  (acc alone without a min)
-// Formats with int8 sub-scales (Q2_K, Q3_K, Q6_K, IQ4_XS) scale in integers
+// Formats with int8 sub-scales (Q2_K, Q3_K, Q5_K, Q6_K, IQ4_XS) scale in integers
 // first, as ggml's dot products do, and go to float once per super-block s:
 //   isum = sum over the groups g of s:  sc[r,g] * i                   (int32, exact)
 //   acc  = fma(float(isum), d[r,s] * ascale[t,s], acc)      (ascale is one per Q8_K block)

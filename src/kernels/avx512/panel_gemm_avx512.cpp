@@ -268,6 +268,8 @@ void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_beg
       run<true, 32, false, 0, true, true>(f, a, t_begin);
     else
       run<true, 32, false, 0, false, true>(f, a, t_begin);
+  } else if (f.sub_scales && f.group == 32) {  // Q5_K: 4 + 1 bits, GGUF scales and mins
+    run<true, 32, true, 1, true>(f, a, t_begin);
   } else if (f.sub_scales) {  // 16-element groups with GGUF scales
     if (f.high_bits)  // Q6_K: 4 + 2 bits
       run<true, 16, false, 2, true>(f, a, t_begin);
@@ -275,7 +277,7 @@ void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_beg
       run<true, 16, true, 0, true>(f, a, t_begin);
     else  // Q3_K
       run<true, 16, false, 0, true>(f, a, t_begin);
-  } else if (f.high_bits) {  // Q5_0, Q5_1, Q5_K: 4 + 1 bits
+  } else if (f.high_bits) {  // Q5_0, Q5_1: 4 + 1 bits
     if (f.has_min)
       run<true, 32, true, 1, false>(f, a, t_begin);
     else

@@ -218,8 +218,9 @@ TEST(PanelGemm, PackedSizeCountsWholePanels) {
   // F16 d per 256: 138 bytes per 256 elements and row, the GGUF's 136 + 2.
   EXPECT_EQ(panel_bytes(*panel_format(DType::IQ4_NL), 32), 16u * 18);
   EXPECT_EQ(panel_bytes(*panel_format(DType::IQ4_XS), 256), 16u * 138);
-  // Q5_K: Q4_K's float scales and mins plus the fifth-bit plane.
-  EXPECT_EQ(panel_bytes(*panel_format(DType::Q5_K), 256), 8 * (16u * 16 + 64 + 128));
+  // Q5_K: nibbles, fifth-bit plane, int8 scales and mins, F16 d and dmin: 180
+  // bytes per 256 elements and row (the GGUF's 176 + 4).
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q5_K), 256), 16u * 180);
 }
 
 // The tile configuration must reach the CPU whole (g++ 12's _tile_loadconfig
