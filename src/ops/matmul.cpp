@@ -16,12 +16,16 @@ namespace {
 // on 576-wide layers.
 constexpr int64_t kRowGrain = 16;
 
-// Every batch size takes the panel path when the format has one, decode (1
-// token) included: the panel kernel streams weights at 9-12 GB/s per core where
-// vec_dot on the GGUF rows reaches 4-7 (bench/micro/gemm_bench.cpp,
-// docs/performance.md), and one kernel for every batch size makes a token's
-// logits independent of what else is in its batch. (Q6_K took vec_dot below 4
-// tokens while its panels held 8-bit quants; they hold its 6.56 bits now.)
+// Batches from this size on take the panel path. Decode (1 token) too for
+// almost every format: the panel kernel streams weights as fast as vec_dot on
+// the GGUF rows or faster (bench/micro/gemm_bench.cpp, docs/performance.md),
+// holds them once (the mapped pages are dropped once packed), and one kernel
+// for every batch size makes a token's logits independent of what else is in
+// its batch. Q5_K is the exception: at one token its unpacking (nibbles, the
+// fifth-bit plane, the min pass) makes the panel kernel compute-bound, 15%
+// below vec_dot alone and 7-13% in decode end to end, so it packs for
+// batches only and keeps its GGUF rows for decode.
+int64_t min_panel_tokens(DType type) { return type == DType::Q5_K ? 2 : 1; }
 // AMX from one whole 16-token tile on (smaller batches have no tile to fill).
 constexpr int64_t kMinAmxTokens = 16;
 
@@ -63,13 +67,13 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool) {
     ready_.store(packed_.get(), std::memory_order_release);
     // Every batch size now reads the panels: give the GGUF rows' pages back, so
     // the weight is resident once, not twice.
-    if (w.mapped) drop_mapped_pages(w.data, w.bytes());
+    if (w.mapped && min_panel_tokens(w.type) == 1) drop_mapped_pages(w.data, w.bytes());
   });
   return *packed_;
 }
 
 MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, const MatmulOptions& options) {
-  if (!options.allow_panels || !kernels::panel_gemm(type, isa))
+  if (!options.allow_panels || n_tokens < min_panel_tokens(type) || !kernels::panel_gemm(type, isa))
     return MatmulPath::VecDot;
   if (options.amx == AmxUse::Always && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa))
     return MatmulPath::PanelsAmx;
@@ -155,6 +159,7 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
 
 void prepare_weight(const MatmulContext& ctx, const Weight& w) {
   if (w.empty()) return;
+  // A prompt-sized batch: the largest minimum of min_panel_tokens is 2.
   if (matmul_path(w.type, 64, ctx.isa, MatmulOptions{ctx.options.allow_panels, AmxUse::Never}) != MatmulPath::VecDot)
     w.packed->get(w, ctx.pool);
 }
