@@ -48,7 +48,11 @@ constexpr PanelFormat kQ3_K = sized({16, true, false, -4, false, 0, sizeof(Block
 constexpr PanelFormat kIQ4_NL = sized({32, true, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0, true});
 constexpr PanelFormat kIQ4_XS = sized({32, true, false, -128, false, 0, sizeof(BlockQ8K), 4, 8, 0, true, 8, true});
 static_assert(kIQ4_NL.group_bytes == 16 * 18);
-constexpr PanelFormat kQ6_K = sized({16, true, false, -32, false, 0, sizeof(BlockQ8K), 4, 16, 2, true, 16, false});
+constexpr PanelFormat kQ6_K = [] {
+  PanelFormat f = sized({16, true, false, -32, false, 0, sizeof(BlockQ8K), 4, 16, 2, true, 16, false});
+  f.batch_float_scales = true;
+  return f;
+}();
 static_assert(kQ4_0.group_bytes == 16 * 18 && kQ8_0.group_bytes == 16 * 34 && kQ4_K.group_bytes == 16 * 24);
 // As in the GGUF rows: Q5_0 22 and Q5_1 24 bytes per 32 weights, Q6_K 210 per 256.
 static_assert(kQ5_0.group_bytes == 16 * 22 && kQ5_1.group_bytes == 16 * 24);

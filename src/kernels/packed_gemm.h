@@ -43,6 +43,8 @@
 // first, as ggml's dot products do, and go to float once per super-block s:
 //   isum = sum over the groups g of s:  sc[r,g] * i                   (int32, exact)
 //   acc  = fma(float(isum), d[r,s] * ascale[t,s], acc)      (ascale is one per Q8_K block)
+// except Q6_K batches (PanelFormat::batch_float_scales), which keep the per-group
+// float order above with scale = float(d) * float(sc).
 // The min terms have their own sum, as in ggml's dot products (the weight's
 // min and the quants' part largely cancel; mixing them into one running sum
 // moved SmolLM2's logits further from llama.cpp's). Against vec_dot, which

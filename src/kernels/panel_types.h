@@ -44,6 +44,13 @@ struct PanelFormat {
   // unsigned value is kIq4nlValues[index] + 128 (offset -128), looked up by
   // the kernels (vpshufb) after unpacking.
   bool nonlinear;
+  // Q6_K: batches (n_tokens > 1) scale each group in float (float(d) *
+  // float(sc) * ascale, fma per group) as its 8-bit panels did, which keeps
+  // prompt logits bit-identical to before (scaling in int32 per super-block
+  // moved Qwen2.5-1.5B Q4_K_M's further from llama.cpp's: a greedy token flipped
+  // at a 0.149 gap); one token sums in int32 per super-block (faster, as the
+  // other sub-scale formats at every size).
+  bool batch_float_scales = false;
 };
 
 // kIq4nlValues (kernels/blocks.h) + 128: the unsigned quants of the non-linear

@@ -101,9 +101,9 @@ void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
 // Groups [g_begin, g_end) of tokens [t0, t0 + kC): the scaled integer products
 // (the min terms come after, from add_mins). A chunk after the first
 // continues the sums stored in y by the previous one (same order, same bits).
-// kHigh: bits per quant in the high-bit plane; kSub: int8 scales times the
+// kHigh: bits per quant in the high-bit plane; kSub (1, 2): int8 scales times the
 // super-block's F16 d (PanelFormat::sub_scales).
-template <bool kNib, int kG, bool kMin, int kHigh, bool kSub, bool kLut, int kC>
+template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut, int kC>
 void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_begin, int64_t g_end) {
   constexpr int kNibbleBytes = (kNib ? kG / 2 : kG) * kPanelRows;
   constexpr int kQuantBytes = kNibbleBytes + (kHigh ? 64 : 0);
@@ -128,8 +128,9 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
   const __m512i lut = kLut ? _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlUnsigned)))
                            : _mm512_setzero_si512();
   const uint8_t* super = kSub ? a.panel + panel_super_offset(f, a.cols) : nullptr;
-  __m512i isb[kC];  // kSub: int32 sums of the current super-block
+  __m512i isb[kC];  // kSub == 1: int32 sums of the current super-block
   for (int c = 0; c < kC; ++c) isb[c] = _mm512_setzero_si512();
+  __m512 super_d = _mm512_setzero_ps();  // kSub == 2: the super-block's d
 
   const bool stream = a.n_tokens <= kMaxTokens;
   const uint8_t* pg = a.panel + static_cast<size_t>(g_begin) * group_bytes;
@@ -181,7 +182,19 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
         }
       }(), ...);
     }(std::make_integer_sequence<int, kVecs>{});
-    if constexpr (kSub) {
+    if constexpr (kSub == 2) {  // float per group: scale = float(d) * float(sc), exact
+      if (g == g_begin || g % f.super_groups == 0)
+        super_d = _mm512_cvtph_ps(_mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
+      const __m512 ws = _mm512_mul_ps(
+          super_d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pg + kQuantBytes)))));
+      for (int c = 0; c < kC; ++c) {
+        __m512i s = acc[c];
+        if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
+        const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(ag[c][g].scale));
+        facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, facc[c]);
+      }
+    } else if constexpr (kSub == 1) {
       // The int8 scale times the group's sum, accumulated exactly over the
       // super-block; one float epilogue per super-block (d * ascale), where the
       // per-group one cost 6 vector ops of the ~24 a decode group takes.
@@ -222,7 +235,7 @@ constexpr int64_t kChunkCols = 1024;
 // their integer sums into the float accumulators.
 static_assert(kChunkCols % 256 == 0);
 
-template <bool kNib, int kG, bool kMin, int kHigh, bool kSub, bool kLut = false>
+template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut = false>
 void run(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
   const int64_t n_groups = a.cols / kG;
   const int64_t chunk = kChunkCols / kG;
@@ -265,30 +278,34 @@ void panel_add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begi
 void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
   if (f.nonlinear) {  // IQ4_NL (F16 scales), IQ4_XS (int8 sub-scales)
     if (f.sub_scales)
-      run<true, 32, false, 0, true, true>(f, a, t_begin);
+      run<true, 32, false, 0, 1, true>(f, a, t_begin);
     else
-      run<true, 32, false, 0, false, true>(f, a, t_begin);
+      run<true, 32, false, 0, 0, true>(f, a, t_begin);
   } else if (f.sub_scales && f.group == 32) {  // Q5_K: 4 + 1 bits, GGUF scales and mins
-    run<true, 32, true, 1, true>(f, a, t_begin);
+    run<true, 32, true, 1, 1>(f, a, t_begin);
   } else if (f.sub_scales) {  // 16-element groups with GGUF scales
-    if (f.high_bits)  // Q6_K: 4 + 2 bits
-      run<true, 16, false, 2, true>(f, a, t_begin);
-    else if (f.has_min)  // Q2_K
-      run<true, 16, true, 0, true>(f, a, t_begin);
-    else  // Q3_K
-      run<true, 16, false, 0, true>(f, a, t_begin);
+    if (f.high_bits) {  // Q6_K: 4 + 2 bits
+      if (f.batch_float_scales && a.n_tokens > 1)
+        run<true, 16, false, 2, 2>(f, a, t_begin);
+      else
+        run<true, 16, false, 2, 1>(f, a, t_begin);
+    } else if (f.has_min) {  // Q2_K
+      run<true, 16, true, 0, 1>(f, a, t_begin);
+    } else {  // Q3_K
+      run<true, 16, false, 0, 1>(f, a, t_begin);
+    }
   } else if (f.high_bits) {  // Q5_0, Q5_1: 4 + 1 bits
     if (f.has_min)
-      run<true, 32, true, 1, false>(f, a, t_begin);
+      run<true, 32, true, 1, 0>(f, a, t_begin);
     else
-      run<true, 32, false, 1, false>(f, a, t_begin);
+      run<true, 32, false, 1, 0>(f, a, t_begin);
   } else if (f.nibbles) {
     if (f.has_min)
-      run<true, 32, true, 0, false>(f, a, t_begin);
+      run<true, 32, true, 0, 0>(f, a, t_begin);
     else
-      run<true, 32, false, 0, false>(f, a, t_begin);
+      run<true, 32, false, 0, 0>(f, a, t_begin);
   } else {
-    run<false, 32, false, 0, false>(f, a, t_begin);
+    run<false, 32, false, 0, 0>(f, a, t_begin);
   }
 }
 
