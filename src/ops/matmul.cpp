@@ -17,15 +17,17 @@ namespace {
 constexpr int64_t kRowGrain = 16;
 
 // Batches from this size on take the panel path. Decode (1 token) too for
-// almost every format: the panel kernel streams weights as fast as vec_dot on
-// the GGUF rows or faster (bench/micro/gemm_bench.cpp, docs/performance.md),
-// holds them once (the mapped pages are dropped once packed), and one kernel
-// for every batch size makes a token's logits independent of what else is in
-// its batch. Q5_K is the exception: at one token its unpacking (nibbles, the
-// fifth-bit plane, the min pass) makes the panel kernel compute-bound, 15%
-// below vec_dot alone and 7-13% in decode end to end, so it packs for
-// batches only and keeps its GGUF rows for decode.
-int64_t min_panel_tokens(DType type) { return type == DType::Q5_K ? 2 : 1; }
+// most formats: the panel kernel streams weights as fast as vec_dot on the GGUF
+// rows or faster (bench/micro/gemm_bench.cpp, docs/performance.md), holds them
+// once (the mapped pages are dropped once packed), and one kernel for every
+// batch size makes a token's logits independent of what else is in its batch.
+// Q5_K and Q6_K decode on vec_dot: at one token their panel kernels are
+// compute-bound (nibbles, high-bit planes, int8 scales; Q5_K's min pass), and
+// end to end on the Zen 4 VM decode through them was 7-13% slower for Q5_K_M
+// and ~10% for Qwen2.5-1.5B Q4_K_M (Q6_K output and ffn_down), although one
+// thread alone runs Q6_K's at vec_dot's speed (gemm/q6_K/vnni/.../t1). They
+// pack for batches only and keep their GGUF rows for decode.
+int64_t min_panel_tokens(DType type) { return type == DType::Q5_K || type == DType::Q6_K ? 2 : 1; }
 // AMX from one whole 16-token tile on (smaller batches have no tile to fill).
 constexpr int64_t kMinAmxTokens = 16;
 
