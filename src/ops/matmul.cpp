@@ -26,8 +26,13 @@ constexpr int64_t kRowGrain = 16;
 // end to end on the Zen 4 VM decode through them was 7-13% slower for Q5_K_M
 // and ~10% for Qwen2.5-1.5B Q4_K_M (Q6_K output and ffn_down), although one
 // thread alone runs Q6_K's at vec_dot's speed (gemm/q6_K/vnni/.../t1). They
-// pack for batches only and keep their GGUF rows for decode.
-int64_t min_panel_tokens(DType type) { return type == DType::Q5_K || type == DType::Q6_K ? 2 : 1; }
+// pack for batches only and keep their GGUF rows for decode. Q5_0 too, for
+// numerics: its one-token panels decoded Qwen2.5-0.5B 1.08-1.14x faster, but
+// moved its logits off llama.cpp's (main's LogitsGolden.Qwen2_0_5B: 49 of 64
+// greedy tokens, a flip at a 0.106 gap; 64 of 64 with vec_dot decode).
+int64_t min_panel_tokens(DType type) {
+  return type == DType::Q5_0 || type == DType::Q5_K || type == DType::Q6_K ? 2 : 1;
+}
 // AMX from one whole 16-token tile on (smaller batches have no tile to fill).
 constexpr int64_t kMinAmxTokens = 16;
 
