@@ -35,9 +35,12 @@ constexpr size_t kRotationBytes = size_t{192} << 20;
 
 std::vector<int> half_fields(DType t) {
   switch (t) {
-    case DType::Q4_0: case DType::Q8_0: return {0};
-    case DType::Q4_1: case DType::Q4_K: return {0, 2};
+    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: return {0};
+    case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
     case DType::Q6_K: return {208};
+    case DType::Q2_K: return {80, 82};
+    case DType::Q3_K: return {108};
+    case DType::IQ4_NL: case DType::IQ4_XS: return {0};
     default: return {};
   }
 }
@@ -197,13 +200,15 @@ void bench_matmul(benchmark::State& state, DType type, MatmulPath path, int64_t 
   }
   const kernels::PanelFormat& f = *kernels::panel_format(type);
   set_counters(state, rows, cols, tokens,
-               ctx.options.allow_panels && tokens > 1 ? kernels::packed_matrix_bytes(f, rows, cols) : m.bytes);
+               ctx.options.allow_panels ? kernels::packed_matrix_bytes(f, rows, cols) : m.bytes);
 }
 
 int register_all() {
   if (!isa_supported(Isa::Avx512)) return 0;
-  const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K};
-  const int64_t token_counts[] = {1, 2, 4, 8, 16, 32, 128, 512};
+  const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                         DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+                         DType::IQ4_NL, DType::IQ4_XS};
+  const int64_t token_counts[] = {1, 2, 4, 8, 16, 32, 64, 128, 512};
   struct Shape {
     int64_t rows, cols;
   };
@@ -228,7 +233,6 @@ int register_all() {
         if (p == MatmulPath::PanelsAmx && !kernels::panel_gemm_amx(t, Isa::Avx512)) continue;
         const char* pn = p == MatmulPath::VecDot ? "vecdot" : p == MatmulPath::Panels ? "vnni" : "amx";
         for (int64_t n : token_counts) {
-          if (p != MatmulPath::VecDot && n == 1) continue;  // n = 1 always takes vec_dot
           if (p == MatmulPath::PanelsAmx && n < 16) continue;
           const std::string name = "matmul/" + std::string(dtype_name(t)) + "/" + pn + "/" + shape + "/t" +
                                    std::to_string(n);

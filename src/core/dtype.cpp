@@ -25,6 +25,8 @@ constexpr std::array kTraits = {
     DTypeTraits{DType::Q5_K, "q5_K", 256, 2 + 2 + 12 + 32 + 128},
     DTypeTraits{DType::Q6_K, "q6_K", 256, 128 + 64 + 16 + 2},
     DTypeTraits{DType::Q8_K, "q8_K", 256, 4 + 256 + 2 * 16},
+    DTypeTraits{DType::IQ4_NL, "iq4_nl", 32, 2 + 16},
+    DTypeTraits{DType::IQ4_XS, "iq4_xs", 256, 2 + 2 + 4 + 128},
     DTypeTraits{DType::I8, "i8", 1, 1},
     DTypeTraits{DType::I16, "i16", 1, 2},
     DTypeTraits{DType::I32, "i32", 1, 4},

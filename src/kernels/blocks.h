@@ -59,6 +59,36 @@ struct BlockQ8_1 {
 };
 static_assert(sizeof(BlockQ8_1) == 36, "q8_1 block must be 36 bytes");
 
+// 16 sub-blocks of 16: x = d * (scales[j] & 0xF) * q - dmin * (scales[j] >> 4),
+// q in 0..3. Element 128h + 32k + l: bits 2k of qs[32h + l]; sub-block
+// 8h + 2k + l / 16.
+struct BlockQ2K {
+  uint8_t scales[kQKK / 16];
+  uint8_t qs[kQKK / 4];
+  uint16_t d;
+  uint16_t dmin;
+};
+static_assert(sizeof(BlockQ2K) == 84, "q2_K block must be 84 bytes");
+
+// 16 sub-blocks of 16: x = d * (sc[j] - 32) * q, q in -4..3: the low 2 bits as
+// Q2_K's, minus 4 where bit 4h + k of hmask[l] is clear. The 6-bit sc[j] are
+// packed in 12 bytes (see q3_scale).
+struct BlockQ3K {
+  uint8_t hmask[kQKK / 8];
+  uint8_t qs[kQKK / 4];
+  uint8_t scales[12];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ3K) == 110, "q3_K block must be 110 bytes");
+
+// Q3_K's sub-block scale j (0..63, 32 means 0): low 4 bits from byte j % 8
+// (high nibble from j = 8 on), high 2 bits from byte 8 + j % 4 at bit 2 * (j / 4).
+constexpr int q3_scale(const uint8_t* s, int j) {
+  const int low = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
+  const int high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+  return low | (high << 4);
+}
+
 // 8 sub-blocks of 32: x = d * sc[j] * q - dmin * m[j], q in 0..15. scales packs
 // the 6-bit sc/m (see k_scale_min); qs: 4 chunks of 32 bytes, low nibbles are
 // sub-block 2c, high nibbles sub-block 2c+1.
@@ -89,6 +119,33 @@ struct BlockQ6K {
   uint16_t d;
 };
 static_assert(sizeof(BlockQ6K) == 210, "q6_K block must be 210 bytes");
+
+// The 16 values of the non-linear 4-bit formats (ggml's kvalues_iq4nl): a
+// quant q stands for kIq4nlValues[q] times the block scale.
+constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// x = d * kIq4nlValues[q]; element j (< 16) in the low nibble of qs[j], j + 16
+// in its high nibble (Q4_0's order).
+struct BlockIQ4NL {
+  uint16_t d;
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockIQ4NL) == 18, "iq4_nl block must be 18 bytes");
+
+// 8 sub-blocks of 32: x = d * (ls[j] - 32) * kIq4nlValues[q]; the 6-bit ls[j]
+// is nibble j % 2 of scales_l[j / 2] plus bits 2j..2j+1 of scales_h above it;
+// sub-block j's quants are qs[16j..16j+16) in IQ4_NL's order.
+struct BlockIQ4XS {
+  uint16_t d;
+  uint16_t scales_h;
+  uint8_t scales_l[kQKK / 64];
+  uint8_t qs[kQKK / 2];
+};
+static_assert(sizeof(BlockIQ4XS) == 136, "iq4_xs block must be 136 bytes");
+
+constexpr int iq4xs_scale(const BlockIQ4XS& b, int j) {
+  return ((b.scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | (((b.scales_h >> (2 * j)) & 3) << 4);
+}
 
 // Activation format for the K quants: float scale, and the sums of each 16
 // quants so the weight's min terms need no pass over the quants.

@@ -14,29 +14,87 @@
 namespace kestrel::kernels {
 namespace {
 
-// A format with its group size in bytes filled in: quants, then the scale
-// vector, then the min vector for formats with a min.
+// A format with its group size in bytes filled in: quants (nibble plane, then
+// the high-bit plane of the 5- and 6-bit formats), then the scale vector, then
+// the min vector for formats with a min.
 constexpr PanelFormat sized(PanelFormat f) {
   f.group_bytes = panel_quant_bytes(f) + panel_scale_bytes(f) * (f.has_min ? 2 : 1);
   return f;
 }
 
 // Activation block geometry: Q8_0 {d; qs[32]}, Q8_1 {d; s; qs[32]}, Q8_K {d; qs[256]; bsums}.
-// The K formats keep float scales: d * sc is not an F16 value.
-constexpr PanelFormat kQ4_0 = sized({32, true, false, -8, true, 0, sizeof(BlockQ8_0), 2, 1});
-constexpr PanelFormat kQ4_1 = sized({32, true, true, 0, true, 0, sizeof(BlockQ8_1), 4, 1});
-constexpr PanelFormat kQ8_0 = sized({32, false, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1});
-constexpr PanelFormat kQ4_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8});
-constexpr PanelFormat kQ6_K = sized({16, false, false, -32, false, 0, sizeof(BlockQ8K), 4, 16});
+// The K formats keep float scales: d * sc is not an F16 value. Q6_K keeps its
+// GGUF scales instead (int8 per group, F16 d per super-block) and its quants at
+// 6 bits: 210 bytes per 256 weights, as in the file (its 8-bit panels with float
+// scales took 320, 1.52x, too many for decode to beat vec_dot).
+// Fields: group, nibbles, has_min, offset, half_scales, (group_bytes), act block
+// bytes, act qs offset, act groups per block, high_bits, sub_scales, super_groups,
+// nonlinear.
+constexpr PanelFormat kQ4_0 = sized({32, true, false, -8, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0, false});
+constexpr PanelFormat kQ4_1 = sized({32, true, true, 0, true, 0, sizeof(BlockQ8_1), 4, 1, 0, false, 0, false});
+constexpr PanelFormat kQ5_0 = sized({32, true, false, -16, true, 0, sizeof(BlockQ8_0), 2, 1, 1, false, 0, false});
+constexpr PanelFormat kQ5_1 = sized({32, true, true, 0, true, 0, sizeof(BlockQ8_1), 4, 1, 1, false, 0, false});
+constexpr PanelFormat kQ8_0 = sized({32, false, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0, false});
+constexpr PanelFormat kQ4_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 0, false, 0, false});
+// Q5_K: Q4_K's nibbles plus the fifth-bit plane, its GGUF 6-bit scales and mins
+// as int8 with F16 d and dmin per 256: 5.625 bits per weight (the file's 5.5).
+constexpr PanelFormat kQ5_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 1, true, 8, false});
+// Q2_K and Q3_K: their 2- and 3-bit quants in the nibble plane (4 bits; a
+// plane of their own width is still to do), GGUF scales as Q6_K's.
+constexpr PanelFormat kQ2_K = sized({16, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 16, 0, true, 16, false});
+constexpr PanelFormat kQ3_K = sized({16, true, false, -4, false, 0, sizeof(BlockQ8K), 4, 16, 0, true, 16, false});
+// IQ4_NL: Q4_0's layout (indices in the nibbles, F16 scale); IQ4_XS: the same
+// nibbles with its int8 sub-scales (ls - 32) and F16 d per 256, as Q6_K's.
+constexpr PanelFormat kIQ4_NL = sized({32, true, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0, true});
+constexpr PanelFormat kIQ4_XS = sized({32, true, false, -128, false, 0, sizeof(BlockQ8K), 4, 8, 0, true, 8, true});
+static_assert(kIQ4_NL.group_bytes == 16 * 18);
+constexpr PanelFormat kQ6_K = [] {
+  PanelFormat f = sized({16, true, false, -32, false, 0, sizeof(BlockQ8K), 4, 16, 2, true, 16, false});
+  f.batch_float_scales = true;
+  return f;
+}();
 static_assert(kQ4_0.group_bytes == 16 * 18 && kQ8_0.group_bytes == 16 * 34 && kQ4_K.group_bytes == 16 * 24);
+// As in the GGUF rows: Q5_0 22 and Q5_1 24 bytes per 32 weights, Q6_K 210 per 256.
+static_assert(kQ5_0.group_bytes == 16 * 22 && kQ5_1.group_bytes == 16 * 24);
+static_assert(kQ6_K.group_bytes * 16 + 32 == 16 * 210);
+static_assert(kQ6_K.group * kQ6_K.high_bits == 32 && kQ5_0.group * kQ5_0.high_bits == 32);
 
 // One group of one weight row as unsigned quants (q + offset is the signed value),
-// its scale and its min.
+// its scale and its min; for sub_scales formats the scale's two factors
+// (scale == d * sc) instead.
 struct RowGroup {
   uint8_t q[32];
   float scale;
   float min;
+  int8_t sc, m;
+  uint16_t d, dmin;  // F16
 };
+
+// Q5_0/Q5_1 element i: low nibble of qs[i % 16] (high nibble from 16 on), fifth
+// bit i of the little-endian qh.
+template <typename Block>
+void unpack_q5_bits(const Block& b, RowGroup* out) {
+  uint32_t qh;
+  std::memcpy(&qh, b.qh, 4);
+  for (int i = 0; i < 16; ++i) {
+    out->q[i] = static_cast<uint8_t>((b.qs[i] & 0xF) | (((qh >> i) & 1) << 4));
+    out->q[i + 16] = static_cast<uint8_t>((b.qs[i] >> 4) | (((qh >> (i + 16)) & 1) << 4));
+  }
+}
+
+void unpack_q5_0(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ5_0*>(row)[g];
+  unpack_q5_bits(b, out);
+  out->scale = fp16_to_f32(b.d);
+  out->min = 0;
+}
+
+void unpack_q5_1(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ5_1*>(row)[g];
+  unpack_q5_bits(b, out);
+  out->scale = fp16_to_f32(b.d);
+  out->min = fp16_to_f32(b.m);
+}
 
 void unpack_q4_0(const uint8_t* row, int64_t g, RowGroup* out) {
   const auto& b = reinterpret_cast<const BlockQ4_0*>(row)[g];
@@ -79,6 +137,76 @@ void unpack_q4_K(const uint8_t* row, int64_t g, RowGroup* out) {
   out->min = -fp16_to_f32(b.dmin) * static_cast<float>(m);
 }
 
+// Sub-block j of a Q5_K super-block: Q4_K's nibbles and scales, and the fifth
+// bit of element l at bit j of qh[l].
+void unpack_q5_K(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ5K*>(row)[g / 8];
+  const int j = static_cast<int>(g % 8);
+  uint8_t sc, m;
+  k_scale_min(j, b.scales, &sc, &m);
+  const uint8_t* qs = b.qs + 32 * (j / 2);
+  const int shift = 4 * (j % 2);
+  for (int l = 0; l < 32; ++l) out->q[l] = static_cast<uint8_t>(((qs[l] >> shift) & 0xF) | (((b.qh[l] >> j) & 1) << 4));
+  out->sc = static_cast<int8_t>(sc);
+  out->m = static_cast<int8_t>(-m);  // min = dmin * (-m)
+  out->d = b.d;
+  out->dmin = b.dmin;
+}
+
+// Sub-block j (16 elements) of a Q2_K super-block: x = d*sc*q - dmin*m, q in
+// 0..3 (element 128h + 32k + l at bits 2k of qs[32h + l]).
+void unpack_q2_K(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ2K*>(row)[g / 16];
+  const int j = static_cast<int>(g % 16);
+  for (int i = 0; i < 16; ++i) {
+    const int e = 16 * j + i;
+    out->q[i] = static_cast<uint8_t>((b.qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3);
+  }
+  out->sc = static_cast<int8_t>(b.scales[j] & 0xF);
+  out->m = static_cast<int8_t>(-(b.scales[j] >> 4));  // min = dmin * m, stored negated
+  out->d = b.d;
+  out->dmin = b.dmin;
+}
+
+// Sub-block j of a Q3_K super-block: x = d*(sc-32)*(q - 4), q = low 2 bits plus
+// 4 where the hmask bit is set, in 0..7.
+void unpack_q3_K(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockQ3K*>(row)[g / 16];
+  const int j = static_cast<int>(g % 16);
+  for (int i = 0; i < 16; ++i) {
+    const int e = 16 * j + i, h = e / 128, k = e % 128 / 32, l = e % 32;
+    const int low = (b.qs[32 * h + l] >> (2 * k)) & 3;
+    const int high = (b.hmask[l] >> (4 * h + k)) & 1;
+    out->q[i] = static_cast<uint8_t>(low | (high << 2));
+  }
+  out->sc = static_cast<int8_t>(q3_scale(b.scales, j) - 32);
+  out->d = b.d;
+}
+
+// IQ4_NL block g: the indices as Q4_0's nibbles, its F16 d.
+void unpack_iq4_nl(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockIQ4NL*>(row)[g];
+  for (int i = 0; i < 16; ++i) {
+    out->q[i] = b.qs[i] & 0xF;
+    out->q[i + 16] = b.qs[i] >> 4;
+  }
+  out->scale = fp16_to_f32(b.d);
+  out->min = 0;
+}
+
+// IQ4_XS sub-block j: indices as IQ4_NL's, scale d * (ls - 32).
+void unpack_iq4_xs(const uint8_t* row, int64_t g, RowGroup* out) {
+  const auto& b = reinterpret_cast<const BlockIQ4XS*>(row)[g / 8];
+  const int j = static_cast<int>(g % 8);
+  const uint8_t* qs = b.qs + 16 * j;
+  for (int i = 0; i < 16; ++i) {
+    out->q[i] = qs[i] & 0xF;
+    out->q[i + 16] = qs[i] >> 4;
+  }
+  out->sc = static_cast<int8_t>(iq4xs_scale(b, j) - 32);
+  out->d = b.d;
+}
+
 // Sub-block j (16 elements) of a Q6_K super-block: x = d*sc*(q - 32), q in 0..63.
 // Element 128h + 32r + l: low 4 bits in ql[64h + l + 32*(r&1)] (high nibble when
 // r >= 2), high 2 bits at bit 2r of qh[32h + l].
@@ -94,6 +222,8 @@ void unpack_q6_K(const uint8_t* row, int64_t g, RowGroup* out) {
   }
   out->scale = fp16_to_f32(b.d) * static_cast<float>(b.scales[j]);
   out->min = 0;
+  out->sc = b.scales[j];
+  out->d = b.d;
 }
 
 using UnpackFn = void (*)(const uint8_t* row, int64_t g, RowGroup* out);
@@ -103,6 +233,9 @@ using UnpackFn = void (*)(const uint8_t* row, int64_t g, RowGroup* out);
 // the AVX-512 level and need the AMX-INT8 feature as well.
 constexpr PerIsa<PanelGemmFn> kVnni = {nullptr, nullptr, avx512::panel_gemm};
 constexpr PerIsa<PanelGemmFn> kAmx = {nullptr, nullptr, amx::panel_gemm};
+// The AMX kernel reads 4- and 8-bit quants with float or F16 scale vectors only:
+// the 5/6-bit planes and int8 sub-scales have no tile version (yet).
+constexpr PerIsa<PanelGemmFn> kNoAmx = {nullptr, nullptr, nullptr};
 
 struct Entry {
   DType type;
@@ -115,9 +248,16 @@ struct Entry {
 const Entry kEntries[] = {
     {DType::Q4_0, &kQ4_0, unpack_q4_0, kVnni, kAmx},
     {DType::Q4_1, &kQ4_1, unpack_q4_1, kVnni, kAmx},
+    {DType::Q5_0, &kQ5_0, unpack_q5_0, kVnni, kNoAmx},
+    {DType::Q5_1, &kQ5_1, unpack_q5_1, kVnni, kNoAmx},
     {DType::Q8_0, &kQ8_0, unpack_q8_0, kVnni, kAmx},
+    {DType::Q2_K, &kQ2_K, unpack_q2_K, kVnni, kNoAmx},
+    {DType::Q3_K, &kQ3_K, unpack_q3_K, kVnni, kNoAmx},
     {DType::Q4_K, &kQ4_K, unpack_q4_K, kVnni, kAmx},
-    {DType::Q6_K, &kQ6_K, unpack_q6_K, kVnni, kAmx},
+    {DType::Q5_K, &kQ5_K, unpack_q5_K, kVnni, kNoAmx},
+    {DType::Q6_K, &kQ6_K, unpack_q6_K, kVnni, kNoAmx},
+    {DType::IQ4_NL, &kIQ4_NL, unpack_iq4_nl, kVnni, kNoAmx},
+    {DType::IQ4_XS, &kIQ4_XS, unpack_iq4_xs, kVnni, kNoAmx},
 };
 
 const Entry* entry(DType type) {
@@ -140,7 +280,8 @@ const PanelFormat* panel_format(DType type) {
 }
 
 size_t panel_bytes(const PanelFormat& f, int64_t cols) {
-  return f.group_bytes * static_cast<size_t>(cols / f.group);
+  const size_t super = f.sub_scales ? static_cast<size_t>(cols / f.group / f.super_groups) * panel_super_bytes(f) : 0;
+  return panel_super_offset(f, cols) + super;
 }
 
 size_t packed_matrix_bytes(const PanelFormat& f, int64_t rows, int64_t cols) {
@@ -169,10 +310,25 @@ void pack_panels(DType type, const uint8_t* w, size_t row_stride, int64_t rows, 
         // vector i / 4, lane r, byte i % 4.
         const int n_bytes = f.nibbles ? f.group / 2 : f.group;
         for (int i = 0; i < n_bytes; ++i) {
-          const uint8_t v = f.nibbles ? static_cast<uint8_t>(rg.q[i] | (rg.q[i + f.group / 2] << 4)) : rg.q[i];
+          const uint8_t v =
+              f.nibbles ? static_cast<uint8_t>((rg.q[i] & 0xF) | ((rg.q[i + f.group / 2] & 0xF) << 4)) : rg.q[i];
           dst[(i / 4) * 64 + r * 4 + i % 4] = v;
         }
-        if (f.half_scales) {  // exact: these scales and mins were F16 in the file
+        // High bits of element 4k + b: lane r, byte b, bits high_bits * k.
+        if (f.high_bits)
+          for (int i = 0; i < f.group; ++i)
+            dst[panel_nibble_bytes(f) + r * 4 + i % 4] |=
+                static_cast<uint8_t>((rg.q[i] >> 4) << (f.high_bits * (i / 4)));
+        if (f.sub_scales) {  // the GGUF's own int8 scales and F16 d, dmin
+          std::memcpy(dst + quant_bytes + r, &rg.sc, 1);
+          uint8_t* super = panel + panel_super_offset(f, cols) +
+                           static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f);
+          std::memcpy(super + 2 * r, &rg.d, 2);
+          if (f.has_min) {
+            std::memcpy(dst + quant_bytes + scale_bytes + r, &rg.m, 1);
+            std::memcpy(super + 32 + 2 * r, &rg.dmin, 2);
+          }
+        } else if (f.half_scales) {  // exact: these scales and mins were F16 in the file
           const uint16_t s = f32_to_fp16(rg.scale), m = f32_to_fp16(rg.min);
           std::memcpy(dst + quant_bytes + 2 * r, &s, 2);
           if (f.has_min) std::memcpy(dst + quant_bytes + scale_bytes + 2 * r, &m, 2);
@@ -190,7 +346,9 @@ void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* 
   const int64_t n_groups = cols / e.format->group;
   switch (type) {
     case DType::Q4_0:
-    case DType::Q8_0: {
+    case DType::Q5_0:
+    case DType::Q8_0:
+    case DType::IQ4_NL: {
       const auto* b = static_cast<const BlockQ8_0*>(act_row);
       for (int64_t g = 0; g < n_groups; ++g) {
         int sum = 0;
@@ -199,12 +357,14 @@ void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* 
       }
       break;
     }
-    case DType::Q4_1: {
+    case DType::Q4_1:
+    case DType::Q5_1: {
       const auto* b = static_cast<const BlockQ8_1*>(act_row);
       for (int64_t g = 0; g < n_groups; ++g) out[g] = {fp16_to_f32(b[g].d), 0, fp16_to_f32(b[g].s)};
       break;
     }
-    case DType::Q4_K: {
+    case DType::Q4_K:
+    case DType::Q5_K: {
       const auto* b = static_cast<const BlockQ8K*>(act_row);
       for (int64_t g = 0; g < n_groups; ++g) {
         const BlockQ8K& blk = b[g / 8];
@@ -213,6 +373,24 @@ void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* 
       }
       break;
     }
+    case DType::IQ4_XS: {
+      const auto* b = static_cast<const BlockQ8K*>(act_row);
+      for (int64_t g = 0; g < n_groups; ++g) {
+        const BlockQ8K& blk = b[g / 8];
+        const int j = static_cast<int>(g % 8);
+        out[g] = {blk.d, e.format->offset * (blk.bsums[2 * j] + blk.bsums[2 * j + 1]), 0.0f};
+      }
+      break;
+    }
+    case DType::Q2_K: {  // the min term per 16 elements
+      const auto* b = static_cast<const BlockQ8K*>(act_row);
+      for (int64_t g = 0; g < n_groups; ++g) {
+        const BlockQ8K& blk = b[g / 16];
+        out[g] = {blk.d, 0, blk.d * static_cast<float>(blk.bsums[g % 16])};
+      }
+      break;
+    }
+    case DType::Q3_K:
     case DType::Q6_K: {
       const auto* b = static_cast<const BlockQ8K*>(act_row);
       for (int64_t g = 0; g < n_groups; ++g) {

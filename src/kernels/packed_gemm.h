@@ -12,13 +12,24 @@
 //
 // Panel layout (16 weight rows, `cols` elements), group after group:
 //   quants  4-bit formats: G/8 vectors of 64 bytes; vector j, lane r (4 bytes):
-//             bytes 4j..4j+3 of row r's 16 nibble bytes; low nibbles are the
+//             bytes 4j..4j+3 of row r's G/2 nibble bytes; low nibbles are the
 //             elements 4j..4j+3 of the group, high nibbles G/2+4j.. (Q4_0's order)
+//           5- and 6-bit formats (Q5_0, Q5_1, Q5_K; Q6_K with G = 16): the
+//             low 4 bits as above, then one vector of high bits: lane r, byte
+//             b, bits h*k..h*k+h-1 are the high h bits of element 4k+b (h*G = 32)
+//           IQ4_NL, IQ4_XS: nibbles as above holding indices; the quant is
+//             kIq4nlUnsigned[index] (kIq4nlValues + 128, offset -128)
 //           8-bit formats: G/4 vectors; vector j, lane r: elements 4j..4j+3 of row r
-//           every quant is unsigned (0..15 or 0..255): the format's offset is
-//           applied through the activation sum (see PanelFormat::offset)
-//   scale   16 floats: the row's group scale (d, d*sc of the K quants)
-//   min     16 floats, formats with a min only (Q4_1's m, Q4_K's -dmin*m)
+//           every quant is unsigned (0..15, 0..31, 0..63 or 0..255): the format's
+//           offset is applied through the activation sum (see PanelFormat::offset)
+//   scale   16 floats: the row's group scale (d, d*sc of the K quants); 16 F16
+//           for the formats whose GGUF scale is F16 (PanelFormat::half_scales);
+//           Q2_K, Q3_K, Q5_K, Q6_K, IQ4_XS: 16 int8 sc, the rows' d (16 F16 per 256
+//           elements) after the last group (PanelFormat::sub_scales), scale =
+//           float(d) * float(sc)
+//   min     16 floats (or F16 as the scale), formats with a min only (Q4_1's m,
+//           Q4_K's -dmin*m); Q2_K, Q5_K: 16 int8 -m, dmin after d, min =
+//           float(dmin) * float(-m)
 // Rows past the matrix end are zero (scale 0), so a partial panel computes zeros.
 //
 // Output for row r, token t, in this order (the documented summation order; the
@@ -28,6 +39,12 @@
 //                      acc  = fma(float(i), scale[r,g] * ascale[t,g], acc)
 //                      mins = fma(min[r,g], amin[t,g], mins)          (formats with a min)
 //   y = acc + mins  (acc alone without a min)
+// Formats with int8 sub-scales (Q2_K, Q3_K, Q5_K, Q6_K, IQ4_XS) scale in integers
+// first, as ggml's dot products do, and go to float once per super-block s:
+//   isum = sum over the groups g of s:  sc[r,g] * i                   (int32, exact)
+//   acc  = fma(float(isum), d[r,s] * ascale[t,s], acc)      (ascale is one per Q8_K block)
+// except Q6_K batches (PanelFormat::batch_float_scales), which keep the per-group
+// float order above with scale = float(d) * float(sc).
 // The min terms have their own sum, as in ggml's dot products (the weight's
 // min and the quants' part largely cancel; mixing them into one running sum
 // moved SmolLM2's logits further from llama.cpp's). Against vec_dot, which
@@ -42,7 +59,8 @@
 
 namespace kestrel::kernels {
 
-// Formats with panels: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K. nullptr for the rest.
+// Formats with panels: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
+// Q6_K, IQ4_NL, IQ4_XS. nullptr for the rest.
 const PanelFormat* panel_format(DType type);
 
 // Bytes of one panel and of a whole matrix (rows rounded up to kPanelRows).

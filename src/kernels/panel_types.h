@@ -29,13 +29,49 @@ struct PanelFormat {
   int act_block_bytes;
   int act_qs_offset;
   int act_groups_per_block;
+  // Quants wider than 4 bits kept at their own width (Q5_0/Q5_1: 1, Q6_K: 2):
+  // a plane of their high bits follows the nibble plane, so a panel holds as
+  // many bits per weight as the GGUF rows instead of a byte.
+  int high_bits;
+  // Scales as the K formats store them: per group, one int8 per row (and one
+  // for the min); per super-block of `super_groups` groups, 16 F16 d (and 16
+  // F16 dmin) at the panel's end: 16 bytes per group instead of 64. The
+  // kernels multiply a group's integer sum by sc in int32 and convert once per
+  // super-block (packed_gemm.h); the min is float(dmin) * float(m) (exact).
+  bool sub_scales;
+  int super_groups;
+  // IQ4_NL / IQ4_XS: the nibbles are indices into kIq4nlValues; a quant's
+  // unsigned value is kIq4nlValues[index] + 128 (offset -128), looked up by
+  // the kernels (vpshufb) after unpacking.
+  bool nonlinear;
+  // Q6_K: batches (n_tokens > 1) scale each group in float (float(d) *
+  // float(sc) * ascale, fma per group) as its 8-bit panels did, which keeps
+  // prompt logits bit-identical to before (scaling in int32 per super-block
+  // moved Qwen2.5-1.5B Q4_K_M's further from llama.cpp's: a greedy token flipped
+  // at a 0.149 gap); one token sums in int32 per super-block (faster, as the
+  // other sub-scale formats at every size).
+  bool batch_float_scales = false;
 };
 
+// kIq4nlValues (kernels/blocks.h) + 128: the unsigned quants of the non-linear
+// formats' 16 indices.
+constexpr uint8_t kIq4nlUnsigned[16] = {1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241};
+
 // Bytes of a group's quants, and of its scale (or min) vector.
-constexpr size_t panel_quant_bytes(const PanelFormat& f) {
+constexpr size_t panel_nibble_bytes(const PanelFormat& f) {
   return static_cast<size_t>(f.nibbles ? f.group / 2 : f.group) * kPanelRows;
 }
-constexpr size_t panel_scale_bytes(const PanelFormat& f) { return f.half_scales ? 32 : 64; }
+// The high-bit plane: per lane r, 4 bytes; bit high_bits * k + i of byte b holds
+// bit i of the high part of element 4k + b (so group * high_bits == 32).
+constexpr size_t panel_high_bytes(const PanelFormat& f) { return f.high_bits ? 64 : 0; }
+constexpr size_t panel_quant_bytes(const PanelFormat& f) { return panel_nibble_bytes(f) + panel_high_bytes(f); }
+constexpr size_t panel_scale_bytes(const PanelFormat& f) { return f.sub_scales ? 16 : f.half_scales ? 32 : 64; }
+// Where the super-block d (and dmin) vectors start (sub_scales formats): after
+// all groups; super-block s at + s * panel_super_bytes, dmin 32 bytes after d.
+constexpr size_t panel_super_offset(const PanelFormat& f, int64_t cols) {
+  return f.group_bytes * static_cast<size_t>(cols / f.group);
+}
+constexpr size_t panel_super_bytes(const PanelFormat& f) { return f.sub_scales ? (f.has_min ? 64 : 32) : 0; }
 
 // Per token and group: what the kernels need besides the activation quants.
 struct ActGroup {

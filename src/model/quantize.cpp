@@ -14,6 +14,7 @@ const std::vector<QuantTarget>& quant_targets() {
       {"F32", DType::F32, 0},   {"F16", DType::F16, 1},   {"BF16", DType::BF16, 32}, {"Q4_0", DType::Q4_0, 2},
       {"Q4_1", DType::Q4_1, 3}, {"Q8_0", DType::Q8_0, 7}, {"Q5_0", DType::Q5_0, 8},  {"Q5_1", DType::Q5_1, 9},
       {"Q4_K", DType::Q4_K, 15}, {"Q5_K", DType::Q5_K, 17}, {"Q6_K", DType::Q6_K, 18},
+      {"IQ4_NL", DType::IQ4_NL, 25}, {"IQ4_XS", DType::IQ4_XS, 30},
   };
   return t;
 }
@@ -30,7 +31,9 @@ const QuantTarget& find_quant_target(const std::string& name) {
 
 namespace {
 
-bool is_block_k(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+bool is_block_k(DType t) {
+  return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::IQ4_XS;
+}
 
 // K-quants need rows that are a multiple of 256; llama.cpp falls back to a
 // 32-block format of similar size for the others.
@@ -39,6 +42,7 @@ DType fallback_for(DType t) {
     case DType::Q4_K: return DType::Q5_0;
     case DType::Q5_K: return DType::Q5_1;
     case DType::Q6_K: return DType::Q8_0;
+    case DType::IQ4_XS: return DType::IQ4_NL;
     default: return t;
   }
 }

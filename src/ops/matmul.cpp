@@ -18,13 +18,23 @@ namespace {
 // on 576-wide layers.
 constexpr int64_t kRowGrain = 16;
 
-// Batches from this size on take the panel path. Decode (1 token) too: the
-// panel kernel streams weights at 9-11 GB/s per core where vec_dot on the GGUF
-// rows reaches 4-7 (bench/micro/gemm_bench.cpp, docs/performance.md), and one
-// kernel for every batch size makes a token's logits independent of what else
-// is in its batch. Q6_K is the exception: its panels hold 8-bit quants (1.5x
-// the bytes of its 6.6-bit rows) and 16-element groups, so it wins from 4 on.
-int64_t min_panel_tokens(DType type) { return type == DType::Q6_K ? 4 : 1; }
+// Batches from this size on take the panel path. Decode (1 token) too for
+// most formats: the panel kernel streams weights as fast as vec_dot on the GGUF
+// rows or faster (bench/micro/gemm_bench.cpp, docs/performance.md), holds them
+// once (the mapped pages are dropped once packed), and one kernel for every
+// batch size makes a token's logits independent of what else is in its batch.
+// Q5_K and Q6_K decode on vec_dot: at one token their panel kernels are
+// compute-bound (nibbles, high-bit planes, int8 scales; Q5_K's min pass), and
+// end to end on the Zen 4 VM decode through them was 7-13% slower for Q5_K_M
+// and ~10% for Qwen2.5-1.5B Q4_K_M (Q6_K output and ffn_down), although one
+// thread alone runs Q6_K's at vec_dot's speed (gemm/q6_K/vnni/.../t1). They
+// pack for batches only and keep their GGUF rows for decode. Q5_0 too, for
+// numerics: its one-token panels decoded Qwen2.5-0.5B 1.08-1.14x faster, but
+// moved its logits off llama.cpp's (main's LogitsGolden.Qwen2_0_5B: 49 of 64
+// greedy tokens, a flip at a 0.106 gap; 64 of 64 with vec_dot decode).
+int64_t min_panel_tokens(DType type) {
+  return type == DType::Q5_0 || type == DType::Q5_K || type == DType::Q6_K ? 2 : 1;
+}
 // AMX from one whole 16-token tile on (smaller batches have no tile to fill).
 constexpr int64_t kMinAmxTokens = 16;
 
@@ -224,7 +234,7 @@ void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* cons
 
 void prepare_weight(const MatmulContext& ctx, const Weight& w) {
   if (w.empty()) return;
-  // A prompt-sized batch: the largest minimum of min_panel_tokens is 4.
+  // A prompt-sized batch: the largest minimum of min_panel_tokens is 2.
   if (matmul_path(w.type, 64, ctx.isa, MatmulOptions{ctx.options.allow_panels, AmxUse::Never}) != MatmulPath::VecDot)
     w.packed->get(w, ctx.pool);
 }

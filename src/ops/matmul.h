@@ -4,7 +4,8 @@
 // (Q8_0, Q8_1, Q8_K, F16, ...), as llama.cpp does, so results match its numerics.
 //
 // Two paths:
-//  - formats with panels (Q4_0, Q4_1, Q8_0, Q4_K; Q6_K from 4 tokens) on an Isa
+//  - formats with panels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, IQ4_NL,
+//    IQ4_XS; Q5_0, Q5_K and Q6_K from 2 tokens) on an Isa
 //    with panel kernels: the panel GEMM of kernels/packed_gemm.h on a copy of
 //    the weight repacked once, on first use, into 16-row panels (PackedWeight
 //    below) (AVX-512 VNNI; AMX-INT8 tiles for 16-token tiles on request, see

@@ -7,6 +7,7 @@
 // and serve all C tokens.
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "kernels/avx512/avx512-inl.h"
 #include "kernels/avx512/avx512_kernels.h"
@@ -43,6 +44,26 @@ inline __m512 load_scales(const PanelFormat& f, const uint8_t* p) {
                        : _mm512_loadu_ps(p);
 }
 
+// Quant vector k (elements 4k..4k+3 of each lane's group) of a 5- or 6-bit
+// format: its nibbles `low` with the kHigh high bits of the plane `hb` (bits
+// kHigh * k of each byte) moved above them. The 16-bit shifts carry bits across
+// bytes only into positions the mask clears.
+template <int kHigh, int kK>
+inline __m512i with_high(__m512i low, __m512i hb) {
+  constexpr int kShift = kHigh * kK;
+  const __m512i mask = _mm512_set1_epi8(static_cast<char>(((1 << kHigh) - 1) << 4));
+  const __m512i moved = kShift <= 4 ? _mm512_slli_epi16(hb, 4 - kShift) : _mm512_srli_epi16(hb, kShift - 4);
+  return _mm512_ternarylogic_epi32(low, moved, mask, 0xF8);  // low | (moved & mask)
+}
+
+template <int kHigh, int kK>
+inline __m512i maybe_high(__m512i low, __m512i hb) {
+  if constexpr (kHigh == 0)
+    return low;
+  else
+    return with_high<kHigh, kK>(low, hb);
+}
+
 // The min terms of tokens [t0, t0 + kC), summed on their own over all groups
 // and then added to y (which holds the scaled products).
 template <int kC>
@@ -56,8 +77,18 @@ void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
     m[c] = _mm512_setzero_ps();
   }
   const uint8_t* pw = a.panel + min_offset;
+  const uint8_t* super = a.panel + panel_super_offset(f, a.cols) + 32;  // sub_scales: the dmin vectors
+  __m512 dmin = _mm512_setzero_ps();
   for (int64_t g = 0; g < n_groups; ++g, pw += f.group_bytes) {
-    const __m512 wm = load_scales(f, pw);
+    __m512 wm;
+    if (f.sub_scales) {  // float(dmin) * float(m), exact
+      if (g % f.super_groups == 0)
+        dmin = _mm512_cvtph_ps(_mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
+      wm = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pw)))));
+    } else {
+      wm = load_scales(f, pw);
+    }
     for (int c = 0; c < kC; ++c) m[c] = _mm512_fmadd_ps(wm, _mm512_set1_ps(ag[c][g].min), m[c]);
   }
   const __mmask16 rows = static_cast<__mmask16>((1u << a.n_rows) - 1);
@@ -70,11 +101,15 @@ void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
 // Groups [g_begin, g_end) of tokens [t0, t0 + kC): the scaled integer products
 // (the min terms come after, from add_mins). A chunk after the first
 // continues the sums stored in y by the previous one (same order, same bits).
-template <bool kNib, int kG, bool kMin, int kC>
+// kHigh: bits per quant in the high-bit plane; kSub (1, 2): int8 scales times the
+// super-block's F16 d (PanelFormat::sub_scales).
+template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut, int kC>
 void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_begin, int64_t g_end) {
-  constexpr int kQuantBytes = (kNib ? kG / 2 : kG) * kPanelRows;
-  constexpr int kVecs = kQuantBytes / 64;
+  constexpr int kNibbleBytes = (kNib ? kG / 2 : kG) * kPanelRows;
+  constexpr int kQuantBytes = kNibbleBytes + (kHigh ? 64 : 0);
+  constexpr int kVecs = kNibbleBytes / 64;
   constexpr bool kSplit = kC < 4;  // two chains per token to hide vpdpbusd latency
+  static_assert(!kHigh || (kNib && kG * kHigh == 32), "a high-bit plane is one vector per group");
   const int gpb = f.act_groups_per_block;
   const size_t group_bytes = f.group_bytes;
 
@@ -89,6 +124,13 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
   for (int c = 0; c < kC; ++c)
     facc[c] = g_begin == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(rows, a.y + (t0 + c) * a.ldy);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
+  // kLut: the 16 unsigned values of the indices in each 128-bit lane (vpshufb).
+  const __m512i lut = kLut ? _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlUnsigned)))
+                           : _mm512_setzero_si512();
+  const uint8_t* super = kSub ? a.panel + panel_super_offset(f, a.cols) : nullptr;
+  __m512i isb[kC];  // kSub == 1: int32 sums of the current super-block
+  for (int c = 0; c < kC; ++c) isb[c] = _mm512_setzero_si512();
+  __m512 super_d = _mm512_setzero_ps();  // kSub == 2: the super-block's d
 
   const bool stream = a.n_tokens <= kMaxTokens;
   const uint8_t* pg = a.panel + static_cast<size_t>(g_begin) * group_bytes;
@@ -105,38 +147,80 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
       acc[c] = _mm512_set1_epi32(ag[c][g].offset_sum);
       if constexpr (kSplit) acc2[c] = _mm512_setzero_si512();
     }
-    for (int j = 0; j < kVecs; ++j) {
-      const __m512i raw = _mm512_loadu_si512(pg + 64 * j);
-      if constexpr (kNib) {
-        const __m512i lo = _mm512_and_si512(raw, low4);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
-        for (int c = 0; c < kC; ++c) {
-          const uint8_t* q = act[c] + aoff + 4 * j;
-          acc[c] = _mm512_dpbusd_epi32(acc[c], lo, bcast32(q));
-          if constexpr (kSplit)
-            acc2[c] = _mm512_dpbusd_epi32(acc2[c], hi, bcast32(q + kG / 2));
-          else
-            acc[c] = _mm512_dpbusd_epi32(acc[c], hi, bcast32(q + kG / 2));
-        }
-      } else {
-        for (int c = 0; c < kC; ++c) {
-          const __m512i b = bcast32(act[c] + aoff + 4 * j);
-          if constexpr (kSplit) {
-            if (j % 2) {
-              acc2[c] = _mm512_dpbusd_epi32(acc2[c], raw, b);
-              continue;
-            }
+    __m512i hb = _mm512_setzero_si512();
+    if constexpr (kHigh) hb = _mm512_loadu_si512(pg + kNibbleBytes);
+    [&]<int... kJ>(std::integer_sequence<int, kJ...>) {
+      ([&] {
+        constexpr int j = kJ;
+        const __m512i raw = _mm512_loadu_si512(pg + 64 * j);
+        if constexpr (kNib) {
+          __m512i lo = maybe_high<kHigh, j>(_mm512_and_si512(raw, low4), hb);
+          __m512i hi = maybe_high<kHigh, j + kVecs>(_mm512_and_si512(_mm512_srli_epi16(raw, 4), low4), hb);
+          if constexpr (kLut) {
+            lo = _mm512_shuffle_epi8(lut, lo);
+            hi = _mm512_shuffle_epi8(lut, hi);
           }
-          acc[c] = _mm512_dpbusd_epi32(acc[c], raw, b);
+          for (int c = 0; c < kC; ++c) {
+            const uint8_t* q = act[c] + aoff + 4 * j;
+            acc[c] = _mm512_dpbusd_epi32(acc[c], lo, bcast32(q));
+            if constexpr (kSplit)
+              acc2[c] = _mm512_dpbusd_epi32(acc2[c], hi, bcast32(q + kG / 2));
+            else
+              acc[c] = _mm512_dpbusd_epi32(acc[c], hi, bcast32(q + kG / 2));
+          }
+        } else {
+          for (int c = 0; c < kC; ++c) {
+            const __m512i b = bcast32(act[c] + aoff + 4 * j);
+            if constexpr (kSplit) {
+              if (j % 2) {
+                acc2[c] = _mm512_dpbusd_epi32(acc2[c], raw, b);
+                continue;
+              }
+            }
+            acc[c] = _mm512_dpbusd_epi32(acc[c], raw, b);
+          }
+        }
+      }(), ...);
+    }(std::make_integer_sequence<int, kVecs>{});
+    if constexpr (kSub == 2) {  // float per group: scale = float(d) * float(sc), exact
+      if (g == g_begin || g % f.super_groups == 0)
+        super_d = _mm512_cvtph_ps(_mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
+      const __m512 ws = _mm512_mul_ps(
+          super_d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pg + kQuantBytes)))));
+      for (int c = 0; c < kC; ++c) {
+        __m512i s = acc[c];
+        if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
+        const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(ag[c][g].scale));
+        facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, facc[c]);
+      }
+    } else if constexpr (kSub == 1) {
+      // The int8 scale times the group's sum, accumulated exactly over the
+      // super-block; one float epilogue per super-block (d * ascale), where the
+      // per-group one cost 6 vector ops of the ~24 a decode group takes.
+      const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pg + kQuantBytes)));
+      for (int c = 0; c < kC; ++c) {
+        __m512i s = acc[c];
+        if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
+        isb[c] = _mm512_add_epi32(isb[c], _mm512_mullo_epi32(s, sc));
+      }
+      if ((g + 1) % f.super_groups == 0) {
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
+        for (int c = 0; c < kC; ++c) {
+          const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(ag[c][g].scale));
+          facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isb[c]), scale, facc[c]);
+          isb[c] = _mm512_setzero_si512();
         }
       }
-    }
-    const __m512 ws = load_scales(f, pg + kQuantBytes);
-    for (int c = 0; c < kC; ++c) {
-      __m512i s = acc[c];
-      if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
-      const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(ag[c][g].scale));
-      facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, facc[c]);
+    } else {
+      const __m512 ws = load_scales(f, pg + kQuantBytes);
+      for (int c = 0; c < kC; ++c) {
+        __m512i s = acc[c];
+        if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
+        const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(ag[c][g].scale));
+        facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, facc[c]);
+      }
     }
   }
   for (int c = 0; c < kC; ++c) _mm512_mask_storeu_ps(a.y + (t0 + c) * a.ldy, rows, facc[c]);
@@ -147,8 +231,11 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
 // 48 KB L1 while every token tile reuses them. Whole rows at once spilled L1
 // from 2048 columns on (Q4_1 fell from 220 to 150 GFLOP/s past 16 tokens).
 constexpr int64_t kChunkCols = 1024;
+// Chunks end at super-block ends (256 columns), where sub-scale formats fold
+// their integer sums into the float accumulators.
+static_assert(kChunkCols % 256 == 0);
 
-template <bool kNib, int kG, bool kMin>
+template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut = false>
 void run(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
   const int64_t n_groups = a.cols / kG;
   const int64_t chunk = kChunkCols / kG;
@@ -156,15 +243,15 @@ void run(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
   for (int64_t g0 = 0; g0 < n_groups; g0 += chunk) {
     const int64_t g1 = std::min(n_groups, g0 + chunk);
     int64_t t = t_begin;
-    for (; t + kMaxTokens <= a.n_tokens; t += kMaxTokens) tile<kNib, kG, kMin, kMaxTokens>(f, a, t, g0, g1);
+    for (; t + kMaxTokens <= a.n_tokens; t += kMaxTokens) tile<kNib, kG, kMin, kHigh, kSub, kLut, kMaxTokens>(f, a, t, g0, g1);
     switch (a.n_tokens - t) {
-      case 7: tile<kNib, kG, kMin, 7>(f, a, t, g0, g1); break;
-      case 6: tile<kNib, kG, kMin, 6>(f, a, t, g0, g1); break;
-      case 5: tile<kNib, kG, kMin, 5>(f, a, t, g0, g1); break;
-      case 4: tile<kNib, kG, kMin, 4>(f, a, t, g0, g1); break;
-      case 3: tile<kNib, kG, kMin, 3>(f, a, t, g0, g1); break;
-      case 2: tile<kNib, kG, kMin, 2>(f, a, t, g0, g1); break;
-      case 1: tile<kNib, kG, kMin, 1>(f, a, t, g0, g1); break;
+      case 7: tile<kNib, kG, kMin, kHigh, kSub, kLut, 7>(f, a, t, g0, g1); break;
+      case 6: tile<kNib, kG, kMin, kHigh, kSub, kLut, 6>(f, a, t, g0, g1); break;
+      case 5: tile<kNib, kG, kMin, kHigh, kSub, kLut, 5>(f, a, t, g0, g1); break;
+      case 4: tile<kNib, kG, kMin, kHigh, kSub, kLut, 4>(f, a, t, g0, g1); break;
+      case 3: tile<kNib, kG, kMin, kHigh, kSub, kLut, 3>(f, a, t, g0, g1); break;
+      case 2: tile<kNib, kG, kMin, kHigh, kSub, kLut, 2>(f, a, t, g0, g1); break;
+      case 1: tile<kNib, kG, kMin, kHigh, kSub, kLut, 1>(f, a, t, g0, g1); break;
       default: break;
     }
   }
@@ -189,15 +276,36 @@ void panel_add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begi
 }
 
 void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
-  if (f.nibbles) {
-    if (f.has_min)
-      run<true, 32, true>(f, a, t_begin);
+  if (f.nonlinear) {  // IQ4_NL (F16 scales), IQ4_XS (int8 sub-scales)
+    if (f.sub_scales)
+      run<true, 32, false, 0, 1, true>(f, a, t_begin);
     else
-      run<true, 32, false>(f, a, t_begin);
-  } else if (f.group == 16) {
-    run<false, 16, false>(f, a, t_begin);
+      run<true, 32, false, 0, 0, true>(f, a, t_begin);
+  } else if (f.sub_scales && f.group == 32) {  // Q5_K: 4 + 1 bits, GGUF scales and mins
+    run<true, 32, true, 1, 1>(f, a, t_begin);
+  } else if (f.sub_scales) {  // 16-element groups with GGUF scales
+    if (f.high_bits) {  // Q6_K: 4 + 2 bits
+      if (f.batch_float_scales && a.n_tokens > 1)
+        run<true, 16, false, 2, 2>(f, a, t_begin);
+      else
+        run<true, 16, false, 2, 1>(f, a, t_begin);
+    } else if (f.has_min) {  // Q2_K
+      run<true, 16, true, 0, 1>(f, a, t_begin);
+    } else {  // Q3_K
+      run<true, 16, false, 0, 1>(f, a, t_begin);
+    }
+  } else if (f.high_bits) {  // Q5_0, Q5_1: 4 + 1 bits
+    if (f.has_min)
+      run<true, 32, true, 1, 0>(f, a, t_begin);
+    else
+      run<true, 32, false, 1, 0>(f, a, t_begin);
+  } else if (f.nibbles) {
+    if (f.has_min)
+      run<true, 32, true, 0, 0>(f, a, t_begin);
+    else
+      run<true, 32, false, 0, 0>(f, a, t_begin);
   } else {
-    run<false, 32, false>(f, a, t_begin);
+    run<false, 32, false, 0, 0>(f, a, t_begin);
   }
 }
 

@@ -38,7 +38,11 @@ float vec_dot_q8_0_q8_0(int64_t n, const void* w, const void* a);
 void dequantize_row_q8_1(const void* src, float* dst, int64_t n);
 void quantize_row_q8_1(const float* src, void* dst, int64_t n);
 
-// 256-element super-block formats.
+// 256-element super-block formats. Q2_K and Q3_K are read only (no quantizer).
+void dequantize_row_q2_K(const void* src, float* dst, int64_t n);
+float vec_dot_q2_K_q8_K(int64_t n, const void* w, const void* a);
+void dequantize_row_q3_K(const void* src, float* dst, int64_t n);
+float vec_dot_q3_K_q8_K(int64_t n, const void* w, const void* a);
 void dequantize_row_q4_K(const void* src, float* dst, int64_t n);
 void quantize_row_q4_K(const float* src, void* dst, int64_t n);
 float vec_dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
@@ -49,6 +53,14 @@ void dequantize_row_q6_K(const void* src, float* dst, int64_t n);
 void quantize_row_q6_K(const float* src, void* dst, int64_t n);
 float vec_dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
 void dequantize_row_q8_K(const void* src, float* dst, int64_t n);
+
+// Non-linear 4-bit formats (kIq4nlValues).
+void dequantize_row_iq4_nl(const void* src, float* dst, int64_t n);
+void quantize_row_iq4_nl(const float* src, void* dst, int64_t n);
+float vec_dot_iq4_nl_q8_0(int64_t n, const void* w, const void* a);
+void dequantize_row_iq4_xs(const void* src, float* dst, int64_t n);
+void quantize_row_iq4_xs(const float* src, void* dst, int64_t n);
+float vec_dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a);
 void quantize_row_q8_K(const float* src, void* dst, int64_t n);
 
 // Float primitives (kernels/f32_kernels.h).

@@ -61,6 +61,81 @@ TEST(DotReference, ScalarTwinMatchesDoubleDotOfDequantized) {
   }
 }
 
+// The read-only formats (no quantizer): random blocks only, every quant and
+// scale bit pattern, against the same double reference.
+TEST(DotReference, ReadOnlyFormatsMatchDoubleDot) {
+  for (DType type : {DType::Q2_K, DType::Q3_K}) {
+    const FormatPair fp{type, DType::Q8_K};
+    for (Isa isa : supported_isas()) {
+      const auto& k = quant_kernels(type, isa);
+      for (int64_t n : row_lengths(type)) {
+        for (uint32_t seed = 0; seed < 4; ++seed) {
+          const std::vector<uint8_t> w = random_blocks(type, n, 70 + seed);
+          const Pattern p = seed % 2 ? Pattern::Outlier : Pattern::Normal;
+          const std::vector<uint8_t> a = quantize(DType::Q8_K, make_row(p, n, 3000 + seed), Isa::Scalar);
+          double mag = 0;
+          const double want = reference_dot(fp, w, a, n, &mag);
+          const double got = k.vec_dot(n, w.data(), a.data());
+          const double bound = (static_cast<double>(n) / 32 + 6) * kEps * mag + 1e-30;
+          ASSERT_LE(std::fabs(got - want), bound) << label(type, isa) << " n=" << n << " seed " << seed << ": " << got
+                                                  << " vs reference " << want << " (bound " << bound << ")";
+        }
+      }
+    }
+  }
+}
+
+// Q2_K and Q3_K blocks built field by field (as ggml's quantizers pack them),
+// so the bit positions of quants, masks and 6-bit scales are checked against
+// values worked out by hand, not against the same unpacking code.
+TEST(DotReference, LowBitBlocksByHand) {
+  {
+    BlockQ2K b{};
+    for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<uint8_t>((j % 4 + 1) | ((j % 3) << 4));
+    // Element 128h + 32k + l holds k + h (mod 4): byte 32h + l, bits 2k.
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l)
+        for (int k = 0; k < 4; ++k) b.qs[32 * h + l] |= static_cast<uint8_t>(((k + h) % 4) << (2 * k));
+    b.d = f32_to_fp16(0.5f);
+    b.dmin = f32_to_fp16(0.25f);
+    std::vector<float> y(256);
+    quant_kernels(DType::Q2_K, Isa::Scalar).dequantize_row(&b, y.data(), 256);
+    for (int e = 0; e < 256; ++e) {
+      const int j = e / 16, q = (e % 128 / 32 + e / 128) % 4;
+      ASSERT_EQ(y[static_cast<size_t>(e)], 0.5f * static_cast<float>(j % 4 + 1) * q - 0.25f * static_cast<float>(j % 3))
+          << "q2_K element " << e;
+    }
+  }
+  {
+    BlockQ3K b{};
+    int want_sc[16];
+    for (int j = 0; j < 16; ++j) {
+      const int l = (7 * j + 5) % 64;  // 6-bit scale, 32 is zero
+      want_sc[j] = l - 32;
+      if (j < 8)
+        b.scales[j] = static_cast<uint8_t>(l & 0xF);
+      else
+        b.scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+      b.scales[8 + j % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (j / 4)));
+    }
+    // Element 128h + 32k + l: low bits l % 4, high bit set when l is even.
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l)
+        for (int k = 0; k < 4; ++k) {
+          b.qs[32 * h + l] |= static_cast<uint8_t>((l % 4) << (2 * k));
+          if (l % 2 == 0) b.hmask[l] |= static_cast<uint8_t>(1 << (4 * h + k));
+        }
+    b.d = f32_to_fp16(0.125f);
+    std::vector<float> y(256);
+    quant_kernels(DType::Q3_K, Isa::Scalar).dequantize_row(&b, y.data(), 256);
+    for (int e = 0; e < 256; ++e) {
+      const int l = e % 32, q = l % 4 - (l % 2 == 0 ? 0 : 4);
+      ASSERT_EQ(y[static_cast<size_t>(e)], 0.125f * static_cast<float>(want_sc[e / 16]) * static_cast<float>(q))
+          << "q3_K element " << e;
+    }
+  }
+}
+
 // A hand-computed case per family, so a wrong sign or offset in both the twin
 // and the dequantizer cannot cancel out: a block of ones against a block of
 // ones must give the block length.

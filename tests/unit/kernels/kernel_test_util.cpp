@@ -30,6 +30,14 @@ std::vector<float> offset_parts(DType t, const std::vector<uint8_t>& q, int64_t 
       }
       break;
     }
+    case DType::Q2_K: {
+      const size_t bb = traits(t).block_bytes;
+      for (int64_t i = 0; i < n; ++i) {
+        const auto& b = *reinterpret_cast<const BlockQ2K*>(&q[static_cast<size_t>(i / 256) * bb]);
+        m[static_cast<size_t>(i)] = fp16_to_f32(b.dmin) * static_cast<float>(b.scales[i % 256 / 16] >> 4);
+      }
+      break;
+    }
     default:
       break;
   }

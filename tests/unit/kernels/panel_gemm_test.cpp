@@ -19,7 +19,9 @@ namespace {
 
 constexpr double kEps = 1.0 / (1 << 24);
 
-const DType kPanelTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K};
+const DType kPanelTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                             DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+                             DType::IQ4_NL, DType::IQ4_XS};
 
 uint32_t bits(float f) {
   uint32_t u;
@@ -45,7 +47,10 @@ Problem make_problem(DType type, int64_t rows, int64_t cols, int64_t tokens, uin
   for (int64_t r = 0; r < rows; ++r) {
     const uint32_t s = seed * 1000 + static_cast<uint32_t>(r);
     const Pattern pat = r % 3 == 0 ? Pattern::Normal : r % 3 == 1 ? Pattern::Mixed : Pattern::Outlier;
-    const std::vector<uint8_t> q = r % 2 ? random_blocks(type, cols, s) : quantize(type, make_row(pat, cols, s), Isa::Scalar);
+    // Formats without a quantizer (Q2_K, Q3_K): random blocks only.
+    const bool can_quantize = quant_kernels(type, Isa::Scalar).quantize_row != nullptr;
+    const std::vector<uint8_t> q =
+        r % 2 || !can_quantize ? random_blocks(type, cols, s) : quantize(type, make_row(pat, cols, s), Isa::Scalar);
     p.w.insert(p.w.end(), q.begin(), q.end());
     const std::vector<float> d = dequantize(type, q, cols, Isa::Scalar);
     p.wd.insert(p.wd.end(), d.begin(), d.end());
@@ -133,8 +138,12 @@ TEST(PanelGemm, ScalarTwinMatchesVecDotOnOriginalRows) {
   }
 }
 
-void expect_bit_identical(PanelGemmFn fn, const char* name, bool act_tiles = false) {
+// fn_for(type): the kernel under test for that format, or nullptr to skip it.
+template <typename FnFor>
+void expect_bit_identical(FnFor fn_for, const char* name, bool act_tiles = false) {
   for (DType type : kPanelTypes) {
+    const PanelGemmFn fn = fn_for(type);
+    if (!fn) continue;
     uint32_t seed = 100;
     for (const Shape& s : shapes(type)) {
       const Problem p = make_problem(type, s.rows, s.cols, s.tokens, seed++);
@@ -153,35 +162,36 @@ void expect_bit_identical(PanelGemmFn fn, const char* name, bool act_tiles = fal
 TEST(PanelGemm, SimdMatchesScalarTwinBitForBit) {
   bool ran = false;
   for (Isa isa : supported_isas()) {
-    for (DType type : kPanelTypes) {
-      PanelGemmFn fn = panel_gemm(type, isa);
-      if (!fn) continue;
-      ran = true;
-      expect_bit_identical(fn, isa_name(isa).data());
-      break;  // one kernel serves every format of a level
-    }
+    if (!panel_gemm(DType::Q4_0, isa)) continue;
+    ran = true;
+    expect_bit_identical([isa](DType t) { return panel_gemm(t, isa); }, isa_name(isa).data());
   }
   if (!ran) GTEST_SKIP() << "no SIMD panel kernel on this host";
 }
 
 TEST(PanelGemm, AmxMatchesScalarTwinBitForBit) {
-  PanelGemmFn fn = panel_gemm_amx(DType::Q4_0, Isa::Avx512);
-  if (!fn) GTEST_SKIP() << "AMX-INT8 not available";
-  expect_bit_identical(fn, "amx");
-  expect_bit_identical(fn, "amx (regrouped activation tiles)", /*act_tiles=*/true);
+  if (!panel_gemm_amx(DType::Q4_0, Isa::Avx512)) GTEST_SKIP() << "AMX-INT8 not available";
+  // The formats with a tile version (Q4_0, Q4_1, Q8_0, Q4_K); the rest have none.
+  const auto amx_for = [](DType t) { return panel_gemm_amx(t, Isa::Avx512); };
+  expect_bit_identical(amx_for, "amx");
+  expect_bit_identical(amx_for, "amx (regrouped activation tiles)", /*act_tiles=*/true);
 }
 
 TEST(PanelGemm, NoKernelBelowAvx512) {
   EXPECT_EQ(panel_gemm(DType::Q4_0, Isa::Scalar), nullptr);
   EXPECT_EQ(panel_gemm(DType::Q4_0, Isa::Avx2), nullptr);
   EXPECT_EQ(panel_gemm_amx(DType::Q4_0, Isa::Avx2), nullptr);
-  EXPECT_EQ(panel_gemm(DType::Q5_0, Isa::Avx512), nullptr);
+  EXPECT_EQ(panel_gemm(DType::F16, Isa::Avx512), nullptr);
+  // No tile version of the 5- and 6-bit planes: matmul keeps VNNI for them.
+  for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL,
+                  DType::IQ4_XS})
+    EXPECT_EQ(panel_gemm_amx(t, Isa::Avx512), nullptr);
 }
 
 TEST(PanelGemm, FormatsWithoutPanelsAreErrors) {
-  EXPECT_EQ(panel_format(DType::Q5_1), nullptr);
-  std::vector<uint8_t> w(row_bytes(DType::Q5_1, 32)), out(4096);
-  EXPECT_THROW(pack_panels(DType::Q5_1, w.data(), w.size(), 1, 32, 0, 1, out.data()), Error);
+  EXPECT_EQ(panel_format(DType::F16), nullptr);
+  std::vector<uint8_t> w(row_bytes(DType::F16, 32)), out(4096);
+  EXPECT_THROW(pack_panels(DType::F16, w.data(), w.size(), 1, 32, 0, 1, out.data()), Error);
   std::vector<ActGroup> g(1);
   EXPECT_THROW(activation_groups(DType::F16, w.data(), 32, g.data()), Error);
 }
@@ -196,6 +206,21 @@ TEST(PanelGemm, PackedSizeCountsWholePanels) {
   EXPECT_EQ(panel_bytes(*panel_format(DType::Q4_1), 32), 16u * 20);
   EXPECT_EQ(panel_bytes(*panel_format(DType::Q8_0), 32), 16u * 34);
   EXPECT_EQ(panel_bytes(*panel_format(DType::Q4_K), 256), 8 * (16u * 16 + 128));
+  // The 5- and 6-bit formats hold exactly their GGUF bytes: Q5_0 22, Q5_1 24 per
+  // 32 elements, Q6_K 210 per 256 (quants at 6 bits, int8 scales, F16 d).
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q5_0), 64), 2 * 16u * 22);
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q5_1), 32), 16u * 24);
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q6_K), 512), 2 * 16u * 210);
+  // Q3_K: 4-bit quants, int8 scales, F16 d; Q2_K adds int8 mins and F16 dmin.
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q3_K), 256), 16 * (16u * 8 + 16) + 32);
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q2_K), 256), 16 * (16u * 8 + 32) + 64);
+  // IQ4_NL as Q4_0; IQ4_XS: nibbles, int8 scales (its 6-bit ones widened),
+  // F16 d per 256: 138 bytes per 256 elements and row, the GGUF's 136 + 2.
+  EXPECT_EQ(panel_bytes(*panel_format(DType::IQ4_NL), 32), 16u * 18);
+  EXPECT_EQ(panel_bytes(*panel_format(DType::IQ4_XS), 256), 16u * 138);
+  // Q5_K: nibbles, fifth-bit plane, int8 scales and mins, F16 d and dmin: 180
+  // bytes per 256 elements and row (the GGUF's 176 + 4).
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q5_K), 256), 16u * 180);
 }
 
 // The tile configuration must reach the CPU whole (g++ 12's _tile_loadconfig

@@ -56,12 +56,14 @@ std::vector<float> activations(int64_t n_tokens, int64_t cols, uint32_t seed) {
   return x;
 }
 
-// The min part of weight element i of a row (Q4_1's m, Q4_K's dmin * m_j): the
+// The min part of weight element i of a row (Q4_1/Q5_1's m, Q4_K/Q5_K's dmin * m_j): the
 // kernels add it as a separate term, so it counts in the error magnitude.
 double min_part(DType type, const uint8_t* row, int64_t i) {
   if (type == DType::Q4_1) return fp16_to_f32(reinterpret_cast<const kernels::BlockQ4_1*>(row)[i / 32].m);
-  if (type == DType::Q4_K) {
-    const auto& b = reinterpret_cast<const kernels::BlockQ4K*>(row)[i / 256];
+  if (type == DType::Q5_1) return fp16_to_f32(reinterpret_cast<const kernels::BlockQ5_1*>(row)[i / 32].m);
+  if (type == DType::Q4_K || type == DType::Q5_K) {
+    // Q5_K's d, dmin and scales sit where Q4_K's do.
+    const auto& b = reinterpret_cast<const kernels::BlockQ4K*>(row + (i / 256) * traits(type).block_bytes)[0];
     uint8_t sc, m;
     kernels::k_scale_min(static_cast<int>(i % 256 / 32), b.scales, &sc, &m);
     return static_cast<double>(fp16_to_f32(b.dmin)) * m;
@@ -124,7 +126,8 @@ struct Shape {
 
 TEST(Matmul, EveryPathMatchesDoubleReference) {
   ThreadPool pool(2);
-  const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_0};
+  const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K,
+                         DType::Q5_0, DType::Q5_1, DType::Q5_K, DType::IQ4_NL, DType::IQ4_XS};
   const Shape shapes[] = {{37, 1}, {37, 2}, {64, 7}, {50, 16}, {33, 35}, {16, 64}};
   uint32_t seed = 1;
   for (DType type : types) {
@@ -186,13 +189,25 @@ TEST(Matmul, SharedInputGivesTheBitsOfSeparateMatmuls) {
 
 TEST(Matmul, PathChoice) {
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2), MatmulPath::VecDot);
-  EXPECT_EQ(matmul_path(DType::Q5_0, 8, Isa::Avx512), MatmulPath::VecDot);
-  EXPECT_EQ(matmul_path(DType::Q6_K, 3, Isa::Avx512), MatmulPath::VecDot);
+  EXPECT_EQ(matmul_path(DType::F16, 8, Isa::Avx512), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512, MatmulOptions{false, AmxUse::Never}), MatmulPath::VecDot);
   if (isa_supported(Isa::Avx512)) {
     // Decode too: one kernel for every batch size.
     EXPECT_EQ(matmul_path(DType::Q4_0, 1, Isa::Avx512), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q8_0, 1, Isa::Avx512), MatmulPath::Panels);
+    // The 5- and 6-bit formats at their own width, decode included.
+    // Q5_0, Q5_K and Q6_K decode on vec_dot (ops/matmul.cpp says why), batches on their panels.
+    for (DType t : {DType::Q5_0, DType::Q5_K, DType::Q6_K}) {
+      EXPECT_EQ(matmul_path(t, 1, Isa::Avx512), MatmulPath::VecDot);
+      EXPECT_EQ(matmul_path(t, 2, Isa::Avx512), MatmulPath::Panels);
+    }
+    for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL,
+                    DType::IQ4_XS}) {
+      if (t != DType::Q5_0 && t != DType::Q5_K && t != DType::Q6_K)
+        EXPECT_EQ(matmul_path(t, 1, Isa::Avx512), MatmulPath::Panels) << dtype_name(t);
+      EXPECT_EQ(matmul_path(t, 16, Isa::Avx512, MatmulOptions{true, AmxUse::Always}), MatmulPath::Panels)
+          << dtype_name(t) << ": no AMX version";
+    }
     EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q4_0, 64, Isa::Avx512, MatmulOptions{true, AmxUse::Never}), MatmulPath::Panels);
     // AMX needs a whole 16-token tile.
