@@ -26,14 +26,13 @@ import random
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loopback import free_port  # noqa: E402
+from loopback import KestrelServer  # noqa: E402
 
 BIN = sys.argv[1]
 CACHE = os.environ.get("KESTREL_CACHE", os.path.expanduser("~/.cache/kestrel"))
@@ -59,54 +58,12 @@ def check(cond, name, detail=""):
     return cond
 
 
-class Server:
-    def __init__(self, san_dir):
-        self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="kestrel_stress_", suffix=".log", delete=False)
-        # Sanitizer reports of this server go to san_dir (the last log_path in an
-        # options string wins), whatever the caller's options say otherwise.
-        env = dict(os.environ)
-        for var in SANITIZER_OPTIONS:
-            env[var] = env.get(var, "") + ":log_path=" + os.path.join(san_dir, "report")
-        args = [BIN, "serve", "-m", MODEL, "--host", "127.0.0.1", "--port", str(self.port), "-t", "2",
-                "--parallel", str(PARALLEL), "--ctx-size", "2048"]
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early with {self.proc.returncode}: " + self.log_text())
-            try:
-                if self.request("GET", "/health", timeout=5)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server not healthy after 120 s: " + self.log_text())
-
-    def log_text(self, tail=4000):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()[-tail:]
-
-    def request(self, method, path, body=None, timeout=120):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {}
-        if body is not None:
-            body = json.dumps(body)
-            headers["Content-Type"] = "application/json"
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            r = conn.getresponse()
-            return r.status, r.read()
-        finally:
-            conn.close()
-
-    def metrics(self):
-        out = {}
-        for line in self.request("GET", "/metrics", timeout=30)[1].decode().splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+def start_server(san_dir):
+    """The server, its sanitizer reports (if built with sanitizers) sent to
+    san_dir whatever the caller's options say (the last log_path wins)."""
+    for var in SANITIZER_OPTIONS:
+        os.environ[var] = os.environ.get(var, "") + ":log_path=" + os.path.join(san_dir, "report")
+    return KestrelServer(BIN, MODEL, "--parallel", str(PARALLEL), "--ctx-size", "2048", health_timeout=120)
 
 
 def sse_events(resp):
@@ -183,7 +140,7 @@ def run_hangup(srv, job):
 def run_complete(srv, job):
     """None if the answer is whole and well formed, else what is wrong."""
     if not job["stream"]:
-        st, data = srv.request("POST", path_of(job), body_of(job))
+        st, _, data = srv.request("POST", path_of(job), body_of(job), timeout=120)
         if st != 200:
             return f"status {st}: {data[:200]!r}"
         d = json.loads(data)
@@ -225,7 +182,7 @@ def load(srv, jobs):
         while not stop_watch.is_set():
             try:
                 max_queue[0] = max(max_queue[0], int(srv.metrics().get("kestrel_queue_depth", 0)))
-            except OSError:
+            except Exception:  # the server died: the checks after the load say so
                 pass
             stop_watch.wait(0.05)
 
@@ -297,7 +254,7 @@ def main():
     san_dir = tempfile.mkdtemp(prefix="kestrel_stress_san_")
     srv = None
     try:
-        srv = Server(san_dir)
+        srv = start_server(san_dir)
         print(f"server up after {time.time() - t0:.1f} s", flush=True)
         m0 = srv.metrics()
         problems, done, max_queue, elapsed = load(srv, jobs)
@@ -322,21 +279,15 @@ def main():
         check(s499 == n_hang_whole, "every non-streamed hang-up answered 499 in /metrics",
               f"{s499:.0f} vs {n_hang_whole}")
 
-        st, body = srv.request("GET", "/health")
+        st, _, body = srv.request("GET", "/health")
         check(st == 200 and json.loads(body).get("status") == "ok", "afterwards: /health ok", f"{st} {body[:100]!r}")
-        st, body = srv.request("POST", "/v1/completions",
+        st, _, body = srv.request("POST", "/v1/completions",
                                {"prompt": "The capital of France is", "max_tokens": 8, "temperature": 0})
         text = json.loads(body)["choices"][0]["text"] if st == 200 else ""
         check(st == 200 and "Paris" in text, "afterwards: a greedy completion still knows Paris", f"{st} {text!r}")
 
-        srv.proc.send_signal(signal.SIGINT)
-        try:
-            code = srv.proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            srv.proc.kill()
-            code = srv.proc.wait()
-            code = f"killed after 120 s ({code})"
-        check(code == 0, "SIGINT -> exit 0", str(code))
+        code = srv.stop(signal.SIGINT, timeout=120)
+        check(code == 0, "SIGINT -> exit 0", "killed after 120 s" if code is None else f"exit {code}")
     except Exception as e:
         check(False, "unexpected exception", repr(e))
     finally:
@@ -344,7 +295,8 @@ def main():
             if srv.proc.poll() is None:
                 srv.proc.kill()
                 srv.proc.wait()
-            log_text = srv.log_text(tail=1 << 20)
+            with open(srv.log.name, errors="replace") as f:
+                log_text = f.read()
             reports = sanitizer_reports(san_dir, log_text)
             check(not reports, "no sanitizer report from the server", f"{len(reports)} report(s)")
             for r in reports:
