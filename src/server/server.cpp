@@ -38,23 +38,27 @@ void send_error(httplib::Response& res, int status, const std::string& message, 
 }
 
 // Events of one request, handed from the engine thread to the HTTP thread.
+// Both own it: the HTTP thread may return (and drop its reference) as soon as
+// it has the last event, while the engine thread is still inside the sink.
 struct Channel {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<CompletionEvent> events;
   std::atomic<bool> closed{false};  // the client is gone: cancel on the next event
 
-  std::function<bool(CompletionEvent&&)> sink() {
-    return [this](CompletionEvent&& ev) {
+  // The engine's end: the scheduler keeps the function, and with it the channel,
+  // until it has delivered the last event and let go of the request.
+  static std::function<bool(CompletionEvent&&)> sink(std::shared_ptr<Channel> ch) {
+    return [ch = std::move(ch)](CompletionEvent&& ev) {
       // The last event is always delivered: whoever closed the channel waits
       // for it to know the engine has let go of the slot.
-      if (closed.load() && !ev.done) return false;
+      if (ch->closed.load() && !ev.done) return false;
       {
-        std::lock_guard<std::mutex> lk(mu);
-        events.push_back(std::move(ev));
+        std::lock_guard<std::mutex> lk(ch->mu);
+        ch->events.push_back(std::move(ev));
       }
-      cv.notify_all();
-      return !closed.load();
+      ch->cv.notify_all();
+      return !ch->closed.load();
     };
   }
   // Waits up to `timeout` for an event.
@@ -329,7 +333,7 @@ struct Server::Impl {
       return;
     }
     auto ch = std::make_shared<Channel>();
-    pr.engine.on_event = ch->sink();
+    pr.engine.on_event = Channel::sink(ch);
     const SubmitResult sub = sched.submit(std::move(pr.engine));
     if (sub.status != SubmitStatus::Accepted) {
       const int status = sub.status == SubmitStatus::Invalid ? 400 : 503;
