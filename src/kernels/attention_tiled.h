@@ -69,6 +69,24 @@ int64_t start_tile_rows(float* scratch, int d, const TileRows& rows, TileScratch
 void gather_kv_tile(const KvBlocks<uint16_t>& kv, int64_t k0, int nk, int d, float* kt, float* vt);
 void gather_kv_tile(const KvBlocks<float>& kv, int64_t k0, int nk, int d, float* kt, float* vt);
 
+// What every gather shares, whatever the cache's element types: slot j < nk
+// holds position k0 + j, which read(pos, key, value) writes as F32 ([d] each;
+// the key is then transposed into kt); slots past nk are zero. d <= 512.
+template <class ReadRow>
+void gather_tile_rows(int64_t k0, int nk, int d, float* kt, float* vt, ReadRow&& read) {
+  float key[512];
+  for (int j = 0; j < kKvTile; ++j) {
+    float* value = vt + static_cast<size_t>(j) * d;
+    if (j >= nk) {
+      for (int c = 0; c < d; ++c) kt[c * kKvTile + j] = 0.0f;
+      for (int c = 0; c < d; ++c) value[c] = 0.0f;
+      continue;
+    }
+    read(k0 + j, key, value);
+    for (int c = 0; c < d; ++c) kt[c * kKvTile + j] = key[c];
+  }
+}
+
 using AttendTileF16Fn = void (*)(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale,
                                  float* scratch);
 using AttendTileF32Fn = void (*)(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale,

@@ -99,6 +99,7 @@ const Candidates kCandidates[] = {
      {nullptr, nullptr, nullptr}},
 };
 constexpr size_t kFormats = std::size(kCandidates);
+static_assert(kFormats < 128, "format_index stores rows as int8_t");
 
 // One table per level; lookups lower the level to what the CPU runs, so a
 // table of a level the CPU lacks is never handed out.
@@ -134,10 +135,21 @@ const QuantTables& quant_tables() {
   return tables;
 }
 
+// DType id -> row of kCandidates (-1: none). A direct table: the attention
+// kernels of a quantized cache look their formats up on every call.
+constexpr size_t kMaxTypeId = 64;
+
+std::array<int8_t, kMaxTypeId> build_format_index() {
+  std::array<int8_t, kMaxTypeId> index{};
+  index.fill(-1);
+  for (size_t f = 0; f < kFormats; ++f) index[static_cast<size_t>(kCandidates[f].type)] = static_cast<int8_t>(f);
+  return index;
+}
+
 int format_index(DType type) {
-  for (size_t f = 0; f < kFormats; ++f)
-    if (kCandidates[f].type == type) return static_cast<int>(f);
-  return -1;
+  static const std::array<int8_t, kMaxTypeId> index = build_format_index();
+  const auto id = static_cast<size_t>(type);
+  return id < kMaxTypeId ? index[id] : -1;
 }
 
 struct F32Candidates {

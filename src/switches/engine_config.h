@@ -6,7 +6,6 @@
 // installs a value into its slot; nothing else reads switches, and no kernel
 // looks at the environment. docs/architecture.md has the picture.
 #include <cstdint>
-#include <string_view>
 
 #include "core/dtype.h"
 #include "kernels/attention_set.h"
@@ -21,7 +20,6 @@ namespace kestrel {
 enum class DecodePolicy : uint8_t {
   Plain,  // one forward pass of the target model per token
 };
-std::string_view decode_policy_name(DecodePolicy policy);  // "plain"
 
 struct EngineConfig {
   int n_threads = 0;                   // `threads`; 0 = one per core

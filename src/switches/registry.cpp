@@ -219,12 +219,4 @@ std::string engine_settings_text(const EngineConfig& config) {
   return out;
 }
 
-std::string_view decode_policy_name(DecodePolicy policy) {
-  switch (policy) {
-    case DecodePolicy::Plain:
-      return "plain";
-  }
-  return "?";
-}
-
 }  // namespace kestrel

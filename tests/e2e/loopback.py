@@ -17,6 +17,17 @@ def free_port():
     return port
 
 
+def sse_events(resp):
+    """The data payloads of a server-sent-event response (http.client), as they arrive."""
+    while True:
+        line = resp.readline()
+        if not line:
+            return
+        line = line.decode().rstrip("\n")
+        if line.startswith("data: "):
+            yield line[6:]
+
+
 _OWN_KEY = object()  # request(): use the server's own API key
 
 

@@ -32,7 +32,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loopback import KestrelServer  # noqa: E402
+from loopback import KestrelServer, sse_events  # noqa: E402
 
 BIN = sys.argv[1]
 CACHE = os.environ.get("KESTREL_CACHE", os.path.expanduser("~/.cache/kestrel"))
@@ -64,17 +64,6 @@ def start_server(san_dir):
     for var in SANITIZER_OPTIONS:
         os.environ[var] = os.environ.get(var, "") + ":log_path=" + os.path.join(san_dir, "report")
     return KestrelServer(BIN, MODEL, "--parallel", str(PARALLEL), "--ctx-size", "2048", health_timeout=120)
-
-
-def sse_events(resp):
-    """The data payloads of a server-sent-event response, as they arrive."""
-    while True:
-        line = resp.readline()
-        if not line:
-            return
-        line = line.decode().rstrip("\n")
-        if line.startswith("data: "):
-            yield line[6:]
 
 
 USER = ["Say hi.", "Name a color.", "What is 3+3?", "Write one word.", "Tell me about the sea."]

@@ -21,7 +21,7 @@ import time
 import openai
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loopback import KestrelServer, free_port  # noqa: E402
+from loopback import KestrelServer, free_port, sse_events  # noqa: E402
 
 BIN = sys.argv[1]
 CACHE = os.environ.get("KESTREL_CACHE", os.path.expanduser("~/.cache/kestrel"))
@@ -66,17 +66,6 @@ def error_of(data):
         return json.loads(data)["error"]
     except Exception:
         return {}
-
-
-def sse_events(resp):
-    """Yields the data payloads of a server-sent-event response (http.client)."""
-    while True:
-        line = resp.readline()
-        if not line:
-            return
-        line = line.decode().rstrip("\n")
-        if line.startswith("data: "):
-            yield line[6:]
 
 
 def functional(srv):

@@ -114,35 +114,29 @@ gen_set "$OUT_BASE/smollm2-q4_1-amx" "$CACHE/models/SmolLM2-135M-Instruct.Q4_1.g
 check_set "$OUT_BASE/smollm2-q4_1-amx" >&2
 fi
 
-# --- Qwen2.5-Coder-1.5B (optional: ~1 GB model) ---------------------------------------
+# --- Qwen2.5-Coder 1.5B and 0.5B (optional; one prompt set for both) -----------------
 prompt q_chat $'<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nWrite a Python function that reverses a string.<|im_end|>\n<|im_start|>assistant\n'
 prompt q_code $'#include <vector>\n\nint sum(const std::vector<int>& v) {\n'
 prompt q_english "The quick brown fox jumps over the lazy dog because"
 prompt q_cjk "快速排序算法的时间复杂度是"
-QWEN_MODEL="$CACHE/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-if ! wanted qwen2.5-1.5b; then
-  :
-elif [ -f "$QWEN_MODEL" ]; then
-  gen_set "$OUT_BASE/qwen2.5-1.5b-q4_k_m" "$QWEN_MODEL" 16 \
-    --case chat "$TMP/q_chat.txt" --case code "$TMP/q_code.txt" \
-    --case english "$TMP/q_english.txt" --case cjk "$TMP/q_cjk.txt"
-  check_set "$OUT_BASE/qwen2.5-1.5b-q4_k_m" >&2
-else
-  say "Qwen2 model not found ($QWEN_MODEL): skipping its fixtures (scripts/fetch_models.sh qwen2)"
-fi
 
-# --- Qwen2.5-Coder-0.5B (q5_0, q6_K and q8_0 tensors in one file) ----------------------
-QWEN05_MODEL="$CACHE/models/qwen2.5-coder-0.5b-instruct.gguf"
-if ! wanted qwen2.5-0.5b; then
-  :
-elif [ -f "$QWEN05_MODEL" ]; then
-  gen_set "$OUT_BASE/qwen2.5-0.5b" "$QWEN05_MODEL" 16 \
+# qwen_set SET DIR MODEL FETCH_ARG: the Qwen prompts through MODEL into DIR, when
+# SET is wanted and MODEL has been fetched (scripts/fetch_models.sh FETCH_ARG).
+qwen_set() {
+  local set="$1" dir="$2" model="$3" fetch_arg="$4"
+  wanted "$set" || return 0
+  if [ ! -f "$model" ]; then
+    say "$set model not found ($model): skipping its fixtures (scripts/fetch_models.sh $fetch_arg)"
+    return 0
+  fi
+  gen_set "$dir" "$model" 16 \
     --case chat "$TMP/q_chat.txt" --case code "$TMP/q_code.txt" \
     --case english "$TMP/q_english.txt" --case cjk "$TMP/q_cjk.txt"
-  check_set "$OUT_BASE/qwen2.5-0.5b" >&2
-else
-  say "Qwen2.5-0.5B model not found ($QWEN05_MODEL): skipping its fixtures (scripts/fetch_models.sh qwen2-0.5b)"
-fi
+  check_set "$dir" >&2
+}
+qwen_set qwen2.5-1.5b "$OUT_BASE/qwen2.5-1.5b-q4_k_m" "$CACHE/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" qwen2
+# q5_0, q6_K and q8_0 tensors in one file:
+qwen_set qwen2.5-0.5b "$OUT_BASE/qwen2.5-0.5b" "$CACHE/models/qwen2.5-coder-0.5b-instruct.gguf" qwen2-0.5b
 
 say "done; sizes:"
 du -sh "$OUT_BASE"/* >&2

@@ -28,20 +28,12 @@ KvQuantBlocks quant_rows(const KvRows& r, Isa isa) {
 }
 
 void gather_kv_tile(const KvQuantBlocks& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
-  const size_t kr = row_bytes(kv.k_type, d), vr = row_bytes(kv.v_type, d);
-  float row[512];
-  for (int j = 0; j < kKvTile; ++j) {
-    if (j >= nk) {
-      for (int c = 0; c < d; ++c) kt[c * kKvTile + j] = 0.0f;
-      std::memset(vt + static_cast<size_t>(j) * d, 0, sizeof(float) * static_cast<size_t>(d));
-      continue;
-    }
-    const int64_t pos = k0 + j;
+  const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d)), vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
+  gather_tile_rows(k0, nk, d, kt, vt, [&](int64_t pos, float* key, float* value) {
     const int64_t b = kv.ids[pos / kv.block_len], r = pos % kv.block_len;
-    kv.k_to_float(kv.k + b * kv.k_stride + r * static_cast<int64_t>(kr), row, d);
-    for (int c = 0; c < d; ++c) kt[c * kKvTile + j] = row[c];
-    kv.v_to_float(kv.v + b * kv.v_stride + r * static_cast<int64_t>(vr), vt + static_cast<size_t>(j) * d, d);
-  }
+    kv.k_to_float(kv.k + b * kv.k_stride + r * kr, key, d);
+    kv.v_to_float(kv.v + b * kv.v_stride + r * vr, value, d);
+  });
 }
 
 namespace ref {

@@ -41,19 +41,13 @@ inline float to_f32(float x) { return x; }
 
 template <class T>
 void gather(const KvBlocks<T>& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
-  for (int j = 0; j < kKvTile; ++j) {
-    if (j >= nk) {
-      for (int c = 0; c < d; ++c) kt[c * kKvTile + j] = 0.0f;
-      std::memset(vt + static_cast<size_t>(j) * d, 0, sizeof(float) * static_cast<size_t>(d));
-      continue;
-    }
-    const int64_t pos = k0 + j;
+  gather_tile_rows(k0, nk, d, kt, vt, [&](int64_t pos, float* key, float* value) {
     const int64_t off = kv.ids[pos / kv.block_len] * kv.stride + (pos % kv.block_len) * d;
     for (int c = 0; c < d; ++c) {
-      kt[c * kKvTile + j] = to_f32(kv.k[off + c]);
-      vt[static_cast<size_t>(j) * d + c] = to_f32(kv.v[off + c]);
+      key[c] = to_f32(kv.k[off + c]);
+      value[c] = to_f32(kv.v[off + c]);
     }
-  }
+  });
 }
 
 }  // namespace
