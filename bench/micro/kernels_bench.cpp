@@ -4,7 +4,8 @@
 //    leaves the caches); bytes/s counts weight bytes read. 4096 rows do not fit
 //    in L2; 256 rows (~0.6 MB in Q4_0) do, and show the kernel's own speed.
 //  quantize_act/<type>/<isa>: the activation quantizer on a 4096-float row.
-//  f32/<op>/<isa>: the float primitives on 4096 floats.
+//  f32/<op>/<isa>: the float primitives on 4096 floats (swiglu: bytes/s counts
+//    the gate row only, as the other ops count one row).
 // Weight matrices are random blocks with finite fp16 scales (values do not
 // change the speed of integer kernels; no NaN or subnormal floats appear).
 #include <benchmark/benchmark.h>
@@ -25,8 +26,9 @@ namespace {
 
 constexpr int64_t kCols = 4096;
 
-const DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
-                              DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+const DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
+                              DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K,
+                              DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL, DType::IQ4_XS};
 
 // Offsets of the fp16 scale fields per block, to keep them finite and normal.
 std::vector<int> half_fields(DType t) {
@@ -34,6 +36,9 @@ std::vector<int> half_fields(DType t) {
     case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: return {0};
     case DType::Q4_1: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
     case DType::Q6_K: return {208};
+    case DType::Q2_K: return {80, 82};
+    case DType::Q3_K: return {108};
+    case DType::IQ4_NL: case DType::IQ4_XS: return {0};
     default: return {};
   }
 }
@@ -126,7 +131,13 @@ void bench_f32(benchmark::State& state, int op, Isa isa) {
       case 1: k.axpy(kCols, up ? 1e-3f : -1e-3f, a.data(), b.data()); break;
       case 2: k.scale(kCols, up ? 1.001f : 1.0f / 1.001f, b.data()); break;
       case 3: k.f32_to_f16(kCols, a.data(), h.data()); break;
-      default: k.f16_to_f32(kCols, h.data(), b.data()); break;
+      case 4: k.f16_to_f32(kCols, h.data(), b.data()); break;
+      default: {
+        // On a copy each time: swiglu in place would drive the gate to 0 or inf.
+        std::memcpy(b.data(), a.data(), kCols * sizeof(float));
+        k.swiglu(kCols, b.data(), a.data());
+        break;
+      }
     }
     benchmark::DoNotOptimize(sink);
     benchmark::ClobberMemory();
@@ -147,8 +158,8 @@ int register_all() {
     for (DType t : {DType::Q8_0, DType::Q8_1, DType::Q8_K, DType::F16, DType::BF16})
       benchmark::RegisterBenchmark(("quantize_act/" + std::string(dtype_name(t)) + "/" + is).c_str(),
                                    bench_quantize_act, t, isa);
-    const char* ops[] = {"dot", "axpy", "scale", "f32_to_f16", "f16_to_f32"};
-    for (int op = 0; op < 5; ++op)
+    const char* ops[] = {"dot", "axpy", "scale", "f32_to_f16", "f16_to_f32", "swiglu"};
+    for (int op = 0; op < 6; ++op)
       benchmark::RegisterBenchmark(("f32/" + std::string(ops[op]) + "/" + is).c_str(), bench_f32, op, isa);
   }
   return 0;

@@ -45,5 +45,18 @@ void axpy_f32(int64_t n, float a, const float* x, float* y);
 void scale_f32(int64_t n, float a, float* y);
 void f16_to_f32_row(int64_t n, const uint16_t* src, float* dst);
 void f32_to_f16_row(int64_t n, const float* src, uint16_t* dst);
+void swiglu_f32(int64_t n, float* gate, const float* up);
+
+// Low-bit formats of published GGUFs: Q2_K, Q3_K (dot_k_low_avx2.cpp) and
+// IQ4_NL, IQ4_XS (dot_iq4_avx2.cpp). No quantize_row: the weight quantizers
+// are scalar and their activation formats (Q8_0, Q8_K) are above.
+void dequantize_row_q2_K(const void* src, float* dst, int64_t n);
+float vec_dot_q2_K_q8_K(int64_t n, const void* w, const void* a);
+void dequantize_row_q3_K(const void* src, float* dst, int64_t n);
+float vec_dot_q3_K_q8_K(int64_t n, const void* w, const void* a);
+void dequantize_row_iq4_nl(const void* src, float* dst, int64_t n);
+float vec_dot_iq4_nl_q8_0(int64_t n, const void* w, const void* a);
+void dequantize_row_iq4_xs(const void* src, float* dst, int64_t n);
+float vec_dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a);
 
 }  // namespace kestrel::kernels::avx2

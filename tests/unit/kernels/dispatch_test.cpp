@@ -51,9 +51,18 @@ TEST(Dispatch, SimdLevelsProvideTheirOwnDots) {
   // On a host with the level, the hot-path entries must not silently be the
   // scalar ones (a registration slip would only show up as slowness).
   for (Isa isa : simd_isas())
-    for (const FormatPair& fp : weight_formats())
+    for (const FormatPair& fp : dot_formats())
       EXPECT_NE(quant_kernels(fp.weight, isa).vec_dot, quant_kernels(fp.weight, Isa::Scalar).vec_dot)
           << label(fp.weight, isa);
+}
+
+TEST(Dispatch, SimdLevelsDequantizeTheBlockFormats) {
+  // Dequantization feeds the embedding lookup: the block formats have their own.
+  for (Isa isa : simd_isas())
+    for (const FormatPair& fp : dot_formats())
+      if (traits(fp.weight).block_size > 1)
+        EXPECT_NE(quant_kernels(fp.weight, isa).dequantize_row, quant_kernels(fp.weight, Isa::Scalar).dequantize_row)
+            << label(fp.weight, isa);
 }
 
 TEST(Dispatch, UnsupportedTypesThrow) {

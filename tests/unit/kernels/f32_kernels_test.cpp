@@ -138,6 +138,20 @@ TEST(F32Kernels, ExpApproxWithinFourTenthsOfAMillionthOfStdExp) {
   EXPECT_TRUE(std::isfinite(exp_approx(1000.0f)));  // capped at e^88
 }
 
+TEST(F32Kernels, SimdLevelsProvideTheirOwnKernels) {
+  // A table entry left at the twin would only show up as slowness.
+  const F32Kernels& ref = f32_kernels(Isa::Scalar);
+  for (Isa isa : simd_isas()) {
+    const F32Kernels& k = f32_kernels(isa);
+    EXPECT_NE(k.dot, ref.dot) << isa;
+    EXPECT_NE(k.axpy, ref.axpy) << isa;
+    EXPECT_NE(k.scale, ref.scale) << isa;
+    EXPECT_NE(k.f16_to_f32, ref.f16_to_f32) << isa;
+    EXPECT_NE(k.f32_to_f16, ref.f32_to_f16) << isa;
+    EXPECT_NE(k.swiglu, ref.swiglu) << isa;
+  }
+}
+
 TEST(F32Kernels, SwigluIdenticalBitsOnEveryIsaAndNearClosedForm) {
   const F32Kernels& ref = f32_kernels(Isa::Scalar);
   for (int64_t n : lengths()) {

@@ -31,6 +31,22 @@ inline const std::vector<FormatPair>& weight_formats() {
   return v;
 }
 
+// Every format with a dot product: weight_formats() and the ones the generic
+// round-trip tests leave out, Q2_K and Q3_K (no quantizer: kestrel reads them,
+// it does not write them) and IQ4_NL, IQ4_XS (their quantizers have tests of
+// their own in iq4_test.cpp).
+inline const std::vector<FormatPair>& dot_formats() {
+  static const std::vector<FormatPair> v = [] {
+    std::vector<FormatPair> all = weight_formats();
+    all.insert(all.end(), {{DType::Q2_K, DType::Q8_K},
+                           {DType::Q3_K, DType::Q8_K},
+                           {DType::IQ4_NL, DType::Q8_0},
+                           {DType::IQ4_XS, DType::Q8_K}});
+    return all;
+  }();
+  return v;
+}
+
 inline std::vector<DType> activation_formats() { return {DType::Q8_0, DType::Q8_1, DType::Q8_K, DType::F16, DType::BF16}; }
 
 inline std::vector<Isa> simd_isas() {
@@ -102,6 +118,8 @@ inline std::vector<uint8_t> quantize(DType t, const std::vector<float>& x, Isa i
   quant_kernels(t, isa).quantize_row(x.data(), out.data(), static_cast<int64_t>(x.size()));
   return out;
 }
+
+inline bool has_quantizer(DType t) { return quant_kernels(t, Isa::Scalar).quantize_row != nullptr; }
 
 inline std::vector<float> dequantize(DType t, const std::vector<uint8_t>& q, int64_t n, Isa isa) {
   std::vector<float> out(static_cast<size_t>(n));

@@ -2,6 +2,8 @@
 //  - dequantize: bit-identical (same conversions, same multiply/add, no FMA);
 //  - activation quantizers: byte-identical, so results do not depend on the machine;
 //  - vec_dot: within a bound from the float summation error, n * eps * sum|w a|.
+// Over every format with a dot product (dot_formats()); formats without a
+// weight quantizer (Q2_K, Q3_K) take random blocks in place of quantized rows.
 #include <gtest/gtest.h>
 
 #include "kernels/blocks.h"
@@ -19,11 +21,11 @@ uint32_t bits(float f) {
 }
 
 TEST(SimdEquivalence, DequantizeIsBitIdentical) {
-  for (const FormatPair& fp : weight_formats()) {
+  for (const FormatPair& fp : dot_formats()) {
     for (Isa isa : simd_isas()) {
       for (int64_t n : row_lengths(fp.weight)) {
         for (uint32_t seed : {1u, 2u, 3u}) {
-          const std::vector<uint8_t> q = seed == 3 ? quantize(fp.weight, make_row(Pattern::Mixed, n, seed), Isa::Scalar)
+          const std::vector<uint8_t> q = seed == 3 && has_quantizer(fp.weight) ? quantize(fp.weight, make_row(Pattern::Mixed, n, seed), Isa::Scalar)
                                                    : random_blocks(fp.weight, n, seed);
           const std::vector<float> want = dequantize(fp.weight, q, n, Isa::Scalar);
           const std::vector<float> got = dequantize(fp.weight, q, n, isa);
@@ -64,7 +66,7 @@ TEST(SimdEquivalence, ActivationQuantizersAreByteIdentical) {
 // One weight row against one activation row per case; the worst case (largest
 // error relative to its bound) is reported.
 TEST(SimdEquivalence, VecDotMatchesScalarTwin) {
-  for (const FormatPair& fp : weight_formats()) {
+  for (const FormatPair& fp : dot_formats()) {
     for (Isa isa : simd_isas()) {
       const auto& simd = quant_kernels(fp.weight, isa);
       const auto& ref = quant_kernels(fp.weight, Isa::Scalar);
@@ -72,7 +74,7 @@ TEST(SimdEquivalence, VecDotMatchesScalarTwin) {
         for (uint32_t seed = 0; seed < 6; ++seed) {
           const Pattern p = seed % 3 == 0 ? Pattern::Normal : seed % 3 == 1 ? Pattern::Mixed : Pattern::Outlier;
           const std::vector<uint8_t> w =
-              seed < 3 ? random_blocks(fp.weight, n, seed) : quantize(fp.weight, make_row(p, n, seed), Isa::Scalar);
+              seed < 3 || !has_quantizer(fp.weight) ? random_blocks(fp.weight, n, seed) : quantize(fp.weight, make_row(p, n, seed), Isa::Scalar);
           const std::vector<uint8_t> a = quantize(fp.act, make_row(p, n, 1000 + seed), Isa::Scalar);
           // Magnitude of the sum: dequantized |w| (plus its offset part) times |a|.
           const std::vector<float> wd = dequantize(fp.weight, w, n, Isa::Scalar);
@@ -89,6 +91,46 @@ TEST(SimdEquivalence, VecDotMatchesScalarTwin) {
           ASSERT_LE(std::fabs(got - want), bound)
               << label(fp.weight, isa) << " n=" << n << " seed " << seed << ": simd " << got << " scalar " << want
               << " (|diff| " << std::fabs(got - want) << ", bound " << bound << ")";
+        }
+      }
+    }
+  }
+}
+
+// Blocks whose quant and scale bytes are all one value (all bits clear, all
+// set, alternating) against activations of +-127 everywhere: the largest
+// integer products each format can form, where a saturating int16 pair sum in
+// a SIMD path (maddubs) would show as an error far above the bound.
+TEST(SimdEquivalence, VecDotAtTheQuantExtremes) {
+  for (const FormatPair& fp : dot_formats()) {
+    if (traits(fp.weight).block_size == 1) continue;
+    for (Isa isa : simd_isas()) {
+      const auto& simd = quant_kernels(fp.weight, isa);
+      const auto& ref = quant_kernels(fp.weight, Isa::Scalar);
+      const int64_t n = 4 * traits(fp.weight).block_size;
+      for (uint8_t fill : {0x00, 0xFF, 0x55, 0xAA, 0x0F, 0xF0}) {
+        std::vector<uint8_t> w(row_bytes(fp.weight, n), fill);
+        const size_t bb = traits(fp.weight).block_bytes;
+        for (size_t off = 0; off < w.size(); off += bb)
+          for (int f : half_fields(fp.weight)) {
+            const uint16_t h = f32_to_fp16(off / bb % 2 ? -1.5f : 1.0f);
+            std::memcpy(&w[off + static_cast<size_t>(f)], &h, 2);
+          }
+        for (float sign : {1.0f, -1.0f}) {
+          std::vector<float> x = make_row(Pattern::Constant, n, 0);
+          for (size_t i = 0; i < x.size(); ++i) x[i] *= (i % 3 == 0 ? -sign : sign);
+          const std::vector<uint8_t> a = quantize(fp.act, x, Isa::Scalar);
+          const std::vector<float> wd = dequantize(fp.weight, w, n, Isa::Scalar);
+          const std::vector<float> ad = dequantize(fp.act, a, n, Isa::Scalar);
+          const std::vector<float> off = offset_parts(fp.weight, w, n);
+          double mag = 0;
+          for (size_t i = 0; i < wd.size(); ++i) mag += (std::fabs(wd[i]) + std::fabs(off[i])) * std::fabs(ad[i]);
+          const double want = ref.vec_dot(n, w.data(), a.data());
+          const double got = simd.vec_dot(n, w.data(), a.data());
+          const double bound = 2.0 * (static_cast<double>(n) / 32 + 8) * kEps * mag + 1e-30;
+          ASSERT_LE(std::fabs(got - want), bound) << label(fp.weight, isa) << " fill 0x" << std::hex << int{fill}
+                                                  << std::dec << " sign " << sign << ": simd " << got << " scalar "
+                                                  << want << " (bound " << bound << ")";
         }
       }
     }
