@@ -25,8 +25,9 @@ TEST(SimdEquivalence, DequantizeIsBitIdentical) {
     for (Isa isa : simd_isas()) {
       for (int64_t n : row_lengths(fp.weight)) {
         for (uint32_t seed : {1u, 2u, 3u}) {
-          const std::vector<uint8_t> q = seed == 3 && has_quantizer(fp.weight) ? quantize(fp.weight, make_row(Pattern::Mixed, n, seed), Isa::Scalar)
-                                                   : random_blocks(fp.weight, n, seed);
+          const std::vector<uint8_t> q = seed == 3 && has_quantizer(fp.weight)
+                                             ? quantize(fp.weight, make_row(Pattern::Mixed, n, seed), Isa::Scalar)
+                                             : random_blocks(fp.weight, n, seed);
           const std::vector<float> want = dequantize(fp.weight, q, n, Isa::Scalar);
           const std::vector<float> got = dequantize(fp.weight, q, n, isa);
           for (int64_t i = 0; i < n; ++i) {
@@ -74,7 +75,8 @@ TEST(SimdEquivalence, VecDotMatchesScalarTwin) {
         for (uint32_t seed = 0; seed < 6; ++seed) {
           const Pattern p = seed % 3 == 0 ? Pattern::Normal : seed % 3 == 1 ? Pattern::Mixed : Pattern::Outlier;
           const std::vector<uint8_t> w =
-              seed < 3 || !has_quantizer(fp.weight) ? random_blocks(fp.weight, n, seed) : quantize(fp.weight, make_row(p, n, seed), Isa::Scalar);
+              seed < 3 || !has_quantizer(fp.weight) ? random_blocks(fp.weight, n, seed)
+                                                    : quantize(fp.weight, make_row(p, n, seed), Isa::Scalar);
           const std::vector<uint8_t> a = quantize(fp.act, make_row(p, n, 1000 + seed), Isa::Scalar);
           // Magnitude of the sum: dequantized |w| (plus its offset part) times |a|.
           const std::vector<float> wd = dequantize(fp.weight, w, n, Isa::Scalar);
