@@ -47,3 +47,18 @@ void f16_to_f32_row(int64_t n, const uint16_t* src, float* dst);
 void f32_to_f16_row(int64_t n, const float* src, uint16_t* dst);
 
 }  // namespace kestrel::kernels::avx2
+
+// ---- Panel GEMM (kernels/packed_gemm.h; kernels/avx2/panel_gemm_avx2.cpp) ----
+namespace kestrel::kernels {
+struct PanelFormat;
+struct PanelGemmArgs;
+}  // namespace kestrel::kernels
+
+namespace kestrel::kernels::avx2 {
+
+// One 16-row panel times a batch of tokens, bit-identical with ref::panel_gemm
+// (maddubs/madd in place of VNNI's vpdpbusd). Activation quants must lie in
+// -127..127, as kestrel's Q8 quantizers make them.
+void panel_gemm(const PanelFormat& f, const PanelGemmArgs& args);
+
+}  // namespace kestrel::kernels::avx2
