@@ -1,10 +1,12 @@
 // Batched matmul microbenchmarks (see docs/performance.md for how to run them).
 //  gemm/<type>/<kernel>/<rows>x<cols>/t<n>: one thread, the kernel alone on
 //    already quantized activations. Kernels: vecdot-<isa> (one vec_dot per row
-//    and token, the decode path), vnni (AVX-512 panel kernel), amx (AMX tiles
-//    for whole 16-token tiles, VNNI for the rest).
+//    and token, the decode path), avx2 (AVX2 panel kernel), vnni (AVX-512 panel
+//    kernel), amx (AMX tiles for whole 16-token tiles, VNNI for the rest).
+//    Only the kernels the host runs are registered.
 //  matmul/<type>/<path>/<rows>x<cols>/t<n>: the whole op (activation
-//    quantization included) on a 2-thread pool, as the model calls it.
+//    quantization included) on a 2-thread pool, as the model calls it, at the
+//    host's highest Isa: path vecdot, vnni or amx (AVX-512), avx2 (AVX2 panels).
 // The gemm/ rates are per CPU second of the one thread (the machine is shared:
 // CPU time is the better measure of the kernel), the matmul/ ones per wall second.
 // Counters: GFLOP/s = 2 * rows * cols * n per second; weight GB/s = bytes of the
@@ -116,12 +118,16 @@ void set_counters(benchmark::State& state, int64_t rows, int64_t cols, int64_t t
       benchmark::Counter(it * static_cast<double>(weight_bytes) / 1e9, benchmark::Counter::kIsRate);
 }
 
-enum class Kernel { VecDotAvx2, VecDotAvx512, Vnni, Amx };
+// The highest Isa of the host (Avx2 or Avx512: the benchmarks need AVX2).
+Isa host_isa() { return isa_supported(Isa::Avx512) ? Isa::Avx512 : Isa::Avx2; }
+
+enum class Kernel { VecDotAvx2, VecDotAvx512, PanelsAvx2, Vnni, Amx };
 
 const char* kernel_name(Kernel k) {
   switch (k) {
     case Kernel::VecDotAvx2: return "vecdot-avx2";
     case Kernel::VecDotAvx512: return "vecdot-avx512";
+    case Kernel::PanelsAvx2: return "avx2";
     case Kernel::Vnni: return "vnni";
     case Kernel::Amx: return "amx";
   }
@@ -129,9 +135,9 @@ const char* kernel_name(Kernel k) {
 }
 
 void bench_gemm(benchmark::State& state, DType type, Kernel kernel, int64_t rows, int64_t cols, int64_t tokens) {
-  const bool panels = kernel == Kernel::Vnni || kernel == Kernel::Amx;
+  const bool panels = kernel == Kernel::PanelsAvx2 || kernel == Kernel::Vnni || kernel == Kernel::Amx;
   Matrices& m = matrices(type, rows, cols, panels);
-  const Isa isa = kernel == Kernel::VecDotAvx2 ? Isa::Avx2 : Isa::Avx512;
+  const Isa isa = kernel == Kernel::VecDotAvx2 || kernel == Kernel::PanelsAvx2 ? Isa::Avx2 : Isa::Avx512;
   const auto& kern = kernels::quant_kernels(type, isa);
   const size_t a_stride = row_bytes(kern.vec_dot_type, cols);
   std::vector<uint8_t> act(a_stride * static_cast<size_t>(tokens));
@@ -154,7 +160,7 @@ void bench_gemm(benchmark::State& state, DType type, Kernel kernel, int64_t rows
   } else {
     const kernels::PanelFormat& f = *kernels::panel_format(type);
     const kernels::PanelGemmFn fn =
-        kernel == Kernel::Amx ? kernels::panel_gemm_amx(type, Isa::Avx512) : kernels::panel_gemm(type, Isa::Avx512);
+        kernel == Kernel::Amx ? kernels::panel_gemm_amx(type, Isa::Avx512) : kernels::panel_gemm(type, isa);
     const size_t n_groups = static_cast<size_t>(cols / f.group);
     std::vector<kernels::ActGroup> groups(n_groups * static_cast<size_t>(tokens));
     for (int64_t t = 0; t < tokens; ++t)
@@ -186,13 +192,13 @@ void bench_matmul(benchmark::State& state, DType type, MatmulPath path, int64_t 
   Matrices& m = matrices(type, rows, cols, false);
   static ThreadPool pool(2);
   Workspace scratch;
-  const MatmulContext ctx{pool, scratch, Isa::Avx512,
+  const MatmulContext ctx{pool, scratch, host_isa(),
                           {path != MatmulPath::VecDot, path == MatmulPath::PanelsAmx ? AmxUse::Always : AmxUse::Never}};
   const std::vector<float> x = random_floats(cols * tokens, 3);
   std::vector<float> y(static_cast<size_t>(rows * tokens));
   size_t copy = 0;
   if (ctx.options.allow_panels)  // pack outside the timing
-    for (const Weight& w : m.weights) w.packed->get(w, pool);
+    for (const Weight& w : m.weights) w.packed->get(w, pool, ctx.isa);
   for (auto _ : state) {
     matmul(ctx, m.weights[copy], x.data(), tokens, y.data());
     copy = (copy + 1) % m.weights.size();
@@ -204,7 +210,8 @@ void bench_matmul(benchmark::State& state, DType type, MatmulPath path, int64_t 
 }
 
 int register_all() {
-  if (!isa_supported(Isa::Avx512)) return 0;
+  if (!isa_supported(Isa::Avx2)) return 0;
+  const bool avx512 = isa_supported(Isa::Avx512);
   const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
                          DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
                          DType::IQ4_NL, DType::IQ4_XS};
@@ -219,7 +226,9 @@ int register_all() {
     for (const Shape& s : shapes) {
       if (traits(t).block_size == 256 && s.cols % 256 != 0) continue;
       const std::string shape = std::to_string(s.rows) + "x" + std::to_string(s.cols);
-      for (Kernel k : {Kernel::VecDotAvx2, Kernel::VecDotAvx512, Kernel::Vnni, Kernel::Amx}) {
+      for (Kernel k : {Kernel::VecDotAvx2, Kernel::VecDotAvx512, Kernel::PanelsAvx2, Kernel::Vnni, Kernel::Amx}) {
+        const bool needs_avx512 = k == Kernel::VecDotAvx512 || k == Kernel::Vnni || k == Kernel::Amx;
+        if (needs_avx512 && !avx512) continue;
         if (k == Kernel::Amx && !kernels::panel_gemm_amx(t, Isa::Avx512)) continue;
         for (int64_t n : token_counts) {
           if (k == Kernel::Amx && n < 16) continue;  // no whole tile: it is the VNNI kernel
@@ -231,7 +240,7 @@ int register_all() {
       }
       for (MatmulPath p : {MatmulPath::VecDot, MatmulPath::Panels, MatmulPath::PanelsAmx}) {
         if (p == MatmulPath::PanelsAmx && !kernels::panel_gemm_amx(t, Isa::Avx512)) continue;
-        const char* pn = p == MatmulPath::VecDot ? "vecdot" : p == MatmulPath::Panels ? "vnni" : "amx";
+        const char* pn = p == MatmulPath::VecDot ? "vecdot" : p == MatmulPath::PanelsAmx ? "amx" : avx512 ? "vnni" : "avx2";
         for (int64_t n : token_counts) {
           if (p == MatmulPath::PanelsAmx && n < 16) continue;
           const std::string name = "matmul/" + std::string(dtype_name(t)) + "/" + pn + "/" + shape + "/t" +

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/amx/amx_kernels.h"
+#include "kernels/avx2/avx2_kernels.h"
 #include "kernels/avx512/avx512_kernels.h"
 #include "platform/dispatch.h"
 #include "kernels/blocks.h"
@@ -228,10 +229,12 @@ void unpack_q6_K(const uint8_t* row, int64_t g, RowGroup* out) {
 
 using UnpackFn = void (*)(const uint8_t* row, int64_t g, RowGroup* out);
 
-// Panel kernels per Isa level (platform/dispatch.h): none below AVX-512, whose
-// VNNI the panels' u8 x s8 products are laid out for. AMX tiles sit on top of
-// the AVX-512 level and need the AMX-INT8 feature as well.
-constexpr PerIsa<PanelGemmFn> kVnni = {nullptr, nullptr, avx512::panel_gemm};
+// Panel kernels per Isa level (platform/dispatch.h): AVX-512 VNNI, whose
+// vpdpbusd the panels' u8 x s8 products are laid out for, and AVX2, which forms
+// the same products with vpmaddubsw + vpmaddwd; none for scalar (matmul keeps
+// vec_dot there). AMX tiles sit on top of the AVX-512 level and need the
+// AMX-INT8 feature as well.
+constexpr PerIsa<PanelGemmFn> kSimd = {nullptr, avx2::panel_gemm, avx512::panel_gemm};
 constexpr PerIsa<PanelGemmFn> kAmx = {nullptr, nullptr, amx::panel_gemm};
 // The AMX kernel reads 4- and 8-bit quants with float or F16 scale vectors only:
 // the 5/6-bit planes and int8 sub-scales have no tile version (yet).
@@ -246,18 +249,18 @@ struct Entry {
 };
 
 const Entry kEntries[] = {
-    {DType::Q4_0, &kQ4_0, unpack_q4_0, kVnni, kAmx},
-    {DType::Q4_1, &kQ4_1, unpack_q4_1, kVnni, kAmx},
-    {DType::Q5_0, &kQ5_0, unpack_q5_0, kVnni, kNoAmx},
-    {DType::Q5_1, &kQ5_1, unpack_q5_1, kVnni, kNoAmx},
-    {DType::Q8_0, &kQ8_0, unpack_q8_0, kVnni, kAmx},
-    {DType::Q2_K, &kQ2_K, unpack_q2_K, kVnni, kNoAmx},
-    {DType::Q3_K, &kQ3_K, unpack_q3_K, kVnni, kNoAmx},
-    {DType::Q4_K, &kQ4_K, unpack_q4_K, kVnni, kAmx},
-    {DType::Q5_K, &kQ5_K, unpack_q5_K, kVnni, kNoAmx},
-    {DType::Q6_K, &kQ6_K, unpack_q6_K, kVnni, kNoAmx},
-    {DType::IQ4_NL, &kIQ4_NL, unpack_iq4_nl, kVnni, kNoAmx},
-    {DType::IQ4_XS, &kIQ4_XS, unpack_iq4_xs, kVnni, kNoAmx},
+    {DType::Q4_0, &kQ4_0, unpack_q4_0, kSimd, kAmx},
+    {DType::Q4_1, &kQ4_1, unpack_q4_1, kSimd, kAmx},
+    {DType::Q5_0, &kQ5_0, unpack_q5_0, kSimd, kNoAmx},
+    {DType::Q5_1, &kQ5_1, unpack_q5_1, kSimd, kNoAmx},
+    {DType::Q8_0, &kQ8_0, unpack_q8_0, kSimd, kAmx},
+    {DType::Q2_K, &kQ2_K, unpack_q2_K, kSimd, kNoAmx},
+    {DType::Q3_K, &kQ3_K, unpack_q3_K, kSimd, kNoAmx},
+    {DType::Q4_K, &kQ4_K, unpack_q4_K, kSimd, kAmx},
+    {DType::Q5_K, &kQ5_K, unpack_q5_K, kSimd, kNoAmx},
+    {DType::Q6_K, &kQ6_K, unpack_q6_K, kSimd, kNoAmx},
+    {DType::IQ4_NL, &kIQ4_NL, unpack_iq4_nl, kSimd, kNoAmx},
+    {DType::IQ4_XS, &kIQ4_XS, unpack_iq4_xs, kSimd, kNoAmx},
 };
 
 const Entry* entry(DType type) {

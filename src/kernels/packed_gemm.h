@@ -87,7 +87,9 @@ void pack_act_tiles(const PanelFormat& f, const uint8_t* act, size_t act_stride,
                     uint8_t* out);
 
 // The SIMD kernel for `isa` (lowered to what the CPU runs), or nullptr when that
-// level has none (scalar, AVX2: matmul keeps the row-by-row vec_dot path there).
+// level has none (scalar: matmul keeps the row-by-row vec_dot path there).
+// AVX-512 runs VNNI (kernels/avx512/panel_gemm_avx512.cpp), AVX2 forms the same
+// products with vpmaddubsw + vpmaddwd (kernels/avx2/panel_gemm_avx2.cpp).
 // The scalar twin is ref::panel_gemm (kernels/ref/ref_panel_gemm.h).
 PanelGemmFn panel_gemm(DType type, Isa isa);
 

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kernels/quant_kernels.h"
+#include "platform/dispatch.h"
 #include "platform/mmap.h"
 
 namespace kestrel {
@@ -32,8 +33,25 @@ constexpr int64_t kRowGrain = 16;
 // numerics: its one-token panels decoded Qwen2.5-0.5B 1.08-1.14x faster, but
 // moved its logits off llama.cpp's (main's LogitsGolden.Qwen2_0_5B: 49 of 64
 // greedy tokens, a flip at a 0.106 gap; 64 of 64 with vec_dot decode).
-int64_t min_panel_tokens(DType type) {
+int64_t min_panel_tokens_avx512(DType type) {
   return type == DType::Q5_0 || type == DType::Q5_K || type == DType::Q6_K ? 2 : 1;
+}
+// AVX2 (maddubs + madd in place of VNNI): on Zen 3 (EPYC, 2 cores shared) the
+// panel kernel beat one vec_dot per row and token at every batch size and for
+// every format, decode included (gemm/<type>/{avx2,vecdot-avx2}/2048x2048/t<n>,
+// one thread, CPU time, us): t1 Q4_0 274 vs 538, Q4_1 349/594, Q8_0 598/833,
+// Q4_K 398/631, Q5_K 519/743, Q6_K 647/761; t2 333/768 (Q4_0) .. 690/908
+// (Q6_K); t8 2.5-3.8x and t64 1.8-4x faster (Q2_K, Q3_K, IQ4_*: 15-50x,
+// their vec_dot being scalar here). So every format takes panels for every
+// batch as on AVX-512, except the same three decode choices, kept for the
+// AVX-512 level's reasons (numerics against llama.cpp for Q5_0; Q5_K and Q6_K
+// decode not measured end to end on AVX2: they would gain 30% and 15% per
+// matrix by the microbenchmark).
+int64_t min_panel_tokens_avx2(DType type) { return min_panel_tokens_avx512(type); }
+
+// The choice for the level whose panel kernel `isa` runs (lowered to the CPU's).
+int64_t min_panel_tokens(DType type, Isa isa) {
+  return runnable_isa(isa) == Isa::Avx2 ? min_panel_tokens_avx2(type) : min_panel_tokens_avx512(type);
 }
 // AMX from one whole 16-token tile on (smaller batches have no tile to fill).
 constexpr int64_t kMinAmxTokens = 16;
@@ -62,7 +80,7 @@ PackedWeight::PackedWeight(const kernels::PanelFormat& format, int64_t rows, int
 
 PackedWeight::~PackedWeight() { g_packed_bytes.fetch_sub(bytes(), std::memory_order_relaxed); }
 
-const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool) {
+const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool, Isa isa) {
   if (const PackedWeight* p = ready_.load(std::memory_order_acquire)) return *p;
   std::call_once(once_, [&] {
     const kernels::PanelFormat* f = kernels::panel_format(w.type);
@@ -76,13 +94,13 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool) {
     ready_.store(packed_.get(), std::memory_order_release);
     // Every batch size now reads the panels: give the GGUF rows' pages back, so
     // the weight is resident once, not twice.
-    if (w.mapped && min_panel_tokens(w.type) == 1) drop_mapped_pages(w.data, w.bytes());
+    if (w.mapped && min_panel_tokens(w.type, isa) == 1) drop_mapped_pages(w.data, w.bytes());
   });
   return *packed_;
 }
 
 MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, const MatmulOptions& options) {
-  if (!options.allow_panels || n_tokens < min_panel_tokens(type) || !kernels::panel_gemm(type, isa))
+  if (!options.allow_panels || n_tokens < min_panel_tokens(type, isa) || !kernels::panel_gemm(type, isa))
     return MatmulPath::VecDot;
   if (options.amx == AmxUse::Always && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa))
     return MatmulPath::PanelsAmx;
@@ -143,7 +161,7 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
     });
   }
 
-  const PackedWeight& pw = w.packed->get(w, ctx.pool);
+  const PackedWeight& pw = w.packed->get(w, ctx.pool, ctx.isa);
   const int64_t panels = pw.panels();
   ctx.pool.parallel_for_dynamic(panels, panel_grain(panels, ctx.pool.size()), [&](int64_t p0, int64_t p1, int) {
     for (int64_t p = p0; p < p1; ++p) {
@@ -202,7 +220,7 @@ void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* cons
   std::vector<const PackedWeight*> packed(ws.size());
   std::vector<int64_t> first(ws.size() + 1, 0);
   for (size_t i = 0; i < ws.size(); ++i) {
-    packed[i] = &ws[i]->packed->get(*ws[i], ctx.pool);
+    packed[i] = &ws[i]->packed->get(*ws[i], ctx.pool, ctx.isa);
     first[i + 1] = first[i] + packed[i]->panels();
   }
   const int64_t panels = first.back();
@@ -236,7 +254,7 @@ void prepare_weight(const MatmulContext& ctx, const Weight& w) {
   if (w.empty()) return;
   // A prompt-sized batch: the largest minimum of min_panel_tokens is 2.
   if (matmul_path(w.type, 64, ctx.isa, MatmulOptions{ctx.options.allow_panels, AmxUse::Never}) != MatmulPath::VecDot)
-    w.packed->get(w, ctx.pool);
+    w.packed->get(w, ctx.pool, ctx.isa);
 }
 
 void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y) {

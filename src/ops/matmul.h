@@ -8,10 +8,10 @@
 //    IQ4_XS; Q5_0, Q5_K and Q6_K from 2 tokens) on an Isa
 //    with panel kernels: the panel GEMM of kernels/packed_gemm.h on a copy of
 //    the weight repacked once, on first use, into 16-row panels (PackedWeight
-//    below) (AVX-512 VNNI; AMX-INT8 tiles for 16-token tiles on request, see
-//    AmxUse), for every batch size including decode. The mapped GGUF pages of
-//    such a weight are dropped once it is packed (Weight::mapped).
-//  - otherwise (other formats, scalar/AVX2, `matmul=vecdot`): one vec_dot per
+//    below) (AVX-512 VNNI, or AVX2 maddubs; AMX-INT8 tiles for 16-token tiles on
+//    request, see AmxUse), for every batch size including decode. The mapped
+//    GGUF pages of such a weight are dropped once it is packed (Weight::mapped).
+//  - otherwise (other formats, scalar, `matmul=vecdot`): one vec_dot per
 //    weight row and token, on the GGUF layout as mapped.
 #include <atomic>
 #include <cstddef>
@@ -104,8 +104,10 @@ class PackedWeight {
 class PackedWeightSlot {
  public:
   // The packed copy of w (w must be the weight owning this slot), repacked on
-  // the first call with `pool`'s threads; later calls return it at once.
-  const PackedWeight& get(const Weight& w, ThreadPool& pool);
+  // the first call with `pool`'s threads; later calls return it at once. When
+  // every batch size takes the panels at `isa` (decode included), the mapped
+  // GGUF pages are dropped once packed.
+  const PackedWeight& get(const Weight& w, ThreadPool& pool, Isa isa);
   bool built() const { return ready_.load(std::memory_order_acquire) != nullptr; }
 
  private:

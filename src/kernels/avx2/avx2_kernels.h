@@ -60,3 +60,18 @@ void dequantize_row_iq4_xs(const void* src, float* dst, int64_t n);
 float vec_dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a);
 
 }  // namespace kestrel::kernels::avx2
+
+// ---- Panel GEMM (kernels/packed_gemm.h; kernels/avx2/panel_gemm_avx2.cpp) ----
+namespace kestrel::kernels {
+struct PanelFormat;
+struct PanelGemmArgs;
+}  // namespace kestrel::kernels
+
+namespace kestrel::kernels::avx2 {
+
+// One 16-row panel times a batch of tokens, bit-identical with ref::panel_gemm
+// (maddubs/madd in place of VNNI's vpdpbusd). Activation quants must lie in
+// -127..127, as kestrel's Q8 quantizers make them.
+void panel_gemm(const PanelFormat& f, const PanelGemmArgs& args);
+
+}  // namespace kestrel::kernels::avx2

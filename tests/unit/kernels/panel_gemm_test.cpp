@@ -1,15 +1,21 @@
 // Panel GEMM (kernels/packed_gemm.h):
 //  - the scalar twin on packed panels against the row-by-row vec_dot of the
 //    scalar table on the original rows, within the vec_dot tests' bound;
-//  - every SIMD version the host runs (AVX-512 VNNI, AMX-INT8) against the
-//    scalar twin, bit for bit (same integer sums, same float operation order);
-//  - odd shapes: rows not a multiple of 16, tokens not a multiple of the
-//    kernels' tiles (8 for VNNI, 16 for AMX), a single group;
+//  - every SIMD version the host runs (AVX2, AVX-512 VNNI, AMX-INT8) against
+//    the scalar twin, bit for bit (same integer sums, same float operation order);
+//  - odd shapes: rows not a multiple of 16 (AVX2: a second half of 1..7 rows,
+//    or none), tokens not a multiple of the kernels' tiles (4 for AVX2, 8 for
+//    VNNI, 16 for AMX), a single group, rows longer than the kernels' 1024-column
+//    chunks;
+//  - the AVX2 kernel's precondition: activation quants within -127..127;
 //  - the AMX tile configuration path on a known product.
 #include <gtest/gtest.h>
 
+#include <cstddef>
+
 #include "core/error.h"
 #include "kernels/amx/amx_kernels.h"
+#include "kernels/blocks.h"
 #include "kernels/packed_gemm.h"
 #include "kernels/ref/ref_panel_gemm.h"
 #include "unit/kernels/kernel_test_util.h"
@@ -106,8 +112,12 @@ struct Shape {
 
 std::vector<Shape> shapes(DType type) {
   const int64_t bs = traits(type).block_size;
+  // The AVX2 kernel's cases: tiles of 4 tokens one half at a time, tails of 3
+  // (one half at a time), 2 or 1 (both halves at once, or the first alone when
+  // a partial panel has 8 rows or fewer); 1280 columns: two column chunks.
   return {{1, bs, 1},       {16, bs, 2},       {17, 3 * bs, 3},   {33, 2 * bs, 9},  {5, 9 * bs, 17},
-          {48, 4 * bs, 33}, {31, 2 * bs, 16},  {16, bs, 8},       {40, bs, 47}};
+          {48, 4 * bs, 33}, {31, 2 * bs, 16},  {16, bs, 8},       {40, bs, 47},     {27, 2 * bs, 2},
+          {13, bs, 5},      {30, 3 * bs, 7},   {24, 1280, 6},     {29, 1280, 5},    {9, 256, 1}};
 }
 
 TEST(PanelGemm, ScalarTwinMatchesVecDotOnOriginalRows) {
@@ -177,9 +187,37 @@ TEST(PanelGemm, AmxMatchesScalarTwinBitForBit) {
   expect_bit_identical(amx_for, "amx (regrouped activation tiles)", /*act_tiles=*/true);
 }
 
-TEST(PanelGemm, NoKernelBelowAvx512) {
+// The AVX2 kernel uses maddubs with |activation| <= 127 (its sign trick and
+// int16 pair sums are exact only then): kestrel's Q8 quantizers, every Isa's,
+// scale by 127 / amax. Patterns with a value of each sign at the maximum.
+TEST(PanelGemm, ActivationQuantsStayWithin127) {
+  for (Isa isa : supported_isas())
+    for (DType at : {DType::Q8_0, DType::Q8_1, DType::Q8_K}) {
+      uint32_t seed = 9;
+      for (Pattern pat : all_patterns()) {
+        for (float sign : {1.0f, -1.0f}) {
+          std::vector<float> x = make_row(pat, 512, seed++);
+          for (float& v : x) v *= sign;
+          const std::vector<uint8_t> q = quantize(at, x, isa);
+          const int64_t block = traits(at).block_size;
+          const size_t bb = traits(at).block_bytes;
+          const size_t qs = at == DType::Q8_K   ? offsetof(BlockQ8K, qs)
+                            : at == DType::Q8_1 ? offsetof(BlockQ8_1, qs)
+                                                : offsetof(BlockQ8_0, qs);
+          for (size_t b = 0; b < q.size() / bb; ++b)
+            for (int64_t i = 0; i < block; ++i)
+              ASSERT_NE(static_cast<int8_t>(q[b * bb + qs + static_cast<size_t>(i)]), -128)
+                  << isa_name(isa) << " " << dtype_name(at) << " " << pattern_name(pat) << " sign " << sign
+                  << " block " << b << " element " << i;
+        }
+      }
+    }
+}
+
+TEST(PanelGemm, KernelPerIsa) {
   EXPECT_EQ(panel_gemm(DType::Q4_0, Isa::Scalar), nullptr);
-  EXPECT_EQ(panel_gemm(DType::Q4_0, Isa::Avx2), nullptr);
+  if (isa_supported(Isa::Avx2))
+    for (DType t : kPanelTypes) EXPECT_NE(panel_gemm(t, Isa::Avx2), nullptr) << dtype_name(t);
   EXPECT_EQ(panel_gemm_amx(DType::Q4_0, Isa::Avx2), nullptr);
   EXPECT_EQ(panel_gemm(DType::F16, Isa::Avx512), nullptr);
   // No tile version of the 5- and 6-bit planes: matmul keeps VNNI for them.

@@ -161,6 +161,7 @@ TEST(Matmul, SharedInputGivesTheBitsOfSeparateMatmuls) {
   ThreadPool pool(2);
   Workspace ws;
   std::vector<Isa> isas = {Isa::Scalar};
+  if (isa_supported(Isa::Avx2)) isas.push_back(Isa::Avx2);
   if (isa_supported(Isa::Avx512)) isas.push_back(Isa::Avx512);
   for (Isa isa : isas) {
     for (bool mixed : {false, true}) {
@@ -188,7 +189,18 @@ TEST(Matmul, SharedInputGivesTheBitsOfSeparateMatmuls) {
 }
 
 TEST(Matmul, PathChoice) {
-  EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2), MatmulPath::VecDot);
+  EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Scalar), MatmulPath::VecDot);
+  if (isa_supported(Isa::Avx2)) {
+    // AVX2 panels (maddubs): the same choice as AVX-512's, never AMX.
+    EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2), MatmulPath::Panels);
+    EXPECT_EQ(matmul_path(DType::Q4_0, 1, Isa::Avx2), MatmulPath::Panels);
+    EXPECT_EQ(matmul_path(DType::Q4_0, 16, Isa::Avx2, MatmulOptions{true, AmxUse::Always}), MatmulPath::Panels);
+    EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2, MatmulOptions{false, AmxUse::Never}), MatmulPath::VecDot);
+    for (DType t : {DType::Q5_0, DType::Q5_K, DType::Q6_K}) {
+      EXPECT_EQ(matmul_path(t, 1, Isa::Avx2), MatmulPath::VecDot) << dtype_name(t);
+      EXPECT_EQ(matmul_path(t, 2, Isa::Avx2), MatmulPath::Panels) << dtype_name(t);
+    }
+  }
   EXPECT_EQ(matmul_path(DType::F16, 8, Isa::Avx512), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512, MatmulOptions{false, AmxUse::Never}), MatmulPath::VecDot);
   if (isa_supported(Isa::Avx512)) {
@@ -221,7 +233,7 @@ TEST(Matmul, PathChoice) {
 // Several threads (each with its own pool, as sessions have) hit a weight's
 // first batched matmul at once: one packs, all get the same answer.
 TEST(Matmul, PackedWeightBuiltOnceUnderConcurrentFirstUse) {
-  if (!isa_supported(Isa::Avx512)) GTEST_SKIP() << "no panel kernels below AVX-512";
+  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no panel kernels below AVX2";
   const Case c = make_case(DType::Q4_0, 100, 256, 42);
   const std::vector<float> x = activations(9, 256, 43);
   const size_t before = packed_weight_bytes();
@@ -243,7 +255,7 @@ TEST(Matmul, PackedWeightBuiltOnceUnderConcurrentFirstUse) {
 }
 
 TEST(Matmul, PackedBytesReturnWhenWeightsGo) {
-  if (!isa_supported(Isa::Avx512)) GTEST_SKIP() << "no panel kernels below AVX-512";
+  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no panel kernels below AVX2";
   const size_t before = packed_weight_bytes();
   {
     const Case c = make_case(DType::Q8_0, 32, 64, 3);

@@ -1,0 +1,416 @@
+// AVX2 panel GEMM (layout and summation order: kernels/packed_gemm.h), for CPUs
+// without VNNI. A 16-row panel is two 256-bit halves: rows 0..7 are bytes
+// 0..31 of each 64-byte quant vector, rows 8..15 bytes 32..63; lane r of a
+// half holds 4 consecutive quants of its row, and the token's 4 activation
+// bytes are broadcast to all lanes, as for vpdpbusd. Without vpdpbusd the u8 x s8
+// products go through vpmaddubsw (two products per int16) and vpmaddwd
+// (int16 pairs to int32):
+//  - 4-, 5- and 6-bit quants (0..15, 0..31, 0..63) against activations in
+//    -127..127 (kestrel's Q8 quantizers scale by 127 / amax): a pair is at most
+//    2 * 63 * 127 = 16002, so maddubs never saturates, and several of its results
+//    can be summed in int16 before one madd widens them (kPerWiden);
+//  - the 8-bit quants (Q8_0 stored as q + 128) and the non-linear IQ4 values
+//    (0..241) do not fit that: they are used signed (q, kIq4nlValues: the
+//    format's offset -128 folded in, which is exactly offset * asum + sum(q * a)),
+//    through the sign trick maddubs(|w|, a * sign(w)): |w| <= 128 and
+//    |a| <= 127 keep a pair within 2 * 128 * 127 = 32512.
+// The integer sums are exact either way, and the float steps are the scalar
+// twin's, in its order (fma per group or per super-block), so the results are
+// bit-identical to ref::panel_gemm.
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "kernels/avx2/avx2-inl.h"
+#include "kernels/avx2/avx2_kernels.h"
+#include "kernels/panel_types.h"
+
+namespace kestrel::kernels::avx2 {
+namespace {
+
+// Rows per 256-bit half of a panel.
+constexpr int kHalfRows = 8;
+
+// Tokens per tile. A unit is one half (8 rows) times one token; it keeps in
+// registers a float accumulator, an int16 sum of products and (5/6-bit and
+// sub-scale formats) an int32 sum: 3 ymm. Four units (12 ymm) leave 4 of the
+// 16 for the two unpacked weight vectors, the broadcast activation and the
+// nibble mask. Batches therefore run one half at a time, 4 tokens per tile:
+// each weight vector is unpacked once per 4 tokens. Smaller tiles (1 or 2
+// tokens, the tail and decode) run both halves at once, which gives 2 or 4
+// independent chains per group and shares each activation broadcast.
+constexpr int kMaxTokens = 4;
+// Tail tiles of up to this many tokens run both halves at once.
+constexpr int kBothHalvesTokens = 2;
+// Small batches stream each panel byte from DRAM once: ask for the group a
+// kilobyte ahead (bench/micro gemm/<type>/avx2/.../t1).
+constexpr size_t kPrefetchBytes = 1024;
+
+inline __m256i bcast32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+inline __m256i load256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline __m128i load128(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+inline __m128i load64(const uint8_t* p) { return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)); }
+
+// 8 F16 values as floats.
+inline __m256 load_halfs(const uint8_t* p) { return _mm256_cvtph_ps(load128(p)); }
+
+// A half's 8 scales (or mins), F16 or float (PanelFormat::half_scales); `p`
+// is the start of the panel's 16-lane vector.
+inline __m256 load_scales(const PanelFormat& f, const uint8_t* p, int half) {
+  return f.half_scales ? load_halfs(p + 16 * half) : _mm256_loadu_ps(reinterpret_cast<const float*>(p) + 8 * half);
+}
+
+// 8 int8 sub-scales as int32 lanes.
+inline __m256i load_sc32(const uint8_t* p) { return _mm256_cvtepi8_epi32(load64(p)); }
+
+// The int32 lanes of `sc32` (int8 values) as int16 pairs (sc, sc): madd with a
+// vector of int16 product sums gives sc * (pair sum), the sub-scale applied in
+// the widening step instead of with a 32-bit multiply.
+inline __m256i sc_pairs(__m256i sc32) {
+  const __m256i dup = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,  //
+                                       0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13);
+  return _mm256_shuffle_epi8(sc32, dup);
+}
+
+// Rows of half `half` that exist (0..8) when the panel has n_rows.
+inline int half_rows(int n_rows, int half) { return std::clamp(n_rows - kHalfRows * half, 0, kHalfRows); }
+
+inline __m256i row_mask(int rows) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(rows), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// y[0..rows) of one half: whole vectors when all 8 rows exist.
+inline __m256 load_y(const float* y, int rows) {
+  return rows == kHalfRows ? _mm256_loadu_ps(y) : _mm256_maskload_ps(y, row_mask(rows));
+}
+inline void store_y(float* y, int rows, __m256 v) {
+  if (rows == kHalfRows)
+    _mm256_storeu_ps(y, v);
+  else
+    _mm256_maskstore_ps(y, row_mask(rows), v);
+}
+
+// Quant vector k (elements 4k..4k+3 of each lane's group) of a 5- or 6-bit
+// format: its nibbles `low` with the kHigh high bits of the plane `hb` (bits
+// kHigh * k of each byte) moved above them. The 16-bit shifts carry bits across
+// bytes only into positions the mask clears.
+template <int kHigh, int kK>
+inline __m256i with_high(__m256i low, __m256i hb) {
+  if constexpr (kHigh == 0) {
+    return low;
+  } else {
+    constexpr int kShift = kHigh * kK;
+    const __m256i mask = _mm256_set1_epi8(static_cast<char>(((1 << kHigh) - 1) << 4));
+    const __m256i moved = kShift <= 4 ? _mm256_slli_epi16(hb, 4 - kShift) : _mm256_srli_epi16(hb, kShift - 4);
+    return _mm256_or_si256(low, _mm256_and_si256(moved, mask));
+  }
+}
+
+// The min terms of tokens [t0, t0 + kC), rows of half `half`, summed on their
+// own over all groups and then added to y (which holds the scaled products).
+template <int kC>
+void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int half) {
+  const int rows = half_rows(a.n_rows, half);
+  if (rows == 0) return;
+  const int64_t n_groups = a.cols / f.group;
+  const size_t min_offset = panel_quant_bytes(f) + panel_scale_bytes(f);
+  const ActGroup* ag[kC];
+  __m256 m[kC];
+  for (int c = 0; c < kC; ++c) {
+    ag[c] = a.groups + static_cast<size_t>(t0 + c) * a.groups_stride;
+    m[c] = _mm256_setzero_ps();
+  }
+  const uint8_t* pw = a.panel + min_offset;
+  const uint8_t* super = a.panel + panel_super_offset(f, a.cols) + 32 + 16 * half;  // sub_scales: dmin vectors
+  __m256 dmin = _mm256_setzero_ps();
+  for (int64_t g = 0; g < n_groups; ++g, pw += f.group_bytes) {
+    __m256 wm;
+    if (f.sub_scales) {  // float(dmin) * float(m), exact
+      if (g % f.super_groups == 0)
+        dmin = load_halfs(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f));
+      wm = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(load_sc32(pw + kHalfRows * half)));
+    } else {
+      wm = load_scales(f, pw, half);
+    }
+    for (int c = 0; c < kC; ++c) m[c] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ag[c][g].min), m[c]);
+  }
+  for (int c = 0; c < kC; ++c) {
+    float* y = a.y + (t0 + c) * a.ldy + kHalfRows * half;
+    store_y(y, rows, _mm256_add_ps(load_y(y, rows), m[c]));
+  }
+}
+
+// How a format's quants meet maddubs.
+//  kNib: nibble plane (else 8-bit quants); kG: elements per group;
+//  kHigh: bits per quant in the high-bit plane (0, 1, 2);
+//  kSub: 0 float scale per group, 1 int8 sub-scales summed in int32 per
+//    super-block, 2 sub-scales as a float per group (Q6_K batches);
+//  kLut: non-linear (IQ4) indices.
+template <bool kNib, int kG, int kHigh, int kSub, bool kLut>
+struct Format {
+  static constexpr int kNibbleBytes = (kNib ? kG / 2 : kG) * kPanelRows;
+  static constexpr int kQuantBytes = kNibbleBytes + (kHigh ? 64 : 0);
+  static constexpr int kVecs = kNibbleBytes / 64;  // 64-byte quant vectors per group
+  // Signed operands through the sign trick (offset folded into the quants).
+  static constexpr bool kSigned = kLut || !kNib;
+  // maddubs results summed in int16 before widening: a pair is at most
+  // 2 * max_quant * 127, and the sum must stay below 2^15.
+  static constexpr int kMaxQuant = (1 << (4 + kHigh)) - 1;
+  static constexpr int kPerWiden = kSigned ? 1 : 32767 / (2 * kMaxQuant * 127);
+  static constexpr int kProducts = kNib ? 2 * kVecs : kVecs;  // maddubs per group and unit
+  static_assert(kPerWiden >= 1);
+  static_assert(!kHigh || (kNib && kG * kHigh == 32), "a high-bit plane is one vector per group");
+};
+
+// Groups [g_begin, g_end) of tokens [t0, t0 + kC) and halves [h0, h0 + kH):
+// the scaled integer products (the min terms come after, from add_mins). A
+// chunk after the first continues the sums stored in y by the previous one
+// (same order, same bits).
+template <bool kNib, int kG, int kHigh, int kSub, bool kLut, int kH, int kC>
+void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int64_t g_begin, int64_t g_end) {
+  using F = Format<kNib, kG, kHigh, kSub, kLut>;
+  const int gpb = f.act_groups_per_block;
+  const size_t group_bytes = f.group_bytes;
+
+  int rows[kH];
+  for (int h = 0; h < kH; ++h) rows[h] = half_rows(a.n_rows, h0 + h);
+  const uint8_t* act[kC];
+  const ActGroup* ag[kC];
+  for (int c = 0; c < kC; ++c) {
+    act[c] = a.act + static_cast<size_t>(t0 + c) * a.act_stride + f.act_qs_offset;
+    ag[c] = a.groups + static_cast<size_t>(t0 + c) * a.groups_stride;
+  }
+  __m256 facc[kH][kC];
+  for (int h = 0; h < kH; ++h)
+    for (int c = 0; c < kC; ++c)
+      facc[h][c] = g_begin == 0 ? _mm256_setzero_ps() : load_y(a.y + (t0 + c) * a.ldy + kHalfRows * (h0 + h), rows[h]);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  // kLut: the 16 signed values of the indices in each 128-bit lane (vpshufb):
+  // kIq4nlUnsigned - 128.
+  const __m256i lut = kLut ? _mm256_xor_si256(_mm256_broadcastsi128_si256(load128(kIq4nlUnsigned)),
+                                              _mm256_set1_epi8(static_cast<char>(0x80)))
+                           : _mm256_setzero_si256();
+  const uint8_t* super = kSub ? a.panel + panel_super_offset(f, a.cols) : nullptr;
+  __m256i isb[kH][kC];  // kSub == 1: int32 sums of the current super-block
+  for (int h = 0; h < kH; ++h)
+    for (int c = 0; c < kC; ++c) isb[h][c] = _mm256_setzero_si256();
+  __m256 super_d[kH];  // kSub == 2: the super-block's d
+  for (int h = 0; h < kH; ++h) super_d[h] = _mm256_setzero_ps();
+  const bool offset = !F::kSigned && f.offset != 0;
+
+  const bool stream = a.n_tokens <= kMaxTokens;
+  const uint8_t* pg = a.panel + static_cast<size_t>(g_begin) * group_bytes;
+  for (int64_t g = g_begin; g < g_end; ++g, pg += group_bytes) {
+    if (stream)
+      for (size_t o = 0; o < group_bytes; o += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(pg + kPrefetchBytes + o), _MM_HINT_T0);
+    const size_t aoff = static_cast<size_t>(g / gpb) * static_cast<size_t>(f.act_block_bytes) +
+                        static_cast<size_t>(g % gpb) * kG;
+    // The widening multiplier: ones, or the rows' int8 sub-scales as int16 pairs.
+    __m256i widen[kH], sc32[kH];
+    for (int h = 0; h < kH; ++h) {
+      widen[h] = ones16;
+      if constexpr (kSub) sc32[h] = load_sc32(pg + F::kQuantBytes + kHalfRows * (h0 + h));
+      if constexpr (kSub == 1) widen[h] = sc_pairs(sc32[h]);
+    }
+    // Per unit: int32 sum of the group (kSub == 1: straight into isb).
+    __m256i acc[kH][kC], p16[kH][kC];
+    for (int h = 0; h < kH; ++h)
+      for (int c = 0; c < kC; ++c) {
+        if constexpr (kSub == 1) {
+          if (offset)  // sc * offset * asum, exact in int32
+            isb[h][c] = _mm256_add_epi32(isb[h][c],
+                                         _mm256_mullo_epi32(sc32[h], _mm256_set1_epi32(ag[c][g].offset_sum)));
+        } else {
+          acc[h][c] = offset ? _mm256_set1_epi32(ag[c][g].offset_sum) : _mm256_setzero_si256();
+        }
+        p16[h][c] = _mm256_setzero_si256();
+      }
+    // Product number k of the group (in maddubs order) for every unit.
+    auto add_product = [&](int h, int c, int k, __m256i prod) {
+      p16[h][c] = k % F::kPerWiden == 0 ? prod : _mm256_add_epi16(p16[h][c], prod);
+      if (k % F::kPerWiden == F::kPerWiden - 1 || k == F::kProducts - 1) {
+        const __m256i wide = _mm256_madd_epi16(p16[h][c], widen[h]);
+        if constexpr (kSub == 1)
+          isb[h][c] = _mm256_add_epi32(isb[h][c], wide);
+        else
+          acc[h][c] = _mm256_add_epi32(acc[h][c], wide);
+      }
+    };
+    __m256i hb[kH];
+    for (int h = 0; h < kH; ++h)
+      hb[h] = kHigh ? load256(pg + F::kNibbleBytes + 32 * (h0 + h)) : _mm256_setzero_si256();
+    [&]<int... kJ>(std::integer_sequence<int, kJ...>) {
+      ([&] {
+        constexpr int j = kJ;
+        for (int h = 0; h < kH; ++h) {
+          const __m256i raw = load256(pg + 64 * j + 32 * (h0 + h));
+          if constexpr (kNib) {
+            __m256i lo = with_high<kHigh, j>(_mm256_and_si256(raw, low4), hb[h]);
+            __m256i hi = with_high<kHigh, j + F::kVecs>(_mm256_and_si256(_mm256_srli_epi16(raw, 4), low4), hb[h]);
+            if constexpr (kLut) {
+              lo = _mm256_shuffle_epi8(lut, lo);
+              hi = _mm256_shuffle_epi8(lut, hi);
+              const __m256i alo = _mm256_sign_epi8(lo, lo), ahi = _mm256_sign_epi8(hi, hi);
+              for (int c = 0; c < kC; ++c) {
+                const uint8_t* q = act[c] + aoff + 4 * j;
+                add_product(h, c, 2 * j, _mm256_maddubs_epi16(alo, _mm256_sign_epi8(bcast32(q), lo)));
+                add_product(h, c, 2 * j + 1, _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(bcast32(q + kG / 2), hi)));
+              }
+            } else {
+              for (int c = 0; c < kC; ++c) {
+                const uint8_t* q = act[c] + aoff + 4 * j;
+                add_product(h, c, 2 * j, _mm256_maddubs_epi16(lo, bcast32(q)));
+                add_product(h, c, 2 * j + 1, _mm256_maddubs_epi16(hi, bcast32(q + kG / 2)));
+              }
+            }
+          } else {  // q + 128 -> q (int8), |q| as the unsigned operand
+            const __m256i w = _mm256_xor_si256(raw, _mm256_set1_epi8(static_cast<char>(0x80)));
+            const __m256i aw = _mm256_sign_epi8(w, w);
+            for (int c = 0; c < kC; ++c)
+              add_product(h, c, j, _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast32(act[c] + aoff + 4 * j), w)));
+          }
+        }
+      }(), ...);
+    }(std::make_integer_sequence<int, F::kVecs>{});
+
+    if constexpr (kSub == 2) {  // float per group: scale = float(d) * float(sc), exact
+      if (g == g_begin || g % f.super_groups == 0)
+        for (int h = 0; h < kH; ++h)
+          super_d[h] = load_halfs(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f) + 16 * (h0 + h));
+      for (int h = 0; h < kH; ++h) {
+        const __m256 ws = _mm256_mul_ps(super_d[h], _mm256_cvtepi32_ps(sc32[h]));
+        for (int c = 0; c < kC; ++c) {
+          const __m256 scale = _mm256_mul_ps(ws, _mm256_set1_ps(ag[c][g].scale));
+          facc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h][c]), scale, facc[h][c]);
+        }
+      }
+    } else if constexpr (kSub == 1) {
+      // One float step per super-block: the int32 sums times d * ascale.
+      if ((g + 1) % f.super_groups == 0) {
+        for (int h = 0; h < kH; ++h) {
+          const __m256 d = load_halfs(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f) +
+                                      16 * (h0 + h));
+          for (int c = 0; c < kC; ++c) {
+            const __m256 scale = _mm256_mul_ps(d, _mm256_set1_ps(ag[c][g].scale));
+            facc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isb[h][c]), scale, facc[h][c]);
+            isb[h][c] = _mm256_setzero_si256();
+          }
+        }
+      }
+    } else {
+      for (int h = 0; h < kH; ++h) {
+        const __m256 ws = load_scales(f, pg + F::kQuantBytes, h0 + h);
+        for (int c = 0; c < kC; ++c) {
+          const __m256 scale = _mm256_mul_ps(ws, _mm256_set1_ps(ag[c][g].scale));
+          facc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h][c]), scale, facc[h][c]);
+        }
+      }
+    }
+  }
+  for (int h = 0; h < kH; ++h)
+    for (int c = 0; c < kC; ++c) store_y(a.y + (t0 + c) * a.ldy + kHalfRows * (h0 + h), rows[h], facc[h][c]);
+}
+
+// Columns per pass over the tokens: the panel's chunk (10 KB of Q4_1 for 1024
+// columns) and 4 tokens' activation chunks (4.5 KB) stay in Zen 3's 32 KB L1
+// while the token tiles and both halves reuse them.
+constexpr int64_t kChunkCols = 1024;
+// Chunks end at super-block ends (256 columns), where sub-scale formats fold
+// their integer sums into the float accumulators.
+static_assert(kChunkCols % 256 == 0);
+
+// Tokens [t, t + n) with 0 < n < kMaxTokens: one tile of n tokens.
+template <bool kNib, int kG, int kHigh, int kSub, bool kLut>
+void tail(const PanelFormat& f, const PanelGemmArgs& a, int64_t t, int64_t n, int64_t g0, int64_t g1) {
+  static_assert(kMaxTokens == 4 && kBothHalvesTokens == 2);
+  switch (n) {
+    case 3:
+      tile<kNib, kG, kHigh, kSub, kLut, 1, 3>(f, a, 0, t, g0, g1);
+      if (a.n_rows > kHalfRows) tile<kNib, kG, kHigh, kSub, kLut, 1, 3>(f, a, 1, t, g0, g1);
+      break;
+    case 2:
+      if (a.n_rows > kHalfRows)
+        tile<kNib, kG, kHigh, kSub, kLut, 2, 2>(f, a, 0, t, g0, g1);
+      else
+        tile<kNib, kG, kHigh, kSub, kLut, 1, 2>(f, a, 0, t, g0, g1);
+      break;
+    case 1:
+      if (a.n_rows > kHalfRows)
+        tile<kNib, kG, kHigh, kSub, kLut, 2, 1>(f, a, 0, t, g0, g1);
+      else
+        tile<kNib, kG, kHigh, kSub, kLut, 1, 1>(f, a, 0, t, g0, g1);
+      break;
+    default:
+      break;
+  }
+}
+
+template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut = false>
+void run(const PanelFormat& f, const PanelGemmArgs& a) {
+  static_assert(!kMin || kNib, "only the 4-bit formats have mins");
+  const int64_t n_groups = a.cols / kG;
+  const int64_t chunk = kChunkCols / kG;
+  const int halves = a.n_rows > kHalfRows ? 2 : 1;  // a partial panel may have no second half
+  for (int64_t g0 = 0; g0 < n_groups; g0 += chunk) {
+    const int64_t g1 = std::min(n_groups, g0 + chunk);
+    int64_t t = 0;
+    for (; t + kMaxTokens <= a.n_tokens; t += kMaxTokens)
+      for (int h = 0; h < halves; ++h) tile<kNib, kG, kHigh, kSub, kLut, 1, kMaxTokens>(f, a, h, t, g0, g1);
+    tail<kNib, kG, kHigh, kSub, kLut>(f, a, t, a.n_tokens - t, g0, g1);
+  }
+  if constexpr (kMin) {
+    constexpr int kMinTokens = 8;  // 8 float accumulators, the weight's mins, the token's
+    for (int h = 0; h < halves; ++h) {
+      int64_t t = 0;
+      for (; t + kMinTokens <= a.n_tokens; t += kMinTokens) add_mins<kMinTokens>(f, a, t, h);
+      [&]<int... kN>(std::integer_sequence<int, kN...>) {
+        ((a.n_tokens - t == kN + 1 ? add_mins<kN + 1>(f, a, t, h) : void()), ...);
+      }(std::make_integer_sequence<int, kMinTokens - 1>{});
+    }
+  }
+}
+
+}  // namespace
+
+void panel_gemm(const PanelFormat& f, const PanelGemmArgs& a) {
+  if (f.nonlinear) {  // IQ4_NL (F16 scales), IQ4_XS (int8 sub-scales)
+    if (f.sub_scales)
+      run<true, 32, false, 0, 1, true>(f, a);
+    else
+      run<true, 32, false, 0, 0, true>(f, a);
+  } else if (f.sub_scales && f.group == 32) {  // Q5_K: 4 + 1 bits, GGUF scales and mins
+    run<true, 32, true, 1, 1>(f, a);
+  } else if (f.sub_scales) {  // 16-element groups with GGUF scales
+    if (f.high_bits) {        // Q6_K: 4 + 2 bits
+      if (f.batch_float_scales && a.n_tokens > 1)
+        run<true, 16, false, 2, 2>(f, a);
+      else
+        run<true, 16, false, 2, 1>(f, a);
+    } else if (f.has_min) {  // Q2_K
+      run<true, 16, true, 0, 1>(f, a);
+    } else {  // Q3_K
+      run<true, 16, false, 0, 1>(f, a);
+    }
+  } else if (f.high_bits) {  // Q5_0, Q5_1: 4 + 1 bits
+    if (f.has_min)
+      run<true, 32, true, 1, 0>(f, a);
+    else
+      run<true, 32, false, 1, 0>(f, a);
+  } else if (f.nibbles) {
+    if (f.has_min)
+      run<true, 32, true, 0, 0>(f, a);
+    else
+      run<true, 32, false, 0, 0>(f, a);
+  } else {
+    run<false, 32, false, 0, 0>(f, a);
+  }
+}
+
+}  // namespace kestrel::kernels::avx2
