@@ -169,4 +169,13 @@ TEST(LogitsGolden, Qwen2_0_5BMixedFormatsMatchLlamaCpp) {
   check_model(testing::qwen2_05b_path(), "qwen2.5-0.5b", "");
 }
 
+// Gemma 3 270M Q4_K_M (262k vocabulary, q8_0 tied output, sliding-window layers;
+// the prompts are shorter than the 512-token window, which the model unit test
+// and the perplexity comparison at -c 1024 cover).
+TEST(LogitsGolden, Gemma3_270MMatchesLlamaCpp) {
+  if (!std::filesystem::exists(testing::golden_dir() / "logits" / "gemma3-270m-q4_k_m" / "fixtures.json"))
+    GTEST_SKIP() << "no gemma3 fixtures";
+  check_model(testing::gemma3_path(), "gemma3-270m-q4_k_m", "");
+}
+
 }  // namespace kestrel
