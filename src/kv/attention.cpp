@@ -1,8 +1,31 @@
 #include "kv/attention.h"
 
 #include <cassert>
+#include <cstdint>
+
+#include "core/error.h"
 
 namespace kestrel {
+
+kernels::KvRows window_rows(const KvCache& cache, const KvHeadView& h, int64_t first, int64_t n,
+                            std::vector<int32_t>& ids) {
+  const KvShape& s = cache.shape();
+  const int64_t per_block = int64_t{s.n_layer} * s.n_kv_head * KvCache::kBlock;  // rows per physical block
+  if (cache.total_blocks() * per_block > INT32_MAX)
+    fail("kv: ", cache.total_blocks(), " blocks of ", per_block, " rows are too many for a windowed view");
+  ids.resize(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t pos = first + j;
+    ids[static_cast<size_t>(j)] =
+        static_cast<int32_t>(h.blocks[pos / KvCache::kBlock] * per_block + pos % KvCache::kBlock);
+  }
+  kernels::KvRows r = head_rows(h);
+  r.ids = ids.data();
+  r.stride_bytes = static_cast<int64_t>(cache.k_row_bytes());
+  r.v_stride_bytes = static_cast<int64_t>(cache.v_row_bytes());
+  r.block_len = 1;
+  return r;
+}
 
 void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams& p, int head, const float* q,
                  int64_t n_visible, float* out, const kernels::AttentionKernelSet& attn) {
@@ -10,7 +33,14 @@ void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams
   const int kv_head = head / (p.n_head / p.n_kv_head);
   assert(n_visible <= static_cast<int64_t>(cache.block_table(seq).size()) * KvCache::kBlock);
   // Rows of the sequence's blocks, in position order (kv/kv_cache.h layout).
-  attn.row(head_rows(cache.view(layer, seq, kv_head)), n_visible, p.head_dim, q, p.scale, out);
+  const KvHeadView view = cache.view(layer, seq, kv_head);
+  const int64_t first = window_first(p, n_visible - 1);
+  if (first == 0) {
+    attn.row(head_rows(view), n_visible, p.head_dim, q, p.scale, out);
+    return;
+  }
+  thread_local std::vector<int32_t> ids;
+  attn.row(window_rows(cache, view, first, n_visible - first, ids), n_visible - first, p.head_dim, q, p.scale, out);
 }
 
 }  // namespace kestrel

@@ -5,6 +5,7 @@
 // products (F16 for an F16 cache, Q8_0 for Q8_0 keys, ...), as llama.cpp does,
 // so that scores match its numerics.
 #include <cstdint>
+#include <vector>
 
 #include "kernels/attention_set.h"
 #include "kv/kv_cache.h"
@@ -16,7 +17,15 @@ struct AttentionParams {
   int n_kv_head = 0;
   int head_dim = 0;
   float scale = 1.0f;  // usually 1/sqrt(head_dim)
+  // Sliding window (Gemma 3's local layers): the token at position p sees
+  // [max(0, p - window + 1), p]. 0: every earlier position.
+  int64_t window = 0;
 };
+
+// First position a token at `pos` sees under p's window (0 when none binds).
+inline int64_t window_first(const AttentionParams& p, int64_t pos) {
+  return p.window > 0 && pos + 1 > p.window ? pos + 1 - p.window : 0;
+}
 
 // A head's rows as the kernels take them: the view's blocks, kBlock rows each.
 inline kernels::KvRows head_rows(const KvHeadView& h) {
@@ -24,7 +33,18 @@ inline kernels::KvRows head_rows(const KvHeadView& h) {
                         h.k_type, h.v_type, h.k_rot,  h.v_rot};
 }
 
-// q: [head_dim] of query head `head`; sees positions [0, n_visible).
+// Rows [first, first + n) of one head as n blocks of one row each: a view that
+// starts anywhere, so every attention kernel (row or tile, every Isa) honours a
+// window with no support of its own. Block id = physical block * rows per
+// physical block + row: in one pool a physical block is [layer][kv_head][kBlock]
+// rows for K and for V alike, so one id addresses the same row of both when the
+// strides are one K row and one V row. `ids` holds the table (resized here).
+// Throws when the pool has too many rows for 32-bit ids.
+kernels::KvRows window_rows(const KvCache& cache, const KvHeadView& h, int64_t first, int64_t n,
+                            std::vector<int32_t>& ids);
+
+// q: [head_dim] of query head `head`; sees positions [0, n_visible), or under
+// p.window the last p.window of them.
 // out: [head_dim]. One pass with an online softmax, by `attn`, which must have
 // been picked for the cache's type (kernels/attention_set.h).
 void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams& p, int head,

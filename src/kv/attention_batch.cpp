@@ -9,11 +9,14 @@
 namespace kestrel {
 namespace {
 
-// One tiled task: up to kMaxTileRows (token, head) rows of one sequence and kv head.
+// One tiled task: up to kMaxTileRows (token, head) rows of one sequence and kv
+// head. A token whose window does not start at 0 gets tasks of its own (its
+// heads only), over the rows [first, pos] (kv/attention.h window_rows).
 struct TileTask {
   int seq;
   int kv_head;
   std::vector<std::pair<int64_t, int>> rows;  // (token, query head)
+  int64_t first = 0;                         // > 0: the window's first position
 };
 
 std::vector<TileTask> tile_tasks(const AttentionParams& p, const AttentionBatch& b) {
@@ -27,6 +30,18 @@ std::vector<TileTask> tile_tasks(const AttentionParams& p, const AttentionBatch&
       TileTask task{s, kvh, {}};
       for (int64_t t = 0; t < b.n_tokens; ++t) {
         if (b.seq[t] != s) continue;
+        if (const int64_t first = window_first(p, b.pos[t]); first > 0) {
+          TileTask own{s, kvh, {}, first};
+          for (int g = 0; g < group; ++g) {
+            own.rows.emplace_back(t, kvh * group + g);
+            if (static_cast<int>(own.rows.size()) == kernels::kMaxTileRows) {
+              tasks.push_back(own);
+              own.rows.clear();
+            }
+          }
+          if (!own.rows.empty()) tasks.push_back(std::move(own));
+          continue;
+        }
         for (int g = 0; g < group; ++g) {
           task.rows.emplace_back(t, kvh * group + g);
           if (static_cast<int>(task.rows.size()) == kernels::kMaxTileRows) {
@@ -53,10 +68,16 @@ void run_tile(const KvCache& cache, int layer, const AttentionParams& p, const A
     const auto [t, h] = task.rows[i];
     q[i] = b.q + t * q_dim + int64_t{h} * p.head_dim;
     out[i] = b.out + t * q_dim + int64_t{h} * p.head_dim;
-    vis[i] = int64_t{b.pos[t]} + 1;
+    vis[i] = int64_t{b.pos[t]} + 1 - task.first;
   }
   const kernels::TileRows rows{q, out, vis, n};
-  attn.tile(head_rows(cache.view(layer, task.seq, task.kv_head)), p.head_dim, rows, p.scale, scratch.data());
+  const KvHeadView view = cache.view(layer, task.seq, task.kv_head);
+  if (task.first == 0) {
+    attn.tile(head_rows(view), p.head_dim, rows, p.scale, scratch.data());
+    return;
+  }
+  thread_local std::vector<int32_t> ids;
+  attn.tile(window_rows(cache, view, task.first, vis[0], ids), p.head_dim, rows, p.scale, scratch.data());
 }
 
 }  // namespace

@@ -16,7 +16,8 @@
 namespace kestrel {
 
 // Token t of the batch belongs to sequence seq[t] at position pos[t] and sees
-// positions [0, pos[t]]. q, out: [n_tokens][n_head * head_dim].
+// positions [0, pos[t]] (under AttentionParams::window, the last `window` of
+// them). q, out: [n_tokens][n_head * head_dim].
 struct AttentionBatch {
   int64_t n_tokens = 0;
   const int32_t* seq = nullptr;

@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "gguf/gguf.h"
 
@@ -52,6 +54,41 @@ ModelConfig read_llama_config(const gguf::File& f, const std::string& arch, Rope
   } else if (scaling != "none") {
     fail("model: rope scaling type '", scaling, "' is not supported (supported: none, linear)");
   }
+  return c;
+}
+
+ModelConfig read_gemma3_config(const gguf::File& f, const std::string& arch) {
+  ModelConfig c = read_llama_config(f, arch, RopeLayout::Neox);
+  const std::string p = arch + ".";
+  c.rope_swa = c.rope;
+  c.rope_swa.freq_base = static_cast<float>(f.get_f64(p + "rope.freq_base_swa").value_or(10000.0));
+  c.rope_swa.freq_scale = 1.0f;  // linear scaling (the 4B and larger) is for the global layers only
+  if (!(c.rope_swa.freq_base > 0.0f)) fail("model: rope freq_base_swa must be positive, got ", c.rope_swa.freq_base);
+
+  const uint64_t window = f.get_u64(p + "attention.sliding_window").value_or(0);
+  if (window > (uint64_t{1} << 30)) fail("model: sliding window ", window, " is out of range");
+  c.sliding_window = static_cast<int>(window);
+  if (c.sliding_window > 0) {
+    c.swa_layers.assign(static_cast<size_t>(c.n_layer), 0);
+    const std::string key = p + "attention.sliding_window_pattern";
+    const gguf::Value* v = f.find(key);
+    if (v != nullptr && v->type == gguf::ValueType::ARRAY) {
+      const auto& items = v->as_array().items;
+      if (items.size() != static_cast<size_t>(c.n_layer))
+        fail("model: ", key, " has ", items.size(), " entries for ", c.n_layer, " layers");
+      for (size_t l = 0; l < items.size(); ++l)
+        c.swa_layers[l] = items[l].type == gguf::ValueType::BOOL ? items[l].as_bool() : items[l].as_i64() != 0;
+    } else {
+      // Every n-th layer global: n = 6 gives 5 local layers, then 1 global.
+      const uint64_t n = f.get_u64(key).value_or(6);
+      if (n > 1 << 20) fail("model: ", key, " = ", n, " is out of range");
+      for (int l = 0; l < c.n_layer; ++l) c.swa_layers[static_cast<size_t>(l)] = n > 0 && l % n < n - 1;
+    }
+  }
+
+  c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_layer == 62 ? c.n_embd / c.n_head : c.head_dim));
+  c.final_logit_softcap = static_cast<float>(f.get_f64(p + "final_logit_softcapping").value_or(0.0));
+  if (c.final_logit_softcap < 0.0f) fail("model: final_logit_softcapping must be >= 0, got ", c.final_logit_softcap);
   return c;
 }
 

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "gguf/gguf.h"
+#include "model/gemma3.h"
 #include "model/llama.h"
 #include "model/model.h"
 
@@ -14,6 +15,7 @@ using Builder = std::function<std::unique_ptr<Model>(std::shared_ptr<const gguf:
 
 const std::map<std::string, Builder>& registry() {
   static const std::map<std::string, Builder> r = {
+      {"gemma3", [](auto f, const auto& a, const auto& o) { return std::make_unique<Gemma3Model>(f, a, o); }},
       {"llama", [](auto f, const auto& a, const auto& o) { return std::make_unique<LlamaModel>(f, a, o); }},
       {"qwen2", [](auto f, const auto& a, const auto& o) { return std::make_unique<LlamaModel>(f, a, o); }},
   };

@@ -5,7 +5,7 @@
 # Needs: the models in $KESTREL_CACHE/models (fetched here for SmolLM2), and the
 # llama.cpp build (tools/llamacpp/build.sh, run here; a few minutes the first time).
 # Output is deterministic for a given llama.cpp build and CPU (1 thread).
-# Usage: make_logits_fixtures.sh [SET...]  (sets: smollm2 qwen2.5-1.5b qwen2.5-0.5b;
+# Usage: make_logits_fixtures.sh [SET...]  (sets: smollm2 qwen2.5-1.5b qwen2.5-0.5b gemma3;
 # default: all). Regenerate only what you must: the committed sets record the CPU
 # they were made on (fixtures.json), and a set remade elsewhere moves in the last bits.
 set -euo pipefail
@@ -15,7 +15,7 @@ OUT_BASE="$ROOT/tests/golden/logits"
 SDIST_VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 
 WANT=("$@")
-[ ${#WANT[@]} -gt 0 ] || WANT=(smollm2 qwen2.5-1.5b qwen2.5-0.5b)
+[ ${#WANT[@]} -gt 0 ] || WANT=(smollm2 qwen2.5-1.5b qwen2.5-0.5b gemma3)
 wanted() { local w; for w in "${WANT[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 say() { echo "[make_logits_fixtures] $*" >&2; }
@@ -137,6 +137,26 @@ qwen_set() {
 qwen_set qwen2.5-1.5b "$OUT_BASE/qwen2.5-1.5b-q4_k_m" "$CACHE/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf" qwen2
 # q5_0, q6_K and q8_0 tensors in one file:
 qwen_set qwen2.5-0.5b "$OUT_BASE/qwen2.5-0.5b" "$CACHE/models/qwen2.5-coder-0.5b-instruct.gguf" qwen2-0.5b
+
+# --- Gemma 3 270M (optional): the gemma chat format, code, text, CJK, emoji and
+# whitespace runs (Gemma's vocab has user-defined tokens for runs of spaces,
+# tabs and newlines); 64 greedy tokens each.
+prompt g_chat $'<start_of_turn>user\nWhat is the tallest mountain in the world?<end_of_turn>\n<start_of_turn>model\n'
+prompt g_code $'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n    if n < 2:\n        return n\n'
+prompt g_english "The quick brown fox jumps over the lazy dog because"
+prompt g_cjk "人工智能正在改变世界。東京は日本の首都です。"
+prompt g_whitespace $'  two leading spaces\n\n\ttab\tand    runs   of spaces\r\nend  '
+if wanted gemma3; then
+  GEMMA3_MODEL="$CACHE/models/gemma-3-270m-q4_k_m.gguf"
+  if [ -f "$GEMMA3_MODEL" ]; then
+    gen_set "$OUT_BASE/gemma3-270m-q4_k_m" "$GEMMA3_MODEL" 64 \
+      --case chat "$TMP/g_chat.txt" --case code "$TMP/g_code.txt" --case english "$TMP/g_english.txt" \
+      --case cjk "$TMP/g_cjk.txt" --case whitespace "$TMP/g_whitespace.txt"
+    check_set "$OUT_BASE/gemma3-270m-q4_k_m" >&2
+  else
+    say "gemma3 model not found ($GEMMA3_MODEL): skipping its fixtures (scripts/fetch_models.sh gemma3)"
+  fi
+fi
 
 say "done; sizes:"
 du -sh "$OUT_BASE"/* >&2

@@ -21,6 +21,7 @@
 #                           every line also round-trips through llama_detokenize
 #                           (dump_tokens fails otherwise)
 #   qwen2_wikitext300.ids   the same for the first 300 lines with Qwen2.5's vocab
+#   gemma3_wikitext300.ids  the same with Gemma 3's (262k SentencePiece, no space prefix)
 #   <v>_as_<pre>_hard.txt, <v>_as_<pre>_wikitext100.ids
 #                           a real vocab run through another pre-tokenizer family
 #                           (tokenizer.ggml.pre replaced in a metadata-only copy):
@@ -29,7 +30,7 @@
 #                           their lines need not round-trip
 #   chat_templates.txt      chat_inputs.txt rendered by llama_chat_apply_template:
 #                           template, message list, add_ass, hex output or ERR
-# <v> is spm (defaults: BOS, space prefix), spm_noprefix (EOS, no prefix), smollm2, qwen2.
+# <v> is spm (defaults: BOS, space prefix), spm_noprefix (EOS, no prefix), smollm2, qwen2, gemma3.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$root/tests/golden/tokenizer"
@@ -72,8 +73,10 @@ retag_fixtures() {  # name gguf pre
 }
 smollm2="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 qwen2="$cache/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+gemma3="$cache/models/gemma-3-270m-q4_k_m.gguf"
 model_fixtures smollm2 "$smollm2" 0 smollm2_wikitext.ids 53
 model_fixtures qwen2 "$qwen2" 300 qwen2_wikitext300.ids 211
+model_fixtures gemma3 "$gemma3" 300 gemma3_wikitext300.ids 1021
 retag_fixtures smollm2 "$smollm2" gpt-2
 retag_fixtures smollm2 "$smollm2" default
 retag_fixtures qwen2 "$qwen2" llama-bpe

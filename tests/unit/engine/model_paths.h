@@ -17,6 +17,7 @@ inline std::filesystem::path qwen2_path() {
   return cache_dir() / "models" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
 }
 inline std::filesystem::path qwen2_05b_path() { return cache_dir() / "models" / "qwen2.5-coder-0.5b-instruct.gguf"; }
+inline std::filesystem::path gemma3_path() { return cache_dir() / "models" / "gemma-3-270m-q4_k_m.gguf"; }
 inline std::filesystem::path golden_dir() { return std::filesystem::path(KESTREL_SOURCE_DIR) / "tests" / "golden"; }
 
 }  // namespace kestrel::testing

@@ -30,6 +30,7 @@ inline std::filesystem::path model_path(const std::string& file) {
 }
 inline std::filesystem::path smollm2_path() { return model_path("SmolLM2-135M-Instruct.Q4_1.gguf"); }
 inline std::filesystem::path qwen2_path() { return model_path("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"); }
+inline std::filesystem::path gemma3_path() { return model_path("gemma-3-270m-q4_k_m.gguf"); }
 inline std::filesystem::path wikitext_path() {
   if (const char* w = std::getenv("KESTREL_WIKITEXT"); w && *w) return w;
   return std::filesystem::path(KESTREL_SOURCE_DIR).parent_path() / "shared" / "data" / "wikitext-2-raw" /
