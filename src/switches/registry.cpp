@@ -16,9 +16,12 @@ std::string isa_unsupported(const std::string& v) {
 
 std::string always_supported(const std::string&) { return ""; }
 
+// The panel kernels exist at the AVX-512 level only (kernels/packed_gemm.h).
+bool panels_run(Isa isa) { return isa_supported(Isa::Avx512) && isa >= Isa::Avx512; }
+
 std::string matmul_unsupported(const std::string& v) {
   const CpuFeatures& f = cpu_features();
-  if (v != "vecdot" && !isa_supported(Isa::Avx512)) return "the panel kernels need AVX-512";
+  if (v != "vecdot" && !panels_run(Isa::Avx512)) return "the panel kernels need AVX-512";
   if (v == "amx" && !(f.amx_tile && f.amx_int8)) return "this CPU lacks AMX-INT8";
   return "";
 }
@@ -61,8 +64,24 @@ std::vector<std::string_view> slots_of(const SwitchSetting& s) {
   return {s.name};
 }
 
-std::string matmul_value(const MatmulOptions& m) {
-  if (!m.allow_panels) return "vecdot";
+std::vector<std::string> attention_values() {
+  std::vector<std::string> out;
+  for (kernels::AttentionAlgo a : kernels::attention_algos()) out.emplace_back(kernels::attention_algo_name(a));
+  return out;
+}
+
+// sage rounds Q and the smoothed K to 8 bits (half a step of absmax/127 each);
+// int8 also rounds V per channel and every probability to 1/255 of its block's
+// largest. On the tiny test model (random weights, prompts of 14-64 tokens)
+// the logits moved by 1.8 % (sage) and 1.6 % (int8) of their largest
+// magnitude: close to the default 2 %, so both declare 5 %, still far below a
+// broken kernel (a wrong scale or a lost block moves logits by their own size).
+double attention_logits_bound(const std::string& v) { return v == "exact" ? kLogitsBound : 0.05; }
+
+// As resolved: where the panels cannot run (no AVX-512, or a lower isa), every
+// matmul takes vec_dot whatever the slot asks (ops/matmul.cpp).
+std::string matmul_value(const MatmulOptions& m, Isa isa) {
+  if (!m.allow_panels || !panels_run(isa)) return "vecdot";
   return m.amx == AmxUse::Always ? "amx" : "panels";
 }
 
@@ -93,6 +112,16 @@ std::vector<SwitchSpec> make_specs() {
        [](const EngineConfig& c) { return std::string(c.kv_rotation ? "auto" : "off"); },
        // Against the default configuration (an F16 cache, never rotated) nothing changes.
        [](const std::string&) { return SwitchEffect::Speed; }},
+      {"attn",
+       "attention algorithm: exact (float scores, llama.cpp's order), sage (SageAttention: K smoothed by its "
+       "block mean, INT8 Q.K, float softmax and PV) or int8 (INT-FlashAttention: INT8 Q, K, V, P and an "
+       "integer PV); sage and int8 read the f16 KV cache and quantize each 16-key block on the fly "
+       "(no INT8 cache layout yet), so they need kv=f16",
+       attention_values(), "exact", always_supported,
+       [](EngineConfig& c, const std::string& v) { c.attention = *kernels::attention_algo_from_name(v); },
+       [](const EngineConfig& c) { return std::string(kernels::attention_algo_name(c.attention)); },
+       [](const std::string& v) { return v == "exact" ? SwitchEffect::Speed : SwitchEffect::Logits; },
+       attention_logits_bound},
       {"threads", "worker threads of the forward pass", {}, "", always_supported,
        [](EngineConfig& c, const std::string& v) { c.n_threads = std::stoi(v); },
        [](const EngineConfig& c) { return std::to_string(c.n_threads); },
@@ -107,7 +136,7 @@ std::vector<SwitchSpec> make_specs() {
          c.matmul.allow_panels = v != "vecdot";
          c.matmul.amx = v == "amx" ? AmxUse::Always : AmxUse::Never;
        },
-       [](const EngineConfig& c) { return matmul_value(c.matmul); },
+       [](const EngineConfig& c) { return matmul_value(c.matmul, c.isa); },
        // AMX tiles compute the panels' integer products exactly, in the same order.
        [](const std::string& v) { return v == "amx" ? SwitchEffect::Speed : SwitchEffect::Logits; }},
       {"sampling",
@@ -195,6 +224,12 @@ void apply_switches(EngineConfig& config, const std::vector<SwitchSetting>& sett
 }
 
 void check_engine_config(const EngineConfig& config) {
+  if (config.attention != kernels::AttentionAlgo::Exact &&
+      !kernels::has_attention_kernels(config.k_type, config.v_type, config.attention))
+    fail("attn=", kernels::attention_algo_name(config.attention), " runs over an f16 KV cache only (it quantizes "
+         "each 16-key block of K", config.attention == kernels::AttentionAlgo::Int8 ? " and V" : "",
+         " itself), not kv=", kv_value(config), ": use kv=f16, or attn=exact with kv=", kv_value(config),
+         " (pairs with kernels: ", kernels::attention_pairs_text(), ")");
   (void)kernels::attention_kernel_set(config.k_type, config.v_type, config.attention, config.isa);
 }
 
