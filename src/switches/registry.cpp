@@ -16,12 +16,9 @@ std::string isa_unsupported(const std::string& v) {
 
 std::string always_supported(const std::string&) { return ""; }
 
-// The panel kernels exist at the AVX-512 level only (kernels/packed_gemm.h).
-bool panels_run(Isa isa) { return isa_supported(Isa::Avx512) && isa >= Isa::Avx512; }
-
 std::string matmul_unsupported(const std::string& v) {
   const CpuFeatures& f = cpu_features();
-  if (v != "vecdot" && !panels_run(Isa::Avx512)) return "the panel kernels need AVX-512";
+  if (v != "vecdot" && !isa_supported(Isa::Avx512)) return "the panel kernels need AVX-512";
   if (v == "amx" && !(f.amx_tile && f.amx_int8)) return "this CPU lacks AMX-INT8";
   return "";
 }
@@ -78,10 +75,8 @@ std::vector<std::string> attention_values() {
 // broken kernel (a wrong scale or a lost block moves logits by their own size).
 double attention_logits_bound(const std::string& v) { return v == "exact" ? kLogitsBound : 0.05; }
 
-// As resolved: where the panels cannot run (no AVX-512, or a lower isa), every
-// matmul takes vec_dot whatever the slot asks (ops/matmul.cpp).
-std::string matmul_value(const MatmulOptions& m, Isa isa) {
-  if (!m.allow_panels || !panels_run(isa)) return "vecdot";
+std::string matmul_value(const MatmulOptions& m) {
+  if (!m.allow_panels) return "vecdot";
   return m.amx == AmxUse::Always ? "amx" : "panels";
 }
 
@@ -136,7 +131,7 @@ std::vector<SwitchSpec> make_specs() {
          c.matmul.allow_panels = v != "vecdot";
          c.matmul.amx = v == "amx" ? AmxUse::Always : AmxUse::Never;
        },
-       [](const EngineConfig& c) { return matmul_value(c.matmul, c.isa); },
+       [](const EngineConfig& c) { return matmul_value(c.matmul); },
        // AMX tiles compute the panels' integer products exactly, in the same order.
        [](const std::string& v) { return v == "amx" ? SwitchEffect::Speed : SwitchEffect::Logits; }},
       {"sampling",
