@@ -1,14 +1,16 @@
 #pragma once
-// INT-FlashAttention (PAPERS.md card 2) for one query row over a paged F16
-// cache: the scalar reference for issue 13's `attn=int8` (not wired into the
-// kernel table yet).
+// INT-FlashAttention (PAPERS.md card 2) for query rows over a paged F16 cache:
+// the scalar twin of `attn=int8` (kernels/attention_set.h; AVX2 version in
+// kernels/avx2/attention_int8_avx2.cpp, the same bits: every dot product is an
+// integer, the float steps run in the twin's order). K and V are quantized per
+// KV block on the fly, the cache stays F16 (as for sage: kernels/attention_sage.h).
 //
 //   q8 = round(q / sq), sq = absmax(q) / 127                (per token)
 //   k8_j = round(k_j / sk_j), sk_j = absmax(k_j) / 127      (per token)
 //   v8_jc = round(v_jc / sv_bc), sv_bc = absmax_j∈b(v_jc) / 127
 //                                      (per channel, per KV block b of 16 keys)
 //   s_j = sq * sk_j * scale * sum_c q8_c k8_jc               (integer dot)
-// per KV block (one rescale per block):
+// per KV block (one rescale per block; e^ is kernels::exp_approx, as for sage):
 //   m' = max(m, max_j s_j); acc *= e^(m - m'); l *= e^(m - m')
 //   p8_j = round(255 * e^(s_j - m'))                          (u8, fixed scale 1/255)
 //   l += sum_j p8_j / 255;  acc_c += (sv_bc / 255) * sum_j p8_j v8_jc   (integer PV)
@@ -21,10 +23,13 @@
 #include <cstdint>
 
 #include "kernels/attention_kernels.h"
+#include "kernels/attention_tiled.h"
 
 namespace kestrel::kernels::ref {
 
 // q: [d]; out: [d]; rows [0, n). d <= 512, kv.block_len <= 64.
 void attend_int8_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out);
+// Each row as attend_int8_f16 over its n_visible keys (scratch unused).
+void attend_tile_int8_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);
 
 }  // namespace kestrel::kernels::ref

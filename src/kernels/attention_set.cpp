@@ -5,7 +5,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/attention_int8.h"
 #include "kernels/attention_quant.h"
+#include "kernels/attention_sage.h"
+#include "kernels/avx2/attention_avx2.h"
 #include "kernels/hadamard.h"
 #include "platform/dispatch.h"
 
@@ -72,22 +75,40 @@ struct Candidates {
   PerIsa<AttendTileFn> tile;
 };
 
-// No AVX2 versions yet: that level runs the scalar twins.
+// The twin's signature without its `smooth` argument (smoothing on).
+void sage_twin(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  ref::attend_sage_f16(kv, n, d, q, scale, out);
+}
+
+// Per Isa level {Scalar, Avx2, Avx512}; a missing entry falls to the level below.
 std::vector<Candidates> make_candidates() {
   std::vector<Candidates> c = {
       {DType::F16, DType::F16, AttentionAlgo::Exact,
-       {row_for<uint16_t, ref::attend_f16>, nullptr, row_for<uint16_t, avx512::attend_f16>},
-       {tile_for<uint16_t, ref::attend_tile_f16>, nullptr, tile_for<uint16_t, avx512::attend_tile_f16>}},
+       {row_for<uint16_t, ref::attend_f16>, row_for<uint16_t, avx2::attend_f16>,
+        row_for<uint16_t, avx512::attend_f16>},
+       {tile_for<uint16_t, ref::attend_tile_f16>, tile_for<uint16_t, avx2::attend_tile_f16>,
+        tile_for<uint16_t, avx512::attend_tile_f16>}},
       {DType::F32, DType::F32, AttentionAlgo::Exact,
-       {row_for<float, ref::attend_f32>, nullptr, row_for<float, avx512::attend_f32>},
-       {tile_for<float, ref::attend_tile_f32>, nullptr, tile_for<float, avx512::attend_tile_f32>}},
+       {row_for<float, ref::attend_f32>, row_for<float, avx2::attend_f32>, row_for<float, avx512::attend_f32>},
+       {tile_for<float, ref::attend_tile_f32>, tile_for<float, avx2::attend_tile_f32>,
+        tile_for<float, avx512::attend_tile_f32>}},
+      // sage and int8 read the F16 cache and quantize K (and V) per KV block on
+      // the fly (kernels/attention_sage.h). No AVX-512 versions: that level
+      // runs the AVX2 kernels.
+      {DType::F16, DType::F16, AttentionAlgo::Sage,
+       {row_for<uint16_t, sage_twin>, row_for<uint16_t, avx2::attend_sage_f16>, nullptr},
+       {tile_for<uint16_t, ref::attend_tile_sage_f16>, tile_for<uint16_t, avx2::attend_tile_sage_f16>, nullptr}},
+      {DType::F16, DType::F16, AttentionAlgo::Int8,
+       {row_for<uint16_t, ref::attend_int8_f16>, row_for<uint16_t, avx2::attend_int8_f16>, nullptr},
+       {tile_for<uint16_t, ref::attend_tile_int8_f16>, tile_for<uint16_t, avx2::attend_tile_int8_f16>, nullptr}},
   };
   for (DType k : kv_types())
     for (DType v : kv_types()) {
       if (k == v && (k == DType::F16 || k == DType::F32)) continue;
       c.push_back({k, v, AttentionAlgo::Exact,
-                   {row_quant<Isa::Scalar, ref::attend_quant>, nullptr, row_quant<Isa::Avx512, avx512::attend_quant>},
-                   {tile_quant<Isa::Scalar, ref::attend_tile_quant>, nullptr,
+                   {row_quant<Isa::Scalar, ref::attend_quant>, row_quant<Isa::Avx2, avx2::attend_quant>,
+                    row_quant<Isa::Avx512, avx512::attend_quant>},
+                   {tile_quant<Isa::Scalar, ref::attend_tile_quant>, tile_quant<Isa::Avx2, avx2::attend_tile_quant>,
                     tile_quant<Isa::Avx512, avx512::attend_tile_quant>}});
     }
   return c;
@@ -119,7 +140,7 @@ int pair_index(DType k_type, DType v_type, AttentionAlgo algo) {
   return -1;
 }
 
-constexpr AttentionAlgo kAlgos[] = {AttentionAlgo::Exact};
+constexpr AttentionAlgo kAlgos[] = {AttentionAlgo::Exact, AttentionAlgo::Sage, AttentionAlgo::Int8};
 
 }  // namespace
 
@@ -127,9 +148,21 @@ std::string_view attention_algo_name(AttentionAlgo algo) {
   switch (algo) {
     case AttentionAlgo::Exact:
       return "exact";
+    case AttentionAlgo::Sage:
+      return "sage";
+    case AttentionAlgo::Int8:
+      return "int8";
   }
   return "?";
 }
+
+std::optional<AttentionAlgo> attention_algo_from_name(std::string_view name) {
+  for (AttentionAlgo a : kAlgos)
+    if (attention_algo_name(a) == name) return a;
+  return std::nullopt;
+}
+
+std::span<const AttentionAlgo> attention_algos() { return kAlgos; }
 
 std::span<const DType> kv_types() {
   static constexpr DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
@@ -161,7 +194,7 @@ std::string attention_pairs_text() {
       return t;
     };
     out += (out.empty() ? "" : "; ") + std::string(attention_algo_name(a)) + ": ";
-    if (n == ks.size() * vs.size()) {  // every pair: say so in one line
+    if (n > 1 && n == ks.size() * vs.size()) {  // every pair: say so in one line
       out += "K any of " + names(ks) + ", V any of " + names(vs);
     } else {
       std::string pairs;

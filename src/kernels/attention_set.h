@@ -5,6 +5,7 @@
 // new row of the table in attention_set.cpp, not a new code path: the model
 // and the KV cache call whatever set they were given.
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -19,8 +20,12 @@ namespace kestrel::kernels {
 // How attention is computed (the `attn` slot of the engine configuration).
 enum class AttentionAlgo : uint8_t {
   Exact,  // float scores and softmax over the cache's values, llama.cpp's flash attention order
+  Sage,   // SageAttention: K smoothed by its block mean, INT8 Q and K (kernels/attention_sage.h)
+  Int8,   // INT-FlashAttention: INT8 Q, K, V and an integer PV (kernels/attention_int8.h)
 };
-std::string_view attention_algo_name(AttentionAlgo algo);  // "exact"
+std::string_view attention_algo_name(AttentionAlgo algo);  // "exact", "sage", "int8"
+std::optional<AttentionAlgo> attention_algo_from_name(std::string_view name);
+std::span<const AttentionAlgo> attention_algos();  // every algorithm, in the order above
 
 // The KV element types (what -ctk/-ctv take), in llama.cpp's order: f32, f16,
 // bf16, q8_0, q4_0, q4_1, q5_0, q5_1.

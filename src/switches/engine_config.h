@@ -27,7 +27,7 @@ struct EngineConfig {
   DType k_type = DType::F16;           // `kv_k` (`kv` sets both): the KV store's key element type
   DType v_type = DType::F16;           // `kv_v` (`kv` sets both): its value element type
   bool kv_rotation = true;             // `kv_rot`: llama.cpp's Hadamard rotation of a block-quantized K/V
-  kernels::AttentionAlgo attention = kernels::AttentionAlgo::Exact;  // with the KV types, picks the attention kernels
+  kernels::AttentionAlgo attention = kernels::AttentionAlgo::Exact;  // `attn`: with the KV types, picks the attention kernels
   MatmulOptions matmul = {};           // `matmul`: the weight kernels
   SamplerKind sampler = SamplerKind::Auto;  // `sampling`
   DecodePolicy decode = DecodePolicy::Plain;

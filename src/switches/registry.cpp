@@ -61,6 +61,20 @@ std::vector<std::string_view> slots_of(const SwitchSetting& s) {
   return {s.name};
 }
 
+std::vector<std::string> attention_values() {
+  std::vector<std::string> out;
+  for (kernels::AttentionAlgo a : kernels::attention_algos()) out.emplace_back(kernels::attention_algo_name(a));
+  return out;
+}
+
+// sage rounds Q and the smoothed K to 8 bits (half a step of absmax/127 each);
+// int8 also rounds V per channel and every probability to 1/255 of its block's
+// largest. On the tiny test model (random weights, prompts of 14-64 tokens)
+// the logits moved by 1.8 % (sage) and 1.6 % (int8) of their largest
+// magnitude: close to the default 2 %, so both declare 5 %, still far below a
+// broken kernel (a wrong scale or a lost block moves logits by their own size).
+double attention_logits_bound(const std::string& v) { return v == "exact" ? kLogitsBound : 0.05; }
+
 std::string matmul_value(const MatmulOptions& m) {
   if (!m.allow_panels) return "vecdot";
   return m.amx == AmxUse::Always ? "amx" : "panels";
@@ -93,6 +107,16 @@ std::vector<SwitchSpec> make_specs() {
        [](const EngineConfig& c) { return std::string(c.kv_rotation ? "auto" : "off"); },
        // Against the default configuration (an F16 cache, never rotated) nothing changes.
        [](const std::string&) { return SwitchEffect::Speed; }},
+      {"attn",
+       "attention algorithm: exact (float scores, llama.cpp's order), sage (SageAttention: K smoothed by its "
+       "block mean, INT8 Q.K, float softmax and PV) or int8 (INT-FlashAttention: INT8 Q, K, V, P and an "
+       "integer PV); sage and int8 read the f16 KV cache and quantize each 16-key block on the fly "
+       "(no INT8 cache layout yet), so they need kv=f16",
+       attention_values(), "exact", always_supported,
+       [](EngineConfig& c, const std::string& v) { c.attention = *kernels::attention_algo_from_name(v); },
+       [](const EngineConfig& c) { return std::string(kernels::attention_algo_name(c.attention)); },
+       [](const std::string& v) { return v == "exact" ? SwitchEffect::Speed : SwitchEffect::Logits; },
+       attention_logits_bound},
       {"threads", "worker threads of the forward pass", {}, "", always_supported,
        [](EngineConfig& c, const std::string& v) { c.n_threads = std::stoi(v); },
        [](const EngineConfig& c) { return std::to_string(c.n_threads); },
@@ -195,6 +219,12 @@ void apply_switches(EngineConfig& config, const std::vector<SwitchSetting>& sett
 }
 
 void check_engine_config(const EngineConfig& config) {
+  if (config.attention != kernels::AttentionAlgo::Exact &&
+      !kernels::has_attention_kernels(config.k_type, config.v_type, config.attention))
+    fail("attn=", kernels::attention_algo_name(config.attention), " runs over an f16 KV cache only (it quantizes "
+         "each 16-key block of K", config.attention == kernels::AttentionAlgo::Int8 ? " and V" : "",
+         " itself), not kv=", kv_value(config), ": use kv=f16, or attn=exact with kv=", kv_value(config),
+         " (pairs with kernels: ", kernels::attention_pairs_text(), ")");
   (void)kernels::attention_kernel_set(config.k_type, config.v_type, config.attention, config.isa);
 }
 

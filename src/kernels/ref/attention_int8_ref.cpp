@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/fp16.h"
+#include "kernels/f32_kernels.h"
 #include "kernels/attention_int8.h"
 
 namespace kestrel::kernels::ref {
@@ -47,14 +48,14 @@ void attend_int8_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float
       bmax = std::max(bmax, s[j]);
     }
     const float mnew = std::max(m, bmax);
-    const float ms = std::exp(m - mnew);
+    const float ms = kernels::exp_approx(m - mnew);
     for (int c = 0; c < d; ++c) acc[c] *= ms;
     l *= ms;
     m = mnew;
     uint8_t p8[64];
     int32_t psum = 0;
     for (int j = 0; j < rows; ++j) {
-      p8[j] = static_cast<uint8_t>(std::nearbyint(255.0f * std::exp(s[j] - m)));
+      p8[j] = static_cast<uint8_t>(std::nearbyint(255.0f * kernels::exp_approx(s[j] - m)));
       psum += p8[j];
     }
     l += static_cast<float>(psum) / 255.0f;
@@ -66,6 +67,10 @@ void attend_int8_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float
   }
   const float inv = l == 0.0f ? 0.0f : 1.0f / l;
   for (int c = 0; c < d; ++c) out[c] = acc[c] * inv;
+}
+
+void attend_tile_int8_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch) {
+  for (int r = 0; r < rows.n; ++r) attend_int8_f16(kv, rows.n_visible[r], d, rows.q[r], scale, rows.out[r]);
 }
 
 }  // namespace kestrel::kernels::ref

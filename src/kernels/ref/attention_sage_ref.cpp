@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/fp16.h"
+#include "kernels/f32_kernels.h"
 #include "kernels/attention_sage.h"
 
 namespace kestrel::kernels::ref {
@@ -47,8 +48,13 @@ void attend_sage_f16(const KvBlocks<uint16_t> &kv, int64_t n, int d, const float
     for (int j = 0; j < rows; ++j)
       for (int c = 0; c < d; ++c) k8[j * d + c] = static_cast<int8_t>(std::nearbyint(kf[j * d + c] * ik));
     // The exact correction q . m_b (every score of the block shifts by it).
-    float qm = 0.0f;
-    for (int c = 0; c < d; ++c) qm = std::fma(q[c], mean[c], qm);
+    // Summed in 8 lanes (channel c into lane c % 8), folded (l + l+4), then
+    // (t0 + t2) + (t1 + t3): the order an 8-float SIMD register sums in.
+    float lane[8] = {};
+    for (int c = 0; c < d; ++c) lane[c % 8] = std::fma(q[c], mean[c], lane[c % 8]);
+    float t4[4];
+    for (int i = 0; i < 4; ++i) t4[i] = lane[i] + lane[i + 4];
+    const float qm = (t4[0] + t4[2]) + (t4[1] + t4[3]);
     const float ds = sq * sk * scale;
     float s[64];
     float bmax = -std::numeric_limits<float>::infinity();
@@ -63,18 +69,22 @@ void attend_sage_f16(const KvBlocks<uint16_t> &kv, int64_t n, int d, const float
     }
     // Online softmax, one rescale per block.
     const float mnew = std::max(max, bmax);
-    const float ms = std::exp(max - mnew);
+    const float ms = kernels::exp_approx(max - mnew);
     for (int c = 0; c < d; ++c) acc[c] *= ms;
     sum *= ms;
     max = mnew;
     for (int j = 0; j < rows; ++j) {
-      const float p = std::exp(s[j] - max);
+      const float p = kernels::exp_approx(s[j] - max);
       sum += p;
       for (int c = 0; c < d; ++c) acc[c] = std::fma(p, fp16_to_f32(v[j * d + c]), acc[c]);
     }
   }
   const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
   for (int c = 0; c < d; ++c) out[c] = acc[c] * inv;
+}
+
+void attend_tile_sage_f16(const KvBlocks<uint16_t> &kv, int d, const TileRows &rows, float scale, float *scratch) {
+  for (int r = 0; r < rows.n; ++r) attend_sage_f16(kv, rows.n_visible[r], d, rows.q[r], scale, rows.out[r]);
 }
 
 }  // namespace kestrel::kernels::ref

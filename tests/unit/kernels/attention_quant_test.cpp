@@ -1,9 +1,9 @@
 // Attention over quantized and mixed KV caches (kernels/attention_quant.h):
 // the scalar twin against a double-precision softmax attention over what the
 // cache holds, within a bound derived from q's quantization to K's vec_dot
-// type; the AVX-512 row kernel against the twin within the bound of the
-// format's vec_dot summation order; the tiled kernels against the reference and
-// each other (bit for bit: same dequantizers, the tiled F32 algorithm). Paged
+// type; the AVX2 and AVX-512 row kernels against the twin within the bound of
+// the format's vec_dot summation order; the tiled kernels against the reference
+// and each other (bit for bit: same dequantizers, the tiled F32 algorithm). Paged
 // blocks in scrambled order, head sizes 64 and 128.
 #include "kernels/attention_quant.h"
 
@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/attention_set.h"
+#include "kernels/avx2/attention_avx2.h"
 
 namespace kestrel::kernels {
 namespace {
@@ -151,10 +152,17 @@ TEST(AttentionQuant, RowTwinMatchesReferenceAndSimdMatchesTwin) {
         attention_kernel_set(pr.k, pr.v, AttentionAlgo::Exact, Isa::Scalar)
             .row(h.rows(), n, d, q.data(), scale, via_set.data());
         EXPECT_EQ(via_set, got) << label(pr, d, n);
-        if (!isa_supported(Isa::Avx512)) continue;
-        avx512::attend_quant(quant_rows(h.rows(), Isa::Avx512), n, d, q.data(), scale, simd.data());
         const double simd_tol = softmax_bound(delta, vm) + (pr.v == DType::F16 ? acc_round : 1e-6 * vm);
-        for (int c = 0; c < d; ++c) ASSERT_NEAR(simd[c], got[c], simd_tol) << label(pr, d, n) << " c=" << c;
+        for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+          if (!isa_supported(isa)) continue;
+          if (isa == Isa::Avx2) avx2::attend_quant(quant_rows(h.rows(), isa), n, d, q.data(), scale, simd.data());
+          else avx512::attend_quant(quant_rows(h.rows(), isa), n, d, q.data(), scale, simd.data());
+          for (int c = 0; c < d; ++c)
+            ASSERT_NEAR(simd[c], got[c], simd_tol) << isa_name(isa) << " " << label(pr, d, n) << " c=" << c;
+          // Through the set: the same kernel.
+          attention_kernel_set(pr.k, pr.v, AttentionAlgo::Exact, isa).row(h.rows(), n, d, q.data(), scale, via_set.data());
+          EXPECT_EQ(via_set, simd) << isa_name(isa) << " " << label(pr, d, n);
+        }
       }
 }
 
@@ -192,10 +200,12 @@ TEST(AttentionQuant, TilesMatchReferenceAndSimdTilesMatchTwinBitForBit) {
         for (int c = 0; c < d; ++c)
           ASSERT_NEAR(a[r][c], want[c], tol) << label(pr, d, vis[r]) << " row " << r << " c=" << c;
       }
-      if (!isa_supported(Isa::Avx512)) continue;
-      attention_kernel_set(pr.k, pr.v, AttentionAlgo::Exact, Isa::Avx512)
-          .tile(h.rows(), d, TileRows{qp, bp, vis, kRows}, scale, scratch.data());
-      for (int r = 0; r < kRows; ++r) EXPECT_EQ(a[r], b[r]) << label(pr, d, vis[r]) << " row " << r;
+      for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+        if (!isa_supported(isa)) continue;
+        attention_kernel_set(pr.k, pr.v, AttentionAlgo::Exact, isa)
+            .tile(h.rows(), d, TileRows{qp, bp, vis, kRows}, scale, scratch.data());
+        for (int r = 0; r < kRows; ++r) EXPECT_EQ(a[r], b[r]) << isa_name(isa) << " " << label(pr, d, vis[r]) << " row " << r;
+      }
     }
 }
 
@@ -206,7 +216,12 @@ TEST(AttentionQuant, EveryPairOfKvTypesHasExactKernels) {
       const AttentionKernelSet& s = attention_kernel_set(k, v, AttentionAlgo::Exact, Isa::Avx2);
       EXPECT_EQ(s.k_type, k);
       EXPECT_EQ(s.v_type, v);
-      EXPECT_EQ(s.row, attention_kernel_set(k, v, AttentionAlgo::Exact, Isa::Scalar).row);  // AVX2: the twin
+      if (isa_supported(Isa::Avx2)) {  // the AVX2 kernels, not the twin
+        EXPECT_NE(s.row, attention_kernel_set(k, v, AttentionAlgo::Exact, Isa::Scalar).row);
+      }
+      // sage and int8 read the f16 cache only.
+      for (AttentionAlgo a : {AttentionAlgo::Sage, AttentionAlgo::Int8})
+        EXPECT_EQ(has_attention_kernels(k, v, a), k == DType::F16 && v == DType::F16);
     }
 }
 

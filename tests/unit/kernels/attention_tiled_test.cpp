@@ -1,9 +1,10 @@
 // Tiled prompt attention (kernels/attention_tiled.h): the polynomial exp against
 // std::exp, the scalar twin against a double-precision softmax attention, and
-// the AVX-512 kernel against the scalar twin bit for bit, over paged blocks in
-// scrambled order, rows that see different prefixes, and tile edges.
+// the AVX2 and AVX-512 kernels against the scalar twin bit for bit, over paged
+// blocks in scrambled order, rows that see different prefixes, and tile edges.
 #include "kernels/attention_tiled.h"
 #include "kernels/attention_set.h"
+#include "kernels/avx2/attention_avx2.h"
 #include "core/error.h"
 
 #include <gtest/gtest.h>
@@ -127,20 +128,32 @@ void run_case(const Case& cs, uint32_t seed) {
     // Float sums of d products and of up to n terms: a few 1e-6 relative.
     ASSERT_LT(worst, 2e-5 * std::max(1.0, norm)) << "row " << r << " visible " << vis[r] << " d " << cs.d;
   }
-  if (!isa_supported(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
-  if constexpr (std::is_same_v<T, uint16_t>) {
-    avx512::attend_tile_f16(head.blocks(), cs.d, rows_simd, scale, scratch.data());
-  } else {
-    avx512::attend_tile_f32(head.blocks(), cs.d, rows_simd, scale, scratch.data());
-  }
-  for (int r = 0; r < cs.rows; ++r)
-    for (int c = 0; c < cs.d; ++c) {
-      uint32_t a, b;
-      std::memcpy(&a, &out_ref[r][c], 4);
-      std::memcpy(&b, &out_simd[r][c], 4);
-      ASSERT_EQ(a, b) << "row " << r << " col " << c << " visible " << vis[r] << ": " << out_ref[r][c] << " vs "
-                      << out_simd[r][c];
+  struct Simd {
+    Isa isa;
+    void (*f16)(const KvBlocks<uint16_t>&, int, const TileRows&, float, float*);
+    void (*f32)(const KvBlocks<float>&, int, const TileRows&, float, float*);
+  };
+  const Simd simds[] = {{Isa::Avx2, avx2::attend_tile_f16, avx2::attend_tile_f32},
+                        {Isa::Avx512, avx512::attend_tile_f16, avx512::attend_tile_f32}};
+  for (const Simd& simd : simds) {
+    if (!isa_supported(simd.isa)) {
+      GTEST_LOG_(INFO) << "no " << isa_name(simd.isa) << " on this CPU: its tiles are not checked";
+      continue;
     }
+    if constexpr (std::is_same_v<T, uint16_t>) {
+      simd.f16(head.blocks(), cs.d, rows_simd, scale, scratch.data());
+    } else {
+      simd.f32(head.blocks(), cs.d, rows_simd, scale, scratch.data());
+    }
+    for (int r = 0; r < cs.rows; ++r)
+      for (int c = 0; c < cs.d; ++c) {
+        uint32_t a, b;
+        std::memcpy(&a, &out_ref[r][c], 4);
+        std::memcpy(&b, &out_simd[r][c], 4);
+        ASSERT_EQ(a, b) << isa_name(simd.isa) << " row " << r << " col " << c << " visible " << vis[r] << ": "
+                        << out_ref[r][c] << " vs " << out_simd[r][c];
+      }
+  }
 }
 
 const std::vector<Case>& cases() {
@@ -165,20 +178,34 @@ TEST(AttentionTiled, F16ScalarMatchesReferenceAndSimdMatchesScalarBitForBit) {
   for (const Case& c : cases()) run_case<uint16_t>(c, seed++);
 }
 
-TEST(AttentionKernelSet, FallsBackToTheTwinBelowAvx512) {
+TEST(AttentionKernelSet, EachLevelTheCpuRunsHasItsOwnKernels) {
   for (DType t : {DType::F16, DType::F32}) {
     const AttentionKernelSet& scalar = attention_kernel_set(t, AttentionAlgo::Exact, Isa::Scalar);
-    const AttentionKernelSet& avx2 = attention_kernel_set(t, AttentionAlgo::Exact, Isa::Avx2);
     EXPECT_EQ(scalar.k_type, t);
     EXPECT_EQ(scalar.v_type, t);
-    EXPECT_EQ(avx2.row, scalar.row);  // no AVX2 attention yet: the twin
-    EXPECT_EQ(avx2.tile, scalar.tile);
+    EXPECT_EQ(scalar.isa, Isa::Scalar);
+    const void* seen_row = reinterpret_cast<const void*>(scalar.row);
+    for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+      if (!isa_supported(isa)) {
+        GTEST_LOG_(INFO) << "no " << isa_name(isa) << " on this CPU: its attention kernels are not checked";
+        continue;
+      }
+      const AttentionKernelSet& simd = attention_kernel_set(t, AttentionAlgo::Exact, isa);
+      EXPECT_NE(reinterpret_cast<const void*>(simd.row), seen_row) << isa_name(isa);
+      EXPECT_NE(simd.tile, scalar.tile) << isa_name(isa);
+      seen_row = reinterpret_cast<const void*>(simd.row);
+    }
+  }
+  // sage and int8 have no AVX-512 kernels: that level runs the AVX2 ones.
+  for (AttentionAlgo a : {AttentionAlgo::Sage, AttentionAlgo::Int8}) {
+    if (!isa_supported(Isa::Avx2)) break;
+    const AttentionKernelSet& scalar = attention_kernel_set(DType::F16, a, Isa::Scalar);
+    const AttentionKernelSet& avx2 = attention_kernel_set(DType::F16, a, Isa::Avx2);
+    EXPECT_NE(avx2.row, scalar.row);
+    EXPECT_NE(avx2.tile, scalar.tile);
     if (isa_supported(Isa::Avx512)) {
-      const AttentionKernelSet& simd = attention_kernel_set(t, AttentionAlgo::Exact, Isa::Avx512);
-      EXPECT_NE(simd.row, scalar.row);
-      EXPECT_NE(simd.tile, scalar.tile);
-    } else {
-      GTEST_LOG_(INFO) << "no AVX-512 on this CPU: its attention kernels are not checked";
+      EXPECT_EQ(attention_kernel_set(DType::F16, a, Isa::Avx512).row, avx2.row);
+      EXPECT_EQ(attention_kernel_set(DType::F16, a, Isa::Avx512).tile, avx2.tile);
     }
   }
 }

@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 
+#include <string>
+
 namespace kestrel {
 
 TEST(Switches, ParsesAndValidatesSettings) {
@@ -28,6 +30,33 @@ TEST(Switches, EverySwitchNamesWhatItChangesAndScalarAlwaysRuns) {
     EXPECT_TRUE(static_cast<bool>(s.unsupported)) << s.name;
   }
   EXPECT_EQ(find_switch("isa").unsupported("scalar"), "");
+}
+
+// attn: the algorithm reaches its slot and is reported back; sage and int8
+// read the f16 cache only, and any other KV type is refused naming what works.
+TEST(Switches, AttnInstallsTheAlgorithmAndRefusesKvTypesWithoutKernels) {
+  for (const char* v : {"exact", "sage", "int8"}) {
+    EngineConfig c;
+    apply_switch(c, parse_switch(std::string("attn=") + v));
+    EXPECT_EQ(find_switch("attn").current(c), v);
+    EXPECT_NO_THROW(check_engine_config(c)) << v;  // with the default f16 cache
+    EXPECT_NE(engine_settings_text(c).find(std::string("attn=") + v), std::string::npos);
+  }
+  EXPECT_THROW(parse_switch("attn=flash"), Error);
+  EngineConfig c;
+  apply_switches(c, parse_switch_list("kv=q8_0,attn=sage"));
+  try {
+    check_engine_config(c);
+    FAIL() << "attn=sage over a q8_0 cache has no kernels";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("attn=sage"), std::string::npos) << what;
+    EXPECT_NE(what.find("kv=q8_0"), std::string::npos) << what;
+    EXPECT_NE(what.find("use kv=f16"), std::string::npos) << what;
+    EXPECT_NE(what.find("int8: K f16 V f16"), std::string::npos) << what;
+  }
+  c.attention = kernels::AttentionAlgo::Exact;
+  EXPECT_NO_THROW(check_engine_config(c));  // exact reads every KV type
 }
 
 }  // namespace kestrel

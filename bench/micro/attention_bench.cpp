@@ -1,0 +1,125 @@
+// Attention kernel microbenchmarks, per KV type / algorithm and per ISA the
+// host runs, through the kernel table (kernels/attention_set.h) as the engine
+// calls it.
+//  attn_row/<algo>/<kv>/<isa>/d<d>/n<keys>: one query row (decode) against n
+//    cached keys in 16-row paged blocks; bytes/s counts the K and V bytes read
+//    (8k keys of F16 at d=128 is 4 MB per head: past L2, as in a long decode).
+//  attn_tile/<algo>/<kv>/<isa>/d<d>/n<keys>: a prompt tile of 64 query rows,
+//    causal over the last 64 of n keys.
+// Values are random normals (the kernels' speed does not depend on them).
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/attention_set.h"
+#include "kernels/quant_kernels.h"
+#include "platform/cpu.h"
+
+namespace kestrel::kernels {
+namespace {
+
+constexpr int64_t kBlock = 16;  // the KV cache's block length
+
+struct Cache {
+  std::vector<uint8_t> k, v;
+  std::vector<int32_t> ids;
+  KvRows rows;
+  size_t bytes;
+};
+
+Cache make_cache(DType t, int64_t n, int d) {
+  Cache c;
+  const size_t rb = row_bytes(t, d);
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  c.ids.resize(static_cast<size_t>(blocks));
+  std::iota(c.ids.begin(), c.ids.end(), 0);
+  std::mt19937 rng(7);
+  std::shuffle(c.ids.begin(), c.ids.end(), rng);  // pages are scattered in a real cache
+  c.k.resize(static_cast<size_t>(blocks * kBlock) * rb);
+  c.v.resize(c.k.size());
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(d));
+  for (int64_t r = 0; r < blocks * kBlock; ++r) {
+    for (auto& e : x) e = nd(rng);
+    quant_kernels(t, Isa::Scalar).quantize_row(x.data(), c.k.data() + r * rb, d);
+    for (auto& e : x) e = nd(rng);
+    quant_kernels(t, Isa::Scalar).quantize_row(x.data(), c.v.data() + r * rb, d);
+  }
+  const int64_t stride = kBlock * static_cast<int64_t>(rb);
+  c.rows = KvRows{c.k.data(), c.v.data(), c.ids.data(), stride, kBlock, stride, t, t};
+  c.bytes = 2 * rb * static_cast<size_t>(n);
+  return c;
+}
+
+void bench_row(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, int d, int64_t n) {
+  const AttentionKernelSet& set = attention_kernel_set(t, algo, isa);
+  const Cache c = make_cache(t, n, d);
+  std::vector<float> q(static_cast<size_t>(d), 0.1f), out(q.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (auto _ : state) {
+    set.row(c.rows, n, d, q.data(), scale, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * c.bytes));
+  state.counters["keys/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * static_cast<double>(n), benchmark::Counter::kIsRate);
+}
+
+void bench_tile(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, int d, int64_t n) {
+  const AttentionKernelSet& set = attention_kernel_set(t, algo, isa);
+  const Cache c = make_cache(t, n, d);
+  constexpr int kRows = 64;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<std::vector<float>> q(kRows, std::vector<float>(static_cast<size_t>(d))), o = q;
+  const float* qp[kRows];
+  float* op[kRows];
+  int64_t vis[kRows];
+  for (int r = 0; r < kRows; ++r) {
+    for (auto& x : q[r]) x = nd(rng);
+    qp[r] = q[r].data();
+    op[r] = o[r].data();
+    vis[r] = n - kRows + 1 + r;
+  }
+  std::vector<float> scratch(tile_scratch_floats(d));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (auto _ : state) {
+    set.tile(c.rows, d, TileRows{qp, op, vis, kRows}, scale, scratch.data());
+    benchmark::DoNotOptimize(op[0]);
+  }
+  state.counters["rows/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * kRows,
+                                                benchmark::Counter::kIsRate);
+}
+
+int register_all() {
+  struct Kind {
+    AttentionAlgo algo;
+    DType t;
+  };
+  const Kind kinds[] = {{AttentionAlgo::Exact, DType::F16},  {AttentionAlgo::Exact, DType::Q8_0},
+                        {AttentionAlgo::Exact, DType::Q4_0}, {AttentionAlgo::Sage, DType::F16},
+                        {AttentionAlgo::Int8, DType::F16}};
+  for (Isa isa : supported_isas())
+    for (const Kind& k : kinds)
+      for (int d : {64, 128}) {
+        const std::string tag = std::string(attention_algo_name(k.algo)) + "/" + std::string(dtype_name(k.t)) + "/" +
+                                std::string(isa_name(isa)) + "/d" + std::to_string(d);
+        for (int64_t n : {int64_t{512}, int64_t{2048}, int64_t{8192}})
+          benchmark::RegisterBenchmark(("attn_row/" + tag + "/n" + std::to_string(n)).c_str(), bench_row, k.algo, k.t,
+                                       isa, d, n)
+              ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark(("attn_tile/" + tag + "/n512").c_str(), bench_tile, k.algo, k.t, isa, d,
+                                     int64_t{512})
+            ->Unit(benchmark::kMicrosecond);
+      }
+  return 0;
+}
+
+const int kRegistered = register_all();
+
+}  // namespace
+}  // namespace kestrel::kernels

@@ -1,0 +1,158 @@
+// AVX2 attention kernels for one query row: the arithmetic of the scalar twins
+// (kernels/ref/attention_ref.cpp, attention_quant_ref.cpp), in the same order.
+// The twins' dot product keeps four 16-lane accumulators over blocks of 64
+// (ggml's AVX-512 order); here each 16-lane accumulator is two 8-lane halves
+// (lo: lanes 0..7, hi: lanes 8..15), and the fold adds lo + hi first, which is
+// the twin's t8[l] = lane[l] + lane[l + 8]. Eight accumulators of 8 floats keep
+// 8 FMAs in flight, two per cycle over the 4-cycle latency.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/avx2/attention_avx2.h"
+#include "kernels/avx2/avx2-inl.h"
+
+namespace kestrel::kernels::avx2 {
+namespace {
+
+inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 round_f16(__m256 x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
+
+// The twin's dot_like_ggml over one key row, q already in registers' memory.
+template <class T>
+inline float dot_like_ggml(const T* k, const __m256* q, int nv, int body) {
+  __m256 a0l = _mm256_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l, a2l = a0l, a2h = a0l, a3l = a0l, a3h = a0l;
+  for (int i = 0; i < body; i += 8) {
+    a0l = _mm256_fmadd_ps(load8(k + 8 * i), q[i], a0l);
+    a0h = _mm256_fmadd_ps(load8(k + 8 * i + 8), q[i + 1], a0h);
+    a1l = _mm256_fmadd_ps(load8(k + 8 * i + 16), q[i + 2], a1l);
+    a1h = _mm256_fmadd_ps(load8(k + 8 * i + 24), q[i + 3], a1h);
+    a2l = _mm256_fmadd_ps(load8(k + 8 * i + 32), q[i + 4], a2l);
+    a2h = _mm256_fmadd_ps(load8(k + 8 * i + 40), q[i + 5], a2h);
+    a3l = _mm256_fmadd_ps(load8(k + 8 * i + 48), q[i + 6], a3l);
+    a3h = _mm256_fmadd_ps(load8(k + 8 * i + 56), q[i + 7], a3h);
+  }
+  // lane[l] = (acc0 + acc2) + (acc1 + acc3), then t8 = lane[0..8) + lane[8..16).
+  const __m256 lo = _mm256_add_ps(_mm256_add_ps(a0l, a2l), _mm256_add_ps(a1l, a3l));
+  const __m256 hi = _mm256_add_ps(_mm256_add_ps(a0h, a2h), _mm256_add_ps(a1h, a3h));
+  double dot = hsum_ps(_mm256_add_ps(lo, hi));  // t4, then (t0 + t2) + (t1 + t3)
+  if (body < nv) {  // the tail, summed in double like the twin
+    alignas(32) float kt[8], qt[8];
+    for (int i = body; i < nv; ++i) {
+      _mm256_store_ps(kt, load8(k + 8 * i));
+      _mm256_store_ps(qt, q[i]);
+      for (int l = 0; l < 8; ++l) dot += static_cast<double>(kt[l] * qt[l]);
+    }
+  }
+  return static_cast<float>(dot);
+}
+
+template <bool kF16, class T>
+void attend(const KvBlocks<T>& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  // Vector path for d a multiple of 8 (every llama-family head size); the
+  // scalar twin covers the rest.
+  if (d % 8 != 0) {
+    if constexpr (kF16) ref::attend_f16(kv, n, d, q, scale, out);
+    else ref::attend_f32(kv, n, d, q, scale, out);
+    return;
+  }
+  const int nv = d / 8;
+  const int body = (d & ~63) / 8;  // vectors covered by whole blocks of 64
+  __m256 qr[64], acc[64];
+  for (int i = 0; i < nv; ++i) {
+    const __m256 x = _mm256_loadu_ps(q + 8 * i);
+    qr[i] = kF16 ? round_f16(x) : x;
+    acc[i] = _mm256_setzero_ps();
+  }
+  float sum = 0.0f;
+  float max = -std::numeric_limits<float>::infinity();
+  for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
+    const T* k = kv.k + kv.ids[b] * kv.stride;
+    const T* v = kv.v + kv.ids[b] * kv.stride;
+    const int64_t rows = std::min(kv.block_len, n - first);
+    for (int64_t j = 0; j < rows; ++j) {
+      const float s = dot_like_ggml(k + j * d, qr, nv, body) * scale;
+      float ms = 1.0f, vs = 1.0f;
+      if (s > max) {
+        ms = std::exp(max - s);
+        max = s;
+        const __m256 m = _mm256_set1_ps(ms);
+        for (int i = 0; i < nv; ++i) acc[i] = kF16 ? round_f16(_mm256_mul_ps(acc[i], m)) : _mm256_mul_ps(acc[i], m);
+      } else {
+        vs = std::exp(s - max);
+      }
+      const __m256 w = _mm256_set1_ps(vs);
+      const T* vr = v + j * d;
+      for (int i = 0; i < nv; ++i) {
+        const __m256 a = _mm256_fmadd_ps(load8(vr + 8 * i), w, acc[i]);
+        acc[i] = kF16 ? round_f16(a) : a;
+      }
+      sum = sum * ms + vs;
+    }
+  }
+  const __m256 inv = _mm256_set1_ps(sum == 0.0f ? 0.0f : 1.0f / sum);
+  for (int i = 0; i < nv; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
+}
+
+}  // namespace
+
+void attend_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  attend<true>(kv, n, d, q, scale, out);
+}
+void attend_f32(const KvBlocks<float>& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  attend<false>(kv, n, d, q, scale, out);
+}
+
+// Quantized or mixed caches: the twin's arithmetic with the AVX2 format
+// kernels (quant_rows(.., Isa::Avx2)) and vector scale/fma, which round
+// element by element like the twin's loops.
+void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  if (d % 8 != 0) {
+    ref::attend_quant(kv, n, d, q, scale, out);
+    return;
+  }
+  alignas(64) uint8_t qq[512 * sizeof(float)];
+  alignas(64) float vrow[512];
+  __m256 acc[64];
+  kv.q_to_vec_dot(q, qq, d);
+  const int nv = d / 8;
+  const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d));
+  const int64_t vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
+  const bool v16 = kv.v_type == DType::F16;  // ggml keeps the V sum in F16 then
+  for (int i = 0; i < nv; ++i) acc[i] = _mm256_setzero_ps();
+  float sum = 0.0f;
+  float max = -std::numeric_limits<float>::infinity();
+  for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
+    const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
+    const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
+    const int64_t rows = std::min(kv.block_len, n - first);
+    for (int64_t j = 0; j < rows; ++j) {
+      const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
+      float ms = 1.0f, vs = 1.0f;
+      if (s > max) {
+        ms = std::exp(max - s);
+        max = s;
+        const __m256 m = _mm256_set1_ps(ms);
+        for (int i = 0; i < nv; ++i) acc[i] = v16 ? round_f16(_mm256_mul_ps(acc[i], m)) : _mm256_mul_ps(acc[i], m);
+      } else {
+        vs = std::exp(s - max);
+      }
+      const __m256 w = _mm256_set1_ps(vs);
+      if (v16) {  // F16 V: convert in registers, no row buffer
+        const uint16_t* vh = reinterpret_cast<const uint16_t*>(v + j * vr);
+        for (int i = 0; i < nv; ++i) acc[i] = round_f16(_mm256_fmadd_ps(load8(vh + 8 * i), w, acc[i]));
+      } else {
+        kv.v_to_float(v + j * vr, vrow, d);
+        for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(_mm256_load_ps(vrow + 8 * i), w, acc[i]);
+      }
+      sum = sum * ms + vs;
+    }
+  }
+  const __m256 inv = _mm256_set1_ps(sum == 0.0f ? 0.0f : 1.0f / sum);
+  for (int i = 0; i < nv; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
+}
+
+}  // namespace kestrel::kernels::avx2

@@ -1,0 +1,74 @@
+// The AVX2 row (decode) kernels of exact attention against their scalar twins,
+// bit for bit (same summation order, kernels/avx2/attention_avx2.cpp), over
+// head sizes with and without a tail past the blocks of 64, and over paged
+// blocks in scrambled order with garbage between them.
+// (tests/unit/kv/attention_test.cpp does the same for the AVX-512 kernels.)
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "core/fp16.h"
+#include "kernels/attention_set.h"
+#include "kernels/avx2/attention_avx2.h"
+
+namespace kestrel::kernels {
+namespace {
+
+void expect_same_bits(const std::vector<float>& a, const std::vector<float>& b, const std::string& where) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    uint32_t x, y;
+    std::memcpy(&x, &a[i], 4);
+    std::memcpy(&y, &b[i], 4);
+    ASSERT_EQ(x, y) << where << " i " << i << ": " << a[i] << " vs " << b[i];
+  }
+}
+
+TEST(AttentionRowAvx2, EqualsTheTwinBitForBitOverPagedBlocks) {
+  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(31);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  // 8, 16, 48, 80, 136: tails past the blocks of 64 (summed in double); 12: the twin.
+  for (int d : {8, 12, 16, 48, 64, 80, 128, 136})
+    for (int64_t block_len : {1, 16, 64})
+      for (int64_t n : {1, 2, 15, 17, 64, 300}) {
+        const int64_t n_blocks = (n + block_len - 1) / block_len, pool = n_blocks + 2;
+        const int64_t stride = block_len * d + 8;  // a gap between blocks
+        std::vector<int32_t> ids(static_cast<size_t>(pool));
+        std::iota(ids.begin(), ids.end(), 0);
+        std::shuffle(ids.begin(), ids.end(), rng);
+        std::vector<float> k(static_cast<size_t>(pool * stride)), v(k.size()), q(static_cast<size_t>(d));
+        for (auto& x : k) x = nd(rng);
+        for (auto& x : v) x = nd(rng);
+        for (auto& x : q) x = nd(rng);
+        std::vector<uint16_t> k16(k.size()), v16(v.size());
+        for (size_t i = 0; i < k.size(); ++i) {
+          k16[i] = f32_to_fp16(k[i]);
+          v16[i] = f32_to_fp16(v[i]);
+        }
+        const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+        const KvBlocks<float> b32{k.data(), v.data(), ids.data(), stride, block_len};
+        const KvBlocks<uint16_t> b16{k16.data(), v16.data(), ids.data(), stride, block_len};
+        std::vector<float> want(static_cast<size_t>(d)), got(want.size());
+        const std::string where = "d " + std::to_string(d) + " block " + std::to_string(block_len) + " n " +
+                                  std::to_string(n);
+        ref::attend_f16(b16, n, d, q.data(), scale, want.data());
+        avx2::attend_f16(b16, n, d, q.data(), scale, got.data());
+        expect_same_bits(want, got, "f16 " + where);
+        ref::attend_f32(b32, n, d, q.data(), scale, want.data());
+        avx2::attend_f32(b32, n, d, q.data(), scale, got.data());
+        expect_same_bits(want, got, "f32 " + where);
+        // Through the table at the AVX2 level: the same kernel.
+        const KvRows erased{k16.data(), v16.data(), ids.data(), stride * 2, block_len};
+        attention_kernel_set(DType::F16, AttentionAlgo::Exact, Isa::Avx2).row(erased, n, d, q.data(), scale, got.data());
+        ref::attend_f16(b16, n, d, q.data(), scale, want.data());
+        expect_same_bits(want, got, "f16 via the set " + where);
+      }
+}
+
+}  // namespace
+}  // namespace kestrel::kernels
