@@ -15,7 +15,7 @@ void add_quantize_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("quantize", "write a copy of a GGUF model in another tensor format");
   cmd->add_option("input", o->in, "source GGUF")->required();
   cmd->add_option("output", o->out, "destination GGUF")->required();
-  cmd->add_option("type", o->type, "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K")->required();
+  cmd->add_option("type", o->type, "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS")->required();
   cmd->add_flag("--pure", o->pure, "every matrix in TYPE (no higher-precision output layer)");
   cmd->callback([o] {
     QuantizeOptions q;

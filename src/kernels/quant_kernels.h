@@ -15,7 +15,8 @@ using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
 // n elements; w is a row of `type`, a is a row of `vec_dot_type`.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
 
-// Formats: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, and
+// Formats: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
+// Q6_K, IQ4_NL, IQ4_XS, and
 // the activation-only formats Q8_1 and Q8_K (their vec_dot is nullptr).
 // Rows hold n elements, n a multiple of the block size (32, or 256 for K); the
 // caller checks shapes (these are hot-path functions and do not).

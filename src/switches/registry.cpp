@@ -18,8 +18,8 @@ std::string always_supported(const std::string&) { return ""; }
 
 std::string matmul_unsupported(const std::string& v) {
   const CpuFeatures& f = cpu_features();
-  if (v != "vecdot" && !isa_supported(Isa::Avx512)) return "the panel kernels need AVX-512";
-  if (v == "amx" && !(f.amx_tile && f.amx_int8)) return "this CPU lacks AMX-INT8";
+  if (v != "vecdot" && !isa_supported(Isa::Avx2)) return "the panel kernels need AVX2 or AVX-512";
+  if (v == "amx" && !(f.amx_tile && f.amx_int8 && isa_supported(Isa::Avx512))) return "this CPU lacks AMX-INT8";
   return "";
 }
 
@@ -124,7 +124,7 @@ std::vector<SwitchSpec> make_specs() {
        // depend on the thread count.
        [](const std::string&) { return SwitchEffect::Speed; }},
       {"matmul",
-       "weight matmul kernels: 16-row panels with VNNI for every batch size, row-by-row vec_dot on the "
+       "weight matmul kernels: 16-row panels (AVX-512 VNNI, or AVX2 maddubs) for every batch size, row-by-row vec_dot on the "
        "GGUF rows (session 1's decode path), or panels with AMX-INT8 tiles for whole 16-token tiles",
        {"panels", "vecdot", "amx"}, "panels", matmul_unsupported,
        [](EngineConfig& c, const std::string& v) {
