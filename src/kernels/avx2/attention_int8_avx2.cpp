@@ -26,7 +26,6 @@
 #include "kernels/attention_int8.h"
 #include "kernels/attention_sage.h"
 #include "kernels/f32_kernels.h"
-#include "kernels/avx2/attention_avx2-inl.h"
 #include "kernels/avx2/attention_avx2.h"
 #include "kernels/avx2/avx2-inl.h"
 

@@ -12,7 +12,6 @@
 #include <limits>
 #include <type_traits>
 
-#include "kernels/avx2/attention_avx2-inl.h"
 #include "kernels/avx2/attention_avx2.h"
 #include "kernels/avx2/avx2-inl.h"
 #include "kernels/f32_kernels.h"

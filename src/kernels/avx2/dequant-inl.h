@@ -1,6 +1,6 @@
 #pragma once
-// Storing 32 decoded quants as floats for the AVX2 dequantizers of the low-bit
-// formats (dot_k_low_avx2.cpp, dot_iq4_avx2.cpp). Bit-identical to the scalar
+// Storing 32 decoded quants as floats for the AVX2 dequantizers (rows_avx2.cpp,
+// dot_k_low_avx2.cpp, dot_iq4_avx2.cpp). Bit-identical to the scalar
 // twins: the same int -> float conversion, then the same multiply (and add),
 // never fused into an FMA (the build passes -ffp-contract=off). Anonymous
 // namespace for the reason given in avx2-inl.h.

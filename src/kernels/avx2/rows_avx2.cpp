@@ -2,6 +2,7 @@
 // same int->float conversion, then the same multiply/add, never a fused FMA)
 // and the activation quantizers (byte-identical to the scalar twins).
 #include "kernels/avx2/avx2-inl.h"
+#include "kernels/avx2/dequant-inl.h"
 #include "kernels/avx2/avx2_kernels.h"
 #include "kernels/blocks.h"
 #include "kernels/ref/ref_kernels.h"
@@ -11,24 +12,8 @@ namespace {
 
 inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// 32 signed bytes -> 32 floats q * d (+ m when kAdd); the first 16 use d0/m0,
-// the last 16 d1/m1 (Q6_K changes scale every 16 elements).
-template <bool kAdd>
-inline void store_affine(__m256i bytes, float d0, float d1, float m0, float m1, float* dst) {
-  const __m128i halves[2] = {_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1)};
-  for (int h = 0; h < 2; ++h) {
-    const __m256 vd = _mm256_set1_ps(h == 0 ? d0 : d1), vm = _mm256_set1_ps(h == 0 ? m0 : m1);
-    for (int k = 0; k < 2; ++k) {
-      const __m128i eight = k == 0 ? halves[h] : _mm_unpackhi_epi64(halves[h], halves[h]);
-      __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(eight)), vd);
-      if constexpr (kAdd) v = _mm256_add_ps(v, vm);
-      _mm256_storeu_ps(dst + 16 * h + 8 * k, v);
-    }
-  }
-}
-
-inline void store_scaled(__m256i bytes, float d, float* dst) { store_affine<false>(bytes, d, d, 0.0f, 0.0f, dst); }
-inline void store_affine1(__m256i bytes, float d, float m, float* dst) { store_affine<true>(bytes, d, d, m, m, dst); }
+inline void store_scaled(__m256i bytes, float d, float* dst) { store_quants_32<false>(bytes, d, d, 0.0f, 0.0f, dst); }
+inline void store_affine1(__m256i bytes, float d, float m, float* dst) { store_quants_32<true>(bytes, d, d, m, m, dst); }
 
 // 32 floats -> 32 int8 = round-to-nearest-even(x * id); also returns the 4
 // int32 vectors (for sums). Packing keeps order via the final permute.
@@ -166,7 +151,7 @@ void dequantize_row_q6_K(const void* src, float* dst, int64_t n) {
         // Sub-blocks of 16 have their own scale: (d * sc) * (q - 32), as the scalar twin.
         const __m256i v = _mm256_sub_epi8(q[r], m32);
         const int s = 8 * h + 2 * r;
-        store_affine<false>(v, d * static_cast<float>(b[i].scales[s]), d * static_cast<float>(b[i].scales[s + 1]),
+        store_quants_32<false>(v, d * static_cast<float>(b[i].scales[s]), d * static_cast<float>(b[i].scales[s + 1]),
                             0.0f, 0.0f, dst + 32 * r);
       }
     }
