@@ -21,14 +21,11 @@ Gemma3Model::Gemma3Model(std::shared_ptr<const gguf::File> file, const std::stri
   config_ = read_gemma3_config(f, arch);
   auto& c = config_;
 
-  const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
-  if (!embd) fail("model: missing tensor 'token_embd.weight'");
-  if (embd->ne.size() != 2) fail("model: tensor 'token_embd.weight' must have 2 dimensions");
-  c.n_vocab = static_cast<int>(embd->ne[1]);
-  token_embd_ = bind_matrix(f, "token_embd.weight", c.n_embd, c.n_vocab);
+  TokenEmbeddings embd = bind_token_embeddings(f, c.n_embd);  // tied as published
+  c.n_vocab = embd.n_vocab;
+  token_embd_ = embd.token_embd;
+  output_ = embd.output;
   output_norm_ = bind_vector(f, "output_norm.weight", c.n_embd);
-  output_ = bind_matrix(f, "output.weight", c.n_embd, c.n_vocab, /*required=*/false);
-  if (output_.empty()) output_ = token_embd_;
 
   const int q_dim = c.n_head * c.head_dim;
   const int kv_dim = c.n_kv_head * c.head_dim;
@@ -50,15 +47,10 @@ Gemma3Model::Gemma3Model(std::shared_ptr<const gguf::File> file, const std::stri
     L.w_down = bind_matrix(f, p + "ffn_down.weight", c.n_ff, c.n_embd);
     L.post_ffn_norm = bind_vector(f, p + "post_ffw_norm.weight", c.n_embd);
   }
-  for (const auto& t : f.tensors()) weight_bytes_ += t.nbytes;
-
   VocabSpec spec = vocab_spec_from_gguf(f);
   // Gemma has one chat format; files converted without a template get it.
   if (spec.chat_template.empty()) spec.chat_template = "gemma";
-  tokenizer_ = std::make_unique<Tokenizer>(std::move(spec));
-  if (tokenizer_->n_vocab() != c.n_vocab)
-    fail("model: tokenizer has ", tokenizer_->n_vocab(), " tokens but token_embd.weight has ", c.n_vocab,
-         " rows");
+  finish_loading(std::move(spec));
   (void)options;
 }
 

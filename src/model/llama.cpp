@@ -8,6 +8,7 @@
 #include "gguf/gguf.h"
 #include "kernels/quant_kernels.h"
 #include "kv/attention_batch.h"
+#include "model/batch_check.h"
 #include "model/tensor_binding.h"
 #include "ops/activation.h"
 #include "ops/matmul.h"
@@ -22,14 +23,11 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
   config_ = read_llama_config(f, arch, qwen2 ? RopeLayout::Neox : RopeLayout::Norm);
   auto& c = config_;
 
-  const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
-  if (!embd) fail("model: missing tensor 'token_embd.weight'");
-  if (embd->ne.size() != 2) fail("model: tensor 'token_embd.weight' must have 2 dimensions");
-  c.n_vocab = static_cast<int>(embd->ne[1]);
-  token_embd_ = bind_matrix(f, "token_embd.weight", c.n_embd, c.n_vocab);
+  TokenEmbeddings embd = bind_token_embeddings(f, c.n_embd);  // tied in SmolLM2
+  c.n_vocab = embd.n_vocab;
+  token_embd_ = embd.token_embd;
+  output_ = embd.output;
   output_norm_ = bind_vector(f, "output_norm.weight", c.n_embd);
-  output_ = bind_matrix(f, "output.weight", c.n_embd, c.n_vocab, /*required=*/false);
-  if (output_.empty()) output_ = token_embd_;  // tied embeddings (SmolLM2)
 
   if (const gguf::TensorInfo* rf = f.find_tensor("rope_freqs.weight")) {
     c.rope.freq_factors = bind_vector(f, "rope_freqs.weight", c.rope.n_rot / 2);
@@ -55,31 +53,8 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
     L.w_up = bind_matrix(f, p + "ffn_up.weight", c.n_embd, c.n_ff);
     L.w_down = bind_matrix(f, p + "ffn_down.weight", c.n_ff, c.n_embd);
   }
-  for (const auto& t : f.tensors()) weight_bytes_ += t.nbytes;
-  tokenizer_ = std::make_unique<Tokenizer>(vocab_spec_from_gguf(f));
-  if (tokenizer_->n_vocab() != c.n_vocab)
-    fail("model: tokenizer has ", tokenizer_->n_vocab(), " tokens but token_embd.weight has ", c.n_vocab,
-         " rows");
+  finish_loading(vocab_spec_from_gguf(f));
   (void)options;
-}
-
-void LlamaModel::check_batch(const Batch& b, const KvCache& cache, const ForwardContext& ctx) const {
-  const auto& s = cache.shape();
-  if (ctx.attention.k_type != cache.k_type() || ctx.attention.v_type != cache.v_type())
-    fail("model: attention kernels for K ", dtype_name(ctx.attention.k_type), " and V ",
-         dtype_name(ctx.attention.v_type), " given a cache of K ", dtype_name(cache.k_type()), " and V ",
-         dtype_name(cache.v_type()));
-  if (s.n_layer != config_.n_layer || s.n_kv_head != config_.n_kv_head || s.head_dim != config_.head_dim)
-    fail("model: kv cache shape does not match the model");
-  if (b.pos.size() != b.tokens.size() || b.seq.size() != b.tokens.size() || b.want_logits.size() != b.tokens.size())
-    fail("model: batch arrays have different lengths");
-  for (int64_t i = 0; i < b.size(); ++i) {
-    if (b.tokens[i] < 0 || b.tokens[i] >= config_.n_vocab)
-      fail("model: token id ", b.tokens[i], " is outside the vocabulary (", config_.n_vocab, " tokens)");
-    if (b.pos[i] < 0 || b.pos[i] >= s.n_ctx)
-      fail("context overflow: position ", b.pos[i], " does not fit the context of ", s.n_ctx, " tokens");
-    if (b.seq[i] < 0 || b.seq[i] >= s.n_seq) fail("model: sequence id ", b.seq[i], " out of range");
-  }
 }
 
 void LlamaModel::prepare(ForwardContext& ctx) const {
@@ -90,7 +65,7 @@ void LlamaModel::prepare(ForwardContext& ctx) const {
 }
 
 void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardContext& ctx) const {
-  check_batch(b, cache, ctx);
+  check_forward_batch(config_, b, cache, ctx);
   const auto& c = config_;
   const int64_t T = b.size();
   if (T == 0) return;

@@ -26,7 +26,6 @@ class LlamaModel final : public Model {
     Weight w_gate, w_up, w_down;         // [n_ff, n_embd] x2, [n_embd, n_ff]
   };
 
-  void check_batch(const Batch& batch, const KvCache& cache, const ForwardContext& ctx) const;
 
   Weight token_embd_;  // [n_vocab, n_embd]
   Weight output_;      // [n_vocab, n_embd]; token_embd_ when tied

@@ -24,6 +24,14 @@ const std::map<std::string, Builder>& registry() {
 
 }  // namespace
 
+void Model::finish_loading(VocabSpec spec) {
+  for (const auto& t : file_->tensors()) weight_bytes_ += t.nbytes;
+  tokenizer_ = std::make_unique<Tokenizer>(std::move(spec));
+  if (tokenizer_->n_vocab() != config_.n_vocab)
+    fail("model: tokenizer has ", tokenizer_->n_vocab(), " tokens but token_embd.weight has ", config_.n_vocab,
+         " rows");
+}
+
 std::vector<std::string> supported_architectures() {
   std::vector<std::string> out;
   for (const auto& [name, _] : registry()) out.push_back(name);

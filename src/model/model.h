@@ -68,6 +68,10 @@ class Model {
 
  protected:
   Model() = default;
+  // The end of every architecture's constructor, once config_ (n_vocab
+  // included) and file_ are set: builds the tokenizer, checks that it has one
+  // token per embedding row, and counts the weight bytes.
+  void finish_loading(VocabSpec spec);
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::shared_ptr<const gguf::File> file_;

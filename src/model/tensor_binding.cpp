@@ -56,4 +56,16 @@ std::vector<float> bind_vector(const gguf::File& f, const std::string& name, int
   return out;
 }
 
+TokenEmbeddings bind_token_embeddings(const gguf::File& f, int64_t n_embd) {
+  const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
+  if (!embd) fail("model: missing tensor 'token_embd.weight'");
+  if (embd->ne.size() != 2) fail("model: tensor 'token_embd.weight' must have 2 dimensions");
+  TokenEmbeddings out;
+  out.n_vocab = static_cast<int>(embd->ne[1]);
+  out.token_embd = bind_matrix(f, "token_embd.weight", n_embd, out.n_vocab);
+  out.output = bind_matrix(f, "output.weight", n_embd, out.n_vocab, /*required=*/false);
+  if (out.output.empty()) out.output = out.token_embd;
+  return out;
+}
+
 }  // namespace kestrel

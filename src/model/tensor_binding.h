@@ -17,4 +17,13 @@ Weight bind_matrix(const gguf::File& f, const std::string& name, int64_t cols, i
 // optional and absent.
 std::vector<float> bind_vector(const gguf::File& f, const std::string& name, int64_t n, bool required = true);
 
+// token_embd.weight [n_vocab, n_embd] (n_vocab read from it) and output.weight,
+// or the embeddings again when the output is tied (absent).
+struct TokenEmbeddings {
+  Weight token_embd;
+  Weight output;
+  int n_vocab = 0;
+};
+TokenEmbeddings bind_token_embeddings(const gguf::File& f, int64_t n_embd);
+
 }  // namespace kestrel

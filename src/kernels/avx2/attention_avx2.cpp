@@ -50,6 +50,25 @@ inline float dot_like_ggml(const T* k, const __m256* q, int nv, int body) {
   return static_cast<float>(dot);
 }
 
+// One more score s in the online softmax (the twins' per-key step): `ms` is
+// the factor the running sums take, `vs` the new row's weight, and
+// `rescale` says s raised the max (the accumulator is then multiplied by ms).
+struct OnlineStep {
+  float ms = 1.0f, vs = 1.0f;
+  bool rescale = false;
+};
+inline OnlineStep online_step(float s, float& max) {
+  OnlineStep st;
+  if (s > max) {
+    st.ms = std::exp(max - s);
+    st.rescale = true;
+    max = s;
+  } else {
+    st.vs = std::exp(s - max);
+  }
+  return st;
+}
+
 template <bool kF16, class T>
 void attend(const KvBlocks<T>& kv, int64_t n, int d, const float* q, float scale, float* out) {
   // Vector path for d a multiple of 8 (every llama-family head size); the
@@ -75,14 +94,10 @@ void attend(const KvBlocks<T>& kv, int64_t n, int d, const float* q, float scale
     const int64_t rows = std::min(kv.block_len, n - first);
     for (int64_t j = 0; j < rows; ++j) {
       const float s = dot_like_ggml(k + j * d, qr, nv, body) * scale;
-      float ms = 1.0f, vs = 1.0f;
-      if (s > max) {
-        ms = std::exp(max - s);
-        max = s;
+      const auto [ms, vs, rescale] = online_step(s, max);
+      if (rescale) {
         const __m256 m = _mm256_set1_ps(ms);
         for (int i = 0; i < nv; ++i) acc[i] = kF16 ? round_f16(_mm256_mul_ps(acc[i], m)) : _mm256_mul_ps(acc[i], m);
-      } else {
-        vs = std::exp(s - max);
       }
       const __m256 w = _mm256_set1_ps(vs);
       const T* vr = v + j * d;
@@ -131,14 +146,10 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
     const int64_t rows = std::min(kv.block_len, n - first);
     for (int64_t j = 0; j < rows; ++j) {
       const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
-      float ms = 1.0f, vs = 1.0f;
-      if (s > max) {
-        ms = std::exp(max - s);
-        max = s;
+      const auto [ms, vs, rescale] = online_step(s, max);
+      if (rescale) {
         const __m256 m = _mm256_set1_ps(ms);
         for (int i = 0; i < nv; ++i) acc[i] = v16 ? round_f16(_mm256_mul_ps(acc[i], m)) : _mm256_mul_ps(acc[i], m);
-      } else {
-        vs = std::exp(s - max);
       }
       const __m256 w = _mm256_set1_ps(vs);
       if (v16) {  // F16 V: convert in registers, no row buffer

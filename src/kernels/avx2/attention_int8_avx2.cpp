@@ -96,6 +96,18 @@ struct RowState {
   float* acc = nullptr;  // [d]
 };
 
+// A block whose largest score is bmax joins the row: the running sum and
+// accumulator are rescaled to the new max, which is returned.
+float raise_max(RowState* st, float bmax, int d) {
+  const float mnew = std::max(st->m, bmax);
+  const float ms = kernels::exp_approx(st->m - mnew);
+  const __m256 vms = _mm256_set1_ps(ms);
+  for (int c = 0; c < d; c += 8) _mm256_storeu_ps(st->acc + c, _mm256_mul_ps(_mm256_loadu_ps(st->acc + c), vms));
+  st->l *= ms;
+  st->m = mnew;
+  return mnew;
+}
+
 void finish(const RowState& st, int d, float* out) {
   const __m256 inv = _mm256_set1_ps(st.l == 0.0f ? 0.0f : 1.0f / st.l);
   for (int c = 0; c < d; c += 8) _mm256_storeu_ps(out + c, _mm256_mul_ps(_mm256_loadu_ps(st.acc + c), inv));
@@ -165,12 +177,7 @@ void sage_step(const QRow& q, const SageBlock& b, const uint16_t* v, int d, floa
     s[j] = static_cast<float>(dot_q8(q, b.k8 + j * d, d)) * ds + qm * scale;
     bmax = std::max(bmax, s[j]);
   }
-  const float mnew = std::max(st->m, bmax);
-  const float ms = kernels::exp_approx(st->m - mnew);
-  const __m256 vms = _mm256_set1_ps(ms);
-  for (int c = 0; c < d; c += 8) _mm256_storeu_ps(st->acc + c, _mm256_mul_ps(_mm256_loadu_ps(st->acc + c), vms));
-  st->l *= ms;
-  st->m = mnew;
+  const float mnew = raise_max(st, bmax, d);
   float e[kMaxBlock];
   block_exp(s, b.rows, mnew, e);
   for (int j = 0; j < b.rows; ++j) {
@@ -229,12 +236,7 @@ void int8_step(const QRow& q, const Int8Block& b, int d, float scale, RowState* 
     s[j] = static_cast<float>(dot_q8(q, b.k8 + j * d, d)) * (q.sq * b.sk[j] * scale);
     bmax = std::max(bmax, s[j]);
   }
-  const float mnew = std::max(st->m, bmax);
-  const float ms = kernels::exp_approx(st->m - mnew);
-  const __m256 vms = _mm256_set1_ps(ms);
-  for (int c = 0; c < d; c += 8) _mm256_storeu_ps(st->acc + c, _mm256_mul_ps(_mm256_loadu_ps(st->acc + c), vms));
-  st->l *= ms;
-  st->m = mnew;
+  const float mnew = raise_max(st, bmax, d);
   float e[kMaxBlock];
   block_exp(s, b.rows, mnew, e);
   int32_t pp[kMaxBlock / 2];  // p8 of keys j, j + 1 as one int16 pair
