@@ -53,6 +53,28 @@ std::optional<double> grab(const std::string& text, const std::string& pattern) 
   return std::nullopt;
 }
 
+// "a=x+b=y,c=z": one row per comma-separated item, each row the switches its
+// '+' joins (a technique that needs two slots, e.g. attn=sage+kv_k=q8_0).
+std::vector<std::vector<SwitchSetting>> parse_rows(const std::string& text) {
+  std::vector<std::vector<SwitchSetting>> rows;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find_first_of(",;", start);
+    if (end == std::string::npos) end = text.size();
+    std::vector<SwitchSetting> row;
+    const std::string item = text.substr(start, end - start);
+    for (size_t a = 0; a <= item.size();) {
+      size_t b = item.find('+', a);
+      if (b == std::string::npos) b = item.size();
+      if (b > a) row.push_back(parse_switch(item.substr(a, b - a)));
+      a = b + 1;
+    }
+    if (!row.empty()) rows.push_back(std::move(row));
+    start = end + 1;
+  }
+  return rows;
+}
+
 }  // namespace
 
 void add_ab_command(CLI::App& app) {
@@ -64,7 +86,9 @@ void add_ab_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("ab", "baseline vs switches in one run: speed, memory and accuracy scoreboard");
   cmd->add_option("-m,--model", o->model, "GGUF model (default model if absent)");
-  cmd->add_option("--switches", o->switches, "comma-separated name=value settings, each compared with the baseline");
+  cmd->add_option("--switches", o->switches,
+                  "comma-separated name=value settings, each compared with the baseline; join settings with + to "
+                  "compare them together (attn=sage+kv_k=q8_0)");
   cmd->add_option("-f,--file", o->file, "text for perplexity/KLD (default: ../shared/data/wikitext-2-raw/wiki.test.raw)");
   cmd->add_option("-c,--ctx-size", o->ctx, "perplexity context");
   cmd->add_option("--chunks", o->chunks, "perplexity chunks");
@@ -87,8 +111,12 @@ void add_ab_command(CLI::App& app) {
       }
       return;
     }
-    const auto settings = parse_switch_list(o->switches);
+    const auto settings = parse_rows(o->switches);
     if (settings.empty()) fail("ab: give --switches name=value[,name=value...] (see kestrel ab --list)");
+    for (const auto& row : settings) {  // a row's settings must go together: checked here, not half-way
+      EngineConfig c;
+      apply_switches(c, row);
+    }
     const std::string exe = quote(self_path());
     const std::string model = o->model.empty() ? default_model_path() : o->model;
     std::string file = o->file;
@@ -107,13 +135,19 @@ void add_ab_command(CLI::App& app) {
     // Each row's engine flags: -t for every row but one that sets threads itself
     // (one switch is never given two values).
     std::vector<std::string> flags = {threads};
-    for (const auto& s : settings) {
+    for (const auto& row : settings) {
       ScoreRow r;
-      r.label = s.label();
-      r.changes = find_switch(s.name).changes;
-      r.unsupported = find_switch(s.name).unsupported(s.value);
+      std::string f;
+      bool sets_threads = false;
+      for (const auto& s : row) {
+        r.label += (r.label.empty() ? "" : "+") + s.label();
+        r.changes += (r.changes.empty() ? "" : "; ") + find_switch(s.name).changes;
+        if (r.unsupported.empty()) r.unsupported = find_switch(s.name).unsupported(s.value);
+        sets_threads = sets_threads || s.name == "threads";
+        f += " --switch " + quote(s.label());
+      }
       board.rows.push_back(r);
-      flags.push_back((s.name == "threads" ? "" : threads) + " --switch " + quote(s.label()));
+      flags.push_back((sets_threads ? "" : threads) + f);
     }
 
     // Accuracy: the baseline saves its logits, each switch is compared with them.

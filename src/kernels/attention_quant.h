@@ -6,6 +6,8 @@
 //   q is quantized once to K's vec_dot type (Q8_0 for Q8_0/Q4_0/Q5_0 keys,
 //   Q8_1 for Q4_1/Q5_1, F16/BF16/F32 for the plain types);
 //   s_j = vec_dot(k_j, q) * scale      (integer dot products for block formats)
+//   (smoothed keys, attn=sage: s_j = (vec_dot(k_j - m_b, q) + q . m_b) * scale,
+//   q . m_b in float once per block: mean_dot below)
 //   online softmax as in attention_kernels.h (std::exp per key);
 //   V rows dequantized to F32 and accumulated in F32 (fma), except a F16 V,
 //   whose accumulator ggml keeps in F16 (rounded after every update).
@@ -24,9 +26,11 @@
 // version uses the AVX-512 format kernels (vec_dot sums in another order: within
 // n * eps * sum|k q| of the twin, as tests/unit/kernels/simd_equivalence_test.cpp
 // bounds it) and vector fma/scale, which round element by element like the twin.
+#include <cmath>
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "core/fp16.h"
 #include "kernels/attention_set.h"
 #include "kernels/attention_tiled.h"
 #include "kernels/quant_kernels.h"
@@ -47,7 +51,26 @@ struct KvQuantBlocks {
   VecDotFn k_vec_dot = nullptr;
   DequantizeRowFn k_to_float = nullptr;
   DequantizeRowFn v_to_float = nullptr;
+  // Smoothed keys (KvRows): null, or the means every score of a block adds back.
+  const uint16_t* k_mean = nullptr;
+  int64_t mean_stride = 0;
+  int64_t mean_id_div = 1;
 };
+
+// Smoothed keys: the F16 mean key of logical block b.
+inline const uint16_t* block_mean(const KvQuantBlocks& kv, int64_t b) {
+  return kv.k_mean + (kv.ids[b] / kv.mean_id_div) * kv.mean_stride;
+}
+
+// q . mean of logical block b: what every score of a block of smoothed keys
+// adds back (kv/kv_cache.h). One sequential fma chain, the same bits at every
+// Isa level (it runs once per block of 16 keys: nothing to gain from SIMD).
+inline float mean_dot(const KvQuantBlocks& kv, int64_t b, const float* q, int d) {
+  const uint16_t* m = block_mean(kv, b);
+  float s = 0.0f;
+  for (int c = 0; c < d; ++c) s = std::fma(q[c], fp16_to_f32(m[c]), s);
+  return s;
+}
 
 // The rows of `r` with the format kernels of level `isa`.
 KvQuantBlocks quant_rows(const KvRows& r, Isa isa);

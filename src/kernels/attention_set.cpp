@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -102,15 +103,22 @@ std::vector<Candidates> make_candidates() {
        {row_for<uint16_t, ref::attend_int8_f16>, row_for<uint16_t, avx2::attend_int8_f16>, nullptr},
        {tile_for<uint16_t, ref::attend_tile_int8_f16>, tile_for<uint16_t, avx2::attend_tile_int8_f16>, nullptr}},
   };
+  const PerIsa<AttendRowFn> quant_row = {row_quant<Isa::Scalar, ref::attend_quant>,
+                                         row_quant<Isa::Avx2, avx2::attend_quant>,
+                                         row_quant<Isa::Avx512, avx512::attend_quant>};
+  const PerIsa<AttendTileFn> quant_tile = {tile_quant<Isa::Scalar, ref::attend_tile_quant>,
+                                           tile_quant<Isa::Avx2, avx2::attend_tile_quant>,
+                                           tile_quant<Isa::Avx512, avx512::attend_tile_quant>};
   for (DType k : kv_types())
     for (DType v : kv_types()) {
       if (k == v && (k == DType::F16 || k == DType::F32)) continue;
-      c.push_back({k, v, AttentionAlgo::Exact,
-                   {row_quant<Isa::Scalar, ref::attend_quant>, row_quant<Isa::Avx2, avx2::attend_quant>,
-                    row_quant<Isa::Avx512, avx512::attend_quant>},
-                   {tile_quant<Isa::Scalar, ref::attend_tile_quant>, tile_quant<Isa::Avx2, avx2::attend_tile_quant>,
-                    tile_quant<Isa::Avx512, avx512::attend_tile_quant>}});
+      c.push_back({k, v, AttentionAlgo::Exact, quant_row, quant_tile});
     }
+  // sage over a block-quantized K: the cache stores K smoothed (kv/kv_cache.h),
+  // the same kernels add q . m_b back per block (they see the means in the view).
+  for (DType k : kv_types())
+    if (smooths_keys(k, AttentionAlgo::Sage))
+      for (DType v : kv_types()) c.push_back({k, v, AttentionAlgo::Sage, quant_row, quant_tile});
   return c;
 }
 
@@ -170,40 +178,48 @@ std::span<const DType> kv_types() {
   return kTypes;
 }
 
+bool smooths_keys(DType k_type, AttentionAlgo algo) {
+  return algo == AttentionAlgo::Sage && traits(k_type).block_size > 1;
+}
+
 bool has_attention_kernels(DType k_type, DType v_type, AttentionAlgo algo) {
   return pair_index(k_type, v_type, algo) >= 0;
 }
 
 std::string attention_pairs_text() {
+  auto names = [](const std::vector<DType>& ts) {
+    std::string t;
+    for (DType x : ts) t += (t.empty() ? "" : ", ") + std::string(dtype_name(x));
+    return t;
+  };
   std::string out;
   for (AttentionAlgo a : kAlgos) {
-    std::vector<DType> ks, vs;
-    size_t n = 0;
-    for (const Candidates& c : candidates()) n += c.algo == a ? 1 : 0;
-    // In kv_types() order (llama.cpp's).
-    for (DType t : kv_types())
-      for (const Candidates& c : candidates()) {
-        if (c.algo != a) continue;
-        if (c.k_type == t && std::find(ks.begin(), ks.end(), t) == ks.end()) ks.push_back(t);
-        if (c.v_type == t && std::find(vs.begin(), vs.end(), t) == vs.end()) vs.push_back(t);
-      }
-    if (n == 0) continue;
-    auto names = [](const std::vector<DType>& ts) {
-      std::string t;
-      for (DType x : ts) t += (t.empty() ? "" : ", ") + std::string(dtype_name(x));
-      return t;
-    };
-    out += (out.empty() ? "" : "; ") + std::string(attention_algo_name(a)) + ": ";
-    if (n > 1 && n == ks.size() * vs.size()) {  // every pair: say so in one line
-      out += "K any of " + names(ks) + ", V any of " + names(vs);
-    } else {
-      std::string pairs;
-      for (const Candidates& c : candidates())
-        if (c.algo == a)
-          pairs += (pairs.empty() ? "" : ", ") + std::string("K ") + std::string(dtype_name(c.k_type)) + " V " +
-                   std::string(dtype_name(c.v_type));
-      out += pairs;
+    // Per K type (kv_types() order, llama.cpp's), the V types it pairs with;
+    // K types with the same V list share one clause.
+    std::vector<std::pair<std::vector<DType>, std::vector<DType>>> groups;  // (K types, V types)
+    for (DType k : kv_types()) {
+      std::vector<DType> vs;
+      for (DType v : kv_types())
+        if (pair_index(k, v, a) >= 0) vs.push_back(v);
+      if (vs.empty()) continue;
+      auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.second == vs; });
+      if (g == groups.end())
+        groups.push_back({{k}, vs});
+      else
+        g->first.push_back(k);
     }
+    if (groups.empty()) continue;
+    std::string text;
+    for (const auto& [ks, vs] : groups) {
+      const bool any_v = vs.size() == kv_types().size();
+      if (ks.size() == kv_types().size() && any_v) {
+        text += std::string(text.empty() ? "" : ", ") + "K any of " + names(ks) + ", V any of " + names(vs);
+        continue;
+      }
+      text += std::string(text.empty() ? "" : ", ") + (ks.size() > 1 ? "K any of " : "K ") + names(ks) +
+              (any_v ? " with V any of " : (vs.size() > 1 ? " with V any of " : " V ")) + names(vs);
+    }
+    out += (out.empty() ? "" : "; ") + std::string(attention_algo_name(a)) + ": " + text;
   }
   return out;
 }

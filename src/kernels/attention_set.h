@@ -49,6 +49,13 @@ struct KvRows {
   // set rotates q likewise and the output back.
   int k_rot = 0;
   int v_rot = 0;
+  // Smoothed keys (kv/kv_cache.h; else null): logical block b's F16 mean key
+  // is at k_mean + (ids[b] / mean_id_div) * mean_stride, and every score of
+  // the block adds q . mean (kernels/attention_quant.h). mean_id_div turns a
+  // row-addressed id (kv/attention.h window_rows) back into its block's.
+  const uint16_t* k_mean = nullptr;
+  int64_t mean_stride = 0;
+  int64_t mean_id_div = 1;
 };
 
 // For the kernels of one plain type (K and V alike, so one stride).
@@ -77,6 +84,10 @@ struct AttentionKernelSet {
 // exist when this one has no kernels.
 const AttentionKernelSet& attention_kernel_set(DType k_type, DType v_type, AttentionAlgo algo, Isa isa);
 bool has_attention_kernels(DType k_type, DType v_type, AttentionAlgo algo);
+// Whether the cache must store K smoothed (kv/kv_cache.h) for this pair: sage
+// over a block-quantized K (q8_0, q4_0, ...). Sage over an F16 cache smooths
+// each block on the fly instead (kernels/attention_sage.h).
+bool smooths_keys(DType k_type, AttentionAlgo algo);
 // K and V of one type.
 inline const AttentionKernelSet& attention_kernel_set(DType kv_type, AttentionAlgo algo, Isa isa) {
   return attention_kernel_set(kv_type, kv_type, algo, isa);

@@ -24,6 +24,7 @@ kernels::KvRows window_rows(const KvCache& cache, const KvHeadView& h, int64_t f
   r.stride_bytes = static_cast<int64_t>(cache.k_row_bytes());
   r.v_stride_bytes = static_cast<int64_t>(cache.v_row_bytes());
   r.block_len = 1;
+  r.mean_id_div = per_block;
   return r;
 }
 

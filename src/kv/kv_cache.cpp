@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "kernels/attention_set.h"
 #include "kernels/hadamard.h"
 #include "kernels/quant_kernels.h"
@@ -33,8 +34,8 @@ kernels::QuantizeRowFn checked_quantizer(DType type, int head_dim, Isa isa, cons
 
 }  // namespace
 
-KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate)
-    : shape_(shape), k_type_(k_type), v_type_(v_type) {
+KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate, bool smooth_k)
+    : shape_(shape), k_type_(k_type), v_type_(v_type), smooth_k_(smooth_k) {
   if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 || shape.n_seq <= 0 ||
       shape.n_pool < 0)
     fail("kv cache: invalid shape (layers ", shape.n_layer, ", kv heads ", shape.n_kv_head, ", head dim ",
@@ -49,8 +50,17 @@ KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate
   if (n_blocks > INT32_MAX) fail("kv cache: a pool of ", n_blocks, " blocks is too large");
   k_block_bytes_ = static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * k_row_bytes_;
   v_block_bytes_ = static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * v_row_bytes_;
-  k_.assign(static_cast<size_t>(n_blocks) * k_block_bytes_, 0);
-  v_.assign(static_cast<size_t>(n_blocks) * v_block_bytes_, 0);
+  k_ = ZeroedPages(static_cast<size_t>(n_blocks) * k_block_bytes_);
+  v_ = ZeroedPages(static_cast<size_t>(n_blocks) * v_block_bytes_);
+  if (smooth_k) {
+    if (traits(k_type).block_size == 1)
+      fail("kv cache: smoothed keys (attn=sage over a quantized K) need a block-quantized K type (q8_0, q4_0, q4_1, "
+           "q5_0, q5_1), not ", dtype_name(k_type));
+    dequantize_k_ = kernels::quant_kernels(k_type, isa).dequantize_row;
+    means_ = ZeroedPages(static_cast<size_t>(n_blocks) * shape.n_layer * shape.n_kv_head * shape.head_dim *
+                         sizeof(uint16_t));
+    mean_set_.assign(static_cast<size_t>(n_blocks) * shape.n_layer, 0);
+  }
   ref_.assign(static_cast<size_t>(n_blocks), 0);
   // Taken from the back: block 0 first, so a lone sequence is laid out in order.
   free_.resize(static_cast<size_t>(n_blocks));
@@ -77,6 +87,7 @@ int32_t KvCache::take_block() {
   const int32_t b = free_.back();
   free_.pop_back();
   ref_[b] = 1;
+  if (smooth_k_) std::fill_n(mean_set_.begin() + static_cast<ptrdiff_t>(b) * shape_.n_layer, shape_.n_layer, 0);
   return b;
 }
 
@@ -106,6 +117,12 @@ int32_t KvCache::writable_block(int seq, int64_t pos) {
               k_.data() + static_cast<size_t>(b) * k_block_bytes_, k_block_bytes_);
   std::memcpy(v_.data() + static_cast<size_t>(c) * v_block_bytes_,
               v_.data() + static_cast<size_t>(b) * v_block_bytes_, v_block_bytes_);
+  if (smooth_k_) {
+    const size_t n = static_cast<size_t>(shape_.n_layer) * shape_.n_kv_head * shape_.head_dim;
+    std::memcpy(mean_of(c, 0, 0), mean_of(b, 0, 0), n * sizeof(uint16_t));
+    std::copy_n(mean_set_.begin() + static_cast<ptrdiff_t>(b) * shape_.n_layer, shape_.n_layer,
+                mean_set_.begin() + static_cast<ptrdiff_t>(c) * shape_.n_layer);
+  }
   drop_block(b);
   t[i] = c;
   return c;
@@ -118,16 +135,21 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
   const int32_t b = writable_block(seq, pos);
   const int d = shape_.head_dim;
   const size_t row = static_cast<size_t>(pos % kBlock);
-  thread_local std::vector<float> rk, rv;  // rotated copies, when rotating
-  if (k_rot_) rk.assign(k, k + static_cast<size_t>(shape_.n_kv_head) * d);
+  thread_local std::vector<float> rk, rv;  // rotated (and smoothed) copies
+  if (k_rot_ || smooth_k_) rk.assign(k, k + static_cast<size_t>(shape_.n_kv_head) * d);
   if (v_rot_) rv.assign(v, v + static_cast<size_t>(shape_.n_kv_head) * d);
-  for (int h = 0; h < shape_.n_kv_head; ++h) {
-    const float* kh = k + h * d;
-    const float* vh = v + h * d;
-    if (k_rot_) {
-      kernels::hadamard_chunks(rk.data() + h * d, d, k_rot_);
-      kh = rk.data() + h * d;
+  if (k_rot_)
+    for (int h = 0; h < shape_.n_kv_head; ++h) kernels::hadamard_chunks(rk.data() + h * d, d, k_rot_);
+  if (smooth_k_) {
+    if (!mean_set_[static_cast<size_t>(b) * shape_.n_layer + layer]) set_means(seq, pos / kBlock, b, layer, rk.data());
+    for (int h = 0; h < shape_.n_kv_head; ++h) {
+      const uint16_t* m = mean_of(b, layer, h);
+      for (int c = 0; c < d; ++c) rk[static_cast<size_t>(h) * d + c] -= fp16_to_f32(m[c]);
     }
+  }
+  for (int h = 0; h < shape_.n_kv_head; ++h) {
+    const float* kh = (k_rot_ || smooth_k_) ? rk.data() + h * d : k + h * d;
+    const float* vh = v + h * d;
     if (v_rot_) {
       kernels::hadamard_chunks(rv.data() + h * d, d, v_rot_);
       vh = rv.data() + h * d;
@@ -137,7 +159,41 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
   }
 }
 
+size_t KvCache::mean_index(int32_t b, int layer, int head) const {
+  const size_t per_block = static_cast<size_t>(shape_.n_layer) * shape_.n_kv_head * shape_.head_dim;
+  return static_cast<size_t>(b) * per_block + (static_cast<size_t>(layer) * shape_.n_kv_head + head) * shape_.head_dim;
+}
+
+uint16_t* KvCache::mean_of(int32_t b, int layer, int head) {
+  return reinterpret_cast<uint16_t*>(means_.data()) + mean_index(b, layer, head);
+}
+
+void KvCache::set_means(int seq, int64_t i, int32_t b, int layer, const float* kh) {
+  const int d = shape_.head_dim;
+  const auto& t = table_[seq];
+  std::vector<float> mean(static_cast<size_t>(d)), row(static_cast<size_t>(d));
+  for (int h = 0; h < shape_.n_kv_head; ++h) {
+    uint16_t* m = mean_of(b, layer, h);
+    if (i == 0) {  // the sequence's first key
+      for (int c = 0; c < d; ++c) m[c] = f32_to_fp16(kh[static_cast<size_t>(h) * d + c]);
+      continue;
+    }
+    // The previous block is full: the mean of what it holds, in the stored space.
+    const int32_t p = t[static_cast<size_t>(i - 1)];
+    const uint8_t* rows = k_.data() + block_offset(p, layer, h, k_row_bytes_);
+    const uint16_t* pm = mean_of(p, layer, h);
+    std::fill(mean.begin(), mean.end(), 0.0f);
+    for (int j = 0; j < kBlock; ++j) {
+      dequantize_k_(rows + static_cast<size_t>(j) * k_row_bytes_, row.data(), d);
+      for (int c = 0; c < d; ++c) mean[c] += row[c];
+    }
+    for (int c = 0; c < d; ++c) m[c] = f32_to_fp16(mean[c] / kBlock + fp16_to_f32(pm[c]));
+  }
+  mean_set_[static_cast<size_t>(b) * shape_.n_layer + layer] = 1;
+}
+
 KvHeadView KvCache::view(int layer, int seq, int head) const {
+  const size_t mean_stride = static_cast<size_t>(shape_.n_layer) * shape_.n_kv_head * shape_.head_dim;
   return KvHeadView{k_.data() + block_offset(0, layer, head, k_row_bytes_),
                     v_.data() + block_offset(0, layer, head, v_row_bytes_),
                     table_[seq].data(),
@@ -146,7 +202,9 @@ KvHeadView KvCache::view(int layer, int seq, int head) const {
                     k_type_,
                     v_type_,
                     k_rot_,
-                    v_rot_};
+                    v_rot_,
+                    smooth_k_ ? reinterpret_cast<const uint16_t*>(means_.data()) + mean_index(0, layer, head) : nullptr,
+                    smooth_k_ ? static_cast<int64_t>(mean_stride) : 0};
 }
 
 void KvCache::set_seq_len(int seq, int64_t n) {

@@ -19,6 +19,22 @@
 // as llama.cpp's KV copy writes them). A row is whole blocks, so a block of K
 // and one of V are each a plain byte array and copy-on-write copies them as bytes.
 //
+// Smoothed keys (`smooth_k`, SageAttention's smoothing, PAPERS.md card 1; the
+// `attn=sage` switch over a block-quantized K): every physical block holds, per
+// layer and kv head, a mean key m_b (F16), and stores k - m_b instead of k, so
+// the quantizer's scales no longer have to span a bias all keys share (Qwen2.5's
+// k_proj bias: a 4-bit K is useless without it, docs/benchmarks.md). The
+// attention adds q . m_b back once per block, which makes any m_b exact; the
+// choice only decides the rounding error. m_b is fixed at the block's first
+// store of that layer: the mean of the sequence's previous block (its stored
+// rows dequantized, plus its own m), or, for a sequence's first block, that
+// first key itself. Means live in their own pool, [block][layer][kv_head][d],
+// copied with the block on copy-on-write.
+//
+// The pools are reserved for the whole context but committed page by page as
+// blocks are first written (platform/mmap.h ZeroedPages): resident memory grows
+// with the tokens cached, not with -c.
+//
 // Running out of blocks throws an Error carrying the numbers; callers that
 // share the pool (runtime/scheduler.h) admit work only when blocks_needed()
 // fits in free_blocks(), so it does not happen to them.
@@ -29,6 +45,7 @@
 
 #include "core/dtype.h"
 #include "platform/cpu.h"
+#include "platform/mmap.h"
 
 namespace kestrel {
 
@@ -57,6 +74,10 @@ struct KvHeadView {
   DType v_type = DType::F16;
   int k_rot = 0;  // Hadamard chunk K was rotated in before storing (0: none; kernels/hadamard.h)
   int v_rot = 0;  // likewise V: the attention output must be rotated back
+  // Smoothed keys only (else null): the F16 mean of logical block b is at
+  // k_mean + blocks[b] * mean_stride (elements), head_dim values.
+  const uint16_t* k_mean = nullptr;
+  int64_t mean_stride = 0;
 };
 
 class KvCache {
@@ -74,13 +95,17 @@ class KvCache {
   // not divide the head dimension (naming the types that would).
   // `rotate`: llama.cpp's Hadamard rotation of block-quantized K and V
   // (kernels/hadamard.h), on by default as in llama.cpp; plain types are never rotated.
-  KvCache(KvShape shape, DType k_type, DType v_type, Isa isa = best_isa(), bool rotate = true);
+  // `smooth_k`: store keys smoothed by a per-block mean (above); K must be a
+  // block format (throws naming them otherwise).
+  KvCache(KvShape shape, DType k_type, DType v_type, Isa isa = best_isa(), bool rotate = true,
+          bool smooth_k = false);
   KvCache(KvShape shape, DType type, Isa isa = best_isa()) : KvCache(shape, type, type, isa) {}
 
   const KvShape& shape() const { return shape_; }
   DType k_type() const { return k_type_; }
   DType v_type() const { return v_type_; }
-  size_t bytes() const { return k_.size() + v_.size(); }
+  size_t bytes() const { return k_.size() + v_.size() + means_.size(); }  // reserved, not resident
+  bool smooths_k() const { return smooth_k_; }
   size_t k_row_bytes() const { return k_row_bytes_; }  // one head's keys at one position
   size_t v_row_bytes() const { return v_row_bytes_; }  // one head's values at one position
   int k_rotation() const { return k_rot_; }  // Hadamard chunk of the stored keys, 0 = none
@@ -130,6 +155,12 @@ class KvCache {
   size_t block_offset(int32_t b, int layer, int head, size_t row_bytes) const;
 
   using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
+  using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
+  size_t mean_index(int32_t b, int layer, int head) const;  // elements from the start of means_
+  uint16_t* mean_of(int32_t b, int layer, int head);
+  // Fixes the means of block b (logical block i of seq) for one layer, from
+  // this token's keys kh ([n_kv_head * head_dim], rotated as stored).
+  void set_means(int seq, int64_t i, int32_t b, int layer, const float* kh);
 
   KvShape shape_;
   DType k_type_, v_type_;
@@ -137,7 +168,11 @@ class KvCache {
   size_t k_row_bytes_ = 0, v_row_bytes_ = 0;
   int k_rot_ = 0, v_rot_ = 0;
   size_t k_block_bytes_ = 0, v_block_bytes_ = 0;  // one physical block of K (of V), all layers and heads
-  std::vector<uint8_t> k_, v_;              // [n_blocks][layer][kv_head][kBlock][head_dim]
+  ZeroedPages k_, v_;                       // [n_blocks][layer][kv_head][kBlock][head_dim]
+  bool smooth_k_ = false;
+  DequantizeRowFn dequantize_k_ = nullptr;  // smoothed keys: reads a block back for the next one's mean
+  ZeroedPages means_;                       // smoothed keys: F16 [n_blocks][layer][kv_head][head_dim]
+  std::vector<uint8_t> mean_set_;           // smoothed keys: [n_blocks][layer], 1 once that layer's means are fixed
   std::vector<int32_t> ref_;                // per physical block: sequences holding it
   std::vector<int32_t> free_;               // free block ids; the next one taken is back()
   std::vector<std::vector<int32_t>> table_;  // per sequence: its blocks in position order

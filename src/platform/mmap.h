@@ -15,6 +15,29 @@ namespace kestrel {
 // read back as zeros.
 void drop_mapped_pages(const void* p, size_t n);
 
+// Anonymous, zero-filled memory whose pages the OS commits on first write: a
+// buffer sized for the worst case (a KV pool for the whole context) costs
+// resident memory only for what is used. Throws kestrel::Error when the
+// address space cannot be reserved.
+class ZeroedPages {
+ public:
+  ZeroedPages() = default;
+  explicit ZeroedPages(size_t bytes);
+  ZeroedPages(ZeroedPages&& other) noexcept;
+  ZeroedPages& operator=(ZeroedPages&& other) noexcept;
+  ZeroedPages(const ZeroedPages&) = delete;
+  ZeroedPages& operator=(const ZeroedPages&) = delete;
+  ~ZeroedPages();
+
+  uint8_t* data() { return data_; }
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 class MappedFile {
  public:
   // Maps `path` read-only (private, shared pages). Throws kestrel::Error naming

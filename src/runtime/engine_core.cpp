@@ -18,7 +18,8 @@ EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvS
     : model_(model),
       config_(resolved(config)),
       pool_(config_.n_threads),
-      cache_(kv_shape, config_.k_type, config_.v_type, config_.isa, config_.kv_rotation),
+      cache_(kv_shape, config_.k_type, config_.v_type, config_.isa, config_.kv_rotation,
+             kernels::smooths_keys(config_.k_type, config_.attention)),
       ctx_{pool_, scratch_, config_.isa, config_.matmul,
            kernels::attention_kernel_set(config_.k_type, config_.v_type, config_.attention, config_.isa)} {
   config_.n_threads = pool_.size();

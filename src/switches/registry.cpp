@@ -110,8 +110,9 @@ std::vector<SwitchSpec> make_specs() {
       {"attn",
        "attention algorithm: exact (float scores, llama.cpp's order), sage (SageAttention: K smoothed by its "
        "block mean, INT8 Q.K, float softmax and PV) or int8 (INT-FlashAttention: INT8 Q, K, V, P and an "
-       "integer PV); sage and int8 read the f16 KV cache and quantize each 16-key block on the fly "
-       "(no INT8 cache layout yet), so they need kv=f16",
+       "integer PV). sage with a block-quantized K (kv_k=q8_0, q4_0, ...: any V) stores K smoothed in the "
+       "cache and reads it as integers, the layout that saves memory and bandwidth; sage with kv=f16 and int8 "
+       "(kv=f16 only) quantize each 16-key block of the f16 cache on the fly",
        attention_values(), "exact", always_supported,
        [](EngineConfig& c, const std::string& v) { c.attention = *kernels::attention_algo_from_name(v); },
        [](const EngineConfig& c) { return std::string(kernels::attention_algo_name(c.attention)); },
@@ -221,10 +222,12 @@ void apply_switches(EngineConfig& config, const std::vector<SwitchSetting>& sett
 void check_engine_config(const EngineConfig& config) {
   if (config.attention != kernels::AttentionAlgo::Exact &&
       !kernels::has_attention_kernels(config.k_type, config.v_type, config.attention))
-    fail("attn=", kernels::attention_algo_name(config.attention), " runs over an f16 KV cache only (it quantizes "
-         "each 16-key block of K", config.attention == kernels::AttentionAlgo::Int8 ? " and V" : "",
-         " itself), not kv=", kv_value(config), ": use kv=f16, or attn=exact with kv=", kv_value(config),
-         " (pairs with kernels: ", kernels::attention_pairs_text(), ")");
+    fail("attn=", kernels::attention_algo_name(config.attention), " has no kernels for kv=", kv_value(config),
+         config.attention == kernels::AttentionAlgo::Int8
+             ? ": int8 runs over an f16 KV cache only (it quantizes each 16-key block of K and V itself): use kv=f16"
+             : ": sage needs K as f16 (V f16) or a block-quantized K (kv_k=q8_0, q4_0, q4_1, q5_0, q5_1; any V)",
+         ", or attn=exact with kv=", kv_value(config), " (pairs with kernels: ", kernels::attention_pairs_text(),
+         ")");
   (void)kernels::attention_kernel_set(config.k_type, config.v_type, config.attention, config.isa);
 }
 

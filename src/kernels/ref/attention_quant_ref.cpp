@@ -24,7 +24,10 @@ KvQuantBlocks quant_rows(const KvRows& r, Isa isa) {
                        quant_kernels(kq.vec_dot_type, isa).quantize_row,
                        kq.vec_dot,
                        kq.dequantize_row,
-                       vq.dequantize_row};
+                       vq.dequantize_row,
+                       static_cast<const uint16_t*>(r.k_mean),
+                       r.mean_stride,
+                       r.mean_id_div};
 }
 
 void gather_kv_tile(const KvQuantBlocks& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
@@ -32,6 +35,10 @@ void gather_kv_tile(const KvQuantBlocks& kv, int64_t k0, int nk, int d, float* k
   gather_tile_rows(k0, nk, d, kt, vt, [&](int64_t pos, float* key, float* value) {
     const int64_t b = kv.ids[pos / kv.block_len], r = pos % kv.block_len;
     kv.k_to_float(kv.k + b * kv.k_stride + r * kr, key, d);
+    if (kv.k_mean) {  // smoothed keys: the key is what was stored plus its block's mean
+      const uint16_t* m = block_mean(kv, pos / kv.block_len);
+      for (int c = 0; c < d; ++c) key[c] += fp16_to_f32(m[c]);
+    }
     kv.v_to_float(kv.v + b * kv.v_stride + r * vr, value, d);
   });
 }
@@ -57,8 +64,9 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
     const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
     const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
     const int64_t rows = std::min(kv.block_len, n - first);
+    const float qm = kv.k_mean ? mean_dot(kv, b, q, d) : 0.0f;
     for (int64_t j = 0; j < rows; ++j) {
-      const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
+      const float s = kv.k_mean ? (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale : kv.k_vec_dot(d, k + j * kr, qq) * scale;
       float ms = 1.0f, vs = 1.0f;
       if (s > max) {
         ms = std::exp(max - s);

@@ -257,10 +257,11 @@ TEST(AttentionInt8, EachAlgorithmStaysWithinItsQuantizationBoundOfExact) {
   }
 }
 
-TEST(AttentionInt8, SageOnlyOverTheF16CacheAndTheSetRunsTheTwinsAtScalar) {
+TEST(AttentionInt8, OnTheFlyOnlyOverTheF16CacheAndTheSetRunsTheTwinsAtScalar) {
   EXPECT_TRUE(has_attention_kernels(DType::F16, AttentionAlgo::Sage));
   EXPECT_TRUE(has_attention_kernels(DType::F16, AttentionAlgo::Int8));
-  EXPECT_FALSE(has_attention_kernels(DType::Q8_0, AttentionAlgo::Sage));
+  EXPECT_FALSE(has_attention_kernels(DType::BF16, AttentionAlgo::Sage));
+  EXPECT_FALSE(has_attention_kernels(DType::Q8_0, AttentionAlgo::Int8));
   EXPECT_FALSE(has_attention_kernels(DType::F32, AttentionAlgo::Int8));
   const std::string pairs = attention_pairs_text();
   EXPECT_NE(pairs.find("sage: K f16 V f16"), std::string::npos) << pairs;

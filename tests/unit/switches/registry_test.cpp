@@ -44,16 +44,31 @@ TEST(Switches, AttnInstallsTheAlgorithmAndRefusesKvTypesWithoutKernels) {
   }
   EXPECT_THROW(parse_switch("attn=flash"), Error);
   EngineConfig c;
-  apply_switches(c, parse_switch_list("kv=q8_0,attn=sage"));
+  apply_switches(c, parse_switch_list("kv=q8_0,attn=int8"));
   try {
     check_engine_config(c);
-    FAIL() << "attn=sage over a q8_0 cache has no kernels";
+    FAIL() << "attn=int8 over a q8_0 cache has no kernels";
   } catch (const Error& e) {
     const std::string what = e.what();
-    EXPECT_NE(what.find("attn=sage"), std::string::npos) << what;
+    EXPECT_NE(what.find("attn=int8"), std::string::npos) << what;
     EXPECT_NE(what.find("kv=q8_0"), std::string::npos) << what;
     EXPECT_NE(what.find("use kv=f16"), std::string::npos) << what;
     EXPECT_NE(what.find("int8: K f16 V f16"), std::string::npos) << what;
+  }
+  // sage stores a block-quantized K smoothed (any V), but has no bf16 kernels.
+  EngineConfig sq;
+  apply_switches(sq, parse_switch_list("kv_k=q4_0,kv_v=q8_0,attn=sage"));
+  EXPECT_NO_THROW(check_engine_config(sq));
+  apply_switches(sq, parse_switch_list("kv_k=bf16"));
+  try {
+    check_engine_config(sq);
+    FAIL() << "attn=sage over a bf16 K has no kernels";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("kv_k=q8_0, q4_0"), std::string::npos) << what;
+    EXPECT_NE(what.find("sage: K f16 V f16, K any of q8_0, q4_0, q4_1, q5_0, q5_1 with V any of f32, f16"),
+              std::string::npos)
+        << what;
   }
   c.attention = kernels::AttentionAlgo::Exact;
   EXPECT_NO_THROW(check_engine_config(c));  // exact reads every KV type
