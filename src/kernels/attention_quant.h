@@ -6,8 +6,6 @@
 //   q is quantized once to K's vec_dot type (Q8_0 for Q8_0/Q4_0/Q5_0 keys,
 //   Q8_1 for Q4_1/Q5_1, F16/BF16/F32 for the plain types);
 //   s_j = vec_dot(k_j, q) * scale      (integer dot products for block formats)
-//   (smoothed keys, attn=sage: s_j = (vec_dot(k_j - m_b, q) + q . m_b) * scale,
-//   q . m_b in float once per block: mean_dot below)
 //   online softmax as in attention_kernels.h (std::exp per key);
 //   V rows dequantized to F32 and accumulated in F32 (fma), except a F16 V,
 //   whose accumulator ggml keeps in F16 (rounded after every update).
@@ -63,13 +61,16 @@ inline const uint16_t* block_mean(const KvQuantBlocks& kv, int64_t b) {
 }
 
 // q . mean of logical block b: what every score of a block of smoothed keys
-// adds back (kv/kv_cache.h). One sequential fma chain, the same bits at every
-// Isa level (it runs once per block of 16 keys: nothing to gain from SIMD).
+// adds back (kv/kv_cache.h). Summed in 8 lanes (channel c into lane c % 8),
+// folded lane l + l+4, then (t0 + t2) + (t1 + t3): the order an 8-float SIMD
+// register sums in, so avx2::attend_sage_quant gives the same bits.
 inline float mean_dot(const KvQuantBlocks& kv, int64_t b, const float* q, int d) {
   const uint16_t* m = block_mean(kv, b);
-  float s = 0.0f;
-  for (int c = 0; c < d; ++c) s = std::fma(q[c], fp16_to_f32(m[c]), s);
-  return s;
+  float lane[8] = {};
+  for (int c = 0; c < d; ++c) lane[c % 8] = std::fma(q[c], fp16_to_f32(m[c]), lane[c % 8]);
+  float t4[4];
+  for (int i = 0; i < 4; ++i) t4[i] = lane[i] + lane[i + 4];
+  return (t4[0] + t4[2]) + (t4[1] + t4[3]);
 }
 
 // The rows of `r` with the format kernels of level `isa`.
@@ -81,6 +82,15 @@ void gather_kv_tile(const KvQuantBlocks& kv, int64_t k0, int nk, int d, float* k
 namespace ref {
 // q: [d]; out: [d]; rows [0, n). d <= 512.
 void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
+// attn=sage's decode over a block-quantized (smoothed) K: the scores of the
+// same integer dot products (plus q . m_b), but the online softmax of the
+// sage/int8 kernels: one rescale per KV block, kernels::exp_approx (the
+// polynomial the SIMD kernels evaluate 8 keys at a time with the same bits),
+// PV accumulated in F32 (no F16 accumulator). llama.cpp's per-key std::exp is
+// what makes decode at depth slow; this is the fast order. AVX2 version:
+// avx2::attend_sage_quant (the AVX2 format kernels: scores within float
+// summation order of these, the rest the same operations).
+void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch);
 }  // namespace ref
 

@@ -114,11 +114,16 @@ std::vector<Candidates> make_candidates() {
       if (k == v && (k == DType::F16 || k == DType::F32)) continue;
       c.push_back({k, v, AttentionAlgo::Exact, quant_row, quant_tile});
     }
-  // sage over a block-quantized K: the cache stores K smoothed (kv/kv_cache.h),
-  // the same kernels add q . m_b back per block (they see the means in the view).
+  // sage over a block-quantized K: the cache stores K smoothed (kv/kv_cache.h)
+  // and the kernels add q . m_b back per block (they see the means in the view).
+  // Decode: the integer scores with the block-wise polynomial softmax
+  // (attention_quant.h attend_sage_quant); prompt tiles: the quant tiles. No
+  // AVX-512 row kernel: that level runs the AVX2 one.
+  const PerIsa<AttendRowFn> sage_row = {row_quant<Isa::Scalar, ref::attend_sage_quant>,
+                                        row_quant<Isa::Avx2, avx2::attend_sage_quant>, nullptr};
   for (DType k : kv_types())
     if (smooths_keys(k, AttentionAlgo::Sage))
-      for (DType v : kv_types()) c.push_back({k, v, AttentionAlgo::Sage, quant_row, quant_tile});
+      for (DType v : kv_types()) c.push_back({k, v, AttentionAlgo::Sage, sage_row, quant_tile});
   return c;
 }
 

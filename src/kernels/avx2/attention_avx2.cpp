@@ -12,7 +12,10 @@
 #include <limits>
 
 #include "kernels/avx2/attention_avx2.h"
+#include "core/fp16.h"
 #include "kernels/avx2/avx2-inl.h"
+#include "kernels/blocks.h"
+#include "kernels/f32_kernels.h"
 
 namespace kestrel::kernels::avx2 {
 namespace {
@@ -144,9 +147,8 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
     const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
     const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
     const int64_t rows = std::min(kv.block_len, n - first);
-    const float qm = kv.k_mean ? mean_dot(kv, b, q, d) : 0.0f;
     for (int64_t j = 0; j < rows; ++j) {
-      const float s = kv.k_mean ? (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale : kv.k_vec_dot(d, k + j * kr, qq) * scale;
+      const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
       const auto [ms, vs, rescale] = online_step(s, max);
       if (rescale) {
         const __m256 m = _mm256_set1_ps(ms);
@@ -165,6 +167,122 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
   }
   const __m256 inv = _mm256_set1_ps(sum == 0.0f ? 0.0f : 1.0f / sum);
   for (int i = 0; i < nv; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
+}
+
+namespace {
+
+// Eight keys' 8-lane partial sums, reduced to one vector of their 8 totals
+// (key i in lane i): three rounds of pairwise adds instead of 8 horizontal sums.
+inline __m256 reduce8(const __m256* a) {
+  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// Q8_0 keys against a Q8_0 query, 8 keys at a time: per 32-value block the
+// integer dot (maddubs of |q| with k signed like q: no saturation, |k| <= 127)
+// scaled by d_k d_q, as the format's vec_dot does, but the 8 keys' sums
+// reduced together. s[j] for j < rows (rows <= 64); nb blocks per row.
+void scores_q8_0(const uint8_t* k, int rows, int64_t kr, const BlockQ8_0* qb, int nb, float* s) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int j0 = 0; j0 < rows; j0 += 8) {
+    __m256 acc[8];
+    for (int j = 0; j < 8; ++j) {
+      acc[j] = _mm256_setzero_ps();
+      if (j0 + j >= rows) continue;
+      const auto* kb = reinterpret_cast<const BlockQ8_0*>(k + (j0 + j) * kr);
+      for (int b = 0; b < nb; ++b) {
+        const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb[b].qs));
+        const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb[b].qs));
+        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qv, qv), _mm256_sign_epi8(kv, qv));
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc[j] = _mm256_fmadd_ps(f, _mm256_set1_ps(fp16_to_f32(kb[b].d) * fp16_to_f32(qb[b].d)), acc[j]);
+      }
+    }
+    _mm256_store_ps(s + j0, reduce8(acc));
+  }
+}
+
+// attn=sage over smoothed block-quantized keys: the twin's operations
+// (ref::attend_sage_quant) with the AVX2 format kernels, exp_approx8 over 8
+// scores at a time (the twin's exp_approx bits) and vector fma per channel.
+// The twin's mean_dot (kernels/attention_quant.h): its 8 lanes are a register's.
+inline float mean_dot8(const KvQuantBlocks& kv, int64_t b, const float* q, int d) {
+  const uint16_t* m = block_mean(kv, b);
+  __m256 a = _mm256_setzero_ps();
+  for (int c = 0; c < d; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), load8(m + c), a);
+  return hsum_ps(a);
+}
+
+// NV: vectors of 8 per head row when known at compile time (64 and 128: the
+// accumulators then stay in registers), 0 for any multiple of 8.
+template <int NV>
+void sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  alignas(64) uint8_t qq[512 * sizeof(float)];
+  alignas(64) float vrow[512], s[64] = {}, p[64];
+  __m256 acc[NV ? NV : 64];
+  kv.q_to_vec_dot(q, qq, d);
+  const int nv = NV ? NV : d / 8;
+  const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d));
+  const int64_t vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
+  const bool v16 = kv.v_type == DType::F16;
+  const bool q8 = kv.k_type == DType::Q8_0;  // the 8-keys-at-a-time scores (every Q8_0 row is whole blocks)
+  for (int i = 0; i < nv; ++i) acc[i] = _mm256_setzero_ps();
+  float sum = 0.0f;
+  float max = -std::numeric_limits<float>::infinity();
+  for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
+    const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
+    const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
+    const int rows = static_cast<int>(std::min(kv.block_len, n - first));
+    const float qm = kv.k_mean ? mean_dot8(kv, b, q, d) : 0.0f;
+    float bmax = -std::numeric_limits<float>::infinity();
+    if (q8) {  // the scores 8 keys at a time
+      scores_q8_0(k, rows, kr, reinterpret_cast<const BlockQ8_0*>(qq), d / 32, s);
+      for (int j = 0; j < rows; ++j) {
+        s[j] = (s[j] + qm) * scale;
+        bmax = std::max(bmax, s[j]);
+      }
+    } else {
+      for (int j = 0; j < rows; ++j) {
+        s[j] = (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale;
+        bmax = std::max(bmax, s[j]);
+      }
+    }
+    const float mnew = std::max(max, bmax);
+    const float ms = kernels::exp_approx(max - mnew);
+    const __m256 msv = _mm256_set1_ps(ms);
+    for (int i = 0; i < nv; ++i) acc[i] = _mm256_mul_ps(acc[i], msv);
+    sum *= ms;
+    max = mnew;
+    const __m256 mv = _mm256_set1_ps(max);
+    for (int j = 0; j < rows; j += 8) _mm256_store_ps(p + j, exp_approx8(_mm256_sub_ps(_mm256_load_ps(s + j), mv)));
+    for (int j = 0; j < rows; ++j) {
+      sum += p[j];
+      const __m256 w = _mm256_set1_ps(p[j]);
+      if (v16) {
+        const uint16_t* vh = reinterpret_cast<const uint16_t*>(v + j * vr);
+        for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(w, load8(vh + 8 * i), acc[i]);
+      } else {
+        kv.v_to_float(v + j * vr, vrow, d);
+        for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(w, _mm256_load_ps(vrow + 8 * i), acc[i]);
+      }
+    }
+  }
+  const __m256 inv = _mm256_set1_ps(sum == 0.0f ? 0.0f : 1.0f / sum);
+  for (int i = 0; i < nv; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
+}
+
+}  // namespace
+
+void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  if (d % 8 != 0 || kv.block_len > 64) {
+    ref::attend_sage_quant(kv, n, d, q, scale, out);
+    return;
+  }
+  if (d == 64) return sage_quant<8>(kv, n, d, q, scale, out);
+  if (d == 128) return sage_quant<16>(kv, n, d, q, scale, out);
+  sage_quant<0>(kv, n, d, q, scale, out);
 }
 
 }  // namespace kestrel::kernels::avx2

@@ -36,9 +36,8 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
     const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
     const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
     const int64_t rows = std::min(kv.block_len, n - first);
-    const float qm = kv.k_mean ? mean_dot(kv, b, q, d) : 0.0f;
     for (int64_t j = 0; j < rows; ++j) {
-      const float s = kv.k_mean ? (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale : kv.k_vec_dot(d, k + j * kr, qq) * scale;
+      const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
       float ms = 1.0f, vs = 1.0f;
       if (s > max) {
         ms = std::exp(max - s);

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/fp16.h"
+#include "kernels/f32_kernels.h"
 #include "kernels/attention_quant.h"
 
 namespace kestrel::kernels {
@@ -64,9 +65,8 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
     const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
     const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
     const int64_t rows = std::min(kv.block_len, n - first);
-    const float qm = kv.k_mean ? mean_dot(kv, b, q, d) : 0.0f;
     for (int64_t j = 0; j < rows; ++j) {
-      const float s = kv.k_mean ? (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale : kv.k_vec_dot(d, k + j * kr, qq) * scale;
+      const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
       float ms = 1.0f, vs = 1.0f;
       if (s > max) {
         ms = std::exp(max - s);
@@ -85,6 +85,41 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
   }
   const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
   for (int i = 0; i < d; ++i) out[i] = acc[i] * inv;
+}
+
+void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  alignas(64) uint8_t qq[512 * sizeof(float)];
+  float acc[512], vrow[512], s[64];
+  kv.q_to_vec_dot(q, qq, d);
+  const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d));
+  const int64_t vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
+  std::fill(acc, acc + d, 0.0f);
+  float sum = 0.0f;
+  float max = -std::numeric_limits<float>::infinity();
+  for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
+    const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
+    const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
+    const int rows = static_cast<int>(std::min(kv.block_len, n - first));
+    const float qm = kv.k_mean ? mean_dot(kv, b, q, d) : 0.0f;
+    float bmax = -std::numeric_limits<float>::infinity();
+    for (int j = 0; j < rows; ++j) {
+      s[j] = (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale;
+      bmax = std::max(bmax, s[j]);
+    }
+    const float mnew = std::max(max, bmax);
+    const float ms = kernels::exp_approx(max - mnew);
+    for (int c = 0; c < d; ++c) acc[c] *= ms;
+    sum *= ms;
+    max = mnew;
+    for (int j = 0; j < rows; ++j) {
+      const float p = kernels::exp_approx(s[j] - max);
+      sum += p;
+      kv.v_to_float(v + j * vr, vrow, d);
+      for (int c = 0; c < d; ++c) acc[c] = std::fma(p, vrow[c], acc[c]);
+    }
+  }
+  const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
+  for (int c = 0; c < d; ++c) out[c] = acc[c] * inv;
 }
 
 }  // namespace ref
