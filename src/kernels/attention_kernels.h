@@ -7,8 +7,11 @@
 // contiguous run: a block boundary changes no bit. Scalar twin in
 // attention_ref.cpp; the AVX-512 version sums in the same order, so both give
 // identical bits.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
+#include "kernels/f32_kernels.h"
 #include "platform/cpu.h"
 
 namespace kestrel::kernels {
@@ -41,6 +44,28 @@ using AttendF32Fn = void (*)(const KvBlocks<float>& kv, int64_t n, int d, const 
 // kernels/attention_set.h.
 
 namespace ref {
+// One KV block of the block-wise online softmax the sage and int8 twins share
+// (one rescale per block, exp_approx): max rises to the block's scores' max,
+// acc [d] and sum are rescaled by exp_approx(old - new max), then each row j adds
+// p_j = exp_approx(s_j - max) to sum and p_j * v_j to acc (fma), v_j written into
+// vrow [d] by value_row(j, vrow).
+template <class ValueRow>
+inline void softmax_block(const float* s, int rows, int d, float& max, float& sum, float* acc, float* vrow,
+                          ValueRow value_row) {
+  float bmax = max;
+  for (int j = 0; j < rows; ++j) bmax = std::max(bmax, s[j]);
+  const float ms = exp_approx(max - bmax);
+  for (int c = 0; c < d; ++c) acc[c] *= ms;
+  sum *= ms;
+  max = bmax;
+  for (int j = 0; j < rows; ++j) {
+    const float p = exp_approx(s[j] - max);
+    sum += p;
+    value_row(j, vrow);
+    for (int c = 0; c < d; ++c) acc[c] = std::fma(p, vrow[c], acc[c]);
+  }
+}
+
 void attend_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_f32(const KvBlocks<float>& kv, int64_t n, int d, const float* q, float scale, float* out);
 }  // namespace ref

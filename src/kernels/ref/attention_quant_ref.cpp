@@ -101,22 +101,8 @@ void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q
     const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
     const int rows = static_cast<int>(std::min(kv.block_len, n - first));
     const float qm = kv.k_mean ? mean_dot(kv, b, q, d) : 0.0f;
-    float bmax = -std::numeric_limits<float>::infinity();
-    for (int j = 0; j < rows; ++j) {
-      s[j] = (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale;
-      bmax = std::max(bmax, s[j]);
-    }
-    const float mnew = std::max(max, bmax);
-    const float ms = kernels::exp_approx(max - mnew);
-    for (int c = 0; c < d; ++c) acc[c] *= ms;
-    sum *= ms;
-    max = mnew;
-    for (int j = 0; j < rows; ++j) {
-      const float p = kernels::exp_approx(s[j] - max);
-      sum += p;
-      kv.v_to_float(v + j * vr, vrow, d);
-      for (int c = 0; c < d; ++c) acc[c] = std::fma(p, vrow[c], acc[c]);
-    }
+    for (int j = 0; j < rows; ++j) s[j] = (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale;
+    softmax_block(s, rows, d, max, sum, acc, vrow, [&](int j, float* row) { kv.v_to_float(v + j * vr, row, d); });
   }
   const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
   for (int c = 0; c < d; ++c) out[c] = acc[c] * inv;

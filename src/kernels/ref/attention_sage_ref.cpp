@@ -21,7 +21,7 @@ void attend_sage_f16(const KvBlocks<uint16_t> &kv, int64_t n, int d, const float
   uint8_t qu[512];  // q8 + 128: the u8 operand
   for (int c = 0; c < d; ++c) qu[c] = static_cast<uint8_t>(static_cast<int>(std::nearbyint(q[c] * iq)) + 128);
 
-  float acc[512], mean[512], kf[64 * 512];
+  float acc[512], mean[512], vrow[512], kf[64 * 512];
   int8_t k8[64 * 512];
   std::fill(acc, acc + d, 0.0f);
   float sum = 0.0f, max = -std::numeric_limits<float>::infinity();
@@ -57,7 +57,6 @@ void attend_sage_f16(const KvBlocks<uint16_t> &kv, int64_t n, int d, const float
     const float qm = (t4[0] + t4[2]) + (t4[1] + t4[3]);
     const float ds = sq * sk * scale;
     float s[64];
-    float bmax = -std::numeric_limits<float>::infinity();
     for (int j = 0; j < rows; ++j) {
       int32_t dot = 0, ksum = 0;
       for (int c = 0; c < d; ++c) {
@@ -65,19 +64,11 @@ void attend_sage_f16(const KvBlocks<uint16_t> &kv, int64_t n, int d, const float
         ksum += k8[j * d + c];
       }
       s[j] = static_cast<float>(dot - 128 * ksum) * ds + qm * scale;
-      bmax = std::max(bmax, s[j]);
     }
     // Online softmax, one rescale per block.
-    const float mnew = std::max(max, bmax);
-    const float ms = kernels::exp_approx(max - mnew);
-    for (int c = 0; c < d; ++c) acc[c] *= ms;
-    sum *= ms;
-    max = mnew;
-    for (int j = 0; j < rows; ++j) {
-      const float p = kernels::exp_approx(s[j] - max);
-      sum += p;
-      for (int c = 0; c < d; ++c) acc[c] = std::fma(p, fp16_to_f32(v[j * d + c]), acc[c]);
-    }
+    softmax_block(s, rows, d, max, sum, acc, vrow, [&](int j, float* row) {
+      for (int c = 0; c < d; ++c) row[c] = fp16_to_f32(v[j * d + c]);
+    });
   }
   const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
   for (int c = 0; c < d; ++c) out[c] = acc[c] * inv;
