@@ -4,6 +4,7 @@
 //  attn_row/<algo>/<kv>/<isa>/d<d>/n<keys>: one query row (decode) against n
 //    cached keys in 16-row paged blocks; bytes/s counts the K and V bytes read
 //    (8k keys of F16 at d=128 is 4 MB per head: past L2, as in a long decode).
+//    sage/q8_0 is the smoothed-K cache (kv/kv_cache.h) with its block means.
 //  attn_tile/<algo>/<kv>/<isa>/d<d>/n<keys>: a prompt tile of 64 query rows,
 //    causal over the last 64 of n keys.
 // Values are random normals (the kernels' speed does not depend on them).
@@ -26,12 +27,13 @@ constexpr int64_t kBlock = 16;  // the KV cache's block length
 
 struct Cache {
   std::vector<uint8_t> k, v;
+  std::vector<uint16_t> means;  // smoothed keys (sage over a block-quantized K): one F16 mean key per block
   std::vector<int32_t> ids;
   KvRows rows;
   size_t bytes;
 };
 
-Cache make_cache(DType t, int64_t n, int d) {
+Cache make_cache(DType t, int64_t n, int d, bool smoothed) {
   Cache c;
   const size_t rb = row_bytes(t, d);
   const int64_t blocks = (n + kBlock - 1) / kBlock;
@@ -51,13 +53,18 @@ Cache make_cache(DType t, int64_t n, int d) {
   }
   const int64_t stride = kBlock * static_cast<int64_t>(rb);
   c.rows = KvRows{c.k.data(), c.v.data(), c.ids.data(), stride, kBlock, stride, t, t};
+  if (smoothed) {  // zero means: the same work as real ones
+    c.means.assign(static_cast<size_t>(blocks) * d, 0);
+    c.rows.k_mean = c.means.data();
+    c.rows.mean_stride = d;
+  }
   c.bytes = 2 * rb * static_cast<size_t>(n);
   return c;
 }
 
 void bench_row(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, int d, int64_t n) {
   const AttentionKernelSet& set = attention_kernel_set(t, algo, isa);
-  const Cache c = make_cache(t, n, d);
+  const Cache c = make_cache(t, n, d, smooths_keys(t, algo));
   std::vector<float> q(static_cast<size_t>(d), 0.1f), out(q.size());
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (auto _ : state) {
@@ -71,7 +78,7 @@ void bench_row(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, in
 
 void bench_tile(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, int d, int64_t n) {
   const AttentionKernelSet& set = attention_kernel_set(t, algo, isa);
-  const Cache c = make_cache(t, n, d);
+  const Cache c = make_cache(t, n, d, smooths_keys(t, algo));
   constexpr int kRows = 64;
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -102,6 +109,7 @@ int register_all() {
   };
   const Kind kinds[] = {{AttentionAlgo::Exact, DType::F16},  {AttentionAlgo::Exact, DType::Q8_0},
                         {AttentionAlgo::Exact, DType::Q4_0}, {AttentionAlgo::Sage, DType::F16},
+                        {AttentionAlgo::Sage, DType::Q8_0},
                         {AttentionAlgo::Int8, DType::F16}};
   for (Isa isa : supported_isas())
     for (const Kind& k : kinds)

@@ -24,6 +24,15 @@ inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 round_f16(__m256 x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
 
+// Values 8i..8i+7 of a Q8_0 row as floats, q * d: the products
+// dequantize_row_q8_0 stores (the same bits), without the call and the row
+// buffer (a call would also spill the accumulators every key).
+inline __m256 q8_0_vec(const BlockQ8_0* b, int i) {
+  const BlockQ8_0& blk = b[i / 4];
+  const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.qs + 8 * (i % 4)));
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(_cvtsh_ss(blk.d)));
+}
+
 // The twin's dot_like_ggml over one key row, q already in registers' memory.
 template <class T>
 inline float dot_like_ggml(const T* k, const __m256* q, int nv, int body) {
@@ -124,22 +133,28 @@ void attend_f32(const KvBlocks<float>& kv, int64_t n, int d, const float* q, flo
   attend<false>(kv, n, d, q, scale, out);
 }
 
+namespace {
+
+void scores_q8_0(const uint8_t* k, int rows, int64_t kr, const BlockQ8_0* qb, int nb, float* s);
+void prefetch_block(const KvQuantBlocks& kv, int64_t b, int64_t kr, int64_t vr, int d);
+
 // Quantized or mixed caches: the twin's arithmetic with the AVX2 format
 // kernels (quant_rows(.., Isa::Avx2)) and vector scale/fma, which round
-// element by element like the twin's loops.
-void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
-  if (d % 8 != 0) {
-    ref::attend_quant(kv, n, d, q, scale, out);
-    return;
-  }
+// element by element like the twin's loops. Q8_0 keys: the block's scores
+// first, 8 keys at a time (the same products, summed in another order, as the
+// format's vec_dot already does), then the per-key online softmax. NV as in
+// sage_quant below.
+template <int NV>
+void quant_exact(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
   alignas(64) uint8_t qq[512 * sizeof(float)];
-  alignas(64) float vrow[512];
-  __m256 acc[64];
+  alignas(64) float vrow[512], sc[64] = {};
+  __m256 acc[NV ? NV : 64];
   kv.q_to_vec_dot(q, qq, d);
-  const int nv = d / 8;
+  const int nv = NV ? NV : d / 8;
   const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d));
   const int64_t vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
   const bool v16 = kv.v_type == DType::F16;  // ggml keeps the V sum in F16 then
+  const bool q8 = kv.k_type == DType::Q8_0 && kv.block_len <= 64;
   for (int i = 0; i < nv; ++i) acc[i] = _mm256_setzero_ps();
   float sum = 0.0f;
   float max = -std::numeric_limits<float>::infinity();
@@ -147,8 +162,10 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
     const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
     const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
     const int64_t rows = std::min(kv.block_len, n - first);
+    if (first + kv.block_len < n) prefetch_block(kv, b + 1, kr, vr, d);
+    if (q8) scores_q8_0(k, static_cast<int>(rows), kr, reinterpret_cast<const BlockQ8_0*>(qq), d / 32, sc);
     for (int64_t j = 0; j < rows; ++j) {
-      const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
+      const float s = (q8 ? sc[j] : kv.k_vec_dot(d, k + j * kr, qq)) * scale;
       const auto [ms, vs, rescale] = online_step(s, max);
       if (rescale) {
         const __m256 m = _mm256_set1_ps(ms);
@@ -158,6 +175,9 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
       if (v16) {  // F16 V: convert in registers, no row buffer
         const uint16_t* vh = reinterpret_cast<const uint16_t*>(v + j * vr);
         for (int i = 0; i < nv; ++i) acc[i] = round_f16(_mm256_fmadd_ps(load8(vh + 8 * i), w, acc[i]));
+      } else if (kv.v_type == DType::Q8_0) {
+        const auto* vb = reinterpret_cast<const BlockQ8_0*>(v + j * vr);
+        for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(q8_0_vec(vb, i), w, acc[i]);
       } else {
         kv.v_to_float(v + j * vr, vrow, d);
         for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(_mm256_load_ps(vrow + 8 * i), w, acc[i]);
@@ -167,6 +187,18 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
   }
   const __m256 inv = _mm256_set1_ps(sum == 0.0f ? 0.0f : 1.0f / sum);
   for (int i = 0; i < nv; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
+}
+
+}  // namespace
+
+void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  if (d % 8 != 0) {
+    ref::attend_quant(kv, n, d, q, scale, out);
+    return;
+  }
+  if (d == 64) return quant_exact<8>(kv, n, d, q, scale, out);
+  if (d == 128) return quant_exact<16>(kv, n, d, q, scale, out);
+  quant_exact<0>(kv, n, d, q, scale, out);
 }
 
 namespace {
@@ -207,6 +239,20 @@ void scores_q8_0(const uint8_t* k, int rows, int64_t kr, const BlockQ8_0* qb, in
 // attn=sage over smoothed block-quantized keys: the twin's operations
 // (ref::attend_sage_quant) with the AVX2 format kernels, exp_approx8 over 8
 // scores at a time (the twin's exp_approx bits) and vector fma per channel.
+// Logical block b's keys, values and mean, towards L1 while block b - 1 is
+// computed: blocks of one head lie a whole physical block of every layer and
+// head apart (kv/kv_cache.h), a stride no hardware prefetcher follows across pages.
+inline void prefetch_block(const KvQuantBlocks& kv, int64_t b, int64_t kr, int64_t vr, int d) {
+  const char* k = reinterpret_cast<const char*>(kv.k + kv.ids[b] * kv.k_stride);
+  const char* v = reinterpret_cast<const char*>(kv.v + kv.ids[b] * kv.v_stride);
+  for (int64_t o = 0; o < kv.block_len * kr; o += 64) _mm_prefetch(k + o, _MM_HINT_T0);
+  for (int64_t o = 0; o < kv.block_len * vr; o += 64) _mm_prefetch(v + o, _MM_HINT_T0);
+  if (kv.k_mean) {
+    const char* m = reinterpret_cast<const char*>(block_mean(kv, b));
+    for (int o = 0; o < d * 2; o += 64) _mm_prefetch(m + o, _MM_HINT_T0);
+  }
+}
+
 // The twin's mean_dot (kernels/attention_quant.h): its 8 lanes are a register's.
 inline float mean_dot8(const KvQuantBlocks& kv, int64_t b, const float* q, int d) {
   const uint16_t* m = block_mean(kv, b);
@@ -235,6 +281,7 @@ void sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float
     const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
     const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
     const int rows = static_cast<int>(std::min(kv.block_len, n - first));
+    if (first + kv.block_len < n) prefetch_block(kv, b + 1, kr, vr, d);
     const float qm = kv.k_mean ? mean_dot8(kv, b, q, d) : 0.0f;
     float bmax = -std::numeric_limits<float>::infinity();
     if (q8) {  // the scores 8 keys at a time
@@ -263,6 +310,9 @@ void sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float
       if (v16) {
         const uint16_t* vh = reinterpret_cast<const uint16_t*>(v + j * vr);
         for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(w, load8(vh + 8 * i), acc[i]);
+      } else if (kv.v_type == DType::Q8_0) {
+        const auto* vb = reinterpret_cast<const BlockQ8_0*>(v + j * vr);
+        for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(w, q8_0_vec(vb, i), acc[i]);
       } else {
         kv.v_to_float(v + j * vr, vrow, d);
         for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(w, _mm256_load_ps(vrow + 8 * i), acc[i]);
