@@ -16,34 +16,10 @@
 #include "golden/attention/format.h"
 #include "kernels/attention_int8.h"
 #include "kernels/attention_sage.h"
-#include "kernels/attention_set.h"
-#include "kv/attention.h"
-#include "kv/kv_cache.h"
+#include "golden/attention/reference.h"
 
 namespace kestrel {
 namespace {
-
-// Attention of query row p of head h over positions [0, p] of the capture, in
-// double over the F16 values.
-std::vector<double> reference(const testing::QkvCapture& c, int li, int h, int p, double scale) {
-  const int d = c.head_dim;
-  const float* q = c.q(li, p, h);
-  std::vector<double> sc(p + 1), want(d, 0.0);
-  double m = -1e300, l = 0;
-  for (int j = 0; j <= p; ++j) {
-    double dot = 0;
-    for (int i = 0; i < d; ++i) dot += double{q[i]} * c.k(li, j, h)[i];
-    sc[j] = dot * scale;
-    m = std::max(m, sc[j]);
-  }
-  for (int j = 0; j <= p; ++j) {
-    const double w = std::exp(sc[j] - m);
-    l += w;
-    for (int i = 0; i < d; ++i) want[i] += w * c.v(li, j, h)[i];
-  }
-  for (double& w : want) w /= l;
-  return want;
-}
 
 // Cosine similarity and relative error of every output row of a layer.
 struct LayerStats {
@@ -93,7 +69,7 @@ TEST(SageGolden, ReferencesKeepThePapersBarsOnRealActivations) {
             kernels::ref::attend_int8_f16(kv, p + 1, d, q, scale, out.data());
           else
             kernels::ref::attend_sage_f16(kv, p + 1, d, q, scale, out.data(), algo == 0);
-          st.add(out.data(), reference(c, static_cast<int>(li), h, p, scale));
+          st.add(out.data(), testing::reference_attention(c, static_cast<int>(li), h, p, scale));
         }
       }
       const double cos = st.cos(), rel = st.rel(), worst_row = st.worst_row;
@@ -108,38 +84,6 @@ TEST(SageGolden, ReferencesKeepThePapersBarsOnRealActivations) {
       // one stage at a time in float): the per-token INT8 scores alone cost
       // 0.012 of layer 1's 0.016; at layer 20 P at 1/255 alone costs 0.013.
       if (algo == 2) EXPECT_LE(rel, 0.035) << "int8, layer " << c.layers[li].layer;
-    }
-}
-
-TEST(SageGolden, TheSmoothedQ8_0CacheKeepsTheBarOnRealActivations) {
-  // attn=sage as the engine runs it over -ctk q8_0: K rotated, smoothed by the
-  // block means and stored as q8_0 (kv/kv_cache.h), V F16, the decode kernel of
-  // the best Isa here; next to it llama.cpp's q8_0 K (exact, rotated, unsmoothed).
-  const testing::QkvCapture c =
-      testing::read_qkv(std::string(KESTREL_SOURCE_DIR) + "/tests/golden/attention/smollm2_qkv.bin");
-  const int d = c.head_dim, n = c.n_pos;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  for (const kernels::AttentionAlgo algo : {kernels::AttentionAlgo::Sage, kernels::AttentionAlgo::Exact})
-    for (size_t li = 0; li < c.layers.size(); ++li) {
-      const int l = static_cast<int>(li);
-      KvCache cache(KvShape{1, c.n_heads, d, n, 1}, DType::Q8_0, DType::F16, best_isa(), true,
-                    kernels::smooths_keys(DType::Q8_0, algo));
-      for (int p = 0; p < n; ++p) cache.store(0, 0, p, c.k(l, p, 0), c.v(l, p, 0));
-      cache.set_seq_len(0, n);
-      const auto& set = kernels::attention_kernel_set(DType::Q8_0, DType::F16, algo, best_isa());
-      LayerStats st;
-      std::vector<float> out(d);
-      for (int h = 0; h < c.n_heads; ++h)
-        for (int p = 0; p < n; ++p) {
-          attend_head(cache, 0, 0, AttentionParams{c.n_heads, c.n_heads, d, scale}, h, c.q(l, p, h), p + 1,
-                      out.data(), set);
-          st.add(out.data(), reference(c, l, h, p, scale));
-        }
-      std::cout << (algo == kernels::AttentionAlgo::Sage ? "sage, smoothed q8_0 K" : "exact, q8_0 K") << " ("
-                << isa_name(best_isa()) << "), layer " << c.layers[li].layer << ": layer cos " << st.cos()
-                << ", relative error " << st.rel() << ", worst row cos " << st.worst_row << "\n";
-      EXPECT_GE(st.cos(), 0.999) << "layer " << c.layers[li].layer;
-      EXPECT_GE(st.worst_row, 0.99) << "layer " << c.layers[li].layer;
     }
 }
 
