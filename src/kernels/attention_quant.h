@@ -55,6 +55,18 @@ struct KvQuantBlocks {
   int64_t mean_id_div = 1;
 };
 
+// Logical block b of kv, whose first row is row `first` of n: where its keys
+// and values start and how many of the n rows it holds.
+struct QuantBlockRows {
+  const uint8_t* k;
+  const uint8_t* v;
+  int rows;
+};
+inline QuantBlockRows block_rows(const KvQuantBlocks& kv, int64_t b, int64_t first, int64_t n) {
+  return {kv.k + kv.ids[b] * kv.k_stride, kv.v + kv.ids[b] * kv.v_stride,
+          static_cast<int>(n - first < kv.block_len ? n - first : kv.block_len)};
+}
+
 // Smoothed keys: the F16 mean key of logical block b.
 inline const uint16_t* block_mean(const KvQuantBlocks& kv, int64_t b) {
   return kv.k_mean + (kv.ids[b] / kv.mean_id_div) * kv.mean_stride;

@@ -35,6 +35,18 @@ struct F32Kernels {
 // could be the one the linker keeps.
 float exp_approx(float x);
 
+// Its constants, which every width's version (exp_approx8, exp_approx16) shares.
+struct ExpApprox {
+  static constexpr float kMin = -87.0f;  // below: 0
+  static constexpr float kMax = 88.0f;   // x capped here
+  static constexpr float kLog2e = 1.44269504088896341f;
+  static constexpr float kLn2Hi = -0.693359375f;  // -ln 2 in two parts (Cody-Waite)
+  static constexpr float kLn2Lo = 2.12194440e-4f;
+  // e^r - 1 - r = r^2 (((((c0 r + c1) r + c2) r + c3) r + c4) r + c5), Horner from c0.
+  static constexpr float kPoly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                                     4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+};
+
 // The table for `isa`, lowered to what the CPU runs; the no-argument form uses best_isa().
 const F32Kernels& f32_kernels(Isa isa);
 const F32Kernels& f32_kernels();

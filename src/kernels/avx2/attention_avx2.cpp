@@ -147,7 +147,7 @@ void prefetch_block(const KvQuantBlocks& kv, int64_t b, int64_t kr, int64_t vr, 
 template <int NV>
 void quant_exact(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
   alignas(64) uint8_t qq[512 * sizeof(float)];
-  alignas(64) float vrow[512], sc[64] = {};
+  alignas(64) float vrow[512], sc[64];  // scores_q8_0 writes whole groups of 8
   __m256 acc[NV ? NV : 64];
   kv.q_to_vec_dot(q, qq, d);
   const int nv = NV ? NV : d / 8;
@@ -159,9 +159,7 @@ void quant_exact(const KvQuantBlocks& kv, int64_t n, int d, const float* q, floa
   float sum = 0.0f;
   float max = -std::numeric_limits<float>::infinity();
   for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
-    const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
-    const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
-    const int64_t rows = std::min(kv.block_len, n - first);
+    const auto [k, v, rows] = block_rows(kv, b, first, n);
     if (first + kv.block_len < n) prefetch_block(kv, b + 1, kr, vr, d);
     if (q8) scores_q8_0(k, static_cast<int>(rows), kr, reinterpret_cast<const BlockQ8_0*>(qq), d / 32, sc);
     for (int64_t j = 0; j < rows; ++j) {
@@ -266,7 +264,7 @@ inline float mean_dot8(const KvQuantBlocks& kv, int64_t b, const float* q, int d
 template <int NV>
 void sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
   alignas(64) uint8_t qq[512 * sizeof(float)];
-  alignas(64) float vrow[512], s[64] = {}, p[64];
+  alignas(64) float vrow[512], s[64], p[64];
   __m256 acc[NV ? NV : 64];
   kv.q_to_vec_dot(q, qq, d);
   const int nv = NV ? NV : d / 8;
@@ -278,9 +276,7 @@ void sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float
   float sum = 0.0f;
   float max = -std::numeric_limits<float>::infinity();
   for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
-    const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
-    const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
-    const int rows = static_cast<int>(std::min(kv.block_len, n - first));
+    const auto [k, v, rows] = block_rows(kv, b, first, n);
     if (first + kv.block_len < n) prefetch_block(kv, b + 1, kr, vr, d);
     const float qm = kv.k_mean ? mean_dot8(kv, b, q, d) : 0.0f;
     float bmax = -std::numeric_limits<float>::infinity();
@@ -302,6 +298,7 @@ void sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float
     for (int i = 0; i < nv; ++i) acc[i] = _mm256_mul_ps(acc[i], msv);
     sum *= ms;
     max = mnew;
+    for (int j = rows; j % 8 != 0; ++j) s[j] = 0.0f;  // exp_approx8 reads whole groups of 8
     const __m256 mv = _mm256_set1_ps(max);
     for (int j = 0; j < rows; j += 8) _mm256_store_ps(p + j, exp_approx8(_mm256_sub_ps(_mm256_load_ps(s + j), mv)));
     for (int j = 0; j < rows; ++j) {

@@ -33,9 +33,7 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
   float sum = 0.0f;
   float max = -std::numeric_limits<float>::infinity();
   for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
-    const uint8_t* k = kv.k + kv.ids[b] * kv.k_stride;
-    const uint8_t* v = kv.v + kv.ids[b] * kv.v_stride;
-    const int64_t rows = std::min(kv.block_len, n - first);
+    const auto [k, v, rows] = block_rows(kv, b, first, n);
     for (int64_t j = 0; j < rows; ++j) {
       const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
       float ms = 1.0f, vs = 1.0f;

@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include "kernels/f32_kernels.h"
+
 namespace kestrel::kernels {
 namespace {
 
@@ -20,18 +22,15 @@ inline float half_to_float_512(uint16_t h) { return _cvtsh_ss(h); }
 // exp_approx (kernels/f32_kernels.h) on 16 lanes: the same operations, so the
 // same bits as the scalar form.
 inline __m512 exp_approx16(__m512 x) {
-  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-  x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  using E = ExpApprox;
+  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(E::kMin), _CMP_GE_OQ);
+  x = _mm512_min_ps(x, _mm512_set1_ps(E::kMax));
+  const __m512 n =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(E::kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(E::kLn2Hi), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(E::kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(E::kPoly[0]);
+  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(E::kPoly[i]));
   const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
   // Dead lanes may hold any n: their 2^n is never used.
   const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);

@@ -10,17 +10,14 @@
 namespace kestrel::kernels {
 
 float exp_approx(float x) {
-  if (!(x >= -87.0f)) return 0.0f;
-  x = std::min(x, 88.0f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  float r = std::fma(n, -0.693359375f, x);
-  r = std::fma(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = std::fma(p, r, 1.3981999507e-3f);
-  p = std::fma(p, r, 8.3334519073e-3f);
-  p = std::fma(p, r, 4.1665795894e-2f);
-  p = std::fma(p, r, 1.6666665459e-1f);
-  p = std::fma(p, r, 5.0000001201e-1f);
+  using E = ExpApprox;
+  if (!(x >= E::kMin)) return 0.0f;
+  x = std::min(x, E::kMax);
+  const float n = std::nearbyint(x * E::kLog2e);
+  float r = std::fma(n, E::kLn2Hi, x);
+  r = std::fma(n, E::kLn2Lo, r);
+  float p = E::kPoly[0];
+  for (int i = 1; i < 6; ++i) p = std::fma(p, r, E::kPoly[i]);
   const float y = std::fma(p, r * r, r) + 1.0f;
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float two_n;
