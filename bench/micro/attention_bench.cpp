@@ -4,7 +4,8 @@
 //  attn_row/<algo>/<kv>/<isa>/d<d>/n<keys>: one query row (decode) against n
 //    cached keys in 16-row paged blocks; bytes/s counts the K and V bytes read
 //    (8k keys of F16 at d=128 is 4 MB per head: past L2, as in a long decode).
-//    sage/q8_0 is the smoothed-K cache (kv/kv_cache.h) with its block means.
+//    sage/q8_0 and int8/q8_0 are the smoothed-K cache (kv/kv_cache.h) with its
+//    block means (int8/q8_0: V q8_0 too, P.V in integers).
 //  attn_tile/<algo>/<kv>/<isa>/d<d>/n<keys>: a prompt tile of 64 query rows,
 //    causal over the last 64 of n keys.
 // Values are random normals (the kernels' speed does not depend on them).
@@ -109,8 +110,8 @@ int register_all() {
   };
   const Kind kinds[] = {{AttentionAlgo::Exact, DType::F16},  {AttentionAlgo::Exact, DType::Q8_0},
                         {AttentionAlgo::Exact, DType::Q4_0}, {AttentionAlgo::Sage, DType::F16},
-                        {AttentionAlgo::Sage, DType::Q8_0},
-                        {AttentionAlgo::Int8, DType::F16}};
+                        {AttentionAlgo::Sage, DType::Q8_0},  {AttentionAlgo::Int8, DType::F16},
+                        {AttentionAlgo::Int8, DType::Q8_0}};
   for (Isa isa : supported_isas())
     for (const Kind& k : kinds)
       for (int d : {64, 128}) {

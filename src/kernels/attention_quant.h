@@ -91,6 +91,9 @@ KvQuantBlocks quant_rows(const KvRows& r, Isa isa);
 // Keys [k0, k0 + nk) as F32, transposed, and values (attention_tiled.h).
 void gather_kv_tile(const KvQuantBlocks& kv, int64_t k0, int nk, int d, float* kt, float* vt);
 
+// attn=int8's levels of the quantized weights u_j (ref::attend_int8_quant).
+inline constexpr float kInt8PvLevels = 127.0f;
+
 namespace ref {
 // q: [d]; out: [d]; rows [0, n). d <= 512.
 void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
@@ -103,6 +106,21 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
 // avx2::attend_sage_quant (the AVX2 format kernels: scores within float
 // summation order of these, the rest the same operations).
 void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
+// attn=int8 (INT-FlashAttention, PAPERS.md card 2) over a Q8_0 V (and a
+// smoothed Q8_0 K): INT8 Q, K and V, and P.V as an integer dot product. The
+// scores and the block-wise softmax are attend_sage_quant's; then, per KV
+// block b and per 32-channel group g of V (one Q8_0 block of each row, whose
+// scale dv_jg is per token), the token's V scale is folded into its weight
+// and the weights are quantized to 7 bits with one scale per (b, g):
+//   w_j = p_j * dv_jg,  W = max_j w_j,  u_j = round(w_j * (127 / W))  (0..127)
+//   acc_c += (W / 127) * sum_j u_j * v8_jc        (exact int32 sum)
+// and the sum of the p_j in F32 as sage keeps it. Why 127 and a scale per
+// block rather than the paper's fixed 1/127: a Q8_0 V has a scale per token,
+// which a fixed P scale cannot absorb; and u_j <= 127 keeps AVX2's maddubs
+// (u8 x s8, pairs summed in int16) from saturating (2 * 127 * 127 < 2^15).
+// The integer sums are exact, so the AVX2 version (avx2::attend_int8_quant)
+// gives the twin's bits: only the score dot products differ in summation order.
+void attend_int8_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch);
 }  // namespace ref
 

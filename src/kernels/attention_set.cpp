@@ -124,6 +124,12 @@ std::vector<Candidates> make_candidates() {
   for (DType k : kv_types())
     if (smooths_keys(k, AttentionAlgo::Sage))
       for (DType v : kv_types()) c.push_back({k, v, AttentionAlgo::Sage, sage_row, quant_tile});
+  // int8 over INT8 K and V in the cache (Q8_0, K smoothed as for sage): the
+  // sage scores and softmax, P.V in integers (attention_quant.h
+  // attend_int8_quant). Prompt tiles: the quant tiles.
+  const PerIsa<AttendRowFn> int8_row = {row_quant<Isa::Scalar, ref::attend_int8_quant>,
+                                        row_quant<Isa::Avx2, avx2::attend_int8_quant>, nullptr};
+  c.push_back({DType::Q8_0, DType::Q8_0, AttentionAlgo::Int8, int8_row, quant_tile});
   return c;
 }
 
@@ -184,7 +190,7 @@ std::span<const DType> kv_types() {
 }
 
 bool smooths_keys(DType k_type, AttentionAlgo algo) {
-  return algo == AttentionAlgo::Sage && traits(k_type).block_size > 1;
+  return (algo == AttentionAlgo::Sage || algo == AttentionAlgo::Int8) && traits(k_type).block_size > 1;
 }
 
 bool has_attention_kernels(DType k_type, DType v_type, AttentionAlgo algo) {

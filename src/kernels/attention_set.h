@@ -85,8 +85,9 @@ struct AttentionKernelSet {
 const AttentionKernelSet& attention_kernel_set(DType k_type, DType v_type, AttentionAlgo algo, Isa isa);
 bool has_attention_kernels(DType k_type, DType v_type, AttentionAlgo algo);
 // Whether the cache must store K smoothed (kv/kv_cache.h) for this pair: sage
-// over a block-quantized K (q8_0, q4_0, ...). Sage over an F16 cache smooths
-// each block on the fly instead (kernels/attention_sage.h).
+// or int8 over a block-quantized K (q8_0, q4_0, ...). Over an F16 cache they
+// quantize (and sage smooths) each block on the fly instead
+// (kernels/attention_sage.h, attention_int8.h).
 bool smooths_keys(DType k_type, AttentionAlgo algo);
 // K and V of one type.
 inline const AttentionKernelSet& attention_kernel_set(DType kv_type, AttentionAlgo algo, Isa isa) {

@@ -13,7 +13,9 @@ namespace {
 
 // Evaluates one chunk at a time from an empty cache and keeps only the logits
 // perplexity uses, so the vocabulary projection of the first half is skipped
-// (llama-perplexity asks for those rows only, too).
+// (llama-perplexity asks for those rows only, too). The rows are handed over
+// batch by batch and not kept: a 16k chunk of a 152k vocabulary would be 10 GB
+// of logits (llama-perplexity holds them all), one batch of 512 is 300 MB.
 class ChunkEvaluator {
  public:
   ChunkEvaluator(const Model& model, const PerplexityOptions& o, const PerplexityPlan& plan)
@@ -25,14 +27,16 @@ class ChunkEvaluator {
   ThreadPool& pool() { return core_.pool(); }
   const EngineConfig& config() const { return core_.config(); }
 
-  // chunk: [n_ctx] tokens as evaluated. Returns [n_scored, n_vocab]: the logits
-  // at positions first .. n_ctx-2.
-  std::span<const float> eval(std::span<const int32_t> chunk) {
+  // chunk: [n_ctx] tokens as evaluated. Calls on_rows(i0, logits) per batch
+  // with the logits [n, n_vocab] at positions first + i0 .. first + i0 + n - 1
+  // (the scored positions are first .. n_ctx-2).
+  template <class OnRows>
+  void eval(std::span<const int32_t> chunk, OnRows on_rows) {
     const int64_t n_vocab = model_.config().n_vocab;
     const int last_wanted = plan_.n_ctx - 2;
-    logits_.resize(static_cast<size_t>(plan_.n_scored_per_chunk()) * n_vocab);
+    logits_.resize(static_cast<size_t>(std::min(n_batch_, plan_.n_scored_per_chunk())) * n_vocab);
     core_.cache().clear();
-    int64_t rows = 0;
+    int rows = 0;
     for (int start = 0; start < plan_.n_ctx; start += n_batch_) {
       const int n = std::min(n_batch_, plan_.n_ctx - start);
       batch_.clear();
@@ -40,10 +44,11 @@ class ChunkEvaluator {
         const int pos = start + i;
         batch_.add(chunk[pos], pos, 0, pos >= plan_.first && pos <= last_wanted);
       }
-      core_.forward(batch_, logits_.data() + rows * n_vocab);
-      rows += batch_.n_logits();
+      core_.forward(batch_, logits_.data());
+      const int got = static_cast<int>(batch_.n_logits());
+      if (got > 0) on_rows(rows, std::span<const float>(logits_.data(), static_cast<size_t>(got) * n_vocab));
+      rows += got;
     }
-    return logits_;
   }
 
  private:
@@ -128,23 +133,25 @@ PerplexityResult run_perplexity(const Model& model, std::span<const int32_t> tok
     const auto chunk_tokens = tokens.subspan(static_cast<size_t>(c) * plan.n_ctx, plan.n_ctx);
     std::copy(chunk_tokens.begin(), chunk_tokens.end(), chunk.begin());
     if (add_bos) chunk[0] = tok.bos();
-    const std::span<const float> logits = evaluator.eval(chunk);
-    // Row i holds the logits at position first + i, which predict the token at first + i + 1.
-    auto row = [&](int i) { return logits.subspan(static_cast<size_t>(i) * n_vocab, n_vocab); };
     auto target = [&](int i) { return chunk_tokens[plan.first + i + 1]; };
     const int64_t record_row0 = record_to ? record_to->add_chunk(chunk_tokens) : 0;
     const int64_t base_row0 = static_cast<int64_t>(c) * n_scored;
-
-    evaluator.pool().parallel_for(n_scored, [&](int64_t i0, int64_t i1, int) {
-      for (int i = static_cast<int>(i0); i < static_cast<int>(i1); ++i) {
-        if (compare_with) {
-          kl_tokens[i] = compare_row(row(i), compare_with->row(base_row0 + i), target(i));
-          nll[i] = kl_tokens[i].nll;
-        } else {
-          nll[i] = row_nll(row_softmax(row(i)), row(i), target(i));
+    evaluator.eval(chunk, [&](int i0, std::span<const float> logits) {
+      // Row i - i0 holds the logits at position first + i, which predict the
+      // token at first + i + 1.
+      auto row = [&](int i) { return logits.subspan(static_cast<size_t>(i - i0) * n_vocab, n_vocab); };
+      const int n_rows = static_cast<int>(logits.size() / n_vocab);
+      evaluator.pool().parallel_for(n_rows, [&](int64_t j0, int64_t j1, int) {
+        for (int i = i0 + static_cast<int>(j0); i < i0 + static_cast<int>(j1); ++i) {
+          if (compare_with) {
+            kl_tokens[i] = compare_row(row(i), compare_with->row(base_row0 + i), target(i));
+            nll[i] = kl_tokens[i].nll;
+          } else {
+            nll[i] = row_nll(row_softmax(row(i)), row(i), target(i));
+          }
+          if (record_to) record_to->fill_row(record_row0 + i, row(i), target(i));
         }
-        if (record_to) record_to->fill_row(record_row0 + i, row(i), target(i));
-      }
+      });
     });
 
     // Sums in position order, so results do not depend on the thread count.

@@ -69,7 +69,8 @@ std::vector<std::string> attention_values() {
 
 // sage rounds Q and the smoothed K to 8 bits (half a step of absmax/127 each);
 // int8 also rounds V per channel and every probability to 1/255 of its block's
-// largest. On the tiny test model (random weights, prompts of 14-64 tokens)
+// largest (over a q8_0 cache: each weight times its token's V scale, to 1/127
+// of the block's largest). On the tiny test model (random weights, prompts of 14-64 tokens)
 // the logits moved by 1.8 % (sage) and 1.6 % (int8) of their largest
 // magnitude: close to the default 2 %, so both declare 5 %, still far below a
 // broken kernel (a wrong scale or a lost block moves logits by their own size).
@@ -110,9 +111,9 @@ std::vector<SwitchSpec> make_specs() {
       {"attn",
        "attention algorithm: exact (float scores, llama.cpp's order), sage (SageAttention: K smoothed by its "
        "block mean, INT8 Q.K, float softmax and PV) or int8 (INT-FlashAttention: INT8 Q, K, V, P and an "
-       "integer PV). sage with a block-quantized K (kv_k=q8_0, q4_0, ...: any V) stores K smoothed in the "
-       "cache and reads it as integers, the layout that saves memory and bandwidth; sage with kv=f16 and int8 "
-       "(kv=f16 only) quantize each 16-key block of the f16 cache on the fly",
+       "integer PV). sage with a block-quantized K (kv_k=q8_0, q4_0, ...: any V) and int8 with kv=q8_0 store "
+       "K smoothed in the cache and read K (and int8 V) as integers, the layout that saves memory and "
+       "bandwidth; with kv=f16 both quantize each 16-key block of the f16 cache on the fly",
        attention_values(), "exact", always_supported,
        [](EngineConfig& c, const std::string& v) { c.attention = *kernels::attention_algo_from_name(v); },
        [](const EngineConfig& c) { return std::string(kernels::attention_algo_name(c.attention)); },
@@ -224,7 +225,8 @@ void check_engine_config(const EngineConfig& config) {
       !kernels::has_attention_kernels(config.k_type, config.v_type, config.attention))
     fail("attn=", kernels::attention_algo_name(config.attention), " has no kernels for kv=", kv_value(config),
          config.attention == kernels::AttentionAlgo::Int8
-             ? ": int8 runs over an f16 KV cache only (it quantizes each 16-key block of K and V itself): use kv=f16"
+             ? ": int8 runs over an f16 KV cache (it quantizes each 16-key block of K and V itself) or over "
+               "INT8 K and V in the cache: use kv=f16 or kv=q8_0"
              : ": sage needs K as f16 (V f16) or a block-quantized K (kv_k=q8_0, q4_0, q4_1, q5_0, q5_1; any V)",
          ", or attn=exact with kv=", kv_value(config), " (pairs with kernels: ", kernels::attention_pairs_text(),
          ")");

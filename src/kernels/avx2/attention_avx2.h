@@ -5,7 +5,7 @@
 //   attend_f16/f32, attend_tile_f16/f32  kernels/ref/attention_ref.cpp,
 //                                        attention_tiled_ref.cpp
 //   attend_quant, attend_tile_quant,     kernels/ref/attention_quant_ref.cpp
-//   attend_sage_quant                    (with the AVX2 format kernels)
+//   attend_sage_quant, attend_int8_quant (with the AVX2 format kernels)
 //   attend_sage_f16, attend_int8_f16     kernels/ref/attention_sage_ref.cpp,
 //   and their tiles                      attention_int8_ref.cpp
 // Declarations only (kernels/avx2/avx2_kernels.h holds the format kernels).
@@ -25,6 +25,7 @@ void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, flo
 void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch);
 void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
+void attend_int8_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
 
 void attend_sage_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_tile_sage_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);

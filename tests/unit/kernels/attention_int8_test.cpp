@@ -257,15 +257,16 @@ TEST(AttentionInt8, EachAlgorithmStaysWithinItsQuantizationBoundOfExact) {
   }
 }
 
-TEST(AttentionInt8, OnTheFlyOnlyOverTheF16CacheAndTheSetRunsTheTwinsAtScalar) {
+TEST(AttentionInt8, OnTheFlyOverTheF16CacheOrInt8InTheCacheAndTheSetRunsTheTwinsAtScalar) {
   EXPECT_TRUE(has_attention_kernels(DType::F16, AttentionAlgo::Sage));
   EXPECT_TRUE(has_attention_kernels(DType::F16, AttentionAlgo::Int8));
   EXPECT_FALSE(has_attention_kernels(DType::BF16, AttentionAlgo::Sage));
-  EXPECT_FALSE(has_attention_kernels(DType::Q8_0, AttentionAlgo::Int8));
+  EXPECT_TRUE(has_attention_kernels(DType::Q8_0, AttentionAlgo::Int8));  // INT8 K and V in the cache
+  EXPECT_FALSE(has_attention_kernels(DType::Q4_0, AttentionAlgo::Int8));
   EXPECT_FALSE(has_attention_kernels(DType::F32, AttentionAlgo::Int8));
   const std::string pairs = attention_pairs_text();
   EXPECT_NE(pairs.find("sage: K f16 V f16"), std::string::npos) << pairs;
-  EXPECT_NE(pairs.find("int8: K f16 V f16"), std::string::npos) << pairs;
+  EXPECT_NE(pairs.find("int8: K f16 V f16, K q8_0 V q8_0"), std::string::npos) << pairs;
   const Head h = make_head(64, 40, 16, Shape::Random, 5);
   const std::vector<float> q = random_q(64, 6);
   const KvRows erased{h.k.data(), h.v.data(), h.ids.data(), 16 * 64 * 2, 16};

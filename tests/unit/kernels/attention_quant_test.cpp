@@ -219,10 +219,10 @@ TEST(AttentionQuant, EveryPairOfKvTypesHasExactKernels) {
       if (isa_supported(Isa::Avx2)) {  // the AVX2 kernels, not the twin
         EXPECT_NE(s.row, attention_kernel_set(k, v, AttentionAlgo::Exact, Isa::Scalar).row);
       }
-      // int8 reads the f16 cache only; sage that too, or smoothed block-quantized
-      // keys with any V (kv/kv_cache.h).
+      // int8 reads the f16 cache or INT8 (q8_0) K and V; sage the f16 cache, or
+      // smoothed block-quantized keys with any V (kv/kv_cache.h).
       const bool f16 = k == DType::F16 && v == DType::F16;
-      EXPECT_EQ(has_attention_kernels(k, v, AttentionAlgo::Int8), f16);
+      EXPECT_EQ(has_attention_kernels(k, v, AttentionAlgo::Int8), f16 || (k == DType::Q8_0 && v == DType::Q8_0));
       EXPECT_EQ(has_attention_kernels(k, v, AttentionAlgo::Sage), f16 || traits(k).block_size > 1);
     }
 }

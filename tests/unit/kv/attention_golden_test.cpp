@@ -108,23 +108,31 @@ TEST(AttentionGolden, QuantizedCachesOnRealSmolLM2Activations) {
   // q5_1 and q4_0 do not, and are held to what they measure, with margin (their
   // PPL cost: docs/benchmarks.md). Row minima are printed, not checked: a few
   // rows whose output is near zero have a poor cosine under any rounding.
-  const Case cases[] = {{DType::F16, true, 0.99999}, {DType::BF16, true, 0.9995}, {DType::Q8_0, true, 0.999},
-                        {DType::Q8_0, false, 0.999},  {DType::Q5_1, true, 0.99},   {DType::Q4_0, true, 0.97},
+  const Case cases[] = {{DType::F16, true, 0.99999},
+                        {DType::BF16, true, 0.9995},
+                        {DType::Q8_0, true, 0.999},
+                        {DType::Q8_0, false, 0.999},
+                        {DType::Q5_1, true, 0.99},
+                        {DType::Q4_0, true, 0.97},
                         {DType::Q4_0, false, 0.95},
                         // attn=sage over a smoothed q8_0 K (kv/kv_cache.h), V F16: measured
                         // rows 0.999986 / 0.999969 (layers 1 / 20), tiles 0.999986 / 0.999956;
                         // llama.cpp's q8_0 K (exact, unsmoothed) rows 0.999968 / 0.999923.
-                        {DType::Q8_0, true, 0.99995, kernels::AttentionAlgo::Sage}};
+                        {DType::Q8_0, true, 0.99995, kernels::AttentionAlgo::Sage},
+                        // attn=int8 over q8_0 K (smoothed) and V: integer P.V
+                        // (attention_quant.h).
+                        {DType::Q8_0, true, 0.999, kernels::AttentionAlgo::Int8}};
   for (size_t li = 0; li < c.layers.size(); ++li)
     for (const Case& k : cases)
       for (bool tiled : {false, true}) {
         const Score s = run(c, static_cast<int>(li), k.type, k.rotate, tiled, k.algo);
-        const std::string what = "layer " + std::to_string(c.layers[li].layer) + " " +
-                                 std::string(dtype_name(k.type)) + (k.rotate ? "" : " unrotated") +
+        const std::string what = "layer " + std::to_string(c.layers[li].layer) + " " + std::string(dtype_name(k.type)) +
+                                 (k.rotate ? "" : " unrotated") +
                                  (k.algo == kernels::AttentionAlgo::Sage ? " sage (smoothed K)" : "") +
+                                 (k.algo == kernels::AttentionAlgo::Int8 ? " int8 (smoothed K, integer PV)" : "") +
                                  (tiled ? " tiles" : " rows");
-        std::cout << what << ": layer cos " << s.layer_cos << ", rows: min cos " << s.min_cos << " mean cos " << s.mean_cos << " max rel err " << s.max_rel
-                  << "\n";
+        std::cout << what << ": layer cos " << s.layer_cos << ", rows: min cos " << s.min_cos << " mean cos "
+                  << s.mean_cos << " max rel err " << s.max_rel << "\n";
         EXPECT_GE(s.layer_cos, k.layer_cos) << what;
       }
 }

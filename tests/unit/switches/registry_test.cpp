@@ -43,17 +43,21 @@ TEST(Switches, AttnInstallsTheAlgorithmAndRefusesKvTypesWithoutKernels) {
     EXPECT_NE(engine_settings_text(c).find(std::string("attn=") + v), std::string::npos);
   }
   EXPECT_THROW(parse_switch("attn=flash"), Error);
+  // int8 reads INT8 K and V from a q8_0 cache, or quantizes an f16 cache
+  // itself.
   EngineConfig c;
   apply_switches(c, parse_switch_list("kv=q8_0,attn=int8"));
+  EXPECT_NO_THROW(check_engine_config(c));
+  apply_switches(c, parse_switch_list("kv=q4_0"));
   try {
     check_engine_config(c);
-    FAIL() << "attn=int8 over a q8_0 cache has no kernels";
+    FAIL() << "attn=int8 over a q4_0 cache has no kernels";
   } catch (const Error& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("attn=int8"), std::string::npos) << what;
-    EXPECT_NE(what.find("kv=q8_0"), std::string::npos) << what;
-    EXPECT_NE(what.find("use kv=f16"), std::string::npos) << what;
-    EXPECT_NE(what.find("int8: K f16 V f16"), std::string::npos) << what;
+    EXPECT_NE(what.find("kv=q4_0"), std::string::npos) << what;
+    EXPECT_NE(what.find("use kv=f16 or kv=q8_0"), std::string::npos) << what;
+    EXPECT_NE(what.find("int8: K f16 V f16, K q8_0 V q8_0"), std::string::npos) << what;
   }
   // sage stores a block-quantized K smoothed (any V), but has no bf16 kernels.
   EngineConfig sq;
