@@ -8,6 +8,8 @@
 //    block means (int8/q8_0: V q8_0 too, P.V in integers).
 //  attn_tile/<algo>/<kv>/<isa>/d<d>/n<keys>: a prompt tile of 64 query rows,
 //    causal over the last 64 of n keys.
+//  attn_group/<algo>/<kv>/<isa>/d64/n4096/g<G>/{rows,tile,group}: one decode
+//    step of G query heads sharing a KV head, three ways (bench_group).
 // Values are random normals (the kernels' speed does not depend on them).
 #include <benchmark/benchmark.h>
 
@@ -103,6 +105,39 @@ void bench_tile(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, i
                                                 benchmark::Counter::kIsRate);
 }
 
+// A decode step of a GQA group: `group` query heads over one KV head's n keys,
+// as `group` row calls, as one tile of `group` rows, or through the set's group
+// kernel (sage/int8 over a smoothed cache; what decode runs when there is one).
+enum class GroupAs { Rows, Tile, Group };
+void bench_group(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, int d, int64_t n, int group,
+                 GroupAs as) {
+  const AttentionKernelSet& set = attention_kernel_set(t, algo, isa);
+  const Cache c = make_cache(t, n, d, smooths_keys(t, algo));
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<std::vector<float>> q(static_cast<size_t>(group), std::vector<float>(static_cast<size_t>(d))), o = q;
+  const float* qp[kMaxTileRows];
+  float* op[kMaxTileRows];
+  int64_t vis[kMaxTileRows];
+  for (int r = 0; r < group; ++r) {
+    for (auto& x : q[r]) x = nd(rng);
+    qp[r] = q[r].data();
+    op[r] = o[r].data();
+    vis[r] = n;
+  }
+  std::vector<float> scratch(tile_scratch_floats(d));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (auto _ : state) {
+    if (as == GroupAs::Tile)
+      set.tile(c.rows, d, TileRows{qp, op, vis, group}, scale, scratch.data());
+    else if (as == GroupAs::Group)
+      set.group(c.rows, n, d, qp, group, scale, op);
+    else
+      for (int r = 0; r < group; ++r) set.row(c.rows, n, d, qp[r], scale, op[r]);
+    benchmark::DoNotOptimize(op[0]);
+  }
+}
+
 int register_all() {
   struct Kind {
     AttentionAlgo algo;
@@ -125,6 +160,18 @@ int register_all() {
                                      int64_t{512})
             ->Unit(benchmark::kMicrosecond);
       }
+  for (Isa isa : supported_isas())
+    for (const Kind& k : kinds)
+      for (int group : {3, 7})
+        for (GroupAs as : {GroupAs::Rows, GroupAs::Tile, GroupAs::Group}) {
+          if (as == GroupAs::Group && !attention_kernel_set(k.t, k.algo, isa).group) continue;
+          const char* how = as == GroupAs::Rows ? "/rows" : as == GroupAs::Tile ? "/tile" : "/group";
+          const std::string tag = std::string("attn_group/") + std::string(attention_algo_name(k.algo)) + "/" +
+                                  std::string(dtype_name(k.t)) + "/" + std::string(isa_name(isa)) + "/d64/n4096/g" +
+                                  std::to_string(group) + how;
+          benchmark::RegisterBenchmark(tag.c_str(), bench_group, k.algo, k.t, isa, 64, int64_t{4096}, group, as)
+              ->Unit(benchmark::kMicrosecond);
+        }
   return 0;
 }
 

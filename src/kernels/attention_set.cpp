@@ -68,12 +68,41 @@ void tile_quant(const KvRows& kv, int d, const TileRows& rows, float scale, floa
     for (int r = 0; r < rows.n; ++r) hadamard_chunks(rows.out[r], d, kv.v_rot);
 }
 
+// A GQA group through the quant kernels: each q rotated like K, each output
+// rotated back like V, as row_quant does for one row.
+template <Isa I, void (*Fn)(const KvQuantBlocks&, int64_t, int, const float* const*, int, float, float* const*)>
+void group_quant(const KvRows& kv, int64_t n, int d, const float* const* q, int nq, float scale, float* const* out) {
+  thread_local std::vector<float> qr;
+  const float* qp[kMaxGroup];
+  for (int h = 0; h < nq; ++h) qp[h] = q[h];
+  if (kv.k_rot) {
+    qr.resize(static_cast<size_t>(nq) * d);
+    for (int h = 0; h < nq; ++h) {
+      float* x = qr.data() + static_cast<size_t>(h) * d;
+      std::copy(q[h], q[h] + d, x);
+      hadamard_chunks(x, d, kv.k_rot);
+      qp[h] = x;
+    }
+  }
+  Fn(quant_rows(kv, I), n, d, qp, nq, scale, out);
+  if (kv.v_rot)
+    for (int h = 0; h < nq; ++h) hadamard_chunks(out[h], d, kv.v_rot);
+}
+
+// The scalar twin of a group: the row twin once per head.
+template <void (*Row)(const KvQuantBlocks&, int64_t, int, const float*, float, float*)>
+void rows_as_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,
+                   float* const* out) {
+  for (int h = 0; h < nq; ++h) Row(kv, n, d, q[h], scale, out[h]);
+}
+
 struct Candidates {
   DType k_type;
   DType v_type;
   AttentionAlgo algo;
   PerIsa<AttendRowFn> row;
   PerIsa<AttendTileFn> tile;
+  PerIsa<AttendGroupFn> group = {};  // none: the rows, one call per head
 };
 
 // The twin's signature without its `smooth` argument (smoothing on).
@@ -121,15 +150,19 @@ std::vector<Candidates> make_candidates() {
   // AVX-512 row kernel: that level runs the AVX2 one.
   const PerIsa<AttendRowFn> sage_row = {row_quant<Isa::Scalar, ref::attend_sage_quant>,
                                         row_quant<Isa::Avx2, avx2::attend_sage_quant>, nullptr};
+  const PerIsa<AttendGroupFn> sage_group = {group_quant<Isa::Scalar, rows_as_group<ref::attend_sage_quant>>,
+                                            group_quant<Isa::Avx2, avx2::attend_sage_quant_group>, nullptr};
   for (DType k : kv_types())
     if (smooths_keys(k, AttentionAlgo::Sage))
-      for (DType v : kv_types()) c.push_back({k, v, AttentionAlgo::Sage, sage_row, quant_tile});
+      for (DType v : kv_types()) c.push_back({k, v, AttentionAlgo::Sage, sage_row, quant_tile, sage_group});
   // int8 over INT8 K and V in the cache (Q8_0, K smoothed as for sage): the
   // sage scores and softmax, P.V in integers (attention_quant.h
   // attend_int8_quant). Prompt tiles: the quant tiles.
   const PerIsa<AttendRowFn> int8_row = {row_quant<Isa::Scalar, ref::attend_int8_quant>,
                                         row_quant<Isa::Avx2, avx2::attend_int8_quant>, nullptr};
-  c.push_back({DType::Q8_0, DType::Q8_0, AttentionAlgo::Int8, int8_row, quant_tile});
+  const PerIsa<AttendGroupFn> int8_group = {group_quant<Isa::Scalar, rows_as_group<ref::attend_int8_quant>>,
+                                            group_quant<Isa::Avx2, avx2::attend_int8_quant_group>, nullptr};
+  c.push_back({DType::Q8_0, DType::Q8_0, AttentionAlgo::Int8, int8_row, quant_tile, int8_group});
   return c;
 }
 
@@ -146,8 +179,9 @@ Sets build_sets() {
     for (int level = 0; level < kIsaLevels; ++level) {
       const Candidates& c = candidates()[i];
       const Isa isa = static_cast<Isa>(level);
-      sets[i][static_cast<size_t>(level)] = AttentionKernelSet{c.k_type, c.v_type, c.algo, isa,
-                                                               pick_for_isa(c.row, isa), pick_for_isa(c.tile, isa)};
+      sets[i][static_cast<size_t>(level)] =
+          AttentionKernelSet{c.k_type, c.v_type, c.algo, isa, pick_for_isa(c.row, isa), pick_for_isa(c.tile, isa),
+                             pick_for_isa(c.group, isa)};
     }
   return sets;
 }

@@ -70,6 +70,13 @@ using AttendRowFn = void (*)(const KvRows& kv, int64_t n, int d, const float* q,
 // Up to kMaxTileRows query rows of one sequence and kv head (prompt batches).
 using AttendTileFn = void (*)(const KvRows& kv, int d, const TileRows& rows, float scale, float* scratch);
 
+// A decode step of one GQA group: nq <= kMaxGroup query rows (the heads that
+// read this KV head) over rows [0, n), out[h] for q[h]; each row's result is
+// the row kernel's, bit for bit, but the cache is streamed once for all.
+constexpr int kMaxGroup = 16;
+using AttendGroupFn = void (*)(const KvRows& kv, int64_t n, int d, const float* const* q, int nq, float scale,
+                               float* const* out);
+
 struct AttentionKernelSet {
   DType k_type;
   DType v_type;
@@ -77,6 +84,7 @@ struct AttentionKernelSet {
   Isa isa;  // the level the set was resolved for (entries may come from lower ones)
   AttendRowFn row;
   AttendTileFn tile;
+  AttendGroupFn group = nullptr;  // null: one row call per query head
 };
 
 // The set for (K type, V type, algo) at `isa`, by the project's dispatch rule

@@ -80,6 +80,42 @@ void run_tile(const KvCache& cache, int layer, const AttentionParams& p, const A
   attn.tile(window_rows(cache, view, task.first, vis[0], ids), p.head_dim, rows, p.scale, scratch.data());
 }
 
+// Decode through a group kernel: one task per (token, KV head, part of its
+// query heads), so each task streams its KV head's cache once for all its
+// heads. Groups are split only to keep every thread busy: when the tasks do
+// not divide among the threads and are fewer than two per thread (SmolLM2:
+// 3 KV heads on 2 threads), the group is halved until they are.
+void attend_groups(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
+                   ThreadPool& pool, const kernels::AttentionKernelSet& attn) {
+  const int group = p.n_head / p.n_kv_head;
+  const int64_t q_dim = int64_t{p.n_head} * p.head_dim;
+  const int64_t threads = pool.size();
+  auto n_tasks = [&](int sub) { return b.n_tokens * p.n_kv_head * ((group + sub - 1) / sub); };
+  int sub = std::min(group, kernels::kMaxGroup);
+  while (sub > 1 && n_tasks(sub) % threads != 0 && n_tasks(sub) < 2 * threads) sub = (sub + 1) / 2;
+  const int parts = (group + sub - 1) / sub;
+  pool.parallel_for_dynamic(n_tasks(sub), 1, [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t = i / (int64_t{p.n_kv_head} * parts);
+      const int kv_head = static_cast<int>(i / parts % p.n_kv_head);
+      const int h0 = kv_head * group + static_cast<int>(i % parts) * sub;
+      const int nq = std::min(sub, kv_head * group + group - h0);
+      const int64_t n_visible = int64_t{b.pos[t]} + 1;
+      const float* q[kernels::kMaxGroup];
+      float* out[kernels::kMaxGroup];
+      for (int j = 0; j < nq; ++j) {
+        q[j] = b.q + t * q_dim + int64_t{h0 + j} * p.head_dim;
+        out[j] = b.out + t * q_dim + int64_t{h0 + j} * p.head_dim;
+      }
+      if (window_first(p, n_visible - 1) > 0) {  // a window: the row kernels over a windowed view
+        for (int j = 0; j < nq; ++j) attend_head(cache, layer, b.seq[t], p, h0 + j, q[j], n_visible, out[j], attn);
+        continue;
+      }
+      attn.group(head_rows(cache.view(layer, b.seq[t], kv_head)), n_visible, p.head_dim, q, nq, p.scale, out);
+    }
+  });
+}
+
 }  // namespace
 
 void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
@@ -90,6 +126,10 @@ void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, con
     pool.parallel_for_dynamic(static_cast<int64_t>(tasks.size()), 1, [&](int64_t i0, int64_t i1, int) {
       for (int64_t i = i0; i < i1; ++i) run_tile(cache, layer, p, b, tasks[i], attn);
     });
+    return;
+  }
+  if (attn.group) {
+    attend_groups(cache, layer, p, b, pool, attn);
     return;
   }
   // One task per (token, head): each reads its sequence's cache up to its position.

@@ -234,6 +234,9 @@ void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q
     ref::attend_sage_quant(kv, n, d, q, scale, out);
     return;
   }
+  // Q8_0 keys: the group kernel's transposed scoring, so that a head decoded
+  // alone or with its group gets the same bits (attention_int8_quant_avx2.cpp).
+  if (kv.k_type == DType::Q8_0 && d <= 512) return attend_sage_quant_group(kv, n, d, &q, 1, scale, &out);
   if (d == 64) return sage_quant<8>(kv, n, d, q, scale, out);
   if (d == 128) return sage_quant<16>(kv, n, d, q, scale, out);
   sage_quant<0>(kv, n, d, q, scale, out);

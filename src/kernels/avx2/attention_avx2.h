@@ -26,6 +26,12 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
 void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch);
 void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_int8_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
+// One GQA group at a time (kernels/attention_set.h AttendGroupFn): each head
+// gets attend_sage_quant's / attend_int8_quant's bits.
+void attend_sage_quant_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,
+                             float* const* out);
+void attend_int8_quant_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,
+                             float* const* out);
 
 void attend_sage_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_tile_sage_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);

@@ -19,61 +19,47 @@
 namespace kestrel::kernels::avx2 {
 namespace {
 
-inline __m256 load8(const uint16_t *p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-}
-inline __m256 load8(const float *p) { return _mm256_loadu_ps(p); }
-inline __m256 round_f16(__m256 x) {
-  return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
-}
+inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 round_f16(__m256 x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT)); }
 
 // Values 8i..8i+7 of a Q8_0 row as floats, q * d: the products
 // dequantize_row_q8_0 stores (the same bits), without the call and the row
 // buffer (a call would also spill the accumulators every key).
-inline __m256 q8_0_vec(const BlockQ8_0 *b, int i) {
-  const BlockQ8_0 &blk = b[i / 4];
-  const __m128i q =
-      _mm_loadl_epi64(reinterpret_cast<const __m128i *>(blk.qs + 8 * (i % 4)));
-  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)),
-                       _mm256_set1_ps(_cvtsh_ss(blk.d)));
+inline __m256 q8_0_vec(const BlockQ8_0* b, int i) {
+  const BlockQ8_0& blk = b[i / 4];
+  const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.qs + 8 * (i % 4)));
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(_cvtsh_ss(blk.d)));
 }
 
 // Eight keys' 8-lane partial sums, reduced to one vector of their 8 totals
 // (key i in lane i): three rounds of pairwise adds instead of 8 horizontal
 // sums.
-inline __m256 reduce8(const __m256 *a) {
+inline __m256 reduce8(const __m256* a) {
   const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
   const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
   const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
-                       _mm256_permute2f128_ps(u0, u1, 0x31));
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
 // Q8_0 keys against a Q8_0 query, 8 keys at a time: per 32-value block the
 // integer dot (maddubs of |q| with k signed like q: no saturation, |k| <= 127)
 // scaled by d_k d_q, as the format's vec_dot does, but the 8 keys' sums
 // reduced together. s[j] for j < rows (rows <= 64); nb blocks per row.
-void scores_q8_0(const uint8_t *k, int rows, int64_t kr, const BlockQ8_0 *qb,
-                 int nb, float *s) {
+void scores_q8_0(const uint8_t* k, int rows, int64_t kr, const BlockQ8_0* qb, int nb, float* s) {
   const __m256i ones = _mm256_set1_epi16(1);
   for (int j0 = 0; j0 < rows; j0 += 8) {
     __m256 acc[8];
     for (int j = 0; j < 8; ++j) {
       acc[j] = _mm256_setzero_ps();
-      if (j0 + j >= rows)
-        continue;
-      const auto *kb = reinterpret_cast<const BlockQ8_0 *>(k + (j0 + j) * kr);
+      if (j0 + j >= rows) continue;
+      const auto* kb = reinterpret_cast<const BlockQ8_0*>(k + (j0 + j) * kr);
       for (int b = 0; b < nb; ++b) {
-        const __m256i qv =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qb[b].qs));
-        const __m256i kv =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i *>(kb[b].qs));
-        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qv, qv),
-                                                 _mm256_sign_epi8(kv, qv));
+        const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb[b].qs));
+        const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb[b].qs));
+        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qv, qv), _mm256_sign_epi8(kv, qv));
         const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc[j] = _mm256_fmadd_ps(
-            f, _mm256_set1_ps(half_to_float(kb[b].d) * half_to_float(qb[b].d)),
-            acc[j]);
+        acc[j] = _mm256_fmadd_ps(f, _mm256_set1_ps(half_to_float(kb[b].d) * half_to_float(qb[b].d)), acc[j]);
       }
     }
     _mm256_store_ps(s + j0, reduce8(acc));
@@ -84,45 +70,35 @@ void scores_q8_0(const uint8_t *k, int rows, int64_t kr, const BlockQ8_0 *qb,
 // computed: blocks of one head lie a whole physical block of every layer and
 // head apart (kv/kv_cache.h), a stride no hardware prefetcher follows across
 // pages.
-inline void prefetch_block(const KvQuantBlocks &kv, int64_t b, int64_t kr,
-                           int64_t vr, int d) {
-  const char *k =
-      reinterpret_cast<const char *>(kv.k + kv.ids[b] * kv.k_stride);
-  const char *v =
-      reinterpret_cast<const char *>(kv.v + kv.ids[b] * kv.v_stride);
-  for (int64_t o = 0; o < kv.block_len * kr; o += 64)
-    _mm_prefetch(k + o, _MM_HINT_T0);
-  for (int64_t o = 0; o < kv.block_len * vr; o += 64)
-    _mm_prefetch(v + o, _MM_HINT_T0);
+inline void prefetch_block(const KvQuantBlocks& kv, int64_t b, int64_t kr, int64_t vr, int d) {
+  const char* k = reinterpret_cast<const char*>(kv.k + kv.ids[b] * kv.k_stride);
+  const char* v = reinterpret_cast<const char*>(kv.v + kv.ids[b] * kv.v_stride);
+  for (int64_t o = 0; o < kv.block_len * kr; o += 64) _mm_prefetch(k + o, _MM_HINT_T0);
+  for (int64_t o = 0; o < kv.block_len * vr; o += 64) _mm_prefetch(v + o, _MM_HINT_T0);
   if (kv.k_mean) {
-    const char *m = reinterpret_cast<const char *>(block_mean(kv, b));
-    for (int o = 0; o < d * 2; o += 64)
-      _mm_prefetch(m + o, _MM_HINT_T0);
+    const char* m = reinterpret_cast<const char*>(block_mean(kv, b));
+    for (int o = 0; o < d * 2; o += 64) _mm_prefetch(m + o, _MM_HINT_T0);
   }
 }
 
 // The twin's mean_dot (kernels/attention_quant.h): its 8 lanes are a
 // register's.
-inline float mean_dot8(const KvQuantBlocks &kv, int64_t b, const float *q,
-                       int d) {
-  const uint16_t *m = block_mean(kv, b);
+inline float mean_dot8(const KvQuantBlocks& kv, int64_t b, const float* q, int d) {
+  const uint16_t* m = block_mean(kv, b);
   __m256 a = _mm256_setzero_ps();
-  for (int c = 0; c < d; c += 8)
-    a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), load8(m + c), a);
+  for (int c = 0; c < d; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), load8(m + c), a);
   return hsum_ps(a);
 }
 
 // The scores of one block of smoothed (or plain) quantized keys, as the twins
 // compute them: s[j] = (k_j . q + q . m_b) * scale for j < rows; returns their
 // max. Q8_0 keys are scored 8 at a time (s needs room for whole groups of 8).
-inline float block_scores(const KvQuantBlocks &kv, int64_t b, const uint8_t *k,
-                          int rows, int64_t kr, const uint8_t *qq,
-                          const float *q, int d, float scale, float *s) {
+inline float block_scores(const KvQuantBlocks& kv, int64_t b, const uint8_t* k, int rows, int64_t kr, const uint8_t* qq,
+                          const float* q, int d, float scale, float* s) {
   const float qm = kv.k_mean ? mean_dot8(kv, b, q, d) : 0.0f;
   float bmax = -std::numeric_limits<float>::infinity();
-  if (kv.k_type == DType::Q8_0) { // every Q8_0 row is whole blocks
-    scores_q8_0(k, rows, kr, reinterpret_cast<const BlockQ8_0 *>(qq), d / 32,
-                s);
+  if (kv.k_type == DType::Q8_0) {  // every Q8_0 row is whole blocks
+    scores_q8_0(k, rows, kr, reinterpret_cast<const BlockQ8_0*>(qq), d / 32, s);
     for (int j = 0; j < rows; ++j) {
       s[j] = (s[j] + qm) * scale;
       bmax = std::max(bmax, s[j]);
@@ -141,24 +117,18 @@ inline float block_scores(const KvQuantBlocks &kv, int64_t b, const uint8_t *k,
 // accumulators and the sum are rescaled once, and p[j] = e^(s_j - max) for
 // j < rows (exp_approx8: the twin's exp_approx bits), summed into `sum` in
 // key order. p and s need room for whole groups of 8.
-inline void block_weights(float *s, int rows, float bmax, float &max,
-                          float &sum, __m256 *acc, int nacc, float *p) {
+inline void block_weights(float* s, int rows, float bmax, float& max, float& sum, __m256* acc, int nacc, float* p) {
   const float mnew = std::max(max, bmax);
   const float ms = kernels::exp_approx(max - mnew);
   const __m256 msv = _mm256_set1_ps(ms);
-  for (int i = 0; i < nacc; ++i)
-    acc[i] = _mm256_mul_ps(acc[i], msv);
+  for (int i = 0; i < nacc; ++i) acc[i] = _mm256_mul_ps(acc[i], msv);
   sum *= ms;
   max = mnew;
-  for (int j = rows; j % 8 != 0; ++j)
-    s[j] = 0.0f; // exp_approx8 reads whole groups of 8
+  for (int j = rows; j % 8 != 0; ++j) s[j] = 0.0f;  // exp_approx8 reads whole groups of 8
   const __m256 mv = _mm256_set1_ps(max);
-  for (int j = 0; j < rows; j += 8)
-    _mm256_store_ps(p + j,
-                    exp_approx8(_mm256_sub_ps(_mm256_load_ps(s + j), mv)));
-  for (int j = 0; j < rows; ++j)
-    sum += p[j];
+  for (int j = 0; j < rows; j += 8) _mm256_store_ps(p + j, exp_approx8(_mm256_sub_ps(_mm256_load_ps(s + j), mv)));
+  for (int j = 0; j < rows; ++j) sum += p[j];
 }
 
-} // namespace
-} // namespace kestrel::kernels::avx2
+}  // namespace
+}  // namespace kestrel::kernels::avx2

@@ -34,12 +34,18 @@ KvQuantBlocks quant_rows(const KvRows& r, Isa isa) {
 
 void gather_kv_tile(const KvQuantBlocks& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
   const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d)), vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
+  float mean[512];  // the current block's mean key, widened once per block
+  int64_t mean_block = -1;
   gather_tile_rows(k0, nk, d, kt, vt, [&](int64_t pos, float* key, float* value) {
     const int64_t b = kv.ids[pos / kv.block_len], r = pos % kv.block_len;
     kv.k_to_float(kv.k + b * kv.k_stride + r * kr, key, d);
     if (kv.k_mean) {  // smoothed keys: the key is what was stored plus its block's mean
-      const uint16_t* m = block_mean(kv, pos / kv.block_len);
-      for (int c = 0; c < d; ++c) key[c] += fp16_to_f32(m[c]);
+      if (pos / kv.block_len != mean_block) {
+        mean_block = pos / kv.block_len;
+        const uint16_t* m = block_mean(kv, mean_block);
+        for (int c = 0; c < d; ++c) mean[c] = fp16_to_f32(m[c]);
+      }
+      for (int c = 0; c < d; ++c) key[c] += mean[c];
     }
     kv.v_to_float(kv.v + b * kv.v_stride + r * vr, value, d);
   });
