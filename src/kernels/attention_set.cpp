@@ -138,10 +138,19 @@ std::vector<Candidates> make_candidates() {
   const PerIsa<AttendTileFn> quant_tile = {tile_quant<Isa::Scalar, ref::attend_tile_quant>,
                                            tile_quant<Isa::Avx2, avx2::attend_tile_quant>,
                                            tile_quant<Isa::Avx512, avx512::attend_tile_quant>};
+  // Q8_0 keys also decode a GQA group in one pass (avx2::attend_quant_group).
+  // The AVX-512 level keeps its own row kernel, one head at a time, so that a
+  // group gets that level's bits too.
+  const PerIsa<AttendGroupFn> quant_group = {group_quant<Isa::Scalar, rows_as_group<ref::attend_quant>>,
+                                             group_quant<Isa::Avx2, avx2::attend_quant_group>,
+                                             group_quant<Isa::Avx512, rows_as_group<avx512::attend_quant>>};
   for (DType k : kv_types())
     for (DType v : kv_types()) {
       if (k == v && (k == DType::F16 || k == DType::F32)) continue;
-      c.push_back({k, v, AttentionAlgo::Exact, quant_row, quant_tile});
+      if (k == DType::Q8_0)
+        c.push_back({k, v, AttentionAlgo::Exact, quant_row, quant_tile, quant_group});
+      else
+        c.push_back({k, v, AttentionAlgo::Exact, quant_row, quant_tile});
     }
   // sage over a block-quantized K: the cache stores K smoothed (kv/kv_cache.h)
   // and the kernels add q . m_b back per block (they see the means in the view).

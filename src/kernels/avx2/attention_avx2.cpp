@@ -50,25 +50,6 @@ inline float dot_like_ggml(const T* k, const __m256* q, int nv, int body) {
   return static_cast<float>(dot);
 }
 
-// One more score s in the online softmax (the twins' per-key step): `ms` is
-// the factor the running sums take, `vs` the new row's weight, and
-// `rescale` says s raised the max (the accumulator is then multiplied by ms).
-struct OnlineStep {
-  float ms = 1.0f, vs = 1.0f;
-  bool rescale = false;
-};
-inline OnlineStep online_step(float s, float& max) {
-  OnlineStep st;
-  if (s > max) {
-    st.ms = std::exp(max - s);
-    st.rescale = true;
-    max = s;
-  } else {
-    st.vs = std::exp(s - max);
-  }
-  return st;
-}
-
 template <bool kF16, class T>
 void attend(const KvBlocks<T>& kv, int64_t n, int d, const float* q, float scale, float* out) {
   // Vector path for d a multiple of 8 (every llama-family head size); the
@@ -125,30 +106,27 @@ namespace {
 
 // Quantized or mixed caches: the twin's arithmetic with the AVX2 format
 // kernels (quant_rows(.., Isa::Avx2)) and vector scale/fma, which round
-// element by element like the twin's loops. Q8_0 keys: the block's scores
-// first, 8 keys at a time (the same products, summed in another order, as the
-// format's vec_dot already does), then the per-key online softmax. NV as in
-// sage_quant below.
+// element by element like the twin's loops. Q8_0 keys go through the group
+// kernel (attention_group_avx2.cpp: the block's scores first, 8 keys per
+// register, then the same per-key online softmax). NV as in sage_quant below.
 template <int NV>
 void quant_exact(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
   alignas(64) uint8_t qq[512 * sizeof(float)];
-  alignas(64) float vrow[512], sc[64];  // scores_q8_0 writes whole groups of 8
+  alignas(64) float vrow[512];
   __m256 acc[NV ? NV : 64];
   kv.q_to_vec_dot(q, qq, d);
   const int nv = NV ? NV : d / 8;
   const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d));
   const int64_t vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
   const bool v16 = kv.v_type == DType::F16;  // ggml keeps the V sum in F16 then
-  const bool q8 = kv.k_type == DType::Q8_0 && kv.block_len <= 64;
   for (int i = 0; i < nv; ++i) acc[i] = _mm256_setzero_ps();
   float sum = 0.0f;
   float max = -std::numeric_limits<float>::infinity();
   for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
     const auto [k, v, rows] = block_rows(kv, b, first, n);
     if (first + kv.block_len < n) prefetch_block(kv, b + 1, kr, vr, d);
-    if (q8) scores_q8_0(k, static_cast<int>(rows), kr, reinterpret_cast<const BlockQ8_0*>(qq), d / 32, sc);
     for (int64_t j = 0; j < rows; ++j) {
-      const float s = (q8 ? sc[j] : kv.k_vec_dot(d, k + j * kr, qq)) * scale;
+      const float s = kv.k_vec_dot(d, k + j * kr, qq) * scale;
       const auto [ms, vs, rescale] = online_step(s, max);
       if (rescale) {
         const __m256 m = _mm256_set1_ps(ms);
@@ -179,6 +157,10 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
     ref::attend_quant(kv, n, d, q, scale, out);
     return;
   }
+  // Q8_0 keys: the group kernel's transposed scoring, so that a head decoded
+  // alone or with its group gets the same bits (attention_group_avx2.cpp).
+  if (kv.k_type == DType::Q8_0 && d <= 512 && kv.block_len <= 64)
+    return attend_quant_group(kv, n, d, &q, 1, scale, &out);
   if (d == 64) return quant_exact<8>(kv, n, d, q, scale, out);
   if (d == 128) return quant_exact<16>(kv, n, d, q, scale, out);
   quant_exact<0>(kv, n, d, q, scale, out);
@@ -235,7 +217,7 @@ void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q
     return;
   }
   // Q8_0 keys: the group kernel's transposed scoring, so that a head decoded
-  // alone or with its group gets the same bits (attention_int8_quant_avx2.cpp).
+  // alone or with its group gets the same bits (attention_group_avx2.cpp).
   if (kv.k_type == DType::Q8_0 && d <= 512) return attend_sage_quant_group(kv, n, d, &q, 1, scale, &out);
   if (d == 64) return sage_quant<8>(kv, n, d, q, scale, out);
   if (d == 128) return sage_quant<16>(kv, n, d, q, scale, out);

@@ -27,7 +27,9 @@ void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, flo
 void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_int8_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
 // One GQA group at a time (kernels/attention_set.h AttendGroupFn): each head
-// gets attend_sage_quant's / attend_int8_quant's bits.
+// gets attend_quant's (Q8_0 keys) / attend_sage_quant's / attend_int8_quant's bits.
+void attend_quant_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,
+                        float* const* out);
 void attend_sage_quant_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,
                              float* const* out);
 void attend_int8_quant_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,

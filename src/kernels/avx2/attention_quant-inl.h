@@ -1,12 +1,13 @@
 #pragma once
 // AVX2 pieces of the one-row attention kernels over quantized caches, shared
 // by kernels/avx2/attention_avx2.cpp (exact, sage) and
-// attention_int8_quant_avx2.cpp (int8). Included only by translation units
+// attention_group_avx2.cpp (int8). Included only by translation units
 // under kernels/avx2/ (compiled with its -m flags); an anonymous namespace, as
 // in avx2-inl.h, so no other ISA's copy can be linked in its place.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -30,40 +31,6 @@ inline __m256 q8_0_vec(const BlockQ8_0* b, int i) {
   const BlockQ8_0& blk = b[i / 4];
   const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.qs + 8 * (i % 4)));
   return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(_cvtsh_ss(blk.d)));
-}
-
-// Eight keys' 8-lane partial sums, reduced to one vector of their 8 totals
-// (key i in lane i): three rounds of pairwise adds instead of 8 horizontal
-// sums.
-inline __m256 reduce8(const __m256* a) {
-  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
-// Q8_0 keys against a Q8_0 query, 8 keys at a time: per 32-value block the
-// integer dot (maddubs of |q| with k signed like q: no saturation, |k| <= 127)
-// scaled by d_k d_q, as the format's vec_dot does, but the 8 keys' sums
-// reduced together. s[j] for j < rows (rows <= 64); nb blocks per row.
-void scores_q8_0(const uint8_t* k, int rows, int64_t kr, const BlockQ8_0* qb, int nb, float* s) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int j0 = 0; j0 < rows; j0 += 8) {
-    __m256 acc[8];
-    for (int j = 0; j < 8; ++j) {
-      acc[j] = _mm256_setzero_ps();
-      if (j0 + j >= rows) continue;
-      const auto* kb = reinterpret_cast<const BlockQ8_0*>(k + (j0 + j) * kr);
-      for (int b = 0; b < nb; ++b) {
-        const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qb[b].qs));
-        const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb[b].qs));
-        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(qv, qv), _mm256_sign_epi8(kv, qv));
-        const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc[j] = _mm256_fmadd_ps(f, _mm256_set1_ps(half_to_float(kb[b].d) * half_to_float(qb[b].d)), acc[j]);
-      }
-    }
-    _mm256_store_ps(s + j0, reduce8(acc));
-  }
 }
 
 // Logical block b's keys, values and mean, towards L1 while block b - 1 is
@@ -90,24 +57,36 @@ inline float mean_dot8(const KvQuantBlocks& kv, int64_t b, const float* q, int d
   return hsum_ps(a);
 }
 
+// One more score s in the online softmax (the twins' per-key step): `ms` is
+// the factor the running sums take, `vs` the new row's weight, and
+// `rescale` says s raised the max (the accumulator is then multiplied by ms).
+struct OnlineStep {
+  float ms = 1.0f, vs = 1.0f;
+  bool rescale = false;
+};
+inline OnlineStep online_step(float s, float& max) {
+  OnlineStep st;
+  if (s > max) {
+    st.ms = std::exp(max - s);
+    st.rescale = true;
+    max = s;
+  } else {
+    st.vs = std::exp(s - max);
+  }
+  return st;
+}
+
 // The scores of one block of smoothed (or plain) quantized keys, as the twins
-// compute them: s[j] = (k_j . q + q . m_b) * scale for j < rows; returns their
-// max. Q8_0 keys are scored 8 at a time (s needs room for whole groups of 8).
+// compute them (the format's vec_dot per key): s[j] = (k_j . q + q . m_b) *
+// scale for j < rows; returns their max. Q8_0 keys have a faster form for a
+// whole block (attention_group_avx2.cpp q8_scores).
 inline float block_scores(const KvQuantBlocks& kv, int64_t b, const uint8_t* k, int rows, int64_t kr, const uint8_t* qq,
                           const float* q, int d, float scale, float* s) {
   const float qm = kv.k_mean ? mean_dot8(kv, b, q, d) : 0.0f;
   float bmax = -std::numeric_limits<float>::infinity();
-  if (kv.k_type == DType::Q8_0) {  // every Q8_0 row is whole blocks
-    scores_q8_0(k, rows, kr, reinterpret_cast<const BlockQ8_0*>(qq), d / 32, s);
-    for (int j = 0; j < rows; ++j) {
-      s[j] = (s[j] + qm) * scale;
-      bmax = std::max(bmax, s[j]);
-    }
-  } else {
-    for (int j = 0; j < rows; ++j) {
-      s[j] = (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale;
-      bmax = std::max(bmax, s[j]);
-    }
+  for (int j = 0; j < rows; ++j) {
+    s[j] = (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale;
+    bmax = std::max(bmax, s[j]);
   }
   return bmax;
 }

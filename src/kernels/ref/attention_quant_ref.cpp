@@ -92,9 +92,15 @@ void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, flo
   for (int i = 0; i < d; ++i) out[i] = acc[i] * inv;
 }
 
-void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
+namespace {
+
+// The block loop of the sage and int8 twins: per KV block, the scores of the
+// (smoothed) keys, s[j] = (k_j . q + q . m_b) * scale, then `step` folds the
+// block into the running acc, max and sum (the block-wise softmax and P.V).
+template <class Step>
+void smoothed_blocks(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out, Step step) {
   alignas(64) uint8_t qq[512 * sizeof(float)];
-  float acc[512], vrow[512], s[64];
+  float acc[512], s[64];
   kv.q_to_vec_dot(q, qq, d);
   const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d));
   const int64_t vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
@@ -105,58 +111,57 @@ void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q
     const auto [k, v, rows] = block_rows(kv, b, first, n);
     const float qm = kv.k_mean ? mean_dot(kv, b, q, d) : 0.0f;
     for (int j = 0; j < rows; ++j) s[j] = (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale;
-    softmax_block(s, rows, d, max, sum, acc, vrow, [&](int j, float* row) { kv.v_to_float(v + j * vr, row, d); });
+    step(s, rows, v, vr, acc, max, sum);
   }
   const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
   for (int c = 0; c < d; ++c) out[c] = acc[c] * inv;
 }
 
+}  // namespace
+
+void attend_sage_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  smoothed_blocks(kv, n, d, q, scale, out,
+                  [&](const float* s, int rows, const uint8_t* v, int64_t vr, float* acc, float& max, float& sum) {
+                    float vrow[512];
+                    softmax_block(s, rows, d, max, sum, acc, vrow,
+                                  [&](int j, float* row) { kv.v_to_float(v + j * vr, row, d); });
+                  });
+}
+
 void attend_int8_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
-  alignas(64) uint8_t qq[512 * sizeof(float)];
-  float acc[512], s[64], p[64], w[64];
-  int32_t isum[32];
-  kv.q_to_vec_dot(q, qq, d);
-  const int64_t kr = static_cast<int64_t>(row_bytes(kv.k_type, d));
-  const int64_t vr = static_cast<int64_t>(row_bytes(kv.v_type, d));
-  std::fill(acc, acc + d, 0.0f);
-  float sum = 0.0f;
-  float max = -std::numeric_limits<float>::infinity();
-  for (int64_t b = 0, first = 0; first < n; ++b, first += kv.block_len) {
-    const auto [k, v, rows] = block_rows(kv, b, first, n);
-    const float qm = kv.k_mean ? mean_dot(kv, b, q, d) : 0.0f;
-    float bmax = max;
-    for (int j = 0; j < rows; ++j) {
-      s[j] = (kv.k_vec_dot(d, k + j * kr, qq) + qm) * scale;
-      bmax = std::max(bmax, s[j]);
-    }
-    const float ms = exp_approx(max - bmax);
-    for (int c = 0; c < d; ++c) acc[c] *= ms;
-    sum *= ms;
-    max = bmax;
-    for (int j = 0; j < rows; ++j) {
-      p[j] = exp_approx(s[j] - max);
-      sum += p[j];
-    }
-    for (int g = 0; g < d / 32; ++g) {
-      float wmax = 0.0f;
-      for (int j = 0; j < rows; ++j) {
-        w[j] = p[j] * fp16_to_f32(reinterpret_cast<const BlockQ8_0*>(v + j * vr)[g].d);
-        wmax = std::max(wmax, w[j]);
-      }
-      if (wmax == 0.0f) continue;
-      const float inv = kInt8PvLevels / wmax;
-      std::fill(isum, isum + 32, 0);
-      for (int j = 0; j < rows; ++j) {
-        const int32_t u = static_cast<int32_t>(std::nearbyint(w[j] * inv));
-        const int8_t* v8 = reinterpret_cast<const BlockQ8_0*>(v + j * vr)[g].qs;
-        for (int c = 0; c < 32; ++c) isum[c] += u * v8[c];
-      }
-      const float step = wmax / kInt8PvLevels;
-      for (int c = 0; c < 32; ++c) acc[32 * g + c] = std::fma(step, static_cast<float>(isum[c]), acc[32 * g + c]);
-    }
-  }
-  const float inv = sum == 0.0f ? 0.0f : 1.0f / sum;
-  for (int c = 0; c < d; ++c) out[c] = acc[c] * inv;
+  smoothed_blocks(kv, n, d, q, scale, out,
+                  [&](const float* s, int rows, const uint8_t* v, int64_t vr, float* acc, float& max, float& sum) {
+                    float p[64], w[64];
+                    int32_t isum[32];
+                    float bmax = max;
+                    for (int j = 0; j < rows; ++j) bmax = std::max(bmax, s[j]);
+                    const float ms = exp_approx(max - bmax);
+                    for (int c = 0; c < d; ++c) acc[c] *= ms;
+                    sum *= ms;
+                    max = bmax;
+                    for (int j = 0; j < rows; ++j) {
+                      p[j] = exp_approx(s[j] - max);
+                      sum += p[j];
+                    }
+                    for (int g = 0; g < d / 32; ++g) {
+                      float wmax = 0.0f;
+                      for (int j = 0; j < rows; ++j) {
+                        w[j] = p[j] * fp16_to_f32(reinterpret_cast<const BlockQ8_0*>(v + j * vr)[g].d);
+                        wmax = std::max(wmax, w[j]);
+                      }
+                      if (wmax == 0.0f) continue;
+                      const float inv = kInt8PvLevels / wmax;
+                      std::fill(isum, isum + 32, 0);
+                      for (int j = 0; j < rows; ++j) {
+                        const int32_t u = static_cast<int32_t>(std::nearbyint(w[j] * inv));
+                        const int8_t* v8 = reinterpret_cast<const BlockQ8_0*>(v + j * vr)[g].qs;
+                        for (int c = 0; c < 32; ++c) isum[c] += u * v8[c];
+                      }
+                      const float step = wmax / kInt8PvLevels;
+                      for (int c = 0; c < 32; ++c)
+                        acc[32 * g + c] = std::fma(step, static_cast<float>(isum[c]), acc[32 * g + c]);
+                    }
+                  });
 }
 
 }  // namespace ref

@@ -4,8 +4,9 @@
 // operations), the twin stays within card 2's relative error bar of a
 // double-precision attention over the same cache, windowed views read no row
 // past their own (the engine's pairs: tests/unit/switches/registry_test.cpp);
-// and the GQA group kernels (sage and int8 over a smoothed cache) give every
-// head the row kernel's bits, through the kernel table and through decode.
+// and the GQA group kernels (sage and int8 over a smoothed cache, exact over
+// Q8_0 keys) give every head the row kernel's bits, through the kernel table
+// and through decode.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -178,7 +179,9 @@ TEST(Int8Cache, TheTwinMatchesTheDoublePrecisionAttentionOverAnUnrotatedCache) {
       nn += want[ch] * want[ch];
     }
     EXPECT_LT(std::sqrt(e / nn), 1e-2) << "n " << n;
-    if (n == 1) EXPECT_LT(std::sqrt(e / nn), 1e-5) << "one key: its own value, one weight of 127/127";
+    if (n == 1) {
+      EXPECT_LT(std::sqrt(e / nn), 1e-5) << "one key: its own value, one weight of 127/127";
+    }
   }
 }
 
@@ -203,16 +206,16 @@ TEST(GroupKernels, EveryHeadGetsTheRowKernelsBits) {
     DType k, v;
     AttentionAlgo algo;
   };
-  const Pair pairs[] = {{DType::Q8_0, DType::Q8_0, AttentionAlgo::Int8},
-                        {DType::Q8_0, DType::F16, AttentionAlgo::Sage},
-                        {DType::Q8_0, DType::Q8_0, AttentionAlgo::Sage},
-                        {DType::Q4_0, DType::Q4_1, AttentionAlgo::Sage}};
+  const Pair pairs[] = {
+      {DType::Q8_0, DType::Q8_0, AttentionAlgo::Int8},  {DType::Q8_0, DType::F16, AttentionAlgo::Sage},
+      {DType::Q8_0, DType::Q8_0, AttentionAlgo::Sage},  {DType::Q4_0, DType::Q4_1, AttentionAlgo::Sage},
+      {DType::Q8_0, DType::Q8_0, AttentionAlgo::Exact}, {DType::Q8_0, DType::F16, AttentionAlgo::Exact}};
   for (const Pair& pr : pairs)
     for (int d : {64, 128})
       for (bool rotate : {false, true}) {
-        KvCache c(KvShape{1, 1, d, 128, 1}, pr.k, pr.v, Isa::Scalar, rotate, true);
+        KvCache c(KvShape{1, 1, d, 128, 1}, pr.k, pr.v, Isa::Scalar, rotate, kernels::smooths_keys(pr.k, pr.algo));
         store_biased(c, 120, 1, d, static_cast<unsigned>(d));
-        for (Isa isa : {Isa::Scalar, Isa::Avx2}) {
+        for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
           if (!isa_supported(isa)) continue;
           const auto& set = kernels::attention_kernel_set(pr.k, pr.v, pr.algo, isa);
           ASSERT_NE(set.group, nullptr);

@@ -1,14 +1,15 @@
-// Decode over smoothed block-quantized keys for a whole GQA group at once:
-// attn=int8 over a Q8_0 V (ref::attend_int8_quant) and attn=sage over any V
-// (ref::attend_sage_quant), for the nq query heads that read one KV head. Each
-// block of 16 keys and values is read from memory once for all of them (per
-// head, the row kernels stream the whole cache again: 0.5 MB per head at 4k
-// positions of a 64-wide head, past L2), and the work on V that does not
-// depend on the query is done once: sage's values widened to F32, int8's rows
-// interleaved for the integer P.V. Per head the operations are the row
-// kernels' (same scores, same block-wise softmax, same P.V order), so each
-// head's output has the row kernel's bits; the int8 row kernel is this one
-// with one head.
+// Decode for a whole GQA group at once: the nq query heads that read one KV
+// head, over block-quantized keys: attn=int8 over a Q8_0 V
+// (ref::attend_int8_quant), attn=sage over any V (ref::attend_sage_quant), both
+// on smoothed keys, and attn=exact over Q8_0 keys (ref::attend_quant,
+// llama.cpp's one-row numerics: std::exp per key). Each block of 16 keys and
+// values is read from memory once for all heads (per head, the row kernels
+// stream the whole cache again: 0.5 MB per head at 4k positions of a 64-wide
+// head, past L2), and the work that does not depend on the query is done once:
+// Q8_0 keys transposed for scoring, values widened to F32 (sage, exact) or
+// interleaved (int8). Per head the operations are the row kernels' (same
+// scores, same softmax steps, same P.V order), so each head's output has the
+// row kernel's bits; for Q8_0 keys the row kernels are this one with one head.
 //
 // int8's P.V on AVX2: AVX2 has no u8 x s8 dot product into 32 bits (that is
 // VNNI's vpdpbusd); its pair is maddubs (u8 x s8, adjacent pairs summed into
@@ -112,9 +113,9 @@ inline void int8_pv(const Int8Values& pv, const float* p, int rows, int ng, __m2
 
 // Q8_0 keys of a block transposed for scoring eight keys at a time: each
 // 32-bit lane of kt holds four channels of one key, so a head's scores are
-// lane-wise integer dot products (maddubs of |q| with k signed like q, madd
-// with ones, as scores_q8_0) with no horizontal sums; done once per block for
-// every head of the group. kt[(g8 * nb + b) * 8 + c4]: channels 4c4..4c4+3 of
+// lane-wise integer dot products (maddubs of |q| with k signed like q: no
+// int16 saturation, |k|, |q| <= 127; then madd with ones) with no horizontal
+// sums; done once per block for every head of the group. kt[(g8 * nb + b) * 8 + c4]: channels 4c4..4c4+3 of
 // Q8_0 block b for keys 8 g8 .. 8 g8 + 7; dk[g8 * nb + b]: those keys' scales.
 struct Q8Keys {
   __m256i kt[(kMaxRows / 8) * 16 * 8];
@@ -209,26 +210,35 @@ void prepare_float(const KvQuantBlocks& kv, const uint8_t* v, int rows, int64_t 
   }
 }
 
+// What a block's weights do with the values.
+enum class Pv {
+  Sage,   // block-wise softmax, F32 P.V
+  Int8,   // block-wise softmax, integer P.V over a Q8_0 V
+  Exact,  // llama.cpp's per-key online softmax (std::exp), F32 P.V, an F16 V's sum kept in F16
+};
+
 // NV: vectors of 8 per head row when known at compile time (8 or 16), 0 for
 // any multiple of 8 (int8: of 32).
-template <bool kInt8, int NV>
+template <Pv kPv, int NV>
 void group_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,
                  float* const* out) {
   const int nv = NV ? NV : d / 8, ng = d / 32;
   const size_t qq_bytes = row_bytes(DType::F32, d);  // room for any vec_dot type of d values
   thread_local std::vector<uint8_t> qq;
-  thread_local std::vector<__m256> accs;
+  thread_local std::vector<float> accs;  // per head, nv vectors of 8 (unaligned: loadu/storeu)
   thread_local std::vector<float> vf;
   thread_local Int8Values pv;
   thread_local Q8Keys kq;
   const bool q8 = kv.k_type == DType::Q8_0;
   qq.resize(qq_bytes * nq);
-  accs.resize(static_cast<size_t>(nv) * nq);
+  accs.resize(static_cast<size_t>(nv) * 8 * nq);
+  constexpr bool kInt8 = kPv == Pv::Int8;
+  const bool v16 = kv.v_type == DType::F16;  // exact: ggml keeps the V sum in F16 then
   if (!kInt8) vf.resize(static_cast<size_t>(kMaxRows) * d);
   float max[kMaxGroup], sum[kMaxGroup];
   for (int h = 0; h < nq; ++h) {
     kv.q_to_vec_dot(q[h], qq.data() + qq_bytes * h, d);
-    for (int i = 0; i < nv; ++i) accs[static_cast<size_t>(h) * nv + i] = _mm256_setzero_ps();
+    std::fill(accs.begin() + static_cast<size_t>(h) * nv * 8, accs.begin() + static_cast<size_t>(h + 1) * nv * 8, 0.0f);
     max[h] = -std::numeric_limits<float>::infinity();
     sum[h] = 0.0f;
   }
@@ -245,12 +255,29 @@ void group_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* const* 
       prepare_float(kv, v, rows, vr, d, vf.data());
     for (int h = 0; h < nq; ++h) {
       __m256 acc[NV ? NV : 64];
-      __m256* saved = &accs[static_cast<size_t>(h) * nv];
-      for (int i = 0; i < nv; ++i) acc[i] = saved[i];
-      const float bmax =
-          q8 ? q8_scores(kq, rows, d / 32, reinterpret_cast<const BlockQ8_0*>(qq.data() + qq_bytes * h),
-                         kv.k_mean ? mean_dot8(kv, b, q[h], d) : 0.0f, scale, s)
-             : block_scores(kv, b, k, rows, kr, qq.data() + qq_bytes * h, q[h], d, scale, s);
+      float* saved = &accs[static_cast<size_t>(h) * nv * 8];
+      for (int i = 0; i < nv; ++i) acc[i] = _mm256_loadu_ps(saved + 8 * i);
+      const float bmax = q8 ? q8_scores(kq, rows, d / 32, reinterpret_cast<const BlockQ8_0*>(qq.data() + qq_bytes * h),
+                                        kPv != Pv::Exact && kv.k_mean ? mean_dot8(kv, b, q[h], d) : 0.0f, scale, s)
+                            : block_scores(kv, b, k, rows, kr, qq.data() + qq_bytes * h, q[h], d, scale, s);
+      if constexpr (kPv == Pv::Exact) {
+        for (int j = 0; j < rows; ++j) {
+          const auto [ms, vs, rescale] = online_step(s[j], max[h]);
+          if (rescale) {
+            const __m256 m = _mm256_set1_ps(ms);
+            for (int i = 0; i < nv; ++i) acc[i] = v16 ? round_f16(_mm256_mul_ps(acc[i], m)) : _mm256_mul_ps(acc[i], m);
+          }
+          const __m256 w = _mm256_set1_ps(vs);
+          const float* vj = vf.data() + static_cast<size_t>(j) * d;
+          for (int i = 0; i < nv; ++i) {
+            const __m256 a = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 8 * i), w, acc[i]);
+            acc[i] = v16 ? round_f16(a) : a;
+          }
+          sum[h] = sum[h] * ms + vs;
+        }
+        for (int i = 0; i < nv; ++i) _mm256_storeu_ps(saved + 8 * i, acc[i]);
+        continue;
+      }
       block_weights(s, rows, bmax, max[h], sum[h], acc, nv, p);
       if (kInt8) {
         for (int j = rows; j % 8 != 0; ++j) p[j] = 0.0f;
@@ -262,62 +289,71 @@ void group_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* const* 
           for (int i = 0; i < nv; ++i) acc[i] = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 8 * i), acc[i]);
         }
       }
-      for (int i = 0; i < nv; ++i) saved[i] = acc[i];
+      for (int i = 0; i < nv; ++i) _mm256_storeu_ps(saved + 8 * i, acc[i]);
     }
   }
   alignas(32) float t[8];
   for (int h = 0; h < nq; ++h) {
     const __m256 inv = _mm256_set1_ps(sum[h] == 0.0f ? 0.0f : 1.0f / sum[h]);
-    const __m256* acc = &accs[static_cast<size_t>(h) * nv];
+    const float* acc = &accs[static_cast<size_t>(h) * nv * 8];
     if (!kInt8) {
-      for (int i = 0; i < nv; ++i) _mm256_storeu_ps(out[h] + 8 * i, _mm256_mul_ps(acc[i], inv));
+      for (int i = 0; i < nv; ++i) _mm256_storeu_ps(out[h] + 8 * i, _mm256_mul_ps(_mm256_loadu_ps(acc + 8 * i), inv));
       continue;
     }
     for (int g = 0; g < ng; ++g)  // int8's channel order back to the row's
       for (int i = 0; i < 4; ++i) {
-        _mm256_store_ps(t, _mm256_mul_ps(acc[4 * g + i], inv));
+        _mm256_store_ps(t, _mm256_mul_ps(_mm256_loadu_ps(acc + 8 * (4 * g + i)), inv));
         std::memcpy(out[h] + 32 * g + 4 * i, t, 4 * sizeof(float));
         std::memcpy(out[h] + 32 * g + 16 + 4 * i, t + 4, 4 * sizeof(float));
       }
   }
 }
 
-template <bool kInt8>
+template <Pv kPv>
 bool group_runs(const KvQuantBlocks& kv, int d, int nq) {
-  return d % (kInt8 ? 32 : 8) == 0 && d <= 512 && kv.block_len <= kMaxRows && nq <= kMaxGroup &&
-         (!kInt8 || kv.v_type == DType::Q8_0);
+  return d % (kPv == Pv::Int8 ? 32 : 8) == 0 && d <= 512 && kv.block_len <= kMaxRows && nq <= kMaxGroup &&
+         (kPv != Pv::Int8 || kv.v_type == DType::Q8_0) && (kPv != Pv::Exact || kv.k_type == DType::Q8_0);
 }
 
-template <bool kInt8>
+template <Pv kPv>
 void group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale, float* const* out) {
-  if (d == 64) return group_quant<kInt8, 8>(kv, n, d, q, nq, scale, out);
-  if (d == 128) return group_quant<kInt8, 16>(kv, n, d, q, nq, scale, out);
-  group_quant<kInt8, 0>(kv, n, d, q, nq, scale, out);
+  if (d == 64) return group_quant<kPv, 8>(kv, n, d, q, nq, scale, out);
+  if (d == 128) return group_quant<kPv, 16>(kv, n, d, q, nq, scale, out);
+  group_quant<kPv, 0>(kv, n, d, q, nq, scale, out);
 }
 
 }  // namespace
 
 void attend_int8_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out) {
-  if (!group_runs<true>(kv, d, 1)) return ref::attend_int8_quant(kv, n, d, q, scale, out);
-  group<true>(kv, n, d, &q, 1, scale, &out);
+  if (!group_runs<Pv::Int8>(kv, d, 1)) return ref::attend_int8_quant(kv, n, d, q, scale, out);
+  group<Pv::Int8>(kv, n, d, &q, 1, scale, &out);
 }
 
 void attend_int8_quant_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,
                              float* const* out) {
-  if (!group_runs<true>(kv, d, nq)) {
+  if (!group_runs<Pv::Int8>(kv, d, nq)) {
     for (int h = 0; h < nq; ++h) ref::attend_int8_quant(kv, n, d, q[h], scale, out[h]);
     return;
   }
-  group<true>(kv, n, d, q, nq, scale, out);
+  group<Pv::Int8>(kv, n, d, q, nq, scale, out);
 }
 
 void attend_sage_quant_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,
                              float* const* out) {
-  if (!group_runs<false>(kv, d, nq)) {
+  if (!group_runs<Pv::Sage>(kv, d, nq)) {
     for (int h = 0; h < nq; ++h) attend_sage_quant(kv, n, d, q[h], scale, out[h]);
     return;
   }
-  group<false>(kv, n, d, q, nq, scale, out);
+  group<Pv::Sage>(kv, n, d, q, nq, scale, out);
+}
+
+void attend_quant_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const* q, int nq, float scale,
+                        float* const* out) {
+  if (!group_runs<Pv::Exact>(kv, d, nq)) {
+    for (int h = 0; h < nq; ++h) attend_quant(kv, n, d, q[h], scale, out[h]);
+    return;
+  }
+  group<Pv::Exact>(kv, n, d, q, nq, scale, out);
 }
 
 }  // namespace kestrel::kernels::avx2
