@@ -14,5 +14,6 @@ void add_perplexity_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_longeval_command(CLI::App& app);
 
 }  // namespace kestrel::cli
