@@ -1,7 +1,7 @@
 #pragma once
-// AVX2 pieces of the one-row attention kernels over quantized caches, shared
-// by kernels/avx2/attention_avx2.cpp (exact, sage) and
-// attention_group_avx2.cpp (int8). Included only by translation units
+// AVX2 pieces of the attention kernels over quantized caches, shared by
+// kernels/avx2/attention_avx2.cpp (the row kernels) and
+// attention_group_avx2.cpp (the GQA group kernels). Included only by translation units
 // under kernels/avx2/ (compiled with its -m flags); an anonymous namespace, as
 // in avx2-inl.h, so no other ISA's copy can be linked in its place.
 #include <immintrin.h>
