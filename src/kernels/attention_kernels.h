@@ -49,15 +49,20 @@ namespace ref {
 // acc [d] and sum are rescaled by exp_approx(old - new max), then each row j adds
 // p_j = exp_approx(s_j - max) to sum and p_j * v_j to acc (fma), v_j written into
 // vrow [d] by value_row(j, vrow).
-template <class ValueRow>
-inline void softmax_block(const float* s, int rows, int d, float& max, float& sum, float* acc, float* vrow,
-                          ValueRow value_row) {
+// The first half: the running max rises to the block's and acc [d] and sum
+// are rescaled once (the int8 twin shares it and then weighs values its own way).
+inline void rescale_to_block(const float* s, int rows, int d, float& max, float& sum, float* acc) {
   float bmax = max;
   for (int j = 0; j < rows; ++j) bmax = std::max(bmax, s[j]);
   const float ms = exp_approx(max - bmax);
   for (int c = 0; c < d; ++c) acc[c] *= ms;
   sum *= ms;
   max = bmax;
+}
+template <class ValueRow>
+inline void softmax_block(const float* s, int rows, int d, float& max, float& sum, float* acc, float* vrow,
+                          ValueRow value_row) {
+  rescale_to_block(s, rows, d, max, sum, acc);
   for (int j = 0; j < rows; ++j) {
     const float p = exp_approx(s[j] - max);
     sum += p;

@@ -59,9 +59,10 @@ int greedy_token(std::span<const float> v) {
   return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 
-// True once `text` holds a whole 5-digit run (followed by something else).
-bool answer_complete(std::string_view text) {
-  size_t i = 0;
+// Where the first run of exactly five digits at or after `from` starts (a
+// longer or shorter run of digits is skipped); npos when there is none.
+size_t five_digit_run(std::string_view text, size_t from) {
+  size_t i = from;
   while (i < text.size()) {
     if (text[i] < '0' || text[i] > '9') {
       ++i;
@@ -69,9 +70,16 @@ bool answer_complete(std::string_view text) {
     }
     size_t j = i;
     while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
-    if (j - i == 5 && j < text.size()) return true;
+    if (j - i == 5) return i;
     i = j;
   }
+  return std::string_view::npos;
+}
+
+// True once `text` holds a whole 5-digit run (followed by something else).
+bool answer_complete(std::string_view text) {
+  for (size_t i = five_digit_run(text, 0); i != std::string_view::npos; i = five_digit_run(text, i + 5))
+    if (i + 5 < text.size()) return true;
   return false;
 }
 
@@ -163,18 +171,8 @@ PasskeyPrompt PasskeyPromptBuilder::build(int n_filler, double depth, std::strin
 // ---- answer, schedule, bytes ----
 
 std::string first_five_digit_number(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    if (text[i] < '0' || text[i] > '9') {
-      ++i;
-      continue;
-    }
-    size_t j = i;
-    while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
-    if (j - i == 5) return std::string(text.substr(i, 5));
-    i = j;
-  }
-  return {};
+  const size_t i = five_digit_run(text, 0);
+  return i == std::string_view::npos ? std::string() : std::string(text.substr(i, 5));
 }
 
 std::vector<PasskeyTrial> passkey_schedule(int n_trials, int n_depths, uint64_t seed) {

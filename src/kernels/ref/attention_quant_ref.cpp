@@ -133,12 +133,7 @@ void attend_int8_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q
                   [&](const float* s, int rows, const uint8_t* v, int64_t vr, float* acc, float& max, float& sum) {
                     float p[64], w[64];
                     int32_t isum[32];
-                    float bmax = max;
-                    for (int j = 0; j < rows; ++j) bmax = std::max(bmax, s[j]);
-                    const float ms = exp_approx(max - bmax);
-                    for (int c = 0; c < d; ++c) acc[c] *= ms;
-                    sum *= ms;
-                    max = bmax;
+                    rescale_to_block(s, rows, d, max, sum, acc);
                     for (int j = 0; j < rows; ++j) {
                       p[j] = exp_approx(s[j] - max);
                       sum += p[j];
