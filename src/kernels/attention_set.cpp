@@ -28,6 +28,14 @@ void tile_for(const KvRows& kv, int d, const TileRows& rows, float scale, float*
   Fn(typed_rows<T>(kv), d, rows, scale, scratch);
 }
 
+// q as the rotated keys see it: q itself, or its rotated copy in `buf` [d].
+inline const float* rotated_q(const KvRows& kv, const float* q, int d, float* buf) {
+  if (!kv.k_rot) return q;
+  std::copy(q, q + d, buf);
+  hadamard_chunks(buf, d, kv.k_rot);
+  return buf;
+}
+
 // For every other (K, V) pair of KV types: the format functions are resolved
 // at the candidate's own level, so the scalar entry is the pure scalar twin.
 // A rotated cache (kernels/hadamard.h): q is rotated like K, the output
@@ -35,12 +43,7 @@ void tile_for(const KvRows& kv, int d, const TileRows& rows, float scale, float*
 template <Isa I, void (*Fn)(const KvQuantBlocks&, int64_t, int, const float*, float, float*)>
 void row_quant(const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
   float qr[512];
-  if (kv.k_rot) {
-    std::copy(q, q + d, qr);
-    hadamard_chunks(qr, d, kv.k_rot);
-    q = qr;
-  }
-  Fn(quant_rows(kv, I), n, d, q, scale, out);
+  Fn(quant_rows(kv, I), n, d, rotated_q(kv, q, d, qr), scale, out);
   if (kv.v_rot) hadamard_chunks(out, d, kv.v_rot);
 }
 
@@ -73,17 +76,9 @@ void tile_quant(const KvRows& kv, int d, const TileRows& rows, float scale, floa
 template <Isa I, void (*Fn)(const KvQuantBlocks&, int64_t, int, const float* const*, int, float, float* const*)>
 void group_quant(const KvRows& kv, int64_t n, int d, const float* const* q, int nq, float scale, float* const* out) {
   thread_local std::vector<float> qr;
+  qr.resize(static_cast<size_t>(nq) * d);
   const float* qp[kMaxGroup];
-  for (int h = 0; h < nq; ++h) qp[h] = q[h];
-  if (kv.k_rot) {
-    qr.resize(static_cast<size_t>(nq) * d);
-    for (int h = 0; h < nq; ++h) {
-      float* x = qr.data() + static_cast<size_t>(h) * d;
-      std::copy(q[h], q[h] + d, x);
-      hadamard_chunks(x, d, kv.k_rot);
-      qp[h] = x;
-    }
-  }
+  for (int h = 0; h < nq; ++h) qp[h] = rotated_q(kv, q[h], d, qr.data() + static_cast<size_t>(h) * d);
   Fn(quant_rows(kv, I), n, d, qp, nq, scale, out);
   if (kv.v_rot)
     for (int h = 0; h < nq; ++h) hadamard_chunks(out[h], d, kv.v_rot);

@@ -105,6 +105,11 @@ class KvCache {
   DType k_type() const { return k_type_; }
   DType v_type() const { return v_type_; }
   size_t bytes() const { return k_.size() + v_.size() + means_.size(); }  // reserved, not resident
+  // Of those, the bytes in RAM (the pools are committed page by page as blocks
+  // are written, and keep the pages of blocks given back: a high-water mark).
+  size_t resident_bytes() const { return k_.resident_bytes() + v_.resident_bytes() + means_.resident_bytes(); }
+  // The bytes of one block: K and V of every layer and head, and their means.
+  size_t block_bytes() const { return bytes() / static_cast<size_t>(total_blocks()); }
   bool smooths_k() const { return smooth_k_; }
   size_t k_row_bytes() const { return k_row_bytes_; }  // one head's keys at one position
   size_t v_row_bytes() const { return v_row_bytes_; }  // one head's values at one position

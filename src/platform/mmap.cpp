@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
 
@@ -48,6 +49,16 @@ void drop_mapped_pages(const void* p, size_t n) {
   const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
   // Advice only: a failure leaves the pages resident, which is still correct.
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+size_t ZeroedPages::resident_bytes() const {
+  if (data_ == nullptr) return 0;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> vec((size_ + page - 1) / page);  // mmap's address is page-aligned
+  if (::mincore(data_, size_, vec.data()) != 0) fail("mincore: ", std::strerror(errno));
+  size_t n = 0;
+  for (unsigned char c : vec) n += c & 1;
+  return n * page;
 }
 
 ZeroedPages::ZeroedPages(size_t bytes) : size_(bytes) {

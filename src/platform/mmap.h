@@ -32,6 +32,8 @@ class ZeroedPages {
   uint8_t* data() { return data_; }
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
+  // Bytes of its pages in RAM now (mincore): what writing has committed.
+  size_t resident_bytes() const;
 
  private:
   uint8_t* data_ = nullptr;

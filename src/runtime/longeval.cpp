@@ -1,8 +1,5 @@
 #include "runtime/longeval.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,21 +35,6 @@ std::string with_key(std::string_view sentence, std::string_view key) {
 
 void append(std::vector<int32_t>& to, const std::vector<int32_t>& what) {
   to.insert(to.end(), what.begin(), what.end());
-}
-
-// Pages of [p, p + bytes) in RAM.
-int64_t resident_bytes(const void* p, size_t bytes) {
-  if (p == nullptr || bytes == 0) return 0;
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  const auto addr = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t begin = addr & ~(page - 1);
-  const size_t len = addr + bytes - begin;
-  const size_t n_pages = (len + page - 1) / page;
-  std::vector<unsigned char> vec(n_pages);
-  if (::mincore(reinterpret_cast<void*>(begin), len, vec.data()) != 0) return -1;
-  int64_t n = 0;
-  for (unsigned char c : vec) n += c & 1;
-  return n * static_cast<int64_t>(page);
 }
 
 int greedy_token(std::span<const float> v) {
@@ -193,17 +175,11 @@ std::vector<PasskeyTrial> passkey_schedule(int n_trials, int n_depths, uint64_t 
 
 KvBytes measure_kv_bytes(const KvCache& cache, int seq) {
   KvBytes b;
-  const KvHeadView v = cache.view(0, seq, 0);  // block 0, layer 0, head 0: the pools' first bytes
-  const int64_t n_blocks = cache.total_blocks();
-  const int64_t mean_bytes = v.k_mean != nullptr ? v.mean_stride * 2 : 0;
-  const int64_t per_block = v.block_stride + v.v_block_stride + mean_bytes;
   const int seqs[] = {seq};
-  b.held = cache.blocks_held(seqs) * per_block;
+  b.held = cache.blocks_held(seqs) * static_cast<int64_t>(cache.block_bytes());
   b.tokens = cache.seq_len(seq);
   b.reserved = static_cast<int64_t>(cache.bytes());
-  b.resident = resident_bytes(v.k, static_cast<size_t>(v.block_stride * n_blocks)) +
-               resident_bytes(v.v, static_cast<size_t>(v.v_block_stride * n_blocks)) +
-               resident_bytes(v.k_mean, static_cast<size_t>(mean_bytes * n_blocks));
+  b.resident = static_cast<int64_t>(cache.resident_bytes());
   return b;
 }
 

@@ -63,46 +63,46 @@ struct QkvCapture {
   }
   // Query row `row` (index into q_pos; in a version 1 file, the position) of
   // stored query head qi.
-  const float *q(int l, int row, int qi) const { return &layers[l].q[(size_t(row) * q_heads.size() + qi) * head_dim]; }
-  const float *k(int l, int pos, int h) const { return &layers[l].k[(size_t(pos) * n_heads + h) * head_dim]; }
-  const float *v(int l, int pos, int h) const { return &layers[l].v[(size_t(pos) * n_heads + h) * head_dim]; }
+  const float* q(int l, int row, int qi) const { return &layers[l].q[(size_t(row) * q_heads.size() + qi) * head_dim]; }
+  const float* k(int l, int pos, int h) const { return &layers[l].k[(size_t(pos) * n_heads + h) * head_dim]; }
+  const float* v(int l, int pos, int h) const { return &layers[l].v[(size_t(pos) * n_heads + h) * head_dim]; }
 };
 
 namespace detail {
-inline void write_f16(std::ofstream &out, const std::vector<float> &a) {
+inline void write_f16(std::ofstream& out, const std::vector<float>& a) {
   std::vector<uint16_t> h(a.size());
   for (size_t i = 0; i < a.size(); ++i) h[i] = f32_to_fp16(a[i]);
-  out.write(reinterpret_cast<const char *>(h.data()), static_cast<std::streamsize>(h.size() * 2));
+  out.write(reinterpret_cast<const char*>(h.data()), static_cast<std::streamsize>(h.size() * 2));
 }
-inline void read_f16(std::ifstream &in, size_t n, std::vector<float> &a) {
+inline void read_f16(std::ifstream& in, size_t n, std::vector<float>& a) {
   std::vector<uint16_t> h(n);
-  in.read(reinterpret_cast<char *>(h.data()), static_cast<std::streamsize>(n * 2));
+  in.read(reinterpret_cast<char*>(h.data()), static_cast<std::streamsize>(n * 2));
   a.resize(n);
   for (size_t i = 0; i < n; ++i) a[i] = fp16_to_f32(h[i]);
 }
-inline void write_ints(std::ofstream &out, const std::vector<int> &a) {
+inline void write_ints(std::ofstream& out, const std::vector<int>& a) {
   for (int x : a) {
     const int32_t v = x;
-    out.write(reinterpret_cast<const char *>(&v), 4);
+    out.write(reinterpret_cast<const char*>(&v), 4);
   }
 }
-inline std::vector<int> read_ints(std::ifstream &in, int n) {
+inline std::vector<int> read_ints(std::ifstream& in, int n) {
   std::vector<int32_t> a(static_cast<size_t>(n));
-  in.read(reinterpret_cast<char *>(a.data()), static_cast<std::streamsize>(a.size() * 4));
+  in.read(reinterpret_cast<char*>(a.data()), static_cast<std::streamsize>(a.size() * 4));
   return std::vector<int>(a.begin(), a.end());
 }
 }  // namespace detail
 
 // Writes version 1 when the capture is one (every position a query row, query
 // head i = KV head i, group 1), else version 2.
-inline void write_qkv(const std::string &path, const QkvCapture &c) {
+inline void write_qkv(const std::string& path, const QkvCapture& c) {
   std::ofstream out(path, std::ios::binary);
   if (!out) fail("cannot write ", path);
   const int n_l = static_cast<int>(c.layers.size());
   const bool v1 = c.model_n_head == 0;  // a capture built the version 1 way (fields left unset)
   out.write("KQKV", 4);
   std::vector<int> layer_ids;
-  for (const auto &l : c.layers) layer_ids.push_back(l.layer);
+  for (const auto& l : c.layers) layer_ids.push_back(l.layer);
   if (v1) {
     detail::write_ints(out, {1, n_l, c.n_pos, c.n_heads, c.head_dim});
   } else {
@@ -115,8 +115,8 @@ inline void write_qkv(const std::string &path, const QkvCapture &c) {
     detail::write_ints(out, c.kv_heads);
     detail::write_ints(out, c.q_pos);
   }
-  for (const auto &l : c.layers)
-    for (const auto *a : {&l.q, &l.k, &l.v}) detail::write_f16(out, *a);
+  for (const auto& l : c.layers)
+    for (const auto* a : {&l.q, &l.k, &l.v}) detail::write_f16(out, *a);
   if (!out) fail("cannot write ", path);
 }
 
@@ -126,7 +126,7 @@ inline QkvCapture read_qkv(const std::string& path) {
   char magic[4];
   int32_t version = 0;
   in.read(magic, 4);
-  in.read(reinterpret_cast<char *>(&version), 4);
+  in.read(reinterpret_cast<char*>(&version), 4);
   if (!in || std::memcmp(magic, "KQKV", 4) != 0 || (version != 1 && version != 2))
     fail(path, ": not a KQKV v1 or v2 capture");
   QkvCapture c;
@@ -170,7 +170,7 @@ inline QkvCapture read_qkv(const std::string& path) {
         fail(path, ": query positions not ascending inside [0, ", c.n_pos, ")");
   }
   const size_t nq = size_t(n_q_pos) * n_q_heads * c.head_dim, nkv = size_t(c.n_pos) * c.n_heads * c.head_dim;
-  for (auto &l : c.layers) {
+  for (auto& l : c.layers) {
     detail::read_f16(in, nq, l.q);
     detail::read_f16(in, nkv, l.k);
     detail::read_f16(in, nkv, l.v);

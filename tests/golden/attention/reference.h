@@ -12,9 +12,9 @@ namespace kestrel::testing {
 
 // Query row `row` (index into c.q_pos) of stored query head qi, over the
 // stored KV head it reads (c.kv_of(qi)), positions [0, c.q_pos[row]].
-inline std::vector<double> reference_attention(const QkvCapture &c, int li, int qi, int row, double scale) {
+inline std::vector<double> reference_attention(const QkvCapture& c, int li, int qi, int row, double scale) {
   const int d = c.head_dim, h = c.kv_of(qi), p = c.q_pos[static_cast<size_t>(row)];
-  const float *q = c.q(li, row, qi);
+  const float* q = c.q(li, row, qi);
   std::vector<double> sc(static_cast<size_t>(p) + 1), want(static_cast<size_t>(d), 0.0);
   double m = -1e300, l = 0;
   for (int j = 0; j <= p; ++j) {

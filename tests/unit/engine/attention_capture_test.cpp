@@ -33,6 +33,17 @@
 namespace kestrel {
 namespace {
 
+// Appends the key and value at position p of sequence 0, layer, KV head
+// kvh of an F32 cache to a capture layer.
+void append_cached_row(const KvCache& cache, int layer, int kvh, int p, int d, testing::QkvLayer& l) {
+  const KvHeadView h = cache.view(layer, 0, kvh);
+  const auto* kb = static_cast<const float*>(h.k);
+  const auto* vb = static_cast<const float*>(h.v);
+  const int64_t off = h.blocks[p / KvCache::kBlock] * (h.block_stride / 4) + (p % KvCache::kBlock) * d;
+  l.k.insert(l.k.end(), kb + off, kb + off + d);
+  l.v.insert(l.v.end(), vb + off, vb + off + d);
+}
+
 std::vector<std::vector<float>> g_queries;  // every row call, in call order (one thread)
 
 void capture_row(const kernels::KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
@@ -77,12 +88,7 @@ TEST(AttentionCapture, DISABLED_WriteSmolLM2Capture) {
         // The first query head of the group.
         const auto& q = g_queries[(size_t(p) * c.n_layer + layer) * c.n_head + kvh * group];
         l.q.insert(l.q.end(), q.begin(), q.end());
-        const KvHeadView h = cache.view(layer, 0, kvh);
-        const auto* kb = static_cast<const float*>(h.k);
-        const auto* vb = static_cast<const float*>(h.v);
-        const int64_t off = h.blocks[p / KvCache::kBlock] * (h.block_stride / 4) + (p % KvCache::kBlock) * d;
-        l.k.insert(l.k.end(), kb + off, kb + off + d);
-        l.v.insert(l.v.end(), vb + off, vb + off + d);
+        append_cached_row(cache, layer, kvh, p, d, l);
       }
     cap.layers.push_back(std::move(l));
   }
@@ -101,9 +107,9 @@ std::string repository_text(size_t chars) {
   const fs::path root(KESTREL_SOURCE_DIR);
   std::vector<fs::path> files = {root / "docs" / "architecture.md", root / "README.md"};
   std::vector<fs::path> docs, srcs;
-  for (const auto &e : fs::directory_iterator(root / "docs"))
+  for (const auto& e : fs::directory_iterator(root / "docs"))
     if (e.path().extension() == ".md" && e.path().filename() != "architecture.md") docs.push_back(e.path());
-  for (const auto &e : fs::recursive_directory_iterator(root / "src"))
+  for (const auto& e : fs::recursive_directory_iterator(root / "src"))
     if (e.is_regular_file() && (e.path().extension() == ".h" || e.path().extension() == ".cpp"))
       srcs.push_back(e.path());
   std::sort(docs.begin(), docs.end());
@@ -111,7 +117,7 @@ std::string repository_text(size_t chars) {
   files.insert(files.end(), docs.begin(), docs.end());
   files.insert(files.end(), srcs.begin(), srcs.end());
   std::string text;
-  for (const auto &f : files) {
+  for (const auto& f : files) {
     if (text.size() >= chars) break;
     std::ifstream in(f);
     text.append((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -142,16 +148,16 @@ struct CaptureSpec {
 
 // What the capturing kernels need to place a row (one forward pass at a time).
 struct RowSink {
-  const ForwardScratch *scratch = nullptr;
+  const ForwardScratch* scratch = nullptr;
   int n_head = 0, head_dim = 0;
   int32_t batch_pos0 = 0;
-  std::map<const void *, std::pair<int, int>> kv_of_k;  // a head's K base -> (layer, kv head)
+  std::map<const void*, std::pair<int, int>> kv_of_k;  // a head's K base -> (layer, kv head)
   // Stored query rows by (layer, query head, position), copied once.
   std::map<std::pair<int, int>, std::vector<float>> rows;  // (layer, head) -> [n_pos][head_dim]
   std::vector<uint8_t> wanted_pos;
   std::vector<uint8_t> wanted_layer, wanted_head;
 
-  void take(const kernels::KvRows &kv, const float *q) {
+  void take(const kernels::KvRows& kv, const float* q) {
     const auto it = kv_of_k.find(kv.k);
     if (it == kv_of_k.end()) fail("capture: rows of an unknown head");
     const int layer = it->second.first;
@@ -166,23 +172,23 @@ struct RowSink {
 };
 RowSink g_sink;
 
-const kernels::AttentionKernelSet &f32_exact() {
+const kernels::AttentionKernelSet& f32_exact() {
   return kernels::attention_kernel_set(DType::F32, kernels::AttentionAlgo::Exact, best_isa());
 }
-void sink_row(const kernels::KvRows &kv, int64_t n, int d, const float *q, float scale, float *out) {
+void sink_row(const kernels::KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
   g_sink.take(kv, q);
   f32_exact().row(kv, n, d, q, scale, out);
 }
-void sink_tile(const kernels::KvRows &kv, int d, const kernels::TileRows &rows, float scale, float *scratch) {
+void sink_tile(const kernels::KvRows& kv, int d, const kernels::TileRows& rows, float scale, float* scratch) {
   for (int r = 0; r < rows.n; ++r) g_sink.take(kv, rows.q[r]);
   f32_exact().tile(kv, d, rows, scale, scratch);
 }
 
-void write_long_captures(const std::filesystem::path &model_path, const std::vector<CaptureSpec> &specs) {
+void write_long_captures(const std::filesystem::path& model_path, const std::vector<CaptureSpec>& specs) {
   auto model = load_model(model_path.string());
-  const auto &c = model->config();
+  const auto& c = model->config();
   int n_pos = 0;
-  for (const auto &s : specs) n_pos = std::max(n_pos, s.n_pos);
+  for (const auto& s : specs) n_pos = std::max(n_pos, s.n_pos);
   std::vector<int32_t> ids;
   for (size_t chars = size_t(n_pos) * 4; ids.size() < size_t(n_pos); chars *= 2)
     ids = model->tokenizer().encode(repository_text(chars), true, false);
@@ -197,7 +203,7 @@ void write_long_captures(const std::filesystem::path &model_path, const std::vec
   g_sink.wanted_head.assign(c.n_head, 0);
   for (int l = 0; l < c.n_layer; ++l)
     for (int kvh = 0; kvh < c.n_kv_head; ++kvh) g_sink.kv_of_k[cache.view(l, 0, kvh).k] = {l, kvh};
-  for (const auto &s : specs) {
+  for (const auto& s : specs) {
     for (int p : query_positions(s.n_pos)) g_sink.wanted_pos[p] = 1;
     for (int l : s.layers) {
       g_sink.wanted_layer[l] = 1;
@@ -226,7 +232,7 @@ void write_long_captures(const std::filesystem::path &model_path, const std::vec
   }
 
   const int d = c.head_dim;
-  for (const auto &s : specs) {
+  for (const auto& s : specs) {
     testing::QkvCapture cap;
     cap.n_pos = s.n_pos;
     cap.head_dim = d;
@@ -242,17 +248,12 @@ void write_long_captures(const std::filesystem::path &model_path, const std::vec
       l.layer = layer;
       for (int p : cap.q_pos)
         for (int h : s.q_heads) {
-          const float *q = &g_sink.rows.at({layer, h})[size_t(p) * d];
+          const float* q = &g_sink.rows.at({layer, h})[size_t(p) * d];
           l.q.insert(l.q.end(), q, q + d);
         }
       for (int p = 0; p < s.n_pos; ++p)
         for (int kvh : s.kv_heads) {
-          const KvHeadView h = cache.view(layer, 0, kvh);
-          const auto *kb = static_cast<const float *>(h.k);
-          const auto *vb = static_cast<const float *>(h.v);
-          const int64_t off = h.blocks[p / KvCache::kBlock] * (h.block_stride / 4) + (p % KvCache::kBlock) * d;
-          l.k.insert(l.k.end(), kb + off, kb + off + d);
-          l.v.insert(l.v.end(), vb + off, vb + off + d);
+          append_cached_row(cache, layer, kvh, p, d, l);
         }
       cap.layers.push_back(std::move(l));
     }

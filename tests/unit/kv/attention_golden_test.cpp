@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "golden/attention/cache.h"
 #include "golden/attention/format.h"
 #include "golden/attention/reference.h"
 #include "kernels/attention_set.h"
@@ -32,15 +33,7 @@ Score run(const testing::QkvCapture& c, int li, DType type, bool rotate, bool ti
   // V F16 under sage (the smoothed K is what is measured); K and V of `type` otherwise.
   const DType vt = algo == kernels::AttentionAlgo::Sage ? DType::F16 : type;
   KvCache cache(KvShape{1, nh, d, n, 1}, type, vt, best_isa(), rotate, kernels::smooths_keys(type, algo));
-  std::vector<float> k(size_t(nh) * d), v(size_t(nh) * d);
-  for (int p = 0; p < n; ++p) {
-    for (int h = 0; h < nh; ++h) {
-      std::copy(c.k(li, p, h), c.k(li, p, h) + d, k.begin() + h * d);
-      std::copy(c.v(li, p, h), c.v(li, p, h) + d, v.begin() + h * d);
-    }
-    cache.store(0, 0, p, k.data(), v.data());
-  }
-  cache.set_seq_len(0, n);
+  testing::store_capture(cache, c, li);
   const auto& set = kernels::attention_kernel_set(type, vt, algo, best_isa());
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const AttentionParams ap{nh, nh, d, scale};

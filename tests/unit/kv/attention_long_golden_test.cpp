@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "golden/attention/cache.h"
 #include "golden/attention/format.h"
 #include "golden/attention/reference.h"
 #include "kernels/attention_set.h"
@@ -86,15 +87,7 @@ struct File {
 std::vector<std::vector<std::vector<float>>> attend(const testing::QkvCapture& c, int li, const Case& k, bool tiled) {
   const int d = c.head_dim, nkv = c.n_heads, n = c.n_pos;
   KvCache cache(KvShape{1, nkv, d, n, 1}, k.k, k.v, best_isa(), k.rotate, kernels::smooths_keys(k.k, k.algo));
-  std::vector<float> kr(size_t(nkv) * d), vr(size_t(nkv) * d);
-  for (int p = 0; p < n; ++p) {
-    for (int h = 0; h < nkv; ++h) {
-      std::copy(c.k(li, p, h), c.k(li, p, h) + d, kr.begin() + h * d);
-      std::copy(c.v(li, p, h), c.v(li, p, h) + d, vr.begin() + h * d);
-    }
-    cache.store(0, 0, p, kr.data(), vr.data());
-  }
-  cache.set_seq_len(0, n);
+  testing::store_capture(cache, c, li);
   const auto& set = kernels::attention_kernel_set(k.k, k.v, k.algo, best_isa());
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const int nq = c.n_q_heads(), nr = c.n_q_rows();
