@@ -6,6 +6,9 @@
 //    GOP/s counts 2 ops per int8 multiply-add.
 //  roofline/fma_f32: peak vfmadd (zmm) throughput, 12 independent chains.
 //  roofline/amx_int8: peak tdpbssd throughput, 4 accumulator tiles.
+//  On AVX2-only CPUs: roofline/read with 32-byte loads, and
+//  roofline/maddubs_int8 (vpmaddubsw ymm, 12 chains: the AVX2 panel kernels'
+//  product) in place of vnni_int8.
 // Rates are per CPU second (Google Benchmark's default): the machine is shared,
 // and CPU time is what a core delivers while it runs us.
 // The loops use target attributes: this file is compiled for baseline x86-64
@@ -26,6 +29,7 @@ namespace {
 
 #define KESTREL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define KESTREL_AMX __attribute__((target("avx512f,amx-tile,amx-int8")))
+#define KESTREL_AVX2 __attribute__((target("avx2")))
 
 struct Free {
   void operator()(uint8_t* p) const { std::free(p); }
@@ -42,6 +46,20 @@ __attribute__((noinline)) KESTREL_AVX512 int64_t read_buffer(const uint8_t* p, s
   return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
 }
 
+__attribute__((noinline)) KESTREL_AVX2 int64_t read_buffer_avx2(const uint8_t* p, size_t bytes) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i < bytes; i += 128) {
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
+  }
+  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  alignas(32) int64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
 void bench_read(benchmark::State& state, size_t bytes) {
   std::unique_ptr<uint8_t, Free> buf(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
   std::memset(buf.get(), 1, bytes);  // touch every page before timing
@@ -49,7 +67,7 @@ void bench_read(benchmark::State& state, size_t bytes) {
   uint8_t* p = buf.get();
   for (auto _ : state) {
     benchmark::DoNotOptimize(p);  // an opaque pointer: every iteration reads again
-    sink += read_buffer(p, bytes);
+    sink += isa_supported(Isa::Avx512) ? read_buffer(p, bytes) : read_buffer_avx2(p, bytes);
     benchmark::ClobberMemory();
   }
   benchmark::DoNotOptimize(sink);
@@ -83,6 +101,19 @@ KESTREL_AVX512 float fma_loop() {
   __m512 s = acc[0];
   for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, acc[i]);
   return _mm512_reduce_add_ps(s);
+}
+
+KESTREL_AVX2 int64_t maddubs_loop() {
+  __m256i acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_epi16(static_cast<int16_t>(i));
+  __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5);
+  for (int64_t n = 0; n < kInner; ++n) {
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_maddubs_epi16(acc[i], b);
+    __asm__ volatile("" : "+x"(a));
+  }
+  __m256i s = _mm256_xor_si256(acc[0], a);
+  for (int i = 1; i < kChains; ++i) s = _mm256_add_epi16(s, acc[i]);
+  return _mm256_extract_epi16(s, 0);
 }
 
 struct alignas(64) TileConfig {
@@ -129,6 +160,14 @@ void bench_vnni(benchmark::State& state) {
                                                benchmark::Counter::kIsRate);
 }
 
+void bench_maddubs(benchmark::State& state) {
+  int64_t sink = 0;
+  for (auto _ : state) sink += maddubs_loop();
+  benchmark::DoNotOptimize(sink);
+  state.counters["GOP/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * kInner * kChains * 32 * 2 / 1e9, benchmark::Counter::kIsRate);
+}
+
 void bench_fma(benchmark::State& state) {
   float sink = 0;
   for (auto _ : state) sink += fma_loop();
@@ -148,12 +187,16 @@ void bench_amx(benchmark::State& state) {
 }
 
 int register_all() {
-  if (!isa_supported(Isa::Avx512)) return 0;
+  if (!isa_supported(Isa::Avx2)) return 0;
   for (size_t mb : {1, 100, 400})
     benchmark::RegisterBenchmark(("roofline/read/" + std::to_string(mb) + "MB").c_str(), bench_read, mb << 20)
         ->Threads(1)
         ->Threads(2)
         ->Unit(benchmark::kMicrosecond);
+  if (!isa_supported(Isa::Avx512)) {
+    benchmark::RegisterBenchmark("roofline/maddubs_int8", bench_maddubs)->Threads(1)->Threads(2);
+    return 0;
+  }
   benchmark::RegisterBenchmark("roofline/vnni_int8", bench_vnni)->Threads(1)->Threads(2);
   benchmark::RegisterBenchmark("roofline/fma_f32", bench_fma)->Threads(1)->Threads(2);
   if (kernels::amx::available())

@@ -18,6 +18,7 @@
 // twin's, in its order (fma per group or per super-block), so the results are
 // bit-identical to ref::panel_gemm.
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <utility>
 
@@ -27,6 +28,21 @@
 
 namespace kestrel::kernels::avx2 {
 namespace {
+
+// Makes `v` opaque to the optimiser, which otherwise reassociates a chain of
+// integer additions into a tree: every product of a group then lives at once,
+// and GCC spilled them to the stack (a third of the kernel's time). The sums
+// are exact either way; this keeps the chain a chain.
+inline void opaque(__m256i& v) { asm("" : "+x"(v)); }
+
+// fn(std::integral_constant<int, i>) for i in [0, N): loop indices known at
+// compile time, so arrays of registers indexed by them stay in registers.
+template <int N, typename Fn>
+[[gnu::always_inline]] inline void unroll(Fn&& fn) {
+  [&]<int... kI>(std::integer_sequence<int, kI...>) __attribute__((always_inline)) {
+    (fn(std::integral_constant<int, kI>{}), ...);
+  }(std::make_integer_sequence<int, N>{});
+}
 
 // Rows per 256-bit half of a panel.
 constexpr int kHalfRows = 8;
@@ -171,24 +187,52 @@ struct Format {
 // the scaled integer products (the min terms come after, from add_mins). A
 // chunk after the first continues the sums stored in y by the previous one
 // (same order, same bits).
-template <bool kNib, int kG, int kHigh, int kSub, bool kLut, int kH, int kC>
+//
+// Register budget (16 ymm): per unit an int16 sum of products and either a
+// float accumulator (kSub != 1) or an int32 super-block sum (kSub == 1, whose
+// float accumulator lives in y: one read-modify-write per super-block), the
+// unpacked weight vectors, the broadcast activation and the nibble mask. The
+// format's offset term (kOffset) and each group's int32 sum are formed at the
+// group's end, so no third register per unit lives through the products (with
+// them GCC spilled the sums to the stack), and the activation offset advances
+// by additions (a division per group cost as much as a quarter of the products).
+template <bool kNib, int kG, int kHigh, int kSub, bool kLut, bool kMin, int kH, int kC>
 void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int64_t g_begin, int64_t g_end) {
   using F = Format<kNib, kG, kHigh, kSub, kLut>;
+  // The unsigned formats without a min are exactly those with an offset.
+  constexpr bool kOffset = !F::kSigned && !kMin;
+  assert(kOffset == (!F::kSigned && f.offset != 0));
+  // One token over all groups (decode): the min terms are summed here, in their
+  // own accumulator as add_mins does, instead of in a second pass over the panel.
+  constexpr bool kFusedMins = kMin && kC == 1;
+  const bool fuse_mins = kFusedMins && a.n_tokens == 1;  // run() passes all groups then
   const int gpb = f.act_groups_per_block;
   const size_t group_bytes = f.group_bytes;
 
   int rows[kH];
-  for (int h = 0; h < kH; ++h) rows[h] = half_rows(a.n_rows, h0 + h);
   const uint8_t* act[kC];
   const ActGroup* ag[kC];
-  for (int c = 0; c < kC; ++c) {
+  float* y[kH][kC];
+  unroll<kH>([&](auto h) __attribute__((always_inline)) { rows[h] = half_rows(a.n_rows, h0 + h); });
+  unroll<kC>([&](auto c) __attribute__((always_inline)) {
     act[c] = a.act + static_cast<size_t>(t0 + c) * a.act_stride + f.act_qs_offset;
     ag[c] = a.groups + static_cast<size_t>(t0 + c) * a.groups_stride;
-  }
+    unroll<kH>([&](auto h) __attribute__((always_inline)) { y[h][c] = a.y + (t0 + c) * a.ldy + kHalfRows * (h0 + h); });
+  });
+  // kSub != 1: float accumulators in registers; kSub == 1: in y (zeroed first).
+  constexpr bool kAccInY = kSub == 1;
   __m256 facc[kH][kC];
-  for (int h = 0; h < kH; ++h)
-    for (int c = 0; c < kC; ++c)
-      facc[h][c] = g_begin == 0 ? _mm256_setzero_ps() : load_y(a.y + (t0 + c) * a.ldy + kHalfRows * (h0 + h), rows[h]);
+  __m256i isb[kH][kC];  // kSub == 1: int32 sums of the current super-block
+  unroll<kH>([&](auto h) __attribute__((always_inline)) {
+    unroll<kC>([&](auto c) __attribute__((always_inline)) {
+      facc[h][c] = _mm256_setzero_ps();
+      isb[h][c] = _mm256_setzero_si256();
+      if (g_begin != 0 && !kAccInY)
+        facc[h][c] = load_y(y[h][c], rows[h]);
+      else if (g_begin == 0 && kAccInY)
+        store_y(y[h][c], rows[h], facc[h][c]);
+    });
+  });
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i ones16 = _mm256_set1_epi16(1);
   // kLut: the 16 signed values of the indices in each 128-bit lane (vpshufb):
@@ -197,125 +241,174 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
                                               _mm256_set1_epi8(static_cast<char>(0x80)))
                            : _mm256_setzero_si256();
   const uint8_t* super = kSub ? a.panel + panel_super_offset(f, a.cols) : nullptr;
-  __m256i isb[kH][kC];  // kSub == 1: int32 sums of the current super-block
-  for (int h = 0; h < kH; ++h)
-    for (int c = 0; c < kC; ++c) isb[h][c] = _mm256_setzero_si256();
   __m256 super_d[kH];  // kSub == 2: the super-block's d
-  for (int h = 0; h < kH; ++h) super_d[h] = _mm256_setzero_ps();
-  const bool offset = !F::kSigned && f.offset != 0;
+  __m256 mins[kH], dmin[kH];  // fuse_mins: the min terms; sub-scale formats' dmin
+  unroll<kH>([&](auto h) __attribute__((always_inline)) {
+    super_d[h] = _mm256_setzero_ps();
+    mins[h] = _mm256_setzero_ps();
+    dmin[h] = _mm256_setzero_ps();
+  });
 
   const bool stream = a.n_tokens <= kMaxTokens;
   const uint8_t* pg = a.panel + static_cast<size_t>(g_begin) * group_bytes;
+  // Group g's quants start at aoff in every activation row: block g / gpb,
+  // group g % gpb within it.
+  int gi = static_cast<int>(g_begin % gpb);
+  size_t aoff =
+      static_cast<size_t>(g_begin / gpb) * static_cast<size_t>(f.act_block_bytes) + static_cast<size_t>(gi) * kG;
+  const size_t next_block = static_cast<size_t>(f.act_block_bytes) - static_cast<size_t>(gpb - 1) * kG;
   for (int64_t g = g_begin; g < g_end; ++g, pg += group_bytes) {
     if (stream)
       for (size_t o = 0; o < group_bytes; o += 64)
         _mm_prefetch(reinterpret_cast<const char*>(pg + kPrefetchBytes + o), _MM_HINT_T0);
-    const size_t aoff = static_cast<size_t>(g / gpb) * static_cast<size_t>(f.act_block_bytes) +
-                        static_cast<size_t>(g % gpb) * kG;
     // The widening multiplier: ones, or the rows' int8 sub-scales as int16 pairs.
-    __m256i widen[kH], sc32[kH];
-    for (int h = 0; h < kH; ++h) {
+    __m256i widen[kH], sc32[kH], hb[kH];
+    unroll<kH>([&](auto h) __attribute__((always_inline)) {
       widen[h] = ones16;
       if constexpr (kSub) sc32[h] = load_sc32(pg + F::kQuantBytes + kHalfRows * (h0 + h));
       if constexpr (kSub == 1) widen[h] = sc_pairs(sc32[h]);
-    }
-    // Per unit: int32 sum of the group (kSub == 1: straight into isb).
-    __m256i acc[kH][kC], p16[kH][kC];
-    for (int h = 0; h < kH; ++h)
-      for (int c = 0; c < kC; ++c) {
-        if constexpr (kSub == 1) {
-          if (offset)  // sc * offset * asum, exact in int32
-            isb[h][c] = _mm256_add_epi32(isb[h][c],
-                                         _mm256_mullo_epi32(sc32[h], _mm256_set1_epi32(ag[c][g].offset_sum)));
-        } else {
-          acc[h][c] = offset ? _mm256_set1_epi32(ag[c][g].offset_sum) : _mm256_setzero_si256();
-        }
-        p16[h][c] = _mm256_setzero_si256();
+      hb[h] = kHigh ? load256(pg + F::kNibbleBytes + 32 * (h0 + h)) : _mm256_setzero_si256();
+    });
+    // Per unit: the int16 sum of products since the last widening, and (kSub
+    // != 1) the int32 sum of the group.
+    __m256i p16[kH][kC], acc[kH][kC];
+    // Product number kK of the group (in maddubs order) for unit (h, c).
+    auto add_product = [&]<int kK>(auto h, auto c, __m256i prod) __attribute__((always_inline)) {
+      if constexpr (kK % F::kPerWiden == 0) {
+        p16[h][c] = prod;
+      } else {
+        p16[h][c] = _mm256_add_epi16(p16[h][c], prod);
       }
-    // Product number k of the group (in maddubs order) for every unit.
-    auto add_product = [&](int h, int c, int k, __m256i prod) {
-      p16[h][c] = k % F::kPerWiden == 0 ? prod : _mm256_add_epi16(p16[h][c], prod);
-      if (k % F::kPerWiden == F::kPerWiden - 1 || k == F::kProducts - 1) {
+      if constexpr (F::kPerWiden >= 4) opaque(p16[h][c]);
+      if constexpr (kK % F::kPerWiden == F::kPerWiden - 1 || kK == F::kProducts - 1) {
         const __m256i wide = _mm256_madd_epi16(p16[h][c], widen[h]);
         if constexpr (kSub == 1)
           isb[h][c] = _mm256_add_epi32(isb[h][c], wide);
-        else
+        else if constexpr (kK >= F::kPerWiden)
           acc[h][c] = _mm256_add_epi32(acc[h][c], wide);
+        else
+          acc[h][c] = wide;
       }
     };
-    __m256i hb[kH];
-    for (int h = 0; h < kH; ++h)
-      hb[h] = kHigh ? load256(pg + F::kNibbleBytes + 32 * (h0 + h)) : _mm256_setzero_si256();
-    [&]<int... kJ>(std::integer_sequence<int, kJ...>) {
-      ([&] {
-        constexpr int j = kJ;
-        for (int h = 0; h < kH; ++h) {
-          const __m256i raw = load256(pg + 64 * j + 32 * (h0 + h));
-          if constexpr (kNib) {
-            __m256i lo = with_high<kHigh, j>(_mm256_and_si256(raw, low4), hb[h]);
-            __m256i hi = with_high<kHigh, j + F::kVecs>(_mm256_and_si256(_mm256_srli_epi16(raw, 4), low4), hb[h]);
-            if constexpr (kLut) {
-              lo = _mm256_shuffle_epi8(lut, lo);
-              hi = _mm256_shuffle_epi8(lut, hi);
-              const __m256i alo = _mm256_sign_epi8(lo, lo), ahi = _mm256_sign_epi8(hi, hi);
-              for (int c = 0; c < kC; ++c) {
-                const uint8_t* q = act[c] + aoff + 4 * j;
-                add_product(h, c, 2 * j, _mm256_maddubs_epi16(alo, _mm256_sign_epi8(bcast32(q), lo)));
-                add_product(h, c, 2 * j + 1, _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(bcast32(q + kG / 2), hi)));
-              }
-            } else {
-              for (int c = 0; c < kC; ++c) {
-                const uint8_t* q = act[c] + aoff + 4 * j;
-                add_product(h, c, 2 * j, _mm256_maddubs_epi16(lo, bcast32(q)));
-                add_product(h, c, 2 * j + 1, _mm256_maddubs_epi16(hi, bcast32(q + kG / 2)));
-              }
-            }
-          } else {  // q + 128 -> q (int8), |q| as the unsigned operand
-            const __m256i w = _mm256_xor_si256(raw, _mm256_set1_epi8(static_cast<char>(0x80)));
-            const __m256i aw = _mm256_sign_epi8(w, w);
-            for (int c = 0; c < kC; ++c)
-              add_product(h, c, j, _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast32(act[c] + aoff + 4 * j), w)));
+    unroll<F::kVecs>([&](auto jc) __attribute__((always_inline)) {
+      constexpr int j = decltype(jc)::value;
+      unroll<kH>([&](auto h) __attribute__((always_inline)) {
+        const __m256i raw = load256(pg + 64 * j + 32 * (h0 + h));
+        if constexpr (kNib) {
+          __m256i lo = with_high<kHigh, j>(_mm256_and_si256(raw, low4), hb[h]);
+          __m256i hi = with_high<kHigh, j + F::kVecs>(_mm256_and_si256(_mm256_srli_epi16(raw, 4), low4), hb[h]);
+          if constexpr (kLut) {
+            lo = _mm256_shuffle_epi8(lut, lo);
+            hi = _mm256_shuffle_epi8(lut, hi);
+            const __m256i alo = _mm256_sign_epi8(lo, lo), ahi = _mm256_sign_epi8(hi, hi);
+            unroll<kC>([&](auto c) __attribute__((always_inline)) {
+              const uint8_t* q = act[c] + aoff + 4 * j;
+              add_product.template operator()<2 * j>(h, c, _mm256_maddubs_epi16(alo, _mm256_sign_epi8(bcast32(q), lo)));
+              add_product.template operator()<2 * j + 1>(
+                  h, c, _mm256_maddubs_epi16(ahi, _mm256_sign_epi8(bcast32(q + kG / 2), hi)));
+            });
+          } else {
+            unroll<kC>([&](auto c) __attribute__((always_inline)) {
+              const uint8_t* q = act[c] + aoff + 4 * j;
+              add_product.template operator()<2 * j>(h, c, _mm256_maddubs_epi16(lo, bcast32(q)));
+              add_product.template operator()<2 * j + 1>(h, c, _mm256_maddubs_epi16(hi, bcast32(q + kG / 2)));
+            });
           }
+        } else {  // q + 128 -> q (int8), |q| as the unsigned operand
+          const __m256i w = _mm256_xor_si256(raw, _mm256_set1_epi8(static_cast<char>(0x80)));
+          const __m256i aw = _mm256_sign_epi8(w, w);
+          unroll<kC>([&](auto c) __attribute__((always_inline)) {
+            add_product.template operator()<j>(
+                h, c, _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast32(act[c] + aoff + 4 * j), w)));
+          });
         }
-      }(), ...);
-    }(std::make_integer_sequence<int, F::kVecs>{});
+      });
+    });
+
+    if constexpr (kFusedMins) {
+      if (fuse_mins) {  // add_mins' steps: float(dmin) * float(m), or the min vector
+        const uint8_t* pm = pg + F::kQuantBytes + panel_scale_bytes(f);
+        unroll<kH>([&](auto h) __attribute__((always_inline)) {
+          __m256 wm;
+          if constexpr (kSub != 0) {
+            if (g % f.super_groups == 0)
+              dmin[h] = load_halfs(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f) + 32 +
+                                   16 * (h0 + h));
+            wm = _mm256_mul_ps(dmin[h], _mm256_cvtepi32_ps(load_sc32(pm + kHalfRows * (h0 + h))));
+          } else {
+            wm = load_scales(f, pm, h0 + h);
+          }
+          mins[h] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ag[0][g].min), mins[h]);
+        });
+      }
+    }
+
+    // The offset term, exact in int32: offset * asum (times sc for kSub == 1).
+    if constexpr (kOffset)
+      unroll<kH>([&](auto h) __attribute__((always_inline)) {
+        unroll<kC>([&](auto c) __attribute__((always_inline)) {
+          if constexpr (kSub == 1)
+            isb[h][c] =
+                _mm256_add_epi32(isb[h][c], _mm256_mullo_epi32(sc32[h], _mm256_set1_epi32(ag[c][g].offset_sum)));
+          else
+            acc[h][c] = _mm256_add_epi32(acc[h][c], _mm256_set1_epi32(ag[c][g].offset_sum));
+        });
+      });
 
     if constexpr (kSub == 2) {  // float per group: scale = float(d) * float(sc), exact
       if (g == g_begin || g % f.super_groups == 0)
-        for (int h = 0; h < kH; ++h)
+        unroll<kH>([&](auto h) __attribute__((always_inline)) {
           super_d[h] = load_halfs(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f) + 16 * (h0 + h));
-      for (int h = 0; h < kH; ++h) {
+        });
+      unroll<kH>([&](auto h) __attribute__((always_inline)) {
         const __m256 ws = _mm256_mul_ps(super_d[h], _mm256_cvtepi32_ps(sc32[h]));
-        for (int c = 0; c < kC; ++c) {
+        unroll<kC>([&](auto c) __attribute__((always_inline)) {
           const __m256 scale = _mm256_mul_ps(ws, _mm256_set1_ps(ag[c][g].scale));
           facc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h][c]), scale, facc[h][c]);
-        }
-      }
+        });
+      });
     } else if constexpr (kSub == 1) {
       // One float step per super-block: the int32 sums times d * ascale.
       if ((g + 1) % f.super_groups == 0) {
-        for (int h = 0; h < kH; ++h) {
+        unroll<kH>([&](auto h) __attribute__((always_inline)) {
           const __m256 d = load_halfs(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f) +
                                       16 * (h0 + h));
-          for (int c = 0; c < kC; ++c) {
+          unroll<kC>([&](auto c) __attribute__((always_inline)) {
             const __m256 scale = _mm256_mul_ps(d, _mm256_set1_ps(ag[c][g].scale));
-            facc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isb[h][c]), scale, facc[h][c]);
+            store_y(y[h][c], rows[h], _mm256_fmadd_ps(_mm256_cvtepi32_ps(isb[h][c]), scale, load_y(y[h][c], rows[h])));
             isb[h][c] = _mm256_setzero_si256();
-          }
-        }
+          });
+        });
       }
     } else {
-      for (int h = 0; h < kH; ++h) {
+      unroll<kH>([&](auto h) __attribute__((always_inline)) {
         const __m256 ws = load_scales(f, pg + F::kQuantBytes, h0 + h);
-        for (int c = 0; c < kC; ++c) {
+        unroll<kC>([&](auto c) __attribute__((always_inline)) {
           const __m256 scale = _mm256_mul_ps(ws, _mm256_set1_ps(ag[c][g].scale));
           facc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h][c]), scale, facc[h][c]);
-        }
-      }
+        });
+      });
+    }
+    if (++gi == gpb) {
+      gi = 0;
+      aoff += next_block;
+    } else {
+      aoff += kG;
     }
   }
-  for (int h = 0; h < kH; ++h)
-    for (int c = 0; c < kC; ++c) store_y(a.y + (t0 + c) * a.ldy + kHalfRows * (h0 + h), rows[h], facc[h][c]);
+  if constexpr (kFusedMins) {
+    if (fuse_mins) {
+      unroll<kH>([&](auto h) __attribute__((always_inline)) {
+        const __m256 acc_y = kAccInY ? load_y(y[h][0], rows[h]) : facc[h][0];
+        store_y(y[h][0], rows[h], _mm256_add_ps(acc_y, mins[h]));
+      });
+      return;
+    }
+  }
+  if constexpr (!kAccInY)
+    unroll<kH>([&](auto h) __attribute__((always_inline)) {
+      unroll<kC>([&](auto c) __attribute__((always_inline)) { store_y(y[h][c], rows[h], facc[h][c]); });
+    });
 }
 
 // Columns per pass over the tokens: the panel's chunk (10 KB of Q4_1 for 1024
@@ -327,25 +420,25 @@ constexpr int64_t kChunkCols = 1024;
 static_assert(kChunkCols % 256 == 0);
 
 // Tokens [t, t + n) with 0 < n < kMaxTokens: one tile of n tokens.
-template <bool kNib, int kG, int kHigh, int kSub, bool kLut>
+template <bool kNib, int kG, int kHigh, int kSub, bool kLut, bool kMin>
 void tail(const PanelFormat& f, const PanelGemmArgs& a, int64_t t, int64_t n, int64_t g0, int64_t g1) {
   static_assert(kMaxTokens == 4 && kBothHalvesTokens == 2);
   switch (n) {
     case 3:
-      tile<kNib, kG, kHigh, kSub, kLut, 1, 3>(f, a, 0, t, g0, g1);
-      if (a.n_rows > kHalfRows) tile<kNib, kG, kHigh, kSub, kLut, 1, 3>(f, a, 1, t, g0, g1);
+      tile<kNib, kG, kHigh, kSub, kLut, kMin, 1, 3>(f, a, 0, t, g0, g1);
+      if (a.n_rows > kHalfRows) tile<kNib, kG, kHigh, kSub, kLut, kMin, 1, 3>(f, a, 1, t, g0, g1);
       break;
     case 2:
       if (a.n_rows > kHalfRows)
-        tile<kNib, kG, kHigh, kSub, kLut, 2, 2>(f, a, 0, t, g0, g1);
+        tile<kNib, kG, kHigh, kSub, kLut, kMin, 2, 2>(f, a, 0, t, g0, g1);
       else
-        tile<kNib, kG, kHigh, kSub, kLut, 1, 2>(f, a, 0, t, g0, g1);
+        tile<kNib, kG, kHigh, kSub, kLut, kMin, 1, 2>(f, a, 0, t, g0, g1);
       break;
     case 1:
       if (a.n_rows > kHalfRows)
-        tile<kNib, kG, kHigh, kSub, kLut, 2, 1>(f, a, 0, t, g0, g1);
+        tile<kNib, kG, kHigh, kSub, kLut, kMin, 2, 1>(f, a, 0, t, g0, g1);
       else
-        tile<kNib, kG, kHigh, kSub, kLut, 1, 1>(f, a, 0, t, g0, g1);
+        tile<kNib, kG, kHigh, kSub, kLut, kMin, 1, 1>(f, a, 0, t, g0, g1);
       break;
     default:
       break;
@@ -358,12 +451,17 @@ void run(const PanelFormat& f, const PanelGemmArgs& a) {
   const int64_t n_groups = a.cols / kG;
   const int64_t chunk = kChunkCols / kG;
   const int halves = a.n_rows > kHalfRows ? 2 : 1;  // a partial panel may have no second half
+  // Decode: no token tiles share a column chunk, and the min terms join the pass.
+  if (a.n_tokens == 1) {
+    tail<kNib, kG, kHigh, kSub, kLut, kMin>(f, a, 0, 1, 0, n_groups);
+    return;
+  }
   for (int64_t g0 = 0; g0 < n_groups; g0 += chunk) {
     const int64_t g1 = std::min(n_groups, g0 + chunk);
     int64_t t = 0;
     for (; t + kMaxTokens <= a.n_tokens; t += kMaxTokens)
-      for (int h = 0; h < halves; ++h) tile<kNib, kG, kHigh, kSub, kLut, 1, kMaxTokens>(f, a, h, t, g0, g1);
-    tail<kNib, kG, kHigh, kSub, kLut>(f, a, t, a.n_tokens - t, g0, g1);
+      for (int h = 0; h < halves; ++h) tile<kNib, kG, kHigh, kSub, kLut, kMin, 1, kMaxTokens>(f, a, h, t, g0, g1);
+    tail<kNib, kG, kHigh, kSub, kLut, kMin>(f, a, t, a.n_tokens - t, g0, g1);
   }
   if constexpr (kMin) {
     constexpr int kMinTokens = 8;  // 8 float accumulators, the weight's mins, the token's
@@ -385,8 +483,13 @@ void panel_gemm(const PanelFormat& f, const PanelGemmArgs& a) {
       run<true, 32, false, 0, 1, true>(f, a);
     else
       run<true, 32, false, 0, 0, true>(f, a);
-  } else if (f.sub_scales && f.group == 32) {  // Q5_K: 4 + 1 bits, GGUF scales and mins
-    run<true, 32, true, 1, 1>(f, a);
+  } else if (f.sub_scales && f.group == 32) {  // Q4_K, Q5_K (4 + 1 bits): GGUF scales and mins
+    if (f.high_bits)
+      run<true, 32, true, 1, 1>(f, a);
+    else if (f.batch_float_scales && a.n_tokens > 1)
+      run<true, 32, true, 0, 2>(f, a);
+    else
+      run<true, 32, true, 0, 1>(f, a);
   } else if (f.sub_scales) {  // 16-element groups with GGUF scales
     if (f.high_bits) {        // Q6_K: 4 + 2 bits
       if (f.batch_float_scales && a.n_tokens > 1)

@@ -114,10 +114,11 @@ std::vector<Shape> shapes(DType type) {
   const int64_t bs = traits(type).block_size;
   // The AVX2 kernel's cases: tiles of 4 tokens one half at a time, tails of 3
   // (one half at a time), 2 or 1 (both halves at once, or the first alone when
-  // a partial panel has 8 rows or fewer); 1280 columns: two column chunks.
-  return {{1, bs, 1},       {16, bs, 2},       {17, 3 * bs, 3},   {33, 2 * bs, 9},  {5, 9 * bs, 17},
-          {48, 4 * bs, 33}, {31, 2 * bs, 16},  {16, bs, 8},       {40, bs, 47},     {27, 2 * bs, 2},
-          {13, bs, 5},      {30, 3 * bs, 7},   {24, 1280, 6},     {29, 1280, 5},    {9, 256, 1}};
+  // a partial panel has 8 rows or fewer); 1280 columns: two column chunks
+  // (one token: one pass over all columns, with the min terms in it).
+  return {{1, bs, 1},       {16, bs, 2},   {17, 3 * bs, 3}, {33, 2 * bs, 9}, {5, 9 * bs, 17}, {48, 4 * bs, 33},
+          {31, 2 * bs, 16}, {16, bs, 8},   {40, bs, 47},    {27, 2 * bs, 2}, {13, bs, 5},     {30, 3 * bs, 7},
+          {24, 1280, 6},    {29, 1280, 5}, {9, 256, 1},     {24, 1280, 1},   {7, 1280, 1}};
 }
 
 TEST(PanelGemm, ScalarTwinMatchesVecDotOnOriginalRows) {
@@ -216,8 +217,9 @@ TEST(PanelGemm, ActivationQuantsStayWithin127) {
 
 TEST(PanelGemm, KernelPerIsa) {
   EXPECT_EQ(panel_gemm(DType::Q4_0, Isa::Scalar), nullptr);
-  if (isa_supported(Isa::Avx2))
+  if (isa_supported(Isa::Avx2)) {
     for (DType t : kPanelTypes) EXPECT_NE(panel_gemm(t, Isa::Avx2), nullptr) << dtype_name(t);
+  }
   EXPECT_EQ(panel_gemm_amx(DType::Q4_0, Isa::Avx2), nullptr);
   EXPECT_EQ(panel_gemm(DType::F16, Isa::Avx512), nullptr);
   // No tile version of the 5- and 6-bit planes: matmul keeps VNNI for them.
@@ -240,10 +242,13 @@ TEST(PanelGemm, PackedSizeCountsWholePanels) {
   // block's 18 bytes per row.
   EXPECT_EQ(panel_bytes(f, 32), 16u * 18);
   EXPECT_EQ(packed_matrix_bytes(f, 17, 64), 2 * 2 * 16u * 18);
-  // Q4_1: nibbles + F16 scale + F16 min = its 20 bytes; Q4_K keeps float scales.
+  // Q4_1: nibbles + F16 scale + F16 min = its 20 bytes; Q4_K: nibbles, int8
+  // scale and min per 32 elements, F16 d and dmin per 256 (148 bytes per 256
+  // elements and row, the file's 144).
   EXPECT_EQ(panel_bytes(*panel_format(DType::Q4_1), 32), 16u * 20);
   EXPECT_EQ(panel_bytes(*panel_format(DType::Q8_0), 32), 16u * 34);
-  EXPECT_EQ(panel_bytes(*panel_format(DType::Q4_K), 256), 8 * (16u * 16 + 128));
+  EXPECT_EQ(panel_bytes(*panel_format(DType::Q4_K), 256), 8 * (16u * 16 + 32) + 64);
+  static_assert((8 * (16 * 16 + 32) + 64) / 16 == 148);
   // The 5- and 6-bit formats hold exactly their GGUF bytes: Q5_0 22, Q5_1 24 per
   // 32 elements, Q6_K 210 per 256 (quants at 6 bits, int8 scales, F16 d).
   EXPECT_EQ(panel_bytes(*panel_format(DType::Q5_0), 64), 2 * 16u * 22);

@@ -191,15 +191,17 @@ TEST(Matmul, SharedInputGivesTheBitsOfSeparateMatmuls) {
 TEST(Matmul, PathChoice) {
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Scalar), MatmulPath::VecDot);
   if (isa_supported(Isa::Avx2)) {
-    // AVX2 panels (maddubs): the same choice as AVX-512's, never AMX.
+    // AVX2 panels (maddubs) for every batch size, never AMX; Q5_0 decodes on
+    // vec_dot (numerics), Q5_K and Q6_K through their panels (faster on AVX2).
     EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q4_0, 1, Isa::Avx2), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q4_0, 16, Isa::Avx2, MatmulOptions{true, AmxUse::Always}), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2, MatmulOptions{false, AmxUse::Never}), MatmulPath::VecDot);
-    for (DType t : {DType::Q5_0, DType::Q5_K, DType::Q6_K}) {
-      EXPECT_EQ(matmul_path(t, 1, Isa::Avx2), MatmulPath::VecDot) << dtype_name(t);
+    EXPECT_EQ(matmul_path(DType::Q5_0, 1, Isa::Avx2), MatmulPath::VecDot);
+    for (DType t : {DType::Q5_0, DType::Q5_K, DType::Q6_K})
       EXPECT_EQ(matmul_path(t, 2, Isa::Avx2), MatmulPath::Panels) << dtype_name(t);
-    }
+    for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K})
+      EXPECT_EQ(matmul_path(t, 1, Isa::Avx2), MatmulPath::Panels) << dtype_name(t);
   }
   EXPECT_EQ(matmul_path(DType::F16, 8, Isa::Avx512), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512, MatmulOptions{false, AmxUse::Never}), MatmulPath::VecDot);
@@ -215,8 +217,9 @@ TEST(Matmul, PathChoice) {
     }
     for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL,
                     DType::IQ4_XS}) {
-      if (t != DType::Q5_0 && t != DType::Q5_K && t != DType::Q6_K)
+      if (t != DType::Q5_0 && t != DType::Q5_K && t != DType::Q6_K) {
         EXPECT_EQ(matmul_path(t, 1, Isa::Avx512), MatmulPath::Panels) << dtype_name(t);
+      }
       EXPECT_EQ(matmul_path(t, 16, Isa::Avx512, MatmulOptions{true, AmxUse::Always}), MatmulPath::Panels)
           << dtype_name(t) << ": no AMX version";
     }
