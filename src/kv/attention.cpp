@@ -9,8 +9,7 @@ namespace kestrel {
 
 kernels::KvRows window_rows(const KvCache& cache, const KvHeadView& h, int64_t first, int64_t n,
                             std::vector<int32_t>& ids) {
-  const KvShape& s = cache.shape();
-  const int64_t per_block = int64_t{s.n_layer} * s.n_kv_head * KvCache::kBlock;  // rows per physical block
+  const int64_t per_block = KvCache::kBlock;  // rows per physical block
   if (cache.total_blocks() * per_block > INT32_MAX)
     fail("kv: ", cache.total_blocks(), " blocks of ", per_block, " rows are too many for a windowed view");
   ids.resize(static_cast<size_t>(n));
@@ -32,14 +31,16 @@ void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams
                  int64_t n_visible, float* out, const kernels::AttentionKernelSet& attn) {
   assert(attn.k_type == cache.k_type() && attn.v_type == cache.v_type());
   const int kv_head = head / (p.n_head / p.n_kv_head);
-  assert(n_visible <= static_cast<int64_t>(cache.block_table(seq).size()) * KvCache::kBlock);
-  // Rows of the sequence's blocks, in position order (kv/kv_cache.h layout).
+  // Rows of the head's blocks, in position order (kv/kv_cache.h layout).
   const KvHeadView view = cache.view(layer, seq, kv_head);
   const int64_t first = window_first(p, n_visible - 1);
   if (first == 0) {
-    attn.row(head_rows(view), n_visible, p.head_dim, q, p.scale, out);
+    const int64_t rows = n_visible - view.evicted;
+    assert(rows <= static_cast<int64_t>(cache.block_table(seq, layer, kv_head).size()) * KvCache::kBlock);
+    attn.row(head_rows(view), rows, p.head_dim, q, p.scale, out);
     return;
   }
+  if (view.evicted > 0) fail("kv: a sliding-window layer cannot attend over evicted blocks");
   thread_local std::vector<int32_t> ids;
   attn.row(window_rows(cache, view, first, n_visible - first, ids), n_visible - first, p.head_dim, q, p.scale, out);
 }

@@ -35,16 +35,16 @@ inline kernels::KvRows head_rows(const KvHeadView& h) {
 
 // Rows [first, first + n) of one head as n blocks of one row each: a view that
 // starts anywhere, so every attention kernel (row or tile, every Isa) honours a
-// window with no support of its own. Block id = physical block * rows per
-// physical block + row: in one pool a physical block is [layer][kv_head][kBlock]
-// rows for K and for V alike, so one id addresses the same row of both when the
-// strides are one K row and one V row. `ids` holds the table (resized here).
+// window with no support of its own. Block id = physical block * kBlock + row:
+// a physical block is kBlock rows of K and of V alike, so one id addresses the
+// same row of both when the strides are one K row and one V row. `ids` holds
+// the table (resized here).
 // Throws when the pool has too many rows for 32-bit ids.
 kernels::KvRows window_rows(const KvCache& cache, const KvHeadView& h, int64_t first, int64_t n,
                             std::vector<int32_t>& ids);
 
-// q: [head_dim] of query head `head`; sees positions [0, n_visible), or under
-// p.window the last p.window of them.
+// q: [head_dim] of query head `head`; sees positions [0, n_visible) (but the
+// evicted ones: KvHeadView::evicted), or under p.window the last p.window of them.
 // out: [head_dim]. One pass with an online softmax, by `attn`, which must have
 // been picked for the cache's type (kernels/attention_set.h).
 void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams& p, int head,

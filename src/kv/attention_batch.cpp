@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/attention_tiled.h"
 #include "kernels/attention_set.h"
 
@@ -64,14 +65,17 @@ void run_tile(const KvCache& cache, int layer, const AttentionParams& p, const A
   float* out[kernels::kMaxTileRows];
   int64_t vis[kernels::kMaxTileRows];
   const int n = static_cast<int>(task.rows.size());
+  const KvHeadView view = cache.view(layer, task.seq, task.kv_head);
+  // Evicted rows (kvcompress) all lie before the batch's tokens.
+  const int64_t gone = task.first == 0 ? view.evicted : 0;
+  if (task.first > 0 && view.evicted > 0) fail("kv: a sliding-window layer cannot attend over evicted blocks");
   for (int i = 0; i < n; ++i) {
     const auto [t, h] = task.rows[i];
     q[i] = b.q + t * q_dim + int64_t{h} * p.head_dim;
     out[i] = b.out + t * q_dim + int64_t{h} * p.head_dim;
-    vis[i] = int64_t{b.pos[t]} + 1 - task.first;
+    vis[i] = int64_t{b.pos[t]} + 1 - task.first - gone;
   }
   const kernels::TileRows rows{q, out, vis, n};
-  const KvHeadView view = cache.view(layer, task.seq, task.kv_head);
   if (task.first == 0) {
     attn.tile(head_rows(view), p.head_dim, rows, p.scale, scratch.data());
     return;
@@ -111,7 +115,8 @@ void attend_groups(const KvCache& cache, int layer, const AttentionParams& p, co
         for (int j = 0; j < nq; ++j) attend_head(cache, layer, b.seq[t], p, h0 + j, q[j], n_visible, out[j], attn);
         continue;
       }
-      attn.group(head_rows(cache.view(layer, b.seq[t], kv_head)), n_visible, p.head_dim, q, nq, p.scale, out);
+      const KvHeadView view = cache.view(layer, b.seq[t], kv_head);
+      attn.group(head_rows(view), n_visible - view.evicted, p.head_dim, q, nq, p.scale, out);
     }
   });
 }

@@ -46,10 +46,11 @@ KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate
   v_row_bytes_ = kestrel::row_bytes(v_type, shape.head_dim);
   k_rot_ = rotate ? kernels::k_rotation_block(traits(k_type).block_size > 1, shape.head_dim) : 0;
   v_rot_ = rotate ? kernels::v_rotation_block(traits(v_type).block_size > 1, shape.head_dim) : 0;
-  const int64_t n_blocks = shape.n_pool > 0 ? blocks_for(shape.n_pool) : shape.n_seq * blocks_for(shape.n_ctx);
+  const int64_t position_blocks = shape.n_pool > 0 ? blocks_for(shape.n_pool) : shape.n_seq * blocks_for(shape.n_ctx);
+  const int64_t n_blocks = position_blocks * shape.n_layer * shape.n_kv_head;
   if (n_blocks > INT32_MAX) fail("kv cache: a pool of ", n_blocks, " blocks is too large");
-  k_block_bytes_ = static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * k_row_bytes_;
-  v_block_bytes_ = static_cast<size_t>(shape.n_layer) * shape.n_kv_head * kBlock * v_row_bytes_;
+  k_block_bytes_ = static_cast<size_t>(kBlock) * k_row_bytes_;
+  v_block_bytes_ = static_cast<size_t>(kBlock) * v_row_bytes_;
   k_ = ZeroedPages(static_cast<size_t>(n_blocks) * k_block_bytes_);
   v_ = ZeroedPages(static_cast<size_t>(n_blocks) * v_block_bytes_);
   if (smooth_k) {
@@ -57,16 +58,16 @@ KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate
       fail("kv cache: smoothed keys (attn=sage over a quantized K) need a block-quantized K type (q8_0, q4_0, q4_1, "
            "q5_0, q5_1), not ", dtype_name(k_type));
     dequantize_k_ = kernels::quant_kernels(k_type, isa).dequantize_row;
-    means_ = ZeroedPages(static_cast<size_t>(n_blocks) * shape.n_layer * shape.n_kv_head * shape.head_dim *
-                         sizeof(uint16_t));
-    mean_set_.assign(static_cast<size_t>(n_blocks) * shape.n_layer, 0);
+    means_ = ZeroedPages(static_cast<size_t>(n_blocks) * shape.head_dim * sizeof(uint16_t));
+    mean_set_.assign(static_cast<size_t>(n_blocks), 0);
   }
   ref_.assign(static_cast<size_t>(n_blocks), 0);
   // Taken from the back: block 0 first, so a lone sequence is laid out in order.
   free_.resize(static_cast<size_t>(n_blocks));
   for (int64_t i = 0; i < n_blocks; ++i) free_[static_cast<size_t>(i)] = static_cast<int32_t>(n_blocks - 1 - i);
-  table_.assign(shape.n_seq, {});
+  tables_.assign(shape.n_seq, std::vector<HeadTable>(static_cast<size_t>(n_slices())));
   seq_len_.assign(shape.n_seq, 0);
+  min_len_.assign(shape.n_seq, 0);
 }
 
 int KvCache::checked(int seq) const {
@@ -74,20 +75,14 @@ int KvCache::checked(int seq) const {
   return seq;
 }
 
-size_t KvCache::block_offset(int32_t b, int layer, int head, size_t row_bytes) const {
-  const size_t rows = static_cast<size_t>(layer) * shape_.n_kv_head + head;
-  const size_t block_bytes = static_cast<size_t>(shape_.n_layer) * shape_.n_kv_head * kBlock * row_bytes;
-  return static_cast<size_t>(b) * block_bytes + rows * kBlock * row_bytes;
-}
-
 int32_t KvCache::take_block() {
   if (free_.empty())
-    fail("kv cache: out of blocks: all ", total_blocks(), " blocks of ", kBlock, " positions (",
-         total_blocks() * kBlock, " positions) are in use");
+    fail("kv cache: out of blocks: all ", total_blocks(), " blocks of ", kBlock, " positions of one head (",
+         total_blocks() * kBlock / (int64_t{shape_.n_layer} * shape_.n_kv_head), " positions) are in use");
   const int32_t b = free_.back();
   free_.pop_back();
   ref_[b] = 1;
-  if (smooth_k_) std::fill_n(mean_set_.begin() + static_cast<ptrdiff_t>(b) * shape_.n_layer, shape_.n_layer, 0);
+  if (smooth_k_) mean_set_[static_cast<size_t>(b)] = 0;
   return b;
 }
 
@@ -95,36 +90,50 @@ void KvCache::drop_block(int32_t b) {
   if (--ref_[b] == 0) free_.push_back(b);
 }
 
-void KvCache::shrink_table(int seq, int64_t n_blocks) {
-  auto& t = table_[seq];
-  while (static_cast<int64_t>(t.size()) > n_blocks) {
-    drop_block(t.back());
-    t.pop_back();
-  }
+void KvCache::truncate(int seq, int64_t pb_end) {
+  for (HeadTable& t : tables_[seq])
+    while (!t.pos.empty() && t.pos.back() >= pb_end) {
+      drop_block(t.ids.back());
+      t.ids.pop_back();
+      t.pos.pop_back();
+    }
 }
 
-int32_t KvCache::writable_block(int seq, int64_t pos) {
-  auto& t = table_[seq];
-  const size_t i = static_cast<size_t>(pos / kBlock);
-  while (t.size() <= i) t.push_back(take_block());
-  const int32_t b = t[i];
+int32_t KvCache::writable_block(int seq, size_t s, int64_t pos) {
+  HeadTable& t = tables_[seq][s];
+  const int32_t pb = static_cast<int32_t>(pos / kBlock);
+  // Positions are written at the end of every table (eviction takes only
+  // blocks below the end): the block is the last one, or a new one after it.
+  if (t.pos.empty() || t.pos.back() < pb) {
+    if (pos < min_len_[seq])
+      fail("kv cache: position ", pos, " of sequence ", seq, " lies in an evicted block");
+    // Blocks skipped by a jump forward stay allocated, as in a table without
+    // evictions (set_seq_len grows the same way).
+    int32_t next = t.pos.empty() ? static_cast<int32_t>(min_len_[seq] / kBlock) : t.pos.back() + 1;
+    for (; next <= pb; ++next) {
+      t.ids.push_back(take_block());
+      t.pos.push_back(next);
+    }
+  }
+  const auto it = std::lower_bound(t.pos.begin(), t.pos.end(), pb);
+  if (it == t.pos.end() || *it != pb) fail("kv cache: position ", pos, " of sequence ", seq, " lies in an evicted block");
+  const size_t i = static_cast<size_t>(it - t.pos.begin());
+  const int32_t b = t.ids[i];
   if (ref_[b] == 1) return b;
-  // Shared: copy the whole block (every layer, the positions before pos are the
-  // common prefix) and write into the copy. Rows are whole quant blocks, so
-  // the bytes are the copy for every element type.
+  // Shared: copy the block (the positions before pos are the common prefix)
+  // and write into the copy. Rows are whole quant blocks, so the bytes are the
+  // copy for every element type.
   const int32_t c = take_block();
-  std::memcpy(k_.data() + static_cast<size_t>(c) * k_block_bytes_,
-              k_.data() + static_cast<size_t>(b) * k_block_bytes_, k_block_bytes_);
-  std::memcpy(v_.data() + static_cast<size_t>(c) * v_block_bytes_,
-              v_.data() + static_cast<size_t>(b) * v_block_bytes_, v_block_bytes_);
+  std::memcpy(k_.data() + static_cast<size_t>(c) * k_block_bytes_, k_.data() + static_cast<size_t>(b) * k_block_bytes_,
+              k_block_bytes_);
+  std::memcpy(v_.data() + static_cast<size_t>(c) * v_block_bytes_, v_.data() + static_cast<size_t>(b) * v_block_bytes_,
+              v_block_bytes_);
   if (smooth_k_) {
-    const size_t n = static_cast<size_t>(shape_.n_layer) * shape_.n_kv_head * shape_.head_dim;
-    std::memcpy(mean_of(c, 0, 0), mean_of(b, 0, 0), n * sizeof(uint16_t));
-    std::copy_n(mean_set_.begin() + static_cast<ptrdiff_t>(b) * shape_.n_layer, shape_.n_layer,
-                mean_set_.begin() + static_cast<ptrdiff_t>(c) * shape_.n_layer);
+    std::memcpy(mean_of(c), mean_of(b), static_cast<size_t>(shape_.head_dim) * sizeof(uint16_t));
+    mean_set_[static_cast<size_t>(c)] = mean_set_[static_cast<size_t>(b)];
   }
   drop_block(b);
-  t[i] = c;
+  t.ids[i] = c;
   return c;
 }
 
@@ -132,95 +141,126 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
   checked(seq);
   if (pos < 0 || pos >= shape_.n_ctx) fail("kv cache: position ", pos, " outside context of ", shape_.n_ctx);
   if (layer < 0 || layer >= shape_.n_layer) fail("kv cache: layer ", layer, " outside [0, ", shape_.n_layer, ")");
-  const int32_t b = writable_block(seq, pos);
   const int d = shape_.head_dim;
   const size_t row = static_cast<size_t>(pos % kBlock);
   thread_local std::vector<float> rk, rv;  // rotated (and smoothed) copies
   if (k_rot_ || smooth_k_) rk.assign(k, k + static_cast<size_t>(shape_.n_kv_head) * d);
   if (v_rot_) rv.assign(v, v + static_cast<size_t>(shape_.n_kv_head) * d);
-  if (k_rot_)
-    for (int h = 0; h < shape_.n_kv_head; ++h) kernels::hadamard_chunks(rk.data() + h * d, d, k_rot_);
-  if (smooth_k_) {
-    if (!mean_set_[static_cast<size_t>(b) * shape_.n_layer + layer]) set_means(seq, pos / kBlock, b, layer, rk.data());
-    for (int h = 0; h < shape_.n_kv_head; ++h) {
-      const uint16_t* m = mean_of(b, layer, h);
-      for (int c = 0; c < d; ++c) rk[static_cast<size_t>(h) * d + c] -= fp16_to_f32(m[c]);
-    }
-  }
   for (int h = 0; h < shape_.n_kv_head; ++h) {
-    const float* kh = (k_rot_ || smooth_k_) ? rk.data() + h * d : k + h * d;
-    const float* vh = v + h * d;
+    const size_t s = slice(layer, h);
+    const int32_t b = writable_block(seq, s, pos);
+    float* kr = (k_rot_ || smooth_k_) ? rk.data() + static_cast<size_t>(h) * d : nullptr;
+    if (k_rot_) kernels::hadamard_chunks(kr, d, k_rot_);
+    if (smooth_k_) {
+      if (!mean_set_[static_cast<size_t>(b)]) {
+        const HeadTable& t = tables_[seq][s];
+        const size_t i = static_cast<size_t>(std::lower_bound(t.pos.begin(), t.pos.end(), pos / kBlock) - t.pos.begin());
+        set_mean(seq, s, i, b, kr);
+      }
+      const uint16_t* m = mean_of(b);
+      for (int c = 0; c < d; ++c) kr[c] -= fp16_to_f32(m[c]);
+    }
+    const float* kh = (k_rot_ || smooth_k_) ? kr : k + static_cast<size_t>(h) * d;
+    const float* vh = v + static_cast<size_t>(h) * d;
     if (v_rot_) {
-      kernels::hadamard_chunks(rv.data() + h * d, d, v_rot_);
-      vh = rv.data() + h * d;
+      kernels::hadamard_chunks(rv.data() + static_cast<size_t>(h) * d, d, v_rot_);
+      vh = rv.data() + static_cast<size_t>(h) * d;
     }
-    quantize_k_(kh, k_.data() + block_offset(b, layer, h, k_row_bytes_) + row * k_row_bytes_, d);
-    quantize_v_(vh, v_.data() + block_offset(b, layer, h, v_row_bytes_) + row * v_row_bytes_, d);
+    quantize_k_(kh, k_.data() + static_cast<size_t>(b) * k_block_bytes_ + row * k_row_bytes_, d);
+    quantize_v_(vh, v_.data() + static_cast<size_t>(b) * v_block_bytes_ + row * v_row_bytes_, d);
   }
 }
 
-size_t KvCache::mean_index(int32_t b, int layer, int head) const {
-  const size_t per_block = static_cast<size_t>(shape_.n_layer) * shape_.n_kv_head * shape_.head_dim;
-  return static_cast<size_t>(b) * per_block + (static_cast<size_t>(layer) * shape_.n_kv_head + head) * shape_.head_dim;
+uint16_t* KvCache::mean_of(int32_t b) {
+  return reinterpret_cast<uint16_t*>(means_.data()) + static_cast<size_t>(b) * shape_.head_dim;
 }
 
-uint16_t* KvCache::mean_of(int32_t b, int layer, int head) {
-  return reinterpret_cast<uint16_t*>(means_.data()) + mean_index(b, layer, head);
-}
-
-void KvCache::set_means(int seq, int64_t i, int32_t b, int layer, const float* kh) {
+void KvCache::set_mean(int seq, size_t s, size_t i, int32_t b, const float* kh) {
   const int d = shape_.head_dim;
-  const auto& t = table_[seq];
-  std::vector<float> mean(static_cast<size_t>(d)), row(static_cast<size_t>(d));
-  for (int h = 0; h < shape_.n_kv_head; ++h) {
-    uint16_t* m = mean_of(b, layer, h);
-    if (i == 0) {  // the sequence's first key
-      for (int c = 0; c < d; ++c) m[c] = f32_to_fp16(kh[static_cast<size_t>(h) * d + c]);
-      continue;
-    }
-    // The previous block is full: the mean of what it holds, in the stored space.
-    const int32_t p = t[static_cast<size_t>(i - 1)];
-    const uint8_t* rows = k_.data() + block_offset(p, layer, h, k_row_bytes_);
-    const uint16_t* pm = mean_of(p, layer, h);
-    std::fill(mean.begin(), mean.end(), 0.0f);
-    for (int j = 0; j < kBlock; ++j) {
-      dequantize_k_(rows + static_cast<size_t>(j) * k_row_bytes_, row.data(), d);
-      for (int c = 0; c < d; ++c) mean[c] += row[c];
-    }
-    for (int c = 0; c < d; ++c) m[c] = f32_to_fp16(mean[c] / kBlock + fp16_to_f32(pm[c]));
+  uint16_t* m = mean_of(b);
+  mean_set_[static_cast<size_t>(b)] = 1;
+  if (i == 0) {  // the head's first key
+    for (int c = 0; c < d; ++c) m[c] = f32_to_fp16(kh[c]);
+    return;
   }
-  mean_set_[static_cast<size_t>(b) * shape_.n_layer + layer] = 1;
+  // The previous block is full: the mean of what it holds, in the stored space.
+  const int32_t p = tables_[seq][s].ids[i - 1];
+  const uint8_t* rows = k_.data() + static_cast<size_t>(p) * k_block_bytes_;
+  const uint16_t* pm = mean_of(p);
+  std::vector<float> mean(static_cast<size_t>(d), 0.0f), row(static_cast<size_t>(d));
+  for (int j = 0; j < kBlock; ++j) {
+    dequantize_k_(rows + static_cast<size_t>(j) * k_row_bytes_, row.data(), d);
+    for (int c = 0; c < d; ++c) mean[c] += row[c];
+  }
+  for (int c = 0; c < d; ++c) m[c] = f32_to_fp16(mean[c] / kBlock + fp16_to_f32(pm[c]));
 }
 
 KvHeadView KvCache::view(int layer, int seq, int head) const {
-  const size_t mean_stride = static_cast<size_t>(shape_.n_layer) * shape_.n_kv_head * shape_.head_dim;
-  return KvHeadView{k_.data() + block_offset(0, layer, head, k_row_bytes_),
-                    v_.data() + block_offset(0, layer, head, v_row_bytes_),
-                    table_[seq].data(),
+  const HeadTable& t = tables_[checked(seq)][slice(layer, head)];
+  return KvHeadView{k_.data(),
+                    v_.data(),
+                    t.ids.data(),
                     static_cast<int64_t>(k_block_bytes_),
                     static_cast<int64_t>(v_block_bytes_),
                     k_type_,
                     v_type_,
                     k_rot_,
                     v_rot_,
-                    smooth_k_ ? reinterpret_cast<const uint16_t*>(means_.data()) + mean_index(0, layer, head) : nullptr,
-                    smooth_k_ ? static_cast<int64_t>(mean_stride) : 0};
+                    smooth_k_ ? reinterpret_cast<const uint16_t*>(means_.data()) : nullptr,
+                    smooth_k_ ? static_cast<int64_t>(shape_.head_dim) : 0,
+                    evicted_rows(seq, layer, head)};
+}
+
+int64_t KvCache::evicted_rows(int seq, int layer, int head) const {
+  if (min_len_[checked(seq)] == 0) return 0;
+  const HeadTable& t = tables_[seq][slice(layer, head)];
+  // Position blocks below the last one held, minus those held below it.
+  if (t.pos.empty()) return 0;
+  return (static_cast<int64_t>(t.pos.back()) + 1 - static_cast<int64_t>(t.pos.size())) * kBlock;
+}
+
+int64_t KvCache::block_position(int seq, int layer, int head, int64_t i) const {
+  const HeadTable& t = tables_[checked(seq)][slice(layer, head)];
+  if (i < 0 || i >= static_cast<int64_t>(t.pos.size()))
+    fail("kv cache: block ", i, " outside the ", t.pos.size(), " blocks of layer ", layer, " head ", head);
+  return t.pos[static_cast<size_t>(i)];
 }
 
 void KvCache::set_seq_len(int seq, int64_t n) {
   checked(seq);
   if (n < 0 || n > shape_.n_ctx) fail("kv cache: length ", n, " outside context of ", shape_.n_ctx);
-  auto& t = table_[seq];
-  const int64_t want = blocks_for(n);
-  if (want < static_cast<int64_t>(t.size())) shrink_table(seq, want);
-  while (static_cast<int64_t>(t.size()) < want) t.push_back(take_block());
+  if (n < min_len_[seq])
+    fail("kv cache: sequence ", seq, " had blocks evicted up to position ", min_len_[seq],
+         "; it cannot be shortened to ", n, " (clear it instead)");
+  truncate(seq, blocks_for(n));
+  extend(seq, blocks_for(n));
   seq_len_[seq] = n;
+}
+
+void KvCache::grow_seq_len(int seq, int64_t n) {
+  if (n <= seq_len(seq)) return;
+  if (n > shape_.n_ctx) fail("kv cache: length ", n, " outside context of ", shape_.n_ctx);
+  // Keep every block already stored (a batch stores all its positions before
+  // its lengths are noted).
+  extend(seq, blocks_for(n));
+  seq_len_[seq] = n;
+}
+
+void KvCache::extend(int seq, int64_t pb_end) {
+  for (HeadTable& t : tables_[seq]) {
+    int32_t next = t.pos.empty() ? static_cast<int32_t>(min_len_[seq] / kBlock) : t.pos.back() + 1;
+    for (; next < pb_end; ++next) {
+      t.ids.push_back(take_block());
+      t.pos.push_back(next);
+    }
+  }
 }
 
 void KvCache::clear_seq(int seq) {
   checked(seq);
-  shrink_table(seq, 0);
+  truncate(seq, 0);
   seq_len_[seq] = 0;
+  min_len_[seq] = 0;
 }
 
 void KvCache::clear() {
@@ -232,29 +272,76 @@ void KvCache::share_prefix(int dst, int src, int64_t n) {
   checked(src);
   if (n < 0 || n > seq_len_[src])
     fail("kv cache: cannot share ", n, " positions of sequence ", src, ", which holds ", seq_len_[src]);
+  if (n < min_len_[src])
+    fail("kv cache: cannot share ", n, " positions of sequence ", src, ": it had blocks evicted up to position ",
+         min_len_[src]);
   if (dst == src) {
     set_seq_len(dst, n);
     return;
   }
   clear_seq(dst);
   const int64_t nb = blocks_for(n);
-  auto& t = table_[dst];
-  for (int64_t i = 0; i < nb; ++i) {
-    const int32_t b = table_[src][static_cast<size_t>(i)];
-    ++ref_[b];
-    t.push_back(b);
+  for (size_t s = 0; s < tables_[src].size(); ++s) {
+    const HeadTable& from = tables_[src][s];
+    HeadTable& to = tables_[dst][s];
+    for (size_t i = 0; i < from.pos.size() && from.pos[i] < nb; ++i) {
+      ++ref_[from.ids[i]];
+      to.ids.push_back(from.ids[i]);
+      to.pos.push_back(from.pos[i]);
+    }
   }
   seq_len_[dst] = n;
+  min_len_[dst] = min_len_[src];
+}
+
+void KvCache::evict(int seq, std::span<const KvBlockRef> blocks) {
+  checked(seq);
+  const int64_t last_pb = blocks_for(seq_len_[seq]) - 1;  // the sequence's last position block: never evicted
+  std::vector<std::vector<uint8_t>> drop(tables_[seq].size());
+  for (const KvBlockRef& r : blocks) {
+    if (r.layer < 0 || r.layer >= shape_.n_layer || r.head < 0 || r.head >= shape_.n_kv_head)
+      fail("kv cache: evict: layer ", r.layer, " head ", r.head, " outside the cache");
+    const size_t s = slice(r.layer, r.head);
+    const HeadTable& t = tables_[seq][s];
+    if (r.index < 0 || r.index >= static_cast<int64_t>(t.ids.size()))
+      fail("kv cache: evict: block ", r.index, " outside the ", t.ids.size(), " blocks of layer ", r.layer, " head ",
+           r.head);
+    if (t.pos[static_cast<size_t>(r.index)] >= last_pb)
+      fail("kv cache: evict: block ", r.index, " of layer ", r.layer, " head ", r.head,
+           " holds the sequence's last positions");
+    drop[s].resize(t.ids.size(), 0);
+    if (drop[s][static_cast<size_t>(r.index)]) fail("kv cache: evict: block ", r.index, " named twice");
+    drop[s][static_cast<size_t>(r.index)] = 1;
+  }
+  for (size_t s = 0; s < drop.size(); ++s) {
+    if (drop[s].empty()) continue;
+    HeadTable& t = tables_[seq][s];
+    HeadTable kept;
+    for (size_t i = 0; i < t.ids.size(); ++i) {
+      if (!drop[s][i]) {
+        kept.ids.push_back(t.ids[i]);
+        kept.pos.push_back(t.pos[i]);
+        continue;
+      }
+      drop_block(t.ids[i]);
+      min_len_[seq] = std::max<int64_t>(min_len_[seq], (int64_t{t.pos[i]} + 1) * kBlock);
+    }
+    t = std::move(kept);
+  }
 }
 
 int64_t KvCache::blocks_needed(int seq, int64_t n) const {
   checked(seq);
   const int64_t len = seq_len_[seq];
   if (n <= len) return 0;
-  const auto& t = table_[seq];
-  int64_t need = std::max<int64_t>(0, blocks_for(n) - static_cast<int64_t>(t.size()));
-  // The next write lands in the last block when it is partly filled.
-  if (len % kBlock != 0 && ref_[t[static_cast<size_t>(len / kBlock)]] > 1) ++need;
+  const int64_t want = blocks_for(n);
+  int64_t need = 0;
+  for (const HeadTable& t : tables_[seq]) {
+    const int64_t next = t.pos.empty() ? min_len_[seq] / kBlock : int64_t{t.pos.back()} + 1;
+    need += std::max<int64_t>(0, want - next);
+    // The next write lands in the last block when it is partly filled.
+    if (len % kBlock != 0 && !t.ids.empty() && t.pos.back() == len / kBlock && ref_[t.ids.back()] > 1) ++need;
+  }
   return need;
 }
 
@@ -262,11 +349,12 @@ int64_t KvCache::blocks_held(std::span<const int> seqs) const {
   std::vector<uint8_t> seen(ref_.size(), 0);
   int64_t n = 0;
   for (int s : seqs)
-    for (int32_t b : table_[checked(s)])
-      if (!seen[b]) {
-        seen[b] = 1;
-        ++n;
-      }
+    for (const HeadTable& t : tables_[checked(s)])
+      for (int32_t b : t.ids)
+        if (!seen[b]) {
+          seen[b] = 1;
+          ++n;
+        }
   return n;
 }
 

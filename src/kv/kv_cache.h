@@ -1,8 +1,19 @@
 #pragma once
-// The KV cache, paged: keys and values live in one pool of fixed-size blocks of
-// kBlock positions shared by all sequences; each sequence has a block table
-// (logical block i of the sequence -> physical block). Blocks are taken from
-// the pool as a sequence grows and given back when it is cleared or shortened.
+// The KV cache, paged: keys and values live in one pool of fixed-size blocks
+// shared by all sequences. A block holds kBlock consecutive positions of ONE
+// (layer, kv head) of one sequence: [kBlock][head_dim] keys and the same of
+// values. Each sequence has a block table per (layer, kv head): its blocks in
+// position order, with the position block each one holds. Blocks are taken
+// from the pool as a sequence grows and given back when it is cleared,
+// shortened, or when blocks are evicted.
+//
+// Why per (layer, head): KV-Compress (PAPERS.md card 3, the `kvcompress`
+// switch) evicts whole blocks at a different rate per head, and an evicted
+// block must go back to the pool. Evicted positions are simply absent from that
+// head's table: its rows stay in position order, and the attention sees a
+// shorter history for that head (KvHeadView::evicted rows fewer). Eviction only
+// ever takes full blocks below the sequence's end, so every position written
+// after it lands at the end of every table.
 //
 // Blocks are reference-counted so that sequences can share the blocks of a
 // common prefix (share_prefix): a shared system prompt is stored once. A shared
@@ -10,26 +21,23 @@
 // holds copies it first (copy-on-write), so a sequence that diverges inside a
 // partly filled shared block gets its own copy and the others see no change.
 //
-// Layout of one physical block: [layer][kv_head][kBlock][head_dim], so within a
-// block one head's keys are contiguous rows (what the attention loop streams,
-// block after block: kernels/attention_kernels.h). Keys and values have their
-// own element types (llama.cpp's -ctk/-ctv): F16 (llama.cpp's default, and what
-// our logits are compared against), F32, BF16, or a block format (Q8_0, Q4_0,
-// Q4_1, Q5_0, Q5_1: rows of ggml blocks, written by the format's row quantizer
-// as llama.cpp's KV copy writes them). A row is whole blocks, so a block of K
-// and one of V are each a plain byte array and copy-on-write copies them as bytes.
+// Keys and values have their own element types (llama.cpp's -ctk/-ctv): F16
+// (llama.cpp's default, and what our logits are compared against), F32, BF16,
+// or a block format (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: rows of ggml blocks, written
+// by the format's row quantizer as llama.cpp's KV copy writes them). A row is
+// whole blocks, so a block of K and one of V are each a plain byte array and
+// copy-on-write copies them as bytes.
 //
 // Smoothed keys (`smooth_k`, SageAttention's smoothing, PAPERS.md card 1; the
-// `attn=sage` switch over a block-quantized K): every physical block holds, per
-// layer and kv head, a mean key m_b (F16), and stores k - m_b instead of k, so
-// the quantizer's scales no longer have to span a bias all keys share (Qwen2.5's
-// k_proj bias: a 4-bit K is useless without it, docs/benchmarks.md). The
-// attention adds q . m_b back once per block, which makes any m_b exact; the
-// choice only decides the rounding error. m_b is fixed at the block's first
-// store of that layer: the mean of the sequence's previous block (its stored
-// rows dequantized, plus its own m), or, for a sequence's first block, that
-// first key itself. Means live in their own pool, [block][layer][kv_head][d],
-// copied with the block on copy-on-write.
+// `attn=sage` switch over a block-quantized K): every block holds a mean key
+// m_b (F16), and stores k - m_b instead of k, so the quantizer's scales no
+// longer have to span a bias all keys share (Qwen2.5's k_proj bias: a 4-bit K
+// is useless without it, docs/benchmarks.md). The attention adds q . m_b back
+// once per block, which makes any m_b exact; the choice only decides the
+// rounding error. m_b is fixed at the block's first store: the mean of the
+// head's previous block in its table (its stored rows dequantized, plus its own
+// m), or, for a head's first block, that first key itself. Means live in their
+// own pool, [block][d], copied with the block on copy-on-write.
 //
 // The pools are reserved for the whole context but committed page by page as
 // blocks are first written (platform/mmap.h ZeroedPages): resident memory grows
@@ -64,6 +72,8 @@ struct KvShape {
 // k + blocks[b] * block_stride bytes (v + blocks[b] * v_block_stride); rows
 // inside a block are contiguous, [kBlock] rows of KvCache::k_row_bytes()
 // (v_row_bytes()). Element types per KvCache::k_type() and v_type().
+// `evicted` rows (whole blocks) of the positions before the sequence's end are
+// not in the table: a token at position p sees p + 1 - evicted rows.
 struct KvHeadView {
   const void* k = nullptr;
   const void* v = nullptr;
@@ -78,6 +88,15 @@ struct KvHeadView {
   // k_mean + blocks[b] * mean_stride (elements), head_dim values.
   const uint16_t* k_mean = nullptr;
   int64_t mean_stride = 0;
+  int64_t evicted = 0;
+};
+
+// One block of one (layer, kv head) of a sequence, by its index in that head's
+// table (KvCache::evict).
+struct KvBlockRef {
+  int layer = 0;
+  int head = 0;
+  int64_t index = 0;
 };
 
 class KvCache {
@@ -108,7 +127,7 @@ class KvCache {
   // Of those, the bytes in RAM (the pools are committed page by page as blocks
   // are written, and keep the pages of blocks given back: a high-water mark).
   size_t resident_bytes() const { return k_.resident_bytes() + v_.resident_bytes() + means_.resident_bytes(); }
-  // The bytes of one block: K and V of every layer and head, and their means.
+  // The bytes of one block: K and V of one (layer, head), and its mean.
   size_t block_bytes() const { return bytes() / static_cast<size_t>(total_blocks()); }
   bool smooths_k() const { return smooth_k_; }
   size_t k_row_bytes() const { return k_row_bytes_; }  // one head's keys at one position
@@ -118,7 +137,8 @@ class KvCache {
 
   // Stores one token's keys and values ([n_kv_head * head_dim] each) at pos,
   // taking blocks from the pool up to pos (and copying a shared block first).
-  // Throws when pos is outside the context or the pool has no free block.
+  // Throws when pos is outside the context, falls in an evicted block, or the
+  // pool has no free block.
   void store(int layer, int seq, int64_t pos, const float* k, const float* v);
 
   // The blocks holding one head's rows of a sequence (the attention's input).
@@ -127,7 +147,25 @@ class KvCache {
   // Number of positions of a sequence that hold valid entries (the runtime keeps it).
   int64_t seq_len(int seq) const { return seq_len_[checked(seq)]; }
   // Shortening gives back the blocks past the new end; growing takes blocks.
+  // A sequence with evicted blocks can be shortened only to a length at or
+  // past its last evicted block (min_len()); anything shorter throws.
   void set_seq_len(int seq, int64_t n);
+  // Lengthens seq to n if it is shorter (the positions below n were stored:
+  // a forward pass marks what it wrote); never gives blocks back.
+  void grow_seq_len(int seq, int64_t n);
+  // The shortest length set_seq_len and share_prefix accept for seq: 0, or
+  // the end of its last evicted block.
+  int64_t min_len(int seq) const { return min_len_[checked(seq)]; }
+
+  // Removes these full blocks from their heads' tables and gives them back to
+  // the pool (shared ones when no other sequence holds them). Each must be a
+  // full block below the last position block of the sequence; indices refer to
+  // the tables before this call. Throws otherwise, changing nothing.
+  void evict(int seq, std::span<const KvBlockRef> blocks);
+  // Rows of a (layer, head) of seq that were evicted.
+  int64_t evicted_rows(int seq, int layer, int head) const;
+  // The position block (position / kBlock) logical block i of a head holds.
+  int64_t block_position(int seq, int layer, int head, int64_t i) const;
   void clear_seq(int seq);
   void clear();  // every sequence
 
@@ -141,47 +179,65 @@ class KvCache {
   int64_t blocks_needed(int seq, int64_t n) const;
 
   int64_t block_size() const { return kBlock; }
+  // Blocks per position block: one per (layer, kv head). Counts of blocks over
+  // this are in position blocks (kBlock positions of every head), the unit the
+  // scheduler reports; with evictions they are fractional, rounded up.
+  int64_t heads_per_position_block() const { return int64_t{shape_.n_layer} * shape_.n_kv_head; }
+  int64_t in_position_blocks(int64_t blocks) const {
+    return (blocks + heads_per_position_block() - 1) / heads_per_position_block();
+  }
   int64_t total_blocks() const { return static_cast<int64_t>(ref_.size()); }
   int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
   int64_t used_blocks() const { return total_blocks() - free_blocks(); }
   // Distinct blocks held by any of the given sequences (shared ones once).
   int64_t blocks_held(std::span<const int> seqs) const;
-  const std::vector<int32_t>& block_table(int seq) const { return table_[checked(seq)]; }
+  // The blocks of one (layer, head) of seq, in position order.
+  const std::vector<int32_t>& block_table(int seq, int layer = 0, int head = 0) const {
+    return tables_[checked(seq)][slice(layer, head)].ids;
+  }
   int ref_count(int32_t block) const { return ref_[static_cast<size_t>(block)]; }
 
  private:
+  // One (layer, head)'s blocks and the position block each holds.
+  struct HeadTable {
+    std::vector<int32_t> ids;
+    std::vector<int32_t> pos;  // position / kBlock of the block's first row
+  };
+  size_t slice(int layer, int head) const { return static_cast<size_t>(layer) * shape_.n_kv_head + head; }
+  int n_slices() const { return shape_.n_layer * shape_.n_kv_head; }
   int checked(int seq) const;
   int32_t take_block();
   void drop_block(int32_t b);
-  void shrink_table(int seq, int64_t n_blocks);
-  // The physical block for pos, made private to seq (taken or copied).
-  int32_t writable_block(int seq, int64_t pos);
-  // Bytes from the start of the K (or V) pool, rows of row_bytes.
-  size_t block_offset(int32_t b, int layer, int head, size_t row_bytes) const;
+  // Gives back the blocks of every head whose position block is >= pb_end.
+  void truncate(int seq, int64_t pb_end);
+  // Takes blocks so that every head holds position blocks up to pb_end.
+  void extend(int seq, int64_t pb_end);
+  // The physical block for pos in one head, made private to seq (taken or copied).
+  int32_t writable_block(int seq, size_t s, int64_t pos);
 
   using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
   using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
-  size_t mean_index(int32_t b, int layer, int head) const;  // elements from the start of means_
-  uint16_t* mean_of(int32_t b, int layer, int head);
-  // Fixes the means of block b (logical block i of seq) for one layer, from
-  // this token's keys kh ([n_kv_head * head_dim], rotated as stored).
-  void set_means(int seq, int64_t i, int32_t b, int layer, const float* kh);
+  uint16_t* mean_of(int32_t b);
+  // Fixes the mean of block b, logical block i of head slice s of seq, from
+  // this token's key kh (rotated as stored).
+  void set_mean(int seq, size_t s, size_t i, int32_t b, const float* kh);
 
   KvShape shape_;
   DType k_type_, v_type_;
   QuantizeRowFn quantize_k_ = nullptr, quantize_v_ = nullptr;
   size_t k_row_bytes_ = 0, v_row_bytes_ = 0;
   int k_rot_ = 0, v_rot_ = 0;
-  size_t k_block_bytes_ = 0, v_block_bytes_ = 0;  // one physical block of K (of V), all layers and heads
-  ZeroedPages k_, v_;                       // [n_blocks][layer][kv_head][kBlock][head_dim]
+  size_t k_block_bytes_ = 0, v_block_bytes_ = 0;  // one block of K (of V): kBlock rows of one head
+  ZeroedPages k_, v_;                             // [n_blocks][kBlock][head_dim]
   bool smooth_k_ = false;
   DequantizeRowFn dequantize_k_ = nullptr;  // smoothed keys: reads a block back for the next one's mean
-  ZeroedPages means_;                       // smoothed keys: F16 [n_blocks][layer][kv_head][head_dim]
-  std::vector<uint8_t> mean_set_;           // smoothed keys: [n_blocks][layer], 1 once that layer's means are fixed
+  ZeroedPages means_;                       // smoothed keys: F16 [n_blocks][head_dim]
+  std::vector<uint8_t> mean_set_;           // smoothed keys: per block, 1 once its mean is fixed
   std::vector<int32_t> ref_;                // per physical block: sequences holding it
   std::vector<int32_t> free_;               // free block ids; the next one taken is back()
-  std::vector<std::vector<int32_t>> table_;  // per sequence: its blocks in position order
+  std::vector<std::vector<HeadTable>> tables_;  // per sequence, per (layer, head)
   std::vector<int64_t> seq_len_;
+  std::vector<int64_t> min_len_;  // per sequence: end of its last evicted block
 };
 
 }  // namespace kestrel

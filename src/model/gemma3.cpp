@@ -152,10 +152,7 @@ void Gemma3Model::forward(const Batch& b, KvCache& cache, float* logits, Forward
     add_normed(xb, L.post_ffn_norm);
   }
 
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t p1 = b.pos[t] + 1;
-    if (cache.seq_len(b.seq[t]) < p1) cache.set_seq_len(b.seq[t], p1);
-  }
+  for (int64_t t = 0; t < T; ++t) cache.grow_seq_len(b.seq[t], int64_t{b.pos[t]} + 1);
 
   // Final norm and the vocabulary projection, only for rows that want logits.
   const int64_t n_out = b.n_logits();

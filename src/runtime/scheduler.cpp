@@ -96,7 +96,7 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
     slots_.back()->index = i;
   }
   stats_.n_slots = options_.n_slots;
-  pool_blocks_ = cache_.total_blocks();
+  pool_blocks_ = cache_.in_position_blocks(cache_.total_blocks());
   stats_.kv_block_size = KvCache::kBlock;
   stats_.kv_blocks_total = pool_blocks_;
   thread_ = std::thread([this] { loop(); });
@@ -281,8 +281,9 @@ void Scheduler::refresh_kv_stats_locked() {
   std::vector<int> running;
   for (const auto& sp : slots_)
     if (sp->active) running.push_back(sp->index);
-  stats_.kv_blocks_in_use = cache_.blocks_held(running);
-  stats_.kv_blocks_cached = cache_.used_blocks() - stats_.kv_blocks_in_use;
+  // In position blocks (kv_block_size positions of every layer and head).
+  stats_.kv_blocks_in_use = cache_.in_position_blocks(cache_.blocks_held(running));
+  stats_.kv_blocks_cached = cache_.in_position_blocks(cache_.used_blocks()) - stats_.kv_blocks_in_use;
 }
 
 // Under mu_: moves queued requests into free slots, in order, while the pool
@@ -320,8 +321,8 @@ void Scheduler::admit_locked(Refused& refused) {
       // accepted (it checks the pool size), but never wait forever.
       std::string why = "kv cache: the request may need " + std::to_string(blocks_for(n_total)) + " blocks of " +
                         std::to_string(KvCache::kBlock) + " positions but only " +
-                        std::to_string(cache_.free_blocks()) + " of " + std::to_string(cache_.total_blocks()) +
-                        " are free";
+                        std::to_string(cache_.free_blocks() / cache_.heads_per_position_block()) + " of " +
+                        std::to_string(pool_blocks_) + " are free";
       refused.emplace_back(std::move(queue_.front()), std::move(why));
       queue_.pop_front();
       ++stats_.requests_finished;

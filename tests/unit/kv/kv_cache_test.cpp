@@ -276,7 +276,8 @@ TEST(KvCache, CopyOnWriteIsByteCorrectForBlockFormats) {
           before.push_back(row(l, 0, h, p, false));
         }
     c.share_prefix(1, 0, 18);
-    EXPECT_EQ(c.blocks_needed(1, 19), 1);  // the shared partial block is copied first
+    // The shared partial block of every (layer, head) is copied first.
+    EXPECT_EQ(c.blocks_needed(1, 19), n_layer * n_kv);
     fill();
     for (int l = 0; l < n_layer; ++l) c.store(l, 1, 18, k.data(), v.data());
     c.set_seq_len(1, 19);
