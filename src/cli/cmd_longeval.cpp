@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "kv/kv_compress.h"
 #include "runtime/longeval.h"
 #include "switches/registry.h"
 
@@ -26,6 +27,8 @@ void add_longeval_command(CLI::App& app) {
     std::string output = "md";
     std::string json_file;
     bool quiet = false;
+    std::string kv_compress = "off";
+    int64_t kv_budget = 0;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("longeval", "long-context test: pass-key retrieval at given context lengths");
@@ -45,6 +48,10 @@ void add_longeval_command(CLI::App& app) {
   cmd->add_option("-o,--output", o->output, "output format: md, json")->check(CLI::IsMember({"md", "json"}));
   cmd->add_option("--json", o->json_file, "also write the JSON report to FILE");
   cmd->add_flag("-q,--quiet", o->quiet, "no progress on stderr");
+  cmd->add_option("--kvcompress", o->kv_compress,
+                  "KV-Compress after each prompt: off, RATE (2, 4, 8: keep 1/RATE of the KV blocks, chosen per "
+                  "head by the attention they received), window or window:RATE (StreamingLLM: sinks + recent)");
+  cmd->add_option("--kv-budget", o->kv_budget, "KV-Compress: keep at most this many positions per head on average");
   cmd->callback([o] {
     if (o->trials < 1) fail("longeval: --trials must be at least 1, got ", o->trials);
     if (o->depths < 1) fail("longeval: --depths must be at least 1, got ", o->depths);
@@ -66,6 +73,9 @@ void add_longeval_command(CLI::App& app) {
     lo.chat_template = o->chat_template;
     lo.reuse_prefix = !o->no_reuse;
     lo.engine = engine_config(o->model);
+    lo.kv_compress = o->kv_compress;
+    lo.kv_budget = o->kv_budget;
+    (void)parse_kv_compress(lo.kv_compress, lo.kv_budget);  // a bad value fails before loading
 
     auto model = load_model_verbose(o->model);
     check_longeval_options(*model, lo);  // before any work: contexts, flag values

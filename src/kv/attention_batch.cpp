@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "kernels/attention_tiled.h"
 #include "kernels/attention_set.h"
+#include "kv/kv_compress.h"
 
 namespace kestrel {
 namespace {
@@ -124,7 +125,8 @@ void attend_groups(const KvCache& cache, int layer, const AttentionParams& p, co
 }  // namespace
 
 void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
-                  ThreadPool& pool, const kernels::AttentionKernelSet& attn) {
+                  ThreadPool& pool, const kernels::AttentionKernelSet& attn, EvictionMetric* observer) {
+  if (observer) observer->observe(cache, layer, p, b, pool);
   const int64_t q_dim = int64_t{p.n_head} * p.head_dim;
   if (b.n_tokens >= kernels::kMinTiledTokens) {
     const std::vector<TileTask> tasks = tile_tasks(p, b);

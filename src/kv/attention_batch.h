@@ -26,8 +26,12 @@ struct AttentionBatch {
   float* out = nullptr;
 };
 
+class EvictionMetric;
+
 // `attn` must have been picked for the cache's type (kernels/attention_set.h).
+// `observer` (KV-Compress, kv/kv_compress.h): when set, also adds the squared
+// attention of its observed tokens to its metric.
 void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
-                  ThreadPool& pool, const kernels::AttentionKernelSet& attn);
+                  ThreadPool& pool, const kernels::AttentionKernelSet& attn, EvictionMetric* observer = nullptr);
 
 }  // namespace kestrel

@@ -138,7 +138,7 @@ void Gemma3Model::forward(const Batch& b, KvCache& cache, float* logits, Forward
     AttentionParams ap{c.n_head, c.n_kv_head, c.head_dim, 1.0f};
     if (local) ap.window = c.sliding_window;
     attend_batch(cache, l, ap, AttentionBatch{T, b.seq.data(), b.pos.data(), q, S.att.data()}, ctx.pool,
-                 ctx.attention);
+                 ctx.attention, ctx.observer);
     matmul(mm, L.wo, S.att.data(), T, xb);
     add_normed(xb, L.post_attn_norm);
 

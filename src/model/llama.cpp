@@ -119,7 +119,7 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
       cache.store(l, b.seq[t], b.pos[t], &k_[t * kv_dim], &v_[t * kv_dim]);
     }
     attend_batch(cache, l, ap, AttentionBatch{T, b.seq.data(), b.pos.data(), q_.data(), att_.data()}, ctx.pool,
-                 ctx.attention);
+                 ctx.attention, ctx.observer);
     matmul(mm, L.wo, att_.data(), T, xb_.data());
     for (int64_t i = 0; i < T * E; ++i) x_[i] += xb_[i];
 

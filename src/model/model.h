@@ -35,12 +35,15 @@ struct ForwardScratch {
 
 // What a forward pass runs with: the engine core's threads, scratch and the
 // kernels it picked (runtime/engine_core.h builds it; the model only reads it).
+class EvictionMetric;  // kv/kv_compress.h
+
 struct ForwardContext {
   ThreadPool& pool;
   ForwardScratch& scratch;
   Isa isa;                                      // every kernel's level
   MatmulOptions matmul;                         // the weight kernels
   const kernels::AttentionKernelSet& attention;  // picked for the KV cache's type
+  EvictionMetric* observer = nullptr;            // KV-Compress: attention to observe (kv/kv_compress.h)
 };
 
 class Model {

@@ -35,6 +35,9 @@ class EngineCore {
 
   // One forward pass of `batch` against the KV store (Model::forward).
   void forward(const Batch& batch, float* logits);
+  // KV-Compress: the metric the next forward passes add their attention to
+  // (nullptr: none).
+  void set_observer(EvictionMetric* metric) { ctx_.observer = metric; }
 
  private:
   const Model& model_;

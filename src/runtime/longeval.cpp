@@ -259,6 +259,7 @@ LongevalResult run_longeval(const Model& model, const LongevalOptions& o, const 
     so.n_ctx = n_ctx;
     so.n_batch = o.n_batch;
     so.engine = o.engine;
+    so.kv_compress = parse_kv_compress(o.kv_compress, o.kv_budget);
     Session session(model, so);
     r.engine = session.config();
 
@@ -368,7 +369,8 @@ std::string format_longeval_markdown(const LongevalResult& r) {
   std::ostringstream os;
   os << "model: " << r.model << ", engine: " << engine_settings_text(r.engine) << ", trials " << r.options.n_trials
      << " per context over " << r.options.n_depths << " depths, seed " << r.options.seed
-     << (r.options.chat ? ", chat template" : ", raw text") << "\n\n";
+     << (r.options.chat ? ", chat template" : ", raw text") << ", kvcompress " << r.options.kv_compress
+     << (r.options.kv_budget > 0 ? ", kv budget " + std::to_string(r.options.kv_budget) : std::string()) << "\n\n";
   os << "pass rate by depth of the key (passed/trials)\n\n| depth |";
   for (const auto& c : r.contexts) os << " c=" << c.n_ctx << " |";
   os << "\n|------:|";
@@ -416,6 +418,8 @@ std::string format_longeval_json(const LongevalResult& r) {
   j["chat"] = r.options.chat;
   j["answer_tokens"] = r.options.n_answer;
   j["reuse_prefix"] = r.options.reuse_prefix;
+  j["kvcompress"] = r.options.kv_compress;
+  j["kv_budget"] = r.options.kv_budget;
   j["seconds"] = r.seconds;
   Json ctxs = Json::array();
   for (const auto& c : r.contexts) {

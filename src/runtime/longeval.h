@@ -137,6 +137,8 @@ struct LongevalOptions {
   std::string chat_template;  // with chat: a built-in template instead of the model's
   bool reuse_prefix = true;   // see the header comment
   EngineConfig engine;
+  std::string kv_compress = "off";  // KV-Compress after each prompt (kv/kv_compress.h parse_kv_compress)
+  int64_t kv_budget = 0;
 };
 
 struct PasskeyTrialResult {

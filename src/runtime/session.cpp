@@ -24,11 +24,17 @@ int checked_batch(int n_batch) {
 
 Session::Session(const Model& model, const SessionOptions& options)
     : n_batch_(checked_batch(options.n_batch)),
-      core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1)) {}
+      kv_compress_(options.kv_compress),
+      core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1)),
+      metric_(model.config().n_layer, model.config().n_kv_head) {
+  if (kv_compress_.on() && model.config().sliding_window > 0)
+    fail("kvcompress: ", model.config().arch, " has sliding-window layers, which do not take evicted blocks yet");
+}
 
 void Session::clear() {
   history_.clear();
   core_.cache().clear();
+  evicted_blocks_ = 0;
 }
 
 void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
@@ -37,6 +43,13 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
     fail("context overflow: ", n_past() + static_cast<int64_t>(tokens.size()), " tokens requested, the context holds ",
          n_ctx());
   if (tokens.empty()) return;
+  // A prompt (not a decode step) is compressed once it is in the cache; its
+  // last queries' attention is the metric.
+  const bool compress = kv_compress_.on() && tokens.size() > 1;
+  if (compress && kv_compress_.mode == KvCompressSpec::Mode::Metric) {
+    metric_.start(0, n_past() + static_cast<int64_t>(tokens.size()) - kv_compress_.observe);
+    core_.set_observer(&metric_);
+  }
   logits_.resize(static_cast<size_t>(all_logits ? tokens.size() : 1) * n_vocab);
   size_t done = 0;
   while (done < tokens.size()) {
@@ -50,6 +63,11 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
     core_.forward(batch_, out);
     history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + n);
     done += n;
+  }
+  if (compress) {
+    core_.set_observer(nullptr);
+    metric_.stop();
+    evicted_blocks_ += static_cast<int64_t>(compress_sequence(core_.cache(), 0, kv_compress_, &metric_).size());
   }
 }
 
@@ -70,6 +88,11 @@ std::span<const float> Session::set_history(std::span<const int32_t> tokens) {
   while (common < history_.size() && common < tokens.size() && history_[common] == tokens[common]) ++common;
   // Re-evaluate at least the last token, so that its logits are fresh.
   if (common == tokens.size()) --common;
+  // A compressed history cannot be cut inside its evicted part: start over.
+  if (static_cast<int64_t>(common) < core_.cache().min_len(0)) {
+    clear();
+    common = 0;
+  }
   history_.resize(common);
   core_.cache().set_seq_len(0, static_cast<int64_t>(common));
   return append(tokens.subspan(common));

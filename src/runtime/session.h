@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "kv/kv_compress.h"
 #include "runtime/engine_core.h"
 #include "sampling/sampler.h"
 #include "switches/engine_config.h"
@@ -20,6 +21,8 @@ struct SessionOptions {
   int64_t n_ctx = 4096;  // 0 = the model's training context
   int n_batch = 512;     // prompt tokens per forward pass
   EngineConfig engine;   // threads, kernels, KV type, sampler: the switches' slots
+  // KV-Compress after every prompt (kv/kv_compress.h); off by default.
+  KvCompressSpec kv_compress;
 };
 
 class Session {
@@ -44,12 +47,17 @@ class Session {
   // Used by perplexity and by the logits golden tests.
   const std::vector<float>& append_all_logits(std::span<const int32_t> tokens);
   void clear();
+  // KV-Compress: blocks evicted so far (since the last clear).
+  int64_t evicted_blocks() const { return evicted_blocks_; }
 
  private:
   void eval(std::span<const int32_t> tokens, bool all_logits);
 
   int n_batch_;
+  KvCompressSpec kv_compress_;
   EngineCore core_;
+  EvictionMetric metric_;
+  int64_t evicted_blocks_ = 0;
   std::vector<int32_t> history_;
   std::vector<float> logits_;
   Batch batch_;
