@@ -15,5 +15,6 @@ void add_bench_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_longeval_command(CLI::App& app);
+void add_calibrate_command(CLI::App& app);
 
 }  // namespace kestrel::cli

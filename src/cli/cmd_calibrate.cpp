@@ -1,0 +1,128 @@
+// kestrel calibrate kv -m MODEL --cq cq2|cq1: learn a model's CQ codebooks
+// (runtime/cq_calibration.h) and write them as the sidecar MODEL.cq2.gguf
+// (kv/cq_sidecar.h). Progress on stderr, the per-layer summary on stdout.
+#include <chrono>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/error.h"
+#include "runtime/cq_calibration.h"
+
+namespace kestrel::cli {
+namespace {
+
+struct CalibrateKvOpts {
+  std::string model = default_model_path();
+  std::string cq = "cq2";
+  std::string out, text_file;
+  int64_t tokens = 2048;
+  uint64_t seed = 42;
+  int threads = 0;
+  int iterations = 25;
+};
+
+// Codebooks learnt on the evaluation text would flatter every perplexity
+// measured with them.
+void refuse_evaluation_text(const std::string& path) {
+  const std::string name = std::filesystem::path(path).filename().string();
+  if (name.find("wiki.test") != std::string::npos)
+    fail("calibrate: ", path,
+         " looks like WikiText-2's test file, which perplexity is measured on; "
+         "calibrate on other text (or the model's own, without -f)");
+}
+
+void calibrate_kv(const CalibrateKvOpts& o) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  if (!o.text_file.empty()) refuse_evaluation_text(o.text_file);
+  if (o.tokens < 16) fail("calibrate: --tokens must be at least 16, got ", o.tokens);
+  if (o.iterations < 1) fail("calibrate: --iterations must be at least 1, got ", o.iterations);
+  if (o.threads < 0) fail("-t must not be negative, got ", o.threads);
+  const CqSpec spec = parse_cq_spec(o.cq);
+  const std::string out = cq_sidecar_path(o.model, spec, o.out);
+
+  auto model = load_model(o.model);
+  CqCodebooks books = make_cq_codebooks(spec, cq_model_info(model->file()));
+  SessionOptions so;
+  so.n_ctx = o.tokens;
+  so.engine.n_threads = o.threads;  // F16 keys and values: the defaults, what the collection reads
+  Session session(*model, so);
+  std::cerr << "calibrate: " << model->config().arch << ", " << books.model.n_layer << " layers x "
+            << books.model.n_kv_head << " kv heads x " << books.model.k_head_dim << " channels; " << cq_spec_name(spec)
+            << " = " << spec.channels_per_group << " channels in " << spec.bits << " bits, "
+            << spec.groups(books.model.k_head_dim) << " codebooks of " << spec.n_codes() << " per head\n";
+
+  const auto t_text = Clock::now();
+  int64_t n = 0;
+  if (o.text_file.empty()) {
+    std::cerr << "calibrate: generating " << o.tokens << " tokens with the model (seed " << o.seed << ")\n";
+    generate_calibration_text(session, o.tokens, o.seed,
+                              [](const std::string& line) { std::cerr << "calibrate:   " << line << "\n"; });
+    n = session.n_past();
+  } else {
+    std::cerr << "calibrate: evaluating " << o.text_file << "\n";
+    n = evaluate_calibration_text(session, read_file(o.text_file), o.tokens);
+  }
+  const double text_seconds = since(t_text);
+  std::cerr << "calibrate: " << n << " positions cached in " << std::fixed << std::setprecision(1) << text_seconds
+            << " s; k-means on " << session.pool().size() << " threads\n";
+
+  const auto t_learn = Clock::now();
+  std::vector<CqLayerReport> reports;
+  for (int layer = 0; layer < books.model.n_layer; ++layer) {
+    const auto t_layer = Clock::now();
+    reports.push_back(learn_cq_layer(session.cache(), n, layer, o.seed, o.iterations, session.pool(), books));
+    const CqLayerReport& r = reports.back();
+    std::cerr << "calibrate:   k-means layer " << layer << " (" << (layer + 1) << "/" << books.model.n_layer << "): K "
+              << std::setprecision(4) << r.k_fit << " (held out " << r.k_heldout << "), V " << r.v_fit << " (held out "
+              << r.v_heldout << "); " << std::setprecision(1) << r.mean_iterations << " Lloyd steps per group, "
+              << r.at_cap << " groups at the cap; " << since(t_layer) << " s\n";
+  }
+  const double learn_seconds = since(t_learn);
+  save_cq_codebooks(out, books);
+
+  // Relative reconstruction error |x - decode(encode(x))| / |x|, mean over rows and kv heads.
+  double k_fit = 0.0, k_held = 0.0, v_fit = 0.0, v_held = 0.0;
+  const double n_layers = static_cast<double>(reports.size());
+  std::cout << "relative reconstruction error, " << cq_spec_name(spec) << ": " << reports[0].n_fit << " rows fitted, "
+            << reports[0].n_heldout << " held out (every " << kCqHoldoutEvery << "th position)\n";
+  std::cout << "layer  K fitted  K held out  V fitted  V held out\n" << std::fixed << std::setprecision(4);
+  for (const CqLayerReport& r : reports) {
+    std::cout << std::setw(5) << r.layer << std::setw(10) << r.k_fit << std::setw(12) << r.k_heldout << std::setw(10)
+              << r.v_fit << std::setw(12) << r.v_heldout << "\n";
+    k_fit += r.k_fit / n_layers;
+    k_held += r.k_heldout / n_layers;
+    v_fit += r.v_fit / n_layers;
+    v_held += r.v_heldout / n_layers;
+  }
+  std::cout << " mean" << std::setw(10) << k_fit << std::setw(12) << k_held << std::setw(10) << v_fit << std::setw(12)
+            << v_held << "\n";
+  std::cout << std::setprecision(1) << "wrote " << out << " (" << n << " positions; text " << text_seconds
+            << " s, k-means " << learn_seconds << " s, total " << since(t0) << " s)\n";
+}
+
+}  // namespace
+
+void add_calibrate_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("calibrate", "learn data a technique needs from a model's own activations");
+  cmd->require_subcommand(1);
+  auto o = std::make_shared<CalibrateKvOpts>();
+  auto* kv = cmd->add_subcommand("kv", "learn CQ codebooks of the KV cache and write them next to the model");
+  kv->add_option("-m,--model", o->model, "GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from the cache)");
+  kv->add_option("--cq", o->cq, "cq2 (4 channels in 8 bits: 2 bits per channel) or cq1 (8 channels in 8 bits)");
+  kv->add_option("-o,--output", o->out,
+                 "sidecar to write (default: MODEL.cq2.gguf / MODEL.cq1.gguf next to the model)");
+  kv->add_option("--tokens", o->tokens, "positions to calibrate on (default 2048)");
+  kv->add_option("-f,--file", o->text_file,
+                 "calibrate on this text instead of the model's own (not WikiText-2's test)");
+  kv->add_option("-s,--seed", o->seed, "seed of the generation and of k-means++ (default 42)");
+  kv->add_option("-t,--threads", o->threads, "threads (default: one per core)");
+  kv->add_option("--iterations", o->iterations, "Lloyd steps at most per codebook (default 25)");
+  kv->callback([o] { calibrate_kv(*o); });
+}
+
+}  // namespace kestrel::cli

@@ -1,0 +1,70 @@
+// AVX2 CQ attention kernels (kernels/cq_kernels.h): 8 codes per register for
+// the codebook passes, four keys at a time for the lookups, in the summation
+// orders of the scalar twins (kernels/ref/cq_ref.cpp), so both give the same
+// bits. Fewer than 8 codes (bits < 3) go to the twin.
+#include "kernels/avx2/avx2-inl.h"
+#include "kernels/cq_kernels.h"
+
+namespace kestrel::kernels::avx2 {
+
+void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table) {
+  if (n_codes % 8 != 0) return ref::cq_score_table(q, centroids, head_dim, c, n_codes, table);
+  const int n_groups = head_dim / c;
+  for (int g = 0; g < n_groups; ++g) {
+    const float* qg = q + g * c;
+    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    float* tg = table + static_cast<int64_t>(g) * n_codes;
+    for (int code = 0; code < n_codes; code += 8) {
+      __m256 t = _mm256_mul_ps(_mm256_set1_ps(qg[0]), _mm256_loadu_ps(cg + code));
+      for (int i = 1; i < c; ++i)
+        t = _mm256_fmadd_ps(_mm256_set1_ps(qg[i]), _mm256_loadu_ps(cg + i * n_codes + code), t);
+      _mm256_storeu_ps(tg + code, t);
+    }
+  }
+}
+
+// Four keys at a time in scalar loads, four independent addition chains (each
+// key's in group order, as the twin). Not gathers: on Zen 3, one 8-key
+// vgatherdps per group took 96 us for 8192 keys x 16 groups, these lookups 36
+// us, the twin's one key at a time 72 us (the load ports are the limit, and a
+// gather costs more of them than the scalar loads it replaces).
+void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* scores) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const uint8_t* r0 = codes + j * n_groups;
+    const uint8_t *r1 = r0 + n_groups, *r2 = r1 + n_groups, *r3 = r2 + n_groups;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    for (int g = 0; g < n_groups; ++g) {
+      const float* tg = table + static_cast<int64_t>(g) * n_codes;
+      s0 += tg[r0[g]];
+      s1 += tg[r1[g]];
+      s2 += tg[r2[g]];
+      s3 += tg[r3[g]];
+    }
+    scores[j] = s0;
+    scores[j + 1] = s1;
+    scores[j + 2] = s2;
+    scores[j + 3] = s3;
+  }
+  ref::cq_scores(table, codes + j * n_groups, n - j, n_groups, n_codes, scores + j);
+}
+
+// The c channels of a group side by side: c independent fma chains over the
+// codes (c <= 8 accumulators), each channel's chain in code order.
+void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, int c, int n_codes, float* out) {
+  if (n_codes % 8 != 0 || c > 8) return ref::cq_buckets_out(buckets, centroids, head_dim, c, n_codes, out);
+  const int n_groups = head_dim / c;
+  for (int g = 0; g < n_groups; ++g) {
+    const float* bg = buckets + static_cast<int64_t>(g) * n_codes;
+    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    __m256 acc[8];
+    for (int i = 0; i < c; ++i) acc[i] = _mm256_setzero_ps();
+    for (int code = 0; code < n_codes; code += 8) {
+      const __m256 b = _mm256_loadu_ps(bg + code);
+      for (int i = 0; i < c; ++i) acc[i] = _mm256_fmadd_ps(b, _mm256_loadu_ps(cg + i * n_codes + code), acc[i]);
+    }
+    for (int i = 0; i < c; ++i) out[g * c + i] = hsum_ps(acc[i]);
+  }
+}
+
+}  // namespace kestrel::kernels::avx2

@@ -1,0 +1,54 @@
+// Scalar twins of the CQ attention kernels (kernels/cq_kernels.h), in the
+// summation orders the AVX2 versions keep.
+#include <cmath>
+
+#include "kernels/cq_kernels.h"
+
+namespace kestrel::kernels::ref {
+
+void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table) {
+  const int n_groups = head_dim / c;
+  for (int g = 0; g < n_groups; ++g) {
+    const float* qg = q + g * c;
+    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    float* tg = table + static_cast<int64_t>(g) * n_codes;
+    for (int code = 0; code < n_codes; ++code) {
+      float t = qg[0] * cg[code];
+      for (int i = 1; i < c; ++i) t = std::fma(qg[i], cg[i * n_codes + code], t);
+      tg[code] = t;
+    }
+  }
+}
+
+void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* scores) {
+  for (int64_t j = 0; j < n; ++j) {
+    const uint8_t* row = codes + j * n_groups;
+    float s = 0.0f;
+    for (int g = 0; g < n_groups; ++g) s += table[g * n_codes + row[g]];
+    scores[j] = s;
+  }
+}
+
+void cq_add_buckets(const float* p, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* buckets) {
+  for (int64_t j = 0; j < n; ++j) {
+    const uint8_t* row = codes + j * n_groups;
+    for (int g = 0; g < n_groups; ++g) buckets[g * n_codes + row[g]] += p[j];
+  }
+}
+
+void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, int c, int n_codes, float* out) {
+  const int n_groups = head_dim / c;
+  for (int g = 0; g < n_groups; ++g) {
+    const float* bg = buckets + static_cast<int64_t>(g) * n_codes;
+    for (int i = 0; i < c; ++i) {
+      const float* ci = centroids + (static_cast<int64_t>(g) * c + i) * n_codes;
+      float lane[8] = {};
+      for (int code = 0; code < n_codes; ++code) lane[code % 8] = std::fma(bg[code], ci[code], lane[code % 8]);
+      // The fold of hsum_ps (kernels/avx2/avx2-inl.h).
+      const float a0 = lane[0] + lane[4], a1 = lane[1] + lane[5], a2 = lane[2] + lane[6], a3 = lane[3] + lane[7];
+      out[g * c + i] = (a0 + a2) + (a1 + a3);
+    }
+  }
+}
+
+}  // namespace kestrel::kernels::ref

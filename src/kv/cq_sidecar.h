@@ -1,0 +1,81 @@
+#pragma once
+// The CQ sidecar: one GGUF file holding every codebook of a model (kv/cq_codebook.h),
+// written by `kestrel calibrate kv` next to the model, as llama.cpp users keep
+// an imatrix or a LoRA: MODEL.gguf -> MODEL.cq2.gguf / MODEL.cq1.gguf.
+//
+// Layout (GGUF v3, general.architecture = "kestrel-cq"):
+//   kestrel.cq.version              u32, kCqSidecarVersion
+//   kestrel.cq.channels_per_group   u32, c
+//   kestrel.cq.bits                 u32
+//   kestrel.cq.model.architecture   string, the model's general.architecture
+//   kestrel.cq.model.block_count, .head_count_kv, .key_length, .value_length   u32
+//   kestrel.cq.model.file_bytes     u64, the model file's size
+//   kestrel.cq.model.tensor_hash    u64, FNV-1a of the model's tensor table (below)
+//   cq.k.blk.{layer}.head.{h}, cq.v.blk.{layer}.head.{h}   F32, ne = [2^bits, c, groups]
+//                                   (ggml order: the planar [groups][c][n_codes] of CqCodebook)
+// The fingerprint: the file size and an FNV-1a hash of every tensor's name,
+// type, shape, offset and first 64 bytes. It reads one page per tensor, not
+// the weights, and tells apart two quantizations, two fine-tunes of one
+// layout, or a re-downloaded file of another size. Two files that differ only
+// past the first 64 bytes of every tensor are not told apart.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kv/cq_codebook.h"
+
+namespace kestrel {
+
+namespace gguf {
+class File;
+class Writer;
+}  // namespace gguf
+
+inline constexpr uint32_t kCqSidecarVersion = 1;
+
+// What a sidecar must match: the model's attention shape and its file's fingerprint.
+struct CqModelInfo {
+  std::string architecture;
+  int n_layer = 0;
+  int n_kv_head = 0;
+  int k_head_dim = 0;
+  int v_head_dim = 0;
+  uint64_t file_bytes = 0;
+  uint64_t tensor_hash = 0;
+  bool operator==(const CqModelInfo&) const = default;
+};
+
+// Read from a model's GGUF metadata and tensor table (no weight is read).
+CqModelInfo cq_model_info(const gguf::File& model);
+
+// Every codebook of a model.
+struct CqCodebooks {
+  CqSpec spec;
+  CqModelInfo model;
+  std::vector<CqCodebook> k, v;  // [n_layer][n_kv_head]
+
+  const CqCodebook& key(int layer, int head) const { return k[index(layer, head)]; }
+  const CqCodebook& value(int layer, int head) const { return v[index(layer, head)]; }
+  size_t index(int layer, int head) const { return static_cast<size_t>(layer) * model.n_kv_head + head; }
+};
+
+// All-zero codebooks of the model's shape (checks the spec against both head dims).
+CqCodebooks make_cq_codebooks(CqSpec spec, const CqModelInfo& model);
+
+// The sidecar's metadata and tensors, ready to write (tests alter it to make bad files).
+gguf::Writer cq_sidecar_writer(const CqCodebooks& books);
+void save_cq_codebooks(const std::string& path, const CqCodebooks& books);
+
+// Reads a sidecar and checks it against `model`. Throws kestrel::Error naming
+// the file and what is wrong: not a GGUF or truncated, not a CQ sidecar, an
+// unknown version, a bad spec, made for another model (every field that
+// differs, with both values), a missing tensor or one of the wrong type or shape.
+CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model);
+
+// MODEL.gguf -> MODEL.cq2.gguf (MODEL.cq1.gguf), in the model's directory; a
+// name without the .gguf suffix gets ".cq2.gguf" appended.
+std::string default_cq_sidecar_path(const std::string& model_path, CqSpec spec);
+// `override_path` when given, else the default.
+std::string cq_sidecar_path(const std::string& model_path, CqSpec spec, const std::string& override_path);
+
+}  // namespace kestrel

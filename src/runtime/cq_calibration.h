@@ -1,0 +1,73 @@
+#pragma once
+// Calibration of CQ codebooks (kv/cq_codebook.h) from a model's own KV cache:
+// run text through a Session, read every layer's cached keys and values back
+// (post-RoPE keys, as the cache stores them and as the score table of
+// kernels/cq_kernels.h needs them), and learn one codebook per (layer, kv
+// head, K or V). `kestrel calibrate kv` is the command around it.
+//
+// The text is the model's own output by default: a few built-in prompts of
+// different kinds (prose, code, chat, a list, numbers), each continued by the
+// model with seeded sampling, so that no evaluation set (WikiText-2's test
+// file) leaks into the codebooks that perplexity is later measured with.
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kv/cq_sidecar.h"
+#include "runtime/session.h"
+
+namespace kestrel {
+
+using CqProgressFn = std::function<void(const std::string& line)>;
+
+struct CqCalibrationPrompt {
+  std::string_view text;
+  bool chat = false;  // a user message, rendered with the model's chat template
+};
+// The built-in prompts, in the order the generation uses them.
+std::span<const CqCalibrationPrompt> cq_calibration_prompts();
+
+// Fills the session (from empty) with `n_tokens` positions: prompt after
+// prompt, each continued by the model (temperature 0.8, seeded per prompt
+// from `seed`) until the total is reached. Returns the tokens, as the history.
+std::vector<int32_t> generate_calibration_text(Session& session, int64_t n_tokens, uint64_t seed,
+                                               const CqProgressFn& progress = {});
+
+// Fills the session (from empty) with the first `n_tokens` tokens of `text`
+// (all of them when shorter). Returns the number of positions cached.
+int64_t evaluate_calibration_text(Session& session, std::string_view text, int64_t n_tokens);
+
+// Rows [0, n) of one kv head's keys (or values) in sequence 0 of an F16 cache,
+// as floats: [n][head_dim]. Throws for another element type or a head with
+// evicted blocks.
+std::vector<float> cached_kv_rows(const KvCache& cache, int layer, int head, bool keys, int64_t n);
+
+// Every kCqHoldoutEvery-th position (p % kCqHoldoutEvery == kCqHoldoutEvery - 1)
+// is kept out of k-means and only measured: with 256 centroids per group a
+// few thousand rows can be fitted closely, and the held-out error is the one
+// that tells whether the calibration saw enough text.
+inline constexpr int kCqHoldoutEvery = 8;
+
+struct CqLayerReport {
+  int layer = 0;
+  // Mean over rows and kv heads of |x - decode(encode(x))| / |x|, on the rows
+  // k-means saw (fit) and on the held-out rows (0 when there are none).
+  double k_fit = 0.0, v_fit = 0.0;
+  double k_heldout = 0.0, v_heldout = 0.0;
+  int64_t n_fit = 0, n_heldout = 0;  // rows
+  double mean_iterations = 0.0;      // Lloyd steps per group
+  int at_cap = 0;                    // groups that ran max_iterations steps
+};
+
+// Learns layer `layer`'s codebooks of `books` from rows [0, n) of the cache
+// (sequence 0; held-out rows above excepted), one task per (kv head, K or V,
+// group) on the pool. Group g of head h's K (kv = 0) or V (kv = 1) is seeded
+// with mix_seed(mix_seed(mix_seed(seed, layer), 2 h + kv), g): the result does
+// not depend on the thread count.
+CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_t seed, int max_iterations,
+                             ThreadPool& pool, CqCodebooks& books);
+
+}  // namespace kestrel
