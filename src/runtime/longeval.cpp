@@ -290,6 +290,8 @@ LongevalResult run_longeval(const Model& model, const LongevalOptions& o, const 
       const auto t0 = Clock::now();
       // set_history rolls the cache back to the common prefix and evaluates the rest.
       tr.evaluated_tokens = tokens_to_evaluate(session.history(), prompt.tokens);
+      // A compressed cache cannot be cut inside its evicted part (Session::set_history starts over).
+      if (tr.prompt_tokens - tr.evaluated_tokens < session.cache().min_len(0)) tr.evaluated_tokens = tr.prompt_tokens;
       std::span<const float> logits = session.set_history(prompt.tokens);
       const auto t1 = Clock::now();
 
