@@ -152,20 +152,14 @@ KESTREL_AMX int32_t amx_loop(const int8_t* ab) {
   return c[0];
 }
 
-void bench_vnni(benchmark::State& state) {
+// kChains chains of kInner integer multiply-adds of `products` int8 products
+// each (2 ops per product) per call of `loop`.
+void bench_int8(benchmark::State& state, int64_t (*loop)(), int products) {
   int64_t sink = 0;
-  for (auto _ : state) sink += vnni_loop();
-  benchmark::DoNotOptimize(sink);
-  state.counters["GOP/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * kInner * kChains * 64 * 2 / 1e9,
-                                               benchmark::Counter::kIsRate);
-}
-
-void bench_maddubs(benchmark::State& state) {
-  int64_t sink = 0;
-  for (auto _ : state) sink += maddubs_loop();
+  for (auto _ : state) sink += loop();
   benchmark::DoNotOptimize(sink);
   state.counters["GOP/s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * kInner * kChains * 32 * 2 / 1e9, benchmark::Counter::kIsRate);
+      static_cast<double>(state.iterations()) * kInner * kChains * products * 2 / 1e9, benchmark::Counter::kIsRate);
 }
 
 void bench_fma(benchmark::State& state) {
@@ -194,10 +188,10 @@ int register_all() {
         ->Threads(2)
         ->Unit(benchmark::kMicrosecond);
   if (!isa_supported(Isa::Avx512)) {
-    benchmark::RegisterBenchmark("roofline/maddubs_int8", bench_maddubs)->Threads(1)->Threads(2);
+    benchmark::RegisterBenchmark("roofline/maddubs_int8", bench_int8, maddubs_loop, 32)->Threads(1)->Threads(2);
     return 0;
   }
-  benchmark::RegisterBenchmark("roofline/vnni_int8", bench_vnni)->Threads(1)->Threads(2);
+  benchmark::RegisterBenchmark("roofline/vnni_int8", bench_int8, vnni_loop, 64)->Threads(1)->Threads(2);
   benchmark::RegisterBenchmark("roofline/fma_f32", bench_fma)->Threads(1)->Threads(2);
   if (kernels::amx::available())
     benchmark::RegisterBenchmark("roofline/amx_int8", bench_amx)->Threads(1)->Threads(2);

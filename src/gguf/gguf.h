@@ -108,6 +108,9 @@ struct TensorInfo {
   int64_t n_elements() const;
 };
 
+// A shape as error messages print it: "[576, 49152]" (ggml order).
+std::string shape_text(std::span<const int64_t> ne);
+
 // An opened GGUF file. Move-only; keeps the mapping alive.
 class File {
  public:

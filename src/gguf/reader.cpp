@@ -311,4 +311,10 @@ int64_t TensorInfo::n_elements() const {
   return n;
 }
 
+std::string shape_text(std::span<const int64_t> ne) {
+  std::string out = "[";
+  for (size_t i = 0; i < ne.size(); ++i) out += (i ? ", " : "") + std::to_string(ne[i]);
+  return out + "]";
+}
+
 }  // namespace kestrel::gguf

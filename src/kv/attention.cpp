@@ -9,6 +9,9 @@ namespace kestrel {
 
 kernels::KvRows window_rows(const KvCache& cache, const KvHeadView& h, int64_t first, int64_t n,
                             std::vector<int32_t>& ids) {
+  // Positions map to rows only while no block is evicted (kvcompress is
+  // refused for models with sliding windows: runtime/session.cpp).
+  if (h.evicted > 0) fail("kv: a sliding-window layer cannot attend over evicted blocks");
   const int64_t per_block = KvCache::kBlock;  // rows per physical block
   if (cache.total_blocks() * per_block > INT32_MAX)
     fail("kv: ", cache.total_blocks(), " blocks of ", per_block, " rows are too many for a windowed view");
@@ -40,7 +43,6 @@ void attend_head(const KvCache& cache, int layer, int seq, const AttentionParams
     attn.row(head_rows(view), rows, p.head_dim, q, p.scale, out);
     return;
   }
-  if (view.evicted > 0) fail("kv: a sliding-window layer cannot attend over evicted blocks");
   thread_local std::vector<int32_t> ids;
   attn.row(window_rows(cache, view, first, n_visible - first, ids), n_visible - first, p.head_dim, q, p.scale, out);
 }

@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/error.h"
-#include "kernels/attention_tiled.h"
 #include "kernels/attention_set.h"
+#include "kernels/attention_tiled.h"
 #include "kv/kv_compress.h"
 
 namespace kestrel {
@@ -68,13 +67,11 @@ void run_tile(const KvCache& cache, int layer, const AttentionParams& p, const A
   const int n = static_cast<int>(task.rows.size());
   const KvHeadView view = cache.view(layer, task.seq, task.kv_head);
   // Evicted rows (kvcompress) all lie before the batch's tokens.
-  const int64_t gone = task.first == 0 ? view.evicted : 0;
-  if (task.first > 0 && view.evicted > 0) fail("kv: a sliding-window layer cannot attend over evicted blocks");
   for (int i = 0; i < n; ++i) {
     const auto [t, h] = task.rows[i];
     q[i] = b.q + t * q_dim + int64_t{h} * p.head_dim;
     out[i] = b.out + t * q_dim + int64_t{h} * p.head_dim;
-    vis[i] = int64_t{b.pos[t]} + 1 - task.first - gone;
+    vis[i] = int64_t{b.pos[t]} + 1 - task.first - view.evicted;
   }
   const kernels::TileRows rows{q, out, vis, n};
   if (task.first == 0) {

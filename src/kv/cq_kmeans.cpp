@@ -5,6 +5,8 @@
 #include <cassert>
 #include <cstddef>
 
+#include "core/hash.h"
+
 namespace kestrel {
 namespace {
 
@@ -13,12 +15,7 @@ constexpr int kMaxK = 256;
 
 struct SplitMix64 {
   uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return splitmix64(state); }
   // Uniform in [0, 1): the top 53 bits.
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 };

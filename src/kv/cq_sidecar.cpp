@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "gguf/gguf.h"
 
 namespace kestrel {
@@ -24,23 +25,6 @@ std::string tensor_name(char kv, int layer, int head) {
 std::vector<int64_t> tensor_shape(CqSpec spec, int head_dim) {
   return {spec.n_codes(), spec.channels_per_group, spec.groups(head_dim)};
 }
-
-std::string shape_text(const std::vector<int64_t>& ne) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < ne.size(); ++i) os << (i ? ", " : "") << ne[i];
-  os << "]";
-  return os.str();
-}
-
-struct Fnv1a {
-  uint64_t h = 0xCBF29CE484222325ull;
-  void bytes(const void* p, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001B3ull;
-  }
-  void u64(uint64_t v) { bytes(&v, sizeof v); }
-};
 
 int read_dim(const gguf::File& f, const std::string& key, int fallback) {
   const auto v = f.get_u64(key);
@@ -181,8 +165,8 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
     if (!t) fail(where, ": missing tensor ", name);
     const std::vector<int64_t> want = tensor_shape(spec, book.head_dim);
     if (t->type != DType::F32 || t->ne != want)
-      fail(where, ": tensor ", name, " is ", dtype_name(t->type), " ", shape_text(t->ne), ", expected ",
-           dtype_name(DType::F32), " ", shape_text(want), " (", cq_spec_name(spec), ")");
+      fail(where, ": tensor ", name, " is ", dtype_name(t->type), " ", gguf::shape_text(t->ne), ", expected ",
+           dtype_name(DType::F32), " ", gguf::shape_text(want), " (", cq_spec_name(spec), ")");
     std::memcpy(book.centroids.data(), t->data, book.centroids.size() * sizeof(float));
   };
   for (int layer = 0; layer < model.n_layer; ++layer)

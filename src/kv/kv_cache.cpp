@@ -99,25 +99,16 @@ void KvCache::truncate(int seq, int64_t pb_end) {
     }
 }
 
-int32_t KvCache::writable_block(int seq, size_t s, int64_t pos) {
+int32_t KvCache::writable_block(int seq, size_t s, int64_t pos, size_t& i) {
   HeadTable& t = tables_[seq][s];
   const int32_t pb = static_cast<int32_t>(pos / kBlock);
   // Positions are written at the end of every table (eviction takes only
   // blocks below the end): the block is the last one, or a new one after it.
-  if (t.pos.empty() || t.pos.back() < pb) {
-    if (pos < min_len_[seq])
-      fail("kv cache: position ", pos, " of sequence ", seq, " lies in an evicted block");
-    // Blocks skipped by a jump forward stay allocated, as in a table without
-    // evictions (set_seq_len grows the same way).
-    int32_t next = t.pos.empty() ? static_cast<int32_t>(min_len_[seq] / kBlock) : t.pos.back() + 1;
-    for (; next <= pb; ++next) {
-      t.ids.push_back(take_block());
-      t.pos.push_back(next);
-    }
-  }
+  // Blocks skipped by a jump forward stay allocated, as set_seq_len grows.
+  if (pos >= min_len_[seq]) extend_table(t, seq, int64_t{pb} + 1);
   const auto it = std::lower_bound(t.pos.begin(), t.pos.end(), pb);
   if (it == t.pos.end() || *it != pb) fail("kv cache: position ", pos, " of sequence ", seq, " lies in an evicted block");
-  const size_t i = static_cast<size_t>(it - t.pos.begin());
+  i = static_cast<size_t>(it - t.pos.begin());
   const int32_t b = t.ids[i];
   if (ref_[b] == 1) return b;
   // Shared: copy the block (the positions before pos are the common prefix)
@@ -148,15 +139,12 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
   if (v_rot_) rv.assign(v, v + static_cast<size_t>(shape_.n_kv_head) * d);
   for (int h = 0; h < shape_.n_kv_head; ++h) {
     const size_t s = slice(layer, h);
-    const int32_t b = writable_block(seq, s, pos);
+    size_t i = 0;  // the block's index in the head's table
+    const int32_t b = writable_block(seq, s, pos, i);
     float* kr = (k_rot_ || smooth_k_) ? rk.data() + static_cast<size_t>(h) * d : nullptr;
     if (k_rot_) kernels::hadamard_chunks(kr, d, k_rot_);
     if (smooth_k_) {
-      if (!mean_set_[static_cast<size_t>(b)]) {
-        const HeadTable& t = tables_[seq][s];
-        const size_t i = static_cast<size_t>(std::lower_bound(t.pos.begin(), t.pos.end(), pos / kBlock) - t.pos.begin());
-        set_mean(seq, s, i, b, kr);
-      }
+      if (!mean_set_[static_cast<size_t>(b)]) set_mean(seq, s, i, b, kr);
       const uint16_t* m = mean_of(b);
       for (int c = 0; c < d; ++c) kr[c] -= fp16_to_f32(m[c]);
     }
@@ -247,12 +235,14 @@ void KvCache::grow_seq_len(int seq, int64_t n) {
 }
 
 void KvCache::extend(int seq, int64_t pb_end) {
-  for (HeadTable& t : tables_[seq]) {
-    int32_t next = t.pos.empty() ? static_cast<int32_t>(min_len_[seq] / kBlock) : t.pos.back() + 1;
-    for (; next < pb_end; ++next) {
-      t.ids.push_back(take_block());
-      t.pos.push_back(next);
-    }
+  for (HeadTable& t : tables_[seq]) extend_table(t, seq, pb_end);
+}
+
+void KvCache::extend_table(HeadTable& t, int seq, int64_t pb_end) {
+  int32_t next = t.pos.empty() ? static_cast<int32_t>(min_len_[seq] / kBlock) : t.pos.back() + 1;
+  for (; next < pb_end; ++next) {
+    t.ids.push_back(take_block());
+    t.pos.push_back(next);
   }
 }
 

@@ -212,8 +212,10 @@ class KvCache {
   void truncate(int seq, int64_t pb_end);
   // Takes blocks so that every head holds position blocks up to pb_end.
   void extend(int seq, int64_t pb_end);
-  // The physical block for pos in one head, made private to seq (taken or copied).
-  int32_t writable_block(int seq, size_t s, int64_t pos);
+  void extend_table(HeadTable& t, int seq, int64_t pb_end);
+  // The physical block for pos in one head, made private to seq (taken or
+  // copied); i: its index in the head's table.
+  int32_t writable_block(int seq, size_t s, int64_t pos, size_t& i);
 
   using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
   using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <tuple>
 
 #include "core/error.h"
@@ -66,41 +65,54 @@ void EvictionMetric::observe(const KvCache& cache, int layer, const AttentionPar
   const int group = p.n_head / p.n_kv_head;
   const int64_t q_dim = int64_t{p.n_head} * d;
   const auto& qk = kernels::quant_kernels(cache.k_type(), Isa::Scalar);
-  // One task per kv head: it alone writes that head's sums.
+  // One task per kv head: it alone writes that head's sums. Each cached key is
+  // dequantized once and scored against every observed query of the group.
   pool.parallel_for_dynamic(p.n_kv_head, 1, [&](int64_t h0, int64_t h1, int) {
-    std::vector<float> q(static_cast<size_t>(d)), key(static_cast<size_t>(d)), s;
+    std::vector<float> queries, key(static_cast<size_t>(d)), scores;
+    std::vector<int64_t> visible;  // rows each observed query sees
     for (int64_t kvh = h0; kvh < h1; ++kvh) {
       const KvHeadView view = cache.view(layer, seq_, static_cast<int>(kvh));
-      std::vector<float>& sum = rows(layer, static_cast<int>(kvh));
+      queries.clear();
+      visible.clear();
       for (int64_t t = 0; t < b.n_tokens; ++t) {
         if (b.seq[t] != seq_ || b.pos[t] < from_) continue;
-        const int64_t n = int64_t{b.pos[t]} + 1 - view.evicted;
-        if (static_cast<int64_t>(sum.size()) < n) sum.resize(static_cast<size_t>(n), 0.0f);
-        s.resize(static_cast<size_t>(n));
         for (int g = 0; g < group; ++g) {
           const float* qh = b.q + t * q_dim + (kvh * group + g) * d;
-          std::copy(qh, qh + d, q.begin());
+          queries.insert(queries.end(), qh, qh + d);
           // Keys were stored rotated: q . k = (H q) . (H k).
-          if (view.k_rot) kernels::hadamard_chunks(q.data(), d, view.k_rot);
-          float max = -std::numeric_limits<float>::infinity();
-          for (int64_t j = 0; j < n; ++j) {
-            const int64_t blk = view.blocks[j / KvCache::kBlock];
-            const auto* row = static_cast<const uint8_t*>(view.k) + blk * view.block_stride +
-                              (j % KvCache::kBlock) * static_cast<int64_t>(cache.k_row_bytes());
-            qk.dequantize_row(row, key.data(), d);
-            if (view.k_mean)  // smoothed keys: the block's mean comes back
-              for (int c = 0; c < d; ++c) key[c] += fp16_to_f32(view.k_mean[blk * view.mean_stride + c]);
-            float dot = 0;
-            for (int c = 0; c < d; ++c) dot += q[c] * key[c];
-            s[j] = dot * p.scale;
-            max = std::max(max, s[j]);
-          }
-          double z = 0;
-          for (int64_t j = 0; j < n; ++j) z += std::exp(static_cast<double>(s[j] - max));
-          for (int64_t j = 0; j < n; ++j) {
-            const double pj = std::exp(static_cast<double>(s[j] - max)) / z;
-            sum[static_cast<size_t>(j)] += static_cast<float>(pj * pj);
-          }
+          if (view.k_rot) kernels::hadamard_chunks(queries.data() + queries.size() - d, d, view.k_rot);
+          visible.push_back(int64_t{b.pos[t]} + 1 - view.evicted);
+        }
+      }
+      if (visible.empty()) continue;
+      const auto m = static_cast<int64_t>(visible.size());
+      const int64_t n = *std::max_element(visible.begin(), visible.end());
+      scores.assign(static_cast<size_t>(m * n), 0.0f);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t blk = view.blocks[j / KvCache::kBlock];
+        const auto* row = static_cast<const uint8_t*>(view.k) + blk * view.block_stride +
+                          (j % KvCache::kBlock) * static_cast<int64_t>(cache.k_row_bytes());
+        qk.dequantize_row(row, key.data(), d);
+        if (view.k_mean)  // smoothed keys: the block's mean comes back
+          for (int c = 0; c < d; ++c) key[c] += fp16_to_f32(view.k_mean[blk * view.mean_stride + c]);
+        for (int64_t i = 0; i < m; ++i) {
+          if (j >= visible[i]) continue;
+          const float* q = queries.data() + i * d;
+          float dot = 0;
+          for (int c = 0; c < d; ++c) dot += q[c] * key[c];
+          scores[i * n + j] = dot * p.scale;
+        }
+      }
+      std::vector<float>& sum = rows(layer, static_cast<int>(kvh));
+      if (static_cast<int64_t>(sum.size()) < n) sum.resize(static_cast<size_t>(n), 0.0f);
+      for (int64_t i = 0; i < m; ++i) {
+        const float* s = scores.data() + i * n;
+        const float max = *std::max_element(s, s + visible[i]);
+        double z = 0;
+        for (int64_t j = 0; j < visible[i]; ++j) z += std::exp(static_cast<double>(s[j] - max));
+        for (int64_t j = 0; j < visible[i]; ++j) {
+          const double pj = std::exp(static_cast<double>(s[j] - max)) / z;
+          sum[static_cast<size_t>(j)] += static_cast<float>(pj * pj);
         }
       }
     }

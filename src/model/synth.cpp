@@ -6,6 +6,7 @@
 #include <numbers>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "gguf/gguf.h"
 #include "kernels/quant_kernels.h"
 #include "model/quantize.h"
@@ -83,19 +84,6 @@ std::vector<SynthTensor> synth_tensor_plan(const SynthShape& s, int64_t n_vocab,
 
 namespace {
 
-// splitmix64's output function: a bijective 64-bit mixer.
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char ch : s) h = (h ^ ch) * 0x100000001b3ULL;
-  return h;
-}
-
 // A splitmix64 stream per row; Box-Muller turns two 24-bit uniforms into two
 // normals. Plain float libm calls, no fast-math: the same bytes on every run.
 class RowRng {
@@ -117,10 +105,7 @@ class RowRng {
   }
 
  private:
-  uint64_t next() {
-    state_ += 0x9e3779b97f4a7c15ULL;
-    return mix64(state_);
-  }
+  uint64_t next() { return splitmix64(state_); }
   uint64_t state_;
 };
 

@@ -1,22 +1,9 @@
 #include "model/tensor_binding.h"
 
-#include <sstream>
-
 #include "core/error.h"
 #include "kernels/quant_kernels.h"
 
 namespace kestrel {
-namespace {
-
-std::string shape_str(const std::vector<int64_t>& ne) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < ne.size(); ++i) os << (i ? ", " : "") << ne[i];
-  os << "]";
-  return os.str();
-}
-
-}  // namespace
 
 Weight bind_matrix(const gguf::File& f, const std::string& name, int64_t cols, int64_t rows, bool required) {
   const gguf::TensorInfo* t = f.find_tensor(name);
@@ -27,7 +14,8 @@ Weight bind_matrix(const gguf::File& f, const std::string& name, int64_t cols, i
   const bool shape_ok = (t->ne.size() == 2 && t->ne[0] == cols && t->ne[1] == rows) ||
                         (t->ne.size() == 1 && rows == 1 && t->ne[0] == cols);
   if (!shape_ok)
-    fail("model: tensor '", name, "' has shape ", shape_str(t->ne), ", expected ", shape_str({cols, rows}));
+    fail("model: tensor '", name, "' has shape ", gguf::shape_text(t->ne), ", expected ",
+         gguf::shape_text(std::vector<int64_t>{cols, rows}));
   if (!kernels::has_quant_kernels(t->type))
     fail("model: tensor '", name, "' has type ", dtype_name(t->type), ", which kestrel cannot compute with");
   Weight w;
@@ -48,7 +36,7 @@ std::vector<float> bind_vector(const gguf::File& f, const std::string& name, int
     return {};
   }
   if (t->n_elements() != n)
-    fail("model: tensor '", name, "' has shape ", shape_str(t->ne), ", expected [", n, "]");
+    fail("model: tensor '", name, "' has shape ", gguf::shape_text(t->ne), ", expected [", n, "]");
   if (!kernels::has_quant_kernels(t->type))
     fail("model: tensor '", name, "' has type ", dtype_name(t->type), ", which kestrel cannot compute with");
   std::vector<float> out(static_cast<size_t>(n));

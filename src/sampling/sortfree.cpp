@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace kestrel {
 
@@ -36,13 +37,6 @@ int64_t first_nan(const float* x, int64_t n) {
 
 // The key with more tokens above it.
 Key lower(Key a, Key b) { return higher(a, b) ? b : a; }
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 }  // namespace
 

@@ -12,10 +12,13 @@
 #include "core/error.h"
 #include "gguf/gguf.h"
 #include "raw_gguf.h"
+#include "unit/error_text.h"
 #include "walk.h"
 
 namespace kestrel::gguf {
 namespace {
+
+using kestrel::testing::error_of;
 
 using test::Raw;
 using test::walk;
@@ -37,16 +40,6 @@ std::vector<uint8_t> small_valid_file() {
   w.add_tensor("blk.0.norm", DType::F32, {8}, f);
   w.add_tensor("out", DType::F16, {16}, h);
   return w.to_bytes();
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 std::string parse_error(const std::vector<uint8_t>& bytes) {

@@ -7,19 +7,12 @@
 
 #include "core/error.h"
 #include "gguf/gguf.h"
+#include "unit/error_text.h"
 
 namespace kestrel::gguf {
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using kestrel::testing::error_of;
 
 TEST(GgufValue, TypeNames) {
   const std::pair<ValueType, std::string_view> expected[] = {

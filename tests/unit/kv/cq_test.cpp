@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,9 +17,12 @@
 #include "kv/cq_codebook.h"
 #include "kv/cq_kmeans.h"
 #include "kv/cq_sidecar.h"
+#include "unit/error_text.h"
 
 namespace kestrel {
 namespace {
+
+using kestrel::testing::error_of;
 
 constexpr double kU = 0x1.0p-24;  // unit roundoff of float
 
@@ -43,15 +45,6 @@ CqCodebook random_codebook(CqSpec spec, int head_dim, uint32_t seed) {
   CqCodebook book = make_cq_codebook(spec, head_dim);
   book.centroids = normal_values(book.centroids.size(), seed);
   return book;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 std::string temp_path(const std::string& tag) {

@@ -2,13 +2,14 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
-#include <functional>
-
 #include "fixtures.h"
 #include "tokenizer/utf8.h"
+#include "unit/error_text.h"
 
 namespace kestrel::tokfix {
 namespace {
+
+using kestrel::testing::error_of;
 
 // A minimal byte-level BPE spec: the 256 byte symbols and one merge.
 VocabSpec toy_bpe(const std::string& pre) {
@@ -17,15 +18,6 @@ VocabSpec toy_bpe(const std::string& pre) {
   s.tokens.push_back("ab");
   s.merges = {"a b"};
   return s;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(TokenizerErrors, UnknownPreTokenizerIsNamed) {
