@@ -7,7 +7,9 @@
 //    sage/q8_0 and int8/q8_0 are the smoothed-K cache (kv/kv_cache.h) with its
 //    block means (int8/q8_0: V q8_0 too, P.V in integers).
 //  attn_tile/<algo>/<kv>/<isa>/d<d>/n<keys>: a prompt tile of 64 query rows,
-//    causal over the last 64 of n keys.
+//    causal over the last 64 of n keys; .../d64/n4096/g3: 63 rows, 21 tokens
+//    x 3 query heads (SmolLM2's group), causal over the last 21 of 4096 keys:
+//    the tiles of a 4k prompt.
 //  attn_group/<algo>/<kv>/<isa>/d64/n4096/g<G>/{rows,tile,group}: one decode
 //    step of G query heads sharing a KV head, three ways (bench_group).
 // Values are random normals (the kernels' speed does not depend on them).
@@ -79,7 +81,7 @@ void bench_row(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, in
       benchmark::Counter(static_cast<double>(state.iterations()) * static_cast<double>(n), benchmark::Counter::kIsRate);
 }
 
-void bench_tile(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, int d, int64_t n) {
+void bench_tile(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, int d, int64_t n, int heads) {
   const AttentionKernelSet& set = attention_kernel_set(t, algo, isa);
   const Cache c = make_cache(t, n, d, smooths_keys(t, algo));
   constexpr int kRows = 64;
@@ -89,20 +91,21 @@ void bench_tile(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, i
   const float* qp[kRows];
   float* op[kRows];
   int64_t vis[kRows];
-  for (int r = 0; r < kRows; ++r) {
+  const int n_rows = kRows / heads * heads;
+  for (int r = 0; r < n_rows; ++r) {
     for (auto& x : q[r]) x = nd(rng);
     qp[r] = q[r].data();
     op[r] = o[r].data();
-    vis[r] = n - kRows + 1 + r;
+    vis[r] = n - (kRows / heads) + 1 + r / heads;  // token r / heads; heads rows share a token
   }
   std::vector<float> scratch(tile_scratch_floats(d));
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (auto _ : state) {
-    set.tile(c.rows, d, TileRows{qp, op, vis, kRows}, scale, scratch.data());
+    set.tile(c.rows, d, TileRows{qp, op, vis, n_rows}, scale, scratch.data());
     benchmark::DoNotOptimize(op[0]);
   }
-  state.counters["rows/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * kRows,
-                                                benchmark::Counter::kIsRate);
+  state.counters["rows/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * n_rows, benchmark::Counter::kIsRate);
 }
 
 // A decode step of a GQA group: `group` query heads over one KV head's n keys,
@@ -157,8 +160,14 @@ int register_all() {
                                        isa, d, n)
               ->Unit(benchmark::kMicrosecond);
         benchmark::RegisterBenchmark(("attn_tile/" + tag + "/n512").c_str(), bench_tile, k.algo, k.t, isa, d,
-                                     int64_t{512})
+                                     int64_t{512}, 1)
             ->Unit(benchmark::kMicrosecond);
+        // What a 4k prompt's tiles are on SmolLM2 (3 query heads per KV head):
+        // 21 tokens x 3 heads at the end of 4096 keys.
+        if (d == 64)
+          benchmark::RegisterBenchmark(("attn_tile/" + tag + "/n4096/g3").c_str(), bench_tile, k.algo, k.t, isa, d,
+                                       int64_t{4096}, 3)
+              ->Unit(benchmark::kMicrosecond);
       }
   for (Isa isa : supported_isas())
     for (const Kind& k : kinds)

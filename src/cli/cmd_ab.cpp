@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "runtime/kv_compressor.h"
 #include "runtime/scoreboard.h"
 #include "switches/registry.h"
 
@@ -135,7 +136,14 @@ void add_ab_command(CLI::App& app) {
     // Each row's engine flags: -t for every row but one that sets threads itself
     // (one switch is never given two values).
     std::vector<std::string> flags = {threads};
+    // Rows that evict KV blocks (kvcompress, kv_budget) have no perplexity
+    // here: `kestrel perplexity` refuses them (one forward pass per chunk);
+    // `kestrel longeval --ppl` measures them.
+    std::vector<bool> evicts = {false};
     for (const auto& row : settings) {
+      EngineConfig c;
+      apply_switches(c, row);
+      evicts.push_back(kv_compress_spec(c.kv_compress).on());
       ScoreRow r;
       std::string f;
       bool sets_threads = false;
@@ -160,6 +168,11 @@ void add_ab_command(CLI::App& app) {
     for (size_t i = 1; i < board.rows.size(); ++i) {
       ScoreRow& r = board.rows[i];
       if (!r.unsupported.empty()) continue;
+      if (evicts[i]) {
+        std::cerr << "ab: " << r.label << ": no perplexity or KLD (KV-Compress evicts after a prompt, and perplexity "
+                  << "scores a chunk in one pass; kestrel longeval --ppl measures it)\n";
+        continue;
+      }
       std::cerr << "ab: perplexity and KLD with " << r.label << "\n";
       const std::string out = run(exe + " perplexity" + common + " --kl-divergence " + quote(base_kld) + flags[i]);
       r.ppl = grab(out, R"(Mean PPL\(Q\)\s*:\s*([0-9.eE+-]+))");

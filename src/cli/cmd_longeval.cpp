@@ -1,5 +1,6 @@
 // kestrel longeval: pass-key retrieval at one or more context lengths
 // (runtime/longeval.h), with any engine switch; a markdown table or JSON.
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -7,11 +8,45 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
-#include "kv/kv_compress.h"
+#include "runtime/long_ppl.h"
 #include "runtime/longeval.h"
 #include "switches/registry.h"
 
 namespace kestrel::cli {
+
+namespace {
+
+template <class Opts>
+void run_ppl(const Opts& o) {
+  LongPplOptions po;
+  po.chunk = o.chunk;
+  po.n_batch = o.model.batch;
+  po.engine = engine_config(o.model);
+  const std::string text = read_file(o.ppl_file);
+  auto model = load_model_verbose(o.model);
+  const auto articles = wikitext_articles(text);
+  const auto docs = join_documents(model->tokenizer(), articles, o.doc_tokens, o.doc_max, o.docs);
+  if (!o.quiet)
+    std::cerr << "longeval: " << articles.size() << " articles in " << o.ppl_file << " -> " << docs.size()
+              << " documents of " << o.doc_tokens << " to " << o.doc_max << " tokens\n";
+  auto progress = [&](int doc, int n_docs, const LongPplDoc& d, double seconds) {
+    if (o.quiet) return;
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "longeval: document %d/%d: %lld tokens, PPL %.4f, %.1f s elapsed\n", doc, n_docs,
+                  static_cast<long long>(d.tokens), std::exp(d.nll_sum / static_cast<double>(d.scored)), seconds);
+    std::cerr << buf << std::flush;
+  };
+  const LongPplResult r = run_long_ppl(*model, docs, po, progress);
+  const std::string name = !model->config().name.empty() ? model->config().name : model->config().arch;
+  if (!o.json_file.empty()) {
+    std::ofstream out(o.json_file);
+    if (!out) fail("longeval: cannot write ", o.json_file);
+    out << format_long_ppl_json(r, name);
+  }
+  std::cout << (o.output == "json" ? format_long_ppl_json(r, name) : format_long_ppl_markdown(r, name)) << std::flush;
+}
+
+}  // namespace
 
 void add_longeval_command(CLI::App& app) {
   struct Opts {
@@ -27,8 +62,12 @@ void add_longeval_command(CLI::App& app) {
     std::string output = "md";
     std::string json_file;
     bool quiet = false;
-    std::string kv_compress = "off";
-    int64_t kv_budget = 0;
+    bool ppl = false;
+    std::string ppl_file = "../shared/data/wikitext-2-raw/wiki.test.raw";
+    int64_t doc_tokens = 4096;
+    int64_t doc_max = 8192;
+    int docs = 4;
+    int64_t chunk = 512;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("longeval", "long-context test: pass-key retrieval at given context lengths");
@@ -48,10 +87,16 @@ void add_longeval_command(CLI::App& app) {
   cmd->add_option("-o,--output", o->output, "output format: md, json")->check(CLI::IsMember({"md", "json"}));
   cmd->add_option("--json", o->json_file, "also write the JSON report to FILE");
   cmd->add_flag("-q,--quiet", o->quiet, "no progress on stderr");
-  cmd->add_option("--kvcompress", o->kv_compress,
-                  "KV-Compress after each prompt: off, RATE (2, 4, 8: keep 1/RATE of the KV blocks, chosen per "
-                  "head by the attention they received), window or window:RATE (StreamingLLM: sinks + recent)");
-  cmd->add_option("--kv-budget", o->kv_budget, "KV-Compress: keep at most this many positions per head on average");
+  cmd->add_flag("--ppl", o->ppl,
+                "long-document perplexity instead of pass-key: WikiText-2 articles joined into documents, evaluated "
+                "in chunks with KV-Compress between chunks (runtime/long_ppl.h)");
+  cmd->add_option("--ppl-file", o->ppl_file,
+                  "--ppl: the WikiText file (default ../shared/data/wikitext-2-raw/wiki.test.raw)");
+  cmd->add_option("--doc-tokens", o->doc_tokens,
+                  "--ppl: articles are joined until a document has this many tokens (default 4096)");
+  cmd->add_option("--doc-max", o->doc_max, "--ppl: and cut at this many (default 8192)");
+  cmd->add_option("--docs", o->docs, "--ppl: documents to evaluate (default 4; 0: all)");
+  cmd->add_option("--chunk", o->chunk, "--ppl: tokens per evaluation; eviction runs after each (default 512)");
   cmd->callback([o] {
     if (o->trials < 1) fail("longeval: --trials must be at least 1, got ", o->trials);
     if (o->depths < 1) fail("longeval: --depths must be at least 1, got ", o->depths);
@@ -61,6 +106,10 @@ void add_longeval_command(CLI::App& app) {
     for (int64_t c : o->ctx)
       if (c <= 0) fail("longeval: context sizes must be positive, got ", c);
     if (!o->chat && !o->chat_template.empty()) fail("longeval: --chat-template needs --chat");
+    if (o->ppl) {
+      run_ppl(*o);
+      return;
+    }
 
     LongevalOptions lo;
     lo.n_ctx = o->ctx;
@@ -72,10 +121,7 @@ void add_longeval_command(CLI::App& app) {
     lo.chat = o->chat;
     lo.chat_template = o->chat_template;
     lo.reuse_prefix = !o->no_reuse;
-    lo.engine = engine_config(o->model);
-    lo.kv_compress = o->kv_compress;
-    lo.kv_budget = o->kv_budget;
-    (void)parse_kv_compress(lo.kv_compress, lo.kv_budget);  // a bad value fails before loading
+    lo.engine = engine_config(o->model);  // --kvcompress and --kv-budget are switches (a bad value fails here)
 
     auto model = load_model_verbose(o->model);
     check_longeval_options(*model, lo);  // before any work: contexts, flag values

@@ -1,6 +1,7 @@
 // kestrel serve: an OpenAI-compatible HTTP server over the continuous-batching
 // scheduler. Like llama-server, --ctx-size is the whole cache: each of the
-// --parallel slots gets ctx-size / parallel positions.
+// --parallel slots gets ctx-size / parallel positions (or --ctx-per-slot, the
+// slots then sharing the pool of ctx-size positions as admission allows).
 // SIGTERM / SIGINT: stop taking requests, answer the running ones, exit 0.
 #include <pthread.h>
 #include <signal.h>
@@ -26,6 +27,7 @@ void add_serve_command(CLI::App& app) {
     std::string host = "127.0.0.1";
     int port = 8080;
     int parallel = 4;
+    int64_t ctx_per_slot = 0;
     int queue = 64;
     std::string api_key;
     std::string alias;
@@ -43,6 +45,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "port to listen on (0 = any free port)")->capture_default_str();
   cmd->add_option("--parallel,--np", o->parallel, "slots: requests decoded together")->capture_default_str();
+  cmd->add_option("--ctx-per-slot", o->ctx_per_slot,
+                  "positions one slot may hold (default: ctx-size / parallel); more lets slots share the pool, "
+                  "which --kv-budget keeps small per slot")
+      ->capture_default_str();
   cmd->add_option("--queue-size", o->queue, "requests waiting for a slot before 503")->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "require 'Authorization: Bearer KEY' (all routes but / and /health)");
   cmd->add_option("-a,--alias", o->alias, "model name in responses (default: the file name)");
@@ -78,8 +84,10 @@ void add_serve_command(CLI::App& app) {
         o->model.ctx > 0 ? o->model.ctx : (model->config().n_ctx_train > 0 ? model->config().n_ctx_train : 4096);
     SchedulerOptions sched_opt;
     sched_opt.n_slots = o->parallel;
-    sched_opt.n_ctx_slot = total_ctx / o->parallel;
+    sched_opt.n_ctx_slot = o->ctx_per_slot > 0 ? o->ctx_per_slot : total_ctx / o->parallel;
     if (sched_opt.n_ctx_slot < 8) fail("serve: --ctx-size ", total_ctx, " leaves under 8 positions per slot");
+    // With --ctx-per-slot the pool still holds --ctx-size positions.
+    if (o->ctx_per_slot > 0) sched_opt.n_ctx_total = total_ctx;
     sched_opt.prefill_chunk = o->model.batch;
     sched_opt.max_queue = o->queue;
     sched_opt.engine = engine_config(o->model);

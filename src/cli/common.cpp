@@ -62,10 +62,21 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("-b,--batch-size", f.batch, "prompt tokens per forward pass");
   add_switch_alias(app, "--isa", "isa", f, "cap the kernel instruction set: scalar, avx2, avx512");
   add_switch_alias(app, "--cache-type", "kv", f,
-                   "KV cache type of keys and values: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1");
+                   "KV cache type of keys and values: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, cq2, cq1");
   // -ctk/-ctv reach these through llama_cpp_spellings (CLI11 takes one-letter short flags only).
   add_switch_alias(app, "--cache-type-k", "kv_k", f, "KV cache type of keys (llama.cpp's -ctk)");
   add_switch_alias(app, "--cache-type-v", "kv_v", f, "KV cache type of values (llama.cpp's -ctv)");
+  app.add_option("--kv-codebook", f.kv_codebook,
+                 "kv=cq2/cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to the model; "
+                 "`kestrel calibrate kv` writes it)");
+  app.add_option("--cq-window", f.cq_window, "kv=cq2/cq1: the most recent tokens per head kept in f16 as well")
+      ->check(CLI::NonNegativeNumber);
+  add_switch_alias(app, "--kvcompress", "kvcompress", f,
+                   "KV-Compress after each prompt: off, RATE (2, 4, 8: keep 1/RATE of the KV blocks, chosen per head "
+                   "by the attention they received), window or window:RATE (StreamingLLM: sinks + recent)");
+  add_switch_alias(app, "--kv-budget", "kv_budget", f,
+                   "KV-Compress: keep at most N positions per (layer, kv head) on average, after each prompt and "
+                   "during decode (alone: evicts by the attention metric)");
   app.add_option_function<std::vector<std::string>>(
       "--switch",
       [&f](const std::vector<std::string>& v) {
@@ -107,6 +118,8 @@ std::unique_ptr<Model> load_model_verbose(const ModelFlags& f) {
 EngineConfig engine_config(const ModelFlags& f) {
   EngineConfig c;
   apply_switches(c, f.switches);
+  c.kv_codebook = f.kv_codebook;
+  c.cq_window = f.cq_window;
   return c;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <span>
 #include <string>
 
 #include "core/error.h"
@@ -35,6 +36,11 @@ constexpr std::array kTraits = {
     DTypeTraits{DType::BF16, "bf16", 1, 2},
 };
 
+constexpr std::array kKvOnlyTraits = {
+    DTypeTraits{DType::CQ2, "cq2", 4, 1},
+    DTypeTraits{DType::CQ1, "cq1", 8, 1},
+};
+
 }  // namespace
 
 std::optional<DTypeTraits> dtype_traits(uint32_t id) {
@@ -46,6 +52,8 @@ std::optional<DTypeTraits> dtype_traits(uint32_t id) {
 const DTypeTraits& traits(DType t) {
   for (const auto& tr : kTraits)
     if (tr.type == t) return tr;
+  for (const auto& tr : kKvOnlyTraits)
+    if (tr.type == t) return tr;
   fail("unknown tensor type id ", static_cast<uint32_t>(t));
 }
 
@@ -55,11 +63,12 @@ std::optional<DType> dtype_from_name(std::string_view name) {
   std::string lower(name);
   std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return std::tolower(c); });
-  for (const auto& t : kTraits) {
-    std::string tn(t.name);
-    std::transform(tn.begin(), tn.end(), tn.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (tn == lower) return t.type;
-  }
+  for (const auto& table : {std::span<const DTypeTraits>(kTraits), std::span<const DTypeTraits>(kKvOnlyTraits)})
+    for (const auto& t : table) {
+      std::string tn(t.name);
+      std::transform(tn.begin(), tn.end(), tn.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (tn == lower) return t.type;
+    }
   return std::nullopt;
 }
 

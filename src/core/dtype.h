@@ -31,6 +31,11 @@ enum class DType : uint32_t {
   I64 = 27,
   F64 = 28,
   BF16 = 30,
+  // KV cache only, never in a file (ids far above ggml's): coupled-quantized
+  // rows (kv/cq_codebook.h), one byte code per group of 4 (CQ2: 2 bits per
+  // channel) or 8 (CQ1: 1 bit per channel) channels.
+  CQ2 = 0x4b510002,
+  CQ1 = 0x4b510001,
 };
 
 struct DTypeTraits {
@@ -40,12 +45,16 @@ struct DTypeTraits {
   size_t block_bytes;     // bytes per block
 };
 
-// nullopt for an id we do not know (the GGUF reader turns that into an error).
+// nullopt for an id we do not know (the GGUF reader turns that into an error),
+// and for the KV-only types, which no file may hold.
 std::optional<DTypeTraits> dtype_traits(uint32_t id);
 const DTypeTraits& traits(DType t);
 std::string_view dtype_name(DType t);
-// Parses "q4_0", "Q8_0", "f16", ...; nullopt if unknown.
+// Parses "q4_0", "Q8_0", "f16", "cq2", ...; nullopt if unknown.
 std::optional<DType> dtype_from_name(std::string_view name);
+
+// CQ2 or CQ1: a type only the KV cache stores, through a codebook.
+inline bool is_cq(DType t) { return t == DType::CQ2 || t == DType::CQ1; }
 
 // Bytes in a row of n elements; n must be a multiple of the block size.
 inline size_t row_bytes(DType t, int64_t n) {

@@ -10,6 +10,7 @@
 #include "kernels/attention_quant.h"
 #include "kernels/attention_sage.h"
 #include "kernels/avx2/attention_avx2.h"
+#include "kernels/cq_attention.h"
 #include "kernels/hadamard.h"
 #include "platform/dispatch.h"
 
@@ -91,6 +92,16 @@ void rows_as_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const
   for (int h = 0; h < nq; ++h) Row(kv, n, d, q[h], scale, out[h]);
 }
 
+// CQ: the one kernel with the level's CqKernels; prompt tiles run it per row.
+template <Isa I>
+void row_cq(const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  attend_cq(cq_kernels(I), kv, n, d, q, scale, out);
+}
+template <Isa I>
+void tile_cq(const KvRows& kv, int d, const TileRows& rows, float scale, float*) {
+  for (int r = 0; r < rows.n; ++r) attend_cq(cq_kernels(I), kv, rows.n_visible[r], d, rows.q[r], scale, rows.out[r]);
+}
+
 struct Candidates {
   DType k_type;
   DType v_type;
@@ -167,6 +178,14 @@ std::vector<Candidates> make_candidates() {
   const PerIsa<AttendGroupFn> int8_group = {group_quant<Isa::Scalar, rows_as_group<ref::attend_int8_quant>>,
                                             group_quant<Isa::Avx2, avx2::attend_int8_quant_group>, nullptr};
   c.push_back({DType::Q8_0, DType::Q8_0, AttentionAlgo::Int8, int8_row, quant_tile, int8_group});
+  // CQ (kernels/cq_attention.h): K and V of one CQ type, exact softmax. The
+  // AVX-512 level runs the AVX2 CqKernels (cq_kernels resolves it).
+  for (DType t : cq_kv_types())
+    c.push_back({t,
+                 t,
+                 AttentionAlgo::Exact,
+                 {row_cq<Isa::Scalar>, row_cq<Isa::Avx2>, nullptr},
+                 {tile_cq<Isa::Scalar>, tile_cq<Isa::Avx2>, nullptr}});
   return c;
 }
 
@@ -227,8 +246,14 @@ std::span<const DType> kv_types() {
   return kTypes;
 }
 
+std::span<const DType> cq_kv_types() {
+  static constexpr DType kTypes[] = {DType::CQ2, DType::CQ1};
+  return kTypes;
+}
+
 bool smooths_keys(DType k_type, AttentionAlgo algo) {
-  return (algo == AttentionAlgo::Sage || algo == AttentionAlgo::Int8) && traits(k_type).block_size > 1;
+  return (algo == AttentionAlgo::Sage || algo == AttentionAlgo::Int8) && traits(k_type).block_size > 1 &&
+         !is_cq(k_type);
 }
 
 bool has_attention_kernels(DType k_type, DType v_type, AttentionAlgo algo) {
@@ -241,14 +266,16 @@ std::string attention_pairs_text() {
     for (DType x : ts) t += (t.empty() ? "" : ", ") + std::string(dtype_name(x));
     return t;
   };
+  std::vector<DType> all(kv_types().begin(), kv_types().end());
+  all.insert(all.end(), cq_kv_types().begin(), cq_kv_types().end());
   std::string out;
   for (AttentionAlgo a : kAlgos) {
     // Per K type (kv_types() order, llama.cpp's), the V types it pairs with;
     // K types with the same V list share one clause.
     std::vector<std::pair<std::vector<DType>, std::vector<DType>>> groups;  // (K types, V types)
-    for (DType k : kv_types()) {
+    for (DType k : all) {
       std::vector<DType> vs;
-      for (DType v : kv_types())
+      for (DType v : all)
         if (pair_index(k, v, a) >= 0) vs.push_back(v);
       if (vs.empty()) continue;
       auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.second == vs; });

@@ -30,6 +30,37 @@ std::span<const AttentionAlgo> attention_algos();  // every algorithm, in the or
 // The KV element types (what -ctk/-ctv take), in llama.cpp's order: f32, f16,
 // bf16, q8_0, q4_0, q4_1, q5_0, q5_1.
 std::span<const DType> kv_types();
+// Ours on top (kv/cq_codebook.h): cq2, cq1. K and V both coded, one type,
+// with a codebook file (kv/cq_sidecar.h).
+std::span<const DType> cq_kv_types();
+
+// The CQ types (kv=cq2, cq1; kernels/cq_attention.h): K and V rows are one
+// code byte per group of channels, decoded through this head's codebooks; the
+// most recent rows also have exact F16 copies, read instead of the codes.
+// Logical block b's copies are at win_k + win_ids[b] * win_stride (elements;
+// win_v likewise) when win_ids[b] >= 0. A query over n rows reads the copies of
+// rows [0, sink) and [n - window, n) where held and the codes elsewhere, so its result does
+// not depend on how the prompt was cut into batches.
+struct CqRows {
+  const float* k_centroids = nullptr;  // [d / k_c][k_c][n_codes] (kv/cq_codebook.h layout)
+  const float* v_centroids = nullptr;
+  int k_c = 0;  // channels per group
+  int v_c = 0;
+  int n_codes = 0;
+  const uint16_t* win_k = nullptr;
+  const uint16_t* win_v = nullptr;
+  const int32_t* win_ids = nullptr;
+  int64_t win_stride = 0;
+  int64_t window = 0;
+  int64_t sink = 0;  // the first rows, read from their copies too (whole blocks)
+};
+
+// Whether a query over n rows reads row r from its F16 copy (blocks of block_len rows).
+inline bool cq_reads_copy(const CqRows& cq, int64_t block_len, int64_t r, int64_t n) {
+  const int64_t b = r / block_len;
+  if (cq.win_ids == nullptr || cq.win_ids[b] < 0) return false;
+  return (b + 1) * block_len <= cq.sink || r >= n - cq.window;
+}
 
 // One head's cached rows with the element type erased: the set that receives
 // them was picked for the cache's types (k_type, v_type say which, for the
@@ -56,6 +87,7 @@ struct KvRows {
   const uint16_t* k_mean = nullptr;
   int64_t mean_stride = 0;
   int64_t mean_id_div = 1;
+  CqRows cq = {};  // CQ types only
 };
 
 // For the kernels of one plain type (K and V alike, so one stride).

@@ -9,6 +9,7 @@ namespace kestrel::kernels {
 namespace {
 
 struct CqCandidates {
+  PerIsa<CqEncodeFn> encode;
   PerIsa<CqScoreTableFn> score_table;
   PerIsa<CqScoresFn> scores;
   PerIsa<CqBucketsFn> add_buckets;
@@ -16,10 +17,13 @@ struct CqCandidates {
 };
 
 constexpr CqCandidates kCq = {
+    // clang-format off
+    {ref::cq_encode, avx2::cq_encode, nullptr},
     {ref::cq_score_table, avx2::cq_score_table, nullptr},
     {ref::cq_scores, avx2::cq_scores, nullptr},
     {ref::cq_add_buckets, nullptr, nullptr},
     {ref::cq_buckets_out, avx2::cq_buckets_out, nullptr},
+    // clang-format on
 };
 
 std::array<CqKernels, kIsaLevels> build_cq_tables() {
@@ -27,8 +31,8 @@ std::array<CqKernels, kIsaLevels> build_cq_tables() {
   for (int level = 0; level < kIsaLevels; ++level) {
     const Isa isa = static_cast<Isa>(level);
     t[static_cast<size_t>(level)] =
-        CqKernels{pick_for_isa(kCq.score_table, isa), pick_for_isa(kCq.scores, isa), pick_for_isa(kCq.add_buckets, isa),
-                  pick_for_isa(kCq.buckets_out, isa), runnable_isa(isa)};
+        CqKernels{pick_for_isa(kCq.encode, isa),      pick_for_isa(kCq.score_table, isa), pick_for_isa(kCq.scores, isa),
+                  pick_for_isa(kCq.add_buckets, isa), pick_for_isa(kCq.buckets_out, isa), runnable_isa(isa)};
   }
   return t;
 }

@@ -39,7 +39,13 @@ using CqBucketsFn = void (*)(const float* p, const uint8_t* codes, int64_t n, in
 using CqBucketsOutFn = void (*)(const float* buckets, const float* centroids, int head_dim, int c, int n_codes,
                                 float* out);
 
+// x: [head_dim]; centroids: [head_dim / c][c][n_codes]; codes: [head_dim / c], the
+// nearest centroid of each group in squared distance (ties: the lowest code).
+// Distances sum channel i's (x_i - C_i)^2 by fma, in channel order.
+using CqEncodeFn = void (*)(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
+
 struct CqKernels {
+  CqEncodeFn encode;
   CqScoreTableFn score_table;
   CqScoresFn scores;
   CqBucketsFn add_buckets;
@@ -52,6 +58,7 @@ struct CqKernels {
 const CqKernels& cq_kernels(Isa isa);
 
 namespace ref {
+void cq_encode(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
 void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table);
 void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* scores);
 void cq_add_buckets(const float* p, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* buckets);
@@ -62,6 +69,7 @@ void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, 
 // add and store either way (walking a block of keys group by group, to keep
 // one bucket row hot, measured the same: 85 us for 8192 keys x 16 groups on Zen 3).
 namespace avx2 {
+void cq_encode(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
 void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table);
 void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* scores);
 void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, int c, int n_codes, float* out);

@@ -12,6 +12,8 @@ kernels::KvRows window_rows(const KvCache& cache, const KvHeadView& h, int64_t f
   // Positions map to rows only while no block is evicted (kvcompress is
   // refused for models with sliding windows: runtime/session.cpp).
   if (h.evicted > 0) fail("kv: a sliding-window layer cannot attend over evicted blocks");
+  // CQ reads its F16 copies by logical block (kernels/cq_attention.h), which a row-addressed view loses.
+  if (h.cq.k_centroids) fail("kv: a sliding-window layer cannot attend over a CQ cache");
   const int64_t per_block = KvCache::kBlock;  // rows per physical block
   if (cache.total_blocks() * per_block > INT32_MAX)
     fail("kv: ", cache.total_blocks(), " blocks of ", per_block, " rows are too many for a windowed view");

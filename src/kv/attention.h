@@ -30,7 +30,8 @@ inline int64_t window_first(const AttentionParams& p, int64_t pos) {
 // A head's rows as the kernels take them: the view's blocks, kBlock rows each.
 inline kernels::KvRows head_rows(const KvHeadView& h) {
   return kernels::KvRows{h.k,      h.v,      h.blocks, h.block_stride, KvCache::kBlock, h.v_block_stride,
-                        h.k_type, h.v_type, h.k_rot,  h.v_rot,          h.k_mean,        h.mean_stride};
+                         h.k_type, h.v_type, h.k_rot,  h.v_rot,        h.k_mean,        h.mean_stride,
+                         1,        h.cq};
 }
 
 // Rows [first, first + n) of one head as n blocks of one row each: a view that

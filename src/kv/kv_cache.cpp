@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "core/error.h"
 #include "core/fp16.h"
@@ -32,20 +33,48 @@ kernels::QuantizeRowFn checked_quantizer(DType type, int head_dim, Isa isa, cons
   return kernels::quant_kernels(type, isa).quantize_row;
 }
 
+// A CQ cache: K and V of one CQ type, codebooks of that type and shape.
+void check_cq_cache(DType k_type, DType v_type, const KvShape& shape, const KvCq& cq, bool smooth_k) {
+  if (k_type != v_type)
+    fail("kv cache: ", dtype_name(k_type), " keys with ", dtype_name(v_type),
+         " values: a CQ cache codes K and V alike (kv=cq2 or kv=cq1)");
+  if (smooth_k) fail("kv cache: ", dtype_name(k_type), " keys cannot be smoothed (attn=exact reads a CQ cache)");
+  if (!cq.books)
+    fail("kv cache: ", dtype_name(k_type), " needs codebooks (kestrel calibrate kv --cq ", dtype_name(k_type), ")");
+  if (cq.window < 0) fail("kv cache: a CQ window of ", cq.window, " rows");
+  const CqCodebooks& b = *cq.books;
+  const CqSpec want = k_type == DType::CQ2 ? kCq2 : kCq1;
+  if (!(b.spec == want))
+    fail("kv cache: ", dtype_name(k_type), " needs ", cq_spec_name(want), " codebooks, not ", cq_spec_name(b.spec));
+  if (b.model.n_layer != shape.n_layer || b.model.n_kv_head != shape.n_kv_head ||
+      b.model.k_head_dim != shape.head_dim || b.model.v_head_dim != shape.head_dim ||
+      b.k.size() != static_cast<size_t>(shape.n_layer) * shape.n_kv_head || b.v.size() != b.k.size())
+    fail("kv cache: codebooks for ", b.model.n_layer, " layers x ", b.model.n_kv_head, " kv heads of ",
+         b.model.k_head_dim, "/", b.model.v_head_dim, " channels do not fit a cache of ", shape.n_layer, " x ",
+         shape.n_kv_head, " of ", shape.head_dim);
+}
+
 }  // namespace
 
-KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate, bool smooth_k)
-    : shape_(shape), k_type_(k_type), v_type_(v_type), smooth_k_(smooth_k) {
+KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate, bool smooth_k, KvCq cq)
+    : shape_(shape), k_type_(k_type), v_type_(v_type), smooth_k_(smooth_k), cq_(std::move(cq)) {
   if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 || shape.n_seq <= 0 ||
       shape.n_pool < 0)
     fail("kv cache: invalid shape (layers ", shape.n_layer, ", kv heads ", shape.n_kv_head, ", head dim ",
          shape.head_dim, ", ctx ", shape.n_ctx, ", seqs ", shape.n_seq, ", pool ", shape.n_pool, ")");
-  quantize_k_ = checked_quantizer(k_type, shape.head_dim, isa, "keys");
-  quantize_v_ = checked_quantizer(v_type, shape.head_dim, isa, "values");
+  if (is_cq(k_type) || is_cq(v_type)) {
+    check_cq_cache(k_type, v_type, shape, cq_, smooth_k);
+    cq_encode_ = kernels::cq_kernels(isa).encode;
+  } else {
+    if (cq_.books)
+      fail("kv cache: codebooks were given for a ", dtype_name(k_type), " cache (only cq2 and cq1 use them)");
+    quantize_k_ = checked_quantizer(k_type, shape.head_dim, isa, "keys");
+    quantize_v_ = checked_quantizer(v_type, shape.head_dim, isa, "values");
+    k_rot_ = rotate ? kernels::k_rotation_block(traits(k_type).block_size > 1, shape.head_dim) : 0;
+    v_rot_ = rotate ? kernels::v_rotation_block(traits(v_type).block_size > 1, shape.head_dim) : 0;
+  }
   k_row_bytes_ = kestrel::row_bytes(k_type, shape.head_dim);
   v_row_bytes_ = kestrel::row_bytes(v_type, shape.head_dim);
-  k_rot_ = rotate ? kernels::k_rotation_block(traits(k_type).block_size > 1, shape.head_dim) : 0;
-  v_rot_ = rotate ? kernels::v_rotation_block(traits(v_type).block_size > 1, shape.head_dim) : 0;
   const int64_t position_blocks = shape.n_pool > 0 ? blocks_for(shape.n_pool) : shape.n_seq * blocks_for(shape.n_ctx);
   const int64_t n_blocks = position_blocks * shape.n_layer * shape.n_kv_head;
   if (n_blocks > INT32_MAX) fail("kv cache: a pool of ", n_blocks, " blocks is too large");
@@ -60,6 +89,13 @@ KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate
     dequantize_k_ = kernels::quant_kernels(k_type, isa).dequantize_row;
     means_ = ZeroedPages(static_cast<size_t>(n_blocks) * shape.head_dim * sizeof(uint16_t));
     mean_set_.assign(static_cast<size_t>(n_blocks), 0);
+  }
+  if (cq_.books) {
+    const size_t copy_bytes = static_cast<size_t>(kBlock) * shape.head_dim * sizeof(uint16_t);
+    win_k_ = ZeroedPages(static_cast<size_t>(n_blocks) * copy_bytes);
+    win_v_ = ZeroedPages(static_cast<size_t>(n_blocks) * copy_bytes);
+    win_free_.resize(static_cast<size_t>(n_blocks));
+    for (int64_t i = 0; i < n_blocks; ++i) win_free_[static_cast<size_t>(i)] = static_cast<int32_t>(n_blocks - 1 - i);
   }
   ref_.assign(static_cast<size_t>(n_blocks), 0);
   // Taken from the back: block 0 first, so a lone sequence is laid out in order.
@@ -90,12 +126,27 @@ void KvCache::drop_block(int32_t b) {
   if (--ref_[b] == 0) free_.push_back(b);
 }
 
+int32_t KvCache::take_copy() {
+  // As many copies as blocks: a block has at most one, so this never runs dry.
+  const int32_t w = win_free_.back();
+  win_free_.pop_back();
+  return w;
+}
+
+void KvCache::drop_copy(int32_t& w) {
+  if (w < 0) return;
+  win_free_.push_back(w);
+  w = -1;
+}
+
 void KvCache::truncate(int seq, int64_t pb_end) {
   for (HeadTable& t : tables_[seq])
     while (!t.pos.empty() && t.pos.back() >= pb_end) {
       drop_block(t.ids.back());
+      drop_copy(t.win.back());
       t.ids.pop_back();
       t.pos.pop_back();
+      t.win.pop_back();
     }
 }
 
@@ -148,6 +199,15 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
       const uint16_t* m = mean_of(b);
       for (int c = 0; c < d; ++c) kr[c] -= fp16_to_f32(m[c]);
     }
+    if (cq_.books) {
+      store_codes(layer, h, b, row, k + static_cast<size_t>(h) * d, v + static_cast<size_t>(h) * d);
+      const int32_t w = writable_copy(seq, s, i, b, row);
+      for (int c = 0; c < d; ++c) {
+        copy_k(w)[row * d + c] = f32_to_fp16(k[static_cast<size_t>(h) * d + c]);
+        copy_v(w)[row * d + c] = f32_to_fp16(v[static_cast<size_t>(h) * d + c]);
+      }
+      continue;
+    }
     const float* kh = (k_rot_ || smooth_k_) ? kr : k + static_cast<size_t>(h) * d;
     const float* vh = v + static_cast<size_t>(h) * d;
     if (v_rot_) {
@@ -157,6 +217,76 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
     quantize_k_(kh, k_.data() + static_cast<size_t>(b) * k_block_bytes_ + row * k_row_bytes_, d);
     quantize_v_(vh, v_.data() + static_cast<size_t>(b) * v_block_bytes_ + row * v_row_bytes_, d);
   }
+}
+
+void KvCache::store_codes(int layer, int head, int32_t b, size_t row, const float* k, const float* v) {
+  const int d = shape_.head_dim;
+  uint8_t* kc = k_.data() + static_cast<size_t>(b) * k_block_bytes_ + row * k_row_bytes_;
+  uint8_t* vc = v_.data() + static_cast<size_t>(b) * v_block_bytes_ + row * v_row_bytes_;
+  const CqCodebook& kb = cq_.books->key(layer, head);
+  const CqCodebook& vb = cq_.books->value(layer, head);
+  cq_encode_(k, kb.centroids.data(), d, kb.spec.channels_per_group, kb.spec.n_codes(), kc);
+  cq_encode_(v, vb.centroids.data(), d, vb.spec.channels_per_group, vb.spec.n_codes(), vc);
+}
+
+int32_t KvCache::writable_copy(int seq, size_t s, size_t i, int32_t b, size_t row) {
+  int32_t& w = tables_[seq][s].win[i];
+  if (w >= 0) return w;
+  w = take_copy();
+  // The rows before were coded only (this block's copy was given back): the
+  // copy starts as their decoded codes.
+  const int d = shape_.head_dim;
+  const int layer = static_cast<int>(s / shape_.n_kv_head), head = static_cast<int>(s % shape_.n_kv_head);
+  std::vector<float> k(static_cast<size_t>(d)), v(static_cast<size_t>(d));
+  for (size_t r = 0; r < row; ++r) {
+    cq_decode_row(cq_.books->key(layer, head),
+                  {k_.data() + static_cast<size_t>(b) * k_block_bytes_ + r * k_row_bytes_, k_row_bytes_}, k);
+    cq_decode_row(cq_.books->value(layer, head),
+                  {v_.data() + static_cast<size_t>(b) * v_block_bytes_ + r * v_row_bytes_, v_row_bytes_}, v);
+    for (int c = 0; c < d; ++c) {
+      copy_k(w)[r * d + c] = f32_to_fp16(k[c]);
+      copy_v(w)[r * d + c] = f32_to_fp16(v[c]);
+    }
+  }
+  return w;
+}
+
+void KvCache::trim_copies(int seq) {
+  if (!cq_.books) return;
+  for (int layer = 0; layer < shape_.n_layer; ++layer)
+    for (int head = 0; head < shape_.n_kv_head; ++head) {
+      HeadTable& t = tables_[seq][slice(layer, head)];
+      const int64_t rows = seq_len_[seq] - evicted_rows(seq, layer, head);
+      // Logical block i holds rows [i kBlock, (i + 1) kBlock).
+      for (size_t i = 0; i < t.win.size() && static_cast<int64_t>(i + 1) * kBlock <= rows - cq_.window; ++i)
+        if (static_cast<int64_t>(i + 1) * kBlock > cq_.sink) drop_copy(t.win[i]);
+    }
+}
+
+void KvCache::key_row(const KvHeadView& view, int64_t r, int64_t n, float* out) const {
+  const int d = shape_.head_dim;
+  const int64_t blk = view.blocks[r / kBlock];
+  const int64_t row = r % kBlock;
+  if (cq_.books) {
+    const kernels::CqRows& cq = view.cq;
+    if (kernels::cq_reads_copy(cq, kBlock, r, n)) {
+      const uint16_t* k = cq.win_k + cq.win_ids[r / kBlock] * cq.win_stride + row * d;
+      for (int c = 0; c < d; ++c) out[c] = fp16_to_f32(k[c]);
+      return;
+    }
+    const auto* codes =
+        static_cast<const uint8_t*>(view.k) + blk * view.block_stride + row * static_cast<int64_t>(k_row_bytes_);
+    const int groups = d / cq.k_c;
+    for (int g = 0; g < groups; ++g)
+      for (int i = 0; i < cq.k_c; ++i)
+        out[g * cq.k_c + i] = cq.k_centroids[(int64_t{g} * cq.k_c + i) * cq.n_codes + codes[g]];
+    return;
+  }
+  const auto* bytes =
+      static_cast<const uint8_t*>(view.k) + blk * view.block_stride + row * static_cast<int64_t>(k_row_bytes_);
+  kernels::quant_kernels(k_type_, Isa::Scalar).dequantize_row(bytes, out, d);
+  if (view.k_mean)  // smoothed keys: the block's mean comes back
+    for (int c = 0; c < d; ++c) out[c] += fp16_to_f32(view.k_mean[blk * view.mean_stride + c]);
 }
 
 uint16_t* KvCache::mean_of(int32_t b) {
@@ -185,6 +315,22 @@ void KvCache::set_mean(int seq, size_t s, size_t i, int32_t b, const float* kh) 
 
 KvHeadView KvCache::view(int layer, int seq, int head) const {
   const HeadTable& t = tables_[checked(seq)][slice(layer, head)];
+  kernels::CqRows cq;
+  if (cq_.books) {
+    const CqCodebook& kb = cq_.books->key(layer, head);
+    const CqCodebook& vb = cq_.books->value(layer, head);
+    cq = kernels::CqRows{kb.centroids.data(),
+                         vb.centroids.data(),
+                         kb.spec.channels_per_group,
+                         vb.spec.channels_per_group,
+                         kb.spec.n_codes(),
+                         reinterpret_cast<const uint16_t*>(win_k_.data()),
+                         reinterpret_cast<const uint16_t*>(win_v_.data()),
+                         t.win.data(),
+                         static_cast<int64_t>(kBlock) * shape_.head_dim,
+                         cq_.window,
+                         cq_.sink};
+  }
   return KvHeadView{k_.data(),
                     v_.data(),
                     t.ids.data(),
@@ -196,7 +342,8 @@ KvHeadView KvCache::view(int layer, int seq, int head) const {
                     v_rot_,
                     smooth_k_ ? reinterpret_cast<const uint16_t*>(means_.data()) : nullptr,
                     smooth_k_ ? static_cast<int64_t>(shape_.head_dim) : 0,
-                    evicted_rows(seq, layer, head)};
+                    evicted_rows(seq, layer, head),
+                    cq};
 }
 
 int64_t KvCache::evicted_rows(int seq, int layer, int head) const {
@@ -223,6 +370,7 @@ void KvCache::set_seq_len(int seq, int64_t n) {
   truncate(seq, blocks_for(n));
   extend(seq, blocks_for(n));
   seq_len_[seq] = n;
+  trim_copies(seq);
 }
 
 void KvCache::grow_seq_len(int seq, int64_t n) {
@@ -232,6 +380,7 @@ void KvCache::grow_seq_len(int seq, int64_t n) {
   // its lengths are noted).
   extend(seq, blocks_for(n));
   seq_len_[seq] = n;
+  trim_copies(seq);
 }
 
 void KvCache::extend(int seq, int64_t pb_end) {
@@ -243,6 +392,7 @@ void KvCache::extend_table(HeadTable& t, int seq, int64_t pb_end) {
   for (; next < pb_end; ++next) {
     t.ids.push_back(take_block());
     t.pos.push_back(next);
+    t.win.push_back(-1);
   }
 }
 
@@ -278,10 +428,16 @@ void KvCache::share_prefix(int dst, int src, int64_t n) {
       ++ref_[from.ids[i]];
       to.ids.push_back(from.ids[i]);
       to.pos.push_back(from.pos[i]);
+      to.win.push_back(-1);
+      if (from.win[i] < 0) continue;  // CQ: the copy is dst's own
+      to.win.back() = take_copy();
+      std::memcpy(copy_k(to.win.back()), copy_k(from.win[i]), copy_bytes() / 2);
+      std::memcpy(copy_v(to.win.back()), copy_v(from.win[i]), copy_bytes() / 2);
     }
   }
   seq_len_[dst] = n;
   min_len_[dst] = min_len_[src];
+  trim_copies(dst);
 }
 
 void KvCache::evict(int seq, std::span<const KvBlockRef> blocks) {
@@ -311,9 +467,11 @@ void KvCache::evict(int seq, std::span<const KvBlockRef> blocks) {
       if (!drop[s][i]) {
         kept.ids.push_back(t.ids[i]);
         kept.pos.push_back(t.pos[i]);
+        kept.win.push_back(t.win[i]);
         continue;
       }
       drop_block(t.ids[i]);
+      drop_copy(t.win[i]);
       min_len_[seq] = std::max<int64_t>(min_len_[seq], (int64_t{t.pos[i]} + 1) * kBlock);
     }
     t = std::move(kept);
@@ -346,6 +504,14 @@ int64_t KvCache::blocks_held(std::span<const int> seqs) const {
           ++n;
         }
   return n;
+}
+
+int64_t KvCache::bytes_held(std::span<const int> seqs) const {
+  int64_t copies = 0;
+  for (int s : seqs)
+    for (const HeadTable& t : tables_[checked(s)])
+      copies += std::count_if(t.win.begin(), t.win.end(), [](int32_t w) { return w >= 0; });
+  return blocks_held(seqs) * static_cast<int64_t>(block_bytes()) + copies * static_cast<int64_t>(copy_bytes());
 }
 
 }  // namespace kestrel

@@ -39,6 +39,20 @@
 // m), or, for a head's first block, that first key itself. Means live in their
 // own pool, [block][d], copied with the block on copy-on-write.
 //
+// Coupled quantization (the CQ types cq2, cq1; kv/cq_codebook.h, PAPERS.md
+// card 8): K and V are the same CQ type, and a block holds one code byte per
+// channel group per row, encoded with that (layer, head)'s codebooks (a
+// sidecar file, kv/cq_sidecar.h). The most recent `window` rows of each head
+// also keep an exact F16 copy (CQ's full-precision window): every block
+// written gets one from a second pool of the same number of blocks, and
+// grow_seq_len / set_seq_len give back the copies of blocks whose rows all lie
+// before the last `window` rows of their head. The attention reads a copy for
+// a row within the last `window` rows it sees, codes otherwise
+// (kernels/cq_attention.h). Copies are never shared: share_prefix copies them,
+// so copy-on-write concerns the codes only. A block whose copy was given back
+// and that is written again (a sequence cut back into it) gets a new copy of
+// its decoded codes for the rows before.
+//
 // The pools are reserved for the whole context but committed page by page as
 // blocks are first written (platform/mmap.h ZeroedPages): resident memory grows
 // with the tokens cached, not with -c.
@@ -48,10 +62,14 @@
 // fits in free_blocks(), so it does not happen to them.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernels/attention_set.h"
+#include "kernels/cq_kernels.h"
+#include "kv/cq_sidecar.h"
 #include "platform/cpu.h"
 #include "platform/mmap.h"
 
@@ -89,6 +107,14 @@ struct KvHeadView {
   const uint16_t* k_mean = nullptr;
   int64_t mean_stride = 0;
   int64_t evicted = 0;
+  kernels::CqRows cq = {};  // CQ types: this head's codebooks and F16 copies
+};
+
+// What a CQ cache needs (types cq2, cq1).
+struct KvCq {
+  std::shared_ptr<const CqCodebooks> books;  // for this model, of the cache's CQ type
+  int64_t window = 128;                      // rows per head kept in F16 as well
+  int64_t sink = 16;                         // the first rows of each head, kept in F16 as well (whole blocks)
 };
 
 // One block of one (layer, kv head) of a sequence, by its index in that head's
@@ -116,19 +142,32 @@ class KvCache {
   // (kernels/hadamard.h), on by default as in llama.cpp; plain types are never rotated.
   // `smooth_k`: store keys smoothed by a per-block mean (above); K must be a
   // block format (throws naming them otherwise).
-  KvCache(KvShape shape, DType k_type, DType v_type, Isa isa = best_isa(), bool rotate = true,
-          bool smooth_k = false);
+  // CQ types (K and V the same one) need `cq`: codebooks of that type for
+  // this shape (throws naming what differs otherwise); they are never rotated.
+  KvCache(KvShape shape, DType k_type, DType v_type, Isa isa = best_isa(), bool rotate = true, bool smooth_k = false,
+          KvCq cq = {});
   KvCache(KvShape shape, DType type, Isa isa = best_isa()) : KvCache(shape, type, type, isa) {}
 
   const KvShape& shape() const { return shape_; }
   DType k_type() const { return k_type_; }
   DType v_type() const { return v_type_; }
-  size_t bytes() const { return k_.size() + v_.size() + means_.size(); }  // reserved, not resident
+  size_t bytes() const {  // reserved, not resident
+    return k_.size() + v_.size() + means_.size() + win_k_.size() + win_v_.size();
+  }
   // Of those, the bytes in RAM (the pools are committed page by page as blocks
   // are written, and keep the pages of blocks given back: a high-water mark).
-  size_t resident_bytes() const { return k_.resident_bytes() + v_.resident_bytes() + means_.resident_bytes(); }
-  // The bytes of one block: K and V of one (layer, head), and its mean.
-  size_t block_bytes() const { return bytes() / static_cast<size_t>(total_blocks()); }
+  size_t resident_bytes() const {
+    return k_.resident_bytes() + v_.resident_bytes() + means_.resident_bytes() + win_k_.resident_bytes() +
+           win_v_.resident_bytes();
+  }
+  // The bytes of one block: K and V of one (layer, head), and its mean (not
+  // the F16 copies of a CQ cache: copy_bytes()).
+  size_t block_bytes() const { return (k_.size() + v_.size() + means_.size()) / static_cast<size_t>(total_blocks()); }
+  // CQ: the bytes of one block's F16 copy (K and V), and how many copies are held.
+  size_t copy_bytes() const { return 2 * static_cast<size_t>(kBlock) * shape_.head_dim * sizeof(uint16_t); }
+  int64_t copies_held() const { return cq_.books ? total_blocks() - static_cast<int64_t>(win_free_.size()) : 0; }
+  bool is_cq_cache() const { return cq_.books != nullptr; }
+  int64_t cq_window() const { return cq_.window; }
   bool smooths_k() const { return smooth_k_; }
   size_t k_row_bytes() const { return k_row_bytes_; }  // one head's keys at one position
   size_t v_row_bytes() const { return v_row_bytes_; }  // one head's values at one position
@@ -143,6 +182,10 @@ class KvCache {
 
   // The blocks holding one head's rows of a sequence (the attention's input).
   KvHeadView view(int layer, int seq, int head) const;
+  // Logical row r of a view as floats, as the attention reads it for a query
+  // over n rows: dequantized, the smoothing mean added back, for CQ the F16
+  // copy or the decoded codes. Rotated keys stay rotated (view.k_rot).
+  void key_row(const KvHeadView& view, int64_t r, int64_t n, float* out) const;
 
   // Number of positions of a sequence that hold valid entries (the runtime keeps it).
   int64_t seq_len(int seq) const { return seq_len_[checked(seq)]; }
@@ -191,6 +234,8 @@ class KvCache {
   int64_t used_blocks() const { return total_blocks() - free_blocks(); }
   // Distinct blocks held by any of the given sequences (shared ones once).
   int64_t blocks_held(std::span<const int> seqs) const;
+  // The bytes those blocks hold, with the F16 copies of a CQ cache (never shared).
+  int64_t bytes_held(std::span<const int> seqs) const;
   // The blocks of one (layer, head) of seq, in position order.
   const std::vector<int32_t>& block_table(int seq, int layer = 0, int head = 0) const {
     return tables_[checked(seq)][slice(layer, head)].ids;
@@ -202,6 +247,7 @@ class KvCache {
   struct HeadTable {
     std::vector<int32_t> ids;
     std::vector<int32_t> pos;  // position / kBlock of the block's first row
+    std::vector<int32_t> win;  // CQ: the block's F16 copy, -1 none (empty otherwise)
   };
   size_t slice(int layer, int head) const { return static_cast<size_t>(layer) * shape_.n_kv_head + head; }
   int n_slices() const { return shape_.n_layer * shape_.n_kv_head; }
@@ -216,6 +262,23 @@ class KvCache {
   // The physical block for pos in one head, made private to seq (taken or
   // copied); i: its index in the head's table.
   int32_t writable_block(int seq, size_t s, int64_t pos, size_t& i);
+
+  // CQ: the F16 copies.
+  int32_t take_copy();
+  void drop_copy(int32_t& w);
+  uint16_t* copy_k(int32_t w) {
+    return reinterpret_cast<uint16_t*>(win_k_.data()) + static_cast<size_t>(w) * kBlock * shape_.head_dim;
+  }
+  uint16_t* copy_v(int32_t w) {
+    return reinterpret_cast<uint16_t*>(win_v_.data()) + static_cast<size_t>(w) * kBlock * shape_.head_dim;
+  }
+  // The copy of logical block i of slice s, made (rows before `row` decoded
+  // from the codes) if the block has none.
+  int32_t writable_copy(int seq, size_t s, size_t i, int32_t b, size_t row);
+  // Gives back the copies of blocks whose rows all lie before the last window rows of their head.
+  void trim_copies(int seq);
+  // Writes one head's key and value row as codes.
+  void store_codes(int layer, int head, int32_t b, size_t row, const float* k, const float* v);
 
   using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
   using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
@@ -235,6 +298,10 @@ class KvCache {
   DequantizeRowFn dequantize_k_ = nullptr;  // smoothed keys: reads a block back for the next one's mean
   ZeroedPages means_;                       // smoothed keys: F16 [n_blocks][head_dim]
   std::vector<uint8_t> mean_set_;           // smoothed keys: per block, 1 once its mean is fixed
+  KvCq cq_;                                 // CQ types: the codebooks (null otherwise) and window
+  kernels::CqEncodeFn cq_encode_ = nullptr;  // CQ: the row encoder at the cache's Isa
+  ZeroedPages win_k_, win_v_;                // CQ: F16 copies [n_blocks][kBlock][head_dim]
+  std::vector<int32_t> win_free_;            // CQ: free copies; the next one taken is back()
   std::vector<int32_t> ref_;                // per physical block: sequences holding it
   std::vector<int32_t> free_;               // free block ids; the next one taken is back()
   std::vector<std::vector<HeadTable>> tables_;  // per sequence, per (layer, head)

@@ -64,7 +64,6 @@ void EvictionMetric::observe(const KvCache& cache, int layer, const AttentionPar
   const int d = p.head_dim;
   const int group = p.n_head / p.n_kv_head;
   const int64_t q_dim = int64_t{p.n_head} * d;
-  const auto& qk = kernels::quant_kernels(cache.k_type(), Isa::Scalar);
   // One task per kv head: it alone writes that head's sums. Each cached key is
   // dequantized once and scored against every observed query of the group.
   pool.parallel_for_dynamic(p.n_kv_head, 1, [&](int64_t h0, int64_t h1, int) {
@@ -89,12 +88,7 @@ void EvictionMetric::observe(const KvCache& cache, int layer, const AttentionPar
       const int64_t n = *std::max_element(visible.begin(), visible.end());
       scores.assign(static_cast<size_t>(m * n), 0.0f);
       for (int64_t j = 0; j < n; ++j) {
-        const int64_t blk = view.blocks[j / KvCache::kBlock];
-        const auto* row = static_cast<const uint8_t*>(view.k) + blk * view.block_stride +
-                          (j % KvCache::kBlock) * static_cast<int64_t>(cache.k_row_bytes());
-        qk.dequantize_row(row, key.data(), d);
-        if (view.k_mean)  // smoothed keys: the block's mean comes back
-          for (int c = 0; c < d; ++c) key[c] += fp16_to_f32(view.k_mean[blk * view.mean_stride + c]);
+        cache.key_row(view, j, n, key.data());
         for (int64_t i = 0; i < m; ++i) {
           if (j >= visible[i]) continue;
           const float* q = queries.data() + i * d;
@@ -158,8 +152,12 @@ std::vector<KvBlockRef> compress_sequence(KvCache& cache, int seq, const KvCompr
         scores.push_back({{l, h, i}, score});
       }
     }
+  // A rate counts the sequence's whole length, not what it holds now: a
+  // second prompt (a chat turn) compressed again keeps 1/rate of everything,
+  // not 1/rate of what the first compression left.
+  const int64_t full = (len + KvCache::kBlock - 1) / KvCache::kBlock * shape.n_layer * shape.n_kv_head;
   int64_t keep = held;
-  if (spec.rate > 1) keep = std::min<int64_t>(keep, static_cast<int64_t>(std::ceil(held / spec.rate)));
+  if (spec.rate > 1) keep = std::min<int64_t>(keep, static_cast<int64_t>(std::ceil(full / spec.rate)));
   if (spec.budget > 0)
     keep = std::min<int64_t>(keep, (spec.budget + KvCache::kBlock - 1) / KvCache::kBlock * shape.n_layer *
                                        shape.n_kv_head);

@@ -48,7 +48,9 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
     for (const auto& n : supported_architectures()) names += (names.empty() ? "" : ", ") + n;
     fail("model: architecture '", arch, "' is not supported (supported: ", names, ")");
   }
-  return it->second(file, arch, options);
+  std::unique_ptr<Model> model = it->second(file, arch, options);
+  model->path_ = path;
+  return model;
 }
 
 }  // namespace kestrel

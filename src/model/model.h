@@ -53,6 +53,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const gguf::File& file() const { return *file_; }
+  // The file it was loaded from (finds sidecars such as CQ codebooks next to it).
+  const std::string& path() const { return path_; }
   // Bytes of weights the forward pass reads (all tensors of the file).
   size_t weight_bytes() const { return weight_bytes_; }
 
@@ -79,6 +81,10 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::shared_ptr<const gguf::File> file_;
   size_t weight_bytes_ = 0;
+
+ private:
+  friend std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& options);
+  std::string path_;
 };
 
 // Opens a GGUF file and builds the model for its general.architecture.

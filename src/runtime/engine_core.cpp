@@ -1,5 +1,6 @@
 #include "runtime/engine_core.h"
 
+#include "core/error.h"
 #include "platform/dispatch.h"
 #include "switches/registry.h"
 
@@ -12,6 +13,17 @@ EngineConfig resolved(EngineConfig c) {
   return c;
 }
 
+// A CQ cache's codebooks, from the sidecar the configuration names or the one next to the model.
+KvCq cq_store(const Model& model, const EngineConfig& c) {
+  if (!is_cq(c.k_type)) return {};
+  if (model.config().sliding_window > 0)
+    fail("kv=", dtype_name(c.k_type), ": ", model.config().arch,
+         " has sliding-window layers, which do not read a CQ cache yet (use kv=q4_0 or q8_0)");
+  const CqSpec spec = parse_cq_spec(dtype_name(c.k_type));
+  const std::string path = cq_sidecar_path(model.path(), spec, c.kv_codebook);
+  return KvCq{std::make_shared<const CqCodebooks>(load_cq_codebooks(path, cq_model_info(model.file()))), c.cq_window};
+}
+
 }  // namespace
 
 EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvShape& kv_shape)
@@ -19,7 +31,7 @@ EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvS
       config_(resolved(config)),
       pool_(config_.n_threads),
       cache_(kv_shape, config_.k_type, config_.v_type, config_.isa, config_.kv_rotation,
-             kernels::smooths_keys(config_.k_type, config_.attention)),
+             kernels::smooths_keys(config_.k_type, config_.attention), cq_store(model, config_)),
       ctx_{pool_, scratch_, config_.isa, config_.matmul,
            kernels::attention_kernel_set(config_.k_type, config_.v_type, config_.attention, config_.isa)} {
   config_.n_threads = pool_.size();

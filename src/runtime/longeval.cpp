@@ -176,7 +176,7 @@ std::vector<PasskeyTrial> passkey_schedule(int n_trials, int n_depths, uint64_t 
 KvBytes measure_kv_bytes(const KvCache& cache, int seq) {
   KvBytes b;
   const int seqs[] = {seq};
-  b.held = cache.blocks_held(seqs) * static_cast<int64_t>(cache.block_bytes());
+  b.held = cache.bytes_held(seqs);
   b.tokens = cache.seq_len(seq);
   b.reserved = static_cast<int64_t>(cache.bytes());
   b.resident = static_cast<int64_t>(cache.resident_bytes());
@@ -259,7 +259,6 @@ LongevalResult run_longeval(const Model& model, const LongevalOptions& o, const 
     so.n_ctx = n_ctx;
     so.n_batch = o.n_batch;
     so.engine = o.engine;
-    so.kv_compress = parse_kv_compress(o.kv_compress, o.kv_budget);
     Session session(model, so);
     r.engine = session.config();
 
@@ -371,8 +370,7 @@ std::string format_longeval_markdown(const LongevalResult& r) {
   std::ostringstream os;
   os << "model: " << r.model << ", engine: " << engine_settings_text(r.engine) << ", trials " << r.options.n_trials
      << " per context over " << r.options.n_depths << " depths, seed " << r.options.seed
-     << (r.options.chat ? ", chat template" : ", raw text") << ", kvcompress " << r.options.kv_compress
-     << (r.options.kv_budget > 0 ? ", kv budget " + std::to_string(r.options.kv_budget) : std::string()) << "\n\n";
+     << (r.options.chat ? ", chat template" : ", raw text") << "\n\n";
   os << "pass rate by depth of the key (passed/trials)\n\n| depth |";
   for (const auto& c : r.contexts) os << " c=" << c.n_ctx << " |";
   os << "\n|------:|";
@@ -402,7 +400,8 @@ std::string format_longeval_markdown(const LongevalResult& r) {
        << " |\n";
   }
   os << "\nprompt t/s: prompt tokens evaluated per second (trials reuse the cached prefix up to their key); "
-        "KV held: cache blocks in use at the end of a trial x bytes per block (largest over the trials); "
+        "KV held: cache blocks in use at the end of a trial x bytes per block, plus a CQ cache's F16 copies "
+        "(largest over the trials); "
         "KV resident: pages of the cache's pools in RAM (mincore, high-water); reserved: address space.\n";
   return os.str();
 }
@@ -420,8 +419,8 @@ std::string format_longeval_json(const LongevalResult& r) {
   j["chat"] = r.options.chat;
   j["answer_tokens"] = r.options.n_answer;
   j["reuse_prefix"] = r.options.reuse_prefix;
-  j["kvcompress"] = r.options.kv_compress;
-  j["kv_budget"] = r.options.kv_budget;
+  j["kvcompress"] = find_switch("kvcompress").current(r.engine);
+  j["kv_budget"] = r.engine.kv_compress.budget;
   j["seconds"] = r.seconds;
   Json ctxs = Json::array();
   for (const auto& c : r.contexts) {

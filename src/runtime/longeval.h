@@ -136,9 +136,7 @@ struct LongevalOptions {
   bool chat = false;
   std::string chat_template;  // with chat: a built-in template instead of the model's
   bool reuse_prefix = true;   // see the header comment
-  EngineConfig engine;
-  std::string kv_compress = "off";  // KV-Compress after each prompt (kv/kv_compress.h parse_kv_compress)
-  int64_t kv_budget = 0;
+  EngineConfig engine;        // with KV-Compress: kvcompress, kv_budget (runtime/kv_compressor.h)
 };
 
 struct PasskeyTrialResult {

@@ -6,7 +6,9 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "runtime/kv_compressor.h"
 #include "runtime/perplexity_math.h"
+#include "switches/registry.h"
 
 namespace kestrel {
 namespace {
@@ -22,7 +24,7 @@ class ChunkEvaluator {
       : model_(model),
         plan_(plan),
         n_batch_(std::min(checked_batch(o.n_batch), plan.n_ctx)),
-        core_(model, o.engine, model.kv_shape(plan.n_ctx, 1)) {}
+        core_(model, without_eviction(o.engine), model.kv_shape(plan.n_ctx, 1)) {}
 
   ThreadPool& pool() { return core_.pool(); }
   const EngineConfig& config() const { return core_.config(); }
@@ -52,6 +54,18 @@ class ChunkEvaluator {
   }
 
  private:
+  // KV-Compress evicts once a prompt is cached; a chunk is scored in one
+  // forward pass from an empty cache, so eviction could not change one logit
+  // here. Refused rather than run: a PPL "unchanged" by kvcompress would read
+  // as "no loss".
+  static const EngineConfig& without_eviction(const EngineConfig& c) {
+    if (kv_compress_spec(c.kv_compress).on())
+      fail("perplexity: KV-Compress (kvcompress=", find_switch("kvcompress").current(c),
+           ", kv_budget=", find_switch("kv_budget").current(c),
+           ") does not apply here: each chunk is scored in one forward pass from an empty cache, before anything "
+           "could be evicted. Long-document perplexity with eviction between chunks: kestrel longeval --ppl");
+    return c;
+  }
   static int checked_batch(int n_batch) {
     if (n_batch <= 0) fail("perplexity: batch size must be positive, got ", n_batch);
     return n_batch;

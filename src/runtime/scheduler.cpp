@@ -76,6 +76,7 @@ struct Scheduler::Slot {
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<StreamDecoder> decoder;
   std::unique_ptr<StopMatcher> stops;
+  std::unique_ptr<SequenceCompressor> compressor;  // KV-Compress on: this slot's
   std::vector<TokenLogprob> lp_pending;
   CompletionResult result;
   Clock::time_point submitted, first_token;
@@ -86,19 +87,27 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
     : model_(model),
       options_(options),
       core_(model, options.engine, pool_shape(model, options)),
-      cache_(core_.cache()) {
+      cache_(core_.cache()),
+      kv_compress_(kv_compress_spec(options.engine.kv_compress)) {
   if (options_.n_slots < 1) fail("scheduler: need at least one slot, got ", options_.n_slots);
   if (options_.n_ctx_total < 0) fail("scheduler: KV pool size must not be negative, got ", options_.n_ctx_total);
   if (options_.prefill_chunk < 1) fail("scheduler: prefill chunk must be positive, got ", options_.prefill_chunk);
   if (options_.max_queue < 0) fail("scheduler: queue size must not be negative, got ", options_.max_queue);
+  if (kv_compress_.on() && model.config().sliding_window > 0)
+    fail("kvcompress: ", model.config().arch, " has sliding-window layers, which do not take evicted blocks yet");
   for (int i = 0; i < options_.n_slots; ++i) {
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->index = i;
+    if (kv_compress_.on())
+      slots_.back()->compressor =
+          std::make_unique<SequenceCompressor>(kv_compress_, model.config().n_layer, model.config().n_kv_head);
   }
+  if (kv_compress_.on()) kv_cap_blocks_ = slots_[0]->compressor->decode_cap_blocks(cache_.shape());
   stats_.n_slots = options_.n_slots;
   pool_blocks_ = cache_.in_position_blocks(cache_.total_blocks());
   stats_.kv_block_size = KvCache::kBlock;
   stats_.kv_blocks_total = pool_blocks_;
+  stats_.kv_head_blocks_per_block = cache_.heads_per_position_block();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -156,7 +165,7 @@ SubmitResult Scheduler::submit(CompletionRequest req) {
                 " tokens requested, but the context of a slot holds " + std::to_string(options_.n_ctx_slot);
     return r;
   }
-  const int64_t need = blocks_for(n_prompt + req.gen.max_tokens);
+  const int64_t need = peak_position_blocks(n_prompt, n_prompt + req.gen.max_tokens);
   if (need > pool_blocks_) {
     r.message = "kv cache too small: the prompt has " + std::to_string(n_prompt) + " tokens and max_tokens is " +
                 std::to_string(req.gen.max_tokens) + ", which may need " + std::to_string(need) + " blocks of " +
@@ -248,7 +257,8 @@ Scheduler::Slot* Scheduler::pick_slot_locked(const std::vector<int32_t>& prompt,
   Slot* src = nullptr;
   size_t shared = 0;
   for (auto& sp : slots_) {
-    if (!reuse || sp.get() == dst) continue;
+    // A compressed slot's blocks are not a prefix to share (see the header).
+    if (!reuse || sp.get() == dst || cache_.min_len(sp->index) > 0) continue;
     const size_t c = common_prefix(sp->cached, prompt);
     if (c > shared) {
       src = sp.get();
@@ -273,8 +283,25 @@ Scheduler::Slot* Scheduler::pick_slot_locked(const std::vector<int32_t>& prompt,
 int64_t Scheduler::blocks_needed_by_running() const {
   int64_t n = 0;
   for (const auto& sp : slots_)
-    if (sp->active) n += cache_.blocks_needed(sp->index, sp->n_total);
+    if (sp->active)
+      n += blocks_still_needed(sp->index, sp->prefilling, static_cast<int64_t>(sp->req.prompt.size()), sp->n_total);
   return n;
+}
+
+int64_t Scheduler::blocks_still_needed(int seq, bool prefilling, int64_t n_prompt, int64_t n_total) const {
+  const int64_t plain = cache_.blocks_needed(seq, n_total);
+  if (kv_cap_blocks_ == 0) return plain;  // no budget: a rate only ever lowers this
+  // Under a budget the slot holds at the most its whole prompt (evicted once
+  // the prompt is in), then kv_cap_blocks_ while it decodes.
+  const int64_t held = blocks_of(cache_, seq);
+  const int64_t prompt_peak = prefilling ? held + cache_.blocks_needed(seq, n_prompt) : 0;
+  return std::min(plain, std::max<int64_t>(0, std::max(prompt_peak, kv_cap_blocks_) - held));
+}
+
+int64_t Scheduler::peak_position_blocks(int64_t n_prompt, int64_t n_total) const {
+  const int64_t plain = blocks_for(n_total);
+  if (kv_cap_blocks_ == 0) return plain;
+  return std::min(plain, std::max(blocks_for(n_prompt), cache_.in_position_blocks(kv_cap_blocks_)));
 }
 
 void Scheduler::refresh_kv_stats_locked() {
@@ -295,8 +322,10 @@ void Scheduler::admit_locked(Refused& refused) {
     Slot* best = pick_slot_locked(req.prompt, req.reuse_prefix, keep);
     if (!best) break;
     const int64_t n_total = static_cast<int64_t>(req.prompt.size()) + req.gen.max_tokens;
+    const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
     auto fits = [&] {
-      return blocks_needed_by_running() + cache_.blocks_needed(best->index, n_total) <= cache_.free_blocks();
+      return blocks_needed_by_running() + blocks_still_needed(best->index, true, n_prompt, n_total) <=
+             cache_.free_blocks();
     };
     // Make room: idle slots give back their blocks, least recently used first
     // (blocks shared with a running request or with `best` stay).
@@ -372,6 +401,15 @@ void Scheduler::finish(Slot& s, const std::string& reason, const std::string& er
   ev.result = s.result;
   s.active = false;
   s.lp_pending.clear();
+  if (observed_ == &s) {
+    observed_ = nullptr;
+    observer_ = nullptr;
+  }
+  if (s.compressor) s.compressor->reset();
+  if (cache_.min_len(s.index) > 0) {  // compressed: not a prefix to reuse (see the header)
+    cache_.clear_seq(s.index);
+    s.cached.clear();
+  }
   {
     // Before the last event, so that a caller who saw it also sees the slot free.
     std::lock_guard<std::mutex> lk(mu_);
@@ -451,7 +489,20 @@ bool Scheduler::step() {
     Slot& s = *slots_[(prefill_cursor_ + k) % n];
     if (!s.active || !s.prefilling) continue;
     const size_t total = s.req.prompt.size();
-    const size_t take = std::min<size_t>(budget, total - s.n_prompt_done);
+    size_t take = std::min<size_t>(budget, total - s.n_prompt_done);
+    if (s.compressor && kv_compress_.mode == KvCompressSpec::Mode::Metric) {
+      // The core observes one sequence: the first slot to reach its observed
+      // window takes it until its prompt is in; another stops short of its own.
+      const auto from = static_cast<size_t>(s.compressor->observe_from(static_cast<int64_t>(total)));
+      if (s.n_prompt_done + take > from) {
+        if (!observed_) {
+          observed_ = &s;
+          observer_ = s.compressor->start_prompt(s.index, static_cast<int64_t>(total));
+        } else if (observed_ != &s) {
+          take = from > s.n_prompt_done ? from - s.n_prompt_done : 0;
+        }
+      }
+    }
     for (size_t i = 0; i < take; ++i) {
       const size_t at = s.n_prompt_done + i;
       const bool last = at + 1 == total;
@@ -468,10 +519,13 @@ bool Scheduler::step() {
 
   logits_.resize(static_cast<size_t>(rows.size()) * n_vocab);
   try {
+    core_.set_observer(observer_);
     core_.forward(batch_, logits_.data());
+    compress_after_step(rows);
   } catch (const std::exception& e) {
     // Cannot happen for requests submit() accepted; fail every slot in the batch
     // rather than the process, and forget what their caches hold.
+    core_.set_observer(nullptr);
     for (auto& sp : slots_) {
       if (!sp->active) continue;
       sp->cached.clear();
@@ -510,6 +564,29 @@ bool Scheduler::step() {
     while (!rate_window_.empty() && now - rate_window_.front().first > 10.0) rate_window_.pop_front();
   }
   return true;
+}
+
+void Scheduler::compress_after_step(const std::vector<Slot*>& rows) {
+  if (!kv_compress_.on()) return;
+  EvictionCount n;
+  uint64_t runs = 0;
+  for (Slot* s : rows) {
+    // A prefilling slot has a logits row once its last prompt token is in.
+    const EvictionCount one =
+        s->prefilling ? s->compressor->after_prompt(cache_, s->index) : s->compressor->after_decode(cache_, s->index);
+    if (s == observed_ && s->prefilling) {
+      observed_ = nullptr;
+      observer_ = nullptr;
+      core_.set_observer(nullptr);
+    }
+    n += one;
+    runs += one.evicted > 0 ? 1 : 0;
+  }
+  if (runs == 0) return;
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.kvcompress_runs += runs;
+  stats_.kvcompress_head_blocks_evicted += static_cast<uint64_t>(n.evicted);
+  stats_.kvcompress_head_blocks_freed += static_cast<uint64_t>(n.freed);
 }
 
 void Scheduler::loop() {

@@ -18,6 +18,19 @@
 // new request shares that slot's blocks instead of computing them again (a
 // shared system prompt is stored and computed once). The last prompt token is
 // always evaluated again: its logits give the first sampled token.
+//
+// KV-Compress (the `kvcompress` and `kv_budget` switches, runtime/kv_compressor.h):
+// a slot's sequence is compressed once its prompt is evaluated (the logits of
+// its last prompt token come first), and under a budget again whenever decode
+// takes it one block per head past the budget; the evicted blocks go back to
+// the pool, where admission finds them. One forward pass observes one
+// sequence's attention, so a slot whose prompt reaches its observed window
+// while another slot's is observed waits one step. Under a budget a request is
+// reserved what it may hold at the most: its whole prompt (before eviction),
+// then the budget's cap, not prompt + max_tokens. A compressed slot's cache is
+// not reused as a prefix (its blocks were chosen for its own prompt's last
+// queries, and a rate applied again would compound): it is cleared when the
+// request ends.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -32,6 +45,7 @@
 #include "kv/kv_cache.h"
 #include "model/model.h"
 #include "runtime/engine_core.h"
+#include "runtime/kv_compressor.h"
 #include "runtime/session.h"
 #include "runtime/stop_matcher.h"
 #include "sampling/sampler.h"
@@ -111,6 +125,12 @@ struct SchedulerStats {
   int64_t kv_blocks_total = 0;
   int64_t kv_blocks_in_use = 0;
   int64_t kv_blocks_cached = 0;
+  // KV-Compress, since start, in blocks of one (layer, kv head):
+  // kv_head_blocks_per_block of them make one of the blocks above.
+  int64_t kv_head_blocks_per_block = 0;
+  uint64_t kvcompress_runs = 0;                 // compressions that evicted something
+  uint64_t kvcompress_head_blocks_evicted = 0;  // taken out of slots' block tables
+  uint64_t kvcompress_head_blocks_freed = 0;    // of those, back in the pool (not shared with another slot)
   uint64_t steps = 0;
   double ttft_seconds_sum = 0.0;
   uint64_t ttft_count = 0;
@@ -156,6 +176,14 @@ class Scheduler {
   void emit_token(Slot& s, int32_t token, const float* logits);
   Slot* pick_slot_locked(const std::vector<int32_t>& prompt, bool reuse, size_t& keep);
   int64_t blocks_needed_by_running() const;
+  // Blocks slot `seq` may still take from the pool to finish a prompt of
+  // n_prompt tokens (when prefilling) and reach n_total positions.
+  int64_t blocks_still_needed(int seq, bool prefilling, int64_t n_prompt, int64_t n_total) const;
+  // The position blocks a request may hold at the most (submit's check).
+  int64_t peak_position_blocks(int64_t n_prompt, int64_t n_total) const;
+  // After a forward pass: compress the slots whose prompt ended in it, and
+  // the decoding ones over the budget.
+  void compress_after_step(const std::vector<Slot*>& rows);
   void refresh_kv_stats_locked();
 
   const Model& model_;
@@ -167,6 +195,10 @@ class Scheduler {
   std::vector<float> logits_;
   std::vector<std::unique_ptr<Slot>> slots_;
   size_t prefill_cursor_ = 0;  // round-robin start among slots in prefill
+  KvCompressSpec kv_compress_;          // what every slot's compressor does
+  int64_t kv_cap_blocks_ = 0;           // under a budget: the most a decoding slot holds
+  Slot* observed_ = nullptr;            // the slot whose prompt's attention the core observes
+  EvictionMetric* observer_ = nullptr;  // its metric
   uint64_t admissions_ = 0;    // orders slots by last use
 
   mutable std::mutex mu_;

@@ -24,16 +24,16 @@ int checked_batch(int n_batch) {
 
 Session::Session(const Model& model, const SessionOptions& options)
     : n_batch_(checked_batch(options.n_batch)),
-      kv_compress_(options.kv_compress),
       core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1)),
-      metric_(model.config().n_layer, model.config().n_kv_head) {
-  if (kv_compress_.on() && model.config().sliding_window > 0)
+      compressor_(kv_compress_spec(options.engine.kv_compress), model.config().n_layer, model.config().n_kv_head) {
+  if (compressor_.on() && model.config().sliding_window > 0)
     fail("kvcompress: ", model.config().arch, " has sliding-window layers, which do not take evicted blocks yet");
 }
 
 void Session::clear() {
   history_.clear();
   core_.cache().clear();
+  compressor_.reset();
   evicted_blocks_ = 0;
 }
 
@@ -44,12 +44,9 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
          n_ctx());
   if (tokens.empty()) return;
   // A prompt (not a decode step) is compressed once it is in the cache; its
-  // last queries' attention is the metric.
-  const bool compress = kv_compress_.on() && tokens.size() > 1;
-  if (compress && kv_compress_.mode == KvCompressSpec::Mode::Metric) {
-    metric_.start(0, n_past() + static_cast<int64_t>(tokens.size()) - kv_compress_.observe);
-    core_.set_observer(&metric_);
-  }
+  // last queries' attention is the metric. A decode step is, under a budget.
+  const bool prompt = compressor_.on() && tokens.size() > 1;
+  if (prompt) core_.set_observer(compressor_.start_prompt(0, n_past() + static_cast<int64_t>(tokens.size())));
   logits_.resize(static_cast<size_t>(all_logits ? tokens.size() : 1) * n_vocab);
   size_t done = 0;
   while (done < tokens.size()) {
@@ -64,10 +61,11 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
     history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + n);
     done += n;
   }
-  if (compress) {
+  if (prompt) {
     core_.set_observer(nullptr);
-    metric_.stop();
-    evicted_blocks_ += static_cast<int64_t>(compress_sequence(core_.cache(), 0, kv_compress_, &metric_).size());
+    evicted_blocks_ += compressor_.after_prompt(core_.cache(), 0).evicted;
+  } else {
+    evicted_blocks_ += compressor_.after_decode(core_.cache(), 0).evicted;
   }
 }
 

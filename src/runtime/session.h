@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "model/model.h"
-#include "kv/kv_compress.h"
 #include "runtime/engine_core.h"
+#include "runtime/kv_compressor.h"
 #include "sampling/sampler.h"
 #include "switches/engine_config.h"
 
@@ -20,9 +20,10 @@ namespace kestrel {
 struct SessionOptions {
   int64_t n_ctx = 4096;  // 0 = the model's training context
   int n_batch = 512;     // prompt tokens per forward pass
-  EngineConfig engine;   // threads, kernels, KV type, sampler: the switches' slots
-  // KV-Compress after every prompt (kv/kv_compress.h); off by default.
-  KvCompressSpec kv_compress;
+  // Threads, kernels, KV type, sampler, KV-Compress (evicts after every
+  // prompt, and during decode under a budget: runtime/kv_compressor.h): the
+  // switches' slots.
+  EngineConfig engine;
 };
 
 class Session {
@@ -54,9 +55,8 @@ class Session {
   void eval(std::span<const int32_t> tokens, bool all_logits);
 
   int n_batch_;
-  KvCompressSpec kv_compress_;
   EngineCore core_;
-  EvictionMetric metric_;
+  SequenceCompressor compressor_;
   int64_t evicted_blocks_ = 0;
   std::vector<int32_t> history_;
   std::vector<float> logits_;

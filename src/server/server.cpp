@@ -525,6 +525,18 @@ struct Server::Impl {
     metric("kestrel_kv_blocks_cached", "gauge", "KV cache blocks kept for prefix reuse.", s.kv_blocks_cached);
     metric("kestrel_kv_blocks_total", "gauge", "KV cache blocks in the shared pool.", s.kv_blocks_total);
     metric("kestrel_kv_block_size", "gauge", "Positions per KV cache block.", s.kv_block_size);
+    // KV-Compress counts single (layer, kv head) blocks: a partial eviction
+    // frees part of a block above, so the gauges above round up.
+    metric("kestrel_kv_head_blocks_per_block", "gauge",
+           "KV cache blocks of one (layer, kv head) in one block above (KV-Compress evicts these).",
+           s.kv_head_blocks_per_block);
+    metric("kestrel_kvcompress_runs_total", "counter", "KV-Compress evictions that removed blocks from a slot.",
+           s.kvcompress_runs);
+    metric("kestrel_kvcompress_head_blocks_evicted_total", "counter",
+           "(layer, kv head) KV blocks KV-Compress took out of slots' block tables.", s.kvcompress_head_blocks_evicted);
+    metric("kestrel_kvcompress_head_blocks_freed_total", "counter",
+           "(layer, kv head) KV blocks KV-Compress returned to the shared pool (evicted and held by no other slot).",
+           s.kvcompress_head_blocks_freed);
     os << "# HELP kestrel_time_to_first_token_seconds Submit to first sampled token.\n"
           "# TYPE kestrel_time_to_first_token_seconds summary\n"
        << "kestrel_time_to_first_token_seconds_sum " << s.ttft_seconds_sum << "\n"

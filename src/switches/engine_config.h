@@ -6,6 +6,7 @@
 // installs a value into its slot; nothing else reads switches, and no kernel
 // looks at the environment. docs/architecture.md has the picture.
 #include <cstdint>
+#include <string>
 
 #include "core/dtype.h"
 #include "kernels/attention_set.h"
@@ -21,15 +22,34 @@ enum class DecodePolicy : uint8_t {
   Plain,  // one forward pass of the target model per token
 };
 
+// KV-Compress (PAPERS.md card 3, kv/kv_compress.h): which KV blocks the hosts
+// that keep a history (Session: run, chat, bench, longeval; Scheduler: serve)
+// evict after a prompt and, under a budget, during decode. The perplexity
+// evaluator refuses it: it scores each chunk in one forward pass, before any
+// eviction could change a logit. runtime/kv_compressor.h turns this into the
+// eviction spec.
+struct KvCompressConfig {
+  enum class Mode : uint8_t { Off, Metric, Window };
+  Mode mode = Mode::Off;  // `kvcompress`: off, RATE (the attention metric), window[:RATE] (StreamingLLM)
+  int rate = 0;           // keep 1/rate of a sequence's blocks after a prompt; 0: no rate (window: 4 without a budget)
+  int64_t budget = 0;     // `kv_budget` (--kv-budget): positions per (layer, kv head) on average; 0: none
+  bool operator==(const KvCompressConfig&) const = default;
+};
+
 struct EngineConfig {
   int n_threads = 0;                   // `threads`; 0 = one per core
   Isa isa = best_isa();                // `isa`: the highest kernel level any kernel may use
   DType k_type = DType::F16;           // `kv_k` (`kv` sets both): the KV store's key element type
   DType v_type = DType::F16;           // `kv_v` (`kv` sets both): its value element type
   bool kv_rotation = true;             // `kv_rot`: llama.cpp's Hadamard rotation of a block-quantized K/V
+  // kv=cq2/cq1 (kv/cq_codebook.h): the codebook file (`--kv-codebook`; empty:
+  // MODEL.cq2.gguf next to the model) and the rows per head kept in F16 too (`--cq-window`).
+  std::string kv_codebook;
+  int64_t cq_window = 128;
   kernels::AttentionAlgo attention = kernels::AttentionAlgo::Exact;  // `attn`: with the KV types, picks the attention kernels
   MatmulOptions matmul = {};           // `matmul`: the weight kernels
   SamplerKind sampler = SamplerKind::Auto;  // `sampling`
+  KvCompressConfig kv_compress;             // `kvcompress`, `kv_budget`
   DecodePolicy decode = DecodePolicy::Plain;
 };
 

@@ -29,12 +29,18 @@ std::string kv_unsupported(const std::string& v) {
   // configured algorithm exists is check_engine_config's question.
   for (DType k : kernels::kv_types())
     if (k == t) return "";
+  for (DType k : kernels::cq_kv_types())
+    if (k == t) return "";
   return "no attention kernels read " + v;
 }
 
-std::vector<std::string> kv_type_names() {
+// llama.cpp's types, then for `kv` ours (cq2, cq1: kv/cq_codebook.h, with a
+// codebook file), which code K and V alike: kv_k and kv_v do not take them.
+std::vector<std::string> kv_type_names(bool with_cq) {
   std::vector<std::string> out;
   for (DType t : kernels::kv_types()) out.emplace_back(dtype_name(t));
+  if (with_cq)
+    for (DType t : kernels::cq_kv_types()) out.emplace_back(dtype_name(t));
   return out;
 }
 
@@ -50,8 +56,15 @@ SwitchEffect kv_effect(const std::string& v) { return v == "f16" ? SwitchEffect:
 // model: q4_0 K and V 8.7 %, q4_0 V alone 8 %. 15 %: that, plus headroom; still
 // far below a broken kernel (a wrong scale or a dropped block moves logits by
 // their own size).
+//
+// CQ codes 4 (cq2) or 8 (cq1) channels in one of 256 centroids: rows beyond
+// the F16 window come back with a relative error of 0.16-0.33 on SmolLM2
+// (docs/benchmarks.md "CQ codebooks"), several times q4_0's. Measured on the
+// tiny test model with its own codebooks: see switch_hosts_test.cpp. 0.5 still
+// tells a wrong codebook or a misread code, which move logits by their size.
 double kv_logits_bound(const std::string& v) {
   const DType t = *dtype_from_name(v);
+  if (is_cq(t)) return 0.5;
   return traits(t).block_size > 1 && t != DType::Q8_0 ? 0.15 : kLogitsBound;
 }
 
@@ -81,6 +94,30 @@ std::string matmul_value(const MatmulOptions& m) {
   return m.amx == AmxUse::Always ? "amx" : "panels";
 }
 
+// kvcompress: off, a rate (2, 4, 8: the attention metric) or window[:RATE].
+void install_kv_compress(EngineConfig& c, const std::string& v) {
+  using Mode = KvCompressConfig::Mode;
+  KvCompressConfig& k = c.kv_compress;
+  k.rate = 0;
+  if (v == "off") {
+    k.mode = Mode::Off;
+  } else if (v.rfind("window", 0) == 0) {
+    k.mode = Mode::Window;
+    if (v.size() > 7) k.rate = std::stoi(v.substr(7));  // "window:R"
+  } else {
+    k.mode = Mode::Metric;
+    k.rate = std::stoi(v);
+  }
+}
+
+std::string kv_compress_value(const EngineConfig& c) {
+  using Mode = KvCompressConfig::Mode;
+  const KvCompressConfig& k = c.kv_compress;
+  if (k.mode == Mode::Off) return "off";
+  if (k.mode == Mode::Window) return k.rate > 0 ? "window:" + std::to_string(k.rate) : "window";
+  return std::to_string(k.rate);
+}
+
 std::vector<SwitchSpec> make_specs() {
   return {
       {"isa", "kernel instruction set for every kernel (scalar twins, AVX2, AVX-512 + VNNI)",
@@ -90,14 +127,15 @@ std::vector<SwitchSpec> make_specs() {
        [](const std::string&) { return SwitchEffect::Logits; }},
       {"kv",
        "KV cache element type of keys and values (llama.cpp's --cache-type names; its default is f16); "
-       "reported as K/V when kv_k and kv_v differ",
-       kv_type_names(), "f16", kv_unsupported,
+       "reported as K/V when kv_k and kv_v differ; cq2/cq1: coupled quantization, 2 or 1 bits per channel "
+       "through the model's codebooks (kestrel calibrate kv), the last --cq-window tokens in f16 too",
+       kv_type_names(true), "f16", kv_unsupported,
        [](EngineConfig& c, const std::string& v) { c.k_type = c.v_type = *dtype_from_name(v); },
        kv_value, kv_effect, kv_logits_bound},
-      {"kv_k", "KV cache element type of keys (llama.cpp's -ctk)", kv_type_names(), "f16", kv_unsupported,
+      {"kv_k", "KV cache element type of keys (llama.cpp's -ctk)", kv_type_names(false), "f16", kv_unsupported,
        [](EngineConfig& c, const std::string& v) { c.k_type = *dtype_from_name(v); },
        [](const EngineConfig& c) { return std::string(dtype_name(c.k_type)); }, kv_effect, kv_logits_bound},
-      {"kv_v", "KV cache element type of values (llama.cpp's -ctv)", kv_type_names(), "f16", kv_unsupported,
+      {"kv_v", "KV cache element type of values (llama.cpp's -ctv)", kv_type_names(false), "f16", kv_unsupported,
        [](EngineConfig& c, const std::string& v) { c.v_type = *dtype_from_name(v); },
        [](const EngineConfig& c) { return std::string(dtype_name(c.v_type)); }, kv_effect, kv_logits_bound},
       {"kv_rot",
@@ -143,6 +181,25 @@ std::vector<SwitchSpec> make_specs() {
        [](EngineConfig& c, const std::string& v) { c.sampler = parse_sampler_kind(v); },
        [](const EngineConfig& c) { return std::string(sampler_kind_name(resolve_sampler_kind(c.sampler))); },
        [](const std::string&) { return SwitchEffect::Draws; }},
+      {"kvcompress",
+       "KV-Compress: after each prompt, evict whole KV blocks, a different number per (layer, kv head): 2, 4, 8 "
+       "keep 1/RATE of a sequence's blocks, those the last 8 prompt queries gave the most squared attention "
+       "(summed over each GQA group; the last 32 positions stay); window is StreamingLLM (the first block and "
+       "the most recent ones, as many per head) at 1/4, or to kv_budget when one is given; window:R at 1/R. "
+       "run, chat, bench, serve and longeval evict; perplexity refuses it (one forward pass per chunk)",
+       {"off", "2", "4", "8", "window", "window:2", "window:8"}, "off", always_supported, install_kv_compress,
+       kv_compress_value,
+       [](const std::string& v) { return v == "off" ? SwitchEffect::Speed : SwitchEffect::Evicts; }},
+      {"kv_budget",
+       "KV-Compress budget (--kv-budget N): after each prompt, and during decode once a sequence passes it, "
+       "evict down to N positions per (layer, kv head) on average; with kvcompress=off it evicts by the "
+       "attention metric alone; the server reserves KV blocks for a request up to this budget",
+       {}, "off", always_supported,
+       [](EngineConfig& c, const std::string& v) { c.kv_compress.budget = v == "off" ? 0 : std::stoll(v); },
+       [](const EngineConfig& c) {
+         return c.kv_compress.budget > 0 ? std::to_string(c.kv_compress.budget) : std::string("off");
+       },
+       [](const std::string& v) { return v == "off" ? SwitchEffect::Speed : SwitchEffect::Evicts; }},
   };
 }
 
@@ -168,9 +225,12 @@ SwitchSetting parse_switch(std::string_view text) {
   SwitchSetting s{std::string(text.substr(0, eq)), std::string(text.substr(eq + 1))};
   const SwitchSpec& spec = find_switch(s.name);
   if (spec.values.empty()) {
+    if (!spec.baseline.empty() && s.value == spec.baseline) return s;  // kv_budget=off
     bool digits = !s.value.empty() && s.value.size() < 6;
     for (char c : s.value) digits = digits && std::isdigit(static_cast<unsigned char>(c));
-    if (!digits || std::stoi(s.value) <= 0) fail("switch ", s.name, " takes a positive integer, not '", s.value, "'");
+    if (!digits || std::stoi(s.value) <= 0)
+      fail("switch ", s.name, " takes a positive integer", spec.baseline.empty() ? "" : " or " + spec.baseline,
+           ", not '", s.value, "'");
   } else {
     bool known = false;
     for (const auto& v : spec.values) known = known || v == s.value;

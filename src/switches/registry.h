@@ -21,12 +21,18 @@ enum class SwitchEffect {
   Logits,  // other kernels or stores: logits differ (within the technique's accuracy)
   Draws,   // same logits, other sampled tokens for one seed (another sampler)
   Speed,   // same logits and tokens (threads, kernels bit-identical by design)
+  // KV eviction after the prompt (kvcompress, kv_budget): the prompt's own
+  // logits are unchanged (they come before the eviction), the host then holds
+  // fewer KV blocks when the prompt is longer than the protected window, and
+  // decode attends over fewer rows (later logits move); a host that cannot
+  // evict (perplexity) refuses the value.
+  Evicts,
 };
 
 struct SwitchSpec {
   std::string name;                 // "isa", "kv", "threads", ...
   std::string changes;              // one line: what the switch changes
-  std::vector<std::string> values;  // allowed values; empty = a positive integer
+  std::vector<std::string> values;  // allowed values; empty = a positive integer (or the baseline)
   std::string baseline;             // the exact baseline's value ("" = the machine's default)
   // Why this CPU cannot run `value`, or "" when it can.
   std::function<std::string(const std::string& value)> unsupported;

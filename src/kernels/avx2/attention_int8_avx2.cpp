@@ -29,6 +29,10 @@
 #include "kernels/avx2/attention_avx2.h"
 #include "kernels/avx2/avx2-inl.h"
 
+#ifndef KESTREL_QK_WIDEN
+#define KESTREL_QK_WIDEN false
+#endif
+
 namespace kestrel::kernels::avx2 {
 namespace {
 
@@ -61,6 +65,7 @@ struct QRow {
   const float* q;
   alignas(32) int8_t abs8[512];
   alignas(32) int8_t sgn8[512];
+  alignas(32) int32_t q16[256];  // kQkWiden: q8 as int16 pairs, sgn8's order
 };
 
 void quantize_q(const float* q, int d, QRow* out) {
@@ -75,6 +80,20 @@ void quantize_q(const float* q, int d, QRow* out) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(out->sgn8 + c), p);
     _mm256_store_si256(reinterpret_cast<__m256i*>(out->abs8 + c), _mm256_sign_epi8(p, p));
   }
+}
+
+// QK^T of the prompt tiles: false, maddubs with the sign trick on INT8 keys;
+// true, madd on keys and q widened to int16 pairs (the other way without VNNI;
+// build with -DKESTREL_QK_WIDEN=true to measure it). Both are 4 instructions per
+// 32 products, 2 of them multiplies; on Zen 3 the two tiles ran within the
+// machine's noise of each other (docs/benchmarks.md), and the INT8 keys are
+// half the bytes, so maddubs is the default.
+constexpr bool kQkWiden = KESTREL_QK_WIDEN;
+
+void widen_q(QRow* q, int d) {
+  for (int c = 0; c < d; c += 16)
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q->q16 + c / 2),
+                       _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(q->sgn8 + c))));
 }
 
 // sum_c q8_c k8_c over d channels (packed alike).
@@ -282,35 +301,352 @@ void attend_row(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, 
   finish(st, d, out);
 }
 
-// Every row of the tile gets the bits of the row kernel over its own
-// n_visible: a block is quantized once for all the rows that see it whole,
-// and again for a row that sees only part of it (the twin's partial block
-// uses the rows it holds).
-template <class Block, class Quantize, class Step>
-void attend_tile(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch,
-                 Quantize&& quantize, Step&& step) {
-  thread_local Block blk;
+// ---- prompt tiles: the K block reused across query rows ----
+//
+// Every row of a tile gets the bits of the row kernel over its own n_visible
+// (the twins' attend_tile_*_f16 are the row twins, row by row). A KV block is
+// quantized once for all the rows that see it whole, and again for each
+// shorter count of rows that some row sees (the diagonal of a causal prompt:
+// the twin's partial block uses the rows it holds). Then kTileR query rows at
+// a time go through the block together:
+//  - QK^T: the block's INT8 keys are transposed once into the VNNI layout,
+//    kp[c/4][key][4 channels] (one key per 32-bit lane, 8 keys a register),
+//    so a broadcast of 4 channels of |q8| against a register of keys scores 8
+//    keys with no horizontal sum: maddubs (u8 |q8| x s8 k8 with q8's sign,
+//    pairs within 2 * 127 * 127 < 2^15) then madd by ones into int32. Without
+//    VNNI that is 4 instructions (sign, maddubs, madd, add) per 32 products,
+//    as many as FMAs need, but 2 of them are multiplies and the other 2 go to
+//    any of Zen 3's 4 vector pipes, where F32 FMAs have 2.
+//    Register budget: kTileR = 3 rows x 2 key registers = 6 int32
+//    accumulators, the 2 key registers, 2 broadcasts and the ones.
+//  - softmax per row, as the row kernel does it (one rescale per block).
+//  - PV: 3 rows x 32 output columns = 12 accumulators, values read as memory
+//    operands: sage's F32 FMAs over the block's values widened once; int8's
+//    madd of pairs of keys (int16 V pairs x int16 P pairs, exact) into int32.
+constexpr int kTileR = 3;
+
+// A block's keys in the VNNI layout: kp[(c4 * nkv + j / 8) * 8 + j % 8] holds
+// channels 4 c4 .. 4 c4 + 3 of key j (in pack32's channel order, the order of
+// QRow's bytes), keys past `rows` zero.
+struct PackedKeys {
+  int nkv = 0;  // registers of 8 keys
+  alignas(32) int32_t kp[kMaxBlock * 512 / (kQkWiden ? 2 : 4)];
+};
+
+void pack_keys(const int8_t* k8, int rows, int d, PackedKeys* pk) {
+  const int nkv = (rows + 7) / 8;
+  pk->nkv = nkv;
+  __m256i* out = reinterpret_cast<__m256i*>(pk->kp);
+  const int step = kQkWiden ? 16 : 32;  // channels of one int32 transpose
+  for (int jv = 0; jv < nkv; ++jv)
+    for (int c = 0; c < d; c += step) {
+      // 8 keys x 8 groups of 4 channels (or 2 widened), transposed as 8 x 8 int32.
+      __m256i x[8];
+      for (int i = 0; i < 8; ++i) {
+        const int j = 8 * jv + i;
+        if (j >= rows)
+          x[i] = _mm256_setzero_si256();
+        else if constexpr (kQkWiden)
+          x[i] = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(k8 + j * d + c)));
+        else
+          x[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(k8 + j * d + c));
+      }
+      __m256i t[8], u[8];
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(x[i], x[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(x[i], x[i + 1]);
+      }
+      for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+      }
+      const int c4 = c / (kQkWiden ? 2 : 4);
+      for (int i = 0; i < 4; ++i) {
+        _mm256_store_si256(out + (c4 + i) * nkv + jv, _mm256_permute2x128_si256(u[i], u[i + 4], 0x20));
+        _mm256_store_si256(out + (c4 + 4 + i) * nkv + jv, _mm256_permute2x128_si256(u[i], u[i + 4], 0x31));
+      }
+    }
+}
+
+// dot[r][jv] (8 keys a lane) = sum_c q8_c k8_jc for R rows and NV key registers
+// starting at register jv0.
+// hook(c4) runs once per step of 4 channels (sage's q . mean rides along: its
+// chain of dependent FMAs would otherwise stall the row group on latency).
+template <int R, int NV, class Hook>
+inline void tile_dots(const QRow* const* q, const PackedKeys& pk, int jv0, int d, __m256i (&out)[R][NV], Hook&& hook) {
+  __m256i dot[R][NV];  // in registers (not through `out`, which the compiler would keep in memory)
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) dot[r][v] = _mm256_setzero_si256();
+  const __m256i* kp = reinterpret_cast<const __m256i*>(pk.kp) + jv0;
+  if constexpr (kQkWiden) {
+    for (int c2 = 0; c2 < d / 2; ++c2, kp += pk.nkv) {
+      __m256i k[NV];
+      for (int v = 0; v < NV; ++v) k[v] = _mm256_load_si256(kp + v);
+      if (c2 % 2 == 0) hook(c2 / 2);
+      for (int r = 0; r < R; ++r) {
+        const __m256i a = _mm256_set1_epi32(q[r]->q16[c2]);
+        for (int v = 0; v < NV; ++v) dot[r][v] = _mm256_add_epi32(dot[r][v], _mm256_madd_epi16(k[v], a));
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < NV; ++v) out[r][v] = dot[r][v];
+    return;
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int c4 = 0; c4 < d / 4; ++c4, kp += pk.nkv) {
+    hook(c4);
+    __m256i k[NV];
+    for (int v = 0; v < NV; ++v) k[v] = _mm256_load_si256(kp + v);
+    for (int r = 0; r < R; ++r) {
+      int32_t a4, s4;
+      std::memcpy(&a4, q[r]->abs8 + 4 * c4, 4);
+      std::memcpy(&s4, q[r]->sgn8 + 4 * c4, 4);
+      const __m256i a = _mm256_set1_epi32(a4), sg = _mm256_set1_epi32(s4);
+      for (int v = 0; v < NV; ++v)
+        dot[r][v] =
+            _mm256_add_epi32(dot[r][v], _mm256_madd_epi16(_mm256_maddubs_epi16(a, _mm256_sign_epi8(k[v], sg)), ones));
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) out[r][v] = dot[r][v];
+}
+
+// s[r][j] for the block's keys (every lane of nkv registers; lanes past the
+// block's rows are not used): conv(r, v, dot) turns 8 integer dots into scores.
+template <int R, class Conv, class Hook>
+inline void tile_scores(const QRow* const* q, const PackedKeys& pk, int d, float (*s)[kMaxBlock], Conv&& conv,
+                        Hook&& hook) {
+  auto none = [](int) {};
+  int jv = 0;
+  for (; jv + 2 <= pk.nkv; jv += 2) {
+    __m256i dot[R][2];
+    if (jv == 0)
+      tile_dots<R, 2>(q, pk, jv, d, dot, hook);
+    else
+      tile_dots<R, 2>(q, pk, jv, d, dot, none);
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < 2; ++v) _mm256_store_ps(s[r] + 8 * (jv + v), conv(r, jv + v, dot[r][v]));
+  }
+  if (jv < pk.nkv) {
+    __m256i dot[R][1];
+    if (jv == 0)
+      tile_dots<R, 1>(q, pk, jv, d, dot, hook);
+    else
+      tile_dots<R, 1>(q, pk, jv, d, dot, none);
+    for (int r = 0; r < R; ++r) _mm256_store_ps(s[r] + 8 * jv, conv(r, jv, dot[r][0]));
+  }
+}
+
+// The largest of s[0..rows) (s holds whole registers of 8; a max is exact in
+// any order).
+inline float block_max(const float* s, int rows) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256 m = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int j = 0; j < rows; j += 8) {
+    const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(rows - j), lane));
+    m = _mm256_blendv_ps(m, _mm256_max_ps(m, _mm256_load_ps(s + j)), keep);
+  }
+  return hmax_ps(m);
+}
+
+// A block's values as F32 [rows][d] (sage's P.V reads them once per row).
+struct ValuesF32 {
+  alignas(32) float v[kMaxBlock * 512];
+};
+
+void widen_values(const uint16_t* v, int rows, int d, ValuesF32* out) {
+  for (int i = 0; i < rows * d; i += 8) _mm256_store_ps(out->v + i, load8(v + i));
+}
+
+// The row kernel's raise_max and block_exp for R rows: each running max rises
+// to its block's, ms[r] = e^(old - new) (exp_approx8: exp_approx's bits, R rows
+// in one register), l[r] *= ms[r], and s[r][j] becomes e^(s[r][j] - max).
+template <int R>
+void new_max(float (*s)[kMaxBlock], int rows, RowState* const* st, float* ms) {
+  float x[8] = {};
+  for (int r = 0; r < R; ++r) {
+    const float mnew = std::max(st[r]->m, block_max(s[r], rows));
+    x[r] = st[r]->m - mnew;
+    st[r]->m = mnew;
+  }
+  _mm256_store_ps(ms, exp_approx8(_mm256_setr_ps(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7])));
+  for (int r = 0; r < R; ++r) {
+    st[r]->l *= ms[r];
+    const __m256 mv = _mm256_set1_ps(st[r]->m);
+    for (int j = 0; j < rows; j += 8)
+      _mm256_store_ps(s[r] + j, exp_approx8(_mm256_sub_ps(_mm256_load_ps(s[r] + j), mv)));
+  }
+}
+
+// R rows over one sage block (the row kernel's sage_step for each).
+template <int R>
+void sage_tile_rows(const QRow* const* q, const SageBlock& b, const PackedKeys& pk, const ValuesF32& vf, int d,
+                    float scale, RowState* const* st) {
+  // q . mean for the R rows (each dot8's order: 8 lanes of FMAs over c, then
+  // hsum_ps), 8 channels every other step of the integer dot products.
+  __m256 qm[R];
+  for (int r = 0; r < R; ++r) qm[r] = _mm256_setzero_ps();
+  float ds[R], qms[R];
+  for (int r = 0; r < R; ++r) ds[r] = q[r]->sq * b.sk * scale;
+  alignas(32) float s[R][kMaxBlock];
+  tile_scores<R>(
+      q, pk, d, s,
+      [&](int r, int, __m256i dot) {
+        if (r == 0)
+          for (int i = 0; i < R; ++i) qms[i] = hsum_ps(qm[i]) * scale;
+        return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(ds[r])), _mm256_set1_ps(qms[r]));
+      },
+      [&](int c4) {
+        if (c4 % 2) return;
+        const __m256 m = _mm256_load_ps(b.mean + 4 * c4);
+        for (int r = 0; r < R; ++r) qm[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q[r]->q + 4 * c4), m, qm[r]);
+      });
+  alignas(32) float ms[8];
+  new_max<R>(s, b.rows, st, ms);
+  float l[R];  // the row kernel's sum, key by key (R chains side by side, in registers)
+  for (int r = 0; r < R; ++r) l[r] = st[r]->l;
+  for (int j = 0; j < b.rows; ++j)
+    for (int r = 0; r < R; ++r) l[r] += s[r][j];
+  for (int r = 0; r < R; ++r) st[r]->l = l[r];
+  for (int c0 = 0; c0 < d; c0 += 32) {
+    __m256 a[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < 4; ++v)
+        a[r][v] = _mm256_mul_ps(_mm256_loadu_ps(st[r]->acc + c0 + 8 * v), _mm256_set1_ps(ms[r]));
+    for (int j = 0; j < b.rows; ++j) {
+      const float* vr = vf.v + j * d + c0;
+      __m256 p[R];
+      for (int r = 0; r < R; ++r) p[r] = _mm256_set1_ps(s[r][j]);
+      for (int v = 0; v < 4; ++v) {
+        const __m256 x = _mm256_load_ps(vr + 8 * v);
+        for (int r = 0; r < R; ++r) a[r][v] = _mm256_fmadd_ps(p[r], x, a[r][v]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < 4; ++v) _mm256_storeu_ps(st[r]->acc + c0 + 8 * v, a[r][v]);
+  }
+}
+
+// R rows over one int8 block (the row kernel's int8_step for each).
+template <int R>
+void int8_tile_rows(const QRow* const* q, const Int8Block& b, const PackedKeys& pk, int d, float scale,
+                    RowState* const* st) {
+  alignas(32) float s[R][kMaxBlock];
+  tile_scores<R>(
+      q, pk, d, s,
+      [&](int r, int jv, __m256i dot) {
+        const __m256 ds = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(q[r]->sq), _mm256_load_ps(b.sk + 8 * jv)),
+                                        _mm256_set1_ps(scale));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(dot), ds);
+      },
+      [](int) {});
+  const int pairs = (b.rows + 1) / 2;
+  alignas(32) int32_t pp[R][kMaxBlock / 2];  // p8 of keys 2i, 2i + 1 as one int16 pair
+  alignas(32) float ms[8];
+  new_max<R>(s, b.rows, st, ms);
+  for (int r = 0; r < R; ++r) {
+    const __m256 k255 = _mm256_set1_ps(255.0f);
+    alignas(32) int32_t p8[kMaxBlock];
+    for (int j = 0; j < b.rows; j += 8)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(p8 + j), round_i32(_mm256_mul_ps(k255, _mm256_load_ps(s[r] + j))));
+    int32_t psum = 0;
+    for (int j = 0; j < b.rows; ++j) psum += p8[j];
+    if (b.rows % 2) p8[b.rows] = 0;
+    for (int i = 0; i < pairs; ++i) pp[r][i] = p8[2 * i] | (p8[2 * i + 1] << 16);
+    st[r]->l += static_cast<float>(psum) / 255.0f;
+  }
+  for (int c0 = 0; c0 < d; c0 += 32) {
+    __m256i pv[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < 4; ++v) pv[r][v] = _mm256_setzero_si256();
+    for (int i = 0; i < pairs; ++i) {
+      const __m256i* vr = reinterpret_cast<const __m256i*>(b.vp + i * d + c0);
+      for (int r = 0; r < R; ++r) {
+        const __m256i p = _mm256_set1_epi32(pp[r][i]);
+        for (int v = 0; v < 4; ++v)
+          pv[r][v] = _mm256_add_epi32(pv[r][v], _mm256_madd_epi16(_mm256_load_si256(vr + v), p));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256 vms = _mm256_set1_ps(ms[r]);
+      for (int v = 0; v < 4; ++v) {
+        float* a = st[r]->acc + c0 + 8 * v;
+        const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(a), vms);
+        _mm256_storeu_ps(
+            a, _mm256_add_ps(x, _mm256_mul_ps(_mm256_cvtepi32_ps(pv[r][v]), _mm256_load_ps(b.sv255 + c0 + 8 * v))));
+      }
+    }
+  }
+}
+
+// The tile walk: per KV block, per count of its rows that some query row sees
+// (all of them first), quantize and pack once, then the rows that see exactly
+// that many in groups of kTileR. prepare(k, v, cnt, avail) quantizes;
+// rows<R>(q, st) runs R rows over what prepare left.
+template <class Prepare, class RunRows>
+void attend_tile(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float* scratch, Prepare&& prepare,
+                 RunRows&& run) {
   thread_local QRow qr[kMaxTileRows];
   RowState st[kMaxTileRows];
   int64_t n_max = 0;
   for (int r = 0; r < rows.n; ++r) {
     quantize_q(rows.q[r], d, &qr[r]);
+    if constexpr (kQkWiden) widen_q(&qr[r], d);
     st[r].acc = scratch + static_cast<size_t>(r) * d;  // tile_scratch_floats(d) >= kMaxTileRows * d
     std::fill(st[r].acc, st[r].acc + d, 0.0f);
     n_max = std::max(n_max, rows.n_visible[r]);
   }
+  int64_t n_min = n_max;
+  for (int r = 0; r < rows.n; ++r) n_min = std::min(n_min, rows.n_visible[r]);
   for (int64_t b = 0, first = 0; first < n_max; ++b, first += kv.block_len) {
     const uint16_t* k = kv.k + kv.ids[b] * kv.stride;
     const uint16_t* v = kv.v + kv.ids[b] * kv.stride;
-    int have = -1;  // rows of the block that blk holds quantized
-    for (int r = 0; r < rows.n; ++r) {
-      const int64_t cnt = std::min(kv.block_len, rows.n_visible[r] - first);
-      if (cnt <= 0) continue;
-      if (cnt != have) {
-        quantize(k, v, static_cast<int>(cnt), d, &blk);
-        have = static_cast<int>(cnt);
+    const int avail = static_cast<int>(std::min(kv.block_len, n_max - first));
+    if (first + kv.block_len <= n_min) {  // every row sees the block whole
+      prepare(k, v, avail, avail);
+      int r = 0;
+      for (; r + kTileR <= rows.n; r += kTileR) {
+        const QRow* q[kTileR];
+        RowState* s[kTileR];
+        for (int i = 0; i < kTileR; ++i) {
+          q[i] = &qr[r + i];
+          s[i] = &st[r + i];
+        }
+        run.template operator()<kTileR>(q, s);
       }
-      step(qr[r], blk, v, d, scale, &st[r]);
+      for (; r < rows.n; ++r) {
+        const QRow* q[1] = {&qr[r]};
+        RowState* s[1] = {&st[r]};
+        run.template operator()<1>(q, s);
+      }
+      continue;
+    }
+    int cnt[kMaxTileRows];
+    for (int r = 0; r < rows.n; ++r)
+      cnt[r] = static_cast<int>(std::clamp<int64_t>(rows.n_visible[r] - first, 0, avail));
+    for (int want = avail; want > 0;) {
+      prepare(k, v, want, avail);
+      const QRow* q[kTileR];
+      RowState* s[kTileR];
+      int n = 0, next = 0;
+      for (int r = 0; r < rows.n; ++r) {
+        if (cnt[r] < want) {
+          next = std::max(next, cnt[r]);
+          continue;
+        }
+        if (cnt[r] > want) continue;
+        q[n] = &qr[r];
+        s[n++] = &st[r];
+        if (n == kTileR) {
+          run.template operator()<kTileR>(q, s);
+          n = 0;
+        }
+      }
+      if (n == 2) run.template operator()<2>(q, s);
+      if (n == 1) run.template operator()<1>(q, s);
+      want = next;
     }
   }
   for (int r = 0; r < rows.n; ++r) finish(st[r], d, rows.out[r]);
@@ -339,7 +675,17 @@ void attend_sage_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float
 }
 void attend_tile_sage_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch) {
   if (d % 32 != 0 || kv.block_len > kMaxBlock) return ref::attend_tile_sage_f16(kv, d, rows, scale, scratch);
-  attend_tile<SageBlock>(kv, d, rows, scale, scratch, sage_quantize, sage_run);
+  thread_local SageBlock blk;
+  thread_local PackedKeys pk;
+  thread_local ValuesF32 vf;
+  attend_tile(
+      kv, d, rows, scratch,
+      [&](const uint16_t* k, const uint16_t* v, int cnt, int avail) {
+        if (cnt == avail) widen_values(v, avail, d, &vf);
+        quantize_sage_block(k, cnt, d, &blk);
+        pack_keys(blk.k8, cnt, d, &pk);
+      },
+      [&]<int R>(const QRow* const* q, RowState* const* st) { sage_tile_rows<R>(q, blk, pk, vf, d, scale, st); });
 }
 void attend_int8_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out) {
   if (d % 32 != 0 || kv.block_len > kMaxBlock) return ref::attend_int8_f16(kv, n, d, q, scale, out);
@@ -347,7 +693,15 @@ void attend_int8_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float
 }
 void attend_tile_int8_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch) {
   if (d % 32 != 0 || kv.block_len > kMaxBlock) return ref::attend_tile_int8_f16(kv, d, rows, scale, scratch);
-  attend_tile<Int8Block>(kv, d, rows, scale, scratch, int8_quantize, int8_run);
+  thread_local Int8Block blk;
+  thread_local PackedKeys pk;
+  attend_tile(
+      kv, d, rows, scratch,
+      [&](const uint16_t* k, const uint16_t* v, int cnt, int) {
+        quantize_int8_block(k, v, cnt, d, &blk);
+        pack_keys(blk.k8, cnt, d, &pk);
+      },
+      [&]<int R>(const QRow* const* q, RowState* const* st) { int8_tile_rows<R>(q, blk, pk, d, scale, st); });
 }
 
 }  // namespace kestrel::kernels::avx2

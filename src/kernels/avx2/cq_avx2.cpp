@@ -2,10 +2,45 @@
 // the codebook passes, four keys at a time for the lookups, in the summation
 // orders of the scalar twins (kernels/ref/cq_ref.cpp), so both give the same
 // bits. Fewer than 8 codes (bits < 3) go to the twin.
+#include <cmath>
+
 #include "kernels/avx2/avx2-inl.h"
 #include "kernels/cq_kernels.h"
 
 namespace kestrel::kernels::avx2 {
+
+// 8 codes per register, the twin's fma chain per code; each lane keeps its
+// first smallest distance (strict <), and the lanes meet at the end on the
+// smallest distance, then the lowest code: the twin's choice.
+void cq_encode(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
+  if (n_codes % 8 != 0) return ref::cq_encode(x, centroids, head_dim, c, n_codes, codes);
+  const int n_groups = head_dim / c;
+  for (int g = 0; g < n_groups; ++g) {
+    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    __m256 best_d = _mm256_set1_ps(INFINITY);
+    __m256i best = _mm256_setzero_si256();
+    __m256i code = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int k = 0; k < n_codes; k += 8) {
+      __m256 d = _mm256_setzero_ps();
+      for (int i = 0; i < c; ++i) {
+        const __m256 e = _mm256_sub_ps(_mm256_set1_ps(x[g * c + i]), _mm256_loadu_ps(cg + i * n_codes + k));
+        d = _mm256_fmadd_ps(e, e, d);
+      }
+      const __m256 less = _mm256_cmp_ps(d, best_d, _CMP_LT_OQ);
+      best_d = _mm256_blendv_ps(best_d, d, less);
+      best = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best), _mm256_castsi256_ps(code), less));
+      code = _mm256_add_epi32(code, _mm256_set1_epi32(8));
+    }
+    alignas(32) float dl[8];
+    alignas(32) int32_t cl[8];
+    _mm256_store_ps(dl, best_d);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(cl), best);
+    int pick = 0;
+    for (int l = 1; l < 8; ++l)
+      if (dl[l] < dl[pick] || (dl[l] == dl[pick] && cl[l] < cl[pick])) pick = l;
+    codes[g] = static_cast<uint8_t>(cl[pick]);
+  }
+}
 
 void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table) {
   if (n_codes % 8 != 0) return ref::cq_score_table(q, centroids, head_dim, c, n_codes, table);

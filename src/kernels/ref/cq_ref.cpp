@@ -6,6 +6,27 @@
 
 namespace kestrel::kernels::ref {
 
+void cq_encode(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
+  const int n_groups = head_dim / c;
+  for (int g = 0; g < n_groups; ++g) {
+    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    int best = 0;
+    float best_d = INFINITY;
+    for (int code = 0; code < n_codes; ++code) {
+      float d = 0.0f;
+      for (int i = 0; i < c; ++i) {
+        const float e = x[g * c + i] - cg[i * n_codes + code];
+        d = std::fma(e, e, d);
+      }
+      if (d < best_d) {
+        best_d = d;
+        best = code;
+      }
+    }
+    codes[g] = static_cast<uint8_t>(best);
+  }
+}
+
 void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table) {
   const int n_groups = head_dim / c;
   for (int g = 0; g < n_groups; ++g) {

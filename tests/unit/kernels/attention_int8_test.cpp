@@ -117,25 +117,31 @@ TEST(AttentionInt8Avx2, RowsAndTilesEqualTheTwinsBitForBit) {
             a.simd_row(h.blocks(), m, d, q.data(), scale, got.data());
             expect_same_bits(want.data(), got.data(), d, where + " row n " + std::to_string(m));
           }
-          // A tile of rows seeing different prefixes (causal-like and repeated).
-          constexpr int kRows = 9;
-          const int64_t vis[kRows] = {1, 16, 17, 63, 64, 65, 100, 149, 150};
-          std::vector<std::vector<float>> q(kRows), ot(kRows, std::vector<float>(d)), os = ot;
-          const float* qp[kRows];
-          float *tp[kRows], *sp[kRows];
-          for (int r = 0; r < kRows; ++r) {
-            q[r] = random_q(d, seed * 100 + static_cast<uint32_t>(r));
-            qp[r] = q[r].data();
-            tp[r] = ot[r].data();
-            sp[r] = os[r].data();
-          }
-          std::vector<float> scratch(tile_scratch_floats(d));
-          a.twin_tile(h.blocks(), d, TileRows{qp, tp, vis, kRows}, scale, scratch.data());
-          a.simd_tile(h.blocks(), d, TileRows{qp, sp, vis, kRows}, scale, scratch.data());
-          for (int r = 0; r < kRows; ++r) {
-            a.twin_row(h.blocks(), vis[r], d, qp[r], scale, want.data());
-            expect_same_bits(want.data(), ot[r].data(), d, where + " twin tile vs twin row " + std::to_string(r));
-            expect_same_bits(ot[r].data(), os[r].data(), d, where + " tile row " + std::to_string(r));
+          // Tiles of rows seeing different prefixes: causal-like and repeated, and
+          // a prompt's tile (query heads sharing a token, every row seeing the
+          // first 100 keys: blocks every row sees whole take the SIMD tile's
+          // shared path, the rest its per-count path, in groups of 3, 2 and 1).
+          constexpr int kRows = 10;
+          const int64_t tiles[2][kRows] = {{1, 16, 17, 63, 64, 65, 100, 149, 150, 150},
+                                           {100, 100, 100, 120, 120, 120, 131, 149, 150, 150}};
+          for (const int64_t* vis : tiles) {
+            std::vector<std::vector<float>> q(kRows), ot(kRows, std::vector<float>(d)), os = ot;
+            const float* qp[kRows];
+            float *tp[kRows], *sp[kRows];
+            for (int r = 0; r < kRows; ++r) {
+              q[r] = random_q(d, seed * 100 + static_cast<uint32_t>(r));
+              qp[r] = q[r].data();
+              tp[r] = ot[r].data();
+              sp[r] = os[r].data();
+            }
+            std::vector<float> scratch(tile_scratch_floats(d));
+            a.twin_tile(h.blocks(), d, TileRows{qp, tp, vis, kRows}, scale, scratch.data());
+            a.simd_tile(h.blocks(), d, TileRows{qp, sp, vis, kRows}, scale, scratch.data());
+            for (int r = 0; r < kRows; ++r) {
+              a.twin_row(h.blocks(), vis[r], d, qp[r], scale, want.data());
+              expect_same_bits(want.data(), ot[r].data(), d, where + " twin tile vs twin row " + std::to_string(r));
+              expect_same_bits(ot[r].data(), os[r].data(), d, where + " tile row " + std::to_string(r));
+            }
           }
         }
 }

@@ -229,6 +229,30 @@ TEST(CqKernels, BucketsMatchWeightedSum) {
 // The AVX2 kernels keep the twins' summation orders: the same bits, for every
 // key count (8-key blocks and tails) and every shape, including those they
 // hand back to the twins.
+// The encoder's twin picks a nearest centroid: no code is nearer (in double).
+TEST(CqKernels, EncodePicksTheNearestCentroid) {
+  const kernels::CqKernels& ref = kernels::cq_kernels(Isa::Scalar);
+  for (const Shape& sh : kShapes) {
+    const int c = sh.spec.channels_per_group, d = sh.head_dim, G = sh.spec.groups(d), K = sh.spec.n_codes();
+    const CqCodebook book = random_codebook(sh.spec, d, 61);
+    for (int r = 0; r < 20; ++r) {
+      const std::vector<float> x = normal_values(d, 400 + r);
+      std::vector<uint8_t> codes(G);
+      ref.encode(x.data(), book.centroids.data(), d, c, K, codes.data());
+      for (int g = 0; g < G; ++g) {
+        auto dist = [&](int code) {
+          double s = 0;
+          for (int i = 0; i < c; ++i) s += std::pow(double{x[g * c + i]} - book.value(g, code, i), 2);
+          return s;
+        };
+        double best = dist(0);
+        for (int code = 1; code < K; ++code) best = std::min(best, dist(code));
+        EXPECT_LE(dist(codes[g]), best * (1 + 1e-5) + 1e-12) << "d=" << d << " group " << g;
+      }
+    }
+  }
+}
+
 TEST(CqKernels, Avx2MatchesScalarBitForBit) {
   if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "this CPU has no AVX2: only the scalar kernels run here";
   const kernels::CqKernels& ref = kernels::cq_kernels(Isa::Scalar);
@@ -249,6 +273,27 @@ TEST(CqKernels, Avx2MatchesScalarBitForBit) {
       simd.scores(t_ref.data(), codes.data(), n, G, K, s_simd.data());
       ASSERT_EQ(s_simd[n], -1.0f) << "wrote past the end";
       ASSERT_EQ(std::memcmp(s_ref.data(), s_simd.data(), n * sizeof(float)), 0) << "scores d=" << d << " n=" << n;
+    }
+    // Encoding, with ties made on purpose: code 3 repeats code 9 (and 200 where it exists),
+    // so the lowest of equal codes must win in every lane order.
+    CqCodebook tied = book;
+    const int twin = K > 9 ? 9 : K - 1;  // the code made equal to code 3 (with 4 codes: code 3 itself)
+    for (int g = 0; g < G && twin != 3; ++g)
+      for (int i = 0; i < c; ++i) {
+        tied.group(g)[i * K + twin] = tied.group(g)[i * K + 3];
+        if (K > 200) tied.group(g)[i * K + 200] = tied.group(g)[i * K + 3];
+      }
+    for (int r = 0; r < 50; ++r) {
+      std::vector<float> x = normal_values(d, 300 + r);
+      if (r % 5 == 0 && K > 3)  // exactly on code 3 of every group
+        for (int g = 0; g < G; ++g)
+          for (int i = 0; i < c; ++i) x[g * c + i] = tied.value(g, 3, i);
+      std::vector<uint8_t> e_ref(G), e_simd(G);
+      ref.encode(x.data(), tied.centroids.data(), d, c, K, e_ref.data());
+      simd.encode(x.data(), tied.centroids.data(), d, c, K, e_simd.data());
+      ASSERT_EQ(e_ref, e_simd) << "encode d=" << d << " row " << r;
+      if (r % 5 == 0 && K > 3)
+        for (int g = 0; g < G; ++g) EXPECT_EQ(e_ref[g], 3) << "a tie went to a higher code";
     }
     const std::vector<float> buckets = normal_values(static_cast<size_t>(G) * K, 54);
     std::vector<float> o_ref(d), o_simd(d);

@@ -263,6 +263,22 @@ TEST(KvCompress, CompressEvictsTheLowestScoredBlocksOutsideTheWindow) {
     }
 }
 
+// A second compression (a chat turn's prompt) keeps 1/rate of the whole
+// length, not 1/rate of what the first one left.
+TEST(KvCompress, ARateDoesNotCompoundOverPrompts) {
+  KvCache c(KvShape{1, 2, 8, 512, 1}, DType::F32);
+  fill(c, 0, 8 * kB, 1);
+  KvCompressSpec spec;
+  spec.mode = KvCompressSpec::Mode::Metric;
+  spec.rate = 2;
+  spec.protect = 16;
+  compress_sequence(c, 0, spec, nullptr);
+  EXPECT_EQ(c.used_blocks(), 2 * 4);  // 8 position blocks x 2 heads, half kept
+  fill(c, 8 * kB, 8 * kB, 2);         // 8 more position blocks: 4 + 8 held per head
+  compress_sequence(c, 0, spec, nullptr);
+  EXPECT_EQ(c.used_blocks(), 2 * 8);  // half of 16 per head, not half of 12
+}
+
 TEST(KvCompress, ParsesItsValuesAndRefusesOthers) {
   EXPECT_FALSE(parse_kv_compress("off").on());
   EXPECT_EQ(parse_kv_compress("4").rate, 4.0);

@@ -18,7 +18,7 @@ TEST(SessionKvCompress, CompressesAfterThePromptAndKeepsGenerating) {
   SessionOptions plain;
   plain.n_ctx = 512;
   SessionOptions comp = plain;
-  comp.kv_compress = parse_kv_compress("4");
+  comp.engine.kv_compress = {KvCompressConfig::Mode::Metric, 4, 0};  // kvcompress=4
   Session a(*tiny.model, plain), b(*tiny.model, comp);
   const auto la = a.set_history(prompt);
   const std::vector<float> first_a(la.begin(), la.end());

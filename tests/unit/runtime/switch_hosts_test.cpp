@@ -5,8 +5,20 @@
 //   - report it back (the host's resolved configuration, as the host prints
 //     it: bench JSON, the server's /props, perplexity's header), and
 //   - show the switch's declared effect (switches/registry.h SwitchEffect):
-//     other logits, other draws for one seed, or neither.
+//     other logits, other draws for one seed, or neither; or, for KV
+//     eviction (kvcompress, kv_budget), the effect below.
 // A switch added later that does not reach a host fails here.
+//
+// Eviction (SwitchEffect::Evicts) happens once a prompt is cached, and only
+// blocks older than the protected window (the last 32 positions) go: the
+// walk's prompt is about that short, so checking "other logits" on it would
+// test nothing or fail by chance. What is checked instead is what eviction
+// promises, on a prompt of 200 tokens as well: the prompt's own logits equal
+// the baseline's (they come before the eviction), the host then holds fewer
+// KV blocks than the baseline (Session: its cache; Scheduler: the blocks its
+// stats say were evicted and freed), and the next decode step's logits differ
+// (the attention saw the shorter heads). The perplexity host scores a chunk
+// in one forward pass, so it must refuse the value, naming kestrel longeval --ppl.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,8 +29,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "model/quantize.h"
 #include "kernels/packed_gemm.h"
+#include "model/quantize.h"
 #include "ops/matmul.h"
 #include "platform/cpu.h"
 #include "runtime/bench.h"
@@ -26,25 +38,32 @@
 #include "runtime/scheduler.h"
 #include "runtime/session.h"
 #include "switches/registry.h"
+#include "unit/runtime/tiny_cq.h"
 #include "unit/runtime/tiny_model.h"
 
 namespace kestrel {
 namespace {
 
 // The tiny model in Q8_0, so that the weight kernels have panels, vec_dot and
-// SIMD versions to choose from (F32 weights have one path only).
+// SIMD versions to choose from (F32 weights have one path only), with CQ
+// codebooks beside it for kv=cq2 and kv=cq1.
 struct QuantizedTiny {
   testing::LoadedTinyModel f32{"switch_hosts"};
   std::string path = f32.path + ".q8_0.gguf";
   std::unique_ptr<Model> model;
+  std::vector<std::string> sidecars;
   QuantizedTiny() {
     QuantizeOptions qo;
     qo.type = DType::Q8_0;
     qo.pure = true;
     quantize_model(f32.path, path, qo);
     model = load_model(path);
+    for (CqSpec spec : {kCq2, kCq1}) sidecars.push_back(testing::write_cq_sidecar(*model, spec));
   }
-  ~QuantizedTiny() { std::filesystem::remove(path); }
+  ~QuantizedTiny() {
+    std::filesystem::remove(path);
+    for (const auto& s : sidecars) std::filesystem::remove(s);
+  }
 };
 
 const Model& tiny_q8() {
@@ -60,6 +79,9 @@ EngineConfig config_with(const SwitchSetting& s) {
   EngineConfig c;
   c.n_threads = 2;
   if (!s.name.empty()) apply_switch(c, s);
+  // CQ reads codes past the first block (the sink) and before the last
+  // cq_window rows: a window of 4 leaves the walk's prompt rows to code.
+  if (is_cq(c.k_type)) c.cq_window = 4;
   return c;
 }
 
@@ -172,6 +194,15 @@ void expect_effect(SwitchEffect effect, const Observed& base, const Observed& go
   ASSERT_EQ(base.numbers.size(), got.numbers.size()) << where;
   const bool same_numbers = base.numbers == got.numbers;
   switch (effect) {
+    case SwitchEffect::Evicts: {
+      // The prompt's logits: all of the session's; the scheduler's first
+      // position (later ones follow decode steps over the evicted heads).
+      const size_t n = base.greedy.empty() ? base.numbers.size() : base.numbers.size() / base.greedy.size();
+      EXPECT_TRUE(
+          std::equal(base.numbers.begin(), base.numbers.begin() + static_cast<std::ptrdiff_t>(n), got.numbers.begin()))
+          << where << ": the prompt's logits moved, but eviction comes after them";
+      break;
+    }
     case SwitchEffect::Logits: {
       EXPECT_FALSE(same_numbers) << where << ": identical numbers, the switch did not reach the kernels";
       // Teacher-forced numbers only: up to the first position where the greedy
@@ -207,6 +238,75 @@ void expect_effect(SwitchEffect effect, const Observed& base, const Observed& go
   }
 }
 
+// A prompt longer than the protected window: 200 tokens of the tiny vocabulary.
+std::vector<int32_t> long_prompt() {
+  std::vector<int32_t> p;
+  for (int i = 0; i < 200; ++i) p.push_back(3 + (i * 7) % 50);
+  return p;
+}
+
+// Session and Scheduler with `s` against the baseline on long_prompt().
+void expect_eviction(const SwitchSetting& s, const std::string& where) {
+  SessionOptions so;
+  so.n_ctx = 256;
+  so.engine = config_with({});
+  Session base(tiny_q8(), so);
+  so.engine = config_with(s);
+  Session evicting(tiny_q8(), so);
+  const auto lb = base.set_history(long_prompt());
+  const std::vector<float> base_prompt(lb.begin(), lb.end());
+  const auto le = evicting.set_history(long_prompt());
+  EXPECT_EQ(std::vector<float>(le.begin(), le.end()), base_prompt) << where << " (session): the prompt's logits";
+  EXPECT_GT(evicting.evicted_blocks(), 0) << where << " (session)";
+  EXPECT_LT(evicting.cache().used_blocks(), base.cache().used_blocks()) << where << " (session)";
+  const int32_t next = 5;
+  const auto db = base.append(std::span<const int32_t>(&next, 1));
+  const std::vector<float> base_decode(db.begin(), db.end());
+  const auto de = evicting.append(std::span<const int32_t>(&next, 1));
+  EXPECT_NE(std::vector<float>(de.begin(), de.end()), base_decode) << where << " (session): decode ignored eviction";
+
+  auto first_logprobs = [&](const EngineConfig& engine, SchedulerStats& stats) {
+    SchedulerOptions o;
+    o.n_slots = 1;
+    o.n_ctx_slot = 256;
+    o.engine = engine;
+    Scheduler sched(tiny_q8(), o);
+    std::promise<std::vector<float>> done;
+    std::vector<float> first;
+    CompletionRequest req;
+    req.prompt = long_prompt();
+    req.gen = seeded(2);
+    req.gen.sampling.temperature = 0.0f;
+    req.n_logprobs = 20;
+    req.on_event = [&](CompletionEvent&& ev) {
+      for (const auto& l : ev.logprobs)
+        if (first.empty())
+          for (const auto& [id, lp] : l.top) first.push_back(lp);
+      if (ev.done) done.set_value(first);
+      return true;
+    };
+    auto f = done.get_future();
+    EXPECT_EQ(sched.submit(std::move(req)).status, SubmitStatus::Accepted);
+    auto out = f.get();
+    stats = sched.stats();
+    return out;
+  };
+  SchedulerStats base_stats, stats;
+  const auto base_first = first_logprobs(config_with({}), base_stats);
+  const auto first = first_logprobs(config_with(s), stats);
+  EXPECT_EQ(first, base_first) << where << " (scheduler): the first token's log-probs come before eviction";
+  EXPECT_EQ(base_stats.kvcompress_head_blocks_evicted, 0u) << where;
+  EXPECT_GT(stats.kvcompress_head_blocks_evicted, 0u) << where << " (scheduler)";
+  EXPECT_GT(stats.kvcompress_head_blocks_freed, 0u) << where << " (scheduler)";
+
+  try {
+    (void)via_perplexity(find_switch(s.name), s);
+    ADD_FAILURE() << where << " (perplexity): accepted, but one pass per chunk evicts nothing";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("kestrel longeval --ppl"), std::string::npos) << e.what();
+  }
+}
+
 TEST(SwitchHosts, EveryRunnableValueReachesEveryHost) {
   const SwitchSetting none{};
   const Observed base_session = via_session(switch_specs()[0], none);
@@ -238,10 +338,14 @@ TEST(SwitchHosts, EveryRunnableValueReachesEveryHost) {
       EXPECT_EQ(sched.reported, expected) << where << " (scheduler)";
       expect_effect(effect, base_sched, sched, where + " (scheduler)", bound);
 
-      const Observed ppl = via_perplexity(spec, s);
-      EXPECT_EQ(ppl.reported, expected) << where << " (perplexity)";
-      expect_effect(effect, Observed{"", base_ppl.numbers, {}}, Observed{"", ppl.numbers, {}}, where + " (perplexity)",
-                    bound);
+      if (effect == SwitchEffect::Evicts) {
+        expect_eviction(s, where);
+      } else {
+        const Observed ppl = via_perplexity(spec, s);
+        EXPECT_EQ(ppl.reported, expected) << where << " (perplexity)";
+        expect_effect(effect, Observed{"", base_ppl.numbers, {}}, Observed{"", ppl.numbers, {}},
+                      where + " (perplexity)", bound);
+      }
 
       EXPECT_EQ(via_bench(spec, s), expected) << where << " (bench)";
     }

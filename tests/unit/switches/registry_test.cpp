@@ -78,4 +78,34 @@ TEST(Switches, AttnInstallsTheAlgorithmAndRefusesKvTypesWithoutKernels) {
   EXPECT_NO_THROW(check_engine_config(c));  // exact reads every KV type
 }
 
+// kvcompress and kv_budget: every value installs and reads back; kv_budget
+// is off or a positive integer; each is one slot (set twice: refused).
+TEST(Switches, KvCompressAndKvBudgetRoundTrip) {
+  const SwitchSpec& kvc = find_switch("kvcompress");
+  for (const auto& v : kvc.values) {
+    EngineConfig c;
+    apply_switch(c, parse_switch("kvcompress=" + v));
+    EXPECT_EQ(kvc.current(c), v);
+    EXPECT_EQ(kvc.effect(v), v == "off" ? SwitchEffect::Speed : SwitchEffect::Evicts);
+  }
+  EngineConfig c;
+  apply_switches(c, parse_switch_list("kvcompress=window:8,kv_budget=512"));
+  EXPECT_EQ(c.kv_compress.mode, KvCompressConfig::Mode::Window);
+  EXPECT_EQ(c.kv_compress.rate, 8);
+  EXPECT_EQ(c.kv_compress.budget, 512);
+  const std::string text = engine_settings_text(c);
+  EXPECT_NE(text.find("kvcompress=window:8"), std::string::npos) << text;
+  EXPECT_NE(text.find("kv_budget=512"), std::string::npos) << text;
+  EXPECT_NE(engine_settings_text(EngineConfig{}).find("kv_budget=off"), std::string::npos);
+  apply_switch(c, parse_switch("kv_budget=off"));
+  EXPECT_EQ(c.kv_compress.budget, 0);
+  EXPECT_THROW(parse_switch("kv_budget=0"), Error);
+  EXPECT_THROW(parse_switch("kv_budget=-5"), Error);
+  EXPECT_THROW(parse_switch("kvcompress=3"), Error);
+  EXPECT_THROW(parse_switch("kvcompress=window:3"), Error);
+  EngineConfig d;
+  EXPECT_THROW(apply_switches(d, parse_switch_list("kv_budget=64,kv_budget=128")), Error);
+  EXPECT_THROW(apply_switches(d, parse_switch_list("kvcompress=2,kvcompress=4")), Error);
+}
+
 }  // namespace kestrel

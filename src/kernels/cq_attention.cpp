@@ -1,0 +1,110 @@
+#include "kernels/cq_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/fp16.h"
+
+namespace kestrel::kernels {
+namespace {
+
+// Rows [r0, r1) of logical block b: the first row read from the F16 copy
+// (r1 when none), cq_reads_copy for a whole block: the rows from there on are copies.
+int64_t first_copied_row(const CqRows& cq, int64_t bl, int64_t b, int64_t r0, int64_t r1, int64_t n) {
+  if (cq.win_ids == nullptr || cq.win_ids[b] < 0) return r1;
+  if ((b + 1) * bl <= cq.sink) return r0;
+  return std::clamp(n - cq.window, r0, r1);
+}
+
+const uint8_t* code_row(const void* base, const int32_t* ids, int64_t stride, int64_t block_len, int64_t r,
+                        int64_t row_bytes) {
+  return static_cast<const uint8_t*>(base) + ids[r / block_len] * stride + (r % block_len) * row_bytes;
+}
+
+const uint16_t* copy_row(const uint16_t* base, const CqRows& cq, int64_t block_len, int64_t r, int d) {
+  return base + cq.win_ids[r / block_len] * cq.win_stride + (r % block_len) * d;
+}
+
+}  // namespace
+
+void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
+  const CqRows& cq = kv.cq;
+  const int k_groups = d / cq.k_c;
+  const int v_groups = d / cq.v_c;
+  thread_local std::vector<float> qs, table, s, buckets, acc;
+  qs.resize(static_cast<size_t>(d));
+  for (int c = 0; c < d; ++c) qs[c] = q[c] * scale;
+  table.resize(static_cast<size_t>(k_groups) * cq.n_codes);
+  ck.score_table(qs.data(), cq.k_centroids, d, cq.k_c, cq.n_codes, table.data());
+  s.resize(static_cast<size_t>(std::max<int64_t>(n, 1)));
+  const int64_t bl = kv.block_len;
+  for (int64_t b = 0; b * bl < n; ++b) {
+    const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
+    const int64_t split = first_copied_row(cq, bl, b, r0, r1, n);
+    if (split > r0)
+      ck.scores(table.data(), code_row(kv.k, kv.ids, kv.stride_bytes, bl, r0, k_groups), split - r0, k_groups,
+                cq.n_codes, s.data() + r0);
+    for (int64_t r = split; r < r1; ++r) {
+      const uint16_t* k = copy_row(cq.win_k, cq, bl, r, d);
+      float dot = 0.0f;
+      for (int c = 0; c < d; ++c) dot = std::fma(qs[c], fp16_to_f32(k[c]), dot);
+      s[r] = dot;
+    }
+  }
+  float max = -INFINITY;
+  for (int64_t r = 0; r < n; ++r) max = std::max(max, s[r]);
+  float sum = 0.0f;
+  for (int64_t r = 0; r < n; ++r) {
+    s[r] = std::exp(s[r] - max);
+    sum += s[r];
+  }
+  buckets.assign(static_cast<size_t>(v_groups) * cq.n_codes, 0.0f);
+  acc.assign(static_cast<size_t>(d), 0.0f);
+  for (int64_t b = 0; b * bl < n; ++b) {
+    const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
+    const int64_t split = first_copied_row(cq, bl, b, r0, r1, n);
+    if (split > r0)
+      ck.add_buckets(s.data() + r0, code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r0, v_groups), split - r0, v_groups,
+                     cq.n_codes, buckets.data());
+    for (int64_t r = split; r < r1; ++r) {
+      const uint16_t* v = copy_row(cq.win_v, cq, bl, r, d);
+      for (int c = 0; c < d; ++c) acc[c] = std::fma(s[r], fp16_to_f32(v[c]), acc[c]);
+    }
+  }
+  ck.buckets_out(buckets.data(), cq.v_centroids, d, cq.v_c, cq.n_codes, out);
+  const float inv = n > 0 ? 1.0f / sum : 0.0f;
+  for (int c = 0; c < d; ++c) out[c] = (out[c] + acc[c]) * inv;
+}
+
+void cq_rows_as_floats(const KvRows& kv, int64_t n, int d, float* k, float* v) {
+  const CqRows& cq = kv.cq;
+  const int k_groups = d / cq.k_c;
+  const int v_groups = d / cq.v_c;
+  const int64_t bl = kv.block_len;
+  auto decode = [&](const uint8_t* codes, const float* centroids, int c, int groups, float* row) {
+    for (int g = 0; g < groups; ++g)
+      for (int i = 0; i < c; ++i) row[g * c + i] = centroids[(int64_t{g} * c + i) * cq.n_codes + codes[g]];
+  };
+  for (int64_t b = 0; b * bl < n; ++b) {
+    const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
+    const int64_t split = first_copied_row(cq, bl, b, r0, r1, n);
+    for (int64_t r = r0; r < r1; ++r) {
+      float* kr = k + r * d;
+      float* vr = v + r * d;
+      if (r >= split) {
+        const uint16_t* kc = copy_row(cq.win_k, cq, bl, r, d);
+        const uint16_t* vc = copy_row(cq.win_v, cq, bl, r, d);
+        for (int c = 0; c < d; ++c) {
+          kr[c] = fp16_to_f32(kc[c]);
+          vr[c] = fp16_to_f32(vc[c]);
+        }
+        continue;
+      }
+      decode(code_row(kv.k, kv.ids, kv.stride_bytes, bl, r, k_groups), cq.k_centroids, cq.k_c, k_groups, kr);
+      decode(code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r, v_groups), cq.v_centroids, cq.v_c, v_groups, vr);
+    }
+  }
+}
+
+}  // namespace kestrel::kernels

@@ -1,0 +1,291 @@
+// The CQ KV types (kv=cq2, cq1; kv/kv_cache.h, kernels/cq_attention.h): codes
+// stored through the codebooks, the F16 copies of the window and of the sink
+// block kept and given back as the sequence grows, shared, evicted and cut
+// back, and the attention over such a cache against a brute-force softmax over
+// the rows it must read (the originals rounded to F16 where a copy is read,
+// their decoded codes elsewhere), at every Isa bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "kernels/attention_set.h"
+#include "kv/attention.h"
+#include "kv/cq_codebook.h"
+#include "kv/kv_cache.h"
+#include "unit/error_text.h"
+
+namespace kestrel {
+namespace {
+
+using kestrel::testing::error_of;
+
+constexpr int kB = KvCache::kBlock;
+constexpr int kLayers = 2, kHeads = 2, kDim = 16;
+constexpr int64_t kWindow = 32, kSink = 16;
+
+std::vector<float> normal_values(size_t n, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// Codebooks of random centroids for every (layer, head), K and V.
+std::shared_ptr<const CqCodebooks> random_books(CqSpec spec, uint32_t seed) {
+  CqModelInfo info{"test", kLayers, kHeads, kDim, kDim, 0, 0};
+  CqCodebooks books = make_cq_codebooks(spec, info);
+  std::mt19937 rng(seed);
+  for (auto* side : {&books.k, &books.v})
+    for (CqCodebook& b : *side) b.centroids = normal_values(b.centroids.size(), rng);
+  return std::make_shared<const CqCodebooks>(std::move(books));
+}
+
+struct CqFixture {
+  DType type;
+  std::shared_ptr<const CqCodebooks> books;
+  KvCache cache;
+  // Every stored token's K and V, [pos][kHeads * kDim], per layer.
+  std::vector<std::vector<std::vector<float>>> k, v;
+
+  explicit CqFixture(DType t, int n_seq = 1, int64_t n_ctx = 256)
+      : type(t),
+        books(random_books(t == DType::CQ2 ? kCq2 : kCq1, 7)),
+        cache(KvShape{kLayers, kHeads, kDim, n_ctx, n_seq}, t, t, best_isa(), true, false, KvCq{books, kWindow, kSink}),
+        k(kLayers),
+        v(kLayers) {}
+
+  // Stores positions [from, to) of seq 0 with random rows and notes the length.
+  void fill(int64_t from, int64_t to, uint32_t seed, int seq = 0) {
+    std::mt19937 rng(seed);
+    for (int64_t p = from; p < to; ++p)
+      for (int l = 0; l < kLayers; ++l) {
+        std::vector<float> kr = normal_values(kHeads * kDim, rng), vr = normal_values(kHeads * kDim, rng);
+        cache.store(l, seq, p, kr.data(), vr.data());
+        if (seq != 0) continue;
+        k[l].resize(std::max<size_t>(k[l].size(), static_cast<size_t>(p) + 1));
+        v[l].resize(k[l].size());
+        k[l][p] = kr;
+        v[l][p] = vr;
+      }
+    cache.grow_seq_len(seq, to);
+  }
+
+  // The row the attention must read for a query over n rows, built from the
+  // original: its F16 rounding when its block holds a copy and the row lies in
+  // the sink block or the last kWindow rows, its decoded code otherwise.
+  std::vector<float> expected_row(int layer, int head, int64_t r, int64_t n, bool key) const {
+    const std::vector<float>& src = (key ? k : v)[layer][r];
+    std::vector<float> x(src.begin() + head * kDim, src.begin() + (head + 1) * kDim);
+    const KvHeadView view = cache.view(layer, 0, head);
+    const bool copy = view.cq.win_ids[r / kB] >= 0 && (r < kSink || r >= n - kWindow);
+    if (copy) {
+      for (float& e : x) e = fp16_to_f32(f32_to_fp16(e));
+      return x;
+    }
+    const CqCodebook& book = key ? books->key(layer, head) : books->value(layer, head);
+    std::vector<uint8_t> codes(static_cast<size_t>(book.groups()));
+    cq_encode_row(book, x, codes);
+    cq_decode_row(book, codes, x);
+    return x;
+  }
+
+  int64_t copies_per_head(int64_t rows) const {
+    int64_t n = 0;
+    for (int64_t b = 0; b * kB < rows; ++b) n += (b + 1) * kB <= kSink || (b + 1) * kB > rows - kWindow;
+    return n;
+  }
+};
+
+}  // namespace
+
+TEST(CqCache, CodesEveryRowAndKeepsF16CopiesOfTheSinkAndTheWindow) {
+  for (DType t : {DType::CQ2, DType::CQ1}) {
+    CqFixture f(t);
+    EXPECT_EQ(f.cache.k_row_bytes(), static_cast<size_t>(kDim / (t == DType::CQ2 ? 4 : 8)));
+    f.fill(0, 100, 1);
+    // 100 rows: the sink block 0 and blocks 4..6 (rows 64..99 reach into the last 32).
+    EXPECT_EQ(f.copies_per_head(100), 4);
+    EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * 4);
+    for (int l = 0; l < kLayers; ++l)
+      for (int h = 0; h < kHeads; ++h) {
+        const KvHeadView view = f.cache.view(l, 0, h);
+        std::vector<float> got(kDim);
+        for (int64_t r = 0; r < 100; ++r) {
+          f.cache.key_row(view, r, 100, got.data());
+          EXPECT_EQ(got, f.expected_row(l, h, r, 100, true))
+              << dtype_name(t) << " layer " << l << " head " << h << " row " << r;
+        }
+      }
+    // Growing gives back the copies that fall out of the window.
+    f.fill(100, 160, 2);
+    EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * f.copies_per_head(160));
+    f.cache.clear();
+    EXPECT_EQ(f.cache.copies_held(), 0);
+    EXPECT_EQ(f.cache.used_blocks(), 0);
+  }
+}
+
+TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
+  for (DType t : {DType::CQ2, DType::CQ1}) {
+    CqFixture f(t);
+    f.fill(0, 150, 3);
+    const AttentionParams p{4, kHeads, kDim, 0.25f};
+    std::mt19937 rng(11);
+    for (int64_t n : {1, 15, 16, 40, 100, 150}) {
+      for (int l = 0; l < kLayers; ++l)
+        for (int head = 0; head < 4; ++head) {
+          const int kvh = head / 2;
+          const std::vector<float> q = normal_values(kDim, rng);
+          // Brute force, in double.
+          std::vector<double> s(static_cast<size_t>(n)), want(kDim, 0.0);
+          double max = -INFINITY, z = 0;
+          for (int64_t r = 0; r < n; ++r) {
+            const std::vector<float> kr = f.expected_row(l, kvh, r, n, true);
+            double dot = 0;
+            for (int c = 0; c < kDim; ++c) dot += double{q[c]} * kr[c];
+            s[r] = dot * p.scale;
+            max = std::max(max, s[r]);
+          }
+          for (int64_t r = 0; r < n; ++r) {
+            const double e = std::exp(s[r] - max);
+            z += e;
+            const std::vector<float> vr = f.expected_row(l, kvh, r, n, false);
+            for (int c = 0; c < kDim; ++c) want[c] += e * vr[c];
+          }
+          std::vector<float> scalar(kDim);
+          attend_head(f.cache, l, 0, p, head, q.data(), n, scalar.data(),
+                      kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, Isa::Scalar));
+          for (int c = 0; c < kDim; ++c)
+            EXPECT_NEAR(scalar[c], want[c] / z, 1e-5) << dtype_name(t) << " n " << n << " channel " << c;
+          for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+            if (!isa_supported(isa)) continue;
+            std::vector<float> simd(kDim);
+            attend_head(f.cache, l, 0, p, head, q.data(), n, simd.data(),
+                        kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, isa));
+            EXPECT_EQ(simd, scalar) << dtype_name(t) << " " << isa_name(isa) << " n " << n;
+          }
+        }
+    }
+  }
+}
+
+TEST(CqCache, PromptTilesEqualTheRowKernel) {
+  CqFixture f(DType::CQ2);
+  f.fill(0, 90, 4);
+  const auto& set = kernels::attention_kernel_set(DType::CQ2, kernels::AttentionAlgo::Exact, best_isa());
+  const KvHeadView view = f.cache.view(1, 0, 1);
+  std::mt19937 rng(5);
+  std::vector<std::vector<float>> q, tile_out, row_out;
+  std::vector<int64_t> visible;
+  for (int i = 0; i < 8; ++i) {
+    q.push_back(normal_values(kDim, rng));
+    visible.push_back(20 + 9 * i);
+    tile_out.emplace_back(kDim);
+    row_out.emplace_back(kDim);
+    set.row(head_rows(view), visible.back(), kDim, q.back().data(), 0.25f, row_out.back().data());
+  }
+  std::vector<const float*> qp;
+  std::vector<float*> op;
+  for (int i = 0; i < 8; ++i) {
+    qp.push_back(q[i].data());
+    op.push_back(tile_out[i].data());
+  }
+  std::vector<float> scratch(kernels::tile_scratch_floats(kDim));
+  set.tile(head_rows(view), kDim, kernels::TileRows{qp.data(), op.data(), visible.data(), 8}, 0.25f, scratch.data());
+  EXPECT_EQ(tile_out, row_out);
+}
+
+TEST(CqCache, SharedPrefixesGetTheirOwnCopies) {
+  CqFixture f(DType::CQ2, 2);
+  f.fill(0, 100, 6);
+  const int64_t held = f.cache.copies_held();
+  f.cache.share_prefix(1, 0, 90);
+  // Sequence 1 holds 90 rows: its own copies of those sequence 0 still had among them (blocks 0, 4, 5;
+  // block 3 reaches into sequence 1's last 32 rows, but sequence 0 gave its copy back).
+  EXPECT_EQ(f.cache.copies_held(), held + kLayers * kHeads * 3);
+  // Writing sequence 1's partly filled shared block copies the codes, not sequence 0's rows.
+  f.fill(90, 95, 7, 1);
+  std::vector<float> got(kDim);
+  for (int64_t r = 0; r < 100; ++r) {
+    f.cache.key_row(f.cache.view(0, 0, 1), r, 100, got.data());
+    EXPECT_EQ(got, f.expected_row(0, 1, r, 100, true)) << "row " << r;
+  }
+  // The shared rows read in sequence 1 as in sequence 0 (copies where both read copies, codes elsewhere).
+  std::vector<float> want(kDim);
+  for (int64_t r = 0; r < 90; ++r) {
+    f.cache.key_row(f.cache.view(0, 1, 1), r, 95, got.data());
+    f.cache.key_row(f.cache.view(0, 0, 1), r, 95, want.data());
+    EXPECT_EQ(got, want) << "row " << r;
+  }
+  f.cache.clear_seq(1);
+  EXPECT_EQ(f.cache.copies_held(), held);
+}
+
+TEST(CqCache, EvictionGivesBackTheBlockAndItsCopy) {
+  CqFixture f(DType::CQ1);
+  f.fill(0, 100, 8);
+  const int64_t copies = f.cache.copies_held(), free = f.cache.free_blocks();
+  // Block 4 (rows 64..79) holds a copy; block 2 does not.
+  const KvBlockRef drop[] = {{0, 1, 4}, {1, 0, 2}};
+  f.cache.evict(0, drop);
+  EXPECT_EQ(f.cache.copies_held(), copies - 1);
+  EXPECT_EQ(f.cache.free_blocks(), free + 2);
+  EXPECT_EQ(f.cache.evicted_rows(0, 0, 1), kB);
+}
+
+TEST(CqCache, ACutIntoACodedBlockRebuildsItsCopyFromTheCodes) {
+  CqFixture f(DType::CQ2);
+  f.fill(0, 120, 9);
+  f.cache.set_seq_len(0, 40);  // block 2 (rows 32..47) had given its copy back
+  f.fill(40, 41, 10);
+  std::vector<float> got(kDim);
+  const KvHeadView view = f.cache.view(1, 0, 0);
+  ASSERT_GE(view.cq.win_ids[2], 0);
+  const CqCodebook& book = f.books->key(1, 0);
+  for (int64_t r = 32; r < 40; ++r) {
+    f.cache.key_row(view, r, 41, got.data());
+    // The copy holds the decoded codes (rounded to F16): the original rows are gone.
+    std::vector<float> x(f.k[1][r].begin(), f.k[1][r].begin() + kDim);
+    std::vector<uint8_t> codes(static_cast<size_t>(book.groups()));
+    cq_encode_row(book, x, codes);
+    cq_decode_row(book, codes, x);
+    for (float& e : x) e = fp16_to_f32(f32_to_fp16(e));
+    EXPECT_EQ(got, x) << "row " << r;
+  }
+  f.cache.key_row(view, 40, 41, got.data());
+  EXPECT_EQ(got, f.expected_row(1, 0, 40, 41, true));
+}
+
+TEST(CqCache, RefusesWhatItCannotStore) {
+  const KvShape shape{kLayers, kHeads, kDim, 64, 1};
+  const auto books2 = random_books(kCq2, 1);
+  EXPECT_NE(error_of([&] { KvCache(shape, DType::CQ2, DType::CQ2); }).find("needs codebooks"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              KvCache(shape, DType::CQ2, DType::F16, best_isa(), true, false, KvCq{books2});
+            }).find("codes K and V alike"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              KvCache(shape, DType::CQ1, DType::CQ1, best_isa(), true, false, KvCq{books2});
+            }).find("needs cq1 codebooks, not cq2"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              KvCache(KvShape{kLayers + 1, kHeads, kDim, 64, 1}, DType::CQ2, DType::CQ2, best_isa(), true, false,
+                      KvCq{books2});
+            }).find("do not fit"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              KvCache(shape, DType::F16, DType::F16, best_isa(), true, false, KvCq{books2});
+            }).find("only cq2 and cq1"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              kernels::attention_kernel_set(DType::CQ2, DType::F16, kernels::AttentionAlgo::Exact, best_isa());
+            }).find("K cq2 V cq2"),
+            std::string::npos);
+}
+
+}  // namespace kestrel
