@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/printf.h"
 #include "runtime/perplexity_math.h"
 
 namespace kestrel {
@@ -61,14 +62,7 @@ class Cursor {
   size_t at_ = 0;
 };
 
-std::string fmt(const char* f, ...) {
-  char buf[256];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
+const auto fmt = printf_string;
 
 // Mean of a per-token quantity and the standard error of that mean; the error
 // is reported only from 11 samples on, as llama-perplexity does.

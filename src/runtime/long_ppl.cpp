@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/printf.h"
 #include "runtime/kv_compressor.h"
 #include "runtime/longeval.h"
 #include "runtime/perplexity_math.h"
@@ -123,23 +124,16 @@ LongPplResult run_long_ppl(const Model& model, const std::vector<std::vector<int
       progress(static_cast<int>(d) + 1, static_cast<int>(docs.size()), doc,
                std::chrono::duration<double>(Clock::now() - t0).count());
   }
-  const double mean = r.nll_sum / static_cast<double>(r.scored);
-  r.ppl = std::exp(mean);
-  if (r.scored > 1) {
-    const double var = r.nll2_sum / static_cast<double>(r.scored) - mean * mean;
-    r.ppl_error = r.ppl * std::sqrt(std::max(0.0, var) / static_cast<double>(r.scored - 1));
-  }
+  const PplEstimate e = ppl_estimate(r.nll_sum, r.nll2_sum, r.scored);
+  r.ppl = e.ppl;
+  r.ppl_error = e.error;
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return r;
 }
 
 namespace {
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
+const auto fmt = printf_string;
 
 double mib(int64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/printf.h"
 #include "kv/kv_cache.h"
 #include "runtime/session.h"
 #include "switches/registry.h"
@@ -356,11 +357,7 @@ LongevalResult run_longeval(const Model& model, const LongevalOptions& o, const 
 
 namespace {
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
+const auto fmt = printf_string;
 
 std::string mib(int64_t bytes) { return fmt("%.2f", static_cast<double>(bytes) / (1024.0 * 1024.0)); }
 

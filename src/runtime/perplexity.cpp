@@ -195,10 +195,9 @@ PerplexityResult run_perplexity(const Model& model, std::span<const int32_t> tok
   }
 
   r.seconds = elapsed(t0);
-  const double mean = r.nll_sum / r.n_scored;
-  r.ppl = std::exp(mean);
-  const double var = r.nll2_sum / r.n_scored - mean * mean;
-  r.ppl_error = (var > 0.0 && r.n_scored > 1) ? r.ppl * std::sqrt(var / (r.n_scored - 1)) : 0.0;
+  const PplEstimate e = ppl_estimate(r.nll_sum, r.nll2_sum, r.n_scored);
+  r.ppl = e.ppl;
+  r.ppl_error = e.error;
   if (compare_with) r.kl = kl_stats.summary();
   return r;
 }

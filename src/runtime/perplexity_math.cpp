@@ -71,4 +71,13 @@ void bucket_logprobs(std::span<const float> logits, const RowSoftmax& s, std::sp
                           : -std::numeric_limits<float>::infinity();
 }
 
+PplEstimate ppl_estimate(double nll_sum, double nll2_sum, int64_t n) {
+  if (n <= 0) return {};
+  const double mean = nll_sum / static_cast<double>(n);
+  const double var = nll2_sum / static_cast<double>(n) - mean * mean;
+  PplEstimate e{std::exp(mean), 0.0};
+  if (var > 0.0 && n > 1) e.error = e.ppl * std::sqrt(var / static_cast<double>(n - 1));
+  return e;
+}
+
 }  // namespace kestrel

@@ -25,6 +25,14 @@ double row_nll(const RowSoftmax& s, std::span<const float> logits, int32_t targe
 // through this one rounding, so identical logits give identical log-probs.
 float row_logp(const RowSoftmax& s, float logit);
 
+// PPL = exp(mean NLL) over n tokens and llama-perplexity's error of it,
+// PPL * sqrt(var(NLL) / (n - 1)) (0 for fewer than 2 tokens or no variance).
+struct PplEstimate {
+  double ppl = 0.0;
+  double error = 0.0;
+};
+PplEstimate ppl_estimate(double nll_sum, double nll2_sum, int64_t n);
+
 // The k largest logits' ids, ordered by logit descending and then by id
 // ascending (so ids[0] == argmax). k is clamped to the row length.
 std::vector<int32_t> top_k_ids(std::span<const float> logits, int k);

@@ -5,14 +5,12 @@
 #include <cstdio>
 #include <sstream>
 
+#include "core/printf.h"
+
 namespace kestrel {
 namespace {
 
-std::string num(const char* format, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, format, v);
-  return buf;
-}
+const auto num = printf_string;
 
 double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 
