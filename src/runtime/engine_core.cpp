@@ -1,5 +1,7 @@
 #include "runtime/engine_core.h"
 
+#include <filesystem>
+
 #include "core/error.h"
 #include "platform/dispatch.h"
 #include "switches/registry.h"
@@ -21,6 +23,10 @@ KvCq cq_store(const Model& model, const EngineConfig& c) {
          " has sliding-window layers, which do not read a CQ cache yet (use kv=q4_0 or q8_0)");
   const CqSpec spec = parse_cq_spec(dtype_name(c.k_type));
   const std::string path = cq_sidecar_path(model.path(), spec, c.kv_codebook);
+  if (!std::filesystem::exists(path))
+    fail("kv=", dtype_name(c.k_type), " needs its codebook file, and ", path,
+         " does not exist (`kestrel calibrate kv -m ", model.path(), " --cq ", dtype_name(c.k_type), " -o ", path,
+         "` writes it; without --kv-codebook it is looked for next to the model)");
   return KvCq{std::make_shared<const CqCodebooks>(load_cq_codebooks(path, cq_model_info(model.file()))), c.cq_window};
 }
 
