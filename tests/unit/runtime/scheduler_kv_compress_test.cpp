@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "runtime/scheduler.h"
+#include "unit/runtime/greedy_options.h"
 #include "unit/runtime/tiny_model.h"
 
 namespace kestrel {
@@ -26,13 +27,7 @@ std::vector<int32_t> prompt_of(int n, int salt) {
   return p;
 }
 
-GenerateOptions greedy(int max_tokens) {
-  GenerateOptions g;
-  g.max_tokens = max_tokens;
-  g.sampling.temperature = 0.0f;
-  g.stop_at_eog = false;
-  return g;
-}
+using testing::greedy;
 
 // One request's events in the order of all requests' events (the engine
 // thread calls them one at a time).

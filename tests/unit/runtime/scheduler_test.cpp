@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "unit/runtime/greedy_options.h"
 #include "unit/runtime/tiny_model.h"
 
 namespace kestrel {
@@ -52,13 +53,7 @@ struct Collector {
   }
 };
 
-GenerateOptions greedy(int max_tokens) {
-  GenerateOptions g;
-  g.max_tokens = max_tokens;
-  g.sampling.temperature = 0.0f;
-  g.stop_at_eog = false;
-  return g;
-}
+using testing::greedy;
 
 std::vector<int32_t> reference_tokens(const std::vector<int32_t>& prompt, const GenerateOptions& g) {
   SessionOptions so;
