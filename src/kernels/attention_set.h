@@ -4,6 +4,7 @@
 // and hands to every forward pass. A new KV format or attention algorithm is a
 // new row of the table in attention_set.cpp, not a new code path: the model
 // and the KV cache call whatever set they were given.
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -55,11 +56,15 @@ struct CqRows {
   int64_t sink = 0;  // the first rows, read from their copies too (whole blocks)
 };
 
-// Whether a query over n rows reads row r from its F16 copy (blocks of block_len rows).
-inline bool cq_reads_copy(const CqRows& cq, int64_t block_len, int64_t r, int64_t n) {
-  const int64_t b = r / block_len;
-  if (cq.win_ids == nullptr || cq.win_ids[b] < 0) return false;
-  return (b + 1) * block_len <= cq.sink || r >= n - cq.window;
+// The rows of logical block b (block_len rows) from the returned one on are
+// read from the F16 copy by a query over n rows: all of a block within the
+// sink, those in the last `window` rows otherwise; none (the block's end) when
+// the block has no copy.
+inline int64_t cq_first_copied_row(const CqRows& cq, int64_t block_len, int64_t b, int64_t n) {
+  const int64_t r0 = b * block_len, r1 = r0 + block_len;
+  if (cq.win_ids == nullptr || cq.win_ids[b] < 0) return r1;
+  if (r1 <= cq.sink) return r0;
+  return std::clamp(n - cq.window, r0, r1);
 }
 
 // One head's cached rows with the element type erased: the set that receives

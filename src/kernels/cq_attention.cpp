@@ -9,14 +9,6 @@
 namespace kestrel::kernels {
 namespace {
 
-// Rows [r0, r1) of logical block b: the first row read from the F16 copy
-// (r1 when none), cq_reads_copy for a whole block: the rows from there on are copies.
-int64_t first_copied_row(const CqRows& cq, int64_t bl, int64_t b, int64_t r0, int64_t r1, int64_t n) {
-  if (cq.win_ids == nullptr || cq.win_ids[b] < 0) return r1;
-  if ((b + 1) * bl <= cq.sink) return r0;
-  return std::clamp(n - cq.window, r0, r1);
-}
-
 const uint8_t* code_row(const void* base, const int32_t* ids, int64_t stride, int64_t block_len, int64_t r,
                         int64_t row_bytes) {
   return static_cast<const uint8_t*>(base) + ids[r / block_len] * stride + (r % block_len) * row_bytes;
@@ -41,7 +33,7 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
   const int64_t bl = kv.block_len;
   for (int64_t b = 0; b * bl < n; ++b) {
     const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
-    const int64_t split = first_copied_row(cq, bl, b, r0, r1, n);
+    const int64_t split = std::min(r1, cq_first_copied_row(cq, bl, b, n));
     if (split > r0)
       ck.scores(table.data(), code_row(kv.k, kv.ids, kv.stride_bytes, bl, r0, k_groups), split - r0, k_groups,
                 cq.n_codes, s.data() + r0);
@@ -63,7 +55,7 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
   acc.assign(static_cast<size_t>(d), 0.0f);
   for (int64_t b = 0; b * bl < n; ++b) {
     const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
-    const int64_t split = first_copied_row(cq, bl, b, r0, r1, n);
+    const int64_t split = std::min(r1, cq_first_copied_row(cq, bl, b, n));
     if (split > r0)
       ck.add_buckets(s.data() + r0, code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r0, v_groups), split - r0, v_groups,
                      cq.n_codes, buckets.data());
@@ -75,36 +67,6 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
   ck.buckets_out(buckets.data(), cq.v_centroids, d, cq.v_c, cq.n_codes, out);
   const float inv = n > 0 ? 1.0f / sum : 0.0f;
   for (int c = 0; c < d; ++c) out[c] = (out[c] + acc[c]) * inv;
-}
-
-void cq_rows_as_floats(const KvRows& kv, int64_t n, int d, float* k, float* v) {
-  const CqRows& cq = kv.cq;
-  const int k_groups = d / cq.k_c;
-  const int v_groups = d / cq.v_c;
-  const int64_t bl = kv.block_len;
-  auto decode = [&](const uint8_t* codes, const float* centroids, int c, int groups, float* row) {
-    for (int g = 0; g < groups; ++g)
-      for (int i = 0; i < c; ++i) row[g * c + i] = centroids[(int64_t{g} * c + i) * cq.n_codes + codes[g]];
-  };
-  for (int64_t b = 0; b * bl < n; ++b) {
-    const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
-    const int64_t split = first_copied_row(cq, bl, b, r0, r1, n);
-    for (int64_t r = r0; r < r1; ++r) {
-      float* kr = k + r * d;
-      float* vr = v + r * d;
-      if (r >= split) {
-        const uint16_t* kc = copy_row(cq.win_k, cq, bl, r, d);
-        const uint16_t* vc = copy_row(cq.win_v, cq, bl, r, d);
-        for (int c = 0; c < d; ++c) {
-          kr[c] = fp16_to_f32(kc[c]);
-          vr[c] = fp16_to_f32(vc[c]);
-        }
-        continue;
-      }
-      decode(code_row(kv.k, kv.ids, kv.stride_bytes, bl, r, k_groups), cq.k_centroids, cq.k_c, k_groups, kr);
-      decode(code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r, v_groups), cq.v_centroids, cq.v_c, v_groups, vr);
-    }
-  }
 }
 
 }  // namespace kestrel::kernels

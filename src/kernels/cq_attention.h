@@ -28,9 +28,4 @@ namespace kestrel::kernels {
 // kv: codes (K and V, kBlock rows per block, one byte per group) and kv.cq.
 void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out);
 
-// Rows [0, n) of kv as floats, as attend_cq reads them for a query over n rows
-// (F16 copies where it reads them, decoded codes elsewhere): k, v [n][d]. For
-// references and tests.
-void cq_rows_as_floats(const KvRows& kv, int64_t n, int d, float* k, float* v);
-
 }  // namespace kestrel::kernels

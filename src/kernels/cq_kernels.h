@@ -44,6 +44,13 @@ using CqBucketsOutFn = void (*)(const float* buckets, const float* centroids, in
 // Distances sum channel i's (x_i - C_i)^2 by fma, in channel order.
 using CqEncodeFn = void (*)(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
 
+// codes: [head_dim / c] -> out: [head_dim], each group's centroid (a copy:
+// no arithmetic, so one version serves every Isa).
+inline void cq_decode(const uint8_t* codes, const float* centroids, int head_dim, int c, int n_codes, float* out) {
+  for (int g = 0; g < head_dim / c; ++g)
+    for (int i = 0; i < c; ++i) out[g * c + i] = centroids[(int64_t{g} * c + i) * n_codes + codes[g]];
+}
+
 struct CqKernels {
   CqEncodeFn encode;
   CqScoreTableFn score_table;

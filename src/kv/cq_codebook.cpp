@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/cq_kernels.h"
 #include "kv/cq_kmeans.h"
 
 namespace kestrel {
@@ -72,9 +73,8 @@ void cq_encode_row(const CqCodebook& book, std::span<const float> row, std::span
 
 void cq_decode_row(const CqCodebook& book, std::span<const uint8_t> codes, std::span<float> row) {
   assert(row.size() == static_cast<size_t>(book.head_dim) && codes.size() == static_cast<size_t>(book.groups()));
-  const int c = book.spec.channels_per_group;
-  for (int g = 0; g < book.groups(); ++g)
-    for (int i = 0; i < c; ++i) row[g * c + i] = book.value(g, codes[g], i);
+  kernels::cq_decode(codes.data(), book.centroids.data(), book.head_dim, book.spec.channels_per_group,
+                     book.spec.n_codes(), row.data());
 }
 
 double cq_relative_error(const CqCodebook& book, std::span<const float> row) {

@@ -6,6 +6,7 @@
 #include <cstddef>
 
 #include "core/hash.h"
+#include "kernels/cq_kernels.h"
 
 namespace kestrel {
 namespace {
@@ -38,20 +39,10 @@ uint64_t mix_seed(uint64_t seed, uint64_t salt) {
 
 int nearest_centroid(const float* x, const float* centroids, int dim, int k) {
   assert(k >= 1 && k <= kMaxK);
-  // Codes innermost: the loop runs over k contiguous centroid values per channel.
-  float d[kMaxK] = {};
-  for (int i = 0; i < dim; ++i) {
-    const float xi = x[i];
-    const float* ci = centroids + static_cast<ptrdiff_t>(i) * k;
-    for (int code = 0; code < k; ++code) {
-      const float e = xi - ci[code];
-      d[code] += e * e;
-    }
-  }
-  int best = 0;
-  for (int code = 1; code < k; ++code)
-    if (d[code] < d[best]) best = code;
-  return best;
+  // One group of `dim` channels through the cache's encoder (every Isa gives its bits).
+  uint8_t code = 0;
+  kernels::cq_kernels(best_isa()).encode(x, centroids, dim, dim, k, &code);
+  return code;
 }
 
 std::vector<float> kmeans_pp_init(std::span<const float> points, int dim, int k, uint64_t seed) {

@@ -15,7 +15,8 @@ namespace kestrel {
 // splitmix64: a seed per codebook from (seed, layer, head, ...) and the draws.
 uint64_t mix_seed(uint64_t seed, uint64_t salt);
 
-// The index of the centroid nearest x ([dim]) in squared distance; ties go to
+// The index of the centroid nearest x ([dim]) in squared distance (the CQ
+// encoder kernel, kernels/cq_kernels.h, on one group); ties go to
 // the lowest index. centroids: [dim][k].
 int nearest_centroid(const float* x, const float* centroids, int dim, int k);
 

@@ -257,9 +257,12 @@ void KvCache::trim_copies(int seq) {
     for (int head = 0; head < shape_.n_kv_head; ++head) {
       HeadTable& t = tables_[seq][slice(layer, head)];
       const int64_t rows = seq_len_[seq] - evicted_rows(seq, layer, head);
-      // Logical block i holds rows [i kBlock, (i + 1) kBlock).
-      for (size_t i = 0; i < t.win.size() && static_cast<int64_t>(i + 1) * kBlock <= rows - cq_.window; ++i)
-        if (static_cast<int64_t>(i + 1) * kBlock > cq_.sink) drop_copy(t.win[i]);
+      // Logical block i holds rows [i kBlock, (i + 1) kBlock). Copies are the
+      // sink's and a run of blocks at the end of the table (writes land at the
+      // end; eviction only removes blocks): walk down from the last block
+      // before the window while the run lasts, not over the whole table.
+      for (int64_t i = (rows - cq_.window) / kBlock - 1; i >= 0 && (i + 1) * kBlock > cq_.sink && t.win[i] >= 0; --i)
+        drop_copy(t.win[i]);
     }
 }
 
@@ -267,23 +270,16 @@ void KvCache::key_row(const KvHeadView& view, int64_t r, int64_t n, float* out) 
   const int d = shape_.head_dim;
   const int64_t blk = view.blocks[r / kBlock];
   const int64_t row = r % kBlock;
-  if (cq_.books) {
-    const kernels::CqRows& cq = view.cq;
-    if (kernels::cq_reads_copy(cq, kBlock, r, n)) {
-      const uint16_t* k = cq.win_k + cq.win_ids[r / kBlock] * cq.win_stride + row * d;
-      for (int c = 0; c < d; ++c) out[c] = fp16_to_f32(k[c]);
-      return;
-    }
-    const auto* codes =
-        static_cast<const uint8_t*>(view.k) + blk * view.block_stride + row * static_cast<int64_t>(k_row_bytes_);
-    const int groups = d / cq.k_c;
-    for (int g = 0; g < groups; ++g)
-      for (int i = 0; i < cq.k_c; ++i)
-        out[g * cq.k_c + i] = cq.k_centroids[(int64_t{g} * cq.k_c + i) * cq.n_codes + codes[g]];
-    return;
-  }
   const auto* bytes =
       static_cast<const uint8_t*>(view.k) + blk * view.block_stride + row * static_cast<int64_t>(k_row_bytes_);
+  if (cq_.books) {
+    const kernels::CqRows& cq = view.cq;
+    if (r < kernels::cq_first_copied_row(cq, kBlock, r / kBlock, n))
+      return kernels::cq_decode(bytes, cq.k_centroids, d, cq.k_c, cq.n_codes, out);
+    const uint16_t* k = cq.win_k + cq.win_ids[r / kBlock] * cq.win_stride + row * d;
+    for (int c = 0; c < d; ++c) out[c] = fp16_to_f32(k[c]);
+    return;
+  }
   kernels::quant_kernels(k_type_, Isa::Scalar).dequantize_row(bytes, out, d);
   if (view.k_mean)  // smoothed keys: the block's mean comes back
     for (int c = 0; c < d; ++c) out[c] += fp16_to_f32(view.k_mean[blk * view.mean_stride + c]);

@@ -4,23 +4,31 @@
 
 #include "core/error.h"
 #include "platform/dispatch.h"
+#include "runtime/kv_compressor.h"
 #include "switches/registry.h"
 
 namespace kestrel {
 namespace {
 
-EngineConfig resolved(EngineConfig c) {
+// The configuration as it runs here; refuses what the model's layers cannot
+// take: sliding-window layers map positions to rows (kv/attention.h
+// window_rows), which neither evicted blocks nor CQ's copies keep.
+EngineConfig resolved(const Model& model, EngineConfig c) {
   c.isa = runnable_isa(c.isa);
   check_engine_config(c);
+  if (model.config().sliding_window > 0) {
+    if (kv_compress_spec(c.kv_compress).on())
+      fail("kvcompress: ", model.config().arch, " has sliding-window layers, which do not take evicted blocks yet");
+    if (is_cq(c.k_type))
+      fail("kv=", dtype_name(c.k_type), ": ", model.config().arch,
+           " has sliding-window layers, which do not read a CQ cache yet (use kv=q4_0 or q8_0)");
+  }
   return c;
 }
 
 // A CQ cache's codebooks, from the sidecar the configuration names or the one next to the model.
 KvCq cq_store(const Model& model, const EngineConfig& c) {
   if (!is_cq(c.k_type)) return {};
-  if (model.config().sliding_window > 0)
-    fail("kv=", dtype_name(c.k_type), ": ", model.config().arch,
-         " has sliding-window layers, which do not read a CQ cache yet (use kv=q4_0 or q8_0)");
   const CqSpec spec = parse_cq_spec(dtype_name(c.k_type));
   const std::string path = cq_sidecar_path(model.path(), spec, c.kv_codebook);
   if (!std::filesystem::exists(path))
@@ -34,7 +42,7 @@ KvCq cq_store(const Model& model, const EngineConfig& c) {
 
 EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvShape& kv_shape)
     : model_(model),
-      config_(resolved(config)),
+      config_(resolved(model, config)),
       pool_(config_.n_threads),
       cache_(kv_shape, config_.k_type, config_.v_type, config_.isa, config_.kv_rotation,
              kernels::smooths_keys(config_.k_type, config_.attention), cq_store(model, config_)),

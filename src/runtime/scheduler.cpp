@@ -93,8 +93,6 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
   if (options_.n_ctx_total < 0) fail("scheduler: KV pool size must not be negative, got ", options_.n_ctx_total);
   if (options_.prefill_chunk < 1) fail("scheduler: prefill chunk must be positive, got ", options_.prefill_chunk);
   if (options_.max_queue < 0) fail("scheduler: queue size must not be negative, got ", options_.max_queue);
-  if (kv_compress_.on() && model.config().sliding_window > 0)
-    fail("kvcompress: ", model.config().arch, " has sliding-window layers, which do not take evicted blocks yet");
   for (int i = 0; i < options_.n_slots; ++i) {
     slots_.push_back(std::make_unique<Slot>());
     slots_.back()->index = i;

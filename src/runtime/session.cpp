@@ -25,10 +25,7 @@ int checked_batch(int n_batch) {
 Session::Session(const Model& model, const SessionOptions& options)
     : n_batch_(checked_batch(options.n_batch)),
       core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1)),
-      compressor_(kv_compress_spec(options.engine.kv_compress), model.config().n_layer, model.config().n_kv_head) {
-  if (compressor_.on() && model.config().sliding_window > 0)
-    fail("kvcompress: ", model.config().arch, " has sliding-window layers, which do not take evicted blocks yet");
-}
+      compressor_(kv_compress_spec(options.engine.kv_compress), model.config().n_layer, model.config().n_kv_head) {}
 
 void Session::clear() {
   history_.clear();

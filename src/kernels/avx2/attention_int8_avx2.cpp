@@ -29,10 +29,6 @@
 #include "kernels/avx2/attention_avx2.h"
 #include "kernels/avx2/avx2-inl.h"
 
-#ifndef KESTREL_QK_WIDEN
-#define KESTREL_QK_WIDEN false
-#endif
-
 namespace kestrel::kernels::avx2 {
 namespace {
 
@@ -65,7 +61,6 @@ struct QRow {
   const float* q;
   alignas(32) int8_t abs8[512];
   alignas(32) int8_t sgn8[512];
-  alignas(32) int32_t q16[256];  // kQkWiden: q8 as int16 pairs, sgn8's order
 };
 
 void quantize_q(const float* q, int d, QRow* out) {
@@ -82,19 +77,10 @@ void quantize_q(const float* q, int d, QRow* out) {
   }
 }
 
-// QK^T of the prompt tiles: false, maddubs with the sign trick on INT8 keys;
-// true, madd on keys and q widened to int16 pairs (the other way without VNNI;
-// build with -DKESTREL_QK_WIDEN=true to measure it). Both are 4 instructions per
-// 32 products, 2 of them multiplies; on Zen 3 the two tiles ran within the
-// machine's noise of each other (docs/benchmarks.md), and the INT8 keys are
-// half the bytes, so maddubs is the default.
-constexpr bool kQkWiden = KESTREL_QK_WIDEN;
-
-void widen_q(QRow* q, int d) {
-  for (int c = 0; c < d; c += 16)
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q->q16 + c / 2),
-                       _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(q->sgn8 + c))));
-}
+// QK^T of the prompt tiles: maddubs with the sign trick on INT8 keys. The
+// other way without VNNI, madd on keys and q widened to int16 pairs, is as many
+// instructions per 32 products; on Zen 3 the two tiles ran within the machine's
+// noise of each other (docs/benchmarks.md), and INT8 keys are half the bytes.
 
 // sum_c q8_c k8_c over d channels (packed alike).
 inline int32_t dot_q8(const QRow& q, const int8_t* k8, int d) {
@@ -330,26 +316,20 @@ constexpr int kTileR = 3;
 // QRow's bytes), keys past `rows` zero.
 struct PackedKeys {
   int nkv = 0;  // registers of 8 keys
-  alignas(32) int32_t kp[kMaxBlock * 512 / (kQkWiden ? 2 : 4)];
+  alignas(32) int32_t kp[kMaxBlock * 512 / 4];
 };
 
 void pack_keys(const int8_t* k8, int rows, int d, PackedKeys* pk) {
   const int nkv = (rows + 7) / 8;
   pk->nkv = nkv;
   __m256i* out = reinterpret_cast<__m256i*>(pk->kp);
-  const int step = kQkWiden ? 16 : 32;  // channels of one int32 transpose
   for (int jv = 0; jv < nkv; ++jv)
-    for (int c = 0; c < d; c += step) {
-      // 8 keys x 8 groups of 4 channels (or 2 widened), transposed as 8 x 8 int32.
+    for (int c = 0; c < d; c += 32) {
+      // 8 keys x 8 groups of 4 channels, transposed as 8 x 8 int32.
       __m256i x[8];
       for (int i = 0; i < 8; ++i) {
         const int j = 8 * jv + i;
-        if (j >= rows)
-          x[i] = _mm256_setzero_si256();
-        else if constexpr (kQkWiden)
-          x[i] = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(k8 + j * d + c)));
-        else
-          x[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(k8 + j * d + c));
+        x[i] = j >= rows ? _mm256_setzero_si256() : _mm256_load_si256(reinterpret_cast<const __m256i*>(k8 + j * d + c));
       }
       __m256i t[8], u[8];
       for (int i = 0; i < 8; i += 2) {
@@ -362,7 +342,7 @@ void pack_keys(const int8_t* k8, int rows, int d, PackedKeys* pk) {
         u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
         u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
       }
-      const int c4 = c / (kQkWiden ? 2 : 4);
+      const int c4 = c / 4;
       for (int i = 0; i < 4; ++i) {
         _mm256_store_si256(out + (c4 + i) * nkv + jv, _mm256_permute2x128_si256(u[i], u[i + 4], 0x20));
         _mm256_store_si256(out + (c4 + 4 + i) * nkv + jv, _mm256_permute2x128_si256(u[i], u[i + 4], 0x31));
@@ -380,20 +360,6 @@ inline void tile_dots(const QRow* const* q, const PackedKeys& pk, int jv0, int d
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < NV; ++v) dot[r][v] = _mm256_setzero_si256();
   const __m256i* kp = reinterpret_cast<const __m256i*>(pk.kp) + jv0;
-  if constexpr (kQkWiden) {
-    for (int c2 = 0; c2 < d / 2; ++c2, kp += pk.nkv) {
-      __m256i k[NV];
-      for (int v = 0; v < NV; ++v) k[v] = _mm256_load_si256(kp + v);
-      if (c2 % 2 == 0) hook(c2 / 2);
-      for (int r = 0; r < R; ++r) {
-        const __m256i a = _mm256_set1_epi32(q[r]->q16[c2]);
-        for (int v = 0; v < NV; ++v) dot[r][v] = _mm256_add_epi32(dot[r][v], _mm256_madd_epi16(k[v], a));
-      }
-    }
-    for (int r = 0; r < R; ++r)
-      for (int v = 0; v < NV; ++v) out[r][v] = dot[r][v];
-    return;
-  }
   const __m256i ones = _mm256_set1_epi16(1);
   for (int c4 = 0; c4 < d / 4; ++c4, kp += pk.nkv) {
     hook(c4);
@@ -593,7 +559,6 @@ void attend_tile(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, floa
   int64_t n_max = 0;
   for (int r = 0; r < rows.n; ++r) {
     quantize_q(rows.q[r], d, &qr[r]);
-    if constexpr (kQkWiden) widen_q(&qr[r], d);
     st[r].acc = scratch + static_cast<size_t>(r) * d;  // tile_scratch_floats(d) >= kMaxTileRows * d
     std::fill(st[r].acc, st[r].acc + d, 0.0f);
     n_max = std::max(n_max, rows.n_visible[r]);

@@ -58,6 +58,18 @@ struct Log {
   }
 };
 
+// One request alone: submitted, waited for, its result.
+CompletionResult run_alone(Scheduler& sched, std::vector<int32_t> prompt, int max_tokens) {
+  Log log;
+  CompletionRequest r;
+  r.prompt = std::move(prompt);
+  r.gen = greedy(max_tokens);
+  r.on_event = log.sink("A");
+  EXPECT_EQ(sched.submit(std::move(r)).status, SubmitStatus::Accepted);
+  log.wait(1);
+  return log.results["A"];
+}
+
 SchedulerOptions options(const KvCompressConfig& kvc, int64_t pool_positions) {
   SchedulerOptions o;
   o.n_slots = 2;
@@ -107,13 +119,7 @@ TEST(SchedulerKvCompress, BlocksFreedByOneSlotAdmitAnother) {
 TEST(SchedulerKvCompress, GeneratesWhatASessionWithTheSameSwitchGenerates) {
   const KvCompressConfig rate4{KvCompressConfig::Mode::Metric, 4, 0};
   Scheduler sched(*tiny().model, options(rate4, 0));
-  Log log;
-  CompletionRequest r;
-  r.prompt = prompt_of(200, 1);
-  r.gen = greedy(24);
-  r.on_event = log.sink("A");
-  ASSERT_EQ(sched.submit(std::move(r)).status, SubmitStatus::Accepted);
-  log.wait(1);
+  const CompletionResult got = run_alone(sched, prompt_of(200, 1), 24);
 
   SessionOptions so;
   so.n_ctx = 256;
@@ -123,7 +129,7 @@ TEST(SchedulerKvCompress, GeneratesWhatASessionWithTheSameSwitchGenerates) {
   Session session(*tiny().model, so);
   const std::vector<int32_t> want = generate(session, prompt_of(200, 1), greedy(24)).tokens;
   EXPECT_GT(session.evicted_blocks(), 0);
-  EXPECT_EQ(log.results["A"].tokens, want);
+  EXPECT_EQ(got.tokens, want);
   // Without eviction the text differs: the comparison above is not vacuous.
   SessionOptions plain = so;
   plain.engine.kv_compress = {};
@@ -169,15 +175,10 @@ TEST(SchedulerKvCompress, ABudgetReservesThePromptNotPromptPlusMaxTokens) {
   o.n_slots = 1;
   o.n_ctx_slot = 512;
   Scheduler sched(*tiny().model, o);
-  Log log;
-  CompletionRequest r;
-  r.prompt = prompt_of(200, 3);  // 13 blocks
-  r.gen = greedy(200);           // 25 blocks without eviction: more than the pool's 16
-  r.on_event = log.sink("A");
-  ASSERT_EQ(sched.submit(std::move(r)).status, SubmitStatus::Accepted);
-  log.wait(1);
-  EXPECT_EQ(log.results["A"].finish_reason, "length");
-  EXPECT_EQ(log.results["A"].tokens.size(), 200u);
+  // 13 blocks of prompt, 25 without eviction once 200 tokens are generated: more than the pool's 16.
+  const CompletionResult got = run_alone(sched, prompt_of(200, 3), 200);
+  EXPECT_EQ(got.finish_reason, "length");
+  EXPECT_EQ(got.tokens.size(), 200u);
 
   SchedulerOptions plain = o;
   plain.engine.kv_compress = {};
@@ -196,14 +197,7 @@ TEST(SchedulerKvCompress, ACompressedSlotIsNotReusedAsAPrefix) {
   Scheduler sched(*tiny().model, options({KvCompressConfig::Mode::Window, 0, 0}, 0));
   std::vector<CompletionResult> results;
   for (int i = 0; i < 2; ++i) {
-    Log log;
-    CompletionRequest r;
-    r.prompt = prompt_of(200, 4);
-    r.gen = greedy(8);
-    r.on_event = log.sink("A");
-    ASSERT_EQ(sched.submit(std::move(r)).status, SubmitStatus::Accepted);
-    log.wait(1);
-    results.push_back(log.results["A"]);
+    results.push_back(run_alone(sched, prompt_of(200, 4), 8));
     EXPECT_EQ(sched.stats().kv_blocks_cached, 0) << "a compressed slot keeps nothing for reuse";
   }
   EXPECT_EQ(results[1].cached_tokens, 0);
