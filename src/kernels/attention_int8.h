@@ -33,3 +33,9 @@ void attend_int8_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float
 void attend_tile_int8_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);
 
 }  // namespace kestrel::kernels::ref
+
+namespace kestrel::kernels::avx512 {
+// The prompt tile with VNNI's integer dots (kernels/avx512/attention_int8_avx512.cpp),
+// the twin's bits.
+void attend_tile_int8_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);
+}  // namespace kestrel::kernels::avx512

@@ -129,14 +129,16 @@ std::vector<Candidates> make_candidates() {
        {tile_for<float, ref::attend_tile_f32>, tile_for<float, avx2::attend_tile_f32>,
         tile_for<float, avx512::attend_tile_f32>}},
       // sage and int8 read the F16 cache and quantize K (and V) per KV block on
-      // the fly (kernels/attention_sage.h). No AVX-512 versions: that level
-      // runs the AVX2 kernels.
+      // the fly (kernels/attention_sage.h). AVX-512: VNNI prompt tiles; its
+      // rows run the AVX2 kernels.
       {DType::F16, DType::F16, AttentionAlgo::Sage,
        {row_for<uint16_t, sage_twin>, row_for<uint16_t, avx2::attend_sage_f16>, nullptr},
-       {tile_for<uint16_t, ref::attend_tile_sage_f16>, tile_for<uint16_t, avx2::attend_tile_sage_f16>, nullptr}},
+       {tile_for<uint16_t, ref::attend_tile_sage_f16>, tile_for<uint16_t, avx2::attend_tile_sage_f16>,
+        tile_for<uint16_t, avx512::attend_tile_sage_f16>}},
       {DType::F16, DType::F16, AttentionAlgo::Int8,
        {row_for<uint16_t, ref::attend_int8_f16>, row_for<uint16_t, avx2::attend_int8_f16>, nullptr},
-       {tile_for<uint16_t, ref::attend_tile_int8_f16>, tile_for<uint16_t, avx2::attend_tile_int8_f16>, nullptr}},
+       {tile_for<uint16_t, ref::attend_tile_int8_f16>, tile_for<uint16_t, avx2::attend_tile_int8_f16>,
+        tile_for<uint16_t, avx512::attend_tile_int8_f16>}},
   };
   const PerIsa<AttendRowFn> quant_row = {row_quant<Isa::Scalar, ref::attend_quant>,
                                          row_quant<Isa::Avx2, avx2::attend_quant>,

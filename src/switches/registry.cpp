@@ -124,7 +124,9 @@ std::vector<SwitchSpec> make_specs() {
        {"scalar", "avx2", "avx512"}, "", isa_unsupported,
        [](EngineConfig& c, const std::string& v) { c.isa = parse_isa(v); },
        [](const EngineConfig& c) { return std::string(isa_name(c.isa)); },
-       [](const std::string&) { return SwitchEffect::Logits; }},
+       // The scalar twins sum floats in another order than the SIMD levels;
+       // AVX2 and AVX-512 may agree bit for bit.
+       [](const std::string& v) { return v == "scalar" ? SwitchEffect::Logits : SwitchEffect::Kernels; }},
       {"kv",
        "KV cache element type of keys and values (llama.cpp's --cache-type names; its default is f16); "
        "reported as K/V when kv_k and kv_v differ; cq2/cq1: coupled quantization, 2 or 1 bits per channel "

@@ -21,6 +21,10 @@ enum class SwitchEffect {
   Logits,  // other kernels or stores: logits differ (within the technique's accuracy)
   Draws,   // same logits, other sampled tokens for one seed (another sampler)
   Speed,   // same logits and tokens (threads, kernels bit-identical by design)
+  // Other kernels of the same arithmetic (isa): logits within float rounding,
+  // and equal where two levels agree bit for bit (integer dot products, twins'
+  // orders), so no difference is required.
+  Kernels,
   // KV eviction after the prompt (kvcompress, kv_budget): the prompt's own
   // logits are unchanged (they come before the eviction), the host then holds
   // fewer KV blocks when the prompt is longer than the protected window, and

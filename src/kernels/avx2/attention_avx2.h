@@ -21,6 +21,9 @@ void attend_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, 
 void attend_f32(const KvBlocks<float>& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_tile_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);
 void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale, float* scratch);
+// gather_kv_tile (kernels/attention_tiled.h) of an F16 cache with F16C, the
+// same bits; d a multiple of 8. The AVX-512 tile uses it too.
+void gather_f16_tile(const KvBlocks<uint16_t>& kv, int64_t k0, int nk, int d, float* kt, float* vt);
 
 void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch);

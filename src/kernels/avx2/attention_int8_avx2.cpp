@@ -25,9 +25,10 @@
 
 #include "kernels/attention_int8.h"
 #include "kernels/attention_sage.h"
-#include "kernels/f32_kernels.h"
 #include "kernels/avx2/attention_avx2.h"
 #include "kernels/avx2/avx2-inl.h"
+#include "kernels/f32_kernels.h"
+#include "kernels/int8_tile_walk.h"
 
 namespace kestrel::kernels::avx2 {
 namespace {
@@ -289,12 +290,8 @@ void attend_row(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, 
 
 // ---- prompt tiles: the K block reused across query rows ----
 //
-// Every row of a tile gets the bits of the row kernel over its own n_visible
-// (the twins' attend_tile_*_f16 are the row twins, row by row). A KV block is
-// quantized once for all the rows that see it whole, and again for each
-// shorter count of rows that some row sees (the diagonal of a causal prompt:
-// the twin's partial block uses the rows it holds). Then kTileR query rows at
-// a time go through the block together:
+// The walk over blocks (kernels/int8_tile_walk.h) takes kTileR query rows at
+// a time through each block:
 //  - QK^T: the block's INT8 keys are transposed once into the VNNI layout,
 //    kp[c/4][key][4 channels] (one key per 32-bit lane, 8 keys a register),
 //    so a broadcast of 4 channels of |q8| against a register of keys scores 8
@@ -547,73 +544,19 @@ void int8_tile_rows(const QRow* const* q, const Int8Block& b, const PackedKeys& 
   }
 }
 
-// The tile walk: per KV block, per count of its rows that some query row sees
-// (all of them first), quantize and pack once, then the rows that see exactly
-// that many in groups of kTileR. prepare(k, v, cnt, avail) quantizes;
-// rows<R>(q, st) runs R rows over what prepare left.
+// The tile: each row's query quantized and its state started, the shared
+// walk over the blocks (kernels/int8_tile_walk.h), each row finished.
 template <class Prepare, class RunRows>
 void attend_tile(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float* scratch, Prepare&& prepare,
                  RunRows&& run) {
   thread_local QRow qr[kMaxTileRows];
   RowState st[kMaxTileRows];
-  int64_t n_max = 0;
   for (int r = 0; r < rows.n; ++r) {
     quantize_q(rows.q[r], d, &qr[r]);
     st[r].acc = scratch + static_cast<size_t>(r) * d;  // tile_scratch_floats(d) >= kMaxTileRows * d
     std::fill(st[r].acc, st[r].acc + d, 0.0f);
-    n_max = std::max(n_max, rows.n_visible[r]);
   }
-  int64_t n_min = n_max;
-  for (int r = 0; r < rows.n; ++r) n_min = std::min(n_min, rows.n_visible[r]);
-  for (int64_t b = 0, first = 0; first < n_max; ++b, first += kv.block_len) {
-    const uint16_t* k = kv.k + kv.ids[b] * kv.stride;
-    const uint16_t* v = kv.v + kv.ids[b] * kv.stride;
-    const int avail = static_cast<int>(std::min(kv.block_len, n_max - first));
-    if (first + kv.block_len <= n_min) {  // every row sees the block whole
-      prepare(k, v, avail, avail);
-      int r = 0;
-      for (; r + kTileR <= rows.n; r += kTileR) {
-        const QRow* q[kTileR];
-        RowState* s[kTileR];
-        for (int i = 0; i < kTileR; ++i) {
-          q[i] = &qr[r + i];
-          s[i] = &st[r + i];
-        }
-        run.template operator()<kTileR>(q, s);
-      }
-      for (; r < rows.n; ++r) {
-        const QRow* q[1] = {&qr[r]};
-        RowState* s[1] = {&st[r]};
-        run.template operator()<1>(q, s);
-      }
-      continue;
-    }
-    int cnt[kMaxTileRows];
-    for (int r = 0; r < rows.n; ++r)
-      cnt[r] = static_cast<int>(std::clamp<int64_t>(rows.n_visible[r] - first, 0, avail));
-    for (int want = avail; want > 0;) {
-      prepare(k, v, want, avail);
-      const QRow* q[kTileR];
-      RowState* s[kTileR];
-      int n = 0, next = 0;
-      for (int r = 0; r < rows.n; ++r) {
-        if (cnt[r] < want) {
-          next = std::max(next, cnt[r]);
-          continue;
-        }
-        if (cnt[r] > want) continue;
-        q[n] = &qr[r];
-        s[n++] = &st[r];
-        if (n == kTileR) {
-          run.template operator()<kTileR>(q, s);
-          n = 0;
-        }
-      }
-      if (n == 2) run.template operator()<2>(q, s);
-      if (n == 1) run.template operator()<1>(q, s);
-      want = next;
-    }
-  }
+  walk_int8_tile<kTileR>(kv, rows, qr, st, prepare, run);
   for (int r = 0; r < rows.n; ++r) finish(st[r], d, rows.out[r]);
 }
 

@@ -110,49 +110,6 @@ void group(const float* const* q, const int64_t* vis, int nk, int d, float scale
   accumulate<R>(acc, p, ms, vt, nk, d);
 }
 
-// The F16 tile as gather_kv_tile builds it (attention_tiled.h), with F16C:
-// F16 -> F32 is exact, so the bits are the shared gather's. 8 keys x 8
-// channels at a time are converted and transposed in registers; the scalar
-// gather converted and stored one element at a time (a quarter of a 4k
-// prompt on Zen 3). d is a multiple of 32 here.
-void gather_f16_tile(const KvBlocks<uint16_t>& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
-  const uint16_t* krow[kKvTile];
-  for (int j = 0; j < kKvTile; ++j) {
-    float* value = vt + static_cast<size_t>(j) * d;
-    if (j >= nk) {
-      krow[j] = nullptr;
-      std::memset(value, 0, sizeof(float) * static_cast<size_t>(d));
-      continue;
-    }
-    const int64_t pos = k0 + j;
-    const int64_t off = kv.ids[pos / kv.block_len] * kv.stride + (pos % kv.block_len) * d;
-    krow[j] = kv.k + off;
-    for (int c = 0; c < d; c += 8)
-      _mm256_storeu_ps(value + c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kv.v + off + c))));
-  }
-  for (int j0 = 0; j0 < kKvTile; j0 += 8)
-    for (int c0 = 0; c0 < d; c0 += 8) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i)
-        r[i] = krow[j0 + i] ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(krow[j0 + i] + c0)))
-                            : _mm256_setzero_ps();
-      // 8x8 transpose: r[i] holds key j0 + i's channels c0..c0+7.
-      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      const __m256 col[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
-                             _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
-                             _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
-                             _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
-      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + (c0 + i) * kKvTile + j0, col[i]);
-    }
-}
-
 // T: the element type of KvBlocks<T>, or KvQuantBlocks itself.
 template <class T, class Rows>
 void attend_tile(const Rows& kv, int d, const TileRows& rows, float scale, float* scratch) {
@@ -210,6 +167,49 @@ void attend_tile(const Rows& kv, int d, const TileRows& rows, float scale, float
 }
 
 }  // namespace
+
+// The F16 tile as gather_kv_tile builds it (attention_tiled.h), with F16C:
+// F16 -> F32 is exact, so the bits are the shared gather's. 8 keys x 8
+// channels at a time are converted and transposed in registers; the scalar
+// gather converted and stored one element at a time (a quarter of a 4k
+// prompt on Zen 3). d is a multiple of 32 here.
+void gather_f16_tile(const KvBlocks<uint16_t>& kv, int64_t k0, int nk, int d, float* kt, float* vt) {
+  const uint16_t* krow[kKvTile];
+  for (int j = 0; j < kKvTile; ++j) {
+    float* value = vt + static_cast<size_t>(j) * d;
+    if (j >= nk) {
+      krow[j] = nullptr;
+      std::memset(value, 0, sizeof(float) * static_cast<size_t>(d));
+      continue;
+    }
+    const int64_t pos = k0 + j;
+    const int64_t off = kv.ids[pos / kv.block_len] * kv.stride + (pos % kv.block_len) * d;
+    krow[j] = kv.k + off;
+    for (int c = 0; c < d; c += 8)
+      _mm256_storeu_ps(value + c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kv.v + off + c))));
+  }
+  for (int j0 = 0; j0 < kKvTile; j0 += 8)
+    for (int c0 = 0; c0 < d; c0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i)
+        r[i] = krow[j0 + i] ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(krow[j0 + i] + c0)))
+                            : _mm256_setzero_ps();
+      // 8x8 transpose: r[i] holds key j0 + i's channels c0..c0+7.
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      const __m256 col[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                             _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                             _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                             _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kt + (c0 + i) * kKvTile + j0, col[i]);
+    }
+}
 
 void attend_tile_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch) {
   attend_tile<uint16_t>(kv, d, rows, scale, scratch);

@@ -10,10 +10,11 @@
 #include <limits>
 #include <type_traits>
 
-#include "kernels/avx512/avx512-inl.h"
-#include "kernels/f32_kernels.h"
 #include "kernels/attention_quant.h"
 #include "kernels/attention_tiled.h"
+#include "kernels/avx2/attention_avx2.h"
+#include "kernels/avx512/avx512-inl.h"
+#include "kernels/f32_kernels.h"
 
 namespace kestrel::kernels::avx512 {
 namespace {
@@ -121,7 +122,10 @@ void attend_tile(const Rows& kv, int d, const TileRows& rows, float scale, float
   float *kt = ts.kt, *vt = ts.vt, *acc = ts.acc, *m = ts.m, *l = ts.l, *pbuf = ts.p;
   for (int64_t k0 = 0; k0 < n_max; k0 += kKvTile) {
     const int nk = static_cast<int>(std::min<int64_t>(kKvTile, n_max - k0));
-    gather_kv_tile(kv, k0, nk, d, kt, vt);
+    if constexpr (std::is_same_v<T, uint16_t>)
+      avx2::gather_f16_tile(kv, k0, nk, d, kt, vt);  // F16C: 8 channels an instruction
+    else
+      gather_kv_tile(kv, k0, nk, d, kt, vt);
     // The rows that see this tile, in groups of kRows.
     int live[kMaxTileRows];
     int n_live = 0;

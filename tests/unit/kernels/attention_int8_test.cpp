@@ -1,5 +1,5 @@
 // attn=sage and attn=int8 (kernels/attention_sage.h, attention_int8.h):
-//  - the AVX2 row and tile kernels against the scalar twins, bit for bit (every
+//  - the AVX2 row and tile kernels and the AVX-512 VNNI tiles against the scalar twins, bit for bit (every
 //    dot product is an integer; the float steps run in the twins' order), over
 //    paged blocks in scrambled order, partial blocks and rows that see
 //    different prefixes;
@@ -7,6 +7,8 @@
 //    cache's values) within a bound derived from its quantization: random
 //    inputs, keys with a large shared offset (what smoothing is for), equal
 //    keys and constant values.
+#include "kernels/attention_int8.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,11 +17,11 @@
 #include <iostream>
 #include <numeric>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "core/fp16.h"
-#include "kernels/attention_int8.h"
 #include "kernels/attention_sage.h"
 #include "kernels/attention_set.h"
 #include "kernels/avx2/attention_avx2.h"
@@ -89,6 +91,11 @@ const Algo kAlgos[] = {
     {"sage", sage_twin, avx2::attend_sage_f16, ref::attend_tile_sage_f16, avx2::attend_tile_sage_f16},
     {"int8", ref::attend_int8_f16, avx2::attend_int8_f16, ref::attend_tile_int8_f16, avx2::attend_tile_int8_f16},
 };
+// AVX-512 has VNNI prompt tiles only (its rows are the AVX2 ones).
+const Algo kAlgos512[] = {
+    {"sage", sage_twin, nullptr, ref::attend_tile_sage_f16, avx512::attend_tile_sage_f16},
+    {"int8", ref::attend_int8_f16, nullptr, ref::attend_tile_int8_f16, avx512::attend_tile_int8_f16},
+};
 
 std::vector<float> random_q(int d, uint32_t seed, float sigma = 1.0f) {
   std::mt19937 rng(seed);
@@ -98,10 +105,9 @@ std::vector<float> random_q(int d, uint32_t seed, float sigma = 1.0f) {
   return q;
 }
 
-TEST(AttentionInt8Avx2, RowsAndTilesEqualTheTwinsBitForBit) {
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+void expect_twins_bits(std::span<const Algo> algos) {
   uint32_t seed = 1;
-  for (const Algo& a : kAlgos)
+  for (const Algo& a : algos)
     for (int d : {32, 64, 128})
       for (int64_t block_len : {7, 16, 64})
         for (Shape shape : {Shape::Random, Shape::Offset, Shape::EqualKeys}) {
@@ -112,6 +118,7 @@ TEST(AttentionInt8Avx2, RowsAndTilesEqualTheTwinsBitForBit) {
                                     std::to_string(block_len) + " shape " + std::to_string(static_cast<int>(shape));
           std::vector<float> want(static_cast<size_t>(d)), got(want.size());
           for (int64_t m : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, int64_t{64}, n}) {
+            if (a.simd_row == nullptr) break;
             const std::vector<float> q = random_q(d, seed + static_cast<uint32_t>(m));
             a.twin_row(h.blocks(), m, d, q.data(), scale, want.data());
             a.simd_row(h.blocks(), m, d, q.data(), scale, got.data());
@@ -144,6 +151,16 @@ TEST(AttentionInt8Avx2, RowsAndTilesEqualTheTwinsBitForBit) {
             }
           }
         }
+}
+
+TEST(AttentionInt8Avx2, RowsAndTilesEqualTheTwinsBitForBit) {
+  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  expect_twins_bits(kAlgos);
+}
+
+TEST(AttentionInt8Avx512, VnniTilesEqualTheTwinsBitForBit) {
+  if (!isa_supported(Isa::Avx512)) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  expect_twins_bits(kAlgos512);
 }
 
 // The bound of each algorithm against exact attention, from its quantization:
