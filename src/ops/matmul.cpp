@@ -24,36 +24,26 @@ constexpr int64_t kRowGrain = 16;
 // rows or faster (bench/micro/gemm_bench.cpp, docs/performance.md), holds them
 // once (the mapped pages are dropped once packed), and one kernel for every
 // batch size makes a token's logits independent of what else is in its batch.
-// Q5_K and Q6_K decode on vec_dot: at one token their panel kernels are
-// compute-bound (nibbles, high-bit planes, int8 scales; Q5_K's min pass), and
-// end to end on the Zen 4 VM decode through them was 7-13% slower for Q5_K_M
-// and ~10% for Qwen2.5-1.5B Q4_K_M (Q6_K output and ffn_down), although one
-// thread alone runs Q6_K's at vec_dot's speed (gemm/q6_K/vnni/.../t1). They
-// pack for batches only and keep their GGUF rows for decode. Q5_0 too, for
-// numerics: its one-token panels decoded Qwen2.5-0.5B 1.08-1.14x faster, but
-// moved its logits off llama.cpp's (main's LogitsGolden.Qwen2_0_5B: 49 of 64
-// greedy tokens, a flip at a 0.106 gap; 64 of 64 with vec_dot decode).
-int64_t min_panel_tokens_avx512(DType type) {
-  return type == DType::Q5_0 || type == DType::Q5_K || type == DType::Q6_K ? 2 : 1;
-}
-// AVX2 (maddubs + madd in place of VNNI): on Zen 3 (EPYC, 2 cores shared) the
-// panel kernel beat one vec_dot per row and token at every batch size and for
-// every format, decode included (gemm/<type>/{avx2,vecdot-avx2}/2048x2048/t<n>,
-// one thread, CPU time, us): t1 Q4_0 274 vs 538, Q4_1 349/594, Q8_0 598/833,
-// Q4_K 398/631, Q5_K 519/743, Q6_K 647/761; t2 333/768 (Q4_0) .. 690/908
-// (Q6_K); t8 2.5-3.8x and t64 1.8-4x faster (Q2_K, Q3_K, IQ4_*: 15-50x,
-// their vec_dot being scalar here). So every format takes panels for every
-// batch, decode included, except Q5_0 (numerics against llama.cpp, as on
-// AVX-512). Q5_K and Q6_K decode through panels here, unlike on AVX-512: end to
-// end on Zen 3, Qwen2.5-1.5B Q4_K_M (Q6_K output and half of ffn_down)
-// decoded 1.09x faster, its logits tests unchanged, and the GGUF rows kept
-// beside the panels (0.5 GB for that file) are dropped.
-int64_t min_panel_tokens_avx2(DType type) { return type == DType::Q5_0 ? 2 : 1; }
-
-// The choice for the level whose panel kernel `isa` runs (lowered to the CPU's).
-int64_t min_panel_tokens(DType type, Isa isa) {
-  return runnable_isa(isa) == Isa::Avx2 ? min_panel_tokens_avx2(type) : min_panel_tokens_avx512(type);
-}
+//  - AVX2 (maddubs + madd in place of VNNI), Zen 3 (EPYC, 2 cores shared): the
+//    panel kernel beat one vec_dot per row and token at every batch size and for
+//    every format (gemm/<type>/{avx2,vecdot-avx2}/2048x2048/t<n>, one thread,
+//    CPU time, us): t1 Q4_0 274 vs 538, Q4_1 349/594, Q8_0 598/833, Q4_K
+//    398/631, Q5_K 519/743, Q6_K 647/761; t2 333/768 (Q4_0) .. 690/908 (Q6_K);
+//    t8 2.5-3.8x and t64 1.8-4x faster (Q2_K, Q3_K, IQ4_*: 15-50x, their
+//    vec_dot being scalar here). End to end, Qwen2.5-1.5B Q4_K_M (Q6_K output
+//    and half of ffn_down) decoded 1.09x faster, and its GGUF rows (0.5 GB) are
+//    dropped.
+//  - AVX-512 VNNI, Sapphire Rapids: Q5_K and Q6_K decoded on vec_dot while their
+//    panels held float scales (Q6_K 320 bytes per 256 weights: end to end 7-13 %
+//    slower on a Zen 4 VM); with the GGUF's own int8 scales and widths (210
+//    bytes, as the file) one thread runs them 1.5-1.6x faster than vec_dot
+//    (gemm/q{5,6}_K/{vnni,vecdot-avx512}/2048x2048/t1: 279-316 vs 463 us,
+//    313-331 vs 502-510 us).
+// Q5_0 decodes on vec_dot at every level, for numerics: its one-token panels
+// decoded Qwen2.5-0.5B 1.08-1.14x faster, but moved its logits off llama.cpp's
+// (main's LogitsGolden.Qwen2_0_5B: 49 of 64 greedy tokens, a flip at a 0.106
+// gap; 64 of 64 with vec_dot decode).
+int64_t min_panel_tokens(DType type) { return type == DType::Q5_0 ? 2 : 1; }
 // AMX from one whole 16-token tile on (smaller batches have no tile to fill).
 constexpr int64_t kMinAmxTokens = 16;
 
@@ -95,13 +85,13 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool, Isa
     ready_.store(packed_.get(), std::memory_order_release);
     // Every batch size now reads the panels: give the GGUF rows' pages back, so
     // the weight is resident once, not twice.
-    if (w.mapped && min_panel_tokens(w.type, isa) == 1) drop_mapped_pages(w.data, w.bytes());
+    if (w.mapped && min_panel_tokens(w.type) == 1) drop_mapped_pages(w.data, w.bytes());
   });
   return *packed_;
 }
 
 MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, const MatmulOptions& options) {
-  if (!options.allow_panels || n_tokens < min_panel_tokens(type, isa) || !kernels::panel_gemm(type, isa))
+  if (!options.allow_panels || n_tokens < min_panel_tokens(type) || !kernels::panel_gemm(type, isa))
     return MatmulPath::VecDot;
   if (options.amx == AmxUse::Always && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa))
     return MatmulPath::PanelsAmx;
