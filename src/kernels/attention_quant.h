@@ -20,10 +20,11 @@
 // (polynomial exp, one rescale per 64 keys) for prompt speed: that is the
 // remaining difference (tests/unit/kernels/attention_quant_test.cpp bounds it).
 //
-// Scalar twin: ref::attend_quant with the scalar format kernels. The AVX-512
-// version uses the AVX-512 format kernels (vec_dot sums in another order: within
+// Scalar twin: ref::attend_quant with the scalar format kernels. The AVX2
+// version uses the AVX2 format kernels (vec_dot sums in another order: within
 // n * eps * sum|k q| of the twin, as tests/unit/kernels/simd_equivalence_test.cpp
-// bounds it) and vector fma/scale, which round element by element like the twin.
+// bounds it) and vector fma/scale, which round element by element like the twin;
+// the AVX-512 level runs it too (kernels/attention_set.cpp says why).
 #include <cmath>
 #include <cstdint>
 
@@ -125,7 +126,6 @@ void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, flo
 }  // namespace ref
 
 namespace avx512 {
-void attend_quant(const KvQuantBlocks& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_tile_quant(const KvQuantBlocks& kv, int d, const TileRows& rows, float scale, float* scratch);
 }  // namespace avx512
 

@@ -140,18 +140,20 @@ std::vector<Candidates> make_candidates() {
        {tile_for<uint16_t, ref::attend_tile_int8_f16>, tile_for<uint16_t, avx2::attend_tile_int8_f16>,
         tile_for<uint16_t, avx512::attend_tile_int8_f16>}},
   };
+  // Decode over a quantized K: the AVX-512 level runs the AVX2 rows and groups
+  // (with the AVX2 format kernels, so a group keeps its row's bits). On
+  // Sapphire Rapids they were the faster ones (bench/micro attention_bench,
+  // CPU time): rows over 8192 keys, d 64, q8_0 134 vs 181 us, q4_0 153 vs 201;
+  // a group of 3 heads over 4096 q8_0 keys 132 vs 271 (the AVX-512 row kernel
+  // once per head); at d 128 the rows were even (286 vs 276, q4_0 253 vs 323).
   const PerIsa<AttendRowFn> quant_row = {row_quant<Isa::Scalar, ref::attend_quant>,
-                                         row_quant<Isa::Avx2, avx2::attend_quant>,
-                                         row_quant<Isa::Avx512, avx512::attend_quant>};
+                                         row_quant<Isa::Avx2, avx2::attend_quant>, nullptr};
   const PerIsa<AttendTileFn> quant_tile = {tile_quant<Isa::Scalar, ref::attend_tile_quant>,
                                            tile_quant<Isa::Avx2, avx2::attend_tile_quant>,
                                            tile_quant<Isa::Avx512, avx512::attend_tile_quant>};
   // Q8_0 keys also decode a GQA group in one pass (avx2::attend_quant_group).
-  // The AVX-512 level keeps its own row kernel, one head at a time, so that a
-  // group gets that level's bits too.
   const PerIsa<AttendGroupFn> quant_group = {group_quant<Isa::Scalar, rows_as_group<ref::attend_quant>>,
-                                             group_quant<Isa::Avx2, avx2::attend_quant_group>,
-                                             group_quant<Isa::Avx512, rows_as_group<avx512::attend_quant>>};
+                                             group_quant<Isa::Avx2, avx2::attend_quant_group>, nullptr};
   for (DType k : kv_types())
     for (DType v : kv_types()) {
       if (k == v && (k == DType::F16 || k == DType::F32)) continue;
