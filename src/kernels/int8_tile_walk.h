@@ -69,5 +69,22 @@ void walk_int8_tile(const KvBlocks<uint16_t>& kv, const TileRows& rows, const Ro
   }
 }
 
+// The whole tile: each row's query quantized (quantize_q(q, d, &row)) and its
+// state started (State::acc in scratch, zero; tile_scratch_floats(d) >=
+// kMaxTileRows * d), the walk, each row finished (finish(state, d, out)).
+template <int TileR, class Row, class State, class QuantizeQ, class Finish, class Prepare, class RunRows>
+void run_int8_tile(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float* scratch, QuantizeQ&& quantize_q,
+                   Finish&& finish, Prepare&& prepare, RunRows&& run) {
+  thread_local Row qr[kMaxTileRows];
+  State st[kMaxTileRows];
+  for (int r = 0; r < rows.n; ++r) {
+    quantize_q(rows.q[r], d, &qr[r]);
+    st[r].acc = scratch + static_cast<size_t>(r) * d;
+    std::fill(st[r].acc, st[r].acc + d, 0.0f);
+  }
+  walk_int8_tile<TileR>(kv, rows, qr, st, prepare, run);
+  for (int r = 0; r < rows.n; ++r) finish(st[r], d, rows.out[r]);
+}
+
 }  // namespace
 }  // namespace kestrel::kernels

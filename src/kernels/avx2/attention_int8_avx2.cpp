@@ -544,22 +544,6 @@ void int8_tile_rows(const QRow* const* q, const Int8Block& b, const PackedKeys& 
   }
 }
 
-// The tile: each row's query quantized and its state started, the shared
-// walk over the blocks (kernels/int8_tile_walk.h), each row finished.
-template <class Prepare, class RunRows>
-void attend_tile(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float* scratch, Prepare&& prepare,
-                 RunRows&& run) {
-  thread_local QRow qr[kMaxTileRows];
-  RowState st[kMaxTileRows];
-  for (int r = 0; r < rows.n; ++r) {
-    quantize_q(rows.q[r], d, &qr[r]);
-    st[r].acc = scratch + static_cast<size_t>(r) * d;  // tile_scratch_floats(d) >= kMaxTileRows * d
-    std::fill(st[r].acc, st[r].acc + d, 0.0f);
-  }
-  walk_int8_tile<kTileR>(kv, rows, qr, st, prepare, run);
-  for (int r = 0; r < rows.n; ++r) finish(st[r], d, rows.out[r]);
-}
-
 auto sage_quantize = [](const uint16_t* k, const uint16_t*, int rows, int d, SageBlock* b) {
   quantize_sage_block(k, rows, d, b);
 };
@@ -586,8 +570,8 @@ void attend_tile_sage_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& r
   thread_local SageBlock blk;
   thread_local PackedKeys pk;
   thread_local ValuesF32 vf;
-  attend_tile(
-      kv, d, rows, scratch,
+  run_int8_tile<kTileR, QRow, RowState>(
+      kv, d, rows, scratch, quantize_q, finish,
       [&](const uint16_t* k, const uint16_t* v, int cnt, int avail) {
         if (cnt == avail) widen_values(v, avail, d, &vf);
         quantize_sage_block(k, cnt, d, &blk);
@@ -603,8 +587,8 @@ void attend_tile_int8_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& r
   if (d % 32 != 0 || kv.block_len > kMaxBlock) return ref::attend_tile_int8_f16(kv, d, rows, scale, scratch);
   thread_local Int8Block blk;
   thread_local PackedKeys pk;
-  attend_tile(
-      kv, d, rows, scratch,
+  run_int8_tile<kTileR, QRow, RowState>(
+      kv, d, rows, scratch, quantize_q, finish,
       [&](const uint16_t* k, const uint16_t* v, int cnt, int) {
         quantize_int8_block(k, v, cnt, d, &blk);
         pack_keys(blk.k8, cnt, d, &pk);

@@ -316,23 +316,9 @@ void int8_rows(const QRow* const* q, const Int8Block& b, int d, float scale, Row
   }
 }
 
-// Queries quantized and states started, the walk, each row finished.
-template <class Prepare, class RunRows>
-void attend_tile(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float* scratch, Prepare&& prepare,
-                 RunRows&& run) {
-  thread_local QRow qr[kMaxTileRows];
-  RowState st[kMaxTileRows];
-  for (int r = 0; r < rows.n; ++r) {
-    quantize_q(rows.q[r], d, &qr[r]);
-    st[r].acc = scratch + static_cast<size_t>(r) * d;  // tile_scratch_floats(d) >= kMaxTileRows * d
-    std::fill(st[r].acc, st[r].acc + d, 0.0f);
-  }
-  walk_int8_tile<kTileR>(kv, rows, qr, st, prepare, run);
-  for (int r = 0; r < rows.n; ++r) {
-    const __m512 inv = _mm512_set1_ps(st[r].l == 0.0f ? 0.0f : 1.0f / st[r].l);
-    for (int c = 0; c < d; c += 16)
-      _mm512_storeu_ps(rows.out[r] + c, _mm512_mul_ps(_mm512_loadu_ps(st[r].acc + c), inv));
-  }
+void finish(const RowState& st, int d, float* out) {
+  const __m512 inv = _mm512_set1_ps(st.l == 0.0f ? 0.0f : 1.0f / st.l);
+  for (int c = 0; c < d; c += 16) _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_loadu_ps(st.acc + c), inv));
 }
 
 bool has_vector_path(const KvBlocks<uint16_t>& kv, int d) { return d % 64 == 0 && d <= kMaxD && kv.block_len <= kKeys; }
@@ -343,8 +329,8 @@ void attend_tile_sage_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& r
   if (!has_vector_path(kv, d)) return avx2::attend_tile_sage_f16(kv, d, rows, scale, scratch);
   thread_local SageBlock blk;
   alignas(64) thread_local float vf[kKeys * kMaxD];
-  attend_tile(
-      kv, d, rows, scratch,
+  run_int8_tile<kTileR, QRow, RowState>(
+      kv, d, rows, scratch, quantize_q, finish,
       [&](const uint16_t* k, const uint16_t* v, int cnt, int avail) {
         if (cnt == avail)
           for (int i = 0; i < avail * d; i += 16) _mm512_storeu_ps(vf + i, load16h(v + i));
@@ -356,8 +342,8 @@ void attend_tile_sage_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& r
 void attend_tile_int8_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch) {
   if (!has_vector_path(kv, d)) return avx2::attend_tile_int8_f16(kv, d, rows, scale, scratch);
   thread_local Int8Block blk;
-  attend_tile(
-      kv, d, rows, scratch,
+  run_int8_tile<kTileR, QRow, RowState>(
+      kv, d, rows, scratch, quantize_q, finish,
       [&](const uint16_t* k, const uint16_t* v, int cnt, int) { quantize_int8_block(k, v, cnt, d, &blk); },
       [&]<int R>(const QRow* const* q, RowState* const* st) { int8_rows<R>(q, blk, d, scale, st); });
 }
