@@ -22,6 +22,10 @@ struct CalibrateKvOpts {
   uint64_t seed = 42;
   int threads = 0;
   int iterations = 25;
+  std::string key_metric = "mse";
+  std::string value_metric = "mse";
+  int exact_layers = 0;
+  double ridge = kCqDefaultRidge;
 };
 
 // Codebooks learnt on the evaluation text would flatter every perplexity
@@ -42,11 +46,20 @@ void calibrate_kv(const CalibrateKvOpts& o) {
   if (o.tokens < 16) fail("calibrate: --tokens must be at least 16, got ", o.tokens);
   if (o.iterations < 1) fail("calibrate: --iterations must be at least 1, got ", o.iterations);
   if (o.threads < 0) fail("-t must not be negative, got ", o.threads);
+  if (o.key_metric != "query" && o.key_metric != "mse")
+    fail("calibrate: --key-metric is query or mse, got '", o.key_metric, "'");
+  if (o.value_metric != "output" && o.value_metric != "mse")
+    fail("calibrate: --value-metric is output or mse, got '", o.value_metric, "'");
+  if (!(o.ridge > 0.0)) fail("calibrate: --ridge must be positive, got ", o.ridge);
   const CqSpec spec = parse_cq_spec(o.cq);
   const std::string out = cq_sidecar_path(o.model, spec, o.out);
+  if (o.exact_layers < 0) fail("calibrate: --exact-layers must not be negative, got ", o.exact_layers);
 
   auto model = load_model(o.model);
   CqCodebooks books = make_cq_codebooks(spec, cq_model_info(model->file()));
+  if (o.exact_layers > books.model.n_layer)
+    fail("calibrate: --exact-layers ", o.exact_layers, " of a model of ", books.model.n_layer, " layers");
+  books.exact_layers = o.exact_layers;
   SessionOptions so;
   so.n_ctx = o.tokens;
   so.engine.n_threads = o.threads;  // F16 keys and values: the defaults, what the collection reads
@@ -55,6 +68,15 @@ void calibrate_kv(const CalibrateKvOpts& o) {
             << books.model.n_kv_head << " kv heads x " << books.model.k_head_dim << " channels; " << cq_spec_name(spec)
             << " = " << spec.channels_per_group << " channels in " << spec.bits << " bits, "
             << spec.groups(books.model.k_head_dim) << " codebooks of " << spec.n_codes() << " per head\n";
+
+  // The queries of the same passes that fill the cache: the keys' metric.
+  CqQueryMoments queries(books.model.n_layer, books.model.n_kv_head, books.model.k_head_dim, spec.channels_per_group);
+  const bool query_metric = o.key_metric == "query";
+  if (query_metric) session.set_observer(&queries);
+  const bool output_metric = o.value_metric == "output";
+  std::cerr << "calibrate: keys under " << (query_metric ? "the query metric" : "plain squared distance")
+            << ", values under " << (output_metric ? "the output projection's metric" : "plain squared distance")
+            << (query_metric || output_metric ? ", ridge " + std::to_string(o.ridge) : "") << "\n";
 
   const auto t_text = Clock::now();
   int64_t n = 0;
@@ -67,6 +89,7 @@ void calibrate_kv(const CalibrateKvOpts& o) {
     std::cerr << "calibrate: evaluating " << o.text_file << "\n";
     n = evaluate_calibration_text(session, read_file(o.text_file), o.tokens);
   }
+  session.set_observer(nullptr);
   const double text_seconds = since(t_text);
   std::cerr << "calibrate: " << n << " positions cached in " << std::fixed << std::setprecision(1) << text_seconds
             << " s; k-means on " << session.pool().size() << " threads\n";
@@ -75,7 +98,13 @@ void calibrate_kv(const CalibrateKvOpts& o) {
   std::vector<CqLayerReport> reports;
   for (int layer = 0; layer < books.model.n_layer; ++layer) {
     const auto t_layer = Clock::now();
-    reports.push_back(learn_cq_layer(session.cache(), n, layer, o.seed, o.iterations, session.pool(), books));
+    const ModelConfig& mc = model->config();
+    const std::vector<double> value_moments = output_metric
+                                                  ? cq_output_moments(model->file(), layer, mc.n_head, mc.n_kv_head,
+                                                                      books.model.v_head_dim, spec.channels_per_group)
+                                                  : std::vector<double>{};
+    reports.push_back(learn_cq_layer(session.cache(), n, layer, o.seed, o.iterations, session.pool(), books,
+                                     query_metric ? &queries : nullptr, o.ridge, value_moments));
     const CqLayerReport& r = reports.back();
     std::cerr << "calibrate:   k-means layer " << layer << " (" << (layer + 1) << "/" << books.model.n_layer << "): K "
               << std::setprecision(4) << r.k_fit << " (held out " << r.k_heldout << "), V " << r.v_fit << " (held out "
@@ -122,6 +151,14 @@ void add_calibrate_command(CLI::App& app) {
   kv->add_option("-s,--seed", o->seed, "seed of the generation and of k-means++ (default 42)");
   kv->add_option("-t,--threads", o->threads, "threads (default: one per core)");
   kv->add_option("--iterations", o->iterations, "Lloyd steps at most per codebook (default 25)");
+  kv->add_option("--key-metric", o->key_metric,
+                 "mse (default) or query (keys coded for the error in q.k, from the queries' second moments; "
+                 "docs/cq_accuracy.md: within noise of mse on SmolLM2)");
+  kv->add_option("--value-metric", o->value_metric,
+                 "mse (default) or output (values coded for the error after the output projection)");
+  kv->add_option("--exact-layers", o->exact_layers,
+                 "the first N layers keep their keys and values in F16 under kv=cq2/cq1 (default 0)");
+  kv->add_option("--ridge", o->ridge, "query/output metric: identity added to the normalized moments (default 1.0)");
   kv->callback([o] { calibrate_kv(*o); });
 }
 

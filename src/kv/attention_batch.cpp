@@ -121,8 +121,8 @@ void attend_groups(const KvCache& cache, int layer, const AttentionParams& p, co
 
 }  // namespace
 
-void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
-                  ThreadPool& pool, const kernels::AttentionKernelSet& attn, EvictionMetric* observer) {
+void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b, ThreadPool& pool,
+                  const kernels::AttentionKernelSet& attn, AttentionObserver* observer) {
   if (observer) observer->observe(cache, layer, p, b, pool);
   const int64_t q_dim = int64_t{p.n_head} * p.head_dim;
   if (b.n_tokens >= kernels::kMinTiledTokens) {

@@ -26,12 +26,18 @@ struct AttentionBatch {
   float* out = nullptr;
 };
 
-class EvictionMetric;
+// Shown every batch's queries and the cache before the attention runs: KV-Compress's
+// metric (kv/kv_compress.h) and CQ calibration's query moments (kv/cq_query_moments.h).
+class AttentionObserver {
+ public:
+  virtual ~AttentionObserver() = default;
+  virtual void observe(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
+                       ThreadPool& pool) = 0;
+};
 
 // `attn` must have been picked for the cache's type (kernels/attention_set.h).
-// `observer` (KV-Compress, kv/kv_compress.h): when set, also adds the squared
-// attention of its observed tokens to its metric.
-void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
-                  ThreadPool& pool, const kernels::AttentionKernelSet& attn, EvictionMetric* observer = nullptr);
+// `observer`: when set, sees the batch first.
+void attend_batch(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b, ThreadPool& pool,
+                  const kernels::AttentionKernelSet& attn, AttentionObserver* observer = nullptr);
 
 }  // namespace kestrel

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "kernels/cq_kernels.h"
 #include "kv/cq_kmeans.h"
+#include "kv/cq_whitening.h"
 
 namespace kestrel {
 
@@ -39,21 +40,77 @@ float* CqCodebook::group(int g) {
 
 CqCodebook make_cq_codebook(CqSpec spec, int head_dim) {
   check_cq_spec(spec, head_dim);
-  CqCodebook book{spec, head_dim, {}};
+  CqCodebook book{spec, head_dim, {}, {}, {}};
   book.centroids.assign(static_cast<size_t>(head_dim) * spec.n_codes(), 0.0f);
   return book;
 }
 
-int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations) {
-  const int c = book.spec.channels_per_group, d = book.head_dim;
+void enable_cq_whitening(CqCodebook& book) {
+  const int c = book.spec.channels_per_group;
+  book.whitening.assign(static_cast<size_t>(book.groups()) * c * c, 0.0f);
+  for (int g = 0; g < book.groups(); ++g)
+    for (int i = 0; i < c; ++i) book.whitening[(static_cast<size_t>(g) * c + i) * c + i] = 1.0f;
+  cq_refresh_encoder(book);
+}
+
+namespace {
+
+// encoder_centroids of group g = W_g C_g (sized already).
+void refresh_encoder_group(CqCodebook& book, int g) {
+  const int c = book.spec.channels_per_group, k = book.spec.n_codes();
+  const float* w = book.group_whitening(g);
+  const float* from = book.group(g);
+  float* to = book.encoder_centroids.data() + static_cast<size_t>(g) * c * k;
+  std::vector<float> x(static_cast<size_t>(c)), y(static_cast<size_t>(c));
+  for (int code = 0; code < k; ++code) {
+    for (int i = 0; i < c; ++i) x[i] = from[i * k + code];
+    cq_whiten(w, c, x.data(), y.data());
+    for (int i = 0; i < c; ++i) to[i * k + code] = y[i];
+  }
+}
+
+}  // namespace
+
+void cq_refresh_encoder(CqCodebook& book) {
+  if (!book.whitened()) {
+    book.encoder_centroids.clear();
+    return;
+  }
+  book.encoder_centroids.assign(book.centroids.size(), 0.0f);
+  for (int g = 0; g < book.groups(); ++g) refresh_encoder_group(book, g);
+}
+
+int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations,
+                   const float* whitening) {
+  const int c = book.spec.channels_per_group, d = book.head_dim, k = book.spec.n_codes();
   const size_t n = samples.size() / static_cast<size_t>(d);
   if (n == 0) fail("CQ: no sample rows to learn a codebook from");
-  // The group's channels of every row, contiguous: [n][c].
+  if (whitening && !book.whitened()) fail("CQ: learning with a whitening needs enable_cq_whitening first");
+  // The group's channels of every row, contiguous (and whitened): [n][c].
   std::vector<float> points(n * static_cast<size_t>(c));
-  for (size_t r = 0; r < n; ++r)
-    for (int i = 0; i < c; ++i) points[r * c + i] = samples[r * d + static_cast<size_t>(g) * c + i];
-  KMeansResult km = kmeans(points, c, book.spec.n_codes(), seed, max_iterations);
-  std::copy(km.centroids.begin(), km.centroids.end(), book.group(g));
+  for (size_t r = 0; r < n; ++r) {
+    const float* x = samples.data() + r * d + static_cast<size_t>(g) * c;
+    if (whitening)
+      cq_whiten(whitening, c, x, points.data() + r * c);
+    else
+      std::copy(x, x + c, points.data() + r * c);
+  }
+  KMeansResult km = kmeans(points, c, k, seed, max_iterations);
+  if (!whitening) {
+    std::copy(km.centroids.begin(), km.centroids.end(), book.group(g));
+    return km.iterations;
+  }
+  // Back to the keys' own space, which the score table reads.
+  float* to = book.group(g);
+  std::vector<float> y(static_cast<size_t>(c)), x(static_cast<size_t>(c));
+  for (int code = 0; code < k; ++code) {
+    for (int i = 0; i < c; ++i) y[i] = km.centroids[static_cast<size_t>(i) * k + code];
+    cq_unwhiten(whitening, c, y.data(), x.data());
+    for (int i = 0; i < c; ++i) to[i * k + code] = x[i];
+  }
+  std::copy(whitening, whitening + static_cast<size_t>(c) * c,
+            book.whitening.begin() + static_cast<ptrdiff_t>(g) * c * c);
+  refresh_encoder_group(book, g);
   return km.iterations;
 }
 
@@ -64,11 +121,18 @@ CqCodebook learn_cq_codebook(CqSpec spec, int head_dim, std::span<const float> s
   return book;
 }
 
+void cq_encode(const CqCodebook& book, kernels::CqEncodeFn encode, const float* row, uint8_t* codes) {
+  const int c = book.spec.channels_per_group, d = book.head_dim;
+  if (!book.whitened()) return encode(row, book.centroids.data(), d, c, book.spec.n_codes(), codes);
+  thread_local std::vector<float> whitened;
+  whitened.resize(static_cast<size_t>(d));
+  for (int g = 0; g < book.groups(); ++g) cq_whiten(book.group_whitening(g), c, row + g * c, whitened.data() + g * c);
+  encode(whitened.data(), book.encoder_centroids.data(), d, c, book.spec.n_codes(), codes);
+}
+
 void cq_encode_row(const CqCodebook& book, std::span<const float> row, std::span<uint8_t> codes) {
   assert(row.size() == static_cast<size_t>(book.head_dim) && codes.size() == static_cast<size_t>(book.groups()));
-  const int c = book.spec.channels_per_group;
-  for (int g = 0; g < book.groups(); ++g)
-    codes[g] = static_cast<uint8_t>(nearest_centroid(row.data() + g * c, book.group(g), c, book.spec.n_codes()));
+  cq_encode(book, kernels::cq_kernels(best_isa()).encode, row.data(), codes.data());
 }
 
 void cq_decode_row(const CqCodebook& book, std::span<const uint8_t> codes, std::span<float> row) {

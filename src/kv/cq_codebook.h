@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/cq_kernels.h"
+
 namespace kestrel {
 
 struct CqSpec {
@@ -41,8 +43,17 @@ struct CqCodebook {
   CqSpec spec;
   int head_dim = 0;
   std::vector<float> centroids;  // [groups][c][n_codes], planar as the kernels read it
+  // Keys under the query metric (kv/cq_whitening.h), else empty: per group an
+  // upper-triangular W ([groups][c][c]); a row is coded by the centroid nearest
+  // in |W (x - C)|^2, found as W x against encoder_centroids = W C.
+  std::vector<float> whitening;
+  std::vector<float> encoder_centroids;  // [groups][c][n_codes] (cq_refresh_encoder)
 
   int groups() const { return spec.groups(head_dim); }
+  bool whitened() const { return !whitening.empty(); }
+  const float* group_whitening(int g) const {
+    return whitening.data() + static_cast<size_t>(g) * spec.channels_per_group * spec.channels_per_group;
+  }
   // [c][n_codes] of group g.
   const float* group(int g) const;
   float* group(int g);
@@ -52,17 +63,31 @@ struct CqCodebook {
 // An all-zero codebook of the right size.
 CqCodebook make_cq_codebook(CqSpec spec, int head_dim);
 
+// Gives `book` the query metric: identity whitening for every group, to be
+// replaced group by group (learn_cq_group with a whitening).
+void enable_cq_whitening(CqCodebook& book);
+// encoder_centroids = W C for every group (after the centroids or whitening change).
+void cq_refresh_encoder(CqCodebook& book);
+
 // Learns group g of `book` by k-means (k-means++ seeded with `seed`, then at
 // most max_iterations Lloyd steps) over the group's channels of samples
 // ([n][head_dim], n >= 1). Returns the Lloyd steps run. Groups are independent:
 // threads may learn different groups of one codebook at once.
-int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations);
+// With `whitening` (W, [c][c] upper triangular; the book enable_cq_whitening'd),
+// k-means runs on the whitened points W x, the centroids are brought back
+// (W^{-1}), and the group's whitening and encoder centroids are set.
+int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations,
+                   const float* whitening = nullptr);
 
 // Every group, group g seeded with mix_seed(seed, g).
 CqCodebook learn_cq_codebook(CqSpec spec, int head_dim, std::span<const float> samples, uint64_t seed,
                              int max_iterations);
 
-// row: [head_dim] -> codes: [groups], the nearest centroid of each group (ties: the lowest code).
+// row: [head_dim] -> codes: [groups], the nearest centroid of each group
+// (under the book's whitening when it has one; ties: the lowest code), through
+// `encode` (the cache's encoder kernel). What the KV cache stores.
+void cq_encode(const CqCodebook& book, kernels::CqEncodeFn encode, const float* row, uint8_t* codes);
+// The same through the best Isa's encoder.
 void cq_encode_row(const CqCodebook& book, std::span<const float> row, std::span<uint8_t> codes);
 // codes: [groups] -> row: [head_dim], the centroids.
 void cq_decode_row(const CqCodebook& book, std::span<const uint8_t> codes, std::span<float> row);

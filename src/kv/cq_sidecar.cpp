@@ -5,10 +5,12 @@
 #include <cstring>
 #include <optional>
 #include <sstream>
+#include <tuple>
 
 #include "core/error.h"
 #include "core/hash.h"
 #include "gguf/gguf.h"
+#include "kv/cq_whitening.h"
 
 namespace kestrel {
 namespace {
@@ -17,8 +19,14 @@ constexpr const char* kArchitecture = "kestrel-cq";
 // Bytes of each tensor's data the fingerprint hashes.
 constexpr size_t kSampledBytes = 64;
 
-std::string tensor_name(char kv, int layer, int head) {
-  return std::string("cq.") + kv + ".blk." + std::to_string(layer) + ".head." + std::to_string(head);
+// kv: "k", "v" (codebooks), "kw" or "vw" (their whitening).
+std::string tensor_name(std::string_view kv, int layer, int head) {
+  return "cq." + std::string(kv) + ".blk." + std::to_string(layer) + ".head." + std::to_string(head);
+}
+
+// ggml order of a whitening tensor: [c, c, groups].
+std::vector<int64_t> whitening_shape(CqSpec spec, int head_dim) {
+  return {spec.channels_per_group, spec.channels_per_group, spec.groups(head_dim)};
 }
 
 // ggml order: [n_codes, c, groups].
@@ -77,8 +85,12 @@ CqCodebooks make_cq_codebooks(CqSpec spec, const CqModelInfo& model) {
 gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
   const CqModelInfo& m = books.model;
   gguf::Writer w;
+  const bool k_whitened = !books.k.empty() && books.k.front().whitened();
+  const bool v_whitened = !books.v.empty() && books.v.front().whitened();
   w.set_string("general.architecture", kArchitecture);
-  w.set_u32("kestrel.cq.version", kCqSidecarVersion);
+  const bool version2 = k_whitened || v_whitened || books.exact_layers > 0;
+  w.set_u32("kestrel.cq.version", version2 ? kCqSidecarVersion : 1);
+  if (books.exact_layers > 0) w.set_u32("kestrel.cq.exact_layers", static_cast<uint32_t>(books.exact_layers));
   w.set_u32("kestrel.cq.channels_per_group", static_cast<uint32_t>(books.spec.channels_per_group));
   w.set_u32("kestrel.cq.bits", static_cast<uint32_t>(books.spec.bits));
   w.set_string("kestrel.cq.model.architecture", m.architecture);
@@ -88,15 +100,22 @@ gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
   w.set_u32("kestrel.cq.model.value_length", static_cast<uint32_t>(m.v_head_dim));
   w.set_u64("kestrel.cq.model.file_bytes", m.file_bytes);
   w.set_u64("kestrel.cq.model.tensor_hash", m.tensor_hash);
-  auto add = [&](char kv, int layer, int head, const CqCodebook& book) {
-    std::vector<uint8_t> bytes(book.centroids.size() * sizeof(float));
-    std::memcpy(bytes.data(), book.centroids.data(), bytes.size());
-    w.add_tensor(tensor_name(kv, layer, head), DType::F32, tensor_shape(book.spec, book.head_dim), std::move(bytes));
+  auto add = [&](std::string_view kv, int layer, int head, const std::vector<float>& data, std::vector<int64_t> shape) {
+    std::vector<uint8_t> bytes(data.size() * sizeof(float));
+    std::memcpy(bytes.data(), data.data(), bytes.size());
+    w.add_tensor(tensor_name(kv, layer, head), DType::F32, std::move(shape), std::move(bytes));
   };
   for (int layer = 0; layer < m.n_layer; ++layer)
     for (int head = 0; head < m.n_kv_head; ++head) {
-      add('k', layer, head, books.key(layer, head));
-      add('v', layer, head, books.value(layer, head));
+      const CqCodebook& k = books.key(layer, head);
+      const CqCodebook& v = books.value(layer, head);
+      add("k", layer, head, k.centroids, tensor_shape(k.spec, k.head_dim));
+      add("v", layer, head, v.centroids, tensor_shape(v.spec, v.head_dim));
+      for (const auto& [name, book, all] : {std::tuple{"kw", &k, k_whitened}, std::tuple{"vw", &v, v_whitened}}) {
+        if (book->whitened() != all)
+          fail("CQ sidecar: layer ", layer, " head ", head, "'s ", name, " whitening differs from layer 0 head 0's");
+        if (all) add(name, layer, head, book->whitening, whitening_shape(book->spec, book->head_dim));
+      }
     }
   return w;
 }
@@ -118,8 +137,8 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
          "')");
   const auto version = f.get_u64("kestrel.cq.version");
   if (!version) fail(where, ": no kestrel.cq.version");
-  if (*version != kCqSidecarVersion)
-    fail(where, ": unknown version ", *version, " (this build reads version ", kCqSidecarVersion, ")");
+  if (*version < 1 || *version > kCqSidecarVersion)
+    fail(where, ": unknown version ", *version, " (this build reads versions 1 to ", kCqSidecarVersion, ")");
 
   CqModelInfo made_for;
   try {
@@ -155,24 +174,45 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
   }
 
   CqCodebooks books = make_cq_codebooks(spec, model);
-  const size_t expected_tensors = 2 * books.k.size();
+  if (*version >= 2) {
+    const uint64_t exact = f.get_u64("kestrel.cq.exact_layers").value_or(0);
+    if (exact > static_cast<uint64_t>(model.n_layer))
+      fail(where, ": ", exact, " exact layers, the model has ", model.n_layer);
+    books.exact_layers = static_cast<int>(exact);
+  }
+  // Version 2 may whiten the keys and the values: all of them or none.
+  const bool k_whitened = *version >= 2 && f.find_tensor(tensor_name("kw", 0, 0)) != nullptr;
+  const bool v_whitened = *version >= 2 && f.find_tensor(tensor_name("vw", 0, 0)) != nullptr;
+  const size_t expected_tensors = (2 + int{k_whitened} + int{v_whitened}) * books.k.size();
   if (f.tensors().size() != expected_tensors)
-    fail(where, ": ", f.tensors().size(), " tensors, expected ", expected_tensors, " (K and V of ", model.n_layer,
-         " layers x ", model.n_kv_head, " kv heads)");
-  auto read = [&](char kv, int layer, int head, CqCodebook& book) {
+    fail(where, ": ", f.tensors().size(), " tensors, expected ", expected_tensors, " (K and V",
+         k_whitened ? ", K's whitening" : "", v_whitened ? ", V's whitening" : "", " of ", model.n_layer, " layers x ",
+         model.n_kv_head, " kv heads)");
+  auto read = [&](std::string_view kv, int layer, int head, std::vector<float>& to, const std::vector<int64_t>& want) {
     const std::string name = tensor_name(kv, layer, head);
     const gguf::TensorInfo* t = f.find_tensor(name);
     if (!t) fail(where, ": missing tensor ", name);
-    const std::vector<int64_t> want = tensor_shape(spec, book.head_dim);
     if (t->type != DType::F32 || t->ne != want)
       fail(where, ": tensor ", name, " is ", dtype_name(t->type), " ", gguf::shape_text(t->ne), ", expected ",
            dtype_name(DType::F32), " ", gguf::shape_text(want), " (", cq_spec_name(spec), ")");
-    std::memcpy(book.centroids.data(), t->data, book.centroids.size() * sizeof(float));
+    std::memcpy(to.data(), t->data, to.size() * sizeof(float));
   };
   for (int layer = 0; layer < model.n_layer; ++layer)
     for (int head = 0; head < model.n_kv_head; ++head) {
-      read('k', layer, head, books.k[books.index(layer, head)]);
-      read('v', layer, head, books.v[books.index(layer, head)]);
+      CqCodebook& k = books.k[books.index(layer, head)];
+      CqCodebook& v = books.v[books.index(layer, head)];
+      read("k", layer, head, k.centroids, tensor_shape(spec, k.head_dim));
+      read("v", layer, head, v.centroids, tensor_shape(spec, v.head_dim));
+      for (const auto& [name, book, all] : {std::tuple{"kw", &k, k_whitened}, std::tuple{"vw", &v, v_whitened}}) {
+        if (!all) continue;
+        enable_cq_whitening(*book);
+        read(name, layer, head, book->whitening, whitening_shape(spec, book->head_dim));
+        const int c = spec.channels_per_group;
+        const std::string what = where + ": tensor " + tensor_name(name, layer, head);
+        for (int g = 0; g < book->groups(); ++g)
+          check_cq_whitening({book->group_whitening(g), static_cast<size_t>(c) * c}, c, what.c_str());
+        cq_refresh_encoder(*book);
+      }
     }
   return books;
 }

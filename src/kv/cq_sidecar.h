@@ -11,8 +11,15 @@
 //   kestrel.cq.model.block_count, .head_count_kv, .key_length, .value_length   u32
 //   kestrel.cq.model.file_bytes     u64, the model file's size
 //   kestrel.cq.model.tensor_hash    u64, FNV-1a of the model's tensor table (below)
+//   kestrel.cq.exact_layers         u32, version 2 only, optional (0): layers kept in F16
 //   cq.k.blk.{layer}.head.{h}, cq.v.blk.{layer}.head.{h}   F32, ne = [2^bits, c, groups]
 //                                   (ggml order: the planar [groups][c][n_codes] of CqCodebook)
+//   cq.kw.blk.{layer}.head.{h}, cq.vw.blk.{layer}.head.{h}   F32, ne = [c, c, groups],
+//                                   version 2 only, each for every (layer, head) or none: the
+//                                   whitening K (V) is coded under (kv/cq_whitening.h;
+//                                   row-major upper-triangular W per group)
+// Version 1 (no whitening) is still read; a file without whitening is written
+// as version 1, so builds that predate version 2 read it too.
 // The fingerprint: the file size and an FNV-1a hash of every tensor's name,
 // type, shape, offset and first 64 bytes. It reads one page per tensor, not
 // the weights, and tells apart two quantizations, two fine-tunes of one
@@ -31,7 +38,7 @@ class File;
 class Writer;
 }  // namespace gguf
 
-inline constexpr uint32_t kCqSidecarVersion = 1;
+inline constexpr uint32_t kCqSidecarVersion = 2;  // the newest this build reads and writes
 
 // What a sidecar must match: the model's attention shape and its file's fingerprint.
 struct CqModelInfo {
@@ -53,6 +60,9 @@ struct CqCodebooks {
   CqSpec spec;
   CqModelInfo model;
   std::vector<CqCodebook> k, v;  // [n_layer][n_kv_head]
+  // Layers [0, exact_layers) keep every row's F16 copy and read it, never
+  // their codes (kv/kv_cache.h): what the first layers' errors cost the rest.
+  int exact_layers = 0;
 
   const CqCodebook& key(int layer, int head) const { return k[index(layer, head)]; }
   const CqCodebook& value(int layer, int head) const { return v[index(layer, head)]; }

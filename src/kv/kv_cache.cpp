@@ -220,13 +220,12 @@ void KvCache::store(int layer, int seq, int64_t pos, const float* k, const float
 }
 
 void KvCache::store_codes(int layer, int head, int32_t b, size_t row, const float* k, const float* v) {
-  const int d = shape_.head_dim;
   uint8_t* kc = k_.data() + static_cast<size_t>(b) * k_block_bytes_ + row * k_row_bytes_;
   uint8_t* vc = v_.data() + static_cast<size_t>(b) * v_block_bytes_ + row * v_row_bytes_;
   const CqCodebook& kb = cq_.books->key(layer, head);
   const CqCodebook& vb = cq_.books->value(layer, head);
-  cq_encode_(k, kb.centroids.data(), d, kb.spec.channels_per_group, kb.spec.n_codes(), kc);
-  cq_encode_(v, vb.centroids.data(), d, vb.spec.channels_per_group, vb.spec.n_codes(), vc);
+  cq_encode(kb, cq_encode_, k, kc);  // through the book's whitening when the sidecar has one
+  cq_encode(vb, cq_encode_, v, vc);
 }
 
 int32_t KvCache::writable_copy(int seq, size_t s, size_t i, int32_t b, size_t row) {
@@ -253,7 +252,8 @@ int32_t KvCache::writable_copy(int seq, size_t s, size_t i, int32_t b, size_t ro
 
 void KvCache::trim_copies(int seq) {
   if (!cq_.books) return;
-  for (int layer = 0; layer < shape_.n_layer; ++layer)
+  // The sidecar's exact layers keep every copy.
+  for (int layer = cq_.books->exact_layers; layer < shape_.n_layer; ++layer)
     for (int head = 0; head < shape_.n_kv_head; ++head) {
       HeadTable& t = tables_[seq][slice(layer, head)];
       const int64_t rows = seq_len_[seq] - evicted_rows(seq, layer, head);
@@ -309,6 +309,11 @@ void KvCache::set_mean(int seq, size_t s, size_t i, int32_t b, const float* kh) 
   for (int c = 0; c < d; ++c) m[c] = f32_to_fp16(mean[c] / kBlock + fp16_to_f32(pm[c]));
 }
 
+namespace {
+// The window of an exact layer: every row is read from its copy.
+constexpr int64_t kCqEveryRow = int64_t{1} << 62;
+}  // namespace
+
 KvHeadView KvCache::view(int layer, int seq, int head) const {
   const HeadTable& t = tables_[checked(seq)][slice(layer, head)];
   kernels::CqRows cq;
@@ -324,7 +329,7 @@ KvHeadView KvCache::view(int layer, int seq, int head) const {
                          reinterpret_cast<const uint16_t*>(win_v_.data()),
                          t.win.data(),
                          static_cast<int64_t>(kBlock) * shape_.head_dim,
-                         cq_.window,
+                         layer < cq_.books->exact_layers ? kCqEveryRow : cq_.window,
                          cq_.sink};
   }
   return KvHeadView{k_.data(),

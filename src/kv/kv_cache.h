@@ -51,7 +51,8 @@
 // (kernels/cq_attention.h). Copies are never shared: share_prefix copies them,
 // so copy-on-write concerns the codes only. A block whose copy was given back
 // and that is written again (a sequence cut back into it) gets a new copy of
-// its decoded codes for the rows before.
+// its decoded codes for the rows before. The sidecar's exact layers
+// (CqCodebooks::exact_layers) keep every copy and read nothing but copies.
 //
 // The pools are reserved for the whole context but committed page by page as
 // blocks are first written (platform/mmap.h ZeroedPages): resident memory grows

@@ -45,7 +45,7 @@ KvCompressSpec parse_kv_compress(const std::string& value, int64_t budget = 0);
 // The squared attention each cached key of one sequence received, per (layer,
 // kv head) and row of that head's table. Filled by observe() during the
 // forward pass of the last prompt tokens (ForwardContext::observer).
-class EvictionMetric {
+class EvictionMetric : public AttentionObserver {
  public:
   EvictionMetric(int n_layer, int n_kv_head) : n_layer_(n_layer), n_kv_head_(n_kv_head) {}
   // Observe the tokens of `seq` at positions >= from (and no other sequence).
@@ -54,7 +54,7 @@ class EvictionMetric {
   // Adds p^2 for every observed (token, query head) of the batch (scalar; the
   // keys dequantized from any KV type, rotation and smoothing undone).
   void observe(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
-               ThreadPool& pool);
+               ThreadPool& pool) override;
   // Row r of (layer, head): its metric (0 when never observed).
   float at(int layer, int head, int64_t r) const;
   // Adds to row r's metric directly (tests, and metrics from elsewhere).

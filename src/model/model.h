@@ -35,7 +35,7 @@ struct ForwardScratch {
 
 // What a forward pass runs with: the engine core's threads, scratch and the
 // kernels it picked (runtime/engine_core.h builds it; the model only reads it).
-class EvictionMetric;  // kv/kv_compress.h
+class AttentionObserver;  // kv/attention_batch.h
 
 struct ForwardContext {
   ThreadPool& pool;
@@ -43,7 +43,7 @@ struct ForwardContext {
   Isa isa;                                      // every kernel's level
   MatmulOptions matmul;                         // the weight kernels
   const kernels::AttentionKernelSet& attention;  // picked for the KV cache's type
-  EvictionMetric* observer = nullptr;            // KV-Compress: attention to observe (kv/kv_compress.h)
+  AttentionObserver* observer = nullptr;         // KV-Compress, CQ calibration: sees the attention inputs
 };
 
 class Model {

@@ -6,6 +6,8 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "gguf/gguf.h"
+#include "kernels/quant_kernels.h"
 #include "kv/cq_kmeans.h"
 #include "tokenizer/chat_template.h"
 
@@ -115,8 +117,33 @@ std::vector<float> cached_kv_rows(const KvCache& cache, int layer, int head, boo
   return rows;
 }
 
+std::vector<double> cq_output_moments(const gguf::File& model, int layer, int n_head, int n_kv_head, int head_dim,
+                                      int c) {
+  const std::string name = "blk." + std::to_string(layer) + ".attn_output.weight";
+  const gguf::TensorInfo* t = model.find_tensor(name);
+  const int64_t in = int64_t{n_head} * head_dim;
+  if (!t || t->ne.size() != 2 || t->ne[0] != in) fail("calibration: no ", name, " of ", in, " inputs per row");
+  const int groups = head_dim / c, per_kv = n_head / n_kv_head;
+  const size_t per_group = static_cast<size_t>(c) * c;
+  std::vector<double> moments(static_cast<size_t>(n_kv_head) * groups * per_group, 0.0);
+  const auto& dequantize = kernels::quant_kernels(t->type, Isa::Scalar).dequantize_row;
+  std::vector<float> row(static_cast<size_t>(in));
+  for (int64_t r = 0; r < t->ne[1]; ++r) {
+    dequantize(t->data + static_cast<size_t>(r) * row_bytes(t->type, in), row.data(), in);
+    for (int h = 0; h < n_head; ++h)
+      for (int g = 0; g < groups; ++g) {
+        const float* w = row.data() + int64_t{h} * head_dim + g * c;
+        double* m = moments.data() + (static_cast<size_t>(h / per_kv) * groups + g) * per_group;
+        for (int i = 0; i < c; ++i)
+          for (int j = 0; j < c; ++j) m[i * c + j] += static_cast<double>(w[i]) * w[j];
+      }
+  }
+  return moments;
+}
+
 CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_t seed, int max_iterations,
-                             ThreadPool& pool, CqCodebooks& books) {
+                             ThreadPool& pool, CqCodebooks& books, const CqQueryMoments* queries, double ridge,
+                             std::span<const double> value_moments) {
   const KvShape& s = cache.shape();
   const CqModelInfo& m = books.model;
   if (m.n_kv_head != s.n_kv_head || m.k_head_dim != s.head_dim || m.v_head_dim != s.head_dim || layer >= m.n_layer ||
@@ -138,13 +165,47 @@ CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_
     return hk % 2 == 0 ? books.k[i] : books.v[i];
   };
 
+  // The whitening of each (head, K or V)'s groups, [head][K, V][group][c][c]
+  // (empty when neither has a metric): K's from the queries' moments, V's
+  // from the output projection's.
+  const int c = books.spec.channels_per_group;
+  const size_t per_group = static_cast<size_t>(c) * c;
+  if (queries && queries->channels_per_group() != c)
+    fail("calibration: query moments of groups of ", queries->channels_per_group(), " channels for ",
+         cq_spec_name(books.spec));
+  if (!value_moments.empty() && value_moments.size() != static_cast<size_t>(n_heads) * n_groups * per_group)
+    fail("calibration: ", value_moments.size(), " value moments for ", n_heads, " heads x ", n_groups, " groups");
+  std::vector<float> whitening;
+  if (queries || !value_moments.empty())
+    whitening.assign(static_cast<size_t>(2 * n_heads) * n_groups * per_group, 0.0f);
+  auto whitening_of = [&](int hk, int g) -> float* {
+    const bool keys = hk % 2 == 0;
+    if (keys ? !queries : value_moments.empty()) return nullptr;
+    return whitening.data() + (static_cast<size_t>(hk) * n_groups + g) * per_group;
+  };
+  for (int hk = 0; hk < 2 * n_heads; ++hk) {
+    const int h = hk / 2;
+    if (!whitening_of(hk, 0)) continue;
+    if (hk % 2 == 0 && queries->queries(layer, h) == 0)
+      fail("calibration: no query of layer ", layer, " head ", h, " was observed");
+    enable_cq_whitening(book_of(hk));
+    for (int g = 0; g < n_groups; ++g) {
+      const std::span<const double> moment =
+          hk % 2 == 0 ? queries->moment(layer, h, g)
+                      : value_moments.subspan((static_cast<size_t>(h) * n_groups + g) * per_group, per_group);
+      const std::vector<float> w = cq_whitening_from_moment(moment, c, ridge);
+      std::copy(w.begin(), w.end(), whitening_of(hk, g));
+    }
+  }
+
   const int64_t n_tasks = int64_t{2} * n_heads * n_groups;
   std::vector<int> iterations(static_cast<size_t>(n_tasks));
   const uint64_t layer_seed = mix_seed(seed, static_cast<uint64_t>(layer));
   pool.parallel_for_dynamic(n_tasks, 1, [&](int64_t begin, int64_t end, int) {
     for (int64_t t = begin; t < end; ++t) {
       const int hk = static_cast<int>(t / n_groups), g = static_cast<int>(t % n_groups);
-      iterations[t] = learn_cq_group(book_of(hk), g, fit[hk], mix_seed(mix_seed(layer_seed, hk), g), max_iterations);
+      iterations[t] = learn_cq_group(book_of(hk), g, fit[hk], mix_seed(mix_seed(layer_seed, hk), g), max_iterations,
+                                     whitening_of(hk, g));
     }
   });
 

@@ -16,7 +16,9 @@
 #include <string_view>
 #include <vector>
 
+#include "kv/cq_query_moments.h"
 #include "kv/cq_sidecar.h"
+#include "kv/cq_whitening.h"
 #include "runtime/session.h"
 
 namespace kestrel {
@@ -67,7 +69,21 @@ struct CqLayerReport {
 // group) on the pool. Group g of head h's K (kv = 0) or V (kv = 1) is seeded
 // with mix_seed(mix_seed(mix_seed(seed, layer), 2 h + kv), g): the result does
 // not depend on the thread count.
+// With `queries` (the moments of the queries of the same forward passes), the
+// keys are learnt and coded under the query metric (kv/cq_whitening.h, with
+// `ridge`); with `value_moments` (cq_output_moments of this layer), the values
+// under the output metric; without, in plain squared distance.
 CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_t seed, int max_iterations,
-                             ThreadPool& pool, CqCodebooks& books);
+                             ThreadPool& pool, CqCodebooks& books, const CqQueryMoments* queries = nullptr,
+                             double ridge = kCqDefaultRidge, std::span<const double> value_moments = {});
+
+// The values' output metric of one layer, [kv head][group][c][c]: an error e in
+// group g of a value row reaches the layer's output through the output
+// projection's columns of each query head reading that kv head, as
+// |W_o[:, cols] e|^2, so the moment is the sum over those heads of
+// W_o[:, cols]^T W_o[:, cols] (data-free: the attention weights, which scale
+// e alike in every channel, are left out).
+std::vector<double> cq_output_moments(const gguf::File& model, int layer, int n_head, int n_kv_head, int head_dim,
+                                      int c);
 
 }  // namespace kestrel

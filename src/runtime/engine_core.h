@@ -35,9 +35,9 @@ class EngineCore {
 
   // One forward pass of `batch` against the KV store (Model::forward).
   void forward(const Batch& batch, float* logits);
-  // KV-Compress: the metric the next forward passes add their attention to
-  // (nullptr: none).
-  void set_observer(EvictionMetric* metric) { ctx_.observer = metric; }
+  // What the next forward passes show their attention inputs to (KV-Compress's
+  // metric, CQ calibration's query moments; nullptr: none).
+  void set_observer(AttentionObserver* observer) { ctx_.observer = observer; }
 
  private:
   const Model& model_;

@@ -48,6 +48,9 @@ class Session {
   // Used by perplexity and by the logits golden tests.
   const std::vector<float>& append_all_logits(std::span<const int32_t> tokens);
   void clear();
+  // CQ calibration: what the forward passes show their queries to (nullptr: none; a
+  // prompt under KV-Compress sets its own metric and then none).
+  void set_observer(AttentionObserver* observer) { core_.set_observer(observer); }
   // KV-Compress: blocks evicted so far (since the last clear).
   int64_t evicted_blocks() const { return evicted_blocks_; }
 

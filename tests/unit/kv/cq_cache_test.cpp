@@ -289,3 +289,68 @@ TEST(CqCache, RefusesWhatItCannotStore) {
 }
 
 }  // namespace kestrel
+
+namespace kestrel {
+namespace {
+
+// The sidecar's exact layers keep every row's F16 copy and read it: layer 0
+// reads the originals rounded to F16 at every row, layer 1 its codes before
+// the window, and the copies layer 1 gave back are its alone.
+TEST(CqCache, ExactLayersReadTheirCopiesOnly) {
+  CqCodebooks books = *random_books(kCq2, 7);
+  books.exact_layers = 1;
+  auto shared = std::make_shared<const CqCodebooks>(std::move(books));
+  KvCache cache(KvShape{kLayers, kHeads, kDim, 256}, DType::CQ2, DType::CQ2, best_isa(), true, false,
+                KvCq{shared, kWindow, kSink});
+  std::mt19937 rng(3);
+  std::vector<std::vector<float>> keys;
+  const int64_t n = 120;
+  for (int64_t p = 0; p < n; ++p) {
+    keys.push_back(normal_values(kHeads * kDim, rng));
+    const std::vector<float> v = normal_values(kHeads * kDim, rng);
+    for (int l = 0; l < kLayers; ++l) cache.store(l, 0, p, keys.back().data(), v.data());
+    cache.grow_seq_len(0, p + 1);
+  }
+  std::vector<float> row(kDim);
+  for (int64_t r = 0; r < n; ++r) {
+    cache.key_row(cache.view(0, 0, 1), r, n, row.data());
+    for (int c = 0; c < kDim; ++c) ASSERT_EQ(row[c], fp16_to_f32(f32_to_fp16(keys[r][kDim + c]))) << r;
+  }
+  const int64_t coded = 40;  // past the sink block, before the window
+  cache.key_row(cache.view(1, 0, 1), coded, n, row.data());
+  std::vector<uint8_t> codes(kDim / 4);
+  std::vector<float> decoded(kDim);
+  cq_encode_row(shared->key(1, 1), std::span<const float>(keys[coded]).subspan(kDim, kDim), codes);
+  cq_decode_row(shared->key(1, 1), codes, decoded);
+  EXPECT_EQ(row, decoded);
+  // Layer 0 holds a copy of all 8 blocks per head; layer 1 of the sink block and the 3 the window touches.
+  EXPECT_EQ(cache.copies_held(), kHeads * (8 + 1 + 3));
+}
+
+// A whitened codebook is what the cache encodes with: its rows' codes are cq_encode's.
+TEST(CqCache, StoresThroughTheWhitening) {
+  CqCodebooks books = *random_books(kCq2, 9);
+  for (CqCodebook& b : books.k) {
+    enable_cq_whitening(b);
+    for (size_t i = 0; i < b.whitening.size(); i += 5) b.whitening[i] = 0.5f + 0.01f * static_cast<float>(i % 7);
+    for (int g = 0; g < b.groups(); ++g)  // keep it upper triangular with a positive diagonal
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < i; ++j) b.whitening[(static_cast<size_t>(g) * 4 + i) * 4 + j] = 0.0f;
+    cq_refresh_encoder(b);
+  }
+  auto shared = std::make_shared<const CqCodebooks>(std::move(books));
+  KvCache cache(KvShape{kLayers, kHeads, kDim, 256}, DType::CQ2, DType::CQ2, best_isa(), true, false,
+                KvCq{shared, 0, 0});
+  std::mt19937 rng(4);
+  const std::vector<float> k = normal_values(kHeads * kDim, rng), v = normal_values(kHeads * kDim, rng);
+  cache.store(1, 0, 0, k.data(), v.data());
+  cache.grow_seq_len(0, 1);
+  const KvHeadView view = cache.view(1, 0, 0);
+  std::vector<uint8_t> want(kDim / 4);
+  cq_encode_row(shared->key(1, 0), std::span<const float>(k).subspan(0, kDim), want);
+  const auto* stored = static_cast<const uint8_t*>(view.k) + view.blocks[0] * view.block_stride;
+  EXPECT_EQ(std::vector<uint8_t>(stored, stored + kDim / 4), want);
+}
+
+}  // namespace
+}  // namespace kestrel

@@ -380,9 +380,9 @@ TEST(CqSidecar, RefusesWrongShape) {
 TEST(CqSidecar, RefusesUnknownVersion) {
   const CqModelInfo m = small_model();
   gguf::Writer w = cq_sidecar_writer(random_books(kCq2, m));
-  w.set_u32("kestrel.cq.version", 2);
+  w.set_u32("kestrel.cq.version", 3);
   const std::string e = load_error(w, m, "version");
-  EXPECT_NE(e.find(": unknown version 2 (this build reads version 1)"), std::string::npos) << e;
+  EXPECT_NE(e.find(": unknown version 3 (this build reads versions 1 to 2)"), std::string::npos) << e;
 }
 
 TEST(CqSidecar, RefusesAModelFile) {

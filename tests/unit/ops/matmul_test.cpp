@@ -215,7 +215,9 @@ TEST(Matmul, PathChoice) {
     EXPECT_EQ(matmul_path(DType::Q5_0, 2, Isa::Avx512), MatmulPath::Panels);
     for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL,
                     DType::IQ4_XS}) {
-      if (t != DType::Q5_0) EXPECT_EQ(matmul_path(t, 1, Isa::Avx512), MatmulPath::Panels) << dtype_name(t);
+      if (t != DType::Q5_0) {
+        EXPECT_EQ(matmul_path(t, 1, Isa::Avx512), MatmulPath::Panels) << dtype_name(t);
+      }
       EXPECT_EQ(matmul_path(t, 16, Isa::Avx512, MatmulOptions{true, AmxUse::Always}), MatmulPath::Panels)
           << dtype_name(t) << ": no AMX version";
     }

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "gguf/gguf.h"
 #include "unit/runtime/tiny_model.h"
 
 namespace kestrel {
@@ -100,6 +101,81 @@ TEST(CqCalibration, LearnsLayersAndWritesTheSidecar) {
     EXPECT_NE(what.find("was made for another model: tensor table hash"), std::string::npos) << what;
   }
   std::filesystem::remove(path);
+}
+
+// Under the query metric: the session's queries are observed while the text
+// fills the cache, the keys get a whitening (the values are learnt as before),
+// the sidecar carries it back, and a kv=cq2 session over it runs with a short
+// window, its logits close to the F16 cache's.
+TEST(CqCalibration, LearnsKeysUnderTheQueryMetricAndRoundTrips) {
+  testing::LoadedTinyModel tiny("cq_query_metric");
+  const CqModelInfo info = cq_model_info(tiny.model->file());
+  Session session(*tiny.model, small_session(2));
+  CqQueryMoments queries(info.n_layer, info.n_kv_head, info.k_head_dim, kCq2.channels_per_group);
+  session.set_observer(&queries);
+  const int64_t n = evaluate_calibration_text(session, testing::tiny_text(), 200);
+  session.set_observer(nullptr);
+  const int per_kv = tiny.model->config().n_head / tiny.model->config().n_kv_head;
+  EXPECT_EQ(queries.queries(info.n_layer - 1, 0), n * per_kv);
+  CqCodebooks plain = make_cq_codebooks(kCq2, info), weighted = make_cq_codebooks(kCq2, info);
+  for (int layer = 0; layer < info.n_layer; ++layer) {
+    learn_cq_layer(session.cache(), n, layer, 7, 10, session.pool(), plain);
+    learn_cq_layer(session.cache(), n, layer, 7, 10, session.pool(), weighted, &queries);
+    EXPECT_TRUE(weighted.key(layer, 0).whitened());
+    EXPECT_FALSE(weighted.value(layer, 0).whitened());
+    EXPECT_NE(weighted.key(layer, 0).centroids, plain.key(layer, 0).centroids) << layer;
+    EXPECT_EQ(weighted.value(layer, 0).centroids, plain.value(layer, 0).centroids) << layer;
+  }
+  const std::string path = default_cq_sidecar_path(tiny.model->path(), kCq2);
+  save_cq_codebooks(path, weighted);
+  const CqCodebooks back = load_cq_codebooks(path, info);
+  EXPECT_EQ(back.key(1, 0).whitening, weighted.key(1, 0).whitening);
+  EXPECT_EQ(back.key(1, 0).encoder_centroids, weighted.key(1, 0).encoder_centroids);
+
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 150; ++i) prompt.push_back(3 + (i * 11) % 50);
+  SessionOptions so = small_session(2);
+  Session f16(*tiny.model, so);
+  const std::vector<float> exact = f16.append_all_logits(prompt);
+  so.engine.k_type = so.engine.v_type = DType::CQ2;
+  so.engine.cq_window = 16;
+  Session cq(*tiny.model, so);
+  const std::vector<float> coded = cq.append_all_logits(prompt);
+  std::filesystem::remove(path);
+  ASSERT_EQ(coded.size(), exact.size());
+  double worst = 0.0, scale = 0.0;
+  for (size_t i = 0; i < exact.size(); ++i) {
+    worst = std::max(worst, std::fabs(double{coded[i]} - exact[i]));
+    scale = std::max(scale, std::fabs(double{exact[i]}));
+  }
+  EXPECT_GT(worst, 0.0);  // the codes were read
+  EXPECT_LT(worst, 0.5 * scale);
+}
+
+// The values' output metric of a layer against its definition, from the tiny
+// model's F32 output projection: column j h_d + g c + i of every row, over the
+// query heads of the kv head.
+TEST(CqCalibration, OutputMomentsSumTheProjectionsColumns) {
+  testing::LoadedTinyModel tiny("cq_output_moments");
+  const ModelConfig& mc = tiny.model->config();
+  const int d = mc.head_dim, c = 4, groups = d / c, per_kv = mc.n_head / mc.n_kv_head;
+  const std::vector<double> m = cq_output_moments(tiny.model->file(), 1, mc.n_head, mc.n_kv_head, d, c);
+  ASSERT_EQ(m.size(), static_cast<size_t>(mc.n_kv_head) * groups * c * c);
+  const gguf::TensorInfo* t = tiny.model->file().find_tensor("blk.1.attn_output.weight");
+  ASSERT_TRUE(t && t->type == DType::F32);
+  const auto* w = reinterpret_cast<const float*>(t->data);
+  const int64_t in = t->ne[0];
+  for (int kv = 0; kv < mc.n_kv_head; ++kv)
+    for (int g : {0, groups - 1})
+      for (int i = 0; i < c; ++i)
+        for (int j = 0; j < c; ++j) {
+          double want = 0.0;
+          for (int64_t r = 0; r < t->ne[1]; ++r)
+            for (int h = kv * per_kv; h < (kv + 1) * per_kv; ++h)
+              want += double{w[r * in + h * d + g * c + i]} * w[r * in + h * d + g * c + j];
+          EXPECT_NEAR(m[((static_cast<size_t>(kv) * groups + g) * c + i) * c + j], want, 1e-9 * (1 + std::fabs(want)));
+        }
+  EXPECT_THROW(cq_output_moments(tiny.model->file(), mc.n_layer, mc.n_head, mc.n_kv_head, d, c), Error);
 }
 
 TEST(CqCalibration, GeneratesTheRequestedPositions) {

@@ -205,8 +205,9 @@ void expect_effect(SwitchEffect effect, const Observed& base, const Observed& go
     }
     case SwitchEffect::Logits:
     case SwitchEffect::Kernels: {
-      if (effect == SwitchEffect::Logits)
+      if (effect == SwitchEffect::Logits) {
         EXPECT_FALSE(same_numbers) << where << ": identical numbers, the switch did not reach the kernels";
+      }
       // Teacher-forced numbers only: up to the first position where the greedy
       // paths part (that position's numbers still follow the same context).
       size_t n_cmp = base.numbers.size();
