@@ -22,19 +22,13 @@
 #include "kv/cq_whitening.h"
 #include "platform/thread_pool.h"
 #include "unit/error_text.h"
+#include "unit/random_values.h"
 
 namespace kestrel {
 namespace {
 
 using kestrel::testing::error_of;
-
-std::vector<float> normal_values(size_t n, uint32_t seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, sigma);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using kestrel::testing::normal_values;
 
 // A moment sum_q q q^T of n anisotropic queries ([c][c]): channel i scaled by
 // 1 + 3 i, and the channels mixed, so that H is neither diagonal nor flat.

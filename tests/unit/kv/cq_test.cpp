@@ -18,21 +18,15 @@
 #include "kv/cq_kmeans.h"
 #include "kv/cq_sidecar.h"
 #include "unit/error_text.h"
+#include "unit/random_values.h"
 
 namespace kestrel {
 namespace {
 
 using kestrel::testing::error_of;
+using kestrel::testing::normal_values;
 
 constexpr double kU = 0x1.0p-24;  // unit roundoff of float
-
-std::vector<float> normal_values(size_t n, uint32_t seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, sigma);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 std::vector<uint8_t> random_codes(size_t n, int n_codes, uint32_t seed) {
   std::mt19937 rng(seed);
