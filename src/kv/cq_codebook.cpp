@@ -50,23 +50,29 @@ void enable_cq_whitening(CqCodebook& book) {
   book.whitening.assign(static_cast<size_t>(book.groups()) * c * c, 0.0f);
   for (int g = 0; g < book.groups(); ++g)
     for (int i = 0; i < c; ++i) book.whitening[(static_cast<size_t>(g) * c + i) * c + i] = 1.0f;
-  cq_refresh_encoder(book);
+  book.encoder_centroids = book.centroids;  // W = I: W C is C
 }
 
 namespace {
+
+// to = map(from) for each of a group's k centroids ([c][k] planar, as stored):
+// map(x, y) writes the image of the centroid x into y ([c] each).
+template <class Map>
+void map_centroids(const float* from, float* to, int c, int k, Map&& map) {
+  std::vector<float> x(static_cast<size_t>(c)), y(static_cast<size_t>(c));
+  for (int code = 0; code < k; ++code) {
+    for (int i = 0; i < c; ++i) x[i] = from[i * k + code];
+    map(x.data(), y.data());
+    for (int i = 0; i < c; ++i) to[i * k + code] = y[i];
+  }
+}
 
 // encoder_centroids of group g = W_g C_g (sized already).
 void refresh_encoder_group(CqCodebook& book, int g) {
   const int c = book.spec.channels_per_group, k = book.spec.n_codes();
   const float* w = book.group_whitening(g);
-  const float* from = book.group(g);
-  float* to = book.encoder_centroids.data() + static_cast<size_t>(g) * c * k;
-  std::vector<float> x(static_cast<size_t>(c)), y(static_cast<size_t>(c));
-  for (int code = 0; code < k; ++code) {
-    for (int i = 0; i < c; ++i) x[i] = from[i * k + code];
-    cq_whiten(w, c, x.data(), y.data());
-    for (int i = 0; i < c; ++i) to[i * k + code] = y[i];
-  }
+  map_centroids(book.group(g), book.encoder_centroids.data() + static_cast<size_t>(g) * c * k, c, k,
+                [&](const float* x, float* y) { cq_whiten(w, c, x, y); });
 }
 
 }  // namespace
@@ -101,13 +107,8 @@ int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint
     return km.iterations;
   }
   // Back to the keys' own space, which the score table reads.
-  float* to = book.group(g);
-  std::vector<float> y(static_cast<size_t>(c)), x(static_cast<size_t>(c));
-  for (int code = 0; code < k; ++code) {
-    for (int i = 0; i < c; ++i) y[i] = km.centroids[static_cast<size_t>(i) * k + code];
-    cq_unwhiten(whitening, c, y.data(), x.data());
-    for (int i = 0; i < c; ++i) to[i * k + code] = x[i];
-  }
+  map_centroids(km.centroids.data(), book.group(g), c, k,
+                [&](const float* y, float* x) { cq_unwhiten(whitening, c, y, x); });
   std::copy(whitening, whitening + static_cast<size_t>(c) * c,
             book.whitening.begin() + static_cast<ptrdiff_t>(g) * c * c);
   refresh_encoder_group(book, g);

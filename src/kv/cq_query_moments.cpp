@@ -2,6 +2,7 @@
 #include "kv/cq_query_moments.h"
 
 #include "core/error.h"
+#include "kv/cq_whitening.h"
 
 namespace kestrel {
 
@@ -26,12 +27,7 @@ void CqQueryMoments::observe(const KvCache&, int layer, const AttentionParams& p
       for (int64_t t = 0; t < b.n_tokens; ++t)
         for (int h = static_cast<int>(kv) * per_kv; h < (static_cast<int>(kv) + 1) * per_kv; ++h) {
           const float* q = b.q + t * q_dim + int64_t{h} * p.head_dim;
-          for (int g = 0; g < groups; ++g) {
-            const float* qg = q + g * c_;
-            double* m = sums + static_cast<size_t>(g) * c_ * c_;
-            for (int i = 0; i < c_; ++i)
-              for (int j = 0; j < c_; ++j) m[i * c_ + j] += static_cast<double>(qg[i]) * qg[j];
-          }
+          for (int g = 0; g < groups; ++g) cq_add_outer(sums + static_cast<size_t>(g) * c_ * c_, q + g * c_, c_);
         }
       counts_[slot(layer, static_cast<int>(kv))] += b.n_tokens * per_kv;
     }

@@ -28,6 +28,14 @@ inline constexpr double kCqDefaultRidge = 1.0;
 // W^T W = moment / (trace / c) + ridge I (the identity for a zero moment).
 std::vector<float> cq_whitening_from_moment(std::span<const double> moment, int c, double ridge);
 
+// m [c][c] += x x^T: one sample's contribution to a group's second moment
+// (the queries' for keys, kv/cq_query_moments.h; the output projection's
+// columns' for values, runtime/cq_calibration.h).
+inline void cq_add_outer(double* m, const float* x, int c) {
+  for (int i = 0; i < c; ++i)
+    for (int j = 0; j < c; ++j) m[i * c + j] += static_cast<double>(x[i]) * x[j];
+}
+
 // y = W x (x, y: [c]; may not alias).
 void cq_whiten(const float* w, int c, const float* x, float* y);
 // x = W^{-1} y for an upper-triangular W with a nonzero diagonal (back substitution).

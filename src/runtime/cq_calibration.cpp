@@ -131,12 +131,9 @@ std::vector<double> cq_output_moments(const gguf::File& model, int layer, int n_
   for (int64_t r = 0; r < t->ne[1]; ++r) {
     dequantize(t->data + static_cast<size_t>(r) * row_bytes(t->type, in), row.data(), in);
     for (int h = 0; h < n_head; ++h)
-      for (int g = 0; g < groups; ++g) {
-        const float* w = row.data() + int64_t{h} * head_dim + g * c;
-        double* m = moments.data() + (static_cast<size_t>(h / per_kv) * groups + g) * per_group;
-        for (int i = 0; i < c; ++i)
-          for (int j = 0; j < c; ++j) m[i * c + j] += static_cast<double>(w[i]) * w[j];
-      }
+      for (int g = 0; g < groups; ++g)
+        cq_add_outer(moments.data() + (static_cast<size_t>(h / per_kv) * groups + g) * per_group,
+                     row.data() + int64_t{h} * head_dim + g * c, c);
   }
   return moments;
 }

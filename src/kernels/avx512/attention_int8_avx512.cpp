@@ -27,6 +27,7 @@
 #include "kernels/attention_int8.h"
 #include "kernels/attention_sage.h"
 #include "kernels/avx2/attention_avx2.h"
+#include "kernels/avx2/avx2-inl.h"
 #include "kernels/avx512/avx512-inl.h"
 #include "kernels/f32_kernels.h"
 #include "kernels/int8_tile_walk.h"
@@ -54,13 +55,6 @@ inline int32_t load4(const uint8_t* p) {
   int32_t x;
   std::memcpy(&x, p, 4);
   return x;
-}
-// An 8-lane register summed as the twins write it: (l + l+4), then
-// (t0 + t2) + (t1 + t3).
-inline float fold8(__m256 v) {
-  __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
 // A query row in INT8, as the u8 operand: q8 + 128.
@@ -185,7 +179,7 @@ void sage_rows(const QRow* const* q, const SageBlock& b, const float* vf, int d,
   for (int r = 0; r < R; ++r) {
     __m256 a = _mm256_setzero_ps();
     for (int c = 0; c < d; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q[r]->q + c), _mm256_load_ps(b.mean + c), a);
-    qms[r] = fold8(a) * scale;
+    qms[r] = hsum_ps(a) * scale;  // (l + l+4), then (t0 + t2) + (t1 + t3): the twin's fold
   }
   __m512i dot[R];
   block_dots<R>(q, b.pk, d, dot);

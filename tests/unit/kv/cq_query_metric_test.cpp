@@ -22,13 +22,17 @@
 #include "kv/cq_whitening.h"
 #include "platform/thread_pool.h"
 #include "unit/error_text.h"
+#include "unit/kv/cq_sidecar_fixtures.h"
 #include "unit/random_values.h"
 
 namespace kestrel {
 namespace {
 
+using kestrel::testing::cq_load_error;
+using kestrel::testing::cq_temp_path;
 using kestrel::testing::error_of;
 using kestrel::testing::normal_values;
+using kestrel::testing::small_cq_model;
 
 // A moment sum_q q q^T of n anisotropic queries ([c][c]): channel i scaled by
 // 1 + 3 i, and the channels mixed, so that H is neither diagonal nor flat.
@@ -227,12 +231,6 @@ TEST(CqQueryMoments, SumsEachKvHeadsQueries) {
 
 // ---- The sidecar, version 2 ----
 
-std::string temp_path(const std::string& tag) {
-  return ::testing::TempDir() + "kestrel_cq_metric_" + tag + "_" + std::to_string(::getpid()) + ".gguf";
-}
-
-CqModelInfo small_model() { return CqModelInfo{"llama", 2, 3, 16, 16, 123456, 0xABCDEF0123456789ull}; }
-
 CqCodebooks whitened_books(CqSpec spec, const CqModelInfo& m) {
   CqCodebooks books = make_cq_codebooks(spec, m);
   uint32_t seed = 300;
@@ -242,9 +240,9 @@ CqCodebooks whitened_books(CqSpec spec, const CqModelInfo& m) {
 }
 
 TEST(CqSidecar, WhitenedRoundTripIsVersion2) {
-  const CqModelInfo m = small_model();
+  const CqModelInfo m = small_cq_model();
   const CqCodebooks books = whitened_books(kCq2, m);
-  const std::string path = temp_path("whitened");
+  const std::string path = cq_temp_path("whitened");
   save_cq_codebooks(path, books);
   EXPECT_EQ(gguf::File::open(path).get_u64("kestrel.cq.version"), 2u);
   const CqCodebooks back = load_cq_codebooks(path, m);
@@ -261,12 +259,12 @@ TEST(CqSidecar, WhitenedRoundTripIsVersion2) {
 // A sidecar without whitening is written as version 1, as builds before
 // version 2 wrote (and read) it, and still loads.
 TEST(CqSidecar, Version1StillLoads) {
-  const CqModelInfo m = small_model();
+  const CqModelInfo m = small_cq_model();
   CqCodebooks books = make_cq_codebooks(kCq1, m);
   uint32_t seed = 70;
   for (auto* list : {&books.k, &books.v})
     for (CqCodebook& b : *list) b.centroids = normal_values(b.centroids.size(), seed++);
-  const std::string path = temp_path("v1");
+  const std::string path = cq_temp_path("v1");
   save_cq_codebooks(path, books);
   EXPECT_EQ(gguf::File::open(path).get_u64("kestrel.cq.version"), 1u);
   const CqCodebooks back = load_cq_codebooks(path, m);
@@ -277,13 +275,13 @@ TEST(CqSidecar, Version1StillLoads) {
 
 // Whitened values and exact layers round-trip too (version 2).
 TEST(CqSidecar, WhitenedValuesAndExactLayersRoundTrip) {
-  const CqModelInfo m = small_model();
+  const CqModelInfo m = small_cq_model();
   CqCodebooks books = make_cq_codebooks(kCq1, m);
   uint32_t seed = 500;
   for (CqCodebook& b : books.k) b.centroids = normal_values(b.centroids.size(), seed++);
   for (CqCodebook& b : books.v) b = whitened_codebook(kCq1, m.v_head_dim, seed++);
   books.exact_layers = 1;
-  const std::string path = temp_path("values");
+  const std::string path = cq_temp_path("values");
   save_cq_codebooks(path, books);
   const CqCodebooks back = load_cq_codebooks(path, m);
   std::filesystem::remove(path);
@@ -295,30 +293,22 @@ TEST(CqSidecar, WhitenedValuesAndExactLayersRoundTrip) {
   }
 }
 
-std::string load_error(const gguf::Writer& w, const CqModelInfo& m, const std::string& tag) {
-  const std::string path = temp_path(tag);
-  w.write(path);
-  const std::string e = error_of([&] { load_cq_codebooks(path, m); });
-  std::filesystem::remove(path);
-  return e;
-}
-
 TEST(CqSidecar, RefusesWhiteningItCannotUse) {
-  const CqModelInfo m = small_model();
+  const CqModelInfo m = small_cq_model();
   // Whitening tensors in a version 1 file: not one this build wrote.
   gguf::Writer w = cq_sidecar_writer(whitened_books(kCq2, m));
   w.set_u32("kestrel.cq.version", 1);
-  std::string e = load_error(w, m, "v1_whitened");
+  std::string e = cq_load_error(w, m, "v1_whitened");
   EXPECT_NE(e.find("18 tensors, expected 12"), std::string::npos) << e;
   // A whitening with a negative diagonal.
   CqCodebooks books = whitened_books(kCq2, m);
   books.k[4].whitening[0] = -1.0f;
-  e = load_error(cq_sidecar_writer(books), m, "negative");
+  e = cq_load_error(cq_sidecar_writer(books), m, "negative");
   EXPECT_NE(e.find("tensor cq.kw.blk.1.head.1: a whitening diagonal entry is not positive"), std::string::npos) << e;
   // More exact layers than the model has.
   w = cq_sidecar_writer(whitened_books(kCq2, m));
   w.set_u32("kestrel.cq.exact_layers", 3);
-  e = load_error(w, m, "exact");
+  e = cq_load_error(w, m, "exact");
   EXPECT_NE(e.find(": 3 exact layers, the model has 2"), std::string::npos) << e;
 }
 

@@ -18,13 +18,17 @@
 #include "kv/cq_kmeans.h"
 #include "kv/cq_sidecar.h"
 #include "unit/error_text.h"
+#include "unit/kv/cq_sidecar_fixtures.h"
 #include "unit/random_values.h"
 
 namespace kestrel {
 namespace {
 
+using kestrel::testing::cq_load_error;
+using kestrel::testing::cq_temp_path;
 using kestrel::testing::error_of;
 using kestrel::testing::normal_values;
+using kestrel::testing::small_cq_model;
 
 constexpr double kU = 0x1.0p-24;  // unit roundoff of float
 
@@ -39,10 +43,6 @@ CqCodebook random_codebook(CqSpec spec, int head_dim, uint32_t seed) {
   CqCodebook book = make_cq_codebook(spec, head_dim);
   book.centroids = normal_values(book.centroids.size(), seed);
   return book;
-}
-
-std::string temp_path(const std::string& tag) {
-  return ::testing::TempDir() + "kestrel_cq_" + tag + "_" + std::to_string(::getpid()) + ".gguf";
 }
 
 // ---- Specs and codebooks ----
@@ -299,8 +299,6 @@ TEST(CqKernels, Avx2MatchesScalarBitForBit) {
 
 // ---- The sidecar ----
 
-CqModelInfo small_model() { return CqModelInfo{"llama", 2, 3, 16, 16, 123456, 0xABCDEF0123456789ull}; }
-
 CqCodebooks random_books(CqSpec spec, const CqModelInfo& m) {
   CqCodebooks books = make_cq_codebooks(spec, m);
   uint32_t seed = 60;
@@ -310,9 +308,9 @@ CqCodebooks random_books(CqSpec spec, const CqModelInfo& m) {
 }
 
 TEST(CqSidecar, RoundTrip) {
-  const CqModelInfo m = small_model();
+  const CqModelInfo m = small_cq_model();
   const CqCodebooks books = random_books(kCq1, m);
-  const std::string path = temp_path("roundtrip");
+  const std::string path = cq_temp_path("roundtrip");
   save_cq_codebooks(path, books);
   const CqCodebooks back = load_cq_codebooks(path, m);
   std::filesystem::remove(path);
@@ -326,33 +324,25 @@ TEST(CqSidecar, RoundTrip) {
   EXPECT_EQ(back.value(1, 2).centroids, books.v[5].centroids);
 }
 
-std::string load_error(const gguf::Writer& w, const CqModelInfo& m, const std::string& tag) {
-  const std::string path = temp_path(tag);
-  w.write(path);
-  const std::string e = error_of([&] { load_cq_codebooks(path, m); });
-  std::filesystem::remove(path);
-  return e;
-}
-
 TEST(CqSidecar, RefusesAnotherModel) {
-  const CqModelInfo m = small_model();
+  const CqModelInfo m = small_cq_model();
   const gguf::Writer w = cq_sidecar_writer(random_books(kCq2, m));
   CqModelInfo other = m;
   other.file_bytes += 1;
-  std::string e = load_error(w, other, "other_size");
+  std::string e = cq_load_error(w, other, "other_size");
   EXPECT_NE(e.find("was made for another model: file size 123456 (sidecar) vs 123457 (model)"), std::string::npos) << e;
   other = m;
   other.n_layer = 3;
   other.tensor_hash ^= 1;
-  e = load_error(w, other, "other_shape");
+  e = cq_load_error(w, other, "other_shape");
   EXPECT_NE(e.find("block_count 2 (sidecar) vs 3 (model)"), std::string::npos) << e;
   EXPECT_NE(e.find("tensor table hash"), std::string::npos) << e;
   EXPECT_EQ(e.find("file size"), std::string::npos) << e;
 }
 
 TEST(CqSidecar, RefusesTruncatedFile) {
-  const CqModelInfo m = small_model();
-  const std::string path = temp_path("truncated");
+  const CqModelInfo m = small_cq_model();
+  const std::string path = cq_temp_path("truncated");
   save_cq_codebooks(path, random_books(kCq2, m));
   std::filesystem::resize_file(path, std::filesystem::file_size(path) - 100);
   const std::string e = error_of([&] { load_cq_codebooks(path, m); });
@@ -362,27 +352,27 @@ TEST(CqSidecar, RefusesTruncatedFile) {
 }
 
 TEST(CqSidecar, RefusesWrongShape) {
-  const CqModelInfo m = small_model();
+  const CqModelInfo m = small_cq_model();
   // cq1 tensors ([256, 8, 2]) under cq2's metadata (which wants [256, 4, 4]).
   gguf::Writer w = cq_sidecar_writer(random_books(kCq1, m));
   w.set_u32("kestrel.cq.channels_per_group", 4);
-  const std::string e = load_error(w, m, "shape");
+  const std::string e = cq_load_error(w, m, "shape");
   EXPECT_NE(e.find("tensor cq.k.blk.0.head.0 is f32 [256, 8, 2], expected f32 [256, 4, 4] (cq2)"), std::string::npos)
       << e;
 }
 
 TEST(CqSidecar, RefusesUnknownVersion) {
-  const CqModelInfo m = small_model();
+  const CqModelInfo m = small_cq_model();
   gguf::Writer w = cq_sidecar_writer(random_books(kCq2, m));
   w.set_u32("kestrel.cq.version", 3);
-  const std::string e = load_error(w, m, "version");
+  const std::string e = cq_load_error(w, m, "version");
   EXPECT_NE(e.find(": unknown version 3 (this build reads versions 1 to 2)"), std::string::npos) << e;
 }
 
 TEST(CqSidecar, RefusesAModelFile) {
   gguf::Writer w;
   w.set_string("general.architecture", "llama");
-  const std::string e = load_error(w, small_model(), "model");
+  const std::string e = cq_load_error(w, small_cq_model(), "model");
   EXPECT_NE(e.find("is not a CQ sidecar (general.architecture 'llama', expected 'kestrel-cq')"), std::string::npos)
       << e;
 }
