@@ -12,6 +12,11 @@
 //    the tiles of a 4k prompt.
 //  attn_group/<algo>/<kv>/<isa>/d64/n4096/g<G>/{rows,tile,group}: one decode
 //    step of G query heads sharing a KV head, three ways (bench_group).
+//  attn_decode/<algo>/<kv>/<isa>/d64/n8192/{rows,group}: one decode step of
+//    every layer of SmolLM2 at depth 8192 (30 layers x 3 KV heads of 3 query
+//    heads), one thread, over a pool laid out as the KV cache lays it out
+//    (block b of (layer, head) at b * 90 + layer * 3 + head: 100-190 MB, read
+//    from DRAM as in the model, where attn_group's 4096 keys stay in L2).
 // Values are random normals (the kernels' speed does not depend on them).
 #include <benchmark/benchmark.h>
 
@@ -141,6 +146,40 @@ void bench_group(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, 
   }
 }
 
+// One decode step of a whole model's attention at depth n (see the header).
+void bench_decode(benchmark::State& state, AttentionAlgo algo, DType t, Isa isa, int d, int64_t n, GroupAs as) {
+  constexpr int kLayers = 30, kKvHeads = 3, kGroup = 3, kHeads = kLayers * kKvHeads;
+  const AttentionKernelSet& set = attention_kernel_set(t, algo, isa);
+  const Cache pool = make_cache(t, n * kHeads, d, smooths_keys(t, algo));
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<std::vector<int32_t>> ids(kHeads, std::vector<int32_t>(static_cast<size_t>(blocks)));
+  for (int h = 0; h < kHeads; ++h)
+    for (int64_t b = 0; b < blocks; ++b) ids[h][static_cast<size_t>(b)] = static_cast<int32_t>(b * kHeads + h);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<std::vector<float>> q(kGroup, std::vector<float>(static_cast<size_t>(d))), o = q;
+  const float* qp[kGroup];
+  float* op[kGroup];
+  for (int r = 0; r < kGroup; ++r) {
+    for (auto& x : q[r]) x = nd(rng);
+    qp[r] = q[r].data();
+    op[r] = o[r].data();
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (auto _ : state) {
+    for (int h = 0; h < kHeads; ++h) {
+      KvRows rows = pool.rows;
+      rows.ids = ids[h].data();
+      if (as == GroupAs::Group)
+        set.group(rows, n, d, qp, kGroup, scale, op);
+      else
+        for (int r = 0; r < kGroup; ++r) set.row(rows, n, d, qp[r], scale, op[r]);
+    }
+    benchmark::DoNotOptimize(op[0]);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * pool.bytes));
+}
+
 int register_all() {
   struct Kind {
     AttentionAlgo algo;
@@ -181,6 +220,16 @@ int register_all() {
           benchmark::RegisterBenchmark(tag.c_str(), bench_group, k.algo, k.t, isa, 64, int64_t{4096}, group, as)
               ->Unit(benchmark::kMicrosecond);
         }
+  for (Isa isa : supported_isas())
+    for (const Kind& k : kinds)
+      for (GroupAs as : {GroupAs::Rows, GroupAs::Group}) {
+        if (as == GroupAs::Group && !attention_kernel_set(k.t, k.algo, isa).group) continue;
+        const std::string tag = std::string("attn_decode/") + std::string(attention_algo_name(k.algo)) + "/" +
+                                std::string(dtype_name(k.t)) + "/" + std::string(isa_name(isa)) + "/d64/n8192" +
+                                (as == GroupAs::Rows ? "/rows" : "/group");
+        benchmark::RegisterBenchmark(tag.c_str(), bench_decode, k.algo, k.t, isa, 64, int64_t{8192}, as)
+            ->Unit(benchmark::kMillisecond);
+      }
   return 0;
 }
 

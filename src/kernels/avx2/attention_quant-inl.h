@@ -16,6 +16,7 @@
 #include "kernels/avx2/avx2-inl.h"
 #include "kernels/blocks.h"
 #include "kernels/f32_kernels.h"
+#include "kernels/prefetch.h"
 
 namespace kestrel::kernels::avx2 {
 namespace {
@@ -40,12 +41,9 @@ inline __m256 q8_0_vec(const BlockQ8_0* b, int i) {
 inline void prefetch_block(const KvQuantBlocks& kv, int64_t b, int64_t kr, int64_t vr, int d) {
   const char* k = reinterpret_cast<const char*>(kv.k + kv.ids[b] * kv.k_stride);
   const char* v = reinterpret_cast<const char*>(kv.v + kv.ids[b] * kv.v_stride);
-  for (int64_t o = 0; o < kv.block_len * kr; o += 64) _mm_prefetch(k + o, _MM_HINT_T0);
-  for (int64_t o = 0; o < kv.block_len * vr; o += 64) _mm_prefetch(v + o, _MM_HINT_T0);
-  if (kv.k_mean) {
-    const char* m = reinterpret_cast<const char*>(block_mean(kv, b));
-    for (int o = 0; o < d * 2; o += 64) _mm_prefetch(m + o, _MM_HINT_T0);
-  }
+  prefetch_l1_range(k, kv.block_len * kr);
+  prefetch_l1_range(v, kv.block_len * vr);
+  if (kv.k_mean) prefetch_l1_range(block_mean(kv, b), d * 2);
 }
 
 // The twin's mean_dot (kernels/attention_quant.h): its 8 lanes are a
