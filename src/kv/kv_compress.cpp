@@ -12,34 +12,6 @@
 
 namespace kestrel {
 
-KvCompressSpec parse_kv_compress(const std::string& value, int64_t budget) {
-  KvCompressSpec s;
-  s.budget = budget;
-  if (value.empty() || value == "off") {
-    s.mode = budget > 0 ? KvCompressSpec::Mode::Metric : KvCompressSpec::Mode::Off;
-    return s;
-  }
-  std::string rate = value;
-  if (value.rfind("window", 0) == 0) {
-    s.mode = KvCompressSpec::Mode::Window;
-    if (value == "window")
-      rate = budget > 0 ? "" : "4";
-    else if (value.rfind("window:", 0) == 0 && value.size() > 7)
-      rate = value.substr(7);
-    else
-      fail("kvcompress: '", value, "': use window or window:RATE");
-  } else {
-    s.mode = KvCompressSpec::Mode::Metric;
-  }
-  if (!rate.empty()) {
-    char* end = nullptr;
-    s.rate = std::strtod(rate.c_str(), &end);
-    if (end == rate.c_str() || *end != '\0' || !(s.rate > 1) || s.rate > 1024)
-      fail("kvcompress: '", value, "': a rate is a number above 1 (2 keeps half of the KV), or window[:RATE], or off");
-  }
-  return s;
-}
-
 void EvictionMetric::start(int seq, int64_t from) {
   seq_ = seq;
   from_ = std::max<int64_t>(0, from);

@@ -19,7 +19,6 @@
 // a block with one important key stays with its 15 neighbours.
 #include <cstdint>
 #include <span>
-#include <string>
 #include <vector>
 
 #include "kv/attention.h"
@@ -38,10 +37,8 @@ struct KvCompressSpec {
   bool on() const { return mode != Mode::Off && (rate > 1 || budget > 0); }
 };
 
-// "off", "2", "4", "8" (the metric at that rate), "window" (StreamingLLM at
-// rate 4 unless a budget is given), "window:R".
-KvCompressSpec parse_kv_compress(const std::string& value, int64_t budget = 0);
-
+// Made from the kvcompress / kv_budget switches by runtime/kv_compressor.h
+// kv_compress_spec (the one reading of their values).
 // The squared attention each cached key of one sequence received, per (layer,
 // kv head) and row of that head's table. Filled by observe() during the
 // forward pass of the last prompt tokens (ForwardContext::observer).
