@@ -1,6 +1,8 @@
 // kestrel bench: tokens/s of prompt processing and generation, like llama-bench
 // (runtime/bench.h), printed as a markdown table, JSON or CSV.
 #include <iostream>
+#include <string>
+#include <tuple>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -40,6 +42,19 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--isa", o->isas, "kernel instruction sets: scalar, avx2, avx512 (default: best)")->delimiter(',');
   cmd->add_option("--cache-type", o->kv_types, "KV cache types of K and V: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (each = --switch kv=TYPE)")
       ->delimiter(',');
+  // One value each (not a grid axis): other spellings of their switches, as in run, chat and serve.
+  for (const auto& [flag, name, what] :
+       {std::tuple{"--cache-type-k", "kv_k", "KV cache type of keys (llama-bench's -ctk)"},
+        std::tuple{"--cache-type-v", "kv_v", "KV cache type of values (llama-bench's -ctv)"},
+        std::tuple{"--kvcompress", "kvcompress",
+                   "KV-Compress after each prompt (the depth included): off, 2, 4, 8, "
+                   "window, window:RATE"},
+        std::tuple{"--kv-budget", "kv_budget", "KV-Compress budget: positions per (layer, kv head)"}}) {
+    const std::string switch_name = name;
+    cmd->add_option_function<std::string>(
+        flag, [o, switch_name](const std::string& v) { o->switches.push_back(switch_name + "=" + v); },
+        std::string(what) + " (= --switch " + switch_name + "=VALUE)");
+  }
   cmd->add_option("-o,--output", o->output, "output format: md, json, csv")
       ->check(CLI::IsMember({"md", "json", "csv"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "skip the warm-up run");

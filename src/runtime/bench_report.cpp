@@ -1,4 +1,5 @@
 // Printers for bench results: llama-bench's markdown table, JSON and CSV.
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <ostream>
@@ -103,11 +104,20 @@ class MarkdownPrinter : public BenchPrinter {
   MarkdownPrinter(std::ostream& out, const BenchGrid& g) : out_(out) {
     // Negative widths: left-aligned (text), positive: right-aligned (numbers).
     cols_ = {{"model", -30}, {"size", 10}, {"params", 10}, {"backend", -10}, {"threads", 7}, {"isa", -7}};
-    const bool kv_shown = g.kv_types.size() > 1 || (g.kv_types.size() == 1 && g.kv_types[0] != DType::F16);
+    bool kv_shown = g.kv_types.size() > 1 || (g.kv_types.size() == 1 && g.kv_types[0] != DType::F16);
+    // Other switches the grid sets (--switch, --kvcompress, ...) get a column,
+    // as llama-bench shows a parameter that is not at its default.
+    for (const auto& sw : g.switches) {
+      if (sw.name == "kv" || sw.name == "kv_k" || sw.name == "kv_v")
+        kv_shown = true;
+      else if (sw.name != "threads" && sw.name != "isa")
+        shown_switches_.push_back(sw.name);
+    }
     if (kv_shown) {
       cols_.push_back({"type_k", 6});
       cols_.push_back({"type_v", 6});
     }
+    if (!shown_switches_.empty()) cols_.push_back({"switches", -20});
     cols_.push_back({"peak RSS", 10});
     cols_.push_back({"test", 15});
     cols_.push_back({"t/s", 20});
@@ -134,6 +144,7 @@ class MarkdownPrinter : public BenchPrinter {
       else if (name == "isa") v = std::string(isa_name(r.engine.isa));
       else if (name == "type_k") v = std::string(dtype_name(r.engine.k_type));
       else if (name == "type_v") v = std::string(dtype_name(r.engine.v_type));
+      else if (name == "switches") v = switches_text(r.engine);
       else if (name == "peak RSS") v = bytes_text(r.peak_rss_bytes);
       else if (name == "test") v = r.test.name();
       else if (name == "t/s") {
@@ -147,6 +158,15 @@ class MarkdownPrinter : public BenchPrinter {
   void footer() override { out_ << "\nbuild: kestrel\n" << std::flush; }
 
  private:
+  // name=value of the grid's shown switches, as the engine ran them.
+  std::string switches_text(const EngineConfig& e) const {
+    std::string text;
+    for (const auto& s : engine_settings(e))
+      if (std::find(shown_switches_.begin(), shown_switches_.end(), s.name) != shown_switches_.end())
+        text.append(text.empty() ? "" : " ").append(s.name).append("=").append(s.value);
+    return text;
+  }
+  std::vector<std::string> shown_switches_;
   static std::string printf_text(const char* f, double a, double b) {
     char buf[96];
     std::snprintf(buf, sizeof buf, f, a, b);

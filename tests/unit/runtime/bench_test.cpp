@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "runtime/memory.h"
+#include "switches/registry.h"
 #include "unit/runtime/tiny_model.h"
 
 namespace kestrel {
@@ -203,6 +204,30 @@ TEST(Bench, MarkdownTable) {
   EXPECT_NE(lines[4].find("f32"), std::string::npos);
   EXPECT_THROW(parse_bench_format("xml"), Error);
   EXPECT_EQ(parse_bench_format("json"), BenchFormat::Json);
+}
+
+// Switches set on the grid show in the table: kv_k/kv_v as the type columns,
+// the others (not threads or isa, which have theirs) by name=value as they ran.
+TEST(Bench, MarkdownShowsTheGridSwitches) {
+  testing::LoadedTinyModel tiny("bench_md_switches");
+  BenchGrid g = small_grid();
+  g.n_threads = {1};
+  g.n_prompt = {};
+  g.reps = 1;
+  g.switches = {parse_switch("kv_k=q8_0"), parse_switch("kv_v=f32"), parse_switch("sampling=sort")};
+  const auto results = run_all(*tiny.model, describe_model(*tiny.model, tiny.path), g);
+  ASSERT_EQ(results.size(), 1u);
+  std::ostringstream out;
+  auto p = make_bench_printer(BenchFormat::Markdown, out, g);
+  p->header();
+  p->row(results[0]);
+  const auto lines = split(out.str(), '\n');
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_NE(lines[0].find("type_k"), std::string::npos);
+  EXPECT_NE(lines[0].find("switches"), std::string::npos);
+  EXPECT_NE(lines[2].find("q8_0"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[2].find("sampling=sort"), std::string::npos) << lines[2];
+  EXPECT_EQ(lines[2].find("kv_k="), std::string::npos) << lines[2];  // in its column, not repeated
 }
 
 }  // namespace
