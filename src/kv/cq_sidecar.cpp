@@ -205,9 +205,9 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
       read("v", layer, head, v.centroids, tensor_shape(spec, v.head_dim));
       for (const auto& [name, book, all] : {std::tuple{"kw", &k, k_whitened}, std::tuple{"vw", &v, v_whitened}}) {
         if (!all) continue;
-        enable_cq_whitening(*book);
-        read(name, layer, head, book->whitening, whitening_shape(spec, book->head_dim));
         const int c = spec.channels_per_group;
+        book->whitening.resize(static_cast<size_t>(book->groups()) * c * c);  // read whole, then checked
+        read(name, layer, head, book->whitening, whitening_shape(spec, book->head_dim));
         const std::string what = where + ": tensor " + tensor_name(name, layer, head);
         for (int g = 0; g < book->groups(); ++g)
           check_cq_whitening({book->group_whitening(g), static_cast<size_t>(c) * c}, c, what.c_str());
