@@ -21,6 +21,7 @@ void add_chat_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("chat", "interactive chat (end with an empty line at EOF, or /exit)");
   add_model_flags(*cmd, o->model);
   add_sampling_flags(*cmd, o->sampling, o->model);
+  add_speculative_flags(*cmd, o->model);
   cmd->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply");
   cmd->add_option("--chat-template", o->chat_template, "built-in chat template to use instead of the model's");
   cmd->add_option("--sys,--system-prompt", o->system, "system message");
@@ -48,6 +49,7 @@ void add_chat_command(CLI::App& app) {
           return true;
         });
         std::cout << "\n";
+        if (const std::string spec = speculative_summary(r); !spec.empty()) std::cerr << "[" << spec << "]\n";
         msgs.push_back({"assistant", r.text});
       } catch (const Error& e) {
         std::cerr << "error: " << e.what() << "\n";

@@ -22,6 +22,7 @@ void add_run_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "complete a prompt and stream the generated text");
   add_model_flags(*cmd, o->model);
   add_sampling_flags(*cmd, o->sampling, o->model);
+  add_speculative_flags(*cmd, o->model);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text");
   cmd->add_option("-f,--file", o->file, "read the prompt from a file");
   cmd->add_option("-n,--n-predict", o->n_predict, "tokens to generate (-1 = until end of text)");
@@ -44,7 +45,9 @@ void add_run_command(CLI::App& app) {
       prompt = apply_chat_template(tmpl, msgs, true);
       ids = tok.encode(prompt, true, true);
     } else {
-      ids = tok.encode(prompt, true, false);
+      // Special tokens written in the prompt are parsed, as llama.cpp's tools do
+      // (a chat-formatted prompt given as text tokenizes as --chat would).
+      ids = tok.encode(prompt, true, true);
     }
     Session session(*model, session_options(o->model));
     if (static_cast<int64_t>(ids.size()) > session.n_ctx())
@@ -63,6 +66,7 @@ void add_run_command(CLI::App& app) {
     const double tg = r.generate_seconds > 0 ? r.tokens.size() / r.generate_seconds : 0.0;
     std::cerr << "kestrel: prompt " << r.prompt_tokens << " tokens at " << pp << " tok/s, generated "
               << r.tokens.size() << " tokens at " << tg << " tok/s (" << r.finish_reason << ")\n";
+    if (const std::string spec = speculative_summary(r); !spec.empty()) std::cerr << "kestrel: " << spec << "\n";
   });
 }
 

@@ -44,6 +44,8 @@ std::vector<std::string> llama_cpp_spellings(int argc, const char* const* argv) 
     const std::string a = argv[i];
     if (a == "-ctk") out.emplace_back("--cache-type-k");
     else if (a == "-ctv") out.emplace_back("--cache-type-v");
+    else if (a == "-md")
+      out.emplace_back("--model-draft");
     else out.push_back(a);
   }
   return out;
@@ -63,7 +65,7 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
   add_switch_alias(app, "--isa", "isa", f, "cap the kernel instruction set: scalar, avx2, avx512");
   add_switch_alias(app, "--cache-type", "kv", f,
                    "KV cache type of keys and values: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, cq2, cq1");
-  // -ctk/-ctv reach these through llama_cpp_spellings (CLI11 takes one-letter short flags only).
+  // -ctk/-ctv (and run's -md) reach these through llama_cpp_spellings (CLI11 takes one-letter short flags only).
   add_switch_alias(app, "--cache-type-k", "kv_k", f, "KV cache type of keys (llama.cpp's -ctk)");
   add_switch_alias(app, "--cache-type-v", "kv_v", f, "KV cache type of values (llama.cpp's -ctv)");
   app.add_option("--kv-codebook", f.kv_codebook,
@@ -83,6 +85,37 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
         for (const auto& text : v) f.switches.push_back(parse_switch(text));
       },
       "technique switch name=value (see `kestrel ab --list`), repeatable");
+}
+
+void add_speculative_flags(CLI::App& app, ModelFlags& f) {
+  DecodeConfig& d = f.decode;
+  app.add_option("--spec-type", f.spec_type,
+                 "speculative decoding: none, draft-simple (a draft model, -md), ngram-simple (n-gram lookup in the "
+                 "prompt and output) (default: draft-simple with -md, else none)");
+  app.add_option("--model-draft,--spec-draft-model", d.draft_model,
+                 "draft model for speculative decoding (its vocabulary must be the model's)");
+  app.add_option("--spec-draft-n-max,--draft-max,--draft", d.draft_max, "tokens drafted per target pass at most")
+      ->capture_default_str();
+  app.add_option("--spec-draft-n-min,--draft-min", d.draft_min, "shorter drafts are not verified")
+      ->capture_default_str();
+  app.add_option("--spec-draft-p-min,--draft-p-min", d.draft_p_min,
+                 "draft-simple: stop drafting when the draft's top token is less likely than this")
+      ->capture_default_str();
+  app.add_option("--spec-ngram-simple-size-n", d.ngram_n, "ngram-simple: tokens of the n-gram looked up")
+      ->capture_default_str();
+  app.add_option("--spec-ngram-simple-size-m", d.ngram_m, "ngram-simple: tokens drafted after its last occurrence")
+      ->capture_default_str();
+}
+
+std::string speculative_summary(const GenerateResult& r) {
+  if (r.target_passes == 0) return "";
+  std::ostringstream os;
+  os.precision(3);
+  const double rate = r.drafted > 0 ? 100.0 * static_cast<double>(r.accepted) / static_cast<double>(r.drafted) : 0.0;
+  os << "speculative: " << r.drafted << " drafted, " << r.accepted << " accepted (" << rate << " %), "
+     << static_cast<double>(r.tokens.size()) / static_cast<double>(r.target_passes) << " tokens per target pass ("
+     << r.target_passes << " passes)";
+  return os.str();
 }
 
 void add_sampling_flags(CLI::App& app, SamplingParams& s, ModelFlags& f) {
@@ -120,6 +153,12 @@ EngineConfig engine_config(const ModelFlags& f) {
   apply_switches(c, f.switches);
   c.kv_codebook = f.kv_codebook;
   c.cq_window = f.cq_window;
+  c.decode = f.decode;
+  const bool has_draft = !f.decode.draft_model.empty();
+  c.decode.policy = f.spec_type.empty() ? (has_draft ? DecodePolicy::DraftModel : DecodePolicy::Plain)
+                                        : parse_decode_policy(f.spec_type);
+  if (has_draft && c.decode.policy != DecodePolicy::DraftModel)
+    fail("-md names a draft model, but --spec-type ", f.spec_type, " does not use one");
   return c;
 }
 

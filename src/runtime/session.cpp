@@ -25,7 +25,8 @@ int checked_batch(int n_batch) {
 Session::Session(const Model& model, const SessionOptions& options)
     : n_batch_(checked_batch(options.n_batch)),
       core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1)),
-      compressor_(kv_compress_spec(options.engine.kv_compress), model.config().n_layer, model.config().n_kv_head) {}
+      compressor_(kv_compress_spec(options.engine.kv_compress), model.config().n_layer, model.config().n_kv_head),
+      drafter_(make_drafter(model, core_.config(), n_ctx())) {}
 
 void Session::clear() {
   history_.clear();
@@ -34,7 +35,7 @@ void Session::clear() {
   evicted_blocks_ = 0;
 }
 
-void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
+void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode_step) {
   const int64_t n_vocab = model().config().n_vocab;
   if (n_past() + static_cast<int64_t>(tokens.size()) > n_ctx())
     fail("context overflow: ", n_past() + static_cast<int64_t>(tokens.size()), " tokens requested, the context holds ",
@@ -42,7 +43,7 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
   if (tokens.empty()) return;
   // A prompt (not a decode step) is compressed once it is in the cache; its
   // last queries' attention is the metric. A decode step is, under a budget.
-  const bool prompt = compressor_.on() && tokens.size() > 1;
+  const bool prompt = compressor_.on() && tokens.size() > 1 && !decode_step;
   if (prompt) core_.set_observer(compressor_.start_prompt(0, n_past() + static_cast<int64_t>(tokens.size())));
   logits_.resize(static_cast<size_t>(all_logits ? tokens.size() : 1) * n_vocab);
   size_t done = 0;
@@ -68,13 +69,25 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
 
 std::span<const float> Session::append(std::span<const int32_t> tokens) {
   if (tokens.empty()) fail("session: nothing to evaluate");
-  eval(tokens, false);
+  eval(tokens, false, false);
   return {logits_.data(), static_cast<size_t>(model().config().n_vocab)};
 }
 
 const std::vector<float>& Session::append_all_logits(std::span<const int32_t> tokens) {
-  eval(tokens, true);
+  eval(tokens, true, false);
   return logits_;
+}
+
+const std::vector<float>& Session::verify(std::span<const int32_t> tokens) {
+  if (tokens.empty()) fail("session: nothing to verify");
+  eval(tokens, true, true);
+  return logits_;
+}
+
+void Session::truncate(int64_t n) {
+  if (n < 0 || n > n_past()) fail("session: cannot cut a history of ", n_past(), " tokens to ", n);
+  core_.cache().set_seq_len(0, n);
+  history_.resize(static_cast<size_t>(n));
 }
 
 std::span<const float> Session::set_history(std::span<const int32_t> tokens) {
@@ -93,11 +106,128 @@ std::span<const float> Session::set_history(std::span<const int32_t> tokens) {
   return append(tokens.subspan(common));
 }
 
+namespace {
+
+// The generated text as it streams out: end of generation, stop strings,
+// cancellation and the token limit decide when generation ends.
+class Output {
+ public:
+  Output(const Tokenizer& tok, const GenerateOptions& opt, const TextCallback& on_text, GenerateResult& r)
+      : tok_(tok), opt_(opt), on_text_(on_text), r_(r), decoder_(tok), stops_(opt.stop) {
+    r_.finish_reason = "length";
+  }
+  // Tokens that may still be produced (-1: no limit).
+  int64_t remaining() const {
+    return opt_.max_tokens < 0 ? -1 : opt_.max_tokens - static_cast<int64_t>(r_.tokens.size());
+  }
+  // Emits one token; false once generation is over (this token may have ended it).
+  bool push(int32_t token) {
+    if (opt_.stop_at_eog && tok_.is_eog(token)) {
+      r_.finish_reason = "stop";
+      return false;
+    }
+    r_.tokens.push_back(token);
+    const std::string emitted = stops_.push(decoder_.push(token));
+    r_.text += emitted;
+    if (!emitted.empty() && on_text_ && !on_text_(emitted)) {
+      r_.finish_reason = "cancelled";
+      return false;
+    }
+    if (stops_.matched()) {
+      r_.finish_reason = "stop";
+      return false;
+    }
+    return remaining() != 0;
+  }
+  // Text held back (a possible stop-string start, an incomplete UTF-8
+  // character) is real output unless a stop string matched or the client left.
+  void finish() {
+    if (r_.finish_reason == "cancelled" || stops_.matched()) return;
+    const std::string tail = stops_.flush(decoder_.flush());
+    r_.text += tail;
+    if (!tail.empty() && on_text_) on_text_(tail);
+  }
+
+ private:
+  const Tokenizer& tok_;
+  const GenerateOptions& opt_;
+  const TextCallback& on_text_;
+  GenerateResult& r_;
+  StreamDecoder decoder_;
+  StopMatcher stops_;
+};
+
+// One target pass per token.
+void decode_plain(Session& session, Sampler& sampler, std::span<const float> logits, Output& out) {
+  for (;;) {
+    const int32_t next = sampler.sample(logits);
+    sampler.accept(next);
+    if (!out.push(next) || session.n_past() >= session.n_ctx()) return;
+    logits = session.append(std::span<const int32_t>(&next, 1));
+  }
+}
+
+// Speculative decoding: each round the drafter guesses what follows the
+// pending token (sampled, not yet evaluated), the target evaluates the pending
+// token and the guesses in one pass, and Sampler::verify walks the guesses in
+// order: an accepted guess is emitted as is; the first rejected one is replaced
+// by the target's own draw, and the guesses after it are dropped from the KV
+// cache. With every guess accepted, the pass's last row gives one more token.
+// Each emitted token is distributed as plain decoding would draw it.
+void decode_speculative(Session& session, Sampler& sampler, std::span<const float> logits, Output& out,
+                        const DecodeConfig& config, GenerateResult& r) {
+  Drafter& drafter = *session.drafter();
+  const int64_t n_vocab = session.model().config().n_vocab;
+  std::vector<int32_t> context, draft, batch;
+  int32_t pending = sampler.sample(logits);
+  sampler.accept(pending);
+  if (!out.push(pending)) return;
+  for (;;) {
+    const int64_t base = session.n_past();
+    if (base >= session.n_ctx()) return;  // no room for the pending token
+    // Every accepted guess is a token out, and the pass adds one more.
+    int64_t n_max = std::min<int64_t>(config.draft_max, session.n_ctx() - base - 1);
+    if (out.remaining() >= 0) n_max = std::min(n_max, out.remaining() - 1);
+    draft.clear();
+    if (n_max > 0) {
+      context.assign(session.history().begin(), session.history().end());
+      context.push_back(pending);
+      drafter.draft(context, static_cast<int>(n_max), draft);
+      if (static_cast<int>(draft.size()) < config.draft_min || static_cast<int64_t>(draft.size()) > n_max)
+        draft.clear();
+    }
+    batch.assign(1, pending);
+    batch.insert(batch.end(), draft.begin(), draft.end());
+    const std::vector<float>& rows = session.verify(batch);
+    ++r.target_passes;
+    r.drafted += static_cast<int64_t>(draft.size());
+    size_t i = 0;
+    for (; i < draft.size(); ++i) {
+      const std::span<const float> row(rows.data() + i * n_vocab, static_cast<size_t>(n_vocab));
+      const int32_t token = sampler.verify(row, draft[i]);
+      sampler.accept(token);
+      if (token != draft[i]) {
+        session.truncate(base + 1 + static_cast<int64_t>(i));
+        pending = token;
+        break;
+      }
+      ++r.accepted;
+      if (!out.push(token)) return;
+    }
+    if (i == draft.size()) {
+      pending = sampler.sample(std::span<const float>(rows.data() + i * n_vocab, static_cast<size_t>(n_vocab)));
+      sampler.accept(pending);
+    }
+    if (!out.push(pending)) return;
+  }
+}
+
+}  // namespace
+
 GenerateResult generate(Session& session, std::span<const int32_t> prompt, const GenerateOptions& opt,
                         const TextCallback& on_text) {
   using Clock = std::chrono::steady_clock;
   const Model& model = session.model();
-  const Tokenizer& tok = model.tokenizer();
   GenerateResult r;
   r.prompt_tokens = static_cast<int64_t>(prompt.size());
 
@@ -111,39 +241,14 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt, const
   auto t1 = Clock::now();
   r.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
 
-  StreamDecoder decoder(tok);
-  StopMatcher stops(opt.stop);
-  r.finish_reason = "length";
-  for (int i = 0; opt.max_tokens < 0 || i < opt.max_tokens; ++i) {
-    const int32_t next = sampler.sample(logits);
-    sampler.accept(next);
-    if (opt.stop_at_eog && tok.is_eog(next)) {
-      // Text held back as a possible stop-string start is real output.
-      const std::string tail = stops.flush(decoder.flush());
-      r.text += tail;
-      if (!tail.empty() && on_text) on_text(tail);
-      r.finish_reason = "stop";
-      break;
-    }
-    r.tokens.push_back(next);
-    const std::string emitted = stops.push(decoder.push(next));
-    r.text += emitted;
-    if (!emitted.empty() && on_text && !on_text(emitted)) {
-      r.finish_reason = "cancelled";
-      break;
-    }
-    if (stops.matched()) {
-      r.finish_reason = "stop";
-      break;
-    }
-    if (session.n_past() >= session.n_ctx()) break;
-    logits = session.append(std::span<const int32_t>(&next, 1));
+  Output out(model.tokenizer(), opt, on_text, r);
+  if (opt.max_tokens != 0) {
+    if (session.drafter())
+      decode_speculative(session, sampler, logits, out, session.config().decode, r);
+    else
+      decode_plain(session, sampler, logits, out);
   }
-  if (r.finish_reason != "stop" && r.finish_reason != "cancelled") {
-    const std::string tail = stops.flush(decoder.flush());
-    r.text += tail;
-    if (!tail.empty() && on_text) on_text(tail);
-  }
+  out.finish();
   r.generate_seconds = std::chrono::duration<double>(Clock::now() - t1).count();
   return r;
 }

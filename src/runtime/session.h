@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "runtime/drafter.h"
 #include "runtime/engine_core.h"
 #include "runtime/kv_compressor.h"
 #include "sampling/sampler.h"
@@ -21,7 +22,8 @@ struct SessionOptions {
   int64_t n_ctx = 4096;  // 0 = the model's training context
   int n_batch = 512;     // prompt tokens per forward pass
   // Threads, kernels, KV type, sampler, KV-Compress (evicts after every
-  // prompt, and during decode under a budget: runtime/kv_compressor.h): the
+  // prompt, and during decode under a budget: runtime/kv_compressor.h),
+  // speculative decoding (`decode`: generate() drafts and verifies): the
   // switches' slots.
   EngineConfig engine;
 };
@@ -47,6 +49,16 @@ class Session {
   // Evaluates tokens and returns logits for every one of them: [n, n_vocab].
   // Used by perplexity and by the logits golden tests.
   const std::vector<float>& append_all_logits(std::span<const int32_t> tokens);
+  // Speculative decoding: evaluates a pending token and its draft as one
+  // decode step (KV-Compress treats it as decode, not as a prompt) and
+  // returns logits for every one of them: [n, n_vocab].
+  const std::vector<float>& verify(std::span<const int32_t> tokens);
+  // Forgets the history past n tokens (rejected drafts): their KV entries
+  // are given back. Throws when n is longer than the history, or inside
+  // KV-Compress's evicted part.
+  void truncate(int64_t n);
+  // The drafter of the configured decode policy (nullptr: plain decoding).
+  Drafter* drafter() { return drafter_.get(); }
   void clear();
   // CQ calibration: what the forward passes show their queries to (nullptr: none; a
   // prompt under KV-Compress sets its own metric and then none).
@@ -55,11 +67,12 @@ class Session {
   int64_t evicted_blocks() const { return evicted_blocks_; }
 
  private:
-  void eval(std::span<const int32_t> tokens, bool all_logits);
+  void eval(std::span<const int32_t> tokens, bool all_logits, bool decode_step);
 
   int n_batch_;
   EngineCore core_;
   SequenceCompressor compressor_;
+  std::unique_ptr<Drafter> drafter_;
   int64_t evicted_blocks_ = 0;
   std::vector<int32_t> history_;
   std::vector<float> logits_;
@@ -80,6 +93,11 @@ struct GenerateResult {
   int64_t prompt_tokens = 0;
   double prompt_seconds = 0.0;
   double generate_seconds = 0.0;
+  // Speculative decoding: target forward passes after the prompt, tokens
+  // drafted, and drafted tokens the target accepted (0 for plain decoding).
+  int64_t target_passes = 0;
+  int64_t drafted = 0;
+  int64_t accepted = 0;
 };
 
 // Streams text as it is generated; return false from on_text to cancel.

@@ -40,6 +40,16 @@ class Sampler {
   // Picks the next token from raw logits [n_vocab]. Throws kestrel::Error on a
   // NaN logit (or +inf, unless greedy).
   int32_t sample(std::span<const float> logits);
+  // Speculative sampling's verdict on a token a drafter proposed for these
+  // logits (runtime/speculative.h): the token to emit. Drafts are
+  // deterministic (greedy draft models, n-gram lookup: the draft distribution
+  // is all on `draft`), so the draft is accepted with the probability the
+  // chain gives it, and otherwise the token is drawn from the chain's
+  // distribution without it. That is the rule of Leviathan et al. for a
+  // one-hot draft: what it returns is distributed exactly as sample() would
+  // draw. Greedy: the argmax (== draft when the draft is right). Uses the
+  // sort-based chain whatever kind() is: same distribution, another stream.
+  int32_t verify(std::span<const float> logits, int32_t draft);
   // Records a token the model produced or was fed (the penalties' history).
   void accept(int32_t token);
   void reset();

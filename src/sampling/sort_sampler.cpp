@@ -94,4 +94,30 @@ int32_t SortSampler::draw(std::mt19937& rng) const {
   return cand_[last].id;
 }
 
+double SortSampler::probability(int32_t id) const {
+  if (fixed_ >= 0) return id == fixed_ ? 1.0 : 0.0;
+  for (const Candidate& c : cand_)
+    if (c.id == id) return c.p;
+  return 0.0;
+}
+
+int32_t SortSampler::draw_excluding(int32_t id, std::mt19937& rng) const {
+  if (fixed_ >= 0) return fixed_;
+  double total = 0.0;
+  for (const Candidate& c : cand_)
+    if (c.id != id) total += c.p;
+  if (!(total > 0.0)) fail("sampler: no token left once the draft's token ", id, " is taken out");
+  std::uniform_real_distribution<double> uni(0.0, total);
+  const double u = uni(rng);
+  double cum = 0.0;
+  int32_t last = -1;
+  for (const Candidate& c : cand_) {
+    if (c.id == id || c.p <= 0.0f) continue;
+    cum += c.p;
+    last = c.id;
+    if (u < cum) return c.id;
+  }
+  return last;  // u beyond the rounded sum
+}
+
 }  // namespace kestrel

@@ -24,6 +24,15 @@ class SortSampler {
   // as before the split into prepare/draw); repeatable without re-preparing.
   int32_t draw(std::mt19937& rng) const;
 
+  // The prepared distribution's probability of `id` (greedy: 1 for the
+  // chosen token, 0 for the others).
+  double probability(int32_t id) const;
+  // One token from the prepared distribution with `id` taken out and the rest
+  // renormalised: speculative sampling's residual for a draft that proposed
+  // `id` with certainty (runtime/speculative.h). Greedy: the chosen token.
+  // Throws when `id` was the only token with any probability.
+  int32_t draw_excluding(int32_t id, std::mt19937& rng) const;
+
   // How many tokens the filters kept (0 after a greedy prepare).
   size_t kept() const { return fixed_ >= 0 ? 0 : cand_.size(); }
 

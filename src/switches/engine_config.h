@@ -17,9 +17,24 @@
 namespace kestrel {
 
 // How tokens are produced after the prompt: the slot speculative decoding
-// (draft models, n-gram lookup, EAGLE-3, QSpec) plugs into.
+// (runtime/speculative.h) plugs into. Drafters propose tokens; the target
+// checks them all in one forward pass and keeps what its own sampling would
+// have produced (lossless). Spelled as llama.cpp's --spec-type values.
 enum class DecodePolicy : uint8_t {
-  Plain,  // one forward pass of the target model per token
+  Plain,        // "none": one forward pass of the target model per token
+  DraftModel,   // "draft-simple": a smaller model with the same vocabulary drafts greedily (-md)
+  NgramSimple,  // "ngram-simple": the tokens that followed the last n-gram's previous occurrence
+};
+
+struct DecodeConfig {
+  DecodePolicy policy = DecodePolicy::Plain;
+  std::string draft_model;    // -md: the draft model's GGUF (DraftModel)
+  int draft_max = 16;         // --spec-draft-n-max: tokens drafted per target pass at most
+  int draft_min = 0;          // --spec-draft-n-min: drafts shorter than this are not verified
+  float draft_p_min = 0.75f;  // --spec-draft-p-min: the draft model stops below this top probability
+  int ngram_n = 3;            // --spec-ngram-simple-size-n: the n-gram looked up (the last tokens)
+  int ngram_m = 16;           // --spec-ngram-simple-size-m: tokens taken after its previous occurrence
+  bool operator==(const DecodeConfig&) const = default;
 };
 
 // KV-Compress (PAPERS.md card 3, kv/kv_compress.h): which KV blocks the hosts
@@ -50,7 +65,7 @@ struct EngineConfig {
   MatmulOptions matmul = {};           // `matmul`: the weight kernels
   SamplerKind sampler = SamplerKind::Auto;  // `sampling`
   KvCompressConfig kv_compress;             // `kvcompress`, `kv_budget`
-  DecodePolicy decode = DecodePolicy::Plain;
+  DecodeConfig decode;                      // speculative decoding (host policy: Session)
 };
 
 }  // namespace kestrel

@@ -36,6 +36,7 @@ struct TinyModelSpec {
   int n_kv_head = 1;
   int n_ff = 256;
   int n_ctx_train = 512;
+  int extra_tokens = 0;  // tokens "<extraN>" after the merges: another vocabulary
 };
 
 // GPT-2's byte -> printable code point mapping, as UTF-8 strings.
@@ -95,6 +96,10 @@ inline std::string write_tiny_model(const TinyModelSpec& spec, const std::string
     tokens.push_back(l + r);
     types.push_back(1);
   }
+  for (int i = 0; i < spec.extra_tokens; ++i) {
+    tokens.push_back("<extra" + std::to_string(i) + ">");
+    types.push_back(1);
+  }
   const int n_vocab = static_cast<int>(tokens.size());
   w.set_u32(a + "vocab_size", n_vocab);
   w.set_string("tokenizer.ggml.model", "gpt2");
@@ -108,14 +113,17 @@ inline std::string write_tiny_model(const TinyModelSpec& spec, const std::string
   w.set_bool("tokenizer.ggml.add_eos_token", false);
 
   std::mt19937_64 rng(spec.seed), noise_rng(spec.noise_seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
+  // One distribution per generator: a normal_distribution keeps the second
+  // value of each pair it draws, so sharing one would mix the two streams (and
+  // the noisy model would not be the base model plus noise).
+  std::normal_distribution<float> normal(0.0f, 1.0f), noise_normal(0.0f, 1.0f);
   auto tensor = [&](const std::string& name, std::vector<int64_t> ne, float stddev) {
     int64_t n = 1;
     for (auto d : ne) n *= d;
     std::vector<float> v(n);
     for (auto& x : v) {
       x = stddev > 0.0f ? stddev * normal(rng) : 1.0f;
-      if (spec.noise > 0.0f && stddev > 0.0f) x += spec.noise * stddev * normal(noise_rng);
+      if (spec.noise > 0.0f && stddev > 0.0f) x += spec.noise * stddev * noise_normal(noise_rng);
     }
     std::vector<uint8_t> raw(v.size() * sizeof(float));
     std::memcpy(raw.data(), v.data(), raw.size());

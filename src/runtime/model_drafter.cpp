@@ -1,0 +1,53 @@
+#include "runtime/model_drafter.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "sampling/sampler.h"
+
+namespace kestrel {
+namespace {
+
+// The softmax probability of the largest logit.
+float top_probability(std::span<const float> logits, int32_t top) {
+  const float max = logits[static_cast<size_t>(top)];
+  double sum = 0.0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l - max));
+  return static_cast<float>(1.0 / sum);
+}
+
+}  // namespace
+
+void check_same_vocabulary(const Model& draft, const Model& target) {
+  const Tokenizer& d = draft.tokenizer();
+  const Tokenizer& t = target.tokenizer();
+  if (d.n_vocab() != t.n_vocab())
+    fail("draft model ", draft.path(), " has ", d.n_vocab(), " tokens, the target ", target.path(), " has ",
+         t.n_vocab(), ": a draft needs the target's vocabulary");
+  for (int32_t id = 0; id < t.n_vocab(); ++id)
+    if (d.token_text(id) != t.token_text(id))
+      fail("draft model ", draft.path(), " has another vocabulary than the target ", target.path(), ": token ", id,
+           " is '", d.token_text(id), "' there and '", t.token_text(id), "' in the target");
+}
+
+ModelDrafter::ModelDrafter(std::unique_ptr<Model> draft, const Model& target, const SessionOptions& options, int n_min,
+                           float p_min)
+    : model_(std::move(draft)),
+      session_((check_same_vocabulary(*model_, target), *model_), options),
+      n_min_(n_min),
+      p_min_(p_min) {}
+
+void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) {
+  out.clear();
+  if (n_max <= 0 || context.empty()) return;
+  std::span<const float> logits = session_.set_history(context);
+  for (;;) {
+    const int32_t top = argmax(logits);
+    if (static_cast<int>(out.size()) >= n_min_ && top_probability(logits, top) < p_min_) break;
+    out.push_back(top);
+    if (static_cast<int>(out.size()) >= n_max || session_.n_past() >= session_.n_ctx()) break;
+    logits = session_.append(std::span<const int32_t>(&top, 1));
+  }
+}
+
+}  // namespace kestrel

@@ -1,0 +1,32 @@
+#pragma once
+// A draft model (llama.cpp's draft-simple): a smaller model with the target's
+// vocabulary runs greedily ahead of the target over its own KV cache. Each
+// round it re-syncs with the target's sequence (set_history keeps the cached
+// common prefix, so only the tokens the target accepted since are evaluated)
+// and drafts until its top token's probability falls below p_min.
+#include <memory>
+
+#include "runtime/drafter.h"
+#include "runtime/session.h"
+
+namespace kestrel {
+
+class ModelDrafter : public Drafter {
+ public:
+  // Throws kestrel::Error when the draft's vocabulary is not the target's.
+  ModelDrafter(std::unique_ptr<Model> draft, const Model& target, const SessionOptions& options, int n_min,
+               float p_min);
+  void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override;
+
+ private:
+  std::unique_ptr<Model> model_;
+  Session session_;
+  int n_min_;
+  float p_min_;
+};
+
+// Throws naming the first difference when `draft` cannot draft for `target`
+// (another vocabulary size or another token at some id).
+void check_same_vocabulary(const Model& draft, const Model& target);
+
+}  // namespace kestrel

@@ -1,0 +1,202 @@
+// Speculative decoding (Session + generate with a decode policy) on the tiny
+// model: greedy output token for token the plain decoder's, for a draft model
+// (the tiny model with noise: same vocabulary, often wrong, so drafts are
+// rejected and rolled back) and for n-gram lookup; sampled output distributed
+// exactly as plain sampling (chi-square over every 4-token continuation, its
+// probabilities computed from the plain session's logits with the exact
+// reference chain); and the clear errors.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "runtime/session.h"
+#include "unit/runtime/tiny_model.h"
+#include "unit/sampling/exact_reference.h"
+
+namespace kestrel {
+namespace {
+
+testing::TinyModelSpec spec(float noise, bool small) {
+  testing::TinyModelSpec s;
+  s.noise = noise;
+  if (small) {  // a quarter of the work per token, for the 10^5 draws below
+    s.n_layer = 1;
+    s.n_embd = 64;
+    s.n_head = 1;
+    s.n_ff = 128;
+  }
+  return s;
+}
+
+// A target and its draft: the target with noise (same vocabulary, right
+// often enough to be accepted, wrong often enough to be rolled back).
+struct Pair {
+  testing::LoadedTinyModel target, draft;
+  explicit Pair(bool small)
+      : target(small ? "spec_small_target" : "spec_target", spec(0.0f, small)),
+        draft(small ? "spec_small_draft" : "spec_draft", spec(0.25f, small)) {}
+};
+Pair& pair(bool small = false) {
+  static Pair p(false), q(true);
+  return small ? q : p;
+}
+
+SessionOptions options(DecodePolicy policy, int draft_max = 5, bool small = false) {
+  SessionOptions o;
+  o.n_ctx = 256;
+  o.engine.n_threads = 1;
+  o.engine.decode.policy = policy;
+  o.engine.decode.draft_max = draft_max;
+  o.engine.decode.draft_p_min = 0.0f;  // draft every time: more rejections to roll back
+  o.engine.decode.ngram_n = 2;
+  o.engine.decode.ngram_m = 8;
+  if (policy == DecodePolicy::DraftModel) o.engine.decode.draft_model = pair(small).draft.path;
+  return o;
+}
+
+GenerateOptions greedy(int n) {
+  GenerateOptions g;
+  g.max_tokens = n;
+  g.sampling.temperature = 0.0f;
+  g.stop_at_eog = false;
+  return g;
+}
+
+std::vector<std::vector<int32_t>> prompts() {
+  const Tokenizer& tok = pair().target.model->tokenizer();
+  const std::string text = testing::tiny_text();
+  std::vector<std::vector<int32_t>> out;
+  for (size_t start : {0, 60, 150, 300, 420}) out.push_back(tok.encode(text.substr(start, 90), true, false));
+  return out;
+}
+
+TEST(Speculative, GreedyOutputIsPlainDecodingsForEveryPolicy) {
+  const Model& model = *pair().target.model;
+  for (DecodePolicy policy : {DecodePolicy::DraftModel, DecodePolicy::NgramSimple}) {
+    Session plain(model, options(DecodePolicy::Plain));
+    Session spec(model, options(policy));
+    ASSERT_NE(spec.drafter(), nullptr);
+    int64_t drafted = 0, accepted = 0;
+    for (const auto& prompt : prompts()) {
+      const GenerateResult want = generate(plain, prompt, greedy(60));
+      const GenerateResult got = generate(spec, prompt, greedy(60));
+      EXPECT_EQ(got.tokens, want.tokens) << decode_policy_name(policy);
+      EXPECT_EQ(got.text, want.text);
+      EXPECT_EQ(spec.n_past(), static_cast<int64_t>(spec.history().size()));
+      drafted += got.drafted;
+      accepted += got.accepted;
+      EXPECT_LE(got.target_passes, static_cast<int64_t>(got.tokens.size()));
+    }
+    // Drafts were made, some taken and some rolled back.
+    EXPECT_GT(accepted, 0) << decode_policy_name(policy);
+    if (policy == DecodePolicy::DraftModel) EXPECT_LT(accepted, drafted);
+  }
+}
+
+TEST(Speculative, ContinuesAConversationAfterRollbacks) {
+  // A second turn re-sends the first turn's text: the session reuses what
+  // its history (accepted tokens only) still holds, as plain decoding does.
+  const Model& model = *pair().target.model;
+  Session plain(model, options(DecodePolicy::Plain));
+  Session spec(model, options(DecodePolicy::DraftModel));
+  auto turn = prompts()[1];
+  for (int round = 0; round < 3; ++round) {
+    const GenerateResult want = generate(plain, turn, greedy(20));
+    const GenerateResult got = generate(spec, turn, greedy(20));
+    ASSERT_EQ(got.tokens, want.tokens) << "round " << round;
+    turn.insert(turn.end(), want.tokens.begin(), want.tokens.end());
+    const auto more = prompts()[round + 2];
+    turn.insert(turn.end(), more.begin(), more.begin() + 5);
+  }
+}
+
+// Every continuation of 4 tokens, sampled with top-k 3 at temperature 1.1, by
+// the speculative session: the counts against the exact probabilities.
+TEST(Speculative, SampledContinuationsFollowTheTargetsDistribution) {
+  const Model& model = *pair(true).target.model;
+  const int n_vocab = model.config().n_vocab;
+  SamplingParams sp;
+  sp.temperature = 1.1f;
+  sp.top_k = 3;
+  sp.top_p = 1.0f;
+  sp.min_p = 0.0f;
+  const auto prompt = prompts()[2];
+
+  // The reference: the chain's exact distribution after every prefix, from
+  // the plain session's logits.
+  Session plain(model, options(DecodePolicy::Plain, 3, true));
+  std::map<std::vector<int32_t>, double> want;
+  std::vector<std::pair<std::vector<int32_t>, double>> frontier = {{{}, 1.0}};
+  for (int depth = 0; depth < 4; ++depth) {
+    std::vector<std::pair<std::vector<int32_t>, double>> next;
+    for (const auto& [tail, p] : frontier) {
+      std::vector<int32_t> seq = prompt;
+      seq.insert(seq.end(), tail.begin(), tail.end());
+      const auto logits = plain.set_history(seq);
+      const test::Filtered f = test::exact_filtered(std::vector<float>(logits.begin(), logits.end()), sp);
+      for (size_t i = 0; i < f.ids.size(); ++i) {
+        auto t = tail;
+        t.push_back(f.ids[i]);
+        next.push_back({t, p * f.prob[i]});
+      }
+    }
+    frontier = std::move(next);
+  }
+  for (const auto& [t, p] : frontier) want[t] = p;
+  ASSERT_LE(want.size(), static_cast<size_t>(n_vocab));
+
+  Session spec(model, options(DecodePolicy::DraftModel, 3, true));
+  std::map<std::vector<int32_t>, int64_t> seen;
+  const int64_t draws = 100000;
+  int64_t drafted = 0, accepted = 0;
+  GenerateOptions g = greedy(4);
+  g.sampling = sp;
+  for (int64_t i = 0; i < draws; ++i) {
+    g.sampling.seed = static_cast<uint64_t>(i + 1);
+    const GenerateResult r = generate(spec, prompt, g);
+    ++seen[r.tokens];
+    drafted += r.drafted;
+    accepted += r.accepted;
+  }
+  // Outcomes as bins 0..K-1 of the exact reference's chi-square.
+  test::Filtered f;
+  std::vector<int64_t> counts(static_cast<size_t>(n_vocab), 0);
+  int32_t bin = 0;
+  for (const auto& [t, p] : want) {
+    f.ids.push_back(bin);
+    f.prob.push_back(p);
+    counts[static_cast<size_t>(bin)] = seen.count(t) ? seen[t] : 0;
+    ++bin;
+  }
+  int64_t outside = draws;
+  for (const auto& [t, c] : seen)
+    if (want.count(t)) outside -= c;
+  const test::ChiSquare r = test::chi_square(f, counts);
+  EXPECT_EQ(outside, 0);
+  EXPECT_GT(r.p_value, 0.001) << "chi2 " << r.stat << " df " << r.df;
+  EXPECT_GT(accepted, draws / 10);
+  EXPECT_LT(accepted, drafted);
+}
+
+TEST(Speculative, RefusesWhatCannotWork) {
+  const Model& model = *pair().target.model;
+  testing::TinyModelSpec other;
+  other.extra_tokens = 3;
+  testing::LoadedTinyModel wrong("spec_other_vocab", other);
+  SessionOptions o = options(DecodePolicy::DraftModel);
+  o.engine.decode.draft_model = wrong.path;
+  EXPECT_THROW(Session(model, o), Error);  // another vocabulary
+  o.engine.decode.draft_model = "";
+  EXPECT_THROW(Session(model, o), Error);  // draft-simple without -md
+  o = options(DecodePolicy::NgramSimple, 300);
+  EXPECT_THROW(Session(model, o), Error);  // a draft longer than the context (256)
+  o = options(DecodePolicy::NgramSimple);
+  o.engine.decode.ngram_n = 0;
+  EXPECT_THROW(Session(model, o), Error);
+}
+
+}  // namespace
+}  // namespace kestrel
