@@ -93,7 +93,7 @@ void add_speculative_flags(CLI::App& app, ModelFlags& f) {
                  "speculative decoding: none, draft-simple (a draft model, -md), ngram-simple (n-gram lookup in the "
                  "prompt and output) (default: draft-simple with -md, else none)");
   app.add_option("--model-draft,--spec-draft-model", d.draft_model,
-                 "draft model for speculative decoding (its vocabulary must be the model's)");
+                 "draft model for speculative decoding, also -md (its vocabulary must be the model's)");
   app.add_option("--spec-draft-n-max,--draft-max,--draft", d.draft_max, "tokens drafted per target pass at most")
       ->capture_default_str();
   app.add_option("--spec-draft-n-min,--draft-min", d.draft_min, "shorter drafts are not verified")

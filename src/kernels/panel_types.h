@@ -98,7 +98,15 @@ struct PanelGemmArgs {
   // Optional, AMX only: the activation quants regrouped by 16-token tile (see
   // pack_act_tiles in packed_gemm.h); nullptr: read them from `act`.
   const uint8_t* act_tiles;
+  // Every token summed as a one-token call sums it (PanelFormat::
+  // batch_float_scales off): a batch's rows bit for bit those of decode steps
+  // (speculative decoding's verification, ops/matmul.h decode_kernels).
+  bool decode_numerics = false;
 };
+// Whether this call scales each group in float (PanelFormat::batch_float_scales).
+inline bool per_group_float_scales(const PanelFormat& f, const PanelGemmArgs& a) {
+  return f.batch_float_scales && a.n_tokens > 1 && !a.decode_numerics;
+}
 using PanelGemmFn = void (*)(const PanelFormat& f, const PanelGemmArgs& args);
 
 }  // namespace kestrel::kernels

@@ -91,6 +91,7 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool, Isa
 }
 
 MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, const MatmulOptions& options) {
+  if (options.decode_kernels) n_tokens = 1;
   if (!options.allow_panels || n_tokens < min_panel_tokens(type) || !kernels::panel_gemm(type, isa))
     return MatmulPath::VecDot;
   if (options.amx == AmxUse::Always && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa))
@@ -156,18 +157,19 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
   const int64_t panels = pw.panels();
   ctx.pool.parallel_for_dynamic(panels, panel_grain(panels, ctx.pool.size()), [&](int64_t p0, int64_t p1, int) {
     for (int64_t p = p0; p < p1; ++p) {
-      const kernels::PanelGemmArgs args{k,
-                                        pw.panel(p),
-                                        static_cast<int>(std::min<int64_t>(kernels::kPanelRows,
-                                                                           w.rows - p * kernels::kPanelRows)),
-                                        buf,
-                                        act_stride,
-                                        groups,
-                                        groups_stride,
-                                        n_tokens,
-                                        y + p * kernels::kPanelRows,
-                                        w.rows,
-                                        act_tiles};
+      const kernels::PanelGemmArgs args{
+          k,
+          pw.panel(p),
+          static_cast<int>(std::min<int64_t>(kernels::kPanelRows, w.rows - p * kernels::kPanelRows)),
+          buf,
+          act_stride,
+          groups,
+          groups_stride,
+          n_tokens,
+          y + p * kernels::kPanelRows,
+          w.rows,
+          act_tiles,
+          ctx.options.decode_kernels};
       fn(f, args);
     }
   });
@@ -222,18 +224,19 @@ void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* cons
       const Weight& w = *ws[i];
       const int64_t local = p - first[i];
       const kernels::PanelFormat& f = *kernels::panel_format(w.type);
-      const kernels::PanelGemmArgs args{k,
-                                        packed[i]->panel(local),
-                                        static_cast<int>(std::min<int64_t>(kernels::kPanelRows,
-                                                                           w.rows - local * kernels::kPanelRows)),
-                                        buf,
-                                        act_stride,
-                                        groups(i),
-                                        groups_stride[i],
-                                        n_tokens,
-                                        ys[i] + local * kernels::kPanelRows,
-                                        w.rows,
-                                        nullptr};
+      const kernels::PanelGemmArgs args{
+          k,
+          packed[i]->panel(local),
+          static_cast<int>(std::min<int64_t>(kernels::kPanelRows, w.rows - local * kernels::kPanelRows)),
+          buf,
+          act_stride,
+          groups(i),
+          groups_stride[i],
+          n_tokens,
+          ys[i] + local * kernels::kPanelRows,
+          w.rows,
+          nullptr,
+          ctx.options.decode_kernels};
       kernels::panel_gemm(w.type, ctx.isa)(f, args);
     }
   });

@@ -37,6 +37,12 @@ enum class AmxUse { Never, Always };
 struct MatmulOptions {
   bool allow_panels = true;      // false: every batch takes vec_dot on the GGUF rows
   AmxUse amx = AmxUse::Never;    // Always: AMX tiles for whole 16-token tiles
+  // Every token of a batch takes the kernel a one-token batch takes, so that
+  // its logits are bit for bit those of a decode step: speculative decoding's
+  // verification passes (runtime/session.h Session::verify). Most formats run
+  // one kernel at every batch size anyway; Q5_0 (vec_dot at one token) and
+  // AMX (whole 16-token tiles) do not.
+  bool decode_kernels = false;
 };
 
 struct MatmulContext {

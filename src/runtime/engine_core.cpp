@@ -52,6 +52,13 @@ EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvS
   model_.prepare(ctx_);
 }
 
-void EngineCore::forward(const Batch& batch, float* logits) { model_.forward(batch, cache_, logits, ctx_); }
+void EngineCore::forward(const Batch& batch, float* logits, bool decode_kernels) {
+  struct Restore {
+    bool& flag;
+    ~Restore() { flag = false; }
+  } restore{ctx_.matmul.decode_kernels};
+  ctx_.matmul.decode_kernels = decode_kernels;
+  model_.forward(batch, cache_, logits, ctx_);
+}
 
 }  // namespace kestrel

@@ -34,7 +34,9 @@ class EngineCore {
   const KvCache& cache() const { return cache_; }
 
   // One forward pass of `batch` against the KV store (Model::forward).
-  void forward(const Batch& batch, float* logits);
+  // decode_kernels: every token through the kernels of a one-token batch
+  // (MatmulOptions::decode_kernels), for logits equal to a decode step's.
+  void forward(const Batch& batch, float* logits, bool decode_kernels = false);
   // What the next forward passes show their attention inputs to (KV-Compress's
   // metric, CQ calibration's query moments; nullptr: none).
   void set_observer(AttentionObserver* observer) { ctx_.observer = observer; }

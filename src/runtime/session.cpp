@@ -55,7 +55,7 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode
       batch_.add(tokens[done + i], static_cast<int32_t>(n_past()) + static_cast<int32_t>(i), 0, all_logits || last);
     }
     float* out = all_logits ? logits_.data() + done * n_vocab : logits_.data();
-    core_.forward(batch_, out);
+    core_.forward(batch_, out, decode_step);
     history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + n);
     done += n;
   }

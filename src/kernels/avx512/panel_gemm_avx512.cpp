@@ -284,13 +284,13 @@ void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_beg
   } else if (f.sub_scales && f.group == 32) {  // Q4_K, Q5_K (4 + 1 bits): GGUF scales and mins
     if (f.high_bits)
       run<true, 32, true, 1, 1>(f, a, t_begin);
-    else if (f.batch_float_scales && a.n_tokens > 1)
+    else if (per_group_float_scales(f, a))
       run<true, 32, true, 0, 2>(f, a, t_begin);
     else
       run<true, 32, true, 0, 1>(f, a, t_begin);
   } else if (f.sub_scales) {  // 16-element groups with GGUF scales
     if (f.high_bits) {  // Q6_K: 4 + 2 bits
-      if (f.batch_float_scales && a.n_tokens > 1)
+      if (per_group_float_scales(f, a))
         run<true, 16, false, 2, 2>(f, a, t_begin);
       else
         run<true, 16, false, 2, 1>(f, a, t_begin);

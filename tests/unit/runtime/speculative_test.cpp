@@ -7,11 +7,15 @@
 // reference chain); and the clear errors.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
+#include "model/quantize.h"
+#include "platform/cpu.h"
+#include "platform/dispatch.h"
 #include "runtime/session.h"
 #include "unit/runtime/tiny_model.h"
 #include "unit/sampling/exact_reference.h"
@@ -93,6 +97,47 @@ TEST(Speculative, GreedyOutputIsPlainDecodingsForEveryPolicy) {
     // Drafts were made, some taken and some rolled back.
     EXPECT_GT(accepted, 0) << decode_policy_name(policy);
     if (policy == DecodePolicy::DraftModel) EXPECT_LT(accepted, drafted);
+  }
+}
+
+// Greedy speculative output is plain decoding's only if a verification
+// pass computes each row bit for bit as a decode step does. Two formats do
+// not on their own: Q5_0 decodes through vec_dot and batches through panels,
+// and Q4_K/Q6_K batches scale each group in float where one token sums a
+// super-block in int32 (kernels/panel_types.h); Session::verify asks for the
+// decode kernels. Checked for every panel format family and kernel level.
+TEST(Speculative, VerifyRowsAreDecodeStepsBitForBit) {
+  testing::TinyModelSpec wide;  // 256 columns: whole K-format super-blocks
+  wide.n_embd = 256;
+  wide.n_head = 4;
+  wide.n_ff = 512;
+  testing::LoadedTinyModel f32("spec_wide", wide);
+  const auto prompt = prompts()[0];
+  const std::vector<int32_t> next(prompt.begin(), prompt.begin() + 9);
+  for (DType type : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::IQ4_XS}) {
+    const std::string path = f32.path + "." + std::string(dtype_name(type)) + ".gguf";
+    QuantizeOptions qo;
+    qo.type = type;
+    qo.pure = true;
+    quantize_model(f32.path, path, qo);
+    const auto model = load_model(path);
+    std::filesystem::remove(path);
+    const int64_t n_vocab = model->config().n_vocab;
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+      if (runnable_isa(isa) != isa) continue;
+      SessionOptions o = options(DecodePolicy::Plain);
+      o.engine.isa = isa;
+      Session steps(*model, o), batch(*model, o);
+      steps.set_history(std::span<const int32_t>(prompt).subspan(10));
+      batch.set_history(std::span<const int32_t>(prompt).subspan(10));
+      const std::vector<float> rows = batch.verify(next);
+      for (size_t i = 0; i < next.size(); ++i) {
+        const auto step = steps.append(std::span<const int32_t>(&next[i], 1));
+        const std::span<const float> row(rows.data() + i * n_vocab, static_cast<size_t>(n_vocab));
+        ASSERT_TRUE(std::equal(step.begin(), step.end(), row.begin()))
+            << dtype_name(type) << " " << isa_name(isa) << " row " << i;
+      }
+    }
   }
 }
 
