@@ -92,8 +92,8 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool, Isa
 
 MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, const MatmulOptions& options) {
   if (options.decode_kernels) n_tokens = 1;
-  if (!options.allow_panels || n_tokens < min_panel_tokens(type) || !kernels::panel_gemm(type, isa))
-    return MatmulPath::VecDot;
+  const int64_t min_tokens = options.q5_0_decode_panels ? 1 : min_panel_tokens(type);
+  if (!options.allow_panels || n_tokens < min_tokens || !kernels::panel_gemm(type, isa)) return MatmulPath::VecDot;
   if (options.amx == AmxUse::Always && n_tokens >= kMinAmxTokens && kernels::panel_gemm_amx(type, isa))
     return MatmulPath::PanelsAmx;
   return MatmulPath::Panels;

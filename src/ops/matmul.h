@@ -43,6 +43,12 @@ struct MatmulOptions {
   // one kernel at every batch size anyway; Q5_0 (vec_dot at one token) and
   // AMX (whole 16-token tiles) do not.
   bool decode_kernels = false;
+  // Q5_0 decode steps on the panels too (otherwise vec_dot, whose logits stay
+  // on llama.cpp's: ops/matmul.cpp). Measured 1.53x faster decode of
+  // Qwen2.5-Coder-0.5B (39.4 -> 60.4 t/s, 2 threads, Sapphire Rapids-class VM,
+  // session 11). For a draft model (runtime/drafter.h), whose logits only
+  // propose tokens that the target checks.
+  bool q5_0_decode_panels = false;
 };
 
 struct MatmulContext {

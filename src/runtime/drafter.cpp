@@ -44,6 +44,8 @@ std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& c
       options.engine = config;
       options.engine.decode = {};       // the draft decodes plainly
       options.engine.kv_compress = {};  // and keeps its whole history
+      // Its logits only propose: the fastest kernels, whatever their rounding.
+      options.engine.matmul.q5_0_decode_panels = true;
       for (DType* t : {&options.engine.k_type, &options.engine.v_type})
         if (*t == DType::CQ2 || *t == DType::CQ1) *t = DType::F16;  // CQ codebooks are the target's
       return std::make_unique<ModelDrafter>(load_model(d.draft_model), target, options, d.draft_min, d.draft_p_min);
