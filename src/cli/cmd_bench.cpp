@@ -26,6 +26,9 @@ void add_bench_command(CLI::App& app) {
     std::string output = "md";
     bool no_warmup = false;
     bool progress = false;
+    std::string text_file;
+    std::vector<std::string> spec_types;
+    DecodeConfig decode;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "benchmark prompt processing and generation speed (like llama-bench)");
@@ -55,6 +58,14 @@ void add_bench_command(CLI::App& app) {
         flag, [o, switch_name](const std::string& v) { o->switches.push_back(switch_name + "=" + v); },
         std::string(what) + " (= --switch " + switch_name + "=VALUE)");
   }
+  cmd->add_option("-f,--file", o->text_file,
+                  "tg tests generate greedily after this file's text instead of feeding random ids (speculative "
+                  "decoding needs it)");
+  cmd->add_option("--spec-type", o->spec_types,
+                  "decode policies to compare in tg tests, comma-separated: none, draft-simple, ngram-simple "
+                  "(default with -md: none,draft-simple)")
+      ->delimiter(',');
+  add_draft_flags(*cmd, o->decode);
   cmd->add_option("-o,--output", o->output, "output format: md, json, csv")
       ->check(CLI::IsMember({"md", "json", "csv"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "skip the warm-up run");
@@ -77,6 +88,10 @@ void add_bench_command(CLI::App& app) {
       apply_switch(probe, parse_switch("isa=" + name));
       grid.isas.push_back(probe.isa);
     }
+    grid.decode = o->decode;
+    for (const auto& name : o->spec_types) grid.policies.push_back(parse_decode_policy(name));
+    if (grid.policies.empty() && !o->decode.draft_model.empty())
+      grid.policies = {DecodePolicy::Plain, DecodePolicy::DraftModel};
     for (int t : grid.n_threads)
       if (t < 0) fail("bench: thread count must not be negative, got ", t);
     const std::vector<BenchCase> cases = bench_cases(grid);
@@ -90,7 +105,11 @@ void add_bench_command(CLI::App& app) {
       if (o->progress) std::cerr << "kestrel bench: loading " << models[m] << "\n";
       auto model = load_model(models[m]);
       const BenchModelInfo info = describe_model(*model, models[m]);
+      std::vector<int32_t> text;
+      if (!o->text_file.empty()) text = model->tokenizer().encode(read_file(o->text_file), true, true);
       for (size_t i = 0; i < cases.size(); ++i) {
+        BenchCase c = cases[i];
+        if (c.n_gen > 0) c.text = text;
         BenchProgressFn progress;
         if (o->progress) {
           progress = [&, i, m](const std::string& what) {
@@ -98,7 +117,7 @@ void add_bench_command(CLI::App& app) {
                       << cases.size() << " (" << cases[i].name() << "): " << what << "\n";
           };
         }
-        printer->row(run_bench(*model, info, cases[i], progress));
+        printer->row(run_bench(*model, info, c, progress));
       }
     }
     printer->footer();

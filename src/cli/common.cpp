@@ -88,10 +88,13 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
 }
 
 void add_speculative_flags(CLI::App& app, ModelFlags& f) {
-  DecodeConfig& d = f.decode;
   app.add_option("--spec-type", f.spec_type,
                  "speculative decoding: none, draft-simple (a draft model, -md), ngram-simple (n-gram lookup in the "
                  "prompt and output) (default: draft-simple with -md, else none)");
+  add_draft_flags(app, f.decode);
+}
+
+void add_draft_flags(CLI::App& app, DecodeConfig& d) {
   app.add_option("--model-draft,--spec-draft-model", d.draft_model,
                  "draft model for speculative decoding, also -md (its vocabulary must be the model's)");
   app.add_option("--spec-draft-n-max,--draft-max,--draft", d.draft_max, "tokens drafted per target pass at most")

@@ -41,6 +41,8 @@ void add_model_flags(CLI::App& app, ModelFlags& f);
 std::vector<std::string> llama_cpp_spellings(int argc, const char* const* argv);
 // llama.cpp's speculative decoding flags: --spec-type, -md, --spec-draft-n-max, ...
 void add_speculative_flags(CLI::App& app, ModelFlags& f);
+// The same without --spec-type (bench takes a list of them).
+void add_draft_flags(CLI::App& app, DecodeConfig& d);
 // "speculative: 812 drafted, 640 accepted (78.8 %), 3.1 tokens per target pass" (empty for plain decoding).
 std::string speculative_summary(const GenerateResult& r);
 // --sampler (a spelling of sampling=) goes into f; the rest into s.

@@ -95,7 +95,10 @@ std::string BenchCase::name() const {
   std::string s;
   if (n_prompt > 0 && n_gen > 0) s = "pp" + std::to_string(n_prompt) + "+tg" + std::to_string(n_gen);
   else s = n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
-  return n_depth > 0 ? s + " @ d" + std::to_string(n_depth) : s;  // llama-bench's spelling
+  if (n_depth > 0) s += " @ d" + std::to_string(n_depth);  // llama-bench's spelling
+  if (!text.empty() && n_gen > 0)
+    s += decode.policy == DecodePolicy::Plain ? " text" : " " + std::string(decode_policy_name(decode.policy));
+  return s;
 }
 
 BenchResult run_bench(const Model& model, const BenchModelInfo& info, const BenchCase& c,
@@ -105,6 +108,11 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   if (c.reps < 1) fail("bench: repetitions must be at least 1, got ", c.reps);
   if (c.n_batch < 1) fail("bench: batch size must be positive, got ", c.n_batch);
   if (c.n_depth < 0) fail("bench: depth must not be negative, got ", c.n_depth);
+  const bool from_text = !c.text.empty() && c.n_gen > 0;
+  if (c.decode.policy != DecodePolicy::Plain && !from_text)
+    fail("bench: speculative decoding (", decode_policy_name(c.decode.policy),
+         ") needs a text to continue (-f FILE): random ids give a drafter nothing to guess");
+  if (from_text && c.n_depth > 0) fail("bench: a generation after a text (-f) takes no depth (-d)");
 
   BenchResult r;
   r.model = info;
@@ -115,8 +123,10 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
 
   SessionOptions so;
   so.n_ctx = c.n_depth + c.n_prompt + c.n_gen;
+  if (from_text) so.n_ctx = static_cast<int64_t>(c.text.size()) + c.n_gen + c.decode.draft_max + 1;
   so.n_batch = c.n_batch;
   apply_switches(so.engine, c.switches);
+  so.engine.decode = c.decode;
   // With a sampling switch, tg draws each next token from the logits with
   // llama.cpp's default chain (temp 0.8, top-k 40, top-p 0.95, min-p 0.05) and the
   // chosen sampler, so the sampler's cost is inside the measured time. Without
@@ -154,7 +164,24 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
     session.append(ids);
     return std::chrono::steady_clock::now() - t0;
   };
+  // After a text: the prompt evaluated untimed (generate() times it apart),
+  // then n greedy tokens however the decode policy makes them.
+  auto run_text_gen = [&](int n) {
+    session.clear();
+    GenerateOptions g;
+    g.max_tokens = n;
+    g.sampling.temperature = 0.0f;
+    g.stop_at_eog = false;
+    const GenerateResult out = generate(session, c.text, g);
+    r.drafted += out.drafted;
+    r.accepted += out.accepted;
+    r.target_passes += out.target_passes;
+    r.generated += static_cast<int64_t>(out.tokens.size());
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(out.generate_seconds));
+  };
   auto run_gen = [&](int n) {
+    if (from_text) return run_text_gen(n);
     reset();
     Sampler sampler(sampling, n_vocab);
     int32_t next = test_first();
@@ -169,7 +196,9 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   if (c.warmup) {
     if (progress) progress("warm-up");
     if (c.n_prompt > 0) run_prompt(c.n_prompt);
-    else run_gen(1);
+    else
+      run_gen(from_text ? c.n_gen : 1);
+    r.drafted = r.accepted = r.target_passes = r.generated = 0;
   }
   const int n_tokens = c.n_prompt + c.n_gen;
   for (int rep = 0; rep < c.reps; ++rep) {
@@ -222,10 +251,15 @@ std::vector<BenchCase> bench_cases(const BenchGrid& g) {
           }
           for (int n : g.n_gen) {
             if (n <= 0) continue;
-            BenchCase c = base;
-            c.n_gen = n;
-            c.n_depth = depth;
-            out.push_back(c);
+            for (const std::optional<DecodePolicy>& policy : axis(g.policies)) {
+              BenchCase c = base;
+              c.n_gen = n;
+              c.n_depth = depth;
+              c.text = g.text;
+              c.decode = g.decode;
+              c.decode.policy = policy.value_or(DecodePolicy::Plain);
+              out.push_back(c);
+            }
           }
         }
       }

@@ -10,6 +10,11 @@
 //    `reps` timed runs, each from a cleared cache; wall time by steady_clock;
 //  - tokens/s of each run = N / seconds; reported as mean and sample standard
 //    deviation over the runs.
+//  - with a text (BenchCase::text, `kestrel bench -f FILE`), a "tg<N>" test
+//    instead generates N greedy tokens after that text with generate(), timing
+//    the generation only: random ids give a drafter nothing to guess, so this
+//    is how speculative decoding (BenchCase::decode, one row per policy) is
+//    measured, with its acceptance rate and tokens per target pass.
 // Peak resident memory is measured per test (VmHWM, reset before the test when
 // the kernel allows), so it includes the mapped weights and the test's cache.
 #include <cstdint>
@@ -45,6 +50,10 @@ struct BenchCase {
   uint32_t seed = 42;  // random token ids
   // The engine's settings (threads, kv, isa, matmul, ...) on top of the defaults.
   std::vector<SwitchSetting> switches;
+  // tg tests: the prompt the greedy generation follows (empty: random ids, as
+  // llama-bench), and the decode policy (speculative decoding) it runs with.
+  std::vector<int32_t> text;
+  DecodeConfig decode;
   std::string name() const;  // "pp512" / "tg128" / "tg128 @ d2048"
 };
 
@@ -58,6 +67,8 @@ struct BenchResult {
   double avg_ts = 0.0, stddev_ts = 0.0;
   uint64_t avg_ns = 0, stddev_ns = 0;
   size_t peak_rss_bytes = 0;
+  // Speculative decoding, summed over the timed runs (0 for plain decoding).
+  int64_t drafted = 0, accepted = 0, target_passes = 0, generated = 0;
 };
 
 // Called with a short description before each phase ("warm-up", "rep 2/5").
@@ -82,6 +93,11 @@ struct BenchGrid {
   int reps = 5;
   bool warmup = true;
   std::vector<SwitchSetting> switches;  // the same for every case
+  // tg tests: generate after this text (BenchCase::text), once per decode
+  // policy (its settings from `decode`); empty: plain decoding only.
+  std::vector<int32_t> text;
+  std::vector<DecodePolicy> policies;
+  DecodeConfig decode;
 };
 std::vector<BenchCase> bench_cases(const BenchGrid& grid);
 

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "runtime/bench.h"
+#include "runtime/drafter.h"
 
 namespace kestrel {
 namespace {
@@ -35,6 +36,10 @@ Json fields(const BenchResult& r) {
   j["isa"] = std::string(isa_name(r.engine.isa));
   j["kv_type"] = kv_value(r.engine);  // the `kv` switch's spelling: "q8_0", or "q8_0/f16" for K and V apart
   j["peak_rss_bytes"] = r.peak_rss_bytes;
+  j["spec_type"] = std::string(decode_policy_name(r.test.decode.policy));
+  j["n_drafted"] = r.drafted;
+  j["n_accept"] = r.accepted;
+  j["n_target_passes"] = r.target_passes;
   return j;
 }
 
@@ -118,6 +123,10 @@ class MarkdownPrinter : public BenchPrinter {
       cols_.push_back({"type_v", 6});
     }
     if (!shown_switches_.empty()) cols_.push_back({"switches", -20});
+    if (!g.policies.empty()) {
+      cols_.push_back({"accept", 7});
+      cols_.push_back({"tok/pass", 8});
+    }
     cols_.push_back({"peak RSS", 10});
     cols_.push_back({"test", 15});
     cols_.push_back({"t/s", 20});
@@ -145,6 +154,10 @@ class MarkdownPrinter : public BenchPrinter {
       else if (name == "type_k") v = std::string(dtype_name(r.engine.k_type));
       else if (name == "type_v") v = std::string(dtype_name(r.engine.v_type));
       else if (name == "switches") v = switches_text(r.engine);
+      else if (name == "accept")
+        v = r.drafted > 0 ? printf_text("%.1f %%", 100.0 * static_cast<double>(r.accepted) / r.drafted, 0) : "-";
+      else if (name == "tok/pass")
+        v = r.target_passes > 0 ? printf_text("%.2f", static_cast<double>(r.generated) / r.target_passes, 0) : "-";
       else if (name == "peak RSS") v = bytes_text(r.peak_rss_bytes);
       else if (name == "test") v = r.test.name();
       else if (name == "t/s") {

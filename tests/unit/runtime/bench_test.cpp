@@ -232,3 +232,47 @@ TEST(Bench, MarkdownShowsTheGridSwitches) {
 
 }  // namespace
 }  // namespace kestrel
+
+namespace kestrel {
+namespace {
+
+// tg after a text, once per decode policy: exactly N tokens per timed run,
+// the speculative counters filled for a drafting policy only, and no
+// speculative row without a text.
+TEST(Bench, SpeculativeRowsGenerateAfterTheText) {
+  testing::LoadedTinyModel tiny("bench_spec");
+  const std::string text = testing::tiny_text().substr(0, 200);
+  BenchGrid g;
+  g.n_prompt = {0};
+  g.n_gen = {24};
+  g.reps = 2;
+  g.n_threads = {1};
+  g.policies = {DecodePolicy::Plain, DecodePolicy::NgramSimple};
+  g.decode.ngram_n = 1;  // any earlier occurrence of the last token drafts
+  g.decode.draft_max = 6;
+  const auto cases = bench_cases(g);
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_EQ(cases[1].decode.policy, DecodePolicy::NgramSimple);
+  EXPECT_EQ(cases[1].decode.draft_max, 6);
+  EXPECT_THROW(run_bench(*tiny.model, {}, cases[1]), Error);  // no text
+  const auto ids = tiny.model->tokenizer().encode(text, true, false);
+  for (BenchCase c : cases) {
+    c.text = ids;
+    const BenchResult r = run_bench(*tiny.model, {}, c);
+    EXPECT_EQ(r.samples_ts.size(), 2u);
+    EXPECT_EQ(r.generated, 48);  // the timed runs only
+    if (c.decode.policy == DecodePolicy::Plain) {
+      EXPECT_EQ(r.target_passes, 0);
+      EXPECT_EQ(r.test.name(), "tg24 text");
+    } else {
+      EXPECT_GT(r.drafted, 0);
+      EXPECT_LE(r.accepted, r.drafted);
+      EXPECT_GT(r.target_passes, 0);
+      EXPECT_LE(r.target_passes, r.generated);
+      EXPECT_EQ(r.test.name(), "tg24 ngram-simple");
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kestrel
