@@ -62,7 +62,7 @@ void add_bench_command(CLI::App& app) {
                   "tg tests generate greedily after this file's text instead of feeding random ids (speculative "
                   "decoding needs it)");
   cmd->add_option("--spec-type", o->spec_types,
-                  "decode policies to compare in tg tests, comma-separated: none, draft-simple, ngram-simple "
+                  "decode policies to compare in tg tests, comma-separated: none, draft-simple, ngram-simple, auto "
                   "(default with -md: none,draft-simple)")
       ->delimiter(',');
   add_draft_flags(*cmd, o->decode);

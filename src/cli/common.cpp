@@ -90,7 +90,8 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
 void add_speculative_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("--spec-type", f.spec_type,
                  "speculative decoding: none, draft-simple (a draft model, -md), ngram-simple (n-gram lookup in the "
-                 "prompt and output) (default: draft-simple with -md, else none)");
+                 "prompt and output), auto (n-gram lookup where it matches, else the draft model if -md is given; "
+                 "draft lengths adapt) (default: draft-simple with -md, else none)");
   add_draft_flags(app, f.decode);
 }
 
@@ -104,6 +105,9 @@ void add_draft_flags(CLI::App& app, DecodeConfig& d) {
   app.add_option("--spec-draft-p-min,--draft-p-min", d.draft_p_min,
                  "draft-simple: stop drafting when the draft's top token is less likely than this")
       ->capture_default_str();
+  app.add_flag("--spec-fixed{false}", d.adaptive,
+               "draft up to --spec-draft-n-max every round, as llama.cpp does (default: draft lengths chosen from "
+               "the acceptance and pass times seen, none where drafting does not pay)");
   app.add_option("--spec-ngram-simple-size-n", d.ngram_n, "ngram-simple: tokens of the n-gram looked up")
       ->capture_default_str();
   app.add_option("--spec-ngram-simple-size-m", d.ngram_m, "ngram-simple: tokens drafted after its last occurrence")
@@ -160,7 +164,7 @@ EngineConfig engine_config(const ModelFlags& f) {
   const bool has_draft = !f.decode.draft_model.empty();
   c.decode.policy = f.spec_type.empty() ? (has_draft ? DecodePolicy::DraftModel : DecodePolicy::Plain)
                                         : parse_decode_policy(f.spec_type);
-  if (has_draft && c.decode.policy != DecodePolicy::DraftModel)
+  if (has_draft && c.decode.policy != DecodePolicy::DraftModel && c.decode.policy != DecodePolicy::Auto)
     fail("-md names a draft model, but --spec-type ", f.spec_type, " does not use one");
   return c;
 }

@@ -1,10 +1,82 @@
 #include "runtime/drafter.h"
 
+#include <chrono>
+
 #include "core/error.h"
+#include "runtime/draft_length.h"
 #include "runtime/model_drafter.h"
 #include "runtime/ngram_drafter.h"
 
 namespace kestrel {
+namespace {
+
+// A drafter whose draft lengths a DraftLength chooses from what the rounds
+// showed (DecodeConfig::adaptive). `costly`: drafting runs a model, so a draft
+// of nothing still cost a pass.
+class TunedDrafter : public Drafter {
+ public:
+  TunedDrafter(std::unique_ptr<Drafter> inner, int max, bool costly)
+      : inner_(std::move(inner)), length_(max), costly_(costly) {}
+  void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override {
+    out.clear();
+    const int k = std::min(n_max, length_.next());
+    attempted_ = k > 0;
+    seconds_ = 0.0;
+    if (k <= 0) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    inner_->draft(context, k, out);
+    seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  void observe(const DraftRound& r) override {
+    length_.record_pass(r.n_pass, r.pass_seconds);
+    if (attempted_) length_.record_round(r.drafted, seconds_, r.accepted, costly_);
+    attempted_ = false;
+  }
+  // The pass was another drafter's: its cost still teaches t1 and beta.
+  void observe_pass_only(const DraftRound& r) {
+    length_.record_pass(r.n_pass, r.pass_seconds);
+    attempted_ = false;
+  }
+
+ private:
+  std::unique_ptr<Drafter> inner_;
+  DraftLength length_;
+  bool costly_;
+  bool attempted_ = false;
+  double seconds_ = 0.0;
+};
+
+// "auto": n-gram lookup first (free, and right where the text repeats), the
+// draft model where it finds nothing; each with its own draft lengths.
+class AutoDrafter : public Drafter {
+ public:
+  AutoDrafter(std::unique_ptr<TunedDrafter> ngram, std::unique_ptr<TunedDrafter> model)
+      : ngram_(std::move(ngram)), model_(std::move(model)) {}
+  void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override {
+    last_ = ngram_.get();
+    ngram_->draft(context, n_max, out);
+    if (!out.empty() || !model_) return;
+    ngram_->observe_pass_only({});  // nothing drafted: nothing to learn
+    last_ = model_.get();
+    model_->draft(context, n_max, out);
+  }
+  void observe(const DraftRound& r) override {
+    for (TunedDrafter* d : {ngram_.get(), model_.get()}) {
+      if (!d) continue;
+      if (d == last_)
+        d->observe(r);
+      else
+        d->observe_pass_only(r);
+    }
+    last_ = nullptr;
+  }
+
+ private:
+  std::unique_ptr<TunedDrafter> ngram_, model_;
+  TunedDrafter* last_ = nullptr;
+};
+
+}  // namespace
 
 std::string_view decode_policy_name(DecodePolicy policy) {
   switch (policy) {
@@ -14,19 +86,23 @@ std::string_view decode_policy_name(DecodePolicy policy) {
       return "draft-simple";
     case DecodePolicy::NgramSimple:
       return "ngram-simple";
+    case DecodePolicy::Auto:
+      return "auto";
   }
   return "?";
 }
 
 DecodePolicy parse_decode_policy(std::string_view name) {
-  for (DecodePolicy p : {DecodePolicy::Plain, DecodePolicy::DraftModel, DecodePolicy::NgramSimple})
+  for (DecodePolicy p : {DecodePolicy::Plain, DecodePolicy::DraftModel, DecodePolicy::NgramSimple, DecodePolicy::Auto})
     if (name == decode_policy_name(p)) return p;
-  fail("unknown --spec-type '", name, "' (none, draft-simple, ngram-simple)");
+  fail("unknown --spec-type '", name, "' (none, draft-simple, ngram-simple, auto)");
 }
 
-std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& config, int64_t n_ctx) {
+std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const EngineConfig& config, int64_t n_ctx,
+                                                    int n) {
+  std::vector<std::unique_ptr<Drafter>> out;
   const DecodeConfig& d = config.decode;
-  if (d.policy == DecodePolicy::Plain) return nullptr;
+  if (d.policy == DecodePolicy::Plain) return out;
   if (d.draft_max < 1) fail("speculative decoding: --spec-draft-n-max must be at least 1, got ", d.draft_max);
   if (d.draft_max >= n_ctx)
     fail("speculative decoding: a draft of ", d.draft_max, " tokens does not fit a context of ", n_ctx,
@@ -34,26 +110,51 @@ std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& c
   if (d.draft_min < 0 || d.draft_min > d.draft_max)
     fail("speculative decoding: --spec-draft-n-min ", d.draft_min, " must lie in [0, --spec-draft-n-max ", d.draft_max,
          "]");
-  switch (d.policy) {
-    case DecodePolicy::NgramSimple:
-      return std::make_unique<NgramDrafter>(d.ngram_n, d.ngram_m);
-    case DecodePolicy::DraftModel: {
-      if (d.draft_model.empty()) fail("--spec-type draft-simple needs a draft model (-md FILE)");
-      SessionOptions options;
-      options.n_ctx = n_ctx;
-      options.engine = config;
-      options.engine.decode = {};       // the draft decodes plainly
-      options.engine.kv_compress = {};  // and keeps its whole history
-      // Its logits only propose: the fastest kernels, whatever their rounding.
-      options.engine.matmul.q5_0_decode_panels = true;
-      for (DType* t : {&options.engine.k_type, &options.engine.v_type})
-        if (*t == DType::CQ2 || *t == DType::CQ1) *t = DType::F16;  // CQ codebooks are the target's
-      return std::make_unique<ModelDrafter>(load_model(d.draft_model), target, options, d.draft_min, d.draft_p_min);
-    }
-    case DecodePolicy::Plain:
-      break;
+  std::shared_ptr<const Model> draft;
+  SessionOptions options;
+  const bool uses_model =
+      d.policy == DecodePolicy::DraftModel || (d.policy == DecodePolicy::Auto && !d.draft_model.empty());
+  if (d.policy == DecodePolicy::DraftModel && d.draft_model.empty())
+    fail("--spec-type draft-simple needs a draft model (-md FILE)");
+  if (uses_model) {
+    options.n_ctx = n_ctx;
+    options.engine = config;
+    options.engine.decode = {};       // the draft decodes plainly
+    options.engine.kv_compress = {};  // and keeps its whole history
+    // Its logits only propose: the fastest kernels, whatever their rounding.
+    options.engine.matmul.q5_0_decode_panels = true;
+    for (DType* t : {&options.engine.k_type, &options.engine.v_type})
+      if (*t == DType::CQ2 || *t == DType::CQ1) *t = DType::F16;  // CQ codebooks are the target's
+    draft = load_model(d.draft_model);
+    check_same_vocabulary(*draft, target);
   }
-  return nullptr;
+  auto ngram = [&] { return std::make_unique<NgramDrafter>(d.ngram_n, d.ngram_m); };
+  auto model = [&] { return std::make_unique<ModelDrafter>(draft, options, d.draft_min, d.draft_p_min); };
+  auto tuned = [&](std::unique_ptr<Drafter> inner, bool costly) {
+    return std::make_unique<TunedDrafter>(std::move(inner), d.draft_max, costly);
+  };
+  for (int i = 0; i < n; ++i) {
+    switch (d.policy) {
+      case DecodePolicy::NgramSimple:
+        out.push_back(d.adaptive ? tuned(ngram(), false) : std::unique_ptr<Drafter>(ngram()));
+        break;
+      case DecodePolicy::DraftModel:
+        out.push_back(d.adaptive ? tuned(model(), true) : std::unique_ptr<Drafter>(model()));
+        break;
+      case DecodePolicy::Auto:  // always adaptive: it has to know when a draft model does not pay
+        out.push_back(
+            std::make_unique<AutoDrafter>(tuned(ngram(), false), uses_model ? tuned(model(), true) : nullptr));
+        break;
+      case DecodePolicy::Plain:
+        break;
+    }
+  }
+  return out;
+}
+
+std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& config, int64_t n_ctx) {
+  auto drafters = make_drafters(target, config, n_ctx, 1);
+  return drafters.empty() ? nullptr : std::move(drafters.front());
 }
 
 }  // namespace kestrel

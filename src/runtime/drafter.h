@@ -15,26 +15,42 @@
 
 namespace kestrel {
 
+// What came of a round: the target's pass over the pending token and the
+// draft (n_pass tokens, pass_seconds), and how many drafted tokens it took.
+struct DraftRound {
+  int64_t n_pass = 1;
+  double pass_seconds = 0.0;
+  int64_t drafted = 0;
+  int64_t accepted = 0;
+};
+
 class Drafter {
  public:
   virtual ~Drafter() = default;
   // Writes up to n_max tokens that may follow `context` (every token of the
   // sequence so far, the last one not yet evaluated by the target) into out;
-  // empty when it has no guess.
+  // empty when it has no guess (or guessing does not pay).
   virtual void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) = 0;
+  // Told after every round, drafted or not (adaptive drafters learn from it).
+  virtual void observe(const DraftRound& round) { (void)round; }
 };
 
-// llama.cpp's --spec-type spelling of a policy ("none", "draft-simple", "ngram-simple").
+// llama.cpp's --spec-type spelling of a policy ("none", "draft-simple",
+// "ngram-simple", and ours: "auto").
 std::string_view decode_policy_name(DecodePolicy policy);
 // Throws kestrel::Error naming the values it knows.
 DecodePolicy parse_decode_policy(std::string_view name);
 
-// The drafter `config.decode` asks for (nullptr for Plain), for a target
-// model and the target's context length. A draft model is loaded from
-// config.decode.draft_model and runs with the target's engine settings; it
-// must have the target's vocabulary (throws naming the first difference).
-// Throws for settings that cannot work (a draft as long as the context, an
-// n-gram of no tokens).
+// The drafters `config.decode` asks for (none for Plain), one per sequence
+// (n of them: the server's slots), for a target model and each sequence's
+// context length. A draft model is loaded once from config.decode.draft_model
+// and shared; each drafter runs it over its own KV cache with the target's
+// engine settings. It must have the target's vocabulary (throws naming the
+// first difference). Throws for settings that cannot work (a draft as long as
+// the context, an n-gram of no tokens).
+std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const EngineConfig& config, int64_t n_ctx,
+                                                    int n);
+// One of them (nullptr for Plain).
 std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& config, int64_t n_ctx);
 
 }  // namespace kestrel

@@ -30,12 +30,8 @@ void check_same_vocabulary(const Model& draft, const Model& target) {
            " is '", d.token_text(id), "' there and '", t.token_text(id), "' in the target");
 }
 
-ModelDrafter::ModelDrafter(std::unique_ptr<Model> draft, const Model& target, const SessionOptions& options, int n_min,
-                           float p_min)
-    : model_(std::move(draft)),
-      session_((check_same_vocabulary(*model_, target), *model_), options),
-      n_min_(n_min),
-      p_min_(p_min) {}
+ModelDrafter::ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min)
+    : model_(std::move(draft)), session_(*model_, options), n_min_(n_min), p_min_(p_min) {}
 
 void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) {
   out.clear();

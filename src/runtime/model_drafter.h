@@ -13,13 +13,13 @@ namespace kestrel {
 
 class ModelDrafter : public Drafter {
  public:
-  // Throws kestrel::Error when the draft's vocabulary is not the target's.
-  ModelDrafter(std::unique_ptr<Model> draft, const Model& target, const SessionOptions& options, int n_min,
-               float p_min);
+  // The draft model may be shared by several drafters (the server's slots);
+  // check_same_vocabulary first.
+  ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min);
   void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override;
 
  private:
-  std::unique_ptr<Model> model_;
+  std::shared_ptr<const Model> model_;
   Session session_;
   int n_min_;
   float p_min_;

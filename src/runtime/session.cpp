@@ -198,9 +198,16 @@ void decode_speculative(Session& session, Sampler& sampler, std::span<const floa
     }
     batch.assign(1, pending);
     batch.insert(batch.end(), draft.begin(), draft.end());
+    const auto t0 = std::chrono::steady_clock::now();
     const std::vector<float>& rows = session.verify(batch);
+    DraftRound round;
+    round.n_pass = static_cast<int64_t>(batch.size());
+    round.pass_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    round.drafted = static_cast<int64_t>(draft.size());
     ++r.target_passes;
     r.drafted += static_cast<int64_t>(draft.size());
+    // The verdicts: how many drafted tokens the target takes (Sampler::verify
+    // draws the replacement of the first it does not).
     size_t i = 0;
     for (; i < draft.size(); ++i) {
       const std::span<const float> row(rows.data() + i * n_vocab, static_cast<size_t>(n_vocab));
@@ -214,6 +221,8 @@ void decode_speculative(Session& session, Sampler& sampler, std::span<const floa
       ++r.accepted;
       if (!out.push(token)) return;
     }
+    round.accepted = static_cast<int64_t>(i);
+    drafter.observe(round);
     if (i == draft.size()) {
       pending = sampler.sample(std::span<const float>(rows.data() + i * n_vocab, static_cast<size_t>(n_vocab)));
       sampler.accept(pending);

@@ -24,6 +24,7 @@ enum class DecodePolicy : uint8_t {
   Plain,        // "none": one forward pass of the target model per token
   DraftModel,   // "draft-simple": a smaller model with the same vocabulary drafts greedily (-md)
   NgramSimple,  // "ngram-simple": the tokens that followed the last n-gram's previous occurrence
+  Auto,         // "auto": n-gram lookup where it finds a match, else the draft model if one is given
 };
 
 struct DecodeConfig {
@@ -34,6 +35,10 @@ struct DecodeConfig {
   float draft_p_min = 0.75f;  // --spec-draft-p-min: the draft model stops below this top probability
   int ngram_n = 3;            // --spec-ngram-simple-size-n: the n-gram looked up (the last tokens)
   int ngram_m = 16;           // --spec-ngram-simple-size-m: tokens taken after its previous occurrence
+  // Draft lengths chosen from the acceptance and pass costs seen (runtime/
+  // draft_length.h), down to none where drafting does not pay; false
+  // (--spec-fixed): always up to draft_max, as llama.cpp does.
+  bool adaptive = true;
   bool operator==(const DecodeConfig&) const = default;
 };
 
