@@ -42,6 +42,7 @@ void add_serve_command(CLI::App& app) {
   o->model.batch = 128;  // here: prompt tokens per engine step, shared by the slots in prefill
   auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching");
   add_model_flags(*cmd, o->model);
+  add_speculative_flags(*cmd, o->model);
   cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "port to listen on (0 = any free port)")->capture_default_str();
   cmd->add_option("--parallel,--np", o->parallel, "slots: requests decoded together")->capture_default_str();

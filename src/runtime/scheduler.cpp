@@ -73,6 +73,7 @@ struct Scheduler::Slot {
   std::vector<int32_t> cached;  // tokens whose keys/values are in this slot, in order
   size_t n_prompt_done = 0;     // prompt tokens in the cache (reused + evaluated)
   int32_t pending_token = -1;   // sampled, fed in the next step
+  std::vector<int32_t> draft;   // speculative decoding: fed after it in this step
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<StreamDecoder> decoder;
   std::unique_ptr<StopMatcher> stops;
@@ -101,6 +102,11 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
           std::make_unique<SequenceCompressor>(kv_compress_, model.config().n_layer, model.config().n_kv_head);
   }
   if (kv_compress_.on()) kv_cap_blocks_ = slots_[0]->compressor->decode_cap_blocks(cache_.shape());
+  if (options_.engine.decode.policy != DecodePolicy::Plain && kv_compress_.on())
+    fail(
+        "serve: speculative decoding does not run with KV-Compress yet (a rejected draft is rolled back, and "
+        "eviction may have taken the blocks it would be cut into)");
+  drafters_ = make_drafters(model, core_.config(), options_.n_ctx_slot, options_.n_slots);
   stats_.n_slots = options_.n_slots;
   pool_blocks_ = cache_.in_position_blocks(cache_.total_blocks());
   stats_.kv_block_size = KvCache::kBlock;
@@ -479,6 +485,23 @@ bool Scheduler::step() {
     batch_.add(s.pending_token, static_cast<int32_t>(s.cached.size()), s.index, true);
     s.cached.push_back(s.pending_token);
     rows.push_back(&s);
+    s.draft.clear();
+    if (drafters_.empty()) continue;
+    // Every accepted token is one out, and the pass adds one more: a draft
+    // stays inside the request's reserved positions and the slot's context.
+    const DecodeConfig& dc = core_.config().decode;
+    const int64_t left = s.req.gen.max_tokens - static_cast<int64_t>(s.result.tokens.size());
+    const int64_t n_max =
+        std::min<int64_t>({dc.draft_max, left - 1, options_.n_ctx_slot - static_cast<int64_t>(s.cached.size())});
+    if (n_max <= 0) continue;
+    drafters_[static_cast<size_t>(s.index)]->draft(s.cached, static_cast<int>(n_max), s.draft);
+    if (static_cast<int>(s.draft.size()) < dc.draft_min || static_cast<int64_t>(s.draft.size()) > n_max)
+      s.draft.clear();
+    for (int32_t t : s.draft) {
+      batch_.add(t, static_cast<int32_t>(s.cached.size()), s.index, true);
+      s.cached.push_back(t);
+      rows.push_back(&s);
+    }
   }
   int budget = options_.prefill_chunk;
   int64_t n_prefill = 0;
@@ -518,7 +541,14 @@ bool Scheduler::step() {
   logits_.resize(static_cast<size_t>(rows.size()) * n_vocab);
   try {
     core_.set_observer(observer_);
-    core_.forward(batch_, logits_.data());
+    const auto t0 = Clock::now();
+    // With drafts in the batch, the decode kernels: a verified row must be
+    // what a decode step gives (ops/matmul.h decode_kernels). Prompt rows
+    // batched with them take those kernels too.
+    bool drafts = false;
+    for (Slot* r : rows) drafts = drafts || !r->draft.empty();
+    core_.forward(batch_, logits_.data(), drafts);
+    last_forward_seconds_ = seconds_between(t0, Clock::now());
     compress_after_step(rows);
   } catch (const std::exception& e) {
     // Cannot happen for requests submit() accepted; fail every slot in the batch
@@ -540,6 +570,12 @@ bool Scheduler::step() {
   uint64_t sampled = 0;
   for (size_t r = 0; r < rows.size(); ++r) {
     Slot& s = *rows[r];
+    if (!drafters_.empty() && !s.prefilling) {  // a generating slot: its pending token and draft
+      const int64_t n_rows = 1 + static_cast<int64_t>(s.draft.size());
+      sampled += static_cast<uint64_t>(verify_draft(s, logits_.data() + r * static_cast<size_t>(n_vocab), n_rows));
+      r += static_cast<size_t>(n_rows - 1);
+      continue;
+    }
     s.prefilling = false;
     const float* row = logits_.data() + r * static_cast<size_t>(n_vocab);
     int32_t token = 0;
@@ -562,6 +598,45 @@ bool Scheduler::step() {
     while (!rate_window_.empty() && now - rate_window_.front().first > 10.0) rate_window_.pop_front();
   }
   return true;
+}
+
+int64_t Scheduler::verify_draft(Slot& s, const float* logits, int64_t n_rows) {
+  const int64_t n_vocab = model_.config().n_vocab;
+  const size_t k = static_cast<size_t>(n_rows - 1);
+  const size_t base = s.cached.size() - static_cast<size_t>(n_rows);  // the pending token's position
+  int64_t emitted = 0, accepted = 0;
+  try {
+    for (size_t i = 0; i <= k && s.active; ++i) {
+      const float* row = logits + i * static_cast<size_t>(n_vocab);
+      const std::span<const float> l(row, static_cast<size_t>(n_vocab));
+      // A drafted token gets the verdict; after the last one, the target's own draw.
+      const int32_t token = i < k ? s.sampler->verify(l, s.draft[i]) : s.sampler->sample(l);
+      s.cached.resize(base + 1 + i);  // what the cache keeps once this token is out (decode's count)
+      emit_token(s, token, row);
+      ++emitted;
+      if (i == k) break;
+      if (token != s.draft[i]) break;  // rejected: the rest of the draft goes
+      ++accepted;
+    }
+  } catch (const std::exception& e) {
+    finish(s, "error", e.what());
+  }
+  // Rejected drafts (or a finish inside the draft): their KV entries go back.
+  if (cache_.seq_len(s.index) > static_cast<int64_t>(s.cached.size()))
+    cache_.set_seq_len(s.index, static_cast<int64_t>(s.cached.size()));
+  if (k > 0) {
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.spec_drafted += k;
+    stats_.spec_accepted += static_cast<uint64_t>(accepted);
+  }
+  DraftRound round;
+  round.n_pass = batch_.size();
+  round.pass_seconds = last_forward_seconds_;
+  round.drafted = static_cast<int64_t>(k);
+  round.accepted = accepted;
+  drafters_[static_cast<size_t>(s.index)]->observe(round);
+  s.draft.clear();
+  return emitted;
 }
 
 void Scheduler::compress_after_step(const std::vector<Slot*>& rows) {

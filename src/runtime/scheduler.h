@@ -31,6 +31,15 @@
 // not reused as a prefix (its blocks were chosen for its own prompt's last
 // queries, and a rate applied again would compound): it is cleared when the
 // request ends.
+//
+// Speculative decoding (EngineConfig::decode, runtime/drafter.h): each slot
+// has its own drafter (a draft model shared by all, over each slot's own draft
+// KV cache; or n-gram lookup). A generating slot puts its pending token and
+// its draft in the step's batch (verified in the decode kernels, so its rows
+// are what decode steps would give); Sampler::verify walks the draft, the
+// slot emits what it accepts plus the target's own next token, and its KV
+// entries past that are given back. The blocks a request reserves already
+// cover its drafts: a draft never reaches past prompt + max_tokens.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -131,6 +140,8 @@ struct SchedulerStats {
   uint64_t kvcompress_runs = 0;                 // compressions that evicted something
   uint64_t kvcompress_head_blocks_evicted = 0;  // taken out of slots' block tables
   uint64_t kvcompress_head_blocks_freed = 0;    // of those, back in the pool (not shared with another slot)
+  uint64_t spec_drafted = 0;                    // speculative decoding: tokens drafted
+  uint64_t spec_accepted = 0;                   // of those, accepted
   uint64_t steps = 0;
   double ttft_seconds_sum = 0.0;
   uint64_t ttft_count = 0;
@@ -174,6 +185,9 @@ class Scheduler {
   bool step();
   void finish(Slot& s, const std::string& reason, const std::string& error = "");
   void emit_token(Slot& s, int32_t token, const float* logits);
+  // Speculative decoding: a generating slot's pending token and draft are in
+  // the batch; `logits` holds their rows. Returns the tokens emitted.
+  int64_t verify_draft(Slot& s, const float* logits, int64_t n_rows);
   Slot* pick_slot_locked(const std::vector<int32_t>& prompt, bool reuse, size_t& keep);
   int64_t blocks_needed_by_running() const;
   // Blocks slot `seq` may still take from the pool to finish a prompt of
@@ -194,6 +208,8 @@ class Scheduler {
   Batch batch_;
   std::vector<float> logits_;
   std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<std::unique_ptr<Drafter>> drafters_;  // one per slot; empty: plain decoding
+  double last_forward_seconds_ = 0.0;
   size_t prefill_cursor_ = 0;  // round-robin start among slots in prefill
   KvCompressSpec kv_compress_;          // what every slot's compressor does
   int64_t kv_cap_blocks_ = 0;           // under a budget: the most a decoding slot holds

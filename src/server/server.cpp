@@ -530,6 +530,9 @@ struct Server::Impl {
     metric("kestrel_kv_head_blocks_per_block", "gauge",
            "KV cache blocks of one (layer, kv head) in one block above (KV-Compress evicts these).",
            s.kv_head_blocks_per_block);
+    metric("kestrel_spec_drafted_tokens_total", "counter", "Speculative decoding: tokens drafted.", s.spec_drafted);
+    metric("kestrel_spec_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens accepted.",
+           s.spec_accepted);
     metric("kestrel_kvcompress_runs_total", "counter", "KV-Compress evictions that removed blocks from a slot.",
            s.kvcompress_runs);
     metric("kestrel_kvcompress_head_blocks_evicted_total", "counter",

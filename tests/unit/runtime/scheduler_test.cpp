@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "core/error.h"
 #include "unit/runtime/greedy_options.h"
 #include "unit/runtime/tiny_model.h"
 
@@ -140,6 +141,62 @@ TEST(Scheduler, BatchedRequestsMatchSingleSequenceGeneration) {
   EXPECT_EQ(st.slots_in_use, 0);
   EXPECT_EQ(st.requests_finished, prompts.size());
   EXPECT_TRUE(sched.idle());
+}
+
+// Speculative decoding per slot, inside continuous batching: a draft model
+// (the tiny model with noise: same vocabulary, often wrong) and n-gram
+// lookup, 4 requests on 3 slots with stop strings and logprobs, give exactly
+// what plain single-sequence decoding gives each; drafts were made, some
+// taken and some rolled back, and every slot's blocks came back.
+TEST(Scheduler, SpeculativeSlotsMatchPlainDecoding) {
+  testing::TinyModelSpec noisy;
+  noisy.noise = 0.25f;
+  testing::LoadedTinyModel draft("sched_draft", noisy);
+  const std::vector<std::string> prompts = {"The cat sat on the mat", "It was a warm afternoon, and the wind",
+                                            "Over the fence, a dog barked at a passing car, then lay down",
+                                            "When the sun went down"};
+  for (DecodePolicy policy : {DecodePolicy::DraftModel, DecodePolicy::NgramSimple}) {
+    SchedulerOptions o = opts(3, 7);
+    o.engine.decode.policy = policy;
+    o.engine.decode.draft_model = draft.path;
+    o.engine.decode.draft_max = 4;
+    o.engine.decode.draft_p_min = 0.0f;
+    o.engine.decode.ngram_n = 1;
+    o.engine.decode.adaptive = false;
+    Scheduler sched(*tiny().model, o);
+    std::vector<Collector> c(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      CompletionRequest r;
+      r.prompt = encode(prompts[i]);
+      r.gen = greedy(20 + static_cast<int>(i));
+      r.n_logprobs = 2;
+      r.on_event = c[i].sink();
+      ASSERT_EQ(sched.submit(std::move(r)).status, SubmitStatus::Accepted);
+    }
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const CompletionResult res = c[i].wait();
+      const auto want = reference_tokens(encode(prompts[i]), greedy(20 + static_cast<int>(i)));
+      EXPECT_EQ(res.tokens, want) << decode_policy_name(policy) << " request " << i;
+      EXPECT_EQ(res.text, tiny().model->tokenizer().decode(want));
+      EXPECT_EQ(c[i].streamed, res.text);
+      ASSERT_EQ(c[i].logprobs.size(), want.size());
+      for (size_t t = 0; t < want.size(); ++t) EXPECT_EQ(c[i].logprobs[t].token, want[t]);
+    }
+    const auto st = sched.stats();
+    EXPECT_GT(st.spec_drafted, 0u) << decode_policy_name(policy);
+    EXPECT_GT(st.spec_accepted, 0u);
+    if (policy == DecodePolicy::DraftModel) EXPECT_LT(st.spec_accepted, st.spec_drafted);
+    EXPECT_EQ(st.kv_blocks_in_use, 0);
+    EXPECT_TRUE(sched.idle());
+  }
+}
+
+TEST(Scheduler, SpeculativeDecodingRefusesKvCompress) {
+  SchedulerOptions o = opts(2, 7);
+  o.engine.decode.policy = DecodePolicy::NgramSimple;
+  o.engine.kv_compress.mode = KvCompressConfig::Mode::Metric;
+  o.engine.kv_compress.rate = 2;
+  EXPECT_THROW(Scheduler(*tiny().model, o), Error);
 }
 
 TEST(Scheduler, ReusesTheLongestCachedPrefix) {
