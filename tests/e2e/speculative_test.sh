@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Speculative decoding end to end on a real model: greedy output token for
+# token plain decoding's, for every policy. Target: Qwen2.5-Coder-0.5B (mixed
+# q5_0/q6_K/q8_0, the file scripts/test.sh fetches); draft: a Q4_0 copy of it
+# made here (same vocabulary, other numerics, so drafts are rejected at times
+# and rolled back). One prompt per category of bench/spec/prompts.jsonl.
+# Skips (77) when the model is not in the cache.
+set -uo pipefail
+BIN="$1"
+ROOT="${KESTREL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
+CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
+TARGET="$CACHE/models/qwen2.5-coder-0.5b-instruct.gguf"
+[ -f "$TARGET" ] || { echo "SKIP: $TARGET missing (scripts/fetch_models.sh qwen2-0.5b)"; exit 77; }
+OUT="$(mktemp -d)"
+trap 'rm -rf "$OUT"' EXIT
+"$BIN" quantize "$TARGET" "$OUT/draft.gguf" Q4_0 > /dev/null 2> "$OUT/quantize.txt" ||
+  { echo "FAILED: quantize"; cat "$OUT/quantize.txt"; exit 1; }
+python3 - "$ROOT/bench/spec/prompts.jsonl" "$OUT" <<'PY'
+import json, sys
+seen = set()
+for line in open(sys.argv[1]):
+    p = json.loads(line)
+    if p["category"] in seen:
+        continue
+    seen.add(p["category"])
+    text = ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+            f"<|im_start|>user\n{p['user']}<|im_end|>\n<|im_start|>assistant\n")
+    open(f"{sys.argv[2]}/{p['id']}.prompt", "w").write(text)
+PY
+pass=0; fail=0
+for prompt in "$OUT"/*.prompt; do
+  id=$(basename "$prompt" .prompt)
+  run() { "$BIN" run -m "$TARGET" -f "$prompt" -n 40 --temp 0 -t 2 -c 1024 --no-display-prompt "$@" 2>> "$OUT/$id.err"; }
+  run > "$OUT/$id.plain" || { echo "FAILED: $id plain"; cat "$OUT/$id.err"; fail=$((fail + 1)); continue; }
+  for policy in "-md $OUT/draft.gguf --spec-fixed --spec-draft-n-max 6" "--spec-type ngram-simple --spec-fixed" \
+                "--spec-type auto -md $OUT/draft.gguf"; do
+    # shellcheck disable=SC2086
+    if run $policy > "$OUT/$id.spec" && cmp -s "$OUT/$id.plain" "$OUT/$id.spec"; then
+      pass=$((pass + 1))
+    else
+      echo "FAILED: $id with $policy differs from plain decoding"
+      diff <(head -c 400 "$OUT/$id.plain") <(head -c 400 "$OUT/$id.spec") | head -5
+      fail=$((fail + 1))
+    fi
+  done
+done
+grep -h "speculative:" "$OUT"/*.err | head -12
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
