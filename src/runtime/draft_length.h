@@ -10,7 +10,8 @@
 // not purely memory-bound: beta is measured from the passes seen), plus
 // drafting, delta k (a draft model's time per token; n-gram lookup ~0).
 // k = 0 is plain decoding (ratio 1): a policy that does not pay on this
-// machine and text turns itself off, and is probed again now and then.
+// machine and text turns itself off, and is probed again now and then (after
+// 16 rounds, then 32, ... up to 128 while it stays off).
 #include <cstdint>
 
 namespace kestrel {
@@ -25,7 +26,7 @@ class DraftLength {
   void record_pass(int64_t n, double seconds);
   // Drafting k tokens took `seconds`; then `accepted` of them were taken.
   // A draft model that drafted nothing (its top token was too unlikely) still
-  // spent a pass: `attempted` counts that as a first miss.
+  // spent its time (`attempted`): it raises the cost per drafted token.
   void record_round(int64_t k, double seconds, int64_t accepted, bool attempted = false);
   // The expected tokens per one-token pass's time for a draft of k tokens,
   // under the current estimates (1 for k = 0).
@@ -33,11 +34,16 @@ class DraftLength {
 
  private:
   int max_;
+  // The line through the pass times: t1 and beta, or the prior beta when the
+  // passes seen have (nearly) one size.
+  void pass_cost(double& t1, double& beta) const;
+
   double hits_ = 4.0, misses_ = 1.0;  // prior: a = 0.8
-  double t1_ = 0.0;                   // seconds of a one-token pass (0: none seen)
-  double beta_ = 0.1;                 // extra cost per extra token of a pass, relative to t1
-  double delta_ = 0.0;                // drafting seconds per drafted token
+  // Pass times, forgetting old ones: sums of 1, n, n^2, t, n t.
+  double s0_ = 0.0, sn_ = 0.0, snn_ = 0.0, st_ = 0.0, snt_ = 0.0;
+  double draft_seconds_ = 0.0, drafted_ = 0.0;  // drafting, forgetting old rounds
   int64_t rounds_since_probe_ = 0;
+  int64_t probe_every_;  // plain rounds between probes (doubling while drafting stays off)
 };
 
 }  // namespace kestrel

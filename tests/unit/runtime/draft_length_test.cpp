@@ -1,6 +1,7 @@
 // DraftLength against its closed form: expected tokens (1 - a^(k+1)) / (1 - a)
-// over cost 1 + (beta + delta / t1) k, the best k chosen, none when nothing
-// beats plain decoding (and a probe of 1 every 16 such rounds).
+// over cost 1 + (beta + delta / t1) k, with t1 and beta the line through the
+// pass times fed, the best k chosen, none when nothing beats plain decoding
+// (and a probe of 1 after 16 such rounds, then 32, 64, up to every 128).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -53,11 +54,13 @@ TEST(DraftLength, TurnsOffWhenDraftsDoNotPayAndProbesAgain) {
   DraftLength d(16);
   feed(d, 0.05, 0.3, 0.02, 4, 0, 100);  // never accepted, costly
   int probes = 0;
-  for (int i = 0; i < 64; ++i) probes += d.next();
-  EXPECT_EQ(probes, 4);  // one draft of 1 every 16 rounds
+  for (int i = 0; i < 16 + 32 + 64 + 128 + 128; ++i) probes += d.next();
+  EXPECT_EQ(probes, 5);  // a draft of 1 after 16 rounds, 32, 64, then every 128
 }
 
-TEST(DraftLength, AFailedModelAttemptIsAMiss) {
+// A draft model that keeps drafting nothing (unsure) costs its time for no
+// tokens: drafting stops paying.
+TEST(DraftLength, FruitlessModelAttemptsCountAsDraftCost) {
   DraftLength d(16);
   feed(d, 0.05, 0.05, 0.0, 8, 8, 100);  // everything accepted
   const int before = d.next();
