@@ -25,7 +25,8 @@ class TunedDrafter : public Drafter {
     if (k <= 0) return;
     const auto t0 = std::chrono::steady_clock::now();
     inner_->draft(context, k, out);
-    seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    seconds_ =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - inner_->catch_up_seconds();
   }
   void observe(const DraftRound& r) override {
     length_.record_pass(r.n_pass, r.pass_seconds);

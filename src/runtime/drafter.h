@@ -33,6 +33,12 @@ class Drafter {
   virtual void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) = 0;
   // Told after every round, drafted or not (adaptive drafters learn from it).
   virtual void observe(const DraftRound& round) { (void)round; }
+  // Of the last draft() call's time, the seconds spent catching up with the
+  // sequence (a draft model evaluating the tokens accepted since its last
+  // draft, or the prompt; all but the one pass every draft needs): it grows
+  // with what was accepted, not with the draft's length, so DraftLength leaves
+  // it out of the cost per drafted token.
+  virtual double catch_up_seconds() const { return 0.0; }
 };
 
 // llama.cpp's --spec-type spelling of a policy ("none", "draft-simple",

@@ -1,5 +1,7 @@
 #include "runtime/model_drafter.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "core/error.h"
@@ -36,7 +38,17 @@ ModelDrafter::ModelDrafter(std::shared_ptr<const Model> draft, const SessionOpti
 void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) {
   out.clear();
   if (n_max <= 0 || context.empty()) return;
+  // Tokens to evaluate: what the target accepted since the last draft (or the
+  // prompt). The last of them is the pass every draft needs; the others are
+  // the catch-up (see Drafter::catch_up_seconds).
+  const std::vector<int32_t>& had = session_.history();
+  size_t common = 0;
+  while (common < had.size() && common < context.size() && had[common] == context[common]) ++common;
+  const double n_eval = static_cast<double>(std::max<size_t>(1, context.size() - std::min(common, context.size() - 1)));
+  const auto t0 = std::chrono::steady_clock::now();
   std::span<const float> logits = session_.set_history(context);
+  catch_up_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * (n_eval - 1.0) / n_eval;
   for (;;) {
     const int32_t top = argmax(logits);
     if (static_cast<int>(out.size()) >= n_min_ && top_probability(logits, top) < p_min_) break;

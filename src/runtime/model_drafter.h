@@ -17,12 +17,14 @@ class ModelDrafter : public Drafter {
   // check_same_vocabulary first.
   ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min);
   void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override;
+  double catch_up_seconds() const override { return catch_up_seconds_; }
 
  private:
   std::shared_ptr<const Model> model_;
   Session session_;
   int n_min_;
   float p_min_;
+  double catch_up_seconds_ = 0.0;
 };
 
 // Throws naming the first difference when `draft` cannot draft for `target`
