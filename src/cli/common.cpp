@@ -105,7 +105,7 @@ void add_draft_flags(CLI::App& app, DecodeConfig& d) {
   app.add_option("--spec-draft-p-min,--draft-p-min", d.draft_p_min,
                  "draft-simple: stop drafting when the draft's top token is less likely than this")
       ->capture_default_str();
-  app.add_flag("--spec-fixed{false}", d.adaptive,
+  app.add_flag_callback("--spec-fixed", [&d] { d.adaptive = false; },
                "draft up to --spec-draft-n-max every round, as llama.cpp does (default: draft lengths chosen from "
                "the acceptance and pass times seen, none where drafting does not pay)");
   app.add_option("--spec-ngram-simple-size-n", d.ngram_n, "ngram-simple: tokens of the n-gram looked up")
