@@ -1,5 +1,6 @@
 #include "runtime/drafter.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/error.h"
@@ -57,7 +58,6 @@ class AutoDrafter : public Drafter {
     last_ = ngram_.get();
     ngram_->draft(context, n_max, out);
     if (!out.empty() || !model_) return;
-    ngram_->observe_pass_only({});  // nothing drafted: nothing to learn
     last_ = model_.get();
     model_->draft(context, n_max, out);
   }
@@ -125,7 +125,7 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
     // Its logits only propose: the fastest kernels, whatever their rounding.
     options.engine.matmul.q5_0_decode_panels = true;
     for (DType* t : {&options.engine.k_type, &options.engine.v_type})
-      if (*t == DType::CQ2 || *t == DType::CQ1) *t = DType::F16;  // CQ codebooks are the target's
+      if (is_cq(*t)) *t = DType::F16;  // CQ codebooks are the target's
     draft = load_model(d.draft_model);
     check_same_vocabulary(*draft, target);
   }
@@ -151,6 +151,15 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
     }
   }
   return out;
+}
+
+void draft_tokens(Drafter& drafter, const DecodeConfig& config, std::span<const int32_t> context, int64_t n_max,
+                  std::vector<int32_t>& out) {
+  out.clear();
+  n_max = std::min<int64_t>(n_max, config.draft_max);
+  if (n_max <= 0) return;
+  drafter.draft(context, static_cast<int>(n_max), out);
+  if (static_cast<int>(out.size()) < config.draft_min || static_cast<int64_t>(out.size()) > n_max) out.clear();
 }
 
 std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& config, int64_t n_ctx) {

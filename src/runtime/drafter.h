@@ -56,6 +56,12 @@ DecodePolicy parse_decode_policy(std::string_view name);
 // the context, an n-gram of no tokens).
 std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const EngineConfig& config, int64_t n_ctx,
                                                     int n);
+// What the decode loops (generate(), each Scheduler slot) feed after the
+// pending token: the drafter's guess for `context` (the sequence so far, the
+// pending token last), at most min(n_max, draft_max) tokens; empty when
+// n_max <= 0 or the guess is shorter than draft_min.
+void draft_tokens(Drafter& drafter, const DecodeConfig& config, std::span<const int32_t> context, int64_t n_max,
+                  std::vector<int32_t>& out);
 // One of them (nullptr for Plain).
 std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& config, int64_t n_ctx);
 

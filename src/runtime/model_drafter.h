@@ -25,6 +25,7 @@ class ModelDrafter : public Drafter {
   int n_min_;
   float p_min_;
   double catch_up_seconds_ = 0.0;
+  std::vector<float> weights_;  // top_probability's exp scratch
 };
 
 // Throws naming the first difference when `draft` cannot draft for `target`

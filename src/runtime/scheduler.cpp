@@ -489,14 +489,9 @@ bool Scheduler::step() {
     if (drafters_.empty()) continue;
     // Every accepted token is one out, and the pass adds one more: a draft
     // stays inside the request's reserved positions and the slot's context.
-    const DecodeConfig& dc = core_.config().decode;
     const int64_t left = s.req.gen.max_tokens - static_cast<int64_t>(s.result.tokens.size());
-    const int64_t n_max =
-        std::min<int64_t>({dc.draft_max, left - 1, options_.n_ctx_slot - static_cast<int64_t>(s.cached.size())});
-    if (n_max <= 0) continue;
-    drafters_[static_cast<size_t>(s.index)]->draft(s.cached, static_cast<int>(n_max), s.draft);
-    if (static_cast<int>(s.draft.size()) < dc.draft_min || static_cast<int64_t>(s.draft.size()) > n_max)
-      s.draft.clear();
+    const int64_t n_max = std::min<int64_t>(left - 1, options_.n_ctx_slot - static_cast<int64_t>(s.cached.size()));
+    draft_tokens(*drafters_[static_cast<size_t>(s.index)], core_.config().decode, s.cached, n_max, s.draft);
     for (int32_t t : s.draft) {
       batch_.add(t, static_cast<int32_t>(s.cached.size()), s.index, true);
       s.cached.push_back(t);

@@ -40,6 +40,7 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode
   if (n_past() + static_cast<int64_t>(tokens.size()) > n_ctx())
     fail("context overflow: ", n_past() + static_cast<int64_t>(tokens.size()), " tokens requested, the context holds ",
          n_ctx());
+  last_evaluated_ = static_cast<int64_t>(tokens.size());
   if (tokens.empty()) return;
   // A prompt (not a decode step) is compressed once it is in the cache; its
   // last queries' attention is the metric. A decode step is, under a budget.
@@ -186,16 +187,11 @@ void decode_speculative(Session& session, Sampler& sampler, std::span<const floa
     const int64_t base = session.n_past();
     if (base >= session.n_ctx()) return;  // no room for the pending token
     // Every accepted guess is a token out, and the pass adds one more.
-    int64_t n_max = std::min<int64_t>(config.draft_max, session.n_ctx() - base - 1);
+    int64_t n_max = session.n_ctx() - base - 1;
     if (out.remaining() >= 0) n_max = std::min(n_max, out.remaining() - 1);
-    draft.clear();
-    if (n_max > 0) {
-      context.assign(session.history().begin(), session.history().end());
-      context.push_back(pending);
-      drafter.draft(context, static_cast<int>(n_max), draft);
-      if (static_cast<int>(draft.size()) < config.draft_min || static_cast<int64_t>(draft.size()) > n_max)
-        draft.clear();
-    }
+    context.assign(session.history().begin(), session.history().end());
+    context.push_back(pending);
+    draft_tokens(drafter, config, context, n_max, draft);
     batch.assign(1, pending);
     batch.insert(batch.end(), draft.begin(), draft.end());
     const auto t0 = std::chrono::steady_clock::now();

@@ -57,6 +57,8 @@ class Session {
   // are given back. Throws when n is longer than the history, or inside
   // KV-Compress's evicted part.
   void truncate(int64_t n);
+  // Tokens the last set_history/append/verify evaluated (the rest was cached).
+  int64_t last_evaluated() const { return last_evaluated_; }
   // The drafter of the configured decode policy (nullptr: plain decoding).
   Drafter* drafter() { return drafter_.get(); }
   void clear();
@@ -75,6 +77,7 @@ class Session {
   std::unique_ptr<Drafter> drafter_;
   int64_t evicted_blocks_ = 0;
   std::vector<int32_t> history_;
+  int64_t last_evaluated_ = 0;
   std::vector<float> logits_;
   Batch batch_;
 };

@@ -89,9 +89,11 @@ int32_t Sampler::sample(std::span<const float> logits) {
 int32_t Sampler::verify(std::span<const float> logits, int32_t draft) {
   if (static_cast<int>(logits.size()) != n_vocab_)
     fail("sampler: got ", logits.size(), " logits for a vocabulary of ", n_vocab_);
+  // Greedy: the argmax whatever the draft, which sample() finds without
+  // building the sorted chain (the same token: lowest id among equal maxima).
+  if (params_.temperature <= 0.0f) return sample(logits);
   const std::span<const float> l = apply_penalties(logits);
   sort_.prepare(l, params_);
-  if (params_.temperature <= 0.0f) return sort_.draw(rng_);
   std::uniform_real_distribution<double> uni(0.0, 1.0);
   if (uni(rng_) < sort_.probability(draft)) return draft;
   return sort_.draw_excluding(draft, rng_);
