@@ -62,7 +62,8 @@ void add_bench_command(CLI::App& app) {
                   "tg tests generate greedily after this file's text instead of feeding random ids (speculative "
                   "decoding needs it)");
   cmd->add_option("--spec-type", o->spec_types,
-                  "decode policies to compare in tg tests, comma-separated: none, draft-simple, ngram-simple, auto "
+                  "decode policies to compare in tg tests, comma-separated: none, draft-simple, draft-eagle3, "
+                  "ngram-simple, auto "
                   "(default with -md: none,draft-simple)")
       ->delimiter(',');
   add_draft_flags(*cmd, o->decode);
@@ -88,8 +89,11 @@ void add_bench_command(CLI::App& app) {
       apply_switch(probe, parse_switch("isa=" + name));
       grid.isas.push_back(probe.isa);
     }
+    resolve_eagle3_head(o->decode);
     grid.decode = o->decode;
     for (const auto& name : o->spec_types) grid.policies.push_back(parse_decode_policy(name));
+    if (grid.policies.empty() && !o->decode.eagle3_head.empty())
+      grid.policies = {DecodePolicy::Plain, DecodePolicy::Eagle3};
     if (grid.policies.empty() && !o->decode.draft_model.empty())
       grid.policies = {DecodePolicy::Plain, DecodePolicy::DraftModel};
     for (int t : grid.n_threads)

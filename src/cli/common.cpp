@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "gguf/gguf.h"
 
 namespace kestrel::cli {
 
@@ -89,13 +90,26 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
 
 void add_speculative_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("--spec-type", f.spec_type,
-                 "speculative decoding: none, draft-simple (a draft model, -md), ngram-simple (n-gram lookup in the "
-                 "prompt and output), auto (n-gram lookup where it matches, else the draft model if -md is given; "
-                 "draft lengths adapt) (default: draft-simple with -md, else none)");
+                 "speculative decoding: none, draft-simple (a draft model, -md), draft-eagle3 (an EAGLE-3 head, -md), "
+                 "ngram-simple (n-gram lookup in the prompt and output), auto (n-gram lookup where it matches, else "
+                 "the EAGLE-3 head or draft model if given; draft lengths adapt) (default: draft-eagle3 or "
+                 "draft-simple with -md, else none)");
   add_draft_flags(app, f.decode);
 }
 
+void resolve_eagle3_head(DecodeConfig& d) {
+  if (d.draft_model.empty()) return;
+  if (gguf::File::open(d.draft_model).get_string("general.architecture").value_or("") != "eagle3") return;
+  if (!d.eagle3_head.empty())
+    fail("-md ", d.draft_model, " is an EAGLE-3 head and --spec-eagle3-head names another: give one");
+  d.eagle3_head = std::move(d.draft_model);
+  d.draft_model.clear();
+}
+
 void add_draft_flags(CLI::App& app, DecodeConfig& d) {
+  app.add_option("--spec-eagle3-head", d.eagle3_head,
+                 "EAGLE-3 head for --spec-type draft-eagle3 or auto (-md may name it too; this flag lets a run "
+                 "name a draft model and a head, e.g. bench --spec-type draft-simple,draft-eagle3)");
   app.add_option("--model-draft,--spec-draft-model", d.draft_model,
                  "draft model for speculative decoding, also -md (its vocabulary must be the model's)");
   app.add_option("--spec-draft-n-max,--draft-max,--draft", d.draft_max, "tokens drafted per target pass at most")
@@ -161,11 +175,16 @@ EngineConfig engine_config(const ModelFlags& f) {
   c.kv_codebook = f.kv_codebook;
   c.cq_window = f.cq_window;
   c.decode = f.decode;
-  const bool has_draft = !f.decode.draft_model.empty();
-  c.decode.policy = f.spec_type.empty() ? (has_draft ? DecodePolicy::DraftModel : DecodePolicy::Plain)
-                                        : parse_decode_policy(f.spec_type);
+  resolve_eagle3_head(c.decode);
+  const bool has_draft = !c.decode.draft_model.empty(), has_head = !c.decode.eagle3_head.empty();
+  c.decode.policy = !f.spec_type.empty() ? parse_decode_policy(f.spec_type)
+                    : has_head           ? DecodePolicy::Eagle3
+                    : has_draft          ? DecodePolicy::DraftModel
+                                         : DecodePolicy::Plain;
   if (has_draft && c.decode.policy != DecodePolicy::DraftModel && c.decode.policy != DecodePolicy::Auto)
     fail("-md names a draft model, but --spec-type ", f.spec_type, " does not use one");
+  if (has_head && c.decode.policy != DecodePolicy::Eagle3 && c.decode.policy != DecodePolicy::Auto)
+    fail("an EAGLE-3 head is given, but --spec-type ", f.spec_type, " does not use one (draft-eagle3, auto)");
   return c;
 }
 

@@ -43,6 +43,8 @@ std::vector<std::string> llama_cpp_spellings(int argc, const char* const* argv);
 void add_speculative_flags(CLI::App& app, ModelFlags& f);
 // The same without --spec-type (bench takes a list of them).
 void add_draft_flags(CLI::App& app, DecodeConfig& d);
+// llama.cpp takes an EAGLE-3 head with -md: a draft_model that is one moves to eagle3_head.
+void resolve_eagle3_head(DecodeConfig& d);
 // "speculative: 812 drafted, 640 accepted (78.8 %), 3.1 tokens per target pass" (empty for plain decoding).
 std::string speculative_summary(const GenerateResult& r);
 // --sampler (a spelling of sampling=) goes into f; the rest into s.

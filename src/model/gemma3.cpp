@@ -115,6 +115,7 @@ void Gemma3Model::forward(const Batch& b, KvCache& cache, float* logits, Forward
   const float q_scale = c.attn_scale > 0.0f ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
   for (int l = 0; l < c.n_layer; ++l) {
     const Layer& L = layers_[l];
+    tap_layer(ctx.hidden_tap, l, b, x, E);
     const bool local = c.is_swa(l);
     const RopeParams& rope = local ? c.rope_swa : c.rope;
     const float* cos_t = local ? cos_l : cos_g;
@@ -152,6 +153,7 @@ void Gemma3Model::forward(const Batch& b, KvCache& cache, float* logits, Forward
     add_normed(xb, L.post_ffn_norm);
   }
 
+  tap_layer(ctx.hidden_tap, c.n_layer, b, x, E);
   for (int64_t t = 0; t < T; ++t) cache.grow_seq_len(b.seq[t], int64_t{b.pos[t]} + 1);
 
   // Final norm and the vocabulary projection, only for rows that want logits.

@@ -108,6 +108,7 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
   AttentionParams ap{c.n_head, c.n_kv_head, c.head_dim, 1.0f / std::sqrt(static_cast<float>(hd))};
   for (int l = 0; l < c.n_layer; ++l) {
     const Layer& L = layers_[l];
+    tap_layer(ctx.hidden_tap, l, b, x_.data(), E);
     for (int64_t t = 0; t < T; ++t) rms_norm_row(&x_[t * E], L.attn_norm.data(), c.rms_eps, E, &xb_[t * E]);
     const SharedInputOutput qkv[] = {{&L.wq, L.bq.empty() ? nullptr : L.bq.data(), q_.data()},
                                      {&L.wk, L.bk.empty() ? nullptr : L.bk.data(), k_.data()},
@@ -133,6 +134,7 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
     for (int64_t i = 0; i < T * E; ++i) x_[i] += xb_[i];
   }
 
+  tap_layer(ctx.hidden_tap, c.n_layer, b, x_.data(), E);
   for (int64_t t = 0; t < T; ++t) cache.grow_seq_len(b.seq[t], int64_t{b.pos[t]} + 1);
 
   // Final norm and the vocabulary projection, only for rows that want logits.

@@ -16,6 +16,8 @@ class LlamaModel final : public Model {
   LlamaModel(std::shared_ptr<const gguf::File> file, const std::string& arch, const LoadOptions& options);
   void forward(const Batch& batch, KvCache& cache, float* logits, ForwardContext& ctx) const override;
   void prepare(ForwardContext& ctx) const override;
+  const Weight* plain_token_embeddings() const override { return &token_embd_; }
+  const Weight* output_projection() const override { return &output_; }
 
  private:
   struct Layer {

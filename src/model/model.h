@@ -3,14 +3,15 @@
 // tokenizer. forward() runs one batch against a KV cache the caller owns.
 #include <memory>
 #include <string>
-
 #include <vector>
 
 #include "kernels/attention_set.h"
 #include "kv/kv_cache.h"
 #include "model/batch.h"
 #include "model/config.h"
+#include "model/hidden_tap.h"
 #include "ops/matmul.h"
+#include "ops/weight.h"
 #include "ops/workspace.h"
 #include "platform/cpu.h"
 #include "platform/thread_pool.h"
@@ -30,6 +31,7 @@ struct LoadOptions {
 // loaded model can serve several sessions. Grown on demand, reused across calls.
 struct ForwardScratch {
   std::vector<float> x, xb, q, k, v, att, gate, up, rope_cos, rope_sin, out_rows;
+  std::vector<float> wide;                 // rows wider than n_embd (EAGLE-3's [embedding; g])
   Workspace workspace;                     // quantized activations
 };
 
@@ -44,6 +46,7 @@ struct ForwardContext {
   MatmulOptions matmul;                         // the weight kernels
   const kernels::AttentionKernelSet& attention;  // picked for the KV cache's type
   AttentionObserver* observer = nullptr;         // KV-Compress, CQ calibration: sees the attention inputs
+  HiddenTap* hidden_tap = nullptr;               // EAGLE-3: sees the residual stream at some layers
 };
 
 class Model {
@@ -65,6 +68,13 @@ class Model {
   // Runs the batch; writes [batch.n_logits(), n_vocab] logits, rows in batch order.
   // Throws kestrel::Error for invalid tokens or positions outside the cache.
   virtual void forward(const Batch& batch, KvCache& cache, float* logits, ForwardContext& ctx) const = 0;
+
+  // The token embedding table whose rows the first layer takes as they are
+  // ([n_vocab, n_embd]), and the vocabulary projection: an EAGLE-3 head
+  // without its own shares them. nullptr where the architecture transforms
+  // the rows (Gemma scales them).
+  virtual const Weight* plain_token_embeddings() const { return nullptr; }
+  virtual const Weight* output_projection() const { return nullptr; }
 
   // Repacks the weights the forward pass will use with ctx's kernel choice
   // (ops/matmul.h prepare_weight), once per model: sessions call it when they

@@ -4,9 +4,12 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "gguf/gguf.h"
 #include "runtime/draft_length.h"
+#include "runtime/eagle3_drafter.h"
 #include "runtime/model_drafter.h"
 #include "runtime/ngram_drafter.h"
+#include "sampling/sortfree_kernels.h"
 
 namespace kestrel {
 namespace {
@@ -29,6 +32,7 @@ class TunedDrafter : public Drafter {
     seconds_ =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - inner_->catch_up_seconds();
   }
+  HiddenTap* hidden_tap() override { return inner_->hidden_tap(); }
   void observe(const DraftRound& r) override {
     length_.record_pass(r.n_pass, r.pass_seconds);
     if (attempted_) length_.record_round(r.drafted, seconds_, r.accepted, costly_);
@@ -49,11 +53,12 @@ class TunedDrafter : public Drafter {
 };
 
 // "auto": n-gram lookup first (free, and right where the text repeats), the
-// draft model where it finds nothing; each with its own draft lengths.
+// EAGLE-3 head or draft model where it finds nothing; each with its own draft lengths.
 class AutoDrafter : public Drafter {
  public:
   AutoDrafter(std::unique_ptr<TunedDrafter> ngram, std::unique_ptr<TunedDrafter> model)
       : ngram_(std::move(ngram)), model_(std::move(model)) {}
+  HiddenTap* hidden_tap() override { return model_ ? model_->hidden_tap() : nullptr; }
   void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override {
     last_ = ngram_.get();
     ngram_->draft(context, n_max, out);
@@ -79,6 +84,13 @@ class AutoDrafter : public Drafter {
 
 }  // namespace
 
+float top_probability(std::span<const float> logits, int32_t top, Isa isa, std::vector<float>& scratch) {
+  scratch.resize(logits.size());
+  const double sum = sampling::sortfree_kernels(isa).exp_weights(
+      logits.data(), static_cast<int64_t>(logits.size()), logits[static_cast<size_t>(top)], 1.0f, scratch.data());
+  return static_cast<float>(1.0 / sum);
+}
+
 std::string_view decode_policy_name(DecodePolicy policy) {
   switch (policy) {
     case DecodePolicy::Plain:
@@ -89,14 +101,17 @@ std::string_view decode_policy_name(DecodePolicy policy) {
       return "ngram-simple";
     case DecodePolicy::Auto:
       return "auto";
+    case DecodePolicy::Eagle3:
+      return "draft-eagle3";
   }
   return "?";
 }
 
 DecodePolicy parse_decode_policy(std::string_view name) {
-  for (DecodePolicy p : {DecodePolicy::Plain, DecodePolicy::DraftModel, DecodePolicy::NgramSimple, DecodePolicy::Auto})
+  for (DecodePolicy p : {DecodePolicy::Plain, DecodePolicy::DraftModel, DecodePolicy::NgramSimple, DecodePolicy::Auto,
+                         DecodePolicy::Eagle3})
     if (name == decode_policy_name(p)) return p;
-  fail("unknown --spec-type '", name, "' (none, draft-simple, ngram-simple, auto)");
+  fail("unknown --spec-type '", name, "' (none, draft-simple, draft-eagle3, ngram-simple, auto)");
 }
 
 std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const EngineConfig& config, int64_t n_ctx,
@@ -111,12 +126,23 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
   if (d.draft_min < 0 || d.draft_min > d.draft_max)
     fail("speculative decoding: --spec-draft-n-min ", d.draft_min, " must lie in [0, --spec-draft-n-max ", d.draft_max,
          "]");
-  std::shared_ptr<const Model> draft;
-  SessionOptions options;
-  const bool uses_model =
-      d.policy == DecodePolicy::DraftModel || (d.policy == DecodePolicy::Auto && !d.draft_model.empty());
   if (d.policy == DecodePolicy::DraftModel && d.draft_model.empty())
     fail("--spec-type draft-simple needs a draft model (-md FILE)");
+  if (d.policy == DecodePolicy::Eagle3 && d.eagle3_head.empty())
+    fail("--spec-type draft-eagle3 needs an EAGLE-3 head (-md FILE or --spec-eagle3-head FILE)");
+  // The drafter that runs a model: an EAGLE-3 head (draft-eagle3, or auto
+  // given one), else a draft model (draft-simple, or auto given one).
+  const bool uses_head = d.policy == DecodePolicy::Eagle3 || (d.policy == DecodePolicy::Auto && !d.eagle3_head.empty());
+  const bool uses_model = !uses_head && (d.policy == DecodePolicy::DraftModel ||
+                                         (d.policy == DecodePolicy::Auto && !d.draft_model.empty()));
+  std::shared_ptr<const Model> draft;
+  std::shared_ptr<const Eagle3Head> head;
+  std::shared_ptr<TargetFeatures> features;  // one store for the n sequences
+  SessionOptions options;
+  if (uses_head) {
+    head = std::make_shared<const Eagle3Head>(d.eagle3_head, target);
+    features = std::make_shared<TargetFeatures>(head->config().target_layers, target.config().n_embd, n_ctx, n);
+  }
   if (uses_model) {
     options.n_ctx = n_ctx;
     options.engine = config;
@@ -126,13 +152,19 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
     options.engine.matmul.q5_0_decode_panels = true;
     for (DType* t : {&options.engine.k_type, &options.engine.v_type})
       if (is_cq(*t)) *t = DType::F16;  // CQ codebooks are the target's
+    if (gguf::File::open(d.draft_model).get_string("general.architecture").value_or("") == "eagle3")
+      fail(d.draft_model, " is an EAGLE-3 head, not a draft model: use --spec-type draft-eagle3");
     draft = load_model(d.draft_model);
     check_same_vocabulary(*draft, target);
   }
   auto ngram = [&] { return std::make_unique<NgramDrafter>(d.ngram_n, d.ngram_m); };
-  auto model = [&] { return std::make_unique<ModelDrafter>(draft, options, d.draft_min, d.draft_p_min); };
-  auto tuned = [&](std::unique_ptr<Drafter> inner, bool costly) {
-    return std::make_unique<TunedDrafter>(std::move(inner), d.draft_max, costly);
+  auto costly = [&](int seq) -> std::unique_ptr<Drafter> {
+    if (uses_head)
+      return std::make_unique<Eagle3Drafter>(head, features, seq, config, n_ctx, d.draft_min, d.draft_p_min);
+    return std::make_unique<ModelDrafter>(draft, options, d.draft_min, d.draft_p_min);
+  };
+  auto tuned = [&](std::unique_ptr<Drafter> inner, bool is_costly) {
+    return std::make_unique<TunedDrafter>(std::move(inner), d.draft_max, is_costly);
   };
   for (int i = 0; i < n; ++i) {
     switch (d.policy) {
@@ -140,11 +172,12 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
         out.push_back(d.adaptive ? tuned(ngram(), false) : std::unique_ptr<Drafter>(ngram()));
         break;
       case DecodePolicy::DraftModel:
-        out.push_back(d.adaptive ? tuned(model(), true) : std::unique_ptr<Drafter>(model()));
+      case DecodePolicy::Eagle3:
+        out.push_back(d.adaptive ? tuned(costly(i), true) : costly(i));
         break;
       case DecodePolicy::Auto:  // always adaptive: it has to know when a draft model does not pay
-        out.push_back(
-            std::make_unique<AutoDrafter>(tuned(ngram(), false), uses_model ? tuned(model(), true) : nullptr));
+        out.push_back(std::make_unique<AutoDrafter>(tuned(ngram(), false),
+                                                    uses_head || uses_model ? tuned(costly(i), true) : nullptr));
         break;
       case DecodePolicy::Plain:
         break;

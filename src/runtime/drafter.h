@@ -39,10 +39,19 @@ class Drafter {
   // with what was accepted, not with the draft's length, so DraftLength leaves
   // it out of the cost per drafted token.
   virtual double catch_up_seconds() const { return 0.0; }
+  // What the target's forward passes must show their hidden states to
+  // (EAGLE-3 drafts from them); nullptr: nothing. The hosts (Session,
+  // Scheduler) hand it to their engine core.
+  virtual HiddenTap* hidden_tap() { return nullptr; }
 };
 
+// The softmax probability of logits[top] when it is the largest logit:
+// 1 / sum exp(l - max), through the sorting-free sampler's SIMD exp (std::exp
+// in double took about 1.5 ms over a 152k vocabulary, at every drafted token).
+float top_probability(std::span<const float> logits, int32_t top, Isa isa, std::vector<float>& scratch);
+
 // llama.cpp's --spec-type spelling of a policy ("none", "draft-simple",
-// "ngram-simple", and ours: "auto").
+// "ngram-simple", "draft-eagle3", and ours: "auto").
 std::string_view decode_policy_name(DecodePolicy policy);
 // Throws kestrel::Error naming the values it knows.
 DecodePolicy parse_decode_policy(std::string_view name);

@@ -40,6 +40,9 @@ class EngineCore {
   // What the next forward passes show their attention inputs to (KV-Compress's
   // metric, CQ calibration's query moments; nullptr: none).
   void set_observer(AttentionObserver* observer) { ctx_.observer = observer; }
+  // What the next forward passes show their hidden states to (EAGLE-3's
+  // feature store, `kestrel dump-features`; nullptr: none).
+  void set_hidden_tap(HiddenTap* tap) { ctx_.hidden_tap = tap; }
 
  private:
   const Model& model_;

@@ -5,22 +5,8 @@
 
 #include "core/error.h"
 #include "sampling/sampler.h"
-#include "sampling/sortfree_kernels.h"
 
 namespace kestrel {
-namespace {
-
-// The softmax probability of the largest logit: 1 / sum exp(l - max),
-// through the sorting-free sampler's SIMD exp (the exp of every logit at
-// every drafted token; std::exp in double took about 1.5 ms of a 152k vocabulary).
-float top_probability(std::span<const float> logits, int32_t top, Isa isa, std::vector<float>& scratch) {
-  scratch.resize(logits.size());
-  const double sum = sampling::sortfree_kernels(isa).exp_weights(
-      logits.data(), static_cast<int64_t>(logits.size()), logits[static_cast<size_t>(top)], 1.0f, scratch.data());
-  return static_cast<float>(1.0 / sum);
-}
-
-}  // namespace
 
 void check_same_vocabulary(const Model& draft, const Model& target) {
   const Tokenizer& d = draft.tokenizer();

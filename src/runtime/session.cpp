@@ -26,7 +26,9 @@ Session::Session(const Model& model, const SessionOptions& options)
     : n_batch_(checked_batch(options.n_batch)),
       core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1)),
       compressor_(kv_compress_spec(options.engine.kv_compress), model.config().n_layer, model.config().n_kv_head),
-      drafter_(make_drafter(model, core_.config(), n_ctx())) {}
+      drafter_(make_drafter(model, core_.config(), n_ctx())) {
+  if (drafter_) core_.set_hidden_tap(drafter_->hidden_tap());
+}
 
 void Session::clear() {
   history_.clear();

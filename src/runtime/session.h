@@ -65,6 +65,9 @@ class Session {
   // CQ calibration: what the forward passes show their queries to (nullptr: none; a
   // prompt under KV-Compress sets its own metric and then none).
   void set_observer(AttentionObserver* observer) { core_.set_observer(observer); }
+  // What the forward passes show their hidden states to (`kestrel
+  // dump-features`; an EAGLE-3 drafter's store otherwise; nullptr: none).
+  void set_hidden_tap(HiddenTap* tap) { core_.set_hidden_tap(tap); }
   // KV-Compress: blocks evicted so far (since the last clear).
   int64_t evicted_blocks() const { return evicted_blocks_; }
 

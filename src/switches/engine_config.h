@@ -25,11 +25,13 @@ enum class DecodePolicy : uint8_t {
   DraftModel,   // "draft-simple": a smaller model with the same vocabulary drafts greedily (-md)
   NgramSimple,  // "ngram-simple": the tokens that followed the last n-gram's previous occurrence
   Auto,         // "auto": n-gram lookup where it finds a match, else the draft model if one is given
+  Eagle3,       // "draft-eagle3": an EAGLE-3 head (-md) drafts from the target's hidden states
 };
 
 struct DecodeConfig {
   DecodePolicy policy = DecodePolicy::Plain;
-  std::string draft_model;    // -md: the draft model's GGUF (DraftModel)
+  std::string draft_model;    // -md: the draft model's GGUF (DraftModel, Auto)
+  std::string eagle3_head;    // the EAGLE-3 head's GGUF (Eagle3, Auto): -md naming one, or --spec-eagle3-head
   int draft_max = 16;         // --spec-draft-n-max: tokens drafted per target pass at most
   int draft_min = 0;          // --spec-draft-n-min: drafts shorter than this are not verified
   float draft_p_min = 0.75f;  // --spec-draft-p-min: the draft model stops below this top probability

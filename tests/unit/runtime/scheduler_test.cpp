@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "unit/runtime/greedy_options.h"
+#include "unit/runtime/tiny_eagle3.h"
 #include "unit/runtime/tiny_model.h"
 
 namespace kestrel {
@@ -152,13 +153,15 @@ TEST(Scheduler, SpeculativeSlotsMatchPlainDecoding) {
   testing::TinyModelSpec noisy;
   noisy.noise = 0.25f;
   testing::LoadedTinyModel draft("sched_draft", noisy);
+  const std::string head = testing::write_tiny_eagle3(testing::make_tiny_eagle3({}), tiny().path, "sched");
   const std::vector<std::string> prompts = {"The cat sat on the mat", "It was a warm afternoon, and the wind",
                                             "Over the fence, a dog barked at a passing car, then lay down",
                                             "When the sun went down"};
-  for (DecodePolicy policy : {DecodePolicy::DraftModel, DecodePolicy::NgramSimple}) {
+  for (DecodePolicy policy : {DecodePolicy::DraftModel, DecodePolicy::NgramSimple, DecodePolicy::Eagle3}) {
     SchedulerOptions o = opts(3, 7);
     o.engine.decode.policy = policy;
     o.engine.decode.draft_model = draft.path;
+    o.engine.decode.eagle3_head = head;
     o.engine.decode.draft_max = 4;
     o.engine.decode.draft_p_min = 0.0f;
     o.engine.decode.ngram_n = 1;
@@ -184,11 +187,13 @@ TEST(Scheduler, SpeculativeSlotsMatchPlainDecoding) {
     }
     const auto st = sched.stats();
     EXPECT_GT(st.spec_drafted, 0u) << decode_policy_name(policy);
-    EXPECT_GT(st.spec_accepted, 0u);
+    // A random EAGLE-3 head is rarely right: its drafts are rolled back.
+    if (policy != DecodePolicy::Eagle3) EXPECT_GT(st.spec_accepted, 0u);
     if (policy == DecodePolicy::DraftModel) EXPECT_LT(st.spec_accepted, st.spec_drafted);
     EXPECT_EQ(st.kv_blocks_in_use, 0);
     EXPECT_TRUE(sched.idle());
   }
+  std::filesystem::remove(head);
 }
 
 TEST(Scheduler, SpeculativeDecodingRefusesKvCompress) {

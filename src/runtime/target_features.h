@@ -1,0 +1,34 @@
+#pragma once
+// The target model's hidden states that an EAGLE-3 head drafts from: the
+// residual stream at its three layers for every (sequence, position) the
+// target evaluated, kept in F16 (3 x n_embd x 2 bytes per position: 5.4 KB for
+// Qwen2.5-0.5B, 22 MB for a 4096-token context). A forward pass writes the
+// rows of its batch (HiddenTap); a rejected draft's rows are overwritten when
+// their positions are evaluated again. One store serves every slot of a
+// server, keyed by the KV cache's sequence id.
+#include <cstdint>
+#include <vector>
+
+#include "model/hidden_tap.h"
+
+namespace kestrel {
+
+class TargetFeatures : public HiddenTap {
+ public:
+  TargetFeatures(std::vector<int> layers, int64_t n_embd, int64_t n_ctx, int n_seq);
+  const std::vector<int>& layers() const override { return layers_; }
+  void capture(int slot, const Batch& batch, const float* x, int64_t n_embd) override;
+  // Row width: layers().size() * n_embd.
+  int64_t width() const { return width_; }
+  // The features of (seq, pos), layers in layers() order: [width()] floats.
+  void row(int seq, int64_t pos, float* out) const;
+  // Sequence dst's positions [0, n) take src's rows (the server shares a cached prompt prefix).
+  void share_prefix(int dst, int src, int64_t n) override;
+
+ private:
+  std::vector<int> layers_;
+  int64_t n_embd_, width_, n_ctx_;
+  std::vector<std::vector<uint16_t>> rows_;  // per sequence [n_ctx, width], allocated on first use
+};
+
+}  // namespace kestrel
