@@ -4,6 +4,8 @@
 # q5_0/q6_K/q8_0, the file scripts/test.sh fetches); draft: a Q4_0 copy of it
 # made here (same vocabulary, other numerics, so drafts are rejected at times
 # and rolled back). One prompt per category of bench/spec/prompts.jsonl.
+# With an EAGLE-3 head for the target in the cache (tools/eagle3/README.md;
+# $KESTREL_EAGLE3_HEAD or $CACHE/eagle3/qwen0.5b/head-q8_0.gguf), draft-eagle3 too.
 # Skips (77) when the model is not in the cache.
 set -uo pipefail
 BIN="$1"
@@ -11,6 +13,7 @@ ROOT="${KESTREL_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
 CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
 TARGET="$CACHE/models/qwen2.5-coder-0.5b-instruct.gguf"
 [ -f "$TARGET" ] || { echo "SKIP: $TARGET missing (scripts/fetch_models.sh qwen2-0.5b)"; exit 77; }
+HEAD="${KESTREL_EAGLE3_HEAD:-$CACHE/eagle3/qwen0.5b/head-q8_0.gguf}"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 "$BIN" quantize "$TARGET" "$OUT/draft.gguf" Q4_0 > /dev/null 2> "$OUT/quantize.txt" ||
@@ -32,8 +35,10 @@ for prompt in "$OUT"/*.prompt; do
   id=$(basename "$prompt" .prompt)
   run() { "$BIN" run -m "$TARGET" -f "$prompt" -n 40 --temp 0 -t 2 -c 1024 --no-display-prompt "$@" 2>> "$OUT/$id.err"; }
   run > "$OUT/$id.plain" || { echo "FAILED: $id plain"; cat "$OUT/$id.err"; fail=$((fail + 1)); continue; }
-  for policy in "-md $OUT/draft.gguf --spec-fixed --spec-draft-n-max 6" "--spec-type ngram-simple --spec-fixed" \
-                "--spec-type auto -md $OUT/draft.gguf"; do
+  policies=("-md $OUT/draft.gguf --spec-fixed --spec-draft-n-max 6" "--spec-type ngram-simple --spec-fixed"
+            "--spec-type auto -md $OUT/draft.gguf")
+  [ -f "$HEAD" ] && policies+=("--spec-type draft-eagle3 --spec-eagle3-head $HEAD --spec-fixed --spec-draft-p-min 0")
+  for policy in "${policies[@]}"; do
     # shellcheck disable=SC2086
     if run $policy > "$OUT/$id.spec" && cmp -s "$OUT/$id.plain" "$OUT/$id.spec"; then
       pass=$((pass + 1))
@@ -44,6 +49,7 @@ for prompt in "$OUT"/*.prompt; do
     fi
   done
 done
-grep -h "speculative:" "$OUT"/*.err | head -12
+grep -h "speculative:" "$OUT"/*.err | head -16
+[ -f "$HEAD" ] || echo "note: no EAGLE-3 head at $HEAD: draft-eagle3 checked by the unit tests only"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
