@@ -27,6 +27,7 @@
 #include "runtime/session.h"
 #include "runtime/target_features.h"
 #include "unit/runtime/tiny_eagle3.h"
+#include "unit/runtime/greedy_options.h"
 #include "unit/runtime/tiny_model.h"
 
 namespace kestrel {
@@ -217,13 +218,7 @@ TEST(Eagle3, DrafterDraftsWhatTheReferenceDraftsRoundAfterRound) {
   }
 }
 
-GenerateOptions greedy(int n) {
-  GenerateOptions g;
-  g.max_tokens = n;
-  g.sampling.temperature = 0.0f;
-  g.stop_at_eog = false;
-  return g;
-}
+using testing::greedy;
 
 TEST(Eagle3, GreedyOutputIsPlainDecodings) {
   const Model& model = *target().model;

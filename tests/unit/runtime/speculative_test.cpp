@@ -17,6 +17,7 @@
 #include "platform/cpu.h"
 #include "platform/dispatch.h"
 #include "runtime/session.h"
+#include "unit/runtime/greedy_options.h"
 #include "unit/runtime/tiny_model.h"
 #include "unit/sampling/exact_reference.h"
 
@@ -63,13 +64,7 @@ SessionOptions options(DecodePolicy policy, int draft_max = 5, bool small = fals
   return o;
 }
 
-GenerateOptions greedy(int n) {
-  GenerateOptions g;
-  g.max_tokens = n;
-  g.sampling.temperature = 0.0f;
-  g.stop_at_eog = false;
-  return g;
-}
+using testing::greedy;
 
 std::vector<std::vector<int32_t>> prompts() {
   const Tokenizer& tok = pair().target.model->tokenizer();
