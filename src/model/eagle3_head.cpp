@@ -65,7 +65,7 @@ Eagle3Config read_config(const gguf::File& f, const std::string& path, const Mod
 
 }  // namespace
 
-Eagle3Head::Eagle3Head(const std::string& path, const Model& target) : path_(path) {
+Eagle3Head::Eagle3Head(const std::string& path, const Model& target) {
   file_ = std::make_shared<const gguf::File>(gguf::File::open(path));
   const gguf::File& f = *file_;
   const std::string arch = f.get_string("general.architecture").value_or("");
@@ -137,7 +137,6 @@ Eagle3Head::Eagle3Head(const std::string& path, const Model& target) : path_(pat
   } else if (config_.n_draft_vocab != c.n_vocab) {
     fail("EAGLE-3 head ", path, " has a draft vocabulary of ", config_.n_draft_vocab, " tokens and no d2t map");
   }
-  for (const auto& t : f.tensors()) weight_bytes_ += t.nbytes;
 }
 
 void Eagle3Head::prepare(ForwardContext& ctx) const {

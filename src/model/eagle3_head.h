@@ -39,8 +39,6 @@ class Eagle3Head {
   Eagle3Head(const std::string& path, const Model& target);
 
   const Eagle3Config& config() const { return config_; }
-  const std::string& path() const { return path_; }
-  size_t weight_bytes() const { return weight_bytes_; }  // bytes of the head's file (not the target's shared rows)
   KvShape kv_shape(int64_t n_ctx, int n_seq) const {
     return KvShape{1, config_.layer.n_kv_head, config_.layer.head_dim, n_ctx, n_seq};
   }
@@ -59,9 +57,7 @@ class Eagle3Head {
 
  private:
   Eagle3Config config_;
-  std::string path_;
-  std::shared_ptr<const gguf::File> file_;
-  size_t weight_bytes_ = 0;
+  std::shared_ptr<const gguf::File> file_;  // keeps the mapped weights alive
   Weight fc_, wq_, wk_, wv_, wo_, w_gate_, w_up_, w_down_;
   Weight token_embd_, output_;  // the target's unless the head has its own
   std::vector<float> enc_norm_, attn_norm_, hidden_norm_, ffn_norm_, output_norm_;

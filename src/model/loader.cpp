@@ -42,6 +42,11 @@ std::unique_ptr<Model> load_model(const std::string& path, const LoadOptions& op
   auto file = std::make_shared<const gguf::File>(gguf::File::open(path));
   const std::string arch = file->get_string("general.architecture").value_or("");
   if (arch.empty()) fail("model: ", path, " has no general.architecture");
+  // An EAGLE-3 head is not a model on its own: it drafts for one (model/eagle3_head.h).
+  if (arch == "eagle3")
+    fail("model: ", path,
+         " is an EAGLE-3 head, not a model: give it to a target with -md and "
+         "--spec-type draft-eagle3");
   auto it = registry().find(arch);
   if (it == registry().end()) {
     std::string names;

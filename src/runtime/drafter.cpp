@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
-#include "gguf/gguf.h"
+#include "platform/dispatch.h"
 #include "runtime/draft_length.h"
 #include "runtime/eagle3_drafter.h"
 #include "runtime/model_drafter.h"
@@ -141,7 +141,8 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
   SessionOptions options;
   if (uses_head) {
     head = std::make_shared<const Eagle3Head>(d.eagle3_head, target);
-    features = std::make_shared<TargetFeatures>(head->config().target_layers, target.config().n_embd, n_ctx, n);
+    features = std::make_shared<TargetFeatures>(head->config().target_layers, target.config().n_embd, n_ctx, n,
+                                                runnable_isa(config.isa));
   }
   if (uses_model) {
     options.n_ctx = n_ctx;
@@ -152,8 +153,6 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
     options.engine.matmul.q5_0_decode_panels = true;
     for (DType* t : {&options.engine.k_type, &options.engine.v_type})
       if (is_cq(*t)) *t = DType::F16;  // CQ codebooks are the target's
-    if (gguf::File::open(d.draft_model).get_string("general.architecture").value_or("") == "eagle3")
-      fail(d.draft_model, " is an EAGLE-3 head, not a draft model: use --spec-type draft-eagle3");
     draft = load_model(d.draft_model);
     check_same_vocabulary(*draft, target);
   }

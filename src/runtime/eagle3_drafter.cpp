@@ -1,6 +1,7 @@
 #include "runtime/eagle3_drafter.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "platform/dispatch.h"
 #include "sampling/sampler.h"
@@ -19,10 +20,11 @@ Eagle3Drafter::Eagle3Drafter(std::shared_ptr<const Eagle3Head> head, std::shared
       seq_(seq),
       n_min_(n_min),
       p_min_(p_min),
+      isa_(runnable_isa(engine.isa)),
       pool_(engine.n_threads),
-      cache_(head_->kv_shape(n_ctx, 1), DType::F16, runnable_isa(engine.isa)),
-      ctx_{pool_, scratch_, runnable_isa(engine.isa), engine.matmul,
-           kernels::attention_kernel_set(DType::F16, kernels::AttentionAlgo::Exact, runnable_isa(engine.isa))} {
+      cache_(head_->kv_shape(n_ctx, 1), DType::F16, isa_),
+      ctx_{pool_, scratch_, isa_, engine.matmul,
+           kernels::attention_kernel_set(DType::F16, kernels::AttentionAlgo::Exact, isa_)} {
   // The head only proposes: its kernels need not match any decode step.
   ctx_.matmul.decode_kernels = false;
   ctx_.matmul.q5_0_decode_panels = true;
@@ -57,7 +59,8 @@ std::span<const float> Eagle3Drafter::catch_up(std::span<const int32_t> context,
 std::span<const float> Eagle3Drafter::step(int32_t token, int64_t pos) {
   batch_.clear();
   batch_.add(token, static_cast<int32_t>(pos), 0, true);
-  g_ = prenorm_;
+  std::swap(g_, prenorm_);  // the last output is this step's g; decode reads g and writes prenorm
+  prenorm_.resize(g_.size());
   head_->decode(batch_, g_.data(), cache_, ctx_, prenorm_.data(), logits_.data());
   return logits_;
 }
@@ -88,7 +91,9 @@ void Eagle3Drafter::draft(std::span<const int32_t> context, int n_max, std::vect
   const int64_t n_ctx = cache_.shape().n_ctx;
   for (int64_t pos = last + 1;; ++pos) {
     const int32_t top = argmax(logits);
-    if (static_cast<int>(out.size()) >= n_min_ && top_probability(logits, top, ctx_.isa, weights_) < p_min_) break;
+    if (static_cast<int>(out.size()) >= n_min_ && p_min_ > 0.0f &&
+        top_probability(logits, top, isa_, weights_) < p_min_)
+      break;
     const int32_t token = head_->target_token(top);
     out.push_back(token);
     if (static_cast<int>(out.size()) >= n_max || pos >= n_ctx) break;

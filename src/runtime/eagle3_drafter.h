@@ -8,7 +8,6 @@
 // chains on its own pre-norm outputs, one token per step, until its top
 // token's probability falls below p_min. Drafting stays greedy (the draft
 // distribution is one-hot, as Sampler::verify's rule assumes).
-#include <chrono>
 #include <memory>
 
 #include "kv/kv_cache.h"
@@ -42,6 +41,7 @@ class Eagle3Drafter : public Drafter {
   int seq_;
   int n_min_;
   float p_min_;
+  Isa isa_;  // the engine's, lowered to what this CPU runs
   ThreadPool pool_;
   ForwardScratch scratch_;
   KvCache cache_;

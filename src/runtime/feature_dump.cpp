@@ -5,34 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "core/fp16.h"
+#include "platform/dispatch.h"
+#include "runtime/target_features.h"
 #include "sampling/sampler.h"
 
 namespace kestrel {
 namespace {
-
-// Keeps the tapped rows of the text being evaluated, by position.
-class RowsByPosition : public HiddenTap {
- public:
-  RowsByPosition(std::vector<int> layers, int64_t n_embd)
-      : layers_(std::move(layers)), n_embd_(n_embd), width_(static_cast<int64_t>(layers_.size()) * n_embd) {}
-  const std::vector<int>& layers() const override { return layers_; }
-  void capture(int slot, const Batch& b, const float* x, int64_t n_embd) override {
-    for (int64_t t = 0; t < b.size(); ++t) {
-      const size_t need = static_cast<size_t>((b.pos[t] + 1) * width_);
-      if (rows_.size() < need) rows_.resize(need);
-      uint16_t* dst = &rows_[static_cast<size_t>(b.pos[t] * width_ + slot * n_embd_)];
-      for (int64_t i = 0; i < n_embd; ++i) dst[i] = f32_to_fp16(x[t * n_embd + i]);
-    }
-  }
-  const std::vector<uint16_t>& rows() const { return rows_; }
-  void clear() { rows_.clear(); }
-
- private:
-  std::vector<int> layers_;
-  int64_t n_embd_, width_;
-  std::vector<uint16_t> rows_;
-};
 
 template <typename T>
 void write_values(std::ofstream& out, const T* data, size_t n, const std::string& path) {
@@ -71,7 +49,7 @@ FeatureDumpStats dump_features(const Model& model, const SessionOptions& session
   so.engine.decode = {};
   Session session(model, so);
   const int64_t n_embd = model.config().n_embd;
-  RowsByPosition tap(stats.layers, n_embd);
+  TargetFeatures tap(stats.layers, n_embd, so.n_ctx, 1, runnable_isa(so.engine.isa));
   session.set_hidden_tap(&tap);
   const int64_t n_vocab = model.config().n_vocab;
   std::vector<int64_t> starts = {0};
@@ -80,7 +58,6 @@ FeatureDumpStats dump_features(const Model& model, const SessionOptions& session
     const int64_t n = std::min<int64_t>(static_cast<int64_t>(text.size()), options.max_tokens);
     if (n < 2) continue;  // nothing to learn from one token
     session.clear();
-    tap.clear();
     argmax_ids.clear();
     for (int64_t done = 0; done < n; done += options.chunk) {
       const int64_t m = std::min(options.chunk, n - done);
@@ -90,7 +67,8 @@ FeatureDumpStats dump_features(const Model& model, const SessionOptions& session
     }
     write_values(tokens_out, text.data(), static_cast<size_t>(n), "tokens.i32");
     write_values(argmax_out, argmax_ids.data(), argmax_ids.size(), "argmax.i32");
-    write_values(features_out, tap.rows().data(), static_cast<size_t>(n * 3 * n_embd), "features.f16");
+    const std::span<const uint16_t> features = tap.f16_rows(0, n);
+    write_values(features_out, features.data(), features.size(), "features.f16");
     stats.rows += n;
     ++stats.seqs;
     starts.push_back(stats.rows);

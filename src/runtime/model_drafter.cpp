@@ -36,7 +36,7 @@ void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vecto
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * (n_eval - 1.0) / n_eval;
   for (;;) {
     const int32_t top = argmax(logits);
-    if (static_cast<int>(out.size()) >= n_min_ &&
+    if (static_cast<int>(out.size()) >= n_min_ && p_min_ > 0.0f &&
         top_probability(logits, top, session_.config().isa, weights_) < p_min_)
       break;
     out.push_back(top);

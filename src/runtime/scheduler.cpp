@@ -108,7 +108,7 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
         "eviction may have taken the blocks it would be cut into)");
   drafters_ = make_drafters(model, core_.config(), options_.n_ctx_slot, options_.n_slots);
   // EAGLE-3: the slots' drafters share one store of the target's hidden states.
-  if (!drafters_.empty()) core_.set_hidden_tap(hidden_tap_ = drafters_[0]->hidden_tap());
+  if (!drafters_.empty()) core_.set_hidden_tap(drafters_[0]->hidden_tap());
   stats_.n_slots = options_.n_slots;
   pool_blocks_ = cache_.in_position_blocks(cache_.total_blocks());
   stats_.kv_block_size = KvCache::kBlock;
@@ -277,7 +277,8 @@ Scheduler::Slot* Scheduler::pick_slot_locked(const std::vector<int32_t>& prompt,
   if (src && shared >= static_cast<size_t>(KvCache::kBlock) && shared > own) {
     keep = std::min(shared, most);
     cache_.share_prefix(dst->index, src->index, static_cast<int64_t>(keep));
-    if (hidden_tap_) hidden_tap_->share_prefix(dst->index, src->index, static_cast<int64_t>(keep));
+    if (HiddenTap* tap = drafters_.empty() ? nullptr : drafters_[0]->hidden_tap())
+      tap->share_prefix(dst->index, src->index, static_cast<int64_t>(keep));
   } else {
     keep = std::min(own, most);
     cache_.set_seq_len(dst->index, static_cast<int64_t>(keep));

@@ -209,7 +209,6 @@ class Scheduler {
   std::vector<float> logits_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<std::unique_ptr<Drafter>> drafters_;  // one per slot; empty: plain decoding
-  HiddenTap* hidden_tap_ = nullptr;                 // the drafters' store of target hidden states (EAGLE-3)
   double last_forward_seconds_ = 0.0;
   size_t prefill_cursor_ = 0;  // round-robin start among slots in prefill
   KvCompressSpec kv_compress_;          // what every slot's compressor does
