@@ -1,6 +1,7 @@
 // kestrel calibrate kv -m MODEL --cq cq2|cq1: learn a model's CQ codebooks
 // (runtime/cq_calibration.h) and write them as the sidecar MODEL.cq2.gguf
 // (kv/cq_sidecar.h). Progress on stderr, the per-layer summary on stdout.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
@@ -10,6 +11,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "runtime/cq_calibration.h"
+#include "runtime/teal_calibration.h"
 
 namespace kestrel::cli {
 namespace {
@@ -134,6 +136,74 @@ void calibrate_kv(const CalibrateKvOpts& o) {
             << " s, k-means " << learn_seconds << " s, total " << since(t0) << " s)\n";
 }
 
+struct CalibrateTealOpts {
+  std::string model = default_model_path();
+  std::string out, text_file;
+  std::vector<double> levels = TealCalibrationOptions{}.levels;
+  int64_t tokens = 2048;
+  int64_t block_tokens = TealCalibrationOptions{}.block_tokens;
+  double step = TealCalibrationOptions{}.step;
+  uint64_t seed = 42;
+  int threads = 0;
+};
+
+void calibrate_teal_command(const CalibrateTealOpts& o) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  if (!o.text_file.empty()) refuse_evaluation_text(o.text_file);
+  if (o.threads < 0) fail("-t must not be negative, got ", o.threads);
+  std::vector<double> levels = o.levels;
+  std::sort(levels.begin(), levels.end());
+  levels.erase(std::unique(levels.begin(), levels.end()), levels.end());
+  const std::string out = teal_sidecar_path(o.model, o.out);
+
+  auto model = load_model(o.model);
+  TealTables tables = make_teal_tables(model->file());
+  std::vector<int32_t> tokens;
+  {
+    SessionOptions so;
+    so.n_ctx = o.tokens;
+    so.engine.n_threads = o.threads;
+    Session session(*model, so);
+    if (o.text_file.empty()) {
+      std::cerr << "calibrate: generating " << o.tokens << " tokens with the model (seed " << o.seed << ")\n";
+      tokens = generate_calibration_text(session, o.tokens, o.seed,
+                                         [](const std::string& line) { std::cerr << "calibrate:   " << line << "\n"; });
+    } else {
+      std::cerr << "calibrate: reading " << o.text_file << "\n";
+      evaluate_calibration_text(session, read_file(o.text_file), o.tokens);
+      tokens = session.history();
+    }
+  }
+  std::cerr << "calibrate: " << tokens.size() << " tokens of text in " << std::fixed << std::setprecision(1)
+            << since(t0) << " s\n";
+  TealCalibrationOptions co;
+  co.levels = levels;
+  co.block_tokens = o.block_tokens;
+  co.step = o.step;
+  co.n_threads = o.threads;
+  const TealCalibrationReport r = calibrate_teal(*model, tokens, co, tables, [](const std::string& line) {
+    std::cerr << "calibrate:   " << line << "\n";
+  });
+  save_teal_tables(out, tables);
+
+  std::cout << "TEAL thresholds: " << r.positions << " positions fitted, " << r.heldout_positions
+            << " held out (the last fifth of the text)\n";
+  std::cout << "target  fitted  held out   q     k     v     o     gate  up    down  (mean per projection)\n";
+  for (size_t k = 0; k < levels.size(); ++k) {
+    std::cout << std::fixed << std::setprecision(3) << std::setw(6) << levels[k] << std::setw(8) << r.fitted_sparsity[k]
+              << std::setw(10) << r.heldout_sparsity[k] << "  ";
+    for (Projection p : kAllProjections) {
+      double mean = 0.0;
+      for (const TealLayerReport& lr : r.layers) mean += lr.sparsity[k][static_cast<size_t>(p)] / r.layers.size();
+      std::cout << std::setprecision(2) << std::setw(6) << mean;
+    }
+    std::cout << "\n";
+  }
+  std::cout << std::setprecision(1) << "wrote " << out << " (" << since(t0) << " s)\n";
+}
+
 }  // namespace
 
 void add_calibrate_command(CLI::App& app) {
@@ -160,6 +230,23 @@ void add_calibrate_command(CLI::App& app) {
                  "the first N layers keep their keys and values in F16 under kv=cq2/cq1 (default 0)");
   kv->add_option("--ridge", o->ridge, "query/output metric: identity added to the normalized moments (default 1.0)");
   kv->callback([o] { calibrate_kv(*o); });
+
+  auto t = std::make_shared<CalibrateTealOpts>();
+  auto* teal = cmd->add_subcommand("teal", "learn TEAL's activation thresholds and write them next to the model");
+  teal->add_option("-m,--model", t->model, "GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from the cache)");
+  teal->add_option("--sparsity", t->levels,
+                   "model-wide sparsities to calibrate, comma-separated (default 0.1,0.2,0.25,0.3,0.4,0.5,0.6,0.7)")
+      ->delimiter(',');
+  teal->add_option("-o,--output", t->out, "sidecar to write (default: MODEL.teal.gguf next to the model)");
+  teal->add_option("--tokens", t->tokens, "tokens of text (default 2048; the last fifth is held out)");
+  teal->add_option("--block-tokens", t->block_tokens,
+                   "positions the greedy allocation measures block errors on (default 512)");
+  teal->add_option("--step", t->step, "block sparsity added per greedy step (default 0.025)");
+  teal->add_option("-f,--file", t->text_file,
+                   "calibrate on this text instead of the model's own (not WikiText-2's test)");
+  teal->add_option("-s,--seed", t->seed, "seed of the generation (default 42)");
+  teal->add_option("-t,--threads", t->threads, "threads (default: one per core)");
+  teal->callback([t] { calibrate_teal_command(*t); });
 }
 
 }  // namespace kestrel::cli

@@ -74,6 +74,15 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
                  "`kestrel calibrate kv` writes it)");
   app.add_option("--cq-window", f.cq_window, "kv=cq2/cq1: the most recent tokens per head kept in f16 as well")
       ->check(CLI::NonNegativeNumber);
+  add_switch_alias(app, "--teal", "teal", f,
+                   "TEAL activation sparsity at decode: off or the model-wide share of projection inputs dropped "
+                   "(0.25, 0.4, 0.5, ...; thresholds from `kestrel calibrate teal`)");
+  app.add_option("--teal-file", f.teal_file,
+                 "teal: the thresholds file (default MODEL.teal.gguf next to the model)");
+  app.add_option("--teal-max-density", f.teal_max_density,
+                 "teal: a decode step keeping more than this share of a projection's inputs reads the dense "
+                 "weights instead (default 0.5: where the sparse kernel stopped beating the dense one, bench/micro/sparse_columns_bench.cpp)")
+      ->check(CLI::Range(0.0, 1.0));
   add_switch_alias(app, "--kvcompress", "kvcompress", f,
                    "KV-Compress after each prompt: off, RATE (2, 4, 8: keep 1/RATE of the KV blocks, chosen per head "
                    "by the attention they received), window or window:RATE (StreamingLLM: sinks + recent)");
@@ -174,6 +183,8 @@ EngineConfig engine_config(const ModelFlags& f) {
   apply_switches(c, f.switches);
   c.kv_codebook = f.kv_codebook;
   c.cq_window = f.cq_window;
+  c.teal.file = f.teal_file;
+  c.teal.max_density = f.teal_max_density;
   c.decode = f.decode;
   resolve_eagle3_head(c.decode);
   const bool has_draft = !c.decode.draft_model.empty(), has_head = !c.decode.eagle3_head.empty();

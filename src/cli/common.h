@@ -28,6 +28,9 @@ struct ModelFlags {
   // kv=cq2/cq1: the codebook sidecar (empty: next to the model) and the F16 window.
   std::string kv_codebook;
   int64_t cq_window = 128;
+  // teal=S: the thresholds sidecar (empty: next to the model) and the dense fallback's density.
+  std::string teal_file;
+  double teal_max_density = TealConfig{}.max_density;
   // Speculative decoding (run, chat, bench: add_speculative_flags). spec_type
   // empty: draft-simple when a draft model is given, none otherwise (llama.cpp's rule).
   std::string spec_type;

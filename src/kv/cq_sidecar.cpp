@@ -8,7 +8,7 @@
 #include <tuple>
 
 #include "core/error.h"
-#include "core/hash.h"
+#include "gguf/sidecar.h"
 #include "gguf/gguf.h"
 #include "kv/cq_whitening.h"
 
@@ -16,8 +16,6 @@ namespace kestrel {
 namespace {
 
 constexpr const char* kArchitecture = "kestrel-cq";
-// Bytes of each tensor's data the fingerprint hashes.
-constexpr size_t kSampledBytes = 64;
 
 // kv: "k", "v" (codebooks), "kw" or "vw" (their whitening).
 std::string tensor_name(std::string_view kv, int layer, int head) {
@@ -58,19 +56,9 @@ CqModelInfo cq_model_info(const gguf::File& model) {
   m.n_kv_head = read_dim(model, p + "attention.head_count_kv", n_head);
   m.k_head_dim = read_dim(model, p + "attention.key_length", n_head > 0 ? n_embd / n_head : 0);
   m.v_head_dim = read_dim(model, p + "attention.value_length", m.k_head_dim);
-  m.file_bytes = model.file_size();
-  Fnv1a h;
-  for (const gguf::TensorInfo& t : model.tensors()) {
-    h.bytes(t.name.data(), t.name.size() + 1);  // the terminator keeps "ab"+"c" apart from "a"+"bc"
-    h.u64(static_cast<uint64_t>(t.type));
-    h.u64(t.ne.size());
-    for (int64_t ne : t.ne) h.u64(static_cast<uint64_t>(ne));
-    h.u64(t.offset);
-    // A page of each tensor at most: tells apart two files of one layout
-    // (fine-tunes, re-quantizations with other data) without reading the weights.
-    if (t.data) h.bytes(t.data, std::min<size_t>(t.nbytes, kSampledBytes));
-  }
-  m.tensor_hash = h.h;
+  const gguf::Fingerprint fp = gguf::fingerprint(model);
+  m.file_bytes = fp.file_bytes;
+  m.tensor_hash = fp.tensor_hash;
   return m;
 }
 
@@ -218,11 +206,7 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
 }
 
 std::string default_cq_sidecar_path(const std::string& model_path, CqSpec spec) {
-  constexpr std::string_view kSuffix = ".gguf";
-  std::string base = model_path;
-  if (base.size() > kSuffix.size() && base.compare(base.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0)
-    base.resize(base.size() - kSuffix.size());
-  return base + "." + cq_spec_name(spec) + ".gguf";
+  return gguf::default_sidecar_path(model_path, cq_spec_name(spec));
 }
 
 std::string cq_sidecar_path(const std::string& model_path, CqSpec spec, const std::string& override_path) {

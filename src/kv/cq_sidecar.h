@@ -20,11 +20,7 @@
 //                                   row-major upper-triangular W per group)
 // Version 1 (no whitening) is still read; a file without whitening is written
 // as version 1, so builds that predate version 2 read it too.
-// The fingerprint: the file size and an FNV-1a hash of every tensor's name,
-// type, shape, offset and first 64 bytes. It reads one page per tensor, not
-// the weights, and tells apart two quantizations, two fine-tunes of one
-// layout, or a re-downloaded file of another size. Two files that differ only
-// past the first 64 bytes of every tensor are not told apart.
+// The fingerprint: gguf/sidecar.h.
 #include <cstdint>
 #include <string>
 #include <vector>

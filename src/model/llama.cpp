@@ -9,6 +9,7 @@
 #include "kernels/quant_kernels.h"
 #include "kv/attention_batch.h"
 #include "model/batch_check.h"
+#include "model/projector.h"
 #include "model/tensor_binding.h"
 #include "ops/activation.h"
 #include "ops/matmul.h"
@@ -60,8 +61,78 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
 void LlamaModel::prepare(ForwardContext& ctx) const {
   const MatmulContext mm{ctx.pool, ctx.scratch.workspace, ctx.isa, ctx.matmul};
   for (const Layer& L : layers_)
-    for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) prepare_weight(mm, *w);
+    for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      // Before the panels, which drop the mapped GGUF rows the copy is made from.
+      if (ctx.sparsity) prepare_columns(mm, *w);
+      prepare_weight(mm, *w);
+    }
   prepare_weight(mm, output_);
+}
+
+void LlamaModel::rope_table(const Batch& b, ForwardScratch& S, ThreadPool& pool) const {
+  const int half_rot = config_.rope.n_rot / 2;
+  const int64_t T = b.size();
+  S.rope_cos.resize(T * half_rot);
+  S.rope_sin.resize(T * half_rot);
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t)
+      rope_angles(config_.rope, b.pos[t], &S.rope_cos[t * half_rot], &S.rope_sin[t * half_rot]);
+  });
+}
+
+void LlamaModel::attention_block(int l, const Batch& b, const float* normed, KvCache& cache, float* out,
+                                 ForwardContext& ctx) const {
+  const auto& c = config_;
+  const Layer& L = layers_[l];
+  const int64_t T = b.size();
+  const int64_t hd = c.head_dim, q_dim = int64_t{c.n_head} * hd, kv_dim = int64_t{c.n_kv_head} * hd;
+  const int half_rot = c.rope.n_rot / 2;
+  ForwardScratch& S = ctx.scratch;
+  S.q.resize(T * q_dim);
+  S.k.resize(T * kv_dim);
+  S.v.resize(T * kv_dim);
+  S.att.resize(T * q_dim);
+  Projector project(ctx, b);
+  const Projector::Out qkv[] = {{Projection::Q, &L.wq, L.bq.empty() ? nullptr : L.bq.data(), S.q.data()},
+                                {Projection::K, &L.wk, L.bk.empty() ? nullptr : L.bk.data(), S.k.data()},
+                                {Projection::V, &L.wv, L.bv.empty() ? nullptr : L.bv.data(), S.v.data()}};
+  project.shared(l, qkv, normed);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* cs = &S.rope_cos[t * half_rot];
+    const float* sn = &S.rope_sin[t * half_rot];
+    rope_apply(c.rope, cs, sn, &S.q[t * q_dim], c.n_head, hd);
+    rope_apply(c.rope, cs, sn, &S.k[t * kv_dim], c.n_kv_head, hd);
+    cache.store(l, b.seq[t], b.pos[t], &S.k[t * kv_dim], &S.v[t * kv_dim]);
+  }
+  const AttentionParams ap{c.n_head, c.n_kv_head, c.head_dim, 1.0f / std::sqrt(static_cast<float>(hd))};
+  attend_batch(cache, l, ap, AttentionBatch{T, b.seq.data(), b.pos.data(), S.q.data(), S.att.data()}, ctx.pool,
+               ctx.attention, ctx.observer);
+  project(l, Projection::O, L.wo, nullptr, S.att.data(), out);
+}
+
+void LlamaModel::mlp_block(int l, const Batch& b, const float* normed, float* out, ForwardContext& ctx) const {
+  const Layer& L = layers_[l];
+  const int64_t T = b.size(), ff = config_.n_ff;
+  ForwardScratch& S = ctx.scratch;
+  S.gate.resize(T * ff);
+  S.up.resize(T * ff);
+  Projector project(ctx, b);
+  const Projector::Out gate_up[] = {{Projection::Gate, &L.w_gate, nullptr, S.gate.data()},
+                                    {Projection::Up, &L.w_up, nullptr, S.up.data()}};
+  project.shared(l, gate_up, normed);
+  ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
+    swiglu_inplace(&S.gate[t0 * ff], &S.up[t0 * ff], (t1 - t0) * ff, ctx.isa);
+  });
+  project(l, Projection::Down, L.w_down, nullptr, S.gate.data(), out);
+}
+
+void LlamaModel::run_block(Block block, int layer, const Batch& b, const float* normed, KvCache& cache, float* out,
+                           ForwardContext& ctx) const {
+  check_forward_batch(config_, b, cache, ctx);
+  if (layer < 0 || layer >= config_.n_layer) fail("run_block: layer ", layer, " of ", config_.n_layer);
+  if (block == Block::Mlp) return mlp_block(layer, b, normed, out, ctx);
+  rope_table(b, ctx.scratch, ctx.pool);
+  attention_block(layer, b, normed, cache, out, ctx);
 }
 
 void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardContext& ctx) const {
@@ -69,69 +140,33 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
   const auto& c = config_;
   const int64_t T = b.size();
   if (T == 0) return;
-  const int64_t E = c.n_embd, hd = c.head_dim;
-  const int64_t q_dim = int64_t{c.n_head} * hd, kv_dim = int64_t{c.n_kv_head} * hd;
-  const int half_rot = c.rope.n_rot / 2;
+  const int64_t E = c.n_embd;
 
   ForwardScratch& S = ctx.scratch;
   auto& x_ = S.x;
   auto& xb_ = S.xb;
-  auto& q_ = S.q;
-  auto& k_ = S.k;
-  auto& v_ = S.v;
-  auto& att_ = S.att;
-  auto& gate_ = S.gate;
-  auto& up_ = S.up;
-  auto& rope_cos_ = S.rope_cos;
-  auto& rope_sin_ = S.rope_sin;
   auto& out_rows_ = S.out_rows;
-  x_.resize(T * E);     // [T, n_embd] residual stream
-  xb_.resize(T * E);    // [T, n_embd] normed input / projection output
-  q_.resize(T * q_dim);
-  k_.resize(T * kv_dim);
-  v_.resize(T * kv_dim);
-  att_.resize(T * q_dim);
-  gate_.resize(T * c.n_ff);
-  up_.resize(T * c.n_ff);
-  rope_cos_.resize(T * half_rot);
-  rope_sin_.resize(T * half_rot);
+  x_.resize(T * E);   // [T, n_embd] residual stream
+  xb_.resize(T * E);  // [T, n_embd] normed input
+  std::vector<float>& block_out = S.block_out;
+  block_out.resize(T * E);  // [T, n_embd] a block's output
 
-  const MatmulContext mm{ctx.pool, S.workspace, ctx.isa, ctx.matmul};
   const auto& embd_kern = kernels::quant_kernels(token_embd_.type, ctx.isa);
   ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; ++t) {
-      embd_kern.dequantize_row(token_embd_.row(b.tokens[t]), &x_[t * E], E);
-      rope_angles(c.rope, b.pos[t], &rope_cos_[t * half_rot], &rope_sin_[t * half_rot]);
-    }
+    for (int64_t t = t0; t < t1; ++t) embd_kern.dequantize_row(token_embd_.row(b.tokens[t]), &x_[t * E], E);
   });
+  rope_table(b, S, ctx.pool);
 
-  AttentionParams ap{c.n_head, c.n_kv_head, c.head_dim, 1.0f / std::sqrt(static_cast<float>(hd))};
   for (int l = 0; l < c.n_layer; ++l) {
     const Layer& L = layers_[l];
     tap_layer(ctx.hidden_tap, l, b, x_.data(), E);
     for (int64_t t = 0; t < T; ++t) rms_norm_row(&x_[t * E], L.attn_norm.data(), c.rms_eps, E, &xb_[t * E]);
-    const SharedInputOutput qkv[] = {{&L.wq, L.bq.empty() ? nullptr : L.bq.data(), q_.data()},
-                                     {&L.wk, L.bk.empty() ? nullptr : L.bk.data(), k_.data()},
-                                     {&L.wv, L.bv.empty() ? nullptr : L.bv.data(), v_.data()}};
-    matmul_shared_input(mm, qkv, xb_.data(), T);
-    for (int64_t t = 0; t < T; ++t) {
-      rope_apply(c.rope, &rope_cos_[t * half_rot], &rope_sin_[t * half_rot], &q_[t * q_dim], c.n_head, hd);
-      rope_apply(c.rope, &rope_cos_[t * half_rot], &rope_sin_[t * half_rot], &k_[t * kv_dim], c.n_kv_head, hd);
-      cache.store(l, b.seq[t], b.pos[t], &k_[t * kv_dim], &v_[t * kv_dim]);
-    }
-    attend_batch(cache, l, ap, AttentionBatch{T, b.seq.data(), b.pos.data(), q_.data(), att_.data()}, ctx.pool,
-                 ctx.attention, ctx.observer);
-    matmul(mm, L.wo, att_.data(), T, xb_.data());
-    for (int64_t i = 0; i < T * E; ++i) x_[i] += xb_[i];
+    attention_block(l, b, xb_.data(), cache, block_out.data(), ctx);
+    for (int64_t i = 0; i < T * E; ++i) x_[i] += block_out[i];
 
     for (int64_t t = 0; t < T; ++t) rms_norm_row(&x_[t * E], L.ffn_norm.data(), c.rms_eps, E, &xb_[t * E]);
-    const SharedInputOutput gate_up[] = {{&L.w_gate, nullptr, gate_.data()}, {&L.w_up, nullptr, up_.data()}};
-    matmul_shared_input(mm, gate_up, xb_.data(), T);
-    ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
-      swiglu_inplace(&gate_[t0 * c.n_ff], &up_[t0 * c.n_ff], (t1 - t0) * c.n_ff, ctx.isa);
-    });
-    matmul(mm, L.w_down, gate_.data(), T, xb_.data());
-    for (int64_t i = 0; i < T * E; ++i) x_[i] += xb_[i];
+    mlp_block(l, b, xb_.data(), block_out.data(), ctx);
+    for (int64_t i = 0; i < T * E; ++i) x_[i] += block_out[i];
   }
 
   tap_layer(ctx.hidden_tap, c.n_layer, b, x_.data(), E);
@@ -146,6 +181,7 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
     rms_norm_row(&x_[t * E], output_norm_.data(), c.rms_eps, E, &out_rows_[o * E]);
     ++o;
   }
+  const MatmulContext mm{ctx.pool, S.workspace, ctx.isa, ctx.matmul};
   matmul(mm, output_, out_rows_.data(), n_out, logits);
 }
 

@@ -16,6 +16,9 @@ class LlamaModel final : public Model {
   LlamaModel(std::shared_ptr<const gguf::File> file, const std::string& arch, const LoadOptions& options);
   void forward(const Batch& batch, KvCache& cache, float* logits, ForwardContext& ctx) const override;
   void prepare(ForwardContext& ctx) const override;
+  bool thins_projection_inputs() const override { return true; }
+  void run_block(Block block, int layer, const Batch& batch, const float* normed, KvCache& cache, float* out,
+                 ForwardContext& ctx) const override;
   const Weight* plain_token_embeddings() const override { return &token_embd_; }
   const Weight* output_projection() const override { return &output_; }
 
@@ -28,6 +31,12 @@ class LlamaModel final : public Model {
     Weight w_gate, w_up, w_down;         // [n_ff, n_embd] x2, [n_embd, n_ff]
   };
 
+  // RoPE's cos/sin of every row's position into S.rope_cos / rope_sin.
+  void rope_table(const Batch& b, ForwardScratch& S, ThreadPool& pool) const;
+  // The blocks from their normed input [T, n_embd] to their output (before the residual add).
+  void attention_block(int l, const Batch& b, const float* normed, KvCache& cache, float* out,
+                       ForwardContext& ctx) const;
+  void mlp_block(int l, const Batch& b, const float* normed, float* out, ForwardContext& ctx) const;
 
   Weight token_embd_;  // [n_vocab, n_embd]
   Weight output_;      // [n_vocab, n_embd]; token_embd_ when tied

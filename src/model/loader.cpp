@@ -24,6 +24,10 @@ const std::map<std::string, Builder>& registry() {
 
 }  // namespace
 
+void Model::run_block(Block, int, const Batch&, const float*, KvCache&, float*, ForwardContext&) const {
+  fail(config_.arch, ": running single blocks (TEAL calibration) is not supported for this architecture");
+}
+
 void Model::finish_loading(VocabSpec spec) {
   for (const auto& t : file_->tensors()) weight_bytes_ += t.nbytes;
   tokenizer_ = std::make_unique<Tokenizer>(std::move(spec));

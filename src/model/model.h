@@ -10,6 +10,7 @@
 #include "model/batch.h"
 #include "model/config.h"
 #include "model/hidden_tap.h"
+#include "ops/sparse_matmul.h"
 #include "ops/matmul.h"
 #include "ops/weight.h"
 #include "ops/workspace.h"
@@ -30,14 +31,17 @@ struct LoadOptions {
 // Activations of one forward pass, owned by the caller (a session) so that one
 // loaded model can serve several sessions. Grown on demand, reused across calls.
 struct ForwardScratch {
-  std::vector<float> x, xb, q, k, v, att, gate, up, rope_cos, rope_sin, out_rows;
+  std::vector<float> x, xb, q, k, v, att, gate, up, rope_cos, rope_sin, out_rows, block_out;
   std::vector<float> wide;                 // rows wider than n_embd (EAGLE-3's [embedding; g])
   Workspace workspace;                     // quantized activations
+  SparseScratch sparse;                    // TEAL's masked inputs and kept-input lists
 };
 
 // What a forward pass runs with: the engine core's threads, scratch and the
 // kernels it picked (runtime/engine_core.h builds it; the model only reads it).
-class AttentionObserver;  // kv/attention_batch.h
+class AttentionObserver;     // kv/attention_batch.h
+struct ActivationSparsity;   // model/activation_sparsity.h
+class ProjectionObserver;    // model/activation_sparsity.h
 
 struct ForwardContext {
   ThreadPool& pool;
@@ -47,6 +51,8 @@ struct ForwardContext {
   const kernels::AttentionKernelSet& attention;  // picked for the KV cache's type
   AttentionObserver* observer = nullptr;         // KV-Compress, CQ calibration: sees the attention inputs
   HiddenTap* hidden_tap = nullptr;               // EAGLE-3: sees the residual stream at some layers
+  const ActivationSparsity* sparsity = nullptr;  // TEAL: thresholds of the projections' inputs
+  ProjectionObserver* projection_observer = nullptr;  // TEAL calibration: sees the projections' inputs
 };
 
 class Model {
@@ -75,6 +81,17 @@ class Model {
   // the rows (Gemma scales them).
   virtual const Weight* plain_token_embeddings() const { return nullptr; }
   virtual const Weight* output_projection() const { return nullptr; }
+
+  // One decoder layer's block on inputs a caller recorded (TEAL calibration,
+  // runtime/teal_calibration.h): from the block's normed input [T, n_embd] to
+  // its output [T, n_embd] before the residual add. The attention block writes
+  // `layer` of `cache` at the batch's positions and attends over it. Throws
+  // for architectures that do not offer it.
+  enum class Block : uint8_t { Attention, Mlp };
+  // Whether forward() hands its projections ForwardContext::sparsity (TEAL).
+  virtual bool thins_projection_inputs() const { return false; }
+  virtual void run_block(Block block, int layer, const Batch& batch, const float* normed, KvCache& cache,
+                         float* out, ForwardContext& ctx) const;
 
   // Repacks the weights the forward pass will use with ctx's kernel choice
   // (ops/matmul.h prepare_weight), once per model: sessions call it when they

@@ -15,6 +15,10 @@ namespace kestrel {
 // the first batched matmul.
 class PackedWeightSlot;
 std::shared_ptr<PackedWeightSlot> make_packed_weight_slot();
+// The same for TEAL's input-major copy (ops/sparse_matmul.h), built only when
+// a session runs with activation sparsity.
+class ColumnWeightSlot;
+std::shared_ptr<ColumnWeightSlot> make_column_weight_slot();
 
 struct Weight {
   std::string name;
@@ -28,6 +32,7 @@ struct Weight {
   // them back in from the file).
   bool mapped = false;
   std::shared_ptr<PackedWeightSlot> packed = make_packed_weight_slot();
+  std::shared_ptr<ColumnWeightSlot> columns = make_column_weight_slot();
 
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_stride; }
   bool empty() const { return data == nullptr; }

@@ -187,7 +187,7 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
     int32_t next = test_first();
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < n; ++i) {
-      const auto logits = session.append(std::span<const int32_t>(&next, 1));
+      const auto logits = session.decode(next);
       next = sample_tokens ? sampler.sample(logits) : any_token(rng);
     }
     return std::chrono::steady_clock::now() - t0;
@@ -201,12 +201,19 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
     r.drafted = r.accepted = r.target_passes = r.generated = 0;
   }
   const int n_tokens = c.n_prompt + c.n_gen;
+  const ActivationSparsity* teal = session.sparsity();
+  const SparsityCounter teal_before = teal ? teal->counter : SparsityCounter{};
   for (int rep = 0; rep < c.reps; ++rep) {
     if (progress) progress("rep " + std::to_string(rep + 1) + "/" + std::to_string(c.reps));
     const auto d = c.n_prompt > 0 ? run_prompt(c.n_prompt) : run_gen(c.n_gen);
     const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
     r.samples_ns.push_back(std::max<uint64_t>(ns, 1));
     r.samples_ts.push_back(1e9 * n_tokens / static_cast<double>(r.samples_ns.back()));
+  }
+  if (teal) {
+    const auto total = teal->counter.total.load() - teal_before.total.load();
+    const auto skipped = teal->counter.skipped.load() - teal_before.skipped.load();
+    r.teal_sparsity = total ? static_cast<double>(skipped) / static_cast<double>(total) : 0.0;
   }
   const auto [avg_ns, sd_ns] = mean_stddev(r.samples_ns);
   const auto [avg_ts, sd_ts] = mean_stddev(r.samples_ts);

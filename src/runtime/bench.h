@@ -69,6 +69,9 @@ struct BenchResult {
   size_t peak_rss_bytes = 0;
   // Speculative decoding, summed over the timed runs (0 for plain decoding).
   int64_t drafted = 0, accepted = 0, target_passes = 0, generated = 0;
+  // TEAL: the share of the projections' weights the timed decode steps skipped
+  // (ops/sparse_matmul.h SparsityCounter); -1 with teal=off.
+  double teal_sparsity = -1.0;
 };
 
 // Called with a short description before each phase ("warm-up", "rep 2/5").

@@ -40,6 +40,7 @@ Json fields(const BenchResult& r) {
   j["n_drafted"] = r.drafted;
   j["n_accept"] = r.accepted;
   j["n_target_passes"] = r.target_passes;
+  if (r.teal_sparsity >= 0.0) j["teal_sparsity"] = r.teal_sparsity;
   return j;
 }
 
@@ -123,6 +124,8 @@ class MarkdownPrinter : public BenchPrinter {
       cols_.push_back({"type_v", 6});
     }
     if (!shown_switches_.empty()) cols_.push_back({"switches", -20});
+    for (const auto& sw : g.switches)
+      if (sw.name == "teal" && sw.value != "off") cols_.push_back({"sparsity", 8});
     if (!g.policies.empty()) {
       cols_.push_back({"accept", 7});
       cols_.push_back({"tok/pass", 8});
@@ -159,6 +162,8 @@ class MarkdownPrinter : public BenchPrinter {
       else if (name == "tok/pass")
         v = r.target_passes > 0 ? printf_text("%.2f", static_cast<double>(r.generated) / r.target_passes, 0) : "-";
       else if (name == "peak RSS") v = bytes_text(r.peak_rss_bytes);
+      else if (name == "sparsity")
+        v = r.teal_sparsity >= 0.0 ? printf_text("%.1f %%", 100.0 * r.teal_sparsity, 0) : "-";
       else if (name == "test") v = r.test.name();
       else if (name == "t/s") {
         v = printf_text("%.2f \xC2\xB1 %.2f", r.avg_ts, r.stddev_ts);

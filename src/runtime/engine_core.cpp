@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "model/teal_sidecar.h"
 #include "platform/dispatch.h"
 #include "runtime/kv_compressor.h"
 #include "switches/registry.h"
@@ -38,6 +39,22 @@ KvCq cq_store(const Model& model, const EngineConfig& c) {
   return KvCq{std::make_shared<const CqCodebooks>(load_cq_codebooks(path, cq_model_info(model.file()))), c.cq_window};
 }
 
+// TEAL's thresholds for the configured sparsity, from the sidecar.
+std::unique_ptr<const ActivationSparsity> teal_thresholds(const Model& model, const EngineConfig& c) {
+  if (c.teal.sparsity <= 0.0) return nullptr;
+  if (!model.thins_projection_inputs())
+    fail("teal: ", model.config().arch, " does not thin its projections' inputs yet (llama and qwen2 do)");
+  const std::string path = teal_sidecar_path(model.path(), c.teal.file);
+  if (!std::filesystem::exists(path))
+    fail("teal=", c.teal.sparsity, " needs the model's thresholds, and ", path, " does not exist (`kestrel calibrate teal -m ",
+         model.path(), " -o ", path, "` writes it; without --teal-file it is looked for next to the model)");
+  const TealTables tables = load_teal_tables(path, model.file());
+  auto a = std::make_unique<ActivationSparsity>(tables.activation_sparsity(tables.level(c.teal.sparsity)));
+  a->all_rows = c.teal.all_rows;
+  a->max_density = c.teal.max_density;
+  return a;
+}
+
 }  // namespace
 
 EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvShape& kv_shape)
@@ -46,8 +63,10 @@ EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvS
       pool_(config_.n_threads),
       cache_(kv_shape, config_.k_type, config_.v_type, config_.isa, config_.kv_rotation,
              kernels::smooths_keys(config_.k_type, config_.attention), cq_store(model, config_)),
+      sparsity_(teal_thresholds(model, config_)),
       ctx_{pool_, scratch_, config_.isa, config_.matmul,
            kernels::attention_kernel_set(config_.k_type, config_.v_type, config_.attention, config_.isa)} {
+  ctx_.sparsity = sparsity_.get();
   config_.n_threads = pool_.size();
   model_.prepare(ctx_);
 }
@@ -59,6 +78,17 @@ void EngineCore::forward(const Batch& batch, float* logits, bool decode_kernels)
   } restore{ctx_.matmul.decode_kernels};
   ctx_.matmul.decode_kernels = decode_kernels;
   model_.forward(batch, cache_, logits, ctx_);
+}
+
+void EngineCore::run_block(Model::Block block, int layer, const Batch& batch, const float* normed, float* out,
+                           const ActivationSparsity* sparsity) {
+  struct Restore {
+    ForwardContext& ctx;
+    const ActivationSparsity* was;
+    ~Restore() { ctx.sparsity = was; }
+  } restore{ctx_, ctx_.sparsity};
+  ctx_.sparsity = sparsity;
+  model_.run_block(block, layer, batch, normed, cache_, out, ctx_);
 }
 
 }  // namespace kestrel

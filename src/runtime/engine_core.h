@@ -6,9 +6,11 @@
 //   Scheduler  many slots, continuous batching (serve)   runtime/scheduler.h
 //   perplexity chunks from an empty cache (perplexity, KLD, ab)  runtime/perplexity.h
 // A switch changes which kernel or store the core holds, never the host.
+#include <memory>
 #include <string>
 
 #include "kv/kv_cache.h"
+#include "model/activation_sparsity.h"
 #include "model/model.h"
 #include "platform/thread_pool.h"
 #include "switches/engine_config.h"
@@ -43,6 +45,16 @@ class EngineCore {
   // What the next forward passes show their hidden states to (EAGLE-3's
   // feature store, `kestrel dump-features`; nullptr: none).
   void set_hidden_tap(HiddenTap* tap) { ctx_.hidden_tap = tap; }
+  // TEAL: the thresholds the forward passes run with (nullptr: teal=off), and
+  // the share of the weights their decode steps skipped so far.
+  const ActivationSparsity* sparsity() const { return sparsity_.get(); }
+  // What the next forward passes show their projections' inputs to (TEAL calibration; nullptr: none).
+  void set_projection_observer(ProjectionObserver* observer) { ctx_.projection_observer = observer; }
+  // One decoder layer's block on recorded inputs (Model::run_block) against
+  // this core's KV store, with these thresholds (nullptr: dense): TEAL's
+  // calibration measures each allocation's block-output error with it.
+  void run_block(Model::Block block, int layer, const Batch& batch, const float* normed, float* out,
+                 const ActivationSparsity* sparsity);
 
  private:
   const Model& model_;
@@ -50,6 +62,7 @@ class EngineCore {
   ThreadPool pool_;
   KvCache cache_;
   ForwardScratch scratch_;
+  std::unique_ptr<const ActivationSparsity> sparsity_;
   ForwardContext ctx_;
 };
 

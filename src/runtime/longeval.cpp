@@ -302,7 +302,7 @@ LongevalResult run_longeval(const Model& model, const LongevalOptions& o, const 
         tr.generated.push_back(next);
         tr.output += decoder.push(next);
         if (answer_complete(tr.output) || g + 1 == o.n_answer) break;
-        logits = session.append(std::span<const int32_t>(&next, 1));
+        logits = session.decode(next);
       }
       tr.output += decoder.flush();
       const auto t2 = Clock::now();

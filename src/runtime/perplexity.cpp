@@ -58,7 +58,10 @@ class ChunkEvaluator {
   // forward pass from an empty cache, so eviction could not change one logit
   // here. Refused rather than run: a PPL "unchanged" by kvcompress would read
   // as "no loss".
-  static const EngineConfig& without_eviction(const EngineConfig& c) {
+  // TEAL thins decode steps only; every token here is scored as if TEAL had
+  // decoded it (teal.all_rows), as the paper measures its perplexity.
+  static EngineConfig without_eviction(EngineConfig c) {
+    c.teal.all_rows = true;
     if (kv_compress_spec(c.kv_compress).on())
       fail("perplexity: KV-Compress (kvcompress=", find_switch("kvcompress").current(c),
            ", kv_budget=", find_switch("kv_budget").current(c),

@@ -486,7 +486,7 @@ bool Scheduler::step() {
   for (auto& sp : slots_) {
     Slot& s = *sp;
     if (!s.active || s.prefilling) continue;
-    batch_.add(s.pending_token, static_cast<int32_t>(s.cached.size()), s.index, true);
+    batch_.add(s.pending_token, static_cast<int32_t>(s.cached.size()), s.index, true, true);
     s.cached.push_back(s.pending_token);
     rows.push_back(&s);
     s.draft.clear();
@@ -497,7 +497,7 @@ bool Scheduler::step() {
     const int64_t n_max = std::min<int64_t>(left - 1, options_.n_ctx_slot - static_cast<int64_t>(s.cached.size()));
     draft_tokens(*drafters_[static_cast<size_t>(s.index)], core_.config().decode, s.cached, n_max, s.draft);
     for (int32_t t : s.draft) {
-      batch_.add(t, static_cast<int32_t>(s.cached.size()), s.index, true);
+      batch_.add(t, static_cast<int32_t>(s.cached.size()), s.index, true, true);
       s.cached.push_back(t);
       rows.push_back(&s);
     }

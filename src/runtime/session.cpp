@@ -55,7 +55,8 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode
     batch_.clear();
     for (size_t i = 0; i < n; ++i) {
       const bool last = done + i + 1 == tokens.size();
-      batch_.add(tokens[done + i], static_cast<int32_t>(n_past()) + static_cast<int32_t>(i), 0, all_logits || last);
+      batch_.add(tokens[done + i], static_cast<int32_t>(n_past()) + static_cast<int32_t>(i), 0, all_logits || last,
+                 decode_step);
     }
     float* out = all_logits ? logits_.data() + done * n_vocab : logits_.data();
     core_.forward(batch_, out, decode_step);
@@ -73,6 +74,11 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode
 std::span<const float> Session::append(std::span<const int32_t> tokens) {
   if (tokens.empty()) fail("session: nothing to evaluate");
   eval(tokens, false, false);
+  return {logits_.data(), static_cast<size_t>(model().config().n_vocab)};
+}
+
+std::span<const float> Session::decode(int32_t token) {
+  eval(std::span<const int32_t>(&token, 1), false, true);
   return {logits_.data(), static_cast<size_t>(model().config().n_vocab)};
 }
 
@@ -166,7 +172,7 @@ void decode_plain(Session& session, Sampler& sampler, std::span<const float> log
     const int32_t next = sampler.sample(logits);
     sampler.accept(next);
     if (!out.push(next) || session.n_past() >= session.n_ctx()) return;
-    logits = session.append(std::span<const int32_t>(&next, 1));
+    logits = session.decode(next);
   }
 }
 

@@ -46,6 +46,8 @@ class Session {
   std::span<const float> set_history(std::span<const int32_t> tokens);
   // Appends tokens and returns the logits after the last one.
   std::span<const float> append(std::span<const int32_t> tokens);
+  // Evaluates one generated token (a decode step: TEAL thins it) and returns its logits.
+  std::span<const float> decode(int32_t token);
   // Evaluates tokens and returns logits for every one of them: [n, n_vocab].
   // Used by perplexity and by the logits golden tests.
   const std::vector<float>& append_all_logits(std::span<const int32_t> tokens);
@@ -68,6 +70,10 @@ class Session {
   // What the forward passes show their hidden states to (`kestrel
   // dump-features`; an EAGLE-3 drafter's store otherwise; nullptr: none).
   void set_hidden_tap(HiddenTap* tap) { core_.set_hidden_tap(tap); }
+  // TEAL calibration: what the forward passes show their projections' inputs to (nullptr: none).
+  void set_projection_observer(ProjectionObserver* observer) { core_.set_projection_observer(observer); }
+  // TEAL: the engine core's thresholds and measured sparsity (nullptr: teal=off).
+  const ActivationSparsity* sparsity() const { return core_.sparsity(); }
   // KV-Compress: blocks evicted so far (since the last clear).
   int64_t evicted_blocks() const { return evicted_blocks_; }
 

@@ -58,6 +58,21 @@ struct KvCompressConfig {
   bool operator==(const KvCompressConfig&) const = default;
 };
 
+// TEAL (PAPERS.md card 7, model/activation_sparsity.h): decode steps drop the
+// projections' inputs below calibrated thresholds, and read only the weight
+// columns of the inputs they keep (ops/sparse_matmul.h).
+struct TealConfig {
+  double sparsity = 0.0;  // `teal`: the model-wide share of inputs dropped; 0: off
+  std::string file;       // --teal-file: the thresholds (empty: MODEL.teal.gguf next to the model)
+  // Every row of every batch drops its small inputs, prompts included: what the
+  // perplexity host sets to score each token as if TEAL had decoded it.
+  bool all_rows = false;
+  // A decode step keeping more than this share of a projection's inputs runs
+  // the dense kernels on the masked input (`--teal-max-density`).
+  double max_density = 0.5;
+  bool operator==(const TealConfig&) const = default;
+};
+
 struct EngineConfig {
   int n_threads = 0;                   // `threads`; 0 = one per core
   Isa isa = best_isa();                // `isa`: the highest kernel level any kernel may use
@@ -73,6 +88,7 @@ struct EngineConfig {
   SamplerKind sampler = SamplerKind::Auto;  // `sampling`
   KvCompressConfig kv_compress;             // `kvcompress`, `kv_budget`
   DecodeConfig decode;                      // speculative decoding (host policy: Session)
+  TealConfig teal;                          // `teal`: activation sparsity
 };
 
 }  // namespace kestrel

@@ -1,6 +1,7 @@
 #include "switches/registry.h"
 
 #include <cctype>
+#include <sstream>
 
 #include "core/error.h"
 #include "platform/cpu.h"
@@ -118,6 +119,14 @@ std::string kv_compress_value(const EngineConfig& c) {
   return std::to_string(k.rate);
 }
 
+// teal's value as the registry spells it: "off", "0.25", "0.4".
+std::string teal_value(double sparsity) {
+  if (sparsity <= 0.0) return "off";
+  std::ostringstream out;
+  out << sparsity;
+  return out.str();
+}
+
 std::vector<SwitchSpec> make_specs() {
   return {
       {"isa", "kernel instruction set for every kernel (scalar twins, AVX2, AVX-512 + VNNI)",
@@ -192,6 +201,15 @@ std::vector<SwitchSpec> make_specs() {
        {"off", "2", "4", "8", "window", "window:2", "window:8"}, "off", always_supported, install_kv_compress,
        kv_compress_value,
        [](const std::string& v) { return v == "off" ? SwitchEffect::Speed : SwitchEffect::Evicts; }},
+      {"teal",
+       "TEAL: decode steps drop each projection's inputs at or below a calibrated threshold (the value: the "
+       "model-wide share dropped, weighted by weight bytes) and read only the kept inputs' weight columns, "
+       "from an input-major copy of the q/k/v/o/gate/up/down weights; prompts stay dense (perplexity scores "
+       "every token as decoded). Needs MODEL.teal.gguf (`kestrel calibrate teal`) or --teal-file",
+       {"off", "0.1", "0.2", "0.25", "0.3", "0.4", "0.5", "0.6", "0.7"}, "off", always_supported,
+       [](EngineConfig& c, const std::string& v) { c.teal.sparsity = v == "off" ? 0.0 : std::stod(v); },
+       [](const EngineConfig& c) { return teal_value(c.teal.sparsity); },
+       [](const std::string& v) { return v == "off" ? SwitchEffect::Speed : SwitchEffect::Thins; }},
       {"kv_budget",
        "KV-Compress budget (--kv-budget N): after each prompt, and during decode once a sequence passes it, "
        "evict down to N positions per (layer, kv head) on average; with kvcompress=off it evicts by the "

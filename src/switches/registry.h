@@ -31,6 +31,10 @@ enum class SwitchEffect {
   // decode attends over fewer rows (later logits move); a host that cannot
   // evict (perplexity) refuses the value.
   Evicts,
+  // Decode steps only (teal): a prompt's logits are unchanged, the logits of
+  // decode steps move (within the technique's accuracy); the perplexity host
+  // scores every token as if decoded, so its numbers move.
+  Thins,
 };
 
 struct SwitchSpec {

@@ -40,13 +40,14 @@
 #include "switches/registry.h"
 #include "unit/runtime/tiny_cq.h"
 #include "unit/runtime/tiny_model.h"
+#include "unit/runtime/tiny_teal.h"
 
 namespace kestrel {
 namespace {
 
 // The tiny model in Q8_0, so that the weight kernels have panels, vec_dot and
 // SIMD versions to choose from (F32 weights have one path only), with CQ
-// codebooks beside it for kv=cq2 and kv=cq1.
+// codebooks beside it for kv=cq2 and kv=cq1 and TEAL thresholds for teal.
 struct QuantizedTiny {
   testing::LoadedTinyModel f32{"switch_hosts"};
   std::string path = f32.path + ".q8_0.gguf";
@@ -59,6 +60,11 @@ struct QuantizedTiny {
     quantize_model(f32.path, path, qo);
     model = load_model(path);
     for (CqSpec spec : {kCq2, kCq1}) sidecars.push_back(testing::write_cq_sidecar(*model, spec));
+    // Every level the teal switch takes.
+    std::vector<double> levels;
+    for (const std::string& v : find_switch("teal").values)
+      if (v != "off") levels.push_back(std::stod(v));
+    sidecars.push_back(testing::write_teal_sidecar(*model, levels));
   }
   ~QuantizedTiny() {
     std::filesystem::remove(path);
@@ -230,6 +236,19 @@ void expect_effect(SwitchEffect effect, const Observed& base, const Observed& go
       EXPECT_LT(worst, bound * mag) << where << ": max |diff| " << worst << " of max |number| " << mag;
       break;
     }
+    case SwitchEffect::Thins:
+      if (!base.greedy.empty()) {  // the scheduler: the first position is the prompt's last row
+        const size_t per = base.numbers.size() / base.greedy.size();
+        EXPECT_TRUE(std::equal(base.numbers.begin(), base.numbers.begin() + static_cast<std::ptrdiff_t>(per),
+                               got.numbers.begin()))
+            << where << ": the prompt's last row moved";
+        EXPECT_FALSE(same_numbers) << where << ": the decode steps were not thinned";
+      } else if (!base.draws.empty()) {  // the session's numbers are the prompt's logits
+        EXPECT_TRUE(same_numbers) << where << ": a prompt's logits moved";
+      } else {  // perplexity scores every token as decoded
+        EXPECT_FALSE(same_numbers) << where << ": perplexity did not score the tokens as decoded";
+      }
+      break;
     case SwitchEffect::Draws:
       EXPECT_TRUE(same_numbers) << where;
       if (!base.draws.empty()) EXPECT_NE(base.draws, got.draws) << where << ": same draws, the sampler did not change";
