@@ -1,7 +1,9 @@
 #include "gguf/sidecar.h"
 
 #include <algorithm>
+#include <optional>
 
+#include "core/error.h"
 #include "core/hash.h"
 #include "gguf/gguf.h"
 
@@ -26,6 +28,21 @@ Fingerprint fingerprint(const File& file) {
     if (t.data) h.bytes(t.data, std::min<size_t>(t.nbytes, kSampledBytes));
   }
   return Fingerprint{file.file_size(), h.h};
+}
+
+File open_sidecar(const std::string& path, std::string_view kind, std::string_view architecture) {
+  const std::string where = std::string(kind) + " sidecar " + path;
+  std::optional<File> opened;
+  try {
+    opened.emplace(File::open(path));
+  } catch (const Error& e) {
+    fail(where, ": ", e.what());
+  }
+  const auto arch = opened->get_string("general.architecture");
+  if (arch != architecture)
+    fail(where, " is not a ", kind, " sidecar (general.architecture '", arch.value_or(""), "', expected '",
+         architecture, "')");
+  return std::move(*opened);
 }
 
 std::string default_sidecar_path(const std::string& model_path, std::string_view kind) {

@@ -23,6 +23,11 @@ struct Fingerprint {
 
 Fingerprint fingerprint(const File& file);
 
+// Opens a sidecar and checks its general.architecture. Throws kestrel::Error
+// starting "<kind> sidecar PATH": not a GGUF or truncated (the reader's
+// reason), or "is not a <kind> sidecar" naming both architectures.
+File open_sidecar(const std::string& path, std::string_view kind, std::string_view architecture);
+
 // MODEL.gguf -> MODEL.<kind>.gguf in the model's directory; a name without
 // the .gguf suffix gets ".<kind>.gguf" appended.
 std::string default_sidecar_path(const std::string& model_path, std::string_view kind);

@@ -112,17 +112,7 @@ void save_cq_codebooks(const std::string& path, const CqCodebooks& books) { cq_s
 
 CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model) {
   const std::string where = "CQ sidecar " + path;
-  std::optional<gguf::File> opened;
-  try {
-    opened.emplace(gguf::File::open(path));
-  } catch (const Error& e) {
-    fail(where, ": ", e.what());
-  }
-  const gguf::File& f = *opened;
-  const auto arch = f.get_string("general.architecture");
-  if (arch != kArchitecture)
-    fail(where, " is not a CQ sidecar (general.architecture '", arch.value_or(""), "', expected '", kArchitecture,
-         "')");
+  const gguf::File f = gguf::open_sidecar(path, "CQ", kArchitecture);
   const auto version = f.get_u64("kestrel.cq.version");
   if (!version) fail(where, ": no kestrel.cq.version");
   if (*version < 1 || *version > kCqSidecarVersion)

@@ -1,6 +1,6 @@
 #include "model/projector.h"
 
-#include <vector>
+#include <algorithm>
 
 namespace kestrel {
 
@@ -30,10 +30,13 @@ void Projector::shared(int layer, std::span<const Out> outs, const float* x) {
   if (outs.empty()) return;
   if (ctx_.projection_observer) ctx_.projection_observer->observe(layer, outs[0].p, batch_, x, outs[0].w->cols);
   if (!ctx_.sparsity) {
-    std::vector<SharedInputOutput> plain;
-    plain.reserve(outs.size());
-    for (const Out& o : outs) plain.push_back({o.w, o.bias, o.y});
-    matmul_shared_input(mm_, plain, x, batch_.size());
+    // Every decode step of every layer comes here: no allocation.
+    constexpr size_t kMaxShared = 3;  // Q, K, V
+    SharedInputOutput plain[kMaxShared];
+    const size_t n = std::min(outs.size(), kMaxShared);
+    for (size_t i = 0; i < n; ++i) plain[i] = {outs[i].w, outs[i].bias, outs[i].y};
+    matmul_shared_input(mm_, std::span<const SharedInputOutput>(plain, n), x, batch_.size());
+    for (size_t i = n; i < outs.size(); ++i) matmul_bias(mm_, *outs[i].w, outs[i].bias, x, batch_.size(), outs[i].y);
     return;
   }
   for (const Out& o : outs)

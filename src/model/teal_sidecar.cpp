@@ -66,17 +66,7 @@ void save_teal_tables(const std::string& path, const TealTables& t) { teal_sidec
 
 TealTables load_teal_tables(const std::string& path, const gguf::File& model) {
   const std::string where = "TEAL sidecar " + path;
-  std::optional<gguf::File> opened;
-  try {
-    opened.emplace(gguf::File::open(path));
-  } catch (const Error& e) {
-    fail(where, ": ", e.what());
-  }
-  const gguf::File& f = *opened;
-  const auto arch = f.get_string("general.architecture");
-  if (arch != kArchitecture)
-    fail(where, " is not a TEAL sidecar (general.architecture '", arch.value_or(""), "', expected '", kArchitecture,
-         "')");
+  const gguf::File f = gguf::open_sidecar(path, "TEAL", kArchitecture);
   const auto version = f.get_u64("kestrel.teal.version");
   if (!version) fail(where, ": no kestrel.teal.version");
   if (*version != kTealSidecarVersion)
