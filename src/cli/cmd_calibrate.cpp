@@ -30,21 +30,11 @@ struct CalibrateKvOpts {
   double ridge = kCqDefaultRidge;
 };
 
-// Codebooks learnt on the evaluation text would flatter every perplexity
-// measured with them.
-void refuse_evaluation_text(const std::string& path) {
-  const std::string name = std::filesystem::path(path).filename().string();
-  if (name.find("wiki.test") != std::string::npos)
-    fail("calibrate: ", path,
-         " looks like WikiText-2's test file, which perplexity is measured on; "
-         "calibrate on other text (or the model's own, without -f)");
-}
-
 void calibrate_kv(const CalibrateKvOpts& o) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
-  if (!o.text_file.empty()) refuse_evaluation_text(o.text_file);
+  if (!o.text_file.empty()) refuse_evaluation_text(o.text_file, "calibrate");
   if (o.tokens < 16) fail("calibrate: --tokens must be at least 16, got ", o.tokens);
   if (o.iterations < 1) fail("calibrate: --iterations must be at least 1, got ", o.iterations);
   if (o.threads < 0) fail("-t must not be negative, got ", o.threads);
@@ -151,7 +141,7 @@ void calibrate_teal_command(const CalibrateTealOpts& o) {
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
   const auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
-  if (!o.text_file.empty()) refuse_evaluation_text(o.text_file);
+  if (!o.text_file.empty()) refuse_evaluation_text(o.text_file, "calibrate");
   if (o.threads < 0) fail("-t must not be negative, got ", o.threads);
   std::vector<double> levels = o.levels;
   std::sort(levels.begin(), levels.end());

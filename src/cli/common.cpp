@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -213,6 +214,14 @@ std::string read_file(const std::string& path) {
   std::ostringstream os;
   os << in.rdbuf();
   return os.str();
+}
+
+void refuse_evaluation_text(const std::string& path, const std::string& what) {
+  const std::string name = std::filesystem::path(path).filename().string();
+  if (name.find("wiki.test") != std::string::npos)
+    fail(what, ": ", path,
+         " looks like WikiText-2's test file, which perplexity is measured on; "
+         "calibrate on other text (or the model's own, without -f)");
 }
 
 }  // namespace kestrel::cli

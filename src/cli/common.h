@@ -60,5 +60,9 @@ SessionOptions session_options(const ModelFlags& f);
 
 // Reads a whole file (for -f); throws kestrel::Error if it cannot.
 std::string read_file(const std::string& path);
+// Calibration (codebooks, thresholds, AWQ scales) learnt on the evaluation
+// text would flatter every perplexity measured with it: throws for a file
+// named like WikiText-2's test file. `what`: the command, for the message.
+void refuse_evaluation_text(const std::string& path, const std::string& what);
 
 }  // namespace kestrel::cli

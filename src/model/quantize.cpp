@@ -1,10 +1,13 @@
 #include "model/quantize.h"
 
+#include <functional>
+#include <map>
 #include <vector>
 
 #include "core/error.h"
 #include "gguf/gguf.h"
 #include "kernels/quant_kernels.h"
+#include "platform/thread_pool.h"
 
 namespace kestrel {
 
@@ -47,25 +50,25 @@ DType fallback_for(DType t) {
   }
 }
 
-DType choose_type(const gguf::File& in, const gguf::TensorInfo& t, const QuantizeOptions& o) {
+}  // namespace
+
+DType quantized_type(const std::string& name, const std::vector<int64_t>& ne, bool is_output,
+                     const QuantizeOptions& o) {
   // Vectors (norms, biases) stay F32: they are tiny and precision-sensitive.
-  if (t.ne.size() < 2 || t.name.find(".weight") == std::string::npos) return DType::F32;
-  if (t.name == "rope_freqs.weight") return DType::F32;
+  if (ne.size() < 2 || name.find(".weight") == std::string::npos) return DType::F32;
+  if (name == "rope_freqs.weight") return DType::F32;
   DType want = o.type;
-  const bool is_output = t.name == "output.weight" || (t.name == "token_embd.weight" && !in.find_tensor("output.weight"));
   if (!o.pure && is_output && want != DType::F32 && want != DType::F16 && want != DType::BF16 && want != DType::Q8_0) {
     // The vocabulary projection gets more bits, as llama.cpp does.
-    want = (t.ne[0] % 256 == 0) ? DType::Q6_K : DType::Q8_0;
+    want = (ne[0] % 256 == 0) ? DType::Q6_K : DType::Q8_0;
   }
   const int64_t block = traits(want).block_size;
-  if (t.ne[0] % block != 0) {
+  if (ne[0] % block != 0) {
     want = is_block_k(want) ? fallback_for(want) : DType::F16;
-    if (t.ne[0] % traits(want).block_size != 0) want = DType::F16;
+    if (ne[0] % traits(want).block_size != 0) want = DType::F16;
   }
   return want;
 }
-
-}  // namespace
 
 void quantize_model(const std::string& in_path, const std::string& out_path, const QuantizeOptions& o) {
   const gguf::File in = gguf::File::open(in_path);
@@ -75,31 +78,67 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
     if (t.type == o.type) out.set_u32("general.file_type", t.file_type);
   out.set_u32("general.quantization_version", 2);
 
+  std::map<std::string, const FloatTensor*> replaced;
+  for (const FloatTensor* t : o.replacements) replaced[t->name] = t;
+  const bool has_output = in.find_tensor("output.weight") || replaced.count("output.weight");
+  const auto is_output = [&](const std::string& name) {
+    return name == "output.weight" || (name == "token_embd.weight" && !has_output);
+  };
+  // Float rows -> dst, rows spread over threads (K-quant searches are slow).
+  ThreadPool pool(o.n_threads);
+  const auto quantize_rows = [&pool](DType dst, int64_t rows, int64_t cols,
+                                     const std::function<void(int64_t, float*)>& row_of) {
+    const auto& dst_k = kernels::quant_kernels(dst);
+    const size_t dst_row = row_bytes(dst, cols);
+    std::vector<uint8_t> bytes(dst_row * static_cast<size_t>(rows));
+    pool.parallel_for(rows, [&](int64_t r0, int64_t r1, int) {
+      std::vector<float> row(static_cast<size_t>(cols));
+      for (int64_t r = r0; r < r1; ++r) {
+        row_of(r, row.data());
+        dst_k.quantize_weights(row.data(), bytes.data() + r * dst_row, cols);
+      }
+    });
+    return bytes;
+  };
+
   const auto& tensors = in.tensors();
-  std::vector<float> row;
+  std::vector<const FloatTensor*> added;
+  for (const FloatTensor* t : o.replacements)
+    if (!in.find_tensor(t->name)) added.push_back(t);
+  const size_t total = tensors.size() + added.size();
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
     if (!kernels::has_quant_kernels(t.type))
       fail("quantize: tensor '", t.name, "' has type ", dtype_name(t.type), ", which kestrel cannot read");
-    const DType dst = choose_type(in, t, o);
+    const DType dst = quantized_type(t.name, t.ne, is_output(t.name), o);
     const int64_t cols = t.ne[0];
     const int64_t rows = t.n_elements() / cols;
     std::vector<uint8_t> bytes;
-    if (dst == t.type) {
+    if (const auto it = replaced.find(t.name); it != replaced.end()) {
+      const FloatTensor& f = *it->second;
+      if (f.ne != t.ne)
+        fail("quantize: replacement '", t.name, "' has shape ", gguf::shape_text(f.ne), ", the file's is ",
+             gguf::shape_text(t.ne));
+      bytes = quantize_rows(dst, rows, cols, [&](int64_t r, float* row) { std::copy(f.row(r), f.row(r) + cols, row); });
+    } else if (dst == t.type) {
       bytes.assign(t.data, t.data + t.nbytes);
     } else {
       const auto& src_k = kernels::quant_kernels(t.type);
-      const auto& dst_k = kernels::quant_kernels(dst);
-      const size_t src_row = row_bytes(t.type, cols), dst_row = row_bytes(dst, cols);
-      bytes.resize(dst_row * static_cast<size_t>(rows));
-      row.resize(static_cast<size_t>(cols));
-      for (int64_t r = 0; r < rows; ++r) {
-        src_k.dequantize_row(t.data + r * src_row, row.data(), cols);
-        dst_k.quantize_row(row.data(), bytes.data() + r * dst_row, cols);
-      }
+      const size_t src_row = row_bytes(t.type, cols);
+      bytes = quantize_rows(dst, rows, cols,
+                            [&](int64_t r, float* row) { src_k.dequantize_row(t.data + r * src_row, row, cols); });
     }
     out.add_tensor(t.name, dst, t.ne, std::move(bytes));
-    if (o.progress) o.progress(i, tensors.size(), t.name, dst);
+    if (o.progress) o.progress(i, total, t.name, dst);
+  }
+  for (size_t i = 0; i < added.size(); ++i) {
+    const FloatTensor& f = *added[i];
+    const DType dst = quantized_type(f.name, f.ne, is_output(f.name), o);
+    const int64_t cols = f.cols();
+    out.add_tensor(f.name, dst, f.ne, quantize_rows(dst, f.rows(), cols, [&](int64_t r, float* row) {
+                     std::copy(f.row(r), f.row(r) + cols, row);
+                   }));
+    if (o.progress) o.progress(tensors.size() + i, total, f.name, dst);
   }
   out.write(out_path);
 }

@@ -50,6 +50,24 @@ else
   bad "quantize Q8_0"
 fi
 
+# Activation-aware quantization: rotation + AWQ scales and clipping from a
+# short generated text, written as a plain GGUF that still knows the fact.
+if "$BIN" quantize "$MODEL" "$TMP/awq.gguf" Q8_0 --rotate --awq --calibration-tokens 256 --awq-samples 32 \
+     --awq-grid 4 --awq-rows 64 >"$TMP/awq.txt" 2>&1; then
+  expect_contains "quantize --awq reports its search" "$(cat "$TMP/awq.txt")" "alpha"
+  out="$("$BIN" run -m "$TMP/awq.gguf" -p "The capital of France is" -n 8 --temp 0 2>/dev/null)"
+  expect_contains "rotated AWQ Q8_0 model runs" "$out" "Paris"
+else
+  bad "quantize --rotate --awq: $(tail -3 "$TMP/awq.txt")"
+fi
+printf 'text\n' > "$TMP/wiki.test.raw"
+expect_error "calibration on the evaluation text" "WikiText-2's test file" \
+  "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_0 --awq -f "$TMP/wiki.test.raw"
+expect_error "calibration text without --awq" "only read with --awq" \
+  "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_0 -f "$TMP/wiki.test.raw"
+printf 'Too short.\n' > "$TMP/short.txt"
+expect_error "calibration text too short" "at least 16" "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_0 --awq -f "$TMP/short.txt"
+
 # Quantized KV caches, in llama.cpp's spelling: the facts survive q8_0 and a
 # q8_0 K / q4_0 V cache; the same switch set twice to two values is refused.
 out="$("$BIN" run -m "$MODEL" -p "The capital of France is" -n 8 --temp 0 --cache-type q8_0 2>/dev/null)"

@@ -37,6 +37,13 @@ struct TinyModelSpec {
   int n_ff = 256;
   int n_ctx_train = 512;
   int extra_tokens = 0;  // tokens "<extraN>" after the merges: another vocabulary
+  // Norm weights 1 + norm_spread * normal (from a third generator, so the
+  // other tensors do not change), the first outlier_channels of each norm
+  // times outlier_scale (activation outliers, as trained models have them).
+  float norm_spread = 0.0f;
+  int outlier_channels = 0;
+  float outlier_scale = 1.0f;
+  bool tied_output = false;  // no output.weight: the head reads token_embd
 };
 
 // GPT-2's byte -> printable code point mapping, as UTF-8 strings.
@@ -116,7 +123,8 @@ inline std::string write_tiny_model(const TinyModelSpec& spec, const std::string
   // One distribution per generator: a normal_distribution keeps the second
   // value of each pair it draws, so sharing one would mix the two streams (and
   // the noisy model would not be the base model plus noise).
-  std::normal_distribution<float> normal(0.0f, 1.0f), noise_normal(0.0f, 1.0f);
+  std::normal_distribution<float> normal(0.0f, 1.0f), noise_normal(0.0f, 1.0f), norm_normal(0.0f, 1.0f);
+  std::mt19937_64 norm_rng(spec.seed + 7);
   auto tensor = [&](const std::string& name, std::vector<int64_t> ne, float stddev) {
     int64_t n = 1;
     for (auto d : ne) n *= d;
@@ -124,6 +132,11 @@ inline std::string write_tiny_model(const TinyModelSpec& spec, const std::string
     for (auto& x : v) {
       x = stddev > 0.0f ? stddev * normal(rng) : 1.0f;
       if (spec.noise > 0.0f && stddev > 0.0f) x += spec.noise * stddev * noise_normal(noise_rng);
+    }
+    if (stddev == 0.0f) {  // a norm
+      if (spec.norm_spread > 0.0f)
+        for (auto& x : v) x += spec.norm_spread * norm_normal(norm_rng);
+      for (int c = 0; c < spec.outlier_channels && c < static_cast<int>(v.size()); ++c) v[c] *= spec.outlier_scale;
     }
     std::vector<uint8_t> raw(v.size() * sizeof(float));
     std::memcpy(raw.data(), v.data(), raw.size());
@@ -133,7 +146,7 @@ inline std::string write_tiny_model(const TinyModelSpec& spec, const std::string
   const float se = 1.0f / std::sqrt(static_cast<float>(E)), sf = 1.0f / std::sqrt(static_cast<float>(F));
   tensor("token_embd.weight", {E, n_vocab}, 1.0f);
   tensor("output_norm.weight", {E}, 0.0f);
-  tensor("output.weight", {E, n_vocab}, se);
+  if (!spec.tied_output) tensor("output.weight", {E, n_vocab}, se);
   for (int l = 0; l < spec.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     tensor(p + "attn_norm.weight", {E}, 0.0f);

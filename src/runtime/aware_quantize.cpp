@@ -1,0 +1,118 @@
+#include "runtime/aware_quantize.h"
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "core/error.h"
+#include "model/weight_rotation.h"
+#include "platform/thread_pool.h"
+#include "runtime/cq_calibration.h"
+#include "runtime/session.h"
+
+namespace kestrel {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+}  // namespace
+
+AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string& out_path,
+                                   const AwareQuantizeOptions& o, const AwareProgressFn& progress) {
+  const auto say = [&](const std::string& line) {
+    if (progress) progress(line);
+  };
+  if (!o.rotate && !o.awq) fail("quantize: neither a rotation nor AWQ asked for");
+  if (o.calibration_tokens < 64) fail("quantize: --calibration-tokens must be at least 64, got ", o.calibration_tokens);
+  if (o.awq_samples < 16) fail("quantize: AWQ needs at least 16 sample positions, got ", o.awq_samples);
+  AwareQuantizeReport report;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = load_model(in_path);
+  const ModelConfig& c = model->config();
+  if (c.arch != "llama" && c.arch != "qwen2")
+    fail("quantize: --rotate and --awq support llama and qwen2 models; this one is '", c.arch, "'");
+  if (o.rotate && (c.head_dim <= 0 || c.n_head * c.head_dim <= 0)) fail("quantize: the model's head size is unknown");
+
+  // 1. Calibration: the inputs of every projection on the text.
+  const int64_t stride = std::max<int64_t>(1, o.calibration_tokens / o.awq_samples);
+  AwqInputs inputs(c, o.awq_samples, stride);
+  if (o.awq || !o.save_calibration_text.empty()) {
+    SessionOptions so;
+    so.n_ctx = o.calibration_tokens;
+    so.engine.n_threads = o.quantize.n_threads;
+    Session session(*model, so);
+    if (o.awq) session.set_projection_observer(&inputs);
+    std::vector<int32_t> tokens;
+    if (o.calibration_text.empty()) {
+      say("generating " + std::to_string(o.calibration_tokens) + " tokens of calibration text with the model (seed " +
+          std::to_string(o.seed) + ")");
+      tokens = generate_calibration_text(session, o.calibration_tokens, o.seed,
+                                         [&](const std::string& l) { say("  " + l); });
+    } else {
+      evaluate_calibration_text(session, o.calibration_text, o.calibration_tokens);
+      tokens = session.history();
+    }
+    session.set_projection_observer(nullptr);
+    report.calibration_positions = static_cast<int64_t>(tokens.size());
+    if (!o.save_calibration_text.empty()) {
+      std::ofstream f(o.save_calibration_text, std::ios::binary);
+      const std::string text = model->tokenizer().decode(tokens);
+      f.write(text.data(), static_cast<std::streamsize>(text.size()));
+      if (!f) fail("quantize: cannot write ", o.save_calibration_text);
+      say("wrote the calibration text to " + o.save_calibration_text);
+    }
+  }
+  report.awq_samples = inputs.samples();
+  if (o.awq && report.awq_samples < 16)
+    fail("quantize: the calibration text gave ", report.calibration_positions, " positions, ", report.awq_samples,
+         " AWQ samples; at least 16 are needed (a longer text, or fewer --awq-samples)");
+  report.calibration_seconds = seconds_since(t0);
+  say("calibration: " + std::to_string(report.calibration_positions) + " positions, " +
+      std::to_string(report.awq_samples) + " recorded per projection input, " + fixed(report.calibration_seconds, 1) +
+      " s");
+
+  // 2. Transforms on float weights.
+  const auto t1 = std::chrono::steady_clock::now();
+  ThreadPool pool(o.quantize.n_threads);
+  FloatDecoder d = load_float_decoder(model->file(), c, o.rotate, pool);
+  if (o.rotate) {
+    const DecoderRotation rotation = rotate_decoder(d, o.rotation_seed, pool);
+    if (o.awq) inputs.rotate(rotation);
+    say("rotated: residual stream by a " + std::to_string(rotation.residual().size()) + "-point transform (Hadamard " +
+        std::to_string(rotation.residual().power_of_two()) + " x orthogonal " +
+        std::to_string(rotation.residual().odd_factor()) + "), values by " + std::to_string(rotation.head().size()) +
+        "; norms folded" + (model->file().find_tensor("output.weight") ? "" : "; output head untied"));
+  }
+  if (o.awq) {
+    const AwqTypeFn type_of = [&](const FloatTensor& t) { return quantized_type(t.name, t.ne, false, o.quantize); };
+    report.awq = apply_awq(d, inputs, type_of, o.awq_options, pool, [&](const AwqLayerReport& r) {
+      std::string line = "awq layer " + std::to_string(r.layer + 1) + "/" + std::to_string(c.n_layer) + ":";
+      for (int i = 0; i < kAwqInputs; ++i) {
+        const AwqGroupReport& g = r.groups[static_cast<size_t>(i)];
+        line += " " + std::string(awq_input_name(AwqInput(i))) + " a=" + fixed(g.alpha, 2) + " err " +
+                fixed(g.error_plain * 1e3, 3) + "->" + fixed(g.error_awq * 1e3, 3);
+      }
+      say(line + " (x1e-3, " + fixed(r.seconds, 1) + " s)");
+    });
+  }
+  report.transform_seconds = seconds_since(t1);
+
+  // 3. Write.
+  const auto t2 = std::chrono::steady_clock::now();
+  QuantizeOptions q = o.quantize;
+  q.replacements = decoder_tensors(d);
+  model.reset();  // quantize_model maps the file again; the float copy is what it reads for the replaced tensors
+  quantize_model(in_path, out_path, q);
+  report.write_seconds = seconds_since(t2);
+  return report;
+}
+
+}  // namespace kestrel

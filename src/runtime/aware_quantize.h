@@ -1,0 +1,44 @@
+#pragma once
+// `kestrel quantize --rotate --awq`: quantization that knows the model's
+// activations (issue 17). The source file runs on calibration text (its own
+// generations, or a file that is not the evaluation text) while AwqInputs
+// records the inputs of every projection; the weights are then read as
+// floats, rotated (model/weight_rotation.h) and/or scaled (runtime/awq.h),
+// and written by quantize_model in the chosen format. The result is a plain
+// GGUF of the same layout and size (a tied head is untied by a rotation).
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/quantize.h"
+#include "runtime/awq.h"
+
+namespace kestrel {
+
+struct AwareQuantizeOptions {
+  QuantizeOptions quantize;  // type, pure, threads, per-tensor progress
+  bool rotate = false;
+  bool awq = false;
+  uint64_t rotation_seed = 0x5eed;
+  std::string calibration_text;  // empty: the model's own generations
+  int64_t calibration_tokens = 2048;
+  uint64_t seed = 42;         // of the generation
+  int64_t awq_samples = 256;  // positions AWQ scores each group on (spread over the text)
+  AwqOptions awq_options;
+  std::string save_calibration_text;  // write the text used here (for llama-imatrix on the same text)
+};
+
+struct AwareQuantizeReport {
+  int64_t calibration_positions = 0;
+  int64_t awq_samples = 0;
+  std::vector<AwqLayerReport> awq;
+  double calibration_seconds = 0.0, transform_seconds = 0.0, write_seconds = 0.0;
+};
+
+using AwareProgressFn = std::function<void(const std::string& line)>;
+
+AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string& out_path,
+                                   const AwareQuantizeOptions& options, const AwareProgressFn& progress = {});
+
+}  // namespace kestrel

@@ -1,0 +1,262 @@
+// `kestrel quantize --rotate --awq` on tiny models, against the model itself:
+//  - rotation and AWQ's scale folds leave the function unchanged (written in
+//    F32, the logits match the original's within float rounding), with norms
+//    that are not 1, tied and untied heads, grouped-query attention;
+//  - the recorded inputs mapped by DecoderRotation are the inputs the rotated
+//    model computes;
+//  - AWQ's search lowers the error of 4-bit rounding on text it did not see,
+//    on a model with outlier activation channels;
+//  - bad input: too little calibration text, other architectures.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/error.h"
+#include "kernels/quant_kernels.h"
+#include "model/quantize.h"
+#include "model/weight_rotation.h"
+#include "platform/thread_pool.h"
+#include "runtime/aware_quantize.h"
+#include "runtime/awq.h"
+#include "runtime/session.h"
+#include "unit/runtime/tiny_model.h"
+
+namespace kestrel {
+namespace {
+
+using testing::LoadedTinyModel;
+using testing::TinyModelSpec;
+
+std::vector<float> logits_of(const Model& model, const std::string& text) {
+  SessionOptions so;
+  so.n_ctx = 512;
+  so.engine.n_threads = 2;
+  so.engine.k_type = so.engine.v_type = DType::F32;  // an F16 cache would round more than the transforms do
+  Session s(model, so);
+  const std::vector<int32_t> ids = model.tokenizer().encode(text, true, false);
+  return s.append_all_logits(ids);
+}
+
+// Largest |a - b| over the largest |a|.
+double relative_gap(const std::vector<float>& a, const std::vector<float>& b) {
+  double gap = 0.0, scale = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    gap = std::max(gap, double{std::fabs(a[i] - b[i])});
+    scale = std::max(scale, double{std::fabs(a[i])});
+  }
+  return gap / scale;
+}
+
+// The model's file written as F32 with `d`'s tensors in place of its own.
+std::unique_ptr<Model> write_f32(const Model& model, const FloatDecoder& d, const std::string& tag) {
+  QuantizeOptions q;
+  q.type = DType::F32;
+  q.n_threads = 2;
+  q.replacements = decoder_tensors(d);
+  const std::string path = model.path() + "." + tag + ".gguf";
+  quantize_model(model.path(), path, q);
+  auto out = load_model(path);
+  std::filesystem::remove(path);  // the mapping keeps the data
+  return out;
+}
+
+TinyModelSpec spec_with_norms(bool tied) {
+  TinyModelSpec s;
+  s.norm_spread = 0.3f;
+  s.outlier_channels = 3;
+  s.outlier_scale = 8.0f;
+  s.tied_output = tied;
+  return s;
+}
+
+TEST(WeightRotation, FoldedRotationComputesTheSameFunction) {
+  for (bool tied : {false, true}) {
+    LoadedTinyModel m(tied ? "rot_tied" : "rot_untied", spec_with_norms(tied));
+    ThreadPool pool(2);
+    FloatDecoder d = load_float_decoder(m.model->file(), m.model->config(), true, pool);
+    const FloatDecoder before = d;
+    rotate_decoder(d, 99, pool);
+    EXPECT_FALSE(d.output.empty()) << "a tied head is untied";
+    EXPECT_GT(relative_gap(before.layers[0].q.data, d.layers[0].q.data), 0.1) << "the weights did not move";
+    for (float g : d.layers[1].ffn_norm.data) EXPECT_EQ(g, 1.0f);
+    auto rotated = write_f32(*m.model, d, "rot");
+    EXPECT_NE(rotated->file().find_tensor("output.weight"), nullptr);
+    const std::string text = testing::tiny_text();
+    EXPECT_LT(relative_gap(logits_of(*m.model, text), logits_of(*rotated, text)), 2e-4) << "tied " << tied;
+  }
+}
+
+// Records every projection input of a model on a text.
+AwqInputs record_inputs(const Model& model, const std::string& text, int64_t samples) {
+  AwqInputs inputs(model.config(), samples, 1);
+  SessionOptions so;
+  so.n_ctx = 512;
+  so.engine.n_threads = 2;
+  so.engine.k_type = so.engine.v_type = DType::F32;  // an F16 cache would round more than the transforms do
+  Session s(model, so);
+  s.set_projection_observer(&inputs);
+  s.append(model.tokenizer().encode(text, true, false));
+  return inputs;
+}
+
+TEST(WeightRotation, MappedInputsAreTheRotatedModelsInputs) {
+  LoadedTinyModel m("rot_inputs", spec_with_norms(false));
+  ThreadPool pool(2);
+  FloatDecoder d = load_float_decoder(m.model->file(), m.model->config(), true, pool);
+  const DecoderRotation rotation = rotate_decoder(d, 5, pool);
+  auto rotated = write_f32(*m.model, d, "rot_inputs");
+  const std::string text = "The river runs north past the mill.";
+  AwqInputs mapped = record_inputs(*m.model, text, 24);
+  const AwqInputs direct = record_inputs(*rotated, text, 24);
+  ASSERT_EQ(mapped.samples(), direct.samples());
+  mapped.rotate(rotation);
+  for (int l = 0; l < m.model->config().n_layer; ++l)
+    for (AwqInput in : {AwqInput::Attention, AwqInput::Output, AwqInput::Mlp, AwqInput::Down})
+      EXPECT_LT(relative_gap(direct.rows(l, in), mapped.rows(l, in)), 1e-4)
+          << "layer " << l << " input " << awq_input_name(in);
+}
+
+TEST(Awq, FoldedScalesComputeTheSameFunction) {
+  LoadedTinyModel m("awq_fold", spec_with_norms(false));  // 2 heads on 1 kv head: grouped
+  const ModelConfig& c = m.model->config();
+  ThreadPool pool(2);
+  FloatDecoder d = load_float_decoder(m.model->file(), c, false, pool);
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(0.25f, 4.0f);
+  for (FloatLayer& L : d.layers) {
+    for (AwqInput in : {AwqInput::Attention, AwqInput::Mlp, AwqInput::Down}) {
+      std::vector<float> s(static_cast<size_t>(in == AwqInput::Down ? c.n_ff : c.n_embd));
+      for (float& x : s) x = u(rng);
+      fold_awq_scales(L, c, in, s);
+    }
+    // Output: one scale per (kv head, channel), shared by the heads reading it.
+    std::vector<float> per_kv(static_cast<size_t>(c.n_kv_head * c.head_dim)), s;
+    for (float& x : per_kv) x = u(rng);
+    for (int h = 0; h < c.n_head; ++h)
+      for (int j = 0; j < c.head_dim; ++j)
+        s.push_back(per_kv[static_cast<size_t>(h / (c.n_head / c.n_kv_head) * c.head_dim + j)]);
+    fold_awq_scales(L, c, AwqInput::Output, s);
+  }
+  auto scaled = write_f32(*m.model, d, "awq_fold");
+  const std::string text = testing::tiny_text();
+  EXPECT_LT(relative_gap(logits_of(*m.model, text), logits_of(*scaled, text)), 2e-4);
+}
+
+// Mean squared logit error of a quantized copy against the F32 model, on text
+// the calibration did not see.
+double logit_error(const Model& reference, const std::string& path) {
+  auto q = load_model(path);
+  const std::string text = testing::tiny_text();
+  const std::vector<float> a = logits_of(reference, text), b = logits_of(*q, text);
+  double e = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) e += double{a[i] - b[i]} * (a[i] - b[i]);
+  std::filesystem::remove(path);
+  return e / static_cast<double>(a.size());
+}
+
+std::string calibration_text() {
+  return "Calibration text, not the text the tests score: a walk along the river in spring, with the birds "
+         "singing in the trees and the water running fast over the stones after the rain of the night before. "
+         "The path turns north at the old mill, climbs through the beech wood and comes out on the ridge, where "
+         "the wind is cold even in May and the view reaches the sea on a clear day.";
+}
+
+TEST(Awq, LowersTheErrorOfFourBitRoundingOnUnseenText) {
+  TinyModelSpec spec = spec_with_norms(false);
+  spec.outlier_channels = 4;
+  spec.outlier_scale = 12.0f;
+  LoadedTinyModel m("awq_gain", spec);
+  QuantizeOptions q;
+  q.type = DType::Q4_0;
+  q.pure = true;
+  q.n_threads = 2;
+  const std::string plain = m.path + ".plain.gguf", awq = m.path + ".awq.gguf";
+  quantize_model(m.path, plain, q);
+  AwareQuantizeOptions a;
+  a.quantize = q;
+  a.awq = true;
+  a.calibration_text = calibration_text();
+  a.calibration_tokens = 256;
+  a.awq_samples = 64;
+  const AwareQuantizeReport r = quantize_aware(m.path, awq, a);
+  ASSERT_EQ(r.awq.size(), 2u);
+  EXPECT_GT(r.awq_samples, 48);  // every 4th of the text's ~250 positions
+  for (const AwqLayerReport& l : r.awq)
+    for (const AwqGroupReport& g : l.groups) EXPECT_LE(g.error_awq, g.error_plain);
+  const double e_plain = logit_error(*m.model, plain), e_awq = logit_error(*m.model, awq);
+  EXPECT_LT(e_awq, 0.8 * e_plain) << "plain " << e_plain << ", awq " << e_awq;
+}
+
+// |(Ŵ - W) X|² of a matrix rounded to Q4_0, against the unclipped original.
+double rounding_error(const FloatTensor& rounded_from, const FloatTensor& original, const std::vector<float>& x,
+                      int64_t n) {
+  const int64_t cols = original.cols();
+  std::vector<uint8_t> q(row_bytes(DType::Q4_0, cols));
+  std::vector<float> back(static_cast<size_t>(cols));
+  const auto& k = kernels::quant_kernels(DType::Q4_0);
+  double e = 0.0;
+  for (int64_t r = 0; r < original.rows(); ++r) {
+    k.quantize_weights(rounded_from.row(r), q.data(), cols);
+    k.dequantize_row(q.data(), back.data(), cols);
+    for (int64_t t = 0; t < n; ++t) {
+      double d = 0.0;
+      for (int64_t j = 0; j < cols; ++j) d += double{back[j] - original.row(r)[j]} * x[t * cols + j];
+      e += d * d;
+    }
+  }
+  return e;
+}
+
+TEST(Awq, ClippingLowersTheRoundingErrorOfBlocksWithAnOutlierWeight) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  FloatTensor w;
+  w.name = "blk.0.ffn_up.weight";
+  w.ne = {64, 24};
+  for (int64_t i = 0; i < 64 * 24; ++i) w.data.push_back(normal(rng));
+  for (int64_t r = 0; r < 24; ++r) w.row(r)[r % 32] = 9.0f;  // one large weight per row: its block rounds coarsely
+  const int64_t n = 128;
+  std::vector<float> x;
+  for (int64_t i = 0; i < n * 64; ++i) x.push_back(normal(rng));
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < 32; ++j) x[t * 64 + j] *= 0.05f;  // ... where its inputs are small
+  const FloatTensor original = w;
+  ThreadPool pool(2);
+  const double share = clip_awq_weights(w, DType::Q4_0, x, n, pool);
+  EXPECT_GT(share, 0.3) << "the blocks with an outlier are clipped";
+  EXPECT_LT(rounding_error(w, original, x, n), 0.9 * rounding_error(original, original, x, n));
+  FloatTensor k_quant = original;
+  k_quant.ne = {256, 6};
+  EXPECT_EQ(clip_awq_weights(k_quant, DType::Q4_K, x, 0, pool), 0.0) << "K-quants are not clipped";
+}
+
+TEST(Awq, RefusesTooLittleTextAndOtherArchitectures) {
+  LoadedTinyModel m("awq_bad");
+  AwareQuantizeOptions a;
+  a.quantize.type = DType::Q4_0;
+  a.awq = true;
+  a.calibration_text = "Too short.";
+  a.calibration_tokens = 256;
+  a.awq_samples = 64;  // every 4th position: "Too short." gives 3
+  try {
+    quantize_aware(m.path, m.path + ".out.gguf", a);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("at least 16"), std::string::npos) << e.what();
+  }
+  a.awq = false;
+  EXPECT_THROW(quantize_aware(m.path, m.path + ".out.gguf", a), Error) << "neither --rotate nor --awq";
+  ModelConfig other = m.model->config();
+  other.arch = "gemma3";
+  ThreadPool pool(1);
+  try {
+    load_float_decoder(m.model->file(), other, false, pool);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gemma3"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace kestrel
