@@ -102,8 +102,8 @@ void add_speculative_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("--spec-type", f.spec_type,
                  "speculative decoding: none, draft-simple (a draft model, -md), draft-eagle3 (an EAGLE-3 head, -md), "
                  "ngram-simple (n-gram lookup in the prompt and output), auto (n-gram lookup where it matches, else "
-                 "the EAGLE-3 head or draft model if given; draft lengths adapt) (default: draft-eagle3 or "
-                 "draft-simple with -md, else none)");
+                 "the EAGLE-3 head or draft model if given; draft lengths adapt), qspec (the model's own weights draft "
+                 "with 4-bit activations, QSpec) (default: draft-eagle3 or draft-simple with -md, else none)");
   add_draft_flags(app, f.decode);
 }
 

@@ -37,6 +37,10 @@ struct QuantKernels {
   // quantizer rounds ties away from zero with 1/d, while its activation
   // quantizer (quantize_row) follows ggml's x86 path (127/amax, ties to even).
   QuantizeRowFn quantize_weights;
+  // The activation formats (Q8_0, Q8_1, Q8_K) only, else nullptr: the same
+  // layout with 4-bit codes in [-7, 7] and scale amax / 7 (act=a4). Scalar on
+  // every Isa: once per token row, against a whole weight matrix read.
+  QuantizeRowFn quantize_row_a4 = nullptr;
 };
 
 // Throws kestrel::Error for a type without kernels. The Isa overload returns the

@@ -90,6 +90,11 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool, Isa
   return *packed_;
 }
 
+kernels::QuantizeRowFn activation_quantizer(const kernels::QuantKernels& act, const MatmulOptions& options) {
+  if (options.activation_bits == 4 && act.quantize_row_a4 != nullptr) return act.quantize_row_a4;
+  return act.quantize_row;
+}
+
 MatmulPath matmul_path(DType type, int64_t n_tokens, Isa isa, const MatmulOptions& options) {
   if (options.decode_kernels) n_tokens = 1;
   const int64_t min_tokens = options.q5_0_decode_panels ? 1 : min_panel_tokens(type);
@@ -124,6 +129,7 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
                    kernels::PanelGemmFn fn, bool amx) {
   const auto& kern = kernels::quant_kernels(w.type, ctx.isa);
   const auto& act_kern = kernels::quant_kernels(kern.vec_dot_type, ctx.isa);
+  const kernels::QuantizeRowFn quantize_act = activation_quantizer(act_kern, ctx.options);
   const kernels::PanelFormat& f = *kernels::panel_format(w.type);
   const int64_t k = w.cols;
   const size_t act_stride = row_bytes(kern.vec_dot_type, k);
@@ -138,7 +144,7 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
   ctx.pool.parallel_for(n_tokens, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       uint8_t* row = buf + static_cast<size_t>(t) * act_stride;
-      act_kern.quantize_row(x + t * k, row, k);
+      quantize_act(x + t * k, row, k);
       kernels::activation_groups(w.type, row, k, groups + static_cast<size_t>(t) * groups_stride);
     }
   });
@@ -188,6 +194,7 @@ void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* cons
   const int64_t k = w0.cols;
   const DType act_type = kernels::quant_kernels(w0.type, ctx.isa).vec_dot_type;
   const auto& act_kern = kernels::quant_kernels(act_type, ctx.isa);
+  const kernels::QuantizeRowFn quantize_act = activation_quantizer(act_kern, ctx.options);
   const size_t act_stride = row_bytes(act_type, k);
   const size_t act_bytes = align64(act_stride * static_cast<size_t>(n_tokens));
   // Scratch: [activation rows | ActGroups of weight 0 | of weight 1 | ...].
@@ -203,7 +210,7 @@ void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* cons
   ctx.pool.parallel_for(n_tokens, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       uint8_t* row = buf + static_cast<size_t>(t) * act_stride;
-      act_kern.quantize_row(x + t * k, row, k);
+      quantize_act(x + t * k, row, k);
       for (size_t i = 0; i < ws.size(); ++i)
         kernels::activation_groups(ws[i]->type, row, k, groups(i) + static_cast<size_t>(t) * groups_stride[i]);
     }
@@ -267,10 +274,11 @@ void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n
   size_t act_stride = static_cast<size_t>(k) * sizeof(float);
   if (kern.vec_dot_type != DType::F32) {
     const auto& act_kern = kernels::quant_kernels(kern.vec_dot_type, ctx.isa);
+    const kernels::QuantizeRowFn quantize_act = activation_quantizer(act_kern, ctx.options);
     act_stride = row_bytes(kern.vec_dot_type, k);
     auto* buf = static_cast<uint8_t*>(ctx.scratch.get(act_stride * static_cast<size_t>(n_tokens)));
     ctx.pool.parallel_for(n_tokens, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t) act_kern.quantize_row(x + t * k, buf + t * act_stride, k);
+      for (int64_t t = b; t < e; ++t) quantize_act(x + t * k, buf + t * act_stride, k);
     });
     act = buf;
   }

@@ -21,6 +21,7 @@
 #include <span>
 
 #include "kernels/packed_gemm.h"
+#include "kernels/quant_kernels.h"
 #include "ops/weight.h"
 #include "ops/workspace.h"
 #include "platform/cpu.h"
@@ -49,7 +50,16 @@ struct MatmulOptions {
   // session 11). For a draft model (runtime/drafter.h), whose logits only
   // propose tokens that the target checks.
   bool q5_0_decode_panels = false;
+  // Activation codes (the `act` switch): 8 (the formats' own int8 codes) or 4
+  // (W4A4: the same blocks holding codes in [-7, 7], scale amax / 7; every
+  // integer kernel runs unchanged). Weights with float activations (F32, F16,
+  // BF16) keep them.
+  int activation_bits = 8;
 };
+
+// The activation quantizer a matmul uses for `act` (a table of an activation
+// format: Q8_0, Q8_1, Q8_K, or a float type).
+kernels::QuantizeRowFn activation_quantizer(const kernels::QuantKernels& act, const MatmulOptions& options);
 
 struct MatmulContext {
   ThreadPool& pool;

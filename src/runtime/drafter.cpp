@@ -4,6 +4,8 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "gguf/gguf.h"
+#include "kernels/quant_kernels.h"
 #include "platform/dispatch.h"
 #include "runtime/draft_length.h"
 #include "runtime/eagle3_drafter.h"
@@ -103,15 +105,17 @@ std::string_view decode_policy_name(DecodePolicy policy) {
       return "auto";
     case DecodePolicy::Eagle3:
       return "draft-eagle3";
+    case DecodePolicy::QSpec:
+      return "qspec";
   }
   return "?";
 }
 
 DecodePolicy parse_decode_policy(std::string_view name) {
   for (DecodePolicy p : {DecodePolicy::Plain, DecodePolicy::DraftModel, DecodePolicy::NgramSimple, DecodePolicy::Auto,
-                         DecodePolicy::Eagle3})
+                         DecodePolicy::Eagle3, DecodePolicy::QSpec})
     if (name == decode_policy_name(p)) return p;
-  fail("unknown --spec-type '", name, "' (none, draft-simple, draft-eagle3, ngram-simple, auto)");
+  fail("unknown --spec-type '", name, "' (none, draft-simple, draft-eagle3, ngram-simple, auto, qspec)");
 }
 
 std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const EngineConfig& config, int64_t n_ctx,
@@ -133,8 +137,23 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
   // The drafter that runs a model: an EAGLE-3 head (draft-eagle3, or auto
   // given one), else a draft model (draft-simple, or auto given one).
   const bool uses_head = d.policy == DecodePolicy::Eagle3 || (d.policy == DecodePolicy::Auto && !d.eagle3_head.empty());
-  const bool uses_model = !uses_head && (d.policy == DecodePolicy::DraftModel ||
-                                         (d.policy == DecodePolicy::Auto && !d.draft_model.empty()));
+  const bool qspec = d.policy == DecodePolicy::QSpec;
+  if (qspec && !d.draft_model.empty())
+    fail("--spec-type qspec drafts with the model's own weights; it takes no draft model (-md)");
+  if (qspec) {
+    // 4-bit activations exist for weights whose activations are integer blocks; float-activation weights would draft
+    // exactly what the target computes.
+    const gguf::TensorInfo* q = target.file().find_tensor("blk.0.attn_q.weight");
+    if (q == nullptr || kernels::quant_kernels(kernels::quant_kernels(q->type).vec_dot_type).quantize_row_a4 == nullptr)
+      fail("--spec-type qspec drafts with 4-bit activations, which ", q ? dtype_name(q->type) : "these",
+           " weights do not take (block-quantized weights do: kestrel quantize)");
+  }
+  if (qspec && config.matmul.activation_bits == 4)
+    fail(
+        "--spec-type qspec drafts with 4-bit activations and verifies with the model's; act=a4 leaves nothing to "
+        "verify");
+  const bool uses_model = qspec || (!uses_head && (d.policy == DecodePolicy::DraftModel ||
+                                                   (d.policy == DecodePolicy::Auto && !d.draft_model.empty())));
   std::shared_ptr<const Model> draft;
   std::shared_ptr<const Eagle3Head> head;
   std::shared_ptr<TargetFeatures> features;  // one store for the n sequences
@@ -154,8 +173,14 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
     options.engine.matmul.q5_0_decode_panels = true;
     for (DType* t : {&options.engine.k_type, &options.engine.v_type})
       if (is_cq(*t)) *t = DType::F16;  // CQ codebooks are the target's
-    draft = load_model(d.draft_model);
-    check_same_vocabulary(*draft, target);
+    if (qspec) {
+      // The target's weights, not a copy (the aliasing constructor owns nothing), at 4-bit activations.
+      draft = std::shared_ptr<const Model>(std::shared_ptr<const Model>{}, &target);
+      options.engine.matmul.activation_bits = 4;
+    } else {
+      draft = load_model(d.draft_model);
+      check_same_vocabulary(*draft, target);
+    }
   }
   auto ngram = [&] { return std::make_unique<NgramDrafter>(d.ngram_n, d.ngram_m); };
   auto costly = [&](int seq) -> std::unique_ptr<Drafter> {
@@ -173,6 +198,7 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
         break;
       case DecodePolicy::DraftModel:
       case DecodePolicy::Eagle3:
+      case DecodePolicy::QSpec:
         out.push_back(d.adaptive ? tuned(costly(i), true) : costly(i));
         break;
       case DecodePolicy::Auto:  // always adaptive: it has to know when a draft model does not pay

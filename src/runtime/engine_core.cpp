@@ -42,6 +42,8 @@ KvCq cq_store(const Model& model, const EngineConfig& c) {
 // TEAL's thresholds for the configured sparsity, from the sidecar.
 std::unique_ptr<const ActivationSparsity> teal_thresholds(const Model& model, const EngineConfig& c) {
   if (c.teal.sparsity <= 0.0) return nullptr;
+  // TEAL's sparse decode reads float inputs: 4-bit codes would apply to some steps and not others.
+  if (c.matmul.activation_bits != 8) fail("teal and act=a4 cannot be combined yet");
   if (!model.thins_projection_inputs())
     fail("teal: ", model.config().arch, " does not thin its projections' inputs yet (llama and qwen2 do)");
   const std::string path = teal_sidecar_path(model.path(), c.teal.file);

@@ -26,6 +26,10 @@ enum class DecodePolicy : uint8_t {
   NgramSimple,  // "ngram-simple": the tokens that followed the last n-gram's previous occurrence
   Auto,         // "auto": n-gram lookup where it finds a match, else the draft model if one is given
   Eagle3,       // "draft-eagle3": an EAGLE-3 head (-md) drafts from the target's hidden states
+  // "qspec" (QSpec, PAPERS.md card 10): the target's own weights draft
+  // greedily with 4-bit activations (act=a4) over a KV cache of their own;
+  // the target verifies with its activations as configured.
+  QSpec,
 };
 
 struct DecodeConfig {

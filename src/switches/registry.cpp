@@ -129,8 +129,11 @@ std::string teal_value(double sparsity) {
 
 std::vector<SwitchSpec> make_specs() {
   return {
-      {"isa", "kernel instruction set for every kernel (scalar twins, AVX2, AVX-512 + VNNI)",
-       {"scalar", "avx2", "avx512"}, "", isa_unsupported,
+      {"isa",
+       "kernel instruction set for every kernel (scalar twins, AVX2, AVX-512 + VNNI)",
+       {"scalar", "avx2", "avx512"},
+       "",
+       isa_unsupported,
        [](EngineConfig& c, const std::string& v) { c.isa = parse_isa(v); },
        [](const EngineConfig& c) { return std::string(isa_name(c.isa)); },
        // The scalar twins sum floats in another order than the SIMD levels;
@@ -141,8 +144,8 @@ std::vector<SwitchSpec> make_specs() {
        "reported as K/V when kv_k and kv_v differ; cq2/cq1: coupled quantization, 2 or 1 bits per channel "
        "through the model's codebooks (kestrel calibrate kv), the last --cq-window tokens in f16 too",
        kv_type_names(true), "f16", kv_unsupported,
-       [](EngineConfig& c, const std::string& v) { c.k_type = c.v_type = *dtype_from_name(v); },
-       kv_value, kv_effect, kv_logits_bound},
+       [](EngineConfig& c, const std::string& v) { c.k_type = c.v_type = *dtype_from_name(v); }, kv_value, kv_effect,
+       kv_logits_bound},
       {"kv_k", "KV cache element type of keys (llama.cpp's -ctk)", kv_type_names(false), "f16", kv_unsupported,
        [](EngineConfig& c, const std::string& v) { c.k_type = *dtype_from_name(v); },
        [](const EngineConfig& c) { return std::string(dtype_name(c.k_type)); }, kv_effect, kv_logits_bound},
@@ -152,7 +155,9 @@ std::vector<SwitchSpec> make_specs() {
       {"kv_rot",
        "llama.cpp's Hadamard rotation of a block-quantized K or V cache (q8_0, q4_0, ...; head sizes that are "
        "multiples of 64): auto rotates as llama.cpp does (its LLAMA_ATTN_ROT_DISABLE=1 is off)",
-       {"auto", "off"}, "auto", always_supported,
+       {"auto", "off"},
+       "auto",
+       always_supported,
        [](EngineConfig& c, const std::string& v) { c.kv_rotation = v == "auto"; },
        [](const EngineConfig& c) { return std::string(c.kv_rotation ? "auto" : "off"); },
        // Against the default configuration (an F16 cache, never rotated) nothing changes.
@@ -168,16 +173,23 @@ std::vector<SwitchSpec> make_specs() {
        [](const EngineConfig& c) { return std::string(kernels::attention_algo_name(c.attention)); },
        [](const std::string& v) { return v == "exact" ? SwitchEffect::Speed : SwitchEffect::Logits; },
        attention_logits_bound},
-      {"threads", "worker threads of the forward pass", {}, "", always_supported,
+      {"threads",
+       "worker threads of the forward pass",
+       {},
+       "",
+       always_supported,
        [](EngineConfig& c, const std::string& v) { c.n_threads = std::stoi(v); },
        [](const EngineConfig& c) { return std::to_string(c.n_threads); },
        // Work is split by rows and summed in a fixed order: logits do not
        // depend on the thread count.
        [](const std::string&) { return SwitchEffect::Speed; }},
       {"matmul",
-       "weight matmul kernels: 16-row panels (AVX-512 VNNI, or AVX2 maddubs) for every batch size, row-by-row vec_dot on the "
+       "weight matmul kernels: 16-row panels (AVX-512 VNNI, or AVX2 maddubs) for every batch size, row-by-row vec_dot "
+       "on the "
        "GGUF rows (session 1's decode path), or panels with AMX-INT8 tiles for whole 16-token tiles",
-       {"panels", "vecdot", "amx"}, "panels", matmul_unsupported,
+       {"panels", "vecdot", "amx"},
+       "panels",
+       matmul_unsupported,
        [](EngineConfig& c, const std::string& v) {
          c.matmul.allow_panels = v != "vecdot";
          c.matmul.amx = v == "amx" ? AmxUse::Always : AmxUse::Never;
@@ -185,10 +197,24 @@ std::vector<SwitchSpec> make_specs() {
        [](const EngineConfig& c) { return matmul_value(c.matmul); },
        // AMX tiles compute the panels' integer products exactly, in the same order.
        [](const std::string& v) { return v == "amx" ? SwitchEffect::Speed : SwitchEffect::Logits; }},
+      {"act",
+       "activation codes of the weight matmuls: a8 (int8 per block of 32 or 256, llama.cpp's) or a4 (W4A4: the same "
+       "blocks holding 4-bit codes in [-7, 7], scale amax / 7, through the same integer kernels; weights with float "
+       "activations, F32/F16/BF16, keep them). Pair a4 with a rotated file (kestrel quantize --rotate)",
+       {"a8", "a4"},
+       "a8",
+       always_supported,
+       [](EngineConfig& c, const std::string& v) { c.matmul.activation_bits = v == "a4" ? 4 : 8; },
+       [](const EngineConfig& c) { return std::string(c.matmul.activation_bits == 4 ? "a4" : "a8"); },
+       [](const std::string& v) { return v == "a4" ? SwitchEffect::Logits : SwitchEffect::Speed; },
+       // 4-bit activations move logits far more than rounding does.
+       [](const std::string& v) { return v == "a4" ? 0.5 : kLogitsBound; }},
       {"sampling",
        "token sampler: the sort-based chain, or sorting-free pivot rejection sampling (same distribution); "
        "auto = the faster, sortfree",
-       {"sort", "sortfree", "auto"}, "sort", always_supported,
+       {"sort", "sortfree", "auto"},
+       "sort",
+       always_supported,
        [](EngineConfig& c, const std::string& v) { c.sampler = parse_sampler_kind(v); },
        [](const EngineConfig& c) { return std::string(sampler_kind_name(resolve_sampler_kind(c.sampler))); },
        [](const std::string&) { return SwitchEffect::Draws; }},
@@ -198,7 +224,10 @@ std::vector<SwitchSpec> make_specs() {
        "(summed over each GQA group; the last 32 positions stay); window is StreamingLLM (the first block and "
        "the most recent ones, as many per head) at 1/4, or to kv_budget when one is given; window:R at 1/R. "
        "run, chat, bench, serve and longeval evict; perplexity refuses it (one forward pass per chunk)",
-       {"off", "2", "4", "8", "window", "window:2", "window:8"}, "off", always_supported, install_kv_compress,
+       {"off", "2", "4", "8", "window", "window:2", "window:8"},
+       "off",
+       always_supported,
+       install_kv_compress,
        kv_compress_value,
        [](const std::string& v) { return v == "off" ? SwitchEffect::Speed : SwitchEffect::Evicts; }},
       {"teal",
@@ -206,7 +235,9 @@ std::vector<SwitchSpec> make_specs() {
        "model-wide share dropped, weighted by weight bytes) and read only the kept inputs' weight columns, "
        "from an input-major copy of the q/k/v/o/gate/up/down weights; prompts stay dense (perplexity scores "
        "every token as decoded). Needs MODEL.teal.gguf (`kestrel calibrate teal`) or --teal-file",
-       {"off", "0.1", "0.2", "0.25", "0.3", "0.4", "0.5", "0.6", "0.7"}, "off", always_supported,
+       {"off", "0.1", "0.2", "0.25", "0.3", "0.4", "0.5", "0.6", "0.7"},
+       "off",
+       always_supported,
        [](EngineConfig& c, const std::string& v) { c.teal.sparsity = v == "off" ? 0.0 : std::stod(v); },
        [](const EngineConfig& c) { return teal_value(c.teal.sparsity); },
        [](const std::string& v) { return v == "off" ? SwitchEffect::Speed : SwitchEffect::Thins; }},
@@ -214,7 +245,9 @@ std::vector<SwitchSpec> make_specs() {
        "KV-Compress budget (--kv-budget N): after each prompt, and during decode once a sequence passes it, "
        "evict down to N positions per (layer, kv head) on average; with kvcompress=off it evicts by the "
        "attention metric alone; the server reserves KV blocks for a request up to this budget",
-       {}, "off", always_supported,
+       {},
+       "off",
+       always_supported,
        [](EngineConfig& c, const std::string& v) { c.kv_compress.budget = v == "off" ? 0 : std::stoll(v); },
        [](const EngineConfig& c) {
          return c.kv_compress.budget > 0 ? std::to_string(c.kv_compress.budget) : std::string("off");

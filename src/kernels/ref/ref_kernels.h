@@ -63,6 +63,11 @@ void quantize_row_iq4_xs(const float* src, void* dst, int64_t n);
 float vec_dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a);
 void quantize_row_q8_K(const float* src, void* dst, int64_t n);
 
+// 4-bit activations in the 8-bit activation formats (act=a4): codes in [-7, 7].
+void quantize_row_q8_0_a4(const float* src, void* dst, int64_t n);
+void quantize_row_q8_1_a4(const float* src, void* dst, int64_t n);
+void quantize_row_q8_K_a4(const float* src, void* dst, int64_t n);
+
 // Float primitives (kernels/f32_kernels.h).
 float dot_f32(int64_t n, const float* a, const float* b);
 void axpy_f32(int64_t n, float a, const float* x, float* y);

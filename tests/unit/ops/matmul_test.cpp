@@ -76,7 +76,7 @@ double min_part(DType type, const uint8_t* row, int64_t i) {
 // is an fp16 rounding of d * sum(q), and Q4_1's min term uses it: the
 // reference does the same.
 void reference(const Case& c, const std::vector<float>& x, int64_t n_tokens, std::vector<double>* y,
-               std::vector<double>* mag) {
+               std::vector<double>* mag, int activation_bits = 8) {
   const auto& wk = kernels::quant_kernels(c.type, Isa::Scalar);
   const auto& ak = kernels::quant_kernels(wk.vec_dot_type, Isa::Scalar);
   std::vector<float> wd(static_cast<size_t>(c.rows * c.cols)), ad(static_cast<size_t>(n_tokens * c.cols));
@@ -84,7 +84,9 @@ void reference(const Case& c, const std::vector<float>& x, int64_t n_tokens, std
   const size_t a_stride = row_bytes(wk.vec_dot_type, c.cols);
   std::vector<uint8_t> q(a_stride * static_cast<size_t>(n_tokens));
   for (int64_t t = 0; t < n_tokens; ++t) {
-    ak.quantize_row(x.data() + t * c.cols, q.data() + t * a_stride, c.cols);
+    // act=a4: the format's 4-bit twin (the kernels must agree whichever codes they get).
+    (activation_bits == 4 ? ak.quantize_row_a4 : ak.quantize_row)(x.data() + t * c.cols, q.data() + t * a_stride,
+                                                                  c.cols);
     ak.dequantize_row(q.data() + t * a_stride, ad.data() + t * c.cols, c.cols);
   }
   y->assign(static_cast<size_t>(n_tokens * c.rows), 0.0);
@@ -112,9 +114,10 @@ void reference(const Case& c, const std::vector<float>& x, int64_t n_tokens, std
 }
 
 std::vector<float> run(const Case& c, const std::vector<float>& x, int64_t n_tokens, ThreadPool& pool, Isa isa,
-                       bool panels, bool amx) {
+                       bool panels, bool amx, int activation_bits = 8) {
   Workspace ws;
-  const MatmulContext ctx{pool, ws, isa, {panels, amx ? AmxUse::Always : AmxUse::Never}};
+  MatmulContext ctx{pool, ws, isa, {panels, amx ? AmxUse::Always : AmxUse::Never}};
+  ctx.options.activation_bits = activation_bits;
   std::vector<float> y(static_cast<size_t>(n_tokens * c.rows), std::nanf(""));
   matmul(ctx, c.w, x.data(), n_tokens, y.data());
   return y;
@@ -135,19 +138,21 @@ TEST(Matmul, EveryPathMatchesDoubleReference) {
     for (const Shape& s : shapes) {
       const Case c = make_case(type, s.rows, cols, seed++);
       const std::vector<float> x = activations(s.tokens, cols, seed++);
-      std::vector<double> want, mag;
-      reference(c, x, s.tokens, &want, &mag);
-      for (Isa isa : supported_isas()) {
-        for (int mode = 0; mode < 3; ++mode) {
-          const std::vector<float> got = run(c, x, s.tokens, pool, isa, mode > 0, mode > 1);
-          for (size_t i = 0; i < got.size(); ++i) {
-            // The float paths sum at most n/32 + a few terms of size <= mag; the
-            // reference is exact enough to count as the true value.
-            const double bound = (static_cast<double>(cols) / 32 + 8) * kEps * mag[i] + 1e-30;
-            ASSERT_LE(std::fabs(got[i] - want[i]), bound)
-                << dtype_name(type) << " " << isa_name(isa) << " mode " << mode << " rows=" << s.rows
-                << " tokens=" << s.tokens << " at token " << i / static_cast<size_t>(s.rows) << " row "
-                << i % static_cast<size_t>(s.rows) << ": " << got[i] << " vs " << want[i];
+      for (int bits : {8, 4}) {
+        std::vector<double> want, mag;
+        reference(c, x, s.tokens, &want, &mag, bits);
+        for (Isa isa : supported_isas()) {
+          for (int mode = 0; mode < 3; ++mode) {
+            const std::vector<float> got = run(c, x, s.tokens, pool, isa, mode > 0, mode > 1, bits);
+            for (size_t i = 0; i < got.size(); ++i) {
+              // The float paths sum at most n/32 + a few terms of size <= mag; the
+              // reference is exact enough to count as the true value.
+              const double bound = (static_cast<double>(cols) / 32 + 8) * kEps * mag[i] + 1e-30;
+              ASSERT_LE(std::fabs(got[i] - want[i]), bound)
+                  << dtype_name(type) << " a" << bits << " " << isa_name(isa) << " mode " << mode << " rows=" << s.rows
+                  << " tokens=" << s.tokens << " at token " << i / static_cast<size_t>(s.rows) << " row "
+                  << i % static_cast<size_t>(s.rows) << ": " << got[i] << " vs " << want[i];
+            }
           }
         }
       }

@@ -224,6 +224,41 @@ TEST(Speculative, SampledContinuationsFollowTheTargetsDistribution) {
   EXPECT_LT(accepted, drafted);
 }
 
+// QSpec: the target's own Q8_0 weights draft with 4-bit activations; the
+// output is the target's greedy text, drafts are mostly taken and sometimes
+// not (4-bit activations do move the argmax).
+TEST(Speculative, QSpecDraftsWithTheTargetsWeightsAtFourBitActivations) {
+  const testing::LoadedTinyModel& f32 = pair().target;
+  QuantizeOptions q;
+  q.type = DType::Q8_0;
+  q.pure = true;
+  const std::string path = f32.path + ".q8_0.gguf";
+  quantize_model(f32.path, path, q);
+  const auto model = load_model(path);
+  std::filesystem::remove(path);
+  Session plain(*model, options(DecodePolicy::Plain));
+  Session spec(*model, options(DecodePolicy::QSpec, 3));
+  ASSERT_NE(spec.drafter(), nullptr);
+  int64_t drafted = 0, accepted = 0;
+  for (const auto& prompt : prompts()) {
+    const GenerateResult want = generate(plain, prompt, greedy(60));
+    const GenerateResult got = generate(spec, prompt, greedy(60));
+    EXPECT_EQ(got.tokens, want.tokens);
+    drafted += got.drafted;
+    accepted += got.accepted;
+  }
+  EXPECT_GT(accepted, drafted / 4) << "4-bit activations should agree with 8-bit ones most of the time";
+  EXPECT_LT(accepted, drafted) << "4-bit activations never changed a draft: are they applied?";
+
+  SessionOptions o = options(DecodePolicy::QSpec);
+  o.engine.decode.draft_model = pair().draft.path;
+  EXPECT_THROW(Session(*model, o), Error);  // qspec takes no draft model
+  o = options(DecodePolicy::QSpec);
+  o.engine.matmul.activation_bits = 4;
+  EXPECT_THROW(Session(*model, o), Error);                                           // nothing left to verify
+  EXPECT_THROW(Session(*pair().target.model, options(DecodePolicy::QSpec)), Error);  // F32 weights: float activations
+}
+
 TEST(Speculative, RefusesWhatCannotWork) {
   const Model& model = *pair().target.model;
   testing::TinyModelSpec other;
