@@ -63,7 +63,7 @@ void add_bench_command(CLI::App& app) {
                   "decoding needs it)");
   cmd->add_option("--spec-type", o->spec_types,
                   "decode policies to compare in tg tests, comma-separated: none, draft-simple, draft-eagle3, "
-                  "ngram-simple, auto "
+                  "ngram-simple, auto, qspec "
                   "(default with -md: none,draft-simple)")
       ->delimiter(',');
   add_draft_flags(*cmd, o->decode);
