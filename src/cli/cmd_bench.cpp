@@ -16,6 +16,7 @@ void add_bench_command(CLI::App& app) {
     std::vector<std::string> models;
     std::vector<int> n_prompt{512};
     std::vector<int> n_gen{128};
+    std::vector<int> n_parallel{1};
     std::vector<int> n_depth{0};
     std::vector<int> threads{0};
     std::vector<std::string> isas;
@@ -35,6 +36,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-m,--model", o->models, "GGUF model file(s); repeat or separate with commas")->delimiter(',');
   cmd->add_option("-p,--n-prompt", o->n_prompt, "prompt sizes (pp tests), comma-separated")->delimiter(',');
   cmd->add_option("-n,--n-gen", o->n_gen, "generated token counts (tg tests), comma-separated")->delimiter(',');
+  cmd->add_option("--parallel,-P,--npl", o->n_parallel,
+                  "tg tests: sequences decoding together, one token each per forward pass (llama-batched-bench's "
+                  "-npl), comma-separated; tokens/s counts them all")
+      ->delimiter(',');
   cmd->add_option("-d,--n-depth", o->n_depth,
                   "context depths: tokens in the cache before each timed run, comma-separated (llama-bench's -d)")
       ->delimiter(',');
@@ -75,6 +80,7 @@ void add_bench_command(CLI::App& app) {
     BenchGrid grid;
     grid.n_prompt = o->n_prompt;
     grid.n_gen = o->n_gen;
+    grid.n_parallel = o->n_parallel;
     grid.n_depth = o->n_depth;
     grid.n_threads = o->threads;
     grid.n_batch = o->batch;

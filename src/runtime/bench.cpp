@@ -1,19 +1,20 @@
 #include "runtime/bench.h"
 
 #include <chrono>
-#include <optional>
 #include <cmath>
 #include <ctime>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 
 #include "core/error.h"
 #include "gguf/gguf.h"
-#include "switches/registry.h"
-#include "sampling/sampler.h"
+#include "runtime/engine_core.h"
 #include "runtime/memory.h"
 #include "runtime/session.h"
+#include "sampling/sampler.h"
+#include "switches/registry.h"
 
 namespace kestrel {
 namespace {
@@ -95,11 +96,42 @@ std::string BenchCase::name() const {
   std::string s;
   if (n_prompt > 0 && n_gen > 0) s = "pp" + std::to_string(n_prompt) + "+tg" + std::to_string(n_gen);
   else s = n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+  if (n_parallel > 1) s += " x" + std::to_string(n_parallel);
   if (n_depth > 0) s += " @ d" + std::to_string(n_depth);  // llama-bench's spelling
   if (!text.empty() && n_gen > 0)
     s += decode.policy == DecodePolicy::Plain ? " text" : " " + std::string(decode_policy_name(decode.policy));
   return s;
 }
+
+namespace {
+
+// n_parallel sequences decoding together: each step one forward pass of one
+// random token per sequence, all at the same position (after n_depth random
+// tokens per sequence, untimed). Returns the time of the n_gen steps.
+std::chrono::steady_clock::duration run_parallel_gen(EngineCore& core, const BenchCase& c, std::mt19937& rng) {
+  const int32_t n_vocab = core.model().config().n_vocab;
+  std::uniform_int_distribution<int32_t> any_token(0, n_vocab - 1);
+  const int B = c.n_parallel;
+  core.cache().clear();
+  std::vector<float> logits;
+  if (c.n_depth > 0) {
+    Batch fill;
+    for (int s = 0; s < B; ++s)
+      for (int i = 0; i < c.n_depth; ++i) fill.add(any_token(rng), i, s, false);
+    logits.resize(static_cast<size_t>(n_vocab));
+    core.forward(fill, logits.data());
+  }
+  logits.resize(static_cast<size_t>(B) * static_cast<size_t>(n_vocab));
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < c.n_gen; ++i) {
+    Batch step;
+    for (int s = 0; s < B; ++s) step.add(any_token(rng), c.n_depth + i, s, true, true);
+    core.forward(step, logits.data());
+  }
+  return std::chrono::steady_clock::now() - t0;
+}
+
+}  // namespace
 
 BenchResult run_bench(const Model& model, const BenchModelInfo& info, const BenchCase& c,
                       const BenchProgressFn& progress) {
@@ -113,6 +145,9 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
     fail("bench: speculative decoding (", decode_policy_name(c.decode.policy),
          ") needs a text to continue (-f FILE): random ids give a drafter nothing to guess");
   if (from_text && c.n_depth > 0) fail("bench: a generation after a text (-f) takes no depth (-d)");
+  if (c.n_parallel < 1) fail("bench: parallel sequences must be at least 1, got ", c.n_parallel);
+  if (c.n_parallel > 1 && (c.n_gen == 0 || from_text))
+    fail("bench: parallel sequences (", c.n_parallel, ") decode random tokens: tg tests without -f only");
 
   BenchResult r;
   r.model = info;
@@ -135,6 +170,32 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   for (const auto& s : c.switches) sample_tokens = sample_tokens || s.name == "sampling";
   SamplingParams sampling;
   sampling.seed = c.seed;
+  if (c.n_parallel > 1) {
+    EngineCore core(model, so.engine, model.kv_shape(c.n_depth + c.n_gen, c.n_parallel));
+    r.engine = core.config();
+    std::mt19937 rng(c.seed);
+    if (c.warmup) {
+      if (progress) progress("warm-up");
+      BenchCase one = c;
+      one.n_gen = 1;
+      run_parallel_gen(core, one, rng);
+    }
+    for (int rep = 0; rep < c.reps; ++rep) {
+      if (progress) progress("rep " + std::to_string(rep + 1) + "/" + std::to_string(c.reps));
+      const auto d = run_parallel_gen(core, c, rng);
+      const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+      r.samples_ns.push_back(std::max<uint64_t>(ns, 1));
+      r.samples_ts.push_back(1e9 * c.n_gen * c.n_parallel / static_cast<double>(r.samples_ns.back()));
+    }
+    const auto [avg_ns, sd_ns] = mean_stddev(r.samples_ns);
+    const auto [avg_ts, sd_ts] = mean_stddev(r.samples_ts);
+    r.avg_ns = static_cast<uint64_t>(avg_ns);
+    r.stddev_ns = static_cast<uint64_t>(sd_ns);
+    r.avg_ts = avg_ts;
+    r.stddev_ts = sd_ts;
+    r.peak_rss_bytes = peak_rss_bytes();
+    return r;
+  }
   Session session(model, so);
   r.engine = session.config();
   sampling.kind = r.engine.sampler;
@@ -258,15 +319,17 @@ std::vector<BenchCase> bench_cases(const BenchGrid& g) {
           }
           for (int n : g.n_gen) {
             if (n <= 0) continue;
-            for (const std::optional<DecodePolicy>& policy : axis(g.policies)) {
-              BenchCase c = base;
-              c.n_gen = n;
-              c.n_depth = depth;
-              c.text = g.text;
-              c.decode = g.decode;
-              c.decode.policy = policy.value_or(DecodePolicy::Plain);
-              out.push_back(c);
-            }
+            for (const std::optional<DecodePolicy>& policy : axis(g.policies))
+              for (int parallel : g.n_parallel) {
+                BenchCase c = base;
+                c.n_gen = n;
+                c.n_depth = depth;
+                c.n_parallel = parallel;
+                c.text = g.text;
+                c.decode = g.decode;
+                c.decode.policy = policy.value_or(DecodePolicy::Plain);
+                out.push_back(c);
+              }
           }
         }
       }

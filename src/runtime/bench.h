@@ -10,6 +10,10 @@
 //    `reps` timed runs, each from a cleared cache; wall time by steady_clock;
 //  - tokens/s of each run = N / seconds; reported as mean and sample standard
 //    deviation over the runs.
+//  - with n_parallel = B > 1 (`--parallel B`, llama-batched-bench's -npl), a
+//    "tg<N> x<B>" test decodes N tokens in each of B sequences at once: one
+//    forward pass of B rows per step (the batched weight GEMM), tokens/s
+//    counting all B N tokens (llama-batched-bench's S_TG);
 //  - with a text (BenchCase::text, `kestrel bench -f FILE`), a "tg<N>" test
 //    instead generates N greedy tokens after that text with generate(), timing
 //    the generation only: random ids give a drafter nothing to guess, so this
@@ -44,6 +48,7 @@ struct BenchCase {
   int n_prompt = 0;  // exactly one of n_prompt / n_gen is > 0
   int n_gen = 0;
   int n_depth = 0;  // tokens in the cache before each timed run (llama-bench's -d)
+  int n_parallel = 1;  // tg tests: sequences decoding together, one row each per forward pass
   int n_batch = 2048;
   int reps = 5;
   bool warmup = true;
@@ -54,7 +59,7 @@ struct BenchCase {
   // llama-bench), and the decode policy (speculative decoding) it runs with.
   std::vector<int32_t> text;
   DecodeConfig decode;
-  std::string name() const;  // "pp512" / "tg128" / "tg128 @ d2048"
+  std::string name() const;  // "pp512" / "tg128" / "tg128 x16" / "tg128 @ d2048"
 };
 
 struct BenchResult {
@@ -89,6 +94,7 @@ struct BenchGrid {
   std::vector<int> n_prompt{512};
   std::vector<int> n_gen{128};
   std::vector<int> n_depth{0};
+  std::vector<int> n_parallel{1};  // tg tests only
   std::vector<int> n_threads{0};  // 0: the engine's default (one per core)
   std::vector<DType> kv_types{};  // empty: the engine's default (f16)
   std::vector<Isa> isas{};        // empty: the engine's default (the best this CPU runs)

@@ -11,17 +11,17 @@ SRC="$CACHE/llama.cpp-$VERSION"
 # tile shapes are dropped and AMX matmuls die with SIGILL on batches > 1).
 BUILD="$SRC/build-clang"
 TARGETS=(llama llama-tokenize llama-completion llama-bench llama-perplexity llama-quantize llama-simple
-         llama-speculative llama-speculative-simple llama-lookup llama-imatrix)
+         llama-speculative llama-speculative-simple llama-lookup llama-imatrix llama-batched-bench)
 
 # The last target added: an older build without it is built again (incrementally).
-if [ -x "$BUILD/bin/llama-imatrix" ] && [ -f "$BUILD/.kestrel-done" ]; then
+if [ -x "$BUILD/bin/llama-batched-bench" ] && [ -f "$BUILD/.kestrel-done" ]; then
   echo "$BUILD"; exit 0
 fi
 mkdir -p "$CACHE/pip"
 # One build at a time: a second caller waits for the first, then reuses it.
 exec 9>"$CACHE/llama.cpp-$VERSION.lock"
 flock 9
-if [ -x "$BUILD/bin/llama-imatrix" ] && [ -f "$BUILD/.kestrel-done" ]; then echo "$BUILD"; exit 0; fi
+if [ -x "$BUILD/bin/llama-batched-bench" ] && [ -f "$BUILD/.kestrel-done" ]; then echo "$BUILD"; exit 0; fi
 SDIST="$CACHE/pip/llama_cpp_python-$VERSION.tar.gz"
 if [ ! -f "$SDIST" ]; then
   echo "fetching llama-cpp-python $VERSION sdist from PyPI" >&2

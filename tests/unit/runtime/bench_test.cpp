@@ -72,6 +72,33 @@ TEST(Bench, DepthFillsTheCacheBeforeEachTimedRun) {
   EXPECT_THROW(run_bench(*tiny.model, {}, bad), Error);
 }
 
+TEST(Bench, ParallelSequencesDecodeTogether) {
+  BenchGrid g;
+  g.n_prompt = {};
+  g.n_gen = {4};
+  g.n_depth = {0, 8};
+  g.n_parallel = {1, 3};
+  g.n_threads = {1};
+  g.reps = 2;
+  const auto cases = bench_cases(g);
+  ASSERT_EQ(cases.size(), 4u);
+  EXPECT_EQ(cases[1].name(), "tg4 x3");
+  EXPECT_EQ(cases[3].name(), "tg4 x3 @ d8");
+  const testing::LoadedTinyModel tiny("bench_parallel");
+  for (const BenchCase& c : cases) {
+    const BenchResult r = run_bench(*tiny.model, {}, c);
+    ASSERT_EQ(r.samples_ns.size(), 2u);
+    // Tokens/s counts every sequence's tokens.
+    EXPECT_NEAR(r.samples_ts[0], 1e9 * 4 * c.n_parallel / static_cast<double>(r.samples_ns[0]), 1e-6 * r.samples_ts[0]);
+  }
+  BenchCase bad = cases[1];
+  bad.text = tiny.model->tokenizer().encode("a text", true, false);
+  EXPECT_THROW(run_bench(*tiny.model, {}, bad), Error);  // parallel rows decode random ids
+  bad = cases[1];
+  bad.n_parallel = 0;
+  EXPECT_THROW(run_bench(*tiny.model, {}, bad), Error);
+}
+
 TEST(Bench, CasesFollowLlamaBenchOrder) {
   const auto cases = bench_cases(small_grid());
   ASSERT_EQ(cases.size(), 4u);  // per thread count: pp16 then tg4 (size 0 skipped)
