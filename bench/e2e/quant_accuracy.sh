@@ -8,7 +8,8 @@
 #   bench/e2e/quant_accuracy.sh MODEL.gguf [CHUNKS] [TYPES] [KINDS]
 #
 # CHUNKS: 512-token chunks of wiki.test.raw scored (default 20). TYPES:
-# "q4_0 q4_k" (default). KINDS: kestrel's variants, "plain awq rot rot_awq"
+# "q4_0 q4_k" (default), or llama.cpp's mixes (q4_k_m, ...: compared with
+# llama-quantize's file of the same mix, byte for byte the same size). KINDS: kestrel's variants, "plain awq rot rot_awq"
 # (default). The calibration text is the model's own generations
 # (2048 tokens, seed 42; never the evaluation text), written once and given
 # to both tools. Files go to $KESTREL_CACHE/quant-accuracy/NAME/.
@@ -67,6 +68,9 @@ for t in $TYPES; do
     make_variant llama_q4_0 "$LLAMA/llama-quantize" --allow-requantize "$MODEL" "$OUT/llama_q4_0.gguf" Q4_0 2
     make_variant llama_q4_0_imatrix "$LLAMA/llama-quantize" --allow-requantize --imatrix "$OUT/imatrix.gguf" "$MODEL" "$OUT/llama_q4_0_imatrix.gguf" Q4_0 2
     ROWS+=(llama_q4_0 llama_q4_0_imatrix)
+  elif [ "$t" != q4_k ]; then  # a mix (q4_k_m, q5_k_s, ...): llama-quantize's own, with the imatrix
+    make_variant "llama_${t}_imatrix" "$LLAMA/llama-quantize" --allow-requantize --imatrix "$OUT/imatrix.gguf" "$MODEL" "$OUT/llama_${t}_imatrix.gguf" "$T" 2
+    ROWS+=("llama_${t}_imatrix")
   else
     for l in Q4_K_S Q4_K_M; do
       make_variant "llama_${l,,}_imatrix" "$LLAMA/llama-quantize" --allow-requantize --imatrix "$OUT/imatrix.gguf" "$MODEL" "$OUT/llama_${l,,}_imatrix.gguf" "$l" 2

@@ -26,7 +26,11 @@ void add_quantize_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("quantize", "write a copy of a GGUF model in another tensor format");
   cmd->add_option("input", o->in, "source GGUF")->required();
   cmd->add_option("output", o->out, "destination GGUF")->required();
-  cmd->add_option("type", o->type, "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS")->required();
+  cmd->add_option(
+         "type", o->type,
+         "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, and llama.cpp's mixes "
+         "Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M")
+      ->required();
   cmd->add_flag("--pure", o->pure, "every matrix in TYPE (no higher-precision output layer)");
   cmd->add_flag("--rotate", o->rotate,
                 "fold a random orthogonal rotation into the weights (QuaRot-style; llama/qwen2; unties a tied head)");
@@ -45,7 +49,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->callback([o] {
     if (o->threads < 0) fail("-t must not be negative, got ", o->threads);
     QuantizeOptions q;
-    q.type = find_quant_target(o->type).type;
+    const QuantTarget& target = find_quant_target(o->type);
+    q.type = target.type;
+    q.mix = target.mix;
     q.pure = o->pure;
     q.n_threads = o->threads;
     // On a terminal one line rewritten per tensor; in a log, a line per tenth.

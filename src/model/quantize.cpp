@@ -1,5 +1,7 @@
 #include "model/quantize.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <vector>
@@ -14,10 +16,23 @@ namespace kestrel {
 const std::vector<QuantTarget>& quant_targets() {
   // file_type ids are llama.cpp's llama_ftype values.
   static const std::vector<QuantTarget> t = {
-      {"F32", DType::F32, 0},   {"F16", DType::F16, 1},   {"BF16", DType::BF16, 32}, {"Q4_0", DType::Q4_0, 2},
-      {"Q4_1", DType::Q4_1, 3}, {"Q8_0", DType::Q8_0, 7}, {"Q5_0", DType::Q5_0, 8},  {"Q5_1", DType::Q5_1, 9},
-      {"Q4_K", DType::Q4_K, 15}, {"Q5_K", DType::Q5_K, 17}, {"Q6_K", DType::Q6_K, 18},
-      {"IQ4_NL", DType::IQ4_NL, 25}, {"IQ4_XS", DType::IQ4_XS, 30},
+      {"F32", DType::F32, 0},
+      {"F16", DType::F16, 1},
+      {"BF16", DType::BF16, 32},
+      {"Q4_0", DType::Q4_0, 2},
+      {"Q4_1", DType::Q4_1, 3},
+      {"Q8_0", DType::Q8_0, 7},
+      {"Q5_0", DType::Q5_0, 8},
+      {"Q5_1", DType::Q5_1, 9},
+      {"Q4_K", DType::Q4_K, 15},
+      {"Q5_K", DType::Q5_K, 17},
+      {"Q6_K", DType::Q6_K, 18},
+      {"IQ4_NL", DType::IQ4_NL, 25},
+      {"IQ4_XS", DType::IQ4_XS, 30},
+      {"Q4_K_S", DType::Q4_K, 14, QuantMix::Small},
+      {"Q4_K_M", DType::Q4_K, 15, QuantMix::Medium},
+      {"Q5_K_S", DType::Q5_K, 16, QuantMix::Small},
+      {"Q5_K_M", DType::Q5_K, 17, QuantMix::Medium},
   };
   return t;
 }
@@ -50,14 +65,44 @@ DType fallback_for(DType t) {
   }
 }
 
+// llama.cpp's choice of the layers that get more bits in a _M mix: the first
+// and last eighth, and every third layer between.
+bool use_more_bits(int layer, int n_layer) {
+  return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
+}
+
+// "blk.12.attn_v.weight" -> 12 (-1 for a tensor outside the layers).
+int layer_of(const std::string& name) {
+  if (name.rfind("blk.", 0) != 0) return -1;
+  return std::atoi(name.c_str() + 4);
+}
+
+bool ends_with(const std::string& s, const char* tail) {
+  const size_t n = std::strlen(tail);
+  return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
+}
+
+// A mix's type for a layer tensor (llama-quantize's rules for Q4_K_S/M and Q5_K_S/M).
+DType mixed_type(const std::string& name, DType base, const QuantizeOptions& o, int counted) {
+  const int layer = counted >= 0 ? counted : layer_of(name);
+  if (o.mix == QuantMix::None || layer < 0) return base;
+  if (o.n_layer <= 0) fail("quantize: a K-quant mix needs the model's layer count");
+  const bool v = ends_with(name, ".attn_v.weight"), down = ends_with(name, ".ffn_down.weight");
+  if (!v && !down) return base;
+  if (o.mix == QuantMix::Medium) return use_more_bits(layer, o.n_layer) ? DType::Q6_K : base;
+  if (base != DType::Q4_K) return base;  // Q5_K_S: no exceptions
+  if (v) return layer < 4 ? DType::Q5_K : base;
+  return layer < o.n_layer / 8 ? DType::Q5_K : base;
+}
+
 }  // namespace
 
-DType quantized_type(const std::string& name, const std::vector<int64_t>& ne, bool is_output,
-                     const QuantizeOptions& o) {
+DType quantized_type(const std::string& name, const std::vector<int64_t>& ne, bool is_output, const QuantizeOptions& o,
+                     int layer) {
   // Vectors (norms, biases) stay F32: they are tiny and precision-sensitive.
   if (ne.size() < 2 || name.find(".weight") == std::string::npos) return DType::F32;
   if (name == "rope_freqs.weight") return DType::F32;
-  DType want = o.type;
+  DType want = is_output ? o.type : mixed_type(name, o.type, o, layer);
   if (!o.pure && is_output && want != DType::F32 && want != DType::F16 && want != DType::BF16 && want != DType::Q8_0) {
     // The vocabulary projection gets more bits, as llama.cpp does.
     want = (ne[0] % 256 == 0) ? DType::Q6_K : DType::Q8_0;
@@ -70,12 +115,17 @@ DType quantized_type(const std::string& name, const std::vector<int64_t>& ne, bo
   return want;
 }
 
-void quantize_model(const std::string& in_path, const std::string& out_path, const QuantizeOptions& o) {
+void quantize_model(const std::string& in_path, const std::string& out_path, const QuantizeOptions& options) {
   const gguf::File in = gguf::File::open(in_path);
+  QuantizeOptions o = options;
+  if (o.mix != QuantMix::None && o.n_layer <= 0) {
+    const std::string arch = in.get_string("general.architecture").value_or("");
+    o.n_layer = static_cast<int>(in.get_u64(arch + ".block_count").value_or(0));
+  }
   gguf::Writer out;
   out.copy_metadata(in);
   for (const auto& t : quant_targets())
-    if (t.type == o.type) out.set_u32("general.file_type", t.file_type);
+    if (t.type == o.type && t.mix == o.mix) out.set_u32("general.file_type", t.file_type);
   out.set_u32("general.quantization_version", 2);
 
   std::map<std::string, const FloatTensor*> replaced;

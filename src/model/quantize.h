@@ -9,8 +9,14 @@
 
 namespace kestrel {
 
+// llama.cpp's K-quant recipes: _S and _M give a few tensors more bits
+// (attn_v, ffn_down), chosen by layer as llama-quantize chooses them.
+enum class QuantMix : uint8_t { None, Small, Medium };
+
 struct QuantizeOptions {
   DType type = DType::Q4_0;
+  QuantMix mix = QuantMix::None;
+  int n_layer = 0;    // for the mixes; quantize_model reads it from the file
   bool pure = false;  // every matrix in `type`, no special output/embedding type
   int n_threads = 0;  // 0: one per core
   // Called after each tensor: (index, count, name, chosen type).
@@ -22,17 +28,23 @@ struct QuantizeOptions {
 };
 
 // The type a tensor is written in: `type`, except vectors (F32), the
-// vocabulary projection (Q6_K or Q8_0 unless `pure`), and rows a format's
-// block does not divide (a 32-block fallback, else F16). `is_output`: the
-// output head, or the embedding of a file with a tied head.
+// vocabulary projection (Q6_K or Q8_0 unless `pure`), a mix's attn_v and
+// ffn_down, and rows a format's block does not divide (a 32-block fallback,
+// else F16). `is_output`: the output head, or the embedding of a file with a
+// tied head.
+// `layer`: for a mix, the layer as llama-quantize counts it; -1, the number
+// in the name, as llama.cpp does since it visits tensors by layer (older
+// versions counted in name order, blk.0, blk.1, blk.10, ...: the files they
+// wrote give blk.10 the third layer's type).
 DType quantized_type(const std::string& name, const std::vector<int64_t>& ne, bool is_output,
-                     const QuantizeOptions& options);
+                     const QuantizeOptions& options, int layer = -1);
 
 // Named target formats (what `kestrel quantize` accepts) and their general.file_type ids.
 struct QuantTarget {
   std::string name;
   DType type;
   uint32_t file_type;
+  QuantMix mix = QuantMix::None;
 };
 const std::vector<QuantTarget>& quant_targets();
 const QuantTarget& find_quant_target(const std::string& name);  // throws listing the names

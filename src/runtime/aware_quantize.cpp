@@ -92,7 +92,9 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
         "; norms folded" + (model->file().find_tensor("output.weight") ? "" : "; output head untied"));
   }
   if (o.awq) {
-    const AwqTypeFn type_of = [&](const FloatTensor& t) { return quantized_type(t.name, t.ne, false, o.quantize); };
+    QuantizeOptions types = o.quantize;
+    types.n_layer = c.n_layer;
+    const AwqTypeFn type_of = [&](const FloatTensor& t) { return quantized_type(t.name, t.ne, false, types); };
     report.awq = apply_awq(d, inputs, type_of, o.awq_options, pool, [&](const AwqLayerReport& r) {
       std::string line = "awq layer " + std::to_string(r.layer + 1) + "/" + std::to_string(c.n_layer) + ":";
       for (int i = 0; i < kAwqInputs; ++i) {
