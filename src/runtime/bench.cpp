@@ -105,6 +105,24 @@ std::string BenchCase::name() const {
 
 namespace {
 
+// One timed run of n_tokens tokens.
+void add_sample(BenchResult& r, std::chrono::steady_clock::duration d, int64_t n_tokens) {
+  const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+  r.samples_ns.push_back(std::max<uint64_t>(ns, 1));
+  r.samples_ts.push_back(1e9 * static_cast<double>(n_tokens) / static_cast<double>(r.samples_ns.back()));
+}
+
+// Mean and standard deviation of the runs, and the test's peak memory.
+void summarize(BenchResult& r) {
+  const auto [avg_ns, sd_ns] = mean_stddev(r.samples_ns);
+  const auto [avg_ts, sd_ts] = mean_stddev(r.samples_ts);
+  r.avg_ns = static_cast<uint64_t>(avg_ns);
+  r.stddev_ns = static_cast<uint64_t>(sd_ns);
+  r.avg_ts = avg_ts;
+  r.stddev_ts = sd_ts;
+  r.peak_rss_bytes = peak_rss_bytes();
+}
+
 // n_parallel sequences decoding together: each step one forward pass of one
 // random token per sequence, all at the same position (after n_depth random
 // tokens per sequence, untimed). Returns the time of the n_gen steps.
@@ -182,18 +200,9 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
     }
     for (int rep = 0; rep < c.reps; ++rep) {
       if (progress) progress("rep " + std::to_string(rep + 1) + "/" + std::to_string(c.reps));
-      const auto d = run_parallel_gen(core, c, rng);
-      const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
-      r.samples_ns.push_back(std::max<uint64_t>(ns, 1));
-      r.samples_ts.push_back(1e9 * c.n_gen * c.n_parallel / static_cast<double>(r.samples_ns.back()));
+      add_sample(r, run_parallel_gen(core, c, rng), int64_t{c.n_gen} * c.n_parallel);
     }
-    const auto [avg_ns, sd_ns] = mean_stddev(r.samples_ns);
-    const auto [avg_ts, sd_ts] = mean_stddev(r.samples_ts);
-    r.avg_ns = static_cast<uint64_t>(avg_ns);
-    r.stddev_ns = static_cast<uint64_t>(sd_ns);
-    r.avg_ts = avg_ts;
-    r.stddev_ts = sd_ts;
-    r.peak_rss_bytes = peak_rss_bytes();
+    summarize(r);
     return r;
   }
   Session session(model, so);
@@ -266,23 +275,14 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   const SparsityCounter teal_before = teal ? teal->counter : SparsityCounter{};
   for (int rep = 0; rep < c.reps; ++rep) {
     if (progress) progress("rep " + std::to_string(rep + 1) + "/" + std::to_string(c.reps));
-    const auto d = c.n_prompt > 0 ? run_prompt(c.n_prompt) : run_gen(c.n_gen);
-    const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
-    r.samples_ns.push_back(std::max<uint64_t>(ns, 1));
-    r.samples_ts.push_back(1e9 * n_tokens / static_cast<double>(r.samples_ns.back()));
+    add_sample(r, c.n_prompt > 0 ? run_prompt(c.n_prompt) : run_gen(c.n_gen), n_tokens);
   }
   if (teal) {
     const auto total = teal->counter.total.load() - teal_before.total.load();
     const auto skipped = teal->counter.skipped.load() - teal_before.skipped.load();
     r.teal_sparsity = total ? static_cast<double>(skipped) / static_cast<double>(total) : 0.0;
   }
-  const auto [avg_ns, sd_ns] = mean_stddev(r.samples_ns);
-  const auto [avg_ts, sd_ts] = mean_stddev(r.samples_ts);
-  r.avg_ns = static_cast<uint64_t>(avg_ns);
-  r.stddev_ns = static_cast<uint64_t>(sd_ns);
-  r.avg_ts = avg_ts;
-  r.stddev_ts = sd_ts;
-  r.peak_rss_bytes = peak_rss_bytes();
+  summarize(r);
   return r;
 }
 
