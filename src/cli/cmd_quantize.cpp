@@ -16,7 +16,7 @@ namespace kestrel::cli {
 void add_quantize_command(CLI::App& app) {
   struct Opts {
     std::string in, out, type, text_file, save_text;
-    bool pure = false, rotate = false, awq = false;
+    bool pure = false, rotate = false, rotate_down = false, awq = false;
     int threads = 0;
     int64_t tokens = 2048, samples = 256, rows = AwqOptions{}.max_rows;
     int grid = AwqOptions{}.grid;
@@ -34,6 +34,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_flag("--pure", o->pure, "every matrix in TYPE (no higher-precision output layer)");
   cmd->add_flag("--rotate", o->rotate,
                 "fold a random orthogonal rotation into the weights (QuaRot-style; llama/qwen2; unties a tied head)");
+  cmd->add_flag(
+      "--rotate-down", o->rotate_down,
+      "also rotate ffn_down's input by an online Hadamard transform (for act=a4; the file runs in kestrel only)");
   cmd->add_flag("--awq", o->awq, "activation-aware per-channel scales, searched on calibration text (llama/qwen2)");
   cmd->add_option(
       "-f,--calibration-file", o->text_file,
@@ -62,7 +65,7 @@ void add_quantize_command(CLI::App& app) {
       else if ((i + 1) * 10 / n != i * 10 / n)
         std::cerr << "quantize: [" << (i + 1) << "/" << n << "] " << name << " -> " << dtype_name(t) << "\n";
     };
-    if (!o->rotate && !o->awq) {
+    if (!o->rotate && !o->rotate_down && !o->awq) {
       if (!o->text_file.empty() || !o->save_text.empty())
         fail("quantize: a calibration text is only read with --awq or --rotate");
       quantize_model(o->in, o->out, q);
@@ -72,6 +75,7 @@ void add_quantize_command(CLI::App& app) {
     AwareQuantizeOptions a;
     a.quantize = q;
     a.rotate = o->rotate;
+    a.rotate_down = o->rotate_down;
     a.awq = o->awq;
     if (!o->text_file.empty()) {
       refuse_evaluation_text(o->text_file, "quantize");

@@ -17,6 +17,7 @@ class ThreadPool;
 
 struct FloatTensor {
   std::string name;         // the GGUF tensor name
+  std::string replaces;     // the file tensor this one takes the place of, if renamed (else empty)
   std::vector<int64_t> ne;  // ggml order: ne[0] = cols
   std::vector<float> data;  // empty: not loaded (an absent bias, a tied output)
   int64_t cols() const { return ne.empty() ? 0 : ne[0]; }

@@ -6,11 +6,13 @@
 
 #include "core/error.h"
 #include "gguf/gguf.h"
+#include "kernels/hadamard.h"
 #include "kernels/quant_kernels.h"
 #include "kv/attention_batch.h"
 #include "model/batch_check.h"
 #include "model/projector.h"
 #include "model/tensor_binding.h"
+#include "model/weight_rotation.h"
 #include "ops/activation.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
@@ -37,6 +39,13 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
 
   const int q_dim = c.n_head * c.head_dim;
   const int kv_dim = c.n_kv_head * c.head_dim;
+  if (const auto block = f.get_u64(kDownHadamardKey)) {
+    if (*block != static_cast<uint64_t>(down_hadamard_block(c.n_ff)))
+      fail(kDownHadamardKey, " = ", *block, ", but a model of n_ff ", c.n_ff, " rotates chunks of ",
+           down_hadamard_block(c.n_ff));
+    down_hadamard_ = static_cast<int>(*block);
+  }
+  const char* down_name = down_hadamard_ ? "ffn_down_hadamard.weight" : "ffn_down.weight";
   layers_.resize(c.n_layer);
   for (int l = 0; l < c.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
@@ -52,7 +61,7 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
     L.ffn_norm = bind_vector(f, p + "ffn_norm.weight", c.n_embd);
     L.w_gate = bind_matrix(f, p + "ffn_gate.weight", c.n_embd, c.n_ff);
     L.w_up = bind_matrix(f, p + "ffn_up.weight", c.n_embd, c.n_ff);
-    L.w_down = bind_matrix(f, p + "ffn_down.weight", c.n_ff, c.n_embd);
+    L.w_down = bind_matrix(f, p + down_name, c.n_ff, c.n_embd);
   }
   finish_loading(vocab_spec_from_gguf(f));
   (void)options;
@@ -122,6 +131,8 @@ void LlamaModel::mlp_block(int l, const Batch& b, const float* normed, float* ou
   project.shared(l, gate_up, normed);
   ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     swiglu_inplace(&S.gate[t0 * ff], &S.up[t0 * ff], (t1 - t0) * ff, ctx.isa);
+    if (down_hadamard_)
+      for (int64_t t = t0; t < t1; ++t) kernels::hadamard_chunks(&S.gate[t * ff], static_cast<int>(ff), down_hadamard_);
   });
   project(l, Projection::Down, L.w_down, nullptr, S.gate.data(), out);
 }

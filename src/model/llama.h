@@ -42,6 +42,9 @@ class LlamaModel final : public Model {
   Weight output_;      // [n_vocab, n_embd]; token_embd_ when tied
   std::vector<float> output_norm_;
   std::vector<Layer> layers_;
+  // `kestrel quantize --rotate-down` files: the Hadamard chunk applied to the
+  // down projection's input (model/weight_rotation.h); 0: none.
+  int down_hadamard_ = 0;
 };
 
 }  // namespace kestrel

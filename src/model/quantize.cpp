@@ -127,9 +127,10 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
   for (const auto& t : quant_targets())
     if (t.type == o.type && t.mix == o.mix) out.set_u32("general.file_type", t.file_type);
   out.set_u32("general.quantization_version", 2);
+  if (o.metadata) o.metadata(out);
 
   std::map<std::string, const FloatTensor*> replaced;
-  for (const FloatTensor* t : o.replacements) replaced[t->name] = t;
+  for (const FloatTensor* t : o.replacements) replaced[t->replaces.empty() ? t->name : t->replaces] = t;
   const bool has_output = in.find_tensor("output.weight") || replaced.count("output.weight");
   const auto is_output = [&](const std::string& name) {
     return name == "output.weight" || (name == "token_embd.weight" && !has_output);
@@ -154,7 +155,7 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
   const auto& tensors = in.tensors();
   std::vector<const FloatTensor*> added;
   for (const FloatTensor* t : o.replacements)
-    if (!in.find_tensor(t->name)) added.push_back(t);
+    if (t->replaces.empty() && !in.find_tensor(t->name)) added.push_back(t);
   const size_t total = tensors.size() + added.size();
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
@@ -178,8 +179,10 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
       bytes = quantize_rows(dst, rows, cols,
                             [&](int64_t r, float* row) { src_k.dequantize_row(t.data + r * src_row, row, cols); });
     }
-    out.add_tensor(t.name, dst, t.ne, std::move(bytes));
-    if (o.progress) o.progress(i, total, t.name, dst);
+    const auto renamed = replaced.find(t.name);
+    const std::string& name = renamed != replaced.end() ? renamed->second->name : t.name;
+    out.add_tensor(name, dst, t.ne, std::move(bytes));
+    if (o.progress) o.progress(i, total, name, dst);
   }
   for (size_t i = 0; i < added.size(); ++i) {
     const FloatTensor& f = *added[i];

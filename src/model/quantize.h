@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "gguf/gguf.h"
 #include "model/float_decoder.h"
 
 namespace kestrel {
@@ -23,8 +24,11 @@ struct QuantizeOptions {
   std::function<void(size_t, size_t, const std::string&, DType)> progress;
   // Tensors an offline transform rewrote (rotation, AWQ): written from these
   // floats instead of the file's, in the type the rules below give them. A
-  // name the file lacks (an untied output head) is added.
+  // name the file lacks (an untied output head) is added; a tensor with
+  // `replaces` set takes that tensor's place (and type) under its own name.
   std::vector<const FloatTensor*> replacements;
+  // Keys a transform adds to the file's metadata (an online transform the runtime must apply).
+  std::function<void(gguf::Writer&)> metadata;
 };
 
 // The type a tensor is written in: `type`, except vectors (F32), the

@@ -1,6 +1,7 @@
 #include "model/weight_rotation.h"
 
 #include "core/error.h"
+#include "kernels/hadamard.h"
 #include "platform/thread_pool.h"
 
 namespace kestrel {
@@ -81,6 +82,26 @@ DecoderRotation rotate_decoder(FloatDecoder& d, uint64_t seed, ThreadPool& pool)
     });
   }
   return rot;
+}
+
+int down_hadamard_block(int64_t n_ff) {
+  int block = 1;
+  while (n_ff % (2 * block) == 0) block *= 2;
+  return block > 1 ? block : 0;
+}
+
+int rotate_down_input(FloatDecoder& d, ThreadPool& pool) {
+  const int64_t ff = d.config.n_ff;
+  const int block = down_hadamard_block(ff);
+  if (block == 0) fail("rotation: n_ff ", ff, " is odd; the down projection's input has no Hadamard chunk");
+  for (size_t l = 0; l < d.layers.size(); ++l) {
+    FloatTensor& w = d.layers[l].down;
+    // (W H) row = H row: H is symmetric.
+    for_each_row(w, pool, [&](float* row) { kernels::hadamard_chunks(row, static_cast<int>(ff), block); });
+    w.replaces = w.name;
+    w.name = "blk." + std::to_string(l) + ".ffn_down_hadamard.weight";
+  }
+  return block;
 }
 
 }  // namespace kestrel

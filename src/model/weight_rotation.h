@@ -54,4 +54,15 @@ class DecoderRotation {
 // with vocabulary). Throws when it does not.
 DecoderRotation rotate_decoder(FloatDecoder& d, uint64_t seed, ThreadPool& pool);
 
+// The one rotation that cannot fold: the down projection's input (the gated
+// MLP activation) turns into H x, H the Walsh-Hadamard transform on chunks of
+// `down_hadamard_block(n_ff)` values (kernels/hadamard.h), W_down <- W_down H.
+// The runtime applies H to each token's activation before the projection
+// (LlamaModel, from the key below), so such a file is kestrel's only: its
+// down matrices are renamed blk.N.ffn_down_hadamard.weight, and llama.cpp
+// refuses the file for the missing ffn_down instead of computing garbage.
+inline constexpr const char* kDownHadamardKey = "kestrel.ffn_down.hadamard_block";
+int down_hadamard_block(int64_t n_ff);                     // the largest power of two dividing n_ff (0 when odd)
+int rotate_down_input(FloatDecoder& d, ThreadPool& pool);  // returns the block
+
 }  // namespace kestrel

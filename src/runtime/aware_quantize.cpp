@@ -30,7 +30,7 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
   const auto say = [&](const std::string& line) {
     if (progress) progress(line);
   };
-  if (!o.rotate && !o.awq) fail("quantize: neither a rotation nor AWQ asked for");
+  if (!o.rotate && !o.rotate_down && !o.awq) fail("quantize: neither a rotation nor AWQ asked for");
   if (o.calibration_tokens < 64) fail("quantize: --calibration-tokens must be at least 64, got ", o.calibration_tokens);
   if (o.awq_samples < 16) fail("quantize: AWQ needs at least 16 sample positions, got ", o.awq_samples);
   AwareQuantizeReport report;
@@ -91,6 +91,13 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
         std::to_string(rotation.residual().odd_factor()) + "), values by " + std::to_string(rotation.head().size()) +
         "; norms folded" + (model->file().find_tensor("output.weight") ? "" : "; output head untied"));
   }
+  int down_block = 0;
+  if (o.rotate_down) {
+    down_block = rotate_down_input(d, pool);
+    if (o.awq) inputs.rotate_down(down_block);
+    say("rotated: ffn_down's input by Hadamard chunks of " + std::to_string(down_block) +
+        " at run time (a file for kestrel only: ffn_down renamed ffn_down_hadamard)");
+  }
   if (o.awq) {
     QuantizeOptions types = o.quantize;
     types.n_layer = c.n_layer;
@@ -111,6 +118,7 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
   const auto t2 = std::chrono::steady_clock::now();
   QuantizeOptions q = o.quantize;
   q.replacements = decoder_tensors(d);
+  if (down_block > 0) q.metadata = [down_block](gguf::Writer& w) { w.set_u32(kDownHadamardKey, down_block); };
   model.reset();  // quantize_model maps the file again; the float copy is what it reads for the replaced tensors
   quantize_model(in_path, out_path, q);
   report.write_seconds = seconds_since(t2);

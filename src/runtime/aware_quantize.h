@@ -19,6 +19,7 @@ namespace kestrel {
 struct AwareQuantizeOptions {
   QuantizeOptions quantize;  // type, pure, threads, per-tensor progress
   bool rotate = false;
+  bool rotate_down = false;  // the online Hadamard before ffn_down: a file only kestrel runs
   bool awq = false;
   uint64_t rotation_seed = 0x5eed;
   std::string calibration_text;  // empty: the model's own generations

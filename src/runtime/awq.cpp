@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "kernels/f32_kernels.h"
+#include "kernels/hadamard.h"
 #include "kernels/quant_kernels.h"
 #include "model/weight_rotation.h"
 #include "platform/thread_pool.h"
@@ -89,6 +90,13 @@ void AwqInputs::rotate(const DecoderRotation& rotation) {
                                 cols(AwqInput::Output));
     }
   }
+}
+
+void AwqInputs::rotate_down(int block) {
+  const int64_t n = samples(), ff = cols(AwqInput::Down);
+  for (size_t l = 0; l < x_.size() / kAwqInputs; ++l)
+    for (int64_t t = 0; t < n; ++t)
+      kernels::hadamard_chunks(rows(static_cast<int>(l), AwqInput::Down).data() + t * ff, static_cast<int>(ff), block);
 }
 
 void fold_awq_scales(FloatLayer& L, const ModelConfig& c, AwqInput in, const std::vector<float>& s) {

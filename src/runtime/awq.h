@@ -52,6 +52,8 @@ class AwqInputs final : public ProjectionObserver {
 
   // The inputs as the rotated model sees them.
   void rotate(const DecoderRotation& rotation);
+  // The down projection's inputs after its online Hadamard transform (rotate_down_input).
+  void rotate_down(int block);
 
  private:
   size_t index(int layer, AwqInput in) const {

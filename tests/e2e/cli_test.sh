@@ -52,11 +52,11 @@ fi
 
 # Activation-aware quantization: rotation + AWQ scales and clipping from a
 # short generated text, written as a plain GGUF that still knows the fact.
-if "$BIN" quantize "$MODEL" "$TMP/awq.gguf" Q8_0 --rotate --awq --calibration-tokens 256 --awq-samples 32 \
+if "$BIN" quantize "$MODEL" "$TMP/awq.gguf" Q8_0 --rotate --rotate-down --awq --calibration-tokens 256 --awq-samples 32 \
      --awq-grid 4 --awq-rows 64 >"$TMP/awq.txt" 2>&1; then
   expect_contains "quantize --awq reports its search" "$(cat "$TMP/awq.txt")" "alpha"
   out="$("$BIN" run -m "$TMP/awq.gguf" -p "The capital of France is" -n 8 --temp 0 2>/dev/null)"
-  expect_contains "rotated AWQ Q8_0 model runs" "$out" "Paris"
+  expect_contains "rotated AWQ Q8_0 model (online Hadamard before ffn_down) runs" "$out" "Paris"
 else
   bad "quantize --rotate --awq: $(tail -3 "$TMP/awq.txt")"
 fi

@@ -49,14 +49,22 @@ double relative_gap(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 // The model's file written as F32 with `d`'s tensors in place of its own.
-std::unique_ptr<Model> write_f32(const Model& model, const FloatDecoder& d, const std::string& tag) {
+std::unique_ptr<Model> write_f32(const Model& model, const FloatDecoder& d, const std::string& tag,
+                                 int down_block = 0) {
   QuantizeOptions q;
   q.type = DType::F32;
   q.n_threads = 2;
   q.replacements = decoder_tensors(d);
+  if (down_block) q.metadata = [down_block](gguf::Writer& w) { w.set_u32(kDownHadamardKey, down_block); };
   const std::string path = model.path() + "." + tag + ".gguf";
   quantize_model(model.path(), path, q);
-  auto out = load_model(path);
+  std::unique_ptr<Model> out;
+  try {
+    out = load_model(path);
+  } catch (...) {
+    std::filesystem::remove(path);
+    throw;
+  }
   std::filesystem::remove(path);  // the mapping keeps the data
   return out;
 }
@@ -100,17 +108,42 @@ AwqInputs record_inputs(const Model& model, const std::string& text, int64_t sam
   return inputs;
 }
 
+TEST(WeightRotation, OnlineHadamardBeforeDownComputesTheSameFunction) {
+  LoadedTinyModel m("rot_down", spec_with_norms(false));
+  ThreadPool pool(2);
+  FloatDecoder d = load_float_decoder(m.model->file(), m.model->config(), true, pool);
+  rotate_decoder(d, 7, pool);
+  const int block = rotate_down_input(d, pool);
+  EXPECT_EQ(block, 256);  // n_ff 256
+  auto rotated = write_f32(*m.model, d, "rot_down", block);
+  EXPECT_EQ(rotated->file().find_tensor("blk.0.ffn_down.weight"), nullptr) << "llama.cpp must refuse the file";
+  EXPECT_NE(rotated->file().find_tensor("blk.0.ffn_down_hadamard.weight"), nullptr);
+  const std::string text = testing::tiny_text();
+  EXPECT_LT(relative_gap(logits_of(*m.model, text), logits_of(*rotated, text)), 2e-4);
+  try {  // a block the model's n_ff does not give: refused at load
+    write_f32(*m.model, d, "rot_down_bad", 128);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("hadamard_block"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(down_hadamard_block(4864), 256);
+  EXPECT_EQ(down_hadamard_block(1536), 512);
+  EXPECT_EQ(down_hadamard_block(35), 0);
+}
+
 TEST(WeightRotation, MappedInputsAreTheRotatedModelsInputs) {
   LoadedTinyModel m("rot_inputs", spec_with_norms(false));
   ThreadPool pool(2);
   FloatDecoder d = load_float_decoder(m.model->file(), m.model->config(), true, pool);
   const DecoderRotation rotation = rotate_decoder(d, 5, pool);
-  auto rotated = write_f32(*m.model, d, "rot_inputs");
+  const int block = rotate_down_input(d, pool);
+  auto rotated = write_f32(*m.model, d, "rot_inputs", block);
   const std::string text = "The river runs north past the mill.";
   AwqInputs mapped = record_inputs(*m.model, text, 24);
   const AwqInputs direct = record_inputs(*rotated, text, 24);
   ASSERT_EQ(mapped.samples(), direct.samples());
   mapped.rotate(rotation);
+  mapped.rotate_down(block);
   for (int l = 0; l < m.model->config().n_layer; ++l)
     for (AwqInput in : {AwqInput::Attention, AwqInput::Output, AwqInput::Mlp, AwqInput::Down})
       EXPECT_LT(relative_gap(direct.rows(l, in), mapped.rows(l, in)), 1e-4)
