@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "kernels/quant_kernels.h"
+#include "model/weight_rotation.h"
 #include "platform/thread_pool.h"
 
 namespace kestrel {
@@ -35,6 +36,9 @@ FloatTensor read_tensor(const gguf::File& file, const std::string& name, bool re
 FloatDecoder load_float_decoder(const gguf::File& file, const ModelConfig& config, bool vocabulary, ThreadPool& pool) {
   if (config.arch != "llama" && config.arch != "qwen2")
     fail("float weights: architecture '", config.arch, "' is not supported (llama and qwen2 are)");
+  if (file.has(kDownHadamardKey))
+    fail("float weights: the file already rotates ffn_down's input at run time (kestrel quantize --rotate-down); "
+         "transform the file it was made from");
   FloatDecoder d;
   d.config = config;
   d.tied = file.find_tensor("output.weight") == nullptr;
