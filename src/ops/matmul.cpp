@@ -285,15 +285,11 @@ void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n
   matmul_vec_dot(ctx, w, static_cast<const uint8_t*>(act), act_stride, n_tokens, y);
 }
 
-namespace {
-
 void add_bias(const Weight& w, const float* bias, int64_t n_tokens, float* y) {
   if (!bias) return;
   for (int64_t t = 0; t < n_tokens; ++t)
     for (int64_t r = 0; r < w.rows; ++r) y[t * w.rows + r] += bias[r];
 }
-
-}  // namespace
 
 void matmul_bias(const MatmulContext& ctx, const Weight& w, const float* bias, const float* x,
                  int64_t n_tokens, float* y) {

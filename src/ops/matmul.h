@@ -74,7 +74,10 @@ void prepare_weight(const MatmulContext& ctx, const Weight& w);
 
 void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y);
 
-// The same, with a bias [rows] added to every output row (qwen2's QKV projections).
+// y[t, r] += bias[r] for the n_tokens rows of a matmul's output (nothing for a null bias).
+void add_bias(const Weight& w, const float* bias, int64_t n_tokens, float* y);
+
+// The same as matmul, with a bias [rows] added to every output row (qwen2's QKV projections).
 void matmul_bias(const MatmulContext& ctx, const Weight& w, const float* bias, const float* x,
                  int64_t n_tokens, float* y);
 

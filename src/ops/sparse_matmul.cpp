@@ -23,12 +23,6 @@ void count(const SparseInput& in, const Weight& w, int64_t kept) {
   in.counter->total.fetch_add(static_cast<uint64_t>(w.cols) * rows, std::memory_order_relaxed);
 }
 
-void add_bias(const Weight& w, const float* bias, int64_t n_tokens, float* y) {
-  if (!bias) return;
-  for (int64_t t = 0; t < n_tokens; ++t)
-    for (int64_t r = 0; r < w.rows; ++r) y[t * w.rows + r] += bias[r];
-}
-
 // One token through the input-major copy: only the kept inputs' columns are read.
 void sparse_gemv(const MatmulContext& ctx, const ColumnWeight& cw, int64_t kept, SparseScratch& s, float* y) {
   const kernels::ColumnLayout& layout = cw.layout();
