@@ -53,7 +53,7 @@ struct MatmulOptions {
   // Activation codes (the `act` switch): 8 (the formats' own int8 codes) or 4
   // (W4A4: the same blocks holding codes in [-7, 7], scale amax / 7; every
   // integer kernel runs unchanged). Weights with float activations (F32, F16,
-  // BF16) keep them.
+  // BF16) would keep them: the engine core refuses such models at 4 bits.
   int activation_bits = 8;
 };
 

@@ -4,11 +4,10 @@
 #include <chrono>
 
 #include "core/error.h"
-#include "gguf/gguf.h"
-#include "kernels/quant_kernels.h"
 #include "platform/dispatch.h"
 #include "runtime/draft_length.h"
 #include "runtime/eagle3_drafter.h"
+#include "runtime/engine_core.h"
 #include "runtime/model_drafter.h"
 #include "runtime/ngram_drafter.h"
 #include "sampling/sortfree_kernels.h"
@@ -140,14 +139,7 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
   const bool qspec = d.policy == DecodePolicy::QSpec;
   if (qspec && !d.draft_model.empty())
     fail("--spec-type qspec drafts with the model's own weights; it takes no draft model (-md)");
-  if (qspec) {
-    // 4-bit activations exist for weights whose activations are integer blocks; float-activation weights would draft
-    // exactly what the target computes.
-    const gguf::TensorInfo* q = target.file().find_tensor("blk.0.attn_q.weight");
-    if (q == nullptr || kernels::quant_kernels(kernels::quant_kernels(q->type).vec_dot_type).quantize_row_a4 == nullptr)
-      fail("--spec-type qspec drafts with 4-bit activations, which ", q ? dtype_name(q->type) : "these",
-           " weights do not take (block-quantized weights do: kestrel quantize)");
-  }
+  if (qspec) check_four_bit_activations(target);
   if (qspec && config.matmul.activation_bits == 4)
     fail(
         "--spec-type qspec drafts with 4-bit activations and verifies with the model's; act=a4 leaves nothing to "

@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "gguf/gguf.h"
+#include "kernels/quant_kernels.h"
 #include "model/teal_sidecar.h"
 #include "platform/dispatch.h"
 #include "runtime/kv_compressor.h"
@@ -23,6 +25,10 @@ EngineConfig resolved(const Model& model, EngineConfig c) {
     if (is_cq(c.k_type))
       fail("kv=", dtype_name(c.k_type), ": ", model.config().arch,
            " has sliding-window layers, which do not read a CQ cache yet (use kv=q4_0 or q8_0)");
+  }
+  if (c.matmul.activation_bits != 8) {
+    if (c.matmul.activation_bits != 4) fail("act: activations of ", c.matmul.activation_bits, " bits (a8 or a4)");
+    check_four_bit_activations(model);
   }
   return c;
 }
@@ -58,6 +64,20 @@ std::unique_ptr<const ActivationSparsity> teal_thresholds(const Model& model, co
 }
 
 }  // namespace
+
+void check_four_bit_activations(const Model& model) {
+  const gguf::File& f = model.file();
+  const bool tied = f.find_tensor("output.weight") == nullptr;
+  for (const gguf::TensorInfo& t : f.tensors()) {
+    if (t.ne.size() < 2 || t.ne[1] <= 1 || t.name.find(".weight") == std::string::npos) continue;
+    if (t.name == "token_embd.weight" && !tied) continue;  // a lookup table, no product
+    if (!kernels::has_quant_kernels(t.type)) continue;     // the loader refuses those
+    if (kernels::quant_kernels(kernels::quant_kernels(t.type).vec_dot_type).quantize_row_a4 == nullptr)
+      fail("act=a4: ", t.name, " is ", dtype_name(t.type),
+           ", whose products take float activations; 4-bit activations need block-quantized weights (kestrel "
+           "quantize)");
+  }
+}
 
 EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvShape& kv_shape)
     : model_(model),

@@ -17,6 +17,11 @@
 
 namespace kestrel {
 
+// Throws naming the first weight matrix whose products take float activations
+// (F32, F16, BF16): act=a4 would leave it at full precision, and QSpec's draft
+// would compute what the target does.
+void check_four_bit_activations(const Model& model);
+
 class EngineCore {
  public:
   // Resolves the configuration (threads counted, the instruction set lowered to

@@ -257,6 +257,10 @@ TEST(Speculative, QSpecDraftsWithTheTargetsWeightsAtFourBitActivations) {
   o.engine.matmul.activation_bits = 4;
   EXPECT_THROW(Session(*model, o), Error);                                           // nothing left to verify
   EXPECT_THROW(Session(*pair().target.model, options(DecodePolicy::QSpec)), Error);  // F32 weights: float activations
+  o = options(DecodePolicy::Plain);
+  o.engine.matmul.activation_bits = 4;
+  EXPECT_NO_THROW(Session(*model, o));                    // act=a4 on Q8_0 weights
+  EXPECT_THROW(Session(*pair().target.model, o), Error);  // ... never silently on float-activation ones
 }
 
 TEST(Speculative, RefusesWhatCannotWork) {
