@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "runtime/kv_compressor.h"
 #include "runtime/scoreboard.h"
+#include "runtime/scoreboard_compare.h"
 #include "switches/registry.h"
 
 namespace kestrel::cli {
@@ -80,7 +81,7 @@ std::vector<std::vector<SwitchSetting>> parse_rows(const std::string& text) {
 
 void add_ab_command(CLI::App& app) {
   struct Opts {
-    std::string model, file, switches, out_dir = "ab-out";
+    std::string model, file, switches, out_dir = "ab-out", baseline;
     int ctx = 256, chunks = 4, n_prompt = 128, n_gen = 32, reps = 3, threads = 0;
     bool list = false;
   };
@@ -99,6 +100,9 @@ void add_ab_command(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "threads (default: all cores)");
   cmd->add_option("-o,--out-dir", o->out_dir, "where scoreboard.md and scoreboard.svg go");
   cmd->add_flag("--list", o->list, "list the registered switches and exit");
+  cmd->add_option("--baseline", o->baseline,
+                  "a scoreboard.json from an earlier run: compare every figure with it and exit 1 when one got worse "
+                  "beyond its noise (regression detection)");
   cmd->callback([o] {
     if (o->list) {
       for (const auto& s : switch_specs()) {
@@ -120,6 +124,8 @@ void add_ab_command(CLI::App& app) {
     }
     const std::string exe = quote(self_path());
     const std::string model = o->model.empty() ? default_model_path() : o->model;
+    std::optional<Scoreboard> previous;  // read first: a bad file fails before the measurements
+    if (!o->baseline.empty()) previous = scoreboard_from_json(read_file(o->baseline), o->baseline);
     std::string file = o->file;
     if (file.empty()) file = "../shared/data/wikitext-2-raw/wiki.test.raw";
     if (!std::filesystem::exists(file)) fail("ab: text file ", file, " not found (give -f)");
@@ -207,8 +213,17 @@ void add_ab_command(CLI::App& app) {
     const auto dir = std::filesystem::path(o->out_dir);
     std::ofstream(dir / "scoreboard.md") << md;
     std::ofstream(dir / "scoreboard.svg") << scoreboard_svg(board);
-    std::cerr << "ab: wrote " << (dir / "scoreboard.md").string() << " and " << (dir / "scoreboard.svg").string()
-              << "\n";
+    std::ofstream(dir / "scoreboard.json") << scoreboard_json(board);
+    std::cerr << "ab: wrote " << (dir / "scoreboard.md").string() << ", " << (dir / "scoreboard.svg").string()
+              << " and " << (dir / "scoreboard.json").string() << "\n";
+    if (previous) {
+      const ScoreComparison c = compare_scoreboards(*previous, board);
+      std::cout << "\nAgainst " << o->baseline << ":\n";
+      for (const auto& u : c.unmatched) std::cout << "  " << u << "\n";
+      for (const auto& ch : c.changes) std::cout << "  " << ch.text() << "\n";
+      if (c.changes.empty()) std::cout << "  no figure moved beyond its noise\n";
+      if (c.regressed()) fail("ab: figures got worse than ", o->baseline, " beyond their noise (listed above)");
+    }
   });
 }
 

@@ -30,6 +30,7 @@ void add_bench_command(CLI::App& app) {
     std::string text_file;
     std::vector<std::string> spec_types;
     DecodeConfig decode;
+    GuardFlags guard;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "benchmark prompt processing and generation speed (like llama-bench)");
@@ -72,6 +73,7 @@ void add_bench_command(CLI::App& app) {
                   "(default with -md: none,draft-simple)")
       ->delimiter(',');
   add_draft_flags(*cmd, o->decode);
+  add_guard_flags(*cmd, o->guard);
   cmd->add_option("-o,--output", o->output, "output format: md, json, csv")
       ->check(CLI::IsMember({"md", "json", "csv"}));
   cmd->add_flag("--no-warmup", o->no_warmup, "skip the warm-up run");
@@ -120,6 +122,13 @@ void add_bench_command(CLI::App& app) {
       for (size_t i = 0; i < cases.size(); ++i) {
         BenchCase c = cases[i];
         if (c.n_gen > 0) c.text = text;
+        // The budget and profile apply to each test's switches (measured once per set: the guard's cache).
+        if (o->guard.budget.any() || !o->guard.profile.empty())
+          c.switches = guarded_switches(*model, models[m], c.switches, o->guard, [](std::span<const SwitchSetting> s) {
+            EngineConfig e;
+            apply_switches(e, std::vector<SwitchSetting>(s.begin(), s.end()));
+            return e;
+          });
         BenchProgressFn progress;
         if (o->progress) {
           progress = [&, i, m](const std::string& what) {

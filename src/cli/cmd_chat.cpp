@@ -20,6 +20,7 @@ void add_chat_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("chat", "interactive chat (end with an empty line at EOF, or /exit)");
   add_model_flags(*cmd, o->model);
+  add_guard_flags(*cmd, o->model.guard);
   add_sampling_flags(*cmd, o->sampling, o->model);
   add_speculative_flags(*cmd, o->model);
   cmd->add_option("-n,--n-predict", o->n_predict, "maximum tokens per reply");
@@ -27,6 +28,7 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--sys,--system-prompt", o->system, "system message");
   cmd->callback([o] {
     auto model = load_model_verbose(o->model);
+    apply_guard(*model, o->model);
     const Tokenizer& tok = model->tokenizer();
     const std::string tmpl = !o->chat_template.empty() ? o->chat_template : tok.spec().chat_template;
     Session session(*model, session_options(o->model));

@@ -21,6 +21,7 @@ void add_run_command(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("run", "complete a prompt and stream the generated text");
   add_model_flags(*cmd, o->model);
+  add_guard_flags(*cmd, o->model.guard);
   add_sampling_flags(*cmd, o->sampling, o->model);
   add_speculative_flags(*cmd, o->model);
   cmd->add_option("-p,--prompt", o->prompt, "prompt text");
@@ -35,6 +36,7 @@ void add_run_command(CLI::App& app) {
     if (!o->file.empty()) prompt = read_file(o->file);
     if (prompt.empty()) fail("run: give a prompt with -p or -f");
     auto model = load_model_verbose(o->model);
+    apply_guard(*model, o->model);
     const Tokenizer& tok = model->tokenizer();
     std::vector<int32_t> ids;
     if (o->chat) {

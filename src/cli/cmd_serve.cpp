@@ -42,6 +42,7 @@ void add_serve_command(CLI::App& app) {
   o->model.batch = 128;  // here: prompt tokens per engine step, shared by the slots in prefill
   auto* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching");
   add_model_flags(*cmd, o->model);
+  add_guard_flags(*cmd, o->model.guard);
   add_speculative_flags(*cmd, o->model);
   cmd->add_option("--host", o->host, "address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "port to listen on (0 = any free port)")->capture_default_str();
@@ -81,6 +82,7 @@ void add_serve_command(CLI::App& app) {
     signal(SIGPIPE, SIG_IGN);
 
     auto model = load_model_verbose(o->model);
+    apply_guard(*model, o->model);
     const int64_t total_ctx =
         o->model.ctx > 0 ? o->model.ctx : (model->config().n_ctx_train > 0 ? model->config().n_ctx_train : 4096);
     SchedulerOptions sched_opt;

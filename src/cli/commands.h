@@ -17,5 +17,6 @@ void add_serve_command(CLI::App& app);
 void add_longeval_command(CLI::App& app);
 void add_calibrate_command(CLI::App& app);
 void add_dump_features_command(CLI::App& app);
+void add_tune_command(CLI::App& app);
 
 }  // namespace kestrel::cli

@@ -1,5 +1,6 @@
 #include "cli/common.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -9,6 +10,8 @@
 
 #include "core/error.h"
 #include "gguf/gguf.h"
+#include "runtime/accuracy_guard.h"
+#include "runtime/tune_profile.h"
 
 namespace kestrel::cli {
 
@@ -162,6 +165,78 @@ void add_sampling_flags(CLI::App& app, SamplingParams& s, ModelFlags& f) {
   add_switch_alias(app, "--sampler", "sampling", f,
                    "sampler: sort (the sort-based reference chain), sortfree (pivot rejection sampling, same "
                    "distribution), auto (the faster: sortfree) (default: auto)");
+}
+
+void add_guard_flags(CLI::App& app, GuardFlags& g) {
+  app.add_option_function<std::string>(
+      "--max-kld", [&g](const std::string& v) { g.budget.max_kld = parse_max_kld(v); },
+      "accuracy budget: lossy switches whose mean KL divergence from the exact path exceeds this (nats) are turned "
+      "off at start-up");
+  app.add_option_function<std::string>(
+      "--max-ppl-increase", [&g](const std::string& v) { g.budget.max_ppl_increase = parse_max_ppl_increase(v); },
+      "accuracy budget: the largest perplexity increase allowed, in percent (1% or 1)");
+  app.add_option_function<std::string>(
+      "--min-top1", [&g](const std::string& v) { g.budget.min_top1 = parse_min_top1(v); },
+      "accuracy budget: the smallest share of positions whose most likely token must match the exact path's "
+      "(0.97 or 97%)");
+  app.add_option("--profile", g.profile, "switches from `kestrel tune -o FILE` (checked against this model and CPU)");
+  app.add_option("--guard-positions", g.positions, "accuracy guard: decode steps compared with the exact path")
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--guard-file", g.text_file,
+                 "accuracy guard: calibration text (default: a built-in text; not WikiText's test file)");
+  app.add_flag("--guard-no-cache", g.no_cache, "accuracy guard: measure again instead of reusing a measurement");
+}
+
+std::vector<SwitchSetting> guarded_switches(
+    const Model& model, const std::string& model_path, std::vector<SwitchSetting> switches, const GuardFlags& g,
+    const std::function<EngineConfig(std::span<const SwitchSetting>)>& make_config) {
+  AccuracyBudget budget = g.budget;
+  if (!g.profile.empty()) {
+    const TuneProfile p = load_profile(g.profile);
+    std::vector<SwitchSetting> merged;
+    for (const auto& s : p.switches) {
+      const bool overridden = std::any_of(switches.begin(), switches.end(), [&](const SwitchSetting& x) {
+        return x.name == s.name || (s.name == "kv" && (x.name == "kv_k" || x.name == "kv_v")) ||
+               (x.name == "kv" && (s.name == "kv_k" || s.name == "kv_v"));
+      });
+      if (!overridden) merged.push_back(s);
+    }
+    merged.insert(merged.end(), switches.begin(), switches.end());
+    switches = std::move(merged);
+    const std::string stale = profile_mismatch(p, model_path);
+    if (stale.empty()) {
+      std::cerr << "kestrel: profile " << g.profile << ": " << settings_label(p.switches) << " (tuned for "
+                << describe(p.budget) << ": " << p.speedup << "x, " << describe(p.figures) << ")\n";
+    } else {
+      std::cerr << "kestrel: profile " << g.profile << " was " << stale << ": its switches are measured again against "
+                << (budget.any() ? "the budget given" : "its budget") << ", not trusted\n";
+      if (!budget.any()) budget = p.budget;
+      if (!budget.any()) fail("profile ", g.profile, " is stale and holds no budget to measure it against");
+    }
+  }
+  if (!budget.any()) return switches;
+  GuardOptions o;
+  o.budget = budget;
+  o.probe.n_positions = g.positions;
+  o.model_path = model_path;
+  o.cache_dir = g.no_cache ? "" : default_guard_cache_dir();
+  if (!g.text_file.empty()) {
+    refuse_evaluation_text(g.text_file, "--guard-file");
+    o.text = read_file(g.text_file);
+  }
+  const GuardOutcome out =
+      guard_switches(model, switches, make_config, o, [](const std::string& line) { std::cerr << line << "\n"; });
+  for (const auto& line : out.log) std::cerr << line << "\n";
+  return out.kept;
+}
+
+void apply_guard(const Model& model, ModelFlags& f) {
+  const std::string path = f.model.empty() ? default_model_path() : f.model;
+  f.switches = guarded_switches(model, path, f.switches, f.guard, [&f](std::span<const SwitchSetting> s) {
+    ModelFlags copy = f;
+    copy.switches.assign(s.begin(), s.end());
+    return engine_config(copy);
+  });
 }
 
 std::unique_ptr<Model> load_model_verbose(const ModelFlags& f) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "model/model.h"
+#include "runtime/accuracy_budget.h"
 #include "runtime/session.h"
 #include "sampling/params.h"
 #include "switches/registry.h"
@@ -16,6 +17,15 @@ namespace kestrel::cli {
 std::string default_model_path();
 // The SmolLM2 file in the cache, whatever KESTREL_MODEL says.
 std::string cached_smollm2_path();
+
+// The accuracy budget and tuned profile (run, chat, serve, bench).
+struct GuardFlags {
+  AccuracyBudget budget;
+  std::string profile;    // --profile: switches from `kestrel tune -o`
+  int positions = 64;     // --guard-positions: decode steps compared
+  bool no_cache = false;  // --guard-no-cache: measure again
+  std::string text_file;  // --guard-file: calibration text ("" = built in)
+};
 
 struct ModelFlags {
   std::string model;
@@ -35,6 +45,7 @@ struct ModelFlags {
   // empty: draft-simple when a draft model is given, none otherwise (llama.cpp's rule).
   std::string spec_type;
   DecodeConfig decode;
+  GuardFlags guard;
 };
 
 // -m, -c, -b, and the engine flags above.
@@ -52,6 +63,20 @@ void resolve_eagle3_head(DecodeConfig& d);
 std::string speculative_summary(const GenerateResult& r);
 // --sampler (a spelling of sampling=) goes into f; the rest into s.
 void add_sampling_flags(CLI::App& app, SamplingParams& s, ModelFlags& f);
+
+// --max-kld, --max-ppl-increase, --min-top1, --profile, --guard-*.
+void add_guard_flags(CLI::App& app, GuardFlags& g);
+// Applies --profile and the accuracy budget to `switches` for a loaded model:
+// a profile's switches join them (a switch given on the command line wins);
+// a profile made for another model file or CPU is measured again against its
+// budget, not trusted; with a budget, the accuracy guard turns off lossy
+// switches over it (runtime/accuracy_guard.h), logging why to stderr.
+// `make_config` builds a configuration from settings (with the host's sidecar paths).
+std::vector<SwitchSetting> guarded_switches(
+    const Model& model, const std::string& model_path, std::vector<SwitchSetting> switches, const GuardFlags& g,
+    const std::function<EngineConfig(std::span<const SwitchSetting>)>& make_config);
+// The same for a ModelFlags host: rewrites f.switches.
+void apply_guard(const Model& model, ModelFlags& f);
 
 std::unique_ptr<Model> load_model_verbose(const ModelFlags& f);
 // The engine configuration the flags ask for (defaults + every setting, in order).

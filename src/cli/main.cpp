@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   kestrel::cli::add_longeval_command(app);
   kestrel::cli::add_calibrate_command(app);
   kestrel::cli::add_dump_features_command(app);
+  kestrel::cli::add_tune_command(app);
   try {
     // CLI11 wants the arguments after the program name, last first.
     std::vector<std::string> args = kestrel::cli::llama_cpp_spellings(argc - 1, argv + 1);

@@ -99,6 +99,35 @@ const CpuFeatures& cpu_features() {
   return features;
 }
 
+std::string cpu_description() {
+  std::string brand;
+  if (cpuid(0x80000000u, 0).eax >= 0x80000004u) {
+    for (uint32_t leaf = 0x80000002u; leaf <= 0x80000004u; ++leaf) {
+      const CpuidRegs r = cpuid(leaf, 0);
+      for (uint32_t v : {r.eax, r.ebx, r.ecx, r.edx})
+        for (int i = 0; i < 4; ++i) brand += static_cast<char>((v >> (8 * i)) & 0xFF);
+    }
+  }
+  brand = brand.substr(0, brand.find('\0'));
+  while (!brand.empty() && brand.back() == ' ') brand.pop_back();
+  while (!brand.empty() && brand.front() == ' ') brand.erase(brand.begin());
+  if (brand.empty()) brand = "unknown CPU";
+  const CpuFeatures& f = cpu_features();
+  std::string flags;
+  for (const auto& [on, name] : {std::pair{f.avx2, "avx2"},
+                                 {f.fma, "fma"},
+                                 {f.f16c, "f16c"},
+                                 {f.avx512f, "avx512f"},
+                                 {f.avx512bw, "avx512bw"},
+                                 {f.avx512vnni, "avx512vnni"},
+                                 {f.avx512bf16, "avx512bf16"},
+                                 {f.avx512fp16, "avx512fp16"},
+                                 {f.amx_int8, "amx-int8"},
+                                 {f.amx_bf16, "amx-bf16"}})
+    if (on) flags += std::string(flags.empty() ? "" : " ") + name;
+  return brand + " (" + (flags.empty() ? "no SIMD extensions" : flags) + ")";
+}
+
 bool isa_supported(Isa isa) {
   const CpuFeatures& f = cpu_features();
   switch (isa) {

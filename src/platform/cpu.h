@@ -2,6 +2,7 @@
 // CPU feature detection and the choice of kernel instruction set.
 // KESTREL_ISA=scalar|avx2|avx512 caps the level (never raises it past what the
 // CPU has), so every path can be tested and compared on one machine.
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -22,6 +23,9 @@ enum class Isa : int {
 };
 
 const CpuFeatures& cpu_features();
+// The CPU's brand string and the features kernels use, one line: what every
+// figure is reported with, and part of a measurement's fingerprint.
+std::string cpu_description();
 bool isa_supported(Isa isa);            // by the CPU (ignores KESTREL_ISA)
 Isa best_isa();                         // highest supported, capped by KESTREL_ISA
 std::vector<Isa> supported_isas();      // every level the CPU runs, lowest first

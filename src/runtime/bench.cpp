@@ -178,6 +178,7 @@ BenchResult run_bench(const Model& model, const BenchModelInfo& info, const Benc
   so.n_ctx = c.n_depth + c.n_prompt + c.n_gen;
   if (from_text) so.n_ctx = static_cast<int64_t>(c.text.size()) + c.n_gen + c.decode.draft_max + 1;
   so.n_batch = c.n_batch;
+  so.engine = c.engine;
   apply_switches(so.engine, c.switches);
   so.engine.decode = c.decode;
   // With a sampling switch, tg draws each next token from the logits with

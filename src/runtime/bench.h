@@ -53,8 +53,10 @@ struct BenchCase {
   int reps = 5;
   bool warmup = true;
   uint32_t seed = 42;  // random token ids
-  // The engine's settings (threads, kv, isa, matmul, ...) on top of the defaults.
+  // The engine's settings (threads, kv, isa, matmul, ...) on top of `engine`
+  // (the defaults, or a host's configuration with its sidecar paths).
   std::vector<SwitchSetting> switches;
+  EngineConfig engine = {};
   // tg tests: the prompt the greedy generation follows (empty: random ids, as
   // llama-bench), and the decode policy (speculative decoding) it runs with.
   std::vector<int32_t> text;

@@ -14,6 +14,8 @@ const auto num = printf_string;
 
 double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 
+}  // namespace
+
 std::string xml_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -27,8 +29,6 @@ std::string xml_escape(const std::string& s) {
   }
   return o;
 }
-
-}  // namespace
 
 Measured measure(const std::vector<double>& samples) {
   Measured m;

@@ -33,6 +33,9 @@ struct Scoreboard {
   std::vector<ScoreRow> rows;  // rows[0] is the baseline
 };
 
+// Escapes &, <, > and " for SVG text.
+std::string xml_escape(const std::string& s);
+
 std::string scoreboard_markdown(const Scoreboard& s);
 // A grouped bar chart of prompt / generation / memory ratios per switch, with the
 // accuracy figures as labels; a self-contained SVG document.

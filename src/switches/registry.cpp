@@ -138,7 +138,9 @@ std::vector<SwitchSpec> make_specs() {
        [](const EngineConfig& c) { return std::string(isa_name(c.isa)); },
        // The scalar twins sum floats in another order than the SIMD levels;
        // AVX2 and AVX-512 may agree bit for bit.
-       [](const std::string& v) { return v == "scalar" ? SwitchEffect::Logits : SwitchEffect::Kernels; }},
+       [](const std::string& v) { return v == "scalar" ? SwitchEffect::Logits : SwitchEffect::Kernels; },
+       {},
+       [](const std::string&) { return true; }},
       {"kv",
        "KV cache element type of keys and values (llama.cpp's --cache-type names; its default is f16); "
        "reported as K/V when kv_k and kv_v differ; cq2/cq1: coupled quantization, 2 or 1 bits per channel "
@@ -196,7 +198,9 @@ std::vector<SwitchSpec> make_specs() {
        },
        [](const EngineConfig& c) { return matmul_value(c.matmul); },
        // AMX tiles compute the panels' integer products exactly, in the same order.
-       [](const std::string& v) { return v == "amx" ? SwitchEffect::Speed : SwitchEffect::Logits; }},
+       [](const std::string& v) { return v == "amx" ? SwitchEffect::Speed : SwitchEffect::Logits; },
+       {},
+       [](const std::string&) { return true; }},
       {"act",
        "activation codes of the weight matmuls: a8 (int8 per block of 32 or 256, llama.cpp's) or a4 (W4A4: the same "
        "blocks holding 4-bit codes in [-7, 7], scale amax / 7, through the same integer kernels; a model with "
@@ -262,6 +266,12 @@ std::vector<SwitchSpec> make_specs() {
 const std::vector<SwitchSpec>& switch_specs() {
   static const std::vector<SwitchSpec> specs = make_specs();
   return specs;
+}
+
+std::string settings_label(std::span<const SwitchSetting> s) {
+  std::string out;
+  for (const auto& x : s) out += (out.empty() ? "" : "+") + x.label();
+  return out;
 }
 
 const SwitchSpec& find_switch(std::string_view name) {

@@ -6,6 +6,7 @@
 // engine core from an EngineConfig, and report it back with engine_settings().
 // Adding a switch: docs/architecture.md.
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,10 @@ struct SwitchSpec {
   // largest magnitude, on teacher-forced tokens (the registry-walking test's
   // bound). Empty: kLogitsBound, float rounding or F16 storage.
   std::function<double(const std::string& value)> logits_bound = {};
+  // True where a Logits effect is float rounding alone (the same arithmetic in
+  // another order: isa, matmul), not an approximation: the accuracy guard
+  // (runtime/accuracy_guard.h) does not measure such a value. Empty: false.
+  std::function<bool(const std::string& value)> rounding_only = {};
 };
 
 // The bound of every exact-up-to-rounding switch: 2 % of the largest logit.
@@ -67,6 +72,9 @@ struct SwitchSetting {
   std::string label() const { return name + "=" + value; }
   bool operator==(const SwitchSetting&) const = default;
 };
+
+// "kv=q4_0+attn=sage" (in the given order).
+std::string settings_label(std::span<const SwitchSetting> s);
 
 const std::vector<SwitchSpec>& switch_specs();
 // Throws kestrel::Error naming the switch and listing the known ones.
