@@ -161,13 +161,13 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return r.points[a].speedup > r.points[b].speedup; });
   std::optional<size_t> best;
   for (size_t i : order)
-    if (r.points[i].speedup > 1.0) {
+    if (r.points[i].speedup > 1.0 + o.min_gain) {
       best = i;
       break;
     }
   if (best) {
     for (size_t i : order) {
-      if (i == *best || r.points[i].speedup <= 1.0) continue;
+      if (i == *best || r.points[i].speedup <= 1.0 + o.min_gain) continue;
       const SwitchSetting& add = r.points[i].settings[0];
       const auto& cur = r.points[*best].settings;
       if (std::any_of(cur.begin(), cur.end(), [&](const SwitchSetting& s) { return conflicts(s, add); })) continue;
@@ -191,7 +191,7 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
       // Timed against the baseline and the best so far, interleaved.
       const size_t me = r.points.size() - 1;
       time_points({0, *best, me});
-      if (r.points[me].speedup > r.points[*best].speedup) best = me;
+      if (r.points[me].speedup > r.points[*best].speedup * (1.0 + o.min_gain)) best = me;
     }
   }
   r.best = best;

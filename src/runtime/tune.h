@@ -30,6 +30,9 @@ struct TuneOptions {
   std::vector<SwitchSetting> candidates;     // empty: every lossy value this CPU runs (tune_candidates)
   int n_prompt = 128, n_gen = 64, reps = 3;  // the request end-to-end speed is timed on
   int64_t memory_ctx = 8192;                 // the context the memory figure is for
+  // A point must be this much faster than the baseline (and a combination than
+  // the best so far) to count: smaller gains are inside these machines' noise.
+  double min_gain = 0.02;
 };
 
 struct TunePoint {

@@ -1,0 +1,170 @@
+// kestrel tune's parts: the candidates, the memory figure, the Pareto front,
+// the search on the tiny model, and the profile file (round trip, stale and
+// hostile files).
+#include "runtime/tune.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "platform/cpu.h"
+#include "runtime/accuracy_guard.h"
+#include "runtime/tune_profile.h"
+#include "tiny_model.h"
+
+namespace kestrel {
+namespace {
+
+SwitchSetting S(const std::string& text) { return parse_switch(text); }
+
+TEST(Tune, CandidatesAreTheLossyValuesThisCpuRuns) {
+  const auto c = tune_candidates();
+  for (const auto& s : c) {
+    EXPECT_TRUE(is_lossy(s)) << s.label();
+    EXPECT_EQ(find_switch(s.name).unsupported(s.value), "") << s.label();
+  }
+  auto has = [&](const std::string& l) { return std::find(c.begin(), c.end(), S(l)) != c.end(); };
+  EXPECT_TRUE(has("kv=q4_0"));
+  EXPECT_TRUE(has("act=a4"));
+  EXPECT_TRUE(has("teal=0.5"));
+  EXPECT_FALSE(has("kv=f16"));
+  EXPECT_FALSE(has("isa=scalar"));     // rounding only
+  EXPECT_FALSE(has("matmul=vecdot"));  // rounding only
+  EXPECT_FALSE(has("sampling=sortfree"));
+}
+
+TEST(Tune, MemoryIsWeightsPlusTheKvCacheHeld) {
+  testing::LoadedTinyModel tiny("tune_memory");
+  const ModelConfig& m = tiny.model->config();
+  EngineConfig c;
+  const double w = static_cast<double>(tiny.model->weight_bytes());
+  // f16: 2 bytes per element, K and V, every layer and KV head.
+  EXPECT_DOUBLE_EQ(memory_at_context(*tiny.model, c, 1000), w + 1000.0 * m.n_layer * m.n_kv_head * m.head_dim * 2 * 2);
+  c.k_type = c.v_type = DType::Q8_0;  // 34 bytes per 32 elements
+  EXPECT_DOUBLE_EQ(memory_at_context(*tiny.model, c, 1000),
+                   w + 1000.0 * m.n_layer * m.n_kv_head * (m.head_dim / 32) * 34 * 2);
+  c.kv_compress.mode = KvCompressConfig::Mode::Metric;
+  c.kv_compress.rate = 4;
+  EXPECT_DOUBLE_EQ(memory_at_context(*tiny.model, c, 1000),
+                   w + 250.0 * m.n_layer * m.n_kv_head * (m.head_dim / 32) * 34 * 2);
+}
+
+TEST(Tune, TheFrontHoldsThePointsNoOtherBeats) {
+  auto pt = [](double speed, double kld, bool within) {
+    TunePoint p;
+    p.speedup = speed;
+    p.accuracy.kld = kld;
+    p.within = within;
+    return p;
+  };
+  std::vector<TunePoint> v = {pt(1.0, 0.0, true),   pt(1.2, 0.001, true), pt(1.1, 0.002, true),
+                              pt(1.3, 0.004, true), pt(2.0, 0.5, false),  pt(1.3, 0.003, true)};
+  mark_pareto(v);
+  std::vector<bool> front;
+  for (const auto& p : v) front.push_back(p.pareto);
+  // 1.1 @ 0.002 is beaten by 1.2 @ 0.001; 1.3 @ 0.004 by 1.3 @ 0.003; the
+  // over-budget point is never on it.
+  EXPECT_EQ(front, (std::vector<bool>{true, true, false, false, false, true}));
+}
+
+TEST(Tune, SearchOnTheTinyModel) {
+  testing::LoadedTinyModel tiny("tune_search");
+  TuneOptions o;
+  o.probe.n_prompt = 40;
+  o.probe.n_positions = 12;
+  o.text = testing::tiny_text();
+  o.n_prompt = 16;
+  o.n_gen = 4;
+  o.reps = 1;
+  o.lossless = {S("threads=1")};
+  o.candidates = {S("kv_k=q4_0"), S("kv_v=q8_0"), S("kv=cq2")};  // cq2: no codebook next to the tiny model
+  // First with no limit, to learn the figures; then a limit between them.
+  o.budget.max_kld = 1e9;
+  auto make = [](std::span<const SwitchSetting> s) {
+    EngineConfig c;
+    apply_switches(c, std::vector<SwitchSetting>(s.begin(), s.end()));
+    return c;
+  };
+  const BenchModelInfo info = describe_model(*tiny.model, tiny.path);
+  const TuneResult loose = run_tune(*tiny.model, info, make, o);
+  ASSERT_GE(loose.points.size(), 3u);
+  ASSERT_EQ(loose.skipped.size(), 1u);
+  EXPECT_EQ(loose.skipped[0].rfind("kv=cq2", 0), 0u) << loose.skipped[0];
+  const double k4 = loose.points[1].accuracy.kld, k8 = loose.points[2].accuracy.kld;
+  ASSERT_GT(k4, k8);
+  o.budget.max_kld = std::sqrt(k4 * k8);
+  const TuneResult tight = run_tune(*tiny.model, info, make, o);
+  EXPECT_EQ(tight.points[1].label(), "kv_k=q4_0");
+  EXPECT_FALSE(tight.points[1].within);
+  EXPECT_EQ(tight.points[1].tg_ts.n, 0);  // over budget: not timed
+  EXPECT_TRUE(tight.points[2].within);
+  EXPECT_EQ(tight.points[2].tg_ts.n, 1);
+  if (tight.best) {
+    EXPECT_TRUE(tight.points[*tight.best].within);
+    EXPECT_GT(tight.points[*tight.best].speedup, 1.0);
+  }
+  for (const auto& p : tight.points)
+    if (p.combination) {
+      for (const auto& s : p.settings) EXPECT_NE(s.label(), "kv_k=q4_0");
+    }
+  const std::string md = tune_markdown(tight, "tiny.gguf", o.budget);
+  EXPECT_NE(md.find("| kv_k=q4_0 | - |"), std::string::npos) << md;
+  const std::string svg = tune_svg(tight, "tiny<1>.gguf", o.budget);
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("tiny&lt;1&gt;.gguf"), std::string::npos);
+  EXPECT_NE(svg.find("kv_v=q8_0"), std::string::npos);
+}
+
+TEST(TuneProfile, RoundTripsAndRefusesWhatItCannotTrust) {
+  testing::LoadedTinyModel tiny("tune_profile");
+  testing::TinyModelSpec other_spec;
+  other_spec.seed = 7;
+  testing::LoadedTinyModel other("tune_profile_other", other_spec);
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string path = (dir / "kestrel_profile_test.json").string();
+  TuneProfile p;
+  p.model_file = "tiny.gguf";
+  p.model_bytes = std::filesystem::file_size(tiny.path);
+  p.model_fingerprint = model_file_fingerprint(tiny.path);
+  p.cpu = cpu_description();
+  p.budget.max_kld = 0.01;
+  p.switches = {S("kv=q8_0"), S("threads=1")};
+  p.speedup = 1.25;
+  p.figures = {0.004, 0.97, 0.002, 64};
+  save_profile(p, path);
+  const TuneProfile q = load_profile(path);
+  EXPECT_EQ(q.switches, p.switches);
+  EXPECT_EQ(q.budget, p.budget);
+  EXPECT_DOUBLE_EQ(q.figures.kld, 0.004);
+  EXPECT_EQ(profile_mismatch(q, tiny.path), "");
+  EXPECT_NE(profile_mismatch(q, other.path).find("made for the model file tiny.gguf"), std::string::npos);
+  TuneProfile elsewhere = q;
+  elsewhere.cpu = "Some Other CPU (avx2)";
+  EXPECT_NE(profile_mismatch(elsewhere, tiny.path).find("made on Some Other CPU"), std::string::npos);
+
+  auto refused = [&](const std::string& text, const std::string& expect) {
+    std::ofstream(path) << text;
+    try {
+      load_profile(path);
+      ADD_FAILURE() << "accepted " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expect), std::string::npos) << e.what();
+    }
+  };
+  refused("{not json", "not JSON");
+  refused(R"({"kestrel_profile": 2})", "not a kestrel profile");
+  refused(R"({"kestrel_profile": 1, "model": {"file": "a", "bytes": 1, "fingerprint": "x"}, "cpu": "c",
+              "budget": {}, "switches": ["warp=9"]})",
+          "names warp=9, which this build does not have");
+  refused(R"({"kestrel_profile": 1, "model": {"file": "a", "bytes": 1, "fingerprint": "x"}, "cpu": "c",
+              "budget": {}, "switches": ["kv=q9_9"]})",
+          "names kv=q9_9");
+  refused(R"({"kestrel_profile": 1, "model": "a", "cpu": "c", "budget": {}, "switches": []})", "wrong type");
+  std::filesystem::remove(path);
+  EXPECT_THROW(load_profile(path), Error);
+}
+
+}  // namespace
+}  // namespace kestrel
