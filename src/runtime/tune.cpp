@@ -83,6 +83,7 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
     return all;
   };
   TuneResult r;
+  r.min_gain = o.min_gain;
   r.settings = "end-to-end request of " + std::to_string(o.n_prompt) + " prompt + " + std::to_string(o.n_gen) +
                " generated tokens, " + std::to_string(o.reps) + " interleaved reps; accuracy: a " +
                std::to_string(o.probe.n_prompt) + "-token prompt and " + std::to_string(o.probe.n_positions) +
@@ -143,11 +144,21 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
       r.points[idx[k]].tg_ts = measure(tg[k]);
     }
     // Each point against the baseline timed in the same rounds (idx[0]).
-    const TunePoint& b = r.points[idx[0]];
-    const double base_s = o.n_prompt / b.pp_ts.mean + o.n_gen / b.tg_ts.mean;
+    // The request's time and its relative standard error (first order, from the means' spreads).
+    auto request = [&](const TunePoint& p, double* rel_se) {
+      const double tp = o.n_prompt / p.pp_ts.mean, tg = o.n_gen / p.tg_ts.mean;
+      const double sp = tp * p.pp_ts.stddev / p.pp_ts.mean / std::sqrt(std::max(1, p.pp_ts.n));
+      const double sg = tg * p.tg_ts.stddev / p.tg_ts.mean / std::sqrt(std::max(1, p.tg_ts.n));
+      *rel_se = std::sqrt(sp * sp + sg * sg) / (tp + tg);
+      return tp + tg;
+    };
+    double base_rel = 0;
+    const double base_s = request(r.points[idx[0]], &base_rel);
     for (size_t k = 1; k < idx.size(); ++k) {
       TunePoint& p = r.points[idx[k]];
-      p.speedup = base_s / (o.n_prompt / p.pp_ts.mean + o.n_gen / p.tg_ts.mean);
+      double rel = 0;
+      p.speedup = base_s / request(p, &rel);
+      p.speedup_se = p.speedup * std::sqrt(rel * rel + base_rel * base_rel);
     }
   };
   std::vector<size_t> timed = {0};
@@ -159,15 +170,16 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
   // within budget and is faster than the best so far.
   std::vector<size_t> order(timed.begin() + 1, timed.end());
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return r.points[a].speedup > r.points[b].speedup; });
+  auto faster = [&](const TunePoint& p) { return p.speedup > 1.0 + std::max(o.min_gain, 2 * p.speedup_se); };
   std::optional<size_t> best;
   for (size_t i : order)
-    if (r.points[i].speedup > 1.0 + o.min_gain) {
+    if (faster(r.points[i])) {
       best = i;
       break;
     }
   if (best) {
     for (size_t i : order) {
-      if (i == *best || r.points[i].speedup <= 1.0 + o.min_gain) continue;
+      if (i == *best || !faster(r.points[i])) continue;
       const SwitchSetting& add = r.points[i].settings[0];
       const auto& cur = r.points[*best].settings;
       if (std::any_of(cur.begin(), cur.end(), [&](const SwitchSetting& s) { return conflicts(s, add); })) continue;
@@ -191,7 +203,9 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
       // Timed against the baseline and the best so far, interleaved.
       const size_t me = r.points.size() - 1;
       time_points({0, *best, me});
-      if (r.points[me].speedup > r.points[*best].speedup * (1.0 + o.min_gain)) best = me;
+      const TunePoint &c = r.points[me], &b = r.points[*best];
+      const double se = std::sqrt(c.speedup_se * c.speedup_se + b.speedup_se * b.speedup_se);
+      if (c.speedup > b.speedup * (1.0 + o.min_gain) && c.speedup - b.speedup > 2 * se) best = me;
     }
   }
   r.best = best;
@@ -209,7 +223,7 @@ std::string tune_markdown(const TuneResult& r, const std::string& model_name, co
     const TunePoint& p = r.points[i];
     const bool timed = p.tg_ts.n > 0;
     o << "| " << (r.best && *r.best == i ? "**" + p.label() + "**" : p.label()) << " | "
-      << (timed ? num("%.3fx", p.speedup) : "-") << " | "
+      << (timed ? num("%.3fx", p.speedup) + (p.speedup_se > 0 ? num(" ± %.3f", p.speedup_se) : "") : "-") << " | "
       << (timed ? num("%.1f ± %.1f", p.pp_ts.mean, p.pp_ts.stddev) : "-") << " | "
       << (timed ? num("%.2f ± %.2f", p.tg_ts.mean, p.tg_ts.stddev) : "-") << " | "
       << num("%.0f MiB (%.2fx)", p.memory_bytes / 1048576.0, base_mem > 0 ? p.memory_bytes / base_mem : 0.0) << " | "
@@ -223,7 +237,8 @@ std::string tune_markdown(const TuneResult& r, const std::string& model_name, co
     o << "Fastest within budget: **" << r.points[*r.best].label() << "**, " << num("%.3fx", r.points[*r.best].speedup)
       << " end to end, " << describe(r.points[*r.best].accuracy) << ".\n";
   else
-    o << "No lossy switch is faster within the budget on this machine: the exact path is the profile.\n";
+    o << "No lossy switch is faster than the baseline beyond its noise (2 standard errors and "
+      << num("%.0f %%", 100 * r.min_gain) << ") within the budget on this machine: the exact path is the profile.\n";
   for (const auto& s : r.skipped) o << "\n- skipped " << s;
   if (!r.skipped.empty()) o << "\n";
   return o.str();

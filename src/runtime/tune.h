@@ -28,10 +28,11 @@ struct TuneOptions {
   std::string text;                          // calibration text ("" = the built-in one)
   std::vector<SwitchSetting> lossless;       // with every configuration (threads, ...)
   std::vector<SwitchSetting> candidates;     // empty: every lossy value this CPU runs (tune_candidates)
-  int n_prompt = 128, n_gen = 64, reps = 3;  // the request end-to-end speed is timed on
+  int n_prompt = 128, n_gen = 64, reps = 5;  // the request end-to-end speed is timed on
   int64_t memory_ctx = 8192;                 // the context the memory figure is for
-  // A point must be this much faster than the baseline (and a combination than
-  // the best so far) to count: smaller gains are inside these machines' noise.
+  // A point counts as faster than the baseline (a combination than the best so
+  // far) when its speed-up exceeds 1 by this and by two standard errors:
+  // smaller gains are inside these machines' noise.
   double min_gain = 0.02;
 };
 
@@ -40,6 +41,7 @@ struct TunePoint {
   AccuracyFigures accuracy;
   Measured pp_ts, tg_ts;
   double speedup = 1.0;       // end-to-end: n_prompt/pp + n_gen/tg against the baseline's
+  double speedup_se = 0.0;    // its standard error, from the repetitions' spread
   double memory_bytes = 0.0;  // weights + KV cache at memory_ctx (after eviction), from the layout
   bool within = true;         // within the budget
   bool pareto = false;        // no other point is both faster and more accurate (KLD)
@@ -52,6 +54,7 @@ struct TuneResult {
   std::optional<size_t> best;        // the fastest within budget (none faster than the baseline: empty)
   std::vector<std::string> skipped;  // "teal=0.5: no thresholds file ..."
   std::string settings;              // one line: sizes, reps, probe
+  double min_gain = 0.0;             // TuneOptions::min_gain, for the conclusion
 };
 
 // Every value of every switch that is lossy (accuracy_guard.h is_lossy) and
