@@ -3,23 +3,7 @@
 # bad input (missing files, hostile GGUF, unknown architecture, context overflow).
 # Usage: cli_test.sh PATH/TO/kestrel
 set -uo pipefail
-BIN="$1"
-CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
-MODEL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAILED: $1"; }
-expect_contains() {  # name, haystack, needle
-  if [[ "$2" == *"$3"* ]]; then ok "$1"; else bad "$1 (wanted '$3' in: ${2:0:400})"; fi
-}
-expect_error() {  # name, needle, command...
-  local name="$1" needle="$2"; shift 2
-  local out code
-  out="$("$@" 2>&1)"; code=$?
-  if [ "$code" -eq 1 ] && [[ "$out" == *"$needle"* ]]; then ok "$name"; else bad "$name (exit $code: ${out:0:400})"; fi
-}
+source "$(dirname "$0")/checks.sh"
 
 if [ ! -f "$MODEL" ]; then echo "model missing at $MODEL: run scripts/fetch_models.sh"; exit 1; fi
 

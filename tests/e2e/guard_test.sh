@@ -5,25 +5,9 @@
 # that cannot be trusted (another model file, a switch this build lacks).
 # Usage: guard_test.sh PATH/TO/kestrel
 set -uo pipefail
-BIN="$1"
-CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
-MODEL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
+source "$(dirname "$0")/checks.sh"
 export KESTREL_CACHE="$TMP/cache"  # the guard's measurements go here, not into the user's cache
 mkdir -p "$KESTREL_CACHE"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAILED: $1"; }
-expect_contains() {  # name, haystack, needle
-  if [[ "$2" == *"$3"* ]]; then ok "$1"; else bad "$1 (wanted '$3' in: ${2:0:600})"; fi
-}
-expect_error() {  # name, needle, command...
-  local name="$1" needle="$2"; shift 2
-  local out code
-  out="$("$@" 2>&1)"; code=$?
-  if [ "$code" -ne 0 ] && [[ "$out" == *"$needle"* ]]; then ok "$name"; else bad "$name (exit $code: ${out:0:400})"; fi
-}
 if [ ! -f "$MODEL" ]; then echo "model missing at $MODEL: run scripts/fetch_models.sh"; exit 77; fi
 
 expect_error "unparseable budget" "is not a number" "$BIN" run -m "$MODEL" -p hi -n 1 --max-kld abc
