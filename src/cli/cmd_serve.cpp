@@ -5,7 +5,6 @@
 // SIGTERM / SIGINT: stop taking requests, answer the running ones, exit 0.
 #include <pthread.h>
 #include <signal.h>
-
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "runtime/accuracy_guard.h"
 #include "runtime/scheduler.h"
 #include "server/server.h"
 
@@ -37,6 +37,8 @@ void add_serve_command(CLI::App& app) {
     int default_max_tokens = 256;
     int http_threads = 64;
     double drain_seconds = 60.0;
+    int check_every = 64;
+    int check_min = 16;
   };
   auto o = std::make_shared<Opts>();
   o->model.batch = 128;  // here: prompt tokens per engine step, shared by the slots in prefill
@@ -63,6 +65,14 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--http-threads", o->http_threads, "HTTP connections served at once")->capture_default_str();
   cmd->add_option("--drain-timeout", o->drain_seconds, "seconds to finish running requests on SIGTERM")
       ->capture_default_str();
+  cmd->add_option("--guard-check-every", o->check_every,
+                  "with an accuracy budget: recompute one decode step in N on the exact path, and turn off a lossy "
+                  "switch for new requests when the running figures leave the budget (0 = no running check)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--guard-min-checks", o->check_min, "running check: checks before its figures are judged")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->callback([o] {
     if (o->parallel < 1) fail("serve: --parallel must be at least 1, got ", o->parallel);
     if (o->http_threads < 1) fail("serve: --http-threads must be at least 1, got ", o->http_threads);
@@ -82,7 +92,8 @@ void add_serve_command(CLI::App& app) {
     signal(SIGPIPE, SIG_IGN);
 
     auto model = load_model_verbose(o->model);
-    apply_guard(*model, o->model);
+    GuardOutcome guard;
+    apply_guard(*model, o->model, &guard);
     const int64_t total_ctx =
         o->model.ctx > 0 ? o->model.ctx : (model->config().n_ctx_train > 0 ? model->config().n_ctx_train : 4096);
     SchedulerOptions sched_opt;
@@ -94,6 +105,37 @@ void add_serve_command(CLI::App& app) {
     sched_opt.prefill_chunk = o->model.batch;
     sched_opt.max_queue = o->queue;
     sched_opt.engine = engine_config(o->model);
+    std::vector<SwitchSetting> lossless;
+    bool lossy_running = false;
+    for (const auto& s : o->model.switches) {
+      if (is_lossy(s))
+        lossy_running = true;
+      else
+        lossless.push_back(s);
+    }
+    if (o->model.guard.budget.any() && o->check_every > 0 && lossy_running) {
+      ModelFlags exact = o->model;
+      exact.switches = lossless;
+      sched_opt.check.every = o->check_every;
+      sched_opt.check.min_checks = o->check_min;
+      sched_opt.check.budget = o->model.guard.budget;
+      sched_opt.check.exact = engine_config(exact);
+      // Runs on the engine thread: picks the switch to give up and builds the configuration without it.
+      auto running = std::make_shared<ModelFlags>(o->model);
+      sched_opt.on_over_budget = [running, guard](const std::string& why) -> std::optional<EngineConfig> {
+        const std::optional<SwitchSetting> off = next_to_turn_off(guard, running->switches, running->guard.budget);
+        if (!off) {
+          std::cerr << "accuracy guard: running check over budget (" << why
+                    << "), and no switch is left that serve can turn off\n";
+          return std::nullopt;
+        }
+        std::erase(running->switches, *off);
+        std::cerr << "accuracy guard: running check over budget (" << why << "): turning off " << off->label()
+                  << " for new requests\n";
+        return engine_config(*running);
+      };
+      std::cerr << "accuracy guard: running check of 1 decode step in " << o->check_every << " on the exact path\n";
+    }
     Scheduler scheduler(*model, sched_opt);
 
     server::ServerOptions srv_opt;

@@ -189,7 +189,7 @@ void add_guard_flags(CLI::App& app, GuardFlags& g) {
 
 std::vector<SwitchSetting> guarded_switches(
     const Model& model, const std::string& model_path, std::vector<SwitchSetting> switches, const GuardFlags& g,
-    const std::function<EngineConfig(std::span<const SwitchSetting>)>& make_config) {
+    const std::function<EngineConfig(std::span<const SwitchSetting>)>& make_config, GuardOutcome* outcome) {
   AccuracyBudget budget = g.budget;
   if (!g.profile.empty()) {
     const TuneProfile p = load_profile(g.profile);
@@ -227,16 +227,20 @@ std::vector<SwitchSetting> guarded_switches(
   const GuardOutcome out =
       guard_switches(model, switches, make_config, o, [](const std::string& line) { std::cerr << line << "\n"; });
   for (const auto& line : out.log) std::cerr << line << "\n";
+  if (outcome) *outcome = out;
   return out.kept;
 }
 
-void apply_guard(const Model& model, ModelFlags& f) {
+void apply_guard(const Model& model, ModelFlags& f, GuardOutcome* outcome) {
   const std::string path = f.model.empty() ? default_model_path() : f.model;
-  f.switches = guarded_switches(model, path, f.switches, f.guard, [&f](std::span<const SwitchSetting> s) {
-    ModelFlags copy = f;
-    copy.switches.assign(s.begin(), s.end());
-    return engine_config(copy);
-  });
+  f.switches = guarded_switches(
+      model, path, f.switches, f.guard,
+      [&f](std::span<const SwitchSetting> s) {
+        ModelFlags copy = f;
+        copy.switches.assign(s.begin(), s.end());
+        return engine_config(copy);
+      },
+      outcome);
 }
 
 std::unique_ptr<Model> load_model_verbose(const ModelFlags& f) {

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "model/model.h"
-#include "runtime/accuracy_budget.h"
+#include "runtime/accuracy_guard.h"
 #include "runtime/session.h"
 #include "sampling/params.h"
 #include "switches/registry.h"
@@ -74,9 +74,10 @@ void add_guard_flags(CLI::App& app, GuardFlags& g);
 // `make_config` builds a configuration from settings (with the host's sidecar paths).
 std::vector<SwitchSetting> guarded_switches(
     const Model& model, const std::string& model_path, std::vector<SwitchSetting> switches, const GuardFlags& g,
-    const std::function<EngineConfig(std::span<const SwitchSetting>)>& make_config);
-// The same for a ModelFlags host: rewrites f.switches.
-void apply_guard(const Model& model, ModelFlags& f);
+    const std::function<EngineConfig(std::span<const SwitchSetting>)>& make_config, GuardOutcome* outcome = nullptr);
+// The same for a ModelFlags host: rewrites f.switches. `outcome`: what the
+// guard decided (any_lossy false when it did not run).
+void apply_guard(const Model& model, ModelFlags& f, GuardOutcome* outcome = nullptr);
 
 std::unique_ptr<Model> load_model_verbose(const ModelFlags& f);
 // The engine configuration the flags ask for (defaults + every setting, in order).

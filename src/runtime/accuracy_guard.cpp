@@ -130,6 +130,20 @@ GuardOutcome decide_switches(std::span<const SwitchSetting> settings, const Accu
   return out;
 }
 
+std::optional<SwitchSetting> next_to_turn_off(const GuardOutcome& outcome, std::span<const SwitchSetting> running,
+                                              const AccuracyBudget& budget) {
+  std::optional<SwitchSetting> pick;
+  double worst = -1.0;
+  for (const auto& s : running) {
+    if (!is_lossy(s) || find_switch(s.name).effect(s.value) == SwitchEffect::Evicts) continue;
+    double use = INFINITY;
+    for (const auto& step : outcome.steps)
+      if (step.settings.size() == 1 && step.settings[0] == s && step.figures) use = budget_use(*step.figures, budget);
+    if (use > worst) worst = use, pick = s;
+  }
+  return pick;
+}
+
 std::string guard_fingerprint(const std::string& model_path, std::span<const int32_t> tokens, const ProbeOptions& o,
                               const std::string& context) {
   Fnv1a h;

@@ -50,6 +50,14 @@ struct GuardOutcome {
 GuardOutcome decide_switches(std::span<const SwitchSetting> settings, const AccuracyBudget& budget,
                              const MeasureAccuracyFn& measure);
 
+// The running check's choice (serve, runtime/running_check.h): of the lossy
+// settings in `running`, the one that used most of the budget alone at
+// start-up (`outcome`'s measurements; unmeasured ones first), leaving out
+// those that evict KV blocks (a slot policy the server cannot change while
+// running). Empty when nothing can be turned off.
+std::optional<SwitchSetting> next_to_turn_off(const GuardOutcome& outcome, std::span<const SwitchSetting> running,
+                                              const AccuracyBudget& budget);
+
 // Identifies a measurement so a later run may reuse it: the model file (path,
 // size, time written), the CPU, this executable, the probe's tokens and size
 // and the lossless settings and sidecars everything is measured with.

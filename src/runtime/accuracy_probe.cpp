@@ -1,5 +1,6 @@
 #include "runtime/accuracy_probe.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -32,43 +33,52 @@ void run_probe(const Model& model, std::span<const int32_t> tokens, EngineConfig
   for (int j = 0; j < o.n_positions; ++j) on_step(j, session.decode(tokens[static_cast<size_t>(o.n_prompt + j)]));
 }
 
+RowComparison compare_logits(std::span<const float> exact, std::span<const float> other, int32_t target) {
+  if (exact.size() != other.size()) fail("compare_logits: rows of ", exact.size(), " and ", other.size(), " logits");
+  const RowSoftmax p = row_softmax(exact), q = row_softmax(other);
+  const float lse_p = static_cast<float>(p.log_sum_exp), lse_q = static_cast<float>(q.log_sum_exp);
+  double kl = 0.0;
+  for (size_t v = 0; v < exact.size(); ++v) {
+    const double lp = exact[v] - p.max - lse_p;
+    const double lq = other[v] - q.max - lse_q;
+    kl += std::exp(lp) * (lp - lq);
+  }
+  RowComparison r;
+  r.kld = std::max(0.0, kl);  // rounding can take a near-identical pair a hair below 0
+  r.same_top = p.argmax == q.argmax;
+  if (target >= 0) {
+    r.nll_exact = row_nll(p, exact, target);
+    r.nll_other = row_nll(q, other, target);
+  }
+  return r;
+}
+
 AccuracyProbe::AccuracyProbe(const Model& model, std::vector<int32_t> tokens, const EngineConfig& exact,
                              const ProbeOptions& o)
     : model_(model), tokens_(std::move(tokens)), options_(o), n_vocab_(model.config().n_vocab) {
-  exact_logp_.resize(static_cast<size_t>(o.n_positions) * static_cast<size_t>(n_vocab_));
-  exact_top_.resize(static_cast<size_t>(o.n_positions));
+  exact_logits_.resize(static_cast<size_t>(o.n_positions) * static_cast<size_t>(n_vocab_));
   run_probe(model_, tokens_, exact, o, [&](int j, std::span<const float> logits) {
-    const RowSoftmax s = row_softmax(logits);
-    float* out = exact_logp_.data() + static_cast<size_t>(j) * static_cast<size_t>(n_vocab_);
-    for (int v = 0; v < n_vocab_; ++v)
-      out[v] = logits[static_cast<size_t>(v)] - s.max - static_cast<float>(s.log_sum_exp);
-    exact_top_[static_cast<size_t>(j)] = s.argmax;
-    exact_nll_ += row_nll(s, logits, tokens_[static_cast<size_t>(o.n_prompt + j + 1)]);
+    std::copy(logits.begin(), logits.end(), exact_logits_.begin() + static_cast<std::ptrdiff_t>(j) * n_vocab_);
   });
 }
 
 AccuracyFigures AccuracyProbe::compare(const EngineConfig& config) const {
-  double kld = 0.0, nll = 0.0;
+  double kld = 0.0, nll = 0.0, nll_exact = 0.0;
   int same = 0;
   run_probe(model_, tokens_, config, options_, [&](int j, std::span<const float> logits) {
-    const RowSoftmax s = row_softmax(logits);
-    const float* p = exact_logp_.data() + static_cast<size_t>(j) * static_cast<size_t>(n_vocab_);
-    double kl = 0.0;
-    for (int v = 0; v < n_vocab_; ++v) {
-      // Both sides rounded by the same float expression: identical logits give 0 exactly.
-      const double lp = p[v];
-      const double lq = logits[static_cast<size_t>(v)] - s.max - static_cast<float>(s.log_sum_exp);
-      kl += std::exp(lp) * (lp - lq);
-    }
-    kld += std::max(0.0, kl);  // rounding can take an identical pair a hair below 0
-    nll += row_nll(s, logits, tokens_[static_cast<size_t>(options_.n_prompt + j + 1)]);
-    same += s.argmax == exact_top_[static_cast<size_t>(j)] ? 1 : 0;
+    const std::span<const float> exact(exact_logits_.data() + static_cast<size_t>(j) * static_cast<size_t>(n_vocab_),
+                                       static_cast<size_t>(n_vocab_));
+    const RowComparison c = compare_logits(exact, logits, tokens_[static_cast<size_t>(options_.n_prompt + j + 1)]);
+    kld += c.kld;
+    nll += c.nll_other;
+    nll_exact += c.nll_exact;
+    same += c.same_top ? 1 : 0;
   });
   AccuracyFigures f;
   f.positions = options_.n_positions;
   f.kld = kld / options_.n_positions;
   f.top1 = static_cast<double>(same) / options_.n_positions;
-  f.ppl_increase = std::exp((nll - exact_nll_) / options_.n_positions) - 1.0;
+  f.ppl_increase = std::exp((nll - nll_exact) / options_.n_positions) - 1.0;
   return f;
 }
 

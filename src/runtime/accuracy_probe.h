@@ -34,6 +34,16 @@ std::string_view probe_calibration_text();
 // n_prompt + n_positions + 1. Throws kestrel::Error when the text is shorter.
 std::vector<int32_t> probe_tokens(const Model& model, std::string_view text, const ProbeOptions& o);
 
+// One position's next-token distributions compared over the whole vocabulary:
+// KL(exact || other) in nats, and whether the most likely tokens agree. Both
+// sides' log-probs go through one float expression, so identical logits give 0.
+struct RowComparison {
+  double kld = 0.0;
+  bool same_top = true;
+  double nll_exact = 0.0, nll_other = 0.0;  // of `target` (when one is given)
+};
+RowComparison compare_logits(std::span<const float> exact, std::span<const float> other, int32_t target = -1);
+
 class AccuracyProbe {
  public:
   // Runs the exact configuration once and keeps its log-probs.
@@ -47,9 +57,7 @@ class AccuracyProbe {
   std::vector<int32_t> tokens_;
   ProbeOptions options_;
   int n_vocab_ = 0;
-  std::vector<float> exact_logp_;   // [n_positions, n_vocab]
-  std::vector<int32_t> exact_top_;  // [n_positions]
-  double exact_nll_ = 0.0;          // summed over the positions
+  std::vector<float> exact_logits_;  // [n_positions, n_vocab]
 };
 
 // Teacher-forced decode: calls on_step(j, logits) for the logits of each of

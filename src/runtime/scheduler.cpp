@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "switches/registry.h"
 
 namespace kestrel {
 namespace {
@@ -87,8 +88,8 @@ struct Scheduler::Slot {
 Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
     : model_(model),
       options_(options),
-      core_(model, options.engine, pool_shape(model, options)),
-      cache_(core_.cache()),
+      core_(std::make_unique<EngineCore>(model, options.engine, pool_shape(model, options))),
+      cache_(&core_->cache()),
       kv_compress_(kv_compress_spec(options.engine.kv_compress)) {
   if (options_.n_slots < 1) fail("scheduler: need at least one slot, got ", options_.n_slots);
   if (options_.n_ctx_total < 0) fail("scheduler: KV pool size must not be negative, got ", options_.n_ctx_total);
@@ -101,23 +102,85 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
       slots_.back()->compressor =
           std::make_unique<SequenceCompressor>(kv_compress_, model.config().n_layer, model.config().n_kv_head);
   }
-  if (kv_compress_.on()) kv_cap_blocks_ = slots_[0]->compressor->decode_cap_blocks(cache_.shape());
+  if (kv_compress_.on()) kv_cap_blocks_ = slots_[0]->compressor->decode_cap_blocks(cache_->shape());
   if (options_.engine.decode.policy != DecodePolicy::Plain && kv_compress_.on())
     fail(
         "serve: speculative decoding does not run with KV-Compress yet (a rejected draft is rolled back, and "
         "eviction may have taken the blocks it would be cut into)");
-  drafters_ = make_drafters(model, core_.config(), options_.n_ctx_slot, options_.n_slots);
+  drafters_ = make_drafters(model, core_->config(), options_.n_ctx_slot, options_.n_slots);
   // EAGLE-3: the slots' drafters share one store of the target's hidden states.
-  if (!drafters_.empty()) core_.set_hidden_tap(drafters_[0]->hidden_tap());
+  if (!drafters_.empty()) core_->set_hidden_tap(drafters_[0]->hidden_tap());
   stats_.n_slots = options_.n_slots;
-  pool_blocks_ = cache_.in_position_blocks(cache_.total_blocks());
+  pool_blocks_ = cache_->in_position_blocks(cache_->total_blocks());
   stats_.kv_block_size = KvCache::kBlock;
   stats_.kv_blocks_total = pool_blocks_;
-  stats_.kv_head_blocks_per_block = cache_.heads_per_position_block();
+  stats_.kv_head_blocks_per_block = cache_->heads_per_position_block();
+  stats_.guard_switches = engine_settings_text(core_->config());
+  config_ = core_->config();
+  if (options_.check.every > 0) {
+    RunningCheckOptions c = options_.check;
+    c.n_ctx = options_.n_ctx_slot;
+    check_ = std::make_unique<RunningCheck>(model, c);
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
+void Scheduler::check_row(const Slot& s, const float* logits) {
+  if (!check_ || pending_config_) return;
+  const int n_vocab = model_.config().n_vocab;
+  try {
+    if (!check_->observe(s.id, s.cached, std::span<const float>(logits, static_cast<size_t>(n_vocab)))) return;
+  } catch (const std::exception& e) {
+    // The check is a guard, not the service: it stops, requests go on.
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.guard_switches += std::string(" (running check stopped: ") + e.what() + ")";
+    check_.reset();
+    return;
+  }
+  const RunningCheck::Figures f = check_->figures();
+  std::string why = check_->over_budget();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.guard_checks = f.checks;
+    stats_.guard_kld = f.kld;
+    stats_.guard_top1 = f.top1;
+  }
+  if (why.empty() || !options_.on_over_budget) return;
+  if (std::optional<EngineConfig> next = options_.on_over_budget(why)) {
+    if (!(next->kv_compress == options_.engine.kv_compress) || !(next->decode == options_.engine.decode))
+      fail("running check: a new configuration must keep the KV-Compress and decode settings");
+    pending_config_ = std::move(next);
+  } else {
+    check_->reset();  // nothing left to turn off: judge afresh
+  }
+}
+
+void Scheduler::reconfigure_locked() {
+  core_ = std::make_unique<EngineCore>(model_, *pending_config_, pool_shape(model_, options_));
+  cache_ = &core_->cache();
+  options_.engine = *pending_config_;
+  pending_config_.reset();
+  if (!drafters_.empty()) core_->set_hidden_tap(drafters_[0]->hidden_tap());
+  for (auto& sp : slots_) sp->cached.clear();  // the old cache's prefixes are gone
+  pool_blocks_ = cache_->in_position_blocks(cache_->total_blocks());
+  stats_.kv_blocks_total = pool_blocks_;
+  stats_.kv_head_blocks_per_block = cache_->heads_per_position_block();
+  ++stats_.guard_reconfigurations;
+  config_ = core_->config();
+  stats_.guard_switches = engine_settings_text(core_->config());
+  stats_.guard_checks = 0;
+  stats_.guard_kld = 0.0;
+  stats_.guard_top1 = 1.0;
+  refresh_kv_stats_locked();
+  if (check_) check_->reset();
+}
+
 Scheduler::~Scheduler() { stop(); }
+
+EngineConfig Scheduler::config() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return config_;
+}
 
 void Scheduler::stop() {
   {
@@ -264,7 +327,7 @@ Scheduler::Slot* Scheduler::pick_slot_locked(const std::vector<int32_t>& prompt,
   size_t shared = 0;
   for (auto& sp : slots_) {
     // A compressed slot's blocks are not a prefix to share (see the header).
-    if (!reuse || sp.get() == dst || cache_.min_len(sp->index) > 0) continue;
+    if (!reuse || sp.get() == dst || cache_->min_len(sp->index) > 0) continue;
     const size_t c = common_prefix(sp->cached, prompt);
     if (c > shared) {
       src = sp.get();
@@ -276,12 +339,12 @@ Scheduler::Slot* Scheduler::pick_slot_locked(const std::vector<int32_t>& prompt,
   const size_t most = prompt.size() - 1;
   if (src && shared >= static_cast<size_t>(KvCache::kBlock) && shared > own) {
     keep = std::min(shared, most);
-    cache_.share_prefix(dst->index, src->index, static_cast<int64_t>(keep));
+    cache_->share_prefix(dst->index, src->index, static_cast<int64_t>(keep));
     if (HiddenTap* tap = drafters_.empty() ? nullptr : drafters_[0]->hidden_tap())
       tap->share_prefix(dst->index, src->index, static_cast<int64_t>(keep));
   } else {
     keep = std::min(own, most);
-    cache_.set_seq_len(dst->index, static_cast<int64_t>(keep));
+    cache_->set_seq_len(dst->index, static_cast<int64_t>(keep));
   }
   dst->cached.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(keep));
   return dst;
@@ -297,19 +360,19 @@ int64_t Scheduler::blocks_needed_by_running() const {
 }
 
 int64_t Scheduler::blocks_still_needed(int seq, bool prefilling, int64_t n_prompt, int64_t n_total) const {
-  const int64_t plain = cache_.blocks_needed(seq, n_total);
+  const int64_t plain = cache_->blocks_needed(seq, n_total);
   if (kv_cap_blocks_ == 0) return plain;  // no budget: a rate only ever lowers this
   // Under a budget the slot holds at the most its whole prompt (evicted once
   // the prompt is in), then kv_cap_blocks_ while it decodes.
-  const int64_t held = blocks_of(cache_, seq);
-  const int64_t prompt_peak = prefilling ? held + cache_.blocks_needed(seq, n_prompt) : 0;
+  const int64_t held = blocks_of(*cache_, seq);
+  const int64_t prompt_peak = prefilling ? held + cache_->blocks_needed(seq, n_prompt) : 0;
   return std::min(plain, std::max<int64_t>(0, std::max(prompt_peak, kv_cap_blocks_) - held));
 }
 
 int64_t Scheduler::peak_position_blocks(int64_t n_prompt, int64_t n_total) const {
   const int64_t plain = blocks_for(n_total);
   if (kv_cap_blocks_ == 0) return plain;
-  return std::min(plain, std::max(blocks_for(n_prompt), cache_.in_position_blocks(kv_cap_blocks_)));
+  return std::min(plain, std::max(blocks_for(n_prompt), cache_->in_position_blocks(kv_cap_blocks_)));
 }
 
 void Scheduler::refresh_kv_stats_locked() {
@@ -317,8 +380,8 @@ void Scheduler::refresh_kv_stats_locked() {
   for (const auto& sp : slots_)
     if (sp->active) running.push_back(sp->index);
   // In position blocks (kv_block_size positions of every layer and head).
-  stats_.kv_blocks_in_use = cache_.in_position_blocks(cache_.blocks_held(running));
-  stats_.kv_blocks_cached = cache_.in_position_blocks(cache_.used_blocks()) - stats_.kv_blocks_in_use;
+  stats_.kv_blocks_in_use = cache_->in_position_blocks(cache_->blocks_held(running));
+  stats_.kv_blocks_cached = cache_->in_position_blocks(cache_->used_blocks()) - stats_.kv_blocks_in_use;
 }
 
 // Under mu_: moves queued requests into free slots, in order, while the pool
@@ -333,7 +396,7 @@ void Scheduler::admit_locked(Refused& refused) {
     const int64_t n_prompt = static_cast<int64_t>(req.prompt.size());
     auto fits = [&] {
       return blocks_needed_by_running() + blocks_still_needed(best->index, true, n_prompt, n_total) <=
-             cache_.free_blocks();
+             cache_->free_blocks();
     };
     // Make room: idle slots give back their blocks, least recently used first
     // (blocks shared with a running request or with `best` stay).
@@ -341,24 +404,24 @@ void Scheduler::admit_locked(Refused& refused) {
       Slot* victim = nullptr;
       for (auto& sp : slots_) {
         Slot& s = *sp;
-        if (s.active || &s == best || cache_.block_table(s.index).empty()) continue;
+        if (s.active || &s == best || cache_->block_table(s.index).empty()) continue;
         if (!victim || s.last_used < victim->last_used) victim = &s;
       }
       if (!victim) break;
-      cache_.clear_seq(victim->index);
+      cache_->clear_seq(victim->index);
       victim->cached.clear();
     }
     if (!fits()) {
       // What `best` shares may have raised what the running requests need (a
       // shared partly filled block is copied before it is written): let go.
-      cache_.clear_seq(best->index);
+      cache_->clear_seq(best->index);
       best->cached.clear();
       if (busy_slots_ > 0) break;  // wait for running requests to give blocks back
       // Alone and still too large: cannot happen for a request submit()
       // accepted (it checks the pool size), but never wait forever.
       std::string why = "kv cache: the request may need " + std::to_string(blocks_for(n_total)) + " blocks of " +
                         std::to_string(KvCache::kBlock) + " positions but only " +
-                        std::to_string(cache_.free_blocks() / cache_.heads_per_position_block()) + " of " +
+                        std::to_string(cache_->free_blocks() / cache_->heads_per_position_block()) + " of " +
                         std::to_string(pool_blocks_) + " are free";
       refused.emplace_back(std::move(queue_.front()), std::move(why));
       queue_.pop_front();
@@ -377,7 +440,7 @@ void Scheduler::admit_locked(Refused& refused) {
     s.req = std::move(p->req);
     s.n_prompt_done = keep;
     s.pending_token = -1;
-    s.req.gen.sampling.kind = core_.config().sampler;  // the engine's sampler slot, whatever the request held
+    s.req.gen.sampling.kind = core_->config().sampler;  // the engine's sampler slot, whatever the request held
     s.sampler = std::make_unique<Sampler>(s.req.gen.sampling, model_.config().n_vocab);
     for (int32_t t : s.req.prompt) s.sampler->accept(t);
     s.decoder = std::make_unique<StreamDecoder>(model_.tokenizer());
@@ -408,14 +471,15 @@ void Scheduler::finish(Slot& s, const std::string& reason, const std::string& er
   ev.done = true;
   ev.result = s.result;
   s.active = false;
+  if (check_) check_->end(s.id);
   s.lp_pending.clear();
   if (observed_ == &s) {
     observed_ = nullptr;
     observer_ = nullptr;
   }
   if (s.compressor) s.compressor->reset();
-  if (cache_.min_len(s.index) > 0) {  // compressed: not a prefix to reuse (see the header)
-    cache_.clear_seq(s.index);
+  if (cache_->min_len(s.index) > 0) {  // compressed: not a prefix to reuse (see the header)
+    cache_->clear_seq(s.index);
     s.cached.clear();
   }
   {
@@ -495,7 +559,7 @@ bool Scheduler::step() {
     // stays inside the request's reserved positions and the slot's context.
     const int64_t left = s.req.gen.max_tokens - static_cast<int64_t>(s.result.tokens.size());
     const int64_t n_max = std::min<int64_t>(left - 1, options_.n_ctx_slot - static_cast<int64_t>(s.cached.size()));
-    draft_tokens(*drafters_[static_cast<size_t>(s.index)], core_.config().decode, s.cached, n_max, s.draft);
+    draft_tokens(*drafters_[static_cast<size_t>(s.index)], core_->config().decode, s.cached, n_max, s.draft);
     for (int32_t t : s.draft) {
       batch_.add(t, static_cast<int32_t>(s.cached.size()), s.index, true, true);
       s.cached.push_back(t);
@@ -539,24 +603,24 @@ bool Scheduler::step() {
 
   logits_.resize(static_cast<size_t>(rows.size()) * n_vocab);
   try {
-    core_.set_observer(observer_);
+    core_->set_observer(observer_);
     const auto t0 = Clock::now();
     // With drafts in the batch, the decode kernels: a verified row must be
     // what a decode step gives (ops/matmul.h decode_kernels). Prompt rows
     // batched with them take those kernels too.
     bool drafts = false;
     for (Slot* r : rows) drafts = drafts || !r->draft.empty();
-    core_.forward(batch_, logits_.data(), drafts);
+    core_->forward(batch_, logits_.data(), drafts);
     last_forward_seconds_ = seconds_between(t0, Clock::now());
     compress_after_step(rows);
   } catch (const std::exception& e) {
     // Cannot happen for requests submit() accepted; fail every slot in the batch
     // rather than the process, and forget what their caches hold.
-    core_.set_observer(nullptr);
+    core_->set_observer(nullptr);
     for (auto& sp : slots_) {
       if (!sp->active) continue;
       sp->cached.clear();
-      cache_.clear_seq(sp->index);
+      cache_->clear_seq(sp->index);
       finish(*sp, "error", e.what());
     }
     return true;
@@ -575,8 +639,10 @@ bool Scheduler::step() {
       r += static_cast<size_t>(n_rows - 1);
       continue;
     }
+    const bool decode_row = !s.prefilling;
     s.prefilling = false;
     const float* row = logits_.data() + r * static_cast<size_t>(n_vocab);
+    if (decode_row) check_row(s, row);
     int32_t token = 0;
     try {
       token = s.sampler->sample(std::span<const float>(row, n_vocab));
@@ -621,8 +687,8 @@ int64_t Scheduler::verify_draft(Slot& s, const float* logits, int64_t n_rows) {
     finish(s, "error", e.what());
   }
   // Rejected drafts (or a finish inside the draft): their KV entries go back.
-  if (cache_.seq_len(s.index) > static_cast<int64_t>(s.cached.size()))
-    cache_.set_seq_len(s.index, static_cast<int64_t>(s.cached.size()));
+  if (cache_->seq_len(s.index) > static_cast<int64_t>(s.cached.size()))
+    cache_->set_seq_len(s.index, static_cast<int64_t>(s.cached.size()));
   if (k > 0) {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.spec_drafted += k;
@@ -645,11 +711,11 @@ void Scheduler::compress_after_step(const std::vector<Slot*>& rows) {
   for (Slot* s : rows) {
     // A prefilling slot has a logits row once its last prompt token is in.
     const EvictionCount one =
-        s->prefilling ? s->compressor->after_prompt(cache_, s->index) : s->compressor->after_decode(cache_, s->index);
+        s->prefilling ? s->compressor->after_prompt(*cache_, s->index) : s->compressor->after_decode(*cache_, s->index);
     if (s == observed_ && s->prefilling) {
       observed_ = nullptr;
       observer_ = nullptr;
-      core_.set_observer(nullptr);
+      core_->set_observer(nullptr);
     }
     n += one;
     runs += one.evicted > 0 ? 1 : 0;
@@ -690,7 +756,10 @@ void Scheduler::loop() {
         for (auto& sp : slots_)
           if (sp->active) sp->cancel = true;
       } else {
-        admit_locked(refused);
+        // A switch turned off by the running check: once the running requests
+        // end, the core is rebuilt; new requests wait for it.
+        if (pending_config_ && busy_slots_ == 0) reconfigure_locked();
+        if (!pending_config_) admit_locked(refused);
       }
     }
     for (auto& [p, why] : refused) {

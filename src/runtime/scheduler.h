@@ -47,6 +47,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +56,7 @@
 #include "model/model.h"
 #include "runtime/engine_core.h"
 #include "runtime/kv_compressor.h"
+#include "runtime/running_check.h"
 #include "runtime/session.h"
 #include "runtime/stop_matcher.h"
 #include "sampling/sampler.h"
@@ -68,6 +70,15 @@ struct SchedulerOptions {
   int prefill_chunk = 128;    // prompt tokens per step, over all slots in prefill
   int max_queue = 64;         // waiting requests beyond the slots; more -> QueueFull
   EngineConfig engine;        // threads, kernels, KV type, sampler: the switches' slots
+  // The accuracy guard's running check (runtime/running_check.h; off when
+  // check.every is 0). When its running figures leave the budget,
+  // on_over_budget(why) is asked for the configuration new requests run with
+  // (a lossy switch turned off; nullopt: nothing more to turn off): new
+  // requests then wait until the running ones end, the engine core is rebuilt
+  // with it, and the check starts again. The new configuration must keep
+  // `engine`'s KV-Compress and decode settings (the slots' policies).
+  RunningCheckOptions check;
+  std::function<std::optional<EngineConfig>(const std::string& why)> on_over_budget;
 };
 
 // One token's log-probability under the model (raw logits, temperature 1).
@@ -143,6 +154,14 @@ struct SchedulerStats {
   uint64_t spec_drafted = 0;                    // speculative decoding: tokens drafted
   uint64_t spec_accepted = 0;                   // of those, accepted
   uint64_t steps = 0;
+  // The running accuracy check: decode steps recomputed on the exact path, their
+  // mean KLD and top-1 agreement since the configuration last changed, and the
+  // times a switch was turned off.
+  int64_t guard_checks = 0;
+  double guard_kld = 0.0;
+  double guard_top1 = 1.0;
+  uint64_t guard_reconfigurations = 0;
+  std::string guard_switches;  // engine_settings_text of the configuration running
   double ttft_seconds_sum = 0.0;
   uint64_t ttft_count = 0;
   double decode_tokens_per_second = 0.0;  // over the last few seconds of work
@@ -157,8 +176,9 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   const SchedulerOptions& options() const { return options_; }
-  // The engine configuration as resolved (what every request runs with).
-  const EngineConfig& config() const { return core_.config(); }
+  // The engine configuration as resolved (what new requests run with; the
+  // running accuracy check may change it). Thread-safe: a copy.
+  EngineConfig config() const;
 
   // Validates (context overflow, empty prompt, bad token ids) and queues.
   // Thread-safe. on_event is never called for a request that is not Accepted.
@@ -199,11 +219,17 @@ class Scheduler {
   // the decoding ones over the budget.
   void compress_after_step(const std::vector<Slot*>& rows);
   void refresh_kv_stats_locked();
+  // Between requests: rebuilds the engine core with pending_config_.
+  void reconfigure_locked();
+  // After a decode row was sampled: the running check's turn.
+  void check_row(const Slot& s, const float* logits);
 
   const Model& model_;
   SchedulerOptions options_;
-  EngineCore core_;           // threads, KV store and kernels; used by the engine thread only
-  KvCache& cache_;            // core_.cache()
+  // Threads, KV store and kernels; used by the engine thread only. Rebuilt
+  // (between requests) when the running accuracy check turns a switch off.
+  std::unique_ptr<EngineCore> core_;
+  KvCache* cache_;            // core_->cache()
   int64_t pool_blocks_ = 0;   // cache_.total_blocks(), readable from any thread
   Batch batch_;
   std::vector<float> logits_;
@@ -216,6 +242,9 @@ class Scheduler {
   Slot* observed_ = nullptr;            // the slot whose prompt's attention the core observes
   EvictionMetric* observer_ = nullptr;  // its metric
   uint64_t admissions_ = 0;    // orders slots by last use
+  std::unique_ptr<RunningCheck> check_;         // nullptr: off
+  std::optional<EngineConfig> pending_config_;  // set when the check left the budget
+  EngineConfig config_;                         // core_->config(), under mu_ for other threads
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

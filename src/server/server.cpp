@@ -540,6 +540,16 @@ struct Server::Impl {
     metric("kestrel_kvcompress_head_blocks_freed_total", "counter",
            "(layer, kv head) KV blocks KV-Compress returned to the shared pool (evicted and held by no other slot).",
            s.kvcompress_head_blocks_freed);
+    metric("kestrel_guard_checks", "gauge",
+           "Accuracy guard: decode steps recomputed on the exact path since the configuration last changed.",
+           s.guard_checks);
+    metric("kestrel_guard_kld", "gauge",
+           "Accuracy guard: mean KL divergence of those steps from the exact path (nats).", s.guard_kld);
+    metric("kestrel_guard_top1_agreement", "gauge",
+           "Accuracy guard: share of those steps whose most likely token matches the exact path's.", s.guard_top1);
+    metric("kestrel_guard_switches_turned_off_total", "counter",
+           "Accuracy guard: times the running check turned a lossy switch off for new requests.",
+           s.guard_reconfigurations);
     os << "# HELP kestrel_time_to_first_token_seconds Submit to first sampled token.\n"
           "# TYPE kestrel_time_to_first_token_seconds summary\n"
        << "kestrel_time_to_first_token_seconds_sum " << s.ttft_seconds_sum << "\n"

@@ -128,6 +128,20 @@ def main():
         text_vecdot = vecdot.complete(1.0)["text"]
         check(text_vecdot == run_text("matmul=vecdot"), "matmul=vecdot: server text == kestrel run's with the switch",
               repr(text_vecdot))
+
+        # The accuracy guard in serve: every decode step recomputed on the
+        # exact path, its running figures in /metrics.
+        guarded = KestrelServer(BIN, MODEL, "--parallel", "1", "-c", "512", "--switch", "kv=q8_0", "--max-kld",
+                                "0.05", "--guard-check-every", "1", "--guard-min-checks", "4")
+        guarded.__class__ = Server
+        servers.append(guarded)
+        guarded.complete(0.0)
+        _, metrics = guarded.get("/metrics")
+        checks = [float(l.split()[1]) for l in metrics.splitlines() if l.startswith("kestrel_guard_checks ")]
+        kld = [float(l.split()[1]) for l in metrics.splitlines() if l.startswith("kestrel_guard_kld ")]
+        check(checks and checks[0] >= N - 1, "serve's running check recomputed every decode step", metrics[-600:])
+        check(kld and 0 < kld[0] < 0.05, "its running KLD for kv=q8_0 is small and not zero", str(kld))
+        check("accuracy guard: running check of 1 decode step in 1" in guarded.log_text(), "and says it runs")
     except Exception as e:  # noqa: BLE001
         check(False, "unexpected exception", repr(e))
     finally:
