@@ -85,8 +85,9 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
   TuneResult r;
   r.min_gain = o.min_gain;
   r.settings = "end-to-end request of " + std::to_string(o.n_prompt) + " prompt + " + std::to_string(o.n_gen) +
-               " generated tokens, " + std::to_string(o.reps) + " interleaved reps; accuracy: a " +
-               std::to_string(o.probe.n_prompt) + "-token prompt and " + std::to_string(o.probe.n_positions) +
+               " generated tokens (generation timed after the prompt), " + std::to_string(o.reps) +
+               " interleaved reps; accuracy: a " + std::to_string(o.probe.n_prompt) + "-token prompt and " +
+               std::to_string(o.probe.n_positions) +
                " teacher-forced decode steps against the exact path; memory: weights + KV at " +
                std::to_string(o.memory_ctx) + " tokens";
 
@@ -132,6 +133,8 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
         for (int which = 0; which < 2; ++which) {
           BenchCase c;
           (which == 0 ? c.n_prompt : c.n_gen) = which == 0 ? o.n_prompt : o.n_gen;
+          // Generation follows the request's prompt: timed at that depth (KV types and eviction show there).
+          if (which == 1) c.n_depth = o.n_prompt;
           c.reps = 1;
           c.warmup = rep == 0;
           c.engine = make_config(with(p.settings));
