@@ -39,6 +39,7 @@ void add_serve_command(CLI::App& app) {
     double drain_seconds = 60.0;
     int check_every = 64;
     int check_min = 16;
+    int check_follow = 4;
   };
   auto o = std::make_shared<Opts>();
   o->model.batch = 128;  // here: prompt tokens per engine step, shared by the slots in prefill
@@ -69,6 +70,11 @@ void add_serve_command(CLI::App& app) {
                   "with an accuracy budget: recompute one decode step in N on the exact path, and turn off a lossy "
                   "switch for new requests when the running figures leave the budget (0 = no running check)")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--guard-follow-every", o->check_follow,
+                  "running check: follow one request in K on the exact path (its cost is a prompt-speed pass over "
+                  "the followed requests' tokens)")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--guard-min-checks", o->check_min, "running check: checks before its figures are judged")
       ->check(CLI::PositiveNumber)
@@ -118,6 +124,7 @@ void add_serve_command(CLI::App& app) {
       exact.switches = lossless;
       sched_opt.check.every = o->check_every;
       sched_opt.check.min_checks = o->check_min;
+      sched_opt.check.follow_every = o->check_follow;
       sched_opt.check.budget = o->model.guard.budget;
       sched_opt.check.exact = engine_config(exact);
       // Runs on the engine thread: picks the switch to give up and builds the configuration without it.
@@ -134,7 +141,8 @@ void add_serve_command(CLI::App& app) {
                   << " for new requests\n";
         return engine_config(*running);
       };
-      std::cerr << "accuracy guard: running check of 1 decode step in " << o->check_every << " on the exact path\n";
+      std::cerr << "accuracy guard: running check of 1 decode step in " << o->check_every << " of 1 request in "
+                << o->check_follow << " on the exact path\n";
     }
     Scheduler scheduler(*model, sched_opt);
 

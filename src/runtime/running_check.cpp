@@ -1,5 +1,7 @@
 #include "runtime/running_check.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "runtime/accuracy_probe.h"
 
@@ -20,13 +22,21 @@ SessionOptions exact_session(const RunningCheckOptions& o) {
 RunningCheck::RunningCheck(const Model& model, const RunningCheckOptions& o) : o_(o), exact_(model, exact_session(o)) {
   if (o_.every < 1) fail("running check: every must be at least 1, got ", o_.every);
   if (o_.min_checks < 1) fail("running check: min_checks must be at least 1, got ", o_.min_checks);
+  if (o_.follow_every < 1) fail("running check: follow_every must be at least 1, got ", o_.follow_every);
 }
 
 bool RunningCheck::observe(uint64_t request, std::span<const int32_t> history, std::span<const float> logits) {
   if (++steps_ % o_.every == 0) due_ = true;
   if (!due_ || history.empty() || static_cast<int64_t>(history.size()) > exact_.n_ctx()) return false;
   if (following_ != 0 && following_ != request) return false;  // the followed request's row comes later
-  if (following_ != request) exact_.clear();
+  if (following_ != request) {
+    if (std::find(passed_over_.begin(), passed_over_.end(), request) != passed_over_.end()) return false;
+    if (candidates_++ % static_cast<uint64_t>(o_.follow_every) != 0) {
+      passed_over_.push_back(request);
+      return false;
+    }
+    exact_.clear();
+  }
   following_ = request;
   due_ = false;
   // Only the tokens the exact session has not seen are evaluated.
@@ -40,6 +50,7 @@ bool RunningCheck::observe(uint64_t request, std::span<const int32_t> history, s
 
 void RunningCheck::end(uint64_t request) {
   if (request == following_) following_ = 0;
+  std::erase(passed_over_, request);
 }
 
 RunningCheck::Figures RunningCheck::figures() const {

@@ -6,10 +6,13 @@
 // at each check it is given the request's tokens so far and evaluates only
 // those it has not seen (its cached prefix is reused), so following a request
 // costs one prompt-speed pass over it, not a decode step per token. When the
-// followed request ends, the next check starts following another.
+// followed request ends, the next check starts following another: one request
+// in `follow_every` (the others are never recomputed), which bounds the cost
+// for a single client to a 1/follow_every share of the prompt-speed passes.
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "model/model.h"
@@ -21,6 +24,7 @@ namespace kestrel {
 struct RunningCheckOptions {
   int every = 0;        // decode steps per check, over all slots; 0: off
   int min_checks = 16;  // checks before the running figures are judged
+  int follow_every = 4;  // requests per followed one
   AccuracyBudget budget;
   EngineConfig exact;    // the exact path's configuration (the lossless settings)
   int64_t n_ctx = 2048;  // the longest request followed (a slot's context)
@@ -52,6 +56,8 @@ class RunningCheck {
   RunningCheckOptions o_;
   Session exact_;
   uint64_t following_ = 0;  // 0: none
+  std::vector<uint64_t> passed_over_;  // requests not followed (until they end)
+  uint64_t candidates_ = 0;            // requests considered for following
   int64_t steps_ = 0;
   bool due_ = false;
   int64_t checks_ = 0, same_ = 0;

@@ -132,7 +132,7 @@ def main():
         # The accuracy guard in serve: every decode step recomputed on the
         # exact path, its running figures in /metrics.
         guarded = KestrelServer(BIN, MODEL, "--parallel", "1", "-c", "512", "--switch", "kv=q8_0", "--max-kld",
-                                "0.05", "--guard-check-every", "1", "--guard-min-checks", "4")
+                                "0.05", "--guard-check-every", "1", "--guard-min-checks", "4", "--guard-follow-every", "1")
         guarded.__class__ = Server
         servers.append(guarded)
         guarded.complete(0.0)

@@ -47,6 +47,7 @@ TEST(RunningCheck, SeesNothingOnTheExactPathAndTheCacheErrorOtherwise) {
   RunningCheckOptions o;
   o.every = 3;
   o.min_checks = 1;
+  o.follow_every = 1;
   o.exact.n_threads = 1;
   o.n_ctx = 256;
   const RunningCheck::Figures same = check_session(o.exact, o, 12);
@@ -58,6 +59,27 @@ TEST(RunningCheck, SeesNothingOnTheExactPathAndTheCacheErrorOtherwise) {
   const RunningCheck::Figures lossy = check_session(q4, o, 12);
   EXPECT_EQ(lossy.checks, 4);
   EXPECT_GT(lossy.kld, 1e-6);
+}
+
+// One request in follow_every is followed; the others are never recomputed.
+TEST(RunningCheck, FollowsOneRequestInN) {
+  RunningCheckOptions o;
+  o.every = 1;
+  o.follow_every = 3;
+  o.exact.n_threads = 1;
+  o.n_ctx = 256;
+  RunningCheck check(*tiny().model, o);
+  std::vector<int32_t> history = encode(testing::tiny_text());
+  history.resize(30);
+  const std::vector<float> logits(static_cast<size_t>(tiny().model->config().n_vocab), 0.0f);
+  std::vector<int> checked;
+  for (uint64_t request = 1; request <= 6; ++request) {
+    int n = 0;
+    for (int step = 0; step < 3; ++step) n += check.observe(request, history, logits) ? 1 : 0;
+    check.end(request);
+    checked.push_back(n);
+  }
+  EXPECT_EQ(checked, (std::vector<int>{3, 0, 0, 3, 0, 0}));
 }
 
 TEST(RunningCheck, RefusesNonsense) {
@@ -100,6 +122,7 @@ std::pair<EngineConfig, int> serve_two(DType kv, double max_kld) {
   so.engine.k_type = so.engine.v_type = kv;
   so.check.every = 1;
   so.check.min_checks = 4;
+  so.check.follow_every = 1;
   so.check.budget.max_kld = max_kld;
   so.check.exact.n_threads = 1;
   std::atomic<int> asked{0};
