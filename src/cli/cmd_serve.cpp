@@ -120,13 +120,11 @@ void add_serve_command(CLI::App& app) {
         lossless.push_back(s);
     }
     if (o->model.guard.budget.any() && o->check_every > 0 && lossy_running) {
-      ModelFlags exact = o->model;
-      exact.switches = lossless;
       sched_opt.check.every = o->check_every;
       sched_opt.check.min_checks = o->check_min;
       sched_opt.check.follow_every = o->check_follow;
       sched_opt.check.budget = o->model.guard.budget;
-      sched_opt.check.exact = engine_config(exact);
+      sched_opt.check.exact = engine_config_with(o->model, lossless);
       // Runs on the engine thread: picks the switch to give up and builds the configuration without it.
       auto running = std::make_shared<ModelFlags>(o->model);
       sched_opt.on_over_budget = [running, guard](const std::string& why) -> std::optional<EngineConfig> {

@@ -20,7 +20,7 @@ void add_tune_command(CLI::App& app) {
   struct Opts {
     ModelFlags model;
     std::string profile_out, out_dir = "tune-out", candidates;
-    int n_prompt = 128, n_gen = 64, reps = 3, positions = 64;
+    int n_prompt = 128, n_gen = 64, reps = 3;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand(
@@ -60,13 +60,8 @@ void add_tune_command(CLI::App& app) {
     const BenchModelInfo info = describe_model(*model, path);
     const ModelFlags flags = o->model;
     const TuneResult r = run_tune(
-        *model, info,
-        [&flags](std::span<const SwitchSetting> s) {
-          ModelFlags copy = flags;
-          copy.switches.assign(s.begin(), s.end());
-          return engine_config(copy);
-        },
-        t, [](const std::string& line) { std::cerr << line << "\n"; });
+        *model, info, [&flags](std::span<const SwitchSetting> s) { return engine_config_with(flags, s); }, t,
+        [](const std::string& line) { std::cerr << line << "\n"; });
 
     const std::string name = std::filesystem::path(path).filename().string();
     const std::string md = tune_markdown(r, name, g.budget) + "\nCPU: " + cpu_description() + "\n";

@@ -195,10 +195,8 @@ std::vector<SwitchSetting> guarded_switches(
     const TuneProfile p = load_profile(g.profile);
     std::vector<SwitchSetting> merged;
     for (const auto& s : p.switches) {
-      const bool overridden = std::any_of(switches.begin(), switches.end(), [&](const SwitchSetting& x) {
-        return x.name == s.name || (s.name == "kv" && (x.name == "kv_k" || x.name == "kv_v")) ||
-               (x.name == "kv" && (s.name == "kv_k" || s.name == "kv_v"));
-      });
+      const bool overridden =
+          std::any_of(switches.begin(), switches.end(), [&](const SwitchSetting& x) { return share_a_slot(x, s); });
       if (!overridden) merged.push_back(s);
     }
     merged.insert(merged.end(), switches.begin(), switches.end());
@@ -231,15 +229,16 @@ std::vector<SwitchSetting> guarded_switches(
   return out.kept;
 }
 
+EngineConfig engine_config_with(const ModelFlags& f, std::span<const SwitchSetting> switches) {
+  ModelFlags copy = f;
+  copy.switches.assign(switches.begin(), switches.end());
+  return engine_config(copy);
+}
+
 void apply_guard(const Model& model, ModelFlags& f, GuardOutcome* outcome) {
   const std::string path = f.model.empty() ? default_model_path() : f.model;
   f.switches = guarded_switches(
-      model, path, f.switches, f.guard,
-      [&f](std::span<const SwitchSetting> s) {
-        ModelFlags copy = f;
-        copy.switches.assign(s.begin(), s.end());
-        return engine_config(copy);
-      },
+      model, path, f.switches, f.guard, [&f](std::span<const SwitchSetting> s) { return engine_config_with(f, s); },
       outcome);
 }
 

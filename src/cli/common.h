@@ -83,6 +83,9 @@ std::unique_ptr<Model> load_model_verbose(const ModelFlags& f);
 // The engine configuration the flags ask for (defaults + every setting, in order).
 EngineConfig engine_config(const ModelFlags& f);
 SessionOptions session_options(const ModelFlags& f);
+// engine_config(f) with `switches` in place of f.switches (the accuracy guard,
+// tune and serve's running check build configurations of other settings).
+EngineConfig engine_config_with(const ModelFlags& f, std::span<const SwitchSetting> switches);
 
 // Reads a whole file (for -f); throws kestrel::Error if it cannot.
 std::string read_file(const std::string& path);

@@ -13,19 +13,6 @@ namespace {
 
 const auto num = printf_string;
 
-// Two settings that write the same slot cannot go together (kv writes kv_k and kv_v).
-bool conflicts(const SwitchSetting& a, const SwitchSetting& b) {
-  auto slots = [](const SwitchSetting& s) -> std::vector<std::string> {
-    if (s.name == "kv") return {"kv_k", "kv_v"};
-    if (s.name == "kv_budget") return {"kvcompress_budget"};
-    return {s.name};
-  };
-  for (const auto& x : slots(a))
-    for (const auto& y : slots(b))
-      if (x == y) return true;
-  return false;
-}
-
 }  // namespace
 
 std::string TunePoint::label() const { return settings.empty() ? "baseline" : settings_label(settings); }
@@ -185,7 +172,7 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
       if (i == *best || !faster(r.points[i])) continue;
       const SwitchSetting& add = r.points[i].settings[0];
       const auto& cur = r.points[*best].settings;
-      if (std::any_of(cur.begin(), cur.end(), [&](const SwitchSetting& s) { return conflicts(s, add); })) continue;
+      if (std::any_of(cur.begin(), cur.end(), [&](const SwitchSetting& s) { return share_a_slot(s, add); })) continue;
       TunePoint p;
       p.settings = cur;
       p.settings.push_back(add);

@@ -100,9 +100,9 @@ TuneProfile load_profile(const std::string& path) {
 std::string profile_mismatch(const TuneProfile& p, const std::string& model_path) {
   std::string why;
   const std::string name = std::filesystem::path(model_path).filename().string();
-  if (model_file_fingerprint(model_path) != p.model_fingerprint)
-    why = "made for the model file " + p.model_file + " (" + p.model_fingerprint + "), this is " + name + " (" +
-          model_file_fingerprint(model_path) + ")";
+  if (const std::string here = model_file_fingerprint(model_path); here != p.model_fingerprint)
+    why = "made for the model file " + p.model_file + " (" + p.model_fingerprint + "), this is " + name + " (" + here +
+          ")";
   if (p.cpu != cpu_description())
     why += (why.empty() ? "" : "; ") + std::string("made on ") + p.cpu + ", this is " + cpu_description();
   return why;

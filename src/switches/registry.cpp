@@ -328,17 +328,21 @@ void apply_switch(EngineConfig& config, const SwitchSetting& setting) {
   spec.install(config, s.value);
 }
 
+bool share_a_slot(const SwitchSetting& a, const SwitchSetting& b) {
+  for (std::string_view x : slots_of(a))
+    for (std::string_view y : slots_of(b))
+      if (x == y) return true;
+  return false;
+}
+
 void apply_switches(EngineConfig& config, const std::vector<SwitchSetting>& settings) {
   for (size_t i = 0; i < settings.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
       if (settings[j].value == settings[i].value) continue;
-      for (std::string_view a : slots_of(settings[i]))
-        for (std::string_view b : slots_of(settings[j]))
-          if (a == b)
-            fail("switch ", settings[i].name, " is set twice, to ", settings[j].label(), " and to ",
-                 settings[i].label(),
-                 " (a flag such as -t, --isa, --cache-type, -ctk, -ctv or --sampler sets the same switch as "
-                 "--switch; kv sets both kv_k and kv_v)");
+      if (share_a_slot(settings[i], settings[j]))
+        fail("switch ", settings[i].name, " is set twice, to ", settings[j].label(), " and to ", settings[i].label(),
+             " (a flag such as -t, --isa, --cache-type, -ctk, -ctv or --sampler sets the same switch as "
+             "--switch; kv sets both kv_k and kv_v)");
     }
     apply_switch(config, settings[i]);
   }

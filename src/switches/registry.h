@@ -87,6 +87,9 @@ std::vector<SwitchSetting> parse_switch_list(std::string_view text);
 // Installs a setting into its slot. Throws kestrel::Error when this CPU cannot
 // run it (with the reason).
 void apply_switch(EngineConfig& config, const SwitchSetting& setting);
+// Whether two settings write a slot in common (kv writes kv_k and kv_v): they
+// cannot go together, and one given later replaces the other.
+bool share_a_slot(const SwitchSetting& a, const SwitchSetting& b);
 // In order; a switch given twice with different values is an error (two
 // spellings of one flag, e.g. `-t 2 --switch threads=1`, must not race).
 void apply_switches(EngineConfig& config, const std::vector<SwitchSetting>& settings);
