@@ -16,10 +16,37 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "runtime/accuracy_guard.h"
+#include "runtime/memory_footprint.h"
 #include "runtime/scheduler.h"
 #include "server/server.h"
 
 namespace kestrel::cli {
+namespace {
+
+// /metrics' per-switch lines: each lossy switch the guard measured alone at
+// start-up, with the memory it saves at the pool's size.
+std::vector<server::GuardedSwitch> guarded_switch_figures(const Model& model, const ModelFlags& flags,
+                                                          const GuardOutcome& guard,
+                                                          const std::vector<SwitchSetting>& lossless,
+                                                          int64_t positions) {
+  std::vector<server::GuardedSwitch> out;
+  const double exact = memory_at_context(model, engine_config_with(flags, lossless), positions);
+  for (const GuardStep& step : guard.steps) {
+    if (step.settings.size() != 1 || !step.figures) continue;
+    std::vector<SwitchSetting> with = lossless;
+    with.push_back(step.settings[0]);
+    server::GuardedSwitch g;
+    g.name = step.settings[0].name;
+    g.value = step.settings[0].value;
+    g.kld = step.figures->kld;
+    g.top1 = step.figures->top1;
+    g.memory_ratio = memory_at_context(model, engine_config_with(flags, with), positions) / exact;
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+}  // namespace
 
 void add_serve_command(CLI::App& app) {
   struct Opts {
@@ -155,6 +182,9 @@ void add_serve_command(CLI::App& app) {
     srv_opt.chat_template = o->chat_template;
     srv_opt.limits.max_tokens_limit = o->max_tokens;
     srv_opt.limits.default_max_tokens = o->default_max_tokens;
+    srv_opt.guarded = guarded_switch_figures(
+        *model, o->model, guard, lossless,
+        sched_opt.n_ctx_total > 0 ? sched_opt.n_ctx_total : sched_opt.n_ctx_slot * sched_opt.n_slots);
     server::Server srv(*model, scheduler, srv_opt);
     const int port = srv.bind();
     std::cerr << "kestrel: serving " << srv_opt.model_name << " on http://" << o->host << ":" << port << " ("

@@ -4,8 +4,6 @@
 #include <cmath>
 #include <vector>
 
-#include "core/fp16.h"
-
 namespace kestrel::kernels {
 namespace {
 
@@ -37,12 +35,7 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
     if (split > r0)
       ck.scores(table.data(), code_row(kv.k, kv.ids, kv.stride_bytes, bl, r0, k_groups), split - r0, k_groups,
                 cq.n_codes, s.data() + r0);
-    for (int64_t r = split; r < r1; ++r) {
-      const uint16_t* k = copy_row(cq.win_k, cq, bl, r, d);
-      float dot = 0.0f;
-      for (int c = 0; c < d; ++c) dot = std::fma(qs[c], fp16_to_f32(k[c]), dot);
-      s[r] = dot;
-    }
+    for (int64_t r = split; r < r1; ++r) s[r] = ck.copy_dot(qs.data(), copy_row(cq.win_k, cq, bl, r, d), d);
   }
   float max = -INFINITY;
   for (int64_t r = 0; r < n; ++r) max = std::max(max, s[r]);
@@ -59,10 +52,7 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
     if (split > r0)
       ck.add_buckets(s.data() + r0, code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r0, v_groups), split - r0, v_groups,
                      cq.n_codes, buckets.data());
-    for (int64_t r = split; r < r1; ++r) {
-      const uint16_t* v = copy_row(cq.win_v, cq, bl, r, d);
-      for (int c = 0; c < d; ++c) acc[c] = std::fma(s[r], fp16_to_f32(v[c]), acc[c]);
-    }
+    for (int64_t r = split; r < r1; ++r) ck.copy_axpy(s[r], copy_row(cq.win_v, cq, bl, r, d), d, acc.data());
   }
   ck.buckets_out(buckets.data(), cq.v_centroids, d, cq.v_c, cq.n_codes, out);
   const float inv = n > 0 ? 1.0f / sum : 0.0f;

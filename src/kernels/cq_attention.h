@@ -5,8 +5,9 @@
 // (KvRows::cq). The query builds its score table once; each coded key then
 // costs one lookup per channel group, each coded value one bucket addition per
 // group, and the buckets meet V's centroids once at the end. Rows read from
-// their F16 copies take a float dot product and a float P.V, as the exact
-// kernels do.
+// their F16 copies take CqKernels' copy_dot and copy_axpy (SIMD: scalar std::fma
+// in a generic translation unit is a libm call per product, and the window's
+// copies were half of SmolLM2's decode time with kv=cq2).
 //
 //   s_j  = T . codes_j (coded) or (q scale) . k_j (F16 copy)
 //   p_j  = exp(s_j - max s)              two passes: the scores are kept

@@ -14,6 +14,8 @@ struct CqCandidates {
   PerIsa<CqScoresFn> scores;
   PerIsa<CqBucketsFn> add_buckets;
   PerIsa<CqBucketsOutFn> buckets_out;
+  PerIsa<CqCopyDotFn> copy_dot;
+  PerIsa<CqCopyAxpyFn> copy_axpy;
 };
 
 constexpr CqCandidates kCq = {
@@ -23,6 +25,8 @@ constexpr CqCandidates kCq = {
     {ref::cq_scores, avx2::cq_scores, nullptr},
     {ref::cq_add_buckets, nullptr, nullptr},
     {ref::cq_buckets_out, avx2::cq_buckets_out, nullptr},
+    {ref::cq_copy_dot, avx2::cq_copy_dot, nullptr},
+    {ref::cq_copy_axpy, avx2::cq_copy_axpy, nullptr},
     // clang-format on
 };
 
@@ -30,9 +34,10 @@ std::array<CqKernels, kIsaLevels> build_cq_tables() {
   std::array<CqKernels, kIsaLevels> t{};
   for (int level = 0; level < kIsaLevels; ++level) {
     const Isa isa = static_cast<Isa>(level);
-    t[static_cast<size_t>(level)] =
-        CqKernels{pick_for_isa(kCq.encode, isa),      pick_for_isa(kCq.score_table, isa), pick_for_isa(kCq.scores, isa),
-                  pick_for_isa(kCq.add_buckets, isa), pick_for_isa(kCq.buckets_out, isa), runnable_isa(isa)};
+    t[static_cast<size_t>(level)] = CqKernels{pick_for_isa(kCq.encode, isa),      pick_for_isa(kCq.score_table, isa),
+                                              pick_for_isa(kCq.scores, isa),      pick_for_isa(kCq.add_buckets, isa),
+                                              pick_for_isa(kCq.buckets_out, isa), pick_for_isa(kCq.copy_dot, isa),
+                                              pick_for_isa(kCq.copy_axpy, isa),   runnable_isa(isa)};
   }
   return t;
 }

@@ -51,12 +51,20 @@ inline void cq_decode(const uint8_t* codes, const float* centroids, int head_dim
     for (int i = 0; i < c; ++i) out[g * c + i] = centroids[(int64_t{g} * c + i) * n_codes + codes[g]];
 }
 
+// The recent rows kept as exact F16 copies (cq_window): q . k for one row, and
+// acc += p v. The dot sums channel c in lane c % 8 by fma, folded as buckets
+// out's lanes are; the update is one fma per channel. F16 widens exactly.
+using CqCopyDotFn = float (*)(const float* q, const uint16_t* k, int head_dim);
+using CqCopyAxpyFn = void (*)(float p, const uint16_t* v, int head_dim, float* acc);
+
 struct CqKernels {
   CqEncodeFn encode;
   CqScoreTableFn score_table;
   CqScoresFn scores;
   CqBucketsFn add_buckets;
   CqBucketsOutFn buckets_out;
+  CqCopyDotFn copy_dot;
+  CqCopyAxpyFn copy_axpy;
   Isa isa;  // the level the table was asked for, lowered to what the CPU runs
 };
 
@@ -70,6 +78,8 @@ void cq_score_table(const float* q, const float* centroids, int head_dim, int c,
 void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* scores);
 void cq_add_buckets(const float* p, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* buckets);
 void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, int c, int n_codes, float* out);
+float cq_copy_dot(const float* q, const uint16_t* k, int head_dim);
+void cq_copy_axpy(float p, const uint16_t* v, int head_dim, float* acc);
 }  // namespace ref
 
 // No add_buckets here: AVX2 has no scatter, and each (key, group) is one load,
@@ -80,6 +90,8 @@ void cq_encode(const float* x, const float* centroids, int head_dim, int c, int 
 void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table);
 void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* scores);
 void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, int c, int n_codes, float* out);
+float cq_copy_dot(const float* q, const uint16_t* k, int head_dim);
+void cq_copy_axpy(float p, const uint16_t* v, int head_dim, float* acc);
 }  // namespace avx2
 
 }  // namespace kestrel::kernels

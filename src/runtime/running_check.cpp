@@ -1,6 +1,7 @@
 #include "runtime/running_check.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/error.h"
 #include "runtime/accuracy_probe.h"
@@ -25,7 +26,8 @@ RunningCheck::RunningCheck(const Model& model, const RunningCheckOptions& o) : o
   if (o_.follow_every < 1) fail("running check: follow_every must be at least 1, got ", o_.follow_every);
 }
 
-bool RunningCheck::observe(uint64_t request, std::span<const int32_t> history, std::span<const float> logits) {
+bool RunningCheck::observe(uint64_t request, std::span<const int32_t> history, std::span<const float> logits,
+                           std::optional<double> step_seconds) {
   if (++steps_ % o_.every == 0) due_ = true;
   if (!due_ || history.empty() || static_cast<int64_t>(history.size()) > exact_.n_ctx()) return false;
   if (following_ != 0 && following_ != request) return false;  // the followed request's row comes later
@@ -39,8 +41,16 @@ bool RunningCheck::observe(uint64_t request, std::span<const int32_t> history, s
   }
   following_ = request;
   due_ = false;
-  // Only the tokens the exact session has not seen are evaluated.
+  // Only the tokens the exact session has not seen are evaluated. A timed
+  // check catches up to the token before, then decodes that one alone.
+  if (step_seconds && history.size() > 1) exact_.set_history(history.first(history.size() - 1));
+  const auto t0 = std::chrono::steady_clock::now();
   const std::span<const float> exact = exact_.set_history(history);
+  if (step_seconds && exact_.last_evaluated() == 1) {
+    exact_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    running_seconds_ += *step_seconds;
+    ++timed_;
+  }
   const RowComparison c = compare_logits(exact, logits);
   ++checks_;
   kld_sum_ += c.kld;
@@ -60,6 +70,8 @@ RunningCheck::Figures RunningCheck::figures() const {
     f.kld = kld_sum_ / static_cast<double>(checks_);
     f.top1 = static_cast<double>(same_) / static_cast<double>(checks_);
   }
+  f.timed = timed_;
+  if (timed_ > 0 && running_seconds_ > 0) f.speedup = exact_seconds_ / running_seconds_;
   return f;
 }
 
@@ -78,6 +90,8 @@ std::string RunningCheck::over_budget() const {
 void RunningCheck::reset() {
   checks_ = same_ = 0;
   kld_sum_ = 0.0;
+  timed_ = 0;
+  exact_seconds_ = running_seconds_ = 0.0;
   steps_ = 0;
   due_ = false;
 }

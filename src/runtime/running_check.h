@@ -36,8 +36,12 @@ class RunningCheck {
 
   // A generating slot's decode row: `history` is every token of the request
   // the row's logits follow (prompt and generated, the last one just fed).
-  // Returns true when this row was checked.
-  bool observe(uint64_t request, std::span<const int32_t> history, std::span<const float> logits);
+  // `step_seconds`: the engine's forward time for this row when it was the
+  // only one in its batch (a decode step of this request alone); a check of
+  // such a row also times the exact path's decode of the same token at the
+  // same position, for the running speed-up. Returns true when checked.
+  bool observe(uint64_t request, std::span<const int32_t> history, std::span<const float> logits,
+               std::optional<double> step_seconds = std::nullopt);
   // The request ended: the exact path stops following it.
   void end(uint64_t request);
 
@@ -45,6 +49,10 @@ class RunningCheck {
     int64_t checks = 0;
     double kld = 0.0;   // mean over the checks
     double top1 = 1.0;  // share of checks whose argmax agreed
+    // Checks of single-row steps, timed on both paths; speed-up = the exact
+    // path's decode time over the configuration's, summed over them (0: none).
+    int64_t timed = 0;
+    double speedup = 0.0;
   };
   Figures figures() const;
   // "" while within the budget (or fewer than min_checks); else what is broken.
@@ -62,6 +70,8 @@ class RunningCheck {
   bool due_ = false;
   int64_t checks_ = 0, same_ = 0;
   double kld_sum_ = 0.0;
+  int64_t timed_ = 0;
+  double exact_seconds_ = 0.0, running_seconds_ = 0.0;
 };
 
 }  // namespace kestrel

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "runtime/memory_footprint.h"
 #include "switches/registry.h"
 
 namespace kestrel {
@@ -121,15 +122,18 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
     RunningCheckOptions c = options_.check;
     c.n_ctx = options_.n_ctx_slot;
     check_ = std::make_unique<RunningCheck>(model, c);
+    refresh_guard_memory_locked();  // no other thread yet
   }
   thread_ = std::thread([this] { loop(); });
 }
 
-void Scheduler::check_row(const Slot& s, const float* logits) {
+void Scheduler::check_row(const Slot& s, const float* logits, bool alone) {
   if (!check_ || pending_config_) return;
   const int n_vocab = model_.config().n_vocab;
   try {
-    if (!check_->observe(s.id, s.cached, std::span<const float>(logits, static_cast<size_t>(n_vocab)))) return;
+    if (!check_->observe(s.id, s.cached, std::span<const float>(logits, static_cast<size_t>(n_vocab)),
+                         alone ? std::optional<double>(last_forward_seconds_) : std::nullopt))
+      return;
   } catch (const std::exception& e) {
     // The check is a guard, not the service: it stops, requests go on.
     std::lock_guard<std::mutex> lk(mu_);
@@ -144,6 +148,8 @@ void Scheduler::check_row(const Slot& s, const float* logits) {
     stats_.guard_checks = f.checks;
     stats_.guard_kld = f.kld;
     stats_.guard_top1 = f.top1;
+    stats_.guard_timed_checks = f.timed;
+    stats_.guard_speedup = f.speedup;
   }
   if (why.empty() || !options_.on_over_budget) return;
   if (std::optional<EngineConfig> next = options_.on_over_budget(why)) {
@@ -171,8 +177,18 @@ void Scheduler::reconfigure_locked() {
   stats_.guard_checks = 0;
   stats_.guard_kld = 0.0;
   stats_.guard_top1 = 1.0;
+  stats_.guard_timed_checks = 0;
+  stats_.guard_speedup = 0.0;
+  refresh_guard_memory_locked();
   refresh_kv_stats_locked();
   if (check_) check_->reset();
+}
+
+void Scheduler::refresh_guard_memory_locked() {
+  if (!check_) return;
+  const auto positions = static_cast<int64_t>(pool_blocks_) * KvCache::kBlock;
+  stats_.guard_memory_ratio =
+      memory_at_context(model_, config_, positions) / memory_at_context(model_, options_.check.exact, positions);
 }
 
 Scheduler::~Scheduler() { stop(); }
@@ -642,7 +658,7 @@ bool Scheduler::step() {
     const bool decode_row = !s.prefilling;
     s.prefilling = false;
     const float* row = logits_.data() + r * static_cast<size_t>(n_vocab);
-    if (decode_row) check_row(s, row);
+    if (decode_row) check_row(s, row, batch_.size() == 1);
     int32_t token = 0;
     try {
       token = s.sampler->sample(std::span<const float>(row, n_vocab));

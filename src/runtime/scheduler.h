@@ -160,6 +160,13 @@ struct SchedulerStats {
   int64_t guard_checks = 0;
   double guard_kld = 0.0;
   double guard_top1 = 1.0;
+  // Of those, the checks of single-row steps timed on both paths, and the
+  // exact path's decode time over the configuration's (0: none timed yet).
+  int64_t guard_timed_checks = 0;
+  double guard_speedup = 0.0;
+  // Weights + the KV pool of the configuration running over the exact path's
+  // (runtime/memory_footprint.h; 1 when no check runs).
+  double guard_memory_ratio = 1.0;
   uint64_t guard_reconfigurations = 0;
   std::string guard_switches;  // engine_settings_text of the configuration running
   double ttft_seconds_sum = 0.0;
@@ -222,7 +229,10 @@ class Scheduler {
   // Between requests: rebuilds the engine core with pending_config_.
   void reconfigure_locked();
   // After a decode row was sampled: the running check's turn.
-  void check_row(const Slot& s, const float* logits);
+  // `alone`: the row was the only one in its batch (its step is timed).
+  void check_row(const Slot& s, const float* logits, bool alone);
+  // guard_memory_ratio of the configuration running (mu_ held).
+  void refresh_guard_memory_locked();
 
   const Model& model_;
   SchedulerOptions options_;

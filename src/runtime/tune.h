@@ -17,6 +17,7 @@
 #include "runtime/accuracy_budget.h"
 #include "runtime/accuracy_probe.h"
 #include "runtime/bench.h"
+#include "runtime/memory_footprint.h"
 #include "runtime/scoreboard.h"
 #include "switches/registry.h"
 
@@ -60,10 +61,6 @@ struct TuneResult {
 // Every value of every switch that is lossy (accuracy_guard.h is_lossy) and
 // that this CPU runs, except integer-valued switches (kv_budget).
 std::vector<SwitchSetting> tune_candidates();
-
-// Weights plus the KV cache a configuration holds at n_ctx tokens (KV-Compress
-// keeps 1/rate of it), computed from the tensor and cache layouts.
-double memory_at_context(const Model& model, const EngineConfig& config, int64_t n_ctx);
 
 using TuneProgressFn = std::function<void(const std::string&)>;
 TuneResult run_tune(const Model& model, const BenchModelInfo& info,

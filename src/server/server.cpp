@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -547,6 +548,16 @@ struct Server::Impl {
            "Accuracy guard: mean KL divergence of those steps from the exact path (nats).", s.guard_kld);
     metric("kestrel_guard_top1_agreement", "gauge",
            "Accuracy guard: share of those steps whose most likely token matches the exact path's.", s.guard_top1);
+    metric("kestrel_guard_timed_checks", "gauge",
+           "Accuracy guard: checked steps that were a request's decode alone, timed on both paths.",
+           s.guard_timed_checks);
+    metric("kestrel_guard_speedup", "gauge",
+           "Accuracy guard: the exact path's decode time over the running configuration's on the timed checks "
+           "(0: none yet).",
+           s.guard_speedup);
+    metric("kestrel_guard_memory_ratio", "gauge",
+           "Accuracy guard: weights + KV pool of the running configuration over the exact path's.",
+           s.guard_memory_ratio);
     metric("kestrel_guard_switches_turned_off_total", "counter",
            "Accuracy guard: times the running check turned a lossy switch off for new requests.",
            s.guard_reconfigurations);
@@ -559,9 +570,38 @@ struct Server::Impl {
     metric("kestrel_http_in_flight", "gauge", "Generation requests being answered.", in_flight.load());
     os << "# HELP kestrel_switch The engine's switch settings (1 for the value in force).\n"
           "# TYPE kestrel_switch gauge\n";
-    for (const auto& sw : engine_settings(sched.config()))
-      os << "kestrel_switch{name=\"" << sw.name << "\",value=\"" << sw.value << "\"} 1\n";
+    const auto settings = engine_settings(sched.config());
+    for (const auto& sw : settings) os << "kestrel_switch{name=\"" << sw.name << "\",value=\"" << sw.value << "\"} 1\n";
+    guarded_switch_metrics(os, settings);
     return os.str();
+  }
+
+  // Each lossy switch's start-up figures alone, and whether it still runs
+  // (the running check may have turned it off since).
+  void guarded_switch_metrics(std::ostringstream& os, const std::vector<SwitchSetting>& settings) const {
+    if (opt.guarded.empty()) return;
+    auto family = [&](const char* name, const char* help, auto value) {
+      os << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n";
+      for (const GuardedSwitch& g : opt.guarded)
+        os << name << "{name=\"" << g.name << "\",value=\"" << g.value << "\"} " << value(g) << "\n";
+    };
+    family("kestrel_guard_switch_kld",
+           "Accuracy guard at start-up: the switch alone, KL divergence from the exact path.",
+           [](const GuardedSwitch& g) { return g.kld; });
+    family("kestrel_guard_switch_top1_agreement",
+           "Accuracy guard at start-up: the switch alone, share of positions whose most likely token is the exact "
+           "path's.",
+           [](const GuardedSwitch& g) { return g.top1; });
+    family("kestrel_guard_switch_memory_ratio",
+           "Weights + KV pool with the switch alone over the exact path's (from the layouts).",
+           [](const GuardedSwitch& g) { return g.memory_ratio; });
+    family("kestrel_guard_switch_on", "1 while the switch runs (turned off at start-up or by the running check: 0).",
+           [&](const GuardedSwitch& g) {
+             const bool on = std::any_of(settings.begin(), settings.end(), [&](const SwitchSetting& s) {
+               return s.name == g.name && s.value == g.value;
+             });
+             return on ? 1 : 0;
+           });
   }
 };
 

@@ -5,12 +5,21 @@
 // HTTP threads parse and validate; the scheduler's engine thread computes.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/model.h"
 #include "runtime/scheduler.h"
 #include "server/api.h"
 
 namespace kestrel::server {
+
+// A lossy switch as the accuracy guard measured it alone at start-up
+// (runtime/accuracy_guard.h), for /metrics.
+struct GuardedSwitch {
+  std::string name, value;
+  double kld = 0.0, top1 = 1.0;
+  double memory_ratio = 1.0;  // weights + KV pool with it over without it
+};
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -21,6 +30,7 @@ struct ServerOptions {
   std::string model_name;       // what /v1/models and responses call the model
   std::string chat_template;    // "" = the model's own
   ApiLimits limits;
+  std::vector<GuardedSwitch> guarded;  // empty: no start-up measurement
 };
 
 class Server {

@@ -1,11 +1,17 @@
 """Helpers shared by the end-to-end scripts that start `kestrel serve` on loopback."""
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+
+
+# Set by scripts/test_sanitized.sh: instrumented builds run 5-50x slower, so a
+# server may take minutes to start (the accuracy guard measures at start).
+SANITIZER = os.environ.get("KESTREL_SANITIZER", "")
 
 
 def free_port():
@@ -35,7 +41,9 @@ class KestrelServer:
     """`kestrel serve -m MODEL` on 127.0.0.1 (2 threads) with EXTRA flags, started
     and waited for until /health answers; its log goes to a temporary file."""
 
-    def __init__(self, bin_, model, *extra, key=None, health_timeout=60):
+    def __init__(self, bin_, model, *extra, key=None, health_timeout=None):
+        if health_timeout is None:
+            health_timeout = 300 if SANITIZER else 60
         self.port = free_port()
         self.key = key
         self.log = tempfile.NamedTemporaryFile(prefix="kestrel_serve_", suffix=".log", delete=False)

@@ -132,7 +132,8 @@ def main():
         # The accuracy guard in serve: every decode step recomputed on the
         # exact path, its running figures in /metrics.
         guarded = KestrelServer(BIN, MODEL, "--parallel", "1", "-c", "512", "--switch", "kv=q8_0", "--max-kld",
-                                "0.05", "--guard-check-every", "1", "--guard-min-checks", "4", "--guard-follow-every", "1")
+                                "0.05", "--guard-check-every", "1", "--guard-min-checks", "4", "--guard-follow-every", "1",
+                                "--guard-positions", "16")
         guarded.__class__ = Server
         servers.append(guarded)
         guarded.complete(0.0)
@@ -142,6 +143,20 @@ def main():
         check(checks and checks[0] >= N - 1, "serve's running check recomputed every decode step", metrics[-600:])
         check(kld and 0 < kld[0] < 0.05, "its running KLD for kv=q8_0 is small and not zero", str(kld))
         check("accuracy guard: running check of 1 decode step in 1" in guarded.log_text(), "and says it runs")
+        gauge = {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in metrics.splitlines()
+                 if l.startswith("kestrel_guard")}
+        timed, speedup = gauge.get("kestrel_guard_timed_checks", 0), gauge.get("kestrel_guard_speedup", 0)
+        # One client: every checked step was its request's decode alone.
+        check(checks and timed == checks[0] and speedup > 0, "running speed-up timed on every check",
+              f"{timed} of {checks} timed, speed-up {speedup}")
+        # q8_0 K and V: 34 of f16's 64 bytes per 32 values; the weights do not change.
+        mem = gauge.get("kestrel_guard_memory_ratio", 1)
+        check(0.5 < mem < 1, "running memory ratio below the exact path's", str(mem))
+        sw = 'name="kv",value="q8_0"}'
+        check(0 < gauge.get("kestrel_guard_switch_kld{" + sw, -1) < 0.05
+              and gauge.get("kestrel_guard_switch_on{" + sw) == 1
+              and gauge.get("kestrel_guard_switch_memory_ratio{" + sw) == mem,
+              "kv=q8_0's start-up figures alone, and on", str({k: v for k, v in gauge.items() if "switch_" in k}))
     except Exception as e:  # noqa: BLE001
         check(False, "unexpected exception", repr(e))
     finally:

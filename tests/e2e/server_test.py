@@ -21,7 +21,7 @@ import time
 import openai
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from loopback import KestrelServer, free_port, sse_events  # noqa: E402
+from loopback import SANITIZER, KestrelServer, free_port, sse_events  # noqa: E402
 
 BIN = sys.argv[1]
 CACHE = os.environ.get("KESTREL_CACHE", os.path.expanduser("~/.cache/kestrel"))
@@ -375,7 +375,10 @@ def load_and_faults(srv, seconds=60, clients=16, total=240):
     check(srv.proc.poll() is None, "load: server still running")
     check(not stats["bad_status"], "load: no 5xx but 503, valid requests 200", str(stats["bad_status"][:5]))
     check(not stats["incomplete"], "load: every valid request answered completely", str(stats["incomplete"][:5]))
-    check(stats["done"] >= min(total, 100), "load: enough requests ran", str(stats["done"]))
+    # Enough traffic for the faults to meet running requests; sanitized kernels
+    # run several times slower, so fewer requests fit in the same minute there.
+    enough = min(total, 40 if SANITIZER else 100)
+    check(stats["done"] >= enough, f"load: at least {enough} requests ran", str(stats["done"]))
     # Disconnected streams must give their slots back.
     m = {}
     for _ in range(100):

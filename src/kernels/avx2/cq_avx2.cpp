@@ -102,4 +102,22 @@ void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, 
   }
 }
 
+float cq_copy_dot(const float* q, const uint16_t* k, int head_dim) {
+  if (head_dim % 8 != 0) return ref::cq_copy_dot(q, k, head_dim);
+  __m256 acc = _mm256_setzero_ps();
+  for (int c = 0; c < head_dim; c += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c),
+                          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + c))), acc);
+  return hsum_ps(acc);
+}
+
+void cq_copy_axpy(float p, const uint16_t* v, int head_dim, float* acc) {
+  if (head_dim % 8 != 0) return ref::cq_copy_axpy(p, v, head_dim, acc);
+  const __m256 pv = _mm256_set1_ps(p);
+  for (int c = 0; c < head_dim; c += 8) {
+    const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + c)));
+    _mm256_storeu_ps(acc + c, _mm256_fmadd_ps(pv, x, _mm256_loadu_ps(acc + c)));
+  }
+}
+
 }  // namespace kestrel::kernels::avx2

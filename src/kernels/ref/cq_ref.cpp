@@ -2,9 +2,19 @@
 // summation orders the AVX2 versions keep.
 #include <cmath>
 
+#include "core/fp16.h"
 #include "kernels/cq_kernels.h"
 
 namespace kestrel::kernels::ref {
+namespace {
+
+// The fold of hsum_ps (kernels/avx2/avx2-inl.h).
+float fold_lanes(const float (&lane)[8]) {
+  const float a0 = lane[0] + lane[4], a1 = lane[1] + lane[5], a2 = lane[2] + lane[6], a3 = lane[3] + lane[7];
+  return (a0 + a2) + (a1 + a3);
+}
+
+}  // namespace
 
 void cq_encode(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
   const int n_groups = head_dim / c;
@@ -65,11 +75,19 @@ void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, 
       const float* ci = centroids + (static_cast<int64_t>(g) * c + i) * n_codes;
       float lane[8] = {};
       for (int code = 0; code < n_codes; ++code) lane[code % 8] = std::fma(bg[code], ci[code], lane[code % 8]);
-      // The fold of hsum_ps (kernels/avx2/avx2-inl.h).
-      const float a0 = lane[0] + lane[4], a1 = lane[1] + lane[5], a2 = lane[2] + lane[6], a3 = lane[3] + lane[7];
-      out[g * c + i] = (a0 + a2) + (a1 + a3);
+      out[g * c + i] = fold_lanes(lane);
     }
   }
+}
+
+float cq_copy_dot(const float* q, const uint16_t* k, int head_dim) {
+  float lane[8] = {};
+  for (int c = 0; c < head_dim; ++c) lane[c % 8] = std::fma(q[c], fp16_to_f32(k[c]), lane[c % 8]);
+  return fold_lanes(lane);
+}
+
+void cq_copy_axpy(float p, const uint16_t* v, int head_dim, float* acc) {
+  for (int c = 0; c < head_dim; ++c) acc[c] = std::fma(p, fp16_to_f32(v[c]), acc[c]);
 }
 
 }  // namespace kestrel::kernels::ref

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "gguf/gguf.h"
 #include "kernels/cq_kernels.h"
 #include "kv/cq_codebook.h"
@@ -294,6 +295,43 @@ TEST(CqKernels, Avx2MatchesScalarBitForBit) {
     ref.buckets_out(buckets.data(), book.centroids.data(), d, c, K, o_ref.data());
     simd.buckets_out(buckets.data(), book.centroids.data(), d, c, K, o_simd.data());
     ASSERT_EQ(std::memcmp(o_ref.data(), o_simd.data(), d * sizeof(float)), 0) << "buckets_out d=" << d;
+  }
+}
+
+// The recent rows' F16 copies: q . k in 8 lanes (d / 8 fmas each, 3 additions
+// to fold: at most (d / 8 + 3) u sum |q k| to first order) and acc + p v (one
+// fma: the exact result rounded once), on every Isa; AVX2 and the twin agree
+// bit for bit, also at a width that is not a multiple of 8 (handed back).
+TEST(CqKernels, CopyRowsMatchDoubleAndTheTwinsBits) {
+  for (int d : {64, 128, 24, 20}) {
+    const std::vector<float> q = normal_values(d, 70), acc0 = normal_values(d, 71), kf = normal_values(d, 72);
+    std::vector<uint16_t> k(d);
+    for (int ch = 0; ch < d; ++ch) k[ch] = f32_to_fp16(kf[ch]);
+    const float p = 0.37f;
+    std::vector<std::vector<float>> outs;
+    std::vector<float> dots;
+    for (Isa isa : supported_isas()) {
+      const kernels::CqKernels& kk = kernels::cq_kernels(isa);
+      double want = 0.0, mag = 0.0;
+      for (int ch = 0; ch < d; ++ch) {
+        want += static_cast<double>(q[ch]) * fp16_to_f32(k[ch]);
+        mag += std::fabs(static_cast<double>(q[ch]) * fp16_to_f32(k[ch]));
+      }
+      const float dot = kk.copy_dot(q.data(), k.data(), d);
+      EXPECT_LE(std::fabs(dot - want), (d / 8 + 4) * kU * mag) << isa_name(isa) << " d=" << d;
+      std::vector<float> acc = acc0;
+      kk.copy_axpy(p, k.data(), d, acc.data());
+      for (int ch = 0; ch < d; ++ch) {
+        const double exact = acc0[ch] + static_cast<double>(p) * fp16_to_f32(k[ch]);
+        ASSERT_LE(std::fabs(acc[ch] - exact), kU * std::fabs(exact)) << isa_name(isa) << " d=" << d << " ch " << ch;
+      }
+      dots.push_back(dot);
+      outs.push_back(acc);
+    }
+    for (size_t i = 1; i < dots.size(); ++i) {
+      EXPECT_EQ(std::memcmp(&dots[i], &dots[0], sizeof(float)), 0) << "copy_dot d=" << d;
+      EXPECT_EQ(outs[i], outs[0]) << "copy_axpy d=" << d;
+    }
   }
 }
 

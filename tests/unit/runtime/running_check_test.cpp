@@ -25,7 +25,8 @@ testing::LoadedTinyModel& tiny() {
 std::vector<int32_t> encode(const std::string& s) { return tiny().model->tokenizer().encode(s, true, false); }
 
 // Decode steps of a Session, fed to the check as a slot would feed them.
-RunningCheck::Figures check_session(const EngineConfig& run, const RunningCheckOptions& o, int steps) {
+RunningCheck::Figures check_session(const EngineConfig& run, const RunningCheckOptions& o, int steps,
+                                    std::optional<double> step_seconds = std::nullopt) {
   RunningCheck check(*tiny().model, o);
   SessionOptions so;
   so.n_ctx = 256;
@@ -38,7 +39,7 @@ RunningCheck::Figures check_session(const EngineConfig& run, const RunningCheckO
     const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     history.push_back(next);
     logits = s.decode(next);
-    check.observe(7, history, logits);
+    check.observe(7, history, logits, step_seconds);
   }
   return check.figures();
 }
@@ -59,6 +60,27 @@ TEST(RunningCheck, SeesNothingOnTheExactPathAndTheCacheErrorOtherwise) {
   const RunningCheck::Figures lossy = check_session(q4, o, 12);
   EXPECT_EQ(lossy.checks, 4);
   EXPECT_GT(lossy.kld, 1e-6);
+}
+
+// Rows that ran alone in their step are timed against the exact path's decode
+// of the same token: speed-up = exact seconds / the step's. Told each step took
+// 1000 s, the tiny model's exact decodes (well under a second) make it tiny.
+TEST(RunningCheck, TimesTheExactDecodeOnlyOfRowsThatRanAlone) {
+  RunningCheckOptions o;
+  o.every = 2;
+  o.follow_every = 1;
+  o.exact.n_threads = 1;
+  o.n_ctx = 256;
+  const RunningCheck::Figures untimed = check_session(o.exact, o, 8);
+  EXPECT_EQ(untimed.checks, 4);
+  EXPECT_EQ(untimed.timed, 0);
+  EXPECT_EQ(untimed.speedup, 0.0);
+  const RunningCheck::Figures timed = check_session(o.exact, o, 8, 1000.0);
+  EXPECT_EQ(timed.checks, 4);
+  EXPECT_EQ(timed.timed, 4);
+  EXPECT_GT(timed.speedup, 0.0);
+  EXPECT_LT(timed.speedup, 1.0 / 4000.0);
+  EXPECT_LT(timed.kld, 1e-9);  // the timed decode is still the exact path's logits
 }
 
 // One request in follow_every is followed; the others are never recomputed.
@@ -114,7 +136,12 @@ struct Done {
 // Runs two requests one after the other on a scheduler with kv=q4_0 and the
 // running check; returns the configuration the second ran with and how often
 // the scheduler asked to turn a switch off.
-std::pair<EngineConfig, int> serve_two(DType kv, double max_kld) {
+struct Served {
+  EngineConfig config;  // of the second request
+  int asked = 0;
+  SchedulerStats stats;
+};
+Served serve_two(DType kv, double max_kld) {
   SchedulerOptions so;
   so.n_slots = 1;
   so.n_ctx_slot = 256;
@@ -149,20 +176,39 @@ std::pair<EngineConfig, int> serve_two(DType kv, double max_kld) {
   }
   const SchedulerStats st = sched.stats();
   EXPECT_EQ(st.guard_reconfigurations, static_cast<uint64_t>(asked.load()));
-  return {sched.config(), asked.load()};
+  return {sched.config(), asked.load(), st};
 }
 
 TEST(RunningCheck, TurnsALossySwitchOffForNewRequestsOnlyWhenOverBudget) {
   // q4_0 K and V move the tiny model's distributions by KLD > 1e-6 (above);
   // the exact path's decode rows against its prompt pass by rounding only.
-  const auto [tight, asked_tight] = serve_two(DType::Q4_0, 1e-7);
-  EXPECT_EQ(asked_tight, 1);
-  EXPECT_EQ(tight.k_type, DType::F16);
-  const auto [loose, asked_loose] = serve_two(DType::Q4_0, 1e9);
-  EXPECT_EQ(asked_loose, 0);
-  EXPECT_EQ(loose.k_type, DType::Q4_0);
-  const auto [exact, asked_exact] = serve_two(DType::F16, 1e-7);
-  EXPECT_EQ(asked_exact, 0);
+  const Served tight = serve_two(DType::Q4_0, 1e-7);
+  EXPECT_EQ(tight.asked, 1);
+  EXPECT_EQ(tight.config.k_type, DType::F16);
+  EXPECT_EQ(tight.stats.guard_memory_ratio, 1.0);  // back on the exact path's cache
+  const Served loose = serve_two(DType::Q4_0, 1e9);
+  EXPECT_EQ(loose.asked, 0);
+  EXPECT_EQ(loose.config.k_type, DType::Q4_0);
+  const Served exact = serve_two(DType::F16, 1e-7);
+  EXPECT_EQ(exact.asked, 0);
+  EXPECT_EQ(exact.stats.guard_memory_ratio, 1.0);
+  // One request at a time: every checked row ran alone and was timed.
+  EXPECT_EQ(loose.stats.guard_timed_checks, loose.stats.guard_checks);
+  EXPECT_GT(loose.stats.guard_speedup, 0.0);
+}
+
+// The memory ratio is the layouts' (runtime/memory_footprint.h): q4_0 K and V
+// against f16 over the pool the scheduler holds.
+TEST(RunningCheck, ReportsTheMemoryOfTheRunningConfigurationAgainstTheExactPath) {
+  const Served loose = serve_two(DType::Q4_0, 1e9);
+  const ModelConfig& m = tiny().model->config();
+  const double w = static_cast<double>(tiny().model->weight_bytes());
+  const double per_pos = static_cast<double>(m.n_layer) * m.n_kv_head * 2;
+  const double positions = 256;  // one slot of 256: whole blocks
+  const double q4 = w + positions * per_pos * static_cast<double>(row_bytes(DType::Q4_0, m.head_dim));
+  const double f16 = w + positions * per_pos * static_cast<double>(row_bytes(DType::F16, m.head_dim));
+  EXPECT_NEAR(loose.stats.guard_memory_ratio, q4 / f16, 1e-12);
+  EXPECT_LT(loose.stats.guard_memory_ratio, 1.0);
 }
 
 }  // namespace
