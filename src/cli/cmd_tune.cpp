@@ -40,6 +40,7 @@ void add_tune_command(CLI::App& app) {
     if (!g.profile.empty()) fail("tune: --profile reads a profile; tune writes one with -o");
     TuneOptions t;
     t.budget = g.budget;
+    t.probe.n_prompt = g.prompt;
     t.probe.n_positions = g.positions;
     t.n_prompt = o->n_prompt;
     t.n_gen = o->n_gen;

@@ -180,6 +180,10 @@ void add_guard_flags(CLI::App& app, GuardFlags& g) {
       "accuracy budget: the smallest share of positions whose most likely token must match the exact path's "
       "(0.97 or 97%)");
   app.add_option("--profile", g.profile, "switches from `kestrel tune -o FILE` (checked against this model and CPU)");
+  app.add_option("--guard-prompt", g.prompt,
+                 "accuracy guard: prompt tokens before the compared decode steps (windowed switches, such as kv=cq2's "
+                 "f16 window, act only past their window)")
+      ->check(CLI::Range(1, 65536));
   app.add_option("--guard-positions", g.positions, "accuracy guard: decode steps compared with the exact path")
       ->check(CLI::Range(1, 4096));
   app.add_option("--guard-file", g.text_file,
@@ -215,6 +219,7 @@ std::vector<SwitchSetting> guarded_switches(
   if (!budget.any()) return switches;
   GuardOptions o;
   o.budget = budget;
+  o.probe.n_prompt = g.prompt;
   o.probe.n_positions = g.positions;
   o.model_path = model_path;
   o.cache_dir = g.no_cache ? "" : default_guard_cache_dir();

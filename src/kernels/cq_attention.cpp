@@ -25,13 +25,19 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
   thread_local std::vector<float> qs, table, s, buckets, acc;
   qs.resize(static_cast<size_t>(d));
   for (int c = 0; c < d; ++c) qs[c] = q[c] * scale;
-  table.resize(static_cast<size_t>(k_groups) * cq.n_codes);
-  ck.score_table(qs.data(), cq.k_centroids, d, cq.k_c, cq.n_codes, table.data());
+  // The table (and V's buckets below) only when some row is read from its
+  // codes: a context inside the F16 window has none.
+  bool coded = false;
   s.resize(static_cast<size_t>(std::max<int64_t>(n, 1)));
   const int64_t bl = kv.block_len;
   for (int64_t b = 0; b * bl < n; ++b) {
     const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
     const int64_t split = std::min(r1, cq_first_copied_row(cq, bl, b, n));
+    if (split > r0 && !coded) {
+      coded = true;
+      table.resize(static_cast<size_t>(k_groups) * cq.n_codes);
+      ck.score_table(qs.data(), cq.k_centroids, d, cq.k_c, cq.n_codes, table.data());
+    }
     if (split > r0)
       ck.scores(table.data(), code_row(kv.k, kv.ids, kv.stride_bytes, bl, r0, k_groups), split - r0, k_groups,
                 cq.n_codes, s.data() + r0);
@@ -44,7 +50,7 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
     s[r] = std::exp(s[r] - max);
     sum += s[r];
   }
-  buckets.assign(static_cast<size_t>(v_groups) * cq.n_codes, 0.0f);
+  if (coded) buckets.assign(static_cast<size_t>(v_groups) * cq.n_codes, 0.0f);
   acc.assign(static_cast<size_t>(d), 0.0f);
   for (int64_t b = 0; b * bl < n; ++b) {
     const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
@@ -54,7 +60,10 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
                      cq.n_codes, buckets.data());
     for (int64_t r = split; r < r1; ++r) ck.copy_axpy(s[r], copy_row(cq.win_v, cq, bl, r, d), d, acc.data());
   }
-  ck.buckets_out(buckets.data(), cq.v_centroids, d, cq.v_c, cq.n_codes, out);
+  if (coded)
+    ck.buckets_out(buckets.data(), cq.v_centroids, d, cq.v_c, cq.n_codes, out);
+  else
+    std::fill(out, out + d, 0.0f);
   const float inv = n > 0 ? 1.0f / sum : 0.0f;
   for (int c = 0; c < d; ++c) out[c] = (out[c] + acc[c]) * inv;
 }

@@ -31,9 +31,10 @@ for line in open(sys.argv[1]):
     open(f"{sys.argv[2]}/{p['id']}.prompt", "w").write(text)
 PY
 prompts=("$OUT"/*.prompt)
-# Sanitized builds (scripts/test_sanitized.sh) decode ~10x slower: two
-# categories there check the same code paths in a tenth of an hour.
-[ -n "${KESTREL_SANITIZER:-}" ] && prompts=("${prompts[@]:0:2}")
+# Sanitized builds (scripts/test_sanitized.sh) decode ~10x slower (a draft-model
+# run of 40 tokens: 55 s under ASan): one category there runs every policy's
+# code paths in about 3 minutes.
+[ -n "${KESTREL_SANITIZER:-}" ] && prompts=("${prompts[@]:0:1}")
 pass=0; fail=0
 for prompt in "${prompts[@]}"; do
   id=$(basename "$prompt" .prompt)
