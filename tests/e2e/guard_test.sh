@@ -8,9 +8,9 @@ set -uo pipefail
 source "$(dirname "$0")/checks.sh"
 export KESTREL_CACHE="$TMP/cache"  # the guard's measurements go here, not into the user's cache
 mkdir -p "$KESTREL_CACHE"
-# After the first two runs (the default 64 positions), 16 teacher-forced
+# After the first two runs (the default probe: 512 + 64), a 192-token prompt and 16 teacher-forced
 # positions: the same decisions at a quarter of the probe's cost.
-FEW="--guard-positions 16"
+FEW="--guard-prompt 192 --guard-positions 16"
 if [ ! -f "$MODEL" ]; then echo "model missing at $MODEL: run scripts/fetch_models.sh"; exit 77; fi
 
 expect_error "unparseable budget" "is not a number" "$BIN" run -m "$MODEL" -p hi -n 1 --max-kld abc

@@ -133,7 +133,7 @@ def main():
         # exact path, its running figures in /metrics.
         guarded = KestrelServer(BIN, MODEL, "--parallel", "1", "-c", "512", "--switch", "kv=q8_0", "--max-kld",
                                 "0.05", "--guard-check-every", "1", "--guard-min-checks", "4", "--guard-follow-every", "1",
-                                "--guard-positions", "16")
+                                "--guard-prompt", "192", "--guard-positions", "16")
         guarded.__class__ = Server
         servers.append(guarded)
         guarded.complete(0.0)
