@@ -44,13 +44,19 @@ RunningCheck::Figures check_session(const EngineConfig& run, const RunningCheckO
   return check.figures();
 }
 
-TEST(RunningCheck, SeesNothingOnTheExactPathAndTheCacheErrorOtherwise) {
+// One thread, 256 positions, a check every `every` steps of one request in `follow_every`.
+RunningCheckOptions options(int every, int follow_every) {
   RunningCheckOptions o;
-  o.every = 3;
-  o.min_checks = 1;
-  o.follow_every = 1;
+  o.every = every;
+  o.follow_every = follow_every;
   o.exact.n_threads = 1;
   o.n_ctx = 256;
+  return o;
+}
+
+TEST(RunningCheck, SeesNothingOnTheExactPathAndTheCacheErrorOtherwise) {
+  RunningCheckOptions o = options(3, 1);
+  o.min_checks = 1;
   const RunningCheck::Figures same = check_session(o.exact, o, 12);
   EXPECT_EQ(same.checks, 4);  // one decode step in three
   EXPECT_LT(same.kld, 1e-9);  // a decode step against a prompt pass: rounding at most
@@ -66,11 +72,7 @@ TEST(RunningCheck, SeesNothingOnTheExactPathAndTheCacheErrorOtherwise) {
 // of the same token: speed-up = exact seconds / the step's. Told each step took
 // 1000 s, the tiny model's exact decodes (well under a second) make it tiny.
 TEST(RunningCheck, TimesTheExactDecodeOnlyOfRowsThatRanAlone) {
-  RunningCheckOptions o;
-  o.every = 2;
-  o.follow_every = 1;
-  o.exact.n_threads = 1;
-  o.n_ctx = 256;
+  const RunningCheckOptions o = options(2, 1);
   const RunningCheck::Figures untimed = check_session(o.exact, o, 8);
   EXPECT_EQ(untimed.checks, 4);
   EXPECT_EQ(untimed.timed, 0);
@@ -85,11 +87,7 @@ TEST(RunningCheck, TimesTheExactDecodeOnlyOfRowsThatRanAlone) {
 
 // One request in follow_every is followed; the others are never recomputed.
 TEST(RunningCheck, FollowsOneRequestInN) {
-  RunningCheckOptions o;
-  o.every = 1;
-  o.follow_every = 3;
-  o.exact.n_threads = 1;
-  o.n_ctx = 256;
+  const RunningCheckOptions o = options(1, 3);
   RunningCheck check(*tiny().model, o);
   std::vector<int32_t> history = encode(testing::tiny_text());
   history.resize(30);
