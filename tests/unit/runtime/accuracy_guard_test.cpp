@@ -73,7 +73,8 @@ TEST(DecideSwitches, TurnsOffWhatIsOverBudgetAloneAndTogether) {
   // together, and act=a4 uses more of the budget alone, so it goes.
   const GuardOutcome o = decide_switches(
       in, b, table({{"kv=q8_0", 0.002}, {"kv_k=q4_0", 0.05}, {"act=a4", 0.008}, {"kv=q8_0+act=a4", 0.012}}, &asked));
-  EXPECT_EQ(asked, (std::vector<std::string>{"kv=q8_0", "kv_k=q4_0", "act=a4", "kv=q8_0+act=a4"}));
+  // Last, kv_k=q4_0 (over alone) is tried with what is kept; the table has no figures for that pair.
+  EXPECT_EQ(asked, (std::vector<std::string>{"kv=q8_0", "kv_k=q4_0", "act=a4", "kv=q8_0+act=a4", "kv=q8_0+kv_k=q4_0"}));
   EXPECT_EQ(o.kept, (std::vector<SwitchSetting>{S("threads=1"), S("kv=q8_0"), S("sampling=sortfree")}));
   EXPECT_EQ(o.dropped, (std::vector<SwitchSetting>{S("kv_k=q4_0"), S("act=a4")}));
   ASSERT_TRUE(o.final_figures);
@@ -82,6 +83,33 @@ TEST(DecideSwitches, TurnsOffWhatIsOverBudgetAloneAndTogether) {
   for (const auto& l : o.log) log += l + "\n";
   EXPECT_NE(log.find("turned off kv_k=q4_0: KLD 0.05"), std::string::npos) << log;
   EXPECT_NE(log.find("turned off act=a4: together KLD 0.012"), std::string::npos) << log;
+}
+
+// A low-bit K type far over the budget alone, within it next to attn=sage
+// (measured on Qwen2.5-1.5B: KLD 5.5 alone, 0.008 together), is kept; one
+// still over the budget with its partner stays off.
+TEST(DecideSwitches, KeepsWhatIsOverBudgetAloneButWithinItWithThoseKept) {
+  AccuracyBudget b;
+  b.max_kld = 0.01;
+  std::vector<std::string> asked;
+  const std::vector<SwitchSetting> in = {S("kv_k=q4_0"), S("attn=sage"), S("act=a4")};
+  const GuardOutcome o = decide_switches(in, b,
+                                         table({{"kv_k=q4_0", 5.5},
+                                                {"attn=sage", 0.003},
+                                                {"act=a4", 0.6},
+                                                {"kv_k=q4_0+attn=sage", 0.008},
+                                                {"kv_k=q4_0+attn=sage+act=a4", 0.7}},
+                                               &asked));
+  EXPECT_EQ(asked, (std::vector<std::string>{"kv_k=q4_0", "attn=sage", "act=a4", "kv_k=q4_0+attn=sage",
+                                             "kv_k=q4_0+attn=sage+act=a4"}));
+  EXPECT_EQ(o.kept, (std::vector<SwitchSetting>{S("kv_k=q4_0"), S("attn=sage")}));
+  EXPECT_EQ(o.dropped, (std::vector<SwitchSetting>{S("act=a4")}));
+  ASSERT_TRUE(o.final_figures);
+  EXPECT_DOUBLE_EQ(o.final_figures->kld, 0.008);
+  std::string log;
+  for (const auto& l : o.log) log += l + "\n";
+  EXPECT_NE(log.find("kept kv_k=q4_0: over budget alone, but with attn=sage KLD 0.008"), std::string::npos) << log;
+  EXPECT_NE(log.find("turned off act=a4: KLD 0.6"), std::string::npos) << log;
 }
 
 TEST(DecideSwitches, ABudgetNothingMeetsLeavesTheExactPathAndSaysSo) {
