@@ -63,6 +63,12 @@ MeasureAccuracyFn table(const std::map<std::string, double>& kld, std::vector<st
   };
 }
 
+std::string log_text(const GuardOutcome& o) {
+  std::string log;
+  for (const auto& l : o.log) log += l + "\n";
+  return log;
+}
+
 TEST(DecideSwitches, TurnsOffWhatIsOverBudgetAloneAndTogether) {
   AccuracyBudget b;
   b.max_kld = 0.01;
@@ -79,8 +85,7 @@ TEST(DecideSwitches, TurnsOffWhatIsOverBudgetAloneAndTogether) {
   EXPECT_EQ(o.dropped, (std::vector<SwitchSetting>{S("kv_k=q4_0"), S("act=a4")}));
   ASSERT_TRUE(o.final_figures);
   EXPECT_DOUBLE_EQ(o.final_figures->kld, 0.002);
-  std::string log;
-  for (const auto& l : o.log) log += l + "\n";
+  const std::string log = log_text(o);
   EXPECT_NE(log.find("turned off kv_k=q4_0: KLD 0.05"), std::string::npos) << log;
   EXPECT_NE(log.find("turned off act=a4: together KLD 0.012"), std::string::npos) << log;
 }
@@ -106,8 +111,7 @@ TEST(DecideSwitches, KeepsWhatIsOverBudgetAloneButWithinItWithThoseKept) {
   EXPECT_EQ(o.dropped, (std::vector<SwitchSetting>{S("act=a4")}));
   ASSERT_TRUE(o.final_figures);
   EXPECT_DOUBLE_EQ(o.final_figures->kld, 0.008);
-  std::string log;
-  for (const auto& l : o.log) log += l + "\n";
+  const std::string log = log_text(o);
   EXPECT_NE(log.find("kept kv_k=q4_0: over budget alone, but with attn=sage KLD 0.008"), std::string::npos) << log;
   EXPECT_NE(log.find("turned off act=a4: KLD 0.6"), std::string::npos) << log;
 }
