@@ -182,9 +182,9 @@ void add_serve_command(CLI::App& app) {
     srv_opt.chat_template = o->chat_template;
     srv_opt.limits.max_tokens_limit = o->max_tokens;
     srv_opt.limits.default_max_tokens = o->default_max_tokens;
-    srv_opt.guarded = guarded_switch_figures(
-        *model, o->model, guard, lossless,
-        sched_opt.n_ctx_total > 0 ? sched_opt.n_ctx_total : sched_opt.n_ctx_slot * sched_opt.n_slots);
+    const SchedulerStats pool = scheduler.stats();  // the positions the pool holds, as its memory ratio counts them
+    srv_opt.guarded = guarded_switch_figures(*model, o->model, guard, lossless,
+                                             static_cast<int64_t>(pool.kv_blocks_total) * pool.kv_block_size);
     server::Server srv(*model, scheduler, srv_opt);
     const int port = srv.bind();
     std::cerr << "kestrel: serving " << srv_opt.model_name << " on http://" << o->host << ":" << port << " ("

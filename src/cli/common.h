@@ -23,7 +23,7 @@ struct GuardFlags {
   AccuracyBudget budget;
   std::string profile;    // --profile: switches from `kestrel tune -o`
   int prompt = ProbeOptions{}.n_prompt;  // --guard-prompt: tokens before the compared steps
-  int positions = 64;                    // --guard-positions: decode steps compared
+  int positions = ProbeOptions{}.n_positions;  // --guard-positions: decode steps compared
   bool no_cache = false;  // --guard-no-cache: measure again
   std::string text_file;  // --guard-file: calibration text ("" = built in)
 };

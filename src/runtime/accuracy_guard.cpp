@@ -40,17 +40,6 @@ Attempt attempt(const MeasureAccuracyFn& measure, std::span<const SwitchSetting>
 
 }  // namespace
 
-namespace {
-
-// Whether `s` was measured alone and found over the budget.
-bool over_alone(const std::vector<GuardStep>& steps, const SwitchSetting& s) {
-  return std::any_of(steps.begin(), steps.end(), [&](const GuardStep& g) {
-    return g.settings.size() == 1 && g.settings[0] == s && g.figures && g.note.rfind("over budget", 0) == 0;
-  });
-}
-
-}  // namespace
-
 GuardOutcome decide_switches(std::span<const SwitchSetting> settings, const AccuracyBudget& budget,
                              const MeasureAccuracyFn& measure) {
   GuardOutcome out;
@@ -66,7 +55,7 @@ GuardOutcome decide_switches(std::span<const SwitchSetting> settings, const Accu
   }
 
   // Each alone. One that cannot run alone (it needs a partner) is judged together.
-  std::vector<SwitchSetting> left;
+  std::vector<SwitchSetting> left, over_alone;
   std::vector<std::optional<AccuracyFigures>> alone;
   for (const auto& s : lossy) {
     const std::vector<SwitchSetting> one{s};
@@ -81,6 +70,7 @@ GuardOutcome decide_switches(std::span<const SwitchSetting> settings, const Accu
       step.note = "over budget: " + why;
       out.log.push_back(head + "turned off " + s.label() + ": " + describe(*a.figures) + ", over budget (" + why + ")");
       out.dropped.push_back(s);
+      over_alone.push_back(s);
     } else {
       step.note = "within budget";
       out.log.push_back(head + s.label() + " alone: " + describe(*a.figures) + ", within budget");
@@ -132,16 +122,16 @@ GuardOutcome decide_switches(std::span<const SwitchSetting> settings, const Accu
 
   // A setting over the budget alone may be within it next to those kept: attn=sage
   // smooths the keys that a low-bit K type cannot hold alone (Qwen2.5-1.5B:
-  // kv_k=q4_0 alone KLD 5.5; with attn=sage 0.008). Each is tried once with them.
+  // kv_k=q5_1 alone KLD 3.46; with attn=sage 0.0057). Each is tried once with them.
   if (!left.empty()) {
-    for (const SwitchSetting& d : std::vector<SwitchSetting>(out.dropped)) {
-      if (!over_alone(out.steps, d)) continue;
+    for (const SwitchSetting& d : over_alone) {
       std::vector<SwitchSetting> with;  // in the order given (the measurement cache's key)
       for (const SwitchSetting& s : lossy)
         if (s == d || std::find(left.begin(), left.end(), s) != left.end()) with.push_back(s);
       Attempt a = attempt(measure, with);
-      if (!a.figures || !over_budget(*a.figures, budget).empty()) {
-        const std::string why = a.figures ? "over budget: " + over_budget(*a.figures, budget) : a.error;
+      const std::string over = a.figures ? over_budget(*a.figures, budget) : "";
+      if (!a.figures || !over.empty()) {
+        const std::string why = a.figures ? "over budget: " + over : a.error;
         out.steps.push_back(GuardStep{with, a.figures, why});
         out.log.push_back(head + d.label() + " with " + settings_label(left) + ": " +
                           (a.figures ? describe(*a.figures) + ", " : "") + why + ": stays off");

@@ -42,14 +42,20 @@ bool RunningCheck::observe(uint64_t request, std::span<const int32_t> history, s
   following_ = request;
   due_ = false;
   // Only the tokens the exact session has not seen are evaluated. A timed
-  // check catches up to the token before, then decodes that one alone.
-  if (step_seconds && history.size() > 1) exact_.set_history(history.first(history.size() - 1));
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::span<const float> exact = exact_.set_history(history);
-  if (step_seconds && exact_.last_evaluated() == 1) {
+  // check catches up to the token before (when it is not there already), then
+  // decodes the last one alone, as the engine's step did.
+  std::span<const float> exact;
+  if (step_seconds && history.size() > 1) {
+    const auto before = history.first(history.size() - 1);
+    const std::vector<int32_t>& seen = exact_.history();
+    if (!std::equal(before.begin(), before.end(), seen.begin(), seen.end())) exact_.set_history(before);
+    const auto t0 = std::chrono::steady_clock::now();
+    exact = exact_.decode(history.back());
     exact_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     running_seconds_ += *step_seconds;
     ++timed_;
+  } else {
+    exact = exact_.set_history(history);
   }
   const RowComparison c = compare_logits(exact, logits);
   ++checks_;

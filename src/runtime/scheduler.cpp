@@ -145,11 +145,7 @@ void Scheduler::check_row(const Slot& s, const float* logits, bool alone) {
   std::string why = check_->over_budget();
   {
     std::lock_guard<std::mutex> lk(mu_);
-    stats_.guard_checks = f.checks;
-    stats_.guard_kld = f.kld;
-    stats_.guard_top1 = f.top1;
-    stats_.guard_timed_checks = f.timed;
-    stats_.guard_speedup = f.speedup;
+    stats_.guard = f;
   }
   if (why.empty() || !options_.on_over_budget) return;
   if (std::optional<EngineConfig> next = options_.on_over_budget(why)) {
@@ -174,11 +170,7 @@ void Scheduler::reconfigure_locked() {
   ++stats_.guard_reconfigurations;
   config_ = core_->config();
   stats_.guard_switches = engine_settings_text(core_->config());
-  stats_.guard_checks = 0;
-  stats_.guard_kld = 0.0;
-  stats_.guard_top1 = 1.0;
-  stats_.guard_timed_checks = 0;
-  stats_.guard_speedup = 0.0;
+  stats_.guard = {};
   refresh_guard_memory_locked();
   refresh_kv_stats_locked();
   if (check_) check_->reset();

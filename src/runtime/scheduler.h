@@ -154,16 +154,10 @@ struct SchedulerStats {
   uint64_t spec_drafted = 0;                    // speculative decoding: tokens drafted
   uint64_t spec_accepted = 0;                   // of those, accepted
   uint64_t steps = 0;
-  // The running accuracy check: decode steps recomputed on the exact path, their
-  // mean KLD and top-1 agreement since the configuration last changed, and the
+  // The running accuracy check's figures since the configuration last changed
+  // (checks, mean KLD, top-1 agreement, timed checks and speed-up), and the
   // times a switch was turned off.
-  int64_t guard_checks = 0;
-  double guard_kld = 0.0;
-  double guard_top1 = 1.0;
-  // Of those, the checks of single-row steps timed on both paths, and the
-  // exact path's decode time over the configuration's (0: none timed yet).
-  int64_t guard_timed_checks = 0;
-  double guard_speedup = 0.0;
+  RunningCheck::Figures guard;
   // Weights + the KV pool of the configuration running over the exact path's
   // (runtime/memory_footprint.h; 1 when no check runs).
   double guard_memory_ratio = 1.0;

@@ -543,18 +543,17 @@ struct Server::Impl {
            s.kvcompress_head_blocks_freed);
     metric("kestrel_guard_checks", "gauge",
            "Accuracy guard: decode steps recomputed on the exact path since the configuration last changed.",
-           s.guard_checks);
+           s.guard.checks);
     metric("kestrel_guard_kld", "gauge",
-           "Accuracy guard: mean KL divergence of those steps from the exact path (nats).", s.guard_kld);
+           "Accuracy guard: mean KL divergence of those steps from the exact path (nats).", s.guard.kld);
     metric("kestrel_guard_top1_agreement", "gauge",
-           "Accuracy guard: share of those steps whose most likely token matches the exact path's.", s.guard_top1);
+           "Accuracy guard: share of those steps whose most likely token matches the exact path's.", s.guard.top1);
     metric("kestrel_guard_timed_checks", "gauge",
-           "Accuracy guard: checked steps that were a request's decode alone, timed on both paths.",
-           s.guard_timed_checks);
+           "Accuracy guard: checked steps that were a request's decode alone, timed on both paths.", s.guard.timed);
     metric("kestrel_guard_speedup", "gauge",
            "Accuracy guard: the exact path's decode time over the running configuration's on the timed checks "
            "(0: none yet).",
-           s.guard_speedup);
+           s.guard.speedup);
     metric("kestrel_guard_memory_ratio", "gauge",
            "Accuracy guard: weights + KV pool of the running configuration over the exact path's.",
            s.guard_memory_ratio);

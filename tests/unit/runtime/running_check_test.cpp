@@ -191,8 +191,8 @@ TEST(RunningCheck, TurnsALossySwitchOffForNewRequestsOnlyWhenOverBudget) {
   EXPECT_EQ(exact.asked, 0);
   EXPECT_EQ(exact.stats.guard_memory_ratio, 1.0);
   // One request at a time: every checked row ran alone and was timed.
-  EXPECT_EQ(loose.stats.guard_timed_checks, loose.stats.guard_checks);
-  EXPECT_GT(loose.stats.guard_speedup, 0.0);
+  EXPECT_EQ(loose.stats.guard.timed, loose.stats.guard.checks);
+  EXPECT_GT(loose.stats.guard.speedup, 0.0);
 }
 
 // The memory ratio is the layouts' (runtime/memory_footprint.h): q4_0 K and V
