@@ -246,10 +246,8 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
                                               _mm256_set1_epi8(static_cast<char>(0x80)))
                            : _mm256_setzero_si256();
   const uint8_t* super = kSub ? a.panel + panel_super_offset(f, a.cols) : nullptr;
-  __m256 super_d[kH];  // kSub == 2: the super-block's d
   __m256 mins[kH], dmin[kH];  // fuse_mins: the min terms; sub-scale formats' dmin
   unroll<kH>([&](auto h) __attribute__((always_inline)) {
-    super_d[h] = _mm256_setzero_ps();
     mins[h] = _mm256_setzero_ps();
     dmin[h] = _mm256_setzero_ps();
   });
@@ -266,25 +264,37 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
     if (stream)
       for (size_t o = 0; o < group_bytes; o += 64)
         _mm_prefetch(reinterpret_cast<const char*>(pg + kPrefetchBytes + o), _MM_HINT_T0);
-    // The widening multiplier: ones, or the rows' int8 sub-scales as int16 pairs.
+    // The widening multiplier: ones, or the rows' int8 sub-scales as int16 pairs;
+    // kSub != 1: the group's float weight scale, ready before the products so
+    // that each unit's float step runs as soon as its last product is widened.
     __m256i widen[kH], sc32[kH], hb[kH];
+    __m256 ws[kH];
     unroll<kH>([&](auto h) __attribute__((always_inline)) {
       widen[h] = ones16;
       if constexpr (kSub) sc32[h] = load_sc32(pg + F::kQuantBytes + kHalfRows * (h0 + h));
       if constexpr (kSub == 1) widen[h] = sc_pairs(sc32[h]);
+      if constexpr (kSub == 2)  // float(d) * float(sc), exact
+        ws[h] = _mm256_mul_ps(
+            load_halfs(super + static_cast<size_t>(g / kSuperGroups) * panel_super_bytes(f) + 16 * (h0 + h)),
+            _mm256_cvtepi32_ps(sc32[h]));
+      else if constexpr (kSub == 0)
+        ws[h] = load_scales(f, pg + F::kQuantBytes, h0 + h);
       hb[h] = kHigh ? load256(pg + F::kNibbleBytes + 32 * (h0 + h)) : _mm256_setzero_si256();
     });
     // Per unit: the int16 sum of products since the last widening, and (kSub
     // != 1) the int32 sum of the group.
     __m256i p16[kH][kC], acc[kH][kC];
-    // Product number kK of the group (in maddubs order) for unit (h, c).
+    // Product number kK of the group (in maddubs order) for unit (h, c). The
+    // group's last one ends the unit's group: kSub != 1 adds the offset term
+    // and takes the float step here, so no int32 sum outlives its chain (four
+    // of them live until after the loop spilled to the stack).
     auto add_product = [&]<int kK>(auto h, auto c, __m256i prod) __attribute__((always_inline)) {
-      if constexpr (kK % F::kPerWiden == 0) {
-        p16[h][c] = prod;
-      } else {
-        p16[h][c] = _mm256_add_epi16(p16[h][c], prod);
-      }
-      if constexpr (F::kPerWiden >= 4) opaque(p16[h][c]);
+      __m256i sum = prod;
+      if constexpr (kK % F::kPerWiden != 0) sum = _mm256_add_epi16(p16[h][c], prod);
+      // On a local, not the array element: an asm operand on the element kept
+      // the array in memory (a store and a reload before each widening).
+      if constexpr (F::kPerWiden >= 4) opaque(sum);
+      p16[h][c] = sum;
       if constexpr (kK % F::kPerWiden == F::kPerWiden - 1 || kK == F::kProducts - 1) {
         const __m256i wide = _mm256_madd_epi16(p16[h][c], widen[h]);
         if constexpr (kSub == 1)
@@ -293,6 +303,12 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
           acc[h][c] = _mm256_add_epi32(acc[h][c], wide);
         else
           acc[h][c] = wide;
+      }
+      if constexpr (kSub != 1 && kK == F::kProducts - 1) {
+        // The offset term, exact in int32: offset * asum.
+        if constexpr (kOffset) acc[h][c] = _mm256_add_epi32(acc[h][c], _mm256_set1_epi32(ag[c][g].offset_sum));
+        const __m256 scale = _mm256_mul_ps(ws[h], _mm256_set1_ps(ag[c][g].scale));
+        facc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h][c]), scale, facc[h][c]);
       }
     };
     unroll<F::kVecs>([&](auto jc) __attribute__((always_inline)) {
@@ -348,32 +364,16 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
       }
     }
 
-    // The offset term, exact in int32: offset * asum (times sc for kSub == 1).
-    if constexpr (kOffset)
-      unroll<kH>([&](auto h) __attribute__((always_inline)) {
-        unroll<kC>([&](auto c) __attribute__((always_inline)) {
-          if constexpr (kSub == 1)
+    // kSub == 1: the offset term, exact in int32 (offset * asum * sc), and one
+    // float step per super-block: the int32 sums times d * ascale.
+    if constexpr (kSub == 1) {
+      if constexpr (kOffset)
+        unroll<kH>([&](auto h) __attribute__((always_inline)) {
+          unroll<kC>([&](auto c) __attribute__((always_inline)) {
             isb[h][c] =
                 _mm256_add_epi32(isb[h][c], _mm256_mullo_epi32(sc32[h], _mm256_set1_epi32(ag[c][g].offset_sum)));
-          else
-            acc[h][c] = _mm256_add_epi32(acc[h][c], _mm256_set1_epi32(ag[c][g].offset_sum));
+          });
         });
-      });
-
-    if constexpr (kSub == 2) {  // float per group: scale = float(d) * float(sc), exact
-      if (g == g_begin || g % kSuperGroups == 0)
-        unroll<kH>([&](auto h) __attribute__((always_inline)) {
-          super_d[h] = load_halfs(super + static_cast<size_t>(g / kSuperGroups) * panel_super_bytes(f) + 16 * (h0 + h));
-        });
-      unroll<kH>([&](auto h) __attribute__((always_inline)) {
-        const __m256 ws = _mm256_mul_ps(super_d[h], _mm256_cvtepi32_ps(sc32[h]));
-        unroll<kC>([&](auto c) __attribute__((always_inline)) {
-          const __m256 scale = _mm256_mul_ps(ws, _mm256_set1_ps(ag[c][g].scale));
-          facc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h][c]), scale, facc[h][c]);
-        });
-      });
-    } else if constexpr (kSub == 1) {
-      // One float step per super-block: the int32 sums times d * ascale.
       if ((g + 1) % kSuperGroups == 0) {
         unroll<kH>([&](auto h) __attribute__((always_inline)) {
           const __m256 d = load_halfs(super + static_cast<size_t>(g / kSuperGroups) * panel_super_bytes(f) +
@@ -385,14 +385,6 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
           });
         });
       }
-    } else {
-      unroll<kH>([&](auto h) __attribute__((always_inline)) {
-        const __m256 ws = load_scales(f, pg + F::kQuantBytes, h0 + h);
-        unroll<kC>([&](auto c) __attribute__((always_inline)) {
-          const __m256 scale = _mm256_mul_ps(ws, _mm256_set1_ps(ag[c][g].scale));
-          facc[h][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[h][c]), scale, facc[h][c]);
-        });
-      });
     }
     if (++gi == gpb) {
       gi = 0;
