@@ -128,38 +128,68 @@ inline __m256i with_high(__m256i low, __m256i hb) {
   }
 }
 
-// The min terms of tokens [t0, t0 + kC), rows of half `half`, summed on their
-// own over all groups and then added to y (which holds the scaled products).
-template <int kC>
-void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int half) {
-  const int rows = half_rows(a.n_rows, half);
-  if (rows == 0) return;
+// The min terms of tokens [t0, t0 + kC), rows of halves [0, kH), summed on
+// their own over all groups and then added to y (which holds the scaled
+// products). Both halves in one pass: each token's min, broadcast once, meets
+// 16 rows, and the tokens' ActGroups are read once per panel (a pass per half
+// read them twice, from L2 or L3 for long prompts).
+template <int kH, int kC>
+void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
   const int64_t n_groups = a.cols / f.group;
   const size_t min_offset = panel_quant_bytes(f) + panel_scale_bytes(f);
   const ActGroup* ag[kC];
-  __m256 m[kC];
-  for (int c = 0; c < kC; ++c) {
+  __m256 m[kH][kC];
+  unroll<kC>([&](auto c) __attribute__((always_inline)) {
     ag[c] = a.groups + static_cast<size_t>(t0 + c) * a.groups_stride;
-    m[c] = _mm256_setzero_ps();
-  }
+    unroll<kH>([&](auto h) __attribute__((always_inline)) { m[h][c] = _mm256_setzero_ps(); });
+  });
   const uint8_t* pw = a.panel + min_offset;
-  const uint8_t* super = a.panel + panel_super_offset(f, a.cols) + 32 + 16 * half;  // sub_scales: dmin vectors
-  __m256 dmin = _mm256_setzero_ps();
+  // sub_scales: the dmin vectors, one super-block before the first (advanced
+  // at each super-block's first group).
+  const uint8_t* super = a.panel + panel_super_offset(f, a.cols) + 32 - panel_super_bytes(f);
+  __m256 dmin[kH];
+  unroll<kH>([&](auto h) __attribute__((always_inline)) { dmin[h] = _mm256_setzero_ps(); });
+  // Groups left in the current super-block: a runtime modulo per group was a
+  // 64-bit division (as long as the products of 6 tokens).
+  int left_in_super = 0;
   for (int64_t g = 0; g < n_groups; ++g, pw += f.group_bytes) {
-    __m256 wm;
-    if (f.sub_scales) {  // float(dmin) * float(m), exact
-      if (g % f.super_groups == 0)
-        dmin = load_halfs(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f));
-      wm = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(load_sc32(pw + kHalfRows * half)));
-    } else {
-      wm = load_scales(f, pw, half);
+    __m256 wm[kH];
+    const bool new_super = f.sub_scales && left_in_super-- == 0;
+    if (new_super) {
+      left_in_super = f.super_groups - 1;
+      super += panel_super_bytes(f);
     }
-    for (int c = 0; c < kC; ++c) m[c] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ag[c][g].min), m[c]);
+    unroll<kH>([&](auto h) __attribute__((always_inline)) {
+      if (f.sub_scales) {  // float(dmin) * float(m), exact
+        if (new_super) dmin[h] = load_halfs(super + 16 * h);
+        wm[h] = _mm256_mul_ps(dmin[h], _mm256_cvtepi32_ps(load_sc32(pw + kHalfRows * h)));
+      } else {
+        wm[h] = load_scales(f, pw, h);
+      }
+    });
+    unroll<kC>([&](auto c) __attribute__((always_inline)) {
+      const __m256 amin = _mm256_set1_ps(ag[c][g].min);
+      unroll<kH>([&](auto h) __attribute__((always_inline)) { m[h][c] = _mm256_fmadd_ps(wm[h], amin, m[h][c]); });
+    });
   }
-  for (int c = 0; c < kC; ++c) {
-    float* y = a.y + (t0 + c) * a.ldy + kHalfRows * half;
-    store_y(y, rows, _mm256_add_ps(load_y(y, rows), m[c]));
+  unroll<kH>([&](auto h) __attribute__((always_inline)) {
+    const int rows = half_rows(a.n_rows, h);
+    unroll<kC>([&](auto c) __attribute__((always_inline)) {
+      float* y = a.y + (t0 + c) * a.ldy + kHalfRows * h;
+      store_y(y, rows, _mm256_add_ps(load_y(y, rows), m[h][c]));
+    });
+  });
+}
+
+// add_mins over tokens [0, n_tokens): kC-token passes, then one pass for the rest.
+template <int kH, int kC>
+void add_all_mins(const PanelFormat& f, const PanelGemmArgs& a) {
+  int64_t t = 0;
+  for (; t + kC <= a.n_tokens; t += kC) add_mins<kH, kC>(f, a, t);
+  [&]<int... kN>(std::integer_sequence<int, kN...>) {
+    ((a.n_tokens - t == kN + 1 ? add_mins<kH, kN + 1>(f, a, t) : void()), ...);
   }
+  (std::make_integer_sequence<int, kC - 1>{});
 }
 
 // How a format's quants meet maddubs.
@@ -461,14 +491,11 @@ void run(const PanelFormat& f, const PanelGemmArgs& a) {
     tail<kNib, kG, kHigh, kSub, kLut, kMin>(f, a, t, a.n_tokens - t, g0, g1);
   }
   if constexpr (kMin) {
-    constexpr int kMinTokens = 8;  // 8 float accumulators, the weight's mins, the token's
-    for (int h = 0; h < halves; ++h) {
-      int64_t t = 0;
-      for (; t + kMinTokens <= a.n_tokens; t += kMinTokens) add_mins<kMinTokens>(f, a, t, h);
-      [&]<int... kN>(std::integer_sequence<int, kN...>) {
-        ((a.n_tokens - t == kN + 1 ? add_mins<kN + 1>(f, a, t, h) : void()), ...);
-      }(std::make_integer_sequence<int, kMinTokens - 1>{});
-    }
+    // Accumulators per pass: kH * kC of the 16 registers, with kH weight vectors.
+    if (halves == 2)
+      add_all_mins<2, 6>(f, a);
+    else
+      add_all_mins<1, 8>(f, a);
   }
 }
 
