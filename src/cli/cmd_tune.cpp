@@ -20,7 +20,7 @@ void add_tune_command(CLI::App& app) {
   struct Opts {
     ModelFlags model;
     std::string profile_out, out_dir = "tune-out", candidates;
-    int n_prompt = 128, n_gen = 64, reps = 3;
+    int n_prompt = 128, n_gen = 64, reps = 3, max_pairs = TuneOptions{}.max_pairs;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand(
@@ -34,6 +34,9 @@ void add_tune_command(CLI::App& app) {
   cmd->add_option("-p,--n-prompt", o->n_prompt, "prompt tokens of the timed request")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("-n,--n-gen", o->n_gen, "generated tokens of the timed request")->check(CLI::Range(1, 1 << 16));
   cmd->add_option("-r,--repetitions", o->reps, "interleaved speed repetitions")->check(CLI::Range(1, 100));
+  cmd->add_option("--max-pairs", o->max_pairs,
+                  "second chances: pairs of a value over the budget alone with one within it, measured (0: none)")
+      ->check(CLI::Range(0, 1000));
   cmd->callback([o] {
     const GuardFlags& g = o->model.guard;
     if (!g.budget.any()) fail("tune: give a budget (--max-kld, --max-ppl-increase, --min-top1)");
@@ -45,6 +48,7 @@ void add_tune_command(CLI::App& app) {
     t.n_prompt = o->n_prompt;
     t.n_gen = o->n_gen;
     t.reps = o->reps;
+    t.max_pairs = o->max_pairs;
     if (!g.text_file.empty()) {
       refuse_evaluation_text(g.text_file, "tune --guard-file");
       t.text = read_file(g.text_file);

@@ -139,6 +139,25 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
     if (r.points[i].within) timed.push_back(i);
   time_points(timed);
 
+  // Measures a combination's accuracy and memory and adds it to the points;
+  // false when the configuration is refused (listed in skipped).
+  auto add_combination = [&](TunePoint p) {
+    p.combination = true;
+    say("tune: trying " + p.label());
+    try {
+      const EngineConfig c = make_config(with(p.settings));
+      check_engine_config(c);
+      p.accuracy = probe.compare(c);
+      p.within = over_budget(p.accuracy, o.budget).empty();
+      p.memory_bytes = memory_at_context(model, c, o.memory_ctx);
+    } catch (const Error& e) {
+      r.skipped.push_back(p.label() + ": " + e.what());
+      return false;
+    }
+    r.points.push_back(p);
+    return true;
+  };
+
   // Greedy: the faster singles in order, each kept if the combination stays
   // within budget and is faster than the best so far.
   std::vector<size_t> order(timed.begin() + 1, timed.end());
@@ -150,6 +169,21 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
       best = i;
       break;
     }
+  // A combination within budget: timed against the baseline and the best so
+  // far, interleaved; it becomes the best when faster than both by more than
+  // the noise.
+  auto keep_if_faster = [&](size_t me) {
+    if (!best) {
+      time_points({0, me});
+      if (faster(r.points[me])) best = me;
+      return;
+    }
+    time_points({0, *best, me});
+    const TunePoint &c = r.points[me], &b = r.points[*best];
+    const double se = std::sqrt(c.speedup_se * c.speedup_se + b.speedup_se * b.speedup_se);
+    if (c.speedup > b.speedup * (1.0 + o.min_gain) && c.speedup - b.speedup > 2 * se) best = me;
+  };
+  const size_t singles_end = r.points.size();
   if (best) {
     for (size_t i : order) {
       if (i == *best || !faster(r.points[i])) continue;
@@ -159,26 +193,32 @@ TuneResult run_tune(const Model& model, const BenchModelInfo& info,
       TunePoint p;
       p.settings = cur;
       p.settings.push_back(add);
-      p.combination = true;
-      say("tune: trying " + p.label());
-      try {
-        const EngineConfig c = make_config(with(p.settings));
-        check_engine_config(c);
-        p.accuracy = probe.compare(c);
-        p.within = over_budget(p.accuracy, o.budget).empty();
-        p.memory_bytes = memory_at_context(model, c, o.memory_ctx);
-      } catch (const Error& e) {
-        r.skipped.push_back(p.label() + ": " + e.what());
-        continue;
-      }
-      r.points.push_back(p);
-      if (!p.within) continue;
-      // Timed against the baseline and the best so far, interleaved.
-      const size_t me = r.points.size() - 1;
-      time_points({0, *best, me});
-      const TunePoint &c = r.points[me], &b = r.points[*best];
-      const double se = std::sqrt(c.speedup_se * c.speedup_se + b.speedup_se * b.speedup_se);
-      if (c.speedup > b.speedup * (1.0 + o.min_gain) && c.speedup - b.speedup > 2 * se) best = me;
+      if (!add_combination(p) || !r.points.back().within) continue;
+      keep_if_faster(r.points.size() - 1);
+    }
+  }
+
+  // Second chance: over-budget values (largest memory saving first) with the
+  // within-budget values of other slots (most accurate first).
+  std::vector<size_t> over, within_order;
+  for (size_t i = 1; i < singles_end; ++i) (r.points[i].within ? within_order : over).push_back(i);
+  std::stable_sort(over.begin(), over.end(),
+                   [&](size_t a, size_t b) { return r.points[a].memory_bytes < r.points[b].memory_bytes; });
+  std::stable_sort(within_order.begin(), within_order.end(),
+                   [&](size_t a, size_t b) { return r.points[a].accuracy.kld < r.points[b].accuracy.kld; });
+  int pairs = 0;
+  for (size_t x : over) {
+    for (size_t y : within_order) {
+      if (pairs >= o.max_pairs) break;
+      const SwitchSetting &sx = r.points[x].settings[0], &sy = r.points[y].settings[0];
+      if (share_a_slot(sx, sy)) continue;
+      ++pairs;
+      TunePoint p;
+      p.settings = {sy, sx};
+      p.pair = true;
+      if (!add_combination(p) || !r.points.back().within) continue;
+      say("tune: " + sx.label() + " is over the budget alone but within it with " + sy.label());
+      keep_if_faster(r.points.size() - 1);
     }
   }
   r.best = best;
@@ -195,7 +235,8 @@ std::string tune_markdown(const TuneResult& r, const std::string& model_name, co
   for (size_t i = 0; i < r.points.size(); ++i) {
     const TunePoint& p = r.points[i];
     const bool timed = p.tg_ts.n > 0;
-    o << "| " << (r.best && *r.best == i ? "**" + p.label() + "**" : p.label()) << " | "
+    const std::string label = p.label() + (p.pair ? " (pair)" : "");
+    o << "| " << (r.best && *r.best == i ? "**" + label + "**" : label) << " | "
       << (timed ? num("%.3fx", p.speedup) + (p.speedup_se > 0 ? num(" ± %.3f", p.speedup_se) : "") : "-") << " | "
       << (timed ? num("%.1f ± %.1f", p.pp_ts.mean, p.pp_ts.stddev) : "-") << " | "
       << (timed ? num("%.2f ± %.2f", p.tg_ts.mean, p.tg_ts.stddev) : "-") << " | "

@@ -6,7 +6,11 @@
 // that are faster are added greedily, fastest first, keeping a combination
 // only when it stays within the budget and beats the best so far. Every
 // measured point goes into the table and the chart; the Pareto front is
-// marked. Not 2^n: n singles and at most n combinations.
+// marked. A value over the budget alone gets a second chance, as in the
+// guard (accuracy_guard.h): paired with a value within it (another slot),
+// most accurate partners first, up to max_pairs pairs in all; a pair within
+// the budget is timed and may become the best. Not 2^n: n singles, at most n
+// combinations and max_pairs pairs.
 #include <functional>
 #include <optional>
 #include <span>
@@ -35,6 +39,9 @@ struct TuneOptions {
   // far) when its speed-up exceeds 1 by this and by two standard errors:
   // smaller gains are inside these machines' noise.
   double min_gain = 0.02;
+  // Pairs of an over-budget value with a within-budget one whose accuracy is
+  // measured (their figures go into the table either way).
+  int max_pairs = 8;
 };
 
 struct TunePoint {
@@ -47,6 +54,7 @@ struct TunePoint {
   bool within = true;         // within the budget
   bool pareto = false;        // no other point is both faster and more accurate (KLD)
   bool combination = false;
+  bool pair = false;  // combination: an over-budget value with a within-budget one (the second chance)
   std::string label() const;
 };
 

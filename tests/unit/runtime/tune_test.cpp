@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -105,10 +106,26 @@ TEST(Tune, SearchOnTheTinyModel) {
     EXPECT_TRUE(tight.points[*tight.best].within);
     EXPECT_GT(tight.points[*tight.best].speedup, 1.0);
   }
-  for (const auto& p : tight.points)
-    if (p.combination) {
-      for (const auto& s : p.settings) EXPECT_NE(s.label(), "kv_k=q4_0");
-    }
+  // kv_k=q4_0 gets its second chance: paired with kv_v=q8_0 (the only value
+  // within the budget, another slot), measured, timed only if within.
+  int pairs = 0;
+  for (const auto& p : tight.points) {
+    if (!p.combination) continue;
+    const bool has_k4 = std::any_of(p.settings.begin(), p.settings.end(),
+                                    [](const SwitchSetting& s) { return s.label() == "kv_k=q4_0"; });
+    EXPECT_EQ(has_k4, p.pair) << p.label();  // the greedy part never adds an over-budget value
+    if (!p.pair) continue;
+    ++pairs;
+    EXPECT_EQ(p.label(), "kv_v=q8_0+kv_k=q4_0");
+    EXPECT_EQ(p.within, p.accuracy.kld <= o.budget.max_kld);
+    EXPECT_EQ(p.tg_ts.n, p.within ? 1 : 0);
+    EXPECT_GT(p.accuracy.kld, 0.0);
+  }
+  EXPECT_EQ(pairs, 1);
+  // No second chances asked for: no pair.
+  o.max_pairs = 0;
+  const TuneResult no_pairs = run_tune(*tiny.model, info, make, o);
+  for (const auto& p : no_pairs.points) EXPECT_FALSE(p.pair) << p.label();
   const std::string md = tune_markdown(tight, "tiny.gguf", o.budget);
   EXPECT_NE(md.find("| kv_k=q4_0 | - |"), std::string::npos) << md;
   const std::string svg = tune_svg(tight, "tiny<1>.gguf", o.budget);
