@@ -194,15 +194,15 @@ TEST(Matmul, SharedInputGivesTheBitsOfSeparateMatmuls) {
 }
 
 // A long prompt's tokens go to the panel kernels in blocks of about 128 KB of
-// activation rows (16 tokens here: 16384 columns of Q8_K rows), the last one
-// taking a short remainder. Each token's row must be the bits of a call that
+// activation rows (24 tokens here: 16384 columns of Q8_K rows; the fewest a
+// block holds), the last one taking a short remainder. Each token's row must be the bits of a call that
 // holds it with other tokens, whatever the blocks: compared with matmuls over
 // batches that straddle the blocks (and the shared-input path likewise).
 TEST(Matmul, TokenBlocksGiveEveryTokenTheBitsOfOneBatch) {
   if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no panel kernels below AVX2";
   ThreadPool pool(2);
   Workspace ws;
-  constexpr int64_t kCols = 16384, kTokens = 40;
+  constexpr int64_t kCols = 16384, kTokens = 60;
   for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
     if (!isa_supported(isa)) continue;
     for (DType type : {DType::Q4_K, DType::Q4_0}) {
@@ -214,7 +214,8 @@ TEST(Matmul, TokenBlocksGiveEveryTokenTheBitsOfOneBatch) {
       const SharedInputOutput outs[] = {{&a.w, nullptr, ra.data()}, {&b.w, nullptr, rb.data()}};
       matmul_shared_input(ctx, outs, x.data(), kTokens);
       EXPECT_EQ(ya, ra) << dtype_name(type) << " " << isa_name(isa);
-      for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, 8}, {8, 24}, {24, 40}}) {
+      // Blocks [0, 24), [24, 48), [48, 60); batches across them.
+      for (auto [t0, t1] : {std::pair<int64_t, int64_t>{0, 8}, {8, 30}, {30, 60}}) {
         const int64_t n = t1 - t0;
         std::vector<float> za(n * 40), zb(n * 24);
         matmul(ctx, a.w, x.data() + t0 * kCols, n, za.data());
