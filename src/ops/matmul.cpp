@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <limits>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -140,16 +139,23 @@ struct TokenBlocks {
     return n_tokens - (t0 + size) < size / 2 ? n_tokens : t0 + size;
   }
 };
-TokenBlocks token_blocks(size_t act_stride, bool amx) {
+TokenBlocks token_blocks(size_t act_stride) {
   constexpr size_t kBlockBytes = 128 * 1024;
-  // AMX kernels read whole 16-token tiles packed for all the tokens at once.
-  if (amx) return {std::numeric_limits<int64_t>::max() / 2};
   // A multiple of 24 tokens: whole tiles of the AVX2 kernels (3, 4 or 6
   // tokens) and of the VNNI ones (8); blocks of 16 ran a quarter of Q6_K's
   // tokens through 4-token tiles instead of its 6-token ones.
   constexpr int64_t kTokensMultiple = 24;
   const int64_t fit = static_cast<int64_t>(kBlockBytes / act_stride) / kTokensMultiple * kTokensMultiple;
   return {std::max<int64_t>(kTokensMultiple, fit)};
+}
+
+// The arguments of a call over all tokens, narrowed to tokens [t0, t1).
+kernels::PanelGemmArgs token_block(kernels::PanelGemmArgs a, int64_t t0, int64_t t1) {
+  a.act += static_cast<size_t>(t0) * a.act_stride;
+  a.groups += static_cast<size_t>(t0) * a.groups_stride;
+  a.y += t0 * a.ldy;
+  a.n_tokens = t1 - t0;
+  return a;
 }
 
 void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n_tokens, float* y,
@@ -188,25 +194,26 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
 
   const PackedWeight& pw = w.packed->get(w, ctx.pool, ctx.isa);
   const int64_t panels = pw.panels();
-  const TokenBlocks blocks = token_blocks(act_stride, amx);
+  // AMX kernels read whole 16-token tiles packed for all the tokens at once: one block.
+  const TokenBlocks blocks = amx ? TokenBlocks{n_tokens} : token_blocks(act_stride);
   ctx.pool.parallel_for_dynamic(panels, panel_grain(panels, ctx.pool.size()), [&](int64_t p0, int64_t p1, int) {
     for (int64_t t0 = 0, t1; t0 < n_tokens; t0 = t1) {
       t1 = blocks.end_of(t0, n_tokens);
       for (int64_t p = p0; p < p1; ++p) {
-        const kernels::PanelGemmArgs args{
+        const kernels::PanelGemmArgs all{
             k,
             pw.panel(p),
             static_cast<int>(std::min<int64_t>(kernels::kPanelRows, w.rows - p * kernels::kPanelRows)),
-            buf + static_cast<size_t>(t0) * act_stride,
+            buf,
             act_stride,
-            groups + static_cast<size_t>(t0) * groups_stride,
+            groups,
             groups_stride,
-            t1 - t0,
-            y + t0 * w.rows + p * kernels::kPanelRows,
+            n_tokens,
+            y + p * kernels::kPanelRows,
             w.rows,
             act_tiles,
             ctx.options.decode_kernels};
-        fn(f, args);
+        fn(f, token_block(all, t0, t1));
       }
     }
   });
@@ -255,7 +262,7 @@ void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* cons
     first[i + 1] = first[i] + packed[i]->panels();
   }
   const int64_t panels = first.back();
-  const TokenBlocks blocks = token_blocks(act_stride, false);
+  const TokenBlocks blocks = token_blocks(act_stride);
   ctx.pool.parallel_for_dynamic(panels, panel_grain(panels, ctx.pool.size()), [&](int64_t p0, int64_t p1, int) {
     for (int64_t t0 = 0, t1; t0 < n_tokens; t0 = t1) {
       t1 = blocks.end_of(t0, n_tokens);
@@ -265,20 +272,20 @@ void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* cons
         const Weight& w = *ws[i];
         const int64_t local = p - first[i];
         const kernels::PanelFormat& f = *kernels::panel_format(w.type);
-        const kernels::PanelGemmArgs args{
+        const kernels::PanelGemmArgs all{
             k,
             packed[i]->panel(local),
             static_cast<int>(std::min<int64_t>(kernels::kPanelRows, w.rows - local * kernels::kPanelRows)),
-            buf + static_cast<size_t>(t0) * act_stride,
+            buf,
             act_stride,
-            groups(i) + static_cast<size_t>(t0) * groups_stride[i],
+            groups(i),
             groups_stride[i],
-            t1 - t0,
-            ys[i] + t0 * w.rows + local * kernels::kPanelRows,
+            n_tokens,
+            ys[i] + local * kernels::kPanelRows,
             w.rows,
             nullptr,
             ctx.options.decode_kernels};
-        kernels::panel_gemm(w.type, ctx.isa)(f, args);
+        kernels::panel_gemm(w.type, ctx.isa)(f, token_block(all, t0, t1));
       }
     }
   });

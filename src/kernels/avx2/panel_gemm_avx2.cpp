@@ -129,6 +129,14 @@ inline __m256i with_high(__m256i low, __m256i hb) {
   }
 }
 
+// A half's weight min vector of one group, `pm` the start of the group's min
+// vector: float(dmin) * float(m) (exact) for the sub-scale formats, whose
+// super-block dmin the caller keeps, else the format's min vector.
+inline __m256 group_mins(const PanelFormat& f, const uint8_t* pm, __m256 dmin, int half) {
+  return f.sub_scales ? _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(load_sc32(pm + kHalfRows * half)))
+                      : load_scales(f, pm, half);
+}
+
 // The min terms of tokens [t0, t0 + kC), rows of halves [0, kH), summed on
 // their own over all groups and then added to y (which holds the scaled
 // products). Both halves in one pass: each token's min, broadcast once, meets
@@ -161,12 +169,8 @@ void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
       super += panel_super_bytes(f);
     }
     unroll<kH>([&](auto h) __attribute__((always_inline)) {
-      if (f.sub_scales) {  // float(dmin) * float(m), exact
-        if (new_super) dmin[h] = load_halfs(super + 16 * h);
-        wm[h] = _mm256_mul_ps(dmin[h], _mm256_cvtepi32_ps(load_sc32(pw + kHalfRows * h)));
-      } else {
-        wm[h] = load_scales(f, pw, h);
-      }
+      if (new_super) dmin[h] = load_halfs(super + 16 * h);
+      wm[h] = group_mins(f, pw, dmin[h], h);
     });
     unroll<kC>([&](auto c) __attribute__((always_inline)) {
       const __m256 amin = _mm256_set1_ps(ag[c][g].min);
@@ -297,7 +301,9 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
         _mm_prefetch(reinterpret_cast<const char*>(pg + kPrefetchBytes + o), _MM_HINT_T0);
     // The widening multiplier: ones, or the rows' int8 sub-scales as int16 pairs;
     // kSub != 1: the group's float weight scale, ready before the products so
-    // that each unit's float step runs as soon as its last product is widened.
+    // that each unit's float step runs as soon as its last product is widened
+    // (kSub == 2 reloads the super-block's d for it: a register held across
+    // groups for it spilled).
     __m256i widen[kH], sc32[kH], hb[kH];
     __m256 ws[kH];
     unroll<kH>([&](auto h) __attribute__((always_inline)) {
@@ -381,16 +387,11 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
       if (fuse_mins) {  // add_mins' steps: float(dmin) * float(m), or the min vector
         const uint8_t* pm = pg + F::kQuantBytes + panel_scale_bytes(f);
         unroll<kH>([&](auto h) __attribute__((always_inline)) {
-          __m256 wm;
-          if constexpr (kSub != 0) {
+          if constexpr (kSub != 0)
             if (g % kSuperGroups == 0)
               dmin[h] = load_halfs(super + static_cast<size_t>(g / kSuperGroups) * panel_super_bytes(f) + 32 +
                                    16 * (h0 + h));
-            wm = _mm256_mul_ps(dmin[h], _mm256_cvtepi32_ps(load_sc32(pm + kHalfRows * (h0 + h))));
-          } else {
-            wm = load_scales(f, pm, h0 + h);
-          }
-          mins[h] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ag[0][g].min), mins[h]);
+          mins[h] = _mm256_fmadd_ps(group_mins(f, pm, dmin[h], h0 + h), _mm256_set1_ps(ag[0][g].min), mins[h]);
         });
       }
     }
