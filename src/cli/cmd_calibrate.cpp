@@ -28,6 +28,9 @@ struct CalibrateKvOpts {
   std::string value_metric = "mse";
   int exact_layers = 0;
   double ridge = kCqDefaultRidge;
+  std::string row_weights = "uniform";
+  double attention_floor = CqLearnOptions{}.attention_floor;
+  bool skip_sink = false;
 };
 
 void calibrate_kv(const CalibrateKvOpts& o) {
@@ -43,6 +46,9 @@ void calibrate_kv(const CalibrateKvOpts& o) {
   if (o.value_metric != "output" && o.value_metric != "mse")
     fail("calibrate: --value-metric is output or mse, got '", o.value_metric, "'");
   if (!(o.ridge > 0.0)) fail("calibrate: --ridge must be positive, got ", o.ridge);
+  if (o.row_weights != "uniform" && o.row_weights != "attention")
+    fail("calibrate: --row-weights is uniform or attention, got '", o.row_weights, "'");
+  if (!(o.attention_floor >= 0.0)) fail("calibrate: --attention-floor must not be negative, got ", o.attention_floor);
   const CqSpec spec = parse_cq_spec(o.cq);
   const std::string out = cq_sidecar_path(o.model, spec, o.out);
   if (o.exact_layers < 0) fail("calibrate: --exact-layers must not be negative, got ", o.exact_layers);
@@ -64,11 +70,20 @@ void calibrate_kv(const CalibrateKvOpts& o) {
   // The queries of the same passes that fill the cache: the keys' metric.
   CqQueryMoments queries(books.model.n_layer, books.model.n_kv_head, books.model.k_head_dim, spec.channels_per_group);
   const bool query_metric = o.key_metric == "query";
-  if (query_metric) session.set_observer(&queries);
+  // The squared attention every cached row receives, from position 0 on: the rows' weights.
+  EvictionMetric attention(books.model.n_layer, books.model.n_kv_head);
+  const bool attention_weights = o.row_weights == "attention";
+  if (attention_weights) attention.start(0, 0);
+  AttentionObservers observers{query_metric ? &queries : nullptr, attention_weights ? &attention : nullptr};
+  if (!observers.empty()) session.set_observer(&observers);
   const bool output_metric = o.value_metric == "output";
   std::cerr << "calibrate: keys under " << (query_metric ? "the query metric" : "plain squared distance")
             << ", values under " << (output_metric ? "the output projection's metric" : "plain squared distance")
-            << (query_metric || output_metric ? ", ridge " + std::to_string(o.ridge) : "") << "\n";
+            << (query_metric || output_metric ? ", ridge " + std::to_string(o.ridge) : "")
+            << (attention_weights ? ", rows weighted by their squared attention (floor " +
+                                        std::to_string(o.attention_floor) + " x the mean)"
+                                  : "")
+            << "\n";
 
   const auto t_text = Clock::now();
   int64_t n = 0;
@@ -95,8 +110,16 @@ void calibrate_kv(const CalibrateKvOpts& o) {
                                                   ? cq_output_moments(model->file(), layer, mc.n_head, mc.n_kv_head,
                                                                       books.model.v_head_dim, spec.channels_per_group)
                                                   : std::vector<double>{};
-    reports.push_back(learn_cq_layer(session.cache(), n, layer, o.seed, o.iterations, session.pool(), books,
-                                     query_metric ? &queries : nullptr, o.ridge, value_moments));
+    CqLearnOptions learn;
+    learn.queries = query_metric ? &queries : nullptr;
+    learn.ridge = o.ridge;
+    learn.value_moments = value_moments;
+    learn.attention = attention_weights ? &attention : nullptr;
+    learn.attention_floor = o.attention_floor;
+    // The cache keeps the first rows of every head in F16 and never reads their
+    // codes; fitting them anyway measured no worse (docs/cq_accuracy.md).
+    learn.first_row = o.skip_sink ? std::min<int64_t>(KvCq{}.sink, n - 1) : 0;
+    reports.push_back(learn_cq_layer(session.cache(), n, layer, o.seed, o.iterations, session.pool(), books, learn));
     const CqLayerReport& r = reports.back();
     std::cerr << "calibrate:   k-means layer " << layer << " (" << (layer + 1) << "/" << books.model.n_layer << "): K "
               << std::setprecision(4) << r.k_fit << " (held out " << r.k_heldout << "), V " << r.v_fit << " (held out "
@@ -219,6 +242,14 @@ void add_calibrate_command(CLI::App& app) {
   kv->add_option("--exact-layers", o->exact_layers,
                  "the first N layers keep their keys and values in F16 under kv=cq2/cq1 (default 0)");
   kv->add_option("--ridge", o->ridge, "query/output metric: identity added to the normalized moments (default 1.0)");
+  kv->add_option("--row-weights", o->row_weights,
+                 "uniform (default) or attention (rows weighted in k-means by the squared attention they received "
+                 "during calibration: docs/cq_accuracy.md)");
+  kv->add_option("--attention-floor", o->attention_floor,
+                 "--row-weights attention: every row's weight gains this many times the mean weight (default 1)");
+  kv->add_flag("--skip-sink", o->skip_sink,
+               "leave the first 16 rows (kept in F16 by the cache, never read from codes) out of k-means "
+               "(docs/cq_accuracy.md: no better on SmolLM2)");
   kv->callback([o] { calibrate_kv(*o); });
 
   auto t = std::make_shared<CalibrateTealOpts>();

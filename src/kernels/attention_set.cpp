@@ -92,14 +92,21 @@ void rows_as_group(const KvQuantBlocks& kv, int64_t n, int d, const float* const
   for (int h = 0; h < nq; ++h) Row(kv, n, d, q[h], scale, out[h]);
 }
 
-// CQ: the one kernel with the level's CqKernels; prompt tiles run it per row.
+// CQ: decode rows with the level's CqKernels. Prompt tiles decode the rows
+// they see to F32 once (kernels/cq_attention.h decode_cq_rows) and run the F32
+// tile kernel of their level over them, as one contiguous block.
 template <Isa I>
 void row_cq(const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
   attend_cq(cq_kernels(I), kv, n, d, q, scale, out);
 }
-template <Isa I>
-void tile_cq(const KvRows& kv, int d, const TileRows& rows, float scale, float*) {
-  for (int r = 0; r < rows.n; ++r) attend_cq(cq_kernels(I), kv, rows.n_visible[r], d, rows.q[r], scale, rows.out[r]);
+template <void (*Fn)(const KvBlocks<float>&, int, const TileRows&, float, float*)>
+void tile_cq(const KvRows& kv, int d, const TileRows& rows, float scale, float* scratch) {
+  const int64_t n = *std::max_element(rows.n_visible, rows.n_visible + rows.n);
+  thread_local std::vector<float> k, v;
+  k.resize(static_cast<size_t>(n) * d);
+  v.resize(k.size());
+  decode_cq_rows(kv, n, d, k.data(), v.data());
+  Fn(contiguous_rows(k.data(), v.data(), n), d, rows, scale, scratch);
 }
 
 struct Candidates {
@@ -189,7 +196,7 @@ std::vector<Candidates> make_candidates() {
                  t,
                  AttentionAlgo::Exact,
                  {row_cq<Isa::Scalar>, row_cq<Isa::Avx2>, nullptr},
-                 {tile_cq<Isa::Scalar>, tile_cq<Isa::Avx2>, nullptr}});
+                 {tile_cq<ref::attend_tile_f32>, tile_cq<avx2::attend_tile_f32>, tile_cq<avx512::attend_tile_f32>}});
   return c;
 }
 

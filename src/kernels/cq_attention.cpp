@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
+
+#include "core/fp16.h"
 
 namespace kestrel::kernels {
 namespace {
@@ -16,7 +19,54 @@ const uint16_t* copy_row(const uint16_t* base, const CqRows& cq, int64_t block_l
   return base + cq.win_ids[r / block_len] * cq.win_stride + (r % block_len) * d;
 }
 
+// The centroids of a codebook, [d / c][c][n_codes] (planar, what the score
+// table reads), as [d / c][n_codes][c]: a code's c values next to each other,
+// one copy per (row, group) when rows are decoded.
+void code_major(const float* planar, int d, int c, int n_codes, std::vector<float>& out) {
+  out.resize(static_cast<size_t>(d) * n_codes);
+  for (int g = 0; g < d / c; ++g)
+    for (int i = 0; i < c; ++i)
+      for (int code = 0; code < n_codes; ++code)
+        out[(static_cast<size_t>(g) * n_codes + code) * c + i] =
+            planar[(static_cast<size_t>(g) * c + i) * n_codes + code];
+}
+
+void decode_codes(const uint8_t* codes, const float* by_code, int d, int c, int n_codes, float* row) {
+  for (int g = 0; g < d / c; ++g)
+    std::memcpy(row + g * c, by_code + (static_cast<size_t>(g) * n_codes + codes[g]) * c, sizeof(float) * c);
+}
+
 }  // namespace
+
+void decode_cq_rows(const KvRows& kv, int64_t n, int d, float* k, float* v) {
+  const CqRows& cq = kv.cq;
+  thread_local std::vector<float> k_by_code, v_by_code;
+  bool coded = false;
+  const int64_t bl = kv.block_len;
+  for (int64_t b = 0; b * bl < n; ++b) {
+    const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
+    const int64_t split = std::min(r1, cq_first_copied_row(cq, bl, b, n));
+    if (split > r0 && !coded) {
+      coded = true;
+      code_major(cq.k_centroids, d, cq.k_c, cq.n_codes, k_by_code);
+      code_major(cq.v_centroids, d, cq.v_c, cq.n_codes, v_by_code);
+    }
+    for (int64_t r = r0; r < split; ++r) {
+      decode_codes(code_row(kv.k, kv.ids, kv.stride_bytes, bl, r, d / cq.k_c), k_by_code.data(), d, cq.k_c, cq.n_codes,
+                   k + r * d);
+      decode_codes(code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r, d / cq.v_c), v_by_code.data(), d, cq.v_c,
+                   cq.n_codes, v + r * d);
+    }
+    for (int64_t r = split; r < r1; ++r) {
+      const uint16_t* kr = copy_row(cq.win_k, cq, bl, r, d);
+      const uint16_t* vr = copy_row(cq.win_v, cq, bl, r, d);
+      for (int c = 0; c < d; ++c) {
+        k[r * d + c] = fp16_to_f32(kr[c]);
+        v[r * d + c] = fp16_to_f32(vr[c]);
+      }
+    }
+  }
+}
 
 void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
   const CqRows& cq = kv.cq;

@@ -8,6 +8,8 @@
 //  - smaller batches (decode, short prompts): one task per (token, head) with the
 //    per-query kernel (kv/attention.h), llama.cpp's one-row flash attention.
 #include <cstdint>
+#include <initializer_list>
+#include <vector>
 
 #include "kv/attention.h"
 #include "kv/kv_cache.h"
@@ -33,6 +35,24 @@ class AttentionObserver {
   virtual ~AttentionObserver() = default;
   virtual void observe(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
                        ThreadPool& pool) = 0;
+};
+
+// Several observers on the one hook (ForwardContext::observer), in order; the
+// null ones are left out.
+class AttentionObservers : public AttentionObserver {
+ public:
+  AttentionObservers(std::initializer_list<AttentionObserver*> observers) {
+    for (AttentionObserver* o : observers)
+      if (o) observers_.push_back(o);
+  }
+  void observe(const KvCache& cache, int layer, const AttentionParams& p, const AttentionBatch& b,
+               ThreadPool& pool) override {
+    for (AttentionObserver* o : observers_) o->observe(cache, layer, p, b, pool);
+  }
+  bool empty() const { return observers_.empty(); }
+
+ private:
+  std::vector<AttentionObserver*> observers_;
 };
 
 // `attn` must have been picked for the cache's type (kernels/attention_set.h).

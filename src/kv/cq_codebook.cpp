@@ -87,11 +87,12 @@ void cq_refresh_encoder(CqCodebook& book) {
 }
 
 int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations,
-                   const float* whitening) {
+                   const float* whitening, std::span<const float> weights) {
   const int c = book.spec.channels_per_group, d = book.head_dim, k = book.spec.n_codes();
   const size_t n = samples.size() / static_cast<size_t>(d);
   if (n == 0) fail("CQ: no sample rows to learn a codebook from");
   if (whitening && !book.whitened()) fail("CQ: learning with a whitening needs enable_cq_whitening first");
+  if (!weights.empty() && weights.size() != n) fail("CQ: ", weights.size(), " weights for ", n, " sample rows");
   // The group's channels of every row, contiguous (and whitened): [n][c].
   std::vector<float> points(n * static_cast<size_t>(c));
   for (size_t r = 0; r < n; ++r) {
@@ -101,7 +102,7 @@ int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint
     else
       std::copy(x, x + c, points.data() + r * c);
   }
-  KMeansResult km = kmeans(points, c, k, seed, max_iterations);
+  KMeansResult km = kmeans(points, c, k, seed, max_iterations, weights);
   if (!whitening) {
     std::copy(km.centroids.begin(), km.centroids.end(), book.group(g));
     return km.iterations;

@@ -76,8 +76,9 @@ void cq_refresh_encoder(CqCodebook& book);
 // With `whitening` (W, [c][c] upper triangular; the book enable_cq_whitening'd),
 // k-means runs on the whitened points W x, the centroids are brought back
 // (W^{-1}), and the group's whitening and encoder centroids are set.
+// With `weights` ([n]), k-means of the weighted error (kv/cq_kmeans.h).
 int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations,
-                   const float* whitening = nullptr);
+                   const float* whitening = nullptr, std::span<const float> weights = {});
 
 // Every group, group g seeded with mix_seed(seed, g).
 CqCodebook learn_cq_codebook(CqSpec spec, int head_dim, std::span<const float> samples, uint64_t seed,

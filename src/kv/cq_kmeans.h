@@ -24,7 +24,11 @@ int nearest_centroid(const float* x, const float* centroids, int dim, int k);
 // drawn with probability proportional to its squared distance to the nearest
 // centroid so far. With fewer than k distinct points, the rest repeat points.
 // points: [n][dim], n >= 1. Returns [dim][k].
-std::vector<float> kmeans_pp_init(std::span<const float> points, int dim, int k, uint64_t seed);
+// With `weights` ([n], non-negative, not all zero; empty: all 1), every draw
+// is also proportional to the point's weight (the first one too), as if each
+// point stood there `weight` times.
+std::vector<float> kmeans_pp_init(std::span<const float> points, int dim, int k, uint64_t seed,
+                                  std::span<const float> weights = {});
 
 struct KMeansResult {
   std::vector<float> centroids;  // [dim][k]
@@ -35,6 +39,10 @@ struct KMeansResult {
 // k-means++ then Lloyd: assign each point to its nearest centroid, move each
 // centroid to the mean of its points (a centroid with no point stays), until
 // an assignment step changes nothing or max_iterations steps have run.
-KMeansResult kmeans(std::span<const float> points, int dim, int k, uint64_t seed, int max_iterations);
+// With `weights`, k-means of the weighted squared error: the seeding above and
+// weighted means (a centroid whose points all weigh 0 stays). Empty weights
+// give the unweighted result bit for bit.
+KMeansResult kmeans(std::span<const float> points, int dim, int k, uint64_t seed, int max_iterations,
+                    std::span<const float> weights = {});
 
 }  // namespace kestrel

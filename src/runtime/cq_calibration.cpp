@@ -139,8 +139,9 @@ std::vector<double> cq_output_moments(const gguf::File& model, int layer, int n_
 }
 
 CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_t seed, int max_iterations,
-                             ThreadPool& pool, CqCodebooks& books, const CqQueryMoments* queries, double ridge,
-                             std::span<const double> value_moments) {
+                             ThreadPool& pool, CqCodebooks& books, const CqLearnOptions& options) {
+  const CqQueryMoments* queries = options.queries;
+  const std::span<const double> value_moments = options.value_moments;
   const KvShape& s = cache.shape();
   const CqModelInfo& m = books.model;
   if (m.n_kv_head != s.n_kv_head || m.k_head_dim != s.head_dim || m.v_head_dim != s.head_dim || layer >= m.n_layer ||
@@ -148,14 +149,30 @@ CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_
     fail("calibration: the codebooks are for ", m.n_layer, " layers x ", m.n_kv_head, " kv heads of ", m.k_head_dim,
          "/", m.v_head_dim, " channels, the cache holds ", s.n_layer, " x ", s.n_kv_head, " x ", s.head_dim);
   const int n_heads = s.n_kv_head, d = s.head_dim, n_groups = books.spec.groups(d);
-  // [head][K, V]: rows [n][head_dim], split into the rows k-means sees and the held-out ones.
+  if (options.first_row < 0 || options.first_row >= n)
+    fail("calibration: rows from ", options.first_row, " on of ", n, " leave none to fit");
+  if (options.attention && !(options.attention_floor >= 0.0))
+    fail("calibration: the attention weights' floor must not be negative, got ", options.attention_floor);
+  // [head][K, V]: rows [n][head_dim], split into the rows k-means sees and the
+  // held-out ones; with attention weights, [head] the fitted rows' weights (K
+  // and V share them: a row's probability scales both errors).
   std::vector<std::vector<float>> fit(static_cast<size_t>(2 * n_heads)), heldout(fit.size());
+  std::vector<std::vector<float>> weights(options.attention ? static_cast<size_t>(n_heads) : 0);
   for (int hk = 0; hk < 2 * n_heads; ++hk) {
     const std::vector<float> rows = cached_kv_rows(cache, layer, hk / 2, hk % 2 == 0, n);
-    for (int64_t p = 0; p < n; ++p) {
-      auto& to = p % kCqHoldoutEvery == kCqHoldoutEvery - 1 ? heldout[hk] : fit[hk];
+    for (int64_t p = options.first_row; p < n; ++p) {
+      const bool held = p % kCqHoldoutEvery == kCqHoldoutEvery - 1;
+      auto& to = held ? heldout[hk] : fit[hk];
       to.insert(to.end(), rows.begin() + p * d, rows.begin() + (p + 1) * d);
+      if (!held && hk % 2 == 0 && options.attention) weights[hk / 2].push_back(options.attention->at(layer, hk / 2, p));
     }
+  }
+  for (std::vector<float>& w : weights) {
+    double mean = 0.0;
+    for (float x : w) mean += x;
+    mean /= static_cast<double>(w.size());
+    if (!(mean > 0.0)) fail("calibration: no attention was observed on layer ", layer, "'s rows");
+    for (float& x : w) x += static_cast<float>(options.attention_floor * mean);
   }
   auto book_of = [&](int hk) -> CqCodebook& {
     const size_t i = books.index(layer, hk / 2);
@@ -190,7 +207,7 @@ CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_
       const std::span<const double> moment =
           hk % 2 == 0 ? queries->moment(layer, h, g)
                       : value_moments.subspan((static_cast<size_t>(h) * n_groups + g) * per_group, per_group);
-      const std::vector<float> w = cq_whitening_from_moment(moment, c, ridge);
+      const std::vector<float> w = cq_whitening_from_moment(moment, c, options.ridge);
       std::copy(w.begin(), w.end(), whitening_of(hk, g));
     }
   }
@@ -202,7 +219,8 @@ CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_
     for (int64_t t = begin; t < end; ++t) {
       const int hk = static_cast<int>(t / n_groups), g = static_cast<int>(t % n_groups);
       iterations[t] = learn_cq_group(book_of(hk), g, fit[hk], mix_seed(mix_seed(layer_seed, hk), g), max_iterations,
-                                     whitening_of(hk, g));
+                                     whitening_of(hk, g),
+                                     weights.empty() ? std::span<const float>{} : weights[static_cast<size_t>(hk / 2)]);
     }
   });
 

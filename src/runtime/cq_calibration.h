@@ -19,6 +19,7 @@
 #include "kv/cq_query_moments.h"
 #include "kv/cq_sidecar.h"
 #include "kv/cq_whitening.h"
+#include "kv/kv_compress.h"
 #include "runtime/session.h"
 
 namespace kestrel {
@@ -64,18 +65,40 @@ struct CqLayerReport {
   int at_cap = 0;                    // groups that ran max_iterations steps
 };
 
-// Learns layer `layer`'s codebooks of `books` from rows [0, n) of the cache
-// (sequence 0; held-out rows above excepted), one task per (kv head, K or V,
-// group) on the pool. Group g of head h's K (kv = 0) or V (kv = 1) is seeded
-// with mix_seed(mix_seed(mix_seed(seed, layer), 2 h + kv), g): the result does
-// not depend on the thread count.
-// With `queries` (the moments of the queries of the same forward passes), the
-// keys are learnt and coded under the query metric (kv/cq_whitening.h, with
-// `ridge`); with `value_moments` (cq_output_moments of this layer), the values
-// under the output metric; without, in plain squared distance.
+// What learn_cq_layer fits its codebooks for, beyond plain squared distance
+// over every row.
+struct CqLearnOptions {
+  // The moments of the queries of the same forward passes: keys learnt and
+  // coded under the query metric (kv/cq_whitening.h, with `ridge`).
+  const CqQueryMoments* queries = nullptr;
+  double ridge = kCqDefaultRidge;
+  // cq_output_moments of this layer: values under the output metric.
+  std::span<const double> value_moments = {};
+  // The squared attention each cached row received from the queries of the
+  // same forward passes (kv/kv_compress.h's EvictionMetric, observing from
+  // position 0): rows are weighted in k-means by their metric plus
+  // `attention_floor` times the mean metric of the head's fitted rows. Why:
+  // a row's error reaches the attention output in proportion to its
+  // probability (V: sum_j p_j e_j; K: dp_j = p_j (ds_j - sum_i p_i ds_i)), so the
+  // expected squared error of a row scales with p^2 summed over the queries;
+  // the gradient-free stand-in for the paper's Fisher weights (squared
+  // gradients). The floor keeps rarely read rows in the fit: the calibration
+  // text's queries are not the user's.
+  const EvictionMetric* attention = nullptr;
+  double attention_floor = 1.0;
+  // Rows [0, first_row) are neither fitted nor measured: the cache keeps them
+  // in F16 and never reads their codes (KvCq::sink, the attention sinks).
+  int64_t first_row = 0;
+};
+
+// Learns layer `layer`'s codebooks of `books` from rows [first_row, n) of the
+// cache (sequence 0; held-out rows below excepted), one task per (kv head, K
+// or V, group) on the pool. Group g of head h's K (kv = 0) or V (kv = 1) is
+// seeded with mix_seed(mix_seed(mix_seed(seed, layer), 2 h + kv), g): the
+// result does not depend on the thread count. Without options, plain squared
+// distance over every row.
 CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_t seed, int max_iterations,
-                             ThreadPool& pool, CqCodebooks& books, const CqQueryMoments* queries = nullptr,
-                             double ridge = kCqDefaultRidge, std::span<const double> value_moments = {});
+                             ThreadPool& pool, CqCodebooks& books, const CqLearnOptions& options = {});
 
 // The values' output metric of one layer, [kv head][group][c][c]: an error e in
 // group g of a value row reaches the layer's output through the output

@@ -174,30 +174,66 @@ TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
   }
 }
 
-TEST(CqCache, PromptTilesEqualTheRowKernel) {
-  CqFixture f(DType::CQ2);
-  f.fill(0, 90, 4);
-  const auto& set = kernels::attention_kernel_set(DType::CQ2, kernels::AttentionAlgo::Exact, best_isa());
-  const KvHeadView view = f.cache.view(1, 0, 1);
-  std::mt19937 rng(5);
-  std::vector<std::vector<float>> q, tile_out, row_out;
-  std::vector<int64_t> visible;
-  for (int i = 0; i < 8; ++i) {
-    q.push_back(normal_values(kDim, rng));
-    visible.push_back(20 + 9 * i);
-    tile_out.emplace_back(kDim);
-    row_out.emplace_back(kDim);
-    set.row(head_rows(view), visible.back(), kDim, q.back().data(), 0.25f, row_out.back().data());
+// Prompt tiles decode the rows they see to F32 and run the F32 tile kernel:
+// every query row of a tile (each seeing its own number of rows, across coded
+// rows, the sink's and the window's copies) gets the brute-force softmax over
+// its rows as the tile's last query reads them (the tile shares that query's
+// window: kernels/cq_attention.h), within float rounding, at every Isa, for
+// both CQ types; the last query gets the row kernel's result.
+TEST(CqCache, PromptTilesMatchASoftmaxOverTheDecodedRows) {
+  for (DType t : {DType::CQ2, DType::CQ1}) {
+    CqFixture f(t);
+    f.fill(0, 150, 4);
+    const KvHeadView view = f.cache.view(1, 0, 1);
+    std::mt19937 rng(5);
+    constexpr int kRows = 8;
+    std::vector<std::vector<float>> q;
+    std::vector<int64_t> visible;
+    for (int i = 0; i < kRows; ++i) {
+      q.push_back(normal_values(kDim, rng));
+      visible.push_back(20 + 18 * i);  // 20 .. 146: coded rows, then the window
+    }
+    const float scale = 0.25f;
+    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+      if (!isa_supported(isa)) continue;
+      const auto& set = kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, isa);
+      std::vector<std::vector<float>> tile_out(kRows, std::vector<float>(kDim));
+      std::vector<const float*> qp;
+      std::vector<float*> op;
+      for (int i = 0; i < kRows; ++i) {
+        qp.push_back(q[i].data());
+        op.push_back(tile_out[i].data());
+      }
+      std::vector<float> scratch(kernels::tile_scratch_floats(kDim));
+      set.tile(head_rows(view), kDim, kernels::TileRows{qp.data(), op.data(), visible.data(), kRows}, scale,
+               scratch.data());
+      const int64_t last = visible.back();
+      for (int i = 0; i < kRows; ++i) {
+        const int64_t n = visible[i];
+        std::vector<double> s(static_cast<size_t>(n)), want(kDim, 0.0);
+        double max = -INFINITY, z = 0;
+        for (int64_t r = 0; r < n; ++r) {
+          const std::vector<float> kr = f.expected_row(1, 1, r, last, true);
+          double dot = 0;
+          for (int c = 0; c < kDim; ++c) dot += double{q[i][c]} * kr[c];
+          s[r] = dot * scale;
+          max = std::max(max, s[r]);
+        }
+        for (int64_t r = 0; r < n; ++r) {
+          const double e = std::exp(s[r] - max);
+          z += e;
+          const std::vector<float> vr = f.expected_row(1, 1, r, last, false);
+          for (int c = 0; c < kDim; ++c) want[c] += e * vr[c];
+        }
+        for (int c = 0; c < kDim; ++c)
+          EXPECT_NEAR(tile_out[i][c], want[c] / z, 1e-5) << dtype_name(t) << " " << isa_name(isa) << " row " << i;
+      }
+      std::vector<float> row(kDim);
+      set.row(head_rows(view), last, kDim, q.back().data(), scale, row.data());
+      for (int c = 0; c < kDim; ++c)
+        EXPECT_NEAR(tile_out.back()[c], row[c], 1e-5) << dtype_name(t) << " " << isa_name(isa);
+    }
   }
-  std::vector<const float*> qp;
-  std::vector<float*> op;
-  for (int i = 0; i < 8; ++i) {
-    qp.push_back(q[i].data());
-    op.push_back(tile_out[i].data());
-  }
-  std::vector<float> scratch(kernels::tile_scratch_floats(kDim));
-  set.tile(head_rows(view), kDim, kernels::TileRows{qp.data(), op.data(), visible.data(), 8}, 0.25f, scratch.data());
-  EXPECT_EQ(tile_out, row_out);
 }
 
 TEST(CqCache, SharedPrefixesGetTheirOwnCopies) {

@@ -120,6 +120,67 @@ TEST(CqKMeans, SeededAndDeterministic) {
   EXPECT_EQ(ra.iterations, rb.iterations);
 }
 
+// Weighted k-means against closed forms: one code is the weighted mean of all
+// points (brute force in double); points of weight 0 are never drawn as seeds
+// and do not move the means; a point that outweighs all the others together
+// is coded almost exactly, where the unweighted codebook leaves it an error.
+TEST(CqKMeans, WeightedMeansSeedsAndPull) {
+  constexpr int kDim = 4, kN = 300;
+  const std::vector<float> points = normal_values(kN * kDim, 21);
+  std::vector<float> weights(kN);
+  for (int p = 0; p < kN; ++p) weights[p] = static_cast<float>(1 + p % 7);
+  const KMeansResult one = kmeans(points, kDim, 1, 4, 5, weights);
+  for (int i = 0; i < kDim; ++i) {
+    double sum = 0.0, total = 0.0;
+    for (int p = 0; p < kN; ++p) {
+      sum += double(weights[p]) * points[p * kDim + i];
+      total += weights[p];
+    }
+    EXPECT_NEAR(one.centroids[i], sum / total, 1e-6) << "channel " << i;
+  }
+
+  // Two tight clusters, and far outliers of weight 0.
+  std::vector<float> clustered = normal_values(kN * kDim, 22, 0.1f);
+  std::vector<float> w(kN, 1.0f);
+  for (int p = 0; p < kN; ++p) {
+    clustered[p * kDim] += p % 2 == 0 ? 10.0f : -10.0f;
+    if (p % 10 == 3) {
+      clustered[p * kDim + 1] += 1000.0f;
+      w[p] = 0.0f;
+    }
+  }
+  const std::vector<float> seeds = kmeans_pp_init(clustered, kDim, 8, 9, w);
+  for (int code = 0; code < 8; ++code) EXPECT_LT(std::abs(seeds[1 * 8 + code]), 100.0f) << "seed " << code;
+  const KMeansResult two = kmeans(clustered, kDim, 2, 9, 50, w);
+  for (int side = 0; side < 2; ++side) {
+    std::vector<double> mean(kDim, 0.0);
+    int count = 0;
+    for (int p = side; p < kN; p += 2)
+      if (w[p] > 0) {
+        for (int i = 0; i < kDim; ++i) mean[i] += clustered[p * kDim + i];
+        ++count;
+      }
+    float x[kDim];
+    for (int i = 0; i < kDim; ++i) x[i] = static_cast<float>(mean[i] / count);
+    const int code = nearest_centroid(x, two.centroids.data(), kDim, 2);
+    for (int i = 0; i < kDim; ++i) EXPECT_NEAR(two.centroids[i * 2 + code], x[i], 1e-4) << side << " " << i;
+  }
+
+  std::vector<float> heavy(kN, 1.0f);
+  heavy[17] = 1e6f;
+  auto error_of_17 = [&](const KMeansResult& r) {
+    const float* x = points.data() + 17 * kDim;
+    const int code = nearest_centroid(x, r.centroids.data(), kDim, 16);
+    double e = 0.0;
+    for (int i = 0; i < kDim; ++i) e += std::pow(double(r.centroids[i * 16 + code]) - x[i], 2);
+    return std::sqrt(e);
+  };
+  const double unweighted = error_of_17(kmeans(points, kDim, 16, 5, 50));
+  const double weighted = error_of_17(kmeans(points, kDim, 16, 5, 50, heavy));
+  EXPECT_GT(unweighted, 0.05);
+  EXPECT_LT(weighted, 1e-3 * unweighted);
+}
+
 // Fewer distinct points than codes: every point is a centroid, nothing is lost.
 TEST(CqKMeans, FewerPointsThanCodes) {
   const std::vector<float> points = normal_values(10 * 4, 12);

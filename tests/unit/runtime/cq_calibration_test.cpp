@@ -120,7 +120,7 @@ TEST(CqCalibration, LearnsKeysUnderTheQueryMetricAndRoundTrips) {
   CqCodebooks plain = make_cq_codebooks(kCq2, info), weighted = make_cq_codebooks(kCq2, info);
   for (int layer = 0; layer < info.n_layer; ++layer) {
     learn_cq_layer(session.cache(), n, layer, 7, 10, session.pool(), plain);
-    learn_cq_layer(session.cache(), n, layer, 7, 10, session.pool(), weighted, &queries);
+    learn_cq_layer(session.cache(), n, layer, 7, 10, session.pool(), weighted, {.queries = &queries});
     EXPECT_TRUE(weighted.key(layer, 0).whitened());
     EXPECT_FALSE(weighted.value(layer, 0).whitened());
     EXPECT_NE(weighted.key(layer, 0).centroids, plain.key(layer, 0).centroids) << layer;
@@ -150,6 +150,56 @@ TEST(CqCalibration, LearnsKeysUnderTheQueryMetricAndRoundTrips) {
   }
   EXPECT_GT(worst, 0.0);  // the codes were read
   EXPECT_LT(worst, 0.5 * scale);
+}
+
+// Rows weighted by the attention they received: both observers on the one
+// hook see every query (AttentionObservers); the attention metric covers every
+// cached row from position 0; learning from row 16 on fits and measures only
+// those rows (the cache's sink rows are never coded), and the weights move the
+// centroids away from the uniform ones. Bad options are refused.
+TEST(CqCalibration, WeighsRowsByTheirAttentionAndSkipsTheSink) {
+  testing::LoadedTinyModel tiny("cq_attention_weights");
+  const CqModelInfo info = cq_model_info(tiny.model->file());
+  Session session(*tiny.model, small_session(2));
+  CqQueryMoments queries(info.n_layer, info.n_kv_head, info.k_head_dim, kCq2.channels_per_group);
+  EvictionMetric attention(info.n_layer, info.n_kv_head);
+  attention.start(0, 0);
+  AttentionObservers both{&queries, nullptr, &attention};
+  session.set_observer(&both);
+  const int64_t n = evaluate_calibration_text(session, testing::tiny_text(), 200);
+  session.set_observer(nullptr);
+  const int per_kv = tiny.model->config().n_head / tiny.model->config().n_kv_head;
+  EXPECT_EQ(queries.queries(0, 0), n * per_kv);
+  // Row r is seen by the queries of positions r..n-1, each giving it p^2 > 0;
+  // row 0 by all of them.
+  for (int64_t r : {int64_t{0}, int64_t{17}, n - 1}) EXPECT_GT(attention.at(1, 0, r), 0.0f) << r;
+  EXPECT_GT(attention.at(1, 0, 0), attention.at(1, 0, n - 1));
+
+  CqCodebooks uniform = make_cq_codebooks(kCq2, info), weighted = make_cq_codebooks(kCq2, info);
+  CqLearnOptions skip_sink;
+  skip_sink.first_row = 16;
+  CqLearnOptions weigh = skip_sink;
+  weigh.attention = &attention;
+  for (int layer = 0; layer < info.n_layer; ++layer) {
+    const CqLayerReport a = learn_cq_layer(session.cache(), n, layer, 7, 10, session.pool(), uniform, skip_sink);
+    const CqLayerReport b = learn_cq_layer(session.cache(), n, layer, 7, 10, session.pool(), weighted, weigh);
+    EXPECT_EQ(a.n_fit + a.n_heldout, n - 16);
+    EXPECT_EQ(a.n_heldout, (n - 16) / kCqHoldoutEvery);
+    EXPECT_EQ(b.n_fit, a.n_fit);
+    EXPECT_NE(weighted.key(layer, 0).centroids, uniform.key(layer, 0).centroids) << layer;
+    EXPECT_NE(weighted.value(layer, 0).centroids, uniform.value(layer, 0).centroids) << layer;
+  }
+  CqLearnOptions bad = weigh;
+  bad.first_row = n;
+  EXPECT_THROW(learn_cq_layer(session.cache(), n, 0, 7, 10, session.pool(), weighted, bad), Error);
+  bad = weigh;
+  bad.attention_floor = -1.0;
+  EXPECT_THROW(learn_cq_layer(session.cache(), n, 0, 7, 10, session.pool(), weighted, bad), Error);
+  EvictionMetric unobserved(info.n_layer, info.n_kv_head);
+  unobserved.start(0, 0);
+  bad = weigh;
+  bad.attention = &unobserved;
+  EXPECT_THROW(learn_cq_layer(session.cache(), n, 0, 7, 10, session.pool(), weighted, bad), Error);
 }
 
 // The values' output metric of a layer against its definition, from the tiny
