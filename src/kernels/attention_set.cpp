@@ -29,6 +29,17 @@ void tile_for(const KvRows& kv, int d, const TileRows& rows, float scale, float*
   Fn(typed_rows<T>(kv), d, rows, scale, scratch);
 }
 
+template <class T, void (*Fn)(const KvBlocks<T>&, int64_t, int, const float* const*, int, float, float* const*)>
+void group_for(const KvRows& kv, int64_t n, int d, const float* const* q, int nq, float scale, float* const* out) {
+  Fn(typed_rows<T>(kv), n, d, q, nq, scale, out);
+}
+
+// A group as the row kernel once per head (the scalar twin of a group kernel).
+template <class T, void (*Row)(const KvBlocks<T>&, int64_t, int, const float*, float, float*)>
+void group_of_rows(const KvRows& kv, int64_t n, int d, const float* const* q, int nq, float scale, float* const* out) {
+  for (int h = 0; h < nq; ++h) Row(typed_rows<T>(kv), n, d, q[h], scale, out[h]);
+}
+
 // q as the rotated keys see it: q itself, or its rotated copy in `buf` [d].
 inline const float* rotated_q(const KvRows& kv, const float* q, int d, float* buf) {
   if (!kv.k_rot) return q;
@@ -126,23 +137,36 @@ void sage_twin(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, f
 // Per Isa level {Scalar, Avx2, Avx512}; a missing entry falls to the level below.
 std::vector<Candidates> make_candidates() {
   std::vector<Candidates> c = {
-      {DType::F16, DType::F16, AttentionAlgo::Exact,
-       {row_for<uint16_t, ref::attend_f16>, row_for<uint16_t, avx2::attend_f16>,
-        row_for<uint16_t, avx512::attend_f16>},
+      // Decode of a GQA group: the AVX2 group kernel streams the cache once
+      // for the group's heads, each with the row kernel's bits. The row
+      // kernels of every level give the twin's bits (tests/unit/kv/
+      // attention_test.cpp), so the AVX-512 level takes the AVX2 group too.
+      {DType::F16,
+       DType::F16,
+       AttentionAlgo::Exact,
+       {row_for<uint16_t, ref::attend_f16>, row_for<uint16_t, avx2::attend_f16>, row_for<uint16_t, avx512::attend_f16>},
        {tile_for<uint16_t, ref::attend_tile_f16>, tile_for<uint16_t, avx2::attend_tile_f16>,
-        tile_for<uint16_t, avx512::attend_tile_f16>}},
-      {DType::F32, DType::F32, AttentionAlgo::Exact,
+        tile_for<uint16_t, avx512::attend_tile_f16>},
+       {group_of_rows<uint16_t, ref::attend_f16>, group_for<uint16_t, avx2::attend_f16_group>, nullptr}},
+      {DType::F32,
+       DType::F32,
+       AttentionAlgo::Exact,
        {row_for<float, ref::attend_f32>, row_for<float, avx2::attend_f32>, row_for<float, avx512::attend_f32>},
        {tile_for<float, ref::attend_tile_f32>, tile_for<float, avx2::attend_tile_f32>,
-        tile_for<float, avx512::attend_tile_f32>}},
+        tile_for<float, avx512::attend_tile_f32>},
+       {group_of_rows<float, ref::attend_f32>, group_for<float, avx2::attend_f32_group>, nullptr}},
       // sage and int8 read the F16 cache and quantize K (and V) per KV block on
       // the fly (kernels/attention_sage.h). AVX-512: VNNI prompt tiles; its
       // rows run the AVX2 kernels.
-      {DType::F16, DType::F16, AttentionAlgo::Sage,
+      {DType::F16,
+       DType::F16,
+       AttentionAlgo::Sage,
        {row_for<uint16_t, sage_twin>, row_for<uint16_t, avx2::attend_sage_f16>, nullptr},
        {tile_for<uint16_t, ref::attend_tile_sage_f16>, tile_for<uint16_t, avx2::attend_tile_sage_f16>,
         tile_for<uint16_t, avx512::attend_tile_sage_f16>}},
-      {DType::F16, DType::F16, AttentionAlgo::Int8,
+      {DType::F16,
+       DType::F16,
+       AttentionAlgo::Int8,
        {row_for<uint16_t, ref::attend_int8_f16>, row_for<uint16_t, avx2::attend_int8_f16>, nullptr},
        {tile_for<uint16_t, ref::attend_tile_int8_f16>, tile_for<uint16_t, avx2::attend_tile_int8_f16>,
         tile_for<uint16_t, avx512::attend_tile_int8_f16>}},

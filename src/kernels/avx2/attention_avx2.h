@@ -19,6 +19,12 @@ namespace kestrel::kernels::avx2 {
 
 void attend_f16(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* q, float scale, float* out);
 void attend_f32(const KvBlocks<float>& kv, int64_t n, int d, const float* q, float scale, float* out);
+// One GQA group (kernels/attention_set.h AttendGroupFn): each head gets
+// attend_f16's / attend_f32's bits, the cache streamed once for all of them.
+void attend_f16_group(const KvBlocks<uint16_t>& kv, int64_t n, int d, const float* const* q, int nq, float scale,
+                      float* const* out);
+void attend_f32_group(const KvBlocks<float>& kv, int64_t n, int d, const float* const* q, int nq, float scale,
+                      float* const* out);
 void attend_tile_f16(const KvBlocks<uint16_t>& kv, int d, const TileRows& rows, float scale, float* scratch);
 void attend_tile_f32(const KvBlocks<float>& kv, int d, const TileRows& rows, float scale, float* scratch);
 // gather_kv_tile (kernels/attention_tiled.h) of an F16 cache with F16C, the

@@ -70,5 +70,70 @@ TEST(AttentionRowAvx2, EqualsTheTwinBitForBitOverPagedBlocks) {
       }
 }
 
+// The group kernels (one GQA group per call, the cache streamed once): each
+// head gets the twin's bits, for F16 and F32 caches, over paged blocks in
+// scrambled order, groups of 1 to kMaxGroup heads, head sizes with a tail;
+// and through the table at the AVX2 and AVX-512 levels (the latter takes the
+// AVX2 group).
+TEST(AttentionRowAvx2, GroupGivesEveryHeadTheTwinsBits) {
+  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(37);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  for (int d : {8, 12, 64, 80, 128})
+    for (int64_t block_len : {1, 16})
+      for (int64_t n : {1, 17, 300})
+        for (int nq : {1, 3, 6, kMaxGroup}) {
+          const int64_t n_blocks = (n + block_len - 1) / block_len, pool = n_blocks + 2;
+          const int64_t stride = block_len * d + 8;
+          std::vector<int32_t> ids(static_cast<size_t>(pool));
+          std::iota(ids.begin(), ids.end(), 0);
+          std::shuffle(ids.begin(), ids.end(), rng);
+          std::vector<float> k(static_cast<size_t>(pool * stride)), v(k.size());
+          for (auto& x : k) x = nd(rng);
+          for (auto& x : v) x = nd(rng);
+          std::vector<uint16_t> k16(k.size()), v16(v.size());
+          for (size_t i = 0; i < k.size(); ++i) {
+            k16[i] = f32_to_fp16(k[i]);
+            v16[i] = f32_to_fp16(v[i]);
+          }
+          std::vector<std::vector<float>> q(static_cast<size_t>(nq), std::vector<float>(static_cast<size_t>(d)));
+          for (auto& row : q)
+            for (auto& x : row) x = nd(rng);
+          std::vector<std::vector<float>> got(q.size(), std::vector<float>(static_cast<size_t>(d)));
+          std::vector<const float*> qp;
+          std::vector<float*> op;
+          for (int h = 0; h < nq; ++h) {
+            qp.push_back(q[h].data());
+            op.push_back(got[h].data());
+          }
+          const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+          const KvBlocks<float> b32{k.data(), v.data(), ids.data(), stride, block_len};
+          const KvBlocks<uint16_t> b16{k16.data(), v16.data(), ids.data(), stride, block_len};
+          const std::string where = "d " + std::to_string(d) + " block " + std::to_string(block_len) + " n " +
+                                    std::to_string(n) + " heads " + std::to_string(nq);
+          std::vector<float> want(static_cast<size_t>(d));
+          avx2::attend_f16_group(b16, n, d, qp.data(), nq, scale, op.data());
+          for (int h = 0; h < nq; ++h) {
+            ref::attend_f16(b16, n, d, q[h].data(), scale, want.data());
+            expect_same_bits(want, got[h], "f16 " + where + " head " + std::to_string(h));
+          }
+          avx2::attend_f32_group(b32, n, d, qp.data(), nq, scale, op.data());
+          for (int h = 0; h < nq; ++h) {
+            ref::attend_f32(b32, n, d, q[h].data(), scale, want.data());
+            expect_same_bits(want, got[h], "f32 " + where + " head " + std::to_string(h));
+          }
+          const KvRows erased{k16.data(), v16.data(), ids.data(), stride * 2, block_len};
+          for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+            const AttentionKernelSet& set = attention_kernel_set(DType::F16, AttentionAlgo::Exact, isa);
+            ASSERT_NE(set.group, nullptr);
+            set.group(erased, n, d, qp.data(), nq, scale, op.data());
+            for (int h = 0; h < nq; ++h) {
+              ref::attend_f16(b16, n, d, q[h].data(), scale, want.data());
+              expect_same_bits(want, got[h], "f16 via the set " + where);
+            }
+          }
+        }
+}
+
 }  // namespace
 }  // namespace kestrel::kernels
