@@ -36,6 +36,17 @@ void decode_codes(const uint8_t* codes, const float* by_code, int d, int c, int 
     std::memcpy(row + g * c, by_code + (static_cast<size_t>(g) * n_codes + codes[g]) * c, sizeof(float) * c);
 }
 
+// fn(r0, split, r1) for each logical block [r0, r1) of rows [0, n) in order:
+// a query over n rows reads [r0, split) from their codes and [split, r1) from
+// their F16 copies (cq_first_copied_row).
+template <class Fn>
+void for_each_block(const CqRows& cq, int64_t block_len, int64_t n, Fn&& fn) {
+  for (int64_t b = 0; b * block_len < n; ++b) {
+    const int64_t r0 = b * block_len, r1 = std::min(n, r0 + block_len);
+    fn(r0, std::min(r1, cq_first_copied_row(cq, block_len, b, n)), r1);
+  }
+}
+
 }  // namespace
 
 void decode_cq_rows(const KvRows& kv, int64_t n, int d, float* k, float* v) {
@@ -43,9 +54,7 @@ void decode_cq_rows(const KvRows& kv, int64_t n, int d, float* k, float* v) {
   thread_local std::vector<float> k_by_code, v_by_code;
   bool coded = false;
   const int64_t bl = kv.block_len;
-  for (int64_t b = 0; b * bl < n; ++b) {
-    const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
-    const int64_t split = std::min(r1, cq_first_copied_row(cq, bl, b, n));
+  for_each_block(cq, bl, n, [&](int64_t r0, int64_t split, int64_t r1) {
     if (split > r0 && !coded) {
       coded = true;
       code_major(cq.k_centroids, d, cq.k_c, cq.n_codes, k_by_code);
@@ -65,7 +74,7 @@ void decode_cq_rows(const KvRows& kv, int64_t n, int d, float* k, float* v) {
         v[r * d + c] = fp16_to_f32(vr[c]);
       }
     }
-  }
+  });
 }
 
 void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const float* q, float scale, float* out) {
@@ -80,9 +89,7 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
   bool coded = false;
   s.resize(static_cast<size_t>(std::max<int64_t>(n, 1)));
   const int64_t bl = kv.block_len;
-  for (int64_t b = 0; b * bl < n; ++b) {
-    const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
-    const int64_t split = std::min(r1, cq_first_copied_row(cq, bl, b, n));
+  for_each_block(cq, bl, n, [&](int64_t r0, int64_t split, int64_t r1) {
     if (split > r0 && !coded) {
       coded = true;
       table.resize(static_cast<size_t>(k_groups) * cq.n_codes);
@@ -92,7 +99,7 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
       ck.scores(table.data(), code_row(kv.k, kv.ids, kv.stride_bytes, bl, r0, k_groups), split - r0, k_groups,
                 cq.n_codes, s.data() + r0);
     for (int64_t r = split; r < r1; ++r) s[r] = ck.copy_dot(qs.data(), copy_row(cq.win_k, cq, bl, r, d), d);
-  }
+  });
   float max = -INFINITY;
   for (int64_t r = 0; r < n; ++r) max = std::max(max, s[r]);
   float sum = 0.0f;
@@ -102,14 +109,12 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
   }
   if (coded) buckets.assign(static_cast<size_t>(v_groups) * cq.n_codes, 0.0f);
   acc.assign(static_cast<size_t>(d), 0.0f);
-  for (int64_t b = 0; b * bl < n; ++b) {
-    const int64_t r0 = b * bl, r1 = std::min(n, r0 + bl);
-    const int64_t split = std::min(r1, cq_first_copied_row(cq, bl, b, n));
+  for_each_block(cq, bl, n, [&](int64_t r0, int64_t split, int64_t r1) {
     if (split > r0)
       ck.add_buckets(s.data() + r0, code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r0, v_groups), split - r0, v_groups,
                      cq.n_codes, buckets.data());
     for (int64_t r = split; r < r1; ++r) ck.copy_axpy(s[r], copy_row(cq.win_v, cq, bl, r, d), d, acc.data());
-  }
+  });
   if (coded)
     ck.buckets_out(buckets.data(), cq.v_centroids, d, cq.v_c, cq.n_codes, out);
   else
