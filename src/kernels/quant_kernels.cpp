@@ -25,6 +25,7 @@ struct Candidates {
   PerIsa<VecDotFn> vec_dot;
   QuantizeRowFn quantize_weights = nullptr;  // when it differs from quantize_row's scalar entry
   QuantizeRowFn quantize_row_a4 = nullptr;   // activation formats: 4-bit codes (act=a4)
+  PerIsa<GemvFn> gemv = {};                  // used only at vec_dot's own level
 };
 
 // Weight quantizers are scalar on purpose: offline, and byte-for-byte ggml's.
@@ -58,7 +59,10 @@ const Candidates kCandidates[] = {
      DType::Q8_0,
      {ref::dequantize_row_q5_0, avx2::dequantize_row_q5_0, nullptr},
      {ref::quantize_row_q5_0, nullptr, nullptr},
-     {ref::vec_dot_q5_0_q8_0, avx2::vec_dot_q5_0_q8_0, avx512::vec_dot_q5_0_q8_0}},
+     {ref::vec_dot_q5_0_q8_0, avx2::vec_dot_q5_0_q8_0, avx512::vec_dot_q5_0_q8_0},
+     nullptr,
+     nullptr,
+     {nullptr, avx2::gemv_q5_0_q8_0, nullptr}},
     {DType::Q5_1,
      DType::Q8_1,
      {ref::dequantize_row_q5_1, avx2::dequantize_row_q5_1, nullptr},
@@ -140,6 +144,11 @@ QuantTables build_quant_tables() {
   for (int level = 0; level < kLevels; ++level) {
     for (size_t f = 0; f < kFormats; ++f) {
       const Candidates& c = kCandidates[f];
+      // A row-batched vec_dot only where it comes from vec_dot's own level
+      // (the AVX-512 Q5_0 vec_dot sums in another order than the AVX2 gemv).
+      Isa dot_level = Isa::Scalar, gemv_level = Isa::Scalar;
+      pick_for_isa(c.vec_dot, static_cast<Isa>(level), &dot_level);
+      const GemvFn gemv = pick_for_isa(c.gemv, static_cast<Isa>(level), &gemv_level);
       t[static_cast<size_t>(level)][f] =
           QuantKernels{c.type,
                        c.vec_dot_type,
@@ -148,7 +157,8 @@ QuantTables build_quant_tables() {
                        pick(c.vec_dot, level),
                        static_cast<Isa>(level),
                        c.quantize_weights != nullptr ? c.quantize_weights : c.quantize_row[0],
-                       c.quantize_row_a4};
+                       c.quantize_row_a4,
+                       gemv != nullptr && gemv_level == dot_level ? gemv : nullptr};
     }
   }
   return t;

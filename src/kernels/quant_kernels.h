@@ -3,6 +3,7 @@
 // row dequantize, row quantize (float -> this type), and the dot product of one
 // weight row with one activation row that was quantized to vec_dot_type.
 // Every entry has a scalar twin in kernels/ref; SIMD tables are chosen by Isa.
+#include <cstddef>
 #include <cstdint>
 
 #include "core/dtype.h"
@@ -14,6 +15,10 @@ using DequantizeRowFn = void (*)(const void* src, float* dst, int64_t n);
 using QuantizeRowFn = void (*)(const float* src, void* dst, int64_t n);
 // n elements; w is a row of `type`, a is a row of `vec_dot_type`.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+// rows consecutive weight rows (row r at w + r * row_stride bytes) against one
+// activation row: y[r] = vec_dot(n, row r, a), bit for bit, with the
+// activation's share of the work done once per call instead of once per row.
+using GemvFn = void (*)(int64_t n, const void* w, size_t row_stride, int64_t rows, const void* a, float* y);
 
 // Formats: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
 // Q6_K, IQ4_NL, IQ4_XS, and
@@ -41,6 +46,9 @@ struct QuantKernels {
   // layout with 4-bit codes in [-7, 7] and scale amax / 7 (act=a4). Scalar on
   // every Isa: once per token row, against a whole weight matrix read.
   QuantizeRowFn quantize_row_a4 = nullptr;
+  // A row-batched vec_dot of the same level as vec_dot (so the same bits), for
+  // the formats that have one (Q5_0 at AVX2); else nullptr.
+  GemvFn gemv = nullptr;
 };
 
 // Throws kestrel::Error for a type without kernels. The Isa overload returns the

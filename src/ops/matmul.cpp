@@ -112,6 +112,7 @@ void matmul_vec_dot(const MatmulContext& ctx, const Weight& w, const uint8_t* ac
   const int64_t k = w.cols;
   const int64_t m = w.rows;
   ctx.pool.parallel_for_dynamic(m, kRowGrain, [&](int64_t r0, int64_t r1, int) {
+    if (kern.gemv != nullptr && n_tokens == 1) return kern.gemv(k, w.row(r0), w.row_stride, r1 - r0, act, y + r0);
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* wrow = w.row(r);
       for (int64_t t = 0; t < n_tokens; ++t) y[t * m + r] = kern.vec_dot(k, wrow, act + t * act_stride);

@@ -3,6 +3,7 @@
 // isa_supported() says so). Same signatures as the scalar twins in
 // kernels/ref/ref_kernels.h. Weight quantizers are not here: they are offline and
 // scalar. Declarations only, no inline code (see kernels/blocks.h for why).
+#include <cstddef>
 #include <cstdint>
 
 namespace kestrel::kernels::avx2 {
@@ -23,6 +24,8 @@ void dequantize_row_q4_1(const void* src, float* dst, int64_t n);
 float vec_dot_q4_1_q8_1(int64_t n, const void* w, const void* a);
 void dequantize_row_q5_0(const void* src, float* dst, int64_t n);
 float vec_dot_q5_0_q8_0(int64_t n, const void* w, const void* a);
+// vec_dot_q5_0_q8_0 over `rows` rows, its bits (kernels/quant_kernels.h GemvFn).
+void gemv_q5_0_q8_0(int64_t n, const void* w, size_t row_stride, int64_t rows, const void* a, float* y);
 void dequantize_row_q5_1(const void* src, float* dst, int64_t n);
 float vec_dot_q5_1_q8_1(int64_t n, const void* w, const void* a);
 void dequantize_row_q8_0(const void* src, float* dst, int64_t n);

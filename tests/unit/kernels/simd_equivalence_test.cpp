@@ -139,5 +139,51 @@ TEST(SimdEquivalence, VecDotAtTheQuantExtremes) {
   }
 }
 
+// A row-batched dot product (QuantKernels::gemv, where a level has one) gives
+// every row the bits of that level's vec_dot: rows of random blocks, of
+// quantized rows and of extreme bytes (all fifth bits clear or set: the
+// unsigned quants' largest products), against random and +-127 activations,
+// with a row stride wider than a row.
+TEST(SimdEquivalence, GemvGivesEveryRowTheBitsOfVecDot) {
+  int checked = 0;
+  for (const FormatPair& fp : dot_formats()) {
+    for (Isa isa : simd_isas()) {
+      const auto& k = quant_kernels(fp.weight, isa);
+      if (k.gemv == nullptr) continue;
+      for (int64_t n : row_lengths(fp.weight)) {
+        constexpr int64_t kRows = 19;
+        const size_t rb = row_bytes(fp.weight, n), stride = rb + 64;
+        std::vector<uint8_t> w(stride * kRows, 0xCD);
+        for (int64_t r = 0; r < kRows; ++r) {
+          const auto seed = static_cast<uint32_t>(r);
+          std::vector<uint8_t> row = r % 3 == 0 && has_quantizer(fp.weight)
+                                         ? quantize(fp.weight, make_row(Pattern::Outlier, n, seed), Isa::Scalar)
+                                         : random_blocks(fp.weight, n, seed);
+          if (r == 1 || r == 2)
+            for (size_t off = 0; off < row.size(); off += traits(fp.weight).block_bytes)
+              for (size_t b = 2; b < traits(fp.weight).block_bytes; ++b) row[off + b] = r == 1 ? 0xFF : 0x00;
+          std::copy(row.begin(), row.end(), w.begin() + static_cast<ptrdiff_t>(stride * r));
+        }
+        for (uint32_t seed : {7u, 8u}) {
+          std::vector<float> x = make_row(seed == 7 ? Pattern::Mixed : Pattern::Constant, n, seed);
+          if (seed == 8)
+            for (size_t i = 0; i < x.size(); ++i) x[i] *= i % 3 == 0 ? -1.0f : 1.0f;
+          const std::vector<uint8_t> a = quantize(fp.act, x, Isa::Scalar);
+          std::vector<float> y(kRows);
+          k.gemv(n, w.data(), stride, kRows, a.data(), y.data());
+          for (int64_t r = 0; r < kRows; ++r) {
+            const float want = k.vec_dot(n, w.data() + stride * r, a.data());
+            ASSERT_EQ(bits(y[static_cast<size_t>(r)]), bits(want))
+                << label(fp.weight, isa) << " n=" << n << " row " << r << ": " << y[static_cast<size_t>(r)] << " vs "
+                << want;
+          }
+          ++checked;
+        }
+      }
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no level this CPU runs has a row-batched dot product";
+}
+
 }  // namespace
 }  // namespace kestrel::kernels::test
