@@ -147,14 +147,14 @@ QuantTables build_quant_tables() {
       // A row-batched vec_dot only where it comes from vec_dot's own level
       // (the AVX-512 Q5_0 vec_dot sums in another order than the AVX2 gemv).
       Isa dot_level = Isa::Scalar, gemv_level = Isa::Scalar;
-      pick_for_isa(c.vec_dot, static_cast<Isa>(level), &dot_level);
+      const VecDotFn vec_dot = pick_for_isa(c.vec_dot, static_cast<Isa>(level), &dot_level);
       const GemvFn gemv = pick_for_isa(c.gemv, static_cast<Isa>(level), &gemv_level);
       t[static_cast<size_t>(level)][f] =
           QuantKernels{c.type,
                        c.vec_dot_type,
                        pick(c.dequantize_row, level),
                        pick(c.quantize_row, level),
-                       pick(c.vec_dot, level),
+                       vec_dot,
                        static_cast<Isa>(level),
                        c.quantize_weights != nullptr ? c.quantize_weights : c.quantize_row[0],
                        c.quantize_row_a4,
