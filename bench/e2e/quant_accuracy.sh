@@ -10,7 +10,10 @@
 # CHUNKS: 512-token chunks of wiki.test.raw scored (default 20). TYPES:
 # "q4_0 q4_k" (default), or llama.cpp's mixes (q4_k_m, ...: compared with
 # llama-quantize's file of the same mix, byte for byte the same size). KINDS: kestrel's variants, "plain awq rot rot_awq"
-# (default). The calibration text is the model's own generations
+# (default), and "flat" (FlatQuant, q4_0 only: tools/flatquant/train.py on
+# 5120 tokens of the model's own generations, `kestrel calibrate text`, then
+# `kestrel quantize --flatquant`; needs the trainers' venv). ACT=a4 scores
+# every file with 4-bit activations (W4A4); default a8. The calibration text is the model's own generations
 # (2048 tokens, seed 42; never the evaluation text), written once and given
 # to both tools. Files go to $KESTREL_CACHE/quant-accuracy/NAME/.
 set -euo pipefail
@@ -18,6 +21,7 @@ MODEL=$(readlink -f "$1")
 CHUNKS=${2:-20}
 TYPES=${3:-"q4_0 q4_k"}
 KINDS=${4:-"plain awq rot rot_awq"}
+ACT=${ACT:-a8}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 KESTREL=${KESTREL:-$ROOT/build/kestrel}
 LLAMA=${LLAMA_BIN:-$("$ROOT/tools/llamacpp/build.sh" | tail -1)/bin}
@@ -59,7 +63,18 @@ for t in $TYPES; do
       awq) name=kestrel_${t}_awq; flags=(--awq -f "$CALIB") ;;
       rot) name=kestrel_${t}_rot; flags=(--rotate) ;;
       rot_awq) name=kestrel_${t}_rot_awq; flags=(--rotate --awq -f "$CALIB") ;;
-      *) echo "quant_accuracy: unknown kind '$k' (plain awq rot rot_awq)" >&2; exit 1 ;;
+      flat)
+        [ "$t" = q4_0 ] || { log "flat: FlatQuant's transforms are trained for q4_0 only; skipping $t"; continue; }
+        name=kestrel_${t}_flat; flags=(--flatquant "$OUT/flatquant.gguf")
+        if [ ! -s "$OUT/flatquant.gguf" ]; then
+          PY=${KESTREL_EAGLE3_PY:-${KESTREL_CACHE:-$HOME/.cache/kestrel}/venv-eagle3/bin/python}
+          [ -s "$OUT/flatquant_ids.json" ] || "$KESTREL" calibrate text -m "$MODEL" --tokens 5120 -s 42 \
+            --ids "$OUT/flatquant_ids.json" >/dev/null 2>&1
+          log "training FlatQuant's transforms (tools/flatquant/train.py; progress in $OUT/flatquant_train.log)"
+          "$PY" "$ROOT/tools/flatquant/train.py" --model "$MODEL" --tokens "$OUT/flatquant_ids.json" \
+            --out "$OUT/flatquant.gguf" ${FLATQUANT_ARGS:-} >"$OUT/flatquant_train.log" 2>&1
+        fi ;;
+      *) echo "quant_accuracy: unknown kind '$k' (plain awq rot rot_awq flat)" >&2; exit 1 ;;
     esac
     make_variant "$name" "$KESTREL" quantize "$MODEL" "$OUT/$name.gguf" "$T" "${flags[@]}"
     ROWS+=("$name")
@@ -80,7 +95,7 @@ for t in $TYPES; do
 done
 
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-echo "$NAME: WikiText-2 test, $CHUNKS chunks of 512, against the source file; CPU: $CPU"
+echo "$NAME: WikiText-2 test, $CHUNKS chunks of 512, against the source file, activations $ACT; CPU: $CPU"
 echo
 echo "| file | MiB | PPL | ΔPPL | KLD | same top-1 |"
 echo "|---|---:|---:|---:|---:|---:|"
@@ -88,7 +103,7 @@ for r in "${ROWS[@]}"; do
   f=$OUT/$r.gguf
   [ -s "$f" ] || continue
   log "scoring $r"
-  s=$("$KESTREL" perplexity -m "$f" -f "$EVAL" -c 512 --chunks "$CHUNKS" --kl-divergence "$BASE" 2>&1)
+  s=$("$KESTREL" perplexity -m "$f" -f "$EVAL" -c 512 --chunks "$CHUNKS" --kl-divergence "$BASE" --switch "act=$ACT" 2>&1)
   ppl=$(sed -n 's/^Mean PPL(Q) *: *\([0-9.]*\).*/\1/p' <<<"$s")
   base=$(sed -n 's/^Mean PPL(base) *: *\([0-9.]*\).*/\1/p' <<<"$s")
   kld=$(sed -n 's/^Mean *KLD: *\([0-9.]*\).*/\1/p' <<<"$s")

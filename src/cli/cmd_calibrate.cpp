@@ -219,6 +219,39 @@ void calibrate_teal_command(const CalibrateTealOpts& o) {
 
 }  // namespace
 
+struct CalibrateTextOpts {
+  std::string model = default_model_path();
+  std::string text_out, ids_out;
+  int64_t tokens = 4096;
+  uint64_t seed = 42;
+  int threads = 0;
+};
+
+// The model's own generations (the text every calibration here uses by
+// default), for offline tools: tools/flatquant/train.py reads the ids, and
+// llama-imatrix can read the text.
+void calibrate_text_command(const CalibrateTextOpts& o) {
+  if (o.text_out.empty() && o.ids_out.empty()) fail("calibrate text: give -o FILE and/or --ids FILE");
+  if (o.tokens < 16) fail("calibrate: --tokens must be at least 16, got ", o.tokens);
+  if (o.threads < 0) fail("-t must not be negative, got ", o.threads);
+  auto model = load_model(o.model);
+  SessionOptions so;
+  so.n_ctx = o.tokens;
+  so.engine.n_threads = o.threads;
+  Session session(*model, so);
+  std::cerr << "calibrate: generating " << o.tokens << " tokens with the model (seed " << o.seed << ")\n";
+  const std::vector<int32_t> tokens = generate_calibration_text(
+      session, o.tokens, o.seed, [](const std::string& line) { std::cerr << "calibrate:   " << line << "\n"; });
+  if (!o.text_out.empty()) write_file(o.text_out, model->tokenizer().decode(tokens));
+  if (!o.ids_out.empty()) {
+    std::string json = "[[";
+    for (size_t i = 0; i < tokens.size(); ++i) json += (i ? "," : "") + std::to_string(tokens[i]);
+    write_file(o.ids_out, json + "]]\n");
+  }
+  std::cout << "wrote " << tokens.size() << " tokens" << (o.text_out.empty() ? "" : " to " + o.text_out)
+            << (o.ids_out.empty() ? "" : " (ids: " + o.ids_out + ")") << "\n";
+}
+
 void add_calibrate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("calibrate", "learn data a technique needs from a model's own activations");
   cmd->require_subcommand(1);
@@ -268,6 +301,16 @@ void add_calibrate_command(CLI::App& app) {
   teal->add_option("-s,--seed", t->seed, "seed of the generation (default 42)");
   teal->add_option("-t,--threads", t->threads, "threads (default: one per core)");
   teal->callback([t] { calibrate_teal_command(*t); });
+
+  auto x = std::make_shared<CalibrateTextOpts>();
+  auto* text = cmd->add_subcommand("text", "write the model's own generations (the default calibration text)");
+  text->add_option("-m,--model", x->model, "GGUF model file (default: SmolLM2-135M-Instruct Q4_1 from the cache)");
+  text->add_option("-o,--output", x->text_out, "the text");
+  text->add_option("--ids", x->ids_out, "the token ids, as a JSON list of lists (tools/flatquant/train.py reads it)");
+  text->add_option("--tokens", x->tokens, "tokens to generate (default 4096)");
+  text->add_option("-s,--seed", x->seed, "seed of the generation (default 42)");
+  text->add_option("-t,--threads", x->threads, "threads (default: one per core)");
+  text->callback([x] { calibrate_text_command(*x); });
 }
 
 }  // namespace kestrel::cli

@@ -15,7 +15,7 @@ namespace kestrel::cli {
 
 void add_quantize_command(CLI::App& app) {
   struct Opts {
-    std::string in, out, type, text_file, save_text;
+    std::string in, out, type, text_file, save_text, flatquant;
     bool pure = false, rotate = false, rotate_down = false, awq = false;
     int threads = 0;
     int64_t tokens = 2048, samples = 256, rows = AwqOptions{}.max_rows;
@@ -37,6 +37,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_flag(
       "--rotate-down", o->rotate_down,
       "also rotate ffn_down's input by an online Hadamard transform (for act=a4; the file runs in kestrel only)");
+  cmd->add_option("--flatquant", o->flatquant,
+                  "fold FlatQuant's trained transforms (tools/flatquant/train.py writes FILE) into the weights; "
+                  "TYPE Q4_0 (the file runs in kestrel only; use act=a4 for W4A4)");
   cmd->add_flag("--awq", o->awq, "activation-aware per-channel scales, searched on calibration text (llama/qwen2)");
   cmd->add_option(
       "-f,--calibration-file", o->text_file,
@@ -65,6 +68,15 @@ void add_quantize_command(CLI::App& app) {
       else if ((i + 1) * 10 / n != i * 10 / n)
         std::cerr << "quantize: [" << (i + 1) << "/" << n << "] " << name << " -> " << dtype_name(t) << "\n";
     };
+    if (!o->flatquant.empty()) {
+      if (o->rotate || o->rotate_down || o->awq)
+        fail("quantize: --flatquant learns its own transforms; it does not combine with --rotate or --awq");
+      if (!o->text_file.empty() || !o->save_text.empty())
+        fail("quantize: --flatquant reads no calibration text (tools/flatquant/train.py did)");
+      quantize_flatquant(o->in, o->out, o->flatquant, q, [](const std::string& line) { std::cerr << line << "\n"; });
+      std::cerr << "\nwrote " << o->out << "\n";
+      return;
+    }
     if (!o->rotate && !o->rotate_down && !o->awq) {
       if (!o->text_file.empty() || !o->save_text.empty())
         fail("quantize: a calibration text is only read with --awq or --rotate");

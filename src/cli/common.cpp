@@ -299,6 +299,12 @@ std::string read_file(const std::string& path) {
   return os.str();
 }
 
+void write_file(const std::string& path, std::string_view content) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(content.data(), static_cast<std::streamsize>(content.size()));
+  if (!out) fail("cannot write file ", path);
+}
+
 void refuse_evaluation_text(const std::string& path, const std::string& what) {
   const std::string name = std::filesystem::path(path).filename().string();
   if (name.find("wiki.test") != std::string::npos)

@@ -90,6 +90,8 @@ EngineConfig engine_config_with(const ModelFlags& f, std::span<const SwitchSetti
 
 // Reads a whole file (for -f); throws kestrel::Error if it cannot.
 std::string read_file(const std::string& path);
+// Writes a whole file; throws kestrel::Error if it cannot.
+void write_file(const std::string& path, std::string_view content);
 // Calibration (codebooks, thresholds, AWQ scales) learnt on the evaluation
 // text would flatter every perplexity measured with it: throws for a file
 // named like WikiText-2's test file. `what`: the command, for the message.

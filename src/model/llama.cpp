@@ -10,6 +10,7 @@
 #include "kernels/quant_kernels.h"
 #include "kv/attention_batch.h"
 #include "model/batch_check.h"
+#include "model/flat_transform.h"
 #include "model/projector.h"
 #include "model/tensor_binding.h"
 #include "model/weight_rotation.h"
@@ -45,23 +46,33 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
            down_hadamard_block(c.n_ff));
     down_hadamard_ = static_cast<int>(*block);
   }
+  flat_ = f.get_u64(kFlatQuantKey).value_or(0) != 0;
+  if (flat_ && down_hadamard_) fail("a file with both ", kFlatQuantKey, " and ", kDownHadamardKey);
   const char* down_name = down_hadamard_ ? "ffn_down_hadamard.weight" : "ffn_down.weight";
+  // FlatQuant files rename every matrix that reads a transformed input.
+  const auto matrix = [&](int l, const std::string& base) {
+    return flat_ ? flat_matrix_name(l, base) : "blk." + std::to_string(l) + "." + base + ".weight";
+  };
   layers_.resize(c.n_layer);
   for (int l = 0; l < c.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     Layer& L = layers_[l];
     L.attn_norm = bind_vector(f, p + "attn_norm.weight", c.n_embd);
-    L.wq = bind_matrix(f, p + "attn_q.weight", c.n_embd, q_dim);
-    L.wk = bind_matrix(f, p + "attn_k.weight", c.n_embd, kv_dim);
-    L.wv = bind_matrix(f, p + "attn_v.weight", c.n_embd, kv_dim);
-    L.wo = bind_matrix(f, p + "attn_output.weight", q_dim, c.n_embd);
+    L.wq = bind_matrix(f, matrix(l, "attn_q"), c.n_embd, q_dim);
+    L.wk = bind_matrix(f, matrix(l, "attn_k"), c.n_embd, kv_dim);
+    L.wv = bind_matrix(f, matrix(l, "attn_v"), c.n_embd, kv_dim);
+    L.wo = bind_matrix(f, matrix(l, "attn_output"), q_dim, c.n_embd);
     L.bq = bind_vector(f, p + "attn_q.bias", q_dim, qwen2);
     L.bk = bind_vector(f, p + "attn_k.bias", kv_dim, qwen2);
     L.bv = bind_vector(f, p + "attn_v.bias", kv_dim, qwen2);
     L.ffn_norm = bind_vector(f, p + "ffn_norm.weight", c.n_embd);
-    L.w_gate = bind_matrix(f, p + "ffn_gate.weight", c.n_embd, c.n_ff);
-    L.w_up = bind_matrix(f, p + "ffn_up.weight", c.n_embd, c.n_ff);
-    L.w_down = bind_matrix(f, p + down_name, c.n_ff, c.n_embd);
+    L.w_gate = bind_matrix(f, matrix(l, "ffn_gate"), c.n_embd, c.n_ff);
+    L.w_up = bind_matrix(f, matrix(l, "ffn_up"), c.n_embd, c.n_ff);
+    L.w_down = bind_matrix(f, flat_ ? matrix(l, "ffn_down") : p + down_name, c.n_ff, c.n_embd);
+    if (flat_) {
+      const int64_t widths[kFlatSites] = {c.n_embd, q_dim, c.n_embd, c.n_ff};
+      for (int s = 0; s < kFlatSites; ++s) L.flat[s] = read_flat_transform(f, l, static_cast<FlatSite>(s), widths[s]);
+    }
   }
   finish_loading(vocab_spec_from_gguf(f));
   (void)options;
@@ -105,7 +116,7 @@ void LlamaModel::attention_block(int l, const Batch& b, const float* normed, KvC
   const Projector::Out qkv[] = {{Projection::Q, &L.wq, L.bq.empty() ? nullptr : L.bq.data(), S.q.data()},
                                 {Projection::K, &L.wk, L.bk.empty() ? nullptr : L.bk.data(), S.k.data()},
                                 {Projection::V, &L.wv, L.bv.empty() ? nullptr : L.bv.data(), S.v.data()}};
-  project.shared(l, qkv, normed);
+  project.shared(l, qkv, flat_input(l, FlatSite::AttnIn, normed, T, S.flat, ctx.pool));
   for (int64_t t = 0; t < T; ++t) {
     const float* cs = &S.rope_cos[t * half_rot];
     const float* sn = &S.rope_sin[t * half_rot];
@@ -116,7 +127,7 @@ void LlamaModel::attention_block(int l, const Batch& b, const float* normed, KvC
   const AttentionParams ap{c.n_head, c.n_kv_head, c.head_dim, 1.0f / std::sqrt(static_cast<float>(hd))};
   attend_batch(cache, l, ap, AttentionBatch{T, b.seq.data(), b.pos.data(), S.q.data(), S.att.data()}, ctx.pool,
                ctx.attention, ctx.observer);
-  project(l, Projection::O, L.wo, nullptr, S.att.data(), out);
+  project(l, Projection::O, L.wo, nullptr, flat_input(l, FlatSite::AttnOut, S.att.data(), T, S.flat, ctx.pool), out);
 }
 
 void LlamaModel::mlp_block(int l, const Batch& b, const float* normed, float* out, ForwardContext& ctx) const {
@@ -128,13 +139,24 @@ void LlamaModel::mlp_block(int l, const Batch& b, const float* normed, float* ou
   Projector project(ctx, b);
   const Projector::Out gate_up[] = {{Projection::Gate, &L.w_gate, nullptr, S.gate.data()},
                                     {Projection::Up, &L.w_up, nullptr, S.up.data()}};
-  project.shared(l, gate_up, normed);
+  project.shared(l, gate_up, flat_input(l, FlatSite::FfnIn, normed, T, S.flat, ctx.pool));
   ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     swiglu_inplace(&S.gate[t0 * ff], &S.up[t0 * ff], (t1 - t0) * ff, ctx.isa);
     if (down_hadamard_)
       for (int64_t t = t0; t < t1; ++t) kernels::hadamard_chunks(&S.gate[t * ff], static_cast<int>(ff), down_hadamard_);
   });
-  project(l, Projection::Down, L.w_down, nullptr, S.gate.data(), out);
+  project(l, Projection::Down, L.w_down, nullptr, flat_input(l, FlatSite::FfnDown, S.gate.data(), T, S.up, ctx.pool),
+          out);
+}
+
+const float* LlamaModel::flat_input(int l, FlatSite site, const float* x, int64_t T, std::vector<float>& to,
+                                    ThreadPool& pool) const {
+  const FlatTransform& t = layers_[l].flat[static_cast<int>(site)];
+  if (t.empty()) return x;
+  const int64_t n = t.size();
+  to.resize(T * n);
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) { t.apply(x + t0 * n, to.data() + t0 * n, t1 - t0); });
+  return to.data();
 }
 
 void LlamaModel::run_block(Block block, int layer, const Batch& b, const float* normed, KvCache& cache, float* out,

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "model/flat_transform.h"
 #include "model/model.h"
 #include "ops/weight.h"
 
@@ -29,6 +30,7 @@ class LlamaModel final : public Model {
     std::vector<float> bq, bk, bv;       // qwen2 only
     std::vector<float> ffn_norm;         // [n_embd]
     Weight w_gate, w_up, w_down;         // [n_ff, n_embd] x2, [n_embd, n_ff]
+    FlatTransform flat[kFlatSites];      // FlatQuant files only (model/flat_transform.h)
   };
 
   // RoPE's cos/sin of every row's position into S.rope_cos / rope_sin.
@@ -37,6 +39,10 @@ class LlamaModel final : public Model {
   void attention_block(int l, const Batch& b, const float* normed, KvCache& cache, float* out,
                        ForwardContext& ctx) const;
   void mlp_block(int l, const Batch& b, const float* normed, float* out, ForwardContext& ctx) const;
+  // FlatQuant files: the T rows of x through layer l's transform of `site`
+  // (into `to`); x itself for other files.
+  const float* flat_input(int l, FlatSite site, const float* x, int64_t T, std::vector<float>& to,
+                          ThreadPool& pool) const;
 
   Weight token_embd_;  // [n_vocab, n_embd]
   Weight output_;      // [n_vocab, n_embd]; token_embd_ when tied
@@ -45,6 +51,7 @@ class LlamaModel final : public Model {
   // `kestrel quantize --rotate-down` files: the Hadamard chunk applied to the
   // down projection's input (model/weight_rotation.h); 0: none.
   int down_hadamard_ = 0;
+  bool flat_ = false;  // `kestrel quantize --flatquant` files (kFlatQuantKey)
 };
 
 }  // namespace kestrel

@@ -33,6 +33,7 @@ struct LoadOptions {
 struct ForwardScratch {
   std::vector<float> x, xb, q, k, v, att, gate, up, rope_cos, rope_sin, out_rows, block_out;
   std::vector<float> wide;                 // rows wider than n_embd (EAGLE-3's [embedding; g])
+  std::vector<float> flat;                 // FlatQuant files: a projection input after its transform
   Workspace workspace;                     // quantized activations
   SparseScratch sparse;                    // TEAL's masked inputs and kept-input lists
 };

@@ -2,9 +2,12 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
+#include "model/flat_transform.h"
+#include "model/flatquant_fold.h"
 #include "model/weight_rotation.h"
 #include "platform/thread_pool.h"
 #include "runtime/cq_calibration.h"
@@ -24,6 +27,32 @@ std::string fixed(double v, int digits) {
 }
 
 }  // namespace
+
+void quantize_flatquant(const std::string& in_path, const std::string& out_path, const std::string& transforms_path,
+                        const QuantizeOptions& options, const AwareProgressFn& progress) {
+  const auto say = [&](const std::string& line) {
+    if (progress) progress(line);
+  };
+  auto model = load_model(in_path);
+  const ModelConfig& c = model->config();
+  if (c.arch != "llama" && c.arch != "qwen2")
+    fail("quantize: --flatquant supports llama and qwen2 models; this one is '", c.arch, "'");
+  if (model->file().get_u64(kFlatQuantKey)) fail("quantize: ", in_path, " already has FlatQuant transforms folded in");
+  ThreadPool pool(options.n_threads);
+  FloatDecoder d = load_float_decoder(model->file(), c, false, pool);
+  const gguf::File transforms = gguf::File::open(transforms_path);
+  const FlatQuantFold fold = fold_flatquant(d, transforms, options.type, pool);
+  const std::string name = std::filesystem::path(in_path).filename().string();
+  if (fold.trained_for != name)
+    say("note: the transforms were trained on " + fold.trained_for + ", this file is " + name + " (same shape)");
+  say("flatquant: folded " + std::to_string(fold.transforms.size() / 3) + " transforms (" + fold.note + ")");
+  QuantizeOptions q = options;
+  q.replacements = decoder_tensors(d);
+  for (const FloatTensor& t : fold.transforms) q.replacements.push_back(&t);
+  q.metadata = [](gguf::Writer& w) { w.set_u32(kFlatQuantKey, 1); };
+  model.reset();
+  quantize_model(in_path, out_path, q);
+}
 
 AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string& out_path,
                                    const AwareQuantizeOptions& o, const AwareProgressFn& progress) {

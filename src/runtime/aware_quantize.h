@@ -39,6 +39,13 @@ struct AwareQuantizeReport {
 
 using AwareProgressFn = std::function<void(const std::string& line)>;
 
+// `kestrel quantize --flatquant FILE`: the float weights with FlatQuant's
+// trained transforms folded in (model/flatquant_fold.h), written by
+// quantize_model in options.type (Q4_0, or a float type for checks) with the
+// transforms and kFlatQuantKey, for LlamaModel to apply at run time.
+void quantize_flatquant(const std::string& in_path, const std::string& out_path, const std::string& transforms_path,
+                        const QuantizeOptions& options, const AwareProgressFn& progress = {});
+
 AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string& out_path,
                                    const AwareQuantizeOptions& options, const AwareProgressFn& progress = {});
 

@@ -205,7 +205,8 @@ std::vector<SwitchSpec> make_specs() {
        "activation codes of the weight matmuls: a8 (int8 per block of 32 or 256, llama.cpp's) or a4 (W4A4: the same "
        "blocks holding 4-bit codes in [-7, 7], scale amax / 7, through the same integer kernels; a model with "
        "F32/F16/BF16 "
-       "weight matrices is refused). Pair a4 with a rotated file (kestrel quantize --rotate --rotate-down)",
+       "weight matrices is refused). Pair a4 with a FlatQuant file (kestrel quantize --flatquant) or a rotated one "
+       "(--rotate --rotate-down)",
        {"a8", "a4"},
        "a8",
        always_supported,
