@@ -110,6 +110,22 @@ void FlatTransform::apply(const float* x, float* y, int64_t rows) const {
     kernels::kronecker_row(x + r * size(), scale_.data(), p1_.data(), n1_, p2_.data(), n2_, tmp.data(), y + r * size());
 }
 
+void FlatTransform::set_act_clip(float ratio) {
+  if (!(ratio > 0.0f && ratio <= 1.0f)) fail("flatquant: an activation clipping ratio outside (0, 1]: ", ratio);
+  act_clip_ = ratio;
+}
+
+void FlatTransform::clip_activations(float* y, int64_t rows) const {
+  if (act_clip_ == 1.0f) return;
+  constexpr int kBlock = 32;  // the activation formats' block (Q8_0), which act=a4 scales
+  for (float* b = y; b + kBlock <= y + rows * size(); b += kBlock) {
+    float amax = 0.0f;
+    for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(b[j]));
+    const float c = act_clip_ * amax;
+    for (int j = 0; j < kBlock; ++j) b[j] = std::clamp(b[j], -c, c);
+  }
+}
+
 FlatTransform FlatTransform::for_weights() const {
   std::vector<float> inv_s(scale_.size());
   for (size_t i = 0; i < scale_.size(); ++i) {
@@ -129,8 +145,10 @@ FlatTransform read_flat_transform(const gguf::File& f, int layer, FlatSite site,
     fail("flatquant: ", p, "p1 ", gguf::shape_text(p1->ne), " and p2 ", gguf::shape_text(p2->ne),
          " do not make a transform of ", n, " values");
   const int n1 = static_cast<int>(p1->ne[0]), n2 = static_cast<int>(p2->ne[0]);
-  return FlatTransform(n1, n2, read_f32(f, p + "scale", {n}), read_f32(f, p + "p1", {n1, n1}),
-                       read_f32(f, p + "p2", {n2, n2}));
+  FlatTransform t(n1, n2, read_f32(f, p + "scale", {n}), read_f32(f, p + "p1", {n1, n1}),
+                  read_f32(f, p + "p2", {n2, n2}));
+  if (f.find_tensor(p + "act_clip")) t.set_act_clip(read_f32(f, p + "act_clip", {1})[0]);
+  return t;
 }
 
 }  // namespace kestrel

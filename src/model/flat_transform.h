@@ -54,6 +54,12 @@ class FlatTransform {
 
   // y = (x ⊙ s)(P1 ⊗ P2) for `rows` rows of size() values (x and y may not alias).
   void apply(const float* x, float* y, int64_t rows = 1) const;
+  // The activation clipping ratio trained for act=a4 (1: none), and its
+  // effect: each block of 32 of y clamped to +-ratio x its largest magnitude,
+  // so that a4's quantizer (scale amax / 7) takes the trained scale.
+  float act_clip() const { return act_clip_; }
+  void set_act_clip(float ratio);  // throws outside (0, 1]
+  void clip_activations(float* y, int64_t rows = 1) const;
   // What the rows of a matrix reading the transformed input become:
   // w -> (w ⊘ s)(P1^-T ⊗ P2^-T) (inverses in double). Throws when s has a
   // zero or a factor is singular (as far as double pivoting can tell).
@@ -62,11 +68,13 @@ class FlatTransform {
  private:
   int n1_ = 0, n2_ = 0;
   std::vector<float> scale_, p1_, p2_;
+  float act_clip_ = 1.0f;
 };
 
 // The transform of (layer, site) for inputs of n values, from f's tensors
-// flat_site_prefix(...) + scale/p1/p2 (F32). Throws naming the tensor when one
-// is missing, not F32, or of another shape.
+// flat_site_prefix(...) + scale/p1/p2 (F32) and act_clip ([1], optional: 1
+// when absent). Throws naming the tensor when one is missing, not F32, or of
+// another shape.
 FlatTransform read_flat_transform(const gguf::File& f, int layer, FlatSite site, int64_t n);
 
 }  // namespace kestrel

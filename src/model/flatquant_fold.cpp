@@ -107,6 +107,7 @@ FlatQuantFold fold_flatquant(FloatDecoder& d, const gguf::File& f, DType target,
       out.transforms.push_back(tensor(p + "scale", {n}, t.scale()));
       out.transforms.push_back(tensor(p + "p1", {t.n1(), t.n1()}, t.p1()));
       out.transforms.push_back(tensor(p + "p2", {t.n2(), t.n2()}, t.p2()));
+      if (t.act_clip() != 1.0f) out.transforms.push_back(tensor(p + "act_clip", {1}, {t.act_clip()}));
     }
   }
   return out;

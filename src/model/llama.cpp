@@ -116,7 +116,7 @@ void LlamaModel::attention_block(int l, const Batch& b, const float* normed, KvC
   const Projector::Out qkv[] = {{Projection::Q, &L.wq, L.bq.empty() ? nullptr : L.bq.data(), S.q.data()},
                                 {Projection::K, &L.wk, L.bk.empty() ? nullptr : L.bk.data(), S.k.data()},
                                 {Projection::V, &L.wv, L.bv.empty() ? nullptr : L.bv.data(), S.v.data()}};
-  project.shared(l, qkv, flat_input(l, FlatSite::AttnIn, normed, T, S.flat, ctx.pool));
+  project.shared(l, qkv, flat_input(l, FlatSite::AttnIn, normed, T, S.flat, ctx));
   for (int64_t t = 0; t < T; ++t) {
     const float* cs = &S.rope_cos[t * half_rot];
     const float* sn = &S.rope_sin[t * half_rot];
@@ -127,7 +127,7 @@ void LlamaModel::attention_block(int l, const Batch& b, const float* normed, KvC
   const AttentionParams ap{c.n_head, c.n_kv_head, c.head_dim, 1.0f / std::sqrt(static_cast<float>(hd))};
   attend_batch(cache, l, ap, AttentionBatch{T, b.seq.data(), b.pos.data(), S.q.data(), S.att.data()}, ctx.pool,
                ctx.attention, ctx.observer);
-  project(l, Projection::O, L.wo, nullptr, flat_input(l, FlatSite::AttnOut, S.att.data(), T, S.flat, ctx.pool), out);
+  project(l, Projection::O, L.wo, nullptr, flat_input(l, FlatSite::AttnOut, S.att.data(), T, S.flat, ctx), out);
 }
 
 void LlamaModel::mlp_block(int l, const Batch& b, const float* normed, float* out, ForwardContext& ctx) const {
@@ -139,23 +139,28 @@ void LlamaModel::mlp_block(int l, const Batch& b, const float* normed, float* ou
   Projector project(ctx, b);
   const Projector::Out gate_up[] = {{Projection::Gate, &L.w_gate, nullptr, S.gate.data()},
                                     {Projection::Up, &L.w_up, nullptr, S.up.data()}};
-  project.shared(l, gate_up, flat_input(l, FlatSite::FfnIn, normed, T, S.flat, ctx.pool));
+  project.shared(l, gate_up, flat_input(l, FlatSite::FfnIn, normed, T, S.flat, ctx));
   ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     swiglu_inplace(&S.gate[t0 * ff], &S.up[t0 * ff], (t1 - t0) * ff, ctx.isa);
     if (down_hadamard_)
       for (int64_t t = t0; t < t1; ++t) kernels::hadamard_chunks(&S.gate[t * ff], static_cast<int>(ff), down_hadamard_);
   });
-  project(l, Projection::Down, L.w_down, nullptr, flat_input(l, FlatSite::FfnDown, S.gate.data(), T, S.up, ctx.pool),
-          out);
+  project(l, Projection::Down, L.w_down, nullptr, flat_input(l, FlatSite::FfnDown, S.gate.data(), T, S.up, ctx), out);
 }
 
 const float* LlamaModel::flat_input(int l, FlatSite site, const float* x, int64_t T, std::vector<float>& to,
-                                    ThreadPool& pool) const {
+                                    const ForwardContext& ctx) const {
+  ThreadPool& pool = ctx.pool;
+  const int activation_bits = ctx.matmul.activation_bits;
   const FlatTransform& t = layers_[l].flat[static_cast<int>(site)];
   if (t.empty()) return x;
   const int64_t n = t.size();
   to.resize(T * n);
-  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) { t.apply(x + t0 * n, to.data() + t0 * n, t1 - t0); });
+  const bool clip = activation_bits == 4;  // the clipping ratios were trained for act=a4
+  pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
+    t.apply(x + t0 * n, to.data() + t0 * n, t1 - t0);
+    if (clip) t.clip_activations(to.data() + t0 * n, t1 - t0);
+  });
   return to.data();
 }
 

@@ -40,9 +40,9 @@ class LlamaModel final : public Model {
                        ForwardContext& ctx) const;
   void mlp_block(int l, const Batch& b, const float* normed, float* out, ForwardContext& ctx) const;
   // FlatQuant files: the T rows of x through layer l's transform of `site`
-  // (into `to`); x itself for other files.
+  // (into `to`), clipped for act=a4; x itself for other files.
   const float* flat_input(int l, FlatSite site, const float* x, int64_t T, std::vector<float>& to,
-                          ThreadPool& pool) const;
+                          const ForwardContext& ctx) const;
 
   Weight token_embd_;  // [n_vocab, n_embd]
   Weight output_;      // [n_vocab, n_embd]; token_embd_ when tied

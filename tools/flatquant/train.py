@@ -79,12 +79,14 @@ def fake_q4_0(w: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
     return (torch.clamp(round_ste(b / d), -8, 7) * d).reshape(out, n)
 
 
-def fake_act(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """kestrel's activation blocks of 32: scale amax / 7 with codes -7..7 (a4), or amax / 127 (a8)."""
+def fake_act(x: torch.Tensor, bits: int, ratio: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """kestrel's activation blocks of 32: scale amax / 7 with codes -7..7 (a4), or amax / 127 (a8);
+    with a clipping ratio, the block first clamped to +-ratio * amax (what the runtime does
+    before act=a4's quantizer, LlamaModel::flat_input)."""
     qmax = 7.0 if bits == 4 else 127.0
     shape = x.shape
     b = x.reshape(*shape[:-1], shape[-1] // QK, QK)
-    d = b.abs().amax(-1, keepdim=True) / qmax
+    d = ratio * b.abs().amax(-1, keepdim=True) / qmax
     d = torch.where(d == 0, torch.ones_like(d), d)
     return (torch.clamp(round_ste(b / d), -qmax, qmax) * d).reshape(shape)
 
@@ -99,6 +101,18 @@ class Transform(torch.nn.Module):
         self.p1 = torch.nn.Parameter(torch.eye(self.n1))
         self.p2 = torch.nn.Parameter(torch.eye(self.n2))
         self.log_s = torch.nn.Parameter(torch.zeros(n))
+        # Activation clipping ratio (sigmoid; starts at 0.99), applied with act=a4 only.
+        self.act_logit = torch.nn.Parameter(torch.tensor(math.log(0.99 / 0.01)))
+
+    def act_clip(self) -> torch.Tensor:
+        return torch.sigmoid(self.act_logit)
+
+    def smooth(self, x_max: torch.Tensor, w_max: torch.Tensor, alpha: float) -> None:
+        """SmoothQuant's scales as the start of s (the card's alpha = 0.3): inputs divided by
+        max|x|^alpha / max|w|^(1 - alpha), normalized to a geometric mean of 1."""
+        with torch.no_grad():
+            t = alpha * x_max.clamp_min(1e-5).log() - (1 - alpha) * w_max.clamp_min(1e-5).log()
+            self.log_s.copy_(-(t - t.mean()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x * self.log_s.exp()
@@ -137,17 +151,21 @@ class Layer:
     def rows(self) -> dict[str, int]:
         return {m: w.shape[0] for m, w in self.w.items()}
 
-    def forward(self, x: torch.Tensor, lq: LayerQuant | None = None) -> torch.Tensor:
-        """x [B, T, E] -> the layer's output [B, T, E] (residual included)."""
+    def forward(self, x: torch.Tensor, lq: LayerQuant | None = None, stats: dict | None = None) -> torch.Tensor:
+        """x [B, T, E] -> the layer's output [B, T, E] (residual included). `stats` (float
+        forward): gets each site's largest input magnitude per channel."""
         t, p = self.t, self.p
         B, T, _ = x.shape
 
         def project(site: str, h: torch.Tensor) -> list[torch.Tensor]:
+            if stats is not None:
+                m = h.detach().abs().reshape(-1, h.shape[-1]).amax(0)
+                stats[site] = m if site not in stats else torch.maximum(stats[site], m)
             if lq is None:
                 hs, ws = h, [self.w[m] for m in SITES[site]]
             else:
                 tf = lq.tf[site]
-                hs = fake_act(tf(h), self.act_bits)
+                hs = fake_act(tf(h), self.act_bits, tf.act_clip() if self.act_bits == 4 else 1.0)
                 ws = [fake_q4_0(tf.fold(self.w[m]), torch.sigmoid(lq.clip[m])) for m in SITES[site]]
             out = [hs @ w.T for w in ws]
             return [y if self.b.get(m) is None else y + self.b[m] for y, m in zip(out, SITES[site])]
@@ -176,14 +194,23 @@ def layer_mse(layer: Layer, X: torch.Tensor, Y: torch.Tensor, lq: LayerQuant | N
                    for s in chunks(len(X), batch)) / Y.numel()
 
 
-def train_layer(layer: Layer, X: torch.Tensor, Y: torch.Tensor, a) -> tuple[LayerQuant, float, float]:
-    """Trains one layer's LayerQuant; returns it at its best epoch (by the error on all of X;
-    the identity start counts, so the result is never worse than round-to-nearest there),
-    with the errors before and after."""
+def train_layer(layer: Layer, X: torch.Tensor, Y: torch.Tensor, a, lr: float,
+                x_max: dict) -> tuple[LayerQuant, float, float]:
+    """Trains one layer's LayerQuant from SmoothQuant's scales (--smooth-alpha; x_max: the
+    sites' largest inputs per channel); returns it at its best epoch by the error on all of X,
+    the start and the identity (round-to-nearest) counting as epochs, with the identity's
+    error and the best."""
     lq = LayerQuant(layer.dims(), layer.rows(), a.clip_init)
     before = layer_mse(layer, X, Y, lq, a.batch)
     best, best_state = before, copy.deepcopy(lq.state_dict())
-    params = [{"params": [p for n, p in lq.named_parameters() if not n.startswith("clip")], "lr": a.lr},
+    if a.smooth_alpha >= 0:
+        for site, ms in SITES.items():
+            w_max = torch.stack([layer.w[m].abs().amax(0) for m in ms]).amax(0)
+            lq.tf[site].smooth(x_max[site], w_max, a.smooth_alpha)
+        err = layer_mse(layer, X, Y, lq, a.batch)
+        if err < best:
+            best, best_state = err, copy.deepcopy(lq.state_dict())
+    params = [{"params": [p for n, p in lq.named_parameters() if not n.startswith("clip")], "lr": lr},
               {"params": list(lq.clip.parameters()), "lr": a.clip_lr}]
     opt = torch.optim.AdamW(params, weight_decay=0.0)
     steps = a.epochs * math.ceil(len(X) / a.batch)
@@ -220,6 +247,8 @@ def write_transforms(path: str, target: TargetModel, layers: list[LayerQuant], a
                 w.add_tensor(f"blk.{il}.flat_{site}.scale", tf.log_s.exp().numpy().astype(np.float32))
                 w.add_tensor(f"blk.{il}.flat_{site}.p1", tf.p1.numpy().astype(np.float32))
                 w.add_tensor(f"blk.{il}.flat_{site}.p2", tf.p2.numpy().astype(np.float32))
+                if a.act_bits == 4:
+                    w.add_tensor(f"blk.{il}.flat_{site}.act_clip", tf.act_clip().reshape(1).numpy().astype(np.float32))
             for m, c in lq.clip.items():
                 w.add_tensor(f"blk.{il}.{m}.flat_clip", torch.sigmoid(c).numpy().astype(np.float32))
     w.write_header_to_file()
@@ -241,8 +270,13 @@ def main() -> int:
     p.add_argument("--batch", type=int, default=1, help="sequences per step")
     p.add_argument("--lr", type=float, default=3e-2, help="transforms' learning rate (AdamW, cosine)")
     p.add_argument("--clip-lr", type=float, default=5e-2, help="clipping logits' learning rate")
+    p.add_argument("--retries", type=int, default=2,
+                   help="a layer whose error fell less than 1.1x is trained again at a third of the rate, "
+                        "up to this many times")
     p.add_argument("--clip-init", type=float, default=0.98, help="initial clipping ratio")
     p.add_argument("--act-bits", type=int, default=4, choices=(4, 8), help="activation bits trained for")
+    p.add_argument("--smooth-alpha", type=float, default=0.3,
+                   help="start s from SmoothQuant's scales with this alpha (negative: from 1)")
     p.add_argument("--layers", type=int, default=0, help="train only the first N layers (tests); 0: all")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -277,9 +311,22 @@ def main() -> int:
         if any(n % QK for n in layer.dims().values()):
             raise SystemExit(f"layer {il}: input widths {layer.dims()} are not multiples of {QK}")
         with torch.no_grad():
-            Y = torch.cat([layer.forward(X[s]) for s in chunks(len(X), a.batch)])
+            x_max: dict = {}
+            Y = torch.cat([layer.forward(X[s], stats=x_max) for s in chunks(len(X), a.batch)])
             Yh = torch.cat([layer.forward(Xh[s]) for s in chunks(len(Xh), a.batch)]) if held else None
-        lq, before, after = train_layer(layer, X, Y, a)
+        # A layer whose error barely moved diverged (Qwen2.5's layer 3, which makes the
+        # residual stream's massive activations, at lr 3e-2): again at a third of the rate.
+        lr = a.lr
+        lq, before, after = train_layer(layer, X, Y, a, lr, x_max)
+        for _ in range(a.retries):
+            if before / after >= 1.1:
+                break
+            lr /= 3
+            print(f"flatquant: layer {il + 1}: {before / after:.2f}x at lr {lr * 3:.0e}; again at {lr:.0e}",
+                  file=sys.stderr)
+            retry = train_layer(layer, X, Y, a, lr, x_max)
+            if retry[2] < after:
+                lq, after = retry[0], retry[2]
         trained.append(lq)
         heldout = ""
         if held:
@@ -290,7 +337,7 @@ def main() -> int:
         else:
             notes.append(f"{before / after:.2f}")
         shapes = " ".join(f"{s} {tf.n1}x{tf.n2}" for s, tf in lq.tf.items()) if il == 0 else ""
-        print(f"flatquant: layer {il + 1}/{n_layer}: output MSE {before:.3e} (round-to-nearest) -> {after:.3e} "
+        print(f"flatquant: layer {il + 1}/{n_layer}: output MSE {before:.3e} (identity transforms) -> {after:.3e} "
               f"({before / after:.2f}x lower){heldout}, {time.time() - t1:.0f} s {shapes}", file=sys.stderr)
         X, Xh = Y, Yh  # the float model's next inputs
     note = (f"{len(pieces)}x{a.seq_len} tokens, {a.epochs} epochs, lr {a.lr}, W4A{a.act_bits}; "

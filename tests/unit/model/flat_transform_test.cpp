@@ -129,5 +129,36 @@ TEST(FlatTransform, ClippingGivesQ4_0TheTrainedGrid) {
   }
 }
 
+// The activation clipping: each block of 32 clamped to +-ratio x its largest
+// magnitude, so that act=a4's quantizer takes the scale ratio x amax / 7 the
+// trainer's fake quantization used; refused outside (0, 1].
+TEST(FlatTransform, ClipsEachActivationBlockForA4) {
+  FlatTransform t = random_transform(8, 8, 4);
+  EXPECT_THROW(t.set_act_clip(0.0f), Error);
+  EXPECT_THROW(t.set_act_clip(1.5f), Error);
+  t.set_act_clip(0.5f);
+  std::mt19937_64 rng(8);
+  std::vector<float> y = normal(128, rng);
+  y[40] = 10.0f;
+  const std::vector<float> before = y;
+  t.clip_activations(y.data(), 2);
+  const auto& q8 = kernels::quant_kernels(DType::Q8_0, Isa::Scalar);
+  std::vector<uint8_t> bytes(4 * 34);
+  q8.quantize_row_a4(y.data(), bytes.data(), 128);
+  std::vector<float> got(128);
+  q8.dequantize_row(bytes.data(), got.data(), 128);
+  for (int b = 0; b < 4; ++b) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(before[b * 32 + j]));
+    const float d = 0.5f * amax / 7.0f;
+    for (int j = 0; j < 32; ++j) {
+      const float v = before[b * 32 + j];
+      EXPECT_LE(std::fabs(y[b * 32 + j]), 0.5f * amax * (1 + 1e-6f));
+      const float q = std::clamp(std::nearbyint(v / d), -7.0f, 7.0f);
+      EXPECT_NEAR(got[b * 32 + j], q * d, d * 7 * 2e-3 + 1e-6) << "block " << b << " value " << v;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kestrel

@@ -26,10 +26,11 @@ namespace {
 using testing::LoadedTinyModel;
 using testing::TinyModelSpec;
 
-std::vector<float> logits_of(const Model& model, const std::string& text) {
+std::vector<float> logits_of(const Model& model, const std::string& text, int activation_bits = 8) {
   SessionOptions so;
   so.n_ctx = 512;
   so.engine.n_threads = 2;
+  so.engine.matmul.activation_bits = activation_bits;
   so.engine.k_type = so.engine.v_type = DType::F32;
   Session s(model, so);
   return s.append_all_logits(model.tokenizer().encode(text, true, false));
@@ -55,6 +56,7 @@ struct TransformsSpec {
   int n_embd_written = 0;   // 0: the model's
   std::string skip_tensor;  // leave this tensor out
   bool singular = false;    // layer 0's attn_in p1 of rank 1
+  float act_clip = 0.0f;    // > 0: every site's activation clipping ratio
 };
 
 // A transforms file as tools/flatquant/train.py writes it, for model m.
@@ -100,6 +102,7 @@ std::string write_transforms(const Model& m, const std::string& tag, const Trans
         for (int j = 0; j < n1; ++j) p1[static_cast<size_t>(n1) + j] = 2 * p1[static_cast<size_t>(j)];
       add(p + "p1", {n1, n1}, p1);
       add(p + "p2", {n2, n2}, factor(n2));
+      if (spec.act_clip > 0.0f) add(p + "act_clip", {1}, {spec.act_clip});
       const std::vector<std::string>& ms = flat_site_matrices(static_cast<FlatSite>(s));
       for (size_t i = 0; i < ms.size(); ++i) {
         const int64_t r = s == 0 ? rows[i] : s == 1 ? c.n_embd : s == 2 ? c.n_ff : c.n_embd;
@@ -164,6 +167,26 @@ TEST(FlatQuant, IdentityTransformsGiveThePlainQ4_0FileBitForBit) {
   std::filesystem::remove(plain_path);
   const std::string text = testing::tiny_text();
   EXPECT_EQ(logits_of(*plain, text), logits_of(*flat, text));
+  EXPECT_EQ(logits_of(*plain, text, 4), logits_of(*flat, text, 4));
+}
+
+// Activation clipping ratios apply with act=a4 only (they were trained for it).
+TEST(FlatQuant, ActivationClippingIsForA4Only) {
+  LoadedTinyModel m("flat_act_clip", spec_of(false, 1));
+  const std::string tf = write_transforms(*m.model, "act_clip", {.identity = true, .act_clip = 0.5f});
+  auto flat = quantize_flat(*m.model, tf, DType::Q4_0, "flat_clip_q4");
+  std::filesystem::remove(tf);
+  EXPECT_NE(flat->file().find_tensor("blk.0.flat_ffn_down.act_clip"), nullptr);
+  QuantizeOptions q;
+  q.type = DType::Q4_0;
+  q.n_threads = 2;
+  const std::string plain_path = m.path + ".plain_q4_clip.gguf";
+  quantize_model(m.path, plain_path, q);
+  auto plain = load_model(plain_path);
+  std::filesystem::remove(plain_path);
+  const std::string text = testing::tiny_text();
+  EXPECT_EQ(logits_of(*plain, text), logits_of(*flat, text));
+  EXPECT_GT(relative_gap(logits_of(*plain, text, 4), logits_of(*flat, text, 4)), 1e-3);
 }
 
 std::string error_of(const std::function<void()>& fn) {
