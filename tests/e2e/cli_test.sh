@@ -26,6 +26,16 @@ out="$("$BIN" info "$MODEL" 2>/dev/null)"
 expect_contains "info architecture" "$out" "general.architecture (string) = \"llama\""
 expect_contains "info tensors" "$out" "blk.0.attn_q.weight"
 
+# The model's own generations for offline trainers: ids as JSON (a list of one list) and the text.
+if "$BIN" calibrate text -m "$MODEL" --tokens 48 -o "$TMP/calib.txt" --ids "$TMP/calib.json" >/dev/null 2>&1; then
+  n=$(python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print(len(v[0]) if len(v) == 1 else -1)" "$TMP/calib.json")
+  if [ "$n" = 48 ] && [ -s "$TMP/calib.txt" ]; then ok "calibrate text: 48 ids and the text"; else bad "calibrate text: $n ids"; fi
+else
+  bad "calibrate text failed"
+fi
+out="$("$BIN" calibrate text -m "$MODEL" --tokens 48 2>&1)"
+expect_contains "calibrate text wants an output" "$out" "give -o FILE and/or --ids FILE"
+
 # quantize to Q8_0 and run the result.
 if "$BIN" quantize "$MODEL" "$TMP/q8.gguf" Q8_0 2>/dev/null; then
   out="$("$BIN" run -m "$TMP/q8.gguf" -p "The capital of France is" -n 8 --temp 0 2>/dev/null)"
