@@ -23,27 +23,10 @@
 namespace kestrel {
 namespace {
 
+using testing::all_logits;
 using testing::LoadedTinyModel;
+using testing::relative_gap;
 using testing::TinyModelSpec;
-
-std::vector<float> logits_of(const Model& model, const std::string& text, int activation_bits = 8) {
-  SessionOptions so;
-  so.n_ctx = 512;
-  so.engine.n_threads = 2;
-  so.engine.matmul.activation_bits = activation_bits;
-  so.engine.k_type = so.engine.v_type = DType::F32;
-  Session s(model, so);
-  return s.append_all_logits(model.tokenizer().encode(text, true, false));
-}
-
-double relative_gap(const std::vector<float>& a, const std::vector<float>& b) {
-  double gap = 0.0, scale = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    gap = std::max(gap, double{std::fabs(a[i] - b[i])});
-    scale = std::max(scale, double{std::fabs(a[i])});
-  }
-  return gap / scale;
-}
 
 std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
   std::vector<uint8_t> b(v.size() * sizeof(float));
@@ -128,6 +111,18 @@ std::unique_ptr<Model> quantize_flat(const Model& m, const std::string& transfor
   return out;
 }
 
+// The tiny model's plain Q4_0 file, loaded.
+std::unique_ptr<Model> plain_q4_0(const LoadedTinyModel& m) {
+  QuantizeOptions q;
+  q.type = DType::Q4_0;
+  q.n_threads = 2;
+  const std::string path = m.path + ".plain_q4.gguf";
+  quantize_model(m.path, path, q);
+  auto plain = load_model(path);
+  std::filesystem::remove(path);
+  return plain;
+}
+
 TinyModelSpec spec_of(bool tied, int kv_heads) {
   TinyModelSpec s;
   s.norm_spread = 0.3f;
@@ -148,7 +143,7 @@ TEST(FlatQuant, FoldedTransformsComputeTheSameFunction) {
     EXPECT_NE(flat->file().find_tensor("blk.1.ffn_down_flat.weight"), nullptr);
     EXPECT_NE(flat->file().find_tensor("blk.1.flat_ffn_down.p2"), nullptr);
     const std::string text = testing::tiny_text();
-    const std::vector<float> a = logits_of(*m.model, text), b = logits_of(*flat, text);
+    const std::vector<float> a = all_logits(*m.model, text), b = all_logits(*flat, text);
     EXPECT_LT(relative_gap(a, b), 2e-4) << "tied " << tied;
   }
 }
@@ -158,16 +153,10 @@ TEST(FlatQuant, IdentityTransformsGiveThePlainQ4_0FileBitForBit) {
   const std::string tf = write_transforms(*m.model, "identity", {.identity = true});
   auto flat = quantize_flat(*m.model, tf, DType::Q4_0, "flat_q4");
   std::filesystem::remove(tf);
-  QuantizeOptions q;
-  q.type = DType::Q4_0;
-  q.n_threads = 2;
-  const std::string plain_path = m.path + ".plain_q4.gguf";
-  quantize_model(m.path, plain_path, q);
-  auto plain = load_model(plain_path);
-  std::filesystem::remove(plain_path);
+  auto plain = plain_q4_0(m);
   const std::string text = testing::tiny_text();
-  EXPECT_EQ(logits_of(*plain, text), logits_of(*flat, text));
-  EXPECT_EQ(logits_of(*plain, text, 4), logits_of(*flat, text, 4));
+  EXPECT_EQ(all_logits(*plain, text), all_logits(*flat, text));
+  EXPECT_EQ(all_logits(*plain, text, 4), all_logits(*flat, text, 4));
 }
 
 // Activation clipping ratios apply with act=a4 only (they were trained for it).
@@ -177,16 +166,10 @@ TEST(FlatQuant, ActivationClippingIsForA4Only) {
   auto flat = quantize_flat(*m.model, tf, DType::Q4_0, "flat_clip_q4");
   std::filesystem::remove(tf);
   EXPECT_NE(flat->file().find_tensor("blk.0.flat_ffn_down.act_clip"), nullptr);
-  QuantizeOptions q;
-  q.type = DType::Q4_0;
-  q.n_threads = 2;
-  const std::string plain_path = m.path + ".plain_q4_clip.gguf";
-  quantize_model(m.path, plain_path, q);
-  auto plain = load_model(plain_path);
-  std::filesystem::remove(plain_path);
+  auto plain = plain_q4_0(m);
   const std::string text = testing::tiny_text();
-  EXPECT_EQ(logits_of(*plain, text), logits_of(*flat, text));
-  EXPECT_GT(relative_gap(logits_of(*plain, text, 4), logits_of(*flat, text, 4)), 1e-3);
+  EXPECT_EQ(all_logits(*plain, text), all_logits(*flat, text));
+  EXPECT_GT(relative_gap(all_logits(*plain, text, 4), all_logits(*flat, text, 4)), 1e-3);
 }
 
 std::string error_of(const std::function<void()>& fn) {

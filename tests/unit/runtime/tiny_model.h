@@ -11,6 +11,7 @@
 // a nearby model with the same vocabulary (for KL-divergence tests).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -22,6 +23,7 @@
 
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "runtime/session.h"
 
 namespace kestrel::testing {
 
@@ -184,5 +186,28 @@ struct LoadedTinyModel {
       : path(write_tiny_model(spec, tag)), model(load_model(path)) {}
   ~LoadedTinyModel() { std::filesystem::remove(path); }
 };
+
+// Every position's logits of `text` (BOS first) through a fresh session with
+// an F32 cache (an F16 one would round more than the transforms the tests
+// compare) and `activation_bits` activation codes.
+inline std::vector<float> all_logits(const Model& model, const std::string& text, int activation_bits = 8) {
+  SessionOptions so;
+  so.n_ctx = 512;
+  so.engine.n_threads = 2;
+  so.engine.k_type = so.engine.v_type = DType::F32;
+  so.engine.matmul.activation_bits = activation_bits;
+  Session s(model, so);
+  return s.append_all_logits(model.tokenizer().encode(text, true, false));
+}
+
+// Largest |a - b| over the largest |a|.
+inline double relative_gap(const std::vector<float>& a, const std::vector<float>& b) {
+  double gap = 0.0, scale = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    gap = std::max(gap, double{std::fabs(a[i] - b[i])});
+    scale = std::max(scale, double{std::fabs(a[i])});
+  }
+  return gap / scale;
+}
 
 }  // namespace kestrel::testing

@@ -25,28 +25,10 @@
 namespace kestrel {
 namespace {
 
+using testing::all_logits;
 using testing::LoadedTinyModel;
+using testing::relative_gap;
 using testing::TinyModelSpec;
-
-std::vector<float> logits_of(const Model& model, const std::string& text) {
-  SessionOptions so;
-  so.n_ctx = 512;
-  so.engine.n_threads = 2;
-  so.engine.k_type = so.engine.v_type = DType::F32;  // an F16 cache would round more than the transforms do
-  Session s(model, so);
-  const std::vector<int32_t> ids = model.tokenizer().encode(text, true, false);
-  return s.append_all_logits(ids);
-}
-
-// Largest |a - b| over the largest |a|.
-double relative_gap(const std::vector<float>& a, const std::vector<float>& b) {
-  double gap = 0.0, scale = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    gap = std::max(gap, double{std::fabs(a[i] - b[i])});
-    scale = std::max(scale, double{std::fabs(a[i])});
-  }
-  return gap / scale;
-}
 
 // The model's file written as F32 with `d`'s tensors in place of its own.
 std::unique_ptr<Model> write_f32(const Model& model, const FloatDecoder& d, const std::string& tag,
@@ -91,7 +73,7 @@ TEST(WeightRotation, FoldedRotationComputesTheSameFunction) {
     auto rotated = write_f32(*m.model, d, "rot");
     EXPECT_NE(rotated->file().find_tensor("output.weight"), nullptr);
     const std::string text = testing::tiny_text();
-    EXPECT_LT(relative_gap(logits_of(*m.model, text), logits_of(*rotated, text)), 2e-4) << "tied " << tied;
+    EXPECT_LT(relative_gap(all_logits(*m.model, text), all_logits(*rotated, text)), 2e-4) << "tied " << tied;
   }
 }
 
@@ -119,7 +101,7 @@ TEST(WeightRotation, OnlineHadamardBeforeDownComputesTheSameFunction) {
   EXPECT_EQ(rotated->file().find_tensor("blk.0.ffn_down.weight"), nullptr) << "llama.cpp must refuse the file";
   EXPECT_NE(rotated->file().find_tensor("blk.0.ffn_down_hadamard.weight"), nullptr);
   const std::string text = testing::tiny_text();
-  EXPECT_LT(relative_gap(logits_of(*m.model, text), logits_of(*rotated, text)), 2e-4);
+  EXPECT_LT(relative_gap(all_logits(*m.model, text), all_logits(*rotated, text)), 2e-4);
   try {  // a block the model's n_ff does not give: refused at load
     write_f32(*m.model, d, "rot_down_bad", 128);
     ADD_FAILURE() << "no error";
@@ -173,7 +155,7 @@ TEST(Awq, FoldedScalesComputeTheSameFunction) {
   }
   auto scaled = write_f32(*m.model, d, "awq_fold");
   const std::string text = testing::tiny_text();
-  EXPECT_LT(relative_gap(logits_of(*m.model, text), logits_of(*scaled, text)), 2e-4);
+  EXPECT_LT(relative_gap(all_logits(*m.model, text), all_logits(*scaled, text)), 2e-4);
 }
 
 // Mean squared logit error of a quantized copy against the F32 model, on text
@@ -181,7 +163,7 @@ TEST(Awq, FoldedScalesComputeTheSameFunction) {
 double logit_error(const Model& reference, const std::string& path) {
   auto q = load_model(path);
   const std::string text = testing::tiny_text();
-  const std::vector<float> a = logits_of(reference, text), b = logits_of(*q, text);
+  const std::vector<float> a = all_logits(reference, text), b = all_logits(*q, text);
   double e = 0.0;
   for (size_t i = 0; i < a.size(); ++i) e += double{a[i] - b[i]} * (a[i] - b[i]);
   std::filesystem::remove(path);
