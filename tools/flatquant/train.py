@@ -275,8 +275,11 @@ def main() -> int:
                         "up to this many times")
     p.add_argument("--clip-init", type=float, default=0.98, help="initial clipping ratio")
     p.add_argument("--act-bits", type=int, default=4, choices=(4, 8), help="activation bits trained for")
-    p.add_argument("--smooth-alpha", type=float, default=0.3,
-                   help="start s from SmoothQuant's scales with this alpha (negative: from 1)")
+    p.add_argument("--inputs", choices=("fp", "quantized"), default="fp",
+                   help="each layer's training inputs: the float model's, or those of the quantized layers "
+                        "before it (targets are always the float model's outputs)")
+    p.add_argument("--smooth-alpha", type=float, default=-1.0,
+                   help="start s from SmoothQuant's scales with this alpha (the card says 0.3; negative, the default: from 1)")
     p.add_argument("--layers", type=int, default=0, help="train only the first N layers (tests); 0: all")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -304,6 +307,9 @@ def main() -> int:
     with torch.no_grad():
         X = ref.w("token_embd.weight")[torch.tensor(pieces)]  # [N, T, E]: the first layer's input
         Xh = ref.w("token_embd.weight")[torch.tensor(held)] if held else None
+    # --inputs quantized: each layer learns from the inputs the quantized layers before it
+    # give (their accumulated error included), against the float model's outputs.
+    Xq, Xhq = X, Xh
     trained, t0, notes = [], time.time(), []
     for il in range(n_layer):
         t1 = time.time()
@@ -317,21 +323,21 @@ def main() -> int:
         # A layer whose error barely moved diverged (Qwen2.5's layer 3, which makes the
         # residual stream's massive activations, at lr 3e-2): again at a third of the rate.
         lr = a.lr
-        lq, before, after = train_layer(layer, X, Y, a, lr, x_max)
+        lq, before, after = train_layer(layer, Xq, Y, a, lr, x_max)
         for _ in range(a.retries):
             if before / after >= 1.1:
                 break
             lr /= 3
             print(f"flatquant: layer {il + 1}: {before / after:.2f}x at lr {lr * 3:.0e}; again at {lr:.0e}",
                   file=sys.stderr)
-            retry = train_layer(layer, X, Y, a, lr, x_max)
+            retry = train_layer(layer, Xq, Y, a, lr, x_max)
             if retry[2] < after:
                 lq, after = retry[0], retry[2]
         trained.append(lq)
         heldout = ""
         if held:
-            rtn = layer_mse(layer, Xh, Yh, LayerQuant(layer.dims(), layer.rows(), a.clip_init), a.batch)
-            fq = layer_mse(layer, Xh, Yh, lq, a.batch)
+            rtn = layer_mse(layer, Xhq, Yh, LayerQuant(layer.dims(), layer.rows(), a.clip_init), a.batch)
+            fq = layer_mse(layer, Xhq, Yh, lq, a.batch)
             heldout = f"; held out {rtn:.3e} -> {fq:.3e} ({rtn / fq:.2f}x)"
             notes.append(f"{rtn / fq:.2f}")
         else:
@@ -339,7 +345,13 @@ def main() -> int:
         shapes = " ".join(f"{s} {tf.n1}x{tf.n2}" for s, tf in lq.tf.items()) if il == 0 else ""
         print(f"flatquant: layer {il + 1}/{n_layer}: output MSE {before:.3e} (identity transforms) -> {after:.3e} "
               f"({before / after:.2f}x lower){heldout}, {time.time() - t1:.0f} s {shapes}", file=sys.stderr)
+        if a.inputs == "quantized":
+            with torch.no_grad():
+                Xq = torch.cat([layer.forward(Xq[s], lq) for s in chunks(len(Xq), a.batch)])
+                Xhq = torch.cat([layer.forward(Xhq[s], lq) for s in chunks(len(Xhq), a.batch)]) if held else None
         X, Xh = Y, Yh  # the float model's next inputs
+        if a.inputs == "fp":
+            Xq, Xhq = X, Xh
     note = (f"{len(pieces)}x{a.seq_len} tokens, {a.epochs} epochs, lr {a.lr}, W4A{a.act_bits}; "
             f"{'held-out ' if held else ''}MSE ratio to round-to-nearest per layer {' '.join(notes)}")
     write_transforms(a.out, target, trained, a, note)
