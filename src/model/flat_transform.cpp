@@ -104,10 +104,11 @@ FlatTransform::FlatTransform(int n1, int n2, std::vector<float> scale, std::vect
       if (!std::isfinite(x)) fail("flatquant: a transform holds a value that is not finite");
 }
 
-void FlatTransform::apply(const float* x, float* y, int64_t rows) const {
+void FlatTransform::apply(const float* x, float* y, int64_t rows, Isa isa) const {
+  const kernels::KroneckerRowFn row = kernels::kronecker_row_kernel(isa);
   std::vector<float> tmp(static_cast<size_t>(size()));
   for (int64_t r = 0; r < rows; ++r)
-    kernels::kronecker_row(x + r * size(), scale_.data(), p1_.data(), n1_, p2_.data(), n2_, tmp.data(), y + r * size());
+    row(x + r * size(), scale_.data(), p1_.data(), n1_, p2_.data(), n2_, tmp.data(), y + r * size());
 }
 
 void FlatTransform::set_act_clip(float ratio) {

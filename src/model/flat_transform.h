@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "platform/cpu.h"
 
 namespace kestrel {
 
@@ -52,8 +53,9 @@ class FlatTransform {
   const std::vector<float>& p1() const { return p1_; }
   const std::vector<float>& p2() const { return p2_; }
 
-  // y = (x ⊙ s)(P1 ⊗ P2) for `rows` rows of size() values (x and y may not alias).
-  void apply(const float* x, float* y, int64_t rows = 1) const;
+  // y = (x ⊙ s)(P1 ⊗ P2) for `rows` rows of size() values (x and y may not
+  // alias), through the kernel of `isa` (kernels/kronecker.h).
+  void apply(const float* x, float* y, int64_t rows = 1, Isa isa = Isa::Scalar) const;
   // The activation clipping ratio trained for act=a4 (1: none), and its
   // effect: each block of 32 of y clamped to +-ratio x its largest magnitude,
   // so that a4's quantizer (scale amax / 7) takes the trained scale.

@@ -158,7 +158,7 @@ const float* LlamaModel::flat_input(int l, FlatSite site, const float* x, int64_
   to.resize(T * n);
   const bool clip = activation_bits == 4;  // the clipping ratios were trained for act=a4
   pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
-    t.apply(x + t0 * n, to.data() + t0 * n, t1 - t0);
+    t.apply(x + t0 * n, to.data() + t0 * n, t1 - t0, ctx.isa);
     if (clip) t.clip_activations(to.data() + t0 * n, t1 - t0);
   });
   return to.data();

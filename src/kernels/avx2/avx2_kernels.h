@@ -8,6 +8,10 @@
 
 namespace kestrel::kernels::avx2 {
 
+// FlatQuant's transform of one row (kernels/kronecker.h).
+void kronecker_row(const float* x, const float* s, const float* a, int n1, const float* b, int n2, float* tmp,
+                   float* y);
+
 // Plain types.
 float vec_dot_f32_f32(int64_t n, const void* w, const void* a);
 void dequantize_row_f16(const void* src, float* dst, int64_t n);

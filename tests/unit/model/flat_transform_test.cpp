@@ -64,6 +64,27 @@ TEST(FlatTransform, EqualsTheDenseKroneckerProduct) {
   }
 }
 
+// The AVX2 kernel against its scalar twin (FMAs round once: within float bounds).
+TEST(FlatTransform, Avx2KernelMatchesItsScalarTwin) {
+  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "needs AVX2 + FMA";
+  for (auto [n1, n2] : {std::pair{24, 24}, std::pair{32, 48}, std::pair{64, 76}, std::pair{3, 5}}) {
+    const FlatTransform t = random_transform(n1, n2, 13);
+    const int n = n1 * n2;
+    std::mt19937_64 rng(6);
+    const std::vector<float> x = normal(3 * static_cast<size_t>(n), rng);
+    std::vector<float> scalar(x.size()), simd(x.size());
+    t.apply(x.data(), scalar.data(), 3, Isa::Scalar);
+    t.apply(x.data(), simd.data(), 3, Isa::Avx2);
+    double worst = 0.0, mag = 0.0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      worst = std::max(worst, double{std::fabs(scalar[i] - simd[i])});
+      mag = std::max(mag, double{std::fabs(scalar[i])});
+    }
+    EXPECT_LT(worst, 1e-5 * mag) << n1 << "x" << n2;
+    EXPECT_GT(mag, 0.1);
+  }
+}
+
 TEST(FlatTransform, TheWeightSideUndoesIt) {
   const FlatTransform t = random_transform(8, 12, 3);
   const FlatTransform w = t.for_weights();
