@@ -19,7 +19,7 @@ Why Python: FlatQuant is a gradient-descent method through attention, RoPE and S
 writing those gradients in C++ would be a project of its own (issue 17 allows an offline
 trainer). The runtime and the folding are C++ (model/flat_transform.h).
 
-  train.py --model M.gguf --tokens ids.json --out M.flatquant.gguf [--epochs 8 --seq-len 512]
+  train.py --model M.gguf --tokens ids.json --out M.flatquant.gguf [--epochs 12 --seq-len 512]
 
 ids.json: a JSON list of token-id lists, e.g. from `kestrel calibrate text -m M.gguf --ids ids.json`
 (the model's own generations; never the evaluation text).
