@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "kernels/blocks.h"
 #include "kernels/kronecker.h"
 
 namespace kestrel {
@@ -49,17 +50,6 @@ std::vector<float> inverse_transpose(const std::vector<float>& m, int n, const s
     for (int c = 0; c < n; ++c)
       t[static_cast<size_t>(c) * n + r] = static_cast<float>(inv[static_cast<size_t>(r) * n + c]);
   return t;
-}
-
-std::vector<float> read_f32(const gguf::File& f, const std::string& name, const std::vector<int64_t>& ne) {
-  const gguf::TensorInfo* t = f.find_tensor(name);
-  if (!t) fail("flatquant: the file has no tensor '", name, "'");
-  if (t->type != DType::F32) fail("flatquant: tensor '", name, "' is ", dtype_name(t->type), ", not F32");
-  if (t->ne != ne)
-    fail("flatquant: tensor '", name, "' has shape ", gguf::shape_text(t->ne), ", expected ", gguf::shape_text(ne));
-  std::vector<float> v(static_cast<size_t>(t->n_elements()));
-  std::memcpy(v.data(), t->data, v.size() * sizeof(float));
-  return v;
 }
 
 }  // namespace
@@ -106,7 +96,8 @@ FlatTransform::FlatTransform(int n1, int n2, std::vector<float> scale, std::vect
 
 void FlatTransform::apply(const float* x, float* y, int64_t rows, Isa isa) const {
   const kernels::KroneckerRowFn row = kernels::kronecker_row_kernel(isa);
-  std::vector<float> tmp(static_cast<size_t>(size()));
+  thread_local std::vector<float> tmp;  // a projection input per token on the decode path: no allocation
+  tmp.resize(static_cast<size_t>(size()));
   for (int64_t r = 0; r < rows; ++r)
     row(x + r * size(), scale_.data(), p1_.data(), n1_, p2_.data(), n2_, tmp.data(), y + r * size());
 }
@@ -118,7 +109,7 @@ void FlatTransform::set_act_clip(float ratio) {
 
 void FlatTransform::clip_activations(float* y, int64_t rows) const {
   if (act_clip_ == 1.0f) return;
-  constexpr int kBlock = 32;  // the activation formats' block (Q8_0), which act=a4 scales
+  constexpr int kBlock = kernels::kQK;  // the activation formats' block (Q8_0), which act=a4 scales
   for (float* b = y; b + kBlock <= y + rows * size(); b += kBlock) {
     float amax = 0.0f;
     for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(b[j]));
@@ -137,6 +128,17 @@ FlatTransform FlatTransform::for_weights() const {
                        inverse_transpose(p2_, n2_, "a transform's second factor"));
 }
 
+std::vector<float> read_flat_f32(const gguf::File& f, const std::string& name, const std::vector<int64_t>& ne) {
+  const gguf::TensorInfo* t = f.find_tensor(name);
+  if (!t) fail("flatquant: the file has no tensor '", name, "'");
+  if (t->type != DType::F32) fail("flatquant: tensor '", name, "' is ", dtype_name(t->type), ", not F32");
+  if (t->ne != ne)
+    fail("flatquant: tensor '", name, "' has shape ", gguf::shape_text(t->ne), ", expected ", gguf::shape_text(ne));
+  std::vector<float> v(static_cast<size_t>(t->n_elements()));
+  std::memcpy(v.data(), t->data, v.size() * sizeof(float));
+  return v;
+}
+
 FlatTransform read_flat_transform(const gguf::File& f, int layer, FlatSite site, int64_t n) {
   const std::string p = flat_site_prefix(layer, site);
   const gguf::TensorInfo* p1 = f.find_tensor(p + "p1");
@@ -146,9 +148,9 @@ FlatTransform read_flat_transform(const gguf::File& f, int layer, FlatSite site,
     fail("flatquant: ", p, "p1 ", gguf::shape_text(p1->ne), " and p2 ", gguf::shape_text(p2->ne),
          " do not make a transform of ", n, " values");
   const int n1 = static_cast<int>(p1->ne[0]), n2 = static_cast<int>(p2->ne[0]);
-  FlatTransform t(n1, n2, read_f32(f, p + "scale", {n}), read_f32(f, p + "p1", {n1, n1}),
-                  read_f32(f, p + "p2", {n2, n2}));
-  if (f.find_tensor(p + "act_clip")) t.set_act_clip(read_f32(f, p + "act_clip", {1})[0]);
+  FlatTransform t(n1, n2, read_flat_f32(f, p + "scale", {n}), read_flat_f32(f, p + "p1", {n1, n1}),
+                  read_flat_f32(f, p + "p2", {n2, n2}));
+  if (f.find_tensor(p + "act_clip")) t.set_act_clip(read_flat_f32(f, p + "act_clip", {1})[0]);
   return t;
 }
 

@@ -79,4 +79,7 @@ class FlatTransform {
 // another shape.
 FlatTransform read_flat_transform(const gguf::File& f, int layer, FlatSite site, int64_t n);
 
+// Tensor `name` of f as floats: throws naming it when missing, not F32 or not of shape `ne`.
+std::vector<float> read_flat_f32(const gguf::File& f, const std::string& name, const std::vector<int64_t>& ne);
+
 }  // namespace kestrel

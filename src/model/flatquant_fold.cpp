@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "core/error.h"
 #include "kernels/blocks.h"
@@ -24,13 +23,7 @@ FloatTensor& matrix_of(FloatLayer& L, const std::string& name) {
 }
 
 std::vector<float> read_clip(const gguf::File& f, const std::string& name, int64_t rows) {
-  const gguf::TensorInfo* t = f.find_tensor(name);
-  if (!t) fail("flatquant: the transforms file has no tensor '", name, "'");
-  if (t->type != DType::F32 || t->ne != std::vector<int64_t>{rows})
-    fail("flatquant: tensor '", name, "' is ", dtype_name(t->type), " ", gguf::shape_text(t->ne), ", expected F32 [",
-         rows, "]");
-  std::vector<float> v(static_cast<size_t>(rows));
-  std::memcpy(v.data(), t->data, v.size() * sizeof(float));
+  std::vector<float> v = read_flat_f32(f, name, {rows});
   for (float r : v)
     if (!(r > 0.0f && r <= 1.0f)) fail("flatquant: tensor '", name, "' holds a clipping ratio outside (0, 1]: ", r);
   return v;

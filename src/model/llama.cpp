@@ -48,8 +48,9 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
   }
   flat_ = f.get_u64(kFlatQuantKey).value_or(0) != 0;
   if (flat_ && down_hadamard_) fail("a file with both ", kFlatQuantKey, " and ", kDownHadamardKey);
-  const char* down_name = down_hadamard_ ? "ffn_down_hadamard.weight" : "ffn_down.weight";
-  // FlatQuant files rename every matrix that reads a transformed input.
+  const char* down_base = down_hadamard_ ? "ffn_down_hadamard" : "ffn_down";
+  // FlatQuant files rename every matrix that reads a transformed input
+  // (never a --rotate-down file: refused above).
   const auto matrix = [&](int l, const std::string& base) {
     return flat_ ? flat_matrix_name(l, base) : "blk." + std::to_string(l) + "." + base + ".weight";
   };
@@ -68,7 +69,7 @@ LlamaModel::LlamaModel(std::shared_ptr<const gguf::File> file, const std::string
     L.ffn_norm = bind_vector(f, p + "ffn_norm.weight", c.n_embd);
     L.w_gate = bind_matrix(f, matrix(l, "ffn_gate"), c.n_embd, c.n_ff);
     L.w_up = bind_matrix(f, matrix(l, "ffn_up"), c.n_embd, c.n_ff);
-    L.w_down = bind_matrix(f, flat_ ? matrix(l, "ffn_down") : p + down_name, c.n_ff, c.n_embd);
+    L.w_down = bind_matrix(f, matrix(l, down_base), c.n_ff, c.n_embd);
     if (flat_) {
       const int64_t widths[kFlatSites] = {c.n_embd, q_dim, c.n_embd, c.n_ff};
       for (int s = 0; s < kFlatSites; ++s) L.flat[s] = read_flat_transform(f, l, static_cast<FlatSite>(s), widths[s]);

@@ -45,7 +45,8 @@ void quantize_flatquant(const std::string& in_path, const std::string& out_path,
   const std::string name = std::filesystem::path(in_path).filename().string();
   if (fold.trained_for != name)
     say("note: the transforms were trained on " + fold.trained_for + ", this file is " + name + " (same shape)");
-  say("flatquant: folded " + std::to_string(fold.transforms.size() / 3) + " transforms (" + fold.note + ")");
+  say("flatquant: folded " + std::to_string(c.n_layer) + " layers x " + std::to_string(kFlatSites) + " transforms (" +
+      fold.note + ")");
   QuantizeOptions q = options;
   q.replacements = decoder_tensors(d);
   for (const FloatTensor& t : fold.transforms) q.replacements.push_back(&t);
