@@ -6,6 +6,13 @@
 //    GOP/s counts 2 ops per int8 multiply-add.
 //  roofline/fma_f32: peak vfmadd (zmm) throughput, 12 independent chains.
 //  roofline/amx_int8: peak tdpbssd throughput, 4 accumulator tiles.
+//  roofline/segments/<L>lines/d<pct>: the bound on what skipping weights can
+//    save (TEAL, kernels/sparse_columns.h): 400 MB read in segments of L
+//    contiguous lines, each kept with probability pct % (the rest skipped),
+//    in address order. The time of d60 over d100 at one L is the least a
+//    decode step keeping 60 % of its inputs can take over reading them all,
+//    when one input's weights are L lines: the hardware prefetchers fetch
+//    lines past a skipped segment, so short segments save little or nothing.
 //  On AVX2-only CPUs: roofline/read with 32-byte loads, and
 //  roofline/maddubs_int8 (vpmaddubsw ymm, 12 chains: the AVX2 panel kernels'
 //  product) in place of vnni_int8.
@@ -72,6 +79,49 @@ void bench_read(benchmark::State& state, size_t bytes) {
   }
   benchmark::DoNotOptimize(sink);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(bytes));
+}
+
+// Sums the kept segments of `lines` 64-byte lines each.
+__attribute__((noinline)) KESTREL_AVX2 int64_t read_segments(const uint8_t* p, const std::vector<uint8_t>& keep,
+                                                             int lines) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+  const size_t segment = static_cast<size_t>(lines) * 64;
+  for (size_t s = 0; s < keep.size(); ++s) {
+    if (!keep[s]) continue;
+    const uint8_t* q = p + s * segment;
+    for (size_t i = 0; i < segment; i += 64) {
+      a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(q + i)));
+      a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(q + i + 32)));
+    }
+  }
+  alignas(32) int64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi64(a0, a1));
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+void bench_segments(benchmark::State& state, int lines, int pct) {
+  const size_t bytes = size_t{400} << 20, segment = static_cast<size_t>(lines) * 64;
+  std::unique_ptr<uint8_t, Free> buf(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
+  std::memset(buf.get(), 1, bytes);
+  std::vector<uint8_t> keep(bytes / segment);
+  uint32_t h = 0x9E3779B9u * static_cast<uint32_t>(state.thread_index() + 1);
+  size_t kept = 0;
+  for (uint8_t& k : keep) {  // xorshift: a fixed pattern per thread
+    h ^= h << 13;
+    h ^= h >> 17;
+    h ^= h << 5;
+    k = h % 100 < static_cast<uint32_t>(pct);
+    kept += k;
+  }
+  int64_t sink = 0;
+  uint8_t* p = buf.get();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(p);
+    sink += read_segments(p, keep, lines);
+    benchmark::ClobberMemory();
+  }
+  benchmark::DoNotOptimize(sink);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kept * segment));
 }
 
 constexpr int kChains = 12;
@@ -187,6 +237,15 @@ int register_all() {
         ->Threads(1)
         ->Threads(2)
         ->Unit(benchmark::kMicrosecond);
+  for (int lines : {1, 12, 70, 128})
+    for (int pct : {40, 60, 100})
+      benchmark::RegisterBenchmark(
+          ("roofline/segments/" + std::to_string(lines) + "lines/d" + std::to_string(pct)).c_str(), bench_segments,
+          lines, pct)
+          ->Threads(1)
+          ->Threads(2)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
   if (!isa_supported(Isa::Avx512)) {
     benchmark::RegisterBenchmark("roofline/maddubs_int8", bench_int8, maddubs_loop, 32)->Threads(1)->Threads(2);
     return 0;

@@ -4,9 +4,8 @@
 // (Q8_0, Q8_1, Q8_K, F16, ...), as llama.cpp does, so results match its numerics.
 //
 // Two paths:
-//  - formats with panels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, IQ4_NL,
-//    IQ4_XS; Q5_0, Q5_K and Q6_K from 2 tokens) on an Isa
-//    with panel kernels: the panel GEMM of kernels/packed_gemm.h on a copy of
+//  - formats with panels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
+//    Q6_K, IQ4_NL, IQ4_XS) on an Isa with panel kernels: the panel GEMM of kernels/packed_gemm.h on a copy of
 //    the weight repacked once, on first use, into 16-row panels (PackedWeight
 //    below) (AVX-512 VNNI, or AVX2 maddubs; AMX-INT8 tiles for 16-token tiles on
 //    request, see AmxUse), for every batch size including decode. The mapped
@@ -41,15 +40,8 @@ struct MatmulOptions {
   // Every token of a batch takes the kernel a one-token batch takes, so that
   // its logits are bit for bit those of a decode step: speculative decoding's
   // verification passes (runtime/session.h Session::verify). Most formats run
-  // one kernel at every batch size anyway; Q5_0 (vec_dot at one token) and
-  // AMX (whole 16-token tiles) do not.
+  // one kernel at every batch size anyway; AMX (whole 16-token tiles) does not.
   bool decode_kernels = false;
-  // Q5_0 decode steps on the panels too (otherwise vec_dot, whose logits stay
-  // on llama.cpp's: ops/matmul.cpp). Measured 1.53x faster decode of
-  // Qwen2.5-Coder-0.5B (39.4 -> 60.4 t/s, 2 threads, Sapphire Rapids-class VM,
-  // session 11). For a draft model (runtime/drafter.h), whose logits only
-  // propose tokens that the target checks.
-  bool q5_0_decode_panels = false;
   // Activation codes (the `act` switch): 8 (the formats' own int8 codes) or 4
   // (W4A4: the same blocks holding codes in [-7, 7], scale amax / 7; every
   // integer kernel runs unchanged). Weights with float activations (F32, F16,

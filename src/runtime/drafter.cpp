@@ -161,8 +161,6 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
     options.engine.decode = {};       // the draft decodes plainly
     options.engine.kv_compress = {};  // and keeps its whole history
     options.engine.teal = {};         // with its own dense weights (the thresholds are the target's)
-    // Its logits only propose: the fastest kernels, whatever their rounding.
-    options.engine.matmul.q5_0_decode_panels = true;
     for (DType* t : {&options.engine.k_type, &options.engine.v_type})
       if (is_cq(*t)) *t = DType::F16;  // CQ codebooks are the target's
     if (qspec) {

@@ -27,7 +27,6 @@ Eagle3Drafter::Eagle3Drafter(std::shared_ptr<const Eagle3Head> head, std::shared
            kernels::attention_kernel_set(DType::F16, kernels::AttentionAlgo::Exact, isa_)} {
   // The head only proposes: its kernels need not match any decode step.
   ctx_.matmul.decode_kernels = false;
-  ctx_.matmul.q5_0_decode_panels = true;
   head_->prepare(ctx_);
 }
 

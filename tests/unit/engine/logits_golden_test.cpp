@@ -184,10 +184,13 @@ TEST(LogitsGolden, Qwen2Q4_K_MMatchesLlamaCpp) {
 }
 
 // q5_0, q6_K and q8_0 tensors in one file (Qwen2.5-Coder-0.5B as published).
+// It amplifies last-bit differences as SmolLM2 and gemma do (our scalar and
+// AVX2 kernels differ by 0.05-0.07 mean |logit| on these prompts, AMD Zen 3),
+// and its fixtures have no second llama.cpp set: our own spread sets the bars.
 TEST(LogitsGolden, Qwen2_0_5BMixedFormatsMatchLlamaCpp) {
   if (!std::filesystem::exists(testing::golden_dir() / "logits" / "qwen2.5-0.5b" / "fixtures.json"))
     GTEST_SKIP() << "no qwen2.5-0.5b fixtures";
-  check_model(testing::qwen2_05b_path(), "qwen2.5-0.5b", "");
+  check_model(testing::qwen2_05b_path(), "qwen2.5-0.5b", "", /*self_noise=*/true);
 }
 
 // Gemma 3 270M Q4_K_M (262k vocabulary, q8_0 tied output, sliding-window layers;

@@ -232,17 +232,16 @@ TEST(Matmul, TokenBlocksGiveEveryTokenTheBitsOfOneBatch) {
 TEST(Matmul, PathChoice) {
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Scalar), MatmulPath::VecDot);
   if (isa_supported(Isa::Avx2)) {
-    // AVX2 panels (maddubs) for every batch size, never AMX; Q5_0 decodes on
-    // vec_dot (numerics), Q5_K and Q6_K through their panels (faster on AVX2).
+    // AVX2 panels (maddubs) for every batch size, never AMX; the 5- and 6-bit
+    // formats decode through their panels too.
     EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q4_0, 1, Isa::Avx2), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q4_0, 16, Isa::Avx2, MatmulOptions{true, AmxUse::Always}), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx2, MatmulOptions{false, AmxUse::Never}), MatmulPath::VecDot);
-    EXPECT_EQ(matmul_path(DType::Q5_0, 1, Isa::Avx2), MatmulPath::VecDot);
-    for (DType t : {DType::Q5_0, DType::Q5_K, DType::Q6_K})
-      EXPECT_EQ(matmul_path(t, 2, Isa::Avx2), MatmulPath::Panels) << dtype_name(t);
-    for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K})
+    for (DType t : {DType::Q5_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
       EXPECT_EQ(matmul_path(t, 1, Isa::Avx2), MatmulPath::Panels) << dtype_name(t);
+      EXPECT_EQ(matmul_path(t, 2, Isa::Avx2), MatmulPath::Panels) << dtype_name(t);
+    }
   }
   EXPECT_EQ(matmul_path(DType::F16, 8, Isa::Avx512), MatmulPath::VecDot);
   EXPECT_EQ(matmul_path(DType::Q4_0, 8, Isa::Avx512, MatmulOptions{false, AmxUse::Never}), MatmulPath::VecDot);
@@ -250,15 +249,10 @@ TEST(Matmul, PathChoice) {
     // Decode too: one kernel for every batch size.
     EXPECT_EQ(matmul_path(DType::Q4_0, 1, Isa::Avx512), MatmulPath::Panels);
     EXPECT_EQ(matmul_path(DType::Q8_0, 1, Isa::Avx512), MatmulPath::Panels);
-    // The 5- and 6-bit formats at their own width, decode included, but Q5_0
-    // decodes on vec_dot (numerics: ops/matmul.cpp says why), as on AVX2.
-    EXPECT_EQ(matmul_path(DType::Q5_0, 1, Isa::Avx512), MatmulPath::VecDot);
-    EXPECT_EQ(matmul_path(DType::Q5_0, 2, Isa::Avx512), MatmulPath::Panels);
+    // The 5- and 6-bit formats at their own width, decode included.
     for (DType t : {DType::Q5_0, DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q5_K, DType::Q6_K, DType::IQ4_NL,
                     DType::IQ4_XS}) {
-      if (t != DType::Q5_0) {
-        EXPECT_EQ(matmul_path(t, 1, Isa::Avx512), MatmulPath::Panels) << dtype_name(t);
-      }
+      EXPECT_EQ(matmul_path(t, 1, Isa::Avx512), MatmulPath::Panels) << dtype_name(t);
       EXPECT_EQ(matmul_path(t, 16, Isa::Avx512, MatmulOptions{true, AmxUse::Always}), MatmulPath::Panels)
           << dtype_name(t) << ": no AMX version";
     }

@@ -99,9 +99,8 @@ TEST(Speculative, GreedyOutputIsPlainDecodingsForEveryPolicy) {
 }
 
 // Greedy speculative output is plain decoding's only if a verification
-// pass computes each row bit for bit as a decode step does. Two formats do
-// not on their own: Q5_0 decodes through vec_dot and batches through panels,
-// and Q4_K/Q6_K batches scale each group in float where one token sums a
+// pass computes each row bit for bit as a decode step does. Q4_K/Q6_K do not
+// on their own: batches scale each group in float where one token sums a
 // super-block in int32 (kernels/panel_types.h); Session::verify asks for the
 // decode kernels. Checked for every panel format family and kernel level.
 TEST(Speculative, VerifyRowsAreDecodeStepsBitForBit) {
