@@ -26,6 +26,7 @@ struct Candidates {
   QuantizeRowFn quantize_weights = nullptr;  // when it differs from quantize_row's scalar entry
   QuantizeRowFn quantize_row_a4 = nullptr;   // activation formats: 4-bit codes (act=a4)
   PerIsa<GemvFn> gemv = {};                  // used only at vec_dot's own level
+  PerIsa<FloatGemmFn> float_gemm = {};       // likewise
 };
 
 // Weight quantizers are scalar on purpose: offline, and byte-for-byte ggml's.
@@ -39,12 +40,20 @@ const Candidates kCandidates[] = {
      DType::F16,
      {ref::dequantize_row_f16, avx2::dequantize_row_f16, avx512::dequantize_row_f16},
      {ref::quantize_row_f16, avx2::quantize_row_f16, avx512::quantize_row_f16},
-     {ref::vec_dot_f16_f16, avx2::vec_dot_f16_f16, avx512::vec_dot_f16_f16}},
+     {ref::vec_dot_f16_f16, avx2::vec_dot_f16_f16, avx512::vec_dot_f16_f16},
+     nullptr,
+     nullptr,
+     {},
+     {nullptr, avx2::float_gemm_f16, nullptr}},
     {DType::BF16,
      DType::BF16,
      {ref::dequantize_row_bf16, avx2::dequantize_row_bf16, avx512::dequantize_row_bf16},
      {ref::quantize_row_bf16, avx2::quantize_row_bf16, avx512::quantize_row_bf16},
-     {ref::vec_dot_bf16_bf16, avx2::vec_dot_bf16_bf16, avx512::vec_dot_bf16_bf16}},
+     {ref::vec_dot_bf16_bf16, avx2::vec_dot_bf16_bf16, avx512::vec_dot_bf16_bf16},
+     nullptr,
+     nullptr,
+     {},
+     {nullptr, avx2::float_gemm_bf16, nullptr}},
     {DType::Q4_0,
      DType::Q8_0,
      {ref::dequantize_row_q4_0, avx2::dequantize_row_q4_0, nullptr},
@@ -149,6 +158,8 @@ QuantTables build_quant_tables() {
       Isa dot_level = Isa::Scalar, gemv_level = Isa::Scalar;
       const VecDotFn vec_dot = pick_for_isa(c.vec_dot, static_cast<Isa>(level), &dot_level);
       const GemvFn gemv = pick_for_isa(c.gemv, static_cast<Isa>(level), &gemv_level);
+      Isa float_gemm_level = Isa::Scalar;
+      const FloatGemmFn float_gemm = pick_for_isa(c.float_gemm, static_cast<Isa>(level), &float_gemm_level);
       t[static_cast<size_t>(level)][f] =
           QuantKernels{c.type,
                        c.vec_dot_type,
@@ -158,7 +169,8 @@ QuantTables build_quant_tables() {
                        static_cast<Isa>(level),
                        c.quantize_weights != nullptr ? c.quantize_weights : c.quantize_row[0],
                        c.quantize_row_a4,
-                       gemv != nullptr && gemv_level == dot_level ? gemv : nullptr};
+                       gemv != nullptr && gemv_level == dot_level ? gemv : nullptr,
+                       float_gemm != nullptr && float_gemm_level == dot_level ? float_gemm : nullptr};
     }
   }
   return t;

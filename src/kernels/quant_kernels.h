@@ -19,6 +19,13 @@ using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
 // activation row: y[r] = vec_dot(n, row r, a), bit for bit, with the
 // activation's share of the work done once per call instead of once per row.
 using GemvFn = void (*)(int64_t n, const void* w, size_t row_stride, int64_t rows, const void* a, float* y);
+// The float formats (F16, BF16): rows consecutive weight rows against n_tokens
+// activation rows given as floats that are already vec_dot_type values (a row
+// quantized by quantize_row and widened back, exactly), n floats each:
+// y[t * y_stride + r] = vec_dot(n, row r, token t), bit for bit, each weight
+// element widened once for several tokens instead of once per token.
+using FloatGemmFn = void (*)(int64_t n, const void* w, size_t row_stride, int64_t rows, const float* act,
+                             int64_t n_tokens, float* y, int64_t y_stride);
 
 // Formats: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
 // Q6_K, IQ4_NL, IQ4_XS, and
@@ -49,6 +56,8 @@ struct QuantKernels {
   // A row-batched vec_dot of the same level as vec_dot (so the same bits), for
   // the formats that have one (Q5_0 at AVX2); else nullptr.
   GemvFn gemv = nullptr;
+  // A rows x tokens vec_dot of the same level for F16 and BF16 (at AVX2); else nullptr.
+  FloatGemmFn float_gemm = nullptr;
 };
 
 // Throws kestrel::Error for a type without kernels. The Isa overload returns the

@@ -122,6 +122,28 @@ void matmul_vec_dot(const MatmulContext& ctx, const Weight& w, const uint8_t* ac
   });
 }
 
+// F16 / BF16 weights: the activations rounded to the weight's type once, as
+// vec_dot's quantize_row rounds them, then widened back to floats (exact), so
+// the rows x tokens kernel gives vec_dot's bits while widening each weight
+// element once per few tokens.
+void matmul_float_gemm(const MatmulContext& ctx, const Weight& w, const kernels::QuantKernels& kern, const float* x,
+                       int64_t n_tokens, float* y) {
+  const int64_t k = w.cols, m = w.rows;
+  auto* act = static_cast<float*>(ctx.scratch.get(static_cast<size_t>(k * n_tokens) * sizeof(float)));
+  ctx.pool.parallel_for(n_tokens, [&](int64_t b, int64_t e, int) {
+    std::vector<uint8_t> rounded(row_bytes(kern.vec_dot_type, k));
+    for (int64_t t = b; t < e; ++t) {
+      kern.quantize_row(x + t * k, rounded.data(), k);
+      kern.dequantize_row(rounded.data(), act + t * k, k);
+    }
+  });
+  // Whole tiles of the kernel's 3 rows per chunk.
+  constexpr int64_t kFloatRowGrain = 48;
+  ctx.pool.parallel_for_dynamic(m, kFloatRowGrain, [&](int64_t r0, int64_t r1, int) {
+    kern.float_gemm(k, w.row(r0), w.row_stride, r1 - r0, act, n_tokens, y + r0, m);
+  });
+}
+
 // Panels per scheduling chunk: at least 2 chunks per thread so a core slowed by
 // another process does not hold the other one up at the end.
 int64_t panel_grain(int64_t panels, int n_threads) {
@@ -313,6 +335,10 @@ void matmul(const MatmulContext& ctx, const Weight& w, const float* x, int64_t n
   }
   const auto& kern = kernels::quant_kernels(w.type, ctx.isa);
   const int64_t k = w.cols;
+  if (kern.float_gemm != nullptr && ctx.options.allow_panels) {
+    matmul_float_gemm(ctx, w, kern, x, n_tokens, y);
+    return;
+  }
   // Quantize the activations once: [n_tokens] rows of vec_dot_type.
   const void* act = x;
   size_t act_stride = static_cast<size_t>(k) * sizeof(float);

@@ -30,6 +30,10 @@ void dequantize_row_q5_0(const void* src, float* dst, int64_t n);
 float vec_dot_q5_0_q8_0(int64_t n, const void* w, const void* a);
 // vec_dot_q5_0_q8_0 over `rows` rows, its bits (kernels/quant_kernels.h GemvFn).
 void gemv_q5_0_q8_0(int64_t n, const void* w, size_t row_stride, int64_t rows, const void* a, float* y);
+void float_gemm_f16(int64_t n, const void* w, size_t row_stride, int64_t rows, const float* act, int64_t n_tokens,
+                    float* y, int64_t y_stride);
+void float_gemm_bf16(int64_t n, const void* w, size_t row_stride, int64_t rows, const float* act, int64_t n_tokens,
+                     float* y, int64_t y_stride);
 void dequantize_row_q5_1(const void* src, float* dst, int64_t n);
 float vec_dot_q5_1_q8_1(int64_t n, const void* w, const void* a);
 void dequantize_row_q8_0(const void* src, float* dst, int64_t n);

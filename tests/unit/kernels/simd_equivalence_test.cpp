@@ -185,5 +185,58 @@ TEST(SimdEquivalence, GemvGivesEveryRowTheBitsOfVecDot) {
   if (checked == 0) GTEST_SKIP() << "no level this CPU runs has a row-batched dot product";
 }
 
+// The rows x tokens kernel of the float formats (QuantKernels::float_gemm, where
+// a level has one) gives every (row, token) the bits of that level's vec_dot,
+// for row counts that leave partial row tiles, token counts that leave partial
+// token tiles and, at n = 8960, several token blocks; rows with a tail past the
+// last 8 elements; and it writes nothing but y[t * y_stride + r], r < rows.
+TEST(SimdEquivalence, FloatGemmGivesEveryElementTheBitsOfVecDot) {
+  int checked = 0;
+  for (DType type : {DType::F16, DType::BF16}) {
+    for (Isa isa : simd_isas()) {
+      const auto& k = quant_kernels(type, isa);
+      if (k.float_gemm == nullptr) continue;
+      for (int64_t n : {int64_t{37}, int64_t{64}, int64_t{576}, int64_t{8960}}) {
+        for (int64_t rows : {int64_t{1}, int64_t{7}}) {
+          const size_t rb = row_bytes(type, n), stride = rb + 64;
+          std::vector<uint8_t> w(stride * static_cast<size_t>(rows), 0xCD);
+          for (int64_t r = 0; r < rows; ++r) {
+            const std::vector<uint8_t> row = quantize(type, make_row(Pattern::Mixed, n, static_cast<uint32_t>(r)), isa);
+            std::copy(row.begin(), row.end(), w.begin() + static_cast<ptrdiff_t>(stride * static_cast<size_t>(r)));
+          }
+          for (int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{5}, int64_t{9}}) {
+            // Activation rows as vec_dot takes them, and widened back for float_gemm.
+            std::vector<std::vector<uint8_t>> a;
+            std::vector<float> act(static_cast<size_t>(n * tokens));
+            for (int64_t t = 0; t < tokens; ++t) {
+              a.push_back(quantize(type, make_row(Pattern::Mixed, n, static_cast<uint32_t>(100 + t)), isa));
+              k.dequantize_row(a.back().data(), act.data() + t * n, n);
+            }
+            const int64_t y_stride = rows + 3;
+            constexpr float kGuard = -7.25f;
+            std::vector<float> y(static_cast<size_t>(y_stride * tokens), kGuard);
+            k.float_gemm(n, w.data(), stride, rows, act.data(), tokens, y.data(), y_stride);
+            for (int64_t t = 0; t < tokens; ++t)
+              for (int64_t r = 0; r < y_stride; ++r) {
+                const float got = y[static_cast<size_t>(t * y_stride + r)];
+                if (r >= rows) {
+                  ASSERT_EQ(bits(got), bits(kGuard)) << label(type, isa) << " wrote past row " << rows;
+                  continue;
+                }
+                const float want =
+                    k.vec_dot(n, w.data() + stride * static_cast<size_t>(r), a[static_cast<size_t>(t)].data());
+                ASSERT_EQ(bits(got), bits(want))
+                    << label(type, isa) << " n=" << n << " rows " << rows << " tokens " << tokens << " row " << r
+                    << " token " << t << ": " << got << " vs " << want;
+              }
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no level this CPU runs has a float rows x tokens kernel";
+}
+
 }  // namespace
 }  // namespace kestrel::kernels::test
