@@ -160,6 +160,38 @@ TEST(Matmul, EveryPathMatchesDoubleReference) {
   }
 }
 
+// F16 and BF16: the rows x tokens kernel (where the level has one) and the
+// vec_dot path (`matmul=vecdot`) both give every (row, token) the bits of
+// vec_dot on the activation row as quantize_row writes it, for row counts that
+// split into several scheduling chunks and leave a partial tile.
+TEST(Matmul, FloatWeightsGiveVecDotBitsOnEveryPath) {
+  ThreadPool pool(2);
+  for (DType type : {DType::F16, DType::BF16}) {
+    const Case c = make_case(type, 101, 200, 3);
+    for (int64_t tokens : {int64_t{1}, int64_t{2}, int64_t{9}}) {
+      const std::vector<float> x = activations(tokens, c.cols, 4);
+      for (Isa isa : supported_isas()) {
+        const auto& k = kernels::quant_kernels(type, isa);
+        std::vector<uint8_t> a(row_bytes(type, c.cols) * static_cast<size_t>(tokens));
+        for (int64_t t = 0; t < tokens; ++t)
+          k.quantize_row(x.data() + t * c.cols, a.data() + static_cast<size_t>(t) * row_bytes(type, c.cols), c.cols);
+        for (bool panels : {true, false}) {
+          const std::vector<float> got = run(c, x, tokens, pool, isa, panels, false);
+          for (int64_t t = 0; t < tokens; ++t)
+            for (int64_t r = 0; r < c.rows; ++r) {
+              const float want =
+                  k.vec_dot(c.cols, c.w.row(r), a.data() + static_cast<size_t>(t) * row_bytes(type, c.cols));
+              const float y = got[static_cast<size_t>(t * c.rows + r)];
+              ASSERT_EQ(std::memcmp(&y, &want, 4), 0)
+                  << dtype_name(type) << " " << isa_name(isa) << " panels " << panels << " token " << t << " row " << r
+                  << ": " << y << " vs " << want;
+            }
+        }
+      }
+    }
+  }
+}
+
 // Weights sharing one input (QKV, gate/up) give the bits of one matmul each,
 // fused (same format, panel path) or not (mixed formats, vec_dot), with biases.
 TEST(Matmul, SharedInputGivesTheBitsOfSeparateMatmuls) {
