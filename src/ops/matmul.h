@@ -3,11 +3,11 @@
 // Activations are first quantized to the format the weight's dot product wants
 // (Q8_0, Q8_1, Q8_K, F16, ...), as llama.cpp does, so results match its numerics.
 //
-// Two paths:
+// Three paths:
 //  - formats with panels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K,
-//    Q6_K, IQ4_NL, IQ4_XS) on an Isa with panel kernels: the panel GEMM of kernels/packed_gemm.h on a copy of
-//    the weight repacked once, on first use, into 16-row panels (PackedWeight
-//    below) (AVX-512 VNNI, or AVX2 maddubs; AMX-INT8 tiles for 16-token tiles on
+//    Q6_K, IQ4_NL, IQ4_XS) on an Isa with panel kernels: the panel GEMM of
+//    kernels/packed_gemm.h on a copy of the weight repacked once, on first use,
+//    into 16-row panels (PackedWeight below) (AVX-512 VNNI, or AVX2 maddubs; AMX-INT8 tiles for 16-token tiles on
 //    request, see AmxUse), for every batch size including decode. The mapped
 //    GGUF pages of such a weight are dropped once it is packed (Weight::mapped).
 //  - F16 and BF16 on AVX2: a rows x tokens kernel on the GGUF layout
