@@ -238,9 +238,6 @@ inline void dot_tile(int64_t n, const uint16_t* const* x, const float* const* a,
 // activation vector fill the 16 ymm.
 constexpr int kTileRows = 3;
 constexpr int kTileTokens = 4;
-// Activation floats a token block may hold (tokens x n x 4 bytes): the rows of
-// a call stream over one block from L2 before the next (half of a 512 KB L2).
-constexpr size_t kTokenBlockBytes = 256 * 1024;
 
 template <int kR, __m256 (*kWiden)(const uint16_t*), float (*kScalar)(uint16_t)>
 inline void dot_rows(int64_t n, const uint16_t* const* x, const float* const* a, int64_t tokens, float* out) {
@@ -273,30 +270,28 @@ template <__m256 (*kWiden)(const uint16_t*), float (*kScalar)(uint16_t)>
 void float_gemm(int64_t n, const void* w, size_t row_stride, int64_t rows, const float* act, int64_t n_tokens, float* y,
                 int64_t y_stride) {
   if (n_tokens == 1) return float_gemv<kWiden, kScalar>(n, w, row_stride, rows, act, y);
-  const int64_t block =
-      std::max<int64_t>(kTileTokens, static_cast<int64_t>(kTokenBlockBytes / (static_cast<size_t>(n) * sizeof(float))));
-  for (int64_t t0 = 0; t0 < n_tokens; t0 += block) {
-    const int64_t t1 = std::min(n_tokens, t0 + block);
+  // Token tiles outside, row tiles inside: a tile's activation rows (4 x n
+  // floats) stay in L1 while the call's rows (its scheduling chunk) stream
+  // from L2 once per token tile.
+  for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
+    const int64_t nt = std::min<int64_t>(kTileTokens, n_tokens - t);
+    const float* a[kTileTokens];
+    for (int64_t j = 0; j < nt; ++j) a[j] = act + (t + j) * n;
     for (int64_t r = 0; r < rows; r += kTileRows) {
       const int64_t nr = std::min<int64_t>(kTileRows, rows - r);
       const uint16_t* x[kTileRows];
       for (int64_t j = 0; j < nr; ++j)
         x[j] =
             reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(w) + static_cast<size_t>(r + j) * row_stride);
-      for (int64_t t = t0; t < t1; t += kTileTokens) {
-        const int64_t nt = std::min<int64_t>(kTileTokens, t1 - t);
-        const float* a[kTileTokens];
-        for (int64_t j = 0; j < nt; ++j) a[j] = act + (t + j) * n;
-        float out[kTileRows * kTileTokens];
-        if (nr == 3)
-          dot_rows<3, kWiden, kScalar>(n, x, a, nt, out);
-        else if (nr == 2)
-          dot_rows<2, kWiden, kScalar>(n, x, a, nt, out);
-        else
-          dot_rows<1, kWiden, kScalar>(n, x, a, nt, out);
-        for (int64_t i = 0; i < nr; ++i)
-          for (int64_t j = 0; j < nt; ++j) y[(t + j) * y_stride + r + i] = out[i * nt + j];
-      }
+      float out[kTileRows * kTileTokens];
+      if (nr == 3)
+        dot_rows<3, kWiden, kScalar>(n, x, a, nt, out);
+      else if (nr == 2)
+        dot_rows<2, kWiden, kScalar>(n, x, a, nt, out);
+      else
+        dot_rows<1, kWiden, kScalar>(n, x, a, nt, out);
+      for (int64_t i = 0; i < nr; ++i)
+        for (int64_t j = 0; j < nt; ++j) y[(t + j) * y_stride + r + i] = out[i * nt + j];
     }
   }
 }

@@ -188,8 +188,9 @@ TEST(SimdEquivalence, GemvGivesEveryRowTheBitsOfVecDot) {
 // The rows x tokens kernel of the float formats (QuantKernels::float_gemm, where
 // a level has one) gives every (row, token) the bits of that level's vec_dot,
 // for row counts that leave partial row tiles, token counts that leave partial
-// token tiles and, at n = 8960, several token blocks; rows with a tail past the
-// last 8 elements; and it writes nothing but y[t * y_stride + r], r < rows.
+// token tiles, rows with a tail past the last 8 elements and rows as long as
+// Qwen2.5-1.5B's down projection; and it writes nothing but
+// y[t * y_stride + r], r < rows.
 TEST(SimdEquivalence, FloatGemmGivesEveryElementTheBitsOfVecDot) {
   int checked = 0;
   for (DType type : {DType::F16, DType::BF16}) {
