@@ -47,6 +47,9 @@ constexpr int64_t kRowGrain = 16;
 // near-tie threshold comes from that spread (a greedy flip at a 0.106 gap
 // seen on an AVX-512 machine sits inside it; 64 of 64 greedy tokens on an
 // AVX2 Zen 3 machine, 51 of 64 with vec_dot decode).
+// Panels packed between two returns of mapped pages (ops/matmul.h
+// PackedWeightSlot): 4096 rows, a few MB of GGUF rows.
+constexpr int64_t kDropSlicePanels = 256;
 // AMX from one whole 16-token tile on (smaller batches have no tile to fill).
 constexpr int64_t kMinAmxTokens = 16;
 
@@ -81,13 +84,25 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool, Isa
     if (!f) fail("matmul: no panel layout for ", dtype_name(w.type), " weight '", w.name, "'");
     auto packed = std::make_unique<PackedWeight>(*f, w.rows, w.cols);
     uint8_t* out = packed->data();
-    pool.parallel_for(packed->panels(), [&](int64_t b, int64_t e, int) {
-      kernels::pack_panels(w.type, w.data, w.row_stride, w.rows, w.cols, b, e, out);
-    });
+    // Every batch size reads the panels: the GGUF rows' pages go back, so the
+    // weight is resident once, not twice. A mapped weight is packed in slices,
+    // each slice's rows given back as soon as it is packed, so that a load
+    // never holds a whole large matrix twice either (its peak RSS).
+    const int64_t panels = packed->panels();
+    const int64_t slice = w.mapped ? kDropSlicePanels : panels;
+    for (int64_t s0 = 0; s0 < panels; s0 += slice) {
+      const int64_t s1 = std::min(panels, s0 + slice);
+      pool.parallel_for(s1 - s0, [&](int64_t b, int64_t e, int) {
+        kernels::pack_panels(w.type, w.data, w.row_stride, w.rows, w.cols, s0 + b, s0 + e, out);
+      });
+      if (w.mapped) {
+        const int64_t r0 = s0 * kernels::kPanelRows, r1 = std::min(w.rows, s1 * kernels::kPanelRows);
+        drop_mapped_pages(w.row(r0), static_cast<size_t>(r1 - r0) * w.row_stride);
+      }
+    }
     packed_ = std::move(packed);
     ready_.store(packed_.get(), std::memory_order_release);
-    // Every batch size now reads the panels: give the GGUF rows' pages back, so
-    // the weight is resident once, not twice.
+    // The pages the slices shared at their edges (drop_mapped_pages keeps partial pages).
     if (w.mapped) drop_mapped_pages(w.data, w.bytes());
   });
   return *packed_;

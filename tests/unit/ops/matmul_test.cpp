@@ -2,18 +2,24 @@
 // dequantized weight and the dequantized (quantized) activations, within the
 // vec_dot tests' float-summation bound; the paths against each other; the
 // lazily built PackedWeight under concurrent first use; its memory accounting.
+#include "ops/matmul.h"
+
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "core/fp16.h"
 #include "kernels/blocks.h"
 #include "kernels/quant_kernels.h"
-#include "ops/matmul.h"
+#include "platform/mmap.h"
 
 namespace kestrel {
 namespace {
@@ -332,6 +338,66 @@ TEST(Matmul, PackedBytesReturnWhenWeightsGo) {
     EXPECT_GT(packed_weight_bytes(), before);
   }
   EXPECT_EQ(packed_weight_bytes(), before);
+}
+
+// A weight in a file mapping is packed in slices of 4096 rows, each slice's
+// GGUF pages given back once packed (ops/matmul.cpp): afterwards no whole page
+// of the mapping is resident in the process, and the products are the bits of
+// the same weight packed from ordinary memory in one piece.
+TEST(Matmul, MappedWeightIsPackedInSlicesAndItsPagesGiveBack) {
+  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no panel kernels below AVX2";
+  const Case c = make_case(DType::Q4_0, 9000, 64, 51);  // 3 slices, the last partial
+  const std::string path = ::testing::TempDir() + "kestrel_mapped_weight.bin";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(c.data.data(), 1, c.data.size(), f), c.data.size());
+    std::fclose(f);
+  }
+  const MappedFile file = MappedFile::open(path);
+  Weight mapped;
+  mapped.name = "mapped";
+  mapped.type = c.w.type;
+  mapped.rows = c.w.rows;
+  mapped.cols = c.w.cols;
+  mapped.data = file.data();
+  mapped.row_stride = c.w.row_stride;
+  mapped.mapped = true;
+  const long page = ::sysconf(_SC_PAGESIZE);
+  // The mapping's resident bytes in this process (its smaps entry's Rss:
+  // mincore would report the page cache, which keeps the file).
+  auto resident = [&] {
+    std::ifstream smaps("/proc/self/smaps");
+    std::string line;
+    char start[32];
+    std::snprintf(start, sizeof(start), "%lx-", reinterpret_cast<unsigned long>(file.data()));
+    bool in_entry = false;
+    while (std::getline(smaps, line)) {
+      if (line.rfind(start, 0) == 0) in_entry = true;
+      if (in_entry && line.rfind("Rss:", 0) == 0) return std::stol(line.substr(4)) * 1024L;
+    }
+    ADD_FAILURE() << "no smaps entry for the mapping";
+    return -1L;
+  };
+  uint64_t sum = 0;
+  for (size_t i = 0; i < file.size(); i += static_cast<size_t>(page)) sum += file.data()[i];  // page it all in
+  EXPECT_GT(sum + 1, 0u);
+  EXPECT_GE(resident(), static_cast<long>(file.size()) - page);
+
+  ThreadPool pool(2);
+  const std::vector<float> x = activations(3, 64, 52);
+  Case plain = c;  // the same bytes in ordinary memory, its own packed slot
+  plain.w.data = plain.data.data();
+  plain.w.packed = std::make_shared<PackedWeightSlot>();
+  const std::vector<float> want = run(plain, x, 3, pool, Isa::Avx512, true, false);
+  Workspace ws;
+  const MatmulContext ctx{pool, ws, Isa::Avx512, {}};
+  std::vector<float> got(want.size());
+  matmul(ctx, mapped, x.data(), 3, got.data());
+  // drop_mapped_pages keeps partial pages: the file's last one.
+  EXPECT_LE(resident(), page);
+  ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
+  std::remove(path.c_str());
 }
 
 }  // namespace
