@@ -153,13 +153,16 @@ QuantTables build_quant_tables() {
   for (int level = 0; level < kLevels; ++level) {
     for (size_t f = 0; f < kFormats; ++f) {
       const Candidates& c = kCandidates[f];
-      // A row-batched vec_dot only where it comes from vec_dot's own level
-      // (the AVX-512 Q5_0 vec_dot sums in another order than the AVX2 gemv).
-      Isa dot_level = Isa::Scalar, gemv_level = Isa::Scalar;
+      // The batched vec_dots (gemv, float_gemm) only where they come from
+      // vec_dot's own level, so they give its bits (the AVX-512 Q5_0 and F16
+      // vec_dots sum in other orders than the AVX2 gemv and float_gemm).
+      Isa dot_level = Isa::Scalar;
       const VecDotFn vec_dot = pick_for_isa(c.vec_dot, static_cast<Isa>(level), &dot_level);
-      const GemvFn gemv = pick_for_isa(c.gemv, static_cast<Isa>(level), &gemv_level);
-      Isa float_gemm_level = Isa::Scalar;
-      const FloatGemmFn float_gemm = pick_for_isa(c.float_gemm, static_cast<Isa>(level), &float_gemm_level);
+      const auto at_dot_level = [&](const auto& candidates) {
+        Isa from = Isa::Scalar;
+        const auto fn = pick_for_isa(candidates, static_cast<Isa>(level), &from);
+        return from == dot_level ? fn : nullptr;
+      };
       t[static_cast<size_t>(level)][f] =
           QuantKernels{c.type,
                        c.vec_dot_type,
@@ -169,8 +172,8 @@ QuantTables build_quant_tables() {
                        static_cast<Isa>(level),
                        c.quantize_weights != nullptr ? c.quantize_weights : c.quantize_row[0],
                        c.quantize_row_a4,
-                       gemv != nullptr && gemv_level == dot_level ? gemv : nullptr,
-                       float_gemm != nullptr && float_gemm_level == dot_level ? float_gemm : nullptr};
+                       at_dot_level(c.gemv),
+                       at_dot_level(c.float_gemm)};
     }
   }
   return t;

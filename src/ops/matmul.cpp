@@ -146,7 +146,8 @@ void matmul_float_gemm(const MatmulContext& ctx, const Weight& w, const kernels:
   const int64_t k = w.cols, m = w.rows;
   auto* act = static_cast<float*>(ctx.scratch.get(static_cast<size_t>(k * n_tokens) * sizeof(float)));
   ctx.pool.parallel_for(n_tokens, [&](int64_t b, int64_t e, int) {
-    std::vector<uint8_t> rounded(row_bytes(kern.vec_dot_type, k));
+    thread_local std::vector<uint8_t> rounded;  // every F16/BF16 matmul of every decode step: no allocation
+    rounded.resize(row_bytes(kern.vec_dot_type, k));
     for (int64_t t = b; t < e; ++t) {
       kern.quantize_row(x + t * k, rounded.data(), k);
       kern.dequantize_row(rounded.data(), act + t * k, k);
