@@ -27,6 +27,9 @@ struct Candidates {
   QuantizeRowFn quantize_row_a4 = nullptr;   // activation formats: 4-bit codes (act=a4)
   PerIsa<GemvFn> gemv = {};                  // used only at vec_dot's own level
   PerIsa<FloatGemmFn> float_gemm = {};       // likewise
+  // The AVX-512 vec_dot and float_gemm need AVX512-BF16 as well (BF16); on a
+  // CPU without it both come from the level below, so their bits still agree.
+  bool avx512_needs_bf16 = false;
 };
 
 // Weight quantizers are scalar on purpose: offline, and byte-for-byte ggml's.
@@ -44,7 +47,7 @@ const Candidates kCandidates[] = {
      nullptr,
      nullptr,
      {},
-     {nullptr, avx2::float_gemm_f16, nullptr}},
+     {nullptr, avx2::float_gemm_f16, avx512::float_gemm_f16}},
     {DType::BF16,
      DType::BF16,
      {ref::dequantize_row_bf16, avx2::dequantize_row_bf16, avx512::dequantize_row_bf16},
@@ -53,7 +56,8 @@ const Candidates kCandidates[] = {
      nullptr,
      nullptr,
      {},
-     {nullptr, avx2::float_gemm_bf16, nullptr}},
+     {nullptr, avx2::float_gemm_bf16, avx512::float_gemm_bf16},
+     true},
     {DType::Q4_0,
      DType::Q8_0,
      {ref::dequantize_row_q4_0, avx2::dequantize_row_q4_0, nullptr},
@@ -152,7 +156,11 @@ QuantTables build_quant_tables() {
   QuantTables t{};
   for (int level = 0; level < kLevels; ++level) {
     for (size_t f = 0; f < kFormats; ++f) {
-      const Candidates& c = kCandidates[f];
+      Candidates c = kCandidates[f];
+      if (c.avx512_needs_bf16 && !cpu_features().avx512bf16) {
+        c.vec_dot[static_cast<size_t>(Isa::Avx512)] = nullptr;
+        c.float_gemm[static_cast<size_t>(Isa::Avx512)] = nullptr;
+      }
       // The batched vec_dots (gemv, float_gemm) only where they come from
       // vec_dot's own level, so they give its bits (the AVX-512 Q5_0 and F16
       // vec_dots sum in other orders than the AVX2 gemv and float_gemm).

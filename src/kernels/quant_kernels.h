@@ -56,7 +56,7 @@ struct QuantKernels {
   // A row-batched vec_dot of the same level as vec_dot (so the same bits), for
   // the formats that have one (Q5_0 at AVX2); else nullptr.
   GemvFn gemv = nullptr;
-  // A rows x tokens vec_dot of the same level for F16 and BF16 (at AVX2); else nullptr.
+  // A rows x tokens vec_dot of the same level for F16 and BF16 (AVX2, AVX-512); else nullptr.
   FloatGemmFn float_gemm = nullptr;
 };
 

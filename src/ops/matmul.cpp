@@ -153,7 +153,7 @@ void matmul_float_gemm(const MatmulContext& ctx, const Weight& w, const kernels:
       kern.dequantize_row(rounded.data(), act + t * k, k);
     }
   });
-  // Whole tiles of the kernel's 3 rows per chunk.
+  // Whole row tiles per chunk (3 rows on AVX2, 4 on AVX-512).
   constexpr int64_t kFloatRowGrain = 48;
   ctx.pool.parallel_for_dynamic(m, kFloatRowGrain, [&](int64_t r0, int64_t r1, int) {
     kern.float_gemm(k, w.row(r0), w.row_stride, r1 - r0, act, n_tokens, y + r0, m);

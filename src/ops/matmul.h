@@ -10,7 +10,7 @@
 //    into 16-row panels (PackedWeight below) (AVX-512 VNNI, or AVX2 maddubs; AMX-INT8 tiles for 16-token tiles on
 //    request, see AmxUse), for every batch size including decode. The mapped
 //    GGUF pages of such a weight are dropped once it is packed (Weight::mapped).
-//  - F16 and BF16 on AVX2: a rows x tokens kernel on the GGUF layout
+//  - F16 and BF16 on AVX2 and AVX-512: a rows x tokens kernel on the GGUF layout
 //    (QuantKernels::float_gemm: each weight element widened once per 4 tokens,
 //    vec_dot's bits).
 //  - otherwise (other formats, scalar, `matmul=vecdot`): one vec_dot per

@@ -4,6 +4,7 @@
 // kernels/ref/ref_kernels.h. Weight quantizers are not here: they are offline and
 // scalar; the block dequantizers fall back to
 // the AVX2 ones (not a hot path). Declarations only, no inline code (see kernels/blocks.h for why).
+#include <cstddef>
 #include <cstdint>
 
 namespace kestrel::kernels {
@@ -18,9 +19,14 @@ float vec_dot_f32_f32(int64_t n, const void* w, const void* a);
 void dequantize_row_f16(const void* src, float* dst, int64_t n);
 void quantize_row_f16(const float* src, void* dst, int64_t n);
 float vec_dot_f16_f16(int64_t n, const void* w, const void* a);
+void float_gemm_f16(int64_t n, const void* w, size_t row_stride, int64_t rows, const float* act, int64_t n_tokens,
+                    float* y, int64_t y_stride);
 void dequantize_row_bf16(const void* src, float* dst, int64_t n);
 void quantize_row_bf16(const float* src, void* dst, int64_t n);
+// These two need AVX512-BF16 besides the level's features (vdpbf16ps).
 float vec_dot_bf16_bf16(int64_t n, const void* w, const void* a);
+void float_gemm_bf16(int64_t n, const void* w, size_t row_stride, int64_t rows, const float* act, int64_t n_tokens,
+                     float* y, int64_t y_stride);
 
 // 32-element block formats.
 float vec_dot_q4_0_q8_0(int64_t n, const void* w, const void* a);

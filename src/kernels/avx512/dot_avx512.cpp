@@ -202,54 +202,10 @@ float vec_dot_q8_0_q8_0(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
-// ---- float types: four accumulators of 16 lanes, masked tail ----
+// ---- float types (F16 and BF16: float_gemm_avx512.cpp) ----
 
 float vec_dot_f32_f32(int64_t n, const void* w, const void* a) {
   return dot_f32(n, static_cast<const float*>(w), static_cast<const float*>(a));
-}
-
-float vec_dot_f16_f16(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const uint16_t*>(w);
-  const auto* y = static_cast<const uint16_t*>(a);
-  auto load = [](const uint16_t* p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  };
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64)
-    for (int k = 0; k < 4; ++k) acc[k] = _mm512_fmadd_ps(load(x + i + 16 * k), load(y + i + 16 * k), acc[k]);
-  for (; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
-    const __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
-    const __m512 yv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, y + i));
-    acc[0] = _mm512_fmadd_ps(xv, yv, acc[0]);
-  }
-  return hsum512(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-}
-
-float vec_dot_bf16_bf16(int64_t n, const void* w, const void* a) {
-  const auto* x = static_cast<const uint16_t*>(w);
-  const auto* y = static_cast<const uint16_t*>(a);
-  // bf16 -> f32 is the bits in the upper half: interleaving with zeros converts
-  // 32 values in two ops. The order changes, but the same for both operands.
-  const __m512i z = _mm512_setzero_si512();
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-  auto step = [&](__m512i xv, __m512i yv, int k) {
-    acc[k] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(z, xv)),
-                             _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, yv)), acc[k]);
-    acc[k + 1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(z, xv)),
-                                 _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, yv)), acc[k + 1]);
-  };
-  int64_t i = 0;
-  for (; i + 64 <= n; i += 64) {
-    step(_mm512_loadu_si512(x + i), _mm512_loadu_si512(y + i), 0);
-    step(_mm512_loadu_si512(x + i + 32), _mm512_loadu_si512(y + i + 32), 2);
-  }
-  for (; i < n; i += 32) {
-    const __mmask32 m = n - i >= 32 ? ~__mmask32(0) : __mmask32((1u << (n - i)) - 1);
-    step(_mm512_maskz_loadu_epi16(m, x + i), _mm512_maskz_loadu_epi16(m, y + i), 0);
-  }
-  return hsum512(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
 }
 
 }  // namespace kestrel::kernels::avx512
