@@ -27,6 +27,10 @@
 
 #include "core/dtype.h"
 
+namespace kestrel {
+class MappedFile;
+}
+
 namespace kestrel::gguf {
 
 enum class ValueType : uint32_t {
@@ -127,6 +131,8 @@ class File {
   uint32_t version() const;
   // True for open(): tensor data lies in a read-only mapping of the file.
   bool mapped() const;
+  // open()'s mapping (tensor data can also be read from it with pread), else nullptr.
+  const MappedFile* mapping() const;
   size_t alignment() const;
   size_t file_size() const;
   // Start of the tensor data section: the end of the tensor infos rounded up to

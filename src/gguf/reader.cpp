@@ -286,6 +286,7 @@ File File::parse(std::span<const uint8_t> bytes) {
 
 uint32_t File::version() const { return impl_->version; }
 bool File::mapped() const { return impl_->map.data() != nullptr; }
+const MappedFile* File::mapping() const { return mapped() ? &impl_->map : nullptr; }
 size_t File::alignment() const { return impl_->alignment; }
 size_t File::file_size() const { return impl_->size; }
 size_t File::data_offset() const { return impl_->data_offset; }

@@ -11,6 +11,7 @@
 #include "model/batch_check.h"
 #include "model/tensor_binding.h"
 #include "ops/activation.h"
+#include "ops/embedding.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
 #include "tokenizer/vocab.h"
@@ -183,7 +184,7 @@ void Eagle3Head::decode(const Batch& b, const float* g, KvCache& cache, ForwardC
   // [rmsnorm(embd(t)) * attn_norm ; rmsnorm(g) * attn_norm_2] per row.
   const auto& embd_kern = kernels::quant_kernels(token_embd_.type, ctx.isa);
   for (int64_t t = 0; t < T; ++t) {
-    embd_kern.dequantize_row(token_embd_.row(b.tokens[t]), xb + t * E, E);
+    embed_row(token_embd_, b.tokens[t], embd_kern, xb + t * E);
     rms_norm_row(xb + t * E, attn_norm_.data(), c.rms_eps, E, wide + t * 2 * E);
     rms_norm_row(g + t * E, hidden_norm_.data(), c.rms_eps, E, wide + t * 2 * E + E);
     rope_angles(c.rope, b.pos[t], &S.rope_cos[t * half_rot], &S.rope_sin[t * half_rot]);

@@ -8,6 +8,7 @@
 #include "kv/attention_batch.h"
 #include "model/batch_check.h"
 #include "model/tensor_binding.h"
+#include "ops/embedding.h"
 #include "ops/gelu.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
@@ -92,7 +93,7 @@ void Gemma3Model::forward(const Batch& b, KvCache& cache, float* logits, Forward
   const float embd_scale = std::sqrt(static_cast<float>(E));
   ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
-      embd_kern.dequantize_row(token_embd_.row(b.tokens[t]), &x[t * E], E);
+      embed_row(token_embd_, b.tokens[t], embd_kern, &x[t * E]);
       for (int64_t i = 0; i < E; ++i) x[t * E + i] *= embd_scale;
       rope_angles(c.rope, b.pos[t], &cos_g[t * half_rot], &sin_g[t * half_rot]);
       rope_angles(c.rope_swa, b.pos[t], &cos_l[t * half_rot], &sin_l[t * half_rot]);

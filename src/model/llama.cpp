@@ -15,6 +15,7 @@
 #include "model/tensor_binding.h"
 #include "model/weight_rotation.h"
 #include "ops/activation.h"
+#include "ops/embedding.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
 
@@ -192,7 +193,7 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
 
   const auto& embd_kern = kernels::quant_kernels(token_embd_.type, ctx.isa);
   ctx.pool.parallel_for(T, [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; ++t) embd_kern.dequantize_row(token_embd_.row(b.tokens[t]), &x_[t * E], E);
+    for (int64_t t = t0; t < t1; ++t) embed_row(token_embd_, b.tokens[t], embd_kern, &x_[t * E]);
   });
   rope_table(b, S, ctx.pool);
 

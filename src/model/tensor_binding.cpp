@@ -25,7 +25,7 @@ Weight bind_matrix(const gguf::File& f, const std::string& name, int64_t cols, i
   w.rows = rows;
   w.data = t->data;
   w.row_stride = row_bytes(t->type, cols);
-  w.mapped = f.mapped();
+  w.file = f.mapping();
   return w;
 }
 

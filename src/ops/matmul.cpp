@@ -89,13 +89,13 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool, Isa
     // each slice's rows given back as soon as it is packed, so that a load
     // never holds a whole large matrix twice either (its peak RSS).
     const int64_t panels = packed->panels();
-    const int64_t slice = w.mapped ? kDropSlicePanels : panels;
+    const int64_t slice = w.mapped() ? kDropSlicePanels : panels;
     for (int64_t s0 = 0; s0 < panels; s0 += slice) {
       const int64_t s1 = std::min(panels, s0 + slice);
       pool.parallel_for(s1 - s0, [&](int64_t b, int64_t e, int) {
         kernels::pack_panels(w.type, w.data, w.row_stride, w.rows, w.cols, s0 + b, s0 + e, out);
       });
-      if (w.mapped) {
+      if (w.mapped()) {
         const int64_t r0 = s0 * kernels::kPanelRows, r1 = std::min(w.rows, s1 * kernels::kPanelRows);
         drop_mapped_pages(w.row(r0), static_cast<size_t>(r1 - r0) * w.row_stride);
       }
@@ -103,7 +103,7 @@ const PackedWeight& PackedWeightSlot::get(const Weight& w, ThreadPool& pool, Isa
     packed_ = std::move(packed);
     ready_.store(packed_.get(), std::memory_order_release);
     // The pages the slices shared at their edges (drop_mapped_pages keeps partial pages).
-    if (w.mapped) drop_mapped_pages(w.data, w.bytes());
+    if (w.mapped()) drop_mapped_pages(w.data, w.bytes());
   });
   return *packed_;
 }

@@ -10,6 +10,8 @@
 
 namespace kestrel {
 
+class MappedFile;
+
 // matmul's lazily built copy of a weight in the batched kernels' panel layout
 // (ops/matmul.h). Copies of a Weight share it; the data must not change after
 // the first batched matmul.
@@ -27,15 +29,16 @@ struct Weight {
   int64_t rows = 0;  // ne[1]: output features
   const uint8_t* data = nullptr;
   size_t row_stride = 0;  // bytes between rows
-  // data lies in a read-only file mapping: once matmul has its packed copy it
-  // drops these pages from memory (a later read, e.g. an embedding row, pages
-  // them back in from the file).
-  bool mapped = false;
+  // The read-only file mapping data lies in, else nullptr. Once matmul has its
+  // packed copy it drops these pages from memory; embedding rows are read from
+  // the file (ops/embedding.h), so lookups do not page them back in.
+  const MappedFile* file = nullptr;
   std::shared_ptr<PackedWeightSlot> packed = make_packed_weight_slot();
   std::shared_ptr<ColumnWeightSlot> columns = make_column_weight_slot();
 
   const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_stride; }
   bool empty() const { return data == nullptr; }
+  bool mapped() const { return file != nullptr; }
   size_t bytes() const { return row_stride * static_cast<size_t>(rows); }
 };
 

@@ -40,7 +40,21 @@ MappedFile MappedFile::open(const std::string& path) {
   void* p = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd.fd, 0);
   if (p == MAP_FAILED) fail("cannot map '", path, "' (", m.size_, " bytes): ", std::strerror(errno));
   m.data_ = static_cast<const uint8_t*>(p);
+  m.fd_ = std::exchange(fd.fd, -1);
   return m;
+}
+
+void MappedFile::read(size_t offset, std::span<uint8_t> dst) const {
+  if (offset > size_ || dst.size() > size_ - offset)
+    fail("cannot read ", dst.size(), " bytes at offset ", offset, " of '", path_, "' (", size_, " bytes)");
+  size_t done = 0;
+  while (done < dst.size()) {
+    const ssize_t n = ::pread(fd_, dst.data() + done, dst.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      fail("cannot read '", path_, "' at offset ", offset + done, ": ", n < 0 ? std::strerror(errno) : "end of file");
+    done += static_cast<size_t>(n);
+  }
 }
 
 void drop_mapped_pages(const void* p, size_t n) {
@@ -88,6 +102,7 @@ ZeroedPages::~ZeroedPages() {
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
+      fd_(std::exchange(other.fd_, -1)),
       path_(std::move(other.path_)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
@@ -95,6 +110,7 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     reset();
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    fd_ = std::exchange(other.fd_, -1);
     path_ = std::move(other.path_);
   }
   return *this;
@@ -104,8 +120,10 @@ MappedFile::~MappedFile() { reset(); }
 
 void MappedFile::reset() noexcept {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
   data_ = nullptr;
   size_ = 0;
+  fd_ = -1;
 }
 
 }  // namespace kestrel

@@ -59,11 +59,19 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
 
+  // Copies bytes [offset, offset + dst.size()) of the file into dst without
+  // touching the mapping (pread): a read that must not make the mapping's pages
+  // resident in this process again, such as an embedding row of a weight whose
+  // pages were dropped (ops/embedding.h). Throws kestrel::Error for a range past
+  // the end or an I/O error.
+  void read(size_t offset, std::span<uint8_t> dst) const;
+
  private:
   void reset() noexcept;
 
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  int fd_ = -1;  // kept open for read()
   std::string path_;
 };
 

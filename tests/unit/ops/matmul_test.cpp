@@ -19,6 +19,7 @@
 #include "core/fp16.h"
 #include "kernels/blocks.h"
 #include "kernels/quant_kernels.h"
+#include "mapping_rss.h"
 #include "platform/mmap.h"
 
 namespace kestrel {
@@ -347,13 +348,8 @@ TEST(Matmul, PackedBytesReturnWhenWeightsGo) {
 TEST(Matmul, MappedWeightIsPackedInSlicesAndItsPagesGiveBack) {
   if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "no panel kernels below AVX2";
   const Case c = make_case(DType::Q4_0, 9000, 64, 51);  // 3 slices, the last partial
-  const std::string path = ::testing::TempDir() + "kestrel_mapped_weight.bin";
-  {
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    ASSERT_NE(f, nullptr);
-    ASSERT_EQ(std::fwrite(c.data.data(), 1, c.data.size(), f), c.data.size());
-    std::fclose(f);
-  }
+  const std::string path =
+      test::write_temp_file("kestrel_mapped_weight.bin", {reinterpret_cast<const char*>(c.data.data()), c.data.size()});
   const MappedFile file = MappedFile::open(path);
   Weight mapped;
   mapped.name = "mapped";
@@ -362,23 +358,9 @@ TEST(Matmul, MappedWeightIsPackedInSlicesAndItsPagesGiveBack) {
   mapped.cols = c.w.cols;
   mapped.data = file.data();
   mapped.row_stride = c.w.row_stride;
-  mapped.mapped = true;
+  mapped.file = &file;
   const long page = ::sysconf(_SC_PAGESIZE);
-  // The mapping's resident bytes in this process (its smaps entry's Rss:
-  // mincore would report the page cache, which keeps the file).
-  auto resident = [&] {
-    std::ifstream smaps("/proc/self/smaps");
-    std::string line;
-    char start[32];
-    std::snprintf(start, sizeof(start), "%lx-", reinterpret_cast<unsigned long>(file.data()));
-    bool in_entry = false;
-    while (std::getline(smaps, line)) {
-      if (line.rfind(start, 0) == 0) in_entry = true;
-      if (in_entry && line.rfind("Rss:", 0) == 0) return std::stol(line.substr(4)) * 1024L;
-    }
-    ADD_FAILURE() << "no smaps entry for the mapping";
-    return -1L;
-  };
+  auto resident = [&] { return test::mapping_resident_bytes(file.data()); };
   uint64_t sum = 0;
   for (size_t i = 0; i < file.size(); i += static_cast<size_t>(page)) sum += file.data()[i];  // page it all in
   EXPECT_GT(sum + 1, 0u);
