@@ -59,9 +59,10 @@ constexpr int kHalfRows = 8;
 constexpr int kMaxTokens = 4;
 // Tail tiles of up to this many tokens run both halves at once.
 constexpr int kBothHalvesTokens = 2;
-// Small batches stream each panel byte from DRAM once: ask for the group 2 KB
-// ahead (Qwen2.5-1.5B Q4_K_M decode on Zen 3, 2 threads, three interleaved
-// rounds: 1 KB 26.7, 2 KB 27.5, 4 KB 26.3 tokens/s).
+// The first token tile over a chunk reads each panel byte from DRAM once: ask
+// for the group 2 KB ahead (Qwen2.5-1.5B Q4_K_M decode on Zen 3, 2 threads,
+// three interleaved rounds: 1 KB 26.7, 2 KB 27.5, 4 KB 26.3 tokens/s). Batches
+// of more than 4 tokens used to skip it.
 constexpr size_t kPrefetchBytes = 2048;
 
 inline __m256i bcast32(const uint8_t* p) {
@@ -287,7 +288,8 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
     dmin[h] = _mm256_setzero_ps();
   });
 
-  const bool stream = a.n_tokens <= kMaxTokens;
+  // The first token tile brings the chunk in (the later ones reuse it from L1).
+  const bool stream = t0 == 0;
   const uint8_t* pg = a.panel + static_cast<size_t>(g_begin) * group_bytes;
   // Group g's quants start at aoff in every activation row: block g / gpb,
   // group g % gpb within it.
