@@ -25,9 +25,11 @@ namespace {
 __mmask16 mask16(int64_t count) { return count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << count) - 1); }
 __mmask32 mask32(int64_t count) { return count >= 32 ? ~__mmask32(0) : __mmask32((1u << count) - 1); }
 
-// One format's step: Weight / Act are what a step loads; Rounded is an element
-// of vec_dot's activation row (the weight's type); Tile is what float_gemm's
-// tiles read of the activations (floats for F16, bf16 bits for BF16).
+// One format's step: Weight / Act are what a step loads (weight() from the
+// weight row, act() from float_gemm's activation rows, rounded() from
+// vec_dot's activation row, which is in the weight's type); Tile is what
+// float_gemm's tiles read of the activations (floats for F16, bf16 bits for
+// BF16), made from the float rows by tile_row().
 struct F16Step {
   static constexpr int64_t kWidth = 16;
   using Weight = __m512;
@@ -147,7 +149,7 @@ void float_gemm(int64_t n, const void* w, size_t row_stride, int64_t rows, const
                 int64_t y_stride) {
   // A token tile's activation rows in the tiles' type, when that is not float.
   thread_local std::vector<typename S::Tile> converted;
-  if (!std::is_same_v<typename S::Tile, float>) converted.resize(static_cast<size_t>(kTileTokens * n));
+  if constexpr (!std::is_same_v<typename S::Tile, float>) converted.resize(static_cast<size_t>(kTileTokens * n));
   for (int64_t t = 0; t < n_tokens; t += kTileTokens) {
     const int64_t nt = std::min<int64_t>(kTileTokens, n_tokens - t);
     const typename S::Tile* a[kTileTokens];
