@@ -111,8 +111,16 @@ void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
 // continues the sums stored in y by the previous one (same order, same bits).
 // kHigh: bits per quant in the high-bit plane; kSub (1, 2): int8 scales times the
 // super-block's F16 d (PanelFormat::sub_scales).
-template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut, int kC>
-void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_begin, int64_t g_end, bool stream) {
+// kFuse (decode, formats with a min): the min terms join the pass in their own
+// accumulator, in add_mins' order (continued across chunks through `mins`, 16
+// floats per token) and added to y after the last chunk as add_mins adds them:
+// the same bits without a second pass over the panel. A tenth of a Qwen2.5-1.5B
+// decode step was that second pass (perf, Zen 5); batches keep it (8-token
+// tiles have no registers to spare: fused, Q4_K's ran 3-13 % slower).
+template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut, int kC, bool kFuse = false>
+void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_begin, int64_t g_end, bool stream,
+          float* mins = nullptr) {
+  static_assert(!kFuse || kMin);
   constexpr int kNibbleBytes = (kNib ? kG / 2 : kG) * kPanelRows;
   constexpr int kQuantBytes = kNibbleBytes + (kHigh ? 64 : 0);
   constexpr int kVecs = kNibbleBytes / 64;
@@ -139,6 +147,11 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
   __m512i isb[kC];  // kSub == 1: int32 sums of the current super-block
   for (int c = 0; c < kC; ++c) isb[c] = _mm512_setzero_si512();
   __m512 super_d = _mm512_setzero_ps();  // kSub == 2: the super-block's d
+  __m512 m[kFuse ? kC : 1];              // kFuse: the min terms
+  __m512 dmin = _mm512_setzero_ps();     // kFuse with sub-scales: the super-block's dmin
+  if constexpr (kFuse)
+    for (int c = 0; c < kC; ++c) m[c] = g_begin == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(mins + (t0 + c) * 16);
+  const size_t min_offset = panel_quant_bytes(f) + panel_scale_bytes(f);
 
   const uint8_t* pg = a.panel + static_cast<size_t>(g_begin) * group_bytes;
   for (int64_t g = g_begin; g < g_end; ++g, pg += group_bytes) {
@@ -229,8 +242,32 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
         facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, facc[c]);
       }
     }
+    if constexpr (kFuse) {  // add_mins' operations, group by group
+      const uint8_t* pw = pg + min_offset;
+      __m512 wm;
+      if constexpr (kSub != 0) {
+        if (g == g_begin || g % f.super_groups == 0)
+          dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+              super + 32 + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
+        wm = _mm512_mul_ps(
+            dmin, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pw)))));
+      } else {
+        wm = load_scales(f, pw);
+      }
+      for (int c = 0; c < kC; ++c) m[c] = _mm512_fmadd_ps(wm, _mm512_set1_ps(ag[c][g].min), m[c]);
+    }
   }
-  for (int c = 0; c < kC; ++c) _mm512_mask_storeu_ps(a.y + (t0 + c) * a.ldy, rows, facc[c]);
+  const bool last_chunk = g_end == a.cols / kG;
+  for (int c = 0; c < kC; ++c) {
+    if constexpr (kFuse) {
+      if (last_chunk) {
+        _mm512_mask_storeu_ps(a.y + (t0 + c) * a.ldy, rows, _mm512_add_ps(facc[c], m[c]));
+        continue;
+      }
+      _mm512_storeu_ps(mins + (t0 + c) * 16, m[c]);
+    }
+    _mm512_mask_storeu_ps(a.y + (t0 + c) * a.ldy, rows, facc[c]);
+  }
 }
 
 // Columns per pass over the tokens: the panel's chunk (12 KB of Q4_1 for 1024
@@ -247,6 +284,14 @@ void run(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
   const int64_t n_groups = a.cols / kG;
   const int64_t chunk = kChunkCols / kG;
   static_assert(!kMin || kNib, "only the 4-bit formats have mins");
+  if constexpr (kMin) {
+    if (a.n_tokens == 1 && t_begin == 0) {  // decode: the min terms join the pass
+      alignas(64) float mins[16];
+      for (int64_t g0 = 0; g0 < n_groups; g0 += chunk)
+        tile<kNib, kG, kMin, kHigh, kSub, kLut, 1, true>(f, a, 0, g0, std::min(n_groups, g0 + chunk), true, mins);
+      return;
+    }
+  }
   for (int64_t g0 = 0; g0 < n_groups; g0 += chunk) {
     const int64_t g1 = std::min(n_groups, g0 + chunk);
     int64_t t = t_begin;
