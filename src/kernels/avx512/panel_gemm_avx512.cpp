@@ -72,6 +72,19 @@ inline __m512i maybe_high(__m512i low, __m512i hb) {
     return with_high<kHigh, kK>(low, hb);
 }
 
+// Group g's min weights, pw pointing at its min bytes: float(dmin) * float(m)
+// (exact) for the sub-scale formats, dmin (from dmins, a super-block apart)
+// reloaded at each super-block or when `first`; else the group's mins as stored.
+inline __m512 group_min_weights(const PanelFormat& f, const uint8_t* pw, const uint8_t* dmins, int64_t g, bool first,
+                                __m512& dmin) {
+  if (!f.sub_scales) return load_scales(f, pw);
+  if (first || g % f.super_groups == 0)
+    dmin = _mm512_cvtph_ps(_mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(dmins + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
+  return _mm512_mul_ps(dmin,
+                       _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pw)))));
+}
+
 // The min terms of tokens [t0, t0 + kC), summed on their own over all groups
 // and then added to y (which holds the scaled products).
 template <int kC>
@@ -85,18 +98,10 @@ void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
     m[c] = _mm512_setzero_ps();
   }
   const uint8_t* pw = a.panel + min_offset;
-  const uint8_t* super = a.panel + panel_super_offset(f, a.cols) + 32;  // sub_scales: the dmin vectors
+  const uint8_t* dmins = a.panel + panel_super_offset(f, a.cols) + 32;
   __m512 dmin = _mm512_setzero_ps();
   for (int64_t g = 0; g < n_groups; ++g, pw += f.group_bytes) {
-    __m512 wm;
-    if (f.sub_scales) {  // float(dmin) * float(m), exact
-      if (g % f.super_groups == 0)
-        dmin = _mm512_cvtph_ps(_mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
-      wm = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pw)))));
-    } else {
-      wm = load_scales(f, pw);
-    }
+    const __m512 wm = group_min_weights(f, pw, dmins, g, g == 0, dmin);
     for (int c = 0; c < kC; ++c) m[c] = _mm512_fmadd_ps(wm, _mm512_set1_ps(ag[c][g].min), m[c]);
   }
   const __mmask16 rows = static_cast<__mmask16>((1u << a.n_rows) - 1);
@@ -149,6 +154,7 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
   __m512 super_d = _mm512_setzero_ps();  // kSub == 2: the super-block's d
   __m512 m[kFuse ? kC : 1];              // kFuse: the min terms
   __m512 dmin = _mm512_setzero_ps();     // kFuse with sub-scales: the super-block's dmin
+  const uint8_t* dmins = a.panel + panel_super_offset(f, a.cols) + 32;
   if constexpr (kFuse)
     for (int c = 0; c < kC; ++c) m[c] = g_begin == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(mins + (t0 + c) * 16);
   const size_t min_offset = panel_quant_bytes(f) + panel_scale_bytes(f);
@@ -243,17 +249,7 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
       }
     }
     if constexpr (kFuse) {  // add_mins' operations, group by group
-      const uint8_t* pw = pg + min_offset;
-      __m512 wm;
-      if constexpr (kSub != 0) {
-        if (g == g_begin || g % f.super_groups == 0)
-          dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-              super + 32 + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
-        wm = _mm512_mul_ps(
-            dmin, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pw)))));
-      } else {
-        wm = load_scales(f, pw);
-      }
+      const __m512 wm = group_min_weights(f, pg + min_offset, dmins, g, g == g_begin, dmin);
       for (int c = 0; c < kC; ++c) m[c] = _mm512_fmadd_ps(wm, _mm512_set1_ps(ag[c][g].min), m[c]);
     }
   }
