@@ -162,8 +162,8 @@ QuantTables build_quant_tables() {
         c.float_gemm[static_cast<size_t>(Isa::Avx512)] = nullptr;
       }
       // The batched vec_dots (gemv, float_gemm) only where they come from
-      // vec_dot's own level, so they give its bits (the AVX-512 Q5_0 and F16
-      // vec_dots sum in other orders than the AVX2 gemv and float_gemm).
+      // vec_dot's own level, so they give its bits (the AVX-512 Q5_0 vec_dot
+      // sums in another order than the AVX2 gemv).
       Isa dot_level = Isa::Scalar;
       const VecDotFn vec_dot = pick_for_isa(c.vec_dot, static_cast<Isa>(level), &dot_level);
       const auto at_dot_level = [&](const auto& candidates) {

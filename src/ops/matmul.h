@@ -11,8 +11,8 @@
 //    request, see AmxUse), for every batch size including decode. The mapped
 //    GGUF pages of such a weight are dropped once it is packed (Weight::mapped).
 //  - F16 and BF16 on AVX2 and AVX-512: a rows x tokens kernel on the GGUF layout
-//    (QuantKernels::float_gemm: each weight element widened once per 4 tokens,
-//    vec_dot's bits).
+//    (QuantKernels::float_gemm: each weight element widened once per tile of
+//    tokens, 4 on AVX2 and 6 on AVX-512; vec_dot's bits).
 //  - otherwise (other formats, scalar, `matmul=vecdot`): one vec_dot per
 //    weight row and token, on the GGUF layout as mapped.
 #include <atomic>
