@@ -1,6 +1,8 @@
 // kestrel calibrate kv -m MODEL --cq cq2|cq1: learn a model's CQ codebooks
 // (runtime/cq_calibration.h) and write them as the sidecar MODEL.cq2.gguf
 // (kv/cq_sidecar.h). Progress on stderr, the per-layer summary on stdout.
+// kestrel calibrate teal / text / draft-vocab: TEAL's thresholds, the
+// calibration text, a draft vocabulary's token ranking.
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -10,8 +12,11 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "gguf/sidecar.h"
+#include "model/draft_vocab_sidecar.h"
 #include "runtime/cq_calibration.h"
 #include "runtime/teal_calibration.h"
+#include "runtime/token_counts.h"
 
 namespace kestrel::cli {
 namespace {
@@ -252,6 +257,38 @@ void calibrate_text_command(const CalibrateTextOpts& o) {
             << (o.ids_out.empty() ? "" : " (ids: " + o.ids_out + ")") << "\n";
 }
 
+struct CalibrateVocabOpts {
+  std::string model = default_model_path();
+  std::vector<std::string> corpus;
+  std::string out;
+  int64_t max_mib = 512;
+};
+
+void calibrate_vocab_command(const CalibrateVocabOpts& o) {
+  if (o.corpus.empty()) fail("calibrate draft-vocab: name the corpus with -f (files or directories)");
+  for (const std::string& p : o.corpus) refuse_evaluation_text(p, "calibrate draft-vocab");
+  if (o.max_mib < 1) fail("calibrate draft-vocab: --max-mib must be at least 1, got ", o.max_mib);
+  const std::string out = o.out.empty() ? gguf::default_sidecar_path(o.model, "draft-vocab") : o.out;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto model = load_model(o.model);
+  const Tokenizer& tok = model->tokenizer();
+  const CorpusCount c =
+      count_corpus_tokens(tok, o.corpus, o.max_mib << 20, [](const std::string& line) { std::cerr << line << "\n"; });
+  const TokenRanking r = rank_tokens(tok, c.counts);
+  save_token_ranking(out, r);
+  std::cout << "counted " << r.corpus_tokens << " tokens in " << c.files << " files (" << c.bytes / (1 << 20)
+            << " MiB; " << c.skipped << " binary files left out) in " << std::fixed << std::setprecision(1)
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s: " << r.ids.size()
+            << " of " << tok.n_vocab() << " tokens used\n";
+  std::cout << "share of the corpus's tokens the most frequent N cover:\n";
+  for (size_t n : {1024, 4096, 8192, 16384, 32768, 65536}) {
+    uint64_t covered = 0;
+    for (size_t i = 0; i < std::min(n, r.counts.size()); ++i) covered += static_cast<uint64_t>(r.counts[i]);
+    std::cout << "  N = " << std::setw(6) << n << ": " << std::setprecision(2)
+              << 100.0 * static_cast<double>(covered) / static_cast<double>(r.corpus_tokens) << " %\n";
+  }
+  std::cout << "wrote " << out << "\n";
+}
 void add_calibrate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("calibrate", "learn data a technique needs from a model's own activations");
   cmd->require_subcommand(1);
@@ -311,6 +348,17 @@ void add_calibrate_command(CLI::App& app) {
   text->add_option("-s,--seed", x->seed, "seed of the generation (default 42)");
   text->add_option("-t,--threads", x->threads, "threads (default: one per core)");
   text->callback([x] { calibrate_text_command(*x); });
+
+  auto v = std::make_shared<CalibrateVocabOpts>();
+  auto* vocab = cmd->add_subcommand(
+      "draft-vocab", "rank a vocabulary's tokens by their frequency in a corpus (--spec-draft-vocab reads it)");
+  vocab->add_option("-m,--model", v->model, "GGUF model file whose tokenizer counts (a draft or its target)");
+  vocab
+      ->add_option("-f,--file", v->corpus, "corpus files or directories (every file under them), not WikiText-2's test")
+      ->expected(1, -1);
+  vocab->add_option("-o,--output", v->out, "sidecar to write (default: MODEL.draft-vocab.gguf next to the model)");
+  vocab->add_option("--max-mib", v->max_mib, "stop counting after this much text (default 512)");
+  vocab->callback([v] { calibrate_vocab_command(*v); });
 }
 
 }  // namespace kestrel::cli

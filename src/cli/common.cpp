@@ -132,6 +132,11 @@ void add_draft_flags(CLI::App& app, DecodeConfig& d) {
   app.add_option("--spec-draft-p-min,--draft-p-min", d.draft_p_min,
                  "draft-simple: stop drafting when the draft's top token is less likely than this")
       ->capture_default_str();
+  app.add_option("--spec-draft-vocab", d.draft_vocab,
+                 "draft-simple/qspec: the draft scores only the most frequent tokens of this ranking (`kestrel "
+                 "calibrate draft-vocab`), reading that share of its vocabulary projection; still lossless");
+  app.add_option("--spec-draft-vocab-n", d.draft_vocab_n, "--spec-draft-vocab: tokens kept (end tokens added)")
+      ->capture_default_str();
   app.add_flag_callback("--spec-fixed", [&d] { d.adaptive = false; },
                "draft up to --spec-draft-n-max every round, as llama.cpp does (default: draft lengths chosen from "
                "the acceptance and pass times seen, none where drafting does not pay)");

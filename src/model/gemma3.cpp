@@ -59,7 +59,7 @@ void Gemma3Model::prepare(ForwardContext& ctx) const {
   const MatmulContext mm{ctx.pool, ctx.scratch.workspace, ctx.isa, ctx.matmul};
   for (const Layer& L : layers_)
     for (const Weight* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) prepare_weight(mm, *w);
-  prepare_weight(mm, output_);
+  prepare_weight(mm, vocabulary_projection(output_, ctx));
 }
 
 void Gemma3Model::forward(const Batch& b, KvCache& cache, float* logits, ForwardContext& ctx) const {
@@ -166,7 +166,7 @@ void Gemma3Model::forward(const Batch& b, KvCache& cache, float* logits, Forward
     rms_norm_row(&x[t * E], output_norm_.data(), eps, E, &S.out_rows[o * E]);
     ++o;
   }
-  matmul(mm, output_, S.out_rows.data(), n_out, logits);
+  matmul(mm, vocabulary_projection(output_, ctx), S.out_rows.data(), n_out, logits);
   if (c.final_logit_softcap > 0.0f) {
     const float cap = c.final_logit_softcap, inv_cap = 1.0f / cap;
     const int64_t n = n_out * c.n_vocab;

@@ -23,6 +23,7 @@ class Gemma3Model final : public Model {
   Gemma3Model(std::shared_ptr<const gguf::File> file, const std::string& arch, const LoadOptions& options);
   void forward(const Batch& batch, KvCache& cache, float* logits, ForwardContext& ctx) const override;
   void prepare(ForwardContext& ctx) const override;
+  const Weight* output_projection() const override { return &output_; }
 
  private:
   struct Layer {

@@ -88,7 +88,7 @@ void LlamaModel::prepare(ForwardContext& ctx) const {
       if (ctx.sparsity) prepare_columns(mm, *w);
       prepare_weight(mm, *w);
     }
-  prepare_weight(mm, output_);
+  prepare_weight(mm, vocabulary_projection(output_, ctx));
 }
 
 void LlamaModel::rope_table(const Batch& b, ForwardScratch& S, ThreadPool& pool) const {
@@ -222,7 +222,7 @@ void LlamaModel::forward(const Batch& b, KvCache& cache, float* logits, ForwardC
     ++o;
   }
   const MatmulContext mm{ctx.pool, S.workspace, ctx.isa, ctx.matmul};
-  matmul(mm, output_, out_rows_.data(), n_out, logits);
+  matmul(mm, vocabulary_projection(output_, ctx), out_rows_.data(), n_out, logits);
 }
 
 }  // namespace kestrel

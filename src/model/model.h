@@ -54,7 +54,16 @@ struct ForwardContext {
   HiddenTap* hidden_tap = nullptr;               // EAGLE-3: sees the residual stream at some layers
   const ActivationSparsity* sparsity = nullptr;  // TEAL: thresholds of the projections' inputs
   ProjectionObserver* projection_observer = nullptr;  // TEAL calibration: sees the projections' inputs
+  // A draft's vocabulary subset (model/vocabulary_subset.h): the rows the
+  // vocabulary projection computes instead of the model's own, so that logits
+  // are [n, output_head->rows]; nullptr: the whole vocabulary.
+  const Weight* output_head = nullptr;
 };
+
+// The vocabulary projection a forward pass runs: ctx's subset, else the model's own.
+inline const Weight& vocabulary_projection(const Weight& own, const ForwardContext& ctx) {
+  return ctx.output_head != nullptr ? *ctx.output_head : own;
+}
 
 class Model {
  public:
@@ -72,7 +81,8 @@ class Model {
     return KvShape{config_.n_layer, config_.n_kv_head, config_.head_dim, n_ctx, n_seq};
   }
 
-  // Runs the batch; writes [batch.n_logits(), n_vocab] logits, rows in batch order.
+  // Runs the batch; writes [batch.n_logits(), n_vocab] logits, rows in batch order
+  // (n_vocab: ctx.output_head's rows when it is set).
   // Throws kestrel::Error for invalid tokens or positions outside the cache.
   virtual void forward(const Batch& batch, KvCache& cache, float* logits, ForwardContext& ctx) const = 0;
 

@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "platform/mmap.h"
+#include "ops/weight_rows.h"
 
 namespace kestrel {
 
@@ -10,7 +10,7 @@ void embed_row(const Weight& table, int64_t row, const kernels::QuantKernels& ke
   if (!table.mapped()) return kern.dequantize_row(table.row(row), out, table.cols);
   thread_local std::vector<uint8_t> bytes;  // every token of every step: no allocation
   bytes.resize(table.row_stride);
-  table.file->read(static_cast<size_t>(table.row(row) - table.file->data()), bytes);
+  copy_row_bytes(table, row, bytes);
   kern.dequantize_row(bytes.data(), out, table.cols);
 }
 

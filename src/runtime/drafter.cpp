@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "model/draft_vocab_sidecar.h"
 #include "platform/dispatch.h"
 #include "runtime/draft_length.h"
 #include "runtime/eagle3_drafter.h"
@@ -146,7 +147,11 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
         "verify");
   const bool uses_model = qspec || (!uses_head && (d.policy == DecodePolicy::DraftModel ||
                                                    (d.policy == DecodePolicy::Auto && !d.draft_model.empty())));
+  if (!d.draft_vocab.empty() && !uses_model)
+    fail("--spec-draft-vocab applies to a draft model (-md with draft-simple or auto) or qspec, not to --spec-type ",
+         decode_policy_name(d.policy), uses_head ? " with an EAGLE-3 head (it has its own draft vocabulary)" : "");
   std::shared_ptr<const Model> draft;
+  std::shared_ptr<const VocabularySubset> vocabulary;  // one for the n drafters, like the draft model
   std::shared_ptr<const Eagle3Head> head;
   std::shared_ptr<TargetFeatures> features;  // one store for the n sequences
   SessionOptions options;
@@ -171,12 +176,16 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
       draft = load_model(d.draft_model);
       check_same_vocabulary(*draft, target);
     }
+    if (!d.draft_vocab.empty()) {
+      const TokenRanking ranking = load_token_ranking(d.draft_vocab, draft->tokenizer());
+      vocabulary = make_vocabulary_subset(*draft, draft_vocabulary(ranking, draft->tokenizer(), d.draft_vocab_n));
+    }
   }
   auto ngram = [&] { return std::make_unique<NgramDrafter>(d.ngram_n, d.ngram_m); };
   auto costly = [&](int seq) -> std::unique_ptr<Drafter> {
     if (uses_head)
       return std::make_unique<Eagle3Drafter>(head, features, seq, config, n_ctx, d.draft_min, d.draft_p_min);
-    return std::make_unique<ModelDrafter>(draft, options, d.draft_min, d.draft_p_min);
+    return std::make_unique<ModelDrafter>(draft, options, d.draft_min, d.draft_p_min, vocabulary);
   };
   auto tuned = [&](std::unique_ptr<Drafter> inner, bool is_costly) {
     return std::make_unique<TunedDrafter>(std::move(inner), d.draft_max, is_costly);

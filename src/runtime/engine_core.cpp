@@ -79,7 +79,8 @@ void check_four_bit_activations(const Model& model) {
   }
 }
 
-EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvShape& kv_shape)
+EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvShape& kv_shape,
+                       const Weight* output_head)
     : model_(model),
       config_(resolved(model, config)),
       pool_(config_.n_threads),
@@ -89,6 +90,7 @@ EngineCore::EngineCore(const Model& model, const EngineConfig& config, const KvS
       ctx_{pool_, scratch_, config_.isa, config_.matmul,
            kernels::attention_kernel_set(config_.k_type, config_.v_type, config_.attention, config_.isa)} {
   ctx_.sparsity = sparsity_.get();
+  ctx_.output_head = output_head;
   config_.n_threads = pool_.size();
   model_.prepare(ctx_);
 }

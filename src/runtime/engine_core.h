@@ -28,8 +28,11 @@ class EngineCore {
   // what the CPU runs), picks the kernels, makes the KV store for `kv_shape` and
   // prepares the model's weights for the chosen matmul kernels, so that the
   // first request does not pay for repacking. Throws kestrel::Error for a
-  // configuration that cannot run here, naming what would.
-  EngineCore(const Model& model, const EngineConfig& config, const KvShape& kv_shape);
+  // configuration that cannot run here, naming what would. output_head: a
+  // draft's vocabulary subset (model/vocabulary_subset.h; it must outlive the
+  // core), computed and prepared instead of the model's whole vocabulary.
+  EngineCore(const Model& model, const EngineConfig& config, const KvShape& kv_shape,
+             const Weight* output_head = nullptr);
   EngineCore(const EngineCore&) = delete;
   EngineCore& operator=(const EngineCore&) = delete;
 
@@ -39,6 +42,8 @@ class EngineCore {
   ThreadPool& pool() { return pool_; }
   KvCache& cache() { return cache_; }
   const KvCache& cache() const { return cache_; }
+  // Logits per row a forward pass writes: the vocabulary, or the subset's size.
+  int64_t n_logits() const { return ctx_.output_head ? ctx_.output_head->rows : model_.config().n_vocab; }
 
   // One forward pass of `batch` against the KV store (Model::forward).
   // decode_kernels: every token through the kernels of a one-token batch

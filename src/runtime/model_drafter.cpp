@@ -20,8 +20,22 @@ void check_same_vocabulary(const Model& draft, const Model& target) {
            " is '", d.token_text(id), "' there and '", t.token_text(id), "' in the target");
 }
 
-ModelDrafter::ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min)
-    : model_(std::move(draft)), session_(*model_, options), n_min_(n_min), p_min_(p_min) {}
+namespace {
+
+SessionOptions with_head(SessionOptions options, const VocabularySubset* vocabulary) {
+  options.output_head = vocabulary != nullptr ? &vocabulary->head : nullptr;
+  return options;
+}
+
+}  // namespace
+
+ModelDrafter::ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min,
+                           std::shared_ptr<const VocabularySubset> vocabulary)
+    : model_(std::move(draft)),
+      vocabulary_(std::move(vocabulary)),
+      session_(*model_, with_head(options, vocabulary_.get())),
+      n_min_(n_min),
+      p_min_(p_min) {}
 
 void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) {
   out.clear();
@@ -35,9 +49,10 @@ void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vecto
   catch_up_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * (n_eval - 1.0) / n_eval;
   for (;;) {
-    const int32_t top = argmax(logits);
+    const int32_t column = argmax(logits);
+    const int32_t top = vocabulary_ ? vocabulary_->ids[static_cast<size_t>(column)] : column;
     if (static_cast<int>(out.size()) >= n_min_ && p_min_ > 0.0f &&
-        top_probability(logits, top, session_.config().isa, weights_) < p_min_)
+        top_probability(logits, column, session_.config().isa, weights_) < p_min_)
       break;
     out.push_back(top);
     if (static_cast<int>(out.size()) >= n_max || session_.n_past() >= session_.n_ctx()) break;

@@ -3,9 +3,12 @@
 // vocabulary runs greedily ahead of the target over its own KV cache. Each
 // round it re-syncs with the target's sequence (set_history keeps the cached
 // common prefix, so only the tokens the target accepted since are evaluated)
-// and drafts until its top token's probability falls below p_min.
+// and drafts until its top token's probability falls below p_min. Given a
+// vocabulary subset (model/vocabulary_subset.h) it scores only those tokens:
+// its top token and probability are the subset's.
 #include <memory>
 
+#include "model/vocabulary_subset.h"
 #include "runtime/drafter.h"
 #include "runtime/session.h"
 
@@ -14,13 +17,15 @@ namespace kestrel {
 class ModelDrafter : public Drafter {
  public:
   // The draft model may be shared by several drafters (the server's slots);
-  // check_same_vocabulary first.
-  ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min);
+  // check_same_vocabulary first. vocabulary: made from `draft`, or nullptr.
+  ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min,
+               std::shared_ptr<const VocabularySubset> vocabulary = nullptr);
   void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override;
   double catch_up_seconds() const override { return catch_up_seconds_; }
 
  private:
   std::shared_ptr<const Model> model_;
+  std::shared_ptr<const VocabularySubset> vocabulary_;  // before session_, which computes its rows
   Session session_;
   int n_min_;
   float p_min_;

@@ -24,7 +24,7 @@ int checked_batch(int n_batch) {
 
 Session::Session(const Model& model, const SessionOptions& options)
     : n_batch_(checked_batch(options.n_batch)),
-      core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1)),
+      core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1), options.output_head),
       compressor_(kv_compress_spec(options.engine.kv_compress), model.config().n_layer, model.config().n_kv_head),
       drafter_(make_drafter(model, core_.config(), n_ctx())) {
   if (drafter_) core_.set_hidden_tap(drafter_->hidden_tap());
@@ -38,7 +38,7 @@ void Session::clear() {
 }
 
 void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode_step) {
-  const int64_t n_vocab = model().config().n_vocab;
+  const int64_t width = n_logits();  // logits per row
   if (n_past() + static_cast<int64_t>(tokens.size()) > n_ctx())
     fail("context overflow: ", n_past() + static_cast<int64_t>(tokens.size()), " tokens requested, the context holds ",
          n_ctx());
@@ -48,7 +48,7 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode
   // last queries' attention is the metric. A decode step is, under a budget.
   const bool prompt = compressor_.on() && tokens.size() > 1 && !decode_step;
   if (prompt) core_.set_observer(compressor_.start_prompt(0, n_past() + static_cast<int64_t>(tokens.size())));
-  logits_.resize(static_cast<size_t>(all_logits ? tokens.size() : 1) * n_vocab);
+  logits_.resize(static_cast<size_t>(all_logits ? tokens.size() : 1) * width);
   size_t done = 0;
   while (done < tokens.size()) {
     const size_t n = std::min<size_t>(n_batch_, tokens.size() - done);
@@ -58,7 +58,7 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode
       batch_.add(tokens[done + i], static_cast<int32_t>(n_past()) + static_cast<int32_t>(i), 0, all_logits || last,
                  decode_step);
     }
-    float* out = all_logits ? logits_.data() + done * n_vocab : logits_.data();
+    float* out = all_logits ? logits_.data() + done * width : logits_.data();
     core_.forward(batch_, out, decode_step);
     history_.insert(history_.end(), tokens.begin() + done, tokens.begin() + done + n);
     done += n;
@@ -74,12 +74,12 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode
 std::span<const float> Session::append(std::span<const int32_t> tokens) {
   if (tokens.empty()) fail("session: nothing to evaluate");
   eval(tokens, false, false);
-  return {logits_.data(), static_cast<size_t>(model().config().n_vocab)};
+  return {logits_.data(), static_cast<size_t>(n_logits())};
 }
 
 std::span<const float> Session::decode(int32_t token) {
   eval(std::span<const int32_t>(&token, 1), false, true);
-  return {logits_.data(), static_cast<size_t>(model().config().n_vocab)};
+  return {logits_.data(), static_cast<size_t>(n_logits())};
 }
 
 const std::vector<float>& Session::append_all_logits(std::span<const int32_t> tokens) {
@@ -241,6 +241,9 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt, const
                         const TextCallback& on_text) {
   using Clock = std::chrono::steady_clock;
   const Model& model = session.model();
+  if (session.n_logits() != model.config().n_vocab)
+    fail("generate: the session scores ", session.n_logits(), " of ", model.config().n_vocab,
+         " tokens (a draft vocabulary); sampling needs them all");
   GenerateResult r;
   r.prompt_tokens = static_cast<int64_t>(prompt.size());
 

@@ -26,6 +26,10 @@ struct SessionOptions {
   // speculative decoding (`decode`: generate() drafts and verifies): the
   // switches' slots.
   EngineConfig engine;
+  // A draft's vocabulary subset (model/vocabulary_subset.h; not owned, it
+  // must outlive the session): logits cover its rows only. nullptr: the
+  // whole vocabulary. Only drafters set it; generate() needs every token.
+  const Weight* output_head = nullptr;
 };
 
 class Session {
@@ -36,6 +40,8 @@ class Session {
   // The engine configuration as resolved (what this session runs with).
   const EngineConfig& config() const { return core_.config(); }
   int64_t n_ctx() const { return core_.cache().shape().n_ctx; }
+  // Logits per evaluated token: the vocabulary, or SessionOptions::output_head's rows.
+  int64_t n_logits() const { return core_.n_logits(); }
   int64_t n_past() const { return static_cast<int64_t>(history_.size()); }
   const std::vector<int32_t>& history() const { return history_; }
   const KvCache& cache() const { return core_.cache(); }

@@ -39,6 +39,11 @@ struct DecodeConfig {
   int draft_max = 16;         // --spec-draft-n-max: tokens drafted per target pass at most
   int draft_min = 0;          // --spec-draft-n-min: drafts shorter than this are not verified
   float draft_p_min = 0.75f;  // --spec-draft-p-min: the draft model stops below this top probability
+  // --spec-draft-vocab: a token ranking (model/draft_vocab_sidecar.h); the
+  // draft model (draft-simple, auto, qspec) then scores only its first
+  // draft_vocab_n tokens (model/vocabulary_subset.h). Empty: every token.
+  std::string draft_vocab;
+  int64_t draft_vocab_n = 32768;  // --spec-draft-vocab-n
   int ngram_n = 3;            // --spec-ngram-simple-size-n: the n-gram looked up (the last tokens)
   int ngram_m = 16;           // --spec-ngram-simple-size-m: tokens taken after its previous occurrence
   // Draft lengths chosen from the acceptance and pass costs seen (runtime/

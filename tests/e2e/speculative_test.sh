@@ -3,7 +3,8 @@
 # token plain decoding's, for every policy. Target: Qwen2.5-Coder-0.5B (mixed
 # q5_0/q6_K/q8_0, the file scripts/test.sh fetches); draft: a Q4_0 copy of it
 # made here (same vocabulary, other numerics, so drafts are rejected at times
-# and rolled back). One prompt per category of bench/spec/prompts.jsonl.
+# and rolled back), also scoring only a draft vocabulary (--spec-draft-vocab).
+# One prompt per category of bench/spec/prompts.jsonl.
 # With an EAGLE-3 head for the target in the cache (tools/eagle3/README.md;
 # $KESTREL_EAGLE3_HEAD or $CACHE/eagle3/qwen0.5b/head-q8_0.gguf), draft-eagle3 too.
 # Skips (77) when the model is not in the cache.
@@ -30,6 +31,19 @@ for line in open(sys.argv[1]):
             f"<|im_start|>user\n{p['user']}<|im_end|>\n<|im_start|>assistant\n")
     open(f"{sys.argv[2]}/{p['id']}.prompt", "w").write(text)
 PY
+# A draft vocabulary ranked on this repository's sources and docs (never the
+# prompts): the draft scores its 8192 most frequent tokens.
+"$BIN" calibrate draft-vocab -m "$TARGET" -f "$ROOT/src" -f "$ROOT/docs" -o "$OUT/vocab.gguf" > "$OUT/vocab.txt" 2>&1 ||
+  { echo "FAILED: calibrate draft-vocab"; cat "$OUT/vocab.txt"; exit 1; }
+grep -q "tokens used" "$OUT/vocab.txt" || { echo "FAILED: calibrate draft-vocab printed no summary"; exit 1; }
+SMOL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [ -f "$SMOL" ]; then  # another vocabulary's ranking is refused, naming the file
+  "$BIN" calibrate draft-vocab -m "$SMOL" -f "$ROOT/docs" -o "$OUT/smol.gguf" > /dev/null 2>&1
+  if "$BIN" run -m "$TARGET" -md "$OUT/draft.gguf" --spec-draft-vocab "$OUT/smol.gguf" -p hi -n 2 > /dev/null 2> "$OUT/smol.err" ||
+     ! grep -q "smol.gguf was made for another vocabulary" "$OUT/smol.err"; then
+    echo "FAILED: a ranking of another vocabulary was not refused"; cat "$OUT/smol.err"; exit 1
+  fi
+fi
 prompts=("$OUT"/*.prompt)
 # Sanitized builds (scripts/test_sanitized.sh) decode ~10x slower (a draft-model
 # run of 40 tokens: 55 s under ASan): one category there runs every policy's
@@ -41,7 +55,8 @@ for prompt in "${prompts[@]}"; do
   run() { "$BIN" run -m "$TARGET" -f "$prompt" -n 40 --temp 0 -t 2 -c 1024 --no-display-prompt "$@" 2>> "$OUT/$id.err"; }
   run > "$OUT/$id.plain" || { echo "FAILED: $id plain"; cat "$OUT/$id.err"; fail=$((fail + 1)); continue; }
   policies=("-md $OUT/draft.gguf --spec-fixed --spec-draft-n-max 6" "--spec-type ngram-simple --spec-fixed"
-            "--spec-type auto -md $OUT/draft.gguf")
+            "--spec-type auto -md $OUT/draft.gguf"
+            "-md $OUT/draft.gguf --spec-draft-vocab $OUT/vocab.gguf --spec-draft-vocab-n 8192 --spec-fixed --spec-draft-n-max 6")
   [ -f "$HEAD" ] && policies+=("--spec-type draft-eagle3 --spec-eagle3-head $HEAD --spec-fixed --spec-draft-p-min 0")
   for policy in "${policies[@]}"; do
     # shellcheck disable=SC2086
