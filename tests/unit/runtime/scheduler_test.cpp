@@ -6,11 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
 
 #include "core/error.h"
+#include "model/draft_vocab_sidecar.h"
 #include "unit/runtime/greedy_options.h"
 #include "unit/runtime/tiny_eagle3.h"
 #include "unit/runtime/tiny_model.h"
@@ -145,8 +147,8 @@ TEST(Scheduler, BatchedRequestsMatchSingleSequenceGeneration) {
 }
 
 // Speculative decoding per slot, inside continuous batching: a draft model
-// (the tiny model with noise: same vocabulary, often wrong) and n-gram
-// lookup, 4 requests on 3 slots with stop strings and logprobs, give exactly
+// (the tiny model with noise: same vocabulary, often wrong; also scoring only
+// a draft vocabulary), n-gram lookup and an EAGLE-3 head, 4 requests on 3 slots with stop strings and logprobs, give exactly
 // what plain single-sequence decoding gives each; drafts were made, some
 // taken and some rolled back, and every slot's blocks came back.
 TEST(Scheduler, SpeculativeSlotsMatchPlainDecoding) {
@@ -157,10 +159,22 @@ TEST(Scheduler, SpeculativeSlotsMatchPlainDecoding) {
   const std::vector<std::string> prompts = {"The cat sat on the mat", "It was a warm afternoon, and the wind",
                                             "Over the fence, a dog barked at a passing car, then lay down",
                                             "When the sun went down"};
-  for (DecodePolicy policy : {DecodePolicy::DraftModel, DecodePolicy::NgramSimple, DecodePolicy::Eagle3}) {
+  // A draft vocabulary of the tokens tiny_text uses (the last variant: the draft model scoring only those).
+  const Tokenizer& tok = tiny().model->tokenizer();
+  std::vector<uint64_t> counts(static_cast<size_t>(tok.n_vocab()), 0);
+  for (int32_t id : tok.encode(testing::tiny_text(), false, false)) ++counts[static_cast<size_t>(id)];
+  const std::string ranking = tiny().path + ".draft-vocab.gguf";
+  save_token_ranking(ranking, rank_tokens(tok, counts));
+  for (int variant = 0; variant < 4; ++variant) {
+    const DecodePolicy policy = std::array{DecodePolicy::DraftModel, DecodePolicy::NgramSimple, DecodePolicy::Eagle3,
+                                           DecodePolicy::DraftModel}[variant];
     SchedulerOptions o = opts(3, 7);
     o.engine.decode.policy = policy;
     o.engine.decode.draft_model = draft.path;
+    if (variant == 3) {
+      o.engine.decode.draft_vocab = ranking;
+      o.engine.decode.draft_vocab_n = 24;
+    }
     o.engine.decode.eagle3_head = head;
     o.engine.decode.draft_max = 4;
     o.engine.decode.draft_p_min = 0.0f;
@@ -194,6 +208,7 @@ TEST(Scheduler, SpeculativeSlotsMatchPlainDecoding) {
     EXPECT_TRUE(sched.idle());
   }
   std::filesystem::remove(head);
+  std::filesystem::remove(ranking);
 }
 
 TEST(Scheduler, SpeculativeDecodingRefusesKvCompress) {
