@@ -130,8 +130,9 @@ void add_draft_flags(CLI::App& app, DecodeConfig& d) {
   app.add_option("--spec-draft-n-min,--draft-min", d.draft_min, "shorter drafts are not verified")
       ->capture_default_str();
   app.add_option("--spec-draft-p-min,--draft-p-min", d.draft_p_min,
-                 "draft-simple: stop drafting when the draft's top token is less likely than this")
-      ->capture_default_str();
+                 "draft-simple, draft-eagle3: stop drafting when the draft's top token is less likely than this "
+                 "(default: none with adaptive lengths, which stop a draft where the chance that all of it is "
+                 "accepted no longer pays for another token; 0.75 with --spec-fixed)");
   app.add_option("--spec-draft-vocab", d.draft_vocab,
                  "draft-simple/qspec: the draft scores only the most frequent tokens of this ranking (`kestrel "
                  "calibrate draft-vocab`), reading that share of its vocabulary projection; still lossless");

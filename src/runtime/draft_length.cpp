@@ -40,15 +40,18 @@ void DraftLength::pass_cost(double& t1, double& beta) const {
   t1 = mean_t / (1.0 + kPriorBeta * (mean_n - 1.0));
 }
 
+double DraftLength::token_cost() const {
+  double t1 = 0.0, beta = kPriorBeta;
+  pass_cost(t1, beta);
+  const double delta = drafted_ > 0.0 ? draft_seconds_ / drafted_ : 0.0;
+  return beta + (t1 > 0.0 ? delta / t1 : 0.0);
+}
+
 double DraftLength::gain(int k) const {
   if (k <= 0) return 1.0;
   const double a = hits_ / (hits_ + misses_);
   const double tokens = a >= 1.0 ? k + 1.0 : (1.0 - std::pow(a, k + 1)) / (1.0 - a);
-  double t1 = 0.0, beta = kPriorBeta;
-  pass_cost(t1, beta);
-  const double delta = drafted_ > 0.0 ? draft_seconds_ / drafted_ : 0.0;
-  const double draft = t1 > 0.0 ? delta / t1 : 0.0;
-  return tokens / (1.0 + (beta + draft) * k);
+  return tokens / (1.0 + token_cost() * k);
 }
 
 int DraftLength::next() {

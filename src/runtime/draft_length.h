@@ -31,6 +31,10 @@ class DraftLength {
   // The expected tokens per one-token pass's time for a draft of k tokens,
   // under the current estimates (1 for k = 0).
   double gain(int k) const;
+  // What one more drafted token costs, in one-token passes: beta + delta / t1.
+  // A drafter that knows its confidence stops where the chance that the
+  // target takes its whole draft falls below it (DraftStop).
+  double token_cost() const;
 
  private:
   int max_;

@@ -29,6 +29,7 @@ class TunedDrafter : public Drafter {
     attempted_ = k > 0;
     seconds_ = 0.0;
     if (k <= 0) return;
+    inner_->set_path_floor(length_.token_cost());
     const auto t0 = std::chrono::steady_clock::now();
     inner_->draft(context, k, out);
     seconds_ =
@@ -184,8 +185,8 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
   auto ngram = [&] { return std::make_unique<NgramDrafter>(d.ngram_n, d.ngram_m); };
   auto costly = [&](int seq) -> std::unique_ptr<Drafter> {
     if (uses_head)
-      return std::make_unique<Eagle3Drafter>(head, features, seq, config, n_ctx, d.draft_min, d.draft_p_min);
-    return std::make_unique<ModelDrafter>(draft, options, d.draft_min, d.draft_p_min, vocabulary);
+      return std::make_unique<Eagle3Drafter>(head, features, seq, config, n_ctx, d.draft_min, d.resolved_p_min());
+    return std::make_unique<ModelDrafter>(draft, options, d.draft_min, d.resolved_p_min(), vocabulary);
   };
   auto tuned = [&](std::unique_ptr<Drafter> inner, bool is_costly) {
     return std::make_unique<TunedDrafter>(std::move(inner), d.draft_max, is_costly);

@@ -39,10 +39,46 @@ class Drafter {
   // with what was accepted, not with the draft's length, so DraftLength leaves
   // it out of the cost per drafted token.
   virtual double catch_up_seconds() const { return 0.0; }
+  // Adaptive draft lengths (DecodeConfig::adaptive): what one more drafted
+  // token costs in target passes (DraftLength::token_cost), told before each
+  // draft; a drafter that knows its confidence stops below it (DraftStop).
+  virtual void set_path_floor(double floor) { (void)floor; }
   // What the target's forward passes must show their hidden states to
   // (EAGLE-3 drafts from them); nullptr: nothing. The hosts (Session,
   // Scheduler) hand it to their engine core.
   virtual HiddenTap* hidden_tap() { return nullptr; }
+};
+
+// When a drafter that scores its tokens stops (ModelDrafter, Eagle3Drafter):
+// before a token whose top probability is below p_min, or whose draft so far
+// would then be less likely than the path floor: the product of the drafted
+// tokens' probabilities estimates the chance that the target takes them all,
+// which is what the next token gains, against what it costs (set_path_floor).
+// Never before n_min tokens.
+class DraftStop {
+ public:
+  DraftStop(int n_min, float p_min) : n_min_(n_min), p_min_(p_min) {}
+  void set_path_floor(double floor) { floor_ = floor; }
+  // A new draft begins.
+  void start() { path_ = 1.0; }
+  // Whether the drafter needs its top probabilities at all.
+  bool scores() const { return p_min_ > 0.0f || floor_ > 0.0; }
+  // Whether to stop before drafting the n-th token (from 0), of top probability p.
+  bool stop(int n, float p) {
+    if (n < n_min_) {
+      path_ *= p;
+      return false;
+    }
+    if (p < p_min_ || path_ * p < floor_) return true;
+    path_ *= p;
+    return false;
+  }
+
+ private:
+  int n_min_;
+  float p_min_;
+  double floor_ = 0.0;
+  double path_ = 1.0;
 };
 
 // The softmax probability of logits[top] when it is the largest logit:

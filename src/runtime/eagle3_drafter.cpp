@@ -18,8 +18,7 @@ Eagle3Drafter::Eagle3Drafter(std::shared_ptr<const Eagle3Head> head, std::shared
     : head_(std::move(head)),
       features_(std::move(features)),
       seq_(seq),
-      n_min_(n_min),
-      p_min_(p_min),
+      stop_(n_min, p_min),
       isa_(runnable_isa(engine.isa)),
       pool_(engine.n_threads),
       cache_(head_->kv_shape(n_ctx, 1), DType::F16, isa_),
@@ -88,11 +87,10 @@ void Eagle3Drafter::draft(std::span<const int32_t> context, int n_max, std::vect
   seen_.assign(context.begin(), context.end());
 
   const int64_t n_ctx = cache_.shape().n_ctx;
+  stop_.start();
   for (int64_t pos = last + 1;; ++pos) {
     const int32_t top = argmax(logits);
-    if (static_cast<int>(out.size()) >= n_min_ && p_min_ > 0.0f &&
-        top_probability(logits, top, isa_, weights_) < p_min_)
-      break;
+    if (stop_.scores() && stop_.stop(static_cast<int>(out.size()), top_probability(logits, top, isa_, weights_))) break;
     const int32_t token = head_->target_token(top);
     out.push_back(token);
     if (static_cast<int>(out.size()) >= n_max || pos >= n_ctx) break;

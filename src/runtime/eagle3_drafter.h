@@ -5,8 +5,8 @@
 // hidden_tap()). Each round the head first catches up with the positions the
 // target evaluated since the last round (its KV cache keeps the ones whose
 // tokens still match), the last of them paired with the pending token, then
-// chains on its own pre-norm outputs, one token per step, until its top
-// token's probability falls below p_min. Drafting stays greedy (the draft
+// chains on its own pre-norm outputs, one token per step, until DraftStop
+// stops it (runtime/drafter.h). Drafting stays greedy (the draft
 // distribution is one-hot, as Sampler::verify's rule assumes).
 #include <memory>
 
@@ -28,6 +28,7 @@ class Eagle3Drafter : public Drafter {
   void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override;
   double catch_up_seconds() const override { return catch_up_seconds_; }
   HiddenTap* hidden_tap() override { return features_.get(); }
+  void set_path_floor(double floor) override { stop_.set_path_floor(floor); }
 
  private:
   // Runs the head over positions [from, to] with target features; returns the
@@ -39,8 +40,7 @@ class Eagle3Drafter : public Drafter {
   std::shared_ptr<const Eagle3Head> head_;
   std::shared_ptr<TargetFeatures> features_;
   int seq_;
-  int n_min_;
-  float p_min_;
+  DraftStop stop_;
   Isa isa_;  // the engine's, lowered to what this CPU runs
   ThreadPool pool_;
   ForwardScratch scratch_;

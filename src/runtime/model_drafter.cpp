@@ -34,8 +34,7 @@ ModelDrafter::ModelDrafter(std::shared_ptr<const Model> draft, const SessionOpti
     : model_(std::move(draft)),
       vocabulary_(std::move(vocabulary)),
       session_(*model_, with_head(options, vocabulary_.get())),
-      n_min_(n_min),
-      p_min_(p_min) {}
+      stop_(n_min, p_min) {}
 
 void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) {
   out.clear();
@@ -48,11 +47,12 @@ void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vecto
   const double n_eval = static_cast<double>(std::max<int64_t>(1, session_.last_evaluated()));
   catch_up_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * (n_eval - 1.0) / n_eval;
+  stop_.start();
   for (;;) {
     const int32_t column = argmax(logits);
     const int32_t top = vocabulary_ ? vocabulary_->ids[static_cast<size_t>(column)] : column;
-    if (static_cast<int>(out.size()) >= n_min_ && p_min_ > 0.0f &&
-        top_probability(logits, column, session_.config().isa, weights_) < p_min_)
+    if (stop_.scores() &&
+        stop_.stop(static_cast<int>(out.size()), top_probability(logits, column, session_.config().isa, weights_)))
       break;
     out.push_back(top);
     if (static_cast<int>(out.size()) >= n_max || session_.n_past() >= session_.n_ctx()) break;

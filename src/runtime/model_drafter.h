@@ -3,7 +3,7 @@
 // vocabulary runs greedily ahead of the target over its own KV cache. Each
 // round it re-syncs with the target's sequence (set_history keeps the cached
 // common prefix, so only the tokens the target accepted since are evaluated)
-// and drafts until its top token's probability falls below p_min. Given a
+// and drafts until DraftStop stops it (runtime/drafter.h). Given a
 // vocabulary subset (model/vocabulary_subset.h) it scores only those tokens:
 // its top token and probability are the subset's.
 #include <memory>
@@ -22,13 +22,13 @@ class ModelDrafter : public Drafter {
                std::shared_ptr<const VocabularySubset> vocabulary = nullptr);
   void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override;
   double catch_up_seconds() const override { return catch_up_seconds_; }
+  void set_path_floor(double floor) override { stop_.set_path_floor(floor); }
 
  private:
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const VocabularySubset> vocabulary_;  // before session_, which computes its rows
   Session session_;
-  int n_min_;
-  float p_min_;
+  DraftStop stop_;
   double catch_up_seconds_ = 0.0;
   std::vector<float> weights_;  // top_probability's exp scratch
 };

@@ -38,7 +38,12 @@ struct DecodeConfig {
   std::string eagle3_head;    // the EAGLE-3 head's GGUF (Eagle3, Auto): -md naming one, or --spec-eagle3-head
   int draft_max = 16;         // --spec-draft-n-max: tokens drafted per target pass at most
   int draft_min = 0;          // --spec-draft-n-min: drafts shorter than this are not verified
-  float draft_p_min = 0.75f;  // --spec-draft-p-min: the draft model stops below this top probability
+  // --spec-draft-p-min: a drafter stops before a token less likely than this
+  // (runtime/drafter.h DraftStop). Negative (the default): 0 with adaptive
+  // lengths, whose path floor decides where drafts stop; 0.75, llama.cpp's
+  // default, with --spec-fixed. resolved_p_min() gives the value used.
+  float draft_p_min = -1.0f;
+  float resolved_p_min() const { return draft_p_min >= 0.0f ? draft_p_min : adaptive ? 0.0f : 0.75f; }
   // --spec-draft-vocab: a token ranking (model/draft_vocab_sidecar.h); the
   // draft model (draft-simple, auto, qspec) then scores only its first
   // draft_vocab_n tokens (model/vocabulary_subset.h). Empty: every token.

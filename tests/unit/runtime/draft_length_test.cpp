@@ -2,11 +2,13 @@
 // over cost 1 + (beta + delta / t1) k, with t1 and beta the line through the
 // pass times fed, the best k chosen, none when nothing beats plain decoding
 // (and a probe of 1 after 16 such rounds, then 32, 64, up to every 128).
+#include "runtime/draft_length.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
-#include "runtime/draft_length.h"
+#include "runtime/drafter.h"
 
 namespace kestrel {
 namespace {
@@ -67,6 +69,44 @@ TEST(DraftLength, FruitlessModelAttemptsCountAsDraftCost) {
   for (int i = 0; i < 100; ++i) d.record_round(0, 0.02, 0, true);  // the model ran, drafted nothing
   EXPECT_GT(before, 8);
   EXPECT_EQ(d.next(), 0);
+}
+
+TEST(DraftLength, TokenCostIsBetaPlusDraftTimeOverAPass) {
+  DraftLength d(16);
+  EXPECT_NEAR(d.token_cost(), 0.1, 1e-12);  // the prior beta, nothing drafted yet
+  feed(d, 0.05, 0.2, 0.02, 4, 3, 300);
+  EXPECT_NEAR(d.token_cost(), 0.2 + 0.02 / 0.05, 1e-6);
+}
+
+// DraftStop's rule: never before n_min tokens; else stop before a token below
+// p_min, or one that would take the draft's probability (the product of its
+// tokens') below the floor.
+TEST(DraftStop, StopsWhereThePathProbabilityFallsBelowTheFloor) {
+  DraftStop s(0, 0.0f);
+  EXPECT_FALSE(s.scores());  // nothing to compute without p_min or a floor
+  s.set_path_floor(0.3);
+  EXPECT_TRUE(s.scores());
+  s.start();
+  EXPECT_FALSE(s.stop(0, 0.9f));  // 0.9
+  EXPECT_FALSE(s.stop(1, 0.8f));  // 0.72
+  EXPECT_FALSE(s.stop(2, 0.5f));  // 0.36
+  EXPECT_TRUE(s.stop(3, 0.8f));   // 0.288 < 0.3
+  s.start();                      // a new draft starts from 1
+  EXPECT_FALSE(s.stop(0, 0.31f));
+  EXPECT_TRUE(s.stop(1, 0.9f));  // 0.279
+
+  DraftStop p(2, 0.5f);  // p_min per token, and two tokens whatever they score
+  p.set_path_floor(0.2);
+  p.start();
+  EXPECT_FALSE(p.stop(0, 0.1f));  // below both, but inside n_min
+  EXPECT_FALSE(p.stop(1, 0.9f));
+  EXPECT_TRUE(p.stop(2, 0.95f));  // the path 0.1 * 0.9 * 0.95 < 0.2
+  p.set_path_floor(0.0);
+  p.start();
+  EXPECT_FALSE(p.stop(0, 0.6f));
+  EXPECT_FALSE(p.stop(1, 0.6f));
+  EXPECT_FALSE(p.stop(2, 0.6f));
+  EXPECT_TRUE(p.stop(3, 0.4f));  // below p_min
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 // reference chain); and the clear errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -16,6 +17,7 @@
 #include "model/quantize.h"
 #include "platform/cpu.h"
 #include "platform/dispatch.h"
+#include "runtime/model_drafter.h"
 #include "runtime/session.h"
 #include "unit/runtime/greedy_options.h"
 #include "unit/runtime/tiny_model.h"
@@ -260,6 +262,46 @@ TEST(Speculative, QSpecDraftsWithTheTargetsWeightsAtFourBitActivations) {
   o.engine.matmul.activation_bits = 4;
   EXPECT_NO_THROW(Session(*model, o));                    // act=a4 on Q8_0 weights
   EXPECT_THROW(Session(*pair().target.model, o), Error);  // ... never silently on float-activation ones
+}
+
+// A draft model stops where DraftStop's rule says, on its own probabilities:
+// the tokens and the length of a reference walk over a plain session's logits
+// (softmax in double), for several path floors.
+TEST(Speculative, ModelDrafterStopsWhereItsDraftBecomesTooUnlikely) {
+  const Model& draft_model = *pair().draft.model;
+  const auto context = prompts()[1];
+  SessionOptions o;
+  o.n_ctx = 256;
+  o.engine.n_threads = 1;
+  int lengths = 0;
+  for (double floor : {0.6, 0.3, 0.1, 0.02}) {
+    std::vector<int32_t> want;
+    bool near_tie = false;
+    {
+      Session ref(draft_model, o);
+      std::span<const float> logits = ref.set_history(context);
+      double path = 1.0;
+      for (;;) {
+        const int32_t top = argmax(logits);
+        double sum = 0.0;
+        for (float l : logits) sum += std::exp(static_cast<double>(l) - logits[static_cast<size_t>(top)]);
+        const double p = 1.0 / sum;
+        near_tie |= std::abs(path * p - floor) < 1e-4;
+        if (path * p < floor || want.size() == 16) break;
+        path *= p;
+        want.push_back(top);
+        logits = ref.append(std::span<const int32_t>(&top, 1));
+      }
+    }
+    if (near_tie) continue;  // float against double could decide either way
+    ModelDrafter drafter(std::shared_ptr<const Model>(std::shared_ptr<const Model>{}, &draft_model), o, 0, 0.0f);
+    drafter.set_path_floor(floor);
+    std::vector<int32_t> got;
+    drafter.draft(context, 16, got);
+    EXPECT_EQ(got, want) << "floor " << floor;
+    lengths += static_cast<int>(want.size());
+  }
+  EXPECT_GT(lengths, 0);  // some floor let tokens through
 }
 
 TEST(Speculative, RefusesWhatCannotWork) {
