@@ -179,6 +179,13 @@ struct TensorChunk {
 };
 using FillFn = std::function<void(const TensorChunk&)>;
 
+// The bytes of plain values (floats, ints), as Writer::add_tensor takes them.
+template <class T>
+std::vector<uint8_t> bytes_of(std::span<const T> values) {
+  const auto* p = reinterpret_cast<const uint8_t*>(values.data());
+  return std::vector<uint8_t>(p, p + values.size_bytes());
+}
+
 // Builds a GGUF v3 file. Tensor bytes are copied in (or streamed by a callback)
 // and padded to the alignment; tensors are laid out in add order.
 //

@@ -89,9 +89,7 @@ gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
   w.set_u64("kestrel.cq.model.file_bytes", m.file_bytes);
   w.set_u64("kestrel.cq.model.tensor_hash", m.tensor_hash);
   auto add = [&](std::string_view kv, int layer, int head, const std::vector<float>& data, std::vector<int64_t> shape) {
-    std::vector<uint8_t> bytes(data.size() * sizeof(float));
-    std::memcpy(bytes.data(), data.data(), bytes.size());
-    w.add_tensor(tensor_name(kv, layer, head), DType::F32, std::move(shape), std::move(bytes));
+    w.add_tensor(tensor_name(kv, layer, head), DType::F32, std::move(shape), gguf::bytes_of<float>(data));
   };
   for (int layer = 0; layer < m.n_layer; ++layer)
     for (int head = 0; head < m.n_kv_head; ++head) {

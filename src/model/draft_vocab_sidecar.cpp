@@ -16,12 +16,6 @@ namespace {
 
 constexpr const char* kArchitecture = "kestrel-draft-vocab";
 
-std::vector<uint8_t> i32_bytes(const std::vector<int32_t>& v) {
-  std::vector<uint8_t> out(v.size() * sizeof(int32_t));
-  if (!v.empty()) std::memcpy(out.data(), v.data(), out.size());
-  return out;
-}
-
 }  // namespace
 
 uint64_t vocabulary_hash(const Tokenizer& tokenizer) {
@@ -59,8 +53,8 @@ gguf::Writer draft_vocab_writer(const TokenRanking& r) {
   w.set_u64("kestrel.draft_vocab.vocab_hash", r.vocab_hash);
   w.set_u64("kestrel.draft_vocab.corpus_tokens", r.corpus_tokens);
   const auto n = static_cast<int64_t>(r.ids.size());
-  w.add_tensor("draft_vocab.ids", DType::I32, {n}, i32_bytes(r.ids));
-  w.add_tensor("draft_vocab.counts", DType::I32, {n}, i32_bytes(r.counts));
+  w.add_tensor("draft_vocab.ids", DType::I32, {n}, gguf::bytes_of<int32_t>(r.ids));
+  w.add_tensor("draft_vocab.counts", DType::I32, {n}, gguf::bytes_of<int32_t>(r.counts));
   return w;
 }
 

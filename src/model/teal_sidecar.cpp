@@ -14,12 +14,6 @@ namespace {
 
 constexpr const char* kArchitecture = "kestrel-teal";
 
-std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
-  std::vector<uint8_t> out(v.size() * sizeof(float));
-  if (!v.empty()) std::memcpy(out.data(), v.data(), out.size());
-  return out;
-}
-
 }  // namespace
 
 size_t TealTables::level(double s) const {
@@ -56,9 +50,9 @@ gguf::Writer teal_sidecar_writer(const TealTables& t) {
   w.set_u64("kestrel.teal.model.file_bytes", t.model.file_bytes);
   w.set_u64("kestrel.teal.model.tensor_hash", t.model.tensor_hash);
   const auto n = static_cast<int64_t>(t.levels.size());
-  w.add_tensor("teal.levels", DType::F32, {n}, f32_bytes(t.levels));
-  w.add_tensor("teal.thresholds", DType::F32, {kProjections, t.n_layer, n}, f32_bytes(t.thresholds));
-  w.add_tensor("teal.sparsity", DType::F32, {kProjections, t.n_layer, n}, f32_bytes(t.sparsity));
+  w.add_tensor("teal.levels", DType::F32, {n}, gguf::bytes_of<float>(t.levels));
+  w.add_tensor("teal.thresholds", DType::F32, {kProjections, t.n_layer, n}, gguf::bytes_of<float>(t.thresholds));
+  w.add_tensor("teal.sparsity", DType::F32, {kProjections, t.n_layer, n}, gguf::bytes_of<float>(t.sparsity));
   return w;
 }
 

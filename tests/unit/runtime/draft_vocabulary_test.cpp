@@ -216,19 +216,9 @@ TEST(DraftVocabulary, SubsetLogitsAreTheWholeVocabularysBitForBit) {
     if (runnable_isa(isa) != isa) continue;
     expect_subset_logits_match(*target().model, isa, "f32");
   }
-  testing::TinyModelSpec wide;  // 256 columns: whole K-format super-blocks
-  wide.n_embd = 256;
-  wide.n_head = 4;
-  wide.n_ff = 512;
-  testing::LoadedTinyModel f32("draft_vocab_wide", wide);
+  testing::LoadedTinyModel f32("draft_vocab_wide", testing::wide_tiny_spec());
   for (DType type : {DType::Q8_0, DType::Q4_K}) {
-    const std::string path = f32.path + "." + std::string(dtype_name(type)) + ".gguf";
-    QuantizeOptions qo;
-    qo.type = type;
-    qo.pure = true;
-    quantize_model(f32.path, path, qo);
-    const auto model = load_model(path);
-    fs::remove(path);
+    const auto model = testing::load_pure_quantized(f32.path, type);
     for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
       if (runnable_isa(isa) != isa) continue;
       expect_subset_logits_match(*model, isa, std::string(dtype_name(type)));

@@ -106,21 +106,11 @@ TEST(Speculative, GreedyOutputIsPlainDecodingsForEveryPolicy) {
 // super-block in int32 (kernels/panel_types.h); Session::verify asks for the
 // decode kernels. Checked for every panel format family and kernel level.
 TEST(Speculative, VerifyRowsAreDecodeStepsBitForBit) {
-  testing::TinyModelSpec wide;  // 256 columns: whole K-format super-blocks
-  wide.n_embd = 256;
-  wide.n_head = 4;
-  wide.n_ff = 512;
-  testing::LoadedTinyModel f32("spec_wide", wide);
+  testing::LoadedTinyModel f32("spec_wide", testing::wide_tiny_spec());
   const auto prompt = prompts()[0];
   const std::vector<int32_t> next(prompt.begin(), prompt.begin() + 9);
   for (DType type : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::IQ4_XS}) {
-    const std::string path = f32.path + "." + std::string(dtype_name(type)) + ".gguf";
-    QuantizeOptions qo;
-    qo.type = type;
-    qo.pure = true;
-    quantize_model(f32.path, path, qo);
-    const auto model = load_model(path);
-    std::filesystem::remove(path);
+    const auto model = testing::load_pure_quantized(f32.path, type);
     const int64_t n_vocab = model->config().n_vocab;
     for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
       if (runnable_isa(isa) != isa) continue;

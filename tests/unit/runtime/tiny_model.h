@@ -23,6 +23,7 @@
 
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "model/quantize.h"
 #include "runtime/session.h"
 
 namespace kestrel::testing {
@@ -186,6 +187,28 @@ struct LoadedTinyModel {
       : path(write_tiny_model(spec, tag)), model(load_model(path)) {}
   ~LoadedTinyModel() { std::filesystem::remove(path); }
 };
+
+// A tiny model with 256 columns (whole K-format super-blocks), for the panel formats.
+inline TinyModelSpec wide_tiny_spec() {
+  TinyModelSpec s;
+  s.n_embd = 256;
+  s.n_head = 4;
+  s.n_ff = 512;
+  return s;
+}
+
+// `f32_path`'s model quantized to `type` in every matrix (pure), loaded; the
+// quantized file is removed once loaded.
+inline std::unique_ptr<Model> load_pure_quantized(const std::string& f32_path, DType type) {
+  const std::string path = f32_path + "." + std::string(dtype_name(type)) + ".gguf";
+  QuantizeOptions qo;
+  qo.type = type;
+  qo.pure = true;
+  quantize_model(f32_path, path, qo);
+  auto model = load_model(path);
+  std::filesystem::remove(path);
+  return model;
+}
 
 // Every position's logits of `text` (BOS first) through a fresh session with
 // an F32 cache (an F16 one would round more than the transforms the tests
