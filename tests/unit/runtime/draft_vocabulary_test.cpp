@@ -217,13 +217,18 @@ TEST(DraftVocabulary, SubsetLogitsAreTheWholeVocabularysBitForBit) {
     expect_subset_logits_match(*target().model, isa, "f32");
   }
   testing::LoadedTinyModel f32("draft_vocab_wide", testing::wide_tiny_spec());
-  for (DType type : {DType::Q8_0, DType::Q4_K}) {
-    const auto model = testing::load_pure_quantized(f32.path, type);
-    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-      if (runnable_isa(isa) != isa) continue;
-      expect_subset_logits_match(*model, isa, std::string(dtype_name(type)));
+  testing::TinyModelSpec tied = testing::wide_tiny_spec();  // the head is the embedding table (SmolLM2's layout)
+  tied.tied_output = true;
+  testing::LoadedTinyModel f32_tied("draft_vocab_tied", tied);
+  for (const auto* source : {&f32, &f32_tied})
+    for (DType type : {DType::Q8_0, DType::Q4_K}) {
+      const auto model = testing::load_pure_quantized(source->path, type);
+      const std::string what = std::string(dtype_name(type)) + (source == &f32_tied ? " tied" : "");
+      for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+        if (runnable_isa(isa) != isa) continue;
+        expect_subset_logits_match(*model, isa, what);
+      }
     }
-  }
 }
 
 // A ranking of the tokens tiny_text uses, written for the tests below.
