@@ -74,10 +74,10 @@ TokenRanking load_token_ranking(const std::string& path, const Tokenizer& tokeni
   } catch (const Error& e) {
     fail(where, ": ", e.what());
   }
-  if (r.n_vocab != tokenizer.n_vocab() || r.vocab_hash != vocabulary_hash(tokenizer))
+  const uint64_t model_hash = vocabulary_hash(tokenizer);
+  if (r.n_vocab != tokenizer.n_vocab() || r.vocab_hash != model_hash)
     fail(where, " was made for another vocabulary (", r.n_vocab, " tokens, hash ", r.vocab_hash, "; the model has ",
-         tokenizer.n_vocab(), " tokens, hash ", vocabulary_hash(tokenizer),
-         "): run `kestrel calibrate draft-vocab` for this model");
+         tokenizer.n_vocab(), " tokens, hash ", model_hash, "): run `kestrel calibrate draft-vocab` for this model");
   const gguf::TensorInfo* ids = f.find_tensor("draft_vocab.ids");
   if (ids == nullptr) fail(where, ": missing tensor draft_vocab.ids");
   if (ids->type != DType::I32 || ids->ne.size() != 1 || ids->ne[0] < 1)

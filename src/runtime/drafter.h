@@ -65,11 +65,7 @@ class DraftStop {
   bool scores() const { return p_min_ > 0.0f || floor_ > 0.0; }
   // Whether to stop before drafting the n-th token (from 0), of top probability p.
   bool stop(int n, float p) {
-    if (n < n_min_) {
-      path_ *= p;
-      return false;
-    }
-    if (p < p_min_ || path_ * p < floor_) return true;
+    if (n >= n_min_ && (p < p_min_ || path_ * p < floor_)) return true;
     path_ *= p;
     return false;
   }

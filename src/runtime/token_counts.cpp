@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "core/error.h"
+#include "platform/mmap.h"
 #include "tokenizer/tokenizer.h"
 
 namespace kestrel {
@@ -42,12 +42,10 @@ CorpusCount count_corpus_tokens(const Tokenizer& tokenizer, std::span<const std:
   c.counts.assign(static_cast<size_t>(tokenizer.n_vocab()), 0);
   int64_t next_report = 0;
   for (const fs::path& path : corpus_files(paths)) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("corpus: cannot open ", path.string());
-    std::ostringstream os;
-    os << in.rdbuf();
-    const std::string text = os.str();
-    if (text.find('\0') < std::min<size_t>(text.size(), 8192)) {
+    // Mapped, not read: a binary file costs its first page, a text file no copy.
+    const MappedFile file = MappedFile::open(path.string());
+    const std::string_view text(reinterpret_cast<const char*>(file.data()), file.size());
+    if (text.substr(0, 8192).find('\0') != std::string_view::npos) {
       ++c.skipped;
       continue;
     }
