@@ -127,6 +127,10 @@ void add_draft_flags(CLI::App& app, DecodeConfig& d) {
                  "draft model for speculative decoding, also -md (its vocabulary must be the model's)");
   app.add_option("--spec-draft-n-max,--draft-max,--draft", d.draft_max, "tokens drafted per target pass at most")
       ->capture_default_str();
+  app.add_option("--spec-branches", d.draft_branches,
+                 "draft-simple, draft-eagle3, qspec, auto: draft up to this many branches, the next most likely first "
+                 "tokens as alternatives, verified in the same pass (1: a chain; run, chat, bench)")
+      ->check(CLI::Range(1, 8));
   app.add_option("--spec-draft-n-min,--draft-min", d.draft_min, "shorter drafts are not verified")
       ->capture_default_str();
   app.add_option("--spec-draft-p-min,--draft-p-min", d.draft_p_min,

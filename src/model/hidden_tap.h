@@ -19,10 +19,11 @@ class HiddenTap {
   virtual const std::vector<int>& layers() const = 0;
   // x: [batch.size(), n_embd], row t for batch position t; `slot` indexes layers().
   virtual void capture(int slot, const Batch& batch, const float* x, int64_t n_embd) = 0;
-  // A host copied sequence src's first n KV positions to dst without
-  // evaluating them (the server sharing a cached prompt prefix): a tap that
-  // keeps rows per sequence copies them too.
-  virtual void share_prefix(int dst, int src, int64_t n) { (void)dst, (void)src, (void)n; }
+  // A host copied sequence src's KV positions [from, n) to dst without
+  // evaluating them (the server sharing a cached prompt prefix, from 0; a
+  // session keeping a draft tree's accepted branch, from where the branches
+  // parted): a tap that keeps rows per sequence copies them too.
+  virtual void share_positions(int dst, int src, int64_t from, int64_t n) { (void)dst, (void)src, (void)from, (void)n; }
 };
 
 // Calls tap->capture for every slot of layers() that asks for `layer` (no-op without a tap).

@@ -87,13 +87,13 @@ void DraftLength::record_pass(int64_t n, double seconds) {
   snt_ = kKeep * snt_ + x * seconds;
 }
 
-void DraftLength::record_round(int64_t k, double seconds, int64_t accepted, bool attempted) {
+void DraftLength::record_round(int64_t k, double seconds, int64_t accepted, bool rejected, bool attempted) {
   if (k <= 0 && !attempted) return;
   // A draft model that drafted nothing was unsure, not wrong: its time counts
   // against the tokens it does draft, the acceptance only sees real drafts.
   if (k > 0) {
     hits_ = kKeep * hits_ + static_cast<double>(accepted);
-    misses_ = kKeep * misses_ + (accepted < k ? 1.0 : 0.0);
+    misses_ = kKeep * misses_ + (rejected ? 1.0 : 0.0);
   }
   draft_seconds_ = kKeep * draft_seconds_ + std::max(0.0, seconds);
   drafted_ = kKeep * drafted_ + static_cast<double>(std::max<int64_t>(k, 0));

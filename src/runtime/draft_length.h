@@ -24,10 +24,12 @@ class DraftLength {
   int next();
   // A verification (or plain) pass of n tokens took `seconds`.
   void record_pass(int64_t n, double seconds);
-  // Drafting k tokens took `seconds`; then `accepted` of them were taken.
+  // Drafting k tokens took `seconds`; then `accepted` of them were taken,
+  // and the target refused the next one (`rejected`; a draft tree's k counts
+  // its alternatives, which are no misses when another branch is taken).
   // A draft model that drafted nothing (its top token was too unlikely) still
   // spent its time (`attempted`): it raises the cost per drafted token.
-  void record_round(int64_t k, double seconds, int64_t accepted, bool attempted = false);
+  void record_round(int64_t k, double seconds, int64_t accepted, bool rejected, bool attempted = false);
   // The expected tokens per one-token pass's time for a draft of k tokens,
   // under the current estimates (1 for k = 0).
   double gain(int k) const;

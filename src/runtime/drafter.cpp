@@ -24,6 +24,10 @@ class TunedDrafter : public Drafter {
   TunedDrafter(std::unique_ptr<Drafter> inner, int max, bool costly)
       : inner_(std::move(inner)), length_(max), costly_(costly) {}
   void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override {
+    draft_tree(context, n_max, 1, tree_);
+    out = tree_.tokens;
+  }
+  void draft_tree(std::span<const int32_t> context, int n_max, int n_branches, DraftTree& out) override {
     out.clear();
     const int k = std::min(n_max, length_.next());
     attempted_ = k > 0;
@@ -31,14 +35,14 @@ class TunedDrafter : public Drafter {
     if (k <= 0) return;
     inner_->set_path_floor(length_.token_cost());
     const auto t0 = std::chrono::steady_clock::now();
-    inner_->draft(context, k, out);
+    inner_->draft_tree(context, k, n_branches, out);
     seconds_ =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - inner_->catch_up_seconds();
   }
   HiddenTap* hidden_tap() override { return inner_->hidden_tap(); }
   void observe(const DraftRound& r) override {
     length_.record_pass(r.n_pass, r.pass_seconds);
-    if (attempted_) length_.record_round(r.drafted, seconds_, r.accepted, costly_);
+    if (attempted_) length_.record_round(r.drafted, seconds_, r.accepted, r.rejected, costly_);
     attempted_ = false;
   }
   // The pass was another drafter's: its cost still teaches t1 and beta.
@@ -53,6 +57,7 @@ class TunedDrafter : public Drafter {
   bool costly_;
   bool attempted_ = false;
   double seconds_ = 0.0;
+  DraftTree tree_;
 };
 
 // "auto": n-gram lookup first (free, and right where the text repeats), the
@@ -63,11 +68,15 @@ class AutoDrafter : public Drafter {
       : ngram_(std::move(ngram)), model_(std::move(model)) {}
   HiddenTap* hidden_tap() override { return model_ ? model_->hidden_tap() : nullptr; }
   void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override {
+    draft_tree(context, n_max, 1, tree_);
+    out = tree_.tokens;
+  }
+  void draft_tree(std::span<const int32_t> context, int n_max, int n_branches, DraftTree& out) override {
     last_ = ngram_.get();
-    ngram_->draft(context, n_max, out);
+    ngram_->draft_tree(context, n_max, n_branches, out);
     if (!out.empty() || !model_) return;
     last_ = model_.get();
-    model_->draft(context, n_max, out);
+    model_->draft_tree(context, n_max, n_branches, out);
   }
   void observe(const DraftRound& r) override {
     for (TunedDrafter* d : {ngram_.get(), model_.get()}) {
@@ -83,6 +92,7 @@ class AutoDrafter : public Drafter {
  private:
   std::unique_ptr<TunedDrafter> ngram_, model_;
   TunedDrafter* last_ = nullptr;
+  DraftTree tree_;
 };
 
 }  // namespace
@@ -131,6 +141,8 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
   if (d.draft_min < 0 || d.draft_min > d.draft_max)
     fail("speculative decoding: --spec-draft-n-min ", d.draft_min, " must lie in [0, --spec-draft-n-max ", d.draft_max,
          "]");
+  if (d.draft_branches < 1 || d.draft_branches > kMaxDraftBranches)
+    fail("speculative decoding: --spec-branches ", d.draft_branches, " must lie in [1, ", kMaxDraftBranches, "]");
   if (d.policy == DecodePolicy::DraftModel && d.draft_model.empty())
     fail("--spec-type draft-simple needs a draft model (-md FILE)");
   if (d.policy == DecodePolicy::Eagle3 && d.eagle3_head.empty())
@@ -148,6 +160,11 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
         "verify");
   const bool uses_model = qspec || (!uses_head && (d.policy == DecodePolicy::DraftModel ||
                                                    (d.policy == DecodePolicy::Auto && !d.draft_model.empty())));
+  if (d.draft_branches > 1 && !uses_head && !uses_model)
+    fail(
+        "--spec-branches applies to drafters that run a model (draft-simple, draft-eagle3, qspec, auto with -md), "
+        "not to --spec-type ",
+        decode_policy_name(d.policy));
   if (!d.draft_vocab.empty() && !uses_model)
     fail("--spec-draft-vocab applies to a draft model (-md with draft-simple or auto) or qspec, not to --spec-type ",
          decode_policy_name(d.policy), uses_head ? " with an EAGLE-3 head (it has its own draft vocabulary)" : "");
@@ -158,8 +175,9 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
   SessionOptions options;
   if (uses_head) {
     head = std::make_shared<const Eagle3Head>(d.eagle3_head, target);
-    features = std::make_shared<TargetFeatures>(head->config().target_layers, target.config().n_embd, n_ctx, n,
-                                                runnable_isa(config.isa));
+    // A session's draft tree verifies its branches in sequences 0..branches-1.
+    features = std::make_shared<TargetFeatures>(head->config().target_layers, target.config().n_embd, n_ctx,
+                                                std::max(n, d.draft_branches), runnable_isa(config.isa));
   }
   if (uses_model) {
     options.n_ctx = n_ctx;
@@ -219,6 +237,21 @@ void draft_tokens(Drafter& drafter, const DecodeConfig& config, std::span<const 
   if (n_max <= 0) return;
   drafter.draft(context, static_cast<int>(n_max), out);
   if (static_cast<int>(out.size()) < config.draft_min || static_cast<int64_t>(out.size()) > n_max) out.clear();
+}
+
+void draft_tree(Drafter& drafter, const DecodeConfig& config, std::span<const int32_t> context, int64_t n_max,
+                DraftTree& out) {
+  out.clear();
+  n_max = std::min<int64_t>(n_max, config.draft_max);
+  if (n_max <= 0) return;
+  drafter.draft_tree(context, static_cast<int>(n_max), config.draft_branches, out);
+  int64_t leaves = 0, deepest = 0;
+  for (int32_t i = 0; i < out.size(); ++i)
+    if (out.is_leaf(i)) {
+      ++leaves;
+      deepest = std::max(deepest, out.depth(i));
+    }
+  if (deepest < config.draft_min || deepest > n_max || leaves > config.draft_branches) out.clear();
 }
 
 std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& config, int64_t n_ctx) {

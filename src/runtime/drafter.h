@@ -11,18 +11,25 @@
 #include <vector>
 
 #include "model/model.h"
+#include "runtime/draft_tree.h"
 #include "switches/engine_config.h"
 
 namespace kestrel {
 
 // What came of a round: the target's pass over the pending token and the
-// draft (n_pass tokens, pass_seconds), and how many drafted tokens it took.
+// draft (n_pass rows, pass_seconds), how many drafted tokens it took, and
+// whether it refused one (the walk ended before the end of a branch: for a
+// chain, accepted < drafted; a tree's other branches are not misses).
 struct DraftRound {
   int64_t n_pass = 1;
   double pass_seconds = 0.0;
   int64_t drafted = 0;
   int64_t accepted = 0;
+  bool rejected = false;
 };
+
+// --spec-branches at most: each branch past the first takes a KV sequence of its own.
+inline constexpr int kMaxDraftBranches = 8;
 
 class Drafter {
  public:
@@ -31,6 +38,14 @@ class Drafter {
   // sequence so far, the last one not yet evaluated by the target) into out;
   // empty when it has no guess (or guessing does not pay).
   virtual void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) = 0;
+  // The same with up to n_branches branches (DraftTree): alternatives where
+  // the drafter is unsure, each at most n_max tokens deep. A drafter without
+  // alternatives drafts a chain (the default).
+  virtual void draft_tree(std::span<const int32_t> context, int n_max, int n_branches, DraftTree& out) {
+    (void)n_branches;
+    draft(context, n_max, chain_);
+    out.assign_chain(chain_);
+  }
   // Told after every round, drafted or not (adaptive drafters learn from it).
   virtual void observe(const DraftRound& round) { (void)round; }
   // Of the last draft() call's time, the seconds spent catching up with the
@@ -47,6 +62,9 @@ class Drafter {
   // (EAGLE-3 drafts from them); nullptr: nothing. The hosts (Session,
   // Scheduler) hand it to their engine core.
   virtual HiddenTap* hidden_tap() { return nullptr; }
+
+ private:
+  std::vector<int32_t> chain_;
 };
 
 // When a drafter that scores its tokens stops (ModelDrafter, Eagle3Drafter):
@@ -67,6 +85,15 @@ class DraftStop {
   bool stop(int n, float p) {
     if (n >= n_min_ && (p < p_min_ || path_ * p < floor_)) return true;
     path_ *= p;
+    return false;
+  }
+  // Whether to leave out an alternative to the top token (a draft tree's other
+  // branch, DraftTree): of probability p, p_rest once the tokens tried before
+  // it failed (what the target's verdict weighs it by, Sampler::verify), and
+  // costing `rows` target rows. Otherwise its branch goes on from path p.
+  bool stop_alternative(float p, float p_rest, int rows) {
+    if (p < p_min_ * p_rest || p < floor_ * rows) return true;
+    path_ = p;
     return false;
   }
 
@@ -103,6 +130,11 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
 // n_max <= 0 or the guess is shorter than draft_min.
 void draft_tokens(Drafter& drafter, const DecodeConfig& config, std::span<const int32_t> context, int64_t n_max,
                   std::vector<int32_t>& out);
+// The same for a draft tree (DecodeConfig::draft_branches branches at most),
+// each branch at most min(n_max, draft_max) deep; empty when its deepest
+// branch is shorter than draft_min.
+void draft_tree(Drafter& drafter, const DecodeConfig& config, std::span<const int32_t> context, int64_t n_max,
+                DraftTree& out);
 // One of them (nullptr for Plain).
 std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& config, int64_t n_ctx);
 

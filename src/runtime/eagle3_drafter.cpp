@@ -4,7 +4,6 @@
 #include <chrono>
 
 #include "platform/dispatch.h"
-#include "sampling/sampler.h"
 
 namespace kestrel {
 namespace {
@@ -15,10 +14,10 @@ constexpr int64_t kCatchUpBatch = 256;  // head positions per forward pass when 
 
 Eagle3Drafter::Eagle3Drafter(std::shared_ptr<const Eagle3Head> head, std::shared_ptr<TargetFeatures> features, int seq,
                              const EngineConfig& engine, int64_t n_ctx, int n_min, float p_min)
-    : head_(std::move(head)),
+    : ChainDrafter(n_min, p_min),
+      head_(std::move(head)),
       features_(std::move(features)),
       seq_(seq),
-      stop_(n_min, p_min),
       isa_(runnable_isa(engine.isa)),
       pool_(engine.n_threads),
       cache_(head_->kv_shape(n_ctx, 1), DType::F16, isa_),
@@ -54,22 +53,27 @@ std::span<const float> Eagle3Drafter::catch_up(std::span<const int32_t> context,
   return logits_;
 }
 
-std::span<const float> Eagle3Drafter::step(int32_t token, int64_t pos) {
+std::span<const float> Eagle3Drafter::step(int32_t token) {
   batch_.clear();
-  batch_.add(token, static_cast<int32_t>(pos), 0, true);
+  batch_.add(token, static_cast<int32_t>(pos_++), 0, true);
   std::swap(g_, prenorm_);  // the last output is this step's g; decode reads g and writes prenorm
   prenorm_.resize(g_.size());
   head_->decode(batch_, g_.data(), cache_, ctx_, prenorm_.data(), logits_.data());
   return logits_;
 }
 
-void Eagle3Drafter::draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) {
-  out.clear();
+void Eagle3Drafter::rewind() {
+  pos_ = synced_;
+  cache_.set_seq_len(0, synced_);
+  prenorm_ = seed_;
+}
+
+std::span<const float> Eagle3Drafter::start(std::span<const int32_t> context) {
   catch_up_seconds_ = 0.0;
   const int64_t n = static_cast<int64_t>(context.size());
   // The head's position P pairs the target's features at P with token P+1:
   // the last one it can compute is n-2 (the pending token's predecessor).
-  if (n_max <= 0 || n < 2) return;
+  if (n < 2) return {};
   const int64_t last = n - 2;
   // Keep the head positions whose tokens [0, P+1] still match the context.
   const size_t common = static_cast<size_t>(
@@ -83,19 +87,10 @@ void Eagle3Drafter::draft(std::span<const int32_t> context, int n_max, std::vect
   const double n_eval = static_cast<double>(last + 1 - synced_);
   catch_up_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * (n_eval - 1.0) / n_eval;
-  synced_ = last + 1;
+  synced_ = pos_ = last + 1;
   seen_.assign(context.begin(), context.end());
-
-  const int64_t n_ctx = cache_.shape().n_ctx;
-  stop_.start();
-  for (int64_t pos = last + 1;; ++pos) {
-    const int32_t top = argmax(logits);
-    if (stop_.scores() && stop_.stop(static_cast<int>(out.size()), top_probability(logits, top, isa_, weights_))) break;
-    const int32_t token = head_->target_token(top);
-    out.push_back(token);
-    if (static_cast<int>(out.size()) >= n_max || pos >= n_ctx) break;
-    logits = step(token, pos);
-  }
+  seed_ = prenorm_;
+  return logits;
 }
 
 }  // namespace kestrel

@@ -4,7 +4,6 @@
 #include <chrono>
 
 #include "core/error.h"
-#include "sampling/sampler.h"
 
 namespace kestrel {
 
@@ -31,14 +30,12 @@ SessionOptions with_head(SessionOptions options, const VocabularySubset* vocabul
 
 ModelDrafter::ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min,
                            std::shared_ptr<const VocabularySubset> vocabulary)
-    : model_(std::move(draft)),
+    : ChainDrafter(n_min, p_min),
+      model_(std::move(draft)),
       vocabulary_(std::move(vocabulary)),
-      session_(*model_, with_head(options, vocabulary_.get())),
-      stop_(n_min, p_min) {}
+      session_(*model_, with_head(options, vocabulary_.get())) {}
 
-void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) {
-  out.clear();
-  if (n_max <= 0 || context.empty()) return;
+std::span<const float> ModelDrafter::start(std::span<const int32_t> context) {
   // The tokens evaluated now are what the target accepted since the last
   // draft (or the prompt). The last of them is the pass every draft needs;
   // the others are the catch-up (see Drafter::catch_up_seconds).
@@ -47,17 +44,8 @@ void ModelDrafter::draft(std::span<const int32_t> context, int n_max, std::vecto
   const double n_eval = static_cast<double>(std::max<int64_t>(1, session_.last_evaluated()));
   catch_up_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * (n_eval - 1.0) / n_eval;
-  stop_.start();
-  for (;;) {
-    const int32_t column = argmax(logits);
-    const int32_t top = vocabulary_ ? vocabulary_->ids[static_cast<size_t>(column)] : column;
-    if (stop_.scores() &&
-        stop_.stop(static_cast<int>(out.size()), top_probability(logits, column, session_.config().isa, weights_)))
-      break;
-    out.push_back(top);
-    if (static_cast<int>(out.size()) >= n_max || session_.n_past() >= session_.n_ctx()) break;
-    logits = session_.append(std::span<const int32_t>(&top, 1));
-  }
+  synced_ = session_.n_past();
+  return logits;
 }
 
 }  // namespace kestrel

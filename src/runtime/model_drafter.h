@@ -9,28 +9,34 @@
 #include <memory>
 
 #include "model/vocabulary_subset.h"
-#include "runtime/drafter.h"
+#include "runtime/chain_drafter.h"
 #include "runtime/session.h"
 
 namespace kestrel {
 
-class ModelDrafter : public Drafter {
+class ModelDrafter : public ChainDrafter {
  public:
   // The draft model may be shared by several drafters (the server's slots);
   // check_same_vocabulary first. vocabulary: made from `draft`, or nullptr.
   ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min,
                std::shared_ptr<const VocabularySubset> vocabulary = nullptr);
-  void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override;
   double catch_up_seconds() const override { return catch_up_seconds_; }
-  void set_path_floor(double floor) override { stop_.set_path_floor(floor); }
 
  private:
+  std::span<const float> start(std::span<const int32_t> context) override;
+  std::span<const float> step(int32_t token) override { return session_.append(std::span(&token, 1)); }
+  void rewind() override { session_.truncate(synced_); }
+  bool full() const override { return session_.n_past() >= session_.n_ctx(); }
+  int32_t token_of(int32_t column) const override {
+    return vocabulary_ ? vocabulary_->ids[static_cast<size_t>(column)] : column;
+  }
+  Isa isa() const override { return session_.config().isa; }
+
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const VocabularySubset> vocabulary_;  // before session_, which computes its rows
   Session session_;
-  DraftStop stop_;
+  int64_t synced_ = 0;  // the history start() brought the session to
   double catch_up_seconds_ = 0.0;
-  std::vector<float> weights_;  // top_probability's exp scratch
 };
 
 // Throws naming the first difference when `draft` cannot draft for `target`

@@ -108,6 +108,9 @@ Scheduler::Scheduler(const Model& model, const SchedulerOptions& options)
     fail(
         "serve: speculative decoding does not run with KV-Compress yet (a rejected draft is rolled back, and "
         "eviction may have taken the blocks it would be cut into)");
+  if (options_.engine.decode.policy != DecodePolicy::Plain && options_.engine.decode.draft_branches > 1)
+    fail("serve: --spec-branches ", options_.engine.decode.draft_branches,
+         ": a slot verifies chains (draft trees run in run, chat and bench); use --spec-branches 1");
   drafters_ = make_drafters(model, core_->config(), options_.n_ctx_slot, options_.n_slots);
   // EAGLE-3: the slots' drafters share one store of the target's hidden states.
   if (!drafters_.empty()) core_->set_hidden_tap(drafters_[0]->hidden_tap());
@@ -349,7 +352,7 @@ Scheduler::Slot* Scheduler::pick_slot_locked(const std::vector<int32_t>& prompt,
     keep = std::min(shared, most);
     cache_->share_prefix(dst->index, src->index, static_cast<int64_t>(keep));
     if (HiddenTap* tap = drafters_.empty() ? nullptr : drafters_[0]->hidden_tap())
-      tap->share_prefix(dst->index, src->index, static_cast<int64_t>(keep));
+      tap->share_positions(dst->index, src->index, 0, static_cast<int64_t>(keep));
   } else {
     keep = std::min(own, most);
     cache_->set_seq_len(dst->index, static_cast<int64_t>(keep));
@@ -707,6 +710,7 @@ int64_t Scheduler::verify_draft(Slot& s, const float* logits, int64_t n_rows) {
   round.pass_seconds = last_forward_seconds_;
   round.drafted = static_cast<int64_t>(k);
   round.accepted = accepted;
+  round.rejected = accepted < round.drafted;
   drafters_[static_cast<size_t>(s.index)]->observe(round);
   s.draft.clear();
   return emitted;

@@ -15,6 +15,17 @@ int64_t resolve_ctx(const Model& m, int64_t want) {
   return want;
 }
 
+// A draft tree's branches past the first take KV sequences 1.. of their own,
+// sharing the history's blocks: each needs the blocks of its pending token and
+// draft, and a copy of the shared block it starts inside.
+KvShape session_kv_shape(const Model& m, int64_t n_ctx, const DecodeConfig& d) {
+  KvShape shape = m.kv_shape(n_ctx, 1);
+  if (d.policy == DecodePolicy::Plain || d.draft_branches <= 1) return shape;
+  shape.n_seq = std::min(d.draft_branches, kMaxDraftBranches);
+  shape.n_pool = n_ctx + (shape.n_seq - 1) * (int64_t{d.draft_max} + 1 + 2 * KvCache::kBlock);
+  return shape;
+}
+
 int checked_batch(int n_batch) {
   if (n_batch <= 0) fail("session: batch size must be positive, got ", n_batch);
   return n_batch;
@@ -24,7 +35,8 @@ int checked_batch(int n_batch) {
 
 Session::Session(const Model& model, const SessionOptions& options)
     : n_batch_(checked_batch(options.n_batch)),
-      core_(model, options.engine, model.kv_shape(resolve_ctx(model, options.n_ctx), 1), options.output_head),
+      core_(model, options.engine, session_kv_shape(model, resolve_ctx(model, options.n_ctx), options.engine.decode),
+            options.output_head),
       compressor_(kv_compress_spec(options.engine.kv_compress), model.config().n_layer, model.config().n_kv_head),
       drafter_(make_drafter(model, core_.config(), n_ctx())) {
   if (drafter_) core_.set_hidden_tap(drafter_->hidden_tap());
@@ -67,8 +79,66 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits, bool decode
     core_.set_observer(nullptr);
     evicted_blocks_ += compressor_.after_prompt(core_.cache(), 0).evicted;
   } else {
-    evicted_blocks_ += compressor_.after_decode(core_.cache(), 0).evicted;
+    compress_after_decode();
   }
+}
+
+void Session::compress_after_decode() { evicted_blocks_ += compressor_.after_decode(core_.cache(), 0).evicted; }
+
+const std::vector<float>& Session::verify_tree(int32_t pending, const DraftTree& tree) {
+  KvCache& cache = core_.cache();
+  const int64_t base = n_past(), width = n_logits();
+  leaves_.clear();
+  int64_t deepest = 0;
+  for (int32_t i = 0; i < tree.size(); ++i)
+    if (tree.is_leaf(i)) {
+      leaves_.push_back(i);
+      deepest = std::max(deepest, tree.depth(i));
+    }
+  if (leaves_.empty()) leaves_.push_back(-1);  // the pending token alone
+  if (static_cast<int>(leaves_.size()) > cache.shape().n_seq)
+    fail("session: a draft tree of ", leaves_.size(), " branches, the session verifies ", cache.shape().n_seq,
+         " (--spec-branches)");
+  if (base + 1 + deepest > n_ctx())
+    fail("context overflow: ", base + 1 + deepest, " tokens requested, the context holds ", n_ctx());
+  batch_.clear();
+  int32_t newest = -1;  // depth-first order: a branch's nodes past the last leaf are its own
+  for (size_t b = 0; b < leaves_.size(); ++b) {
+    const int seq = static_cast<int>(b);
+    if (seq > 0) cache.share_prefix(seq, 0, base);
+    batch_.add(pending, static_cast<int32_t>(base), seq, seq == 0, true);
+    tree.path(leaves_[b], path_);
+    for (size_t d = 0; d < path_.size(); ++d)
+      batch_.add(tree.tokens[static_cast<size_t>(path_[d])], static_cast<int32_t>(base + 1 + static_cast<int64_t>(d)),
+                 seq, path_[d] > newest, true);
+    newest = leaves_[b];
+  }
+  logits_.resize(static_cast<size_t>((1 + tree.size()) * width));
+  last_evaluated_ = batch_.size();
+  core_.forward(batch_, logits_.data(), true);
+  return logits_;
+}
+
+void Session::keep_branch(const DraftTree& tree, int32_t node) {
+  KvCache& cache = core_.cache();
+  const int64_t base = n_past();
+  const int64_t n = base + 1 + (node >= 0 ? tree.depth(node) : 0);
+  // The first branch through `node`: in depth-first order, the first leaf at
+  // or after it lies in its subtree.
+  size_t keep = 0;
+  while (node >= 0 && leaves_[keep] < node) ++keep;
+  if (keep == 0) {
+    cache.set_seq_len(0, n);
+  } else {
+    cache.share_prefix(0, static_cast<int>(keep), n);
+    if (HiddenTap* tap = drafter_ ? drafter_->hidden_tap() : nullptr)
+      tap->share_positions(0, static_cast<int>(keep), base, n);
+  }
+  for (size_t b = 1; b < leaves_.size(); ++b) cache.clear_seq(static_cast<int>(b));
+  history_.push_back(batch_.tokens[0]);  // the pending token
+  tree.path(node, path_);
+  for (int32_t p : path_) history_.push_back(tree.tokens[static_cast<size_t>(p)]);
+  compress_after_decode();
 }
 
 std::span<const float> Session::append(std::span<const int32_t> tokens) {
@@ -182,12 +252,15 @@ void decode_plain(Session& session, Sampler& sampler, std::span<const float> log
 // order: an accepted guess is emitted as is; the first rejected one is replaced
 // by the target's own draw, and the guesses after it are dropped from the KV
 // cache. With every guess accepted, the pass's last row gives one more token.
-// Each emitted token is distributed as plain decoding would draw it.
+// Each emitted token is distributed as plain decoding would draw it. A draft
+// tree (--spec-branches) offers several guesses for a position: Sampler::verify
+// tries them in order, and the walk follows the branch of the one it takes.
 void decode_speculative(Session& session, Sampler& sampler, std::span<const float> logits, Output& out,
                         const DecodeConfig& config, GenerateResult& r) {
   Drafter& drafter = *session.drafter();
   const int64_t n_vocab = session.model().config().n_vocab;
-  std::vector<int32_t> context, draft, batch;
+  std::vector<int32_t> context, chain, batch, children, guesses, emitted;
+  DraftTree draft;
   int32_t pending = sampler.sample(logits);
   sampler.accept(pending);
   if (!out.push(pending)) return;
@@ -199,38 +272,64 @@ void decode_speculative(Session& session, Sampler& sampler, std::span<const floa
     if (out.remaining() >= 0) n_max = std::min(n_max, out.remaining() - 1);
     context.assign(session.history().begin(), session.history().end());
     context.push_back(pending);
-    draft_tokens(drafter, config, context, n_max, draft);
-    batch.assign(1, pending);
-    batch.insert(batch.end(), draft.begin(), draft.end());
+    if (config.draft_branches > 1) {
+      draft_tree(drafter, config, context, n_max, draft);
+    } else {
+      draft_tokens(drafter, config, context, n_max, chain);
+      draft.assign_chain(chain);
+    }
+    // A chain is verified in the history's own sequence; row i + 1 follows node i either way.
+    const bool is_chain = draft.is_chain();
     const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<float>& rows = session.verify(batch);
+    if (is_chain) {
+      batch.assign(1, pending);
+      batch.insert(batch.end(), draft.tokens.begin(), draft.tokens.end());
+    }
+    const std::vector<float>& rows = is_chain ? session.verify(batch) : session.verify_tree(pending, draft);
     DraftRound round;
-    round.n_pass = static_cast<int64_t>(batch.size());
+    round.n_pass = session.last_evaluated();
     round.pass_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    round.drafted = static_cast<int64_t>(draft.size());
+    round.drafted = draft.size();
     ++r.target_passes;
-    r.drafted += static_cast<int64_t>(draft.size());
-    // The verdicts: how many drafted tokens the target takes (Sampler::verify
-    // draws the replacement of the first it does not).
-    size_t i = 0;
-    for (; i < draft.size(); ++i) {
-      const std::span<const float> row(rows.data() + i * n_vocab, static_cast<size_t>(n_vocab));
-      const int32_t token = sampler.verify(row, draft[i]);
-      sampler.accept(token);
-      if (token != draft[i]) {
-        session.truncate(base + 1 + static_cast<int64_t>(i));
-        pending = token;
+    r.drafted += draft.size();
+    // The verdicts, from the pending token's row down the branch of each
+    // guess the target takes (Sampler::verify draws the replacement where it
+    // takes none).
+    auto row = [&](int32_t node) {
+      return std::span<const float>(rows.data() + static_cast<size_t>(node + 1) * n_vocab,
+                                    static_cast<size_t>(n_vocab));
+    };
+    emitted.clear();
+    int32_t node = -1;
+    for (;;) {
+      draft.children(node, children);
+      if (children.empty()) {  // every guess on the way taken: the last row gives one more
+        pending = sampler.sample(row(node));
         break;
       }
-      ++r.accepted;
-      if (!out.push(token)) return;
+      guesses.clear();
+      for (int32_t c : children) guesses.push_back(draft.tokens[static_cast<size_t>(c)]);
+      const int32_t token = sampler.verify(row(node), guesses);
+      const auto taken = std::find(guesses.begin(), guesses.end(), token);
+      if (taken == guesses.end()) {
+        pending = token;
+        round.rejected = true;
+        break;
+      }
+      sampler.accept(token);
+      emitted.push_back(token);
+      node = children[static_cast<size_t>(taken - guesses.begin())];
     }
-    round.accepted = static_cast<int64_t>(i);
+    sampler.accept(pending);
+    if (is_chain)
+      session.truncate(base + 1 + static_cast<int64_t>(emitted.size()));
+    else
+      session.keep_branch(draft, node);
+    round.accepted = static_cast<int64_t>(emitted.size());
+    r.accepted += round.accepted;
     drafter.observe(round);
-    if (i == draft.size()) {
-      pending = sampler.sample(std::span<const float>(rows.data() + i * n_vocab, static_cast<size_t>(n_vocab)));
-      sampler.accept(pending);
-    }
+    for (int32_t token : emitted)
+      if (!out.push(token)) return;
     if (!out.push(pending)) return;
   }
 }

@@ -61,6 +61,16 @@ class Session {
   // decode step (KV-Compress treats it as decode, not as a prompt) and
   // returns logits for every one of them: [n, n_vocab].
   const std::vector<float>& verify(std::span<const int32_t> tokens);
+  // Speculative decoding with a draft tree (runtime/draft_tree.h): evaluates
+  // the pending token and every branch as one decode step, branch b (the
+  // path to the tree's b-th leaf) in KV sequence b, which shares the
+  // history's blocks: every row is a decode step's bit for bit, as verify()'s.
+  // Returns [1 + tree.size(), n_vocab] logits: the pending token's row, then
+  // one per node. keep_branch() must follow before anything else.
+  const std::vector<float>& verify_tree(int32_t pending, const DraftTree& tree);
+  // After verify_tree: the history takes the pending token and the path to
+  // `node` (-1: no drafted token), the other rows' KV entries are given back.
+  void keep_branch(const DraftTree& tree, int32_t node);
   // Forgets the history past n tokens (rejected drafts): their KV entries
   // are given back. Throws when n is longer than the history, or inside
   // KV-Compress's evicted part.
@@ -85,6 +95,8 @@ class Session {
 
  private:
   void eval(std::span<const int32_t> tokens, bool all_logits, bool decode_step);
+  // KV-Compress after a decode step (under a budget).
+  void compress_after_decode();
 
   int n_batch_;
   EngineCore core_;
@@ -95,6 +107,7 @@ class Session {
   int64_t last_evaluated_ = 0;
   std::vector<float> logits_;
   Batch batch_;
+  std::vector<int32_t> leaves_, path_;  // verify_tree's branches, in KV sequence order
 };
 
 struct GenerateOptions {

@@ -48,9 +48,12 @@ std::span<const uint16_t> TargetFeatures::f16_rows(int seq, int64_t n) const {
   return {written_rows(seq, n), static_cast<size_t>(n * width_)};
 }
 
-void TargetFeatures::share_prefix(int dst, int src, int64_t n) {
-  if (dst == src || n <= 0 || !rows_.at(static_cast<size_t>(src))) return;
-  std::copy_n(rows_[static_cast<size_t>(src)].get(), static_cast<size_t>(std::min(n, n_ctx_) * width_), rows_of(dst));
+void TargetFeatures::share_positions(int dst, int src, int64_t from, int64_t n) {
+  n = std::min(n, n_ctx_);
+  from = std::max<int64_t>(from, 0);
+  if (dst == src || n <= from || !rows_.at(static_cast<size_t>(src))) return;
+  std::copy_n(rows_[static_cast<size_t>(src)].get() + from * width_, static_cast<size_t>((n - from) * width_),
+              rows_of(dst) + from * width_);
 }
 
 }  // namespace kestrel

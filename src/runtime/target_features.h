@@ -23,8 +23,9 @@ class TargetFeatures : public HiddenTap {
   TargetFeatures(std::vector<int> layers, int64_t n_embd, int64_t n_ctx, int n_seq, Isa isa);
   const std::vector<int>& layers() const override { return layers_; }
   void capture(int slot, const Batch& batch, const float* x, int64_t n_embd) override;
-  // Sequence dst's positions [0, n) take src's rows (the server shares a cached prompt prefix).
-  void share_prefix(int dst, int src, int64_t n) override;
+  // Sequence dst's positions [from, n) take src's rows (the server shares a
+  // cached prompt prefix; a session keeps a draft tree's branch).
+  void share_positions(int dst, int src, int64_t from, int64_t n) override;
   // Row width: layers().size() * n_embd.
   int64_t width() const { return width_; }
   // The features of (seq, pos), layers in layers() order: [width()] floats.

@@ -86,17 +86,22 @@ int32_t Sampler::sample(std::span<const float> logits) {
   return sort_.draw(rng_);
 }
 
-int32_t Sampler::verify(std::span<const float> logits, int32_t draft) {
+int32_t Sampler::verify(std::span<const float> logits, std::span<const int32_t> drafts) {
   if (static_cast<int>(logits.size()) != n_vocab_)
     fail("sampler: got ", logits.size(), " logits for a vocabulary of ", n_vocab_);
-  // Greedy: the argmax whatever the draft, which sample() finds without
+  // Greedy: the argmax whatever the drafts, which sample() finds without
   // building the sorted chain (the same token: lowest id among equal maxima).
   if (params_.temperature <= 0.0f) return sample(logits);
   const std::span<const float> l = apply_penalties(logits);
   sort_.prepare(l, params_);
-  std::uniform_real_distribution<double> uni(0.0, 1.0);
-  if (uni(rng_) < sort_.probability(draft)) return draft;
-  return sort_.draw_excluding(draft, rng_);
+  double left = 1.0;  // the chain's mass without the drafts rejected so far
+  for (const int32_t draft : drafts) {
+    const double p = sort_.probability(draft);
+    std::uniform_real_distribution<double> uni(0.0, 1.0);
+    if (uni(rng_) * left < p) return draft;
+    left -= p;
+  }
+  return sort_.draw_excluding(drafts, rng_);
 }
 
 }  // namespace kestrel

@@ -49,7 +49,15 @@ class Sampler {
   // one-hot draft: what it returns is distributed exactly as sample() would
   // draw. Greedy: the argmax (== draft when the draft is right). Uses the
   // sort-based chain whatever kind() is: same distribution, another stream.
-  int32_t verify(std::span<const float> logits, int32_t draft);
+  int32_t verify(std::span<const float> logits, int32_t draft) { return verify(logits, std::span(&draft, 1)); }
+  // The same for several distinct drafts of one position (the children of a
+  // node of a draft tree, runtime/draft_tree.h), tried in order: each is
+  // accepted with its probability in the chain without the ones rejected
+  // before it (p(d) / (1 - their mass)), and when all are rejected the token
+  // is drawn from the chain without any of them. Every token then comes out
+  // with the chain's own probability (SpecInfer's multi-draft rule for
+  // deterministic drafts).
+  int32_t verify(std::span<const float> logits, std::span<const int32_t> drafts);
   // Records a token the model produced or was fed (the penalties' history).
   void accept(int32_t token);
   void reset();

@@ -101,18 +101,19 @@ double SortSampler::probability(int32_t id) const {
   return 0.0;
 }
 
-int32_t SortSampler::draw_excluding(int32_t id, std::mt19937& rng) const {
+int32_t SortSampler::draw_excluding(std::span<const int32_t> ids, std::mt19937& rng) const {
   if (fixed_ >= 0) return fixed_;
+  auto excluded = [&](int32_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); };
   double total = 0.0;
   for (const Candidate& c : cand_)
-    if (c.id != id) total += c.p;
-  if (!(total > 0.0)) fail("sampler: no token left once the draft's token ", id, " is taken out");
+    if (!excluded(c.id)) total += c.p;
+  if (!(total > 0.0)) fail("sampler: no token left once the drafts' ", ids.size(), " token(s) are taken out");
   std::uniform_real_distribution<double> uni(0.0, total);
   const double u = uni(rng);
   double cum = 0.0;
   int32_t last = -1;
   for (const Candidate& c : cand_) {
-    if (c.id == id || c.p <= 0.0f) continue;
+    if (c.p <= 0.0f || excluded(c.id)) continue;
     cum += c.p;
     last = c.id;
     if (u < cum) return c.id;

@@ -27,11 +27,11 @@ class SortSampler {
   // The prepared distribution's probability of `id` (greedy: 1 for the
   // chosen token, 0 for the others).
   double probability(int32_t id) const;
-  // One token from the prepared distribution with `id` taken out and the rest
-  // renormalised: speculative sampling's residual for a draft that proposed
-  // `id` with certainty (runtime/speculative.h). Greedy: the chosen token.
-  // Throws when `id` was the only token with any probability.
-  int32_t draw_excluding(int32_t id, std::mt19937& rng) const;
+  // One token from the prepared distribution with `ids` taken out and the
+  // rest renormalised: speculative sampling's residual for drafts that
+  // proposed each of `ids` with certainty (Sampler::verify). Greedy: the
+  // chosen token. Throws when nothing else had any probability.
+  int32_t draw_excluding(std::span<const int32_t> ids, std::mt19937& rng) const;
 
   // How many tokens the filters kept (0 after a greedy prepare).
   size_t kept() const { return fixed_ >= 0 ? 0 : cand_.size(); }

@@ -38,6 +38,11 @@ struct DecodeConfig {
   std::string eagle3_head;    // the EAGLE-3 head's GGUF (Eagle3, Auto): -md naming one, or --spec-eagle3-head
   int draft_max = 16;         // --spec-draft-n-max: tokens drafted per target pass at most
   int draft_min = 0;          // --spec-draft-n-min: drafts shorter than this are not verified
+  // --spec-branches: a drafter that runs a model (draft-simple, draft-eagle3,
+  // qspec, auto's model) may also draft the next most likely first tokens,
+  // each as a branch of its own (runtime/draft_tree.h), up to this many
+  // branches in all; 1: a chain. run, chat and bench (Session); serve drafts chains.
+  int draft_branches = 1;
   // --spec-draft-p-min: a drafter stops before a token less likely than this
   // (runtime/drafter.h DraftStop). Negative (the default): 0 with adaptive
   // lengths, whose path floor decides where drafts stop; 0.75, llama.cpp's

@@ -3,7 +3,8 @@
 # token plain decoding's, for every policy. Target: Qwen2.5-Coder-0.5B (mixed
 # q5_0/q6_K/q8_0, the file scripts/test.sh fetches); draft: a Q4_0 copy of it
 # made here (same vocabulary, other numerics, so drafts are rejected at times
-# and rolled back), also scoring only a draft vocabulary (--spec-draft-vocab).
+# and rolled back), also scoring only a draft vocabulary (--spec-draft-vocab),
+# and drafting trees of 3 branches (--spec-branches).
 # One prompt per category of bench/spec/prompts.jsonl.
 # With an EAGLE-3 head for the target in the cache (tools/eagle3/README.md;
 # $KESTREL_EAGLE3_HEAD or $CACHE/eagle3/qwen0.5b/head-q8_0.gguf), draft-eagle3 too.
@@ -56,8 +57,10 @@ for prompt in "${prompts[@]}"; do
   run > "$OUT/$id.plain" || { echo "FAILED: $id plain"; cat "$OUT/$id.err"; fail=$((fail + 1)); continue; }
   policies=("-md $OUT/draft.gguf --spec-fixed --spec-draft-n-max 6" "--spec-type ngram-simple --spec-fixed"
             "--spec-type auto -md $OUT/draft.gguf"
-            "-md $OUT/draft.gguf --spec-draft-vocab $OUT/vocab.gguf --spec-draft-vocab-n 8192 --spec-fixed --spec-draft-n-max 6")
-  [ -f "$HEAD" ] && policies+=("--spec-type draft-eagle3 --spec-eagle3-head $HEAD --spec-fixed --spec-draft-p-min 0")
+            "-md $OUT/draft.gguf --spec-draft-vocab $OUT/vocab.gguf --spec-draft-vocab-n 8192 --spec-fixed --spec-draft-n-max 6"
+            "-md $OUT/draft.gguf --spec-branches 3 --spec-fixed --spec-draft-n-max 6 --spec-draft-p-min 0")
+  [ -f "$HEAD" ] && policies+=("--spec-type draft-eagle3 --spec-eagle3-head $HEAD --spec-fixed --spec-draft-p-min 0"
+                               "--spec-type draft-eagle3 --spec-eagle3-head $HEAD --spec-branches 3 --spec-draft-p-min 0")
   for policy in "${policies[@]}"; do
     # shellcheck disable=SC2086
     if run $policy > "$OUT/$id.spec" && cmp -s "$OUT/$id.plain" "$OUT/$id.spec"; then

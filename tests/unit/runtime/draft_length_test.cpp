@@ -20,7 +20,7 @@ void feed(DraftLength& d, double t1, double beta, double delta, int k, int accep
   for (int i = 0; i < rounds; ++i) {
     d.record_pass(1, t1);
     d.record_pass(k + 1, t1 * (1.0 + beta * k));
-    d.record_round(k, delta * k, accepted);
+    d.record_round(k, delta * k, accepted, accepted < k);
   }
 }
 
@@ -66,7 +66,7 @@ TEST(DraftLength, FruitlessModelAttemptsCountAsDraftCost) {
   DraftLength d(16);
   feed(d, 0.05, 0.05, 0.0, 8, 8, 100);  // everything accepted
   const int before = d.next();
-  for (int i = 0; i < 100; ++i) d.record_round(0, 0.02, 0, true);  // the model ran, drafted nothing
+  for (int i = 0; i < 100; ++i) d.record_round(0, 0.02, 0, false, true);  // the model ran, drafted nothing
   EXPECT_GT(before, 8);
   EXPECT_EQ(d.next(), 0);
 }

@@ -220,22 +220,27 @@ TEST(Eagle3, DrafterDraftsWhatTheReferenceDraftsRoundAfterRound) {
 
 using testing::greedy;
 
+// Chains and trees (--spec-branches 3: the head's next likeliest first
+// tokens as branches, each run on from the head's state after the catch-up).
 TEST(Eagle3, GreedyOutputIsPlainDecodings) {
   const Model& model = *target().model;
-  for (bool adaptive : {false, true}) {
-    SessionOptions plain_options = eagle3_options(head().path);
-    plain_options.engine.decode = {};
-    Session plain(model, plain_options), spec(model, eagle3_options(head().path, adaptive));
-    int64_t drafted = 0;
-    for (size_t start : {0, 150, 300}) {
-      const std::vector<int32_t> prompt = tokens_of(start, 90);
-      const GenerateResult want = generate(plain, prompt, greedy(40));
-      const GenerateResult got = generate(spec, prompt, greedy(40));
-      EXPECT_EQ(got.tokens, want.tokens);
-      drafted += got.drafted;
+  for (int branches : {1, 3})
+    for (bool adaptive : {false, true}) {
+      SessionOptions plain_options = eagle3_options(head().path);
+      plain_options.engine.decode = {};
+      SessionOptions spec_options = eagle3_options(head().path, adaptive);
+      spec_options.engine.decode.draft_branches = branches;
+      Session plain(model, plain_options), spec(model, spec_options);
+      int64_t drafted = 0;
+      for (size_t start : {0, 150, 300}) {
+        const std::vector<int32_t> prompt = tokens_of(start, 90);
+        const GenerateResult want = generate(plain, prompt, greedy(40));
+        const GenerateResult got = generate(spec, prompt, greedy(40));
+        EXPECT_EQ(got.tokens, want.tokens) << branches << " branches";
+        drafted += got.drafted;
+      }
+      if (!adaptive) EXPECT_GT(drafted, 0);
     }
-    if (!adaptive) EXPECT_GT(drafted, 0);
-  }
 }
 
 void expect_error(const std::function<void()>& f, const std::string& needle) {

@@ -219,6 +219,21 @@ TEST(Scheduler, SpeculativeDecodingRefusesKvCompress) {
   EXPECT_THROW(Scheduler(*tiny().model, o), Error);
 }
 
+TEST(Scheduler, SpeculativeDecodingRefusesDraftTrees) {  // a slot verifies chains
+  SchedulerOptions o = opts(2, 7);
+  o.engine.decode.policy = DecodePolicy::DraftModel;
+  o.engine.decode.draft_model = tiny().path;
+  o.engine.decode.draft_branches = 2;
+  try {
+    Scheduler refused(*tiny().model, o);
+    ADD_FAILURE() << "a server slot took --spec-branches 2";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--spec-branches"), std::string::npos) << e.what();
+  }
+  o.engine.decode.draft_branches = 1;
+  EXPECT_NO_THROW(Scheduler(*tiny().model, o));
+}
+
 TEST(Scheduler, ReusesTheLongestCachedPrefix) {
   Scheduler sched(*tiny().model, opts(2, 64));
   const auto system = encode("The children came home from school, threw their bags on the floor");

@@ -148,8 +148,9 @@ TEST(Speculative, ContinuesAConversationAfterRollbacks) {
 }
 
 // Every continuation of 4 tokens, sampled with top-k 3 at temperature 1.1, by
-// the speculative session: the counts against the exact probabilities.
-TEST(Speculative, SampledContinuationsFollowTheTargetsDistribution) {
+// the speculative session (chains, or trees of `branches`): the counts
+// against the exact probabilities.
+void expect_the_targets_distribution(int branches) {
   const Model& model = *pair(true).target.model;
   const int n_vocab = model.config().n_vocab;
   SamplingParams sp;
@@ -182,7 +183,9 @@ TEST(Speculative, SampledContinuationsFollowTheTargetsDistribution) {
   for (const auto& [t, p] : frontier) want[t] = p;
   ASSERT_LE(want.size(), static_cast<size_t>(n_vocab));
 
-  Session spec(model, options(DecodePolicy::DraftModel, 3, true));
+  SessionOptions o = options(DecodePolicy::DraftModel, 3, true);
+  o.engine.decode.draft_branches = branches;
+  Session spec(model, o);
   std::map<std::vector<int32_t>, int64_t> seen;
   const int64_t draws = 100000;
   int64_t drafted = 0, accepted = 0;
@@ -214,6 +217,9 @@ TEST(Speculative, SampledContinuationsFollowTheTargetsDistribution) {
   EXPECT_GT(accepted, draws / 10);
   EXPECT_LT(accepted, drafted);
 }
+
+TEST(Speculative, SampledContinuationsFollowTheTargetsDistribution) { expect_the_targets_distribution(1); }
+TEST(Speculative, SampledTreeContinuationsFollowTheTargetsDistribution) { expect_the_targets_distribution(3); }
 
 // QSpec: the target's own Q8_0 weights draft with 4-bit activations; the
 // output is the target's greedy text, drafts are mostly taken and sometimes
@@ -294,6 +300,94 @@ TEST(Speculative, ModelDrafterStopsWhereItsDraftBecomesTooUnlikely) {
   EXPECT_GT(lengths, 0);  // some floor let tokens through
 }
 
+// A draft tree's verification: every row bit for bit the row a chain
+// verification of its branch gives (each branch runs in its own KV sequence
+// over the shared history), and the branch kept becomes the history: the
+// next decode step equals that of a session fed the same tokens plainly, and
+// the other branches' blocks are given back.
+TEST(Speculative, TreeRowsAreEachBranchsChainRows) {
+  const Model& model = *pair().target.model;
+  const int64_t n_vocab = model.config().n_vocab;
+  const auto prompt = prompts()[3];
+  DraftTree tree;  // pending -> a -> b -> c, a -> d; pending -> e -> f; pending -> g
+  const int32_t a = tree.add(prompt[5], -1), b = tree.add(prompt[6], a);
+  tree.add(prompt[7], b);
+  tree.add(prompt[8], a);
+  tree.add(prompt[9], tree.add(prompt[10], -1));
+  tree.add(prompt[11], -1);
+  const int32_t pending = prompt[4];
+  SessionOptions o = options(DecodePolicy::DraftModel);
+  o.engine.decode.draft_branches = 4;
+  std::vector<int32_t> leaves, path;
+  for (int32_t i = 0; i < tree.size(); ++i)
+    if (tree.is_leaf(i)) leaves.push_back(i);
+  ASSERT_EQ(leaves.size(), 4u);
+  for (size_t kept = 0; kept < leaves.size(); ++kept) {
+    Session spec(model, o);
+    spec.set_history(prompt);
+    const std::vector<float> rows = spec.verify_tree(pending, tree);
+    ASSERT_EQ(rows.size(), static_cast<size_t>((1 + tree.size()) * n_vocab));
+    for (int32_t leaf : leaves) {
+      tree.path(leaf, path);
+      std::vector<int32_t> chain = {pending};
+      for (int32_t node : path) chain.push_back(tree.tokens[static_cast<size_t>(node)]);
+      Session ref(model, options(DecodePolicy::Plain));
+      ref.set_history(prompt);
+      const std::vector<float>& want = ref.verify(chain);
+      for (size_t d = 0; d < chain.size(); ++d) {
+        const size_t row = d == 0 ? 0 : static_cast<size_t>(path[d - 1]) + 1;
+        ASSERT_TRUE(std::equal(want.begin() + static_cast<std::ptrdiff_t>(d * n_vocab),
+                               want.begin() + static_cast<std::ptrdiff_t>((d + 1) * n_vocab),
+                               rows.begin() + static_cast<std::ptrdiff_t>(row * n_vocab)))
+            << "leaf " << leaf << " depth " << d;
+      }
+    }
+    // Keep the path to the kept leaf's parent (the leaf itself for a one-node branch).
+    const int32_t node = tree.depth(leaves[kept]) > 1 ? tree.parent[static_cast<size_t>(leaves[kept])] : leaves[kept];
+    spec.keep_branch(tree, node);
+    tree.path(node, path);
+    std::vector<int32_t> history = prompt;
+    history.push_back(pending);
+    for (int32_t n : path) history.push_back(tree.tokens[static_cast<size_t>(n)]);
+    EXPECT_EQ(spec.history(), history);
+    EXPECT_EQ(spec.cache().seq_len(0), static_cast<int64_t>(history.size()));
+    for (int seq = 1; seq < 4; ++seq) {
+      const int seqs[] = {seq};
+      EXPECT_EQ(spec.cache().blocks_held(seqs), 0) << "branch " << seq << " kept its blocks";
+    }
+    Session ref(model, options(DecodePolicy::Plain));  // the prompt, then the kept tokens as a decode step
+    ref.set_history(prompt);
+    ref.verify(std::span(history).subspan(prompt.size()));
+    const auto next = spec.decode(prompt[12]);
+    const auto want = ref.decode(prompt[12]);
+    EXPECT_TRUE(std::equal(next.begin(), next.end(), want.begin())) << "kept leaf " << leaves[kept];
+  }
+}
+
+// With alternatives for the first drafted token, greedy output is still plain
+// decoding's, and the target takes more drafted tokens than from chains alone.
+TEST(Speculative, GreedyTreeOutputIsPlainDecodings) {
+  const Model& model = *pair().target.model;
+  Session plain(model, options(DecodePolicy::Plain)), chains(model, options(DecodePolicy::DraftModel));
+  SessionOptions o = options(DecodePolicy::DraftModel);
+  o.engine.decode.draft_branches = 3;
+  Session trees(model, o);
+  int64_t chain_accepted = 0, tree_accepted = 0, chain_passes = 0, tree_passes = 0;
+  for (const auto& prompt : prompts()) {
+    const GenerateResult want = generate(plain, prompt, greedy(60));
+    const GenerateResult chain = generate(chains, prompt, greedy(60));
+    const GenerateResult got = generate(trees, prompt, greedy(60));
+    EXPECT_EQ(got.tokens, want.tokens);
+    EXPECT_EQ(trees.n_past(), static_cast<int64_t>(trees.history().size()));
+    chain_accepted += chain.accepted;
+    tree_accepted += got.accepted;
+    chain_passes += chain.target_passes;
+    tree_passes += got.target_passes;
+  }
+  EXPECT_GT(tree_accepted, chain_accepted);
+  EXPECT_LT(tree_passes, chain_passes);
+}
+
 TEST(Speculative, RefusesWhatCannotWork) {
   const Model& model = *pair().target.model;
   testing::TinyModelSpec other;
@@ -308,6 +402,14 @@ TEST(Speculative, RefusesWhatCannotWork) {
   EXPECT_THROW(Session(model, o), Error);  // a draft longer than the context (256)
   o = options(DecodePolicy::NgramSimple);
   o.engine.decode.ngram_n = 0;
+  EXPECT_THROW(Session(model, o), Error);
+  o = options(DecodePolicy::NgramSimple);
+  o.engine.decode.draft_branches = 2;
+  EXPECT_THROW(Session(model, o), Error);  // n-gram lookup has no alternatives to offer
+  o = options(DecodePolicy::DraftModel);
+  o.engine.decode.draft_branches = kMaxDraftBranches + 1;
+  EXPECT_THROW(Session(model, o), Error);
+  o.engine.decode.draft_branches = 0;
   EXPECT_THROW(Session(model, o), Error);
 }
 

@@ -90,6 +90,39 @@ TEST(SpeculativeVerify, ABiasedRuleIsDetected) {
   EXPECT_LT(chi_square(f, counts).p_value, kAlpha);
 }
 
+// Several drafts for one position (a draft tree's children): the token that
+// comes out still follows the chain, and each draft is taken with its own
+// probability (the ones tried before it rejected first).
+TEST(SpeculativeVerify, SeveralDraftsEmitTheChainsDistribution) {
+  const int n_vocab = 512;
+  const SamplingParams p = chain(0.9f, 40, 0.95f, 0.02f, 6);
+  Filtered f;
+  const auto logits = row(n_vocab, p, 21, &f);
+  int32_t outside = 0;
+  while (std::find(f.ids.begin(), f.ids.end(), outside) != f.ids.end()) ++outside;
+  for (const std::vector<int32_t>& drafts :
+       {std::vector<int32_t>{f.ids[0], f.ids[1]}, std::vector<int32_t>{f.ids[2], outside, f.ids[0]}}) {
+    Sampler s(p, n_vocab);
+    std::vector<int64_t> counts(n_vocab, 0);
+    for (int64_t i = 0; i < kDraws; ++i) ++counts[static_cast<size_t>(s.verify(logits, drafts))];
+    const ChiSquare r = chi_square(f, counts);
+    EXPECT_EQ(r.outside, 0);
+    EXPECT_GT(r.p_value, kAlpha) << "chi2 " << r.stat << " df " << r.df;
+  }
+  // Taking the second draft with its plain probability p instead of p / (1 -
+  // the first's) once the first was rejected (else drawing without the first
+  // only) is caught.
+  Sampler s(p, n_vocab), one(p, n_vocab);
+  std::vector<int64_t> counts(n_vocab, 0);
+  const std::vector<int32_t> both = {f.ids[0], f.ids[1]};
+  for (int64_t i = 0; i < kDraws; ++i) {
+    int32_t t = s.verify(logits, std::span(both).first(1));
+    if (t != f.ids[0]) t = one.verify(logits, f.ids[1]) == f.ids[1] ? f.ids[1] : t;
+    ++counts[static_cast<size_t>(t)];
+  }
+  EXPECT_LT(chi_square(f, counts).p_value, kAlpha);
+}
+
 TEST(SpeculativeVerify, GreedyReturnsTheArgmax) {
   const auto logits = make_logits(Shape::Ties, 1000, 7);
   Sampler s(chain(0.0f, 40, 0.95f, 0.05f, 1), 1000);
