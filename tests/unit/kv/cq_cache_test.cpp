@@ -41,7 +41,7 @@ std::shared_ptr<const CqCodebooks> random_books(CqSpec spec, uint32_t seed) {
   CqCodebooks books = make_cq_codebooks(spec, info);
   std::mt19937 rng(seed);
   for (auto* side : {&books.k, &books.v})
-    for (CqCodebook& b : *side) b.centroids = normal_values(b.centroids.size(), rng);
+    for (CqCodebook& b : *side) set_cq_centroids(b, normal_values(b.centroids.size(), rng));
   return std::make_shared<const CqCodebooks>(std::move(books));
 }
 

@@ -42,7 +42,7 @@ std::vector<uint8_t> random_codes(size_t n, int n_codes, uint32_t seed) {
 
 CqCodebook random_codebook(CqSpec spec, int head_dim, uint32_t seed) {
   CqCodebook book = make_cq_codebook(spec, head_dim);
-  book.centroids = normal_values(book.centroids.size(), seed);
+  set_cq_centroids(book, normal_values(book.centroids.size(), seed));
   return book;
 }
 
@@ -402,7 +402,7 @@ CqCodebooks random_books(CqSpec spec, const CqModelInfo& m) {
   CqCodebooks books = make_cq_codebooks(spec, m);
   uint32_t seed = 60;
   for (auto* list : {&books.k, &books.v})
-    for (CqCodebook& b : *list) b.centroids = normal_values(b.centroids.size(), seed++);
+    for (CqCodebook& b : *list) set_cq_centroids(b, normal_values(b.centroids.size(), seed++));
   return books;
 }
 
