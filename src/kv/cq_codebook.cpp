@@ -71,7 +71,8 @@ void map_centroids(const float* from, float* to, int c, int k, Map&& map) {
 }
 
 // encoder_centroids of group g = W_g C_g (sized already), from the F16
-// centroids the score table reads, so that a row made of a centroid codes to it.
+// centroids the score table reads: the metric measures the distance to what
+// the attention will use, up to this second F16 rounding of W C.
 void refresh_encoder_group(CqCodebook& book, int g) {
   const int c = book.spec.channels_per_group, k = book.spec.n_codes();
   const size_t n = static_cast<size_t>(c) * k;

@@ -106,7 +106,9 @@ void cq_refresh_encoder(CqCodebook& book);
 // k-means runs on the whitened points W x, the centroids are brought back
 // (W^{-1}), and the group's whitening and encoder centroids are set.
 // k-means runs in F32; the group's centroids are then rounded to F16. Throws
-// kestrel::Error when a centroid does not fit F16 (set_cq_centroids).
+// kestrel::Error when a centroid does not fit F16 (set_cq_centroids): not for
+// calibration's rows, read from an F16 cache, whose means fit; only a
+// whitening that maps them past 65504 could (encoder centroids).
 // With `weights` ([n]), k-means of the weighted error (kv/cq_kmeans.h).
 int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations,
                    const float* whitening = nullptr, std::span<const float> weights = {});
