@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/fp16.h"
 #include "kernels/cq_kernels.h"
 #include "kv/cq_codebook.h"
 #include "platform/cpu.h"
@@ -29,9 +30,10 @@ void bench_cq(benchmark::State& state, Part part, CqSpec spec, Isa isa, int d, i
   const int c = spec.channels_per_group, groups = spec.groups(d), codes = spec.n_codes();
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> k_book(static_cast<size_t>(d) * codes), v_book(k_book.size()), q(d), out(d);
-  for (float& x : k_book) x = nd(rng);
-  for (float& x : v_book) x = nd(rng);
+  std::vector<uint16_t> k_book(static_cast<size_t>(d) * codes), v_book(k_book.size());  // F16, as the cache holds
+  std::vector<float> q(d), out(d);
+  for (uint16_t& x : k_book) x = f32_to_fp16(nd(rng));
+  for (uint16_t& x : v_book) x = f32_to_fp16(nd(rng));
   for (float& x : q) x = nd(rng);
   std::vector<uint8_t> k_codes(static_cast<size_t>(n) * groups), v_codes(k_codes.size());
   for (uint8_t& x : k_codes) x = static_cast<uint8_t>(rng());

@@ -43,8 +43,8 @@ std::span<const DType> cq_kv_types();
 // rows [0, sink) and [n - window, n) where held and the codes elsewhere, so its result does
 // not depend on how the prompt was cut into batches.
 struct CqRows {
-  const float* k_centroids = nullptr;  // [d / k_c][k_c][n_codes] (kv/cq_codebook.h layout)
-  const float* v_centroids = nullptr;
+  const uint16_t* k_centroids = nullptr;  // F16 [d / k_c][k_c][n_codes] (kv/cq_codebook.h layout)
+  const uint16_t* v_centroids = nullptr;
   int k_c = 0;  // channels per group
   int v_c = 0;
   int n_codes = 0;

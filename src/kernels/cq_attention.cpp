@@ -19,16 +19,17 @@ const uint16_t* copy_row(const uint16_t* base, const CqRows& cq, int64_t block_l
   return base + cq.win_ids[r / block_len] * cq.win_stride + (r % block_len) * d;
 }
 
-// The centroids of a codebook, [d / c][c][n_codes] (planar, what the score
-// table reads), as [d / c][n_codes][c]: a code's c values next to each other,
-// one copy per (row, group) when rows are decoded.
-void code_major(const float* planar, int d, int c, int n_codes, std::vector<float>& out) {
+// The centroids of a codebook, F16 [d / c][c][n_codes] (planar, what the
+// score table reads), as F32 [d / c][n_codes][c]: a code's c values next to
+// each other, one copy per (row, group) when rows are decoded. Widened once
+// per call (once per prompt tile and head), into per-thread scratch.
+void code_major(const uint16_t* planar, int d, int c, int n_codes, std::vector<float>& out) {
   out.resize(static_cast<size_t>(d) * n_codes);
   for (int g = 0; g < d / c; ++g)
     for (int i = 0; i < c; ++i)
       for (int code = 0; code < n_codes; ++code)
         out[(static_cast<size_t>(g) * n_codes + code) * c + i] =
-            planar[(static_cast<size_t>(g) * c + i) * n_codes + code];
+            fp16_to_f32(planar[(static_cast<size_t>(g) * c + i) * n_codes + code]);
 }
 
 void decode_codes(const uint8_t* codes, const float* by_code, int d, int c, int n_codes, float* row) {

@@ -10,6 +10,7 @@ namespace {
 
 struct CqCandidates {
   PerIsa<CqEncodeFn> encode;
+  PerIsa<CqEncodeF32Fn> encode_f32;
   PerIsa<CqScoreTableFn> score_table;
   PerIsa<CqScoresFn> scores;
   PerIsa<CqBucketsFn> add_buckets;
@@ -21,6 +22,7 @@ struct CqCandidates {
 constexpr CqCandidates kCq = {
     // clang-format off
     {ref::cq_encode, avx2::cq_encode, nullptr},
+    {ref::cq_encode_f32, avx2::cq_encode_f32, nullptr},
     {ref::cq_score_table, avx2::cq_score_table, nullptr},
     {ref::cq_scores, avx2::cq_scores, nullptr},
     {ref::cq_add_buckets, nullptr, nullptr},
@@ -34,10 +36,10 @@ std::array<CqKernels, kIsaLevels> build_cq_tables() {
   std::array<CqKernels, kIsaLevels> t{};
   for (int level = 0; level < kIsaLevels; ++level) {
     const Isa isa = static_cast<Isa>(level);
-    t[static_cast<size_t>(level)] = CqKernels{pick_for_isa(kCq.encode, isa),      pick_for_isa(kCq.score_table, isa),
-                                              pick_for_isa(kCq.scores, isa),      pick_for_isa(kCq.add_buckets, isa),
-                                              pick_for_isa(kCq.buckets_out, isa), pick_for_isa(kCq.copy_dot, isa),
-                                              pick_for_isa(kCq.copy_axpy, isa),   runnable_isa(isa)};
+    t[static_cast<size_t>(level)] = CqKernels{
+        pick_for_isa(kCq.encode, isa),   pick_for_isa(kCq.encode_f32, isa),  pick_for_isa(kCq.score_table, isa),
+        pick_for_isa(kCq.scores, isa),   pick_for_isa(kCq.add_buckets, isa), pick_for_isa(kCq.buckets_out, isa),
+        pick_for_isa(kCq.copy_dot, isa), pick_for_isa(kCq.copy_axpy, isa),   runnable_isa(isa)};
   }
   return t;
 }

@@ -2,11 +2,18 @@
 // Attention over a coupled-quantized KV cache (CQ, PAPERS.md card 8; issue 14).
 // A head's channels are cut into groups of c; a key or value row is stored as
 // one byte code per group, and each (layer, kv head, K or V, group) has a
-// codebook of n_codes centroids of c floats (kv/cq_codebook.h learns them).
+// codebook of n_codes centroids of c values (kv/cq_codebook.h learns them).
 //
 // Centroids are planar, [groups][c][n_codes]: for one group and one channel the
 // n_codes values are contiguous, so every kernel below runs 8 codes per AVX2
 // register with plain loads. Rows of codes are [n][groups] bytes.
+//
+// Centroids are F16 (IEEE half bits): a model's codebooks are held once per
+// cache, and in F32 they were as large as a cq2 cache's codes of 8k tokens
+// (issue 14). Every kernel widens them exactly (F16C, or fp16_to_f32 in the
+// twins), so F16 changes which values the codebook holds, not the arithmetic:
+// the sums below run in F32 as before. Only k-means, while it learns the
+// centroids, searches F32 ones (encode_f32).
 //
 //   score table  T[g][code] = sum_i q[g c + i] * C_K[g][i][code]   (once per query)
 //   scores       s_j = sum_g T[g][codes_j[g]]                      (one lookup per group and key)
@@ -23,32 +30,38 @@
 // in order. Scalar twins in kernels/ref/cq_ref.cpp, AVX2 in kernels/avx2/cq_avx2.cpp.
 #include <cstdint>
 
+#include "core/fp16.h"
 #include "platform/cpu.h"
 
 namespace kestrel::kernels {
 
-// q: [head_dim], already scaled; centroids: [head_dim / c][c][n_codes]; table: [head_dim / c][n_codes].
-using CqScoreTableFn = void (*)(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table);
+// q: [head_dim], already scaled; centroids: [head_dim / c][c][n_codes] F16; table: [head_dim / c][n_codes].
+using CqScoreTableFn = void (*)(const float* q, const uint16_t* centroids, int head_dim, int c, int n_codes,
+                                float* table);
 // table: [n_groups][n_codes]; codes: [n][n_groups]; scores: [n].
 using CqScoresFn = void (*)(const float* table, const uint8_t* codes, int64_t n, int n_groups, int n_codes,
                             float* scores);
 // p: [n]; codes: [n][n_groups]; buckets: [n_groups][n_codes], added to (the caller zeroes them).
 using CqBucketsFn = void (*)(const float* p, const uint8_t* codes, int64_t n, int n_groups, int n_codes,
                              float* buckets);
-// buckets: [head_dim / c][n_codes]; centroids: [head_dim / c][c][n_codes]; out: [head_dim], written.
-using CqBucketsOutFn = void (*)(const float* buckets, const float* centroids, int head_dim, int c, int n_codes,
+// buckets: [head_dim / c][n_codes]; centroids: [head_dim / c][c][n_codes] F16; out: [head_dim], written.
+using CqBucketsOutFn = void (*)(const float* buckets, const uint16_t* centroids, int head_dim, int c, int n_codes,
                                 float* out);
 
-// x: [head_dim]; centroids: [head_dim / c][c][n_codes]; codes: [head_dim / c], the
+// x: [head_dim]; centroids: [head_dim / c][c][n_codes] F16; codes: [head_dim / c], the
 // nearest centroid of each group in squared distance (ties: the lowest code).
 // Distances sum channel i's (x_i - C_i)^2 by fma, in channel order.
-using CqEncodeFn = void (*)(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
+using CqEncodeFn = void (*)(const float* x, const uint16_t* centroids, int head_dim, int c, int n_codes,
+                            uint8_t* codes);
+// The same search over F32 centroids: k-means' assignment step (kv/cq_kmeans.h).
+using CqEncodeF32Fn = void (*)(const float* x, const float* centroids, int head_dim, int c, int n_codes,
+                               uint8_t* codes);
 
-// codes: [head_dim / c] -> out: [head_dim], each group's centroid (a copy:
-// no arithmetic, so one version serves every Isa).
-inline void cq_decode(const uint8_t* codes, const float* centroids, int head_dim, int c, int n_codes, float* out) {
+// codes: [head_dim / c] -> out: [head_dim], each group's centroid widened (no
+// arithmetic, so one version serves every Isa).
+inline void cq_decode(const uint8_t* codes, const uint16_t* centroids, int head_dim, int c, int n_codes, float* out) {
   for (int g = 0; g < head_dim / c; ++g)
-    for (int i = 0; i < c; ++i) out[g * c + i] = centroids[(int64_t{g} * c + i) * n_codes + codes[g]];
+    for (int i = 0; i < c; ++i) out[g * c + i] = fp16_to_f32(centroids[(int64_t{g} * c + i) * n_codes + codes[g]]);
 }
 
 // The recent rows kept as exact F16 copies (cq_window): q . k for one row, and
@@ -59,6 +72,7 @@ using CqCopyAxpyFn = void (*)(float p, const uint16_t* v, int head_dim, float* a
 
 struct CqKernels {
   CqEncodeFn encode;
+  CqEncodeF32Fn encode_f32;
   CqScoreTableFn score_table;
   CqScoresFn scores;
   CqBucketsFn add_buckets;
@@ -73,11 +87,12 @@ struct CqKernels {
 const CqKernels& cq_kernels(Isa isa);
 
 namespace ref {
-void cq_encode(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
-void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table);
+void cq_encode(const float* x, const uint16_t* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
+void cq_encode_f32(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
+void cq_score_table(const float* q, const uint16_t* centroids, int head_dim, int c, int n_codes, float* table);
 void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* scores);
 void cq_add_buckets(const float* p, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* buckets);
-void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, int c, int n_codes, float* out);
+void cq_buckets_out(const float* buckets, const uint16_t* centroids, int head_dim, int c, int n_codes, float* out);
 float cq_copy_dot(const float* q, const uint16_t* k, int head_dim);
 void cq_copy_axpy(float p, const uint16_t* v, int head_dim, float* acc);
 }  // namespace ref
@@ -86,10 +101,11 @@ void cq_copy_axpy(float p, const uint16_t* v, int head_dim, float* acc);
 // add and store either way (walking a block of keys group by group, to keep
 // one bucket row hot, measured the same: 85 us for 8192 keys x 16 groups on Zen 3).
 namespace avx2 {
-void cq_encode(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
-void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table);
+void cq_encode(const float* x, const uint16_t* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
+void cq_encode_f32(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes);
+void cq_score_table(const float* q, const uint16_t* centroids, int head_dim, int c, int n_codes, float* table);
 void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups, int n_codes, float* scores);
-void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, int c, int n_codes, float* out);
+void cq_buckets_out(const float* buckets, const uint16_t* centroids, int head_dim, int c, int n_codes, float* out);
 float cq_copy_dot(const float* q, const uint16_t* k, int head_dim);
 void cq_copy_axpy(float p, const uint16_t* v, int head_dim, float* acc);
 }  // namespace avx2

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "kernels/cq_kernels.h"
 #include "kv/cq_kmeans.h"
 #include "kv/cq_whitening.h"
@@ -30,30 +31,32 @@ void check_cq_spec(CqSpec spec, int head_dim) {
     fail("CQ group of ", spec.channels_per_group, " channels does not divide the head dimension ", head_dim);
 }
 
-const float* CqCodebook::group(int g) const {
+const uint16_t* CqCodebook::group(int g) const {
   return centroids.data() + static_cast<size_t>(g) * spec.channels_per_group * spec.n_codes();
 }
 
-float* CqCodebook::group(int g) {
+uint16_t* CqCodebook::group(int g) {
   return centroids.data() + static_cast<size_t>(g) * spec.channels_per_group * spec.n_codes();
 }
 
 CqCodebook make_cq_codebook(CqSpec spec, int head_dim) {
   check_cq_spec(spec, head_dim);
   CqCodebook book{spec, head_dim, {}, {}, {}};
-  book.centroids.assign(static_cast<size_t>(head_dim) * spec.n_codes(), 0.0f);
+  book.centroids.assign(static_cast<size_t>(head_dim) * spec.n_codes(), 0);  // F16 +0
   return book;
 }
 
-void enable_cq_whitening(CqCodebook& book) {
-  const int c = book.spec.channels_per_group;
-  book.whitening.assign(static_cast<size_t>(book.groups()) * c * c, 0.0f);
-  for (int g = 0; g < book.groups(); ++g)
-    for (int i = 0; i < c; ++i) book.whitening[(static_cast<size_t>(g) * c + i) * c + i] = 1.0f;
-  book.encoder_centroids = book.centroids;  // W = I: W C is C
-}
-
 namespace {
+
+// from: [n] F32 -> to: [n] F16, refusing what F16 cannot hold (the first index
+// that fails, for the message).
+void round_to_f16(const float* from, uint16_t* to, size_t n, const char* what) {
+  for (size_t i = 0; i < n; ++i) {
+    to[i] = f32_to_fp16(from[i]);
+    if ((to[i] & 0x7C00u) == 0x7C00u)  // exponent all ones: infinite or NaN
+      fail("CQ: ", what, " value ", from[i], " at index ", i, " does not fit F16 (largest finite 65504)");
+  }
+}
 
 // to = map(from) for each of a group's k centroids ([c][k] planar, as stored):
 // map(x, y) writes the image of the centroid x into y ([c] each).
@@ -67,22 +70,48 @@ void map_centroids(const float* from, float* to, int c, int k, Map&& map) {
   }
 }
 
-// encoder_centroids of group g = W_g C_g (sized already).
+// encoder_centroids of group g = W_g C_g (sized already), from the F16
+// centroids the score table reads: the metric measures the distance to what
+// the attention will use, up to this second F16 rounding of W C.
 void refresh_encoder_group(CqCodebook& book, int g) {
   const int c = book.spec.channels_per_group, k = book.spec.n_codes();
+  const size_t n = static_cast<size_t>(c) * k;
+  std::vector<float> wide(n), image(n);
+  for (size_t i = 0; i < n; ++i) wide[i] = fp16_to_f32(book.group(g)[i]);
   const float* w = book.group_whitening(g);
-  map_centroids(book.group(g), book.encoder_centroids.data() + static_cast<size_t>(g) * c * k, c, k,
-                [&](const float* x, float* y) { cq_whiten(w, c, x, y); });
+  map_centroids(wide.data(), image.data(), c, k, [&](const float* x, float* y) { cq_whiten(w, c, x, y); });
+  round_to_f16(image.data(), book.encoder_centroids.data() + static_cast<size_t>(g) * n, n, "encoder centroid");
 }
 
 }  // namespace
+
+void set_cq_centroids(CqCodebook& book, std::span<const float> centroids) {
+  if (centroids.size() != book.centroids.size())
+    fail("CQ: ", centroids.size(), " centroid values for a codebook of ", book.centroids.size());
+  round_to_f16(centroids.data(), book.centroids.data(), centroids.size(), "centroid");
+  if (book.whitened()) cq_refresh_encoder(book);
+}
+
+std::vector<float> cq_centroids_f32(const CqCodebook& book) {
+  std::vector<float> out(book.centroids.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = fp16_to_f32(book.centroids[i]);
+  return out;
+}
+
+void enable_cq_whitening(CqCodebook& book) {
+  const int c = book.spec.channels_per_group;
+  book.whitening.assign(static_cast<size_t>(book.groups()) * c * c, 0.0f);
+  for (int g = 0; g < book.groups(); ++g)
+    for (int i = 0; i < c; ++i) book.whitening[(static_cast<size_t>(g) * c + i) * c + i] = 1.0f;
+  book.encoder_centroids = book.centroids;  // W = I: W C is C
+}
 
 void cq_refresh_encoder(CqCodebook& book) {
   if (!book.whitened()) {
     book.encoder_centroids.clear();
     return;
   }
-  book.encoder_centroids.assign(book.centroids.size(), 0.0f);
+  book.encoder_centroids.assign(book.centroids.size(), 0);
   for (int g = 0; g < book.groups(); ++g) refresh_encoder_group(book, g);
 }
 
@@ -103,13 +132,16 @@ int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint
       std::copy(x, x + c, points.data() + r * c);
   }
   KMeansResult km = kmeans(points, c, k, seed, max_iterations, weights);
+  const size_t group_size = static_cast<size_t>(c) * k;
   if (!whitening) {
-    std::copy(km.centroids.begin(), km.centroids.end(), book.group(g));
+    round_to_f16(km.centroids.data(), book.group(g), group_size, "centroid");
     return km.iterations;
   }
   // Back to the keys' own space, which the score table reads.
-  map_centroids(km.centroids.data(), book.group(g), c, k,
+  std::vector<float> key_space(group_size);
+  map_centroids(km.centroids.data(), key_space.data(), c, k,
                 [&](const float* y, float* x) { cq_unwhiten(whitening, c, y, x); });
+  round_to_f16(key_space.data(), book.group(g), group_size, "centroid");
   std::copy(whitening, whitening + static_cast<size_t>(c) * c,
             book.whitening.begin() + static_cast<ptrdiff_t>(g) * c * c);
   refresh_encoder_group(book, g);

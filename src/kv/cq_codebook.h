@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/fp16.h"
 #include "kernels/cq_kernels.h"
 
 namespace kestrel {
@@ -38,27 +39,54 @@ std::string cq_spec_name(CqSpec spec);
 // Throws unless 1 <= bits <= 8 and channels_per_group >= 1 divides head_dim.
 void check_cq_spec(CqSpec spec, int head_dim);
 
-// One (layer, kv head, K or V)'s codebook.
+// One (layer, kv head, K or V)'s codebook. Centroids are held as F16 (IEEE
+// half bits): a model's codebooks stay resident beside the cache, and in F32
+// they weighed as much as a cq2 cache's codes of 8192 tokens (issue 14). F16
+// is a second rounding of the learnt codebook (relative 2^-11 per value,
+// against CQ's own error of ~0.15 per row); every kernel widens it exactly.
 struct CqCodebook {
   CqSpec spec;
   int head_dim = 0;
-  std::vector<float> centroids;  // [groups][c][n_codes], planar as the kernels read it
+  std::vector<uint16_t> centroids;  // F16 [groups][c][n_codes], planar as the kernels read it
   // Keys under the query metric (kv/cq_whitening.h), else empty: per group an
-  // upper-triangular W ([groups][c][c]); a row is coded by the centroid nearest
-  // in |W (x - C)|^2, found as W x against encoder_centroids = W C.
+  // upper-triangular W ([groups][c][c], F32: c / n_codes of the centroids'
+  // size); a row is coded by the centroid nearest in |W (x - C)|^2, found as W x
+  // against encoder_centroids = W C. Held rather than formed per stored row:
+  // W C costs c (c + 1) / 2 multiply-adds per code and group, 2.5 (cq2) to 4.5
+  // (cq1) times the nearest-centroid search it would feed, on every key stored.
   std::vector<float> whitening;
-  std::vector<float> encoder_centroids;  // [groups][c][n_codes] (cq_refresh_encoder)
+  std::vector<uint16_t> encoder_centroids;  // F16 [groups][c][n_codes] (cq_refresh_encoder)
 
   int groups() const { return spec.groups(head_dim); }
   bool whitened() const { return !whitening.empty(); }
   const float* group_whitening(int g) const {
     return whitening.data() + static_cast<size_t>(g) * spec.channels_per_group * spec.channels_per_group;
   }
-  // [c][n_codes] of group g.
-  const float* group(int g) const;
-  float* group(int g);
-  float value(int g, int code, int channel) const { return group(g)[channel * spec.n_codes() + code]; }
+  // [c][n_codes] of group g, F16.
+  const uint16_t* group(int g) const;
+  uint16_t* group(int g);
+  float value(int g, int code, int channel) const { return fp16_to_f32(group(g)[channel * spec.n_codes() + code]); }
+  // What the book holds in memory: centroids, whitening and encoder centroids.
+  size_t bytes() const {
+    return centroids.size() * sizeof(uint16_t) + whitening.size() * sizeof(float) +
+           encoder_centroids.size() * sizeof(uint16_t);
+  }
 };
+
+// The resident bytes of one codebook of `spec` over head_dim channels without
+// whitening: head_dim * n_codes F16 values (a closed form for the tests and
+// for runtime/memory_footprint.h, which has no codebook at hand).
+inline size_t cq_codebook_bytes(CqSpec spec, int head_dim) {
+  return static_cast<size_t>(head_dim) * spec.n_codes() * sizeof(uint16_t);
+}
+
+// Rounds F32 centroids ([groups][c][n_codes], as learnt or read from a
+// sidecar) to the book's F16 ones (nearest even) and refreshes the encoder's
+// when the book is whitened. Throws kestrel::Error naming the first value
+// that is not finite in F16 (|x| >= 65520, infinite or NaN).
+void set_cq_centroids(CqCodebook& book, std::span<const float> centroids);
+// The centroids widened to F32 ([groups][c][n_codes]; exact).
+std::vector<float> cq_centroids_f32(const CqCodebook& book);
 
 // An all-zero codebook of the right size.
 CqCodebook make_cq_codebook(CqSpec spec, int head_dim);
@@ -66,7 +94,8 @@ CqCodebook make_cq_codebook(CqSpec spec, int head_dim);
 // Gives `book` the query metric: identity whitening for every group, to be
 // replaced group by group (learn_cq_group with a whitening).
 void enable_cq_whitening(CqCodebook& book);
-// encoder_centroids = W C for every group (after the centroids or whitening change).
+// encoder_centroids = W C for every group (after the centroids or whitening
+// change): W times the F16 centroids in F32, rounded to F16.
 void cq_refresh_encoder(CqCodebook& book);
 
 // Learns group g of `book` by k-means (k-means++ seeded with `seed`, then at
@@ -76,6 +105,10 @@ void cq_refresh_encoder(CqCodebook& book);
 // With `whitening` (W, [c][c] upper triangular; the book enable_cq_whitening'd),
 // k-means runs on the whitened points W x, the centroids are brought back
 // (W^{-1}), and the group's whitening and encoder centroids are set.
+// k-means runs in F32; the group's centroids are then rounded to F16. Throws
+// kestrel::Error when a centroid does not fit F16 (set_cq_centroids): not for
+// calibration's rows, read from an F16 cache, whose means fit; only a
+// whitening that maps them past 65504 could (encoder centroids).
 // With `weights` ([n]), k-means of the weighted error (kv/cq_kmeans.h).
 int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations,
                    const float* whitening = nullptr, std::span<const float> weights = {});

@@ -39,9 +39,10 @@ uint64_t mix_seed(uint64_t seed, uint64_t salt) {
 
 int nearest_centroid(const float* x, const float* centroids, int dim, int k) {
   assert(k >= 1 && k <= kMaxK);
-  // One group of `dim` channels through the cache's encoder (every Isa gives its bits).
+  // One group of `dim` channels through the encoder kernel, over F32 centroids
+  // while they are learnt (every Isa gives its bits).
   uint8_t code = 0;
-  kernels::cq_kernels(best_isa()).encode(x, centroids, dim, dim, k, &code);
+  kernels::cq_kernels(best_isa()).encode_f32(x, centroids, dim, dim, k, &code);
   return code;
 }
 

@@ -16,7 +16,7 @@ namespace kestrel {
 uint64_t mix_seed(uint64_t seed, uint64_t salt);
 
 // The index of the centroid nearest x ([dim]) in squared distance (the CQ
-// encoder kernel, kernels/cq_kernels.h, on one group); ties go to
+// encoder kernel over F32 centroids, kernels/cq_kernels.h encode_f32, on one group); ties go to
 // the lowest index. centroids: [dim][k].
 int nearest_centroid(const float* x, const float* centroids, int dim, int k);
 

@@ -70,6 +70,13 @@ CqCodebooks make_cq_codebooks(CqSpec spec, const CqModelInfo& model) {
   return books;
 }
 
+size_t CqCodebooks::bytes() const {
+  size_t n = 0;
+  for (const auto* list : {&k, &v})
+    for (const CqCodebook& b : *list) n += b.bytes();
+  return n;
+}
+
 gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
   const CqModelInfo& m = books.model;
   gguf::Writer w;
@@ -95,8 +102,9 @@ gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
     for (int head = 0; head < m.n_kv_head; ++head) {
       const CqCodebook& k = books.key(layer, head);
       const CqCodebook& v = books.value(layer, head);
-      add("k", layer, head, k.centroids, tensor_shape(k.spec, k.head_dim));
-      add("v", layer, head, v.centroids, tensor_shape(v.spec, v.head_dim));
+      // F32 in the file: the F16 values widened (exactly), readable by every build.
+      add("k", layer, head, cq_centroids_f32(k), tensor_shape(k.spec, k.head_dim));
+      add("v", layer, head, cq_centroids_f32(v), tensor_shape(v.spec, v.head_dim));
       for (const auto& [name, book, all] : {std::tuple{"kw", &k, k_whitened}, std::tuple{"vw", &v, v_whitened}}) {
         if (book->whitened() != all)
           fail("CQ sidecar: layer ", layer, " head ", head, "'s ", name, " whitening differs from layer 0 head 0's");
@@ -173,12 +181,20 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
            dtype_name(DType::F32), " ", gguf::shape_text(want), " (", cq_spec_name(spec), ")");
     std::memcpy(to.data(), t->data, to.size() * sizeof(float));
   };
+  std::vector<float> centroids;  // one codebook's, as filed
   for (int layer = 0; layer < model.n_layer; ++layer)
     for (int head = 0; head < model.n_kv_head; ++head) {
       CqCodebook& k = books.k[books.index(layer, head)];
       CqCodebook& v = books.v[books.index(layer, head)];
-      read("k", layer, head, k.centroids, tensor_shape(spec, k.head_dim));
-      read("v", layer, head, v.centroids, tensor_shape(spec, v.head_dim));
+      for (const auto& [name, book] : {std::pair{"k", &k}, std::pair{"v", &v}}) {
+        centroids.resize(book->centroids.size());
+        read(name, layer, head, centroids, tensor_shape(spec, book->head_dim));
+        try {
+          set_cq_centroids(*book, centroids);  // rounded to the F16 the cache holds
+        } catch (const Error& e) {
+          fail(where, ": tensor ", tensor_name(name, layer, head), ": ", e.what());
+        }
+      }
       for (const auto& [name, book, all] : {std::tuple{"kw", &k, k_whitened}, std::tuple{"vw", &v, v_whitened}}) {
         if (!all) continue;
         const int c = spec.channels_per_group;
@@ -187,7 +203,11 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
         const std::string what = where + ": tensor " + tensor_name(name, layer, head);
         for (int g = 0; g < book->groups(); ++g)
           check_cq_whitening({book->group_whitening(g), static_cast<size_t>(c) * c}, c, what.c_str());
-        cq_refresh_encoder(*book);
+        try {
+          cq_refresh_encoder(*book);
+        } catch (const Error& e) {
+          fail(what, ": ", e.what());
+        }
       }
     }
   return books;

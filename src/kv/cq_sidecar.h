@@ -13,7 +13,11 @@
 //   kestrel.cq.model.tensor_hash    u64, FNV-1a of the model's tensor table (below)
 //   kestrel.cq.exact_layers         u32, version 2 only, optional (0): layers kept in F16
 //   cq.k.blk.{layer}.head.{h}, cq.v.blk.{layer}.head.{h}   F32, ne = [2^bits, c, groups]
-//                                   (ggml order: the planar [groups][c][n_codes] of CqCodebook)
+//                                   (ggml order: the planar [groups][c][n_codes] of CqCodebook).
+//                                   Held as F16 once loaded (rounded to nearest even; a value
+//                                   F16 cannot hold is refused, naming the tensor); written as
+//                                   the F16 values widened, so a file loads back bit for bit
+//                                   and builds that held F32 read it unchanged.
 //   cq.kw.blk.{layer}.head.{h}, cq.vw.blk.{layer}.head.{h}   F32, ne = [c, c, groups],
 //                                   version 2 only, each for every (layer, head) or none: the
 //                                   whitening K (V) is coded under (kv/cq_whitening.h;
@@ -63,6 +67,8 @@ struct CqCodebooks {
   const CqCodebook& key(int layer, int head) const { return k[index(layer, head)]; }
   const CqCodebook& value(int layer, int head) const { return v[index(layer, head)]; }
   size_t index(int layer, int head) const { return static_cast<size_t>(layer) * model.n_kv_head + head; }
+  // What every codebook holds in memory (CqCodebook::bytes): one model's, shared by the sequences of a cache.
+  size_t bytes() const;
 };
 
 // All-zero codebooks of the model's shape (checks the spec against both head dims).
@@ -75,7 +81,8 @@ void save_cq_codebooks(const std::string& path, const CqCodebooks& books);
 // Reads a sidecar and checks it against `model`. Throws kestrel::Error naming
 // the file and what is wrong: not a GGUF or truncated, not a CQ sidecar, an
 // unknown version, a bad spec, made for another model (every field that
-// differs, with both values), a missing tensor or one of the wrong type or shape.
+// differs, with both values), a missing tensor or one of the wrong type or
+// shape, a centroid that does not fit F16.
 CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model);
 
 // MODEL.gguf -> MODEL.cq2.gguf (MODEL.cq1.gguf), in the model's directory; a

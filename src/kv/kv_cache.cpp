@@ -512,7 +512,8 @@ int64_t KvCache::bytes_held(std::span<const int> seqs) const {
   for (int s : seqs)
     for (const HeadTable& t : tables_[checked(s)])
       copies += std::count_if(t.win.begin(), t.win.end(), [](int32_t w) { return w >= 0; });
-  return blocks_held(seqs) * static_cast<int64_t>(block_bytes()) + copies * static_cast<int64_t>(copy_bytes());
+  return blocks_held(seqs) * static_cast<int64_t>(block_bytes()) + copies * static_cast<int64_t>(copy_bytes()) +
+         static_cast<int64_t>(codebook_bytes());
 }
 
 }  // namespace kestrel

@@ -152,15 +152,20 @@ class KvCache {
   const KvShape& shape() const { return shape_; }
   DType k_type() const { return k_type_; }
   DType v_type() const { return v_type_; }
-  size_t bytes() const {  // reserved, not resident
-    return k_.size() + v_.size() + means_.size() + win_k_.size() + win_v_.size();
+  // Reserved, not resident: the pools, and a CQ cache's codebooks.
+  size_t bytes() const {
+    return k_.size() + v_.size() + means_.size() + win_k_.size() + win_v_.size() + codebook_bytes();
   }
   // Of those, the bytes in RAM (the pools are committed page by page as blocks
-  // are written, and keep the pages of blocks given back: a high-water mark).
+  // are written, and keep the pages of blocks given back: a high-water mark),
+  // and the codebooks (read whole by every coded row).
   size_t resident_bytes() const {
     return k_.resident_bytes() + v_.resident_bytes() + means_.resident_bytes() + win_k_.resident_bytes() +
-           win_v_.resident_bytes();
+           win_v_.resident_bytes() + codebook_bytes();
   }
+  // CQ: the model's codebooks (CqCodebooks::bytes), 0 for other types. Shared
+  // by every sequence of the cache, so every total above counts them once.
+  size_t codebook_bytes() const { return cq_.books ? cq_.books->bytes() : 0; }
   // The bytes of one block: K and V of one (layer, head), and its mean (not
   // the F16 copies of a CQ cache: copy_bytes()).
   size_t block_bytes() const { return (k_.size() + v_.size() + means_.size()) / static_cast<size_t>(total_blocks()); }
@@ -235,7 +240,8 @@ class KvCache {
   int64_t used_blocks() const { return total_blocks() - free_blocks(); }
   // Distinct blocks held by any of the given sequences (shared ones once).
   int64_t blocks_held(std::span<const int> seqs) const;
-  // The bytes those blocks hold, with the F16 copies of a CQ cache (never shared).
+  // The bytes those blocks hold, with the F16 copies of a CQ cache (never
+  // shared) and, once, its codebooks (what any of its sequences reads).
   int64_t bytes_held(std::span<const int> seqs) const;
   // The blocks of one (layer, head) of seq, in position order.
   const std::vector<int32_t>& block_table(int seq, int layer = 0, int head = 0) const {

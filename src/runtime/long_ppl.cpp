@@ -115,7 +115,8 @@ LongPplResult run_long_ppl(const Model& model, const std::vector<std::vector<int
     }
     const KvCache& cache = session.cache();
     doc.kv_held_full = (n + KvCache::kBlock - 1) / KvCache::kBlock * cache.heads_per_position_block() *
-                       static_cast<int64_t>(cache.block_bytes());
+                           static_cast<int64_t>(cache.block_bytes()) +
+                       static_cast<int64_t>(cache.codebook_bytes());
     doc.evicted_blocks = session.evicted_blocks();
     r.scored += doc.scored;
     r.nll_sum += doc.nll_sum;

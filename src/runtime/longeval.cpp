@@ -398,7 +398,7 @@ std::string format_longeval_markdown(const LongevalResult& r) {
   }
   os << "\nprompt t/s: prompt tokens evaluated per second (trials reuse the cached prefix up to their key); "
         "KV held: cache blocks in use at the end of a trial x bytes per block, plus a CQ cache's F16 copies "
-        "(largest over the trials); "
+        "and codebooks (largest over the trials); "
         "KV resident: pages of the cache's pools in RAM (mincore, high-water); reserved: address space.\n";
   return os.str();
 }

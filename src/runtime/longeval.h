@@ -114,10 +114,12 @@ struct PasskeyTrial {
 std::vector<PasskeyTrial> passkey_schedule(int n_trials, int n_depths, uint64_t seed);
 
 // Bytes of the KV cache: `held` = blocks in use x bytes per block (K, V and the
-// smoothed keys' means: what the tokens cached occupy); `resident` = pages of the
+// smoothed keys' means: what the tokens cached occupy), plus a CQ cache's F16
+// copies and its codebooks (KvCache::bytes_held); `resident` = pages of the
 // cache's pools in RAM (mincore: the pools are committed page by page and keep
-// pages a shortened sequence gave back, so this is the high-water mark);
-// `reserved` = the pools' address space (KvCache::bytes()).
+// pages a shortened sequence gave back, so this is the high-water mark), plus
+// the codebooks; `reserved` = the pools' address space and the codebooks
+// (KvCache::bytes()).
 struct KvBytes {
   int64_t held = 0;
   int64_t resident = 0;

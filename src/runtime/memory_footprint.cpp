@@ -3,8 +3,28 @@
 #include <algorithm>
 
 #include "core/dtype.h"
+#include "kv/cq_codebook.h"
+#include "kv/kv_cache.h"
 
 namespace kestrel {
+
+namespace {
+
+// What a CQ cache holds besides its codes, per model: the codebooks (F16, K
+// and V of every layer and kv head: kv/cq_codebook.h; a query-metric sidecar's
+// whitening is not counted, the file is not read here) and each head's F16
+// copies of its sink block and its last cq_window rows (one block more where
+// the window starts inside a block), at most the rows held.
+double cq_fixed_bytes(const ModelConfig& m, const EngineConfig& config, double held_rows) {
+  if (!is_cq(config.k_type)) return 0.0;
+  const CqSpec spec = config.k_type == DType::CQ2 ? kCq2 : kCq1;
+  const double heads = static_cast<double>(m.n_layer) * m.n_kv_head;
+  const double books = heads * 2.0 * static_cast<double>(cq_codebook_bytes(spec, m.head_dim));
+  const double copied_rows = std::min(held_rows, static_cast<double>(config.cq_window + KvCache::kBlock + KvCq{}.sink));
+  return books + heads * copied_rows * m.head_dim * 2.0 * sizeof(uint16_t);
+}
+
+}  // namespace
 
 double memory_at_context(const Model& model, const EngineConfig& config, int64_t n_ctx) {
   const ModelConfig& m = model.config();
@@ -20,7 +40,7 @@ double memory_at_context(const Model& model, const EngineConfig& config, int64_t
   } else if (kc.budget > 0) {
     held = std::min(held, static_cast<double>(kc.budget));
   }
-  return static_cast<double>(model.weight_bytes()) + per_token * held;
+  return static_cast<double>(model.weight_bytes()) + per_token * held + cq_fixed_bytes(m, config, held);
 }
 
 }  // namespace kestrel

@@ -1,29 +1,34 @@
 // AVX2 CQ attention kernels (kernels/cq_kernels.h): 8 codes per register for
 // the codebook passes, four keys at a time for the lookups, in the summation
 // orders of the scalar twins (kernels/ref/cq_ref.cpp), so both give the same
-// bits. Fewer than 8 codes (bits < 3) go to the twin.
+// bits. Fewer than 8 codes (bits < 3) go to the twin. F16 centroids are
+// widened by F16C as they are loaded (exact: the twins' values).
 #include <cmath>
 
 #include "kernels/avx2/avx2-inl.h"
 #include "kernels/cq_kernels.h"
 
 namespace kestrel::kernels::avx2 {
+namespace {
+
+__m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
 // 8 codes per register, the twin's fma chain per code; each lane keeps its
 // first smallest distance (strict <), and the lanes meet at the end on the
 // smallest distance, then the lowest code: the twin's choice.
-void cq_encode(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
-  if (n_codes % 8 != 0) return ref::cq_encode(x, centroids, head_dim, c, n_codes, codes);
+template <class Centroid>
+void encode(const float* x, const Centroid* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
   const int n_groups = head_dim / c;
   for (int g = 0; g < n_groups; ++g) {
-    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    const Centroid* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
     __m256 best_d = _mm256_set1_ps(INFINITY);
     __m256i best = _mm256_setzero_si256();
     __m256i code = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int k = 0; k < n_codes; k += 8) {
       __m256 d = _mm256_setzero_ps();
       for (int i = 0; i < c; ++i) {
-        const __m256 e = _mm256_sub_ps(_mm256_set1_ps(x[g * c + i]), _mm256_loadu_ps(cg + i * n_codes + k));
+        const __m256 e = _mm256_sub_ps(_mm256_set1_ps(x[g * c + i]), load8(cg + i * n_codes + k));
         d = _mm256_fmadd_ps(e, e, d);
       }
       const __m256 less = _mm256_cmp_ps(d, best_d, _CMP_LT_OQ);
@@ -42,17 +47,28 @@ void cq_encode(const float* x, const float* centroids, int head_dim, int c, int 
   }
 }
 
-void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table) {
+}  // namespace
+
+void cq_encode(const float* x, const uint16_t* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
+  if (n_codes % 8 != 0) return ref::cq_encode(x, centroids, head_dim, c, n_codes, codes);
+  encode(x, centroids, head_dim, c, n_codes, codes);
+}
+
+void cq_encode_f32(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
+  if (n_codes % 8 != 0) return ref::cq_encode_f32(x, centroids, head_dim, c, n_codes, codes);
+  encode(x, centroids, head_dim, c, n_codes, codes);
+}
+
+void cq_score_table(const float* q, const uint16_t* centroids, int head_dim, int c, int n_codes, float* table) {
   if (n_codes % 8 != 0) return ref::cq_score_table(q, centroids, head_dim, c, n_codes, table);
   const int n_groups = head_dim / c;
   for (int g = 0; g < n_groups; ++g) {
     const float* qg = q + g * c;
-    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    const uint16_t* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
     float* tg = table + static_cast<int64_t>(g) * n_codes;
     for (int code = 0; code < n_codes; code += 8) {
-      __m256 t = _mm256_mul_ps(_mm256_set1_ps(qg[0]), _mm256_loadu_ps(cg + code));
-      for (int i = 1; i < c; ++i)
-        t = _mm256_fmadd_ps(_mm256_set1_ps(qg[i]), _mm256_loadu_ps(cg + i * n_codes + code), t);
+      __m256 t = _mm256_mul_ps(_mm256_set1_ps(qg[0]), load8(cg + code));
+      for (int i = 1; i < c; ++i) t = _mm256_fmadd_ps(_mm256_set1_ps(qg[i]), load8(cg + i * n_codes + code), t);
       _mm256_storeu_ps(tg + code, t);
     }
   }
@@ -86,17 +102,17 @@ void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups
 
 // The c channels of a group side by side: c independent fma chains over the
 // codes (c <= 8 accumulators), each channel's chain in code order.
-void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, int c, int n_codes, float* out) {
+void cq_buckets_out(const float* buckets, const uint16_t* centroids, int head_dim, int c, int n_codes, float* out) {
   if (n_codes % 8 != 0 || c > 8) return ref::cq_buckets_out(buckets, centroids, head_dim, c, n_codes, out);
   const int n_groups = head_dim / c;
   for (int g = 0; g < n_groups; ++g) {
     const float* bg = buckets + static_cast<int64_t>(g) * n_codes;
-    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    const uint16_t* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
     __m256 acc[8];
     for (int i = 0; i < c; ++i) acc[i] = _mm256_setzero_ps();
     for (int code = 0; code < n_codes; code += 8) {
       const __m256 b = _mm256_loadu_ps(bg + code);
-      for (int i = 0; i < c; ++i) acc[i] = _mm256_fmadd_ps(b, _mm256_loadu_ps(cg + i * n_codes + code), acc[i]);
+      for (int i = 0; i < c; ++i) acc[i] = _mm256_fmadd_ps(b, load8(cg + i * n_codes + code), acc[i]);
     }
     for (int i = 0; i < c; ++i) out[g * c + i] = hsum_ps(acc[i]);
   }

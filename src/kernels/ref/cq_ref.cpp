@@ -1,5 +1,6 @@
 // Scalar twins of the CQ attention kernels (kernels/cq_kernels.h), in the
-// summation orders the AVX2 versions keep.
+// summation orders the AVX2 versions keep. Centroids are F16 (the codebooks'
+// storage) except for encode_f32 (k-means); widening is exact, as F16C's.
 #include <cmath>
 
 #include "core/fp16.h"
@@ -14,18 +15,20 @@ float fold_lanes(const float (&lane)[8]) {
   return (a0 + a2) + (a1 + a3);
 }
 
-}  // namespace
+float widen(float x) { return x; }
+float widen(uint16_t h) { return fp16_to_f32(h); }
 
-void cq_encode(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
+template <class Centroid>
+void encode(const float* x, const Centroid* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
   const int n_groups = head_dim / c;
   for (int g = 0; g < n_groups; ++g) {
-    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    const Centroid* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
     int best = 0;
     float best_d = INFINITY;
     for (int code = 0; code < n_codes; ++code) {
       float d = 0.0f;
       for (int i = 0; i < c; ++i) {
-        const float e = x[g * c + i] - cg[i * n_codes + code];
+        const float e = x[g * c + i] - widen(cg[i * n_codes + code]);
         d = std::fma(e, e, d);
       }
       if (d < best_d) {
@@ -37,15 +40,25 @@ void cq_encode(const float* x, const float* centroids, int head_dim, int c, int 
   }
 }
 
-void cq_score_table(const float* q, const float* centroids, int head_dim, int c, int n_codes, float* table) {
+}  // namespace
+
+void cq_encode(const float* x, const uint16_t* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
+  encode(x, centroids, head_dim, c, n_codes, codes);
+}
+
+void cq_encode_f32(const float* x, const float* centroids, int head_dim, int c, int n_codes, uint8_t* codes) {
+  encode(x, centroids, head_dim, c, n_codes, codes);
+}
+
+void cq_score_table(const float* q, const uint16_t* centroids, int head_dim, int c, int n_codes, float* table) {
   const int n_groups = head_dim / c;
   for (int g = 0; g < n_groups; ++g) {
     const float* qg = q + g * c;
-    const float* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
+    const uint16_t* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
     float* tg = table + static_cast<int64_t>(g) * n_codes;
     for (int code = 0; code < n_codes; ++code) {
-      float t = qg[0] * cg[code];
-      for (int i = 1; i < c; ++i) t = std::fma(qg[i], cg[i * n_codes + code], t);
+      float t = qg[0] * widen(cg[code]);
+      for (int i = 1; i < c; ++i) t = std::fma(qg[i], widen(cg[i * n_codes + code]), t);
       tg[code] = t;
     }
   }
@@ -67,14 +80,14 @@ void cq_add_buckets(const float* p, const uint8_t* codes, int64_t n, int n_group
   }
 }
 
-void cq_buckets_out(const float* buckets, const float* centroids, int head_dim, int c, int n_codes, float* out) {
+void cq_buckets_out(const float* buckets, const uint16_t* centroids, int head_dim, int c, int n_codes, float* out) {
   const int n_groups = head_dim / c;
   for (int g = 0; g < n_groups; ++g) {
     const float* bg = buckets + static_cast<int64_t>(g) * n_codes;
     for (int i = 0; i < c; ++i) {
-      const float* ci = centroids + (static_cast<int64_t>(g) * c + i) * n_codes;
+      const uint16_t* ci = centroids + (static_cast<int64_t>(g) * c + i) * n_codes;
       float lane[8] = {};
-      for (int code = 0; code < n_codes; ++code) lane[code % 8] = std::fma(bg[code], ci[code], lane[code % 8]);
+      for (int code = 0; code < n_codes; ++code) lane[code % 8] = std::fma(bg[code], widen(ci[code]), lane[code % 8]);
       out[g * c + i] = fold_lanes(lane);
     }
   }

@@ -41,7 +41,7 @@ std::shared_ptr<const CqCodebooks> random_books(CqSpec spec, uint32_t seed) {
   CqCodebooks books = make_cq_codebooks(spec, info);
   std::mt19937 rng(seed);
   for (auto* side : {&books.k, &books.v})
-    for (CqCodebook& b : *side) b.centroids = normal_values(b.centroids.size(), rng);
+    for (CqCodebook& b : *side) set_cq_centroids(b, normal_values(b.centroids.size(), rng));
   return std::make_shared<const CqCodebooks>(std::move(books));
 }
 
@@ -361,6 +361,40 @@ TEST(CqCache, ExactLayersReadTheirCopiesOnly) {
   EXPECT_EQ(row, decoded);
   // Layer 0 holds a copy of all 8 blocks per head; layer 1 of the sink block and the 3 the window touches.
   EXPECT_EQ(cache.copies_held(), kHeads * (8 + 1 + 3));
+}
+
+// The codebooks are counted where the cache's bytes are (held, reserved,
+// resident), once per cache however many sequences read them: 2 layers x 2 kv
+// heads x (K, V) x 16 channels x 256 codes x 2 bytes (F16). Codes and copies
+// from the shape: a block holds 16 rows of 16 / c code bytes for K and for V,
+// a copy 16 rows of 16 F16 values for K and for V.
+TEST(CqCache, BytesCountTheF16CodebooksOnce) {
+  for (DType t : {DType::CQ2, DType::CQ1}) {
+    CqFixture f(t, 2);
+    const int64_t books = int64_t{kLayers} * kHeads * 2 * kDim * 256 * 2;
+    const int64_t code_block = int64_t{kB} * (kDim / (t == DType::CQ2 ? 4 : 8)) * 2, copy = int64_t{kB} * kDim * 2 * 2;
+    EXPECT_EQ(f.cache.codebook_bytes(), static_cast<size_t>(books));
+    f.fill(0, 100, 1);
+    f.fill(0, 40, 2, 1);
+    const int64_t heads = kLayers * kHeads;
+    const int64_t seq0 = heads * (7 * code_block + f.copies_per_head(100) * copy);  // 7 blocks of rows 0..99
+    const int64_t seq1 = heads * (3 * code_block + f.copies_per_head(40) * copy);   // 3 blocks, all copied
+    const int one[] = {0}, both[] = {0, 1};
+    EXPECT_EQ(f.cache.bytes_held(one), seq0 + books) << dtype_name(t);
+    EXPECT_EQ(f.cache.bytes_held(both), seq0 + seq1 + books) << dtype_name(t);
+    // The pools: 2 sequences x 256 / 16 blocks per head, each with a copy slot.
+    EXPECT_EQ(f.cache.bytes(), static_cast<size_t>(2 * 16 * heads * (code_block + copy) + books)) << dtype_name(t);
+    EXPECT_GE(f.cache.resident_bytes(), static_cast<size_t>(seq0 + seq1 + books)) << dtype_name(t);
+  }
+  // Keys under the query metric hold their whitening (F32, [groups][c][c]) and
+  // encoder centroids (F16) as well.
+  CqCodebooks books = *random_books(kCq2, 3);
+  for (CqCodebook& b : books.k) enable_cq_whitening(b);
+  const int64_t plain = int64_t{kDim} * 256 * 2, whitening = int64_t{kDim / 4} * 4 * 4 * 4;
+  EXPECT_EQ(books.bytes(), static_cast<size_t>(kLayers * kHeads * (3 * plain + whitening)));
+  // Other types hold no codebook.
+  KvCache f16(KvShape{kLayers, kHeads, kDim, 64}, DType::F16);
+  EXPECT_EQ(f16.codebook_bytes(), 0u);
 }
 
 // A whitened codebook is what the cache encodes with: its rows' codes are cq_encode's.

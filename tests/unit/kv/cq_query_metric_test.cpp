@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "gguf/gguf.h"
 #include "kv/attention_batch.h"
 #include "kv/cq_codebook.h"
@@ -106,7 +108,7 @@ TEST(CqWhitening, RefusesWhatIsNotAFactor) {
 // A codebook of random centroids with each group's whitening from its own moment.
 CqCodebook whitened_codebook(CqSpec spec, int head_dim, uint32_t seed) {
   CqCodebook book = make_cq_codebook(spec, head_dim);
-  book.centroids = normal_values(book.centroids.size(), seed, 2.0f);
+  set_cq_centroids(book, normal_values(book.centroids.size(), seed, 2.0f));
   enable_cq_whitening(book);
   const int c = spec.channels_per_group;
   for (int g = 0; g < book.groups(); ++g) {
@@ -118,8 +120,10 @@ CqCodebook whitened_codebook(CqSpec spec, int head_dim, uint32_t seed) {
 }
 
 // Every Isa's encoder assigns each group the code a brute-force search of
-// (x - C)^T H (x - C) in double picks (up to float ties: the chosen code's
-// distance is within rounding of the least).
+// (x - C)^T H (x - C) in double picks, up to rounding: the encoder compares W x
+// with the F16 rounding E of W C, off by at most u_h |W C| (u_h = 2^-11), so
+// the chosen code's sqrt(metric) exceeds the least by at most u_h (|W C| of the
+// chosen code + that of the least), plus float ties.
 TEST(CqQueryMetric, EncoderAssignsTheMetricsNearestCentroid) {
   for (const CqSpec spec : {CqSpec{4, 4}, CqSpec{8, 5}, CqSpec{2, 8}, kCq2, kCq1}) {
     const int d = 16, c = spec.channels_per_group, k = spec.n_codes();
@@ -131,15 +135,25 @@ TEST(CqQueryMetric, EncoderAssignsTheMetricsNearestCentroid) {
       for (Isa isa : {Isa::Scalar, best_isa()}) {
         cq_encode(book, kernels::cq_kernels(isa).encode, x.data(), codes.data());
         for (int g = 0; g < book.groups(); ++g) {
+          // |E| of a code: its encoder centroid's norm, an upper bound of |W C| to within u_h.
+          auto encoder_norm = [&](int code) {
+            double s = 0.0;
+            for (int i = 0; i < c; ++i)
+              s += std::pow(fp16_to_f32(book.encoder_centroids[(static_cast<size_t>(g) * c + i) * k + code]), 2);
+            return std::sqrt(s);
+          };
           double best = std::numeric_limits<double>::infinity(), chosen = 0.0;
+          int best_code = 0;
           for (int code = 0; code < k; ++code) {
             std::vector<double> e(static_cast<size_t>(c));
             for (int i = 0; i < c; ++i) e[i] = static_cast<double>(x[g * c + i]) - book.value(g, code, i);
             const double m = metric(book.group_whitening(g), c, e.data());
-            best = std::min(best, m);
+            if (m < best) best = m, best_code = code;
             if (code == codes[g]) chosen = m;
           }
-          EXPECT_LE(chosen, best * (1 + 1e-5) + 1e-6) << cq_spec_name(spec) << " row " << row << " group " << g;
+          const double f16_slack = 0x1.0p-11 * 1.001 * (encoder_norm(codes[g]) + encoder_norm(best_code));
+          EXPECT_LE(std::sqrt(chosen), std::sqrt(best * (1 + 1e-5) + 1e-6) + f16_slack)
+              << cq_spec_name(spec) << " row " << row << " group " << g;
         }
       }
       CqCodebook unwhitened = book;
@@ -189,14 +203,15 @@ TEST(CqQueryMetric, LearningUnderTheMetricLowersItsError) {
   const double plain_error = mean_metric_error(plain, shape, heldout);
   const double weighted_error = mean_metric_error(weighted, shape, heldout);
   EXPECT_LT(weighted_error, 0.95 * plain_error) << "plain " << plain_error << ", weighted " << weighted_error;
-  // The encoder centroids are the whitened centroids.
+  // The encoder centroids are the whitened (F16) centroids, rounded to F16.
   for (int g = 0; g < weighted.groups(); ++g)
     for (int code = 0; code < spec.n_codes(); ++code) {
       float x[4], y[4];
       for (int i = 0; i < c; ++i) x[i] = weighted.value(g, code, i);
       cq_whiten(weighted.group_whitening(g), c, x, y);
       for (int i = 0; i < c; ++i)
-        EXPECT_EQ(weighted.encoder_centroids[(static_cast<size_t>(g) * c + i) * spec.n_codes() + code], y[i]);
+        EXPECT_EQ(weighted.encoder_centroids[(static_cast<size_t>(g) * c + i) * spec.n_codes() + code],
+                  f32_to_fp16(y[i]));
     }
 }
 
@@ -235,7 +250,7 @@ CqCodebooks whitened_books(CqSpec spec, const CqModelInfo& m) {
   CqCodebooks books = make_cq_codebooks(spec, m);
   uint32_t seed = 300;
   for (CqCodebook& b : books.k) b = whitened_codebook(spec, m.k_head_dim, seed++);
-  for (CqCodebook& b : books.v) b.centroids = normal_values(b.centroids.size(), seed++);
+  for (CqCodebook& b : books.v) set_cq_centroids(b, normal_values(b.centroids.size(), seed++));
   return books;
 }
 
@@ -263,7 +278,7 @@ TEST(CqSidecar, Version1StillLoads) {
   CqCodebooks books = make_cq_codebooks(kCq1, m);
   uint32_t seed = 70;
   for (auto* list : {&books.k, &books.v})
-    for (CqCodebook& b : *list) b.centroids = normal_values(b.centroids.size(), seed++);
+    for (CqCodebook& b : *list) set_cq_centroids(b, normal_values(b.centroids.size(), seed++));
   const std::string path = cq_temp_path("v1");
   save_cq_codebooks(path, books);
   EXPECT_EQ(gguf::File::open(path).get_u64("kestrel.cq.version"), 1u);
@@ -278,7 +293,7 @@ TEST(CqSidecar, WhitenedValuesAndExactLayersRoundTrip) {
   const CqModelInfo m = small_cq_model();
   CqCodebooks books = make_cq_codebooks(kCq1, m);
   uint32_t seed = 500;
-  for (CqCodebook& b : books.k) b.centroids = normal_values(b.centroids.size(), seed++);
+  for (CqCodebook& b : books.k) set_cq_centroids(b, normal_values(b.centroids.size(), seed++));
   for (CqCodebook& b : books.v) b = whitened_codebook(kCq1, m.v_head_dim, seed++);
   books.exact_layers = 1;
   const std::string path = cq_temp_path("values");

@@ -42,7 +42,7 @@ std::vector<uint8_t> random_codes(size_t n, int n_codes, uint32_t seed) {
 
 CqCodebook random_codebook(CqSpec spec, int head_dim, uint32_t seed) {
   CqCodebook book = make_cq_codebook(spec, head_dim);
-  book.centroids = normal_values(book.centroids.size(), seed);
+  set_cq_centroids(book, normal_values(book.centroids.size(), seed));
   return book;
 }
 
@@ -282,9 +282,6 @@ TEST(CqKernels, BucketsMatchWeightedSum) {
   }
 }
 
-// The AVX2 kernels keep the twins' summation orders: the same bits, for every
-// key count (8-key blocks and tails) and every shape, including those they
-// hand back to the twins.
 // The encoder's twin picks a nearest centroid: no code is nearer (in double).
 TEST(CqKernels, EncodePicksTheNearestCentroid) {
   const kernels::CqKernels& ref = kernels::cq_kernels(Isa::Scalar);
@@ -309,53 +306,70 @@ TEST(CqKernels, EncodePicksTheNearestCentroid) {
   }
 }
 
-TEST(CqKernels, Avx2MatchesScalarBitForBit) {
-  if (!isa_supported(Isa::Avx2)) GTEST_SKIP() << "this CPU has no AVX2: only the scalar kernels run here";
+// The AVX2 kernels keep the twins' summation orders: the same bits, for every
+// key count (8-key blocks and tails) and every shape, including those they
+// hand back to the twins; F16 centroids widen exactly, so the F16 and F32
+// encoders agree on the same values. Every Isa above Scalar is checked
+// (AVX-512 runs the AVX2 kernels, as the table hands them out).
+TEST(CqKernels, EveryIsaMatchesTheScalarTwinBitForBit) {
   const kernels::CqKernels& ref = kernels::cq_kernels(Isa::Scalar);
-  const kernels::CqKernels& simd = kernels::cq_kernels(Isa::Avx2);
-  ASSERT_EQ(simd.isa, Isa::Avx2);
-  for (const Shape& sh : kShapes) {
-    const int c = sh.spec.channels_per_group, d = sh.head_dim, G = sh.spec.groups(d), K = sh.spec.n_codes();
-    const CqCodebook book = random_codebook(sh.spec, d, 51);
-    const std::vector<float> q = normal_values(d, 52);
-    std::vector<float> t_ref(static_cast<size_t>(G) * K), t_simd(t_ref.size());
-    ref.score_table(q.data(), book.centroids.data(), d, c, K, t_ref.data());
-    simd.score_table(q.data(), book.centroids.data(), d, c, K, t_simd.data());
-    ASSERT_EQ(std::memcmp(t_ref.data(), t_simd.data(), t_ref.size() * sizeof(float)), 0) << "table d=" << d;
-    for (int n : {0, 1, 7, 8, 9, 16, 33, 100}) {
-      const std::vector<uint8_t> codes = random_codes(static_cast<size_t>(n) * G, K, 53 + n);
-      std::vector<float> s_ref(n + 1, -1.0f), s_simd(n + 1, -1.0f);
-      ref.scores(t_ref.data(), codes.data(), n, G, K, s_ref.data());
-      simd.scores(t_ref.data(), codes.data(), n, G, K, s_simd.data());
-      ASSERT_EQ(s_simd[n], -1.0f) << "wrote past the end";
-      ASSERT_EQ(std::memcmp(s_ref.data(), s_simd.data(), n * sizeof(float)), 0) << "scores d=" << d << " n=" << n;
-    }
-    // Encoding, with ties made on purpose: code 3 repeats code 9 (and 200 where it exists),
-    // so the lowest of equal codes must win in every lane order.
-    CqCodebook tied = book;
-    const int twin = K > 9 ? 9 : K - 1;  // the code made equal to code 3 (with 4 codes: code 3 itself)
-    for (int g = 0; g < G && twin != 3; ++g)
-      for (int i = 0; i < c; ++i) {
-        tied.group(g)[i * K + twin] = tied.group(g)[i * K + 3];
-        if (K > 200) tied.group(g)[i * K + 200] = tied.group(g)[i * K + 3];
+  std::vector<Isa> simd_isas;
+  for (Isa isa : supported_isas())
+    if (isa != Isa::Scalar) simd_isas.push_back(isa);
+  if (simd_isas.empty()) GTEST_SKIP() << "this CPU has no AVX2: only the scalar kernels run here";
+  for (Isa isa : simd_isas) {
+    const kernels::CqKernels& simd = kernels::cq_kernels(isa);
+    ASSERT_EQ(simd.isa, isa);
+    for (const Shape& sh : kShapes) {
+      const int c = sh.spec.channels_per_group, d = sh.head_dim, G = sh.spec.groups(d), K = sh.spec.n_codes();
+      const std::string where = std::string(isa_name(isa)) + " " + cq_spec_name(sh.spec) + " d=" + std::to_string(d);
+      const CqCodebook book = random_codebook(sh.spec, d, 51);
+      const std::vector<float> q = normal_values(d, 52);
+      std::vector<float> t_ref(static_cast<size_t>(G) * K), t_simd(t_ref.size());
+      ref.score_table(q.data(), book.centroids.data(), d, c, K, t_ref.data());
+      simd.score_table(q.data(), book.centroids.data(), d, c, K, t_simd.data());
+      ASSERT_EQ(std::memcmp(t_ref.data(), t_simd.data(), t_ref.size() * sizeof(float)), 0) << "table " << where;
+      for (int n : {0, 1, 7, 8, 9, 16, 33, 100}) {
+        const std::vector<uint8_t> codes = random_codes(static_cast<size_t>(n) * G, K, 53 + n);
+        std::vector<float> s_ref(n + 1, -1.0f), s_simd(n + 1, -1.0f);
+        ref.scores(t_ref.data(), codes.data(), n, G, K, s_ref.data());
+        simd.scores(t_ref.data(), codes.data(), n, G, K, s_simd.data());
+        ASSERT_EQ(s_simd[n], -1.0f) << "wrote past the end";
+        ASSERT_EQ(std::memcmp(s_ref.data(), s_simd.data(), n * sizeof(float)), 0) << "scores " << where << " n=" << n;
       }
-    for (int r = 0; r < 50; ++r) {
-      std::vector<float> x = normal_values(d, 300 + r);
-      if (r % 5 == 0 && K > 3)  // exactly on code 3 of every group
-        for (int g = 0; g < G; ++g)
-          for (int i = 0; i < c; ++i) x[g * c + i] = tied.value(g, 3, i);
-      std::vector<uint8_t> e_ref(G), e_simd(G);
-      ref.encode(x.data(), tied.centroids.data(), d, c, K, e_ref.data());
-      simd.encode(x.data(), tied.centroids.data(), d, c, K, e_simd.data());
-      ASSERT_EQ(e_ref, e_simd) << "encode d=" << d << " row " << r;
-      if (r % 5 == 0 && K > 3)
-        for (int g = 0; g < G; ++g) EXPECT_EQ(e_ref[g], 3) << "a tie went to a higher code";
+      // Encoding, with ties made on purpose: code 3 repeats code 9 (and 200 where it exists),
+      // so the lowest of equal codes must win in every lane order.
+      CqCodebook tied = book;
+      const int twin = K > 9 ? 9 : K - 1;  // the code made equal to code 3 (with 4 codes: code 3 itself)
+      for (int g = 0; g < G && twin != 3; ++g)
+        for (int i = 0; i < c; ++i) {
+          tied.group(g)[i * K + twin] = tied.group(g)[i * K + 3];
+          if (K > 200) tied.group(g)[i * K + 200] = tied.group(g)[i * K + 3];
+        }
+      const std::vector<float> tied_f32 = cq_centroids_f32(tied);  // k-means' F32 centroids
+      for (int r = 0; r < 50; ++r) {
+        std::vector<float> x = normal_values(d, 300 + r);
+        if (r % 5 == 0 && K > 3)  // exactly on code 3 of every group
+          for (int g = 0; g < G; ++g)
+            for (int i = 0; i < c; ++i) x[g * c + i] = tied.value(g, 3, i);
+        std::vector<uint8_t> e_ref(G), e_simd(G), f_ref(G), f_simd(G);
+        ref.encode(x.data(), tied.centroids.data(), d, c, K, e_ref.data());
+        simd.encode(x.data(), tied.centroids.data(), d, c, K, e_simd.data());
+        ASSERT_EQ(e_ref, e_simd) << "encode " << where << " row " << r;
+        ref.encode_f32(x.data(), tied_f32.data(), d, c, K, f_ref.data());
+        simd.encode_f32(x.data(), tied_f32.data(), d, c, K, f_simd.data());
+        ASSERT_EQ(f_ref, f_simd) << "encode_f32 " << where << " row " << r;
+        // The same values in F32 and in F16 (widened exactly) give the same distances.
+        ASSERT_EQ(f_ref, e_ref) << "encode_f32 vs encode " << where << " row " << r;
+        if (r % 5 == 0 && K > 3)
+          for (int g = 0; g < G; ++g) EXPECT_EQ(e_ref[g], 3) << "a tie went to a higher code";
+      }
+      const std::vector<float> buckets = normal_values(static_cast<size_t>(G) * K, 54);
+      std::vector<float> o_ref(d), o_simd(d);
+      ref.buckets_out(buckets.data(), book.centroids.data(), d, c, K, o_ref.data());
+      simd.buckets_out(buckets.data(), book.centroids.data(), d, c, K, o_simd.data());
+      ASSERT_EQ(std::memcmp(o_ref.data(), o_simd.data(), d * sizeof(float)), 0) << "buckets_out " << where;
     }
-    const std::vector<float> buckets = normal_values(static_cast<size_t>(G) * K, 54);
-    std::vector<float> o_ref(d), o_simd(d);
-    ref.buckets_out(buckets.data(), book.centroids.data(), d, c, K, o_ref.data());
-    simd.buckets_out(buckets.data(), book.centroids.data(), d, c, K, o_simd.data());
-    ASSERT_EQ(std::memcmp(o_ref.data(), o_simd.data(), d * sizeof(float)), 0) << "buckets_out d=" << d;
   }
 }
 
@@ -402,7 +416,7 @@ CqCodebooks random_books(CqSpec spec, const CqModelInfo& m) {
   CqCodebooks books = make_cq_codebooks(spec, m);
   uint32_t seed = 60;
   for (auto* list : {&books.k, &books.v})
-    for (CqCodebook& b : *list) b.centroids = normal_values(b.centroids.size(), seed++);
+    for (CqCodebook& b : *list) set_cq_centroids(b, normal_values(b.centroids.size(), seed++));
   return books;
 }
 

@@ -50,6 +50,18 @@ TEST(Tune, MemoryIsWeightsPlusTheKvCacheHeld) {
   c.kv_compress.rate = 4;
   EXPECT_DOUBLE_EQ(memory_at_context(*tiny.model, c, 1000),
                    w + 250.0 * m.n_layer * m.n_kv_head * (m.head_dim / 32) * 34 * 2);
+  // cq2: head_dim / 4 code bytes per row for K and V, plus per (layer, kv head)
+  // the K and V codebooks (head_dim x 256 F16 each) and the F16 copies of K and
+  // V for the 16-row sink and the 128-row window (one block more where it
+  // starts inside one), at most the rows held.
+  c = EngineConfig{};
+  c.k_type = c.v_type = DType::CQ2;
+  const double heads = static_cast<double>(m.n_layer) * m.n_kv_head;
+  const double books = heads * 2 * m.head_dim * 256 * 2;
+  EXPECT_DOUBLE_EQ(memory_at_context(*tiny.model, c, 1000),
+                   w + 1000.0 * heads * (m.head_dim / 4) * 2 + books + heads * (128 + 16 + 16) * m.head_dim * 2 * 2);
+  EXPECT_DOUBLE_EQ(memory_at_context(*tiny.model, c, 100),
+                   w + 100.0 * heads * (m.head_dim / 4) * 2 + books + heads * 100 * m.head_dim * 2 * 2);
 }
 
 TEST(Tune, TheFrontHoldsThePointsNoOtherBeats) {
