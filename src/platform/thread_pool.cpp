@@ -1,6 +1,7 @@
 #include "platform/thread_pool.h"
 
 #include <algorithm>
+#include <utility>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -47,7 +48,16 @@ void ThreadPool::claim_chunks(int ith) {
   for (;;) {
     const int64_t c = next_chunk_.fetch_add(1, std::memory_order_relaxed);
     if (c >= n_chunks_) return;
-    (*job_)(c, ith);
+    try {
+      (*job_)(c, ith);
+    } catch (...) {
+      // Kept for the caller, which rethrows it once every thread has left
+      // the loop (a worker's exception would otherwise end the process, and
+      // the caller's would leave workers inside a loop whose frame is gone).
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+      next_chunk_.store(n_chunks_, std::memory_order_relaxed);  // the other chunks are not run
+    }
   }
 }
 
@@ -110,6 +120,7 @@ void ThreadPool::run_chunks(int64_t n_chunks, const std::function<void(int64_t, 
       std::this_thread::yield();
   }
   job_ = nullptr;
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -34,7 +35,9 @@ class ThreadPool {
   // Splits [0, n) into size() contiguous chunks of equal size (the last ones
   // shorter or empty): fn(begin, end, ith), ith being the thread that runs the
   // chunk (< size(); use it for per-thread scratch, not to find the range).
-  // Not reentrant: fn must not use the same pool.
+  // Not reentrant: fn must not use the same pool. When fn throws, on any
+  // thread, the chunks not yet started are skipped and the first exception
+  // is rethrown here once every thread has left the loop.
   void parallel_for(int64_t n, const std::function<void(int64_t begin, int64_t end, int ith)>& fn);
 
   // Splits [0, n) into chunks of `grain`, handed out dynamically (for uneven work).
@@ -59,6 +62,8 @@ class ThreadPool {
   std::atomic<uint64_t> ticket_{0};
   std::atomic<bool> stop_{false};
   std::atomic<int> sleepers_{0};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;  // the loop's first exception, for the caller
   std::mutex mutex_;
   std::condition_variable wake_;
 };

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,6 +28,31 @@ TEST(ThreadPool, EveryChunkRunsOnceWithAValidThreadIndex) {
       });
       ASSERT_EQ(bad_ith.load(), 0);
       for (int64_t i = 0; i < items; ++i) ASSERT_EQ(hits[i].load(), 1) << "threads " << n << " rep " << rep;
+    }
+  }
+}
+
+// A chunk that throws, on whichever thread runs it: the caller gets the
+// exception after the loop (not std::terminate on a worker), and the pool
+// runs the next loops as before.
+TEST(ThreadPool, AChunksExceptionReachesTheCaller) {
+  for (int n : {1, 2, 4}) {
+    ThreadPool pool(n);
+    for (int rep = 0; rep < 200; ++rep) {
+      const int64_t bad = rep % 7;
+      try {
+        pool.parallel_for_dynamic(7, 1, [&](int64_t b, int64_t, int) {
+          if (b == bad) throw std::runtime_error("chunk " + std::to_string(b));
+        });
+        FAIL() << "no exception, threads " << n;
+      } catch (const std::runtime_error& e) {
+        ASSERT_EQ(std::string(e.what()), "chunk " + std::to_string(bad));
+      }
+      std::atomic<int64_t> sum{0};
+      pool.parallel_for(100, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) sum.fetch_add(i);
+      });
+      ASSERT_EQ(sum.load(), 4950);
     }
   }
 }
