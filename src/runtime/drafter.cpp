@@ -141,6 +141,12 @@ std::vector<std::unique_ptr<Drafter>> make_drafters(const Model& target, const E
   if (d.draft_min < 0 || d.draft_min > d.draft_max)
     fail("speculative decoding: --spec-draft-n-min ", d.draft_min, " must lie in [0, --spec-draft-n-max ", d.draft_max,
          "]");
+  // A budget evicts after every decode step: after every verification pass
+  // here, so the cache, and the greedy text, would differ from plain decoding's.
+  if (config.kv_compress.budget > 0)
+    fail(
+        "speculative decoding does not run under a KV budget (--kv-budget / kv_budget): it evicts after every pass "
+        "instead of every token, so the output would not be plain decoding's; drop one of them");
   if (d.draft_branches < 1 || d.draft_branches > kMaxDraftBranches)
     fail("speculative decoding: --spec-branches ", d.draft_branches, " must lie in [1, ", kMaxDraftBranches, "]");
   if (d.policy == DecodePolicy::DraftModel && d.draft_model.empty())

@@ -411,6 +411,11 @@ TEST(Speculative, RefusesWhatCannotWork) {
   EXPECT_THROW(Session(model, o), Error);
   o.engine.decode.draft_branches = 0;
   EXPECT_THROW(Session(model, o), Error);
+  o = options(DecodePolicy::DraftModel);
+  o.engine.kv_compress = {KvCompressConfig::Mode::Metric, 0, 64};  // a budget would evict per pass, not per token
+  EXPECT_THROW(Session(model, o), Error);
+  o.engine.kv_compress = {KvCompressConfig::Mode::Metric, 2, 0};  // eviction after the prompt only: allowed
+  EXPECT_NO_THROW(Session(model, o));
 }
 
 }  // namespace
