@@ -23,11 +23,6 @@ void top_columns(std::span<const float> logits, size_t n, auto& top) {
 
 }  // namespace
 
-void ChainDrafter::draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) {
-  draft_tree(context, n_max, 1, tree_);
-  out = tree_.tokens;
-}
-
 void ChainDrafter::draft_tree(std::span<const int32_t> context, int n_max, int n_branches, DraftTree& out) {
   out.clear();
   if (n_max <= 0 || context.empty()) return;

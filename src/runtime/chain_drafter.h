@@ -17,7 +17,6 @@ namespace kestrel {
 class ChainDrafter : public Drafter {
  public:
   ChainDrafter(int n_min, float p_min) : stop_(n_min, p_min), alt_stop_(0, p_min) {}
-  void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) final;
   void draft_tree(std::span<const int32_t> context, int n_max, int n_branches, DraftTree& out) final;
   void set_path_floor(double floor) final {
     stop_.set_path_floor(floor);
@@ -47,7 +46,6 @@ class ChainDrafter : public Drafter {
 
   DraftStop stop_;      // the first branch: draft_min applies
   DraftStop alt_stop_;  // the others
-  DraftTree tree_;
   std::vector<float> weights_;  // top_probability's exp scratch
   struct Candidate {
     int32_t column;

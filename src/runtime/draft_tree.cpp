@@ -44,6 +44,17 @@ int64_t DraftTree::depth(int32_t node) const {
   return d;
 }
 
+int64_t DraftTree::leaves(std::vector<int32_t>& out) const {
+  out.clear();
+  int64_t deepest = 0;
+  for (int32_t i = 0; i < size(); ++i)
+    if (is_leaf(i)) {
+      out.push_back(i);
+      deepest = std::max(deepest, depth(i));
+    }
+  return deepest;
+}
+
 void DraftTree::children(int32_t node, std::vector<int32_t>& out) const {
   out.clear();
   for (size_t i = static_cast<size_t>(node) + 1; i < parent.size(); ++i)

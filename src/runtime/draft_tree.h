@@ -34,6 +34,8 @@ struct DraftTree {
   int64_t depth(int32_t node) const;
   // Whether no node names `node` as its parent.
   bool is_leaf(int32_t node) const { return node + 1 >= size() || parent[static_cast<size_t>(node) + 1] != node; }
+  // The leaves, in order (branch b ends at the b-th), and the deepest one's depth.
+  int64_t leaves(std::vector<int32_t>& out) const;
   // The children of `node` (-1: of the pending token), in order.
   void children(int32_t node, std::vector<int32_t>& out) const;
 };

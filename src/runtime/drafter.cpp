@@ -23,10 +23,6 @@ class TunedDrafter : public Drafter {
  public:
   TunedDrafter(std::unique_ptr<Drafter> inner, int max, bool costly)
       : inner_(std::move(inner)), length_(max), costly_(costly) {}
-  void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override {
-    draft_tree(context, n_max, 1, tree_);
-    out = tree_.tokens;
-  }
   void draft_tree(std::span<const int32_t> context, int n_max, int n_branches, DraftTree& out) override {
     out.clear();
     const int k = std::min(n_max, length_.next());
@@ -57,7 +53,6 @@ class TunedDrafter : public Drafter {
   bool costly_;
   bool attempted_ = false;
   double seconds_ = 0.0;
-  DraftTree tree_;
 };
 
 // "auto": n-gram lookup first (free, and right where the text repeats), the
@@ -67,10 +62,6 @@ class AutoDrafter : public Drafter {
   AutoDrafter(std::unique_ptr<TunedDrafter> ngram, std::unique_ptr<TunedDrafter> model)
       : ngram_(std::move(ngram)), model_(std::move(model)) {}
   HiddenTap* hidden_tap() override { return model_ ? model_->hidden_tap() : nullptr; }
-  void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) override {
-    draft_tree(context, n_max, 1, tree_);
-    out = tree_.tokens;
-  }
   void draft_tree(std::span<const int32_t> context, int n_max, int n_branches, DraftTree& out) override {
     last_ = ngram_.get();
     ngram_->draft_tree(context, n_max, n_branches, out);
@@ -92,7 +83,6 @@ class AutoDrafter : public Drafter {
  private:
   std::unique_ptr<TunedDrafter> ngram_, model_;
   TunedDrafter* last_ = nullptr;
-  DraftTree tree_;
 };
 
 }  // namespace
@@ -251,13 +241,10 @@ void draft_tree(Drafter& drafter, const DecodeConfig& config, std::span<const in
   n_max = std::min<int64_t>(n_max, config.draft_max);
   if (n_max <= 0) return;
   drafter.draft_tree(context, static_cast<int>(n_max), config.draft_branches, out);
-  int64_t leaves = 0, deepest = 0;
-  for (int32_t i = 0; i < out.size(); ++i)
-    if (out.is_leaf(i)) {
-      ++leaves;
-      deepest = std::max(deepest, out.depth(i));
-    }
-  if (deepest < config.draft_min || deepest > n_max || leaves > config.draft_branches) out.clear();
+  std::vector<int32_t> leaves;
+  const int64_t deepest = out.leaves(leaves);
+  if (deepest < config.draft_min || deepest > n_max || static_cast<int64_t>(leaves.size()) > config.draft_branches)
+    out.clear();
 }
 
 std::unique_ptr<Drafter> make_drafter(const Model& target, const EngineConfig& config, int64_t n_ctx) {

@@ -37,7 +37,12 @@ class Drafter {
   // Writes up to n_max tokens that may follow `context` (every token of the
   // sequence so far, the last one not yet evaluated by the target) into out;
   // empty when it has no guess (or guessing does not pay).
-  virtual void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) = 0;
+  // A drafter overrides this or draft_tree(), which it then serves as a
+  // chain of the tree's first branch (each default calls the other).
+  virtual void draft(std::span<const int32_t> context, int n_max, std::vector<int32_t>& out) {
+    draft_tree(context, n_max, 1, tree_);
+    out = tree_.tokens;
+  }
   // The same with up to n_branches branches (DraftTree): alternatives where
   // the drafter is unsure, each at most n_max tokens deep. A drafter without
   // alternatives drafts a chain (the default).
@@ -65,6 +70,7 @@ class Drafter {
 
  private:
   std::vector<int32_t> chain_;
+  DraftTree tree_;
 };
 
 // When a drafter that scores its tokens stops (ModelDrafter, Eagle3Drafter):

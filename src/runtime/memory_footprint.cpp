@@ -17,7 +17,7 @@ namespace {
 // the window starts inside a block), at most the rows held.
 double cq_fixed_bytes(const ModelConfig& m, const EngineConfig& config, double held_rows) {
   if (!is_cq(config.k_type)) return 0.0;
-  const CqSpec spec = config.k_type == DType::CQ2 ? kCq2 : kCq1;
+  const CqSpec spec = parse_cq_spec(dtype_name(config.k_type));
   const double heads = static_cast<double>(m.n_layer) * m.n_kv_head;
   const double books = heads * 2.0 * static_cast<double>(cq_codebook_bytes(spec, m.head_dim));
   const double copied_rows = std::min(held_rows, static_cast<double>(config.cq_window + KvCache::kBlock + KvCq{}.sink));

@@ -88,13 +88,7 @@ void Session::compress_after_decode() { evicted_blocks_ += compressor_.after_dec
 const std::vector<float>& Session::verify_tree(int32_t pending, const DraftTree& tree) {
   KvCache& cache = core_.cache();
   const int64_t base = n_past(), width = n_logits();
-  leaves_.clear();
-  int64_t deepest = 0;
-  for (int32_t i = 0; i < tree.size(); ++i)
-    if (tree.is_leaf(i)) {
-      leaves_.push_back(i);
-      deepest = std::max(deepest, tree.depth(i));
-    }
+  const int64_t deepest = tree.leaves(leaves_);
   if (leaves_.empty()) leaves_.push_back(-1);  // the pending token alone
   if (static_cast<int>(leaves_.size()) > cache.shape().n_seq)
     fail("session: a draft tree of ", leaves_.size(), " branches, the session verifies ", cache.shape().n_seq,

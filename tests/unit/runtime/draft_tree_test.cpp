@@ -48,6 +48,8 @@ TEST(DraftTree, WalksPathsChildrenAndLeaves) {
   for (int32_t i = 0; i < t.size(); ++i)
     if (t.is_leaf(i)) leaves.push_back(i);
   EXPECT_EQ(leaves, (std::vector<int32_t>{2, 3, 5, 6}));
+  EXPECT_EQ(t.leaves(v), 3);  // the deepest branch: 10 -> 11 -> 12
+  EXPECT_EQ(v, leaves);
 }
 
 TEST(DraftTree, ChainsAreTreesWithOneBranch) {
