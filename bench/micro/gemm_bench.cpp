@@ -7,6 +7,9 @@
 //  matmul/<type>/<path>/<rows>x<cols>/t<n>: the whole op (activation
 //    quantization included) on a 2-thread pool, as the model calls it, at the
 //    host's highest Isa: path vecdot, vnni or amx (AVX-512), avx2 (AVX2 panels).
+//  pack/<type>/<rows>x<cols>: repacking one matrix from its GGUF rows into
+//    panels (kernels::pack_panels), one thread: what a model load pays per
+//    weight the first time it is used (weight GB/s = GGUF bytes read).
 // The gemm/ rates are per CPU second of the one thread (the machine is shared:
 // CPU time is the better measure of the kernel), the matmul/ ones per wall second.
 // Counters: GFLOP/s = 2 * rows * cols * n per second; weight GB/s = bytes of the
@@ -209,6 +212,21 @@ void bench_matmul(benchmark::State& state, DType type, MatmulPath path, int64_t 
                ctx.options.allow_panels ? kernels::packed_matrix_bytes(f, rows, cols) : m.bytes);
 }
 
+void bench_pack(benchmark::State& state, DType type, int64_t rows, int64_t cols) {
+  Matrices& m = matrices(type, rows, cols, false);
+  const kernels::PanelFormat& f = *kernels::panel_format(type);
+  const int64_t panels = (rows + kernels::kPanelRows - 1) / kernels::kPanelRows;
+  std::vector<uint8_t> out(kernels::packed_matrix_bytes(f, rows, cols));
+  size_t copy = 0;
+  for (auto _ : state) {
+    kernels::pack_panels(type, m.copies[copy].data(), row_bytes(type, cols), rows, cols, 0, panels, out.data());
+    copy = (copy + 1) % m.copies.size();
+    benchmark::ClobberMemory();
+  }
+  state.counters["weight_GB/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * static_cast<double>(m.bytes) / 1e9, benchmark::Counter::kIsRate);
+}
+
 int register_all() {
   if (!isa_supported(Isa::Avx2)) return 0;
   const bool avx512 = isa_supported(Isa::Avx512);
@@ -226,6 +244,9 @@ int register_all() {
     for (const Shape& s : shapes) {
       if (traits(t).block_size == 256 && s.cols % 256 != 0) continue;
       const std::string shape = std::to_string(s.rows) + "x" + std::to_string(s.cols);
+      benchmark::RegisterBenchmark(("pack/" + std::string(dtype_name(t)) + "/" + shape).c_str(), bench_pack, t, s.rows,
+                                   s.cols)
+          ->Unit(benchmark::kMicrosecond);
       for (Kernel k : {Kernel::VecDotAvx2, Kernel::VecDotAvx512, Kernel::PanelsAvx2, Kernel::Vnni, Kernel::Amx}) {
         const bool needs_avx512 = k == Kernel::VecDotAvx512 || k == Kernel::Vnni || k == Kernel::Amx;
         if (needs_avx512 && !avx512) continue;

@@ -223,12 +223,20 @@ void unpack_iq4_xs(const uint8_t* row, int64_t g, RowGroup* out) {
 void unpack_q6_K(const uint8_t* row, int64_t g, RowGroup* out) {
   const auto& b = reinterpret_cast<const BlockQ6K*>(row)[g / 16];
   const int j = static_cast<int>(g % 16);
-  for (int i = 0; i < 16; ++i) {
-    const int e = 16 * j + i;
-    const int h = e / 128, r = e % 128 / 32, l = e % 32;
-    const int lo = (b.ql[64 * h + l + 32 * (r & 1)] >> (4 * (r >> 1))) & 0xF;
-    const int hi = (b.qh[32 * h + l] >> (2 * r)) & 3;
-    out->q[i] = static_cast<uint8_t>(lo | (hi << 4));
+  // Elements 16j .. 16j + 15 share h = j / 8 and r = j % 8 / 2, so every
+  // element takes the same bytes' offsets and shifts (l = 16 (j % 2) + i).
+  const int h = j / 8, r = j % 8 / 2;
+  const uint8_t* ql = b.ql + 64 * h + 16 * (j % 2) + 32 * (r & 1);
+  const uint8_t* qh = b.qh + 32 * h + 16 * (j % 2);
+  // Eight elements per 64-bit word: a shift by at most 6 and a per-byte mask
+  // keep each byte's own bits (lo: bits 0-3 or 4-7; hi: bits 2r, 2r + 1).
+  const int lo_shift = 4 * (r >> 1), hi_shift = 2 * r;
+  for (int i = 0; i < 16; i += 8) {
+    uint64_t lo, hi;
+    std::memcpy(&lo, ql + i, 8);
+    std::memcpy(&hi, qh + i, 8);
+    const uint64_t q = ((lo >> lo_shift) & 0x0F0F0F0F0F0F0F0Full) | (((hi >> hi_shift) & 0x0303030303030303ull) << 4);
+    std::memcpy(out->q + i, &q, 8);
   }
   out->scale = fp16_to_f32(b.d) * static_cast<float>(b.scales[j]);
   out->min = 0;
@@ -237,6 +245,76 @@ void unpack_q6_K(const uint8_t* row, int64_t g, RowGroup* out) {
 }
 
 using UnpackFn = void (*)(const uint8_t* row, int64_t g, RowGroup* out);
+using PackFn = void (*)(const uint8_t* w, size_t row_stride, int64_t rows, int64_t cols, int64_t panel_begin,
+                        int64_t panel_end, uint8_t* out);
+
+// Rows [16p, 16p + 16) of panels [panel_begin, panel_end), one format: the
+// format and its unpacking are template arguments, so that every size, flag and
+// index below is a constant and the unpacking is inlined (as a runtime loop
+// over a PanelFormat and a function pointer, a load repacked Q6_K at 74 MB/s,
+// most of Qwen2.5-1.5B's start-up, on AMD Zen 1).
+template <const PanelFormat& kFormat, UnpackFn kUnpack>
+void pack_format(const uint8_t* w, size_t row_stride, int64_t rows, int64_t cols, int64_t panel_begin,
+                 int64_t panel_end, uint8_t* out) {
+  constexpr const PanelFormat& f = kFormat;
+  const int64_t n_groups = cols / f.group;
+  const size_t quant_bytes = panel_quant_bytes(f);
+  const size_t scale_bytes = panel_scale_bytes(f);
+  RowGroup rg;
+  for (int64_t p = panel_begin; p < panel_end; ++p) {
+    uint8_t* panel = out + static_cast<size_t>(p) * panel_bytes(f, cols);
+    std::memset(panel, 0, panel_bytes(f, cols));
+    for (int r = 0; r < kPanelRows; ++r) {
+      const int64_t row = p * kPanelRows + r;
+      if (row >= rows) break;
+      const uint8_t* src = w + static_cast<size_t>(row) * row_stride;
+      for (int64_t g = 0; g < n_groups; ++g) {
+        uint8_t* dst = panel + static_cast<size_t>(g) * f.group_bytes;
+        kUnpack(src, g, &rg);
+        // Byte i of the row's group (nibble pair i / i + G/2, or quant i) goes to
+        // vector i / 4, lane r, byte i % 4.
+        constexpr int n_bytes = f.nibbles ? f.group / 2 : f.group;
+        // The row's bytes are formed in one (vectorised) pass, then stored 4 at
+        // a time, one lane of each vector.
+        uint8_t bytes[n_bytes];
+        for (int i = 0; i < n_bytes; ++i)
+          bytes[i] = f.nibbles ? static_cast<uint8_t>((rg.q[i] & 0xF) | ((rg.q[i + f.group / 2] & 0xF) << 4)) : rg.q[i];
+        for (int k = 0; k < n_bytes / 4; ++k) std::memcpy(dst + k * 64 + r * 4, bytes + 4 * k, 4);
+        // High bits of element 4k + b: lane r, byte b, bits high_bits * k (only
+        // this row's group writes these 4 bytes: a store, not an or).
+        // Four elements per 32-bit word: (word >> 4) & 0x0F0F0F0F is each
+        // byte's high part (at most 2 bits), and high_bits * k <= 6 keeps every
+        // shifted part inside its byte (group * high_bits == 32).
+        if constexpr (f.high_bits != 0) {
+          uint32_t hb = 0;
+          for (int k = 0; k < f.group / 4; ++k) {
+            uint32_t word;
+            std::memcpy(&word, rg.q + 4 * k, 4);
+            hb |= ((word >> 4) & 0x0F0F0F0Fu) << (f.high_bits * k);
+          }
+          std::memcpy(dst + panel_nibble_bytes(f) + r * 4, &hb, 4);
+        }
+        if constexpr (f.sub_scales) {  // the GGUF's own int8 scales and F16 d, dmin
+          std::memcpy(dst + quant_bytes + r, &rg.sc, 1);
+          uint8_t* super =
+              panel + panel_super_offset(f, cols) + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f);
+          std::memcpy(super + 2 * r, &rg.d, 2);
+          if constexpr (f.has_min) {
+            std::memcpy(dst + quant_bytes + scale_bytes + r, &rg.m, 1);
+            std::memcpy(super + 32 + 2 * r, &rg.dmin, 2);
+          }
+        } else if constexpr (f.half_scales) {  // exact: these scales and mins were F16 in the file
+          const uint16_t s = f32_to_fp16(rg.scale), m = f32_to_fp16(rg.min);
+          std::memcpy(dst + quant_bytes + 2 * r, &s, 2);
+          if constexpr (f.has_min) std::memcpy(dst + quant_bytes + scale_bytes + 2 * r, &m, 2);
+        } else {
+          std::memcpy(dst + quant_bytes + 4 * r, &rg.scale, 4);
+          if constexpr (f.has_min) std::memcpy(dst + quant_bytes + scale_bytes + 4 * r, &rg.min, 4);
+        }
+      }
+    }
+  }
+}
 
 // Panel kernels per Isa level (platform/dispatch.h): AVX-512 VNNI, whose
 // vpdpbusd the panels' u8 x s8 products are laid out for, and AVX2, which forms
@@ -252,24 +330,24 @@ constexpr PerIsa<PanelGemmFn> kNoAmx = {nullptr, nullptr, nullptr};
 struct Entry {
   DType type;
   const PanelFormat* format;
-  UnpackFn unpack;
+  PackFn pack;
   PerIsa<PanelGemmFn> gemm;
   PerIsa<PanelGemmFn> gemm_amx;
 };
 
 const Entry kEntries[] = {
-    {DType::Q4_0, &kQ4_0, unpack_q4_0, kSimd, kAmx},
-    {DType::Q4_1, &kQ4_1, unpack_q4_1, kSimd, kAmx},
-    {DType::Q5_0, &kQ5_0, unpack_q5_0, kSimd, kNoAmx},
-    {DType::Q5_1, &kQ5_1, unpack_q5_1, kSimd, kNoAmx},
-    {DType::Q8_0, &kQ8_0, unpack_q8_0, kSimd, kAmx},
-    {DType::Q2_K, &kQ2_K, unpack_q2_K, kSimd, kNoAmx},
-    {DType::Q3_K, &kQ3_K, unpack_q3_K, kSimd, kNoAmx},
-    {DType::Q4_K, &kQ4_K, unpack_q4_K, kSimd, kNoAmx},
-    {DType::Q5_K, &kQ5_K, unpack_q5_K, kSimd, kNoAmx},
-    {DType::Q6_K, &kQ6_K, unpack_q6_K, kSimd, kNoAmx},
-    {DType::IQ4_NL, &kIQ4_NL, unpack_iq4_nl, kSimd, kNoAmx},
-    {DType::IQ4_XS, &kIQ4_XS, unpack_iq4_xs, kSimd, kNoAmx},
+    {DType::Q4_0, &kQ4_0, pack_format<kQ4_0, unpack_q4_0>, kSimd, kAmx},
+    {DType::Q4_1, &kQ4_1, pack_format<kQ4_1, unpack_q4_1>, kSimd, kAmx},
+    {DType::Q5_0, &kQ5_0, pack_format<kQ5_0, unpack_q5_0>, kSimd, kNoAmx},
+    {DType::Q5_1, &kQ5_1, pack_format<kQ5_1, unpack_q5_1>, kSimd, kNoAmx},
+    {DType::Q8_0, &kQ8_0, pack_format<kQ8_0, unpack_q8_0>, kSimd, kAmx},
+    {DType::Q2_K, &kQ2_K, pack_format<kQ2_K, unpack_q2_K>, kSimd, kNoAmx},
+    {DType::Q3_K, &kQ3_K, pack_format<kQ3_K, unpack_q3_K>, kSimd, kNoAmx},
+    {DType::Q4_K, &kQ4_K, pack_format<kQ4_K, unpack_q4_K>, kSimd, kNoAmx},
+    {DType::Q5_K, &kQ5_K, pack_format<kQ5_K, unpack_q5_K>, kSimd, kNoAmx},
+    {DType::Q6_K, &kQ6_K, pack_format<kQ6_K, unpack_q6_K>, kSimd, kNoAmx},
+    {DType::IQ4_NL, &kIQ4_NL, pack_format<kIQ4_NL, unpack_iq4_nl>, kSimd, kNoAmx},
+    {DType::IQ4_XS, &kIQ4_XS, pack_format<kIQ4_XS, unpack_iq4_xs>, kSimd, kNoAmx},
 };
 
 const Entry* entry(DType type) {
@@ -302,55 +380,7 @@ size_t packed_matrix_bytes(const PanelFormat& f, int64_t rows, int64_t cols) {
 
 void pack_panels(DType type, const uint8_t* w, size_t row_stride, int64_t rows, int64_t cols,
                  int64_t panel_begin, int64_t panel_end, uint8_t* out) {
-  const Entry& e = checked_entry(type);
-  const PanelFormat& f = *e.format;
-  const int64_t n_groups = cols / f.group;
-  const size_t quant_bytes = panel_quant_bytes(f);
-  const size_t scale_bytes = panel_scale_bytes(f);
-  RowGroup rg;
-  for (int64_t p = panel_begin; p < panel_end; ++p) {
-    uint8_t* panel = out + static_cast<size_t>(p) * panel_bytes(f, cols);
-    std::memset(panel, 0, panel_bytes(f, cols));
-    for (int r = 0; r < kPanelRows; ++r) {
-      const int64_t row = p * kPanelRows + r;
-      if (row >= rows) break;
-      const uint8_t* src = w + static_cast<size_t>(row) * row_stride;
-      for (int64_t g = 0; g < n_groups; ++g) {
-        uint8_t* dst = panel + static_cast<size_t>(g) * f.group_bytes;
-        e.unpack(src, g, &rg);
-        // Byte i of the row's group (nibble pair i / i + G/2, or quant i) goes to
-        // vector i / 4, lane r, byte i % 4.
-        const int n_bytes = f.nibbles ? f.group / 2 : f.group;
-        for (int i = 0; i < n_bytes; ++i) {
-          const uint8_t v =
-              f.nibbles ? static_cast<uint8_t>((rg.q[i] & 0xF) | ((rg.q[i + f.group / 2] & 0xF) << 4)) : rg.q[i];
-          dst[(i / 4) * 64 + r * 4 + i % 4] = v;
-        }
-        // High bits of element 4k + b: lane r, byte b, bits high_bits * k.
-        if (f.high_bits)
-          for (int i = 0; i < f.group; ++i)
-            dst[panel_nibble_bytes(f) + r * 4 + i % 4] |=
-                static_cast<uint8_t>((rg.q[i] >> 4) << (f.high_bits * (i / 4)));
-        if (f.sub_scales) {  // the GGUF's own int8 scales and F16 d, dmin
-          std::memcpy(dst + quant_bytes + r, &rg.sc, 1);
-          uint8_t* super = panel + panel_super_offset(f, cols) +
-                           static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f);
-          std::memcpy(super + 2 * r, &rg.d, 2);
-          if (f.has_min) {
-            std::memcpy(dst + quant_bytes + scale_bytes + r, &rg.m, 1);
-            std::memcpy(super + 32 + 2 * r, &rg.dmin, 2);
-          }
-        } else if (f.half_scales) {  // exact: these scales and mins were F16 in the file
-          const uint16_t s = f32_to_fp16(rg.scale), m = f32_to_fp16(rg.min);
-          std::memcpy(dst + quant_bytes + 2 * r, &s, 2);
-          if (f.has_min) std::memcpy(dst + quant_bytes + scale_bytes + 2 * r, &m, 2);
-        } else {
-          std::memcpy(dst + quant_bytes + 4 * r, &rg.scale, 4);
-          if (f.has_min) std::memcpy(dst + quant_bytes + scale_bytes + 4 * r, &rg.min, 4);
-        }
-      }
-    }
-  }
+  checked_entry(type).pack(w, row_stride, rows, cols, panel_begin, panel_end, out);
 }
 
 void activation_groups(DType type, const void* act_row, int64_t cols, ActGroup* out) {
