@@ -168,9 +168,15 @@ void unpack_q5_K(const uint8_t* row, int64_t g, RowGroup* out) {
 void unpack_q2_K(const uint8_t* row, int64_t g, RowGroup* out) {
   const auto& b = reinterpret_cast<const BlockQ2K*>(row)[g / 16];
   const int j = static_cast<int>(g % 16);
-  for (int i = 0; i < 16; ++i) {
-    const int e = 16 * j + i;
-    out->q[i] = static_cast<uint8_t>((b.qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3);
+  // Elements 16j + i share h = j / 8 and k = j % 8 / 2: 16 consecutive qs
+  // bytes, one shift, 8 elements per 64-bit word.
+  const uint8_t* qs = b.qs + 32 * (j / 8) + 16 * (j % 2);
+  const int shift = 2 * (j % 8 / 2);
+  for (int i = 0; i < 16; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, qs + i, 8);
+    const uint64_t q = (w >> shift) & 0x0303030303030303ull;
+    std::memcpy(out->q + i, &q, 8);
   }
   out->sc = static_cast<int8_t>(b.scales[j] & 0xF);
   out->m = static_cast<int8_t>(-(b.scales[j] >> 4));  // min = dmin * m, stored negated
@@ -183,11 +189,19 @@ void unpack_q2_K(const uint8_t* row, int64_t g, RowGroup* out) {
 void unpack_q3_K(const uint8_t* row, int64_t g, RowGroup* out) {
   const auto& b = reinterpret_cast<const BlockQ3K*>(row)[g / 16];
   const int j = static_cast<int>(g % 16);
-  for (int i = 0; i < 16; ++i) {
-    const int e = 16 * j + i, h = e / 128, k = e % 128 / 32, l = e % 32;
-    const int low = (b.qs[32 * h + l] >> (2 * k)) & 3;
-    const int high = (b.hmask[l] >> (4 * h + k)) & 1;
-    out->q[i] = static_cast<uint8_t>(low | (high << 2));
+  // Element 16j + i (h = j / 8, k = j % 8 / 2, l = 16 (j % 2) + i): low bits at
+  // 2k of qs[32h + l], high bit at 4h + k of hmask[l]; 8 elements per 64-bit
+  // word (shifts of at most 7 and per-byte masks keep each byte's own bits).
+  const int h = j / 8, k = j % 8 / 2;
+  const uint8_t* qs = b.qs + 32 * h + 16 * (j % 2);
+  const uint8_t* hm = b.hmask + 16 * (j % 2);
+  for (int i = 0; i < 16; i += 8) {
+    uint64_t low, high;
+    std::memcpy(&low, qs + i, 8);
+    std::memcpy(&high, hm + i, 8);
+    const uint64_t q =
+        ((low >> (2 * k)) & 0x0303030303030303ull) | (((high >> (4 * h + k)) & 0x0101010101010101ull) << 2);
+    std::memcpy(out->q + i, &q, 8);
   }
   out->sc = static_cast<int8_t>(q3_scale(b.scales, j) - 32);
   out->d = b.d;
