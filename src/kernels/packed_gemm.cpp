@@ -81,13 +81,25 @@ struct RowGroup {
 
 // Q5_0/Q5_1 element i: low nibble of qs[i % 16] (high nibble from 16 on), fifth
 // bit i of the little-endian qh.
+// Bit k of `bits` to byte k (0 or 1): the byte copied to all 8 lanes, lane k
+// keeping its bit k, and + 0x7F carrying any set bit to bit 7 of its lane.
+inline uint64_t spread_bits(uint32_t bits) {
+  const uint64_t lanes = (static_cast<uint64_t>(bits & 0xFF) * 0x0101010101010101ull) & 0x8040201008040201ull;
+  return ((lanes + 0x7F7F7F7F7F7F7F7Full) >> 7) & 0x0101010101010101ull;
+}
+
 template <typename Block>
 void unpack_q5_bits(const Block& b, RowGroup* out) {
   uint32_t qh;
   std::memcpy(&qh, b.qh, 4);
-  for (int i = 0; i < 16; ++i) {
-    out->q[i] = static_cast<uint8_t>((b.qs[i] & 0xF) | (((qh >> i) & 1) << 4));
-    out->q[i + 16] = static_cast<uint8_t>((b.qs[i] >> 4) | (((qh >> (i + 16)) & 1) << 4));
+  // 8 elements per 64-bit word: nibbles by mask and shift, fifth bits spread.
+  for (int i = 0; i < 16; i += 8) {
+    uint64_t qs;
+    std::memcpy(&qs, b.qs + i, 8);
+    const uint64_t lo = (qs & 0x0F0F0F0F0F0F0F0Full) | (spread_bits(qh >> i) << 4);
+    const uint64_t hi = ((qs >> 4) & 0x0F0F0F0F0F0F0F0Full) | (spread_bits(qh >> (i + 16)) << 4);
+    std::memcpy(out->q + i, &lo, 8);
+    std::memcpy(out->q + i + 16, &hi, 8);
   }
 }
 
