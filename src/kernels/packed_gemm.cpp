@@ -289,7 +289,10 @@ void pack_format(const uint8_t* w, size_t row_stride, int64_t rows, int64_t cols
   RowGroup rg;
   for (int64_t p = panel_begin; p < panel_end; ++p) {
     uint8_t* panel = out + static_cast<size_t>(p) * panel_bytes(f, cols);
-    std::memset(panel, 0, panel_bytes(f, cols));
+    // A whole panel has every byte written below; only the last one's missing
+    // rows must read as zeros (a memset of every panel touched a load's
+    // gigabyte of fresh pages twice).
+    if ((p + 1) * kPanelRows > rows) std::memset(panel, 0, panel_bytes(f, cols));
     for (int r = 0; r < kPanelRows; ++r) {
       const int64_t row = p * kPanelRows + r;
       if (row >= rows) break;

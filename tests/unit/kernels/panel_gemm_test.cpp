@@ -236,6 +236,26 @@ TEST(PanelGemm, FormatsWithoutPanelsAreErrors) {
   EXPECT_THROW(activation_groups(DType::F16, w.data(), 32, g.data()), Error);
 }
 
+// pack_panels writes every byte of a whole panel (it zeroes only the last,
+// partial one): packing over two different fills gives the same bytes, and
+// the missing rows of the partial panel read as zeros.
+TEST(PanelGemm, PackingWritesEveryByteWhateverTheBufferHeld) {
+  for (DType t : kPanelTypes) {
+    SCOPED_TRACE(dtype_name(t));
+    const PanelFormat& f = *panel_format(t);
+    const int64_t rows = 37, cols = 512;
+    std::vector<uint8_t> w;
+    for (int64_t r = 0; r < rows; ++r) {
+      const std::vector<uint8_t> q = random_blocks(t, cols, 900 + static_cast<uint32_t>(r));
+      w.insert(w.end(), q.begin(), q.end());
+    }
+    std::vector<uint8_t> a(packed_matrix_bytes(f, rows, cols), 0x00), b(a.size(), 0xFF);
+    pack_panels(t, w.data(), row_bytes(t, cols), rows, cols, 0, 3, a.data());
+    pack_panels(t, w.data(), row_bytes(t, cols), rows, cols, 0, 3, b.data());
+    EXPECT_EQ(a, b);
+  }
+}
+
 TEST(PanelGemm, PackedSizeCountsWholePanels) {
   const PanelFormat& f = *panel_format(DType::Q4_0);
   // 16 rows x 32 elements: 16 nibble bytes + an F16 scale per row: the GGUF
