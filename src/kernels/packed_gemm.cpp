@@ -79,8 +79,6 @@ struct RowGroup {
   uint16_t d, dmin;  // F16
 };
 
-// Q5_0/Q5_1 element i: low nibble of qs[i % 16] (high nibble from 16 on), fifth
-// bit i of the little-endian qh.
 // Bit k of `bits` to byte k (0 or 1): the byte copied to all 8 lanes, lane k
 // keeping its bit k, and + 0x7F carrying any set bit to bit 7 of its lane.
 inline uint64_t spread_bits(uint32_t bits) {
@@ -88,6 +86,8 @@ inline uint64_t spread_bits(uint32_t bits) {
   return ((lanes + 0x7F7F7F7F7F7F7F7Full) >> 7) & 0x0101010101010101ull;
 }
 
+// Q5_0/Q5_1 element i: low nibble of qs[i % 16] (high nibble from 16 on), fifth
+// bit i of the little-endian qh.
 template <typename Block>
 void unpack_q5_bits(const Block& b, RowGroup* out) {
   uint32_t qh;
@@ -310,10 +310,10 @@ void pack_format(const uint8_t* w, size_t row_stride, int64_t rows, int64_t cols
           bytes[i] = f.nibbles ? static_cast<uint8_t>((rg.q[i] & 0xF) | ((rg.q[i + f.group / 2] & 0xF) << 4)) : rg.q[i];
         for (int k = 0; k < n_bytes / 4; ++k) std::memcpy(dst + k * 64 + r * 4, bytes + 4 * k, 4);
         // High bits of element 4k + b: lane r, byte b, bits high_bits * k (only
-        // this row's group writes these 4 bytes: a store, not an or).
-        // Four elements per 32-bit word: (word >> 4) & 0x0F0F0F0F is each
-        // byte's high part (at most 2 bits), and high_bits * k <= 6 keeps every
-        // shifted part inside its byte (group * high_bits == 32).
+        // this row's group writes these 4 bytes: a store, not an or). Four
+        // elements per 32-bit word: (word >> 4) & 0x0F0F0F0F is each byte's
+        // high part (high_bits wide), and since group * high_bits == 32 the
+        // last shift, high_bits * (group / 4 - 1), leaves it inside its byte.
         if constexpr (f.high_bits != 0) {
           uint32_t hb = 0;
           for (int k = 0; k < f.group / 4; ++k) {
