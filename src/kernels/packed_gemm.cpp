@@ -264,8 +264,6 @@ void unpack_q6_K(const uint8_t* row, int64_t g, RowGroup* out) {
     const uint64_t q = ((lo >> lo_shift) & 0x0F0F0F0F0F0F0F0Full) | (((hi >> hi_shift) & 0x0303030303030303ull) << 4);
     std::memcpy(out->q + i, &q, 8);
   }
-  out->scale = fp16_to_f32(b.d) * static_cast<float>(b.scales[j]);
-  out->min = 0;
   out->sc = b.scales[j];
   out->d = b.d;
 }
@@ -325,12 +323,12 @@ void pack_format(const uint8_t* w, size_t row_stride, int64_t rows, int64_t cols
         }
         if constexpr (f.sub_scales) {  // the GGUF's own int8 scales and F16 d, dmin
           std::memcpy(dst + quant_bytes + r, &rg.sc, 1);
-          uint8_t* super =
-              panel + panel_super_offset(f, cols) + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f);
-          std::memcpy(super + 2 * r, &rg.d, 2);
-          if constexpr (f.has_min) {
-            std::memcpy(dst + quant_bytes + scale_bytes + r, &rg.m, 1);
-            std::memcpy(super + 32 + 2 * r, &rg.dmin, 2);
+          if constexpr (f.has_min) std::memcpy(dst + quant_bytes + scale_bytes + r, &rg.m, 1);
+          if (g % f.super_groups == 0) {  // d and dmin are the super-block's: stored once
+            uint8_t* super =
+                panel + panel_super_offset(f, cols) + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f);
+            std::memcpy(super + 2 * r, &rg.d, 2);
+            if constexpr (f.has_min) std::memcpy(super + 32 + 2 * r, &rg.dmin, 2);
           }
         } else if constexpr (f.half_scales) {  // exact: these scales and mins were F16 in the file
           const uint16_t s = f32_to_fp16(rg.scale), m = f32_to_fp16(rg.min);
