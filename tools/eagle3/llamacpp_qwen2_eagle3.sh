@@ -17,7 +17,7 @@ CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
 SRC="$CACHE/llama.cpp-${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 OBJ="$SRC/build-clang/src/CMakeFiles/llama.dir"
 OUT="$SRC/build-eagle3-qwen2"
-if [ -f "$OUT/libllama.so.0" ] && [ "$OUT/libllama.so.0" -nt "$OBJ/link.txt" ]; then
+if [ -f "$OUT/libllama.so.0" ] && [ "$OUT/libllama.so.0" -nt "$SRC/build-clang/bin/libllama.so.0" ]; then
   echo "$OUT"; exit 0
 fi
 [ -f "$OBJ/link.txt" ] || { echo "no llama.cpp build in $SRC: run tools/llamacpp/build.sh first" >&2; exit 1; }
