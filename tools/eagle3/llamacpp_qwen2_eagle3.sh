@@ -13,14 +13,15 @@
 # and libllama is relinked from tools/llamacpp/build.sh's other objects. The
 # change adds one assignment per layer; no arithmetic changes. Idempotent.
 set -euo pipefail
-CACHE="${KESTREL_CACHE:-$HOME/.cache/kestrel}"
-SRC="$CACHE/llama.cpp-${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-OBJ="$SRC/build-clang/src/CMakeFiles/llama.dir"
+# The cached build (tools/llamacpp/build.sh says where, building it if missing).
+BUILD="$("$(dirname "${BASH_SOURCE[0]}")/../llamacpp/build.sh")"
+SRC="$(dirname "$BUILD")"
+OBJ="$BUILD/src/CMakeFiles/llama.dir"
 OUT="$SRC/build-eagle3-qwen2"
-if [ -f "$OUT/libllama.so.0" ] && [ "$OUT/libllama.so.0" -nt "$SRC/build-clang/bin/libllama.so.0" ]; then
+if [ -f "$OUT/libllama.so.0" ] && [ "$OUT/libllama.so.0" -nt "$BUILD/bin/libllama.so.0" ]; then
   echo "$OUT"; exit 0
 fi
-[ -f "$OBJ/link.txt" ] || { echo "no llama.cpp build in $SRC: run tools/llamacpp/build.sh first" >&2; exit 1; }
+[ -f "$OBJ/link.txt" ] || { echo "no libllama objects in $OBJ" >&2; exit 1; }
 unity=$(grep -l "src/models/qwen2.cpp\"" "$OBJ"/Unity/*.cxx | head -n1)
 [ -n "$unity" ] || { echo "no unity batch includes src/models/qwen2.cpp in $OBJ/Unity" >&2; exit 1; }
 mkdir -p "$OUT"
@@ -35,8 +36,9 @@ unity_obj="CMakeFiles/llama.dir/Unity/$(basename "$unity").o"
 flags() { sed -n "s/^$1 = //p" "$OBJ/flags.make"; }
 echo "compiling the patched qwen2 unity batch and relinking libllama into $OUT" >&2
 # shellcheck disable=SC2046
-clang++ $(flags CXX_DEFINES) $(flags CXX_INCLUDES) -I"$SRC/src" -I"$SRC/src/models" $(flags CXX_FLAGS) -c "$OUT/unity.cxx" -o "$OUT/unity.o"
+# (-I src/models: the patched copy includes "models.h" from outside its folder)
+clang++ $(flags CXX_DEFINES) $(flags CXX_INCLUDES) -I"$SRC/src/models" $(flags CXX_FLAGS) -c "$OUT/unity.cxx" -o "$OUT/unity.o"
 # link.txt runs from build-clang/src: the patched object replaces the original.
 link=$(sed -e "s|$unity_obj|$OUT/unity.o|" -e "s|-o ../bin/libllama.so[.0-9]*|-o $OUT/libllama.so.0|" "$OBJ/link.txt")
-(cd "$SRC/build-clang/src" && eval "$link")
+(cd "$BUILD/src" && eval "$link")
 echo "$OUT"
