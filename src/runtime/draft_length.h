@@ -7,11 +7,13 @@
 // of k tokens yields (1 - a^(k+1)) / (1 - a) tokens, the target's own token
 // included. It costs a verification pass of k + 1 tokens, t1 (1 + beta k)
 // (t1: a one-token pass; batches cost more per pass on a CPU, where decode is
-// not purely memory-bound: beta is measured from the passes seen), plus
+// not purely memory-bound: beta is measured from the passes seen, and kept
+// while the passes have one size), plus
 // drafting, delta k (a draft model's time per token; n-gram lookup ~0).
 // k = 0 is plain decoding (ratio 1): a policy that does not pay on this
 // machine and text turns itself off, and is probed again now and then (after
-// 16 rounds, then 32, ... up to 128 while it stays off).
+// 16 rounds, then 32, ... up to 128 while it stays off), unless its costs
+// alone rule it out (could_pay).
 #include <cstdint>
 
 namespace kestrel {
@@ -33,6 +35,9 @@ class DraftLength {
   // The expected tokens per one-token pass's time for a draft of k tokens,
   // under the current estimates (1 for k = 0).
   double gain(int k) const;
+  // Whether some draft length would pay at a high acceptance (0.9) with the
+  // costs measured: when none would, a policy turned off is not probed again.
+  bool could_pay() const;
   // What one more drafted token costs, in one-token passes: beta + delta / t1.
   // A drafter that knows its confidence stops where the chance that the
   // target takes its whole draft falls below it (DraftStop).
@@ -40,10 +45,12 @@ class DraftLength {
 
  private:
   int max_;
-  // The line through the pass times: t1 and beta, or the prior beta when the
-  // passes seen have (nearly) one size.
+  // The line through the pass times: t1 and beta, or beta_ when the passes
+  // seen have (nearly) one size.
   void pass_cost(double& t1, double& beta) const;
+  double gain_at(int k, double a) const;  // gain() at acceptance a
 
+  double beta_;                       // the last slope fitted (the prior before any)
   double hits_ = 4.0, misses_ = 1.0;  // prior: a = 0.8
   // Pass times, forgetting old ones: sums of 1, n, n^2, t, n t.
   double s0_ = 0.0, sn_ = 0.0, snn_ = 0.0, st_ = 0.0, snt_ = 0.0;

@@ -36,6 +36,7 @@ class TunedDrafter : public Drafter {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - inner_->catch_up_seconds();
   }
   HiddenTap* hidden_tap() override { return inner_->hidden_tap(); }
+  void prefill(std::span<const int32_t> prompt) override { inner_->prefill(prompt); }
   void observe(const DraftRound& r) override {
     length_.record_pass(r.n_pass, r.pass_seconds);
     if (attempted_) length_.record_round(r.drafted, seconds_, r.accepted, r.rejected, costly_);
@@ -62,6 +63,9 @@ class AutoDrafter : public Drafter {
   AutoDrafter(std::unique_ptr<TunedDrafter> ngram, std::unique_ptr<TunedDrafter> model)
       : ngram_(std::move(ngram)), model_(std::move(model)) {}
   HiddenTap* hidden_tap() override { return model_ ? model_->hidden_tap() : nullptr; }
+  void prefill(std::span<const int32_t> prompt) override {
+    if (model_) model_->prefill(prompt);
+  }
   void draft_tree(std::span<const int32_t> context, int n_max, int n_branches, DraftTree& out) override {
     last_ = ngram_.get();
     ngram_->draft_tree(context, n_max, n_branches, out);

@@ -68,28 +68,41 @@ void Eagle3Drafter::rewind() {
   prenorm_ = seed_;
 }
 
-std::span<const float> Eagle3Drafter::start(std::span<const int32_t> context) {
-  catch_up_seconds_ = 0.0;
-  const int64_t n = static_cast<int64_t>(context.size());
-  // The head's position P pairs the target's features at P with token P+1:
-  // the last one it can compute is n-2 (the pending token's predecessor).
-  if (n < 2) return {};
-  const int64_t last = n - 2;
+std::span<const float> Eagle3Drafter::sync(std::span<const int32_t> context, int64_t last, int64_t& n_eval) {
   // Keep the head positions whose tokens [0, P+1] still match the context.
   const size_t common = static_cast<size_t>(
       std::mismatch(seen_.begin(), seen_.end(), context.begin(), context.end()).first - seen_.begin());
   synced_ = std::min<int64_t>({synced_, static_cast<int64_t>(common) - 1, last});
   synced_ = std::max<int64_t>(synced_, 0);
   cache_.set_seq_len(0, synced_);
-
-  const auto t0 = std::chrono::steady_clock::now();
+  n_eval = last + 1 - synced_;
   std::span<const float> logits = catch_up(context, synced_, last);
-  const double n_eval = static_cast<double>(last + 1 - synced_);
-  catch_up_seconds_ =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * (n_eval - 1.0) / n_eval;
   synced_ = pos_ = last + 1;
   seen_.assign(context.begin(), context.end());
   seed_ = prenorm_;
+  return logits;
+}
+
+void Eagle3Drafter::prefill(std::span<const int32_t> prompt) {
+  // Up to the prompt's next-to-last position: the last one pairs with the
+  // pending token, which the first draft brings.
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  int64_t n_eval = 0;
+  if (n >= 2) sync(prompt, n - 2, n_eval);
+}
+
+std::span<const float> Eagle3Drafter::start(std::span<const int32_t> context) {
+  catch_up_seconds_ = 0.0;
+  const int64_t n = static_cast<int64_t>(context.size());
+  // The head's position P pairs the target's features at P with token P+1:
+  // the last one it can compute is n-2 (the pending token's predecessor).
+  if (n < 2) return {};
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t n_eval = 0;
+  std::span<const float> logits = sync(context, n - 2, n_eval);
+  // All but the last position evaluated are catch-up.
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  catch_up_seconds_ = seconds * static_cast<double>(n_eval - 1) / static_cast<double>(n_eval);
   return logits;
 }
 

@@ -27,6 +27,7 @@ class Eagle3Drafter : public ChainDrafter {
                 const EngineConfig& engine, int64_t n_ctx, int n_min, float p_min);
   double catch_up_seconds() const override { return catch_up_seconds_; }
   HiddenTap* hidden_tap() override { return features_.get(); }
+  void prefill(std::span<const int32_t> prompt) override;
 
  private:
   std::span<const float> start(std::span<const int32_t> context) override;
@@ -39,6 +40,10 @@ class Eagle3Drafter : public ChainDrafter {
   // Runs the head over positions [from, to] with target features; returns the
   // logits of position `to` and leaves its pre-norm output in prenorm_.
   std::span<const float> catch_up(std::span<const int32_t> context, int64_t from, int64_t to);
+  // Brings the head to `context` up to position `last`, keeping the cached
+  // positions whose tokens still match; returns the logits of `last` and
+  // the number of positions it evaluated.
+  std::span<const float> sync(std::span<const int32_t> context, int64_t last, int64_t& n_eval);
 
   std::shared_ptr<const Eagle3Head> head_;
   std::shared_ptr<TargetFeatures> features_;

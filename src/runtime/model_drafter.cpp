@@ -35,6 +35,12 @@ ModelDrafter::ModelDrafter(std::shared_ptr<const Model> draft, const SessionOpti
       vocabulary_(std::move(vocabulary)),
       session_(*model_, with_head(options, vocabulary_.get())) {}
 
+void ModelDrafter::prefill(std::span<const int32_t> prompt) {
+  // The first start() then keeps this cached prefix and evaluates the pending token alone.
+  session_.set_history(prompt);
+  synced_ = session_.n_past();
+}
+
 std::span<const float> ModelDrafter::start(std::span<const int32_t> context) {
   // The tokens evaluated now are what the target accepted since the last
   // draft (or the prompt). The last of them is the pass every draft needs;

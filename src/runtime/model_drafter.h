@@ -21,6 +21,7 @@ class ModelDrafter : public ChainDrafter {
   ModelDrafter(std::shared_ptr<const Model> draft, const SessionOptions& options, int n_min, float p_min,
                std::shared_ptr<const VocabularySubset> vocabulary = nullptr);
   double catch_up_seconds() const override { return catch_up_seconds_; }
+  void prefill(std::span<const int32_t> prompt) override;
 
  private:
   std::span<const float> start(std::span<const int32_t> context) override;

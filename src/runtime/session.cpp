@@ -347,6 +347,7 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt, const
 
   auto t0 = Clock::now();
   std::span<const float> logits = session.set_history(prompt);
+  if (session.drafter() && opt.max_tokens != 0) session.drafter()->prefill(prompt);
   auto t1 = Clock::now();
   r.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
 

@@ -60,6 +60,21 @@ TEST(DraftLength, TurnsOffWhenDraftsDoNotPayAndProbesAgain) {
   EXPECT_EQ(probes, 5);  // a draft of 1 after 16 rounds, 32, 64, then every 128
 }
 
+// Where a drafted token costs as much as a pass, no acceptance can pay:
+// the policy is off for good, not probed (a probe of a draft model costs
+// its catching up with the tokens decoded since).
+TEST(DraftLength, NoProbesWhereNoAcceptanceCouldPay) {
+  DraftLength d(16), e(16);
+  feed(d, 0.05, 0.6, 0.025, 4, 0, 100);  // token cost 0.6 + 0.5: above 1
+  feed(e, 0.05, 0.6, 0.01, 4, 0, 100);   // 0.6 + 0.2: pays at acceptance 0.9
+  EXPECT_FALSE(d.could_pay());
+  EXPECT_TRUE(e.could_pay());
+  int probes_d = 0, probes_e = 0;
+  for (int i = 0; i < 16 + 32 + 64; ++i) probes_d += d.next(), probes_e += e.next();
+  EXPECT_EQ(probes_d, 0);
+  EXPECT_EQ(probes_e, 3);
+}
+
 // A draft model that keeps drafting nothing (unsure) costs its time for no
 // tokens: drafting stops paying.
 TEST(DraftLength, FruitlessModelAttemptsCountAsDraftCost) {
@@ -76,6 +91,19 @@ TEST(DraftLength, TokenCostIsBetaPlusDraftTimeOverAPass) {
   EXPECT_NEAR(d.token_cost(), 0.1, 1e-12);  // the prior beta, nothing drafted yet
   feed(d, 0.05, 0.2, 0.02, 4, 3, 300);
   EXPECT_NEAR(d.token_cost(), 0.2 + 0.02 / 0.05, 1e-6);
+}
+
+// The slope of the pass times is the machine's: plain passes (one size)
+// after drafting rounds keep it, so a policy that turned off because batches
+// cost much stays off, instead of drafting again on the prior's cheap ones.
+TEST(DraftLength, KeepsTheSlopeThroughPlainPasses) {
+  DraftLength d(16);
+  feed(d, 0.05, 0.6, 0.02, 3, 2, 100);  // a = 2/3; a row costs 0.6 of a pass, a draft token 0.4
+  EXPECT_NEAR(d.token_cost(), 0.6 + 0.4, 1e-6);
+  EXPECT_EQ(d.next(), 0);  // (1 + a) / 2 < 1
+  for (int i = 0; i < 100; ++i) d.record_pass(1, 0.05);
+  EXPECT_NEAR(d.token_cost(), 0.6 + 0.4, 1e-6);
+  EXPECT_EQ(d.next(), 0);  // with the prior's 0.1 it would draft: (1 + a) / 1.5 > 1
 }
 
 // DraftStop's rule: never before n_min tokens; else stop before a token below

@@ -174,9 +174,15 @@ TEST(Eagle3, DrafterDraftsWhatTheReferenceDraftsRoundAfterRound) {
   for (size_t r = 0; r < rounds.size(); ++r) {
     const std::vector<int32_t>& context = rounds[r];
     const int64_t n = static_cast<int64_t>(context.size());
-    session.set_history(std::span<const int32_t>(context).first(static_cast<size_t>(n - 1)));
+    const auto before_pending = std::span<const int32_t>(context).first(static_cast<size_t>(n - 1));
+    session.set_history(before_pending);
+    // A new prompt is prefilled (as generate() does): the draft then
+    // evaluates the pending token's position alone, no catch-up.
+    const bool prompt = r == 0 || r == 3;
+    if (prompt) drafter->prefill(before_pending);
     std::vector<int32_t> got;
     drafter->draft(context, 5, got);
+    if (prompt) EXPECT_EQ(drafter->catch_up_seconds(), 0.0) << "round " << r;
 
     // The tapped rows mean what they claim: layer 0's input is the token's
     // embedding; after the last layer, the output norm and head give the logits.

@@ -300,6 +300,27 @@ TEST(Speculative, ModelDrafterStopsWhereItsDraftBecomesTooUnlikely) {
   EXPECT_GT(lengths, 0);  // some floor let tokens through
 }
 
+// A draft model prefilled with the prompt drafts what it drafts without, and
+// its first draft then evaluates the pending token alone (no catch-up).
+TEST(Speculative, ModelDrafterPrefilledWithThePromptDraftsTheSame) {
+  const Model& draft_model = *pair().draft.model;
+  const auto context = prompts()[2];
+  const auto prompt = std::span<const int32_t>(context).first(context.size() - 1);
+  SessionOptions o;
+  o.n_ctx = 256;
+  o.engine.n_threads = 1;
+  auto shared = std::shared_ptr<const Model>(std::shared_ptr<const Model>{}, &draft_model);
+  ModelDrafter cold(shared, o, 0, 0.0f), warm(shared, o, 0, 0.0f);
+  std::vector<int32_t> want, got;
+  cold.draft(context, 6, want);
+  EXPECT_GT(cold.catch_up_seconds(), 0.0);  // the prompt, evaluated in the first draft
+  warm.prefill(prompt);
+  warm.draft(context, 6, got);
+  EXPECT_EQ(warm.catch_up_seconds(), 0.0);
+  EXPECT_EQ(got, want);
+  ASSERT_EQ(want.size(), 6u);
+}
+
 // A draft tree's verification: every row bit for bit the row a chain
 // verification of its branch gives (each branch runs in its own KV sequence
 // over the shared history), and the branch kept becomes the history: the
