@@ -20,15 +20,17 @@ constexpr double kPriorBeta = 0.1;
 // The acceptance of predictable text (a draft model on code, n-gram lookup
 // on edits: 0.75-0.95 measured): where even it would not pay, nothing will.
 constexpr double kProbeAcceptance = 0.9;
+// Passes whose sizes showed the slope before could_pay() may say no.
+constexpr int64_t kFitsBeforeVerdict = 8;
 
 }  // namespace
 
 DraftLength::DraftLength(int max) : max_(std::max(1, max)), beta_(kPriorBeta), probe_every_(kFirstProbe) {}
 
-void DraftLength::pass_cost(double& t1, double& beta) const {
+bool DraftLength::pass_cost(double& t1, double& beta) const {
   t1 = 0.0;
   beta = beta_;
-  if (s0_ <= 0.0) return;
+  if (s0_ <= 0.0) return false;
   const double mean_n = sn_ / s0_, mean_t = st_ / s0_;
   const double var_n = snn_ / s0_ - mean_n * mean_n;
   if (var_n > 0.25) {  // sizes spread enough to fit the slope
@@ -37,10 +39,11 @@ void DraftLength::pass_cost(double& t1, double& beta) const {
     if (c0 + c1 > 0.0 && c1 >= 0.0) {
       t1 = c0 + c1;
       beta = c1 / t1;
-      return;
+      return true;
     }
   }
   t1 = mean_t / (1.0 + beta_ * (mean_n - 1.0));
+  return false;
 }
 
 double DraftLength::token_cost() const {
@@ -59,6 +62,8 @@ double DraftLength::gain_at(int k, double a) const {
 }
 
 bool DraftLength::could_pay() const {
+  // One noisy fit must not turn a policy off for good.
+  if (slope_fits_ < kFitsBeforeVerdict) return true;
   for (int k = 1; k <= max_; ++k)
     if (gain_at(k, kProbeAcceptance) > 1.0) return true;
   return false;
@@ -67,7 +72,7 @@ bool DraftLength::could_pay() const {
 int DraftLength::next() {
   int best = 0;
   double best_gain = 1.0;
-  for (int k = 1; k <= max_; ++k) {
+  for (int k = 1; k <= limit_; ++k) {
     const double g = gain(k);
     if (g > best_gain) {
       best = k;
@@ -107,7 +112,7 @@ void DraftLength::record_pass(int64_t n, double seconds) {
   // (on a 2-core Zen 1, where a pass of n rows costs about 1 + 0.62 (n - 1)
   // one-row passes, the 0.5B draft ran at 0.86-0.97x of plain decoding).
   double t1 = 0.0;
-  pass_cost(t1, beta_);
+  if (pass_cost(t1, beta_)) ++slope_fits_;
 }
 
 void DraftLength::record_round(int64_t k, double seconds, int64_t accepted, bool rejected, bool attempted) {
@@ -115,6 +120,7 @@ void DraftLength::record_round(int64_t k, double seconds, int64_t accepted, bool
   // A draft model that drafted nothing was unsure, not wrong: its time counts
   // against the tokens it does draft, the acceptance only sees real drafts.
   if (k > 0) {
+    limit_ = std::max(limit_, static_cast<int>(std::min<int64_t>(max_, 2 * k)));
     hits_ = kKeep * hits_ + static_cast<double>(accepted);
     misses_ = kKeep * misses_ + (rejected ? 1.0 : 0.0);
   }

@@ -36,7 +36,8 @@ class DraftLength {
   // under the current estimates (1 for k = 0).
   double gain(int k) const;
   // Whether some draft length would pay at a high acceptance (0.9) with the
-  // costs measured: when none would, a policy turned off is not probed again.
+  // costs measured (true until 8 passes have shown the slope): when none
+  // would, a policy turned off is not probed again.
   bool could_pay() const;
   // What one more drafted token costs, in one-token passes: beta + delta / t1.
   // A drafter that knows its confidence stops where the chance that the
@@ -45,12 +46,20 @@ class DraftLength {
 
  private:
   int max_;
+  // Slow start: drafts at most twice as long as the longest so far (1 at
+  // first), so that the first rounds, drafted before the passes have shown
+  // what a batch costs, stay short (the prior alone drafts 6 tokens: a
+  // 7-row verification costs 4.7 passes where a row costs 0.62 of one, as on
+  // a 2-core Zen 1).
+  int limit_ = 1;
   // The line through the pass times: t1 and beta, or beta_ when the passes
   // seen have (nearly) one size.
-  void pass_cost(double& t1, double& beta) const;
+  // Whether the slope was fitted (else beta = beta_).
+  bool pass_cost(double& t1, double& beta) const;
   double gain_at(int k, double a) const;  // gain() at acceptance a
 
   double beta_;                       // the last slope fitted (the prior before any)
+  int64_t slope_fits_ = 0;            // passes after which the slope was fitted
   double hits_ = 4.0, misses_ = 1.0;  // prior: a = 0.8
   // Pass times, forgetting old ones: sums of 1, n, n^2, t, n t.
   double s0_ = 0.0, sn_ = 0.0, snn_ = 0.0, st_ = 0.0, snt_ = 0.0;

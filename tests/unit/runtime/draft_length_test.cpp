@@ -60,6 +60,20 @@ TEST(DraftLength, TurnsOffWhenDraftsDoNotPayAndProbesAgain) {
   EXPECT_EQ(probes, 5);  // a draft of 1 after 16 rounds, 32, 64, then every 128
 }
 
+// Slow start: the first draft is one token, and each draft at most twice
+// the longest one before it, up to the maximum.
+TEST(DraftLength, StartsShortAndDoublesTheLongestDraft) {
+  DraftLength d(16);
+  EXPECT_EQ(d.next(), 1);  // the prior (a = 0.8, beta = 0.1) would take more
+  int k = 1;
+  for (int want : {2, 4, 8, 16, 16}) {
+    d.record_pass(k + 1, 0.05);
+    d.record_round(k, 0.0, k, false);  // everything accepted: longer pays
+    k = d.next();
+    EXPECT_EQ(k, want);
+  }
+}
+
 // Where a drafted token costs as much as a pass, no acceptance can pay:
 // the policy is off for good, not probed (a probe of a draft model costs
 // its catching up with the tokens decoded since).
