@@ -27,30 +27,30 @@ constexpr int64_t kFitsBeforeVerdict = 8;
 
 DraftLength::DraftLength(int max) : max_(std::max(1, max)), beta_(kPriorBeta), probe_every_(kFirstProbe) {}
 
-bool DraftLength::pass_cost(double& t1, double& beta) const {
-  t1 = 0.0;
-  beta = beta_;
-  if (s0_ <= 0.0) return false;
+void DraftLength::refit() {
   const double mean_n = sn_ / s0_, mean_t = st_ / s0_;
   const double var_n = snn_ / s0_ - mean_n * mean_n;
   if (var_n > 0.25) {  // sizes spread enough to fit the slope
     const double c1 = (snt_ / s0_ - mean_n * mean_t) / var_n;
     const double c0 = mean_t - c1 * mean_n;
     if (c0 + c1 > 0.0 && c1 >= 0.0) {
-      t1 = c0 + c1;
-      beta = c1 / t1;
-      return true;
+      t1_ = c0 + c1;
+      beta_ = c1 / t1_;
+      ++slope_fits_;
+      return;
     }
   }
-  t1 = mean_t / (1.0 + beta_ * (mean_n - 1.0));
-  return false;
+  // The slope is the machine's, not the text's: it outlives the passes that
+  // showed it. Back to the prior, a policy turned off for a while (plain
+  // passes, one size) would think batches cheap again and draft at a loss
+  // (on a 2-core Zen 1, where a pass of n rows costs about 1 + 0.62 (n - 1)
+  // one-row passes, the 0.5B draft ran at 0.86-0.97x of plain decoding).
+  t1_ = mean_t / (1.0 + beta_ * (mean_n - 1.0));
 }
 
 double DraftLength::token_cost() const {
-  double t1 = 0.0, beta = kPriorBeta;
-  pass_cost(t1, beta);
   const double delta = drafted_ > 0.0 ? draft_seconds_ / drafted_ : 0.0;
-  return beta + (t1 > 0.0 ? delta / t1 : 0.0);
+  return beta_ + (t1_ > 0.0 ? delta / t1_ : 0.0);
 }
 
 double DraftLength::gain(int k) const { return gain_at(k, hits_ / (hits_ + misses_)); }
@@ -106,13 +106,7 @@ void DraftLength::record_pass(int64_t n, double seconds) {
   snn_ = kKeep * snn_ + x * x;
   st_ = kKeep * st_ + seconds;
   snt_ = kKeep * snt_ + x * seconds;
-  // The slope is the machine's, not the text's: it outlives the passes that
-  // showed it. Back to the prior, a policy turned off for a while (plain
-  // passes, one size) would think batches cheap again and draft at a loss
-  // (on a 2-core Zen 1, where a pass of n rows costs about 1 + 0.62 (n - 1)
-  // one-row passes, the 0.5B draft ran at 0.86-0.97x of plain decoding).
-  double t1 = 0.0;
-  if (pass_cost(t1, beta_)) ++slope_fits_;
+  refit();
 }
 
 void DraftLength::record_round(int64_t k, double seconds, int64_t accepted, bool rejected, bool attempted) {

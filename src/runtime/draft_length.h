@@ -52,12 +52,12 @@ class DraftLength {
   // 7-row verification costs 4.7 passes where a row costs 0.62 of one, as on
   // a 2-core Zen 1).
   int limit_ = 1;
-  // The line through the pass times: t1 and beta, or beta_ when the passes
-  // seen have (nearly) one size.
-  // Whether the slope was fitted (else beta = beta_).
-  bool pass_cost(double& t1, double& beta) const;
+  // The line through the pass times, after each pass: t1_ and beta_, or t1_
+  // alone under the last beta_ when the passes seen have (nearly) one size.
+  void refit();
   double gain_at(int k, double a) const;  // gain() at acceptance a
 
+  double t1_ = 0.0;                   // a one-token pass's seconds (0: none seen)
   double beta_;                       // the last slope fitted (the prior before any)
   int64_t slope_fits_ = 0;            // passes after which the slope was fitted
   double hits_ = 4.0, misses_ = 1.0;  // prior: a = 0.8

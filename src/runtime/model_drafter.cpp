@@ -38,7 +38,6 @@ ModelDrafter::ModelDrafter(std::shared_ptr<const Model> draft, const SessionOpti
 void ModelDrafter::prefill(std::span<const int32_t> prompt) {
   // The first start() then keeps this cached prefix and evaluates the pending token alone.
   session_.set_history(prompt);
-  synced_ = session_.n_past();
 }
 
 std::span<const float> ModelDrafter::start(std::span<const int32_t> context) {
