@@ -4,6 +4,8 @@
 //    inputs, as ops/sparse_matmul.cpp runs it: select (|x| > 0 here, the
 //    dropped inputs being zeros), the per-group ranges and sums, then the
 //    sparse GEMV over the chunks on a 2-thread pool, at the host's best Isa.
+//  sparse_a7/<type>/<rows>x<cols>/d<pct>: the same step with teal_act=a7
+//    (4-bit weights: the kept inputs paired with 7-bit codes, the paired GEMV).
 //  dense/<type>/<rows>x<cols>: ops/matmul.h matmul with n_tokens = 1 (the
 //    panel kernels, or vec_dot where decode takes it) on the same pool.
 // Counters (per wall second): GB/s = the weight's GGUF bytes, for both, so
@@ -135,6 +137,11 @@ std::vector<float> sparse_input(int64_t cols, int pct, uint32_t seed) {
 struct Step {
   std::vector<int32_t> index, group_begin;
   std::vector<float> value, group_sum;
+  explicit Step(const kernels::ColumnLayout& l)
+      : index(static_cast<size_t>(l.cols)),
+        group_begin(static_cast<size_t>(l.groups()) + 1),
+        value(static_cast<size_t>(l.cols)),
+        group_sum(static_cast<size_t>(l.groups())) {}
 };
 
 // What ops/sparse_matmul.cpp does before the GEMV.
@@ -178,11 +185,7 @@ void bench_sparse(benchmark::State& state, DType type, int64_t rows, int64_t col
   const kernels::SparseColumnKernels& k = kernels::sparse_column_kernels(host_isa());
   const kernels::SparseGemvFn gemv = l.codes == kernels::ColumnCodes::Nibble ? k.gemv_nibble : k.gemv_int8;
   const std::vector<float> x = sparse_input(cols, pct, 3);
-  Step s;
-  s.index.resize(static_cast<size_t>(cols));
-  s.value.resize(static_cast<size_t>(cols));
-  s.group_begin.resize(static_cast<size_t>(l.groups()) + 1);
-  s.group_sum.resize(static_cast<size_t>(l.groups()));
+  Step s(l);
   std::vector<float> y(static_cast<size_t>(rows));
   size_t copy = 0;
   for (auto _ : state) {
@@ -190,6 +193,33 @@ void bench_sparse(benchmark::State& state, DType type, int64_t rows, int64_t col
     const kernels::ActiveInputs in{s.index.data(), s.value.data(), s.group_begin.data(), s.group_sum.data()};
     const uint8_t* columns = w.columns[copy].get();
     pool().parallel_for(l.chunks(), [&](int64_t c0, int64_t c1, int) { gemv(columns, l, in, c0, c1, y.data()); });
+    copy = (copy + 1) % w.columns.size();
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, w.gguf_bytes, sparse_read_bytes(l, s));
+}
+
+// teal_act=a7 on a 4-bit weight: the same selection, then the kept inputs
+// paired with 7-bit codes (kernels::pair_inputs, timed too) and the paired GEMV.
+void bench_sparse_a7(benchmark::State& state, DType type, int64_t rows, int64_t cols, int pct) {
+  Weights& w = weights(type, rows, cols);
+  const kernels::ColumnLayout& l = w.layout;
+  const kernels::SparseColumnKernels& k = kernels::sparse_column_kernels(host_isa());
+  const std::vector<float> x = sparse_input(cols, pct, 3);
+  Step s(l);
+  std::vector<kernels::InputPair> pairs(static_cast<size_t>(kernels::max_input_pairs(l)));
+  std::vector<int32_t> pair_begin(static_cast<size_t>(l.groups()) + 1);
+  std::vector<float> scale(static_cast<size_t>(l.groups())), sum(static_cast<size_t>(l.groups()));
+  std::vector<float> y(static_cast<size_t>(rows));
+  size_t copy = 0;
+  for (auto _ : state) {
+    select_and_group(k, l, x.data(), s);
+    const kernels::ActiveInputs kept{s.index.data(), s.value.data(), s.group_begin.data(), s.group_sum.data()};
+    kernels::pair_inputs(l, kept, pairs.data(), pair_begin.data(), scale.data(), sum.data());
+    const kernels::PairedInputs in{pairs.data(), pair_begin.data(), scale.data(), sum.data()};
+    const uint8_t* columns = w.columns[copy].get();
+    pool().parallel_for(l.chunks(),
+                        [&](int64_t c0, int64_t c1, int) { k.gemv_nibble_pairs(columns, l, in, c0, c1, y.data()); });
     copy = (copy + 1) % w.columns.size();
     benchmark::ClobberMemory();
   }
@@ -243,6 +273,12 @@ int register_all() {
       for (int pct = 10; pct <= 100; pct += 10)
         benchmark::RegisterBenchmark(("sparse/" + tag + "/d" + std::to_string(pct)).c_str(), bench_sparse, t, s.rows,
                                      s.cols, pct)
+            ->Unit(benchmark::kMicrosecond)
+            ->UseRealTime();
+      if (kernels::column_layout(t, s.rows, s.cols).codes != kernels::ColumnCodes::Nibble) continue;
+      for (int pct = 10; pct <= 100; pct += 10)
+        benchmark::RegisterBenchmark(("sparse_a7/" + tag + "/d" + std::to_string(pct)).c_str(), bench_sparse_a7, t,
+                                     s.rows, s.cols, pct)
             ->Unit(benchmark::kMicrosecond)
             ->UseRealTime();
     }

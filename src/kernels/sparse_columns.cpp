@@ -54,6 +54,7 @@ namespace {
 struct SparseCandidates {
   PerIsa<SparseGemvFn> gemv_nibble;
   PerIsa<SparseGemvFn> gemv_int8;
+  PerIsa<PairedGemvFn> gemv_nibble_pairs;
   PerIsa<SelectInputsFn> select;
 };
 
@@ -61,6 +62,7 @@ constexpr SparseCandidates kSparse = {
     // clang-format off
     {ref::sparse_gemv_nibble, avx2::sparse_gemv_nibble, avx512::sparse_gemv_nibble},
     {ref::sparse_gemv_int8, avx2::sparse_gemv_int8, avx512::sparse_gemv_int8},
+    {ref::sparse_gemv_nibble_pairs, avx2::sparse_gemv_nibble_pairs, nullptr},
     {ref::select_inputs, avx2::select_inputs, avx512::select_inputs},
     // clang-format on
 };
@@ -69,9 +71,9 @@ std::array<SparseColumnKernels, kIsaLevels> build_sparse_tables() {
   std::array<SparseColumnKernels, kIsaLevels> t{};
   for (int level = 0; level < kIsaLevels; ++level) {
     const Isa isa = static_cast<Isa>(level);
-    t[static_cast<size_t>(level)] =
-        SparseColumnKernels{pick_for_isa(kSparse.gemv_nibble, isa), pick_for_isa(kSparse.gemv_int8, isa),
-                            pick_for_isa(kSparse.select, isa), runnable_isa(isa)};
+    t[static_cast<size_t>(level)] = SparseColumnKernels{
+        pick_for_isa(kSparse.gemv_nibble, isa), pick_for_isa(kSparse.gemv_int8, isa),
+        pick_for_isa(kSparse.gemv_nibble_pairs, isa), pick_for_isa(kSparse.select, isa), runnable_isa(isa)};
   }
   return t;
 }

@@ -83,9 +83,46 @@ using SparseGemvFn = void (*)(const uint8_t* columns, const ColumnLayout& layout
 // |x[j]| > threshold; returns how many. index and value hold n entries.
 using SelectInputsFn = int64_t (*)(const float* x, int64_t n, float threshold, int32_t* index, float* value);
 
+// 7-bit activation codes for Nibble columns (`teal_act=a7`). Where decode is
+// bound by arithmetic, not memory (an AVX2 core without VNNI: Zen 1 runs the
+// float kernel above at a third of the dense int8 kernels' rate per weight),
+// the kept inputs of a group are taken two at a time, and one vpmaddubsw
+// multiplies each row's two 4-bit codes by the pair's two activation codes.
+// Per group g: d = max |x| / 63 over its kept inputs, code = round(x / d) in
+// [-63, 63]. Seven bits, not eight, so that the int16 sum of a group's 16
+// pairs (at most 16 * 2 * 15 * 63 = 30240) needs no widening before its end:
+// the integer sums are exact, and so are the same in every version.
+struct InputPair {
+  uint32_t a, b;   // byte offsets from the chunk's start of the two inputs' columns (a lone last input: b = a, code 0)
+  uint16_t codes;  // the activation codes: a's in the low byte, b's in the high byte (two's complement)
+  uint16_t group;  // the group of both inputs
+};
+
+struct PairedInputs {
+  const InputPair* pair;
+  const int32_t* group_begin;  // [groups + 1]: group g's pairs are [group_begin[g], group_begin[g + 1])
+  const float* group_scale;    // [groups]: d
+  const float* group_sum;      // [groups]: d * the sum of the group's codes (the offset term m * sum)
+};
+
+// Pairs the kept inputs `in` (SelectInputsFn's order, grouped) of a Nibble
+// layout (group 32): pair [pairs(in) entries], group_begin [groups + 1],
+// group_scale and group_sum [groups]. Scalar, once per step for all chunks.
+int64_t max_input_pairs(const ColumnLayout& layout);
+void pair_inputs(const ColumnLayout& layout, const ActiveInputs& in, InputPair* pair, int32_t* group_begin,
+                 float* group_scale, float* group_sum);
+
+// y[r] = sum over groups g with a pair of  s[r][g] d_g * (integer sum over the
+// pairs of code_a v[r][a] + code_b v[r][b])  - m[r][g] * group_sum[g], the
+// rows of chunks [chunk_begin, chunk_end) that exist, as SparseGemvFn:
+//     y = fma(s * d, float(integer sum), y);   y = fma(-m, group_sum, y)
+using PairedGemvFn = void (*)(const uint8_t* columns, const ColumnLayout& layout, const PairedInputs& in,
+                              int64_t chunk_begin, int64_t chunk_end, float* y);
+
 struct SparseColumnKernels {
   SparseGemvFn gemv_nibble;
   SparseGemvFn gemv_int8;
+  PairedGemvFn gemv_nibble_pairs;
   SelectInputsFn select;
   Isa isa;  // the level this table was resolved for
 };

@@ -31,6 +31,7 @@ struct ActivationSparsity {
   // if it had been decoded under TEAL, as the paper measures it).
   bool all_rows = false;
   double max_density = 1.0;  // ops/sparse_matmul.h SparseInput::max_density
+  bool paired = false;       // SparseInput::paired
   mutable SparsityCounter counter;
 
   float at(int layer, Projection p) const {

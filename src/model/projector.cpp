@@ -18,7 +18,7 @@ Projector::Projector(ForwardContext& ctx, const Batch& batch)
 SparseInput Projector::input(int layer, Projection p) const {
   const ActivationSparsity* s = ctx_.sparsity;
   if (!s) return {};
-  return SparseInput{s->at(layer, p), rows_, s->max_density, &s->counter};
+  return SparseInput{s->at(layer, p), rows_, s->max_density, &s->counter, s->paired, s->all_rows && s->paired};
 }
 
 void Projector::operator()(int layer, Projection p, const Weight& w, const float* bias, const float* x, float* y) {

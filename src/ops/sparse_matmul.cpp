@@ -23,8 +23,24 @@ void count(const SparseInput& in, const Weight& w, int64_t kept) {
   in.counter->total.fetch_add(static_cast<uint64_t>(w.cols) * rows, std::memory_order_relaxed);
 }
 
+// The paired kernel: the kept inputs as 7-bit codes, two per multiply.
+void paired_gemv(const MatmulContext& ctx, const ColumnWeight& cw, const kernels::ActiveInputs& kept, SparseScratch& s,
+                 float* y) {
+  const kernels::ColumnLayout& layout = cw.layout();
+  const auto groups = static_cast<size_t>(layout.groups());
+  s.pairs.resize(static_cast<size_t>(kernels::max_input_pairs(layout)));
+  s.pair_begin.resize(groups + 1);
+  s.group_scale.resize(groups);
+  s.pair_sum.resize(groups);
+  kernels::pair_inputs(layout, kept, s.pairs.data(), s.pair_begin.data(), s.group_scale.data(), s.pair_sum.data());
+  const kernels::PairedInputs in{s.pairs.data(), s.pair_begin.data(), s.group_scale.data(), s.pair_sum.data()};
+  const kernels::PairedGemvFn gemv = kernels::sparse_column_kernels(ctx.isa).gemv_nibble_pairs;
+  ctx.pool.parallel_for(layout.chunks(), [&](int64_t c0, int64_t c1, int) { gemv(cw.data(), layout, in, c0, c1, y); });
+}
+
 // One token through the input-major copy: only the kept inputs' columns are read.
-void sparse_gemv(const MatmulContext& ctx, const ColumnWeight& cw, int64_t kept, SparseScratch& s, float* y) {
+void sparse_gemv(const MatmulContext& ctx, const ColumnWeight& cw, int64_t kept, bool paired, SparseScratch& s,
+                 float* y) {
   const kernels::ColumnLayout& layout = cw.layout();
   const int64_t groups = layout.groups();
   s.group_begin.resize(static_cast<size_t>(groups) + 1);
@@ -39,6 +55,10 @@ void sparse_gemv(const MatmulContext& ctx, const ColumnWeight& cw, int64_t kept,
   }
   s.group_begin[static_cast<size_t>(groups)] = static_cast<int32_t>(k);
   const kernels::ActiveInputs in{s.index.data(), s.value.data(), s.group_begin.data(), s.group_sum.data()};
+  if (paired && layout.codes == kernels::ColumnCodes::Nibble) {
+    paired_gemv(ctx, cw, in, s, y);
+    return;
+  }
   const auto& kern = kernels::sparse_column_kernels(ctx.isa);
   const kernels::SparseGemvFn gemv =
       layout.codes == kernels::ColumnCodes::Nibble ? kern.gemv_nibble : kern.gemv_int8;
@@ -92,6 +112,20 @@ void matmul_sparse_input(const MatmulContext& ctx, const Weight& w, const float*
     return;
   }
   const int64_t cols = w.cols;
+  if (n_tokens > 1 && in.rows_as_steps) {
+    SparseInput one = in;
+    one.rows = nullptr;
+    one.rows_as_steps = false;
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = x + t * cols;
+      float* yt = y + t * w.rows;
+      if (applies(in, t))
+        matmul_sparse_input(ctx, w, bias, xt, 1, yt, one, s);
+      else
+        matmul_bias(ctx, w, bias, xt, 1, yt);
+    }
+    return;
+  }
   if (n_tokens == 1) {
     s.index.resize(static_cast<size_t>(cols));
     s.value.resize(static_cast<size_t>(cols));
@@ -99,7 +133,7 @@ void matmul_sparse_input(const MatmulContext& ctx, const Weight& w, const float*
         kernels::sparse_column_kernels(ctx.isa).select(x, cols, in.threshold, s.index.data(), s.value.data());
     count(in, w, kept);
     if (static_cast<double>(kept) <= in.max_density * static_cast<double>(cols)) {
-      sparse_gemv(ctx, w.columns->get(w, ctx.pool), kept, s, y);
+      sparse_gemv(ctx, w.columns->get(w, ctx.pool), kept, in.paired, s, y);
       add_bias(w, bias, 1, y);
       return;
     }

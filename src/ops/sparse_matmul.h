@@ -82,12 +82,21 @@ struct SparseInput {
   const uint8_t* rows = nullptr;   // per batch row, 1 where it applies; nullptr: every row
   double max_density = 1.0;        // a decode step keeping more of its inputs takes the dense kernels
   SparsityCounter* counter = nullptr;
+  // 4-bit weights take the kept inputs as 7-bit codes, two per multiply
+  // (kernels/sparse_columns.h InputPair; `teal_act=a7`); other formats and false: F32.
+  bool paired = false;
+  // Several rows: each applying row as a one-token decode step would run it
+  // (the sparse kernels below max_density), not the dense kernels on the
+  // masked rows. Perplexity's scoring of paired codes, which only the sparse
+  // kernels use (Projector sets it with ActivationSparsity::all_rows).
+  bool rows_as_steps = false;
 };
 
 // Reusable buffers of matmul_sparse_input (ForwardScratch holds one).
 struct SparseScratch {
-  std::vector<float> masked, value, group_sum;
-  std::vector<int32_t> index, group_begin;
+  std::vector<float> masked, value, group_sum, group_scale, pair_sum;
+  std::vector<int32_t> index, group_begin, pair_begin;
+  std::vector<kernels::InputPair> pairs;
 };
 
 // Builds w's input-major copy now (TEAL sessions call it before prepare_weight).

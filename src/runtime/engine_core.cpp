@@ -60,6 +60,7 @@ std::unique_ptr<const ActivationSparsity> teal_thresholds(const Model& model, co
   auto a = std::make_unique<ActivationSparsity>(tables.activation_sparsity(tables.level(c.teal.sparsity)));
   a->all_rows = c.teal.all_rows;
   a->max_density = c.teal.max_density;
+  a->paired = c.teal.paired;
   return a;
 }
 

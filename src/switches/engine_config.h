@@ -89,6 +89,9 @@ struct TealConfig {
   // A decode step keeping more than this share of a projection's inputs runs
   // the dense kernels on the masked input (`--teal-max-density`).
   double max_density = 0.5;
+  // `teal_act=a7`: 4-bit weights multiply the kept inputs as 7-bit codes, two
+  // per vpmaddubsw (kernels/sparse_columns.h InputPair), instead of as floats.
+  bool paired = false;
   bool operator==(const TealConfig&) const = default;
 };
 

@@ -247,6 +247,18 @@ std::vector<SwitchSpec> make_specs() {
        [](EngineConfig& c, const std::string& v) { c.teal.sparsity = v == "off" ? 0.0 : std::stod(v); },
        [](const EngineConfig& c) { return teal_value(c.teal.sparsity); },
        [](const std::string& v) { return v == "off" ? SwitchEffect::Speed : SwitchEffect::Thins; }},
+      {"teal_act",
+       "TEAL's sparse decode over 4-bit weights (Q4_0, Q4_1, Q4_K): f32 multiplies the kept inputs as floats; a7 "
+       "codes each group of 32 inputs' kept values in 7 bits (scale max|x| / 63) and multiplies two inputs per "
+       "vpmaddubsw, for CPUs whose decode is bound by arithmetic (AVX2 without VNNI). Other formats stay f32; "
+       "nothing changes without teal",
+       {"f32", "a7"},
+       "f32",
+       always_supported,
+       [](EngineConfig& c, const std::string& v) { c.teal.paired = v == "a7"; },
+       [](const EngineConfig& c) { return std::string(c.teal.paired ? "a7" : "f32"); },
+       // Alone it changes nothing; with teal its codes are part of teal's thinning.
+       [](const std::string&) { return SwitchEffect::Speed; }},
       {"kv_budget",
        "KV-Compress budget (--kv-budget N): after each prompt, and during decode once a sequence passes it, "
        "evict down to N positions per (layer, kv head) on average; with kvcompress=off it evicts by the "

@@ -65,34 +65,151 @@ inline void group_half(const ColumnGeometry& geo, const ActiveInputs& in, const 
   }
 }
 
-template <ColumnCodes C>
-void sparse_gemv(const uint8_t* columns, const ColumnLayout& layout, const ActiveInputs& in, int64_t chunk_begin,
-                 int64_t chunk_end, float* y) {
-  const ColumnGeometry geo(layout);
-  ColumnPrefetcher prefetch(geo, in);
+// per_chunk(chunk, next_chunk, yc) for chunks [chunk_begin, chunk_end), with
+// yc (the chunk's 128 outputs) zeroed before; then the rows that exist to y.
+template <typename PerChunk>
+inline void over_chunks(const ColumnLayout& layout, size_t chunk_bytes, const uint8_t* columns, int64_t chunk_begin,
+                        int64_t chunk_end, float* y, PerChunk&& per_chunk) {
   alignas(32) float yc[kChunkRows];
   for (int64_t c = chunk_begin; c < chunk_end; ++c) {
-    const uint8_t* chunk = columns + static_cast<size_t>(c) * geo.chunk_bytes;
-    const uint8_t* next_chunk = c + 1 < chunk_end ? chunk + geo.chunk_bytes : nullptr;
+    const uint8_t* chunk = columns + static_cast<size_t>(c) * chunk_bytes;
+    const uint8_t* next_chunk = c + 1 < chunk_end ? chunk + chunk_bytes : nullptr;
     for (int k = 0; k < kChunkRows; k += 8) _mm256_store_ps(yc + k, _mm256_setzero_ps());
-    for (int64_t g = 0; g < geo.groups; ++g) {
-      const int32_t begin = in.group_begin[g], end = in.group_begin[g + 1];
-      if (begin == end) continue;  // nothing kept: the group's scales are not read
-      const GroupArgs a{chunk + static_cast<size_t>(g) * geo.group_bytes,
-                        chunk,
-                        next_chunk,
-                        static_cast<int32_t>(g * geo.group),
-                        begin,
-                        end,
-                        in.group_sum[g]};
-      group_half<C, 0>(geo, in, a, prefetch, yc);
-      group_half<C, 1>(geo, in, a, prefetch, yc);
-    }
+    per_chunk(chunk, next_chunk, yc);
     const int64_t r0 = c * kChunkRows;
     const int64_t n = layout.rows - r0 < kChunkRows ? layout.rows - r0 : kChunkRows;
     for (int64_t k = 0; k < n; ++k) y[r0 + k] = yc[k];
   }
 }
+
+template <ColumnCodes C>
+void sparse_gemv(const uint8_t* columns, const ColumnLayout& layout, const ActiveInputs& in, int64_t chunk_begin,
+                 int64_t chunk_end, float* y) {
+  const ColumnGeometry geo(layout);
+  ColumnPrefetcher prefetch(geo, in);
+  over_chunks(layout, geo.chunk_bytes, columns, chunk_begin, chunk_end, y,
+              [&](const uint8_t* chunk, const uint8_t* next_chunk, float* yc) {
+                for (int64_t g = 0; g < geo.groups; ++g) {
+                  const int32_t begin = in.group_begin[g], end = in.group_begin[g + 1];
+                  if (begin == end) continue;  // nothing kept: the group's scales are not read
+                  const GroupArgs a{chunk + static_cast<size_t>(g) * geo.group_bytes,
+                                    chunk,
+                                    next_chunk,
+                                    static_cast<int32_t>(g * geo.group),
+                                    begin,
+                                    end,
+                                    in.group_sum[g]};
+                  group_half<C, 0>(geo, in, a, prefetch, yc);
+                  group_half<C, 1>(geo, in, a, prefetch, yc);
+                }
+              });
+}
+
+// The paired kernel (7-bit activation codes, kernels/sparse_columns.h). Pass
+// H of a group reads bytes 32H .. 32H + 31 of its columns: low nibbles are
+// rows 32H + 0..31, high nibbles rows 64 + 32H + 0..31. Interleaving the two
+// columns' bytes (vpunpck{l,h}bw, within each 128-bit lane) puts one row's two
+// codes side by side, so vpmaddubsw with the pair's codes broadcast gives
+// that row's two products summed, in int16: acc[0] rows 32H + 0..7 | 16..23,
+// acc[1] rows 32H + 8..15 | 24..31, acc[2] and acc[3] the same 64 rows on.
+// Pass 0 prefetches 16 pairs (32 lines) ahead; pass 1 reads the group from L1.
+constexpr int kPairsAhead = kPrefetchLines / 2;
+
+class PairPrefetcher {
+ public:
+  PairPrefetcher(const PairedInputs& in, int64_t groups, size_t group_bytes)
+      : pair_(in.pair), n_(in.group_begin[groups]), group_bytes_(group_bytes) {}
+
+  void ahead(const uint8_t* chunk, const uint8_t* next_chunk, int32_t p) {
+    int32_t q = p + kPairsAhead;
+    const uint8_t* base = chunk;
+    if (q >= n_) {
+      if (!next_chunk || q - n_ >= n_) return;
+      q -= n_;
+      base = next_chunk;
+    }
+    const InputPair& pr = pair_[q];
+    prefetch_line(base + pr.a);
+    prefetch_line(base + pr.b);
+    if (pr.group == last_group_ && base == last_base_) return;
+    const uint8_t* scales = base + static_cast<size_t>(pr.group) * group_bytes_;
+    for (size_t line = 0; line < kScaleBytes; line += 64) prefetch_line(scales + line);
+    last_group_ = pr.group;
+    last_base_ = base;
+  }
+
+ private:
+  const InputPair* pair_;
+  int32_t n_;
+  size_t group_bytes_;
+  int32_t last_group_ = -1;
+  const uint8_t* last_base_ = nullptr;
+};
+
+template <int H>
+inline void pair_pass(const uint8_t* chunk, const uint8_t* next_chunk, const PairedInputs& in, int32_t begin,
+                      int32_t end, PairPrefetcher& prefetch, __m256i* acc) {
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (int32_t p = begin; p < end; ++p) {
+    if (H == 0) prefetch.ahead(chunk, next_chunk, p);
+    const InputPair& pr = in.pair[p];
+    const __m256i x = _mm256_set1_epi16(static_cast<int16_t>(pr.codes));
+    const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(chunk + pr.a + 32 * H));
+    const __m256i b = _mm256_load_si256(reinterpret_cast<const __m256i*>(chunk + pr.b + 32 * H));
+    const __m256i al = _mm256_and_si256(a, low), bl = _mm256_and_si256(b, low);
+    const __m256i ah = _mm256_and_si256(_mm256_srli_epi16(a, 4), low);
+    const __m256i bh = _mm256_and_si256(_mm256_srli_epi16(b, 4), low);
+    a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(_mm256_unpacklo_epi8(al, bl), x));
+    a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(_mm256_unpackhi_epi8(al, bl), x));
+    a2 = _mm256_add_epi16(a2, _mm256_maddubs_epi16(_mm256_unpacklo_epi8(ah, bh), x));
+    a3 = _mm256_add_epi16(a3, _mm256_maddubs_epi16(_mm256_unpackhi_epi8(ah, bh), x));
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+// yc[row .. row + 7] = fma(s * d, float(sums), yc) then fma(-m, sum, that).
+inline void add_eight_rows(const uint8_t* grp, int row, __m128i sums16, __m256 d, __m256 sum, float* yc) {
+  const __m256 s = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(grp + 2 * row)));
+  const __m256 m = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(grp + 2 * (kChunkRows + row))));
+  __m256 y =
+      _mm256_fmadd_ps(_mm256_mul_ps(s, d), _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(sums16)), _mm256_load_ps(yc + row));
+  y = _mm256_fnmadd_ps(m, sum, y);
+  _mm256_store_ps(yc + row, y);
+}
+
+}  // namespace
+
+void sparse_gemv_nibble_pairs(const uint8_t* columns, const ColumnLayout& layout, const PairedInputs& in,
+                              int64_t chunk_begin, int64_t chunk_end, float* y) {
+  const ColumnGeometry geo(layout);
+  PairPrefetcher prefetch(in, geo.groups, geo.group_bytes);
+  over_chunks(layout, geo.chunk_bytes, columns, chunk_begin, chunk_end, y,
+              [&](const uint8_t* chunk, const uint8_t* next_chunk, float* yc) {
+                for (int64_t g = 0; g < geo.groups; ++g) {
+                  const int32_t begin = in.group_begin[g], end = in.group_begin[g + 1];
+                  if (begin == end) continue;
+                  __m256i acc[8];
+                  pair_pass<0>(chunk, next_chunk, in, begin, end, prefetch, acc);
+                  pair_pass<1>(chunk, next_chunk, in, begin, end, prefetch, acc + 4);
+                  const uint8_t* grp = chunk + static_cast<size_t>(g) * geo.group_bytes;
+                  const __m256 d = _mm256_set1_ps(in.group_scale[g]), sum = _mm256_set1_ps(in.group_sum[g]);
+                  for (int h = 0; h < 2; ++h)
+                    for (int k = 0; k < 4; ++k) {
+                      // acc[4h + k]: rows (k >= 2 ? 64 : 0) + 32h + (k & 1) * 8 + {0..7 | 16..23}
+                      const int row = (k >= 2 ? 64 : 0) + 32 * h + (k & 1) * 8;
+                      const __m256i v = acc[4 * h + k];
+                      add_eight_rows(grp, row, _mm256_castsi256_si128(v), d, sum, yc);
+                      add_eight_rows(grp, row + 16, _mm256_extracti128_si256(v, 1), d, sum, yc);
+                    }
+                }
+              });
+}
+
+namespace {
 
 // For each 8-bit mask, the positions of its set bits packed to the front, one
 // byte each: the vpermps control that moves the kept lanes together.

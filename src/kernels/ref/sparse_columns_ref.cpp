@@ -68,6 +68,41 @@ void sparse_gemv_int8(const uint8_t* columns, const ColumnLayout& layout, const 
   sparse_gemv<ColumnCodes::Int8>(columns, layout, in, chunk_begin, chunk_end, y);
 }
 
+void sparse_gemv_nibble_pairs(const uint8_t* columns, const ColumnLayout& layout, const PairedInputs& in,
+                              int64_t chunk_begin, int64_t chunk_end, float* y) {
+  const size_t gb = layout.group_bytes();
+  int32_t acc[kRows];
+  float yc[kRows];
+  for (int64_t c = chunk_begin; c < chunk_end; ++c) {
+    const uint8_t* chunk = columns + static_cast<size_t>(c) * layout.chunk_bytes();
+    for (float& v : yc) v = 0.0f;
+    for (int64_t g = 0; g < layout.groups(); ++g) {
+      const int32_t begin = in.group_begin[g], end = in.group_begin[g + 1];
+      if (begin == end) continue;
+      for (int32_t& a : acc) a = 0;
+      for (int32_t p = begin; p < end; ++p) {
+        const InputPair& pr = in.pair[p];
+        const int xa = static_cast<int8_t>(pr.codes & 0xFF), xb = static_cast<int8_t>(pr.codes >> 8);
+        for (int k = 0; k < kRows; ++k)
+          acc[k] += static_cast<int>(code<ColumnCodes::Nibble>(chunk + pr.a, k)) * xa +
+                    static_cast<int>(code<ColumnCodes::Nibble>(chunk + pr.b, k)) * xb;
+      }
+      const uint8_t* grp = chunk + static_cast<size_t>(g) * gb;
+      uint16_t s[kRows], m[kRows];
+      std::memcpy(s, grp, sizeof(s));
+      std::memcpy(m, grp + sizeof(s), sizeof(m));
+      const float d = in.group_scale[g], sum = in.group_sum[g];
+      for (int k = 0; k < kRows; ++k) {
+        yc[k] = std::fma(fp16_to_f32(s[k]) * d, static_cast<float>(acc[k]), yc[k]);
+        yc[k] = std::fma(-fp16_to_f32(m[k]), sum, yc[k]);
+      }
+    }
+    const int64_t r0 = c * kColumnChunkRows;
+    const int64_t n = layout.rows - r0 < kRows ? layout.rows - r0 : kRows;
+    std::memcpy(y + r0, yc, static_cast<size_t>(n) * sizeof(float));
+  }
+}
+
 int64_t select_inputs(const float* x, int64_t n, float threshold, int32_t* index, float* value) {
   int64_t kept = 0;
   for (int64_t j = 0; j < n; ++j) {

@@ -3,14 +3,17 @@
 // the dequantized weight and the masked input; the dense fallback (a denser
 // input, or several tokens) against plain matmul of the masked input, bit for
 // bit; rows the sparsity does not apply to untouched; the skipped-weight count.
+#include "ops/sparse_matmul.h"
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "kernels/quant_kernels.h"
-#include "ops/sparse_matmul.h"
+#include "kernels/sparse_columns.h"
 #include "platform/cpu.h"
 #include "platform/thread_pool.h"
 
@@ -129,6 +132,82 @@ TEST_P(SparseMatmul, DenserInputsAndBatchesTakeTheDenseKernelsOnTheMaskedInput) 
   matmul(mm, c.w, x.data(), 1, want.data());
   matmul_sparse_input(mm, c.w, nullptr, x.data(), 1, got.data(), SparseInput{t, none}, scratch);
   EXPECT_TRUE(std::equal(want.begin(), want.begin() + 64, got.begin()));
+}
+
+// teal_act=a7: 4-bit weights take the kept inputs as 7-bit codes per group
+// of 32 (error at most half a step, max |x| / 126, per input); other formats
+// ignore it and give the F32 path's bits.
+TEST_P(SparseMatmul, PairedInputsCodeFourBitWeightsOnly) {
+  const DType type = GetParam();
+  const Case c = make_case(type, 200, 512, 13);
+  const std::vector<float> x = input(512, 14);
+  const float t = median_abs(x);
+  ThreadPool pool(2);
+  Workspace ws;
+  SparseScratch scratch;
+  std::vector<float> wrow(512);
+  const auto& deq = kernels::quant_kernels(type, Isa::Scalar);
+  const bool nibble = kernels::column_layout(type, 200, 512).codes == kernels::ColumnCodes::Nibble;
+  // Half a code step per group: max |x| of the group's kept inputs / 126.
+  std::vector<double> half_step(16, 0.0);
+  for (int64_t j = 0; j < 512; ++j)
+    if (std::fabs(x[static_cast<size_t>(j)]) > t)
+      half_step[static_cast<size_t>(j / 32)] =
+          std::max(half_step[static_cast<size_t>(j / 32)], std::fabs(double{x[static_cast<size_t>(j)]}) / 126);
+  for (Isa isa : supported_isas()) {
+    const MatmulContext mm{pool, ws, isa};
+    std::vector<float> f32(200), a7(200);
+    matmul_sparse_input(mm, c.w, nullptr, x.data(), 1, f32.data(), SparseInput{t, nullptr, 1.0}, scratch);
+    SparseInput paired{t, nullptr, 1.0};
+    paired.paired = true;
+    matmul_sparse_input(mm, c.w, nullptr, x.data(), 1, a7.data(), paired, scratch);
+    if (!nibble) {
+      EXPECT_EQ(a7, f32) << dtype_name(type) << " " << isa_name(isa) << ": paired codes reached a non-4-bit weight";
+      continue;
+    }
+    EXPECT_NE(a7, f32) << dtype_name(type) << " " << isa_name(isa) << ": the inputs were not coded";
+    for (int64_t r = 0; r < 200; ++r) {
+      deq.dequantize_row(c.w.row(r), wrow.data(), 512);
+      double want = 0.0, coding = 0.0, mag = 0.0;
+      for (int64_t j = 0; j < 512; ++j) {
+        if (std::fabs(x[static_cast<size_t>(j)]) <= t) continue;
+        const double w = wrow[static_cast<size_t>(j)];
+        want += w * x[static_cast<size_t>(j)];
+        coding += std::fabs(w) * half_step[static_cast<size_t>(j / 32)];
+        mag += std::fabs(w * x[static_cast<size_t>(j)]);
+      }
+      EXPECT_NEAR(a7[static_cast<size_t>(r)], want, coding * (1 + 1e-3) + 1e-3 * mag + 1e-5)
+          << dtype_name(type) << " " << isa_name(isa) << " row " << r;
+    }
+  }
+}
+
+// rows_as_steps (perplexity scoring a7): each applying row of a batch gives
+// the bits of the same row decoded alone; the others plain matmul's.
+TEST_P(SparseMatmul, RowsAsStepsGiveEachRowsDecodeStepBits) {
+  const DType type = GetParam();
+  const Case c = make_case(type, 200, 512, 15);
+  const std::vector<float> x = input(3 * 512, 16);
+  const float t = median_abs(x);
+  const uint8_t rows[3] = {1, 0, 1};
+  ThreadPool pool(2);
+  Workspace ws;
+  SparseScratch scratch;
+  const MatmulContext mm{pool, ws, best_isa()};
+  SparseInput step{t, nullptr, 0.55};  // the denser rows take the dense kernels, as a step would
+  step.paired = true;
+  SparseInput batch = step;
+  batch.rows = rows;
+  batch.rows_as_steps = true;
+  std::vector<float> got(3 * 200), want(200);
+  matmul_sparse_input(mm, c.w, nullptr, x.data(), 3, got.data(), batch, scratch);
+  for (int64_t r = 0; r < 3; ++r) {
+    if (rows[r])
+      matmul_sparse_input(mm, c.w, nullptr, x.data() + r * 512, 1, want.data(), step, scratch);
+    else
+      matmul(mm, c.w, x.data() + r * 512, 1, want.data());
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin() + r * 200)) << dtype_name(type) << " row " << r;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, SparseMatmul,
