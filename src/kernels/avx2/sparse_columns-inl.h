@@ -42,6 +42,20 @@ inline void prefetch_line(const void* p) {
   asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
 }
 
+// Of a chunk's n kept items (inputs or pairs, read in order), the one `ahead`
+// after item i: in this chunk, or wrapped into the next one. False when there
+// is none (past the last chunk, or more than one chunk ahead).
+inline bool item_ahead(int64_t i, int64_t ahead, int64_t n, const uint8_t* chunk, const uint8_t* next_chunk,
+                       int64_t& item, const uint8_t*& base) {
+  item = i + ahead;
+  base = chunk;
+  if (item < n) return true;
+  if (!next_chunk || item - n >= n) return false;
+  item -= n;
+  base = next_chunk;
+  return true;
+}
+
 // Prefetches kPrefetchLines lines of columns ahead in the order the kernels read
 // them (the chunk's kept columns, then the next chunk's), and the scales of
 // each group those inputs enter. Input j of group g sits at
@@ -60,13 +74,9 @@ class ColumnPrefetcher {
 
   // Called as the kernel reads kept input i of `chunk`.
   void ahead(const uint8_t* chunk, const uint8_t* next_chunk, int64_t i) {
-    int64_t p = i + ahead_;
-    const uint8_t* base = chunk;
-    if (p >= kept_) {
-      if (!next_chunk || p - kept_ >= kept_) return;
-      p -= kept_;
-      base = next_chunk;
-    }
+    int64_t p;
+    const uint8_t* base;
+    if (!item_ahead(i, ahead_, kept_, chunk, next_chunk, p, base)) return;
     const auto j = static_cast<uint32_t>(index_[p]);
     const auto g = static_cast<int32_t>(j >> group_shift_);
     const uint8_t* col = base + kScaleBytes + (size_t{j} << column_shift_) + static_cast<size_t>(g) * kScaleBytes;

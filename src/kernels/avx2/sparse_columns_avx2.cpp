@@ -121,13 +121,9 @@ class PairPrefetcher {
       : pair_(in.pair), n_(in.group_begin[groups]), group_bytes_(group_bytes) {}
 
   void ahead(const uint8_t* chunk, const uint8_t* next_chunk, int32_t p) {
-    int32_t q = p + kPairsAhead;
-    const uint8_t* base = chunk;
-    if (q >= n_) {
-      if (!next_chunk || q - n_ >= n_) return;
-      q -= n_;
-      base = next_chunk;
-    }
+    int64_t q;
+    const uint8_t* base;
+    if (!item_ahead(p, kPairsAhead, n_, chunk, next_chunk, q, base)) return;
     const InputPair& pr = pair_[q];
     prefetch_line(base + pr.a);
     prefetch_line(base + pr.b);
