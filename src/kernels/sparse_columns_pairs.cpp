@@ -42,7 +42,9 @@ void pair_inputs(const ColumnLayout& layout, const ActiveInputs& in, InputPair* 
       };
       const int qa = code(i), qb = lone ? 0 : code(i + 1);
       code_sum += qa + qb;
-      const auto offset = [&](int32_t k) { return static_cast<uint32_t>(base + static_cast<size_t>(in.index[k] - first) * column); };
+      const auto offset = [&](int32_t k) {
+        return static_cast<uint32_t>(base + static_cast<size_t>(in.index[k] - first) * column);
+      };
       pair[n++] = InputPair{offset(i), lone ? offset(i) : offset(i + 1),
                             static_cast<uint16_t>(static_cast<uint8_t>(qa) | static_cast<uint8_t>(qb) << 8),
                             static_cast<uint16_t>(g)};

@@ -43,6 +43,8 @@ void sparse_gemv(const MatmulContext& ctx, const ColumnWeight& cw, int64_t kept,
                  float* y) {
   const kernels::ColumnLayout& layout = cw.layout();
   const int64_t groups = layout.groups();
+  // The paired kernel sums its own codes (pair_inputs): the float sums are the F32 kernels'.
+  const bool pairs = paired && layout.codes == kernels::ColumnCodes::Nibble;
   s.group_begin.resize(static_cast<size_t>(groups) + 1);
   s.group_sum.assign(static_cast<size_t>(groups), 0.0f);
   int64_t k = 0;
@@ -50,12 +52,13 @@ void sparse_gemv(const MatmulContext& ctx, const ColumnWeight& cw, int64_t kept,
     s.group_begin[static_cast<size_t>(g)] = static_cast<int32_t>(k);
     const int64_t end = (g + 1) * layout.group;
     float sum = 0.0f;
-    for (; k < kept && s.index[static_cast<size_t>(k)] < end; ++k) sum += s.value[static_cast<size_t>(k)];
+    for (; k < kept && s.index[static_cast<size_t>(k)] < end; ++k)
+      if (!pairs) sum += s.value[static_cast<size_t>(k)];
     s.group_sum[static_cast<size_t>(g)] = sum;
   }
   s.group_begin[static_cast<size_t>(groups)] = static_cast<int32_t>(k);
   const kernels::ActiveInputs in{s.index.data(), s.value.data(), s.group_begin.data(), s.group_sum.data()};
-  if (paired && layout.codes == kernels::ColumnCodes::Nibble) {
+  if (pairs) {
     paired_gemv(ctx, cw, in, s, y);
     return;
   }

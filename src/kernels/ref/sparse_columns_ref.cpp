@@ -22,14 +22,27 @@ float code(const uint8_t* col, int k) {
     return static_cast<float>(static_cast<int8_t>(col[k]));
 }
 
+// per_chunk(chunk, yc) for chunks [chunk_begin, chunk_end), with yc (the
+// chunk's 128 outputs) zeroed before; then the rows that exist to y.
+template <typename PerChunk>
+void over_chunks(const uint8_t* columns, const ColumnLayout& layout, int64_t chunk_begin, int64_t chunk_end, float* y,
+                 PerChunk&& per_chunk) {
+  float yc[kRows];
+  for (int64_t c = chunk_begin; c < chunk_end; ++c) {
+    for (float& v : yc) v = 0.0f;
+    per_chunk(columns + static_cast<size_t>(c) * layout.chunk_bytes(), yc);
+    const int64_t r0 = c * kColumnChunkRows;
+    const int64_t n = layout.rows - r0 < kRows ? layout.rows - r0 : kRows;
+    std::memcpy(y + r0, yc, static_cast<size_t>(n) * sizeof(float));
+  }
+}
+
 template <ColumnCodes C>
 void sparse_gemv(const uint8_t* columns, const ColumnLayout& layout, const ActiveInputs& in, int64_t chunk_begin,
                  int64_t chunk_end, float* y) {
   const size_t cb = layout.column_bytes(), gb = layout.group_bytes();
-  float acc[kRows], yc[kRows];
-  for (int64_t c = chunk_begin; c < chunk_end; ++c) {
-    const uint8_t* chunk = columns + static_cast<size_t>(c) * layout.chunk_bytes();
-    for (float& v : yc) v = 0.0f;
+  float acc[kRows];
+  over_chunks(columns, layout, chunk_begin, chunk_end, y, [&](const uint8_t* chunk, float* yc) {
     for (int64_t g = 0; g < layout.groups(); ++g) {
       const int32_t begin = in.group_begin[g], end = in.group_begin[g + 1];
       if (begin == end) continue;  // nothing kept: the group's scales are not read
@@ -50,10 +63,7 @@ void sparse_gemv(const uint8_t* columns, const ColumnLayout& layout, const Activ
         yc[k] = std::fma(-fp16_to_f32(m[k]), sum, yc[k]);
       }
     }
-    const int64_t r0 = c * kColumnChunkRows;
-    const int64_t n = layout.rows - r0 < kRows ? layout.rows - r0 : kRows;
-    std::memcpy(y + r0, yc, static_cast<size_t>(n) * sizeof(float));
-  }
+  });
 }
 
 }  // namespace
@@ -72,10 +82,7 @@ void sparse_gemv_nibble_pairs(const uint8_t* columns, const ColumnLayout& layout
                               int64_t chunk_begin, int64_t chunk_end, float* y) {
   const size_t gb = layout.group_bytes();
   int32_t acc[kRows];
-  float yc[kRows];
-  for (int64_t c = chunk_begin; c < chunk_end; ++c) {
-    const uint8_t* chunk = columns + static_cast<size_t>(c) * layout.chunk_bytes();
-    for (float& v : yc) v = 0.0f;
+  over_chunks(columns, layout, chunk_begin, chunk_end, y, [&](const uint8_t* chunk, float* yc) {
     for (int64_t g = 0; g < layout.groups(); ++g) {
       const int32_t begin = in.group_begin[g], end = in.group_begin[g + 1];
       if (begin == end) continue;
@@ -97,10 +104,7 @@ void sparse_gemv_nibble_pairs(const uint8_t* columns, const ColumnLayout& layout
         yc[k] = std::fma(-fp16_to_f32(m[k]), sum, yc[k]);
       }
     }
-    const int64_t r0 = c * kColumnChunkRows;
-    const int64_t n = layout.rows - r0 < kRows ? layout.rows - r0 : kRows;
-    std::memcpy(y + r0, yc, static_cast<size_t>(n) * sizeof(float));
-  }
+  });
 }
 
 int64_t select_inputs(const float* x, int64_t n, float threshold, int32_t* index, float* value) {
