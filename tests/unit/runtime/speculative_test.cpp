@@ -22,6 +22,7 @@
 #include "unit/runtime/greedy_options.h"
 #include "unit/runtime/tiny_model.h"
 #include "unit/sampling/exact_reference.h"
+#include "unit/sanitizer.h"
 
 namespace kestrel {
 namespace {
@@ -95,8 +96,12 @@ TEST(Speculative, GreedyOutputIsPlainDecodingsForEveryPolicy) {
       EXPECT_LE(got.target_passes, static_cast<int64_t>(got.tokens.size()));
     }
     // Drafts were made, some taken and some rolled back.
-    if (policy != DecodePolicy::Auto) EXPECT_GT(accepted, 0) << decode_policy_name(policy);
-    if (policy == DecodePolicy::DraftModel) EXPECT_LT(accepted, drafted);
+    if (policy != DecodePolicy::Auto) {
+      EXPECT_GT(accepted, 0) << decode_policy_name(policy);
+    }
+    if (policy == DecodePolicy::DraftModel) {
+      EXPECT_LT(accepted, drafted);
+    }
   }
 }
 
@@ -187,7 +192,9 @@ void expect_the_targets_distribution(int branches) {
   o.engine.decode.draft_branches = branches;
   Session spec(model, o);
   std::map<std::vector<int32_t>, int64_t> seen;
-  const int64_t draws = 100000;
+  // A fifth under a sanitizer (at 10^5 draws the tree test took 183 s of an ASan
+  // run); the chi-square merges bins below 5 expected, so it stays valid.
+  const int64_t draws = testing::under_sanitizer() ? 20000 : 100000;
   int64_t drafted = 0, accepted = 0;
   GenerateOptions g = greedy(4);
   g.sampling = sp;
