@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build ccache pkg-config clang libclang-rt-14-dev
       libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev
-      nlohmann-json3-dev libcli11-dev libcpp-httplib-dev python3 python3-pip unzip
+      nlohmann-json3-dev libcli11-dev libeigen3-dev libcpp-httplib-dev python3 python3-pip unzip
       chromium chromium-driver)  # the chat page's browser test (tests/e2e/chat_page_test.py)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -15,8 +15,9 @@ namespace kestrel::cli {
 
 void add_quantize_command(CLI::App& app) {
   struct Opts {
-    std::string in, out, type, text_file, save_text, flatquant;
-    bool pure = false, rotate = false, rotate_down = false, awq = false;
+    std::string in, out, type, text_file, save_text, flatquant, gptq_inputs = "qkv,o";
+    bool pure = false, rotate = false, rotate_down = false, awq = false, gptq = false;
+    double gptq_damp = GptqOptions{}.damp, gptq_sink = GptqOptions{}.sink_weight;
     int threads = 0;
     int64_t tokens = 2048, samples = 256, rows = AwqOptions{}.max_rows;
     int grid = AwqOptions{}.grid;
@@ -41,18 +42,32 @@ void add_quantize_command(CLI::App& app) {
                   "fold FlatQuant's trained transforms (tools/flatquant/train.py writes FILE) into the weights; "
                   "TYPE Q4_0 (the file runs in kestrel only; use act=a4 for W4A4)");
   cmd->add_flag("--awq", o->awq, "activation-aware per-channel scales, searched on calibration text (llama/qwen2)");
+  auto* gptq = cmd->add_flag(
+      "--gptq", o->gptq,
+      "round with GPTQ (each column's error fed to the columns after it through the inputs' second moments; "
+      "TYPE Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0; combines with --rotate and --awq)");
+  cmd->add_option("--gptq-damp", o->gptq_damp, "GPTQ's damping, a share of the mean diagonal (default 0.01)")
+      ->needs(gptq);
+  cmd->add_option("--gptq-inputs", o->gptq_inputs,
+                  "the inputs whose matrices GPTQ rounds: a list of qkv, o, gate/up, down, or all (default qkv,o: the "
+                  "MLP inputs lost end to end)")
+      ->needs(gptq);
+  cmd->add_option("--gptq-sink-weight", o->gptq_sink,
+                  "weight of the first calibration position (the attention sink) in GPTQ's statistics (default 100)")
+      ->needs(gptq);
   cmd->add_option(
       "-f,--calibration-file", o->text_file,
       "calibration text for --awq/--rotate (default: the model's own generations; never the evaluation text)");
   cmd->add_option("--calibration-tokens", o->tokens, "positions of calibration text (default 2048)");
   cmd->add_option("--save-calibration-text", o->save_text,
                   "write the calibration text used (to give llama-imatrix the same text)");
-  cmd->add_option("--awq-samples", o->samples, "positions AWQ scores each group on (default 256)");
+  auto* samples = cmd->add_option("--awq-samples", o->samples,
+                                  "positions recorded per projection input (default 256; with --gptq every position)");
   cmd->add_option("--awq-grid", o->grid, "values of alpha tried in [0, 1) (default 20)");
   cmd->add_option("--awq-rows", o->rows, "rows per matrix AWQ scores (default 512)");
   cmd->add_option("-s,--seed", o->seed, "seed of the calibration text's generation (default 42)");
   cmd->add_option("-t,--threads", o->threads, "threads (default: one per core)");
-  cmd->callback([o] {
+  cmd->callback([o, samples] {
     if (o->threads < 0) fail("-t must not be negative, got ", o->threads);
     QuantizeOptions q;
     const QuantTarget& target = find_quant_target(o->type);
@@ -69,17 +84,17 @@ void add_quantize_command(CLI::App& app) {
         std::cerr << "quantize: [" << (i + 1) << "/" << n << "] " << name << " -> " << dtype_name(t) << "\n";
     };
     if (!o->flatquant.empty()) {
-      if (o->rotate || o->rotate_down || o->awq)
-        fail("quantize: --flatquant learns its own transforms; it does not combine with --rotate or --awq");
+      if (o->rotate || o->rotate_down || o->awq || o->gptq)
+        fail("quantize: --flatquant learns its own transforms; it does not combine with --rotate, --awq or --gptq");
       if (!o->text_file.empty() || !o->save_text.empty())
         fail("quantize: --flatquant reads no calibration text (tools/flatquant/train.py did)");
       quantize_flatquant(o->in, o->out, o->flatquant, q, [](const std::string& line) { std::cerr << line << "\n"; });
       std::cerr << "\nwrote " << o->out << "\n";
       return;
     }
-    if (!o->rotate && !o->rotate_down && !o->awq) {
+    if (!o->rotate && !o->rotate_down && !o->awq && !o->gptq) {
       if (!o->text_file.empty() || !o->save_text.empty())
-        fail("quantize: a calibration text is only read with --awq or --rotate");
+        fail("quantize: a calibration text is only read with --awq, --gptq or --rotate");
       quantize_model(o->in, o->out, q);
       std::cerr << "\nwrote " << o->out << "\n";
       return;
@@ -89,13 +104,17 @@ void add_quantize_command(CLI::App& app) {
     a.rotate = o->rotate;
     a.rotate_down = o->rotate_down;
     a.awq = o->awq;
+    a.gptq = o->gptq;
+    a.gptq_options.damp = o->gptq_damp;
+    a.gptq_options.sink_weight = o->gptq_sink;
+    a.gptq_inputs = parse_gptq_inputs(o->gptq_inputs);
     if (!o->text_file.empty()) {
       refuse_evaluation_text(o->text_file, "quantize");
       a.calibration_text = read_file(o->text_file);
     }
     a.calibration_tokens = o->tokens;
     a.seed = o->seed;
-    a.awq_samples = o->samples;
+    a.awq_samples = o->gptq && samples->count() == 0 ? o->tokens : o->samples;
     a.awq_options.grid = o->grid;
     a.awq_options.max_rows = o->rows;
     a.save_calibration_text = o->save_text;
@@ -119,6 +138,27 @@ void add_quantize_command(CLI::App& app) {
                   << awq_input_name(AwqInput(i)) << std::right << std::setw(9) << plain * 1e3 << " -> " << std::setw(9)
                   << awq * 1e3 << "   alpha " << std::setprecision(2) << alpha << "   clipped " << std::setprecision(1)
                   << clipped * 100 << " %\n";
+      }
+    }
+    if (!r.gptq.empty()) {
+      std::cout << "GPTQ: relative output error |dY|^2/|Y|^2 (x1e-3) per input on the calibration inputs, plain "
+                   "rounding -> GPTQ\n";
+      for (int i = 0; i < kAwqInputs; ++i) {
+        double plain = 0.0, gptq = 0.0;
+        int layers = 0;
+        for (const GptqLayerReport& l : r.gptq) {
+          const GptqGroupReport& g = l.groups[static_cast<size_t>(i)];
+          if (!g.done) continue;
+          plain += g.error_rtn;
+          gptq += g.error_gptq;
+          ++layers;
+        }
+        if (layers == 0) continue;
+        plain /= layers;
+        gptq /= layers;
+        std::cout << std::fixed << std::setprecision(3) << "  " << std::left << std::setw(8)
+                  << awq_input_name(AwqInput(i)) << std::right << std::setw(9) << plain * 1e3 << " -> " << std::setw(9)
+                  << gptq * 1e3 << "\n";
       }
     }
     std::cout << std::fixed << std::setprecision(1) << "wrote " << o->out << " (calibration " << r.calibration_seconds

@@ -170,7 +170,16 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
       if (f.ne != t.ne)
         fail("quantize: replacement '", t.name, "' has shape ", gguf::shape_text(f.ne), ", the file's is ",
              gguf::shape_text(t.ne));
-      bytes = quantize_rows(dst, rows, cols, [&](int64_t r, float* row) { std::copy(f.row(r), f.row(r) + cols, row); });
+      const auto enc = o.encoded.find(f.name);
+      if (enc != o.encoded.end() && enc->second.type == dst) {
+        if (enc->second.bytes.size() != row_bytes(dst, cols) * static_cast<size_t>(rows))
+          fail("quantize: encoded '", f.name, "' holds ", enc->second.bytes.size(), " bytes, not ",
+               row_bytes(dst, cols) * static_cast<size_t>(rows));
+        bytes = enc->second.bytes;
+      } else {
+        bytes =
+            quantize_rows(dst, rows, cols, [&](int64_t r, float* row) { std::copy(f.row(r), f.row(r) + cols, row); });
+      }
     } else if (dst == t.type) {
       bytes.assign(t.data, t.data + t.nbytes);
     } else {

@@ -2,6 +2,7 @@
 // Re-quantizes a GGUF model file to another tensor format, choosing per-tensor
 // types the way llama.cpp's quantize does for the llama family.
 #include <functional>
+#include <map>
 #include <string>
 
 #include "core/dtype.h"
@@ -27,6 +28,14 @@ struct QuantizeOptions {
   // name the file lacks (an untied output head) is added; a tensor with
   // `replaces` set takes that tensor's place (and type) under its own name.
   std::vector<const FloatTensor*> replacements;
+  // Replacements an offline quantizer already encoded (GPTQ), by the name they
+  // are written under: these bytes are written when the rules below give the
+  // tensor this type (else the floats are quantized as usual).
+  struct Encoded {
+    DType type = DType::F32;
+    std::vector<uint8_t> bytes;
+  };
+  std::map<std::string, Encoded> encoded;
   // Keys a transform adds to the file's metadata (an online transform the runtime must apply).
   std::function<void(gguf::Writer&)> metadata;
 };

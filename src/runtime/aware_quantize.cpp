@@ -60,7 +60,9 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
   const auto say = [&](const std::string& line) {
     if (progress) progress(line);
   };
-  if (!o.rotate && !o.rotate_down && !o.awq) fail("quantize: neither a rotation nor AWQ asked for");
+  if (!o.rotate && !o.rotate_down && !o.awq && !o.gptq) fail("quantize: neither a rotation, AWQ nor GPTQ asked for");
+  if (o.gptq && !gptq_supports(o.quantize.type))
+    fail("quantize: --gptq writes Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, not ", dtype_name(o.quantize.type));
   if (o.calibration_tokens < 64) fail("quantize: --calibration-tokens must be at least 64, got ", o.calibration_tokens);
   if (o.awq_samples < 16) fail("quantize: AWQ needs at least 16 sample positions, got ", o.awq_samples);
   AwareQuantizeReport report;
@@ -74,12 +76,13 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
   // 1. Calibration: the inputs of every projection on the text.
   const int64_t stride = std::max<int64_t>(1, o.calibration_tokens / o.awq_samples);
   AwqInputs inputs(c, o.awq_samples, stride);
-  if (o.awq || !o.save_calibration_text.empty()) {
+  const bool record = o.awq || o.gptq;
+  if (record || !o.save_calibration_text.empty()) {
     SessionOptions so;
     so.n_ctx = o.calibration_tokens;
     so.engine.n_threads = o.quantize.n_threads;
     Session session(*model, so);
-    if (o.awq) session.set_projection_observer(&inputs);
+    if (record) session.set_projection_observer(&inputs);
     std::vector<int32_t> tokens;
     if (o.calibration_text.empty()) {
       say("generating " + std::to_string(o.calibration_tokens) + " tokens of calibration text with the model (seed " +
@@ -101,7 +104,7 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
     }
   }
   report.awq_samples = inputs.samples();
-  if (o.awq && report.awq_samples < 16)
+  if (record && report.awq_samples < 16)
     fail("quantize: the calibration text gave ", report.calibration_positions, " positions, ", report.awq_samples,
          " AWQ samples; at least 16 are needed (a longer text, or fewer --awq-samples)");
   report.calibration_seconds = seconds_since(t0);
@@ -115,7 +118,7 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
   FloatDecoder d = load_float_decoder(model->file(), c, o.rotate, pool);
   if (o.rotate) {
     const DecoderRotation rotation = rotate_decoder(d, o.rotation_seed, pool);
-    if (o.awq) inputs.rotate(rotation);
+    if (record) inputs.rotate(rotation);
     say("rotated: residual stream by a " + std::to_string(rotation.residual().size()) + "-point transform (Hadamard " +
         std::to_string(rotation.residual().power_of_two()) + " x orthogonal " +
         std::to_string(rotation.residual().odd_factor()) + "), values by " + std::to_string(rotation.head().size()) +
@@ -124,15 +127,17 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
   int down_block = 0;
   if (o.rotate_down) {
     down_block = rotate_down_input(d, pool);
-    if (o.awq) inputs.rotate_down(down_block);
+    if (record) inputs.rotate_down(down_block);
     say("rotated: ffn_down's input by Hadamard chunks of " + std::to_string(down_block) +
         " at run time (a file for kestrel only: ffn_down renamed ffn_down_hadamard)");
   }
+  QuantizeOptions types = o.quantize;
+  types.n_layer = c.n_layer;
+  const AwqTypeFn type_of = [&](const FloatTensor& t) { return quantized_type(t.name, t.ne, false, types); };
   if (o.awq) {
-    QuantizeOptions types = o.quantize;
-    types.n_layer = c.n_layer;
-    const AwqTypeFn type_of = [&](const FloatTensor& t) { return quantized_type(t.name, t.ne, false, types); };
-    report.awq = apply_awq(d, inputs, type_of, o.awq_options, pool, [&](const AwqLayerReport& r) {
+    AwqOptions awq_options = o.awq_options;
+    if (o.gptq) awq_options.unclipped = o.gptq_inputs;  // GPTQ sets those blocks' grids itself
+    report.awq = apply_awq(d, inputs, type_of, awq_options, pool, [&](const AwqLayerReport& r) {
       std::string line = "awq layer " + std::to_string(r.layer + 1) + "/" + std::to_string(c.n_layer) + ":";
       for (int i = 0; i < kAwqInputs; ++i) {
         const AwqGroupReport& g = r.groups[static_cast<size_t>(i)];
@@ -142,11 +147,23 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
       say(line + " (x1e-3, " + fixed(r.seconds, 1) + " s)");
     });
   }
+  QuantizeOptions q = o.quantize;
+  if (o.gptq)
+    report.gptq =
+        apply_gptq(d, inputs, type_of, o.gptq_options, o.gptq_inputs, pool, q.encoded, [&](const GptqLayerReport& r) {
+          std::string line = "gptq layer " + std::to_string(r.layer + 1) + "/" + std::to_string(c.n_layer) + ":";
+          for (int i = 0; i < kAwqInputs; ++i) {
+            const GptqGroupReport& g = r.groups[static_cast<size_t>(i)];
+            if (g.done)
+              line += " " + std::string(awq_input_name(AwqInput(i))) + " " + fixed(g.error_rtn * 1e3, 3) + "->" +
+                      fixed(g.error_gptq * 1e3, 3);
+          }
+          say(line + " (output error x1e-3, plain rounding -> GPTQ; " + fixed(r.seconds, 1) + " s)");
+        });
   report.transform_seconds = seconds_since(t1);
 
   // 3. Write.
   const auto t2 = std::chrono::steady_clock::now();
-  QuantizeOptions q = o.quantize;
   q.replacements = decoder_tensors(d);
   if (down_block > 0) q.metadata = [down_block](gguf::Writer& w) { w.set_u32(kDownHadamardKey, down_block); };
   model.reset();  // quantize_model maps the file again; the float copy is what it reads for the replaced tensors

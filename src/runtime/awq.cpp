@@ -99,6 +99,20 @@ void AwqInputs::rotate_down(int block) {
       kernels::hadamard_chunks(rows(static_cast<int>(l), AwqInput::Down).data() + t * ff, static_cast<int>(ff), block);
 }
 
+std::vector<FloatTensor*> matrices_reading(FloatLayer& L, AwqInput in) {
+  switch (in) {
+    case AwqInput::Attention:
+      return {&L.q, &L.k, &L.v};
+    case AwqInput::Output:
+      return {&L.o};
+    case AwqInput::Mlp:
+      return {&L.gate, &L.up};
+    case AwqInput::Down:
+      return {&L.down};
+  }
+  return {};
+}
+
 void fold_awq_scales(FloatLayer& L, const ModelConfig& c, AwqInput in, const std::vector<float>& s) {
   const auto scale_columns = [&](FloatTensor& w) {
     for (int64_t r = 0; r < w.rows(); ++r)
@@ -181,8 +195,9 @@ struct Scored {
 // |(Ŵ - W) X|² and (with `reference`, else 0) |W X|² over evenly spaced rows
 // of each matrix, Ŵ the matrix scaled by s, rounded to its type, and unscaled.
 std::pair<double, double> output_error(const std::vector<Scored>& mats, const std::vector<float>& s,
-                                       const std::vector<float>& x, int64_t n, int64_t max_rows, bool reference,
-                                       ThreadPool& pool) {
+                                       const std::vector<float>& x, int64_t n, int64_t max_rows, int64_t max_samples,
+                                       bool reference, ThreadPool& pool) {
+  const int64_t step = std::max<int64_t>(1, n / max_samples);
   const auto& f32 = kernels::f32_kernels();
   std::vector<double> err(static_cast<size_t>(pool.size()), 0.0), ref(err.size(), 0.0);
   for (const Scored& m : mats) {
@@ -199,7 +214,7 @@ std::pair<double, double> output_error(const std::vector<Scored>& mats, const st
         k.dequantize_row(q.data(), back.data(), cols);
         for (int64_t j = 0; j < cols; ++j)
           back[static_cast<size_t>(j)] = back[static_cast<size_t>(j)] / s[static_cast<size_t>(j)] - w[j];
-        for (int64_t t = 0; t < n; ++t) {
+        for (int64_t t = 0; t < n; t += step) {
           const float* xt = x.data() + t * cols;
           const double d = f32.dot(cols, back.data(), xt), r = reference ? f32.dot(cols, w, xt) : 0.0;
           e += d * d;
@@ -279,11 +294,12 @@ double clip_awq_weights(FloatTensor& w, DType type, const std::vector<float>& x,
   return static_cast<double>(total) / static_cast<double>(std::max<int64_t>(1, w.rows() * blocks));
 }
 
-std::vector<AwqLayerReport> apply_awq(FloatDecoder& d, const AwqInputs& inputs, const AwqTypeFn& type_of,
-                                      const AwqOptions& o, ThreadPool& pool, const AwqProgressFn& progress) {
+std::vector<AwqLayerReport> apply_awq(FloatDecoder& d, AwqInputs& inputs, const AwqTypeFn& type_of, const AwqOptions& o,
+                                      ThreadPool& pool, const AwqProgressFn& progress) {
   const int64_t n = inputs.samples();
   if (n < 16) fail("awq: ", n, " calibration positions recorded; at least 16 are needed (use a longer text)");
-  if (o.grid < 1 || o.max_rows < 1) fail("awq: a grid of ", o.grid, " and ", o.max_rows, " rows");
+  if (o.grid < 1 || o.max_rows < 1 || o.max_samples < 1)
+    fail("awq: a grid of ", o.grid, ", ", o.max_rows, " rows and ", o.max_samples, " samples");
   const ModelConfig& c = d.config;
   std::vector<AwqLayerReport> reports;
   for (int l = 0; l < c.n_layer; ++l) {
@@ -294,22 +310,8 @@ std::vector<AwqLayerReport> apply_awq(FloatDecoder& d, const AwqInputs& inputs, 
     // AWQ's order: each fold changes a matrix a later group reads (v before o, up before down).
     for (AwqInput in : {AwqInput::Attention, AwqInput::Output, AwqInput::Mlp, AwqInput::Down}) {
       std::vector<Scored> mats;
-      const auto add = [&](FloatTensor& w) { mats.push_back({&w, type_of(w)}); };
-      switch (in) {
-        case AwqInput::Attention:
-          add(L.q), add(L.k), add(L.v);
-          break;
-        case AwqInput::Output:
-          add(L.o);
-          break;
-        case AwqInput::Mlp:
-          add(L.gate), add(L.up);
-          break;
-        case AwqInput::Down:
-          add(L.down);
-          break;
-      }
-      const std::vector<float>& x = inputs.rows(l, in);
+      for (FloatTensor* w : matrices_reading(L, in)) mats.push_back({w, type_of(*w)});
+      std::vector<float>& x = inputs.rows(l, in);
       const int64_t cols = inputs.cols(in);
       const std::vector<double> means = channel_means(x, n, cols, in, c);
       AwqGroupReport& g = report.groups[static_cast<size_t>(in)];
@@ -318,7 +320,7 @@ std::vector<AwqLayerReport> apply_awq(FloatDecoder& d, const AwqInputs& inputs, 
       for (int i = 0; i < o.grid; ++i) {
         const double alpha = static_cast<double>(i) / o.grid;
         std::vector<float> s = scales_at(means, alpha);
-        const auto [e, ref] = output_error(mats, s, x, n, o.max_rows, i == 0, pool);
+        const auto [e, ref] = output_error(mats, s, x, n, o.max_rows, o.max_samples, i == 0, pool);
         if (i == 0) y = ref;
         const double rel = y > 0.0 ? e / y : e;
         if (i == 0) g.error_plain = rel;
@@ -329,16 +331,16 @@ std::vector<AwqLayerReport> apply_awq(FloatDecoder& d, const AwqInputs& inputs, 
         }
       }
       g.error_awq = best;
-      if (g.alpha > 0.0) fold_awq_scales(L, c, in, best_s);
-      if (o.clip) {
+      if (g.alpha > 0.0) {
+        fold_awq_scales(L, c, in, best_s);
         // The group's inputs as the scaled matrices see them: x / s.
-        std::vector<float> xs = x;
-        if (g.alpha > 0.0)
-          for (int64_t t = 0; t < n; ++t)
-            for (int64_t j = 0; j < cols; ++j) xs[static_cast<size_t>(t * cols + j)] /= best_s[static_cast<size_t>(j)];
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t j = 0; j < cols; ++j) x[static_cast<size_t>(t * cols + j)] /= best_s[static_cast<size_t>(j)];
+      }
+      if (o.clip && !o.unclipped[static_cast<size_t>(in)]) {
         double share = 0.0;
         for (const Scored& m : mats)
-          share += clip_awq_weights(*m.w, m.type, xs, n, pool) / static_cast<double>(mats.size());
+          share += clip_awq_weights(*m.w, m.type, x, n, pool) / static_cast<double>(mats.size());
         g.clipped = share;
       }
     }

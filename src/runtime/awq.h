@@ -68,7 +68,9 @@ class AwqInputs final : public ProjectionObserver {
 struct AwqOptions {
   int grid = 20;           // α in {0, 1/grid, ..., (grid-1)/grid}
   int64_t max_rows = 512;  // rows per matrix the error is scored on (evenly spaced)
+  int64_t max_samples = 256;  // recorded positions the error is scored on (evenly spaced; GPTQ records more)
   bool clip = true;        // the clipping search (ratios 1, 0.95, ..., 0.55 of a block's largest magnitude)
+  std::array<bool, kAwqInputs> unclipped{};  // inputs whose matrices another rounding sets the grids of (GPTQ)
 };
 
 struct AwqGroupReport {
@@ -88,10 +90,14 @@ struct AwqLayerReport {
 using AwqTypeFn = std::function<DType(const FloatTensor& t)>;
 using AwqProgressFn = std::function<void(const AwqLayerReport& r)>;
 
-// Searches and folds the scales into d, layer by layer. Throws when `inputs`
-// holds fewer than 16 positions.
-std::vector<AwqLayerReport> apply_awq(FloatDecoder& d, const AwqInputs& inputs, const AwqTypeFn& type_of,
+// Searches and folds the scales into d, layer by layer, and divides the
+// recorded inputs by them (what the scaled matrices read, for a later GPTQ).
+// Throws when `inputs` holds fewer than 16 positions.
+std::vector<AwqLayerReport> apply_awq(FloatDecoder& d, AwqInputs& inputs, const AwqTypeFn& type_of,
                                       const AwqOptions& options, ThreadPool& pool, const AwqProgressFn& progress = {});
+
+// The matrices of a layer that read `in` (q, k, v; o; gate, up; down).
+std::vector<FloatTensor*> matrices_reading(FloatLayer& L, AwqInput in);
 
 // The fold alone (what apply_awq does once it has chosen s): the group's
 // matrices' columns times s, 1/s into what produces the input. `s` has the

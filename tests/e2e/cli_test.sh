@@ -54,6 +54,18 @@ if "$BIN" quantize "$MODEL" "$TMP/awq.gguf" Q8_0 --rotate --rotate-down --awq --
 else
   bad "quantize --rotate --awq: $(tail -3 "$TMP/awq.txt")"
 fi
+# GPTQ rounding (every matrix) from a short generated text: a file that still knows the fact.
+if "$BIN" quantize "$MODEL" "$TMP/gptq.gguf" Q8_0 --gptq --gptq-inputs all --calibration-tokens 256 \
+     >"$TMP/gptq.txt" 2>&1; then
+  expect_contains "quantize --gptq reports the output errors" "$(cat "$TMP/gptq.txt")" "plain rounding -> GPTQ"
+  out="$("$BIN" run -m "$TMP/gptq.gguf" -p "The capital of France is" -n 8 --temp 0 2>/dev/null)"
+  expect_contains "GPTQ Q8_0 model runs" "$out" "Paris"
+else
+  bad "quantize --gptq: $(tail -3 "$TMP/gptq.txt")"
+fi
+expect_error "GPTQ into a K-quant" "--gptq writes Q4_0" "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_K --gptq
+expect_error "GPTQ on an input that does not exist" "no input 'ffn'" \
+  "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_0 --gptq --gptq-inputs qkv,ffn
 printf 'text\n' > "$TMP/wiki.test.raw"
 expect_error "calibration on the evaluation text" "WikiText-2's test file" \
   "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_0 --awq -f "$TMP/wiki.test.raw"

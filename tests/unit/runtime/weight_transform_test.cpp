@@ -177,30 +177,56 @@ std::string calibration_text() {
          "the wind is cold even in May and the view reaches the sea on a clear day.";
 }
 
+// The logit errors of plain Q4_0 and of the file `a` writes (its type set
+// here), and its report, on a tiny model quantized from calibration text.
+struct AgainstPlain {
+  AwareQuantizeReport report;
+  double plain = 0.0, aware = 0.0;
+};
+AgainstPlain against_plain_q4_0(const TinyModelSpec& spec, const std::string& tag, AwareQuantizeOptions a) {
+  LoadedTinyModel m(tag, spec);
+  a.quantize.type = DType::Q4_0;
+  a.quantize.pure = true;
+  a.quantize.n_threads = 2;
+  a.calibration_text = calibration_text();
+  a.calibration_tokens = 256;
+  const std::string plain = m.path + ".plain.gguf", aware = m.path + ".aware.gguf";
+  quantize_model(m.path, plain, a.quantize);
+  AgainstPlain out;
+  out.report = quantize_aware(m.path, aware, a);
+  out.plain = logit_error(*m.model, plain);
+  out.aware = logit_error(*m.model, aware);
+  return out;
+}
+
 TEST(Awq, LowersTheErrorOfFourBitRoundingOnUnseenText) {
   TinyModelSpec spec = spec_with_norms(false);
   spec.outlier_channels = 4;
   spec.outlier_scale = 12.0f;
-  LoadedTinyModel m("awq_gain", spec);
-  QuantizeOptions q;
-  q.type = DType::Q4_0;
-  q.pure = true;
-  q.n_threads = 2;
-  const std::string plain = m.path + ".plain.gguf", awq = m.path + ".awq.gguf";
-  quantize_model(m.path, plain, q);
   AwareQuantizeOptions a;
-  a.quantize = q;
   a.awq = true;
-  a.calibration_text = calibration_text();
-  a.calibration_tokens = 256;
   a.awq_samples = 64;
-  const AwareQuantizeReport r = quantize_aware(m.path, awq, a);
-  ASSERT_EQ(r.awq.size(), 2u);
-  EXPECT_GT(r.awq_samples, 48);  // every 4th of the text's ~250 positions
-  for (const AwqLayerReport& l : r.awq)
+  const AgainstPlain r = against_plain_q4_0(spec, "awq_gain", a);
+  ASSERT_EQ(r.report.awq.size(), 2u);
+  EXPECT_GT(r.report.awq_samples, 48);  // every 4th of the text's ~250 positions
+  for (const AwqLayerReport& l : r.report.awq)
     for (const AwqGroupReport& g : l.groups) EXPECT_LE(g.error_awq, g.error_plain);
-  const double e_plain = logit_error(*m.model, plain), e_awq = logit_error(*m.model, awq);
-  EXPECT_LT(e_awq, 0.8 * e_plain) << "plain " << e_plain << ", awq " << e_awq;
+  EXPECT_LT(r.aware, 0.8 * r.plain) << "plain " << r.plain << ", awq " << r.aware;
+}
+
+TEST(Gptq, LowersTheErrorOfFourBitRoundingOnUnseenText) {
+  AwareQuantizeOptions a;
+  a.gptq = true;
+  a.gptq_inputs = kAllGptqInputs;
+  a.awq_samples = 256;  // every position
+  const AgainstPlain r = against_plain_q4_0(spec_with_norms(false), "gptq_gain", a);
+  ASSERT_EQ(r.report.gptq.size(), 2u);
+  for (const GptqLayerReport& l : r.report.gptq)
+    for (const GptqGroupReport& g : l.groups) {
+      EXPECT_TRUE(g.done);
+      EXPECT_LT(g.error_gptq, g.error_rtn);
+    }
+  EXPECT_LT(r.aware, 0.8 * r.plain) << "plain " << r.plain << ", gptq " << r.aware;
 }
 
 // |(Ŵ - W) X|² of a matrix rounded to Q4_0, against the unclipped original.

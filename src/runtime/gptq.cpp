@@ -1,0 +1,243 @@
+#include "runtime/gptq.h"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "kernels/blocks.h"
+#include "platform/thread_pool.h"
+
+namespace kestrel {
+
+namespace {
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixMap = Eigen::Map<Matrix>;
+using ConstMatrixMap = Eigen::Map<const Matrix>;
+
+constexpr int64_t kBlock = kernels::kQK;
+
+float as_stored(float v) { return fp16_to_f32(f32_to_fp16(v)); }
+
+// A block's grid: the values d * q + m, q in [lo, hi] (the format's codes).
+struct Grid {
+  float d = 0.0f, m = 0.0f;
+  int lo = 0, hi = 0;
+  int flat = 0;  // the code of every element when d is 0 (all values equal), as the format's quantizer writes it
+  int nearest(float x) const {
+    if (d == 0.0f) return flat;
+    const float q = std::nearbyint((x - m) / d);
+    return static_cast<int>(std::clamp(q, static_cast<float>(lo), static_cast<float>(hi)));
+  }
+  float value(int q) const { return d * static_cast<float>(q) + m; }
+};
+
+float signed_absmax(const float* x) {
+  float amax = 0.0f, max = 0.0f;
+  for (int64_t j = 0; j < kBlock; ++j)
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  return max;
+}
+
+// The format's own scale rule (kernels/ref/q_legacy.cpp), on the stored F16 values.
+Grid block_grid(DType type, const float* x) {
+  Grid g;
+  float min = x[0], max = x[0];
+  for (int64_t j = 1; j < kBlock; ++j) {
+    min = std::min(min, x[j]);
+    max = std::max(max, x[j]);
+  }
+  switch (type) {
+    case DType::Q4_0:
+    case DType::Q5_0: {
+      const float half = type == DType::Q4_0 ? 8.0f : 16.0f;
+      g.d = as_stored(signed_absmax(x) / -half);
+      g.m = -half * g.d;
+      g.hi = static_cast<int>(2 * half) - 1;
+      g.flat = static_cast<int>(half);
+      break;
+    }
+    case DType::Q4_1:
+    case DType::Q5_1:
+      g.hi = type == DType::Q4_1 ? 15 : 31;
+      g.d = as_stored((max - min) / static_cast<float>(g.hi));
+      g.m = as_stored(min);
+      break;
+    case DType::Q8_0:
+      g.d = as_stored(std::max(std::fabs(min), std::fabs(max)) / 127.0f);
+      g.lo = -128;
+      g.hi = 127;
+      break;
+    default:
+      fail("gptq: no grid for ", dtype_name(type));
+  }
+  return g;
+}
+
+// One block's bytes from its grid and codes, in the format's layout (kernels/blocks.h).
+void encode_block(DType type, const Grid& g, const int* q, uint8_t* dst) {
+  const auto nibbles = [&](uint8_t* qs) {
+    for (int64_t j = 0; j < kBlock / 2; ++j)
+      qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + kBlock / 2] & 0xF) << 4));
+  };
+  const auto high_bits = [&](uint8_t* qh) {
+    uint32_t bits = 0;
+    for (int64_t j = 0; j < kBlock; ++j) bits |= static_cast<uint32_t>((q[j] >> 4) & 1) << j;
+    std::memcpy(qh, &bits, 4);
+  };
+  switch (type) {
+    case DType::Q4_0: {
+      auto* b = reinterpret_cast<kernels::BlockQ4_0*>(dst);
+      b->d = f32_to_fp16(g.d);
+      nibbles(b->qs);
+      break;
+    }
+    case DType::Q4_1: {
+      auto* b = reinterpret_cast<kernels::BlockQ4_1*>(dst);
+      b->d = f32_to_fp16(g.d);
+      b->m = f32_to_fp16(g.m);
+      nibbles(b->qs);
+      break;
+    }
+    case DType::Q5_0: {
+      auto* b = reinterpret_cast<kernels::BlockQ5_0*>(dst);
+      b->d = f32_to_fp16(g.d);
+      nibbles(b->qs);
+      high_bits(b->qh);
+      break;
+    }
+    case DType::Q5_1: {
+      auto* b = reinterpret_cast<kernels::BlockQ5_1*>(dst);
+      b->d = f32_to_fp16(g.d);
+      b->m = f32_to_fp16(g.m);
+      nibbles(b->qs);
+      high_bits(b->qh);
+      break;
+    }
+    case DType::Q8_0: {
+      auto* b = reinterpret_cast<kernels::BlockQ8_0*>(dst);
+      b->d = f32_to_fp16(g.d);
+      for (int64_t j = 0; j < kBlock; ++j) b->qs[j] = static_cast<int8_t>(q[j]);
+      break;
+    }
+    default:
+      fail("gptq: cannot encode ", dtype_name(type));
+  }
+}
+
+}  // namespace
+
+bool gptq_supports(DType type) {
+  return type == DType::Q4_0 || type == DType::Q4_1 || type == DType::Q5_0 || type == DType::Q5_1 ||
+         type == DType::Q8_0;
+}
+
+std::vector<float> gptq_factor(const float* x, int64_t n, int64_t cols, const GptqOptions& o, ThreadPool& pool) {
+  if (n < 1 || cols < 1) fail("gptq: ", n, " input rows of ", cols, " values");
+  if (!(o.damp > 0.0)) fail("gptq: the damping must be positive, got ", o.damp);
+  if (!(o.sink_weight >= 0.0)) fail("gptq: the first row's weight must not be negative, got ", o.sink_weight);
+  // H = Σ x xᵀ (lower triangle), one partial sum per thread.
+  // (A thread may run more than one chunk: each adds to its own sum.)
+  std::vector<Matrix> parts(static_cast<size_t>(pool.size()), Matrix::Zero(cols, cols));
+  pool.parallel_for(n, [&](int64_t t0, int64_t t1, int ith) {
+    parts[static_cast<size_t>(ith)].selfadjointView<Eigen::Lower>().rankUpdate(
+        ConstMatrixMap(x + t0 * cols, t1 - t0, cols).transpose());
+  });
+  Matrix h = std::move(parts[0]);
+  for (size_t i = 1; i < parts.size(); ++i) h += parts[i];
+  if (o.sink_weight != 1.0)  // the first row once more, times (weight - 1)
+    h.selfadjointView<Eigen::Lower>().rankUpdate(ConstMatrixMap(x, 1, cols).transpose(),
+                                                 static_cast<float>(o.sink_weight - 1.0));
+  const double mean = static_cast<double>(h.diagonal().mean());
+  h.diagonal().array() += static_cast<float>(mean > 0.0 ? o.damp * mean : 1.0);
+  // V Vᵀ = H with V upper: the lower factor of H with rows and columns reversed, reversed back.
+  Matrix reversed = h.selfadjointView<Eigen::Lower>();
+  reversed = reversed.colwise().reverse().eval();
+  reversed = reversed.rowwise().reverse().eval();
+  const Eigen::LLT<Matrix, Eigen::Lower> llt(reversed);
+  if (llt.info() != Eigen::Success) fail("gptq: the inputs' second moments are not positive definite");
+  Matrix l = llt.matrixL();
+  std::vector<float> v(static_cast<size_t>(cols * cols));
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) v[static_cast<size_t>(i * cols + j)] = l(cols - 1 - i, cols - 1 - j);
+  return v;
+}
+
+std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType type, const std::vector<float>& v,
+                                   const GptqOptions& o, ThreadPool& pool) {
+  if (!gptq_supports(type)) fail("gptq: ", dtype_name(type), " is not a 32-element block format GPTQ can write");
+  if (cols % kBlock != 0) fail("gptq: ", cols, " columns are not a whole number of ", kBlock, "-element blocks");
+  if (o.batch < kBlock || o.batch % kBlock != 0) fail("gptq: a batch of ", o.batch, " columns is not a multiple of 32");
+  if (static_cast<int64_t>(v.size()) != cols * cols)
+    fail("gptq: a factor of ", v.size(), " values for ", cols, " columns");
+  const ConstMatrixMap vm(v.data(), cols, cols);
+  const size_t block_bytes = row_bytes(type, kBlock);
+  const int64_t blocks = cols / kBlock;
+  std::vector<uint8_t> out(row_bytes(type, cols) * static_cast<size_t>(rows));
+  // The inverses of V's 32 x 32 diagonal blocks: at a block's start, its columns'
+  // best estimates given every earlier column rounded (see block_start below).
+  std::vector<Matrix> block_inverse(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b)
+    block_inverse[static_cast<size_t>(b)] = vm.block(b * kBlock, b * kBlock, kBlock, kBlock)
+                                                .triangularView<Eigen::Upper>()
+                                                .solve(Matrix::Identity(kBlock, kBlock));
+  pool.parallel_for(rows, [&](int64_t r0, int64_t r1, int) {
+    const int64_t nr = r1 - r0;
+    MatrixMap wm(w + r0 * cols, nr, cols);
+    const Matrix w0 = wm;                 // the original weights
+    Matrix acc = Matrix::Zero(nr, cols);  // Σ_{j<k} (w_j - q_j) V_jk, column k
+    Matrix residual(nr, o.batch);         // w_j - q_j of the batch's columns
+    std::vector<int> codes(static_cast<size_t>(nr * cols));
+    std::vector<Grid> grids(static_cast<size_t>(nr * blocks));
+    std::array<float, kBlock> current{};
+    for (int64_t i1 = 0; i1 < cols; i1 += o.batch) {
+      const int64_t i2 = std::min(cols, i1 + o.batch);
+      for (int64_t k = i1; k < i2; ++k) {
+        const float vkk = vm(k, k);
+        if (k % kBlock == 0) {
+          // block_start: with the columns before k rounded (δ_Q = q_Q - w_Q fixed), the
+          // later columns F that keep |δ X|² least are w_F + acc_F V_FF⁻¹ (acc = -δ_Q V_QF;
+          // H = V Vᵀ split at k). V_FF⁻¹ is upper triangular, so this block's columns need
+          // only the inverse of its diagonal block. These are the weights GPTQ's textbook
+          // form holds when it reaches the block: its scale is set from them.
+          const Matrix& bi = block_inverse[static_cast<size_t>(k / kBlock)];
+          for (int64_t r = 0; r < nr; ++r) {
+            for (int64_t j = 0; j < kBlock; ++j) {
+              float e = 0.0f;
+              for (int64_t i = 0; i <= j; ++i) e += acc(r, k + i) * bi(i, j);
+              current[static_cast<size_t>(j)] = w0(r, k + j) + e;
+            }
+            grids[static_cast<size_t>(r * blocks + k / kBlock)] = block_grid(type, current.data());
+          }
+        }
+        for (int64_t r = 0; r < nr; ++r) {
+          const Grid& g = grids[static_cast<size_t>(r * blocks + k / kBlock)];
+          const int q = g.nearest(w0(r, k) + acc(r, k) / vkk);
+          codes[static_cast<size_t>(r * cols + k)] = q;
+          const float rounded = g.value(q);
+          wm(r, k) = rounded;
+          residual(r, k - i1) = w0(r, k) - rounded;
+        }
+        if (k + 1 < i2)
+          acc.middleCols(k + 1, i2 - k - 1).noalias() += residual.col(k - i1) * vm.row(k).segment(k + 1, i2 - k - 1);
+      }
+      if (i2 < cols)
+        acc.rightCols(cols - i2).noalias() += residual.leftCols(i2 - i1) * vm.block(i1, i2, i2 - i1, cols - i2);
+    }
+    for (int64_t r = 0; r < nr; ++r)
+      for (int64_t b = 0; b < blocks; ++b)
+        encode_block(
+            type, grids[static_cast<size_t>(r * blocks + b)], codes.data() + r * cols + b * kBlock,
+            out.data() + static_cast<size_t>(r0 + r) * blocks * block_bytes + static_cast<size_t>(b) * block_bytes);
+  });
+  return out;
+}
+
+}  // namespace kestrel
