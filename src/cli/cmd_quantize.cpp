@@ -16,7 +16,7 @@ namespace kestrel::cli {
 void add_quantize_command(CLI::App& app) {
   struct Opts {
     std::string in, out, type, text_file, save_text, flatquant, gptq_inputs = "qkv,o";
-    bool pure = false, rotate = false, rotate_down = false, awq = false, gptq = false;
+    bool pure = false, rotate = false, rotate_down = false, awq = false, gptq = false, gptq_max_scales = false;
     double gptq_damp = GptqOptions{}.damp, gptq_sink = GptqOptions{}.sink_weight;
     int threads = 0;
     int64_t tokens = 2048, samples = 256, rows = AwqOptions{}.max_rows;
@@ -51,6 +51,11 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--gptq-inputs", o->gptq_inputs,
                   "the inputs whose matrices GPTQ rounds: a list of qkv, o, gate/up, down, or all (default qkv,o: the "
                   "MLP inputs lost end to end)")
+      ->needs(gptq);
+  cmd->add_flag("--gptq-max-scales", o->gptq_max_scales,
+                "take each block's scale from its largest weight (the format's rule), and round the inputs GPTQ leaves "
+                "out plainly (default for Q4_0/Q5_0: the scale searched on the inputs' mean squares, as llama.cpp's "
+                "imatrix does, for every matrix)")
       ->needs(gptq);
   cmd->add_option("--gptq-sink-weight", o->gptq_sink,
                   "weight of the first calibration position (the attention sink) in GPTQ's statistics (default 100)")
@@ -107,6 +112,7 @@ void add_quantize_command(CLI::App& app) {
     a.gptq = o->gptq;
     a.gptq_options.damp = o->gptq_damp;
     a.gptq_options.sink_weight = o->gptq_sink;
+    a.gptq_options.scale_search = !o->gptq_max_scales;
     a.gptq_inputs = parse_gptq_inputs(o->gptq_inputs);
     if (!o->text_file.empty()) {
       refuse_evaluation_text(o->text_file, "quantize");

@@ -46,8 +46,34 @@ float signed_absmax(const float* x) {
   return max;
 }
 
-// The format's own scale rule (kernels/ref/q_legacy.cpp), on the stored F16 values.
-Grid block_grid(DType type, const float* x) {
+// The importance-weighted scale search llama.cpp runs with an imatrix (ggml's
+// make_qx_quants) for a symmetric format of codes -half..half-1: the scales
+// max / -(half + i/10), i in -9..9, each refitted by least squares on the codes
+// it gives; the one whose refit leaves the least weighted error Σ w (x - d l)².
+float searched_scale(const float* x, const float* w, float half) {
+  const float max = signed_absmax(x);
+  if (max == 0.0f) return 0.0f;
+  float best_d = max / -half;
+  double best = -1.0;
+  for (int i = -9; i <= 9; ++i) {
+    const float iscale = -(half + 0.1f * static_cast<float>(i)) / max;
+    double sumlx = 0.0, suml2 = 0.0;
+    for (int64_t j = 0; j < kBlock; ++j) {
+      const float l = std::clamp(std::nearbyint(iscale * x[j]), -half, half - 1.0f);
+      sumlx += double{w[j]} * x[j] * l;
+      suml2 += double{w[j]} * l * l;
+    }
+    if (suml2 > 0.0 && sumlx * sumlx / suml2 > best) {
+      best = sumlx * sumlx / suml2;
+      best_d = static_cast<float>(sumlx / suml2);
+    }
+  }
+  return best_d;
+}
+
+// The format's own scale rule (kernels/ref/q_legacy.cpp), on the stored F16
+// values; with `w` (Q4_0, Q5_0), the weighted search above instead.
+Grid block_grid(DType type, const float* x, const float* w = nullptr) {
   Grid g;
   float min = x[0], max = x[0];
   for (int64_t j = 1; j < kBlock; ++j) {
@@ -58,7 +84,7 @@ Grid block_grid(DType type, const float* x) {
     case DType::Q4_0:
     case DType::Q5_0: {
       const float half = type == DType::Q4_0 ? 8.0f : 16.0f;
-      g.d = as_stored(signed_absmax(x) / -half);
+      g.d = as_stored(w ? searched_scale(x, w, half) : signed_absmax(x) / -half);
       g.m = -half * g.d;
       g.hi = static_cast<int>(2 * half) - 1;
       g.flat = static_cast<int>(half);
@@ -143,6 +169,19 @@ std::vector<float> gptq_factor(const float* x, int64_t n, int64_t cols, const Gp
   if (n < 1 || cols < 1) fail("gptq: ", n, " input rows of ", cols, " values");
   if (!(o.damp > 0.0)) fail("gptq: the damping must be positive, got ", o.damp);
   if (!(o.sink_weight >= 0.0)) fail("gptq: the first row's weight must not be negative, got ", o.sink_weight);
+  if (o.diagonal) {  // V = diag(sqrt(H_jj)): no error is fed forward
+    std::vector<double> h(static_cast<size_t>(cols), 0.0);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < cols; ++j)
+        h[static_cast<size_t>(j)] += (t == 0 ? o.sink_weight : 1.0) * x[t * cols + j] * x[t * cols + j];
+    double mean = 0.0;
+    for (double v : h) mean += v / static_cast<double>(cols);
+    std::vector<float> v(static_cast<size_t>(cols * cols), 0.0f);
+    for (int64_t j = 0; j < cols; ++j)
+      v[static_cast<size_t>(j * cols + j)] =
+          static_cast<float>(std::sqrt(h[static_cast<size_t>(j)] + (mean > 0.0 ? o.damp * mean : 1.0)));
+    return v;
+  }
   // H = Σ x xᵀ (lower triangle), one partial sum per thread.
   // (A thread may run more than one chunk: each adds to its own sum.)
   std::vector<Matrix> parts(static_cast<size_t>(pool.size()), Matrix::Zero(cols, cols));
@@ -188,6 +227,11 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
     block_inverse[static_cast<size_t>(b)] = vm.block(b * kBlock, b * kBlock, kBlock, kBlock)
                                                 .triangularView<Eigen::Upper>()
                                                 .solve(Matrix::Identity(kBlock, kBlock));
+  // H's diagonal (the rows of V squared), for the weighted scale search.
+  std::vector<float> h_diag(static_cast<size_t>(cols), 0.0f);
+  if (o.scale_search)
+    for (int64_t j = 0; j < cols; ++j) h_diag[static_cast<size_t>(j)] = vm.row(j).tail(cols - j).squaredNorm();
+  const bool search = o.scale_search && (type == DType::Q4_0 || type == DType::Q5_0);
   pool.parallel_for(rows, [&](int64_t r0, int64_t r1, int) {
     const int64_t nr = r1 - r0;
     MatrixMap wm(w + r0 * cols, nr, cols);
@@ -196,7 +240,7 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
     Matrix residual(nr, o.batch);         // w_j - q_j of the batch's columns
     std::vector<int> codes(static_cast<size_t>(nr * cols));
     std::vector<Grid> grids(static_cast<size_t>(nr * blocks));
-    std::array<float, kBlock> current{};
+    std::array<float, kBlock> current{}, importance{};
     for (int64_t i1 = 0; i1 < cols; i1 += o.batch) {
       const int64_t i2 = std::min(cols, i1 + o.batch);
       for (int64_t k = i1; k < i2; ++k) {
@@ -214,7 +258,15 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
               for (int64_t i = 0; i <= j; ++i) e += acc(r, k + i) * bi(i, j);
               current[static_cast<size_t>(j)] = w0(r, k + j) + e;
             }
-            grids[static_cast<size_t>(r * blocks + k / kBlock)] = block_grid(type, current.data());
+            if (search) {  // llama.cpp's imatrix weights: H_jj sqrt(σ² + w_j²), σ² the row's mean square
+              const float sigma2 = w0.row(r).squaredNorm() / static_cast<float>(cols);
+              for (int64_t j = 0; j < kBlock; ++j)
+                importance[static_cast<size_t>(j)] =
+                    h_diag[static_cast<size_t>(k + j)] *
+                    std::sqrt(sigma2 + current[static_cast<size_t>(j)] * current[static_cast<size_t>(j)]);
+            }
+            grids[static_cast<size_t>(r * blocks + k / kBlock)] =
+                block_grid(type, current.data(), search ? importance.data() : nullptr);
           }
         }
         for (int64_t r = 0; r < nr; ++r) {
@@ -225,10 +277,10 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
           wm(r, k) = rounded;
           residual(r, k - i1) = w0(r, k) - rounded;
         }
-        if (k + 1 < i2)
+        if (k + 1 < i2 && !o.diagonal)
           acc.middleCols(k + 1, i2 - k - 1).noalias() += residual.col(k - i1) * vm.row(k).segment(k + 1, i2 - k - 1);
       }
-      if (i2 < cols)
+      if (i2 < cols && !o.diagonal)
         acc.rightCols(cols - i2).noalias() += residual.leftCols(i2 - i1) * vm.block(i1, i2, i2 - i1, cols - i2);
     }
     for (int64_t r = 0; r < nr; ++r)

@@ -17,10 +17,12 @@
 //
 // The formats are the 32-element block formats (Q4_0, Q4_1, Q5_0, Q5_1,
 // Q8_0): when a block's first column is reached, its scale (and minimum) is
-// set by the format's own rule from the block's weights as they stand then,
-// rounded to F16 as stored, and each element then rounds to the nearest value
-// of that grid. The result is the encoded rows themselves (re-quantizing the
-// rounded floats would set other scales).
+// set from the block's weights as the textbook form holds them then (the
+// inverse of V's 32 x 32 diagonal block gives them) by the format's own rule,
+// or, for Q4_0/Q5_0, searched as llama.cpp's imatrix rounding searches it,
+// weighted by H's diagonal; rounded to F16 as stored. Each element then rounds
+// to the nearest value of that grid. The result is the encoded rows
+// themselves (re-quantizing the rounded floats would set other scales).
 #include <cstdint>
 #include <vector>
 
@@ -33,6 +35,10 @@ class ThreadPool;
 struct GptqOptions {
   double damp = 0.01;          // added to H's diagonal, as a share of its mean (H is singular below cols samples)
   int64_t batch = 128;         // columns per lazy batch (a multiple of 32)
+  bool scale_search =
+      true;  // Q4_0, Q5_0: each block's scale searched on H's diagonal (as llama.cpp's imatrix), not its max
+  bool diagonal =
+      false;  // H's diagonal only (gptq_factor), no error fed forward (gptq_quantize): the scale search alone
   double sink_weight = 100.0;  // the first input row's weight in H (the attention sink; see gptq_factor)
 };
 

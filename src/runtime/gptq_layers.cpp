@@ -89,11 +89,16 @@ std::vector<GptqLayerReport> apply_gptq(FloatDecoder& d, const AwqInputs& inputs
     for (AwqInput in : {AwqInput::Attention, AwqInput::Output, AwqInput::Mlp, AwqInput::Down}) {
       std::vector<FloatTensor*> mats = matrices_reading(L, in);
       std::erase_if(mats, [&](const FloatTensor* w) { return !gptq_supports(type_of(*w)); });
-      if (!which[static_cast<size_t>(in)]) mats.clear();
+      // The inputs not asked for: the weighted scale search alone, or plain rounding.
+      GptqOptions group = options;
+      if (!which[static_cast<size_t>(in)]) {
+        if (!options.scale_search) mats.clear();
+        group.diagonal = true;
+      }
       if (mats.empty()) continue;
       const std::vector<float>& x = inputs.rows(l, in);
       const int64_t cols = inputs.cols(in);
-      const std::vector<float> v = gptq_factor(x.data(), n, cols, options, pool);
+      const std::vector<float> v = gptq_factor(x.data(), n, cols, group, pool);
       GptqGroupReport& g = report.groups[static_cast<size_t>(in)];
       double e_rtn = 0.0, e_gptq = 0.0, y = 0.0;
       for (FloatTensor* w : mats) {
@@ -101,7 +106,7 @@ std::vector<GptqLayerReport> apply_gptq(FloatDecoder& d, const AwqInputs& inputs
         if (w->cols() != cols) fail("gptq: ", w->name, " has ", w->cols(), " columns, its input ", cols);
         const auto [er, ref] = output_error(*w, round_plainly(*w, type, pool), x, n, pool);
         const FloatTensor original = *w;
-        encoded[w->name] = {type, gptq_quantize(w->data.data(), w->rows(), cols, type, v, options, pool)};
+        encoded[w->name] = {type, gptq_quantize(w->data.data(), w->rows(), cols, type, v, group, pool)};
         e_gptq += output_error(original, w->data, x, n, pool).first;
         e_rtn += er;
         y += ref;

@@ -1,8 +1,10 @@
 #pragma once
-// `kestrel quantize --gptq`: GPTQ (runtime/gptq.h) over every projection of a
-// float decoder, with the inputs AwqInputs recorded on calibration text (as
-// the matrices see them: after a rotation or AWQ's scales). The matrices that
-// read one input (q/k/v; gate/up) share one factor of its second moments.
+// `kestrel quantize --gptq`: GPTQ (runtime/gptq.h) over the projections of a
+// float decoder that read the inputs asked for (q/k/v and o by default), with
+// the inputs AwqInputs recorded on calibration text (as the matrices see
+// them: after a rotation or AWQ's scales); the other projections get the
+// weighted scale search alone (GptqOptions::scale_search), or plain rounding.
+// The matrices that read one input (q/k/v; gate/up) share one factor.
 #include <array>
 #include <functional>
 #include <map>

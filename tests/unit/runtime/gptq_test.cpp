@@ -8,6 +8,9 @@
 //    (the format's own dequantizer) to the weights returned;
 //  - with correlated inputs the output error |(Ŵ - W) X|² is well below
 //    plain rounding's (the format's own quantizer);
+//  - the weighted scale search (llama.cpp's imatrix rule) lowers every block's
+//    weighted error against the format's max-based scale; H's diagonal alone
+//    gives the full factor's diagonal when H is diagonal;
 //  - the first row's weight (the attention sink's) counts it that many times;
 //  - bad input is refused.
 #include "runtime/gptq.h"
@@ -143,7 +146,8 @@ TEST(Gptq, MatchesTheTextbookAlgorithmWithItsInverse) {
   const std::vector<float> x = correlated_inputs(n, cols, 3), w = random_weights(rows, cols, 4);
   ThreadPool pool(2);
   GptqOptions o;
-  o.sink_weight = 1.0;  // the textbook's H: every row once
+  o.sink_weight = 1.0;     // the textbook's H: every row once
+  o.scale_search = false;  // and its scales: the format's rule
   const std::vector<float> v = gptq_factor(x.data(), n, cols, o, pool);
   std::vector<float> ours = w;
   gptq_quantize(ours.data(), rows, cols, DType::Q4_0, v, o, pool);
@@ -161,7 +165,8 @@ TEST(Gptq, UncorrelatedInputsRoundEachWeightToItsBlocksNearestValue) {
   std::vector<float> x(static_cast<size_t>(cols * cols), 0.0f);
   for (int64_t t = 0; t < cols; ++t) x[static_cast<size_t>(t * cols + t)] = 0.5f + static_cast<float>(t % 7);
   ThreadPool pool(2);
-  const GptqOptions o;
+  GptqOptions o;
+  o.scale_search = false;  // the format's own scales: plain rounding's grid
   const std::vector<float> v = gptq_factor(x.data(), cols, cols, o, pool);
   for (DType type : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0}) {
     SCOPED_TRACE(dtype_name(type));
@@ -242,6 +247,49 @@ TEST(Gptq, FeedingErrorsForwardLowersTheOutputErrorOfCorrelatedInputs) {
     }
     const double e_gptq = output_error(ours, w, rows, cols, x, n), e_plain = output_error(plain, w, rows, cols, x, n);
     EXPECT_LT(e_gptq, 0.7 * e_plain) << "GPTQ " << e_gptq << ", plain " << e_plain;
+  }
+}
+
+TEST(Gptq, ScaleSearchLowersEachBlocksWeightedError) {
+  const int64_t rows = 8, cols = 256;
+  // Uncorrelated inputs of unequal strength: H diagonal, so nothing is fed forward.
+  std::vector<float> x(static_cast<size_t>(cols * cols), 0.0f);
+  for (int64_t t = 0; t < cols; ++t) x[static_cast<size_t>(t * cols + t)] = 0.2f + static_cast<float>((t * 7) % 13);
+  ThreadPool pool(2);
+  GptqOptions o;
+  o.scale_search = false;
+  o.sink_weight = 1.0;
+  const std::vector<float> full = gptq_factor(x.data(), cols, cols, o, pool);
+  o.diagonal = true;
+  const std::vector<float> diag = gptq_factor(x.data(), cols, cols, o, pool);
+  for (size_t i = 0; i < full.size(); ++i) EXPECT_NEAR(diag[i], full[i], 1e-3f * (1.0f + std::fabs(full[i])));
+  const std::vector<float> w = random_weights(rows, cols, 13);
+  for (DType type : {DType::Q4_0, DType::Q5_0}) {
+    SCOPED_TRACE(dtype_name(type));
+    std::vector<float> by_max = w, searched = w;
+    gptq_quantize(by_max.data(), rows, cols, type, diag, o, pool);
+    o.scale_search = true;
+    gptq_quantize(searched.data(), rows, cols, type, diag, o, pool);
+    o.scale_search = false;
+    // The weights the search uses: H_jj sqrt(σ² + w_j²).
+    double total_max = 0.0, total_searched = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      double sigma2 = 0.0;
+      for (int64_t j = 0; j < cols; ++j) sigma2 += double{w[r * cols + j]} * w[r * cols + j] / cols;
+      for (int64_t b = 0; b < cols / kBlock; ++b) {
+        double e_max = 0.0, e_searched = 0.0;
+        for (int64_t j = b * kBlock; j < (b + 1) * kBlock; ++j) {
+          const double h = double{diag[j * cols + j]} * diag[j * cols + j];
+          const double imp = h * std::sqrt(sigma2 + double{w[r * cols + j]} * w[r * cols + j]);
+          e_max += imp * std::pow(by_max[r * cols + j] - w[r * cols + j], 2);
+          e_searched += imp * std::pow(searched[r * cols + j] - w[r * cols + j], 2);
+        }
+        EXPECT_LE(e_searched, e_max * 1.01 + 1e-12) << "row " << r << " block " << b;
+        total_max += e_max;
+        total_searched += e_searched;
+      }
+    }
+    EXPECT_LT(total_searched, 0.9 * total_max);
   }
 }
 
