@@ -171,7 +171,10 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
         fail("quantize: replacement '", t.name, "' has shape ", gguf::shape_text(f.ne), ", the file's is ",
              gguf::shape_text(t.ne));
       const auto enc = o.encoded.find(f.name);
-      if (enc != o.encoded.end() && enc->second.type == dst) {
+      if (enc != o.encoded.end()) {
+        if (enc->second.type != dst)
+          fail("quantize: '", f.name, "' was encoded as ", dtype_name(enc->second.type), ", the file takes ",
+               dtype_name(dst));
         if (enc->second.bytes.size() != row_bytes(dst, cols) * static_cast<size_t>(rows))
           fail("quantize: encoded '", f.name, "' holds ", enc->second.bytes.size(), " bytes, not ",
                row_bytes(dst, cols) * static_cast<size_t>(rows));

@@ -29,8 +29,8 @@ struct QuantizeOptions {
   // `replaces` set takes that tensor's place (and type) under its own name.
   std::vector<const FloatTensor*> replacements;
   // Replacements an offline quantizer already encoded (GPTQ), by the name they
-  // are written under: these bytes are written when the rules below give the
-  // tensor this type (else the floats are quantized as usual).
+  // are written under: these bytes are written as they are (an error if the
+  // rules below give the tensor another type).
   struct Encoded {
     DType type = DType::F32;
     std::vector<uint8_t> bytes;

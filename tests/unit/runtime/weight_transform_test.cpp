@@ -229,6 +229,37 @@ TEST(Gptq, LowersTheErrorOfFourBitRoundingOnUnseenText) {
   EXPECT_LT(r.aware, 0.8 * r.plain) << "plain " << r.plain << ", gptq " << r.aware;
 }
 
+TEST(Gptq, EncodedRowsAreWrittenAsTheyAreAndOnlyInTheirType) {
+  LoadedTinyModel m("encoded");
+  ThreadPool pool(1);
+  FloatDecoder d = load_float_decoder(m.model->file(), m.model->config(), false, pool);
+  const FloatTensor& q_proj = d.layers[0].q;
+  QuantizeOptions q;
+  q.type = DType::Q4_0;
+  q.pure = true;
+  q.replacements = decoder_tensors(d);
+  std::vector<uint8_t> bytes(row_bytes(DType::Q4_0, q_proj.cols()) * q_proj.rows());
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7);
+  q.encoded[q_proj.name] = {DType::Q4_0, bytes};
+  const std::string out = m.path + ".encoded.gguf";
+  quantize_model(m.path, out, q);
+  {
+    const gguf::File f = gguf::File::open(out);
+    const gguf::TensorInfo* t = f.find_tensor(q_proj.name);
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(std::vector<uint8_t>(t->data, t->data + t->nbytes), bytes);
+  }
+  std::filesystem::remove(out);
+  q.encoded[q_proj.name].type = DType::Q8_0;
+  try {
+    quantize_model(m.path, out, q);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("was encoded as q8_0"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(out);
+}
+
 // |(Ŵ - W) X|² of a matrix rounded to Q4_0, against the unclipped original.
 double rounding_error(const FloatTensor& rounded_from, const FloatTensor& original, const std::vector<float>& x,
                       int64_t n) {
