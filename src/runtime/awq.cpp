@@ -151,6 +151,39 @@ void fold_awq_scales(FloatLayer& L, const ModelConfig& c, AwqInput in, const std
   }
 }
 
+std::pair<double, double> projection_error(const FloatTensor& w, const RoundedRowFn& rounded,
+                                           const std::vector<float>& x, int64_t n, int64_t max_rows,
+                                           int64_t max_samples, bool reference, ThreadPool& pool) {
+  const auto& f32 = kernels::f32_kernels();
+  const int64_t rows = w.rows(), cols = w.cols(), picked = std::min(rows, max_rows);
+  const int64_t step = std::max<int64_t>(1, n / max_samples);
+  std::vector<double> err(static_cast<size_t>(pool.size()), 0.0), ref(err.size(), 0.0);
+  pool.parallel_for_dynamic(picked, 8, [&](int64_t i0, int64_t i1, int ith) {
+    std::vector<float> delta(static_cast<size_t>(cols));
+    double e = 0.0, y = 0.0;
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r = i * rows / picked;
+      const float* row = w.row(r);
+      rounded(r, delta.data());
+      for (int64_t j = 0; j < cols; ++j) delta[static_cast<size_t>(j)] -= row[j];
+      for (int64_t t = 0; t < n; t += step) {
+        const float* xt = x.data() + t * cols;
+        const double d = f32.dot(cols, delta.data(), xt), yr = reference ? f32.dot(cols, row, xt) : 0.0;
+        e += d * d;
+        y += yr * yr;
+      }
+    }
+    err[static_cast<size_t>(ith)] += e;
+    ref[static_cast<size_t>(ith)] += y;
+  });
+  double e = 0.0, y = 0.0;
+  for (size_t i = 0; i < err.size(); ++i) {
+    e += err[i];
+    y += ref[i];
+  }
+  return {e, y};
+}
+
 namespace {
 
 // Mean |x| per channel of X [n x cols]; for the attention output, pooled over
@@ -192,43 +225,30 @@ struct Scored {
   DType type;
 };
 
-// |(Ŵ - W) X|² and (with `reference`, else 0) |W X|² over evenly spaced rows
-// of each matrix, Ŵ the matrix scaled by s, rounded to its type, and unscaled.
+// The group's error with its matrices scaled by s, rounded to their types and unscaled.
 std::pair<double, double> output_error(const std::vector<Scored>& mats, const std::vector<float>& s,
                                        const std::vector<float>& x, int64_t n, int64_t max_rows, int64_t max_samples,
                                        bool reference, ThreadPool& pool) {
-  const int64_t step = std::max<int64_t>(1, n / max_samples);
-  const auto& f32 = kernels::f32_kernels();
-  std::vector<double> err(static_cast<size_t>(pool.size()), 0.0), ref(err.size(), 0.0);
-  for (const Scored& m : mats) {
-    const int64_t rows = m.w->rows(), cols = m.w->cols(), picked = std::min(rows, max_rows);
-    const auto& k = kernels::quant_kernels(m.type);
-    pool.parallel_for_dynamic(picked, 8, [&](int64_t i0, int64_t i1, int ith) {
-      std::vector<float> scaled(static_cast<size_t>(cols)), back(scaled.size());
-      std::vector<uint8_t> q(row_bytes(m.type, cols));
-      double e = 0.0, y = 0.0;
-      for (int64_t i = i0; i < i1; ++i) {
-        const float* w = m.w->row(i * rows / picked);
-        for (int64_t j = 0; j < cols; ++j) scaled[static_cast<size_t>(j)] = w[j] * s[static_cast<size_t>(j)];
-        k.quantize_weights(scaled.data(), q.data(), cols);
-        k.dequantize_row(q.data(), back.data(), cols);
-        for (int64_t j = 0; j < cols; ++j)
-          back[static_cast<size_t>(j)] = back[static_cast<size_t>(j)] / s[static_cast<size_t>(j)] - w[j];
-        for (int64_t t = 0; t < n; t += step) {
-          const float* xt = x.data() + t * cols;
-          const double d = f32.dot(cols, back.data(), xt), r = reference ? f32.dot(cols, w, xt) : 0.0;
-          e += d * d;
-          y += r * r;
-        }
-      }
-      err[static_cast<size_t>(ith)] += e;
-      ref[static_cast<size_t>(ith)] += y;
-    });
-  }
   double e = 0.0, y = 0.0;
-  for (size_t i = 0; i < err.size(); ++i) {
-    e += err[i];
-    y += ref[i];
+  for (const Scored& m : mats) {
+    const int64_t cols = m.w->cols();
+    const auto& k = kernels::quant_kernels(m.type);
+    const auto [me, my] = projection_error(
+        *m.w,
+        [&](int64_t r, float* back) {
+          const float* w = m.w->row(r);
+          thread_local std::vector<float> scaled;
+          thread_local std::vector<uint8_t> q;
+          scaled.resize(static_cast<size_t>(cols));
+          q.resize(row_bytes(m.type, cols));
+          for (int64_t j = 0; j < cols; ++j) scaled[static_cast<size_t>(j)] = w[j] * s[static_cast<size_t>(j)];
+          k.quantize_weights(scaled.data(), q.data(), cols);
+          k.dequantize_row(q.data(), back, cols);
+          for (int64_t j = 0; j < cols; ++j) back[j] /= s[static_cast<size_t>(j)];
+        },
+        x, n, max_rows, max_samples, reference, pool);
+    e += me;
+    y += my;
   }
   return {e, y};
 }

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/activation_sparsity.h"
@@ -95,6 +96,14 @@ using AwqProgressFn = std::function<void(const AwqLayerReport& r)>;
 // Throws when `inputs` holds fewer than 16 positions.
 std::vector<AwqLayerReport> apply_awq(FloatDecoder& d, AwqInputs& inputs, const AwqTypeFn& type_of,
                                       const AwqOptions& options, ThreadPool& pool, const AwqProgressFn& progress = {});
+
+// |(Ŵ - W) X|² and (with `reference`, else 0) |W X|² over up to max_rows
+// evenly spaced rows of w and max_samples evenly spaced rows of x [n x cols];
+// rounded(r, out) writes row r of Ŵ. (AWQ's search and GPTQ's report.)
+using RoundedRowFn = std::function<void(int64_t row, float* out)>;
+std::pair<double, double> projection_error(const FloatTensor& w, const RoundedRowFn& rounded,
+                                           const std::vector<float>& x, int64_t n, int64_t max_rows,
+                                           int64_t max_samples, bool reference, ThreadPool& pool);
 
 // The matrices of a layer that read `in` (q, k, v; o; gate, up; down).
 std::vector<FloatTensor*> matrices_reading(FloatLayer& L, AwqInput in);

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/blocks.h"
+#include "kernels/quant_kernels.h"
 #include "platform/thread_pool.h"
 
 namespace kestrel {
@@ -71,90 +72,72 @@ float searched_scale(const float* x, const float* w, float half) {
   return best_d;
 }
 
-// The format's own scale rule (kernels/ref/q_legacy.cpp), on the stored F16
-// values; with `w` (Q4_0, Q5_0), the weighted search above instead.
-Grid block_grid(DType type, const float* x, const float* w = nullptr) {
-  Grid g;
-  float min = x[0], max = x[0];
-  for (int64_t j = 1; j < kBlock; ++j) {
-    min = std::min(min, x[j]);
-    max = std::max(max, x[j]);
-  }
+// Where a block's fields sit (kernels/blocks.h): d (F16) first, m (F16) in the
+// formats with a minimum, the fifth bits (4 bytes) in the 5-bit ones, then the
+// codes: nibbles (element j low, j + 16 high), or one byte each.
+struct Layout {
+  bool min = false, fifth_bit = false, bytes = false;
+  int offset = 0;  // the code of the value 0 in the symmetric formats (x = d (q - offset))
+};
+
+Layout layout_of(DType type) {
   switch (type) {
     case DType::Q4_0:
-    case DType::Q5_0: {
-      const float half = type == DType::Q4_0 ? 8.0f : 16.0f;
-      g.d = as_stored(w ? searched_scale(x, w, half) : signed_absmax(x) / -half);
-      g.m = -half * g.d;
-      g.hi = static_cast<int>(2 * half) - 1;
-      g.flat = static_cast<int>(half);
-      break;
-    }
+      return {.offset = 8};
     case DType::Q4_1:
+      return {.min = true};
+    case DType::Q5_0:
+      return {.fifth_bit = true, .offset = 16};
     case DType::Q5_1:
-      g.hi = type == DType::Q4_1 ? 15 : 31;
-      g.d = as_stored((max - min) / static_cast<float>(g.hi));
-      g.m = as_stored(min);
-      break;
+      return {.min = true, .fifth_bit = true};
     case DType::Q8_0:
-      g.d = as_stored(std::max(std::fabs(min), std::fabs(max)) / 127.0f);
-      g.lo = -128;
-      g.hi = 127;
-      break;
+      return {.bytes = true};
     default:
-      fail("gptq: no grid for ", dtype_name(type));
+      fail("gptq: ", dtype_name(type), " is not a 32-element block format GPTQ can write");
   }
+}
+
+float f16_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return fp16_to_f32(h);
+}
+
+// The grid the format's own quantizer gives x (its scale rule, F16 as stored);
+// with `w` (Q4_0, Q5_0), the weighted search above instead.
+Grid block_grid(DType type, const Layout& l, const float* x, const float* w) {
+  std::array<uint8_t, sizeof(kernels::BlockQ8_0)> block{};  // the largest of the five
+  kernels::quant_kernels(type).quantize_weights(x, block.data(), kBlock);
+  Grid g;
+  g.d = w ? as_stored(searched_scale(x, w, static_cast<float>(l.offset))) : f16_at(block.data());
+  g.m = l.min ? f16_at(block.data() + 2) : static_cast<float>(-l.offset) * g.d;
+  g.lo = l.bytes ? -128 : 0;
+  g.hi = l.bytes ? 127 : l.fifth_bit ? 31 : 15;
+  g.flat = l.offset;
   return g;
 }
 
-// One block's bytes from its grid and codes, in the format's layout (kernels/blocks.h).
-void encode_block(DType type, const Grid& g, const int* q, uint8_t* dst) {
-  const auto nibbles = [&](uint8_t* qs) {
-    for (int64_t j = 0; j < kBlock / 2; ++j)
-      qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + kBlock / 2] & 0xF) << 4));
-  };
-  const auto high_bits = [&](uint8_t* qh) {
+// One block's bytes from its grid and codes.
+void encode_block(const Layout& l, const Grid& g, const int* q, uint8_t* dst) {
+  const uint16_t d = f32_to_fp16(g.d), m = f32_to_fp16(g.m);
+  std::memcpy(dst, &d, 2);
+  size_t at = 2;
+  if (l.min) {
+    std::memcpy(dst + at, &m, 2);
+    at += 2;
+  }
+  if (l.fifth_bit) {
     uint32_t bits = 0;
     for (int64_t j = 0; j < kBlock; ++j) bits |= static_cast<uint32_t>((q[j] >> 4) & 1) << j;
-    std::memcpy(qh, &bits, 4);
-  };
-  switch (type) {
-    case DType::Q4_0: {
-      auto* b = reinterpret_cast<kernels::BlockQ4_0*>(dst);
-      b->d = f32_to_fp16(g.d);
-      nibbles(b->qs);
-      break;
-    }
-    case DType::Q4_1: {
-      auto* b = reinterpret_cast<kernels::BlockQ4_1*>(dst);
-      b->d = f32_to_fp16(g.d);
-      b->m = f32_to_fp16(g.m);
-      nibbles(b->qs);
-      break;
-    }
-    case DType::Q5_0: {
-      auto* b = reinterpret_cast<kernels::BlockQ5_0*>(dst);
-      b->d = f32_to_fp16(g.d);
-      nibbles(b->qs);
-      high_bits(b->qh);
-      break;
-    }
-    case DType::Q5_1: {
-      auto* b = reinterpret_cast<kernels::BlockQ5_1*>(dst);
-      b->d = f32_to_fp16(g.d);
-      b->m = f32_to_fp16(g.m);
-      nibbles(b->qs);
-      high_bits(b->qh);
-      break;
-    }
-    case DType::Q8_0: {
-      auto* b = reinterpret_cast<kernels::BlockQ8_0*>(dst);
-      b->d = f32_to_fp16(g.d);
-      for (int64_t j = 0; j < kBlock; ++j) b->qs[j] = static_cast<int8_t>(q[j]);
-      break;
-    }
-    default:
-      fail("gptq: cannot encode ", dtype_name(type));
+    std::memcpy(dst + at, &bits, 4);
+    at += 4;
+  }
+  if (l.bytes) {
+    for (int64_t j = 0; j < kBlock; ++j)
+      dst[at + static_cast<size_t>(j)] = static_cast<uint8_t>(static_cast<int8_t>(q[j]));
+  } else {
+    for (int64_t j = 0; j < kBlock / 2; ++j)
+      dst[at + static_cast<size_t>(j)] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + kBlock / 2] & 0xF) << 4));
   }
 }
 
@@ -231,7 +214,8 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
   std::vector<float> h_diag(static_cast<size_t>(cols), 0.0f);
   if (o.scale_search)
     for (int64_t j = 0; j < cols; ++j) h_diag[static_cast<size_t>(j)] = vm.row(j).tail(cols - j).squaredNorm();
-  const bool search = o.scale_search && (type == DType::Q4_0 || type == DType::Q5_0);
+  const Layout layout = layout_of(type);
+  const bool search = o.scale_search && layout.offset > 0;
   pool.parallel_for(rows, [&](int64_t r0, int64_t r1, int) {
     const int64_t nr = r1 - r0;
     MatrixMap wm(w + r0 * cols, nr, cols);
@@ -266,7 +250,7 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
                     std::sqrt(sigma2 + current[static_cast<size_t>(j)] * current[static_cast<size_t>(j)]);
             }
             grids[static_cast<size_t>(r * blocks + k / kBlock)] =
-                block_grid(type, current.data(), search ? importance.data() : nullptr);
+                block_grid(type, layout, current.data(), search ? importance.data() : nullptr);
           }
         }
         for (int64_t r = 0; r < nr; ++r) {
@@ -286,7 +270,7 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
     for (int64_t r = 0; r < nr; ++r)
       for (int64_t b = 0; b < blocks; ++b)
         encode_block(
-            type, grids[static_cast<size_t>(r * blocks + b)], codes.data() + r * cols + b * kBlock,
+            layout, grids[static_cast<size_t>(r * blocks + b)], codes.data() + r * cols + b * kBlock,
             out.data() + static_cast<size_t>(r0 + r) * blocks * block_bytes + static_cast<size_t>(b) * block_bytes);
   });
   return out;

@@ -3,7 +3,6 @@
 #include <chrono>
 
 #include "core/error.h"
-#include "kernels/f32_kernels.h"
 #include "kernels/quant_kernels.h"
 #include "platform/thread_pool.h"
 
@@ -13,47 +12,6 @@ namespace {
 
 constexpr int64_t kScoredRows = 512;     // evenly spaced rows of a matrix the error is measured on
 constexpr int64_t kScoredSamples = 256;  // evenly spaced calibration positions
-
-// |(Ŵ - W) X|² and |W X|² over the scored rows and positions.
-std::pair<double, double> output_error(const FloatTensor& w, const std::vector<float>& rounded,
-                                       const std::vector<float>& x, int64_t n, ThreadPool& pool) {
-  const auto& f32 = kernels::f32_kernels();
-  const int64_t rows = w.rows(), cols = w.cols(), picked = std::min(rows, kScoredRows);
-  const int64_t step = std::max<int64_t>(1, n / kScoredSamples);
-  std::vector<double> err(static_cast<size_t>(pool.size()), 0.0), ref(err.size(), 0.0);
-  pool.parallel_for(picked, [&](int64_t i0, int64_t i1, int ith) {
-    std::vector<float> delta(static_cast<size_t>(cols));
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t r = i * rows / picked;
-      for (int64_t j = 0; j < cols; ++j)
-        delta[static_cast<size_t>(j)] = rounded[static_cast<size_t>(r * cols + j)] - w.row(r)[j];
-      for (int64_t t = 0; t < n; t += step) {
-        const float* xt = x.data() + t * cols;
-        const double e = f32.dot(cols, delta.data(), xt), y = f32.dot(cols, w.row(r), xt);
-        err[static_cast<size_t>(ith)] += e * e;
-        ref[static_cast<size_t>(ith)] += y * y;
-      }
-    }
-  });
-  double e = 0.0, y = 0.0;
-  for (size_t i = 0; i < err.size(); ++i) e += err[i], y += ref[i];
-  return {e, y};
-}
-
-// What the format's own quantizer makes of w (plain rounding).
-std::vector<float> round_plainly(const FloatTensor& w, DType type, ThreadPool& pool) {
-  const auto& k = kernels::quant_kernels(type);
-  const int64_t cols = w.cols();
-  std::vector<float> out(w.data.size());
-  pool.parallel_for(w.rows(), [&](int64_t r0, int64_t r1, int) {
-    std::vector<uint8_t> q(row_bytes(type, cols));
-    for (int64_t r = r0; r < r1; ++r) {
-      k.quantize_weights(w.row(r), q.data(), cols);
-      k.dequantize_row(q.data(), out.data() + r * cols, cols);
-    }
-  });
-  return out;
-}
 
 }  // namespace
 
@@ -104,10 +62,22 @@ std::vector<GptqLayerReport> apply_gptq(FloatDecoder& d, const AwqInputs& inputs
       for (FloatTensor* w : mats) {
         const DType type = type_of(*w);
         if (w->cols() != cols) fail("gptq: ", w->name, " has ", w->cols(), " columns, its input ", cols);
-        const auto [er, ref] = output_error(*w, round_plainly(*w, type, pool), x, n, pool);
+        const auto& k = kernels::quant_kernels(type);
+        const auto [er, ref] = projection_error(
+            *w,
+            [&](int64_t r, float* out) {  // plain rounding, the format's own quantizer
+              thread_local std::vector<uint8_t> q;
+              q.resize(row_bytes(type, cols));
+              k.quantize_weights(w->row(r), q.data(), cols);
+              k.dequantize_row(q.data(), out, cols);
+            },
+            x, n, kScoredRows, kScoredSamples, true, pool);
         const FloatTensor original = *w;
         encoded[w->name] = {type, gptq_quantize(w->data.data(), w->rows(), cols, type, v, group, pool)};
-        e_gptq += output_error(original, w->data, x, n, pool).first;
+        e_gptq += projection_error(
+                      original, [&](int64_t r, float* out) { std::copy(w->row(r), w->row(r) + cols, out); }, x, n,
+                      kScoredRows, kScoredSamples, false, pool)
+                      .first;
         e_rtn += er;
         y += ref;
       }
