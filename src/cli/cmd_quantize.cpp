@@ -2,6 +2,7 @@
 // with --rotate and/or --awq, activation-aware (runtime/aware_quantize.h).
 #include <unistd.h>
 
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 
@@ -15,7 +16,7 @@ namespace kestrel::cli {
 
 void add_quantize_command(CLI::App& app) {
   struct Opts {
-    std::string in, out, type, text_file, save_text, flatquant, gptq_inputs = "qkv,o";
+    std::string in, out, type, text_file, save_text, flatquant, imatrix, gptq_inputs = "qkv,o";
     bool pure = false, rotate = false, rotate_down = false, awq = false, gptq = false, gptq_max_scales = false;
     double gptq_damp = GptqOptions{}.damp, gptq_sink = GptqOptions{}.sink_weight;
     int threads = 0;
@@ -46,7 +47,9 @@ void add_quantize_command(CLI::App& app) {
       "--gptq", o->gptq,
       "round with GPTQ (each column's error fed to the columns after it through the inputs' second moments; "
       "TYPE Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0; combines with --rotate and --awq)");
-  cmd->add_option("--gptq-damp", o->gptq_damp, "GPTQ's damping, a share of the mean diagonal (default 0.01)")
+  cmd->add_option("--gptq-damp", o->gptq_damp,
+                  "GPTQ's damping, a share of the mean diagonal (default 0.01; the matrices GPTQ leaves out weigh "
+                  "their scale search undamped)")
       ->needs(gptq);
   cmd->add_option("--gptq-inputs", o->gptq_inputs,
                   "the inputs whose matrices GPTQ rounds: a list of qkv, o, gate/up, down, or all (default qkv,o: the "
@@ -60,6 +63,9 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--gptq-sink-weight", o->gptq_sink,
                   "weight of the first calibration position (the attention sink) in GPTQ's statistics (default 100)")
       ->needs(gptq);
+  cmd->add_option("--imatrix", o->imatrix,
+                  "llama.cpp's importance matrix (llama-imatrix's GGUF): Q4_0/Q5_0 scales searched with its weights as "
+                  "llama-quantize --imatrix does (with --gptq: for the matrices GPTQ leaves out)");
   cmd->add_option(
       "-f,--calibration-file", o->text_file,
       "calibration text for --awq/--rotate (default: the model's own generations; never the evaluation text)");
@@ -89,15 +95,17 @@ void add_quantize_command(CLI::App& app) {
         std::cerr << "quantize: [" << (i + 1) << "/" << n << "] " << name << " -> " << dtype_name(t) << "\n";
     };
     if (!o->flatquant.empty()) {
-      if (o->rotate || o->rotate_down || o->awq || o->gptq)
-        fail("quantize: --flatquant learns its own transforms; it does not combine with --rotate, --awq or --gptq");
+      if (o->rotate || o->rotate_down || o->awq || o->gptq || !o->imatrix.empty())
+        fail(
+            "quantize: --flatquant learns its own transforms; it does not combine with --rotate, --awq, --gptq or "
+            "--imatrix");
       if (!o->text_file.empty() || !o->save_text.empty())
         fail("quantize: --flatquant reads no calibration text (tools/flatquant/train.py did)");
       quantize_flatquant(o->in, o->out, o->flatquant, q, [](const std::string& line) { std::cerr << line << "\n"; });
       std::cerr << "\nwrote " << o->out << "\n";
       return;
     }
-    if (!o->rotate && !o->rotate_down && !o->awq && !o->gptq) {
+    if (!o->rotate && !o->rotate_down && !o->awq && !o->gptq && o->imatrix.empty()) {
       if (!o->text_file.empty() || !o->save_text.empty())
         fail("quantize: a calibration text is only read with --awq, --gptq or --rotate");
       quantize_model(o->in, o->out, q);
@@ -114,6 +122,9 @@ void add_quantize_command(CLI::App& app) {
     a.gptq_options.sink_weight = o->gptq_sink;
     a.gptq_options.scale_search = !o->gptq_max_scales;
     a.gptq_inputs = parse_gptq_inputs(o->gptq_inputs);
+    a.imatrix = o->imatrix;
+    if (!o->awq && !o->gptq && (!o->text_file.empty() || !o->save_text.empty()) && !o->rotate && !o->rotate_down)
+      fail("quantize: --imatrix reads no calibration text (llama-imatrix did)");
     if (!o->text_file.empty()) {
       refuse_evaluation_text(o->text_file, "quantize");
       a.calibration_text = read_file(o->text_file);
@@ -146,7 +157,10 @@ void add_quantize_command(CLI::App& app) {
                   << clipped * 100 << " %\n";
       }
     }
-    if (!r.gptq.empty()) {
+    const bool gptq_reported = std::any_of(r.gptq.begin(), r.gptq.end(), [](const GptqLayerReport& l) {
+      return std::any_of(l.groups.begin(), l.groups.end(), [](const GptqGroupReport& g) { return g.done; });
+    });
+    if (gptq_reported) {
       std::cout << "GPTQ: relative output error |dY|^2/|Y|^2 (x1e-3) per input on the calibration inputs, plain "
                    "rounding -> GPTQ\n";
       for (int i = 0; i < kAwqInputs; ++i) {
@@ -167,9 +181,10 @@ void add_quantize_command(CLI::App& app) {
                   << gptq * 1e3 << "\n";
       }
     }
-    std::cout << std::fixed << std::setprecision(1) << "wrote " << o->out << " (calibration " << r.calibration_seconds
-              << " s on " << r.calibration_positions << " positions, transforms " << r.transform_seconds
-              << " s, writing " << r.write_seconds << " s)\n";
+    std::cout << std::fixed << std::setprecision(1) << "wrote " << o->out << " (";
+    if (r.calibration_positions > 0)
+      std::cout << "calibration " << r.calibration_seconds << " s on " << r.calibration_positions << " positions, ";
+    std::cout << "transforms " << r.transform_seconds << " s, writing " << r.write_seconds << " s)\n";
   });
 }
 

@@ -85,10 +85,11 @@ bool ends_with(const std::string& s, const char* tail) {
 // A mix's type for a layer tensor (llama-quantize's rules for Q4_K_S/M and Q5_K_S/M).
 DType mixed_type(const std::string& name, DType base, const QuantizeOptions& o, int counted) {
   const int layer = counted >= 0 ? counted : layer_of(name);
-  if (o.mix == QuantMix::None || layer < 0) return base;
-  if (o.n_layer <= 0) fail("quantize: a K-quant mix needs the model's layer count");
   const bool v = ends_with(name, ".attn_v.weight"), down = ends_with(name, ".ffn_down.weight");
-  if (!v && !down) return base;
+  const bool guard_down = o.activation_aware && !o.pure && (base == DType::Q4_0 || base == DType::Q5_0);
+  if ((o.mix == QuantMix::None && !guard_down) || layer < 0 || (!v && !down)) return base;
+  if (o.n_layer <= 0) fail("quantize: a K-quant mix or an activation-aware Q4_0/Q5_0 needs the model's layer count");
+  if (guard_down) return down && layer < o.n_layer / 8 ? (base == DType::Q4_0 ? DType::Q4_1 : DType::Q5_1) : base;
   if (o.mix == QuantMix::Medium) return use_more_bits(layer, o.n_layer) ? DType::Q6_K : base;
   if (base != DType::Q4_K) return base;  // Q5_K_S: no exceptions
   if (v) return layer < 4 ? DType::Q5_K : base;
@@ -118,7 +119,7 @@ DType quantized_type(const std::string& name, const std::vector<int64_t>& ne, bo
 void quantize_model(const std::string& in_path, const std::string& out_path, const QuantizeOptions& options) {
   const gguf::File in = gguf::File::open(in_path);
   QuantizeOptions o = options;
-  if (o.mix != QuantMix::None && o.n_layer <= 0) {
+  if ((o.mix != QuantMix::None || o.activation_aware) && o.n_layer <= 0) {
     const std::string arch = in.get_string("general.architecture").value_or("");
     o.n_layer = static_cast<int>(in.get_u64(arch + ".block_count").value_or(0));
   }

@@ -20,6 +20,11 @@ struct QuantizeOptions {
   QuantMix mix = QuantMix::None;
   int n_layer = 0;    // for the mixes; quantize_model reads it from the file
   bool pure = false;  // every matrix in `type`, no special output/embedding type
+  // The rounding knows the activations (AWQ, GPTQ or an importance matrix):
+  // as llama-quantize does when given an imatrix, a Q4_0/Q5_0 file then
+  // writes the first eighth of the layers' ffn_down in Q4_1/Q5_1 (their
+  // rare large inputs are what a zero-centred grid rounds worst).
+  bool activation_aware = false;
   int n_threads = 0;  // 0: one per core
   // Called after each tensor: (index, count, name, chosen type).
   std::function<void(size_t, size_t, const std::string&, DType)> progress;
@@ -42,7 +47,8 @@ struct QuantizeOptions {
 
 // The type a tensor is written in: `type`, except vectors (F32), the
 // vocabulary projection (Q6_K or Q8_0 unless `pure`), a mix's attn_v and
-// ffn_down, and rows a format's block does not divide (a 32-block fallback,
+// ffn_down (and an activation-aware Q4_0/Q5_0 file's first ffn_down layers),
+// and rows a format's block does not divide (a 32-block fallback,
 // else F16). `is_output`: the output head, or the embedding of a file with a
 // tied head.
 // `layer`: for a mix, the layer as llama-quantize counts it; -1, the number

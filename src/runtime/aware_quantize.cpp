@@ -4,10 +4,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "core/error.h"
 #include "model/flat_transform.h"
 #include "model/flatquant_fold.h"
+#include "model/importance_matrix.h"
 #include "model/weight_rotation.h"
 #include "platform/thread_pool.h"
 #include "runtime/cq_calibration.h"
@@ -60,7 +62,20 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
   const auto say = [&](const std::string& line) {
     if (progress) progress(line);
   };
-  if (!o.rotate && !o.rotate_down && !o.awq && !o.gptq) fail("quantize: neither a rotation, AWQ nor GPTQ asked for");
+  const bool weighted = !o.imatrix.empty();
+  if (!o.rotate && !o.rotate_down && !o.awq && !o.gptq && !weighted)
+    fail("quantize: neither a rotation, AWQ, GPTQ nor an importance matrix asked for");
+  std::optional<ImportanceMatrix> importance;
+  if (weighted) {
+    if (o.rotate || o.rotate_down || o.awq)
+      fail("quantize: --imatrix holds the statistics of the file's own inputs; --rotate and --awq change them");
+    if (o.quantize.type != DType::Q4_0 && o.quantize.type != DType::Q5_0)
+      fail("quantize: --imatrix weights the scale search of Q4_0 and Q5_0, not ", dtype_name(o.quantize.type),
+           " (llama-quantize covers the others)");
+    if (o.gptq && !o.gptq_options.scale_search)
+      fail("quantize: --gptq-max-scales searches no scales, so it reads no --imatrix");
+    importance = read_importance_matrix(o.imatrix);
+  }
   if (o.gptq && !gptq_supports(o.quantize.type))
     fail("quantize: --gptq writes Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0, not ", dtype_name(o.quantize.type));
   if (o.calibration_tokens < 64) fail("quantize: --calibration-tokens must be at least 64, got ", o.calibration_tokens);
@@ -70,7 +85,7 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
   auto model = load_model(in_path);
   const ModelConfig& c = model->config();
   if (c.arch != "llama" && c.arch != "qwen2")
-    fail("quantize: --rotate and --awq support llama and qwen2 models; this one is '", c.arch, "'");
+    fail("quantize: --rotate, --awq, --gptq and --imatrix support llama and qwen2 models; this one is '", c.arch, "'");
   if (o.rotate && (c.head_dim <= 0 || c.n_head * c.head_dim <= 0)) fail("quantize: the model's head size is unknown");
 
   // 1. Calibration: the inputs of every projection on the text.
@@ -108,9 +123,10 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
     fail("quantize: the calibration text gave ", report.calibration_positions, " positions, ", report.awq_samples,
          " AWQ samples; at least 16 are needed (a longer text, or fewer --awq-samples)");
   report.calibration_seconds = seconds_since(t0);
-  say("calibration: " + std::to_string(report.calibration_positions) + " positions, " +
-      std::to_string(report.awq_samples) + " recorded per projection input, " + fixed(report.calibration_seconds, 1) +
-      " s");
+  if (record)
+    say("calibration: " + std::to_string(report.calibration_positions) + " positions, " +
+        std::to_string(report.awq_samples) + " recorded per projection input, " + fixed(report.calibration_seconds, 1) +
+        " s");
 
   // 2. Transforms on float weights.
   const auto t1 = std::chrono::steady_clock::now();
@@ -133,7 +149,11 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
   }
   QuantizeOptions types = o.quantize;
   types.n_layer = c.n_layer;
-  const AwqTypeFn type_of = [&](const FloatTensor& t) { return quantized_type(t.name, t.ne, false, types); };
+  types.activation_aware = o.awq || o.gptq || weighted;
+  // A renamed tensor (ffn_down_hadamard) is written in the type of the one it replaces.
+  const AwqTypeFn type_of = [&](const FloatTensor& t) {
+    return quantized_type(t.replaces.empty() ? t.name : t.replaces, t.ne, false, types);
+  };
   if (o.awq) {
     AwqOptions awq_options = o.awq_options;
     if (o.gptq) awq_options.unclipped = o.gptq_inputs;  // GPTQ sets those blocks' grids itself
@@ -147,19 +167,35 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
       say(line + " (x1e-3, " + fixed(r.seconds, 1) + " s)");
     });
   }
-  QuantizeOptions q = o.quantize;
-  if (o.gptq)
-    report.gptq =
-        apply_gptq(d, inputs, type_of, o.gptq_options, o.gptq_inputs, pool, q.encoded, [&](const GptqLayerReport& r) {
-          std::string line = "gptq layer " + std::to_string(r.layer + 1) + "/" + std::to_string(c.n_layer) + ":";
-          for (int i = 0; i < kAwqInputs; ++i) {
-            const GptqGroupReport& g = r.groups[static_cast<size_t>(i)];
-            if (g.done)
-              line += " " + std::string(awq_input_name(AwqInput(i))) + " " + fixed(g.error_rtn * 1e3, 3) + "->" +
-                      fixed(g.error_gptq * 1e3, 3);
-          }
-          say(line + " (output error x1e-3, plain rounding -> GPTQ; " + fixed(r.seconds, 1) + " s)");
-        });
+  if (importance) {
+    int64_t found = 0, matrices = 0;
+    for (FloatLayer& L : d.layers)
+      for (int i = 0; i < kAwqInputs; ++i)
+        for (const FloatTensor* w : matrices_reading(L, AwqInput(i))) {
+          ++matrices;
+          found += importance->find(w->name, w->cols()) != nullptr;
+        }
+    if (found == 0) fail("quantize: ", o.imatrix, " has no entry for any matrix of this model (another model's?)");
+    std::string from = importance->datasets.empty() ? "" : " (" + importance->datasets.front();
+    if (!from.empty()) from += importance->chunks > 0 ? ", " + std::to_string(importance->chunks) + " chunks)" : ")";
+    say("imatrix: " + std::to_string(found) + " of " + std::to_string(matrices) + " matrices weighted from " +
+        o.imatrix + from);
+  }
+  QuantizeOptions q = types;
+  if (o.gptq || importance)
+    report.gptq = apply_gptq(d, inputs, type_of, o.gptq_options, o.gptq ? o.gptq_inputs : GptqInputs{},
+                             importance ? &*importance : nullptr, pool, q.encoded, [&](const GptqLayerReport& r) {
+                               std::string line = std::string(o.gptq ? "gptq" : "imatrix") + " layer " +
+                                                  std::to_string(r.layer + 1) + "/" + std::to_string(c.n_layer) + ":";
+                               for (int i = 0; i < kAwqInputs; ++i) {
+                                 const GptqGroupReport& g = r.groups[static_cast<size_t>(i)];
+                                 if (g.done)
+                                   line += " " + std::string(awq_input_name(AwqInput(i))) + " " +
+                                           fixed(g.error_rtn * 1e3, 3) + "->" + fixed(g.error_gptq * 1e3, 3);
+                               }
+                               say(line + (o.gptq ? " (output error x1e-3, plain rounding -> GPTQ; " : " rounded (") +
+                                   fixed(r.seconds, 1) + " s)");
+                             });
   report.transform_seconds = seconds_since(t1);
 
   // 3. Write.

@@ -1,5 +1,5 @@
 #pragma once
-// `kestrel quantize --rotate --awq --gptq`: quantization that knows the model's
+// `kestrel quantize --rotate --awq --gptq --imatrix`: quantization that knows the model's
 // activations (issue 17). The source file runs on calibration text (its own
 // generations, or a file that is not the evaluation text) while AwqInputs
 // records the inputs of every projection; the weights are then read as
@@ -26,6 +26,10 @@ struct AwareQuantizeOptions {
       false;  // GPTQ's rounding after the transforms (32-element block formats; AWQ does not clip what it rounds)
   GptqOptions gptq_options;
   GptqInputs gptq_inputs = kAttentionGptqInputs;
+  // llama.cpp's importance matrix (model/importance_matrix.h): Q4_0/Q5_0 block
+  // scales searched with its weights, as llama-quantize --imatrix does, for
+  // the matrices GPTQ does not round (all of them without --gptq).
+  std::string imatrix;
   uint64_t rotation_seed = 0x5eed;
   std::string calibration_text;  // empty: the model's own generations
   int64_t calibration_tokens = 2048;

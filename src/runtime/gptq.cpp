@@ -157,13 +157,7 @@ std::vector<float> gptq_factor(const float* x, int64_t n, int64_t cols, const Gp
     for (int64_t t = 0; t < n; ++t)
       for (int64_t j = 0; j < cols; ++j)
         h[static_cast<size_t>(j)] += (t == 0 ? o.sink_weight : 1.0) * x[t * cols + j] * x[t * cols + j];
-    double mean = 0.0;
-    for (double v : h) mean += v / static_cast<double>(cols);
-    std::vector<float> v(static_cast<size_t>(cols * cols), 0.0f);
-    for (int64_t j = 0; j < cols; ++j)
-      v[static_cast<size_t>(j * cols + j)] =
-          static_cast<float>(std::sqrt(h[static_cast<size_t>(j)] + (mean > 0.0 ? o.damp * mean : 1.0)));
-    return v;
+    return gptq_diagonal_factor(h, o.damp);
   }
   // H = Σ x xᵀ (lower triangle), one partial sum per thread.
   // (A thread may run more than one chunk: each adds to its own sum.)
@@ -189,6 +183,21 @@ std::vector<float> gptq_factor(const float* x, int64_t n, int64_t cols, const Gp
   std::vector<float> v(static_cast<size_t>(cols * cols));
   for (int64_t i = 0; i < cols; ++i)
     for (int64_t j = 0; j < cols; ++j) v[static_cast<size_t>(i * cols + j)] = l(cols - 1 - i, cols - 1 - j);
+  return v;
+}
+
+std::vector<float> gptq_diagonal_factor(const std::vector<double>& h, double damp) {
+  if (!(damp > 0.0)) fail("gptq: the damping must be positive, got ", damp);
+  const auto cols = static_cast<int64_t>(h.size());
+  double mean = 0.0;
+  for (double v : h) {
+    if (!(v >= 0.0) || !std::isfinite(v)) fail("gptq: a column's sum of squares is ", v);
+    mean += v / static_cast<double>(cols);
+  }
+  std::vector<float> v(static_cast<size_t>(cols * cols), 0.0f);
+  for (int64_t j = 0; j < cols; ++j)
+    v[static_cast<size_t>(j * cols + j)] =
+        static_cast<float>(std::sqrt(h[static_cast<size_t>(j)] + (mean > 0.0 ? damp * mean : 1.0)));
   return v;
 }
 

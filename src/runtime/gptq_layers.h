@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "model/importance_matrix.h"
 #include "model/quantize.h"
 #include "runtime/awq.h"
 #include "runtime/gptq.h"
@@ -33,7 +34,11 @@ using GptqProgressFn = std::function<void(const GptqLayerReport& r)>;
 
 // Rounds the projections with GPTQ, layer by layer: the encoded bytes go to
 // `encoded` (by tensor name, for QuantizeOptions::encoded), the floats in d
-// become what they decode to. Throws when `inputs` holds fewer than 16 positions.
+// become what they decode to. With `importance` (llama.cpp's imatrix), the
+// matrices GPTQ leaves out take their scale search's weights from it instead
+// of from `inputs` (a matrix it has no entry for is rounded plainly, as
+// llama-quantize rounds it), and `which` may be empty with nothing recorded.
+// Throws when GPTQ has fewer than 16 recorded positions to work from.
 using GptqInputs = std::array<bool, kAwqInputs>;  // which inputs' matrices GPTQ rounds (by AwqInput)
 inline constexpr GptqInputs kAllGptqInputs{true, true, true, true};
 // The default: q/k/v and o. GPTQ on the MLP's inputs raised the KLD on WikiText
@@ -42,7 +47,8 @@ inline constexpr GptqInputs kAttentionGptqInputs{true, true, false, false};
 GptqInputs parse_gptq_inputs(const std::string& list);  // "qkv,o,gate/up,down" (or "all"); throws naming a bad one
 
 std::vector<GptqLayerReport> apply_gptq(FloatDecoder& d, const AwqInputs& inputs, const AwqTypeFn& type_of,
-                                        const GptqOptions& options, const GptqInputs& which, ThreadPool& pool,
+                                        const GptqOptions& options, const GptqInputs& which,
+                                        const ImportanceMatrix* importance, ThreadPool& pool,
                                         std::map<std::string, QuantizeOptions::Encoded>& encoded,
                                         const GptqProgressFn& progress = {});
 

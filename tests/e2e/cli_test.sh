@@ -66,6 +66,10 @@ fi
 expect_error "GPTQ into a K-quant" "--gptq writes Q4_0" "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_K --gptq
 expect_error "GPTQ on an input that does not exist" "no input 'ffn'" \
   "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_0 --gptq --gptq-inputs qkv,ffn
+expect_error "a model given as an importance matrix" "is not an importance matrix" \
+  "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_0 --imatrix "$MODEL"
+expect_error "an importance matrix with AWQ" "--awq change them" \
+  "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_0 --awq --imatrix "$MODEL"
 printf 'text\n' > "$TMP/wiki.test.raw"
 expect_error "calibration on the evaluation text" "WikiText-2's test file" \
   "$BIN" quantize "$MODEL" "$TMP/x.gguf" Q4_0 --awq -f "$TMP/wiki.test.raw"

@@ -8,6 +8,7 @@
 
 #include <map>
 
+#include "core/error.h"
 #include "gguf/gguf.h"
 #include "model/quantize.h"
 #include "unit/engine/model_paths.h"
@@ -53,6 +54,36 @@ TEST(QuantMix, Q4KMChoosesLlamaQuantizesTypesForEveryTensor) {
   EXPECT_EQ(quantized_type("blk.3.ffn_down.weight", {8960, 1536}, false, o), DType::Q4_K);
   EXPECT_EQ(quantized_type("blk.3.attn_v.weight", {1536, 256}, false, o), DType::Q5_K);
   EXPECT_EQ(quantized_type("blk.4.attn_v.weight", {1536, 256}, false, o), DType::Q4_K);
+}
+
+// With an importance matrix (or AWQ/GPTQ: activation_aware), llama-quantize
+// writes the first eighth of a Q4_0 file's ffn_down in Q4_1 (Q5_0: Q5_1)
+// (llama-quant.cpp, "guard against craziness in the first few ffn_down
+// layers"); a llama-quantize Q4_0 imatrix file of Qwen2.5-1.5B (28 layers) has
+// blk.0-2.ffn_down in Q4_1 and no other tensor changed.
+TEST(QuantMix, ActivationAwareQ40GivesTheFirstEighthOfFfnDownQ41AsLlamaQuantizeDoes) {
+  QuantizeOptions o;
+  o.type = DType::Q4_0;
+  o.n_layer = 28;
+  const std::vector<int64_t> down{8960, 1536}, v{1536, 256};
+  EXPECT_EQ(quantized_type("blk.0.ffn_down.weight", down, false, o), DType::Q4_0) << "not activation-aware";
+  o.activation_aware = true;
+  EXPECT_EQ(quantized_type("blk.0.ffn_down.weight", down, false, o), DType::Q4_1);
+  EXPECT_EQ(quantized_type("blk.2.ffn_down.weight", down, false, o), DType::Q4_1);
+  EXPECT_EQ(quantized_type("blk.3.ffn_down.weight", down, false, o), DType::Q4_0);
+  EXPECT_EQ(quantized_type("blk.0.attn_v.weight", v, false, o), DType::Q4_0);
+  EXPECT_EQ(quantized_type("blk.0.ffn_up.weight", {1536, 8960}, false, o), DType::Q4_0);
+  EXPECT_EQ(quantized_type("output.weight", {1536, 151936}, true, o), DType::Q6_K);
+  o.type = DType::Q5_0;
+  EXPECT_EQ(quantized_type("blk.1.ffn_down.weight", down, false, o), DType::Q5_1);
+  o.type = DType::Q8_0;
+  EXPECT_EQ(quantized_type("blk.1.ffn_down.weight", down, false, o), DType::Q8_0);
+  o.type = DType::Q4_0;
+  o.pure = true;
+  EXPECT_EQ(quantized_type("blk.1.ffn_down.weight", down, false, o), DType::Q4_0) << "--pure: every matrix in TYPE";
+  o.pure = false;
+  o.n_layer = 0;
+  EXPECT_THROW(quantized_type("blk.1.ffn_down.weight", down, false, o), Error) << "the layer count is needed";
 }
 
 }  // namespace
