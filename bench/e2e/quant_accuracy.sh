@@ -10,7 +10,8 @@
 # CHUNKS: 512-token chunks of wiki.test.raw scored (default 20). TYPES:
 # "q4_0 q4_k" (default), or llama.cpp's mixes (q4_k_m, ...: compared with
 # llama-quantize's file of the same mix, byte for byte the same size). KINDS: kestrel's variants, "plain awq rot rot_awq"
-# (default), GPTQ's rounding "gptq awq_gptq rot_gptq rot_awq_gptq" (32-element formats only), and "flat" (FlatQuant, q4_0 only: tools/flatquant/train.py on
+# (default), GPTQ's rounding "gptq awq_gptq rot_gptq rot_awq_gptq" (32-element formats only), llama-imatrix's
+# file read by kestrel quantize "imatrix gptq_imatrix" (q4_0/q5_0), and "flat" (FlatQuant, q4_0 only: tools/flatquant/train.py on
 # 5120 tokens of the model's own generations, `kestrel calibrate text`, then
 # `kestrel quantize --flatquant`; needs the trainers' venv). ACT=a4 scores
 # every file with 4-bit activations (W4A4); default a8. The calibration text is the model's own generations
@@ -67,6 +68,8 @@ for t in $TYPES; do
       awq_gptq) name=kestrel_${t}_awq_gptq; flags=(--awq --gptq -f "$CALIB") ;;
       rot_gptq) name=kestrel_${t}_rot_gptq; flags=(--rotate --gptq -f "$CALIB") ;;
       rot_awq_gptq) name=kestrel_${t}_rot_awq_gptq; flags=(--rotate --awq --gptq -f "$CALIB") ;;
+      imatrix) name=kestrel_${t}_imatrix; flags=(--imatrix "$OUT/imatrix.gguf") ;;
+      gptq_imatrix) name=kestrel_${t}_gptq_imatrix; flags=(--gptq --imatrix "$OUT/imatrix.gguf" -f "$CALIB") ;;
       flat)
         [ "$t" = q4_0 ] || { log "flat: FlatQuant's transforms are trained for q4_0 only; skipping $t"; continue; }
         name=kestrel_${t}_flat; flags=(--flatquant "$OUT/flatquant.gguf")
@@ -78,7 +81,7 @@ for t in $TYPES; do
           "$PY" "$ROOT/tools/flatquant/train.py" --model "$MODEL" --tokens "$OUT/flatquant_ids.json" \
             --out "$OUT/flatquant.gguf" ${FLATQUANT_ARGS:-} >"$OUT/flatquant_train.log" 2>&1
         fi ;;
-      *) echo "quant_accuracy: unknown kind '$k' (plain awq rot rot_awq gptq awq_gptq rot_gptq rot_awq_gptq flat)" >&2; exit 1 ;;
+      *) echo "quant_accuracy: unknown kind '$k' (plain awq rot rot_awq gptq awq_gptq rot_gptq rot_awq_gptq imatrix gptq_imatrix flat)" >&2; exit 1 ;;
     esac
     make_variant "$name" "$KESTREL" quantize "$MODEL" "$OUT/$name.gguf" "$T" "${flags[@]}"
     ROWS+=("$name")

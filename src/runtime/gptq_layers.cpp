@@ -67,28 +67,23 @@ std::vector<GptqLayerReport> apply_gptq(FloatDecoder& d, const AwqInputs& inputs
         group.damp = kImportanceDamp;
       }
       const int64_t cols = inputs.cols(in);
-      // The factor's weights: an importance matrix's entry per matrix, else the recorded inputs.
-      std::vector<const std::vector<float>*> means(mats.size(), nullptr);
-      if (!full && importance)
-        for (size_t i = 0; i < mats.size(); ++i) {
-          const FloatTensor& w = *mats[i];
-          means[i] = importance->find(w.replaces.empty() ? w.name : w.replaces, cols);
-        }
-      if (!full && importance)  // no entry: rounded plainly by the writer
-        for (size_t i = mats.size(); i-- > 0;)
-          if (!means[i]) {
-            mats.erase(mats.begin() + static_cast<std::ptrdiff_t>(i));
-            means.erase(means.begin() + static_cast<std::ptrdiff_t>(i));
-          }
-      if (mats.empty()) continue;
+      // Each matrix with the importance matrix's entry for it, if one is given
+      // (else the factor comes from the recorded inputs).
+      std::vector<std::pair<FloatTensor*, const std::vector<float>*>> targets;
+      for (FloatTensor* w : mats) {
+        const std::vector<float>* mean =
+            !full && importance ? importance->find(w->replaces.empty() ? w->name : w->replaces, cols) : nullptr;
+        if (!full && importance && !mean) continue;  // no entry: rounded plainly by the writer, as llama-quantize does
+        targets.emplace_back(w, mean);
+      }
+      if (targets.empty()) continue;
       const bool scored = n >= 16;  // the report needs recorded inputs
       const std::vector<float>& x = inputs.rows(l, in);
       const std::vector<float> v =
           full || !importance ? gptq_factor(x.data(), n, cols, group, pool) : std::vector<float>{};
       GptqGroupReport& g = report.groups[static_cast<size_t>(in)];
       double e_rtn = 0.0, e_gptq = 0.0, y = 0.0;
-      for (size_t i = 0; i < mats.size(); ++i) {
-        FloatTensor* w = mats[i];
+      for (const auto& [w, mean] : targets) {
         const DType type = type_of(*w);
         if (w->cols() != cols) fail("gptq: ", w->name, " has ", w->cols(), " columns, its input ", cols);
         const auto& k = kernels::quant_kernels(type);
@@ -104,10 +99,9 @@ std::vector<GptqLayerReport> apply_gptq(FloatDecoder& d, const AwqInputs& inputs
                                       : std::pair<double, double>{};
         const FloatTensor original = *w;
         const std::vector<float> own =
-            means[i] ? gptq_diagonal_factor(std::vector<double>(means[i]->begin(), means[i]->end()), group.damp)
-                     : std::vector<float>{};
-        encoded[w->name] = {type,
-                            gptq_quantize(w->data.data(), w->rows(), cols, type, means[i] ? own : v, group, pool)};
+            mean ? gptq_diagonal_factor(std::vector<double>(mean->begin(), mean->end()), group.damp)
+                 : std::vector<float>{};
+        encoded[w->name] = {type, gptq_quantize(w->data.data(), w->rows(), cols, type, mean ? own : v, group, pool)};
         if (scored)
           e_gptq += projection_error(
                         original, [&](int64_t r, float* out) { std::copy(w->row(r), w->row(r) + cols, out); }, x, n,
