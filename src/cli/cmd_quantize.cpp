@@ -18,7 +18,8 @@ void add_quantize_command(CLI::App& app) {
   struct Opts {
     std::string in, out, type, text_file, save_text, flatquant, imatrix, gptq_inputs = "qkv,o";
     bool pure = false, rotate = false, rotate_down = false, awq = false, gptq = false, gptq_max_scales = false;
-    double gptq_damp = GptqOptions{}.damp, gptq_sink = GptqOptions{}.sink_weight;
+    double gptq_damp = GptqOptions{}.damp, gptq_sink = GptqOptions{}.sink_weight,
+           gptq_diagonal_damp = GptqOptions{}.diagonal_damp;
     int threads = 0;
     int64_t tokens = 2048, samples = 256, rows = AwqOptions{}.max_rows;
     int grid = AwqOptions{}.grid;
@@ -50,6 +51,10 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--gptq-damp", o->gptq_damp,
                   "GPTQ's damping, a share of the mean diagonal (default 0.01; the matrices GPTQ leaves out weigh "
                   "their scale search undamped)")
+      ->needs(gptq);
+  cmd->add_option("--gptq-diagonal-damp", o->gptq_diagonal_damp,
+                  "each input's own second moment added this many times more to GPTQ's statistics (default 1; 0 is "
+                  "GPTQ as published, large values the weighted scale search alone)")
       ->needs(gptq);
   cmd->add_option("--gptq-inputs", o->gptq_inputs,
                   "the inputs whose matrices GPTQ rounds: a list of qkv, o, gate/up, down, or all (default qkv,o: the "
@@ -120,6 +125,7 @@ void add_quantize_command(CLI::App& app) {
     a.gptq = o->gptq;
     a.gptq_options.damp = o->gptq_damp;
     a.gptq_options.sink_weight = o->gptq_sink;
+    a.gptq_options.diagonal_damp = o->gptq_diagonal_damp;
     a.gptq_options.scale_search = !o->gptq_max_scales;
     a.gptq_inputs = parse_gptq_inputs(o->gptq_inputs);
     a.imatrix = o->imatrix;

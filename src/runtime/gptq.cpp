@@ -152,6 +152,8 @@ std::vector<float> gptq_factor(const float* x, int64_t n, int64_t cols, const Gp
   if (n < 1 || cols < 1) fail("gptq: ", n, " input rows of ", cols, " values");
   if (!(o.damp > 0.0)) fail("gptq: the damping must be positive, got ", o.damp);
   if (!(o.sink_weight >= 0.0)) fail("gptq: the first row's weight must not be negative, got ", o.sink_weight);
+  if (!(o.diagonal_damp >= 0.0) || !std::isfinite(o.diagonal_damp))
+    fail("gptq: the diagonal damping must be a finite number >= 0, got ", o.diagonal_damp);
   if (o.diagonal) {  // V = diag(sqrt(H_jj)): no error is fed forward
     std::vector<double> h(static_cast<size_t>(cols), 0.0);
     for (int64_t t = 0; t < n; ++t)
@@ -172,6 +174,7 @@ std::vector<float> gptq_factor(const float* x, int64_t n, int64_t cols, const Gp
     h.selfadjointView<Eigen::Lower>().rankUpdate(ConstMatrixMap(x, 1, cols).transpose(),
                                                  static_cast<float>(o.sink_weight - 1.0));
   const double mean = static_cast<double>(h.diagonal().mean());
+  h.diagonal().array() *= static_cast<float>(1.0 + o.diagonal_damp);
   h.diagonal().array() += static_cast<float>(mean > 0.0 ? o.damp * mean : 1.0);
   // V Vᵀ = H with V upper: the lower factor of H with rows and columns reversed, reversed back.
   Matrix reversed = h.selfadjointView<Eigen::Lower>();

@@ -34,6 +34,13 @@ class ThreadPool;
 
 struct GptqOptions {
   double damp = 0.01;          // added to H's diagonal, as a share of its mean (H is singular below cols samples)
+  // Each column's own second moment added this many times more to H's diagonal:
+  // 0 is GPTQ as published; large values lean towards the weighted scale search
+  // alone (no error fed forward, as llama.cpp's imatrix rounding). The errors
+  // GPTQ moves between correlated columns fit the calibration text; 1 kept
+  // most of its gain on WikiText without that (Qwen2.5-1.5B, docs/benchmarks.md
+  // session 30).
+  double diagonal_damp = 1.0;
   int64_t batch = 128;         // columns per lazy batch (a multiple of 32)
   bool scale_search =
       true;  // Q4_0, Q5_0: each block's scale searched on H's diagonal (as llama.cpp's imatrix), not its max
@@ -44,7 +51,7 @@ struct GptqOptions {
 
 bool gptq_supports(DType type);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
 
-// V with H + damp * mean(diag H) * I = V Vᵀ, V upper triangular, row-major
+// V with H + diagonal_damp * diag(H) + damp * mean(diag H) * I = V Vᵀ, V upper triangular, row-major
 // [cols x cols]; H = Σ over the n rows of x [n x cols] of x xᵀ, the first row
 // counted sink_weight times. Row 0 is the calibration's first position, the
 // attention sink that every later query reads: as one sample among thousands

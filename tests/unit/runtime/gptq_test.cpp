@@ -73,10 +73,10 @@ float nearest_q4(const Q4Grid& g, double x) {
   return best;
 }
 
-// Textbook GPTQ in double: U = upper Cholesky factor of (H + λI)⁻¹, columns in
+// Textbook GPTQ in double: U = upper Cholesky factor of (H + μ diag(H) + λI)⁻¹, columns in
 // order, each column's error / U_jj times U_j,k subtracted from the later columns.
 std::vector<float> textbook_gptq_q4_0(std::vector<double> w, int64_t rows, int64_t cols, const std::vector<float>& x,
-                                      int64_t n, double damp) {
+                                      int64_t n, double damp, double diagonal_damp) {
   std::vector<double> h(static_cast<size_t>(cols * cols), 0.0);
   for (int64_t t = 0; t < n; ++t)
     for (int64_t i = 0; i < cols; ++i)
@@ -85,7 +85,8 @@ std::vector<float> textbook_gptq_q4_0(std::vector<double> w, int64_t rows, int64
             double{x[static_cast<size_t>(t * cols + i)]} * x[static_cast<size_t>(t * cols + j)];
   double mean = 0.0;
   for (int64_t i = 0; i < cols; ++i) mean += h[static_cast<size_t>(i * cols + i)] / static_cast<double>(cols);
-  for (int64_t i = 0; i < cols; ++i) h[static_cast<size_t>(i * cols + i)] += damp * mean;
+  for (int64_t i = 0; i < cols; ++i)
+    h[static_cast<size_t>(i * cols + i)] = h[static_cast<size_t>(i * cols + i)] * (1.0 + diagonal_damp) + damp * mean;
   // Gauss-Jordan inverse.
   std::vector<double> inv(h.size(), 0.0);
   for (int64_t i = 0; i < cols; ++i) inv[static_cast<size_t>(i * cols + i)] = 1.0;
@@ -148,15 +149,45 @@ TEST(Gptq, MatchesTheTextbookAlgorithmWithItsInverse) {
   GptqOptions o;
   o.sink_weight = 1.0;     // the textbook's H: every row once
   o.scale_search = false;  // and its scales: the format's rule
-  const std::vector<float> v = gptq_factor(x.data(), n, cols, o, pool);
-  std::vector<float> ours = w;
-  gptq_quantize(ours.data(), rows, cols, DType::Q4_0, v, o, pool);
-  const std::vector<float> ref = textbook_gptq_q4_0(std::vector<double>(w.begin(), w.end()), rows, cols, x, n, o.damp);
-  int64_t same = 0;
-  for (size_t i = 0; i < ref.size(); ++i) same += ours[i] == ref[i];
-  // Float against double: a weight within rounding of a grid midpoint may go
-  // the other way and steer the rest of its row; anything systematic differs in most.
-  EXPECT_GE(same, static_cast<int64_t>(ref.size()) * 97 / 100) << same << " of " << ref.size();
+  for (double diagonal_damp : {0.0, 1.0}) {
+    o.diagonal_damp = diagonal_damp;
+    const std::vector<float> v = gptq_factor(x.data(), n, cols, o, pool);
+    std::vector<float> ours = w;
+    gptq_quantize(ours.data(), rows, cols, DType::Q4_0, v, o, pool);
+    const std::vector<float> ref =
+        textbook_gptq_q4_0(std::vector<double>(w.begin(), w.end()), rows, cols, x, n, o.damp, diagonal_damp);
+    int64_t same = 0;
+    for (size_t i = 0; i < ref.size(); ++i) same += ours[i] == ref[i];
+    // Float against double: a weight within rounding of a grid midpoint may go
+    // the other way and steer the rest of its row; anything systematic differs in most.
+    EXPECT_GE(same, static_cast<int64_t>(ref.size()) * 97 / 100)
+        << same << " of " << ref.size() << ", diagonal damping " << diagonal_damp;
+  }
+}
+
+TEST(Gptq, ALargeDiagonalDampingLeavesTheWeightedScaleSearchAlone) {
+  const int64_t rows = 8, cols = 96, n = 300;
+  const std::vector<float> x = correlated_inputs(n, cols, 7), w = random_weights(rows, cols, 8);
+  ThreadPool pool(2);
+  GptqOptions o;
+  o.sink_weight = 1.0;
+  o.diagonal = true;  // no error fed forward: each block's searched scale, nearest codes
+  std::vector<float> alone = w;
+  gptq_quantize(alone.data(), rows, cols, DType::Q4_0, gptq_factor(x.data(), n, cols, o, pool), o, pool);
+  o.diagonal = false;
+  const auto rounded = [&](double diagonal_damp) {
+    o.diagonal_damp = diagonal_damp;
+    std::vector<float> q = w;
+    gptq_quantize(q.data(), rows, cols, DType::Q4_0, gptq_factor(x.data(), n, cols, o, pool), o, pool);
+    int64_t same = 0;
+    for (size_t i = 0; i < q.size(); ++i) same += q[i] == alone[i];
+    return same;
+  };
+  const auto total = static_cast<int64_t>(w.size());
+  EXPECT_GE(rounded(1e6), total * 99 / 100) << "of " << total;
+  EXPECT_LT(rounded(0.0), total * 9 / 10) << "GPTQ itself moves many weights (the check can fail)";
+  o.diagonal_damp = -1.0;
+  EXPECT_THROW(gptq_factor(x.data(), n, cols, o, pool), Error);
 }
 
 TEST(Gptq, UncorrelatedInputsRoundEachWeightToItsBlocksNearestValue) {
@@ -232,12 +263,16 @@ TEST(Gptq, FeedingErrorsForwardLowersTheOutputErrorOfCorrelatedInputs) {
   const int64_t rows = 16, cols = 256, n = 1024;
   const std::vector<float> x = correlated_inputs(n, cols, 21), w = random_weights(rows, cols, 22);
   ThreadPool pool(2);
-  const GptqOptions o;
-  const std::vector<float> v = gptq_factor(x.data(), n, cols, o, pool);
+  GptqOptions o;  // the default: each column's own moment added once more
+  GptqOptions published = o;
+  published.diagonal_damp = 0.0;
+  const std::vector<float> v = gptq_factor(x.data(), n, cols, o, pool),
+                           v0 = gptq_factor(x.data(), n, cols, published, pool);
   for (DType type : {DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
     SCOPED_TRACE(dtype_name(type));
-    std::vector<float> ours = w;
+    std::vector<float> ours = w, gptq = w;
     gptq_quantize(ours.data(), rows, cols, type, v, o, pool);
+    gptq_quantize(gptq.data(), rows, cols, type, v0, published, pool);
     std::vector<uint8_t> q(row_bytes(type, cols));
     std::vector<float> plain(w.size());
     const auto& k = kernels::quant_kernels(type);
@@ -245,8 +280,12 @@ TEST(Gptq, FeedingErrorsForwardLowersTheOutputErrorOfCorrelatedInputs) {
       k.quantize_weights(w.data() + r * cols, q.data(), cols);
       k.dequantize_row(q.data(), plain.data() + r * cols, cols);
     }
-    const double e_gptq = output_error(ours, w, rows, cols, x, n), e_plain = output_error(plain, w, rows, cols, x, n);
+    const double e_gptq = output_error(gptq, w, rows, cols, x, n), e_plain = output_error(plain, w, rows, cols, x, n),
+                 e_damped = output_error(ours, w, rows, cols, x, n);
     EXPECT_LT(e_gptq, 0.7 * e_plain) << "GPTQ " << e_gptq << ", plain " << e_plain;
+    // The damped default sits between: less of the in-sample gain, most of it.
+    EXPECT_LT(e_damped, 0.8 * e_plain) << "damped " << e_damped << ", plain " << e_plain;
+    EXPECT_GT(e_damped, e_gptq) << "damped " << e_damped << ", GPTQ " << e_gptq;
   }
 }
 
@@ -259,6 +298,7 @@ TEST(Gptq, ScaleSearchLowersEachBlocksWeightedError) {
   GptqOptions o;
   o.scale_search = false;
   o.sink_weight = 1.0;
+  o.diagonal_damp = 0.0;  // H itself: diagonal here, so the full factor is the diagonal one
   const std::vector<float> full = gptq_factor(x.data(), cols, cols, o, pool);
   o.diagonal = true;
   const std::vector<float> diag = gptq_factor(x.data(), cols, cols, o, pool);
