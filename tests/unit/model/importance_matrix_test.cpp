@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -20,12 +19,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::error_of;
-
-std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
-  std::vector<uint8_t> b(v.size() * sizeof(float));
-  std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
 
 struct Entry {
   std::string name;
@@ -48,9 +41,10 @@ class ImatrixFile : public ::testing::Test {
       if (!e.sums.empty())
         w.add_tensor(e.name + ".in_sum2", DType::F32,
                      e.ne.empty() ? std::vector<int64_t>{static_cast<int64_t>(e.sums.size())} : e.ne,
-                     f32_bytes(e.sums));
+                     gguf::bytes_of<float>(e.sums));
       if (!e.counts.empty())
-        w.add_tensor(e.name + ".counts", DType::F32, {static_cast<int64_t>(e.counts.size())}, f32_bytes(e.counts));
+        w.add_tensor(e.name + ".counts", DType::F32, {static_cast<int64_t>(e.counts.size())},
+                     gguf::bytes_of<float>(e.counts));
     }
     w.write(path);
   }
@@ -95,7 +89,7 @@ TEST_F(ImatrixFile, BadFilesAreRefusedNamingWhatIsWrong) {
   {
     gguf::Writer w;
     w.set_string("general.type", "imatrix");
-    w.add_tensor("blk.0.attn_q.weight", DType::F32, {2}, f32_bytes({1.0f, 2.0f}));
+    w.add_tensor("blk.0.attn_q.weight", DType::F32, {2}, gguf::bytes_of<float>(std::vector<float>{1.0f, 2.0f}));
     w.write(path);
   }
   refused("neither a sum of squares");
@@ -103,7 +97,7 @@ TEST_F(ImatrixFile, BadFilesAreRefusedNamingWhatIsWrong) {
     gguf::Writer w;
     w.set_string("general.type", "imatrix");
     w.add_tensor("x.in_sum2", DType::F16, {2}, {0, 0x3c, 0, 0x3c});
-    w.add_tensor("x.counts", DType::F32, {1}, f32_bytes({1.0f}));
+    w.add_tensor("x.counts", DType::F32, {1}, gguf::bytes_of<float>(std::vector<float>{1.0f}));
     w.write(path);
   }
   refused("x.in_sum2 is f16, not F32");

@@ -258,11 +258,8 @@ void write_importance_matrix(const Model& model, const std::string& text, const 
       const float count = static_cast<float>(n);
       if (uniform) std::fill(sums.begin(), sums.end(), count);
       for (const FloatTensor* m : matrices_reading(d.layers[static_cast<size_t>(l)], AwqInput(i))) {
-        std::vector<uint8_t> a(sums.size() * 4), b(4);
-        std::memcpy(a.data(), sums.data(), a.size());
-        std::memcpy(b.data(), &count, 4);
-        w.add_tensor(m->name + ".in_sum2", DType::F32, {cols}, std::move(a));
-        w.add_tensor(m->name + ".counts", DType::F32, {1}, std::move(b));
+        w.add_tensor(m->name + ".in_sum2", DType::F32, {cols}, gguf::bytes_of<float>(sums));
+        w.add_tensor(m->name + ".counts", DType::F32, {1}, gguf::bytes_of<float>(std::vector<float>{count}));
       }
     }
   w.write(path);
