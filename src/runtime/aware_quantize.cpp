@@ -74,6 +74,8 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
            " (llama-quantize covers the others)");
     if (o.gptq && !o.gptq_options.scale_search)
       fail("quantize: --gptq-max-scales searches no scales, so it reads no --imatrix");
+    if (o.gptq && o.gptq_inputs == kAllGptqInputs)
+      fail("quantize: --imatrix weighs the matrices GPTQ leaves out, and --gptq-inputs all leaves none");
     importance = read_importance_matrix(o.imatrix);
   }
   if (o.gptq && !gptq_supports(o.quantize.type))

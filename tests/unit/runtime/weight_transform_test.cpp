@@ -309,6 +309,10 @@ TEST(Imatrix, IsRefusedForAnotherModelAnotherFormatOrWithTransformsThatChangeIts
   a.rotate = true;
   EXPECT_NE(error(a, m.path).find("--awq change them"), std::string::npos);
   a.rotate = false;
+  a.gptq = true;
+  a.gptq_inputs = kAllGptqInputs;
+  EXPECT_NE(error(a, m.path).find("leaves none"), std::string::npos) << error(a, m.path);
+  a.gptq = false;
   TinyModelSpec wider = spec_with_norms(false);
   wider.n_embd *= 2;
   LoadedTinyModel other("imatrix_other", wider);
