@@ -53,7 +53,7 @@ void add_quantize_command(CLI::App& app) {
                   "their scale search undamped)")
       ->needs(gptq);
   cmd->add_option("--gptq-diagonal-damp", o->gptq_diagonal_damp,
-                  "each input's own second moment added this many times more to GPTQ's statistics (default 1; 0 is "
+                  "each input's own second moment added this many times more to GPTQ's statistics (default 0.3; 0 is "
                   "GPTQ as published, large values the weighted scale search alone)")
       ->needs(gptq);
   cmd->add_option("--gptq-inputs", o->gptq_inputs,

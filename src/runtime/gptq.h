@@ -38,10 +38,10 @@ struct GptqOptions {
   // 0 is GPTQ as published; large values lean towards the weighted scale search
   // alone (no error fed forward, as llama.cpp's imatrix rounding). The errors
   // GPTQ moves between correlated columns are fitted to the calibration text:
-  // at 1, Qwen2.5-1.5B's KLD on WikiText fell 0.040 -> 0.033 and SmolLM2's
-  // PPL +9.9 -> +6.5 % (Qwen2.5-0.5B's rose +11.9 -> +17.3 %; docs/benchmarks.md,
-  // session 30).
-  double diagonal_damp = 1.0;
+  // at 0.3 Qwen2.5-1.5B's KLD on WikiText fell 0.040 -> 0.033 and SmolLM2's PPL
+  // +9.9 -> +7.9 %, while Qwen2.5-0.5B's PPL rose +11.9 -> +14.8 % (at 1:
+  // 0.033, +6.5 %, +17.3 %; docs/benchmarks.md, session 30).
+  double diagonal_damp = 0.3;
   int64_t batch = 128;         // columns per lazy batch (a multiple of 32)
   bool scale_search =
       true;  // Q4_0, Q5_0: each block's scale searched on H's diagonal (as llama.cpp's imatrix), not its max

@@ -149,7 +149,7 @@ TEST(Gptq, MatchesTheTextbookAlgorithmWithItsInverse) {
   GptqOptions o;
   o.sink_weight = 1.0;     // the textbook's H: every row once
   o.scale_search = false;  // and its scales: the format's rule
-  for (double diagonal_damp : {0.0, 1.0}) {
+  for (double diagonal_damp : {0.0, 0.3, 1.0}) {
     o.diagonal_damp = diagonal_damp;
     const std::vector<float> v = gptq_factor(x.data(), n, cols, o, pool);
     std::vector<float> ours = w;
