@@ -92,8 +92,8 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
 
   // 1. Calibration: the inputs of every projection on the text.
   const int64_t stride = std::max<int64_t>(1, o.calibration_tokens / o.awq_samples);
-  AwqInputs inputs(c, o.awq_samples, stride);
   const bool record = o.awq || o.gptq;
+  AwqInputs inputs(c, record ? o.awq_samples : 1, stride);  // --imatrix alone records nothing
   if (record || !o.save_calibration_text.empty()) {
     SessionOptions so;
     so.n_ctx = o.calibration_tokens;

@@ -197,9 +197,9 @@ std::vector<float> gptq_diagonal_factor(const std::vector<double>& h, double dam
     if (!(v >= 0.0) || !std::isfinite(v)) fail("gptq: a column's sum of squares is ", v);
     mean += v / static_cast<double>(cols);
   }
-  std::vector<float> v(static_cast<size_t>(cols * cols), 0.0f);
+  std::vector<float> v(static_cast<size_t>(cols));
   for (int64_t j = 0; j < cols; ++j)
-    v[static_cast<size_t>(j * cols + j)] =
+    v[static_cast<size_t>(j)] =
         static_cast<float>(std::sqrt(h[static_cast<size_t>(j)] + (mean > 0.0 ? damp * mean : 1.0)));
   return v;
 }
@@ -209,30 +209,33 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
   if (!gptq_supports(type)) fail("gptq: ", dtype_name(type), " is not a 32-element block format GPTQ can write");
   if (cols % kBlock != 0) fail("gptq: ", cols, " columns are not a whole number of ", kBlock, "-element blocks");
   if (o.batch < kBlock || o.batch % kBlock != 0) fail("gptq: a batch of ", o.batch, " columns is not a multiple of 32");
-  if (static_cast<int64_t>(v.size()) != cols * cols)
-    fail("gptq: a factor of ", v.size(), " values for ", cols, " columns");
-  const ConstMatrixMap vm(v.data(), cols, cols);
+  const bool diagonal = o.diagonal;  // v holds V's diagonal only, and nothing is fed forward
+  if (static_cast<int64_t>(v.size()) != (diagonal ? cols : cols * cols))
+    fail("gptq: a ", diagonal ? "diagonal " : "", "factor of ", v.size(), " values for ", cols, " columns");
+  const ConstMatrixMap vm(v.data(), diagonal ? 0 : cols, diagonal ? 0 : cols);
+  const auto v_kk = [&](int64_t k) { return diagonal ? v[static_cast<size_t>(k)] : vm(k, k); };
   const size_t block_bytes = row_bytes(type, kBlock);
   const int64_t blocks = cols / kBlock;
   std::vector<uint8_t> out(row_bytes(type, cols) * static_cast<size_t>(rows));
   // The inverses of V's 32 x 32 diagonal blocks: at a block's start, its columns'
   // best estimates given every earlier column rounded (see block_start below).
-  std::vector<Matrix> block_inverse(static_cast<size_t>(blocks));
-  for (int64_t b = 0; b < blocks; ++b)
-    block_inverse[static_cast<size_t>(b)] = vm.block(b * kBlock, b * kBlock, kBlock, kBlock)
-                                                .triangularView<Eigen::Upper>()
-                                                .solve(Matrix::Identity(kBlock, kBlock));
+  std::vector<Matrix> block_inverse(diagonal ? 0 : static_cast<size_t>(blocks));
+  for (size_t b = 0; b < block_inverse.size(); ++b)
+    block_inverse[b] = vm.block(static_cast<int64_t>(b) * kBlock, static_cast<int64_t>(b) * kBlock, kBlock, kBlock)
+                           .triangularView<Eigen::Upper>()
+                           .solve(Matrix::Identity(kBlock, kBlock));
   // H's diagonal (the rows of V squared), for the weighted scale search.
   std::vector<float> h_diag(static_cast<size_t>(cols), 0.0f);
   if (o.scale_search)
-    for (int64_t j = 0; j < cols; ++j) h_diag[static_cast<size_t>(j)] = vm.row(j).tail(cols - j).squaredNorm();
+    for (int64_t j = 0; j < cols; ++j)
+      h_diag[static_cast<size_t>(j)] = diagonal ? v_kk(j) * v_kk(j) : vm.row(j).tail(cols - j).squaredNorm();
   const Layout layout = layout_of(type);
   const bool search = o.scale_search && layout.offset > 0;
   pool.parallel_for(rows, [&](int64_t r0, int64_t r1, int) {
     const int64_t nr = r1 - r0;
     MatrixMap wm(w + r0 * cols, nr, cols);
     const Matrix w0 = wm;                 // the original weights
-    Matrix acc = Matrix::Zero(nr, cols);  // Σ_{j<k} (w_j - q_j) V_jk, column k
+    Matrix acc = Matrix::Zero(nr, diagonal ? 0 : cols);  // Σ_{j<k} (w_j - q_j) V_jk, column k
     Matrix residual(nr, o.batch);         // w_j - q_j of the batch's columns
     std::vector<int> codes(static_cast<size_t>(nr * cols));
     std::vector<Grid> grids(static_cast<size_t>(nr * blocks));
@@ -240,18 +243,18 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
     for (int64_t i1 = 0; i1 < cols; i1 += o.batch) {
       const int64_t i2 = std::min(cols, i1 + o.batch);
       for (int64_t k = i1; k < i2; ++k) {
-        const float vkk = vm(k, k);
         if (k % kBlock == 0) {
           // block_start: with the columns before k rounded (δ_Q = q_Q - w_Q fixed), the
           // later columns F that keep |δ X|² least are w_F + acc_F V_FF⁻¹ (acc = -δ_Q V_QF;
           // H = V Vᵀ split at k). V_FF⁻¹ is upper triangular, so this block's columns need
           // only the inverse of its diagonal block. These are the weights GPTQ's textbook
           // form holds when it reaches the block: its scale is set from them.
-          const Matrix& bi = block_inverse[static_cast<size_t>(k / kBlock)];
           for (int64_t r = 0; r < nr; ++r) {
             for (int64_t j = 0; j < kBlock; ++j) {
               float e = 0.0f;
-              for (int64_t i = 0; i <= j; ++i) e += acc(r, k + i) * bi(i, j);
+              if (!diagonal)
+                for (int64_t i = 0; i <= j; ++i)
+                  e += acc(r, k + i) * block_inverse[static_cast<size_t>(k / kBlock)](i, j);
               current[static_cast<size_t>(j)] = w0(r, k + j) + e;
             }
             if (search) {  // llama.cpp's imatrix weights: H_jj sqrt(σ² + w_j²), σ² the row's mean square
@@ -267,16 +270,16 @@ std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType t
         }
         for (int64_t r = 0; r < nr; ++r) {
           const Grid& g = grids[static_cast<size_t>(r * blocks + k / kBlock)];
-          const int q = g.nearest(w0(r, k) + acc(r, k) / vkk);
+          const int q = g.nearest(diagonal ? w0(r, k) : w0(r, k) + acc(r, k) / v_kk(k));
           codes[static_cast<size_t>(r * cols + k)] = q;
           const float rounded = g.value(q);
           wm(r, k) = rounded;
           residual(r, k - i1) = w0(r, k) - rounded;
         }
-        if (k + 1 < i2 && !o.diagonal)
+        if (k + 1 < i2 && !diagonal)
           acc.middleCols(k + 1, i2 - k - 1).noalias() += residual.col(k - i1) * vm.row(k).segment(k + 1, i2 - k - 1);
       }
-      if (i2 < cols && !o.diagonal)
+      if (i2 < cols && !diagonal)
         acc.rightCols(cols - i2).noalias() += residual.leftCols(i2 - i1) * vm.block(i1, i2, i2 - i1, cols - i2);
     }
     for (int64_t r = 0; r < nr; ++r)

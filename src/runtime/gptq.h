@@ -62,14 +62,15 @@ bool gptq_supports(DType type);  // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
 
 std::vector<float> gptq_factor(const float* x, int64_t n, int64_t cols, const GptqOptions& options, ThreadPool& pool);
 
-// The factor of a diagonal H, V = diag(sqrt(h_j + damp * mean(h))), from each
-// column's sum (or mean) of squares: what GptqOptions::diagonal rounds with,
-// from recorded inputs (gptq_factor) or from an importance matrix's means.
+// The factor of a diagonal H, V = diag(sqrt(h_j + damp * mean(h))), held as its
+// `cols` diagonal values, from each column's sum (or mean) of squares: what
+// GptqOptions::diagonal rounds with, from recorded inputs (gptq_factor, which
+// returns it so with `diagonal`) or from an importance matrix's means.
 std::vector<float> gptq_diagonal_factor(const std::vector<double>& h, double damp);
 
 // Rounds w [rows x cols] (row-major) to `type` with the factor V of its
-// inputs. Returns the encoded rows (row_bytes(type, cols) each); w is
-// replaced by what they decode to.
+// inputs ([cols x cols], or its diagonal alone with options.diagonal). Returns the encoded rows (row_bytes(type, cols)
+// each); w is replaced by what they decode to.
 std::vector<uint8_t> gptq_quantize(float* w, int64_t rows, int64_t cols, DType type, const std::vector<float>& v,
                                    const GptqOptions& options, ThreadPool& pool);
 

@@ -97,7 +97,7 @@ std::vector<GptqLayerReport> apply_gptq(FloatDecoder& d, const AwqInputs& inputs
                                             },
                                             x, n, kScoredRows, kScoredSamples, true, pool)
                                       : std::pair<double, double>{};
-        const FloatTensor original = *w;
+        const FloatTensor original = scored ? *w : FloatTensor{};  // for the report only
         const std::vector<float> own =
             mean ? gptq_diagonal_factor(std::vector<double>(mean->begin(), mean->end()), group.damp)
                  : std::vector<float>{};

@@ -301,8 +301,13 @@ TEST(Gptq, ScaleSearchLowersEachBlocksWeightedError) {
   o.diagonal_damp = 0.0;  // H itself: diagonal here, so the full factor is the diagonal one
   const std::vector<float> full = gptq_factor(x.data(), cols, cols, o, pool);
   o.diagonal = true;
-  const std::vector<float> diag = gptq_factor(x.data(), cols, cols, o, pool);
-  for (size_t i = 0; i < full.size(); ++i) EXPECT_NEAR(diag[i], full[i], 1e-3f * (1.0f + std::fabs(full[i])));
+  const std::vector<float> diag = gptq_factor(x.data(), cols, cols, o, pool);  // V's diagonal alone
+  ASSERT_EQ(diag.size(), static_cast<size_t>(cols));
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const float f = full[static_cast<size_t>(i * cols + j)], d = i == j ? diag[static_cast<size_t>(i)] : 0.0f;
+      EXPECT_NEAR(d, f, 1e-3f * (1.0f + std::fabs(f)));
+    }
   const std::vector<float> w = random_weights(rows, cols, 13);
   for (DType type : {DType::Q4_0, DType::Q5_0}) {
     SCOPED_TRACE(dtype_name(type));
@@ -319,7 +324,7 @@ TEST(Gptq, ScaleSearchLowersEachBlocksWeightedError) {
       for (int64_t b = 0; b < cols / kBlock; ++b) {
         double e_max = 0.0, e_searched = 0.0;
         for (int64_t j = b * kBlock; j < (b + 1) * kBlock; ++j) {
-          const double h = double{diag[j * cols + j]} * diag[j * cols + j];
+          const double h = double{diag[j]} * diag[j];
           const double imp = h * std::sqrt(sigma2 + double{w[r * cols + j]} * w[r * cols + j]);
           e_max += imp * std::pow(by_max[r * cols + j] - w[r * cols + j], 2);
           e_searched += imp * std::pow(searched[r * cols + j] - w[r * cols + j], 2);
