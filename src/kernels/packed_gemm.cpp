@@ -40,11 +40,7 @@ constexpr PanelFormat kQ8_0 = sized({32, false, false, -128, true, 0, sizeof(Blo
 // dmin per 256: 4.625 bits per weight (the file's 4.5). Float scales and mins
 // per group took 6: decode read 1.3x the file's bytes, and batches paid a
 // float step per group where the int8 scales join the widening multiply.
-constexpr PanelFormat kQ4_K = [] {
-  PanelFormat f = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 0, true, 8, false});
-  f.batch_float_scales = true;
-  return f;
-}();
+constexpr PanelFormat kQ4_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 0, true, 8, false});
 // Q5_K: Q4_K's nibbles plus the fifth-bit plane, its GGUF 6-bit scales and mins
 // as int8 with F16 d and dmin per 256: 5.625 bits per weight (the file's 5.5).
 constexpr PanelFormat kQ5_K = sized({32, true, true, 0, false, 0, sizeof(BlockQ8K), 4, 8, 1, true, 8, false});
@@ -57,11 +53,7 @@ constexpr PanelFormat kQ3_K = sized({16, true, false, -4, false, 0, sizeof(Block
 constexpr PanelFormat kIQ4_NL = sized({32, true, false, -128, true, 0, sizeof(BlockQ8_0), 2, 1, 0, false, 0, true});
 constexpr PanelFormat kIQ4_XS = sized({32, true, false, -128, false, 0, sizeof(BlockQ8K), 4, 8, 0, true, 8, true});
 static_assert(kIQ4_NL.group_bytes == 16 * 18);
-constexpr PanelFormat kQ6_K = [] {
-  PanelFormat f = sized({16, true, false, -32, false, 0, sizeof(BlockQ8K), 4, 16, 2, true, 16, false});
-  f.batch_float_scales = true;
-  return f;
-}();
+constexpr PanelFormat kQ6_K = sized({16, true, false, -32, false, 0, sizeof(BlockQ8K), 4, 16, 2, true, 16, false});
 static_assert(kQ4_0.group_bytes == 16 * 18 && kQ8_0.group_bytes == 16 * 34 && kQ4_K.group_bytes == 16 * 18);
 // As in the GGUF rows: Q5_0 22 and Q5_1 24 bytes per 32 weights, Q6_K 210 per 256.
 static_assert(kQ5_0.group_bytes == 16 * 22 && kQ5_1.group_bytes == 16 * 24);

@@ -37,20 +37,14 @@ struct PanelFormat {
   // for the min); per super-block of `super_groups` groups, 16 F16 d (and 16
   // F16 dmin) at the panel's end: 16 bytes per group instead of 64. The
   // kernels multiply a group's integer sum by sc in int32 and convert once per
-  // super-block (packed_gemm.h); the min is float(dmin) * float(m) (exact).
+  // super-block (packed_gemm.h), at every batch size, as ggml's dot products
+  // do; the min is float(dmin) * float(m) (exact).
   bool sub_scales;
   int super_groups;
   // IQ4_NL / IQ4_XS: the nibbles are indices into kIq4nlValues; a quant's
   // unsigned value is kIq4nlValues[index] + 128 (offset -128), looked up by
   // the kernels (vpshufb) after unpacking.
   bool nonlinear;
-  // Q6_K: batches (n_tokens > 1) scale each group in float (float(d) *
-  // float(sc) * ascale, fma per group) as its 8-bit panels did, which keeps
-  // prompt logits bit-identical to before (scaling in int32 per super-block
-  // moved Qwen2.5-1.5B Q4_K_M's further from llama.cpp's: a greedy token flipped
-  // at a 0.149 gap); one token sums in int32 per super-block (faster, as the
-  // other sub-scale formats at every size).
-  bool batch_float_scales = false;
 };
 
 // kIq4nlValues (kernels/blocks.h) + 128: the unsigned quants of the non-linear
@@ -98,15 +92,7 @@ struct PanelGemmArgs {
   // Optional, AMX only: the activation quants regrouped by 16-token tile (see
   // pack_act_tiles in packed_gemm.h); nullptr: read them from `act`.
   const uint8_t* act_tiles;
-  // Every token summed as a one-token call sums it (PanelFormat::
-  // batch_float_scales off): a batch's rows bit for bit those of decode steps
-  // (speculative decoding's verification, ops/matmul.h decode_kernels).
-  bool decode_numerics = false;
 };
-// Whether this call scales each group in float (PanelFormat::batch_float_scales).
-inline bool per_group_float_scales(const PanelFormat& f, const PanelGemmArgs& a) {
-  return f.batch_float_scales && a.n_tokens > 1 && !a.decode_numerics;
-}
 using PanelGemmFn = void (*)(const PanelFormat& f, const PanelGemmArgs& args);
 
 }  // namespace kestrel::kernels

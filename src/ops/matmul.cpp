@@ -171,9 +171,9 @@ int64_t panel_grain(int64_t panels, int n_threads) {
 // each panel streamed them from L3 again (Q4_K at 512 tokens ran 11 % slower
 // than at 64, whose rows stay in L2). Blocks of about 128 KB of activation
 // rows stay in L2 while the chunk's panels (up to 8) go over them. The last
-// block takes the remainder when it would be under half a block, so every
-// call has more than one token and scales batches as batches
-// (per_group_float_scales): the blocking never changes a result.
+// block takes the remainder when it would be under half a block (no call of a
+// few tokens). The blocking never changes a result: the kernels sum each
+// token as a one-token call does (kernels/packed_gemm.h).
 struct TokenBlocks {
   int64_t size;
   int64_t end_of(int64_t t0, int64_t n_tokens) const {
@@ -252,8 +252,7 @@ void matmul_panels(const MatmulContext& ctx, const Weight& w, const float* x, in
             n_tokens,
             y + p * kernels::kPanelRows,
             w.rows,
-            act_tiles,
-            ctx.options.decode_kernels};
+            act_tiles};
         fn(f, token_block(all, t0, t1));
       }
     }
@@ -324,8 +323,7 @@ void matmul_panels_shared(const MatmulContext& ctx, std::span<const Weight* cons
             n_tokens,
             ys[i] + local * kernels::kPanelRows,
             w.rows,
-            nullptr,
-            ctx.options.decode_kernels};
+            nullptr};
         kernels::panel_gemm(w.type, ctx.isa)(f, token_block(all, t0, t1));
       }
     }

@@ -42,8 +42,9 @@ struct MatmulOptions {
   AmxUse amx = AmxUse::Never;    // Always: AMX tiles for whole 16-token tiles
   // Every token of a batch takes the kernel a one-token batch takes, so that
   // its logits are bit for bit those of a decode step: speculative decoding's
-  // verification passes (runtime/session.h Session::verify). Most formats run
-  // one kernel at every batch size anyway; AMX (whole 16-token tiles) does not.
+  // verification passes (runtime/session.h Session::verify). The panel kernels
+  // give a batch's rows those bits at every batch size (kernels/packed_gemm.h);
+  // a path chosen by batch size (a one-token gemv, AMX from 16 tokens) need not.
   bool decode_kernels = false;
   // Activation codes (the `act` switch): 8 (the formats' own int8 codes) or 4
   // (W4A4: the same blocks holding codes in [-7, 7], scale amax / 7; every

@@ -201,10 +201,10 @@ void add_all_mins(const PanelFormat& f, const PanelGemmArgs& a) {
 // How a format's quants meet maddubs.
 //  kNib: nibble plane (else 8-bit quants); kG: elements per group;
 //  kHigh: bits per quant in the high-bit plane (0, 1, 2);
-//  kSub: 0 float scale per group, 1 int8 sub-scales summed in int32 per
-//    super-block, 2 sub-scales as a float per group (Q6_K batches);
+//  kSub: int8 sub-scales summed in int32 per super-block (else a float
+//    scale per group);
 //  kLut: non-linear (IQ4) indices.
-template <bool kNib, int kG, int kHigh, int kSub, bool kLut>
+template <bool kNib, int kG, int kHigh, bool kSub, bool kLut>
 struct Format {
   static constexpr int kNibbleBytes = (kNib ? kG / 2 : kG) * kPanelRows;
   static constexpr int kQuantBytes = kNibbleBytes + (kHigh ? 64 : 0);
@@ -226,14 +226,14 @@ struct Format {
 // (same order, same bits).
 //
 // Register budget (16 ymm): per unit an int16 sum of products and either a
-// float accumulator (kSub != 1) or an int32 super-block sum (kSub == 1, whose
+// float accumulator (!kSub) or an int32 super-block sum (kSub, whose
 // float accumulator lives in y: one read-modify-write per super-block), the
 // unpacked weight vectors, the broadcast activation and the nibble mask. The
 // format's offset term (kOffset) and each group's int32 sum are formed at the
 // group's end, so no third register per unit lives through the products (with
 // them GCC spilled the sums to the stack), and the activation offset advances
 // by additions (a division per group cost as much as a quarter of the products).
-template <bool kNib, int kG, int kHigh, int kSub, bool kLut, bool kMin, int kH, int kC>
+template <bool kNib, int kG, int kHigh, bool kSub, bool kLut, bool kMin, int kH, int kC>
 void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int64_t g_begin, int64_t g_end) {
   using F = Format<kNib, kG, kHigh, kSub, kLut>;
   // Groups per 256-element super-block (sub-scale formats), known at compile
@@ -260,10 +260,10 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
     ag[c] = a.groups + static_cast<size_t>(t0 + c) * a.groups_stride;
     unroll<kH>([&](auto h) __attribute__((always_inline)) { y[h][c] = a.y + (t0 + c) * a.ldy + kHalfRows * (h0 + h); });
   });
-  // kSub != 1: float accumulators in registers; kSub == 1: in y (zeroed first).
-  constexpr bool kAccInY = kSub == 1;
+  // !kSub: float accumulators in registers; kSub: in y (zeroed first).
+  constexpr bool kAccInY = kSub;
   __m256 facc[kH][kC];
-  __m256i isb[kH][kC];  // kSub == 1: int32 sums of the current super-block
+  __m256i isb[kH][kC];  // kSub: int32 sums of the current super-block
   unroll<kH>([&](auto h) __attribute__((always_inline)) {
     unroll<kC>([&](auto c) __attribute__((always_inline)) {
       facc[h][c] = _mm256_setzero_ps();
@@ -302,29 +302,25 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
       for (size_t o = 0; o < group_bytes; o += 64)
         _mm_prefetch(reinterpret_cast<const char*>(pg + kPrefetchBytes + o), _MM_HINT_T0);
     // The widening multiplier: ones, or the rows' int8 sub-scales as int16 pairs;
-    // kSub != 1: the group's float weight scale, ready before the products so
-    // that each unit's float step runs as soon as its last product is widened
-    // (kSub == 2 reloads the super-block's d for it: a register held across
-    // groups for it spilled).
+    // !kSub: the group's float weight scale, ready before the products so
+    // that each unit's float step runs as soon as its last product is widened.
     __m256i widen[kH], sc32[kH], hb[kH];
     __m256 ws[kH];
     unroll<kH>([&](auto h) __attribute__((always_inline)) {
       widen[h] = ones16;
-      if constexpr (kSub) sc32[h] = load_sc32(pg + F::kQuantBytes + kHalfRows * (h0 + h));
-      if constexpr (kSub == 1) widen[h] = sc_pairs(sc32[h]);
-      if constexpr (kSub == 2)  // float(d) * float(sc), exact
-        ws[h] = _mm256_mul_ps(
-            load_halfs(super + static_cast<size_t>(g / kSuperGroups) * panel_super_bytes(f) + 16 * (h0 + h)),
-            _mm256_cvtepi32_ps(sc32[h]));
-      else if constexpr (kSub == 0)
+      if constexpr (kSub) {
+        sc32[h] = load_sc32(pg + F::kQuantBytes + kHalfRows * (h0 + h));
+        widen[h] = sc_pairs(sc32[h]);
+      } else {
         ws[h] = load_scales(f, pg + F::kQuantBytes, h0 + h);
+      }
       hb[h] = kHigh ? load256(pg + F::kNibbleBytes + 32 * (h0 + h)) : _mm256_setzero_si256();
     });
-    // Per unit: the int16 sum of products since the last widening, and (kSub
-    // != 1) the int32 sum of the group.
+    // Per unit: the int16 sum of products since the last widening, and (!kSub)
+    // the int32 sum of the group.
     __m256i p16[kH][kC], acc[kH][kC];
     // Product number kK of the group (in maddubs order) for unit (h, c). The
-    // group's last one ends the unit's group: kSub != 1 adds the offset term
+    // group's last one ends the unit's group: !kSub adds the offset term
     // and takes the float step here, so no int32 sum outlives its chain (four
     // of them live until after the loop spilled to the stack).
     auto add_product = [&]<int kK>(auto h, auto c, __m256i prod) __attribute__((always_inline)) {
@@ -336,14 +332,14 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
       p16[h][c] = sum;
       if constexpr (kK % F::kPerWiden == F::kPerWiden - 1 || kK == F::kProducts - 1) {
         const __m256i wide = _mm256_madd_epi16(p16[h][c], widen[h]);
-        if constexpr (kSub == 1)
+        if constexpr (kSub)
           isb[h][c] = _mm256_add_epi32(isb[h][c], wide);
         else if constexpr (kK >= F::kPerWiden)
           acc[h][c] = _mm256_add_epi32(acc[h][c], wide);
         else
           acc[h][c] = wide;
       }
-      if constexpr (kSub != 1 && kK == F::kProducts - 1) {
+      if constexpr (!kSub && kK == F::kProducts - 1) {
         // The offset term, exact in int32: offset * asum.
         if constexpr (kOffset) acc[h][c] = _mm256_add_epi32(acc[h][c], _mm256_set1_epi32(ag[c][g].offset_sum));
         const __m256 scale = _mm256_mul_ps(ws[h], _mm256_set1_ps(ag[c][g].scale));
@@ -389,7 +385,7 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
       if (fuse_mins) {  // add_mins' steps: float(dmin) * float(m), or the min vector
         const uint8_t* pm = pg + F::kQuantBytes + panel_scale_bytes(f);
         unroll<kH>([&](auto h) __attribute__((always_inline)) {
-          if constexpr (kSub != 0)
+          if constexpr (kSub)
             if (g % kSuperGroups == 0)
               dmin[h] = load_halfs(super + static_cast<size_t>(g / kSuperGroups) * panel_super_bytes(f) + 32 +
                                    16 * (h0 + h));
@@ -398,9 +394,9 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int h0, int64_t t0, int6
       }
     }
 
-    // kSub == 1: the offset term, exact in int32 (offset * asum * sc), and one
+    // kSub: the offset term, exact in int32 (offset * asum * sc), and one
     // float step per super-block: the int32 sums times d * ascale.
-    if constexpr (kSub == 1) {
+    if constexpr (kSub) {
       if constexpr (kOffset)
         unroll<kH>([&](auto h) __attribute__((always_inline)) {
           unroll<kC>([&](auto c) __attribute__((always_inline)) {
@@ -468,7 +464,7 @@ struct BatchTile {
 };
 
 // Tokens [t, t + n) with 0 < n < kMaxTokens: one tile of n tokens.
-template <bool kNib, int kG, int kHigh, int kSub, bool kLut, bool kMin>
+template <bool kNib, int kG, int kHigh, bool kSub, bool kLut, bool kMin>
 void tail(const PanelFormat& f, const PanelGemmArgs& a, int64_t t, int64_t n, int64_t g0, int64_t g1) {
   static_assert(kMaxTokens == 4 && kBothHalvesTokens == 2);
   switch (n) {
@@ -493,7 +489,7 @@ void tail(const PanelFormat& f, const PanelGemmArgs& a, int64_t t, int64_t n, in
   }
 }
 
-template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut = false>
+template <bool kNib, int kG, bool kMin, int kHigh, bool kSub, bool kLut = false>
 void run(const PanelFormat& f, const PanelGemmArgs& a) {
   static_assert(!kMin || kNib, "only the 4-bit formats have mins");
   const int64_t n_groups = a.cols / kG;
@@ -530,39 +526,33 @@ void run(const PanelFormat& f, const PanelGemmArgs& a) {
 void panel_gemm(const PanelFormat& f, const PanelGemmArgs& a) {
   if (f.nonlinear) {  // IQ4_NL (F16 scales), IQ4_XS (int8 sub-scales)
     if (f.sub_scales)
-      run<true, 32, false, 0, 1, true>(f, a);
+      run<true, 32, false, 0, true, true>(f, a);
     else
-      run<true, 32, false, 0, 0, true>(f, a);
+      run<true, 32, false, 0, false, true>(f, a);
   } else if (f.sub_scales && f.group == 32) {  // Q4_K, Q5_K (4 + 1 bits): GGUF scales and mins
     if (f.high_bits)
-      run<true, 32, true, 1, 1>(f, a);
-    else if (per_group_float_scales(f, a))
-      run<true, 32, true, 0, 2>(f, a);
+      run<true, 32, true, 1, true>(f, a);
     else
-      run<true, 32, true, 0, 1>(f, a);
+      run<true, 32, true, 0, true>(f, a);
   } else if (f.sub_scales) {  // 16-element groups with GGUF scales
-    if (f.high_bits) {        // Q6_K: 4 + 2 bits
-      if (per_group_float_scales(f, a))
-        run<true, 16, false, 2, 2>(f, a);
-      else
-        run<true, 16, false, 2, 1>(f, a);
-    } else if (f.has_min) {  // Q2_K
-      run<true, 16, true, 0, 1>(f, a);
-    } else {  // Q3_K
-      run<true, 16, false, 0, 1>(f, a);
-    }
+    if (f.high_bits)          // Q6_K: 4 + 2 bits
+      run<true, 16, false, 2, true>(f, a);
+    else if (f.has_min)  // Q2_K
+      run<true, 16, true, 0, true>(f, a);
+    else  // Q3_K
+      run<true, 16, false, 0, true>(f, a);
   } else if (f.high_bits) {  // Q5_0, Q5_1: 4 + 1 bits
     if (f.has_min)
-      run<true, 32, true, 1, 0>(f, a);
+      run<true, 32, true, 1, false>(f, a);
     else
-      run<true, 32, false, 1, 0>(f, a);
+      run<true, 32, false, 1, false>(f, a);
   } else if (f.nibbles) {
     if (f.has_min)
-      run<true, 32, true, 0, 0>(f, a);
+      run<true, 32, true, 0, false>(f, a);
     else
-      run<true, 32, false, 0, 0>(f, a);
+      run<true, 32, false, 0, false>(f, a);
   } else {
-    run<false, 32, false, 0, 0>(f, a);
+    run<false, 32, false, 0, false>(f, a);
   }
 }
 

@@ -6,6 +6,7 @@
 // group. The weight vectors of a group are loaded and unpacked once per tile
 // and serve all C tokens.
 #include <algorithm>
+#include <cassert>
 #include <cstring>
 #include <utility>
 
@@ -114,15 +115,16 @@ void add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0) {
 // Groups [g_begin, g_end) of tokens [t0, t0 + kC): the scaled integer products
 // (the min terms come after, from add_mins). A chunk after the first
 // continues the sums stored in y by the previous one (same order, same bits).
-// kHigh: bits per quant in the high-bit plane; kSub (1, 2): int8 scales times the
-// super-block's F16 d (PanelFormat::sub_scales).
+// kHigh: bits per quant in the high-bit plane; kSub: int8 scales times the
+// group's sum in int32 over the super-block, times its F16 d once at its end
+// (PanelFormat::sub_scales), at every batch size.
 // kFuse (decode, formats with a min): the min terms join the pass in their own
 // accumulator, in add_mins' order (continued across chunks through `mins`, 16
 // floats per token) and added to y after the last chunk as add_mins adds them:
 // the same bits without a second pass over the panel. A tenth of a Qwen2.5-1.5B
 // decode step was that second pass (perf, Zen 5); batches keep it (8-token
 // tiles have no registers to spare: fused, Q4_K's ran 3-13 % slower).
-template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut, int kC, bool kFuse = false>
+template <bool kNib, int kG, bool kMin, int kHigh, bool kSub, bool kLut, int kC, bool kFuse = false>
 void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_begin, int64_t g_end, bool stream,
           float* mins = nullptr) {
   static_assert(!kFuse || kMin);
@@ -130,7 +132,11 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
   constexpr int kQuantBytes = kNibbleBytes + (kHigh ? 64 : 0);
   constexpr int kVecs = kNibbleBytes / 64;
   constexpr bool kSplit = kC < 4;  // two chains per token to hide vpdpbusd latency
+  // Groups per 256-element super-block (sub-scale formats), a constant: a
+  // modulo by the runtime field is a division per group.
+  constexpr int kSuperGroups = 256 / kG;
   static_assert(!kHigh || (kNib && kG * kHigh == 32), "a high-bit plane is one vector per group");
+  assert(!kSub || f.super_groups == kSuperGroups);
   const int gpb = f.act_groups_per_block;
   const size_t group_bytes = f.group_bytes;
 
@@ -149,9 +155,8 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
   const __m512i lut = kLut ? _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlUnsigned)))
                            : _mm512_setzero_si512();
   const uint8_t* super = kSub ? a.panel + panel_super_offset(f, a.cols) : nullptr;
-  __m512i isb[kC];  // kSub == 1: int32 sums of the current super-block
+  __m512i isb[kC];  // kSub: int32 sums of the current super-block
   for (int c = 0; c < kC; ++c) isb[c] = _mm512_setzero_si512();
-  __m512 super_d = _mm512_setzero_ps();  // kSub == 2: the super-block's d
   __m512 m[kFuse ? kC : 1];              // kFuse: the min terms
   __m512 dmin = _mm512_setzero_ps();     // kFuse with sub-scales: the super-block's dmin
   const uint8_t* dmins = a.panel + panel_super_offset(f, a.cols) + 32;
@@ -160,14 +165,19 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
   const size_t min_offset = panel_quant_bytes(f) + panel_scale_bytes(f);
 
   const uint8_t* pg = a.panel + static_cast<size_t>(g_begin) * group_bytes;
+  // Group g's quants start at aoff in every activation row: block g / gpb,
+  // group g % gpb within it (kept by additions: a division per group sat on
+  // the path to every activation load).
+  int gi = static_cast<int>(g_begin % gpb);
+  size_t aoff =
+      static_cast<size_t>(g_begin / gpb) * static_cast<size_t>(f.act_block_bytes) + static_cast<size_t>(gi) * kG;
+  const size_t next_block = static_cast<size_t>(f.act_block_bytes) - static_cast<size_t>(gpb - 1) * kG;
   for (int64_t g = g_begin; g < g_end; ++g, pg += group_bytes) {
     if (stream)
       for (size_t o = 0; o < group_bytes; o += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(pg + kPrefetchBytes + o), _MM_HINT_T0);
         if constexpr (kNib) _mm_prefetch(reinterpret_cast<const char*>(pg + kPrefetchL2Bytes + o), _MM_HINT_T1);
       }
-    const size_t aoff = static_cast<size_t>(g / gpb) * static_cast<size_t>(f.act_block_bytes) +
-                        static_cast<size_t>(g % gpb) * kG;
     __m512i acc[kC], acc2[kC];
     for (int c = 0; c < kC; ++c) {
       acc[c] = _mm512_set1_epi32(ag[c][g].offset_sum);
@@ -208,19 +218,7 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
         }
       }(), ...);
     }(std::make_integer_sequence<int, kVecs>{});
-    if constexpr (kSub == 2) {  // float per group: scale = float(d) * float(sc), exact
-      if (g == g_begin || g % f.super_groups == 0)
-        super_d = _mm512_cvtph_ps(_mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
-      const __m512 ws = _mm512_mul_ps(
-          super_d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pg + kQuantBytes)))));
-      for (int c = 0; c < kC; ++c) {
-        __m512i s = acc[c];
-        if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
-        const __m512 scale = _mm512_mul_ps(ws, _mm512_set1_ps(ag[c][g].scale));
-        facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, facc[c]);
-      }
-    } else if constexpr (kSub == 1) {
+    if constexpr (kSub) {
       // The int8 scale times the group's sum, accumulated exactly over the
       // super-block; one float epilogue per super-block (d * ascale), where the
       // per-group one cost 6 vector ops of the ~24 a decode group takes.
@@ -230,9 +228,9 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
         if constexpr (kSplit) s = _mm512_add_epi32(s, acc2[c]);
         isb[c] = _mm512_add_epi32(isb[c], _mm512_mullo_epi32(s, sc));
       }
-      if ((g + 1) % f.super_groups == 0) {
+      if ((g + 1) % kSuperGroups == 0) {
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(super + static_cast<size_t>(g / f.super_groups) * panel_super_bytes(f))));
+            reinterpret_cast<const __m256i*>(super + static_cast<size_t>(g / kSuperGroups) * panel_super_bytes(f))));
         for (int c = 0; c < kC; ++c) {
           const __m512 scale = _mm512_mul_ps(d, _mm512_set1_ps(ag[c][g].scale));
           facc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isb[c]), scale, facc[c]);
@@ -251,6 +249,12 @@ void tile(const PanelFormat& f, const PanelGemmArgs& a, int64_t t0, int64_t g_be
     if constexpr (kFuse) {  // add_mins' operations, group by group
       const __m512 wm = group_min_weights(f, pg + min_offset, dmins, g, g == g_begin, dmin);
       for (int c = 0; c < kC; ++c) m[c] = _mm512_fmadd_ps(wm, _mm512_set1_ps(ag[c][g].min), m[c]);
+    }
+    if (++gi == gpb) {
+      gi = 0;
+      aoff += next_block;
+    } else {
+      aoff += kG;
     }
   }
   const bool last_chunk = g_end == a.cols / kG;
@@ -275,7 +279,7 @@ constexpr int64_t kChunkCols = 1024;
 // their integer sums into the float accumulators.
 static_assert(kChunkCols % 256 == 0);
 
-template <bool kNib, int kG, bool kMin, int kHigh, int kSub, bool kLut = false>
+template <bool kNib, int kG, bool kMin, int kHigh, bool kSub, bool kLut = false>
 void run(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
   const int64_t n_groups = a.cols / kG;
   const int64_t chunk = kChunkCols / kG;
@@ -327,39 +331,33 @@ void panel_add_mins(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begi
 void panel_gemm_from(const PanelFormat& f, const PanelGemmArgs& a, int64_t t_begin) {
   if (f.nonlinear) {  // IQ4_NL (F16 scales), IQ4_XS (int8 sub-scales)
     if (f.sub_scales)
-      run<true, 32, false, 0, 1, true>(f, a, t_begin);
+      run<true, 32, false, 0, true, true>(f, a, t_begin);
     else
-      run<true, 32, false, 0, 0, true>(f, a, t_begin);
+      run<true, 32, false, 0, false, true>(f, a, t_begin);
   } else if (f.sub_scales && f.group == 32) {  // Q4_K, Q5_K (4 + 1 bits): GGUF scales and mins
     if (f.high_bits)
-      run<true, 32, true, 1, 1>(f, a, t_begin);
-    else if (per_group_float_scales(f, a))
-      run<true, 32, true, 0, 2>(f, a, t_begin);
+      run<true, 32, true, 1, true>(f, a, t_begin);
     else
-      run<true, 32, true, 0, 1>(f, a, t_begin);
+      run<true, 32, true, 0, true>(f, a, t_begin);
   } else if (f.sub_scales) {  // 16-element groups with GGUF scales
-    if (f.high_bits) {  // Q6_K: 4 + 2 bits
-      if (per_group_float_scales(f, a))
-        run<true, 16, false, 2, 2>(f, a, t_begin);
-      else
-        run<true, 16, false, 2, 1>(f, a, t_begin);
-    } else if (f.has_min) {  // Q2_K
-      run<true, 16, true, 0, 1>(f, a, t_begin);
-    } else {  // Q3_K
-      run<true, 16, false, 0, 1>(f, a, t_begin);
-    }
+    if (f.high_bits)          // Q6_K: 4 + 2 bits
+      run<true, 16, false, 2, true>(f, a, t_begin);
+    else if (f.has_min)  // Q2_K
+      run<true, 16, true, 0, true>(f, a, t_begin);
+    else  // Q3_K
+      run<true, 16, false, 0, true>(f, a, t_begin);
   } else if (f.high_bits) {  // Q5_0, Q5_1: 4 + 1 bits
     if (f.has_min)
-      run<true, 32, true, 1, 0>(f, a, t_begin);
+      run<true, 32, true, 1, false>(f, a, t_begin);
     else
-      run<true, 32, false, 1, 0>(f, a, t_begin);
+      run<true, 32, false, 1, false>(f, a, t_begin);
   } else if (f.nibbles) {
     if (f.has_min)
-      run<true, 32, true, 0, 0>(f, a, t_begin);
+      run<true, 32, true, 0, false>(f, a, t_begin);
     else
-      run<true, 32, false, 0, 0>(f, a, t_begin);
+      run<true, 32, false, 0, false>(f, a, t_begin);
   } else {
-    run<false, 32, false, 0, 0>(f, a, t_begin);
+    run<false, 32, false, 0, false>(f, a, t_begin);
   }
 }
 

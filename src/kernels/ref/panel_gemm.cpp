@@ -63,7 +63,7 @@ void panel_gemm(const PanelFormat& f, const PanelGemmArgs& a) {
             static_cast<size_t>(f.act_qs_offset) + static_cast<size_t>(g % f.act_groups_per_block * f.group));
         int32_t sum = ag[g].offset_sum;
         for (int i = 0; i < f.group; ++i) sum += panel_quant(f, group, r, i) * aq[i];
-        if (f.sub_scales && !per_group_float_scales(f, a)) {
+        if (f.sub_scales) {
           // int8 scale times the group's sum, exact, over the super-block; its
           // float scale d * ascale once at the super-block's last group.
           super_sum += static_cast<int8_t>(group[panel_quant_bytes(f) + static_cast<size_t>(r)]) * sum;

@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include <cstddef>
+#include <functional>
+#include <utility>
 
 #include "core/error.h"
 #include "kernels/amx/amx_kernels.h"
@@ -106,6 +108,30 @@ std::vector<float> run(const Problem& p, PanelGemmFn fn, bool act_tiles = false)
   return y;
 }
 
+// The same product one token per call (the decode path: n_tokens == 1).
+std::vector<float> run_token_by_token(const Problem& p, PanelGemmFn fn) {
+  const PanelFormat& f = *panel_format(p.type);
+  const size_t groups_stride = static_cast<size_t>(p.cols / f.group);
+  std::vector<float> y(static_cast<size_t>(p.tokens * p.rows), -12345.0f);
+  const int64_t panels = (p.rows + kPanelRows - 1) / kPanelRows;
+  for (int64_t t = 0; t < p.tokens; ++t)
+    for (int64_t q = 0; q < panels; ++q) {
+      const PanelGemmArgs args{p.cols,
+                               p.packed.data() + static_cast<size_t>(q) * panel_bytes(f, p.cols),
+                               static_cast<int>(std::min<int64_t>(kPanelRows, p.rows - q * kPanelRows)),
+                               p.act.data() + static_cast<size_t>(t) * p.a_stride,
+                               p.a_stride,
+                               p.groups.data() + static_cast<size_t>(t) * groups_stride,
+                               groups_stride,
+                               1,
+                               y.data() + t * p.rows + q * kPanelRows,
+                               p.rows,
+                               nullptr};
+      fn(f, args);
+    }
+  return y;
+}
+
 struct Shape {
   int64_t rows, cols, tokens;
 };
@@ -178,6 +204,33 @@ TEST(PanelGemm, SimdMatchesScalarTwinBitForBit) {
     expect_bit_identical([isa](DType t) { return panel_gemm(t, isa); }, isa_name(isa).data());
   }
   if (!ran) GTEST_SKIP() << "no SIMD panel kernel on this host";
+}
+
+// A token's row does not depend on the batch it is in: every format, through
+// every kernel the host runs, gives a batch's rows the bits of one-token calls
+// (the order of kernels/packed_gemm.h has no batch-size case). Batched decode
+// and speculative verification rely on it.
+TEST(PanelGemm, BatchRowsEqualOneTokenCallsBitForBit) {
+  std::vector<std::pair<const char*, std::function<PanelGemmFn(DType)>>> kernels = {
+      {"scalar twin", [](DType) { return PanelGemmFn{ref::panel_gemm}; }}};
+  for (Isa isa : supported_isas())
+    if (panel_gemm(DType::Q4_0, isa))
+      kernels.emplace_back(isa_name(isa).data(), [isa](DType t) { return panel_gemm(t, isa); });
+  for (const auto& [name, fn_for] : kernels)
+    for (DType type : kPanelTypes) {
+      uint32_t seed = 300;
+      for (const Shape& s : shapes(type)) {
+        if (s.tokens < 2) continue;
+        const Problem p = make_problem(type, s.rows, s.cols, s.tokens, seed++);
+        const std::vector<float> batch = run(p, fn_for(type));
+        const std::vector<float> one = run_token_by_token(p, fn_for(type));
+        for (size_t i = 0; i < batch.size(); ++i)
+          ASSERT_EQ(bits(batch[i]), bits(one[i]))
+              << name << " " << dtype_name(type) << " rows=" << p.rows << " cols=" << p.cols << " tokens=" << p.tokens
+              << " at row " << i % static_cast<size_t>(p.rows) << " token " << i / static_cast<size_t>(p.rows) << ": "
+              << batch[i] << " in the batch, " << one[i] << " alone";
+      }
+    }
 }
 
 TEST(PanelGemm, AmxMatchesScalarTwinBitForBit) {
