@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -69,8 +70,9 @@ void add_quantize_command(CLI::App& app) {
                   "weight of the first calibration position (the attention sink) in GPTQ's statistics (default 100)")
       ->needs(gptq);
   cmd->add_option("--imatrix", o->imatrix,
-                  "llama.cpp's importance matrix (llama-imatrix's GGUF): Q4_0/Q5_0 scales searched with its weights as "
-                  "llama-quantize --imatrix does (with --gptq: for the matrices GPTQ leaves out)");
+                  "llama.cpp's importance matrix (llama-imatrix's GGUF): Q4_0/Q5_0 scales searched with its weights "
+                  "(with --gptq: for the matrices GPTQ leaves out); Q4_1, Q5_1, Q4_K, Q5_K, Q6_K and the K mixes "
+                  "written as llama-quantize --imatrix writes them");
   cmd->add_option(
       "-f,--calibration-file", o->text_file,
       "calibration text for --awq/--rotate (default: the model's own generations; never the evaluation text)");
@@ -110,9 +112,21 @@ void add_quantize_command(CLI::App& app) {
       std::cerr << "\nwrote " << o->out << "\n";
       return;
     }
-    if (!o->rotate && !o->rotate_down && !o->awq && !o->gptq && o->imatrix.empty()) {
+    const bool transformed = o->rotate || o->rotate_down || o->awq || o->gptq;
+    // Q4_0 and Q5_0 take --imatrix through the weighted scale search (below);
+    // every other format through llama-quantize's own weighted quantizers.
+    const bool ggml_weighted = !o->imatrix.empty() && q.type != DType::Q4_0 && q.type != DType::Q5_0;
+    if (!transformed && (o->imatrix.empty() || ggml_weighted)) {
       if (!o->text_file.empty() || !o->save_text.empty())
-        fail("quantize: a calibration text is only read with --awq, --gptq or --rotate");
+        fail(o->imatrix.empty() ? "quantize: a calibration text is only read with --awq, --gptq or --rotate"
+                                : "quantize: --imatrix reads no calibration text (llama-imatrix did)");
+      std::optional<ImportanceMatrix> importance;
+      if (ggml_weighted) {
+        importance = read_importance_matrix(o->imatrix);
+        q.importance = &*importance;
+        std::cerr << "imatrix: " << importance->mean_squares.size() << " matrices from " << o->imatrix
+                  << (importance->datasets.empty() ? "" : " (" + importance->datasets.front() + ")") << "\n";
+      }
       quantize_model(o->in, o->out, q);
       std::cerr << "\nwrote " << o->out << "\n";
       return;

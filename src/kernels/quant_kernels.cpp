@@ -265,4 +265,25 @@ void scale_f32(int64_t n, float a, float* y) { f32_kernels().scale(n, a, y); }
 void f16_to_f32_row(int64_t n, const uint16_t* src, float* dst) { f32_kernels().f16_to_f32(n, src, dst); }
 void f32_to_f16_row(int64_t n, const float* src, uint16_t* dst) { f32_kernels().f32_to_f16(n, src, dst); }
 
+QuantizeWeightedFn weighted_quantizer(DType type) {
+  switch (type) {
+    case DType::Q4_0:
+      return ref::quantize_weighted_q4_0;
+    case DType::Q4_1:
+      return ref::quantize_weighted_q4_1;
+    case DType::Q5_0:
+      return ref::quantize_weighted_q5_0;
+    case DType::Q5_1:
+      return ref::quantize_weighted_q5_1;
+    case DType::Q4_K:
+      return ref::quantize_weighted_q4_K;
+    case DType::Q5_K:
+      return ref::quantize_weighted_q5_K;
+    case DType::Q6_K:
+      return ref::quantize_weighted_q6_K;
+    default:
+      return nullptr;
+  }
+}
+
 }  // namespace kestrel::kernels

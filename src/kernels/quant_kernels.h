@@ -60,6 +60,14 @@ struct QuantKernels {
   FloatGemmFn float_gemm = nullptr;
 };
 
+// A weight quantizer weighted by an importance matrix (importance[n], one
+// weight per column of the row), byte for byte llama-quantize's with an imatrix;
+// n is a whole row. Scalar, offline.
+using QuantizeWeightedFn = void (*)(const float* src, void* dst, int64_t n, const float* importance);
+// The formats llama-quantize weighs (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K);
+// nullptr for the others (Q8_0 and the float formats ignore an imatrix there too).
+QuantizeWeightedFn weighted_quantizer(DType type);
+
 // Throws kestrel::Error for a type without kernels. The Isa overload returns the
 // best table at or below `isa` (falling back entry-wise to lower levels); an
 // `isa` the CPU lacks is lowered to the best level the CPU runs.

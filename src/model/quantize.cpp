@@ -136,24 +136,47 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
   const auto is_output = [&](const std::string& name) {
     return name == "output.weight" || (name == "token_embd.weight" && !has_output);
   };
-  // Float rows -> dst, rows spread over threads (K-quant searches are slow).
+  // Float rows -> dst, rows spread over threads (K-quant searches are slow);
+  // `importance`: the columns' weights, for a format that has a weighted quantizer.
   ThreadPool pool(o.n_threads);
   const auto quantize_rows = [&pool](DType dst, int64_t rows, int64_t cols,
-                                     const std::function<void(int64_t, float*)>& row_of) {
+                                     const std::function<void(int64_t, float*)>& row_of,
+                                     const std::vector<float>* importance = nullptr) {
     const auto& dst_k = kernels::quant_kernels(dst);
+    const kernels::QuantizeWeightedFn weighted = importance ? kernels::weighted_quantizer(dst) : nullptr;
     const size_t dst_row = row_bytes(dst, cols);
     std::vector<uint8_t> bytes(dst_row * static_cast<size_t>(rows));
     pool.parallel_for(rows, [&](int64_t r0, int64_t r1, int) {
       std::vector<float> row(static_cast<size_t>(cols));
       for (int64_t r = r0; r < r1; ++r) {
         row_of(r, row.data());
-        dst_k.quantize_weights(row.data(), bytes.data() + r * dst_row, cols);
+        if (weighted)
+          weighted(row.data(), bytes.data() + r * dst_row, cols, importance->data());
+        else
+          dst_k.quantize_weights(row.data(), bytes.data() + r * dst_row, cols);
       }
     });
     return bytes;
   };
 
   const auto& tensors = in.tensors();
+  // The importance matrix's entries for the tensors re-quantized into a
+  // weighted format (checked for width before anything is quantized).
+  std::map<std::string, const std::vector<float>*> weights_of;
+  if (o.importance) {
+    if (!kernels::weighted_quantizer(o.type))
+      fail("quantize: an importance matrix weighs Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K (and their mixes), not ",
+           dtype_name(o.type));
+    size_t found = 0;
+    for (const auto& t : tensors) {
+      const DType dst = quantized_type(t.name, t.ne, is_output(t.name), o);
+      const std::vector<float>* w = o.importance->find(t.name, t.ne[0]);
+      found += w != nullptr;
+      if (w && dst != t.type && kernels::weighted_quantizer(dst) && !replaced.count(t.name)) weights_of[t.name] = w;
+    }
+    if (found == 0)
+      fail("quantize: the importance matrix has no entry for any matrix of this model (another model's?)");
+  }
   std::vector<const FloatTensor*> added;
   for (const FloatTensor* t : o.replacements)
     if (t->replaces.empty() && !in.find_tensor(t->name)) added.push_back(t);
@@ -189,8 +212,10 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
     } else {
       const auto& src_k = kernels::quant_kernels(t.type);
       const size_t src_row = row_bytes(t.type, cols);
-      bytes = quantize_rows(dst, rows, cols,
-                            [&](int64_t r, float* row) { src_k.dequantize_row(t.data + r * src_row, row, cols); });
+      const auto w = weights_of.find(t.name);
+      bytes = quantize_rows(
+          dst, rows, cols, [&](int64_t r, float* row) { src_k.dequantize_row(t.data + r * src_row, row, cols); },
+          w != weights_of.end() ? w->second : nullptr);
     }
     const auto renamed = replaced.find(t.name);
     const std::string& name = renamed != replaced.end() ? renamed->second->name : t.name;

@@ -8,6 +8,7 @@
 #include "core/dtype.h"
 #include "gguf/gguf.h"
 #include "model/float_decoder.h"
+#include "model/importance_matrix.h"
 
 namespace kestrel {
 
@@ -25,6 +26,12 @@ struct QuantizeOptions {
   // writes the first eighth of the layers' ffn_down in Q4_1/Q5_1 (their
   // rare large inputs are what a zero-centred grid rounds worst).
   bool activation_aware = false;
+  // llama.cpp's importance matrix, when given: every matrix it has an entry
+  // for, written in a format llama-quantize weighs (kernels::weighted_quantizer),
+  // is quantized as llama-quantize does given that imatrix (the same bytes);
+  // the rest as without it (Q8_0, F16, tensors it has no entry for). A file
+  // with no entry for any such matrix of the model is an error.
+  const ImportanceMatrix* importance = nullptr;
   int n_threads = 0;  // 0: one per core
   // Called after each tensor: (index, count, name, chosen type).
   std::function<void(size_t, size_t, const std::string&, DType)> progress;

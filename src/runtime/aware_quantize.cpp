@@ -70,8 +70,8 @@ AwareQuantizeReport quantize_aware(const std::string& in_path, const std::string
     if (o.rotate || o.rotate_down || o.awq)
       fail("quantize: --imatrix holds the statistics of the file's own inputs; --rotate and --awq change them");
     if (o.quantize.type != DType::Q4_0 && o.quantize.type != DType::Q5_0)
-      fail("quantize: --imatrix weights the scale search of Q4_0 and Q5_0, not ", dtype_name(o.quantize.type),
-           " (llama-quantize covers the others)");
+      fail("quantize: --imatrix with --gptq weighs the scale search of Q4_0 and Q5_0, not ",
+           dtype_name(o.quantize.type), " (without --gptq, --imatrix writes it as llama-quantize does)");
     if (o.gptq && !o.gptq_options.scale_search)
       fail("quantize: --gptq-max-scales searches no scales, so it reads no --imatrix");
     if (o.gptq && o.gptq_inputs == kAllGptqInputs)

@@ -81,7 +81,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* weights, uint8
   return scale;
 }
 
-float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L) {
+float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L, const float* weights) {
   float max = 0, amax = 0;
   for (int i = 0; i < n; ++i) {
     if (std::fabs(x[i]) > amax) {
@@ -99,7 +99,7 @@ float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L) {
     *suml2 = 0;
     for (int i = 0; i < n; ++i) {
       const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-      const float w = x[i] * x[i];
+      const float w = weights ? weights[i] : x[i] * x[i];
       *sumlx += w * x[i] * static_cast<float>(l);
       *suml2 += w * static_cast<float>(l) * static_cast<float>(l);
     }
@@ -125,6 +125,71 @@ float fit_scale_symmetric(int n, int nmax, const float* x, int8_t* L) {
     }
   }
   return scale;
+}
+
+float fit_scale_positive(int n, int nmax, const float* x, uint8_t* L, const float* weights) {
+  float max = 0;
+  for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
+  if (max < kAllZero) {
+    std::fill(L, L + n, uint8_t{0});
+    return 0.0f;
+  }
+  auto error_of = [&](float iscale, bool clamp) {
+    const float scale = 1 / iscale;
+    float err = 0;
+    for (int i = 0; i < n; ++i) {
+      int l = nearest_int(iscale * x[i]);
+      if (clamp) l = std::min(nmax, l);
+      const float diff = x[i] - scale * static_cast<float>(l);
+      err += weights[i] * diff * diff;
+    }
+    return err;
+  };
+  // The plain grid's codes are not clamped (the largest value maps to nmax).
+  float iscale = static_cast<float>(nmax) / max;
+  float best = error_of(iscale, false);
+  for (int k = -4; k <= 4; ++k) {
+    if (k == 0) continue;
+    const float candidate = (0.1f * static_cast<float>(k) + static_cast<float>(nmax)) / max;
+    const float err = error_of(candidate, true);
+    if (err < best) {
+      best = err;
+      iscale = candidate;
+    }
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = static_cast<uint8_t>(l);
+    sumlx += weights[i] * x[i] * static_cast<float>(l);
+    suml2 += weights[i] * static_cast<float>(l) * static_cast<float>(l);
+  }
+  // Move one code at a time to where the others' projection puts it, while
+  // the weighted projection (sum w x l)^2 / sum w l^2 grows.
+  for (int pass = 0; pass < 5; ++pass) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = weights[i];
+      const float li = static_cast<float>(L[i]);
+      float slx = sumlx - w * x[i] * li;
+      float sl2 = suml2 - w * li * li;
+      if (slx > 0 && sl2 > 0) {
+        const int l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+        if (l != L[i]) {
+          slx += w * x[i] * static_cast<float>(l);
+          sl2 += w * static_cast<float>(l) * static_cast<float>(l);
+          if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = static_cast<uint8_t>(l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (changed == 0) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
 }  // namespace kestrel::kernels::ref

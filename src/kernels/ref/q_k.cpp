@@ -37,6 +37,29 @@ void pack_scales_mins(const uint8_t* ls, const uint8_t* lm, uint8_t* out) {
   }
 }
 
+// Stores a super-block's 6-bit sub-block scales ls and mins lm with their F16
+// d and dmin, then re-quantizes the values against the scales actually
+// stored (into L[256]). Shared by both searches below.
+void store_k_superblock(const float* x, int nmax, const uint8_t* ls, const uint8_t* lm, float d_block, float dmin_block,
+                        uint16_t* d_out, uint16_t* dmin_out, uint8_t* scales_out, uint8_t* L) {
+  std::memset(scales_out, 0, kKScaleBytes);
+  pack_scales_mins(ls, lm, scales_out);
+  *d_out = f32_to_fp16(d_block);
+  *dmin_out = f32_to_fp16(dmin_block);
+
+  const float d_all = fp16_to_f32(*d_out);
+  const float dmin_all = fp16_to_f32(*dmin_out);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    k_scale_min(j, scales_out, &sc, &m);
+    const float d = d_all * sc;
+    if (d == 0.0f) continue;  // keep the fit's quants: they all decode to -dm
+    const float dm = dmin_all * m;
+    for (int l = 0; l < kSub; ++l)
+      L[kSub * j + l] = static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * j + l] + dm) / d), 0, nmax));
+  }
+}
+
 // Shared by Q4_K (nmax 15) and Q5_K (nmax 31): fits each 32-sub-block, then
 // quantizes the sub-block scales and mins to 6 bits against the largest of
 // each, and re-quantizes the values against the scales actually stored.
@@ -66,22 +89,35 @@ void quantize_k_superblock(const float* x, int nmax, float rmin, float rdelta, i
     ls[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[j])));
     lm[j] = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[j])));
   }
-  std::memset(scales_out, 0, kKScaleBytes);
-  pack_scales_mins(ls, lm, scales_out);
-  *d_out = f32_to_fp16(max_scale / 63.f);
-  *dmin_out = f32_to_fp16(max_min / 63.f);
+  store_k_superblock(x, nmax, ls, lm, max_scale / 63.f, max_min / 63.f, d_out, dmin_out, scales_out, L);
+}
 
-  const float d_all = fp16_to_f32(*d_out);
-  const float dmin_all = fp16_to_f32(*dmin_out);
+// Q4_K/Q5_K with an importance matrix, as llama-quantize does given one: each
+// value weighted by its column's importance times sqrt(sigma^2 + x^2) (sigma^2
+// twice the super-block's mean square), 37 candidate grids per sub-block, and
+// the sub-block scales and mins fitted to 6 bits by the same weighted error
+// (each sub-block counting its summed weight) instead of against their maximum.
+void quantize_k_superblock_weighted(const float* x, const float* importance, int nmax, uint16_t* d_out,
+                                    uint16_t* dmin_out, uint8_t* scales_out, uint8_t* L) {
+  float sum_x2 = 0;
+  for (int l = 0; l < kQKK; ++l) sum_x2 += x[l] * x[l];
+  const float sigma2 = 2 * sum_x2 / kQKK;
+  float scales[8], mins[8], group_weights[8], weights[kSub];
+  uint8_t aux[kSub];
   for (int j = 0; j < 8; ++j) {
-    uint8_t sc, m;
-    k_scale_min(j, scales_out, &sc, &m);
-    const float d = d_all * sc;
-    if (d == 0.0f) continue;  // keep the fit's quants: they all decode to -dm
-    const float dm = dmin_all * m;
-    for (int l = 0; l < kSub; ++l)
-      L[kSub * j + l] = static_cast<uint8_t>(std::clamp(nearest_int((x[kSub * j + l] + dm) / d), 0, nmax));
+    const float* xs = x + kSub * j;
+    float sum_w = 0;
+    for (int l = 0; l < kSub; ++l) {
+      weights[l] = importance[kSub * j + l] * std::sqrt(sigma2 + xs[l] * xs[l]);
+      sum_w += weights[l];
+    }
+    group_weights[j] = sum_w;
+    scales[j] = fit_scale_min(kSub, nmax, xs, weights, L + kSub * j, &mins[j], aux, -0.9f, 0.05f, 36);
   }
+  uint8_t ls[8], lm[8];
+  const float d = fit_scale_positive(8, 63, scales, ls, group_weights);
+  const float dmin = fit_scale_positive(8, 63, mins, lm, group_weights);
+  store_k_superblock(x, nmax, ls, lm, d, dmin, d_out, dmin_out, scales_out, L);
 }
 
 }  // namespace
@@ -106,14 +142,28 @@ void dequantize_row_q4_K(const void* src, float* dst, int64_t n) {
   }
 }
 
+namespace {
+void pack_q4_K(const uint8_t* L, BlockQ4K& b) {
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) b.qs[32 * c + l] = static_cast<uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+}
+}  // namespace
+
 void quantize_row_q4_K(const float* src, void* dst, int64_t n) {
   auto* b = static_cast<BlockQ4K*>(dst);
   uint8_t L[kQKK];
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
     quantize_k_superblock(src, 15, -1.0f, 0.1f, 20, &b[i].d, &b[i].dmin, b[i].scales, L);
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l)
-        b[i].qs[32 * c + l] = static_cast<uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+    pack_q4_K(L, b[i]);
+  }
+}
+
+void quantize_weighted_q4_K(const float* src, void* dst, int64_t n, const float* importance) {
+  auto* b = static_cast<BlockQ4K*>(dst);
+  uint8_t L[kQKK];
+  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK, importance += kQKK) {
+    quantize_k_superblock_weighted(src, importance, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
+    pack_q4_K(L, b[i]);
   }
 }
 
@@ -166,19 +216,34 @@ void dequantize_row_q5_K(const void* src, float* dst, int64_t n) {
   }
 }
 
+namespace {
+void pack_q5_K(const uint8_t* L, BlockQ5K& b) {
+  std::memset(b.qh, 0, sizeof(b.qh));
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      const int l1 = L[64 * c + l], l2 = L[64 * c + 32 + l];
+      b.qh[l] |= static_cast<uint8_t>(((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1)));
+      b.qs[32 * c + l] = static_cast<uint8_t>((l1 & 0xF) | ((l2 & 0xF) << 4));
+    }
+  }
+}
+}  // namespace
+
 void quantize_row_q5_K(const float* src, void* dst, int64_t n) {
   auto* b = static_cast<BlockQ5K*>(dst);
   uint8_t L[kQKK];
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
     quantize_k_superblock(src, 31, -0.5f, 0.1f, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
-    std::memset(b[i].qh, 0, sizeof(b[i].qh));
-    for (int c = 0; c < 4; ++c) {
-      for (int l = 0; l < 32; ++l) {
-        const int l1 = L[64 * c + l], l2 = L[64 * c + 32 + l];
-        b[i].qh[l] |= static_cast<uint8_t>(((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1)));
-        b[i].qs[32 * c + l] = static_cast<uint8_t>((l1 & 0xF) | ((l2 & 0xF) << 4));
-      }
-    }
+    pack_q5_K(L, b[i]);
+  }
+}
+
+void quantize_weighted_q5_K(const float* src, void* dst, int64_t n, const float* importance) {
+  auto* b = static_cast<BlockQ5K*>(dst);
+  uint8_t L[kQKK];
+  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK, importance += kQKK) {
+    quantize_k_superblock_weighted(src, importance, 31, &b[i].d, &b[i].dmin, b[i].scales, L);
+    pack_q5_K(L, b[i]);
   }
 }
 
@@ -242,14 +307,19 @@ void dequantize_row_q6_K(const void* src, float* dst, int64_t n) {
   }
 }
 
-void quantize_row_q6_K(const float* src, void* dst, int64_t n) {
+void quantize_row_q6_K(const float* src, void* dst, int64_t n) { quantize_weighted_q6_K(src, dst, n, nullptr); }
+
+// importance: the sub-block fits weigh each value by its column's importance
+// (llama-quantize given an imatrix) instead of by x^2; nullptr: the plain file quantizer.
+void quantize_weighted_q6_K(const float* src, void* dst, int64_t n, const float* importance) {
   auto* b = static_cast<BlockQ6K*>(dst);
   int8_t L[kQKK];
   float scales[kQKK / 16];
   for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
     float max_scale = 0, max_abs_scale = 0;
     for (int j = 0; j < kQKK / 16; ++j) {
-      scales[j] = fit_scale_symmetric(16, 32, src + 16 * j, L + 16 * j);
+      scales[j] =
+          fit_scale_symmetric(16, 32, src + 16 * j, L + 16 * j, importance ? importance + kQKK * i + 16 * j : nullptr);
       if (std::fabs(scales[j]) > max_abs_scale) {
         max_abs_scale = std::fabs(scales[j]);
         max_scale = scales[j];

@@ -54,6 +54,18 @@ void quantize_row_q6_K(const float* src, void* dst, int64_t n);
 float vec_dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
 void dequantize_row_q8_K(const void* src, float* dst, int64_t n);
 
+// Weight quantizers weighted by an importance matrix (importance[n]: one weight
+// per column, llama-imatrix's mean squared input), byte for byte what
+// llama-quantize writes given that imatrix. n is a whole row (the legacy
+// formats weigh by the row's mean square).
+void quantize_weighted_q4_0(const float* src, void* dst, int64_t n, const float* importance);
+void quantize_weighted_q4_1(const float* src, void* dst, int64_t n, const float* importance);
+void quantize_weighted_q5_0(const float* src, void* dst, int64_t n, const float* importance);
+void quantize_weighted_q5_1(const float* src, void* dst, int64_t n, const float* importance);
+void quantize_weighted_q4_K(const float* src, void* dst, int64_t n, const float* importance);
+void quantize_weighted_q5_K(const float* src, void* dst, int64_t n, const float* importance);
+void quantize_weighted_q6_K(const float* src, void* dst, int64_t n, const float* importance);
+
 // Non-linear 4-bit formats (kIq4nlValues).
 void dequantize_row_iq4_nl(const void* src, float* dst, int64_t n);
 void quantize_row_iq4_nl(const float* src, void* dst, int64_t n);

@@ -32,6 +32,24 @@ inline std::vector<float> fixture_row() {
   return x;
 }
 
+// One importance weight per column of a 1024-wide row (fixture_row() read as 4
+// rows): spread over six orders of magnitude, a few exact zeros, and every
+// 97th column 50x its neighbours (the rare large input channels an imatrix
+// is for).
+inline std::vector<float> fixture_importance() {
+  std::vector<float> w(1024);
+  uint32_t s = 0x9e3779b9u;
+  for (size_t i = 0; i < w.size(); ++i) {
+    s = s * 1664525u + 1013904223u;
+    const float u = static_cast<float>(s >> 8) / 16777216.0f;  // [0, 1), exact
+    float v = u * u * u * u * 4.0f + 1e-6f;
+    if (i % 211 == 5) v = 0.0f;
+    if (i % 97 == 13) v *= 50.0f;
+    w[i] = v;
+  }
+  return w;
+}
+
 // FNV-1a, 64 bit.
 inline uint64_t fnv1a(const uint8_t* p, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull;

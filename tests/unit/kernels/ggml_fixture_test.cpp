@@ -41,6 +41,37 @@ TEST(GgmlFixture, QuantizersReproduceLlamaCppBytes) {
   }
 }
 
+// With an importance matrix: fixture_row() as 4 rows of 1024 columns weighted
+// by fixture_importance(), against ggml_quantize_chunk given the same imatrix.
+TEST(GgmlFixture, WeightedQuantizersReproduceLlamaCppBytes) {
+  const struct {
+    DType type;
+    uint64_t hash;
+  } expected[] = {
+      {DType::Q4_0, 0x7f3b53d02e2445aaull}, {DType::Q4_1, 0xafc4d4ebf45772afull}, {DType::Q5_0, 0xc09c0387327297c2ull},
+      {DType::Q5_1, 0xbe2ce327834e91e9ull}, {DType::Q4_K, 0x0cd30691b5996469ull}, {DType::Q5_K, 0xbdd04110413a0bf6ull},
+      {DType::Q6_K, 0xa0973ab79cdf9010ull},
+  };
+  const std::vector<float> x = fixture_row();
+  const std::vector<float> w = fixture_importance();
+  const int64_t cols = static_cast<int64_t>(w.size());
+  for (const auto& e : expected) {
+    const QuantizeWeightedFn fn = weighted_quantizer(e.type);
+    ASSERT_NE(fn, nullptr) << dtype_name(e.type);
+    const size_t rb = row_bytes(e.type, cols);
+    std::vector<uint8_t> out(rb * 4);
+    for (int64_t r = 0; r < 4; ++r) fn(x.data() + r * cols, out.data() + static_cast<size_t>(r) * rb, cols, w.data());
+    EXPECT_EQ(fnv1a(out.data(), out.size()), e.hash)
+        << dtype_name(e.type) << " weighted differs from llama.cpp's bytes";
+    // The weights change the bytes (else the test could not tell them apart).
+    std::vector<uint8_t> plain(out.size());
+    for (int64_t r = 0; r < 4; ++r)
+      quant_kernels(e.type).quantize_weights(x.data() + r * cols, plain.data() + static_cast<size_t>(r) * rb, cols);
+    EXPECT_NE(plain, out) << dtype_name(e.type);
+  }
+  EXPECT_EQ(weighted_quantizer(DType::Q8_0), nullptr);  // llama-quantize ignores an imatrix for Q8_0
+}
+
 // Where the two Q8_0 quantizers agree and where they must not: identical off
 // ties, different on the block of exact ties.
 TEST(GgmlFixture, Q8_0WeightAndActivationQuantizersDifferOnlyOnTies) {

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "kernels/quant_kernels.h"
+#include "model/importance_matrix.h"
 #include "model/quantize.h"
 #include "model/weight_rotation.h"
 #include "platform/thread_pool.h"
@@ -318,6 +319,75 @@ TEST(Imatrix, IsRefusedForAnotherModelAnotherFormatOrWithTransformsThatChangeIts
   LoadedTinyModel other("imatrix_other", wider);
   const std::string e = error(a, other.path);
   EXPECT_NE(e.find("in the model (a file made for another model)"), std::string::npos) << e;
+  std::filesystem::remove(imatrix);
+}
+
+// A K mix with an imatrix: every matrix the imatrix has an entry for is
+// written by its format's weighted quantizer (llama.cpp's bytes: the kernels'
+// GgmlFixture test), the others (the output head, vectors) as without one.
+TEST(Imatrix, KQuantFilesWeighEveryMatrixTheImatrixCovers) {
+  LoadedTinyModel m("imatrix_k", testing::wide_tiny_spec());
+  const std::string imatrix = m.path + ".imatrix.gguf", out_path = m.path + ".q4_k_m.gguf";
+  write_importance_matrix(*m.model, calibration_text(), imatrix);
+  const ImportanceMatrix im = read_importance_matrix(imatrix);
+  QuantizeOptions q;
+  q.type = DType::Q4_K;
+  q.mix = QuantMix::Medium;
+  q.importance = &im;
+  q.n_threads = 1;
+  quantize_model(m.path, out_path, q);
+  const gguf::File in = gguf::File::open(m.path), out = gguf::File::open(out_path);
+  int weighted = 0, weighted_q6 = 0, plain = 0;
+  for (const gguf::TensorInfo& t : out.tensors()) {
+    if (t.type == DType::F32) continue;
+    const gguf::TensorInfo* src = in.find_tensor(t.name);
+    ASSERT_NE(src, nullptr) << t.name;
+    const int64_t cols = t.ne[0], rows = t.n_elements() / cols;
+    const std::vector<float>* w = im.find(t.name, cols);
+    const size_t rb = row_bytes(t.type, cols);
+    std::vector<float> row(static_cast<size_t>(cols));
+    std::vector<uint8_t> want(rb * static_cast<size_t>(rows)), unweighted(want.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      kernels::quant_kernels(src->type).dequantize_row(src->data + r * row_bytes(src->type, cols), row.data(), cols);
+      kernels::quant_kernels(t.type).quantize_weights(row.data(), unweighted.data() + r * rb, cols);
+      if (w)
+        kernels::weighted_quantizer(t.type)(row.data(), want.data() + r * rb, cols, w->data());
+      else
+        std::copy(unweighted.begin() + r * rb, unweighted.begin() + (r + 1) * rb, want.begin() + r * rb);
+    }
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), t.data)) << t.name << " (" << dtype_name(t.type) << ")";
+    if (w) EXPECT_NE(want, unweighted) << t.name << ": the weights changed nothing";
+    weighted += w != nullptr;
+    weighted_q6 += w != nullptr && t.type == DType::Q6_K;
+    plain += w == nullptr;
+  }
+  EXPECT_EQ(weighted, 2 * 7);  // 2 layers x 7 projections
+  EXPECT_GT(weighted_q6, 0);   // the mix's attn_v / ffn_down
+  EXPECT_GT(plain, 0);         // the head and the embedding
+  std::filesystem::remove(out_path);
+
+  const auto error = [&](QuantizeOptions o, const std::string& model_path) {
+    try {
+      quantize_model(model_path, out_path, o);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("<no error>");
+  };
+  QuantizeOptions iq = q;
+  iq.type = DType::IQ4_NL;
+  iq.mix = QuantMix::None;
+  EXPECT_NE(error(iq, m.path).find("not iq4_nl"), std::string::npos) << error(iq, m.path);
+  TinyModelSpec wider = testing::wide_tiny_spec();
+  wider.n_embd *= 2;
+  LoadedTinyModel other("imatrix_k_other", wider);
+  EXPECT_NE(error(q, other.path).find("a file made for another model"), std::string::npos) << error(q, other.path);
+  ImportanceMatrix renamed;
+  for (const auto& [name, v] : im.mean_squares) renamed.mean_squares["x" + name] = v;
+  QuantizeOptions r = q;
+  r.importance = &renamed;
+  EXPECT_NE(error(r, m.path).find("no entry for any matrix of this model"), std::string::npos) << error(r, m.path);
+  std::filesystem::remove(out_path);
   std::filesystem::remove(imatrix);
 }
 
