@@ -136,29 +136,6 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
   const auto is_output = [&](const std::string& name) {
     return name == "output.weight" || (name == "token_embd.weight" && !has_output);
   };
-  // Float rows -> dst, rows spread over threads (K-quant searches are slow);
-  // `importance`: the columns' weights, for a format that has a weighted quantizer.
-  ThreadPool pool(o.n_threads);
-  const auto quantize_rows = [&pool](DType dst, int64_t rows, int64_t cols,
-                                     const std::function<void(int64_t, float*)>& row_of,
-                                     const std::vector<float>* importance = nullptr) {
-    const auto& dst_k = kernels::quant_kernels(dst);
-    const kernels::QuantizeWeightedFn weighted = importance ? kernels::weighted_quantizer(dst) : nullptr;
-    const size_t dst_row = row_bytes(dst, cols);
-    std::vector<uint8_t> bytes(dst_row * static_cast<size_t>(rows));
-    pool.parallel_for(rows, [&](int64_t r0, int64_t r1, int) {
-      std::vector<float> row(static_cast<size_t>(cols));
-      for (int64_t r = r0; r < r1; ++r) {
-        row_of(r, row.data());
-        if (weighted)
-          weighted(row.data(), bytes.data() + r * dst_row, cols, importance->data());
-        else
-          dst_k.quantize_weights(row.data(), bytes.data() + r * dst_row, cols);
-      }
-    });
-    return bytes;
-  };
-
   const auto& tensors = in.tensors();
   // The importance matrix's entries for the tensors re-quantized into a
   // weighted format (checked for width before anything is quantized).
@@ -177,61 +154,92 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
     if (found == 0)
       fail("quantize: the importance matrix has no entry for any matrix of this model (another model's?)");
   }
-  std::vector<const FloatTensor*> added;
-  for (const FloatTensor* t : o.replacements)
-    if (t->replaces.empty() && !in.find_tensor(t->name)) added.push_back(t);
-  const size_t total = tensors.size() + added.size();
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const auto& t = tensors[i];
+
+  // What each output tensor is made from, decided (and checked) before any
+  // byte is written; the writer then streams them in slices of rows, so the
+  // output is never held in memory whole.
+  struct Planned {
+    std::string name;
+    DType type;
+    std::vector<int64_t> ne;
+    const uint8_t* bytes = nullptr;            // written as they are (a copy, or GPTQ's encoding)
+    const gguf::TensorInfo* source = nullptr;  // rows decoded from the file's tensor
+    const FloatTensor* floats = nullptr;       // rows from a transform's floats
+    const std::vector<float>* importance = nullptr;
+  };
+  std::vector<Planned> plan;
+  for (const auto& t : tensors) {
     if (!kernels::has_quant_kernels(t.type))
       fail("quantize: tensor '", t.name, "' has type ", dtype_name(t.type), ", which kestrel cannot read");
-    const DType dst = quantized_type(t.name, t.ne, is_output(t.name), o);
-    const int64_t cols = t.ne[0];
-    const int64_t rows = t.n_elements() / cols;
-    std::vector<uint8_t> bytes;
+    Planned p{t.name, quantized_type(t.name, t.ne, is_output(t.name), o), t.ne};
+    const int64_t rows = t.n_elements() / t.ne[0];
     if (const auto it = replaced.find(t.name); it != replaced.end()) {
       const FloatTensor& f = *it->second;
       if (f.ne != t.ne)
         fail("quantize: replacement '", t.name, "' has shape ", gguf::shape_text(f.ne), ", the file's is ",
              gguf::shape_text(t.ne));
-      const auto enc = o.encoded.find(f.name);
-      if (enc != o.encoded.end()) {
-        if (enc->second.type != dst)
+      p.name = f.name;
+      p.floats = &f;
+      if (const auto enc = o.encoded.find(f.name); enc != o.encoded.end()) {
+        if (enc->second.type != p.type)
           fail("quantize: '", f.name, "' was encoded as ", dtype_name(enc->second.type), ", the file takes ",
-               dtype_name(dst));
-        if (enc->second.bytes.size() != row_bytes(dst, cols) * static_cast<size_t>(rows))
+               dtype_name(p.type));
+        if (enc->second.bytes.size() != row_bytes(p.type, t.ne[0]) * static_cast<size_t>(rows))
           fail("quantize: encoded '", f.name, "' holds ", enc->second.bytes.size(), " bytes, not ",
-               row_bytes(dst, cols) * static_cast<size_t>(rows));
-        bytes = enc->second.bytes;
-      } else {
-        bytes =
-            quantize_rows(dst, rows, cols, [&](int64_t r, float* row) { std::copy(f.row(r), f.row(r) + cols, row); });
+               row_bytes(p.type, t.ne[0]) * static_cast<size_t>(rows));
+        p.bytes = enc->second.bytes.data();
       }
-    } else if (dst == t.type) {
-      bytes.assign(t.data, t.data + t.nbytes);
+    } else if (p.type == t.type) {
+      p.bytes = t.data;
     } else {
-      const auto& src_k = kernels::quant_kernels(t.type);
-      const size_t src_row = row_bytes(t.type, cols);
-      const auto w = weights_of.find(t.name);
-      bytes = quantize_rows(
-          dst, rows, cols, [&](int64_t r, float* row) { src_k.dequantize_row(t.data + r * src_row, row, cols); },
-          w != weights_of.end() ? w->second : nullptr);
+      p.source = &t;
+      if (const auto w = weights_of.find(t.name); w != weights_of.end()) p.importance = w->second;
     }
-    const auto renamed = replaced.find(t.name);
-    const std::string& name = renamed != replaced.end() ? renamed->second->name : t.name;
-    out.add_tensor(name, dst, t.ne, std::move(bytes));
-    if (o.progress) o.progress(i, total, name, dst);
+    plan.push_back(std::move(p));
   }
-  for (size_t i = 0; i < added.size(); ++i) {
-    const FloatTensor& f = *added[i];
-    const DType dst = quantized_type(f.name, f.ne, is_output(f.name), o);
-    const int64_t cols = f.cols();
-    out.add_tensor(f.name, dst, f.ne, quantize_rows(dst, f.rows(), cols, [&](int64_t r, float* row) {
-                     std::copy(f.row(r), f.row(r) + cols, row);
-                   }));
-    if (o.progress) o.progress(tensors.size() + i, total, f.name, dst);
-  }
-  out.write(out_path);
+  for (const FloatTensor* t : o.replacements)
+    if (t->replaces.empty() && !in.find_tensor(t->name)) {
+      Planned p{t->name, quantized_type(t->name, t->ne, is_output(t->name), o), t->ne};
+      p.floats = t;
+      plan.push_back(std::move(p));
+    }
+
+  for (const Planned& p : plan) out.add_tensor_info(p.name, p.type, p.ne);
+  // Float rows -> the output type, rows spread over threads (K-quant searches
+  // are slow), through the weighted quantizer where an importance is given.
+  ThreadPool pool(o.n_threads);
+  std::vector<std::vector<float>> scratch(static_cast<size_t>(pool.size()));
+  out.write(out_path, [&](const gguf::TensorChunk& c) {
+    const Planned& p = plan[c.index];
+    const int64_t cols = p.ne[0];
+    const size_t rb = row_bytes(p.type, cols);
+    if (p.bytes) {
+      std::copy_n(p.bytes + static_cast<size_t>(c.row0) * rb, c.bytes.size(), c.bytes.data());
+    } else {
+      const auto& dst_k = kernels::quant_kernels(p.type);
+      const kernels::QuantizeWeightedFn weighted = p.importance ? kernels::weighted_quantizer(p.type) : nullptr;
+      const kernels::QuantKernels* src_k = p.source ? &kernels::quant_kernels(p.source->type) : nullptr;
+      const size_t src_row = p.source ? row_bytes(p.source->type, cols) : 0;
+      pool.parallel_for(c.n_rows, [&](int64_t r0, int64_t r1, int ith) {
+        std::vector<float>& row = scratch[static_cast<size_t>(ith)];
+        row.resize(static_cast<size_t>(cols));
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t at = c.row0 + r;
+          if (src_k)
+            src_k->dequantize_row(p.source->data + static_cast<size_t>(at) * src_row, row.data(), cols);
+          else
+            std::copy(p.floats->row(at), p.floats->row(at) + cols, row.data());
+          uint8_t* dst = c.bytes.data() + static_cast<size_t>(r) * rb;
+          if (weighted)
+            weighted(row.data(), dst, cols, p.importance->data());
+          else
+            dst_k.quantize_weights(row.data(), dst, cols);
+        }
+      });
+    }
+    if (o.progress && c.row0 + c.n_rows == c.info->n_elements() / cols)
+      o.progress(c.index, plan.size(), p.name, p.type);
+  });
 }
 
 }  // namespace kestrel
