@@ -120,6 +120,38 @@ void quantize_k_superblock_weighted(const float* x, const float* importance, int
   store_k_superblock(x, nmax, ls, lm, d, dmin, d_out, dmin_out, scales_out, L);
 }
 
+// The quants of a super-block (L[256], 0..nmax) into the format's bytes.
+void pack_q4_K(const uint8_t* L, BlockQ4K& b) {
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) b.qs[32 * c + l] = static_cast<uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+}
+void pack_q5_K(const uint8_t* L, BlockQ5K& b) {
+  std::memset(b.qh, 0, sizeof(b.qh));
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      const int l1 = L[64 * c + l], l2 = L[64 * c + 32 + l];
+      b.qh[l] |= static_cast<uint8_t>(((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1)));
+      b.qs[32 * c + l] = static_cast<uint8_t>((l1 & 0xF) | ((l2 & 0xF) << 4));
+    }
+  }
+}
+
+// Rows of Q4_K/Q5_K super-blocks: the plain search (rmin, rdelta, nstep: its
+// candidate grids), or the weighted one when an importance is given.
+template <typename Block, int kNmax, void (*kPack)(const uint8_t*, Block&)>
+void quantize_k_rows(const float* src, void* dst, int64_t n, const float* importance, float rmin, float rdelta,
+                     int nstep) {
+  auto* b = static_cast<Block*>(dst);
+  uint8_t L[kQKK];
+  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
+    if (importance)
+      quantize_k_superblock_weighted(src, importance + kQKK * i, kNmax, &b[i].d, &b[i].dmin, b[i].scales, L);
+    else
+      quantize_k_superblock(src, kNmax, rmin, rdelta, nstep, &b[i].d, &b[i].dmin, b[i].scales, L);
+    kPack(L, b[i]);
+  }
+}
+
 }  // namespace
 
 // ---- Q4_K ----
@@ -142,29 +174,12 @@ void dequantize_row_q4_K(const void* src, float* dst, int64_t n) {
   }
 }
 
-namespace {
-void pack_q4_K(const uint8_t* L, BlockQ4K& b) {
-  for (int c = 0; c < 4; ++c)
-    for (int l = 0; l < 32; ++l) b.qs[32 * c + l] = static_cast<uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
-}
-}  // namespace
-
 void quantize_row_q4_K(const float* src, void* dst, int64_t n) {
-  auto* b = static_cast<BlockQ4K*>(dst);
-  uint8_t L[kQKK];
-  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
-    quantize_k_superblock(src, 15, -1.0f, 0.1f, 20, &b[i].d, &b[i].dmin, b[i].scales, L);
-    pack_q4_K(L, b[i]);
-  }
+  quantize_k_rows<BlockQ4K, 15, pack_q4_K>(src, dst, n, nullptr, -1.0f, 0.1f, 20);
 }
 
 void quantize_weighted_q4_K(const float* src, void* dst, int64_t n, const float* importance) {
-  auto* b = static_cast<BlockQ4K*>(dst);
-  uint8_t L[kQKK];
-  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK, importance += kQKK) {
-    quantize_k_superblock_weighted(src, importance, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
-    pack_q4_K(L, b[i]);
-  }
+  quantize_k_rows<BlockQ4K, 15, pack_q4_K>(src, dst, n, importance, -1.0f, 0.1f, 20);
 }
 
 float vec_dot_q4_K_q8_K(int64_t n, const void* w, const void* a) {
@@ -216,35 +231,12 @@ void dequantize_row_q5_K(const void* src, float* dst, int64_t n) {
   }
 }
 
-namespace {
-void pack_q5_K(const uint8_t* L, BlockQ5K& b) {
-  std::memset(b.qh, 0, sizeof(b.qh));
-  for (int c = 0; c < 4; ++c) {
-    for (int l = 0; l < 32; ++l) {
-      const int l1 = L[64 * c + l], l2 = L[64 * c + 32 + l];
-      b.qh[l] |= static_cast<uint8_t>(((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1)));
-      b.qs[32 * c + l] = static_cast<uint8_t>((l1 & 0xF) | ((l2 & 0xF) << 4));
-    }
-  }
-}
-}  // namespace
-
 void quantize_row_q5_K(const float* src, void* dst, int64_t n) {
-  auto* b = static_cast<BlockQ5K*>(dst);
-  uint8_t L[kQKK];
-  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK) {
-    quantize_k_superblock(src, 31, -0.5f, 0.1f, 15, &b[i].d, &b[i].dmin, b[i].scales, L);
-    pack_q5_K(L, b[i]);
-  }
+  quantize_k_rows<BlockQ5K, 31, pack_q5_K>(src, dst, n, nullptr, -0.5f, 0.1f, 15);
 }
 
 void quantize_weighted_q5_K(const float* src, void* dst, int64_t n, const float* importance) {
-  auto* b = static_cast<BlockQ5K*>(dst);
-  uint8_t L[kQKK];
-  for (int64_t i = 0; i < n / kQKK; ++i, src += kQKK, importance += kQKK) {
-    quantize_k_superblock_weighted(src, importance, 31, &b[i].d, &b[i].dmin, b[i].scales, L);
-    pack_q5_K(L, b[i]);
-  }
+  quantize_k_rows<BlockQ5K, 31, pack_q5_K>(src, dst, n, importance, -0.5f, 0.1f, 15);
 }
 
 float vec_dot_q5_K_q8_K(int64_t n, const void* w, const void* a) {
