@@ -137,23 +137,9 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
     return name == "output.weight" || (name == "token_embd.weight" && !has_output);
   };
   const auto& tensors = in.tensors();
-  // The importance matrix's entries for the tensors re-quantized into a
-  // weighted format (checked for width before anything is quantized).
-  std::map<std::string, const std::vector<float>*> weights_of;
-  if (o.importance) {
-    if (!kernels::weighted_quantizer(o.type))
-      fail("quantize: an importance matrix weighs Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K (and their mixes), not ",
-           dtype_name(o.type));
-    size_t found = 0;
-    for (const auto& t : tensors) {
-      const DType dst = quantized_type(t.name, t.ne, is_output(t.name), o);
-      const std::vector<float>* w = o.importance->find(t.name, t.ne[0]);
-      found += w != nullptr;
-      if (w && dst != t.type && kernels::weighted_quantizer(dst) && !replaced.count(t.name)) weights_of[t.name] = w;
-    }
-    if (found == 0)
-      fail("quantize: the importance matrix has no entry for any matrix of this model (another model's?)");
-  }
+  if (o.importance && !kernels::weighted_quantizer(o.type))
+    fail("quantize: an importance matrix weighs Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K (and their mixes), not ",
+         dtype_name(o.type));
 
   // What each output tensor is made from, decided (and checked) before any
   // byte is written; the writer then streams them in slices of rows, so the
@@ -168,10 +154,13 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
     const std::vector<float>* importance = nullptr;
   };
   std::vector<Planned> plan;
+  size_t covered = 0;  // tensors the importance matrix has an entry for (checked for width here)
   for (const auto& t : tensors) {
     if (!kernels::has_quant_kernels(t.type))
       fail("quantize: tensor '", t.name, "' has type ", dtype_name(t.type), ", which kestrel cannot read");
     Planned p{t.name, quantized_type(t.name, t.ne, is_output(t.name), o), t.ne};
+    const std::vector<float>* importance = o.importance ? o.importance->find(t.name, t.ne[0]) : nullptr;
+    covered += importance != nullptr;
     const int64_t rows = t.n_elements() / t.ne[0];
     if (const auto it = replaced.find(t.name); it != replaced.end()) {
       const FloatTensor& f = *it->second;
@@ -193,10 +182,12 @@ void quantize_model(const std::string& in_path, const std::string& out_path, con
       p.bytes = t.data;
     } else {
       p.source = &t;
-      if (const auto w = weights_of.find(t.name); w != weights_of.end()) p.importance = w->second;
+      if (kernels::weighted_quantizer(p.type)) p.importance = importance;
     }
     plan.push_back(std::move(p));
   }
+  if (o.importance && covered == 0)
+    fail("quantize: the importance matrix has no entry for any matrix of this model (another model's?)");
   for (const FloatTensor* t : o.replacements)
     if (t->replaces.empty() && !in.find_tensor(t->name)) {
       Planned p{t->name, quantized_type(t->name, t->ne, is_output(t->name), o), t->ne};

@@ -84,37 +84,17 @@ Problem make_problem(DType type, int64_t rows, int64_t cols, int64_t tokens, uin
   return p;
 }
 
-// y [tokens, rows] through a panel kernel, panel by panel, with ldy = rows.
-std::vector<float> run(const Problem& p, PanelGemmFn fn, bool act_tiles = false) {
+// y [tokens, rows] through a panel kernel, panel by panel, with ldy = rows;
+// `one_token_calls`: one call per token (the decode path, n_tokens == 1).
+std::vector<float> run(const Problem& p, PanelGemmFn fn, bool act_tiles = false, bool one_token_calls = false) {
   const PanelFormat& f = *panel_format(p.type);
   std::vector<uint8_t> tiles(act_tiles_bytes(f, p.cols, p.tokens) + 1);
   if (act_tiles) pack_act_tiles(f, p.act.data(), p.a_stride, p.cols, p.tokens, tiles.data());
   std::vector<float> y(static_cast<size_t>(p.tokens * p.rows), -12345.0f);
-  const int64_t panels = (p.rows + kPanelRows - 1) / kPanelRows;
-  for (int64_t q = 0; q < panels; ++q) {
-    const PanelGemmArgs args{p.cols,
-                             p.packed.data() + static_cast<size_t>(q) * panel_bytes(f, p.cols),
-                             static_cast<int>(std::min<int64_t>(kPanelRows, p.rows - q * kPanelRows)),
-                             p.act.data(),
-                             p.a_stride,
-                             p.groups.data(),
-                             static_cast<size_t>(p.cols / f.group),
-                             p.tokens,
-                             y.data() + q * kPanelRows,
-                             p.rows,
-                             act_tiles ? tiles.data() : nullptr};
-    fn(f, args);
-  }
-  return y;
-}
-
-// The same product one token per call (the decode path: n_tokens == 1).
-std::vector<float> run_token_by_token(const Problem& p, PanelGemmFn fn) {
-  const PanelFormat& f = *panel_format(p.type);
   const size_t groups_stride = static_cast<size_t>(p.cols / f.group);
-  std::vector<float> y(static_cast<size_t>(p.tokens * p.rows), -12345.0f);
   const int64_t panels = (p.rows + kPanelRows - 1) / kPanelRows;
-  for (int64_t t = 0; t < p.tokens; ++t)
+  const int64_t per_call = one_token_calls ? 1 : p.tokens;
+  for (int64_t t = 0; t < p.tokens; t += per_call)
     for (int64_t q = 0; q < panels; ++q) {
       const PanelGemmArgs args{p.cols,
                                p.packed.data() + static_cast<size_t>(q) * panel_bytes(f, p.cols),
@@ -123,10 +103,10 @@ std::vector<float> run_token_by_token(const Problem& p, PanelGemmFn fn) {
                                p.a_stride,
                                p.groups.data() + static_cast<size_t>(t) * groups_stride,
                                groups_stride,
-                               1,
+                               per_call,
                                y.data() + t * p.rows + q * kPanelRows,
                                p.rows,
-                               nullptr};
+                               act_tiles ? tiles.data() : nullptr};
       fn(f, args);
     }
   return y;
@@ -223,7 +203,7 @@ TEST(PanelGemm, BatchRowsEqualOneTokenCallsBitForBit) {
         if (s.tokens < 2) continue;
         const Problem p = make_problem(type, s.rows, s.cols, s.tokens, seed++);
         const std::vector<float> batch = run(p, fn_for(type));
-        const std::vector<float> one = run_token_by_token(p, fn_for(type));
+        const std::vector<float> one = run(p, fn_for(type), false, /*one_token_calls=*/true);
         for (size_t i = 0; i < batch.size(); ++i)
           ASSERT_EQ(bits(batch[i]), bits(one[i]))
               << name << " " << dtype_name(type) << " rows=" << p.rows << " cols=" << p.cols << " tokens=" << p.tokens
