@@ -29,7 +29,7 @@ struct CalibrateKvOpts {
   uint64_t seed = 42;
   int threads = 0;
   int iterations = 25;
-  std::string key_metric = "mse";
+  std::string key_metric = "query";  // better than mse on all three real models (docs/cq_accuracy.md)
   std::string value_metric = "mse";
   int exact_layers = 0;
   double ridge = kCqDefaultRidge;
@@ -305,8 +305,9 @@ void add_calibrate_command(CLI::App& app) {
   kv->add_option("-t,--threads", o->threads, "threads (default: one per core)");
   kv->add_option("--iterations", o->iterations, "Lloyd steps at most per codebook (default 25)");
   kv->add_option("--key-metric", o->key_metric,
-                 "mse (default) or query (keys coded for the error in q.k, from the queries' second moments; "
-                 "docs/cq_accuracy.md: within noise of mse on SmolLM2)");
+                 "query (default: keys coded for the error in q.k, from the queries' second moments) or mse "
+                 "(plain squared distance: a little less accurate, one F16 codebook per head fewer held; "
+                 "docs/cq_accuracy.md)");
   kv->add_option("--value-metric", o->value_metric,
                  "mse (default) or output (values coded for the error after the output projection)");
   kv->add_option("--exact-layers", o->exact_layers,

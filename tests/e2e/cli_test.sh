@@ -36,6 +36,19 @@ fi
 out="$("$BIN" calibrate text -m "$MODEL" --tokens 48 2>&1)"
 expect_contains "calibrate text wants an output" "$out" "give -o FILE and/or --ids FILE"
 
+# CQ codebooks: keys under the query metric unless --key-metric mse (one whitening per
+# layer and kv head in the sidecar: 30 x 3 for SmolLM2), and the cache runs from them.
+if "$BIN" calibrate kv -m "$MODEL" --tokens 64 -o "$TMP/q.cq2.gguf" >/dev/null 2>&1 &&
+  "$BIN" calibrate kv -m "$MODEL" --tokens 64 --key-metric mse -o "$TMP/m.cq2.gguf" >/dev/null 2>&1; then
+  nq=$("$BIN" info "$TMP/q.cq2.gguf" 2>/dev/null | grep -c "cq.kw.blk")
+  nm=$("$BIN" info "$TMP/m.cq2.gguf" 2>/dev/null | grep -c "cq.kw.blk")
+  if [ "$nq" = 90 ] && [ "$nm" = 0 ]; then ok "calibrate kv: query metric by default"; else bad "calibrate kv: $nq / $nm whitenings"; fi
+  out="$("$BIN" run -m "$MODEL" --cache-type cq2 --kv-codebook "$TMP/q.cq2.gguf" -p "The capital of France is" -n 8 --temp 0 2>/dev/null)"
+  expect_contains "cq2 cache from the default codebooks" "$out" "Paris"
+else
+  bad "calibrate kv failed"
+fi
+
 # quantize to Q8_0 and run the result.
 if "$BIN" quantize "$MODEL" "$TMP/q8.gguf" Q8_0 2>/dev/null; then
   out="$("$BIN" run -m "$TMP/q8.gguf" -p "The capital of France is" -n 8 --temp 0 2>/dev/null)"
