@@ -54,6 +54,11 @@ struct CqRows {
   int64_t win_stride = 0;
   int64_t window = 0;
   int64_t sink = 0;  // the first rows, read from their copies too (whole blocks)
+  // Codebooks learnt under a metric hold whitened centroids E = W C
+  // (kv/cq_codebook.h): W per group, F32 [d / c][c][c] upper triangular, or
+  // null. Queries and decoded values pass through it (kernels/cq_whiten.h).
+  const float* k_whitening = nullptr;
+  const float* v_whitening = nullptr;
 };
 
 // The rows of logical block b (block_len rows) from the returned one on are

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/fp16.h"
+#include "kernels/cq_whiten.h"
 
 namespace kestrel::kernels {
 namespace {
@@ -22,14 +23,21 @@ const uint16_t* copy_row(const uint16_t* base, const CqRows& cq, int64_t block_l
 // The centroids of a codebook, F16 [d / c][c][n_codes] (planar, what the
 // score table reads), as F32 [d / c][n_codes][c]: a code's c values next to
 // each other, one copy per (row, group) when rows are decoded. Widened once
-// per call (once per prompt tile and head), into per-thread scratch.
-void code_major(const uint16_t* planar, int d, int c, int n_codes, std::vector<float>& out) {
+// per call (once per prompt tile and head), into per-thread scratch. Whitened
+// centroids (`whitening` set) come back to C = W^-1 E here, once per code.
+void code_major(const uint16_t* planar, const float* whitening, int d, int c, int n_codes, std::vector<float>& out) {
   out.resize(static_cast<size_t>(d) * n_codes);
   for (int g = 0; g < d / c; ++g)
     for (int i = 0; i < c; ++i)
       for (int code = 0; code < n_codes; ++code)
         out[(static_cast<size_t>(g) * n_codes + code) * c + i] =
             fp16_to_f32(planar[(static_cast<size_t>(g) * c + i) * n_codes + code]);
+  if (!whitening) return;
+  for (int g = 0; g < d / c; ++g)
+    for (int code = 0; code < n_codes; ++code) {
+      float* x = out.data() + (static_cast<size_t>(g) * n_codes + code) * c;
+      cq_unwhiten(whitening + static_cast<size_t>(g) * c * c, c, x, x);
+    }
 }
 
 void decode_codes(const uint8_t* codes, const float* by_code, int d, int c, int n_codes, float* row) {
@@ -58,8 +66,8 @@ void decode_cq_rows(const KvRows& kv, int64_t n, int d, float* k, float* v) {
   for_each_block(cq, bl, n, [&](int64_t r0, int64_t split, int64_t r1) {
     if (split > r0 && !coded) {
       coded = true;
-      code_major(cq.k_centroids, d, cq.k_c, cq.n_codes, k_by_code);
-      code_major(cq.v_centroids, d, cq.v_c, cq.n_codes, v_by_code);
+      code_major(cq.k_centroids, cq.k_whitening, d, cq.k_c, cq.n_codes, k_by_code);
+      code_major(cq.v_centroids, cq.v_whitening, d, cq.v_c, cq.n_codes, v_by_code);
     }
     for (int64_t r = r0; r < split; ++r) {
       decode_codes(code_row(kv.k, kv.ids, kv.stride_bytes, bl, r, d / cq.k_c), k_by_code.data(), d, cq.k_c, cq.n_codes,
@@ -82,9 +90,16 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
   const CqRows& cq = kv.cq;
   const int k_groups = d / cq.k_c;
   const int v_groups = d / cq.v_c;
-  thread_local std::vector<float> qs, table, s, buckets, acc;
+  thread_local std::vector<float> qs, qw, table, s, buckets, acc;
   qs.resize(static_cast<size_t>(d));
   for (int c = 0; c < d; ++c) qs[c] = q[c] * scale;
+  // Whitened keys: q . C = (W^-T q) . E, the table built from the mapped query.
+  const float* q_table = qs.data();
+  if (cq.k_whitening) {
+    qw = qs;
+    cq_unwhiten_transposed_row(cq.k_whitening, d, cq.k_c, qw.data());
+    q_table = qw.data();
+  }
   // The table (and V's buckets below) only when some row is read from its
   // codes: a context inside the F16 window has none.
   bool coded = false;
@@ -94,7 +109,7 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
     if (split > r0 && !coded) {
       coded = true;
       table.resize(static_cast<size_t>(k_groups) * cq.n_codes);
-      ck.score_table(qs.data(), cq.k_centroids, d, cq.k_c, cq.n_codes, table.data());
+      ck.score_table(q_table, cq.k_centroids, d, cq.k_c, cq.n_codes, table.data());
     }
     if (split > r0)
       ck.scores(table.data(), code_row(kv.k, kv.ids, kv.stride_bytes, bl, r0, k_groups), split - r0, k_groups,
@@ -116,9 +131,10 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
                      cq.n_codes, buckets.data());
     for (int64_t r = split; r < r1; ++r) ck.copy_axpy(s[r], copy_row(cq.win_v, cq, bl, r, d), d, acc.data());
   });
-  if (coded)
+  if (coded) {
     ck.buckets_out(buckets.data(), cq.v_centroids, d, cq.v_c, cq.n_codes, out);
-  else
+    if (cq.v_whitening) cq_unwhiten_row(cq.v_whitening, d, cq.v_c, out);  // sum p C = W^-1 sum p E
+  } else
     std::fill(out, out + d, 0.0f);
   const float inv = n > 0 ? 1.0f / sum : 0.0f;
   for (int c = 0; c < d; ++c) out[c] = (out[c] + acc[c]) * inv;

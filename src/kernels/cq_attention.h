@@ -13,6 +13,12 @@
 //   p_j  = exp(s_j - max s)              two passes: the scores are kept
 //   out  = (buckets_out(B) + sum_{F16 j} p_j v_j) / sum_j p_j
 //
+// Codebooks learnt under a metric (the default for keys) hold whitened
+// centroids E = W C (kv/cq_codebook.h, CqRows::k_whitening): the query is
+// mapped by W^-T before its table (q . C = (W^-T q) . E), V's bucket output by
+// W^-1, decoded rows by W^-1 per code (kernels/cq_whiten.h), so the model holds
+// one codebook per head and K/V, not C and W C.
+//
 // Prompt tiles dequantize instead (decode_cq_rows, then the F32 tile kernel of
 // kernels/attention_tiled.h; the issue allows it): a table per query and a
 // gather per (key, group) cost several times the SIMD dot products when a tile

@@ -41,7 +41,7 @@ uint16_t* CqCodebook::group(int g) {
 
 CqCodebook make_cq_codebook(CqSpec spec, int head_dim) {
   check_cq_spec(spec, head_dim);
-  CqCodebook book{spec, head_dim, {}, {}, {}};
+  CqCodebook book{spec, head_dim, {}, {}};
   book.centroids.assign(static_cast<size_t>(head_dim) * spec.n_codes(), 0);  // F16 +0
   return book;
 }
@@ -70,31 +70,41 @@ void map_centroids(const float* from, float* to, int c, int k, Map&& map) {
   }
 }
 
-// encoder_centroids of group g = W_g C_g (sized already), from the F16
-// centroids the score table reads: the metric measures the distance to what
-// the attention will use, up to this second F16 rounding of W C.
-void refresh_encoder_group(CqCodebook& book, int g) {
-  const int c = book.spec.channels_per_group, k = book.spec.n_codes();
-  const size_t n = static_cast<size_t>(c) * k;
-  std::vector<float> wide(n), image(n);
-  for (size_t i = 0; i < n; ++i) wide[i] = fp16_to_f32(book.group(g)[i]);
-  const float* w = book.group_whitening(g);
-  map_centroids(wide.data(), image.data(), c, k, [&](const float* x, float* y) { cq_whiten(w, c, x, y); });
-  round_to_f16(image.data(), book.encoder_centroids.data() + static_cast<size_t>(g) * n, n, "encoder centroid");
-}
-
 }  // namespace
 
+void set_cq_stored_centroids(CqCodebook& book, std::span<const float> stored) {
+  if (stored.size() != book.centroids.size())
+    fail("CQ: ", stored.size(), " centroid values for a codebook of ", book.centroids.size());
+  round_to_f16(stored.data(), book.centroids.data(), stored.size(), book.whitened() ? "whitened centroid" : "centroid");
+}
+
 void set_cq_centroids(CqCodebook& book, std::span<const float> centroids) {
-  if (centroids.size() != book.centroids.size())
-    fail("CQ: ", centroids.size(), " centroid values for a codebook of ", book.centroids.size());
-  round_to_f16(centroids.data(), book.centroids.data(), centroids.size(), "centroid");
-  if (book.whitened()) cq_refresh_encoder(book);
+  if (!book.whitened() || centroids.size() != book.centroids.size()) return set_cq_stored_centroids(book, centroids);
+  const int c = book.spec.channels_per_group, k = book.spec.n_codes();
+  const size_t n = static_cast<size_t>(c) * k;
+  std::vector<float> image(centroids.size());
+  for (int g = 0; g < book.groups(); ++g)
+    map_centroids(centroids.data() + g * n, image.data() + g * n, c, k,
+                  [&](const float* x, float* y) { cq_whiten(book.group_whitening(g), c, x, y); });
+  set_cq_stored_centroids(book, image);
+}
+
+std::vector<float> cq_stored_centroids_f32(const CqCodebook& book) {
+  std::vector<float> out(book.centroids.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = fp16_to_f32(book.centroids[i]);
+  return out;
 }
 
 std::vector<float> cq_centroids_f32(const CqCodebook& book) {
-  std::vector<float> out(book.centroids.size());
-  for (size_t i = 0; i < out.size(); ++i) out[i] = fp16_to_f32(book.centroids[i]);
+  std::vector<float> out = cq_stored_centroids_f32(book);
+  if (!book.whitened()) return out;
+  const int c = book.spec.channels_per_group, k = book.spec.n_codes();
+  const size_t n = static_cast<size_t>(c) * k;
+  for (int g = 0; g < book.groups(); ++g) {
+    std::vector<float> e(out.begin() + g * n, out.begin() + (g + 1) * n);
+    map_centroids(e.data(), out.data() + g * n, c, k,
+                  [&](const float* y, float* x) { cq_unwhiten(book.group_whitening(g), c, y, x); });
+  }
   return out;
 }
 
@@ -103,16 +113,6 @@ void enable_cq_whitening(CqCodebook& book) {
   book.whitening.assign(static_cast<size_t>(book.groups()) * c * c, 0.0f);
   for (int g = 0; g < book.groups(); ++g)
     for (int i = 0; i < c; ++i) book.whitening[(static_cast<size_t>(g) * c + i) * c + i] = 1.0f;
-  book.encoder_centroids = book.centroids;  // W = I: W C is C
-}
-
-void cq_refresh_encoder(CqCodebook& book) {
-  if (!book.whitened()) {
-    book.encoder_centroids.clear();
-    return;
-  }
-  book.encoder_centroids.assign(book.centroids.size(), 0);
-  for (int g = 0; g < book.groups(); ++g) refresh_encoder_group(book, g);
 }
 
 int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations,
@@ -132,19 +132,12 @@ int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint
       std::copy(x, x + c, points.data() + r * c);
   }
   KMeansResult km = kmeans(points, c, k, seed, max_iterations, weights);
-  const size_t group_size = static_cast<size_t>(c) * k;
-  if (!whitening) {
-    round_to_f16(km.centroids.data(), book.group(g), group_size, "centroid");
-    return km.iterations;
-  }
-  // Back to the keys' own space, which the score table reads.
-  std::vector<float> key_space(group_size);
-  map_centroids(km.centroids.data(), key_space.data(), c, k,
-                [&](const float* y, float* x) { cq_unwhiten(whitening, c, y, x); });
-  round_to_f16(key_space.data(), book.group(g), group_size, "centroid");
-  std::copy(whitening, whitening + static_cast<size_t>(c) * c,
-            book.whitening.begin() + static_cast<ptrdiff_t>(g) * c * c);
-  refresh_encoder_group(book, g);
+  // Kept where k-means left them: E = W C for a whitened group.
+  round_to_f16(km.centroids.data(), book.group(g), static_cast<size_t>(c) * k,
+               whitening ? "whitened centroid" : "centroid");
+  if (whitening)
+    std::copy(whitening, whitening + static_cast<size_t>(c) * c,
+              book.whitening.begin() + static_cast<ptrdiff_t>(g) * c * c);
   return km.iterations;
 }
 
@@ -161,7 +154,7 @@ void cq_encode(const CqCodebook& book, kernels::CqEncodeFn encode, const float* 
   thread_local std::vector<float> whitened;
   whitened.resize(static_cast<size_t>(d));
   for (int g = 0; g < book.groups(); ++g) cq_whiten(book.group_whitening(g), c, row + g * c, whitened.data() + g * c);
-  encode(whitened.data(), book.encoder_centroids.data(), d, c, book.spec.n_codes(), codes);
+  encode(whitened.data(), book.centroids.data(), d, c, book.spec.n_codes(), codes);
 }
 
 void cq_encode_row(const CqCodebook& book, std::span<const float> row, std::span<uint8_t> codes) {
@@ -173,6 +166,8 @@ void cq_decode_row(const CqCodebook& book, std::span<const uint8_t> codes, std::
   assert(row.size() == static_cast<size_t>(book.head_dim) && codes.size() == static_cast<size_t>(book.groups()));
   kernels::cq_decode(codes.data(), book.centroids.data(), book.head_dim, book.spec.channels_per_group,
                      book.spec.n_codes(), row.data());
+  if (book.whitened())
+    kernels::cq_unwhiten_row(book.whitening.data(), book.head_dim, book.spec.channels_per_group, row.data());
 }
 
 double cq_relative_error(const CqCodebook& book, std::span<const float> row) {

@@ -47,30 +47,30 @@ void check_cq_spec(CqSpec spec, int head_dim);
 struct CqCodebook {
   CqSpec spec;
   int head_dim = 0;
-  std::vector<uint16_t> centroids;  // F16 [groups][c][n_codes], planar as the kernels read it
+  // F16 [groups][c][n_codes], planar as the kernels read it: the centroids C,
+  // or, for a book learnt under a metric (`whitening` set), their whitened
+  // image E = W C, where k-means left them and the encoder searches.
+  std::vector<uint16_t> centroids;
   // Keys under the query metric (kv/cq_whitening.h), else empty: per group an
   // upper-triangular W ([groups][c][c], F32: c / n_codes of the centroids'
-  // size); a row is coded by the centroid nearest in |W (x - C)|^2, found as W x
-  // against encoder_centroids = W C. Held rather than formed per stored row:
-  // W C costs c (c + 1) / 2 multiply-adds per code and group, 2.5 (cq2) to 4.5
-  // (cq1) times the nearest-centroid search it would feed, on every key stored.
+  // size). A row x is coded by the centroid nearest in |W x - E|^2, and the
+  // attention reads E through W (kernels/cq_whiten.h): one codebook held, not
+  // C for the attention and W C for the encoder (which cost a second
+  // codebook's bytes: issue 14's 1/8 of the F16 bytes at 8k).
   std::vector<float> whitening;
-  std::vector<uint16_t> encoder_centroids;  // F16 [groups][c][n_codes] (cq_refresh_encoder)
 
   int groups() const { return spec.groups(head_dim); }
   bool whitened() const { return !whitening.empty(); }
   const float* group_whitening(int g) const {
     return whitening.data() + static_cast<size_t>(g) * spec.channels_per_group * spec.channels_per_group;
   }
-  // [c][n_codes] of group g, F16.
+  // [c][n_codes] of group g, F16 (whitened for a whitened book).
   const uint16_t* group(int g) const;
   uint16_t* group(int g);
+  // A stored value (whitened for a whitened book).
   float value(int g, int code, int channel) const { return fp16_to_f32(group(g)[channel * spec.n_codes() + code]); }
-  // What the book holds in memory: centroids, whitening and encoder centroids.
-  size_t bytes() const {
-    return centroids.size() * sizeof(uint16_t) + whitening.size() * sizeof(float) +
-           encoder_centroids.size() * sizeof(uint16_t);
-  }
+  // What the book holds in memory: centroids and whitening.
+  size_t bytes() const { return centroids.size() * sizeof(uint16_t) + whitening.size() * sizeof(float); }
 };
 
 // The resident bytes of one codebook of `spec` over head_dim channels without
@@ -80,35 +80,40 @@ inline size_t cq_codebook_bytes(CqSpec spec, int head_dim) {
   return static_cast<size_t>(head_dim) * spec.n_codes() * sizeof(uint16_t);
 }
 
-// Rounds F32 centroids ([groups][c][n_codes], as learnt or read from a
-// sidecar) to the book's F16 ones (nearest even) and refreshes the encoder's
-// when the book is whitened. Throws kestrel::Error naming the first value
-// that is not finite in F16 (|x| >= 65520, infinite or NaN).
+// Rounds F32 centroids C ([groups][c][n_codes], in the rows' own space: as
+// learnt or read from a version 1-2 sidecar) to the book's F16 ones (nearest
+// even), through the book's whitening when it has one (E = W C, in F32, then
+// rounded). Throws kestrel::Error naming the first value that is not finite
+// in F16 (|x| >= 65520, infinite or NaN).
 void set_cq_centroids(CqCodebook& book, std::span<const float> centroids);
-// The centroids widened to F32 ([groups][c][n_codes]; exact).
+// The stored F16 values widened ([groups][c][n_codes]; exact): C, or E for a
+// whitened book. What a sidecar files.
+std::vector<float> cq_stored_centroids_f32(const CqCodebook& book);
+// Sets the stored F16 values from F32 ones (E for a whitened book: the
+// version-3 sidecar's), rounded; throws as set_cq_centroids.
+void set_cq_stored_centroids(CqCodebook& book, std::span<const float> stored);
+// The centroids C in the rows' own space, F32 ([groups][c][n_codes]): the F16
+// values widened, mapped back through W^-1 for a whitened book.
 std::vector<float> cq_centroids_f32(const CqCodebook& book);
 
 // An all-zero codebook of the right size.
 CqCodebook make_cq_codebook(CqSpec spec, int head_dim);
 
-// Gives `book` the query metric: identity whitening for every group, to be
-// replaced group by group (learn_cq_group with a whitening).
+// Gives `book` the query metric: identity whitening for every group (E = C),
+// to be replaced group by group (learn_cq_group with a whitening).
 void enable_cq_whitening(CqCodebook& book);
-// encoder_centroids = W C for every group (after the centroids or whitening
-// change): W times the F16 centroids in F32, rounded to F16.
-void cq_refresh_encoder(CqCodebook& book);
 
 // Learns group g of `book` by k-means (k-means++ seeded with `seed`, then at
 // most max_iterations Lloyd steps) over the group's channels of samples
 // ([n][head_dim], n >= 1). Returns the Lloyd steps run. Groups are independent:
 // threads may learn different groups of one codebook at once.
 // With `whitening` (W, [c][c] upper triangular; the book enable_cq_whitening'd),
-// k-means runs on the whitened points W x, the centroids are brought back
-// (W^{-1}), and the group's whitening and encoder centroids are set.
+// k-means runs on the whitened points W x, and the group keeps its centroids
+// there (E) with the whitening.
 // k-means runs in F32; the group's centroids are then rounded to F16. Throws
 // kestrel::Error when a centroid does not fit F16 (set_cq_centroids): not for
 // calibration's rows, read from an F16 cache, whose means fit; only a
-// whitening that maps them past 65504 could (encoder centroids).
+// whitening that maps them past 65504 could.
 // With `weights` ([n]), k-means of the weighted error (kv/cq_kmeans.h).
 int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations,
                    const float* whitening = nullptr, std::span<const float> weights = {});
@@ -123,7 +128,8 @@ CqCodebook learn_cq_codebook(CqSpec spec, int head_dim, std::span<const float> s
 void cq_encode(const CqCodebook& book, kernels::CqEncodeFn encode, const float* row, uint8_t* codes);
 // The same through the best Isa's encoder.
 void cq_encode_row(const CqCodebook& book, std::span<const float> row, std::span<uint8_t> codes);
-// codes: [groups] -> row: [head_dim], the centroids.
+// codes: [groups] -> row: [head_dim], the centroids (C: through W^-1 for a
+// whitened book).
 void cq_decode_row(const CqCodebook& book, std::span<const uint8_t> codes, std::span<float> row);
 
 // |row - decode(encode(row))| / |row| (0 for a zero row), in double.

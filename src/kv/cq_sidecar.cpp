@@ -83,8 +83,8 @@ gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
   const bool k_whitened = !books.k.empty() && books.k.front().whitened();
   const bool v_whitened = !books.v.empty() && books.v.front().whitened();
   w.set_string("general.architecture", kArchitecture);
-  const bool version2 = k_whitened || v_whitened || books.exact_layers > 0;
-  w.set_u32("kestrel.cq.version", version2 ? kCqSidecarVersion : 1);
+  // The oldest version that holds the file: builds that predate a version read the files that do not need it.
+  w.set_u32("kestrel.cq.version", k_whitened || v_whitened ? 3 : books.exact_layers > 0 ? 2 : 1);
   if (books.exact_layers > 0) w.set_u32("kestrel.cq.exact_layers", static_cast<uint32_t>(books.exact_layers));
   w.set_u32("kestrel.cq.channels_per_group", static_cast<uint32_t>(books.spec.channels_per_group));
   w.set_u32("kestrel.cq.bits", static_cast<uint32_t>(books.spec.bits));
@@ -102,9 +102,9 @@ gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
     for (int head = 0; head < m.n_kv_head; ++head) {
       const CqCodebook& k = books.key(layer, head);
       const CqCodebook& v = books.value(layer, head);
-      // F32 in the file: the F16 values widened (exactly), readable by every build.
-      add("k", layer, head, cq_centroids_f32(k), tensor_shape(k.spec, k.head_dim));
-      add("v", layer, head, cq_centroids_f32(v), tensor_shape(v.spec, v.head_dim));
+      // F32 in the file: the F16 values widened (exactly; E for a whitened book), so a file loads back bit for bit.
+      add("k", layer, head, cq_stored_centroids_f32(k), tensor_shape(k.spec, k.head_dim));
+      add("v", layer, head, cq_stored_centroids_f32(v), tensor_shape(v.spec, v.head_dim));
       for (const auto& [name, book, all] : {std::tuple{"kw", &k, k_whitened}, std::tuple{"vw", &v, v_whitened}}) {
         if (book->whitened() != all)
           fail("CQ sidecar: layer ", layer, " head ", head, "'s ", name, " whitening differs from layer 0 head 0's");
@@ -164,7 +164,7 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
       fail(where, ": ", exact, " exact layers, the model has ", model.n_layer);
     books.exact_layers = static_cast<int>(exact);
   }
-  // Version 2 may whiten the keys and the values: all of them or none.
+  // Versions 2 and 3 may whiten the keys and the values: all of them or none.
   const bool k_whitened = *version >= 2 && f.find_tensor(tensor_name("kw", 0, 0)) != nullptr;
   const bool v_whitened = *version >= 2 && f.find_tensor(tensor_name("vw", 0, 0)) != nullptr;
   const size_t expected_tensors = (2 + int{k_whitened} + int{v_whitened}) * books.k.size();
@@ -186,15 +186,7 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
     for (int head = 0; head < model.n_kv_head; ++head) {
       CqCodebook& k = books.k[books.index(layer, head)];
       CqCodebook& v = books.v[books.index(layer, head)];
-      for (const auto& [name, book] : {std::pair{"k", &k}, std::pair{"v", &v}}) {
-        centroids.resize(book->centroids.size());
-        read(name, layer, head, centroids, tensor_shape(spec, book->head_dim));
-        try {
-          set_cq_centroids(*book, centroids);  // rounded to the F16 the cache holds
-        } catch (const Error& e) {
-          fail(where, ": tensor ", tensor_name(name, layer, head), ": ", e.what());
-        }
-      }
+      // The whitening first: version 2 files C, which the book holds as W C.
       for (const auto& [name, book, all] : {std::tuple{"kw", &k, k_whitened}, std::tuple{"vw", &v, v_whitened}}) {
         if (!all) continue;
         const int c = spec.channels_per_group;
@@ -203,10 +195,17 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
         const std::string what = where + ": tensor " + tensor_name(name, layer, head);
         for (int g = 0; g < book->groups(); ++g)
           check_cq_whitening({book->group_whitening(g), static_cast<size_t>(c) * c}, c, what.c_str());
-        try {
-          cq_refresh_encoder(*book);
+      }
+      for (const auto& [name, book] : {std::pair{"k", &k}, std::pair{"v", &v}}) {
+        centroids.resize(book->centroids.size());
+        read(name, layer, head, centroids, tensor_shape(spec, book->head_dim));
+        try {  // rounded to the F16 the cache holds
+          if (*version >= 3)
+            set_cq_stored_centroids(*book, centroids);
+          else
+            set_cq_centroids(*book, centroids);
         } catch (const Error& e) {
-          fail(what, ": ", e.what());
+          fail(where, ": tensor ", tensor_name(name, layer, head), ": ", e.what());
         }
       }
     }

@@ -11,19 +11,22 @@
 //   kestrel.cq.model.block_count, .head_count_kv, .key_length, .value_length   u32
 //   kestrel.cq.model.file_bytes     u64, the model file's size
 //   kestrel.cq.model.tensor_hash    u64, FNV-1a of the model's tensor table (below)
-//   kestrel.cq.exact_layers         u32, version 2 only, optional (0): layers kept in F16
+//   kestrel.cq.exact_layers         u32, version 2+, optional (0): layers kept in F16
 //   cq.k.blk.{layer}.head.{h}, cq.v.blk.{layer}.head.{h}   F32, ne = [2^bits, c, groups]
 //                                   (ggml order: the planar [groups][c][n_codes] of CqCodebook).
 //                                   Held as F16 once loaded (rounded to nearest even; a value
 //                                   F16 cannot hold is refused, naming the tensor); written as
 //                                   the F16 values widened, so a file loads back bit for bit
-//                                   and builds that held F32 read it unchanged.
+//                                   and builds that held F32 read it unchanged. A whitened
+//                                   book's are its whitened centroids E = W C in version 3,
+//                                   the centroids C in version 2 (whitened when loaded).
 //   cq.kw.blk.{layer}.head.{h}, cq.vw.blk.{layer}.head.{h}   F32, ne = [c, c, groups],
-//                                   version 2 only, each for every (layer, head) or none: the
+//                                   version 2+, each for every (layer, head) or none: the
 //                                   whitening K (V) is coded under (kv/cq_whitening.h;
 //                                   row-major upper-triangular W per group)
-// Version 1 (no whitening) is still read; a file without whitening is written
-// as version 1, so builds that predate version 2 read it too.
+// Versions 1 (no whitening) and 2 are still read. A file is written at the
+// oldest version that holds it (3 with a whitening, 2 with exact layers only,
+// else 1), so older builds read what they can.
 // The fingerprint: gguf/sidecar.h.
 #include <cstdint>
 #include <string>
@@ -38,7 +41,7 @@ class File;
 class Writer;
 }  // namespace gguf
 
-inline constexpr uint32_t kCqSidecarVersion = 2;  // the newest this build reads and writes
+inline constexpr uint32_t kCqSidecarVersion = 3;  // the newest this build reads and writes
 
 // What a sidecar must match: the model's attention shape and its file's fingerprint.
 struct CqModelInfo {

@@ -40,22 +40,6 @@ std::vector<float> cq_whitening_from_moment(std::span<const double> moment, int 
   return w;
 }
 
-void cq_whiten(const float* w, int c, const float* x, float* y) {
-  for (int i = 0; i < c; ++i) {
-    float s = 0.0f;
-    for (int j = i; j < c; ++j) s = std::fma(w[i * c + j], x[j], s);
-    y[i] = s;
-  }
-}
-
-void cq_unwhiten(const float* w, int c, const float* y, float* x) {
-  for (int i = c - 1; i >= 0; --i) {
-    float s = y[i];
-    for (int j = i + 1; j < c; ++j) s = std::fma(-w[i * c + j], x[j], s);
-    x[i] = s / w[i * c + i];
-  }
-}
-
 void check_cq_whitening(std::span<const float> w, int c, const char* what) {
   for (int i = 0; i < c; ++i)
     for (int j = 0; j < c; ++j) {

@@ -4,14 +4,18 @@
 // e^T H e with H = E[q_g q_g^T] over the queries that read it, not |e|^2.
 // With H = W^T W (W upper triangular, Cholesky), e^T H e = |W e|^2: k-means on
 // the whitened points W x is k-means under the query metric (the mean is still
-// the best centroid of a cluster, since W is linear), and the encoder finds the
-// nearest centroid under the metric by comparing W x with W C in plain squared
-// distance, so the encoder kernel itself (kernels/cq_kernels.h) does not change.
+// the best centroid of a cluster, since W is linear). The codebook keeps the
+// centroids where k-means left them, E = W C (kv/cq_codebook.h), so the encoder
+// finds the nearest one under the metric by comparing W x with E in plain
+// squared distance (the encoder kernel, kernels/cq_kernels.h, does not change)
+// and the attention reads E through W (kernels/cq_whiten.h).
 //
 // Matrices are c x c, row-major. Arithmetic is scalar with explicit fma, in a
 // fixed order: every machine gives the same bits.
 #include <span>
 #include <vector>
+
+#include "kernels/cq_whiten.h"
 
 namespace kestrel {
 
@@ -36,10 +40,10 @@ inline void cq_add_outer(double* m, const float* x, int c) {
     for (int j = 0; j < c; ++j) m[i * c + j] += static_cast<double>(x[i]) * x[j];
 }
 
-// y = W x (x, y: [c]; may not alias).
-void cq_whiten(const float* w, int c, const float* x, float* y);
-// x = W^{-1} y for an upper-triangular W with a nonzero diagonal (back substitution).
-void cq_unwhiten(const float* w, int c, const float* y, float* x);
+// y = W x and its inverse (kernels/cq_whiten.h: the attention kernels map
+// queries and decoded rows with them too).
+using kernels::cq_unwhiten;
+using kernels::cq_whiten;
 
 // Throws kestrel::Error unless w is upper triangular with a finite, positive
 // diagonal and finite entries (what cq_whitening_from_moment makes). `what`

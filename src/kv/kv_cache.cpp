@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/attention_set.h"
+#include "kernels/cq_whiten.h"
 #include "kernels/hadamard.h"
 #include "kernels/quant_kernels.h"
 
@@ -274,8 +275,11 @@ void KvCache::key_row(const KvHeadView& view, int64_t r, int64_t n, float* out) 
       static_cast<const uint8_t*>(view.k) + blk * view.block_stride + row * static_cast<int64_t>(k_row_bytes_);
   if (cq_.books) {
     const kernels::CqRows& cq = view.cq;
-    if (r < kernels::cq_first_copied_row(cq, kBlock, r / kBlock, n))
-      return kernels::cq_decode(bytes, cq.k_centroids, d, cq.k_c, cq.n_codes, out);
+    if (r < kernels::cq_first_copied_row(cq, kBlock, r / kBlock, n)) {
+      kernels::cq_decode(bytes, cq.k_centroids, d, cq.k_c, cq.n_codes, out);
+      if (cq.k_whitening) kernels::cq_unwhiten_row(cq.k_whitening, d, cq.k_c, out);
+      return;
+    }
     const uint16_t* k = cq.win_k + cq.win_ids[r / kBlock] * cq.win_stride + row * d;
     for (int c = 0; c < d; ++c) out[c] = fp16_to_f32(k[c]);
     return;
@@ -330,7 +334,9 @@ KvHeadView KvCache::view(int layer, int seq, int head) const {
                          t.win.data(),
                          static_cast<int64_t>(kBlock) * shape_.head_dim,
                          layer < cq_.books->exact_layers ? kCqEveryRow : cq_.window,
-                         cq_.sink};
+                         cq_.sink,
+                         kb.whitened() ? kb.whitening.data() : nullptr,
+                         vb.whitened() ? vb.whitening.data() : nullptr};
   }
   return KvHeadView{k_.data(),
                     v_.data(),

@@ -35,13 +35,29 @@ std::vector<float> normal_values(size_t n, std::mt19937& rng) {
   return v;
 }
 
-// Codebooks of random centroids for every (layer, head), K and V.
-std::shared_ptr<const CqCodebooks> random_books(CqSpec spec, uint32_t seed) {
+// A random whitening for every group of `b`: upper triangular, diagonal in
+// [0.5, 1.5], off the diagonal N(0, 0.3^2).
+void random_whitening(CqCodebook& b, std::mt19937& rng) {
+  enable_cq_whitening(b);
+  const int c = b.spec.channels_per_group;
+  std::uniform_real_distribution<float> diag(0.5f, 1.5f);
+  std::normal_distribution<float> off(0.0f, 0.3f);
+  for (int g = 0; g < b.groups(); ++g)
+    for (int i = 0; i < c; ++i)
+      for (int j = i; j < c; ++j) b.whitening[(static_cast<size_t>(g) * c + i) * c + j] = j == i ? diag(rng) : off(rng);
+}
+
+// Codebooks of random centroids for every (layer, head), K and V; `whitened`:
+// each under a random whitening too (held as W C: kv/cq_codebook.h).
+std::shared_ptr<const CqCodebooks> random_books(CqSpec spec, uint32_t seed, bool whitened = false) {
   CqModelInfo info{"test", kLayers, kHeads, kDim, kDim, 0, 0};
   CqCodebooks books = make_cq_codebooks(spec, info);
   std::mt19937 rng(seed);
   for (auto* side : {&books.k, &books.v})
-    for (CqCodebook& b : *side) set_cq_centroids(b, normal_values(b.centroids.size(), rng));
+    for (CqCodebook& b : *side) {
+      if (whitened) random_whitening(b, rng);
+      set_cq_centroids(b, normal_values(b.centroids.size(), rng));
+    }
   return std::make_shared<const CqCodebooks>(std::move(books));
 }
 
@@ -52,9 +68,9 @@ struct CqFixture {
   // Every stored token's K and V, [pos][kHeads * kDim], per layer.
   std::vector<std::vector<std::vector<float>>> k, v;
 
-  explicit CqFixture(DType t, int n_seq = 1, int64_t n_ctx = 256)
+  explicit CqFixture(DType t, int n_seq = 1, int64_t n_ctx = 256, bool whitened = false)
       : type(t),
-        books(random_books(t == DType::CQ2 ? kCq2 : kCq1, 7)),
+        books(random_books(t == DType::CQ2 ? kCq2 : kCq1, 7, whitened)),
         cache(KvShape{kLayers, kHeads, kDim, n_ctx, n_seq}, t, t, best_isa(), true, false, KvCq{books, kWindow, kSink}),
         k(kLayers),
         v(kLayers) {}
@@ -104,74 +120,78 @@ struct CqFixture {
 }  // namespace
 
 TEST(CqCache, CodesEveryRowAndKeepsF16CopiesOfTheSinkAndTheWindow) {
-  for (DType t : {DType::CQ2, DType::CQ1}) {
-    CqFixture f(t);
-    EXPECT_EQ(f.cache.k_row_bytes(), static_cast<size_t>(kDim / (t == DType::CQ2 ? 4 : 8)));
-    f.fill(0, 100, 1);
-    // 100 rows: the sink block 0 and blocks 4..6 (rows 64..99 reach into the last 32).
-    EXPECT_EQ(f.copies_per_head(100), 4);
-    EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * 4);
-    for (int l = 0; l < kLayers; ++l)
-      for (int h = 0; h < kHeads; ++h) {
-        const KvHeadView view = f.cache.view(l, 0, h);
-        std::vector<float> got(kDim);
-        for (int64_t r = 0; r < 100; ++r) {
-          f.cache.key_row(view, r, 100, got.data());
-          EXPECT_EQ(got, f.expected_row(l, h, r, 100, true))
-              << dtype_name(t) << " layer " << l << " head " << h << " row " << r;
+  for (bool whitened : {false, true})
+    for (DType t : {DType::CQ2, DType::CQ1}) {
+      SCOPED_TRACE(whitened ? "whitened codebooks" : "plain codebooks");
+      CqFixture f(t, 1, 256, whitened);
+      EXPECT_EQ(f.cache.k_row_bytes(), static_cast<size_t>(kDim / (t == DType::CQ2 ? 4 : 8)));
+      f.fill(0, 100, 1);
+      // 100 rows: the sink block 0 and blocks 4..6 (rows 64..99 reach into the last 32).
+      EXPECT_EQ(f.copies_per_head(100), 4);
+      EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * 4);
+      for (int l = 0; l < kLayers; ++l)
+        for (int h = 0; h < kHeads; ++h) {
+          const KvHeadView view = f.cache.view(l, 0, h);
+          std::vector<float> got(kDim);
+          for (int64_t r = 0; r < 100; ++r) {
+            f.cache.key_row(view, r, 100, got.data());
+            EXPECT_EQ(got, f.expected_row(l, h, r, 100, true))
+                << dtype_name(t) << " layer " << l << " head " << h << " row " << r;
+          }
         }
-      }
-    // Growing gives back the copies that fall out of the window.
-    f.fill(100, 160, 2);
-    EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * f.copies_per_head(160));
-    f.cache.clear();
-    EXPECT_EQ(f.cache.copies_held(), 0);
-    EXPECT_EQ(f.cache.used_blocks(), 0);
-  }
+      // Growing gives back the copies that fall out of the window.
+      f.fill(100, 160, 2);
+      EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * f.copies_per_head(160));
+      f.cache.clear();
+      EXPECT_EQ(f.cache.copies_held(), 0);
+      EXPECT_EQ(f.cache.used_blocks(), 0);
+    }
 }
 
 TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
-  for (DType t : {DType::CQ2, DType::CQ1}) {
-    CqFixture f(t);
-    f.fill(0, 150, 3);
-    const AttentionParams p{4, kHeads, kDim, 0.25f};
-    std::mt19937 rng(11);
-    for (int64_t n : {1, 15, 16, 40, 100, 150}) {
-      for (int l = 0; l < kLayers; ++l)
-        for (int head = 0; head < 4; ++head) {
-          const int kvh = head / 2;
-          const std::vector<float> q = normal_values(kDim, rng);
-          // Brute force, in double.
-          std::vector<double> s(static_cast<size_t>(n)), want(kDim, 0.0);
-          double max = -INFINITY, z = 0;
-          for (int64_t r = 0; r < n; ++r) {
-            const std::vector<float> kr = f.expected_row(l, kvh, r, n, true);
-            double dot = 0;
-            for (int c = 0; c < kDim; ++c) dot += double{q[c]} * kr[c];
-            s[r] = dot * p.scale;
-            max = std::max(max, s[r]);
+  for (bool whitened : {false, true})
+    for (DType t : {DType::CQ2, DType::CQ1}) {
+      SCOPED_TRACE(whitened ? "whitened codebooks" : "plain codebooks");
+      CqFixture f(t, 1, 256, whitened);
+      f.fill(0, 150, 3);
+      const AttentionParams p{4, kHeads, kDim, 0.25f};
+      std::mt19937 rng(11);
+      for (int64_t n : {1, 15, 16, 40, 100, 150}) {
+        for (int l = 0; l < kLayers; ++l)
+          for (int head = 0; head < 4; ++head) {
+            const int kvh = head / 2;
+            const std::vector<float> q = normal_values(kDim, rng);
+            // Brute force, in double.
+            std::vector<double> s(static_cast<size_t>(n)), want(kDim, 0.0);
+            double max = -INFINITY, z = 0;
+            for (int64_t r = 0; r < n; ++r) {
+              const std::vector<float> kr = f.expected_row(l, kvh, r, n, true);
+              double dot = 0;
+              for (int c = 0; c < kDim; ++c) dot += double{q[c]} * kr[c];
+              s[r] = dot * p.scale;
+              max = std::max(max, s[r]);
+            }
+            for (int64_t r = 0; r < n; ++r) {
+              const double e = std::exp(s[r] - max);
+              z += e;
+              const std::vector<float> vr = f.expected_row(l, kvh, r, n, false);
+              for (int c = 0; c < kDim; ++c) want[c] += e * vr[c];
+            }
+            std::vector<float> scalar(kDim);
+            attend_head(f.cache, l, 0, p, head, q.data(), n, scalar.data(),
+                        kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, Isa::Scalar));
+            for (int c = 0; c < kDim; ++c)
+              EXPECT_NEAR(scalar[c], want[c] / z, 1e-5) << dtype_name(t) << " n " << n << " channel " << c;
+            for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
+              if (!isa_supported(isa)) continue;
+              std::vector<float> simd(kDim);
+              attend_head(f.cache, l, 0, p, head, q.data(), n, simd.data(),
+                          kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, isa));
+              EXPECT_EQ(simd, scalar) << dtype_name(t) << " " << isa_name(isa) << " n " << n;
+            }
           }
-          for (int64_t r = 0; r < n; ++r) {
-            const double e = std::exp(s[r] - max);
-            z += e;
-            const std::vector<float> vr = f.expected_row(l, kvh, r, n, false);
-            for (int c = 0; c < kDim; ++c) want[c] += e * vr[c];
-          }
-          std::vector<float> scalar(kDim);
-          attend_head(f.cache, l, 0, p, head, q.data(), n, scalar.data(),
-                      kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, Isa::Scalar));
-          for (int c = 0; c < kDim; ++c)
-            EXPECT_NEAR(scalar[c], want[c] / z, 1e-5) << dtype_name(t) << " n " << n << " channel " << c;
-          for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
-            if (!isa_supported(isa)) continue;
-            std::vector<float> simd(kDim);
-            attend_head(f.cache, l, 0, p, head, q.data(), n, simd.data(),
-                        kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, isa));
-            EXPECT_EQ(simd, scalar) << dtype_name(t) << " " << isa_name(isa) << " n " << n;
-          }
-        }
+      }
     }
-  }
 }
 
 // Prompt tiles decode the rows they see to F32 and run the F32 tile kernel:
@@ -181,59 +201,61 @@ TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
 // window: kernels/cq_attention.h), within float rounding, at every Isa, for
 // both CQ types; the last query gets the row kernel's result.
 TEST(CqCache, PromptTilesMatchASoftmaxOverTheDecodedRows) {
-  for (DType t : {DType::CQ2, DType::CQ1}) {
-    CqFixture f(t);
-    f.fill(0, 150, 4);
-    const KvHeadView view = f.cache.view(1, 0, 1);
-    std::mt19937 rng(5);
-    constexpr int kRows = 8;
-    std::vector<std::vector<float>> q;
-    std::vector<int64_t> visible;
-    for (int i = 0; i < kRows; ++i) {
-      q.push_back(normal_values(kDim, rng));
-      visible.push_back(20 + 18 * i);  // 20 .. 146: coded rows, then the window
-    }
-    const float scale = 0.25f;
-    for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
-      if (!isa_supported(isa)) continue;
-      const auto& set = kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, isa);
-      std::vector<std::vector<float>> tile_out(kRows, std::vector<float>(kDim));
-      std::vector<const float*> qp;
-      std::vector<float*> op;
+  for (bool whitened : {false, true})
+    for (DType t : {DType::CQ2, DType::CQ1}) {
+      SCOPED_TRACE(whitened ? "whitened codebooks" : "plain codebooks");
+      CqFixture f(t, 1, 256, whitened);
+      f.fill(0, 150, 4);
+      const KvHeadView view = f.cache.view(1, 0, 1);
+      std::mt19937 rng(5);
+      constexpr int kRows = 8;
+      std::vector<std::vector<float>> q;
+      std::vector<int64_t> visible;
       for (int i = 0; i < kRows; ++i) {
-        qp.push_back(q[i].data());
-        op.push_back(tile_out[i].data());
+        q.push_back(normal_values(kDim, rng));
+        visible.push_back(20 + 18 * i);  // 20 .. 146: coded rows, then the window
       }
-      std::vector<float> scratch(kernels::tile_scratch_floats(kDim));
-      set.tile(head_rows(view), kDim, kernels::TileRows{qp.data(), op.data(), visible.data(), kRows}, scale,
-               scratch.data());
-      const int64_t last = visible.back();
-      for (int i = 0; i < kRows; ++i) {
-        const int64_t n = visible[i];
-        std::vector<double> s(static_cast<size_t>(n)), want(kDim, 0.0);
-        double max = -INFINITY, z = 0;
-        for (int64_t r = 0; r < n; ++r) {
-          const std::vector<float> kr = f.expected_row(1, 1, r, last, true);
-          double dot = 0;
-          for (int c = 0; c < kDim; ++c) dot += double{q[i][c]} * kr[c];
-          s[r] = dot * scale;
-          max = std::max(max, s[r]);
+      const float scale = 0.25f;
+      for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+        if (!isa_supported(isa)) continue;
+        const auto& set = kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, isa);
+        std::vector<std::vector<float>> tile_out(kRows, std::vector<float>(kDim));
+        std::vector<const float*> qp;
+        std::vector<float*> op;
+        for (int i = 0; i < kRows; ++i) {
+          qp.push_back(q[i].data());
+          op.push_back(tile_out[i].data());
         }
-        for (int64_t r = 0; r < n; ++r) {
-          const double e = std::exp(s[r] - max);
-          z += e;
-          const std::vector<float> vr = f.expected_row(1, 1, r, last, false);
-          for (int c = 0; c < kDim; ++c) want[c] += e * vr[c];
+        std::vector<float> scratch(kernels::tile_scratch_floats(kDim));
+        set.tile(head_rows(view), kDim, kernels::TileRows{qp.data(), op.data(), visible.data(), kRows}, scale,
+                 scratch.data());
+        const int64_t last = visible.back();
+        for (int i = 0; i < kRows; ++i) {
+          const int64_t n = visible[i];
+          std::vector<double> s(static_cast<size_t>(n)), want(kDim, 0.0);
+          double max = -INFINITY, z = 0;
+          for (int64_t r = 0; r < n; ++r) {
+            const std::vector<float> kr = f.expected_row(1, 1, r, last, true);
+            double dot = 0;
+            for (int c = 0; c < kDim; ++c) dot += double{q[i][c]} * kr[c];
+            s[r] = dot * scale;
+            max = std::max(max, s[r]);
+          }
+          for (int64_t r = 0; r < n; ++r) {
+            const double e = std::exp(s[r] - max);
+            z += e;
+            const std::vector<float> vr = f.expected_row(1, 1, r, last, false);
+            for (int c = 0; c < kDim; ++c) want[c] += e * vr[c];
+          }
+          for (int c = 0; c < kDim; ++c)
+            EXPECT_NEAR(tile_out[i][c], want[c] / z, 1e-5) << dtype_name(t) << " " << isa_name(isa) << " row " << i;
         }
+        std::vector<float> row(kDim);
+        set.row(head_rows(view), last, kDim, q.back().data(), scale, row.data());
         for (int c = 0; c < kDim; ++c)
-          EXPECT_NEAR(tile_out[i][c], want[c] / z, 1e-5) << dtype_name(t) << " " << isa_name(isa) << " row " << i;
+          EXPECT_NEAR(tile_out.back()[c], row[c], 1e-5) << dtype_name(t) << " " << isa_name(isa);
       }
-      std::vector<float> row(kDim);
-      set.row(head_rows(view), last, kDim, q.back().data(), scale, row.data());
-      for (int c = 0; c < kDim; ++c)
-        EXPECT_NEAR(tile_out.back()[c], row[c], 1e-5) << dtype_name(t) << " " << isa_name(isa);
     }
-  }
 }
 
 TEST(CqCache, SharedPrefixesGetTheirOwnCopies) {
@@ -386,12 +408,12 @@ TEST(CqCache, BytesCountTheF16CodebooksOnce) {
     EXPECT_EQ(f.cache.bytes(), static_cast<size_t>(2 * 16 * heads * (code_block + copy) + books)) << dtype_name(t);
     EXPECT_GE(f.cache.resident_bytes(), static_cast<size_t>(seq0 + seq1 + books)) << dtype_name(t);
   }
-  // Keys under the query metric hold their whitening (F32, [groups][c][c]) and
-  // encoder centroids (F16) as well.
+  // Keys under the query metric hold their whitening (F32, [groups][c][c])
+  // beside their one set of (whitened) centroids.
   CqCodebooks books = *random_books(kCq2, 3);
   for (CqCodebook& b : books.k) enable_cq_whitening(b);
   const int64_t plain = int64_t{kDim} * 256 * 2, whitening = int64_t{kDim / 4} * 4 * 4 * 4;
-  EXPECT_EQ(books.bytes(), static_cast<size_t>(kLayers * kHeads * (3 * plain + whitening)));
+  EXPECT_EQ(books.bytes(), static_cast<size_t>(kLayers * kHeads * (2 * plain + whitening)));
   // Other types hold no codebook.
   KvCache f16(KvShape{kLayers, kHeads, kDim, 64}, DType::F16);
   EXPECT_EQ(f16.codebook_bytes(), 0u);
@@ -399,16 +421,7 @@ TEST(CqCache, BytesCountTheF16CodebooksOnce) {
 
 // A whitened codebook is what the cache encodes with: its rows' codes are cq_encode's.
 TEST(CqCache, StoresThroughTheWhitening) {
-  CqCodebooks books = *random_books(kCq2, 9);
-  for (CqCodebook& b : books.k) {
-    enable_cq_whitening(b);
-    for (size_t i = 0; i < b.whitening.size(); i += 5) b.whitening[i] = 0.5f + 0.01f * static_cast<float>(i % 7);
-    for (int g = 0; g < b.groups(); ++g)  // keep it upper triangular with a positive diagonal
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < i; ++j) b.whitening[(static_cast<size_t>(g) * 4 + i) * 4 + j] = 0.0f;
-    cq_refresh_encoder(b);
-  }
-  auto shared = std::make_shared<const CqCodebooks>(std::move(books));
+  auto shared = random_books(kCq2, 9, true);
   KvCache cache(KvShape{kLayers, kHeads, kDim, 256}, DType::CQ2, DType::CQ2, best_isa(), true, false,
                 KvCq{shared, 0, 0});
   std::mt19937 rng(4);

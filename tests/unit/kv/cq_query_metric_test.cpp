@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "gguf/gguf.h"
+#include "kernels/cq_whiten.h"
 #include "kv/attention_batch.h"
 #include "kv/cq_codebook.h"
 #include "kv/cq_query_moments.h"
@@ -91,6 +92,14 @@ TEST(CqWhitening, UnwhitenUndoesWhiten) {
   cq_whiten(w.data(), c, x.data(), y.data());
   cq_unwhiten(w.data(), c, y.data(), back.data());
   for (int i = 0; i < c; ++i) EXPECT_NEAR(back[i], x[i], 1e-4) << i;
+  // W^-T: the solution of W^T z = x, checked by multiplying back in double.
+  std::vector<float> z(c);
+  kernels::cq_unwhiten_transposed(w.data(), c, x.data(), z.data());
+  for (int i = 0; i < c; ++i) {
+    double wtz = 0.0;
+    for (int j = 0; j <= i; ++j) wtz += static_cast<double>(w[j * c + i]) * z[j];
+    EXPECT_NEAR(wtz, x[i], 1e-4) << i;
+  }
 }
 
 TEST(CqWhitening, RefusesWhatIsNotAFactor) {
@@ -105,29 +114,28 @@ TEST(CqWhitening, RefusesWhatIsNotAFactor) {
   EXPECT_NE(error_of([&] { check_cq_whitening(w, 2, "w"); }).find("not finite"), std::string::npos);
 }
 
-// A codebook of random centroids with each group's whitening from its own moment.
+// A codebook of random centroids C with each group's whitening from its own
+// moment (held as W C).
 CqCodebook whitened_codebook(CqSpec spec, int head_dim, uint32_t seed) {
   CqCodebook book = make_cq_codebook(spec, head_dim);
-  set_cq_centroids(book, normal_values(book.centroids.size(), seed, 2.0f));
   enable_cq_whitening(book);
   const int c = spec.channels_per_group;
   for (int g = 0; g < book.groups(); ++g) {
     const std::vector<float> w = cq_whitening_from_moment(query_moment(c, 200, seed + g), c, 0.01);
     std::copy(w.begin(), w.end(), book.whitening.begin() + static_cast<ptrdiff_t>(g) * c * c);
   }
-  cq_refresh_encoder(book);
+  set_cq_centroids(book, normal_values(book.centroids.size(), seed, 2.0f));
   return book;
 }
 
 // Every Isa's encoder assigns each group the code a brute-force search of
-// (x - C)^T H (x - C) in double picks, up to rounding: the encoder compares W x
-// with the F16 rounding E of W C, off by at most u_h |W C| (u_h = 2^-11), so
-// the chosen code's sqrt(metric) exceeds the least by at most u_h (|W C| of the
-// chosen code + that of the least), plus float ties.
+// (x - C)^T H (x - C) in double picks, with C the book's centroids in the rows'
+// space (cq_centroids_f32: W^-1 of the held E), up to float rounding and ties.
 TEST(CqQueryMetric, EncoderAssignsTheMetricsNearestCentroid) {
   for (const CqSpec spec : {CqSpec{4, 4}, CqSpec{8, 5}, CqSpec{2, 8}, kCq2, kCq1}) {
     const int d = 16, c = spec.channels_per_group, k = spec.n_codes();
     const CqCodebook book = whitened_codebook(spec, d, 100 + c);
+    const std::vector<float> centroids = cq_centroids_f32(book);
     std::vector<uint8_t> codes(static_cast<size_t>(book.groups())), plain(codes.size());
     int differs_from_plain = 0;
     for (int row = 0; row < 50; ++row) {
@@ -135,30 +143,22 @@ TEST(CqQueryMetric, EncoderAssignsTheMetricsNearestCentroid) {
       for (Isa isa : {Isa::Scalar, best_isa()}) {
         cq_encode(book, kernels::cq_kernels(isa).encode, x.data(), codes.data());
         for (int g = 0; g < book.groups(); ++g) {
-          // |E| of a code: its encoder centroid's norm, an upper bound of |W C| to within u_h.
-          auto encoder_norm = [&](int code) {
-            double s = 0.0;
-            for (int i = 0; i < c; ++i)
-              s += std::pow(fp16_to_f32(book.encoder_centroids[(static_cast<size_t>(g) * c + i) * k + code]), 2);
-            return std::sqrt(s);
-          };
           double best = std::numeric_limits<double>::infinity(), chosen = 0.0;
           int best_code = 0;
           for (int code = 0; code < k; ++code) {
             std::vector<double> e(static_cast<size_t>(c));
-            for (int i = 0; i < c; ++i) e[i] = static_cast<double>(x[g * c + i]) - book.value(g, code, i);
+            for (int i = 0; i < c; ++i)
+              e[i] = static_cast<double>(x[g * c + i]) - centroids[(static_cast<size_t>(g) * c + i) * k + code];
             const double m = metric(book.group_whitening(g), c, e.data());
             if (m < best) best = m, best_code = code;
             if (code == codes[g]) chosen = m;
           }
-          const double f16_slack = 0x1.0p-11 * 1.001 * (encoder_norm(codes[g]) + encoder_norm(best_code));
-          EXPECT_LE(std::sqrt(chosen), std::sqrt(best * (1 + 1e-5) + 1e-6) + f16_slack)
-              << cq_spec_name(spec) << " row " << row << " group " << g;
+          EXPECT_LE(chosen, best * (1 + 1e-4) + 1e-6)
+              << "best code " << best_code << cq_spec_name(spec) << " row " << row << " group " << g;
         }
       }
-      CqCodebook unwhitened = book;
-      unwhitened.whitening.clear();
-      cq_refresh_encoder(unwhitened);
+      CqCodebook unwhitened = make_cq_codebook(spec, d);
+      set_cq_centroids(unwhitened, centroids);
       cq_encode(unwhitened, kernels::cq_kernels(Isa::Scalar).encode, x.data(), plain.data());
       differs_from_plain += codes != plain;
     }
@@ -203,16 +203,19 @@ TEST(CqQueryMetric, LearningUnderTheMetricLowersItsError) {
   const double plain_error = mean_metric_error(plain, shape, heldout);
   const double weighted_error = mean_metric_error(weighted, shape, heldout);
   EXPECT_LT(weighted_error, 0.95 * plain_error) << "plain " << plain_error << ", weighted " << weighted_error;
-  // The encoder centroids are the whitened (F16) centroids, rounded to F16.
-  for (int g = 0; g < weighted.groups(); ++g)
-    for (int code = 0; code < spec.n_codes(); ++code) {
-      float x[4], y[4];
-      for (int i = 0; i < c; ++i) x[i] = weighted.value(g, code, i);
-      cq_whiten(weighted.group_whitening(g), c, x, y);
-      for (int i = 0; i < c; ++i)
-        EXPECT_EQ(weighted.encoder_centroids[(static_cast<size_t>(g) * c + i) * spec.n_codes() + code],
-                  f32_to_fp16(y[i]));
+  // A code decodes to C = W^-1 E, in the rows' space: whitened again, it is
+  // the held (whitened) centroid.
+  std::vector<uint8_t> codes(static_cast<size_t>(weighted.groups()));
+  std::vector<float> row(static_cast<size_t>(d));
+  for (int code = 0; code < spec.n_codes(); ++code) {
+    std::fill(codes.begin(), codes.end(), static_cast<uint8_t>(code));
+    cq_decode_row(weighted, codes, row);
+    for (int g = 0; g < weighted.groups(); ++g) {
+      float y[4];
+      cq_whiten(weighted.group_whitening(g), c, row.data() + g * c, y);
+      for (int i = 0; i < c; ++i) EXPECT_NEAR(y[i], weighted.value(g, code, i), 1e-5) << g << " " << code << " " << i;
     }
+  }
 }
 
 // observe() adds q_g q_g^T of every (token, query head of the kv head's group).
@@ -244,7 +247,7 @@ TEST(CqQueryMoments, SumsEachKvHeadsQueries) {
     }
 }
 
-// ---- The sidecar, version 2 ----
+// ---- The sidecar, versions 2 and 3 ----
 
 CqCodebooks whitened_books(CqSpec spec, const CqModelInfo& m) {
   CqCodebooks books = make_cq_codebooks(spec, m);
@@ -254,18 +257,17 @@ CqCodebooks whitened_books(CqSpec spec, const CqModelInfo& m) {
   return books;
 }
 
-TEST(CqSidecar, WhitenedRoundTripIsVersion2) {
+TEST(CqSidecar, WhitenedRoundTripIsVersion3) {
   const CqModelInfo m = small_cq_model();
   const CqCodebooks books = whitened_books(kCq2, m);
   const std::string path = cq_temp_path("whitened");
   save_cq_codebooks(path, books);
-  EXPECT_EQ(gguf::File::open(path).get_u64("kestrel.cq.version"), 2u);
+  EXPECT_EQ(gguf::File::open(path).get_u64("kestrel.cq.version"), 3u);
   const CqCodebooks back = load_cq_codebooks(path, m);
   std::filesystem::remove(path);
   for (size_t i = 0; i < books.k.size(); ++i) {
     EXPECT_EQ(back.k[i].centroids, books.k[i].centroids) << i;
     EXPECT_EQ(back.k[i].whitening, books.k[i].whitening) << i;
-    EXPECT_EQ(back.k[i].encoder_centroids, books.k[i].encoder_centroids) << i;
     EXPECT_EQ(back.v[i].centroids, books.v[i].centroids) << i;
     EXPECT_FALSE(back.v[i].whitened());
   }
@@ -288,7 +290,7 @@ TEST(CqSidecar, Version1StillLoads) {
   EXPECT_EQ(back.key(1, 2).centroids, books.key(1, 2).centroids);
 }
 
-// Whitened values and exact layers round-trip too (version 2).
+// Whitened values and exact layers round-trip too (version 3).
 TEST(CqSidecar, WhitenedValuesAndExactLayersRoundTrip) {
   const CqModelInfo m = small_cq_model();
   CqCodebooks books = make_cq_codebooks(kCq1, m);
@@ -304,7 +306,50 @@ TEST(CqSidecar, WhitenedValuesAndExactLayersRoundTrip) {
   for (size_t i = 0; i < books.v.size(); ++i) {
     EXPECT_FALSE(back.k[i].whitened());
     EXPECT_EQ(back.v[i].whitening, books.v[i].whitening) << i;
-    EXPECT_EQ(back.v[i].encoder_centroids, books.v[i].encoder_centroids) << i;
+    EXPECT_EQ(back.v[i].centroids, books.v[i].centroids) << i;
+  }
+}
+
+// Version 2 filed a whitened book's centroids in the rows' space (C, F16
+// values): such a file loads as the F16 rounding of W C, the encoder centroids
+// the builds that wrote it held.
+TEST(CqSidecar, Version2WhitenedCentroidsLoadWhitened) {
+  const CqModelInfo m = small_cq_model();
+  const CqCodebooks books = whitened_books(kCq2, m);
+  CqCodebooks as_v2 = books;  // the same codebooks, centroids in the rows' space, whitening filed beside
+  for (CqCodebook& b : as_v2.k) {
+    const std::vector<float> c = cq_centroids_f32(b);
+    b.whitening.clear();
+    set_cq_centroids(b, c);
+  }
+  gguf::Writer w = cq_sidecar_writer(as_v2);
+  w.set_u32("kestrel.cq.version", 2);
+  for (int layer = 0; layer < m.n_layer; ++layer)
+    for (int head = 0; head < m.n_kv_head; ++head) {
+      const CqCodebook& b = books.key(layer, head);
+      w.add_tensor("cq.kw.blk." + std::to_string(layer) + ".head." + std::to_string(head), DType::F32,
+                   {b.spec.channels_per_group, b.spec.channels_per_group, b.groups()},
+                   gguf::bytes_of<float>(b.whitening));
+    }
+  const std::string path = cq_temp_path("v2_whitened");
+  w.write(path);
+  const CqCodebooks back = load_cq_codebooks(path, m);
+  std::filesystem::remove(path);
+  const int c = kCq2.channels_per_group, k = kCq2.n_codes();
+  for (size_t i = 0; i < books.k.size(); ++i) {
+    ASSERT_TRUE(back.k[i].whitened());
+    EXPECT_EQ(back.k[i].whitening, books.k[i].whitening);
+    const std::vector<float> filed = cq_stored_centroids_f32(as_v2.k[i]);
+    for (int g = 0; g < back.k[i].groups(); ++g)
+      for (int code = 0; code < k; ++code) {
+        float x[4], y[4];
+        for (int j = 0; j < c; ++j) x[j] = filed[(static_cast<size_t>(g) * c + j) * k + code];
+        cq_whiten(books.k[i].group_whitening(g), c, x, y);
+        for (int j = 0; j < c; ++j)
+          EXPECT_EQ(back.k[i].centroids[(static_cast<size_t>(g) * c + j) * k + code], f32_to_fp16(y[j]))
+              << i << " " << g << " " << code << " " << j;
+      }
+    EXPECT_EQ(back.v[i].centroids, books.v[i].centroids);
   }
 }
 

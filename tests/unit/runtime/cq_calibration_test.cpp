@@ -130,7 +130,7 @@ TEST(CqCalibration, LearnsKeysUnderTheQueryMetricAndRoundTrips) {
   save_cq_codebooks(path, weighted);
   const CqCodebooks back = load_cq_codebooks(path, info);
   EXPECT_EQ(back.key(1, 0).whitening, weighted.key(1, 0).whitening);
-  EXPECT_EQ(back.key(1, 0).encoder_centroids, weighted.key(1, 0).encoder_centroids);
+  EXPECT_EQ(back.key(1, 0).centroids, weighted.key(1, 0).centroids);
 
   std::vector<int32_t> prompt;
   for (int i = 0; i < 150; ++i) prompt.push_back(3 + (i * 11) % 50);
