@@ -11,6 +11,8 @@
 
 #include "core/error.h"
 #include "core/hash.h"
+#include "kv/cq_sidecar.h"
+#include "model/teal_sidecar.h"
 #include "platform/cpu.h"
 
 namespace kestrel {
@@ -171,8 +173,8 @@ std::optional<SwitchSetting> next_to_turn_off(const GuardOutcome& outcome, std::
   return pick;
 }
 
-std::string guard_fingerprint(const std::string& model_path, std::span<const int32_t> tokens, const ProbeOptions& o,
-                              const std::string& context) {
+std::string guard_fingerprint(const std::string& model_path, std::span<const std::string> sidecars,
+                              std::span<const int32_t> tokens, const ProbeOptions& o, const std::string& context) {
   Fnv1a h;
   auto str = [&](const std::string& s) {
     h.u64(s.size());
@@ -190,6 +192,7 @@ std::string guard_fingerprint(const std::string& model_path, std::span<const int
     }
   };
   file(model_path);
+  for (const std::string& path : sidecars) file(path);
   file("/proc/self/exe");  // another build may compute other figures
   str(cpu_description());
   h.bytes(tokens.data(), tokens.size_bytes());
@@ -267,7 +270,11 @@ GuardOutcome guard_switches(const Model& model, std::span<const SwitchSetting> s
       probe_tokens(model, o.text.empty() ? probe_calibration_text() : std::string_view(o.text), o.probe);
   const std::string context = settings_label(lossless) + "|" + exact.kv_codebook + "|" + exact.teal.file + "|" +
                               std::to_string(exact.cq_window) + "|" + std::to_string(exact.teal.max_density);
-  AccuracyCache cache(o.cache_dir, guard_fingerprint(o.model_path, tokens, o.probe, context));
+  // The files the lossy switches read, as they resolve them (beside the model unless named).
+  const std::vector<std::string> sidecars = {cq_sidecar_path(o.model_path, kCq2, exact.kv_codebook),
+                                             cq_sidecar_path(o.model_path, kCq1, exact.kv_codebook),
+                                             teal_sidecar_path(o.model_path, exact.teal.file)};
+  AccuracyCache cache(o.cache_dir, guard_fingerprint(o.model_path, sidecars, tokens, o.probe, context));
   std::optional<AccuracyProbe> probe;  // the exact run, made when a measurement is not in the cache
   auto measure = [&](std::span<const SwitchSetting> lossy) {
     const std::string label = settings_label(lossy);

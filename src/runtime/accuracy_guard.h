@@ -58,11 +58,13 @@ GuardOutcome decide_switches(std::span<const SwitchSetting> settings, const Accu
 std::optional<SwitchSetting> next_to_turn_off(const GuardOutcome& outcome, std::span<const SwitchSetting> running,
                                               const AccuracyBudget& budget);
 
-// Identifies a measurement so a later run may reuse it: the model file (path,
-// size, time written), the CPU, this executable, the probe's tokens and size
-// and the lossless settings and sidecars everything is measured with.
-std::string guard_fingerprint(const std::string& model_path, std::span<const int32_t> tokens, const ProbeOptions& o,
-                              const std::string& context);
+// Identifies a measurement so a later run may reuse it: the model file and each
+// sidecar a switch may read (path, size, time written; a missing one by its
+// path: recalibrating a codebook or threshold file next to the model makes its
+// switch's figures stale), the CPU, this executable, the probe's tokens and
+// size, and the lossless settings everything is measured with.
+std::string guard_fingerprint(const std::string& model_path, std::span<const std::string> sidecars,
+                              std::span<const int32_t> tokens, const ProbeOptions& o, const std::string& context);
 
 // Measurements kept in a JSON file per fingerprint under `dir` ("" = none
 // kept): label ("kv=q4_0+attn=sage") -> figures. A file that does not parse

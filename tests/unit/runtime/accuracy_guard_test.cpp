@@ -212,6 +212,29 @@ TEST(AccuracyProbe, ATextTooShortIsAClearError) {
   }
 }
 
+// A sidecar beside the model (a CQ codebook, TEAL thresholds) written anew
+// changes the fingerprint, so figures measured with the old file are not reused;
+// the same files give the same fingerprint.
+TEST(AccuracyGuard, TheFingerprintFollowsTheSidecars) {
+  const auto dir = std::filesystem::temp_directory_path() / "kestrel_guard_fingerprint_test";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string model = (dir / "m.gguf").string(), side = (dir / "m.cq2.gguf").string();
+  std::ofstream(model) << "model";
+  const std::vector<std::string> sidecars = {side};
+  const std::vector<int32_t> tokens = {1, 2, 3};
+  auto fingerprint = [&] { return guard_fingerprint(model, sidecars, tokens, ProbeOptions{}, "ctx"); };
+  const std::string missing = fingerprint();
+  std::ofstream(side) << "codebook";
+  const std::string written = fingerprint();
+  EXPECT_NE(written, missing);
+  EXPECT_EQ(fingerprint(), written);
+  std::ofstream(side) << "another codebook";
+  EXPECT_NE(fingerprint(), written);
+  EXPECT_NE(guard_fingerprint(model, {}, tokens, ProbeOptions{}, "ctx"), fingerprint());
+  std::filesystem::remove_all(dir);
+}
+
 // The whole guard on a real model: q4_0 KV is turned off under a tight KLD
 // budget, q8_0 kept under a loose one, lossless switches always kept, and a
 // second run takes the figures from the cache instead of measuring again.
