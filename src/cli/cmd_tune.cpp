@@ -93,6 +93,7 @@ void add_tune_command(CLI::App& app) {
       } else {
         p.figures.positions = t.probe.n_positions;
       }
+      p.sidecars = fingerprint_sidecars(config_sidecars(engine_config_with(flags, p.switches), path));
       save_profile(p, o->profile_out);
       std::cerr << "tune: wrote the profile " << o->profile_out << " ("
                 << (p.switches.empty() ? std::string("the exact path") : settings_label(p.switches)) << ")\n";

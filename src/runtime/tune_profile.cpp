@@ -1,12 +1,17 @@
 #include "runtime/tune_profile.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/hash.h"
+#include "kv/cq_codebook.h"
+#include "kv/cq_sidecar.h"
+#include "model/teal_sidecar.h"
 #include "platform/cpu.h"
 
 namespace kestrel {
@@ -45,6 +50,10 @@ void save_profile(const TuneProfile& p, const std::string& path) {
   j["measured"] = {
       {"speedup", p.speedup},   {"memory_ratio", p.memory_ratio},         {"kld", p.figures.kld},
       {"top1", p.figures.top1}, {"ppl_increase", p.figures.ppl_increase}, {"positions", p.figures.positions}};
+  if (!p.sidecars.empty()) {
+    j["sidecars"] = nlohmann::json::array();
+    for (const auto& f : p.sidecars) j["sidecars"].push_back({{"path", f.path}, {"fingerprint", f.fingerprint}});
+  }
   std::ofstream out(path);
   if (!out) fail("cannot write profile ", path);
   out << j.dump(2) << "\n";
@@ -89,12 +98,32 @@ TuneProfile load_profile(const std::string& path) {
       p.figures.ppl_increase = f.value("ppl_increase", 0.0);
       p.figures.positions = f.value("positions", 0);
     }
+    if (j.contains("sidecars"))
+      for (const auto& f : j.at("sidecars"))
+        p.sidecars.push_back({f.at("path").get<std::string>(), f.at("fingerprint").get<std::string>()});
   } catch (const Error& e) {
     fail("profile ", path, ": ", e.what());
   } catch (const std::exception& e) {
     fail("profile ", path, ": a field is missing or of the wrong type (", e.what(), ")");
   }
   return p;
+}
+
+std::vector<std::string> config_sidecars(const EngineConfig& config, const std::string& model_path) {
+  std::vector<std::string> out;
+  for (DType t : {config.k_type, config.v_type})
+    if (is_cq(t)) {
+      const std::string path = cq_sidecar_path(model_path, parse_cq_spec(dtype_name(t)), config.kv_codebook);
+      if (std::find(out.begin(), out.end(), path) == out.end()) out.push_back(path);
+    }
+  if (config.teal.sparsity > 0.0) out.push_back(teal_sidecar_path(model_path, config.teal.file));
+  return out;
+}
+
+std::vector<TuneProfile::Sidecar> fingerprint_sidecars(const std::vector<std::string>& paths) {
+  std::vector<TuneProfile::Sidecar> out;
+  for (const std::string& path : paths) out.push_back({path, model_file_fingerprint(path)});
+  return out;
 }
 
 std::string profile_mismatch(const TuneProfile& p, const std::string& model_path) {
@@ -105,6 +134,13 @@ std::string profile_mismatch(const TuneProfile& p, const std::string& model_path
           ")";
   if (p.cpu != cpu_description())
     why += (why.empty() ? "" : "; ") + std::string("made on ") + p.cpu + ", this is " + cpu_description();
+  for (const auto& f : p.sidecars) {
+    std::string here = "missing";
+    if (std::filesystem::exists(f.path)) here = model_file_fingerprint(f.path);
+    if (here != f.fingerprint)
+      why += (why.empty() ? "" : "; ") + std::string("tuned with the sidecar ") + f.path + " (" + f.fingerprint +
+             "), which is now " + (here == "missing" ? here : "another file (" + here + ")");
+  }
   return why;
 }
 

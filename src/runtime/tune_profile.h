@@ -4,11 +4,13 @@
 // one CPU, with the figures they were chosen on. A small JSON file:
 //   {"kestrel_profile": 1, "model": {"file", "bytes", "fingerprint"}, "cpu",
 //    "budget": {"max_kld", "max_ppl_increase", "min_top1"}, "switches": [...],
-//    "measured": {"speedup", "kld", "top1", "ppl_increase", "memory_ratio"}}
+//    "measured": {"speedup", "kld", "top1", "ppl_increase", "memory_ratio"},
+//    "sidecars": [{"path", "fingerprint"}]}   (optional: the files the switches read)
 #include <string>
 #include <vector>
 
 #include "runtime/accuracy_budget.h"
+#include "switches/engine_config.h"
 #include "switches/registry.h"
 
 namespace kestrel {
@@ -22,6 +24,13 @@ struct TuneProfile {
   std::vector<SwitchSetting> switches;
   double speedup = 1.0, memory_ratio = 1.0;
   AccuracyFigures figures;
+  // The sidecars the switches read when tuned (a CQ codebook, TEAL thresholds)
+  // and their model_file_fingerprint(): recalibrating one makes the profile stale.
+  struct Sidecar {
+    std::string path, fingerprint;
+    bool operator==(const Sidecar&) const = default;
+  };
+  std::vector<Sidecar> sidecars;
 };
 
 // The file's size and a hash of its first and last MiB (header, metadata and
@@ -33,8 +42,15 @@ void save_profile(const TuneProfile& p, const std::string& path);
 // profile, a switch or value this build lacks.
 TuneProfile load_profile(const std::string& path);
 
-// "" when the profile was made for this model file on this CPU; otherwise
-// what differs ("made for qwen.gguf, this is smol.gguf").
+// The sidecar files an engine with `config` reads (resolved beside
+// model_path unless named): the CQ codebook of kv=cq2/cq1, TEAL's thresholds.
+std::vector<std::string> config_sidecars(const EngineConfig& config, const std::string& model_path);
+// Those files with their fingerprints, for TuneProfile::sidecars (throws
+// kestrel::Error when one cannot be read).
+std::vector<TuneProfile::Sidecar> fingerprint_sidecars(const std::vector<std::string>& paths);
+
+// "" when the profile was made for this model file on this CPU with the same
+// sidecars; otherwise what differs ("made for qwen.gguf, this is smol.gguf").
 std::string profile_mismatch(const TuneProfile& p, const std::string& model_path);
 
 }  // namespace kestrel

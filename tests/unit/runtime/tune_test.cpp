@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "kv/cq_sidecar.h"
 #include "platform/cpu.h"
 #include "runtime/accuracy_guard.h"
 #include "runtime/tune_profile.h"
@@ -172,6 +173,29 @@ TEST(TuneProfile, RoundTripsAndRefusesWhatItCannotTrust) {
   TuneProfile elsewhere = q;
   elsewhere.cpu = "Some Other CPU (avx2)";
   EXPECT_NE(profile_mismatch(elsewhere, tiny.path).find("made on Some Other CPU"), std::string::npos);
+
+  // A profile tuned with a sidecar is stale once the file is written anew or gone.
+  EngineConfig cq;
+  cq.k_type = cq.v_type = DType::CQ2;
+  cq.teal.sparsity = 0.4;
+  cq.teal.file = (dir / "kestrel_profile_test.teal.gguf").string();
+  const std::vector<std::string> files = config_sidecars(cq, tiny.path);
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files[0], default_cq_sidecar_path(tiny.path, kCq2));
+  EXPECT_EQ(files[1], cq.teal.file);
+  EXPECT_TRUE(config_sidecars(EngineConfig{}, tiny.path).empty());
+  std::ofstream(files[0]) << "codebooks";
+  std::ofstream(files[1]) << "thresholds";
+  TuneProfile with_files = q;
+  with_files.sidecars = fingerprint_sidecars(files);
+  save_profile(with_files, path);
+  EXPECT_EQ(load_profile(path).sidecars, with_files.sidecars);
+  EXPECT_EQ(profile_mismatch(with_files, tiny.path), "");
+  std::ofstream(files[0]) << "codebooks calibrated again";
+  EXPECT_NE(profile_mismatch(with_files, tiny.path).find("tuned with the sidecar " + files[0]), std::string::npos);
+  std::filesystem::remove(files[0]);
+  std::filesystem::remove(files[1]);
+  EXPECT_NE(profile_mismatch(with_files, tiny.path).find("which is now missing"), std::string::npos);
 
   auto refused = [&](const std::string& text, const std::string& expect) {
     std::ofstream(path) << text;
