@@ -11,9 +11,8 @@
 
 #include "core/error.h"
 #include "core/hash.h"
-#include "kv/cq_sidecar.h"
-#include "model/teal_sidecar.h"
 #include "platform/cpu.h"
+#include "runtime/tune_profile.h"
 
 namespace kestrel {
 
@@ -270,11 +269,9 @@ GuardOutcome guard_switches(const Model& model, std::span<const SwitchSetting> s
       probe_tokens(model, o.text.empty() ? probe_calibration_text() : std::string_view(o.text), o.probe);
   const std::string context = settings_label(lossless) + "|" + exact.kv_codebook + "|" + exact.teal.file + "|" +
                               std::to_string(exact.cq_window) + "|" + std::to_string(exact.teal.max_density);
-  // The files the lossy switches read, as they resolve them (beside the model unless named).
-  const std::vector<std::string> sidecars = {cq_sidecar_path(o.model_path, kCq2, exact.kv_codebook),
-                                             cq_sidecar_path(o.model_path, kCq1, exact.kv_codebook),
-                                             teal_sidecar_path(o.model_path, exact.teal.file)};
-  AccuracyCache cache(o.cache_dir, guard_fingerprint(o.model_path, sidecars, tokens, o.probe, context));
+  // The files the switches read, resolved as a tune profile resolves them.
+  AccuracyCache cache(o.cache_dir, guard_fingerprint(o.model_path, config_sidecars(make_config(settings), o.model_path),
+                                                     tokens, o.probe, context));
   std::optional<AccuracyProbe> probe;  // the exact run, made when a measurement is not in the cache
   auto measure = [&](std::span<const SwitchSetting> lossy) {
     const std::string label = settings_label(lossy);
