@@ -69,13 +69,16 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
   app.add_option("-b,--batch-size", f.batch, "prompt tokens per forward pass");
   add_switch_alias(app, "--isa", "isa", f, "cap the kernel instruction set: scalar, avx2, avx512");
   add_switch_alias(app, "--cache-type", "kv", f,
-                   "KV cache type of keys and values: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, cq2, cq1");
+                   "KV cache type of keys and values: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, cq2, cq1, or "
+                   "K/V of two CQ types, such as cq2/cq1 (2-bit keys, 1-bit values)");
   // -ctk/-ctv (and run's -md) reach these through llama_cpp_spellings (CLI11 takes one-letter short flags only).
   add_switch_alias(app, "--cache-type-k", "kv_k", f, "KV cache type of keys (llama.cpp's -ctk)");
   add_switch_alias(app, "--cache-type-v", "kv_v", f, "KV cache type of values (llama.cpp's -ctv)");
   app.add_option("--kv-codebook", f.kv_codebook,
                  "kv=cq2/cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to the model; "
-                 "`kestrel calibrate kv` writes it)");
+                 "`kestrel calibrate kv` writes it); kv=cq2/cq1: the keys' file");
+  app.add_option("--kv-codebook-v", f.kv_codebook_v,
+                 "kv=cq2/cq1: the values' codebook file (default: the values' type's file next to the model)");
   app.add_option("--cq-window", f.cq_window, "kv=cq2/cq1: the most recent tokens per head kept in f16 as well")
       ->check(CLI::NonNegativeNumber);
   add_switch_alias(app, "--teal", "teal", f,
@@ -276,6 +279,7 @@ EngineConfig engine_config(const ModelFlags& f) {
   EngineConfig c;
   apply_switches(c, f.switches);
   c.kv_codebook = f.kv_codebook;
+  c.kv_codebook_v = f.kv_codebook_v;
   c.cq_window = f.cq_window;
   c.teal.file = f.teal_file;
   c.teal.max_density = f.teal_max_density;

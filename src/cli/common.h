@@ -38,6 +38,7 @@ struct ModelFlags {
   std::vector<SwitchSetting> switches;
   // kv=cq2/cq1: the codebook sidecar (empty: next to the model) and the F16 window.
   std::string kv_codebook;
+  std::string kv_codebook_v;
   int64_t cq_window = 128;
   // teal=S: the thresholds sidecar (empty: next to the model) and the dense fallback's density.
   std::string teal_file;

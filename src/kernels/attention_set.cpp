@@ -213,14 +213,16 @@ std::vector<Candidates> make_candidates() {
   const PerIsa<AttendGroupFn> int8_group = {group_quant<Isa::Scalar, rows_as_group<ref::attend_int8_quant>>,
                                             group_quant<Isa::Avx2, avx2::attend_int8_quant_group>, nullptr};
   c.push_back({DType::Q8_0, DType::Q8_0, AttentionAlgo::Int8, int8_row, quant_tile, int8_group});
-  // CQ (kernels/cq_attention.h): K and V of one CQ type, exact softmax. The
-  // AVX-512 level runs the AVX2 CqKernels (cq_kernels resolves it).
-  for (DType t : cq_kv_types())
-    c.push_back({t,
-                 t,
-                 AttentionAlgo::Exact,
-                 {row_cq<Isa::Scalar>, row_cq<Isa::Avx2>, nullptr},
-                 {tile_cq<ref::attend_tile_f32>, tile_cq<avx2::attend_tile_f32>, tile_cq<avx512::attend_tile_f32>}});
+  // CQ (kernels/cq_attention.h): K and V each of a CQ type (the codes say
+  // their own group size), exact softmax. The AVX-512 level runs the AVX2
+  // CqKernels (cq_kernels resolves it).
+  for (DType k : cq_kv_types())
+    for (DType v : cq_kv_types())
+      c.push_back({k,
+                   v,
+                   AttentionAlgo::Exact,
+                   {row_cq<Isa::Scalar>, row_cq<Isa::Avx2>, nullptr},
+                   {tile_cq<ref::attend_tile_f32>, tile_cq<avx2::attend_tile_f32>, tile_cq<avx512::attend_tile_f32>}});
   return c;
 }
 

@@ -6,10 +6,11 @@
 #include <optional>
 #include <sstream>
 #include <tuple>
+#include <utility>
 
 #include "core/error.h"
-#include "gguf/sidecar.h"
 #include "gguf/gguf.h"
+#include "gguf/sidecar.h"
 #include "kv/cq_whitening.h"
 
 namespace kestrel {
@@ -77,7 +78,18 @@ size_t CqCodebooks::bytes() const {
   return n;
 }
 
+CqCodebooks mixed_cq_codebooks(CqCodebooks keys, CqCodebooks values) {
+  if (!(keys.model == values.model))
+    fail("CQ codebooks: the keys' and the values' books were made for different models");
+  keys.v = std::move(values.v);
+  keys.exact_layers = std::max(keys.exact_layers, values.exact_layers);
+  return keys;
+}
+
 gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
+  if (!(books.value_spec() == books.spec))
+    fail("CQ sidecar: ", cq_spec_name(books.spec), " keys with ", cq_spec_name(books.value_spec()),
+         " values are two sidecars, not one");
   const CqModelInfo& m = books.model;
   gguf::Writer w;
   const bool k_whitened = !books.k.empty() && books.k.front().whitened();
@@ -218,6 +230,12 @@ std::string default_cq_sidecar_path(const std::string& model_path, CqSpec spec) 
 
 std::string cq_sidecar_path(const std::string& model_path, CqSpec spec, const std::string& override_path) {
   return override_path.empty() ? default_cq_sidecar_path(model_path, spec) : override_path;
+}
+
+std::string cq_values_sidecar_path(const std::string& model_path, CqSpec k_spec, CqSpec v_spec,
+                                   const std::string& keys_override, const std::string& values_override) {
+  if (!values_override.empty()) return values_override;
+  return cq_sidecar_path(model_path, v_spec, k_spec == v_spec ? keys_override : std::string());
 }
 
 }  // namespace kestrel

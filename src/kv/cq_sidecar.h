@@ -60,6 +60,9 @@ CqModelInfo cq_model_info(const gguf::File& model);
 
 // Every codebook of a model.
 struct CqCodebooks {
+  // The spec of every book of a sidecar. A cache whose keys and values are
+  // different CQ types (kv=cq2/cq1) holds a mixed set (mixed_cq_codebooks):
+  // `spec` is then the keys' and v's books carry the values' (value_spec()).
   CqSpec spec;
   CqModelInfo model;
   std::vector<CqCodebook> k, v;  // [n_layer][n_kv_head]
@@ -67,6 +70,7 @@ struct CqCodebooks {
   // their codes (kv/kv_cache.h): what the first layers' errors cost the rest.
   int exact_layers = 0;
 
+  CqSpec value_spec() const { return v.empty() ? spec : v.front().spec; }
   const CqCodebook& key(int layer, int head) const { return k[index(layer, head)]; }
   const CqCodebook& value(int layer, int head) const { return v[index(layer, head)]; }
   size_t index(int layer, int head) const { return static_cast<size_t>(layer) * model.n_kv_head + head; }
@@ -77,7 +81,15 @@ struct CqCodebooks {
 // All-zero codebooks of the model's shape (checks the spec against both head dims).
 CqCodebooks make_cq_codebooks(CqSpec spec, const CqModelInfo& model);
 
-// The sidecar's metadata and tensors, ready to write (tests alter it to make bad files).
+// The codebooks of a cache whose keys are coded with `keys`' K books and whose
+// values with `values`' V books (kv=cq2/cq1: 2-bit keys, 1-bit values; the
+// two sidecars of one model). Exact layers: the larger count of the two (a
+// layer either file keeps in F16 keeps both K and V). Throws unless both were
+// made for the same model. Not a sidecar: cq_sidecar_writer refuses it.
+CqCodebooks mixed_cq_codebooks(CqCodebooks keys, CqCodebooks values);
+
+// The sidecar's metadata and tensors, ready to write (tests alter it to make bad
+// files). Throws for a mixed set (one file holds one spec).
 gguf::Writer cq_sidecar_writer(const CqCodebooks& books);
 void save_cq_codebooks(const std::string& path, const CqCodebooks& books);
 
@@ -93,5 +105,10 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
 std::string default_cq_sidecar_path(const std::string& model_path, CqSpec spec);
 // `override_path` when given, else the default.
 std::string cq_sidecar_path(const std::string& model_path, CqSpec spec, const std::string& override_path);
+// Where a cache of CQ keys (k_spec) and values (v_spec) finds its values'
+// books: `values_override` when given; else the keys' file when both are one
+// spec (`keys_override` or the default); else the values' spec's default.
+std::string cq_values_sidecar_path(const std::string& model_path, CqSpec k_spec, CqSpec v_spec,
+                                   const std::string& keys_override, const std::string& values_override);
 
 }  // namespace kestrel

@@ -34,19 +34,25 @@ kernels::QuantizeRowFn checked_quantizer(DType type, int head_dim, Isa isa, cons
   return kernels::quant_kernels(type, isa).quantize_row;
 }
 
-// A CQ cache: K and V of one CQ type, codebooks of that type and shape.
+// A CQ cache: K and V each of a CQ type (the same, or kv=cq2/cq1), codebooks
+// of those types and of this shape.
 void check_cq_cache(DType k_type, DType v_type, const KvShape& shape, const KvCq& cq, bool smooth_k) {
-  if (k_type != v_type)
+  if (!is_cq(k_type) || !is_cq(v_type))
     fail("kv cache: ", dtype_name(k_type), " keys with ", dtype_name(v_type),
-         " values: a CQ cache codes K and V alike (kv=cq2 or kv=cq1)");
+         " values: a CQ cache codes both K and V (kv=cq2, cq1, or two as K/V: cq2/cq1 for 2-bit keys with 1-bit "
+         "values)");
   if (smooth_k) fail("kv cache: ", dtype_name(k_type), " keys cannot be smoothed (attn=exact reads a CQ cache)");
   if (!cq.books)
     fail("kv cache: ", dtype_name(k_type), " needs codebooks (kestrel calibrate kv --cq ", dtype_name(k_type), ")");
   if (cq.window < 0) fail("kv cache: a CQ window of ", cq.window, " rows");
   const CqCodebooks& b = *cq.books;
-  const CqSpec want = k_type == DType::CQ2 ? kCq2 : kCq1;
-  if (!(b.spec == want))
-    fail("kv cache: ", dtype_name(k_type), " needs ", cq_spec_name(want), " codebooks, not ", cq_spec_name(b.spec));
+  const CqSpec want_k = k_type == DType::CQ2 ? kCq2 : kCq1, want_v = v_type == DType::CQ2 ? kCq2 : kCq1;
+  if (!(b.spec == want_k))
+    fail("kv cache: ", dtype_name(k_type), (k_type == v_type ? "" : " keys"), " needs ", cq_spec_name(want_k),
+         " codebooks, not ", cq_spec_name(b.spec));
+  if (!(b.value_spec() == want_v))
+    fail("kv cache: ", dtype_name(v_type), " values need ", cq_spec_name(want_v), " codebooks, not ",
+         cq_spec_name(b.value_spec()));
   if (b.model.n_layer != shape.n_layer || b.model.n_kv_head != shape.n_kv_head ||
       b.model.k_head_dim != shape.head_dim || b.model.v_head_dim != shape.head_dim ||
       b.k.size() != static_cast<size_t>(shape.n_layer) * shape.n_kv_head || b.v.size() != b.k.size())

@@ -40,9 +40,10 @@
 // own pool, [block][d], copied with the block on copy-on-write.
 //
 // Coupled quantization (the CQ types cq2, cq1; kv/cq_codebook.h, PAPERS.md
-// card 8): K and V are the same CQ type, and a block holds one code byte per
-// channel group per row, encoded with that (layer, head)'s codebooks (a
-// sidecar file, kv/cq_sidecar.h). The most recent `window` rows of each head
+// card 8): K and V are CQ types (the same one, or two: 2-bit keys with 1-bit values,
+// kv=cq2/cq1), and a block holds one code byte per channel group per row,
+// encoded with that (layer, head)'s codebooks (a sidecar file per type,
+// kv/cq_sidecar.h). The most recent `window` rows of each head
 // also keep an exact F16 copy (CQ's full-precision window): every block
 // written gets one from a second pool of the same number of blocks, and
 // grow_seq_len / set_seq_len give back the copies of blocks whose rows all lie
@@ -113,7 +114,7 @@ struct KvHeadView {
 
 // What a CQ cache needs (types cq2, cq1).
 struct KvCq {
-  std::shared_ptr<const CqCodebooks> books;  // for this model, of the cache's CQ type
+  std::shared_ptr<const CqCodebooks> books;  // for this model, K's of K's CQ type, V's of V's (mixed_cq_codebooks)
   int64_t window = 128;                      // rows per head kept in F16 as well
   int64_t sink = 16;                         // the first rows of each head, kept in F16 as well (whole blocks)
 };
@@ -143,8 +144,8 @@ class KvCache {
   // (kernels/hadamard.h), on by default as in llama.cpp; plain types are never rotated.
   // `smooth_k`: store keys smoothed by a per-block mean (above); K must be a
   // block format (throws naming them otherwise).
-  // CQ types (K and V the same one) need `cq`: codebooks of that type for
-  // this shape (throws naming what differs otherwise); they are never rotated.
+  // CQ types (K and V both CQ) need `cq`: codebooks of those types for this
+  // shape (throws naming what differs otherwise); they are never rotated.
   KvCache(KvShape shape, DType k_type, DType v_type, Isa isa = best_isa(), bool rotate = true, bool smooth_k = false,
           KvCq cq = {});
   KvCache(KvShape shape, DType type, Isa isa = best_isa()) : KvCache(shape, type, type, isa) {}

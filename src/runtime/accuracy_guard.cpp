@@ -267,8 +267,9 @@ GuardOutcome guard_switches(const Model& model, std::span<const SwitchSetting> s
   const EngineConfig exact = make_config(lossless);
   const std::vector<int32_t> tokens =
       probe_tokens(model, o.text.empty() ? probe_calibration_text() : std::string_view(o.text), o.probe);
-  const std::string context = settings_label(lossless) + "|" + exact.kv_codebook + "|" + exact.teal.file + "|" +
-                              std::to_string(exact.cq_window) + "|" + std::to_string(exact.teal.max_density);
+  const std::string context = settings_label(lossless) + "|" + exact.kv_codebook + "|" + exact.kv_codebook_v + "|" +
+                              exact.teal.file + "|" + std::to_string(exact.cq_window) + "|" +
+                              std::to_string(exact.teal.max_density);
   // The files the switches read, resolved as a tune profile resolves them.
   AccuracyCache cache(o.cache_dir, guard_fingerprint(o.model_path, config_sidecars(make_config(settings), o.model_path),
                                                      tokens, o.probe, context));

@@ -33,16 +33,26 @@ EngineConfig resolved(const Model& model, EngineConfig c) {
   return c;
 }
 
-// A CQ cache's codebooks, from the sidecar the configuration names or the one next to the model.
+// A CQ cache's codebooks, from the sidecars the configuration names or the
+// ones next to the model: one file, or the keys' and the values' when they are
+// two CQ types (kv=cq2/cq1).
 KvCq cq_store(const Model& model, const EngineConfig& c) {
-  if (!is_cq(c.k_type)) return {};
-  const CqSpec spec = parse_cq_spec(dtype_name(c.k_type));
-  const std::string path = cq_sidecar_path(model.path(), spec, c.kv_codebook);
-  if (!std::filesystem::exists(path))
-    fail("kv=", dtype_name(c.k_type), " needs its codebook file, and ", path,
-         " does not exist (`kestrel calibrate kv -m ", model.path(), " --cq ", dtype_name(c.k_type), " -o ", path,
-         "` writes it; without --kv-codebook it is looked for next to the model)");
-  return KvCq{std::make_shared<const CqCodebooks>(load_cq_codebooks(path, cq_model_info(model.file()))), c.cq_window};
+  // A CQ type with another has no attention kernels: check_engine_config refused it.
+  if (!is_cq(c.k_type) || !is_cq(c.v_type)) return {};
+  const CqModelInfo info = cq_model_info(model.file());
+  auto load = [&](DType t, const std::string& path, const char* flag) {
+    if (!std::filesystem::exists(path))
+      fail("kv=", kv_value(c), " needs the ", dtype_name(t), " codebook file, and ", path,
+           " does not exist (`kestrel calibrate kv -m ", model.path(), " --cq ", dtype_name(t), " -o ", path,
+           "` writes it; without ", flag, " it is looked for next to the model)");
+    return load_cq_codebooks(path, info);
+  };
+  const CqSpec k_spec = parse_cq_spec(dtype_name(c.k_type)), v_spec = parse_cq_spec(dtype_name(c.v_type));
+  const std::string k_path = cq_sidecar_path(model.path(), k_spec, c.kv_codebook);
+  const std::string v_path = cq_values_sidecar_path(model.path(), k_spec, v_spec, c.kv_codebook, c.kv_codebook_v);
+  CqCodebooks books = load(c.k_type, k_path, "--kv-codebook");
+  if (v_path != k_path) books = mixed_cq_codebooks(std::move(books), load(c.v_type, v_path, "--kv-codebook-v"));
+  return KvCq{std::make_shared<const CqCodebooks>(std::move(books)), c.cq_window};
 }
 
 // TEAL's thresholds for the configured sparsity, from the sidecar.

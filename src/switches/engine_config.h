@@ -103,7 +103,10 @@ struct EngineConfig {
   bool kv_rotation = true;             // `kv_rot`: llama.cpp's Hadamard rotation of a block-quantized K/V
   // kv=cq2/cq1 (kv/cq_codebook.h): the codebook file (`--kv-codebook`; empty:
   // MODEL.cq2.gguf next to the model) and the rows per head kept in F16 too (`--cq-window`).
+  // kv=cq2/cq1: the keys' file is kv_codebook, the values' kv_codebook_v
+  // (`--kv-codebook-v`; empty: the values' type's file next to the model).
   std::string kv_codebook;
+  std::string kv_codebook_v;
   int64_t cq_window = 128;
   kernels::AttentionAlgo attention = kernels::AttentionAlgo::Exact;  // `attn`: with the KV types, picks the attention kernels
   MatmulOptions matmul = {};           // `matmul`: the weight kernels

@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <sstream>
+#include <tuple>
+#include <utility>
 
 #include "core/error.h"
 #include "platform/cpu.h"
@@ -24,8 +26,16 @@ std::string matmul_unsupported(const std::string& v) {
   return "";
 }
 
+// A `kv` value: one type for K and V, or "K/V" for CQ keys and values of two
+// CQ types (cq2/cq1: 2-bit keys, 1-bit values).
+std::pair<DType, DType> kv_types_of(const std::string& v) {
+  const size_t slash = v.find('/');
+  if (slash == std::string::npos) return {*dtype_from_name(v), *dtype_from_name(v)};
+  return {*dtype_from_name(v.substr(0, slash)), *dtype_from_name(v.substr(slash + 1))};
+}
+
 std::string kv_unsupported(const std::string& v) {
-  const DType t = *dtype_from_name(v);
+  const DType t = kv_types_of(v).first;
   // Any KV type has kernels with some algorithm; whether the pair with the
   // configured algorithm exists is check_engine_config's question.
   for (DType k : kernels::kv_types())
@@ -36,12 +46,17 @@ std::string kv_unsupported(const std::string& v) {
 }
 
 // llama.cpp's types, then for `kv` ours (cq2, cq1: kv/cq_codebook.h, with a
-// codebook file), which code K and V alike: kv_k and kv_v do not take them.
+// codebook file per type), which code both K and V: kv_k and kv_v do not take
+// them, `kv` takes one type for both or two as K/V (cq2/cq1, cq1/cq2).
 std::vector<std::string> kv_type_names(bool with_cq) {
   std::vector<std::string> out;
   for (DType t : kernels::kv_types()) out.emplace_back(dtype_name(t));
-  if (with_cq)
+  if (with_cq) {
     for (DType t : kernels::cq_kv_types()) out.emplace_back(dtype_name(t));
+    for (DType k : kernels::cq_kv_types())
+      for (DType v : kernels::cq_kv_types())
+        if (k != v) out.push_back(std::string(dtype_name(k)) + "/" + std::string(dtype_name(v)));
+  }
   return out;
 }
 
@@ -64,7 +79,7 @@ SwitchEffect kv_effect(const std::string& v) { return v == "f16" ? SwitchEffect:
 // tiny test model with its own codebooks: see switch_hosts_test.cpp. 0.5 still
 // tells a wrong codebook or a misread code, which move logits by their size.
 double kv_logits_bound(const std::string& v) {
-  const DType t = *dtype_from_name(v);
+  const DType t = kv_types_of(v).first;
   if (is_cq(t)) return 0.5;
   return traits(t).block_size > 1 && t != DType::Q8_0 ? 0.15 : kLogitsBound;
 }
@@ -143,11 +158,12 @@ std::vector<SwitchSpec> make_specs() {
        [](const std::string&) { return true; }},
       {"kv",
        "KV cache element type of keys and values (llama.cpp's --cache-type names; its default is f16); "
-       "reported as K/V when kv_k and kv_v differ; cq2/cq1: coupled quantization, 2 or 1 bits per channel "
-       "through the model's codebooks (kestrel calibrate kv), the last --cq-window tokens in f16 too",
+       "reported as K/V when kv_k and kv_v differ; cq2, cq1: coupled quantization, 2 or 1 bits per channel "
+       "through the model's codebooks (kestrel calibrate kv), the last --cq-window tokens in f16 too; cq2/cq1: "
+       "2-bit keys with 1-bit values (both codebook files; cq1/cq2 the reverse)",
        kv_type_names(true), "f16", kv_unsupported,
-       [](EngineConfig& c, const std::string& v) { c.k_type = c.v_type = *dtype_from_name(v); }, kv_value, kv_effect,
-       kv_logits_bound},
+       [](EngineConfig& c, const std::string& v) { std::tie(c.k_type, c.v_type) = kv_types_of(v); }, kv_value,
+       kv_effect, kv_logits_bound},
       {"kv_k", "KV cache element type of keys (llama.cpp's -ctk)", kv_type_names(false), "f16", kv_unsupported,
        [](EngineConfig& c, const std::string& v) { c.k_type = *dtype_from_name(v); },
        [](const EngineConfig& c) { return std::string(dtype_name(c.k_type)); }, kv_effect, kv_logits_bound},
@@ -314,7 +330,12 @@ SwitchSetting parse_switch(std::string_view text) {
     if (!known) {
       std::string vals;
       for (const auto& v : spec.values) vals += (vals.empty() ? "" : ", ") + v;
-      fail("switch ", s.name, " has no value '", s.value, "' (values: ", vals, ")");
+      const auto t = dtype_from_name(s.value);
+      const bool cq_half = (s.name == "kv_k" || s.name == "kv_v") && t && is_cq(*t);
+      fail("switch ", s.name, " has no value '", s.value, "' (values: ", vals, ")",
+           cq_half
+               ? "; CQ codes keys and values together: kv=cq2, kv=cq1 or K/V such as kv=cq2/cq1 (--cache-type cq2/cq1)"
+               : "");
     }
   }
   return s;

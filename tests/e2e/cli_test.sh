@@ -45,6 +45,19 @@ if "$BIN" calibrate kv -m "$MODEL" --tokens 64 -o "$TMP/q.cq2.gguf" >/dev/null 2
   if [ "$nq" = 90 ] && [ "$nm" = 0 ]; then ok "calibrate kv: query metric by default"; else bad "calibrate kv: $nq / $nm whitenings"; fi
   out="$("$BIN" run -m "$MODEL" --cache-type cq2 --kv-codebook "$TMP/q.cq2.gguf" -p "The capital of France is" -n 8 --temp 0 2>/dev/null)"
   expect_contains "cq2 cache from the default codebooks" "$out" "Paris"
+  # 2-bit keys with 1-bit values: each side's books from its own file.
+  if "$BIN" calibrate kv -m "$MODEL" --cq cq1 --tokens 64 -o "$TMP/q.cq1.gguf" >/dev/null 2>&1; then
+    out="$("$BIN" run -m "$MODEL" --cache-type cq2/cq1 --kv-codebook "$TMP/q.cq2.gguf" \
+      --kv-codebook-v "$TMP/q.cq1.gguf" -p "The capital of France is" -n 8 --temp 0 2>&1)"
+    expect_contains "cq2/cq1 cache from two codebook files" "$out" "Paris"
+    out="$("$BIN" run -m "$MODEL" --cache-type cq2/cq1 --kv-codebook "$TMP/q.cq2.gguf" \
+      --kv-codebook-v "$TMP/q.cq2.gguf" -p "Hi" -n 1 2>&1)"
+    expect_contains "cq2/cq1 refuses cq2 books for its values" "$out" "cq1 values need cq1 codebooks, not cq2"
+  else
+    bad "calibrate kv --cq cq1 failed"
+  fi
+  out="$("$BIN" run -m "$MODEL" -ctk cq1 -p "Hi" -n 1 2>&1)"
+  expect_contains "-ctk cq1 says where CQ types go" "$out" "kv=cq2/cq1 (--cache-type cq2/cq1)"
 else
   bad "calibrate kv failed"
 fi

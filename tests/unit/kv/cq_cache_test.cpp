@@ -3,12 +3,14 @@
 // block kept and given back as the sequence grows, shared, evicted and cut
 // back, and the attention over such a cache against a brute-force softmax over
 // the rows it must read (the originals rounded to F16 where a copy is read,
-// their decoded codes elsewhere), at every Isa bit for bit.
+// their decoded codes elsewhere), at every Isa bit for bit; for K and V of one
+// CQ type and of two (kv=cq1/cq2, cq2/cq1).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -61,17 +63,40 @@ std::shared_ptr<const CqCodebooks> random_books(CqSpec spec, uint32_t seed, bool
   return std::make_shared<const CqCodebooks>(std::move(books));
 }
 
+CqSpec spec_of(DType t) { return t == DType::CQ2 ? kCq2 : kCq1; }
+
+// The cache's books for K of k_type and V of v_type: one random set, or the K
+// books of one and the V books of another (mixed_cq_codebooks).
+std::shared_ptr<const CqCodebooks> books_for(DType k_type, DType v_type, uint32_t seed, bool whitened) {
+  if (k_type == v_type) return random_books(spec_of(k_type), seed, whitened);
+  return std::make_shared<const CqCodebooks>(mixed_cq_codebooks(*random_books(spec_of(k_type), seed, whitened),
+                                                                *random_books(spec_of(v_type), seed + 1, whitened)));
+}
+
+// K and V of one CQ type, and of two.
+struct KvPair {
+  DType k, v;
+  std::string name() const {
+    return k == v ? std::string(dtype_name(k)) : std::string(dtype_name(k)) + "/" + std::string(dtype_name(v));
+  }
+};
+constexpr KvPair kPairs[] = {
+    {DType::CQ2, DType::CQ2}, {DType::CQ1, DType::CQ1}, {DType::CQ1, DType::CQ2}, {DType::CQ2, DType::CQ1}};
+
 struct CqFixture {
-  DType type;
+  KvPair types;
   std::shared_ptr<const CqCodebooks> books;
   KvCache cache;
   // Every stored token's K and V, [pos][kHeads * kDim], per layer.
   std::vector<std::vector<std::vector<float>>> k, v;
 
   explicit CqFixture(DType t, int n_seq = 1, int64_t n_ctx = 256, bool whitened = false)
-      : type(t),
-        books(random_books(t == DType::CQ2 ? kCq2 : kCq1, 7, whitened)),
-        cache(KvShape{kLayers, kHeads, kDim, n_ctx, n_seq}, t, t, best_isa(), true, false, KvCq{books, kWindow, kSink}),
+      : CqFixture(KvPair{t, t}, n_seq, n_ctx, whitened) {}
+  explicit CqFixture(KvPair kv, int n_seq = 1, int64_t n_ctx = 256, bool whitened = false)
+      : types(kv),
+        books(books_for(kv.k, kv.v, 7, whitened)),
+        cache(KvShape{kLayers, kHeads, kDim, n_ctx, n_seq}, kv.k, kv.v, best_isa(), true, false,
+              KvCq{books, kWindow, kSink}),
         k(kLayers),
         v(kLayers) {}
 
@@ -121,10 +146,12 @@ struct CqFixture {
 
 TEST(CqCache, CodesEveryRowAndKeepsF16CopiesOfTheSinkAndTheWindow) {
   for (bool whitened : {false, true})
-    for (DType t : {DType::CQ2, DType::CQ1}) {
+    for (const KvPair& t : kPairs) {
       SCOPED_TRACE(whitened ? "whitened codebooks" : "plain codebooks");
+      SCOPED_TRACE(t.name());
       CqFixture f(t, 1, 256, whitened);
-      EXPECT_EQ(f.cache.k_row_bytes(), static_cast<size_t>(kDim / (t == DType::CQ2 ? 4 : 8)));
+      EXPECT_EQ(f.cache.k_row_bytes(), static_cast<size_t>(kDim / (t.k == DType::CQ2 ? 4 : 8)));
+      EXPECT_EQ(f.cache.v_row_bytes(), static_cast<size_t>(kDim / (t.v == DType::CQ2 ? 4 : 8)));
       f.fill(0, 100, 1);
       // 100 rows: the sink block 0 and blocks 4..6 (rows 64..99 reach into the last 32).
       EXPECT_EQ(f.copies_per_head(100), 4);
@@ -135,8 +162,7 @@ TEST(CqCache, CodesEveryRowAndKeepsF16CopiesOfTheSinkAndTheWindow) {
           std::vector<float> got(kDim);
           for (int64_t r = 0; r < 100; ++r) {
             f.cache.key_row(view, r, 100, got.data());
-            EXPECT_EQ(got, f.expected_row(l, h, r, 100, true))
-                << dtype_name(t) << " layer " << l << " head " << h << " row " << r;
+            EXPECT_EQ(got, f.expected_row(l, h, r, 100, true)) << "layer " << l << " head " << h << " row " << r;
           }
         }
       // Growing gives back the copies that fall out of the window.
@@ -150,8 +176,9 @@ TEST(CqCache, CodesEveryRowAndKeepsF16CopiesOfTheSinkAndTheWindow) {
 
 TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
   for (bool whitened : {false, true})
-    for (DType t : {DType::CQ2, DType::CQ1}) {
+    for (const KvPair& t : kPairs) {
       SCOPED_TRACE(whitened ? "whitened codebooks" : "plain codebooks");
+      SCOPED_TRACE(t.name());
       CqFixture f(t, 1, 256, whitened);
       f.fill(0, 150, 3);
       const AttentionParams p{4, kHeads, kDim, 0.25f};
@@ -179,15 +206,14 @@ TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
             }
             std::vector<float> scalar(kDim);
             attend_head(f.cache, l, 0, p, head, q.data(), n, scalar.data(),
-                        kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, Isa::Scalar));
-            for (int c = 0; c < kDim; ++c)
-              EXPECT_NEAR(scalar[c], want[c] / z, 1e-5) << dtype_name(t) << " n " << n << " channel " << c;
+                        kernels::attention_kernel_set(t.k, t.v, kernels::AttentionAlgo::Exact, Isa::Scalar));
+            for (int c = 0; c < kDim; ++c) EXPECT_NEAR(scalar[c], want[c] / z, 1e-5) << "n " << n << " channel " << c;
             for (Isa isa : {Isa::Avx2, Isa::Avx512}) {
               if (!isa_supported(isa)) continue;
               std::vector<float> simd(kDim);
               attend_head(f.cache, l, 0, p, head, q.data(), n, simd.data(),
-                          kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, isa));
-              EXPECT_EQ(simd, scalar) << dtype_name(t) << " " << isa_name(isa) << " n " << n;
+                          kernels::attention_kernel_set(t.k, t.v, kernels::AttentionAlgo::Exact, isa));
+              EXPECT_EQ(simd, scalar) << isa_name(isa) << " n " << n;
             }
           }
       }
@@ -199,11 +225,12 @@ TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
 // rows, the sink's and the window's copies) gets the brute-force softmax over
 // its rows as the tile's last query reads them (the tile shares that query's
 // window: kernels/cq_attention.h), within float rounding, at every Isa, for
-// both CQ types; the last query gets the row kernel's result.
+// every pair of CQ types; the last query gets the row kernel's result.
 TEST(CqCache, PromptTilesMatchASoftmaxOverTheDecodedRows) {
   for (bool whitened : {false, true})
-    for (DType t : {DType::CQ2, DType::CQ1}) {
+    for (const KvPair& t : kPairs) {
       SCOPED_TRACE(whitened ? "whitened codebooks" : "plain codebooks");
+      SCOPED_TRACE(t.name());
       CqFixture f(t, 1, 256, whitened);
       f.fill(0, 150, 4);
       const KvHeadView view = f.cache.view(1, 0, 1);
@@ -218,7 +245,7 @@ TEST(CqCache, PromptTilesMatchASoftmaxOverTheDecodedRows) {
       const float scale = 0.25f;
       for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
         if (!isa_supported(isa)) continue;
-        const auto& set = kernels::attention_kernel_set(t, kernels::AttentionAlgo::Exact, isa);
+        const auto& set = kernels::attention_kernel_set(t.k, t.v, kernels::AttentionAlgo::Exact, isa);
         std::vector<std::vector<float>> tile_out(kRows, std::vector<float>(kDim));
         std::vector<const float*> qp;
         std::vector<float*> op;
@@ -248,12 +275,11 @@ TEST(CqCache, PromptTilesMatchASoftmaxOverTheDecodedRows) {
             for (int c = 0; c < kDim; ++c) want[c] += e * vr[c];
           }
           for (int c = 0; c < kDim; ++c)
-            EXPECT_NEAR(tile_out[i][c], want[c] / z, 1e-5) << dtype_name(t) << " " << isa_name(isa) << " row " << i;
+            EXPECT_NEAR(tile_out[i][c], want[c] / z, 1e-5) << isa_name(isa) << " row " << i;
         }
         std::vector<float> row(kDim);
         set.row(head_rows(view), last, kDim, q.back().data(), scale, row.data());
-        for (int c = 0; c < kDim; ++c)
-          EXPECT_NEAR(tile_out.back()[c], row[c], 1e-5) << dtype_name(t) << " " << isa_name(isa);
+        for (int c = 0; c < kDim; ++c) EXPECT_NEAR(tile_out.back()[c], row[c], 1e-5) << isa_name(isa);
       }
     }
 }
@@ -325,12 +351,31 @@ TEST(CqCache, RefusesWhatItCannotStore) {
   EXPECT_NE(error_of([&] { KvCache(shape, DType::CQ2, DType::CQ2); }).find("needs codebooks"), std::string::npos);
   EXPECT_NE(error_of([&] {
               KvCache(shape, DType::CQ2, DType::F16, best_isa(), true, false, KvCq{books2});
-            }).find("codes K and V alike"),
+            }).find("codes both K and V"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              KvCache(shape, DType::Q8_0, DType::CQ2, best_isa(), true, false, KvCq{books2});
+            }).find("codes both K and V"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
               KvCache(shape, DType::CQ1, DType::CQ1, best_isa(), true, false, KvCq{books2});
             }).find("needs cq1 codebooks, not cq2"),
             std::string::npos);
+  // Mixed types need the keys' books of the K type and the values' of the V type.
+  EXPECT_NE(error_of([&] {
+              KvCache(shape, DType::CQ2, DType::CQ1, best_isa(), true, false, KvCq{books2});
+            }).find("cq1 values need cq1 codebooks, not cq2"),
+            std::string::npos);
+  const auto mixed = std::make_shared<const CqCodebooks>(mixed_cq_codebooks(*books2, *random_books(kCq1, 2)));
+  EXPECT_NE(error_of([&] {
+              KvCache(shape, DType::CQ1, DType::CQ1, best_isa(), true, false, KvCq{mixed});
+            }).find("needs cq1 codebooks, not cq2"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              KvCache(shape, DType::CQ2, DType::CQ2, best_isa(), true, false, KvCq{mixed});
+            }).find("cq2 values need cq2 codebooks, not cq1"),
+            std::string::npos);
+  EXPECT_NO_THROW(KvCache(shape, DType::CQ2, DType::CQ1, best_isa(), true, false, KvCq{mixed}));
   EXPECT_NE(error_of([&] {
               KvCache(KvShape{kLayers + 1, kHeads, kDim, 64, 1}, DType::CQ2, DType::CQ2, best_isa(), true, false,
                       KvCq{books2});
@@ -342,7 +387,7 @@ TEST(CqCache, RefusesWhatItCannotStore) {
             std::string::npos);
   EXPECT_NE(error_of([&] {
               kernels::attention_kernel_set(DType::CQ2, DType::F16, kernels::AttentionAlgo::Exact, best_isa());
-            }).find("K cq2 V cq2"),
+            }).find("K any of cq2, cq1 with V any of cq2, cq1"),
             std::string::npos);
 }
 
@@ -391,10 +436,12 @@ TEST(CqCache, ExactLayersReadTheirCopiesOnly) {
 // from the shape: a block holds 16 rows of 16 / c code bytes for K and for V,
 // a copy 16 rows of 16 F16 values for K and for V.
 TEST(CqCache, BytesCountTheF16CodebooksOnce) {
-  for (DType t : {DType::CQ2, DType::CQ1}) {
+  for (const KvPair& t : kPairs) {
+    SCOPED_TRACE(t.name());
     CqFixture f(t, 2);
     const int64_t books = int64_t{kLayers} * kHeads * 2 * kDim * 256 * 2;
-    const int64_t code_block = int64_t{kB} * (kDim / (t == DType::CQ2 ? 4 : 8)) * 2, copy = int64_t{kB} * kDim * 2 * 2;
+    const int64_t code_block = int64_t{kB} * (kDim / (t.k == DType::CQ2 ? 4 : 8) + kDim / (t.v == DType::CQ2 ? 4 : 8)),
+                  copy = int64_t{kB} * kDim * 2 * 2;
     EXPECT_EQ(f.cache.codebook_bytes(), static_cast<size_t>(books));
     f.fill(0, 100, 1);
     f.fill(0, 40, 2, 1);
@@ -402,11 +449,11 @@ TEST(CqCache, BytesCountTheF16CodebooksOnce) {
     const int64_t seq0 = heads * (7 * code_block + f.copies_per_head(100) * copy);  // 7 blocks of rows 0..99
     const int64_t seq1 = heads * (3 * code_block + f.copies_per_head(40) * copy);   // 3 blocks, all copied
     const int one[] = {0}, both[] = {0, 1};
-    EXPECT_EQ(f.cache.bytes_held(one), seq0 + books) << dtype_name(t);
-    EXPECT_EQ(f.cache.bytes_held(both), seq0 + seq1 + books) << dtype_name(t);
+    EXPECT_EQ(f.cache.bytes_held(one), seq0 + books);
+    EXPECT_EQ(f.cache.bytes_held(both), seq0 + seq1 + books);
     // The pools: 2 sequences x 256 / 16 blocks per head, each with a copy slot.
-    EXPECT_EQ(f.cache.bytes(), static_cast<size_t>(2 * 16 * heads * (code_block + copy) + books)) << dtype_name(t);
-    EXPECT_GE(f.cache.resident_bytes(), static_cast<size_t>(seq0 + seq1 + books)) << dtype_name(t);
+    EXPECT_EQ(f.cache.bytes(), static_cast<size_t>(2 * 16 * heads * (code_block + copy) + books));
+    EXPECT_GE(f.cache.resident_bytes(), static_cast<size_t>(seq0 + seq1 + books));
   }
   // Keys under the query metric hold their whitening (F32, [groups][c][c])
   // beside their one set of (whitened) centroids.

@@ -501,6 +501,40 @@ TEST(CqSidecar, DefaultPathNextToTheModel) {
 
 // The fingerprint reads the metadata, the tensor table and the first bytes of
 // each tensor: a renamed, reshaped or rewritten tensor changes the hash.
+// kv=cq1/cq2 (or cq2/cq1) finds its values' books in the values' type's file unless named;
+// one type reads one file, named for the keys.
+TEST(CqSidecar, TheValuesFileOfTwoTypes) {
+  const std::string m = "/m/x.gguf";
+  EXPECT_EQ(cq_values_sidecar_path(m, kCq1, kCq2, "", ""), "/m/x.cq2.gguf");
+  EXPECT_EQ(cq_values_sidecar_path(m, kCq1, kCq2, "/k.gguf", ""), "/m/x.cq2.gguf");
+  EXPECT_EQ(cq_values_sidecar_path(m, kCq1, kCq2, "/k.gguf", "/v.gguf"), "/v.gguf");
+  EXPECT_EQ(cq_values_sidecar_path(m, kCq2, kCq2, "/k.gguf", ""), "/k.gguf");
+  EXPECT_EQ(cq_values_sidecar_path(m, kCq2, kCq2, "", ""), "/m/x.cq2.gguf");
+  EXPECT_EQ(cq_values_sidecar_path(m, kCq2, kCq2, "/k.gguf", "/v.gguf"), "/v.gguf");
+}
+
+// A mixed set takes the keys' books of one and the values' of the other, is
+// of one model, and is not written as one sidecar.
+TEST(CqSidecar, MixedBooksTakeEachSideFromItsFile) {
+  const CqModelInfo m = small_cq_model();
+  CqCodebooks keys = random_books(kCq1, m), values = random_books(kCq2, m);
+  values.exact_layers = 1;
+  const CqCodebooks mixed = mixed_cq_codebooks(keys, values);
+  EXPECT_EQ(mixed.spec, kCq1);
+  EXPECT_EQ(mixed.value_spec(), kCq2);
+  EXPECT_EQ(mixed.exact_layers, 1);
+  for (size_t i = 0; i < mixed.k.size(); ++i) {
+    EXPECT_EQ(mixed.k[i].centroids, keys.k[i].centroids);
+    EXPECT_EQ(mixed.v[i].centroids, values.v[i].centroids);
+  }
+  EXPECT_NE(error_of([&] { (void)cq_sidecar_writer(mixed); }).find("cq1 keys with cq2 values are two sidecars"),
+            std::string::npos);
+  CqModelInfo other = m;
+  other.tensor_hash += 1;
+  EXPECT_NE(error_of([&] { (void)mixed_cq_codebooks(keys, random_books(kCq2, other)); }).find("different models"),
+            std::string::npos);
+}
+
 TEST(CqSidecar, ModelInfoFromGguf) {
   auto model_file = [](const std::string& tensor, int64_t rows, uint8_t fill = 0) {
     gguf::Writer w;

@@ -101,6 +101,50 @@ TEST(SessionCq, TheCodebookFileIsFoundOrItsAbsenceNamed) {
   EXPECT_TRUE(s.cache().is_cq_cache());
 }
 
+// kv=cq2/cq1: the keys' books from the cq2 file, the values' from the cq1
+// file (both next to the model, or named); the codes read back within the bound.
+TEST(SessionCq, KeysAndValuesOfTwoTypesReadTheirOwnFiles) {
+  SessionOptions so = with_kv(DType::CQ2, 16);
+  so.engine.v_type = DType::CQ1;
+  Session s(*tiny().tiny.model, so);
+  const KvCache& c = s.cache();
+  EXPECT_EQ(c.k_row_bytes() * 4, static_cast<size_t>(c.shape().head_dim));
+  EXPECT_EQ(c.v_row_bytes() * 8, static_cast<size_t>(c.shape().head_dim));
+  const CqModelInfo info = cq_model_info(tiny().tiny.model->file());
+  const CqCodebooks two = load_cq_codebooks(tiny().cq2, info), one = load_cq_codebooks(tiny().cq1, info);
+  const KvHeadView view = c.view(1, 0, 0);
+  const size_t i = two.index(1, 0);
+  EXPECT_TRUE(std::equal(two.k[i].centroids.begin(), two.k[i].centroids.end(), view.cq.k_centroids));
+  EXPECT_TRUE(std::equal(one.v[i].centroids.begin(), one.v[i].centroids.end(), view.cq.v_centroids));
+  EXPECT_EQ(view.cq.k_c, 4);
+  EXPECT_EQ(view.cq.v_c, 8);
+
+  const std::vector<float> f16 = prompt_logits(with_kv(DType::F16, 0));
+  const std::vector<float> mixed = prompt_logits(so);
+  double worst = 0;
+  for (size_t j = 0; j < f16.size(); ++j) worst = std::max(worst, std::fabs(double{mixed[j]} - f16[j]));
+  EXPECT_GT(worst, 0.0);
+  EXPECT_LT(worst, 0.5 * max_abs(f16));
+
+  // Named files: the values' file must hold the values' type, and a missing one is named with its flag.
+  so.engine.kv_codebook_v = tiny().cq2;
+  EXPECT_NE(error_of([&] { Session t(*tiny().tiny.model, so); }).find("cq1 values need cq1 codebooks, not cq2"),
+            std::string::npos);
+  so.engine.kv_codebook_v = tiny().cq1 + ".missing";
+  const std::string e = error_of([&] { Session t(*tiny().tiny.model, so); });
+  EXPECT_NE(e.find(".missing"), std::string::npos) << e;
+  EXPECT_NE(e.find("--kv-codebook-v"), std::string::npos) << e;
+  so.engine.kv_codebook_v = tiny().cq1;
+  so.engine.kv_codebook = tiny().cq1;  // the keys' file must hold the keys' type
+  EXPECT_NE(error_of([&] { Session t(*tiny().tiny.model, so); }).find("cq2 keys needs cq2 codebooks, not cq1"),
+            std::string::npos);
+  // CQ keys with plain values: refused, naming the pair.
+  SessionOptions half = with_kv(DType::CQ2, 16);
+  half.engine.v_type = DType::Q8_0;
+  const std::string e2 = error_of([&] { Session t(*tiny().tiny.model, half); });
+  EXPECT_NE(e2.find("K cq2 and V q8_0"), std::string::npos) << e2;
+}
+
 TEST(SessionCq, ComposesWithKvCompress) {
   SessionOptions so = with_kv(DType::CQ2, 32);
   so.engine.kv_compress = {KvCompressConfig::Mode::Metric, 4, 0};  // kvcompress=4

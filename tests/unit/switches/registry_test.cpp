@@ -24,6 +24,25 @@ TEST(Switches, ParsesAndValidatesSettings) {
   EXPECT_THROW(parse_switch("matmul=gpu"), Error);
 }
 
+// kv takes two CQ types as K/V and reports them back so; kv_k and kv_v take no
+// CQ type alone and say where it goes.
+TEST(Switches, KvTakesTwoCqTypesAsKeysSlashValues) {
+  EngineConfig c;
+  apply_switch(c, parse_switch("kv=cq2/cq1"));
+  EXPECT_EQ(c.k_type, DType::CQ2);
+  EXPECT_EQ(c.v_type, DType::CQ1);
+  EXPECT_EQ(kv_value(c), "cq2/cq1");
+  EXPECT_EQ(find_switch("kv").current(c), "cq2/cq1");
+  EXPECT_THROW(parse_switch("kv=cq2/q8_0"), Error);
+  EXPECT_THROW(parse_switch("kv=cq2/"), Error);
+  try {
+    (void)parse_switch("kv_v=cq1");
+    ADD_FAILURE() << "kv_v=cq1 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("kv=cq2/cq1"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Switches, EverySwitchNamesWhatItChangesAndScalarAlwaysRuns) {
   for (const auto& s : switch_specs()) {
     EXPECT_FALSE(s.changes.empty()) << s.name;
