@@ -22,6 +22,7 @@ void add_bench_command(CLI::App& app) {
     std::vector<std::string> isas;
     std::vector<std::string> switches;
     std::vector<std::string> kv_types;
+    std::string kv_codebook, kv_codebook_v;
     int reps = 5;
     int batch = 2048;
     std::string output = "md";
@@ -47,9 +48,17 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "thread counts, comma-separated (default: all cores)")->delimiter(',');
   cmd->add_option("-r,--repetitions", o->reps, "timed runs per test")->check(CLI::Range(1, 1000000));
   cmd->add_option("-b,--batch-size", o->batch, "prompt tokens per forward pass")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--kv-codebook", o->kv_codebook,
+                  "kv=cq2/cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to each model); "
+                  "kv=cq2/cq1 as K/V: the keys' file");
+  cmd->add_option(
+      "--kv-codebook-v", o->kv_codebook_v,
+      "K/V of two CQ types: the values' codebook file (default: the values' type's file next to the model)");
   cmd->add_option("--switch", o->switches, "technique switches name=value (kestrel ab lists them), repeatable");
   cmd->add_option("--isa", o->isas, "kernel instruction sets: scalar, avx2, avx512 (default: best)")->delimiter(',');
-  cmd->add_option("--cache-type", o->kv_types, "KV cache types of K and V: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (each = --switch kv=TYPE)")
+  cmd->add_option("--cache-type", o->kv_types,
+                  "KV cache types of K and V: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, cq2, cq1, cq2/cq1 (each = "
+                  "--switch kv=TYPE)")
       ->delimiter(',');
   // One value each (not a grid axis): other spellings of their switches, as in run, chat and serve.
   for (const auto& [flag, name, what] :
@@ -91,7 +100,7 @@ void add_bench_command(CLI::App& app) {
     for (const auto& sw : o->switches) grid.switches.push_back(parse_switch(sw));
     grid.kv_types.clear();
     // Checked as the switches they spell (kv=, isa=), so the errors are the same.
-    for (const auto& k : o->kv_types) grid.kv_types.push_back(*dtype_from_name(parse_switch("kv=" + k).value));
+    for (const auto& k : o->kv_types) grid.kv_types.push_back(parse_switch("kv=" + k).value);
     for (const auto& name : o->isas) {
       EngineConfig probe;
       apply_switch(probe, parse_switch("isa=" + name));
@@ -122,6 +131,8 @@ void add_bench_command(CLI::App& app) {
       for (size_t i = 0; i < cases.size(); ++i) {
         BenchCase c = cases[i];
         if (c.n_gen > 0) c.text = text;
+        c.engine.kv_codebook = o->kv_codebook;
+        c.engine.kv_codebook_v = o->kv_codebook_v;
         // The budget and profile apply to each test's switches (measured once per set: the guard's cache).
         if (o->guard.budget.any() || !o->guard.profile.empty())
           c.switches = guarded_switches(*model, models[m], c.switches, o->guard, [](std::span<const SwitchSetting> s) {

@@ -298,7 +298,7 @@ std::vector<BenchCase> bench_cases(const BenchGrid& g) {
                           : std::vector<std::optional<T>>(values.begin(), values.end());
   };
   for (int threads : g.n_threads)
-    for (const std::optional<DType>& kv : axis(g.kv_types))
+    for (const std::optional<std::string>& kv : axis(g.kv_types))
       for (const std::optional<Isa>& isa : axis(g.isas)) {
         if (threads < 0) fail("bench: thread count must not be negative, got ", threads);
         BenchCase base;
@@ -306,7 +306,7 @@ std::vector<BenchCase> bench_cases(const BenchGrid& g) {
         base.reps = g.reps;
         base.warmup = g.warmup;
         if (threads > 0) base.switches.push_back(parse_switch("threads=" + std::to_string(threads)));
-        if (kv) base.switches.push_back(parse_switch("kv=" + std::string(dtype_name(*kv))));
+        if (kv) base.switches.push_back(parse_switch("kv=" + *kv));
         if (isa) base.switches.push_back(parse_switch("isa=" + std::string(isa_name(*isa))));
         base.switches.insert(base.switches.end(), g.switches.begin(), g.switches.end());
         for (int depth : g.n_depth) {

@@ -98,7 +98,7 @@ struct BenchGrid {
   std::vector<int> n_depth{0};
   std::vector<int> n_parallel{1};  // tg tests only
   std::vector<int> n_threads{0};  // 0: the engine's default (one per core)
-  std::vector<DType> kv_types{};  // empty: the engine's default (f16)
+  std::vector<std::string> kv_types{};  // `kv` values (q8_0, cq2/cq1, ...); empty: the engine's default (f16)
   std::vector<Isa> isas{};        // empty: the engine's default (the best this CPU runs)
   int n_batch = 2048;
   int reps = 5;

@@ -110,7 +110,7 @@ class MarkdownPrinter : public BenchPrinter {
   MarkdownPrinter(std::ostream& out, const BenchGrid& g) : out_(out) {
     // Negative widths: left-aligned (text), positive: right-aligned (numbers).
     cols_ = {{"model", -30}, {"size", 10}, {"params", 10}, {"backend", -10}, {"threads", 7}, {"isa", -7}};
-    bool kv_shown = g.kv_types.size() > 1 || (g.kv_types.size() == 1 && g.kv_types[0] != DType::F16);
+    bool kv_shown = g.kv_types.size() > 1 || (g.kv_types.size() == 1 && g.kv_types[0] != "f16");
     // Other switches the grid sets (--switch, --kvcompress, ...) get a column,
     // as llama-bench shows a parameter that is not at its default.
     for (const auto& sw : g.switches) {

@@ -211,7 +211,7 @@ TEST(Bench, MarkdownTable) {
   testing::LoadedTinyModel tiny("bench_md");
   BenchGrid g = small_grid();
   g.n_threads = {1};
-  g.kv_types = {DType::F16, DType::F32};
+  g.kv_types = {"f16", "f32"};
   g.reps = 1;
   const auto results = run_all(*tiny.model, describe_model(*tiny.model, tiny.path), g);
   std::ostringstream out;
