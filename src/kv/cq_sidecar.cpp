@@ -232,10 +232,11 @@ std::string cq_sidecar_path(const std::string& model_path, CqSpec spec, const st
   return override_path.empty() ? default_cq_sidecar_path(model_path, spec) : override_path;
 }
 
-std::string cq_values_sidecar_path(const std::string& model_path, CqSpec k_spec, CqSpec v_spec,
-                                   const std::string& keys_override, const std::string& values_override) {
-  if (!values_override.empty()) return values_override;
-  return cq_sidecar_path(model_path, v_spec, k_spec == v_spec ? keys_override : std::string());
+CqSidecarPaths cq_sidecar_paths(const std::string& model_path, CqSpec k_spec, CqSpec v_spec,
+                                const std::string& keys_override, const std::string& values_override) {
+  CqSidecarPaths p{cq_sidecar_path(model_path, k_spec, keys_override), values_override};
+  if (p.values.empty()) p.values = k_spec == v_spec ? p.keys : default_cq_sidecar_path(model_path, v_spec);
+  return p;
 }
 
 }  // namespace kestrel

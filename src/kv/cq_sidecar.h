@@ -105,10 +105,14 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
 std::string default_cq_sidecar_path(const std::string& model_path, CqSpec spec);
 // `override_path` when given, else the default.
 std::string cq_sidecar_path(const std::string& model_path, CqSpec spec, const std::string& override_path);
-// Where a cache of CQ keys (k_spec) and values (v_spec) finds its values'
-// books: `values_override` when given; else the keys' file when both are one
-// spec (`keys_override` or the default); else the values' spec's default.
-std::string cq_values_sidecar_path(const std::string& model_path, CqSpec k_spec, CqSpec v_spec,
-                                   const std::string& keys_override, const std::string& values_override);
+// The sidecars a cache of CQ keys (k_spec) and values (v_spec) reads: the
+// keys' books from cq_sidecar_path(keys_override); the values' from
+// `values_override` when given, else from the keys' file when both are one
+// spec, else from the values' spec's default. One file when both are the same.
+struct CqSidecarPaths {
+  std::string keys, values;
+};
+CqSidecarPaths cq_sidecar_paths(const std::string& model_path, CqSpec k_spec, CqSpec v_spec,
+                                const std::string& keys_override, const std::string& values_override);
 
 }  // namespace kestrel

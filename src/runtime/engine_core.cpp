@@ -47,11 +47,11 @@ KvCq cq_store(const Model& model, const EngineConfig& c) {
            "` writes it; without ", flag, " it is looked for next to the model)");
     return load_cq_codebooks(path, info);
   };
-  const CqSpec k_spec = parse_cq_spec(dtype_name(c.k_type)), v_spec = parse_cq_spec(dtype_name(c.v_type));
-  const std::string k_path = cq_sidecar_path(model.path(), k_spec, c.kv_codebook);
-  const std::string v_path = cq_values_sidecar_path(model.path(), k_spec, v_spec, c.kv_codebook, c.kv_codebook_v);
-  CqCodebooks books = load(c.k_type, k_path, "--kv-codebook");
-  if (v_path != k_path) books = mixed_cq_codebooks(std::move(books), load(c.v_type, v_path, "--kv-codebook-v"));
+  const CqSidecarPaths paths = cq_sidecar_paths(model.path(), parse_cq_spec(dtype_name(c.k_type)),
+                                                parse_cq_spec(dtype_name(c.v_type)), c.kv_codebook, c.kv_codebook_v);
+  CqCodebooks books = load(c.k_type, paths.keys, "--kv-codebook");
+  if (paths.values != paths.keys)
+    books = mixed_cq_codebooks(std::move(books), load(c.v_type, paths.values, "--kv-codebook-v"));
   return KvCq{std::make_shared<const CqCodebooks>(std::move(books)), c.cq_window};
 }
 

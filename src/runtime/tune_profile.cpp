@@ -112,11 +112,11 @@ TuneProfile load_profile(const std::string& path) {
 std::vector<std::string> config_sidecars(const EngineConfig& config, const std::string& model_path) {
   std::vector<std::string> out;
   if (is_cq(config.k_type) && is_cq(config.v_type)) {  // what cq_store reads (runtime/engine_core.cpp)
-    const CqSpec k_spec = parse_cq_spec(dtype_name(config.k_type)), v_spec = parse_cq_spec(dtype_name(config.v_type));
-    out.push_back(cq_sidecar_path(model_path, k_spec, config.kv_codebook));
-    const std::string v_path =
-        cq_values_sidecar_path(model_path, k_spec, v_spec, config.kv_codebook, config.kv_codebook_v);
-    if (v_path != out.back()) out.push_back(v_path);
+    const CqSidecarPaths p =
+        cq_sidecar_paths(model_path, parse_cq_spec(dtype_name(config.k_type)), parse_cq_spec(dtype_name(config.v_type)),
+                         config.kv_codebook, config.kv_codebook_v);
+    out.push_back(p.keys);
+    if (p.values != p.keys) out.push_back(p.values);
   }
   if (config.teal.sparsity > 0.0) out.push_back(teal_sidecar_path(model_path, config.teal.file));
   return out;

@@ -503,14 +503,18 @@ TEST(CqSidecar, DefaultPathNextToTheModel) {
 // each tensor: a renamed, reshaped or rewritten tensor changes the hash.
 // kv=cq1/cq2 (or cq2/cq1) finds its values' books in the values' type's file unless named;
 // one type reads one file, named for the keys.
-TEST(CqSidecar, TheValuesFileOfTwoTypes) {
+TEST(CqSidecar, TheFilesOfTwoTypes) {
   const std::string m = "/m/x.gguf";
-  EXPECT_EQ(cq_values_sidecar_path(m, kCq1, kCq2, "", ""), "/m/x.cq2.gguf");
-  EXPECT_EQ(cq_values_sidecar_path(m, kCq1, kCq2, "/k.gguf", ""), "/m/x.cq2.gguf");
-  EXPECT_EQ(cq_values_sidecar_path(m, kCq1, kCq2, "/k.gguf", "/v.gguf"), "/v.gguf");
-  EXPECT_EQ(cq_values_sidecar_path(m, kCq2, kCq2, "/k.gguf", ""), "/k.gguf");
-  EXPECT_EQ(cq_values_sidecar_path(m, kCq2, kCq2, "", ""), "/m/x.cq2.gguf");
-  EXPECT_EQ(cq_values_sidecar_path(m, kCq2, kCq2, "/k.gguf", "/v.gguf"), "/v.gguf");
+  auto paths = [&](CqSpec k, CqSpec v, const std::string& ko, const std::string& vo) {
+    const CqSidecarPaths p = cq_sidecar_paths(m, k, v, ko, vo);
+    return p.keys + " " + p.values;
+  };
+  EXPECT_EQ(paths(kCq1, kCq2, "", ""), "/m/x.cq1.gguf /m/x.cq2.gguf");
+  EXPECT_EQ(paths(kCq1, kCq2, "/k.gguf", ""), "/k.gguf /m/x.cq2.gguf");
+  EXPECT_EQ(paths(kCq1, kCq2, "/k.gguf", "/v.gguf"), "/k.gguf /v.gguf");
+  EXPECT_EQ(paths(kCq2, kCq2, "/k.gguf", ""), "/k.gguf /k.gguf");
+  EXPECT_EQ(paths(kCq2, kCq2, "", ""), "/m/x.cq2.gguf /m/x.cq2.gguf");
+  EXPECT_EQ(paths(kCq2, kCq2, "", "/v.gguf"), "/m/x.cq2.gguf /v.gguf");
 }
 
 // A mixed set takes the keys' books of one and the values' of the other, is

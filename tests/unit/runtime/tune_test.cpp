@@ -184,6 +184,11 @@ TEST(TuneProfile, RoundTripsAndRefusesWhatItCannotTrust) {
   EXPECT_EQ(files[0], default_cq_sidecar_path(tiny.path, kCq2));
   EXPECT_EQ(files[1], cq.teal.file);
   EXPECT_TRUE(config_sidecars(EngineConfig{}, tiny.path).empty());
+  EngineConfig two = cq;  // kv=cq2/cq1 reads both types' files
+  two.v_type = DType::CQ1;
+  two.teal = {};
+  EXPECT_EQ(config_sidecars(two, tiny.path), (std::vector<std::string>{default_cq_sidecar_path(tiny.path, kCq2),
+                                                                       default_cq_sidecar_path(tiny.path, kCq1)}));
   std::ofstream(files[0]) << "codebooks";
   std::ofstream(files[1]) << "thresholds";
   TuneProfile with_files = q;
