@@ -60,7 +60,7 @@ void add_tune_command(CLI::App& app) {
     }
     if (!o->candidates.empty()) t.candidates = parse_switch_list(o->candidates);
     const std::string path = o->model.model.empty() ? default_model_path() : o->model.model;
-    auto model = load_model_verbose(o->model);
+    auto model = load_model_verbose(o->model, t.candidates.empty() ? tune_candidates() : t.candidates);
     std::cerr << "tune: CPU " << cpu_description() << "\n";
     const BenchModelInfo info = describe_model(*model, path);
     const ModelFlags flags = o->model;

@@ -260,7 +260,30 @@ void apply_guard(const Model& model, ModelFlags& f, GuardOutcome* outcome) {
       outcome);
 }
 
-std::unique_ptr<Model> load_model_verbose(const ModelFlags& f) {
+namespace {
+
+void refuse_unread_sidecar_flags(const ModelFlags& f, std::span<const SwitchSetting> also) {
+  if (!f.guard.profile.empty()) return;  // the profile's switches may read them
+  bool cq = false, teal = false;
+  auto note = [&](const SwitchSetting& s) {
+    EngineConfig c;
+    apply_switch(c, s);
+    cq = cq || is_cq(c.k_type) || is_cq(c.v_type);
+    teal = teal || c.teal.sparsity > 0.0;
+  };
+  for (const auto& s : f.switches) note(s);
+  for (const auto& s : also) note(s);
+  if (!cq && (!f.kv_codebook.empty() || !f.kv_codebook_v.empty()))
+    fail(f.kv_codebook.empty() ? "--kv-codebook-v" : "--kv-codebook",
+         " names a CQ codebook file, but no setting here uses a CQ cache (--cache-type cq2, cq1 or cq2/cq1)");
+  if (!teal && !f.teal_file.empty())
+    fail("--teal-file names TEAL thresholds, but no setting here uses them (--teal 0.4, ...)");
+}
+
+}  // namespace
+
+std::unique_ptr<Model> load_model_verbose(const ModelFlags& f, std::span<const SwitchSetting> also) {
+  refuse_unread_sidecar_flags(f, also);
   const std::string path = f.model.empty() ? default_model_path() : f.model;
   if (f.model.empty() && !std::ifstream(path).good())
     fail("no model given and the default model is missing at ", path,

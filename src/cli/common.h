@@ -81,7 +81,10 @@ std::vector<SwitchSetting> guarded_switches(
 // guard decided (any_lossy false when it did not run).
 void apply_guard(const Model& model, ModelFlags& f, GuardOutcome* outcome = nullptr);
 
-std::unique_ptr<Model> load_model_verbose(const ModelFlags& f);
+// Loads the model, saying so. First refuses a sidecar flag (--kv-codebook,
+// --kv-codebook-v, --teal-file) that no setting asked for reads: the flags'
+// switches, `also` (tune's candidates), or a --profile's (not checked).
+std::unique_ptr<Model> load_model_verbose(const ModelFlags& f, std::span<const SwitchSetting> also = {});
 // The engine configuration the flags ask for (defaults + every setting, in order).
 EngineConfig engine_config(const ModelFlags& f);
 SessionOptions session_options(const ModelFlags& f);

@@ -56,6 +56,8 @@ if "$BIN" calibrate kv -m "$MODEL" --tokens 64 -o "$TMP/q.cq2.gguf" >/dev/null 2
   else
     bad "calibrate kv --cq cq1 failed"
   fi
+  out="$("$BIN" run -m "$MODEL" --kv-codebook "$TMP/q.cq2.gguf" -p "Hi" -n 1 2>&1)"
+  expect_contains "--kv-codebook without a CQ cache is refused" "$out" "no setting here uses a CQ cache"
   out="$("$BIN" run -m "$MODEL" -ctk cq1 -p "Hi" -n 1 2>&1)"
   expect_contains "-ctk cq1 says where CQ types go" "$out" "kv=cq2/cq1 (--cache-type cq2/cq1)"
 else
