@@ -49,8 +49,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-r,--repetitions", o->reps, "timed runs per test")->check(CLI::Range(1, 1000000));
   cmd->add_option("-b,--batch-size", o->batch, "prompt tokens per forward pass")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--kv-codebook", o->kv_codebook,
-                  "kv=cq2/cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to each model); "
-                  "kv=cq2/cq1 as K/V: the keys' file");
+                  "kv=cq2 or cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to each model); "
+                  "K/V of two CQ types (kv=cq2/cq1): the keys' file");
   cmd->add_option(
       "--kv-codebook-v", o->kv_codebook_v,
       "K/V of two CQ types: the values' codebook file (default: the values' type's file next to the model)");

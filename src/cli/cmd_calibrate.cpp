@@ -311,7 +311,7 @@ void add_calibrate_command(CLI::App& app) {
   kv->add_option("--value-metric", o->value_metric,
                  "mse (default) or output (values coded for the error after the output projection)");
   kv->add_option("--exact-layers", o->exact_layers,
-                 "the first N layers keep their keys and values in F16 under kv=cq2/cq1 (default 0)");
+                 "the first N layers keep their keys and values in F16 under the CQ cache types (default 0)");
   kv->add_option("--ridge", o->ridge, "query/output metric: identity added to the normalized moments (default 1.0)");
   kv->add_option("--row-weights", o->row_weights,
                  "uniform (default) or attention (rows weighted in k-means by the squared attention they received "

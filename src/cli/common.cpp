@@ -75,11 +75,12 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
   add_switch_alias(app, "--cache-type-k", "kv_k", f, "KV cache type of keys (llama.cpp's -ctk)");
   add_switch_alias(app, "--cache-type-v", "kv_v", f, "KV cache type of values (llama.cpp's -ctv)");
   app.add_option("--kv-codebook", f.kv_codebook,
-                 "kv=cq2/cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to the model; "
-                 "`kestrel calibrate kv` writes it); kv=cq2/cq1: the keys' file");
+                 "kv=cq2 or cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to the model; "
+                 "`kestrel calibrate kv` writes it); K/V of two CQ types (kv=cq2/cq1): the keys' file");
   app.add_option("--kv-codebook-v", f.kv_codebook_v,
-                 "kv=cq2/cq1: the values' codebook file (default: the values' type's file next to the model)");
-  app.add_option("--cq-window", f.cq_window, "kv=cq2/cq1: the most recent tokens per head kept in f16 as well")
+                 "K/V of two CQ types (kv=cq2/cq1): the values' codebook file (default: the values' type's file next "
+                 "to the model)");
+  app.add_option("--cq-window", f.cq_window, "CQ caches: the most recent tokens per head kept in f16 as well")
       ->check(CLI::NonNegativeNumber);
   add_switch_alias(app, "--teal", "teal", f,
                    "TEAL activation sparsity at decode: off or the model-wide share of projection inputs dropped "

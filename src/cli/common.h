@@ -36,7 +36,7 @@ struct ModelFlags {
   // is isa=X, --cache-type X is kv=X, --sampler X is sampling=X, and
   // --switch name=value is itself (one parser: switches/registry.h).
   std::vector<SwitchSetting> switches;
-  // kv=cq2/cq1: the codebook sidecar (empty: next to the model) and the F16 window.
+  // CQ caches: the codebook sidecars (empty: next to the model) and the F16 window.
   std::string kv_codebook;
   std::string kv_codebook_v;
   int64_t cq_window = 128;

@@ -10,7 +10,7 @@
 namespace kestrel {
 
 // Weights plus the KV cache a configuration holds at n_ctx tokens (KV-Compress
-// keeps 1/rate of it, a KV budget at most that many); for kv=cq2/cq1 also the
+// keeps 1/rate of it, a KV budget at most that many); for the CQ types also the
 // codebooks and the F16 copies of the sink and the window.
 double memory_at_context(const Model& model, const EngineConfig& config, int64_t n_ctx);
 

@@ -43,7 +43,7 @@ void save_profile(const TuneProfile& p, const std::string& path);
 TuneProfile load_profile(const std::string& path);
 
 // The sidecar files an engine with `config` reads (resolved beside
-// model_path unless named): the CQ codebook of kv=cq2/cq1, TEAL's thresholds.
+// model_path unless named): the CQ codebooks of kv=cq2, cq1 or K/V such as cq2/cq1, TEAL's thresholds.
 std::vector<std::string> config_sidecars(const EngineConfig& config, const std::string& model_path);
 // Those files with their fingerprints, for TuneProfile::sidecars (throws
 // kestrel::Error when one cannot be read).

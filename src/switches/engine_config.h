@@ -101,9 +101,9 @@ struct EngineConfig {
   DType k_type = DType::F16;           // `kv_k` (`kv` sets both): the KV store's key element type
   DType v_type = DType::F16;           // `kv_v` (`kv` sets both): its value element type
   bool kv_rotation = true;             // `kv_rot`: llama.cpp's Hadamard rotation of a block-quantized K/V
-  // kv=cq2/cq1 (kv/cq_codebook.h): the codebook file (`--kv-codebook`; empty:
+  // kv=cq2 or cq1 (kv/cq_codebook.h): the codebook file (`--kv-codebook`; empty:
   // MODEL.cq2.gguf next to the model) and the rows per head kept in F16 too (`--cq-window`).
-  // kv=cq2/cq1: the keys' file is kv_codebook, the values' kv_codebook_v
+  // K/V of two CQ types (kv=cq2/cq1): the keys' file is kv_codebook, the values' kv_codebook_v
   // (`--kv-codebook-v`; empty: the values' type's file next to the model).
   std::string kv_codebook;
   std::string kv_codebook_v;

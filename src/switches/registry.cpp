@@ -55,7 +55,11 @@ std::vector<std::string> kv_type_names(bool with_cq) {
     for (DType t : kernels::cq_kv_types()) out.emplace_back(dtype_name(t));
     for (DType k : kernels::cq_kv_types())
       for (DType v : kernels::cq_kv_types())
-        if (k != v) out.push_back(std::string(dtype_name(k)) + "/" + std::string(dtype_name(v)));
+        if (k != v) {
+          std::string pair(dtype_name(k));
+          pair.append("/").append(dtype_name(v));
+          out.push_back(std::move(pair));
+        }
   }
   return out;
 }
