@@ -48,12 +48,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "thread counts, comma-separated (default: all cores)")->delimiter(',');
   cmd->add_option("-r,--repetitions", o->reps, "timed runs per test")->check(CLI::Range(1, 1000000));
   cmd->add_option("-b,--batch-size", o->batch, "prompt tokens per forward pass")->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--kv-codebook", o->kv_codebook,
-                  "kv=cq2 or cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to each model); "
-                  "K/V of two CQ types (kv=cq2/cq1): the keys' file");
-  cmd->add_option(
-      "--kv-codebook-v", o->kv_codebook_v,
-      "K/V of two CQ types: the values' codebook file (default: the values' type's file next to the model)");
+  add_kv_codebook_flags(*cmd, o->kv_codebook, o->kv_codebook_v);
   cmd->add_option("--switch", o->switches, "technique switches name=value (kestrel ab lists them), repeatable");
   cmd->add_option("--isa", o->isas, "kernel instruction sets: scalar, avx2, avx512 (default: best)")->delimiter(',');
   cmd->add_option("--cache-type", o->kv_types,

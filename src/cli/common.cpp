@@ -43,6 +43,15 @@ CLI::Option* add_switch_alias(CLI::App& app, const std::string& flag, const std:
 
 }  // namespace
 
+void add_kv_codebook_flags(CLI::App& app, std::string& keys, std::string& values) {
+  app.add_option("--kv-codebook", keys,
+                 "kv=cq2 or cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to the model; "
+                 "`kestrel calibrate kv` writes it); K/V of two CQ types (kv=cq2/cq1): the keys' file");
+  app.add_option("--kv-codebook-v", values,
+                 "K/V of two CQ types (kv=cq2/cq1): the values' codebook file (default: the values' type's file next "
+                 "to the model)");
+}
+
 std::vector<std::string> llama_cpp_spellings(int argc, const char* const* argv) {
   std::vector<std::string> out;
   for (int i = 0; i < argc; ++i) {
@@ -74,12 +83,7 @@ void add_model_flags(CLI::App& app, ModelFlags& f) {
   // -ctk/-ctv (and run's -md) reach these through llama_cpp_spellings (CLI11 takes one-letter short flags only).
   add_switch_alias(app, "--cache-type-k", "kv_k", f, "KV cache type of keys (llama.cpp's -ctk)");
   add_switch_alias(app, "--cache-type-v", "kv_v", f, "KV cache type of values (llama.cpp's -ctv)");
-  app.add_option("--kv-codebook", f.kv_codebook,
-                 "kv=cq2 or cq1: the codebook file (default MODEL.cq2.gguf / MODEL.cq1.gguf next to the model; "
-                 "`kestrel calibrate kv` writes it); K/V of two CQ types (kv=cq2/cq1): the keys' file");
-  app.add_option("--kv-codebook-v", f.kv_codebook_v,
-                 "K/V of two CQ types (kv=cq2/cq1): the values' codebook file (default: the values' type's file next "
-                 "to the model)");
+  add_kv_codebook_flags(app, f.kv_codebook, f.kv_codebook_v);
   app.add_option("--cq-window", f.cq_window, "CQ caches: the most recent tokens per head kept in f16 as well")
       ->check(CLI::NonNegativeNumber);
   add_switch_alias(app, "--teal", "teal", f,

@@ -55,6 +55,9 @@ void add_model_flags(CLI::App& app, ModelFlags& f);
 // argv with llama.cpp's multi-letter short flags (-ctk, -ctv, -md) spelled as their
 // long forms, which CLI11 can declare (it takes one-letter short flags only).
 std::vector<std::string> llama_cpp_spellings(int argc, const char* const* argv);
+// --kv-codebook (the keys' CQ sidecar, or both sides' for one type) and
+// --kv-codebook-v (the values' for K/V of two CQ types), into these strings.
+void add_kv_codebook_flags(CLI::App& app, std::string& keys, std::string& values);
 // llama.cpp's speculative decoding flags: --spec-type, -md, --spec-draft-n-max, ...
 void add_speculative_flags(CLI::App& app, ModelFlags& f);
 // The same without --spec-type (bench takes a list of them).
