@@ -81,13 +81,14 @@ std::vector<std::vector<SwitchSetting>> parse_rows(const std::string& text) {
 
 void add_ab_command(CLI::App& app) {
   struct Opts {
-    std::string model, file, switches, out_dir = "ab-out", baseline;
+    std::string model, file, switches, out_dir = "ab-out", baseline, kv_codebook, kv_codebook_v;
     int ctx = 256, chunks = 4, n_prompt = 128, n_gen = 32, reps = 3, threads = 0;
     bool list = false;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("ab", "baseline vs switches in one run: speed, memory and accuracy scoreboard");
   cmd->add_option("-m,--model", o->model, "GGUF model (default model if absent)");
+  add_kv_codebook_flags(*cmd, o->kv_codebook, o->kv_codebook_v);
   cmd->add_option("--switches", o->switches,
                   "comma-separated name=value settings, each compared with the baseline; join settings with + to "
                   "compare them together (attn=sage+kv_k=q8_0)");
@@ -146,6 +147,7 @@ void add_ab_command(CLI::App& app) {
     // here: `kestrel perplexity` refuses them (one forward pass per chunk);
     // `kestrel longeval --ppl` measures them.
     std::vector<bool> evicts = {false};
+    bool uses_cq = false;
     for (const auto& row : settings) {
       EngineConfig c;
       apply_switches(c, row);
@@ -160,9 +162,18 @@ void add_ab_command(CLI::App& app) {
         sets_threads = sets_threads || s.name == "threads";
         f += " --switch " + quote(s.label());
       }
+      // The CQ rows read the codebooks named here (the other rows' children would refuse them).
+      if (is_cq(c.k_type) && is_cq(c.v_type)) {
+        uses_cq = true;
+        if (!o->kv_codebook.empty()) f += " --kv-codebook " + quote(o->kv_codebook);
+        if (!o->kv_codebook_v.empty()) f += " --kv-codebook-v " + quote(o->kv_codebook_v);
+      }
       board.rows.push_back(r);
       flags.push_back((sets_threads ? "" : threads) + f);
     }
+
+    if (!uses_cq && (!o->kv_codebook.empty() || !o->kv_codebook_v.empty()))
+      fail("ab: --kv-codebook names a CQ codebook file, but no row uses a CQ cache (kv=cq2, cq1 or cq2/cq1)");
 
     // Accuracy: the baseline saves its logits, each switch is compared with them.
     std::cerr << "ab: baseline perplexity\n";
