@@ -119,10 +119,14 @@ void add_ab_command(CLI::App& app) {
     }
     const auto settings = parse_rows(o->switches);
     if (settings.empty()) fail("ab: give --switches name=value[,name=value...] (see kestrel ab --list)");
+    bool uses_cq = false;
     for (const auto& row : settings) {  // a row's settings must go together: checked here, not half-way
       EngineConfig c;
       apply_switches(c, row);
+      uses_cq = uses_cq || (is_cq(c.k_type) && is_cq(c.v_type));
     }
+    if (!uses_cq && (!o->kv_codebook.empty() || !o->kv_codebook_v.empty()))
+      fail("ab: --kv-codebook names a CQ codebook file, but no row uses a CQ cache (kv=cq2, cq1 or cq2/cq1)");
     const std::string exe = quote(self_path());
     const std::string model = o->model.empty() ? default_model_path() : o->model;
     std::optional<Scoreboard> previous;  // read first: a bad file fails before the measurements
@@ -147,7 +151,6 @@ void add_ab_command(CLI::App& app) {
     // here: `kestrel perplexity` refuses them (one forward pass per chunk);
     // `kestrel longeval --ppl` measures them.
     std::vector<bool> evicts = {false};
-    bool uses_cq = false;
     for (const auto& row : settings) {
       EngineConfig c;
       apply_switches(c, row);
@@ -164,16 +167,12 @@ void add_ab_command(CLI::App& app) {
       }
       // The CQ rows read the codebooks named here (the other rows' children would refuse them).
       if (is_cq(c.k_type) && is_cq(c.v_type)) {
-        uses_cq = true;
         if (!o->kv_codebook.empty()) f += " --kv-codebook " + quote(o->kv_codebook);
         if (!o->kv_codebook_v.empty()) f += " --kv-codebook-v " + quote(o->kv_codebook_v);
       }
       board.rows.push_back(r);
       flags.push_back((sets_threads ? "" : threads) + f);
     }
-
-    if (!uses_cq && (!o->kv_codebook.empty() || !o->kv_codebook_v.empty()))
-      fail("ab: --kv-codebook names a CQ codebook file, but no row uses a CQ cache (kv=cq2, cq1 or cq2/cq1)");
 
     // Accuracy: the baseline saves its logits, each switch is compared with them.
     std::cerr << "ab: baseline perplexity\n";
