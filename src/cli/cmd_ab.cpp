@@ -123,7 +123,7 @@ void add_ab_command(CLI::App& app) {
     for (const auto& row : settings) {  // a row's settings must go together: checked here, not half-way
       EngineConfig c;
       apply_switches(c, row);
-      uses_cq = uses_cq || (is_cq(c.k_type) && is_cq(c.v_type));
+      uses_cq = uses_cq || uses_cq_cache(c);
     }
     if (!uses_cq && (!o->kv_codebook.empty() || !o->kv_codebook_v.empty()))
       fail("ab: --kv-codebook names a CQ codebook file, but no row uses a CQ cache (kv=cq2, cq1 or cq2/cq1)");
@@ -166,7 +166,7 @@ void add_ab_command(CLI::App& app) {
         f += " --switch " + quote(s.label());
       }
       // The CQ rows read the codebooks named here (the other rows' children would refuse them).
-      if (is_cq(c.k_type) && is_cq(c.v_type)) {
+      if (uses_cq_cache(c)) {
         if (!o->kv_codebook.empty()) f += " --kv-codebook " + quote(o->kv_codebook);
         if (!o->kv_codebook_v.empty()) f += " --kv-codebook-v " + quote(o->kv_codebook_v);
       }

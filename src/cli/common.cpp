@@ -273,7 +273,7 @@ void refuse_unread_sidecar_flags(const ModelFlags& f, std::span<const SwitchSett
   auto note = [&](const SwitchSetting& s) {
     EngineConfig c;
     apply_switch(c, s);
-    cq = cq || is_cq(c.k_type) || is_cq(c.v_type);
+    cq = cq || uses_cq_cache(c);
     teal = teal || c.teal.sparsity > 0.0;
   };
   for (const auto& s : f.switches) note(s);

@@ -37,8 +37,7 @@ EngineConfig resolved(const Model& model, EngineConfig c) {
 // ones next to the model: one file, or the keys' and the values' when they are
 // two CQ types (kv=cq2/cq1).
 KvCq cq_store(const Model& model, const EngineConfig& c) {
-  // A CQ type with another has no attention kernels: check_engine_config refused it.
-  if (!is_cq(c.k_type) || !is_cq(c.v_type)) return {};
+  if (!uses_cq_cache(c)) return {};
   const CqModelInfo info = cq_model_info(model.file());
   auto load = [&](DType t, const std::string& path, const char* flag) {
     if (!std::filesystem::exists(path))

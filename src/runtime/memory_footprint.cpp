@@ -16,7 +16,7 @@ namespace {
 // copies of its sink block and its last cq_window rows (one block more where
 // the window starts inside a block), at most the rows held.
 double cq_fixed_bytes(const ModelConfig& m, const EngineConfig& config, double held_rows) {
-  if (!is_cq(config.k_type)) return 0.0;
+  if (!uses_cq_cache(config)) return 0.0;
   const CqSpec spec = parse_cq_spec(dtype_name(config.k_type));
   const double heads = static_cast<double>(m.n_layer) * m.n_kv_head;
   const double books = heads * 2.0 * static_cast<double>(cq_codebook_bytes(spec, m.head_dim));

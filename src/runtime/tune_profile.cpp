@@ -111,7 +111,7 @@ TuneProfile load_profile(const std::string& path) {
 
 std::vector<std::string> config_sidecars(const EngineConfig& config, const std::string& model_path) {
   std::vector<std::string> out;
-  if (is_cq(config.k_type) && is_cq(config.v_type)) {  // what cq_store reads (runtime/engine_core.cpp)
+  if (uses_cq_cache(config)) {  // what cq_store reads (runtime/engine_core.cpp)
     const CqSidecarPaths p =
         cq_sidecar_paths(model_path, parse_cq_spec(dtype_name(config.k_type)), parse_cq_spec(dtype_name(config.v_type)),
                          config.kv_codebook, config.kv_codebook_v);

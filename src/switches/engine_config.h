@@ -116,4 +116,8 @@ struct EngineConfig {
   TealConfig teal;                          // `teal`: activation sparsity
 };
 
+// Whether an engine with `c` keeps a CQ cache, and so reads codebook sidecars
+// (K and V both CQ types: a CQ type with another has no attention kernels).
+inline bool uses_cq_cache(const EngineConfig& c) { return is_cq(c.k_type) && is_cq(c.v_type); }
+
 }  // namespace kestrel

@@ -348,43 +348,25 @@ TEST(CqCache, ACutIntoACodedBlockRebuildsItsCopyFromTheCodes) {
 TEST(CqCache, RefusesWhatItCannotStore) {
   const KvShape shape{kLayers, kHeads, kDim, 64, 1};
   const auto books2 = random_books(kCq2, 1);
+  // The error of a cache of these types over these books (of `s`).
+  auto refusal = [](DType k, DType v, std::shared_ptr<const CqCodebooks> books, KvShape s) {
+    return error_of([&] { KvCache(s, k, v, best_isa(), true, false, KvCq{std::move(books)}); });
+  };
   EXPECT_NE(error_of([&] { KvCache(shape, DType::CQ2, DType::CQ2); }).find("needs codebooks"), std::string::npos);
-  EXPECT_NE(error_of([&] {
-              KvCache(shape, DType::CQ2, DType::F16, best_isa(), true, false, KvCq{books2});
-            }).find("codes both K and V"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] {
-              KvCache(shape, DType::Q8_0, DType::CQ2, best_isa(), true, false, KvCq{books2});
-            }).find("codes both K and V"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] {
-              KvCache(shape, DType::CQ1, DType::CQ1, best_isa(), true, false, KvCq{books2});
-            }).find("needs cq1 codebooks, not cq2"),
-            std::string::npos);
+  EXPECT_NE(refusal(DType::CQ2, DType::F16, books2, shape).find("codes both K and V"), std::string::npos);
+  EXPECT_NE(refusal(DType::Q8_0, DType::CQ2, books2, shape).find("codes both K and V"), std::string::npos);
+  EXPECT_NE(refusal(DType::CQ1, DType::CQ1, books2, shape).find("needs cq1 codebooks, not cq2"), std::string::npos);
   // Mixed types need the keys' books of the K type and the values' of the V type.
-  EXPECT_NE(error_of([&] {
-              KvCache(shape, DType::CQ2, DType::CQ1, best_isa(), true, false, KvCq{books2});
-            }).find("cq1 values need cq1 codebooks, not cq2"),
+  EXPECT_NE(refusal(DType::CQ2, DType::CQ1, books2, shape).find("cq1 values need cq1 codebooks, not cq2"),
             std::string::npos);
   const auto mixed = std::make_shared<const CqCodebooks>(mixed_cq_codebooks(*books2, *random_books(kCq1, 2)));
-  EXPECT_NE(error_of([&] {
-              KvCache(shape, DType::CQ1, DType::CQ1, best_isa(), true, false, KvCq{mixed});
-            }).find("needs cq1 codebooks, not cq2"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] {
-              KvCache(shape, DType::CQ2, DType::CQ2, best_isa(), true, false, KvCq{mixed});
-            }).find("cq2 values need cq2 codebooks, not cq1"),
+  EXPECT_NE(refusal(DType::CQ1, DType::CQ1, mixed, shape).find("needs cq1 codebooks, not cq2"), std::string::npos);
+  EXPECT_NE(refusal(DType::CQ2, DType::CQ2, mixed, shape).find("cq2 values need cq2 codebooks, not cq1"),
             std::string::npos);
   EXPECT_NO_THROW(KvCache(shape, DType::CQ2, DType::CQ1, best_isa(), true, false, KvCq{mixed}));
-  EXPECT_NE(error_of([&] {
-              KvCache(KvShape{kLayers + 1, kHeads, kDim, 64, 1}, DType::CQ2, DType::CQ2, best_isa(), true, false,
-                      KvCq{books2});
-            }).find("do not fit"),
+  EXPECT_NE(refusal(DType::CQ2, DType::CQ2, books2, KvShape{kLayers + 1, kHeads, kDim, 64, 1}).find("do not fit"),
             std::string::npos);
-  EXPECT_NE(error_of([&] {
-              KvCache(shape, DType::F16, DType::F16, best_isa(), true, false, KvCq{books2});
-            }).find("only cq2 and cq1"),
-            std::string::npos);
+  EXPECT_NE(refusal(DType::F16, DType::F16, books2, shape).find("only cq2 and cq1"), std::string::npos);
   EXPECT_NE(error_of([&] {
               kernels::attention_kernel_set(DType::CQ2, DType::F16, kernels::AttentionAlgo::Exact, best_isa());
             }).find("K any of cq2, cq1 with V any of cq2, cq1"),
