@@ -32,6 +32,7 @@ struct CalibrateKvOpts {
   std::string key_metric = "query";  // better than mse on all three real models (docs/cq_accuracy.md)
   std::string value_metric = "mse";
   int exact_layers = 0;
+  int stages = 1;
   double ridge = kCqDefaultRidge;
   std::string row_weights = "uniform";
   double attention_floor = CqLearnOptions{}.attention_floor;
@@ -59,7 +60,9 @@ void calibrate_kv(const CalibrateKvOpts& o) {
   if (o.exact_layers < 0) fail("calibrate: --exact-layers must not be negative, got ", o.exact_layers);
 
   auto model = load_model(o.model);
-  CqCodebooks books = make_cq_codebooks(spec, cq_model_info(model->file()));
+  if (o.stages < 1) fail("calibrate: --stages must be at least 1, got ", o.stages);
+  CqCodebooks books = make_cq_codebooks(spec, cq_model_info(model->file()), o.stages);
+  const int width = books.k.front().width();  // channels a centroid covers
   if (o.exact_layers > books.model.n_layer)
     fail("calibrate: --exact-layers ", o.exact_layers, " of a model of ", books.model.n_layer, " layers");
   books.exact_layers = o.exact_layers;
@@ -70,10 +73,14 @@ void calibrate_kv(const CalibrateKvOpts& o) {
   std::cerr << "calibrate: " << model->config().arch << ", " << books.model.n_layer << " layers x "
             << books.model.n_kv_head << " kv heads x " << books.model.k_head_dim << " channels; " << cq_spec_name(spec)
             << " = " << spec.channels_per_group << " channels in " << spec.bits << " bits, "
-            << spec.groups(books.model.k_head_dim) << " codebooks of " << spec.n_codes() << " per head\n";
+            << spec.groups(books.model.k_head_dim) << " codebooks of " << spec.n_codes() << " per head"
+            << (o.stages > 1 ? ", in " + std::to_string(o.stages) + " residual stages over blocks of " +
+                                   std::to_string(width) + " channels"
+                             : "")
+            << "\n";
 
   // The queries of the same passes that fill the cache: the keys' metric.
-  CqQueryMoments queries(books.model.n_layer, books.model.n_kv_head, books.model.k_head_dim, spec.channels_per_group);
+  CqQueryMoments queries(books.model.n_layer, books.model.n_kv_head, books.model.k_head_dim, width);
   const bool query_metric = o.key_metric == "query";
   // The squared attention every cached row receives, from position 0 on: the rows' weights.
   EvictionMetric attention(books.model.n_layer, books.model.n_kv_head);
@@ -111,10 +118,9 @@ void calibrate_kv(const CalibrateKvOpts& o) {
   for (int layer = 0; layer < books.model.n_layer; ++layer) {
     const auto t_layer = Clock::now();
     const ModelConfig& mc = model->config();
-    const std::vector<double> value_moments = output_metric
-                                                  ? cq_output_moments(model->file(), layer, mc.n_head, mc.n_kv_head,
-                                                                      books.model.v_head_dim, spec.channels_per_group)
-                                                  : std::vector<double>{};
+    const std::vector<double> value_moments =
+        output_metric ? cq_output_moments(model->file(), layer, mc.n_head, mc.n_kv_head, books.model.v_head_dim, width)
+                      : std::vector<double>{};
     CqLearnOptions learn;
     learn.queries = query_metric ? &queries : nullptr;
     learn.ridge = o.ridge;
@@ -128,8 +134,8 @@ void calibrate_kv(const CalibrateKvOpts& o) {
     const CqLayerReport& r = reports.back();
     std::cerr << "calibrate:   k-means layer " << layer << " (" << (layer + 1) << "/" << books.model.n_layer << "): K "
               << std::setprecision(4) << r.k_fit << " (held out " << r.k_heldout << "), V " << r.v_fit << " (held out "
-              << r.v_heldout << "); " << std::setprecision(1) << r.mean_iterations << " Lloyd steps per group, "
-              << r.at_cap << " groups at the cap; " << since(t_layer) << " s\n";
+              << r.v_heldout << "); " << std::setprecision(1) << r.mean_iterations << " Lloyd steps per block, "
+              << r.at_cap << " blocks at the cap; " << since(t_layer) << " s\n";
   }
   const double learn_seconds = since(t_learn);
   save_cq_codebooks(out, books);
@@ -312,6 +318,9 @@ void add_calibrate_command(CLI::App& app) {
                  "mse (default) or output (values coded for the error after the output projection)");
   kv->add_option("--exact-layers", o->exact_layers,
                  "the first N layers keep their keys and values in F16 under the CQ cache types (default 0)");
+  kv->add_option("--stages", o->stages,
+                 "residual stages: S codes per block of S x c channels, each coding what the earlier ones left "
+                 "(same bytes per row, S times the codebook; default 1; docs/cq_accuracy.md)");
   kv->add_option("--ridge", o->ridge, "query/output metric: identity added to the normalized moments (default 1.0)");
   kv->add_option("--row-weights", o->row_weights,
                  "uniform (default) or attention (rows weighted in k-means by the squared attention they received "

@@ -43,7 +43,7 @@ std::span<const DType> cq_kv_types();
 // rows [0, sink) and [n - window, n) where held and the codes elsewhere, so its result does
 // not depend on how the prompt was cut into batches.
 struct CqRows {
-  const uint16_t* k_centroids = nullptr;  // F16 [d / k_c][k_c][n_codes] (kv/cq_codebook.h layout)
+  const uint16_t* k_centroids = nullptr;  // F16 [d / k_c][k_c k_stages][n_codes] (kv/cq_codebook.h layout)
   const uint16_t* v_centroids = nullptr;
   int k_c = 0;  // channels per group
   int v_c = 0;
@@ -59,6 +59,11 @@ struct CqRows {
   // null. Queries and decoded values pass through it (kernels/cq_whiten.h).
   const float* k_whitening = nullptr;
   const float* v_whitening = nullptr;
+  // Residual stages of K's (V's) books (kv/cq_codebook.h): centroids
+  // [d / c][c stages][n_codes], group g a stage of the block g / stages, whose
+  // c stages channels share one whitening ([d / (c stages)][c stages]^2).
+  int k_stages = 1;
+  int v_stages = 1;
 };
 
 // The rows of logical block b (block_len rows) from the returned one on are

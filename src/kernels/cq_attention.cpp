@@ -20,29 +20,40 @@ const uint16_t* copy_row(const uint16_t* base, const CqRows& cq, int64_t block_l
   return base + cq.win_ids[r / block_len] * cq.win_stride + (r % block_len) * d;
 }
 
-// The centroids of a codebook, F16 [d / c][c][n_codes] (planar, what the
-// score table reads), as F32 [d / c][n_codes][c]: a code's c values next to
-// each other, one copy per (row, group) when rows are decoded. Widened once
-// per call (once per prompt tile and head), into per-thread scratch. Whitened
-// centroids (`whitening` set) come back to C = W^-1 E here, once per code.
-void code_major(const uint16_t* planar, const float* whitening, int d, int c, int n_codes, std::vector<float>& out) {
-  out.resize(static_cast<size_t>(d) * n_codes);
-  for (int g = 0; g < d / c; ++g)
-    for (int i = 0; i < c; ++i)
+// The centroids of a codebook, F16 [d / c][w][n_codes] (w = c stages; planar,
+// what the score table reads), as F32 [d / c][n_codes][w]: a code's w values
+// next to each other, one copy per (row, group) when rows are decoded. Widened
+// once per call (once per prompt tile and head), into per-thread scratch.
+// Whitened centroids (`whitening` set, one W per block of w channels) come
+// back to C = W^-1 E here, once per code: W^-1 is linear, so a block's stages
+// may be mapped one by one and summed after.
+void code_major(const uint16_t* planar, const float* whitening, int d, int c, int stages, int n_codes,
+                std::vector<float>& out) {
+  const int w = c * stages, groups = d / c;
+  out.resize(static_cast<size_t>(groups) * w * n_codes);
+  for (int g = 0; g < groups; ++g)
+    for (int i = 0; i < w; ++i)
       for (int code = 0; code < n_codes; ++code)
-        out[(static_cast<size_t>(g) * n_codes + code) * c + i] =
-            fp16_to_f32(planar[(static_cast<size_t>(g) * c + i) * n_codes + code]);
+        out[(static_cast<size_t>(g) * n_codes + code) * w + i] =
+            fp16_to_f32(planar[(static_cast<size_t>(g) * w + i) * n_codes + code]);
   if (!whitening) return;
-  for (int g = 0; g < d / c; ++g)
+  for (int g = 0; g < groups; ++g)
     for (int code = 0; code < n_codes; ++code) {
-      float* x = out.data() + (static_cast<size_t>(g) * n_codes + code) * c;
-      cq_unwhiten(whitening + static_cast<size_t>(g) * c * c, c, x, x);
+      float* x = out.data() + (static_cast<size_t>(g) * n_codes + code) * w;
+      cq_unwhiten(whitening + static_cast<size_t>(g / stages) * w * w, w, x, x);
     }
 }
 
-void decode_codes(const uint8_t* codes, const float* by_code, int d, int c, int n_codes, float* row) {
-  for (int g = 0; g < d / c; ++g)
-    std::memcpy(row + g * c, by_code + (static_cast<size_t>(g) * n_codes + codes[g]) * c, sizeof(float) * c);
+void decode_codes(const uint8_t* codes, const float* by_code, int d, int c, int stages, int n_codes, float* row) {
+  const int w = c * stages;
+  for (int g = 0; g < d / c; ++g) {
+    const float* x = by_code + (static_cast<size_t>(g) * n_codes + codes[g]) * w;
+    float* block = row + (g / stages) * w;
+    if (g % stages == 0)
+      std::memcpy(block, x, sizeof(float) * w);
+    else
+      for (int i = 0; i < w; ++i) block[i] += x[i];
+  }
 }
 
 // fn(r0, split, r1) for each logical block [r0, r1) of rows [0, n) in order:
@@ -66,14 +77,14 @@ void decode_cq_rows(const KvRows& kv, int64_t n, int d, float* k, float* v) {
   for_each_block(cq, bl, n, [&](int64_t r0, int64_t split, int64_t r1) {
     if (split > r0 && !coded) {
       coded = true;
-      code_major(cq.k_centroids, cq.k_whitening, d, cq.k_c, cq.n_codes, k_by_code);
-      code_major(cq.v_centroids, cq.v_whitening, d, cq.v_c, cq.n_codes, v_by_code);
+      code_major(cq.k_centroids, cq.k_whitening, d, cq.k_c, cq.k_stages, cq.n_codes, k_by_code);
+      code_major(cq.v_centroids, cq.v_whitening, d, cq.v_c, cq.v_stages, cq.n_codes, v_by_code);
     }
     for (int64_t r = r0; r < split; ++r) {
-      decode_codes(code_row(kv.k, kv.ids, kv.stride_bytes, bl, r, d / cq.k_c), k_by_code.data(), d, cq.k_c, cq.n_codes,
-                   k + r * d);
+      decode_codes(code_row(kv.k, kv.ids, kv.stride_bytes, bl, r, d / cq.k_c), k_by_code.data(), d, cq.k_c, cq.k_stages,
+                   cq.n_codes, k + r * d);
       decode_codes(code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r, d / cq.v_c), v_by_code.data(), d, cq.v_c,
-                   cq.n_codes, v + r * d);
+                   cq.v_stages, cq.n_codes, v + r * d);
     }
     for (int64_t r = split; r < r1; ++r) {
       const uint16_t* kr = copy_row(cq.win_k, cq, bl, r, d);
@@ -90,15 +101,26 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
   const CqRows& cq = kv.cq;
   const int k_groups = d / cq.k_c;
   const int v_groups = d / cq.v_c;
-  thread_local std::vector<float> qs, qw, table, s, buckets, acc;
+  const int kw = cq.k_c * cq.k_stages, vw = cq.v_c * cq.v_stages;  // channels a centroid covers
+  thread_local std::vector<float> qs, qw, q_stages, table, s, buckets, acc, out_stages;
   qs.resize(static_cast<size_t>(d));
   for (int c = 0; c < d; ++c) qs[c] = q[c] * scale;
   // Whitened keys: q . C = (W^-T q) . E, the table built from the mapped query.
   const float* q_table = qs.data();
   if (cq.k_whitening) {
     qw = qs;
-    cq_unwhiten_transposed_row(cq.k_whitening, d, cq.k_c, qw.data());
+    cq_unwhiten_transposed_row(cq.k_whitening, d, kw, qw.data());
     q_table = qw.data();
+  }
+  // Residual stages: group g's centroids cover its block's kw channels, so the
+  // table kernel reads the query as d stages channels, each block's part once
+  // per stage (T[g][code] = q_block . C_g[code]; the scores then add a block's
+  // stages as they add groups).
+  if (cq.k_stages > 1) {
+    q_stages.resize(static_cast<size_t>(d) * cq.k_stages);
+    for (int g = 0; g < k_groups; ++g)
+      std::memcpy(q_stages.data() + static_cast<size_t>(g) * kw, q_table + (g / cq.k_stages) * kw, sizeof(float) * kw);
+    q_table = q_stages.data();
   }
   // The table (and V's buckets below) only when some row is read from its
   // codes: a context inside the F16 window has none.
@@ -109,7 +131,7 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
     if (split > r0 && !coded) {
       coded = true;
       table.resize(static_cast<size_t>(k_groups) * cq.n_codes);
-      ck.score_table(q_table, cq.k_centroids, d, cq.k_c, cq.n_codes, table.data());
+      ck.score_table(q_table, cq.k_centroids, d * cq.k_stages, kw, cq.n_codes, table.data());
     }
     if (split > r0)
       ck.scores(table.data(), code_row(kv.k, kv.ids, kv.stride_bytes, bl, r0, k_groups), split - r0, k_groups,
@@ -132,8 +154,18 @@ void attend_cq(const CqKernels& ck, const KvRows& kv, int64_t n, int d, const fl
     for (int64_t r = split; r < r1; ++r) ck.copy_axpy(s[r], copy_row(cq.win_v, cq, bl, r, d), d, acc.data());
   });
   if (coded) {
-    ck.buckets_out(buckets.data(), cq.v_centroids, d, cq.v_c, cq.n_codes, out);
-    if (cq.v_whitening) cq_unwhiten_row(cq.v_whitening, d, cq.v_c, out);  // sum p C = W^-1 sum p E
+    if (cq.v_stages == 1)
+      ck.buckets_out(buckets.data(), cq.v_centroids, d, cq.v_c, cq.n_codes, out);
+    else {  // each stage's output over its block, then a block's stages summed in order
+      out_stages.resize(static_cast<size_t>(d) * cq.v_stages);
+      ck.buckets_out(buckets.data(), cq.v_centroids, d * cq.v_stages, vw, cq.n_codes, out_stages.data());
+      for (int g = 0; g < v_groups; ++g) {
+        const float* x = out_stages.data() + static_cast<size_t>(g) * vw;
+        float* block = out + (g / cq.v_stages) * vw;
+        for (int i = 0; i < vw; ++i) block[i] = g % cq.v_stages == 0 ? x[i] : block[i] + x[i];
+      }
+    }
+    if (cq.v_whitening) cq_unwhiten_row(cq.v_whitening, d, vw, out);  // sum p C = W^-1 sum p E
   } else
     std::fill(out, out + d, 0.0f);
   const float inv = n > 0 ? 1.0f / sum : 0.0f;

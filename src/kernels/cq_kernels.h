@@ -58,10 +58,21 @@ using CqEncodeF32Fn = void (*)(const float* x, const float* centroids, int head_
                                uint8_t* codes);
 
 // codes: [head_dim / c] -> out: [head_dim], each group's centroid widened (no
-// arithmetic, so one version serves every Isa).
-inline void cq_decode(const uint8_t* codes, const uint16_t* centroids, int head_dim, int c, int n_codes, float* out) {
-  for (int g = 0; g < head_dim / c; ++g)
-    for (int i = 0; i < c; ++i) out[g * c + i] = fp16_to_f32(centroids[(int64_t{g} * c + i) * n_codes + codes[g]]);
+// arithmetic, so one version serves every Isa). With residual stages
+// (kv/cq_codebook.h: centroids [head_dim / c][c stages][n_codes], group g is
+// stage g % stages of the block of c stages channels g / stages), a block is
+// the sum of its stages' centroids, added in stage order.
+inline void cq_decode(const uint8_t* codes, const uint16_t* centroids, int head_dim, int c, int n_codes, float* out,
+                      int stages = 1) {
+  const int w = c * stages;
+  for (int g = 0; g < head_dim / c; ++g) {
+    float* block = out + (g / stages) * w;
+    const uint16_t* cg = centroids + int64_t{g} * w * n_codes + codes[g];
+    for (int i = 0; i < w; ++i) {
+      const float x = fp16_to_f32(cg[int64_t{i} * n_codes]);
+      block[i] = g % stages == 0 ? x : block[i] + x;
+    }
+  }
 }
 
 // The recent rows kept as exact F16 copies (cq_window): q . k for one row, and

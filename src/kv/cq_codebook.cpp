@@ -32,17 +32,18 @@ void check_cq_spec(CqSpec spec, int head_dim) {
 }
 
 const uint16_t* CqCodebook::group(int g) const {
-  return centroids.data() + static_cast<size_t>(g) * spec.channels_per_group * spec.n_codes();
+  return centroids.data() + static_cast<size_t>(g) * width() * spec.n_codes();
 }
 
-uint16_t* CqCodebook::group(int g) {
-  return centroids.data() + static_cast<size_t>(g) * spec.channels_per_group * spec.n_codes();
-}
+uint16_t* CqCodebook::group(int g) { return centroids.data() + static_cast<size_t>(g) * width() * spec.n_codes(); }
 
-CqCodebook make_cq_codebook(CqSpec spec, int head_dim) {
+CqCodebook make_cq_codebook(CqSpec spec, int head_dim, int stages) {
   check_cq_spec(spec, head_dim);
-  CqCodebook book{spec, head_dim, {}, {}};
-  book.centroids.assign(static_cast<size_t>(head_dim) * spec.n_codes(), 0);  // F16 +0
+  if (stages < 1 || head_dim % (spec.channels_per_group * stages) != 0)
+    fail("CQ: ", stages, " residual stages of ", spec.channels_per_group, " channels do not divide the head dimension ",
+         head_dim);
+  CqCodebook book{spec, head_dim, stages, {}, {}};
+  book.centroids.assign(static_cast<size_t>(head_dim) * stages * spec.n_codes(), 0);  // F16 +0
   return book;
 }
 
@@ -80,7 +81,7 @@ void set_cq_stored_centroids(CqCodebook& book, std::span<const float> stored) {
 
 void set_cq_centroids(CqCodebook& book, std::span<const float> centroids) {
   if (!book.whitened() || centroids.size() != book.centroids.size()) return set_cq_stored_centroids(book, centroids);
-  const int c = book.spec.channels_per_group, k = book.spec.n_codes();
+  const int c = book.width(), k = book.spec.n_codes();
   const size_t n = static_cast<size_t>(c) * k;
   std::vector<float> image(centroids.size());
   for (int g = 0; g < book.groups(); ++g)
@@ -98,7 +99,7 @@ std::vector<float> cq_stored_centroids_f32(const CqCodebook& book) {
 std::vector<float> cq_centroids_f32(const CqCodebook& book) {
   std::vector<float> out = cq_stored_centroids_f32(book);
   if (!book.whitened()) return out;
-  const int c = book.spec.channels_per_group, k = book.spec.n_codes();
+  const int c = book.width(), k = book.spec.n_codes();
   const size_t n = static_cast<size_t>(c) * k;
   for (int g = 0; g < book.groups(); ++g) {
     std::vector<float> e(out.begin() + g * n, out.begin() + (g + 1) * n);
@@ -109,52 +110,116 @@ std::vector<float> cq_centroids_f32(const CqCodebook& book) {
 }
 
 void enable_cq_whitening(CqCodebook& book) {
-  const int c = book.spec.channels_per_group;
-  book.whitening.assign(static_cast<size_t>(book.groups()) * c * c, 0.0f);
-  for (int g = 0; g < book.groups(); ++g)
-    for (int i = 0; i < c; ++i) book.whitening[(static_cast<size_t>(g) * c + i) * c + i] = 1.0f;
+  const int c = book.width();
+  book.whitening.assign(static_cast<size_t>(book.blocks()) * c * c, 0.0f);
+  for (int b = 0; b < book.blocks(); ++b)
+    for (int i = 0; i < c; ++i) book.whitening[(static_cast<size_t>(b) * c + i) * c + i] = 1.0f;
 }
 
-int learn_cq_group(CqCodebook& book, int g, std::span<const float> samples, uint64_t seed, int max_iterations,
+namespace {
+
+// x -= centroid `code` of a stage ([w][k] planar, F32), and the inverse.
+void subtract_centroid(float* x, const float* stage, int w, int k, int code) {
+  for (int i = 0; i < w; ++i) x[i] -= stage[static_cast<size_t>(i) * k + code];
+}
+void add_centroid(float* x, const float* stage, int w, int k, int code) {
+  for (int i = 0; i < w; ++i) x[i] += stage[static_cast<size_t>(i) * k + code];
+}
+
+// The weighted mean of the points of each code, written over the stage's
+// centroids ([w][k]); a code no point (or only weight 0) chose keeps its centroid.
+void recentre(const std::vector<float>& points, std::span<const float> weights, const std::vector<uint8_t>& codes,
+              int w, int k, float* stage) {
+  std::vector<double> sum(static_cast<size_t>(w) * k, 0.0), mass(static_cast<size_t>(k), 0.0);
+  for (size_t r = 0; r < codes.size(); ++r) {
+    const double wt = weights.empty() ? 1.0 : weights[r];
+    mass[codes[r]] += wt;
+    for (int i = 0; i < w; ++i) sum[static_cast<size_t>(i) * k + codes[r]] += wt * points[r * w + i];
+  }
+  for (int code = 0; code < k; ++code)
+    if (mass[code] > 0.0)
+      for (int i = 0; i < w; ++i)
+        stage[static_cast<size_t>(i) * k + code] =
+            static_cast<float>(sum[static_cast<size_t>(i) * k + code] / mass[code]);
+}
+
+}  // namespace
+
+int learn_cq_block(CqCodebook& book, int b, std::span<const float> samples, uint64_t seed, int max_iterations,
                    const float* whitening, std::span<const float> weights) {
-  const int c = book.spec.channels_per_group, d = book.head_dim, k = book.spec.n_codes();
+  const int c = book.width(), d = book.head_dim, k = book.spec.n_codes(), stages = book.stages;
   const size_t n = samples.size() / static_cast<size_t>(d);
   if (n == 0) fail("CQ: no sample rows to learn a codebook from");
   if (whitening && !book.whitened()) fail("CQ: learning with a whitening needs enable_cq_whitening first");
   if (!weights.empty() && weights.size() != n) fail("CQ: ", weights.size(), " weights for ", n, " sample rows");
-  // The group's channels of every row, contiguous (and whitened): [n][c].
+  // The block's channels of every row, contiguous (and whitened): [n][c].
   std::vector<float> points(n * static_cast<size_t>(c));
   for (size_t r = 0; r < n; ++r) {
-    const float* x = samples.data() + r * d + static_cast<size_t>(g) * c;
+    const float* x = samples.data() + r * d + static_cast<size_t>(b) * c;
     if (whitening)
       cq_whiten(whitening, c, x, points.data() + r * c);
     else
       std::copy(x, x + c, points.data() + r * c);
   }
-  KMeansResult km = kmeans(points, c, k, seed, max_iterations, weights);
-  // Kept where k-means left them: E = W C for a whitened group.
-  round_to_f16(km.centroids.data(), book.group(g), static_cast<size_t>(c) * k,
-               whitening ? "whitened centroid" : "centroid");
+  // Stage by stage on what the earlier ones left (one stage: plain k-means).
+  std::vector<std::vector<float>> centroids(static_cast<size_t>(stages));  // [stage][c][k]
+  std::vector<std::vector<uint8_t>> codes(static_cast<size_t>(stages), std::vector<uint8_t>(n));
+  std::vector<float> residual = points;
+  int iterations = 0;
+  for (int s = 0; s < stages; ++s) {
+    KMeansResult km =
+        kmeans(residual, c, k, s == 0 ? seed : mix_seed(seed, static_cast<uint64_t>(s)), max_iterations, weights);
+    iterations += km.iterations;
+    centroids[s] = std::move(km.centroids);
+    if (stages == 1) break;
+    for (size_t r = 0; r < n; ++r) {
+      codes[s][r] = static_cast<uint8_t>(nearest_centroid(residual.data() + r * c, centroids[s].data(), c, k));
+      subtract_centroid(residual.data() + r * c, centroids[s].data(), c, k, codes[s][r]);
+    }
+  }
+  // Refinement: stage s against the rows minus every other stage's centroid.
+  for (int sweep = 0; stages > 1 && sweep < kCqResidualSweeps; ++sweep)
+    for (int s = 0; s < stages; ++s) {
+      for (size_t r = 0; r < n; ++r) {
+        float* x = residual.data() + r * c;
+        add_centroid(x, centroids[s].data(), c, k, codes[s][r]);
+        codes[s][r] = static_cast<uint8_t>(nearest_centroid(x, centroids[s].data(), c, k));
+      }
+      recentre(residual, weights, codes[s], c, k, centroids[s].data());
+      for (size_t r = 0; r < n; ++r) subtract_centroid(residual.data() + r * c, centroids[s].data(), c, k, codes[s][r]);
+    }
+  // Kept where k-means left them: E = W C for a whitened block.
+  for (int s = 0; s < stages; ++s)
+    round_to_f16(centroids[s].data(), book.group(b * stages + s), static_cast<size_t>(c) * k,
+                 whitening ? "whitened centroid" : "centroid");
   if (whitening)
     std::copy(whitening, whitening + static_cast<size_t>(c) * c,
-              book.whitening.begin() + static_cast<ptrdiff_t>(g) * c * c);
-  return km.iterations;
+              book.whitening.begin() + static_cast<ptrdiff_t>(b) * c * c);
+  return iterations / stages;
 }
 
 CqCodebook learn_cq_codebook(CqSpec spec, int head_dim, std::span<const float> samples, uint64_t seed,
-                             int max_iterations) {
-  CqCodebook book = make_cq_codebook(spec, head_dim);
-  for (int g = 0; g < book.groups(); ++g) learn_cq_group(book, g, samples, mix_seed(seed, g), max_iterations);
+                             int max_iterations, int stages) {
+  CqCodebook book = make_cq_codebook(spec, head_dim, stages);
+  for (int b = 0; b < book.blocks(); ++b) learn_cq_block(book, b, samples, mix_seed(seed, b), max_iterations);
   return book;
 }
 
 void cq_encode(const CqCodebook& book, kernels::CqEncodeFn encode, const float* row, uint8_t* codes) {
-  const int c = book.spec.channels_per_group, d = book.head_dim;
-  if (!book.whitened()) return encode(row, book.centroids.data(), d, c, book.spec.n_codes(), codes);
+  const int c = book.width(), d = book.head_dim, k = book.spec.n_codes();
+  if (!book.whitened() && book.stages == 1) return encode(row, book.centroids.data(), d, c, k, codes);
   thread_local std::vector<float> whitened;
-  whitened.resize(static_cast<size_t>(d));
-  for (int g = 0; g < book.groups(); ++g) cq_whiten(book.group_whitening(g), c, row + g * c, whitened.data() + g * c);
-  encode(whitened.data(), book.centroids.data(), d, c, book.spec.n_codes(), codes);
+  whitened.assign(row, row + d);
+  if (book.whitened())
+    for (int b = 0; b < book.blocks(); ++b) cq_whiten(book.block_whitening(b), c, row + b * c, whitened.data() + b * c);
+  if (book.stages == 1) return encode(whitened.data(), book.centroids.data(), d, c, k, codes);
+  // Greedy residual coding: each stage codes what the block's earlier ones left.
+  for (int g = 0; g < book.groups(); ++g) {
+    float* x = whitened.data() + (g / book.stages) * c;
+    const uint16_t* stage = book.group(g);
+    encode(x, stage, c, c, k, codes + g);
+    for (int i = 0; i < c; ++i) x[i] -= fp16_to_f32(stage[static_cast<size_t>(i) * k + codes[g]]);
+  }
 }
 
 void cq_encode_row(const CqCodebook& book, std::span<const float> row, std::span<uint8_t> codes) {
@@ -165,9 +230,8 @@ void cq_encode_row(const CqCodebook& book, std::span<const float> row, std::span
 void cq_decode_row(const CqCodebook& book, std::span<const uint8_t> codes, std::span<float> row) {
   assert(row.size() == static_cast<size_t>(book.head_dim) && codes.size() == static_cast<size_t>(book.groups()));
   kernels::cq_decode(codes.data(), book.centroids.data(), book.head_dim, book.spec.channels_per_group,
-                     book.spec.n_codes(), row.data());
-  if (book.whitened())
-    kernels::cq_unwhiten_row(book.whitening.data(), book.head_dim, book.spec.channels_per_group, row.data());
+                     book.spec.n_codes(), row.data(), book.stages);
+  if (book.whitened()) kernels::cq_unwhiten_row(book.whitening.data(), book.head_dim, book.width(), row.data());
 }
 
 double cq_relative_error(const CqCodebook& book, std::span<const float> row) {

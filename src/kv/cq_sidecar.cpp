@@ -23,15 +23,11 @@ std::string tensor_name(std::string_view kv, int layer, int head) {
   return "cq." + std::string(kv) + ".blk." + std::to_string(layer) + ".head." + std::to_string(head);
 }
 
-// ggml order of a whitening tensor: [c, c, groups].
-std::vector<int64_t> whitening_shape(CqSpec spec, int head_dim) {
-  return {spec.channels_per_group, spec.channels_per_group, spec.groups(head_dim)};
-}
+// ggml order of a whitening tensor: [w, w, blocks] (w = c stages; one block per group without stages).
+std::vector<int64_t> whitening_shape(const CqCodebook& book) { return {book.width(), book.width(), book.blocks()}; }
 
-// ggml order: [n_codes, c, groups].
-std::vector<int64_t> tensor_shape(CqSpec spec, int head_dim) {
-  return {spec.n_codes(), spec.channels_per_group, spec.groups(head_dim)};
-}
+// ggml order: [n_codes, w, groups].
+std::vector<int64_t> tensor_shape(const CqCodebook& book) { return {book.spec.n_codes(), book.width(), book.groups()}; }
 
 int read_dim(const gguf::File& f, const std::string& key, int fallback) {
   const auto v = f.get_u64(key);
@@ -63,11 +59,11 @@ CqModelInfo cq_model_info(const gguf::File& model) {
   return m;
 }
 
-CqCodebooks make_cq_codebooks(CqSpec spec, const CqModelInfo& model) {
+CqCodebooks make_cq_codebooks(CqSpec spec, const CqModelInfo& model, int stages) {
   CqCodebooks books{spec, model, {}, {}};
   const size_t n = static_cast<size_t>(model.n_layer) * model.n_kv_head;
-  books.k.assign(n, make_cq_codebook(spec, model.k_head_dim));
-  books.v.assign(n, make_cq_codebook(spec, model.v_head_dim));
+  books.k.assign(n, make_cq_codebook(spec, model.k_head_dim, stages));
+  books.v.assign(n, make_cq_codebook(spec, model.v_head_dim, stages));
   return books;
 }
 
@@ -94,10 +90,12 @@ gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
   gguf::Writer w;
   const bool k_whitened = !books.k.empty() && books.k.front().whitened();
   const bool v_whitened = !books.v.empty() && books.v.front().whitened();
+  const int stages = books.k.empty() ? 1 : books.k.front().stages;
   w.set_string("general.architecture", kArchitecture);
   // The oldest version that holds the file: builds that predate a version read the files that do not need it.
-  w.set_u32("kestrel.cq.version", k_whitened || v_whitened ? 3 : books.exact_layers > 0 ? 2 : 1);
+  w.set_u32("kestrel.cq.version", stages > 1 ? 4 : k_whitened || v_whitened ? 3 : books.exact_layers > 0 ? 2 : 1);
   if (books.exact_layers > 0) w.set_u32("kestrel.cq.exact_layers", static_cast<uint32_t>(books.exact_layers));
+  if (stages > 1) w.set_u32("kestrel.cq.stages", static_cast<uint32_t>(stages));
   w.set_u32("kestrel.cq.channels_per_group", static_cast<uint32_t>(books.spec.channels_per_group));
   w.set_u32("kestrel.cq.bits", static_cast<uint32_t>(books.spec.bits));
   w.set_string("kestrel.cq.model.architecture", m.architecture);
@@ -114,13 +112,15 @@ gguf::Writer cq_sidecar_writer(const CqCodebooks& books) {
     for (int head = 0; head < m.n_kv_head; ++head) {
       const CqCodebook& k = books.key(layer, head);
       const CqCodebook& v = books.value(layer, head);
+      if (k.stages != stages || v.stages != stages)
+        fail("CQ sidecar: layer ", layer, " head ", head, "'s residual stages differ from layer 0 head 0's");
       // F32 in the file: the F16 values widened (exactly; E for a whitened book), so a file loads back bit for bit.
-      add("k", layer, head, cq_stored_centroids_f32(k), tensor_shape(k.spec, k.head_dim));
-      add("v", layer, head, cq_stored_centroids_f32(v), tensor_shape(v.spec, v.head_dim));
+      add("k", layer, head, cq_stored_centroids_f32(k), tensor_shape(k));
+      add("v", layer, head, cq_stored_centroids_f32(v), tensor_shape(v));
       for (const auto& [name, book, all] : {std::tuple{"kw", &k, k_whitened}, std::tuple{"vw", &v, v_whitened}}) {
         if (book->whitened() != all)
           fail("CQ sidecar: layer ", layer, " head ", head, "'s ", name, " whitening differs from layer 0 head 0's");
-        if (all) add(name, layer, head, book->whitening, whitening_shape(book->spec, book->head_dim));
+        if (all) add(name, layer, head, book->whitening, whitening_shape(*book));
       }
     }
   return w;
@@ -169,7 +169,15 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
     fail(where, ": ", e.what());
   }
 
-  CqCodebooks books = make_cq_codebooks(spec, model);
+  // Version 4: residual stages (kv/cq_codebook.h), the same for K and V.
+  const uint64_t stages = *version >= 4 ? f.get_u64("kestrel.cq.stages").value_or(1) : 1;
+  CqCodebooks books;
+  try {
+    if (stages < 1 || stages > 64) fail("CQ: ", stages, " residual stages (1 to 64)");
+    books = make_cq_codebooks(spec, model, static_cast<int>(stages));
+  } catch (const Error& e) {
+    fail(where, ": ", e.what());
+  }
   if (*version >= 2) {
     const uint64_t exact = f.get_u64("kestrel.cq.exact_layers").value_or(0);
     if (exact > static_cast<uint64_t>(model.n_layer))
@@ -201,16 +209,16 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
       // The whitening first: version 2 files C, which the book holds as W C.
       for (const auto& [name, book, all] : {std::tuple{"kw", &k, k_whitened}, std::tuple{"vw", &v, v_whitened}}) {
         if (!all) continue;
-        const int c = spec.channels_per_group;
-        book->whitening.resize(static_cast<size_t>(book->groups()) * c * c);  // read whole, then checked
-        read(name, layer, head, book->whitening, whitening_shape(spec, book->head_dim));
+        const int c = book->width();
+        book->whitening.resize(static_cast<size_t>(book->blocks()) * c * c);  // read whole, then checked
+        read(name, layer, head, book->whitening, whitening_shape(*book));
         const std::string what = where + ": tensor " + tensor_name(name, layer, head);
-        for (int g = 0; g < book->groups(); ++g)
-          check_cq_whitening({book->group_whitening(g), static_cast<size_t>(c) * c}, c, what.c_str());
+        for (int b = 0; b < book->blocks(); ++b)
+          check_cq_whitening({book->block_whitening(b), static_cast<size_t>(c) * c}, c, what.c_str());
       }
       for (const auto& [name, book] : {std::pair{"k", &k}, std::pair{"v", &v}}) {
         centroids.resize(book->centroids.size());
-        read(name, layer, head, centroids, tensor_shape(spec, book->head_dim));
+        read(name, layer, head, centroids, tensor_shape(*book));
         try {  // rounded to the F16 the cache holds
           if (*version >= 3)
             set_cq_stored_centroids(*book, centroids);

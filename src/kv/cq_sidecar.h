@@ -12,21 +12,23 @@
 //   kestrel.cq.model.file_bytes     u64, the model file's size
 //   kestrel.cq.model.tensor_hash    u64, FNV-1a of the model's tensor table (below)
 //   kestrel.cq.exact_layers         u32, version 2+, optional (0): layers kept in F16
-//   cq.k.blk.{layer}.head.{h}, cq.v.blk.{layer}.head.{h}   F32, ne = [2^bits, c, groups]
-//                                   (ggml order: the planar [groups][c][n_codes] of CqCodebook).
+//   kestrel.cq.stages               u32, version 4+, optional (1): residual stages s of
+//                                   every K and V book (kv/cq_codebook.h); w = c s below
+//   cq.k.blk.{layer}.head.{h}, cq.v.blk.{layer}.head.{h}   F32, ne = [2^bits, w, groups]
+//                                   (ggml order: the planar [groups][w][n_codes] of CqCodebook).
 //                                   Held as F16 once loaded (rounded to nearest even; a value
 //                                   F16 cannot hold is refused, naming the tensor); written as
 //                                   the F16 values widened, so a file loads back bit for bit
 //                                   and builds that held F32 read it unchanged. A whitened
 //                                   book's are its whitened centroids E = W C in version 3,
 //                                   the centroids C in version 2 (whitened when loaded).
-//   cq.kw.blk.{layer}.head.{h}, cq.vw.blk.{layer}.head.{h}   F32, ne = [c, c, groups],
+//   cq.kw.blk.{layer}.head.{h}, cq.vw.blk.{layer}.head.{h}   F32, ne = [w, w, groups / s],
 //                                   version 2+, each for every (layer, head) or none: the
 //                                   whitening K (V) is coded under (kv/cq_whitening.h;
-//                                   row-major upper-triangular W per group)
-// Versions 1 (no whitening) and 2 are still read. A file is written at the
-// oldest version that holds it (3 with a whitening, 2 with exact layers only,
-// else 1), so older builds read what they can.
+//                                   row-major upper-triangular W per block of w channels)
+// Versions 1 (no whitening) to 3 are still read. A file is written at the
+// oldest version that holds it (4 with stages, 3 with a whitening, 2 with exact
+// layers only, else 1), so older builds read what they can.
 // The fingerprint: gguf/sidecar.h.
 #include <cstdint>
 #include <string>
@@ -41,7 +43,7 @@ class File;
 class Writer;
 }  // namespace gguf
 
-inline constexpr uint32_t kCqSidecarVersion = 3;  // the newest this build reads and writes
+inline constexpr uint32_t kCqSidecarVersion = 4;  // the newest this build reads and writes
 
 // What a sidecar must match: the model's attention shape and its file's fingerprint.
 struct CqModelInfo {
@@ -79,7 +81,7 @@ struct CqCodebooks {
 };
 
 // All-zero codebooks of the model's shape (checks the spec against both head dims).
-CqCodebooks make_cq_codebooks(CqSpec spec, const CqModelInfo& model);
+CqCodebooks make_cq_codebooks(CqSpec spec, const CqModelInfo& model, int stages = 1);
 
 // The codebooks of a cache whose keys are coded with `keys`' K books and whose
 // values with `values`' V books (kv=cq2/cq1: 2-bit keys, 1-bit values; the

@@ -282,8 +282,8 @@ void KvCache::key_row(const KvHeadView& view, int64_t r, int64_t n, float* out) 
   if (cq_.books) {
     const kernels::CqRows& cq = view.cq;
     if (r < kernels::cq_first_copied_row(cq, kBlock, r / kBlock, n)) {
-      kernels::cq_decode(bytes, cq.k_centroids, d, cq.k_c, cq.n_codes, out);
-      if (cq.k_whitening) kernels::cq_unwhiten_row(cq.k_whitening, d, cq.k_c, out);
+      kernels::cq_decode(bytes, cq.k_centroids, d, cq.k_c, cq.n_codes, out, cq.k_stages);
+      if (cq.k_whitening) kernels::cq_unwhiten_row(cq.k_whitening, d, cq.k_c * cq.k_stages, out);
       return;
     }
     const uint16_t* k = cq.win_k + cq.win_ids[r / kBlock] * cq.win_stride + row * d;
@@ -342,7 +342,9 @@ KvHeadView KvCache::view(int layer, int seq, int head) const {
                          layer < cq_.books->exact_layers ? kCqEveryRow : cq_.window,
                          cq_.sink,
                          kb.whitened() ? kb.whitening.data() : nullptr,
-                         vb.whitened() ? vb.whitening.data() : nullptr};
+                         vb.whitened() ? vb.whitening.data() : nullptr,
+                         kb.stages,
+                         vb.stages};
   }
   return KvHeadView{k_.data(),
                     v_.data(),

@@ -148,7 +148,7 @@ CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_
       m.n_layer != s.n_layer)
     fail("calibration: the codebooks are for ", m.n_layer, " layers x ", m.n_kv_head, " kv heads of ", m.k_head_dim,
          "/", m.v_head_dim, " channels, the cache holds ", s.n_layer, " x ", s.n_kv_head, " x ", s.head_dim);
-  const int n_heads = s.n_kv_head, d = s.head_dim, n_groups = books.spec.groups(d);
+  const int n_heads = s.n_kv_head, d = s.head_dim;
   if (options.first_row < 0 || options.first_row >= n)
     fail("calibration: rows from ", options.first_row, " on of ", n, " leave none to fit");
   if (options.attention && !(options.attention_floor >= 0.0))
@@ -179,23 +179,22 @@ CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_
     return hk % 2 == 0 ? books.k[i] : books.v[i];
   };
 
-  // The whitening of each (head, K or V)'s groups, [head][K, V][group][c][c]
-  // (empty when neither has a metric): K's from the queries' moments, V's
-  // from the output projection's.
-  const int c = books.spec.channels_per_group;
-  const size_t per_group = static_cast<size_t>(c) * c;
-  if (queries && queries->channels_per_group() != c)
-    fail("calibration: query moments of groups of ", queries->channels_per_group(), " channels for ",
-         cq_spec_name(books.spec));
-  if (!value_moments.empty() && value_moments.size() != static_cast<size_t>(n_heads) * n_groups * per_group)
-    fail("calibration: ", value_moments.size(), " value moments for ", n_heads, " heads x ", n_groups, " groups");
+  // The whitening of each (head, K or V)'s blocks, [head][K, V][block][w][w]
+  // (empty when neither has a metric; w = c stages, a block per group without
+  // stages): K's from the queries' moments, V's from the output projection's.
+  const int w = book_of(0).width(), n_blocks = book_of(0).blocks();
+  const size_t per_block = static_cast<size_t>(w) * w;
+  if (queries && queries->channels_per_group() != w)
+    fail("calibration: query moments of groups of ", queries->channels_per_group(), " channels for blocks of ", w);
+  if (!value_moments.empty() && value_moments.size() != static_cast<size_t>(n_heads) * n_blocks * per_block)
+    fail("calibration: ", value_moments.size(), " value moments for ", n_heads, " heads x ", n_blocks, " blocks");
   std::vector<float> whitening;
   if (queries || !value_moments.empty())
-    whitening.assign(static_cast<size_t>(2 * n_heads) * n_groups * per_group, 0.0f);
-  auto whitening_of = [&](int hk, int g) -> float* {
+    whitening.assign(static_cast<size_t>(2 * n_heads) * n_blocks * per_block, 0.0f);
+  auto whitening_of = [&](int hk, int b) -> float* {
     const bool keys = hk % 2 == 0;
     if (keys ? !queries : value_moments.empty()) return nullptr;
-    return whitening.data() + (static_cast<size_t>(hk) * n_groups + g) * per_group;
+    return whitening.data() + (static_cast<size_t>(hk) * n_blocks + b) * per_block;
   };
   for (int hk = 0; hk < 2 * n_heads; ++hk) {
     const int h = hk / 2;
@@ -203,23 +202,24 @@ CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_
     if (hk % 2 == 0 && queries->queries(layer, h) == 0)
       fail("calibration: no query of layer ", layer, " head ", h, " was observed");
     enable_cq_whitening(book_of(hk));
-    for (int g = 0; g < n_groups; ++g) {
+    for (int b = 0; b < n_blocks; ++b) {
       const std::span<const double> moment =
-          hk % 2 == 0 ? queries->moment(layer, h, g)
-                      : value_moments.subspan((static_cast<size_t>(h) * n_groups + g) * per_group, per_group);
-      const std::vector<float> w = cq_whitening_from_moment(moment, c, options.ridge);
-      std::copy(w.begin(), w.end(), whitening_of(hk, g));
+          hk % 2 == 0 ? queries->moment(layer, h, b)
+                      : value_moments.subspan((static_cast<size_t>(h) * n_blocks + b) * per_block, per_block);
+      const std::vector<float> wb = cq_whitening_from_moment(moment, w, options.ridge);
+      std::copy(wb.begin(), wb.end(), whitening_of(hk, b));
     }
   }
 
-  const int64_t n_tasks = int64_t{2} * n_heads * n_groups;
+  // One task per (head, K or V, block): a block's stages are learnt in turn.
+  const int64_t n_tasks = int64_t{2} * n_heads * n_blocks;
   std::vector<int> iterations(static_cast<size_t>(n_tasks));
   const uint64_t layer_seed = mix_seed(seed, static_cast<uint64_t>(layer));
   pool.parallel_for_dynamic(n_tasks, 1, [&](int64_t begin, int64_t end, int) {
     for (int64_t t = begin; t < end; ++t) {
-      const int hk = static_cast<int>(t / n_groups), g = static_cast<int>(t % n_groups);
-      iterations[t] = learn_cq_group(book_of(hk), g, fit[hk], mix_seed(mix_seed(layer_seed, hk), g), max_iterations,
-                                     whitening_of(hk, g),
+      const int hk = static_cast<int>(t / n_blocks), b = static_cast<int>(t % n_blocks);
+      iterations[t] = learn_cq_block(book_of(hk), b, fit[hk], mix_seed(mix_seed(layer_seed, hk), b), max_iterations,
+                                     whitening_of(hk, b),
                                      weights.empty() ? std::span<const float>{} : weights[static_cast<size_t>(hk / 2)]);
     }
   });

@@ -61,8 +61,8 @@ struct CqLayerReport {
   double k_fit = 0.0, v_fit = 0.0;
   double k_heldout = 0.0, v_heldout = 0.0;
   int64_t n_fit = 0, n_heldout = 0;  // rows
-  double mean_iterations = 0.0;      // Lloyd steps per group
-  int at_cap = 0;                    // groups that ran max_iterations steps
+  double mean_iterations = 0.0;      // Lloyd steps per block (the mean over its stages)
+  int at_cap = 0;                    // blocks that ran max_iterations steps
 };
 
 // What learn_cq_layer fits its codebooks for, beyond plain squared distance
@@ -93,9 +93,12 @@ struct CqLearnOptions {
 
 // Learns layer `layer`'s codebooks of `books` from rows [first_row, n) of the
 // cache (sequence 0; held-out rows below excepted), one task per (kv head, K
-// or V, group) on the pool. Group g of head h's K (kv = 0) or V (kv = 1) is
-// seeded with mix_seed(mix_seed(mix_seed(seed, layer), 2 h + kv), g): the
-// result does not depend on the thread count. Without options, plain squared
+// or V, block: a group, or a group's residual stages) on the pool. Block b of
+// head h's K (kv = 0) or V (kv = 1) is seeded with
+// mix_seed(mix_seed(mix_seed(seed, layer), 2 h + kv), b): the result does not
+// depend on the thread count. The books' stages decide the blocks; with a
+// metric, the query moments (or value moments) are per block of
+// CqCodebook::width() channels. Without options, plain squared
 // distance over every row.
 CqLayerReport learn_cq_layer(const KvCache& cache, int64_t n, int layer, uint64_t seed, int max_iterations,
                              ThreadPool& pool, CqCodebooks& books, const CqLearnOptions& options = {});

@@ -196,8 +196,8 @@ TEST(CqQueryMetric, LearningUnderTheMetricLowersItsError) {
   CqCodebook plain = make_cq_codebook(spec, d), weighted = make_cq_codebook(spec, d);
   enable_cq_whitening(weighted);
   for (int g = 0; g < plain.groups(); ++g) {
-    learn_cq_group(plain, g, fit, 5 + g, 30);
-    learn_cq_group(weighted, g, fit, 5 + g, 30, shape.group_whitening(g));
+    learn_cq_block(plain, g, fit, 5 + g, 30);
+    learn_cq_block(weighted, g, fit, 5 + g, 30, shape.group_whitening(g));
   }
   EXPECT_EQ(weighted.whitening, shape.whitening);
   const double plain_error = mean_metric_error(plain, shape, heldout);

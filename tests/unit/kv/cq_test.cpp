@@ -477,9 +477,9 @@ TEST(CqSidecar, RefusesWrongShape) {
 TEST(CqSidecar, RefusesUnknownVersion) {
   const CqModelInfo m = small_cq_model();
   gguf::Writer w = cq_sidecar_writer(random_books(kCq2, m));
-  w.set_u32("kestrel.cq.version", 4);
+  w.set_u32("kestrel.cq.version", 5);
   const std::string e = cq_load_error(w, m, "version");
-  EXPECT_NE(e.find(": unknown version 4 (this build reads versions 1 to 3)"), std::string::npos) << e;
+  EXPECT_NE(e.find(": unknown version 5 (this build reads versions 1 to 4)"), std::string::npos) << e;
 }
 
 TEST(CqSidecar, RefusesAModelFile) {
