@@ -64,6 +64,10 @@ struct CqRows {
   // c stages channels share one whitening ([d / (c stages)][c stages]^2).
   int k_stages = 1;
   int v_stages = 1;
+  // Non-zero: the books never change under this number in the process (the
+  // KvCache's serial), so prompt tiles may keep the centroids they decoded
+  // (kernels/cq_attention.cpp) for the next tile of the same head.
+  uint64_t books_serial = 0;
 };
 
 // The rows of logical block b (block_len rows) from the returned one on are

@@ -67,24 +67,50 @@ void for_each_block(const CqRows& cq, int64_t block_len, int64_t n, Fn&& fn) {
   }
 }
 
+// A book's centroids as code_major gives them, kept by a thread for the next
+// tile: with residual stages and a whitening, code_major costs n_codes stages
+// triangular solves of c stages channels per group (a 64-channel head in 8
+// stages: 4 M multiply-adds for K and V each), once per tile of 64 query rows.
+// Kept only under a serial that promises the books did not change.
+struct DecodedBook {
+  uint64_t serial = 0;
+  const uint16_t* centroids = nullptr;
+  std::vector<float> by_code;
+};
+
+const std::vector<float>& decoded_book(DecodedBook& kept, uint64_t serial, const uint16_t* planar,
+                                       const float* whitening, int d, int c, int stages, int n_codes) {
+  if (serial != 0 && kept.serial == serial && kept.centroids == planar) return kept.by_code;
+  code_major(planar, whitening, d, c, stages, n_codes, kept.by_code);
+  kept.serial = serial;
+  kept.centroids = planar;
+  return kept.by_code;
+}
+
 }  // namespace
 
 void decode_cq_rows(const KvRows& kv, int64_t n, int d, float* k, float* v) {
   const CqRows& cq = kv.cq;
-  thread_local std::vector<float> k_by_code, v_by_code;
+  thread_local DecodedBook k_kept, v_kept;
+  const float* k_by_code = nullptr;
+  const float* v_by_code = nullptr;
   bool coded = false;
   const int64_t bl = kv.block_len;
   for_each_block(cq, bl, n, [&](int64_t r0, int64_t split, int64_t r1) {
     if (split > r0 && !coded) {
       coded = true;
-      code_major(cq.k_centroids, cq.k_whitening, d, cq.k_c, cq.k_stages, cq.n_codes, k_by_code);
-      code_major(cq.v_centroids, cq.v_whitening, d, cq.v_c, cq.v_stages, cq.n_codes, v_by_code);
+      k_by_code =
+          decoded_book(k_kept, cq.books_serial, cq.k_centroids, cq.k_whitening, d, cq.k_c, cq.k_stages, cq.n_codes)
+              .data();
+      v_by_code =
+          decoded_book(v_kept, cq.books_serial, cq.v_centroids, cq.v_whitening, d, cq.v_c, cq.v_stages, cq.n_codes)
+              .data();
     }
     for (int64_t r = r0; r < split; ++r) {
-      decode_codes(code_row(kv.k, kv.ids, kv.stride_bytes, bl, r, d / cq.k_c), k_by_code.data(), d, cq.k_c, cq.k_stages,
+      decode_codes(code_row(kv.k, kv.ids, kv.stride_bytes, bl, r, d / cq.k_c), k_by_code, d, cq.k_c, cq.k_stages,
                    cq.n_codes, k + r * d);
-      decode_codes(code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r, d / cq.v_c), v_by_code.data(), d, cq.v_c,
-                   cq.v_stages, cq.n_codes, v + r * d);
+      decode_codes(code_row(kv.v, kv.ids, kv.v_stride_bytes, bl, r, d / cq.v_c), v_by_code, d, cq.v_c, cq.v_stages,
+                   cq.n_codes, v + r * d);
     }
     for (int64_t r = split; r < r1; ++r) {
       const uint16_t* kr = copy_row(cq.win_k, cq, bl, r, d);

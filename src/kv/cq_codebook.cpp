@@ -213,13 +213,24 @@ void cq_encode(const CqCodebook& book, kernels::CqEncodeFn encode, const float* 
   if (book.whitened())
     for (int b = 0; b < book.blocks(); ++b) cq_whiten(book.block_whitening(b), c, row + b * c, whitened.data() + b * c);
   if (book.stages == 1) return encode(whitened.data(), book.centroids.data(), d, c, k, codes);
-  // Greedy residual coding: each stage codes what the block's earlier ones left.
+  // Greedy residual coding: each stage codes what the block's earlier ones
+  // left. Then kCqEncodeSweeps passes give each stage in turn the code nearest
+  // to the row minus the other stages' centroids (never a larger error: the
+  // current code is among the candidates).
+  const int s = book.stages;
+  auto centroid = [&](int g, int i) { return fp16_to_f32(book.group(g)[static_cast<size_t>(i) * k + codes[g]]); };
   for (int g = 0; g < book.groups(); ++g) {
-    float* x = whitened.data() + (g / book.stages) * c;
-    const uint16_t* stage = book.group(g);
-    encode(x, stage, c, c, k, codes + g);
-    for (int i = 0; i < c; ++i) x[i] -= fp16_to_f32(stage[static_cast<size_t>(i) * k + codes[g]]);
+    float* x = whitened.data() + (g / s) * c;
+    encode(x, book.group(g), c, c, k, codes + g);
+    for (int i = 0; i < c; ++i) x[i] -= centroid(g, i);
   }
+  for (int sweep = 0; sweep < kCqEncodeSweeps; ++sweep)
+    for (int g = 0; g < book.groups(); ++g) {
+      float* x = whitened.data() + (g / s) * c;
+      for (int i = 0; i < c; ++i) x[i] += centroid(g, i);
+      encode(x, book.group(g), c, c, k, codes + g);
+      for (int i = 0; i < c; ++i) x[i] -= centroid(g, i);
+    }
 }
 
 void cq_encode_row(const CqCodebook& book, std::span<const float> row, std::span<uint8_t> codes) {

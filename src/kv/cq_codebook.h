@@ -117,6 +117,9 @@ void enable_cq_whitening(CqCodebook& book);
 // Sweeps of residual refinement after the stages' greedy k-means: each stage in
 // turn is coded again and re-centred against the others' reconstruction.
 inline constexpr int kCqResidualSweeps = 2;
+// Passes of the encoder over a block's stages after the greedy one, each stage
+// re-coded against the others (cq_encode).
+inline constexpr int kCqEncodeSweeps = 1;
 
 // Learns block b of `book` (group b of a book of one stage) by k-means
 // (k-means++ seeded with `seed`, then at most max_iterations Lloyd steps)

@@ -1,6 +1,7 @@
 #include "kv/kv_cache.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -72,6 +73,8 @@ KvCache::KvCache(KvShape shape, DType k_type, DType v_type, Isa isa, bool rotate
   if (is_cq(k_type) || is_cq(v_type)) {
     check_cq_cache(k_type, v_type, shape, cq_, smooth_k);
     cq_encode_ = kernels::cq_kernels(isa).encode;
+    static std::atomic<uint64_t> next_serial{1};
+    cq_serial_ = next_serial.fetch_add(1, std::memory_order_relaxed);
   } else {
     if (cq_.books)
       fail("kv cache: codebooks were given for a ", dtype_name(k_type), " cache (only cq2 and cq1 use them)");
@@ -344,7 +347,8 @@ KvHeadView KvCache::view(int layer, int seq, int head) const {
                          kb.whitened() ? kb.whitening.data() : nullptr,
                          vb.whitened() ? vb.whitening.data() : nullptr,
                          kb.stages,
-                         vb.stages};
+                         vb.stages,
+                         cq_serial_};
   }
   return KvHeadView{k_.data(),
                     v_.data(),

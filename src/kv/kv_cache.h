@@ -307,6 +307,7 @@ class KvCache {
   ZeroedPages means_;                       // smoothed keys: F16 [n_blocks][head_dim]
   std::vector<uint8_t> mean_set_;           // smoothed keys: per block, 1 once its mean is fixed
   KvCq cq_;                                 // CQ types: the codebooks (null otherwise) and window
+  uint64_t cq_serial_ = 0;                  // CQ: unique to this cache in the process (CqRows::books_serial)
   kernels::CqEncodeFn cq_encode_ = nullptr;  // CQ: the row encoder at the cache's Isa
   ZeroedPages win_k_, win_v_;                // CQ: F16 copies [n_blocks][kBlock][head_dim]
   std::vector<int32_t> win_free_;            // CQ: free copies; the next one taken is back()

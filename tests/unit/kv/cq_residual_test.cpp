@@ -51,7 +51,9 @@ CqCodebook random_book(CqSpec spec, int head_dim, int stages, bool whitened, uin
 
 // The reference: per block, stage by stage, the code whose stored (whitened)
 // centroid is nearest in squared distance (in double) to what the earlier
-// stages left of W x; the row back is W^-1 of the stages' sum.
+// stages left of W x; then kCqEncodeSweeps passes re-pick each stage's code
+// against W x minus the other stages' centroids. The row back is W^-1 of the
+// stages' sum.
 void brute_force(const CqCodebook& book, const std::vector<float>& row, std::vector<uint8_t>& codes,
                  std::vector<double>& back) {
   const int w = book.width(), k = book.spec.n_codes(), s = book.stages;
@@ -63,23 +65,28 @@ void brute_force(const CqCodebook& book, const std::vector<float>& row, std::vec
       cq_whiten(book.block_whitening(b), w, x.data(), y.data());
       x = y;
     }
-    std::vector<double> sum(static_cast<size_t>(w), 0.0);
-    for (int stage = 0; stage < s; ++stage) {
-      const int g = b * s + stage;
+    // The nearest code of stage g to x minus every stage's centroid but g's
+    // (only the earlier ones' in the greedy pass: the later ones are not chosen yet).
+    auto pick = [&](int g, int chosen) {
+      std::vector<double> target(x.begin(), x.end());
+      for (int t = b * s; t < b * s + chosen; ++t)
+        if (t != g)
+          for (int i = 0; i < w; ++i) target[i] -= book.value(t, codes[t], i);
       double best = std::numeric_limits<double>::infinity();
       for (int code = 0; code < k; ++code) {
         double d = 0.0;
-        for (int i = 0; i < w; ++i) d += std::pow(double{x[i]} - book.value(g, code, i), 2);
+        for (int i = 0; i < w; ++i) d += std::pow(target[i] - book.value(g, code, i), 2);
         if (d < best) best = d, codes[g] = static_cast<uint8_t>(code);
       }
-      for (int i = 0; i < w; ++i) {
-        x[i] -= book.value(g, codes[g], i);
-        sum[i] += book.value(g, codes[g], i);
-      }
-    }
-    std::vector<float> e(sum.begin(), sum.end()), c(static_cast<size_t>(w));
+    };
+    for (int stage = 0; stage < s; ++stage) pick(b * s + stage, stage);
+    for (int sweep = 0; sweep < kCqEncodeSweeps; ++sweep)
+      for (int stage = 0; stage < s; ++stage) pick(b * s + stage, s);
+    std::vector<float> e(static_cast<size_t>(w), 0.0f), c(static_cast<size_t>(w));
+    for (int stage = 0; stage < s; ++stage)
+      for (int i = 0; i < w; ++i) e[i] += book.value(b * s + stage, codes[b * s + stage], i);
     if (book.whitened()) cq_unwhiten(book.block_whitening(b), w, e.data(), c.data());
-    for (int i = 0; i < w; ++i) back[b * w + i] = book.whitened() ? c[i] : sum[i];
+    for (int i = 0; i < w; ++i) back[b * w + i] = book.whitened() ? c[i] : e[i];
   }
 }
 
@@ -97,7 +104,7 @@ TEST(CqResidual, StagesShapeTheBook) {
   EXPECT_NE(error_of([] { make_cq_codebook(kCq2, 16, 0); }).find("0 residual stages"), std::string::npos);
 }
 
-TEST(CqResidual, EncodesGreedilyAndDecodesTheSumOfTheStages) {
+TEST(CqResidual, EncodesStageByStageAndDecodesTheSumOfTheStages) {
   for (bool whitened : {false, true})
     for (const auto& [spec, stages] : {std::pair{kCq1, 2}, std::pair{kCq1, 4}, std::pair{kCq2, 4}}) {
       SCOPED_TRACE(cq_spec_name(spec) + " x" + std::to_string(stages) + (whitened ? " whitened" : ""));
