@@ -56,6 +56,16 @@ if "$BIN" calibrate kv -m "$MODEL" --tokens 64 -o "$TMP/q.cq2.gguf" >/dev/null 2
   else
     bad "calibrate kv --cq cq1 failed"
   fi
+  # cq1 in residual stages: 8 codes over the 64 channels of a head, the same bytes per row.
+  if "$BIN" calibrate kv -m "$MODEL" --cq cq1 --stages 8 --tokens 64 -o "$TMP/s8.cq1.gguf" >/dev/null 2>&1; then
+    out="$("$BIN" run -m "$MODEL" --cache-type cq1 --kv-codebook "$TMP/s8.cq1.gguf" -p "The capital of France is" \
+      -n 8 --temp 0 2>&1)"
+    expect_contains "cq1 cache from codebooks in 8 residual stages" "$out" "Paris"
+  else
+    bad "calibrate kv --stages 8 failed"
+  fi
+  expect_error "stages that do not divide the head" "3 residual stages of 8 channels do not divide the head dimension 64" \
+    "$BIN" calibrate kv -m "$MODEL" --cq cq1 --stages 3 --tokens 64 -o "$TMP/s3.cq1.gguf"
   out="$("$BIN" run -m "$MODEL" --kv-codebook "$TMP/q.cq2.gguf" -p "Hi" -n 1 2>&1)"
   expect_contains "--kv-codebook without a CQ cache is refused" "$out" "no setting here uses a CQ cache"
   out="$("$BIN" ab -m "$MODEL" --switches kv=q8_0 --kv-codebook "$TMP/q.cq2.gguf" -o "$TMP/ab" 2>&1)"

@@ -12,10 +12,13 @@
 
 #include "core/error.h"
 #include "gguf/gguf.h"
+#include "unit/error_text.h"
 #include "unit/runtime/tiny_model.h"
 
 namespace kestrel {
 namespace {
+
+using kestrel::testing::error_of;
 
 SessionOptions small_session(int threads) {
   SessionOptions so;
@@ -226,6 +229,62 @@ TEST(CqCalibration, OutputMomentsSumTheProjectionsColumns) {
           EXPECT_NEAR(m[((static_cast<size_t>(kv) * groups + g) * c + i) * c + j], want, 1e-9 * (1 + std::fabs(want)));
         }
   EXPECT_THROW(cq_output_moments(tiny.model->file(), mc.n_layer, mc.n_head, mc.n_kv_head, d, c), Error);
+}
+
+// Residual stages under the query metric: the moments and whitening are per
+// block of c stages channels (moments of cq1's 8-channel groups are refused),
+// the books do not depend on the thread count, and a kv=cq1 session reads
+// them from the sidecar next to the model with logits close to the F16
+// cache's. (That stages pay on rows with structure: kv/cq_residual_test.cpp;
+// this random model's rows have little.)
+TEST(CqCalibration, LearnsResidualStagesPerBlock) {
+  testing::LoadedTinyModel tiny("cq_stages");
+  const CqModelInfo info = cq_model_info(tiny.model->file());
+  Session session(*tiny.model, small_session(2));
+  CqQueryMoments queries(info.n_layer, info.n_kv_head, info.k_head_dim, 32),
+      groups(info.n_layer, info.n_kv_head, info.k_head_dim, 8);
+  AttentionObservers both{&queries, &groups};
+  session.set_observer(&both);
+  const int64_t n = evaluate_calibration_text(session, testing::tiny_text(), 200);
+  session.set_observer(nullptr);
+  CqCodebooks staged = make_cq_codebooks(kCq1, info, 4), again = make_cq_codebooks(kCq1, info, 4);
+  ThreadPool pool1(1);
+  for (int layer = 0; layer < info.n_layer; ++layer) {
+    const CqLayerReport a =
+        learn_cq_layer(session.cache(), n, layer, 7, 10, session.pool(), staged, {.queries = &queries});
+    learn_cq_layer(session.cache(), n, layer, 7, 10, pool1, again, {.queries = &queries});
+    EXPECT_EQ(a.n_fit + a.n_heldout, n);
+    EXPECT_GT(a.k_heldout, 0.0);
+    EXPECT_EQ(staged.key(layer, 0).whitening.size(), size_t{2} * 32 * 32);  // two blocks of 32 channels
+    EXPECT_FALSE(staged.value(layer, 0).whitened());
+    EXPECT_EQ(staged.key(layer, 0).centroids, again.key(layer, 0).centroids) << layer;
+    EXPECT_EQ(staged.value(layer, 0).centroids, again.value(layer, 0).centroids) << layer;
+  }
+  EXPECT_NE(error_of([&] {
+              learn_cq_layer(session.cache(), n, 0, 7, 10, session.pool(), staged, {.queries = &groups});
+            }).find("query moments of groups of 8 channels for blocks of 32"),
+            std::string::npos);
+  const std::string path = default_cq_sidecar_path(tiny.model->path(), kCq1);
+  save_cq_codebooks(path, staged);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 150; ++i) prompt.push_back(3 + (i * 11) % 50);
+  SessionOptions so = small_session(2);
+  Session f16(*tiny.model, so);
+  const std::vector<float> exact = f16.append_all_logits(prompt);
+  so.engine.k_type = so.engine.v_type = DType::CQ1;
+  so.engine.cq_window = 16;
+  Session cq(*tiny.model, so);
+  const std::vector<float> coded = cq.append_all_logits(prompt);
+  std::filesystem::remove(path);
+  EXPECT_EQ(cq.cache().view(0, 0, 0).cq.k_stages, 4);
+  ASSERT_EQ(coded.size(), exact.size());
+  double worst = 0.0, scale = 0.0;
+  for (size_t i = 0; i < exact.size(); ++i) {
+    worst = std::max(worst, std::fabs(double{coded[i]} - exact[i]));
+    scale = std::max(scale, std::fabs(double{exact[i]}));
+  }
+  EXPECT_GT(worst, 0.0);  // the codes were read
+  EXPECT_LT(worst, 0.5 * scale);
 }
 
 TEST(CqCalibration, GeneratesTheRequestedPositions) {
