@@ -232,6 +232,20 @@ CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model)
   return books;
 }
 
+CqHeldBytes cq_sidecar_held_bytes(const std::string& path) {
+  const gguf::File f = gguf::open_sidecar(path, "CQ", kArchitecture);
+  CqHeldBytes held;
+  for (const gguf::TensorInfo& t : f.tensors()) {
+    const auto n = static_cast<size_t>(t.n_elements());
+    const std::string_view name = t.name;
+    if (name.starts_with("cq.k.")) held.keys += n * sizeof(uint16_t);
+    if (name.starts_with("cq.v.")) held.values += n * sizeof(uint16_t);
+    if (name.starts_with("cq.kw.")) held.keys += n * sizeof(float);
+    if (name.starts_with("cq.vw.")) held.values += n * sizeof(float);
+  }
+  return held;
+}
+
 std::string default_cq_sidecar_path(const std::string& model_path, CqSpec spec) {
   return gguf::default_sidecar_path(model_path, cq_spec_name(spec));
 }

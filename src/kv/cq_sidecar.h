@@ -102,6 +102,16 @@ void save_cq_codebooks(const std::string& path, const CqCodebooks& books);
 // shape, a centroid that does not fit F16.
 CqCodebooks load_cq_codebooks(const std::string& path, const CqModelInfo& model);
 
+// What the books of a sidecar hold in memory once loaded, K's and V's
+// (CqCodebook::bytes: centroids as F16, whitening as F32), from its tensor
+// table alone (no tensor is read or checked): how many stages and whitenings
+// a file has is its own. Throws kestrel::Error for a file that does not open
+// as a CQ sidecar.
+struct CqHeldBytes {
+  size_t keys = 0, values = 0;
+};
+CqHeldBytes cq_sidecar_held_bytes(const std::string& path);
+
 // MODEL.gguf -> MODEL.cq2.gguf (MODEL.cq1.gguf), in the model's directory; a
 // name without the .gguf suffix gets ".cq2.gguf" appended.
 std::string default_cq_sidecar_path(const std::string& model_path, CqSpec spec);

@@ -3,23 +3,36 @@
 #include <algorithm>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "kv/cq_codebook.h"
+#include "kv/cq_sidecar.h"
 #include "kv/kv_cache.h"
 
 namespace kestrel {
 
 namespace {
 
-// What a CQ cache holds besides its codes, per model: the codebooks (F16, K
-// and V of every layer and kv head: kv/cq_codebook.h; a query-metric sidecar's
-// whitening is not counted, the file is not read here) and each head's F16
-// copies of its sink block and its last cq_window rows (one block more where
-// the window starts inside a block), at most the rows held.
-double cq_fixed_bytes(const ModelConfig& m, const EngineConfig& config, double held_rows) {
+// What a CQ cache holds besides its codes, per model: the codebooks of its
+// sidecars as they would be held (kv/cq_sidecar.h: residual stages and
+// whitening included), or, where a file cannot be read, one stage without
+// whitening (F16, K and V of every layer and kv head: kv/cq_codebook.h); and
+// each head's F16 copies of its sink block and its last cq_window rows (one
+// block more where the window starts inside a block), at most the rows held.
+double cq_fixed_bytes(const Model& model, const EngineConfig& config, double held_rows) {
   if (!uses_cq_cache(config)) return 0.0;
-  const CqSpec spec = parse_cq_spec(dtype_name(config.k_type));
+  const ModelConfig& m = model.config();
+  const CqSpec k_spec = parse_cq_spec(dtype_name(config.k_type)), v_spec = parse_cq_spec(dtype_name(config.v_type));
   const double heads = static_cast<double>(m.n_layer) * m.n_kv_head;
-  const double books = heads * 2.0 * static_cast<double>(cq_codebook_bytes(spec, m.head_dim));
+  const CqSidecarPaths paths = cq_sidecar_paths(model.path(), k_spec, v_spec, config.kv_codebook, config.kv_codebook_v);
+  auto held = [&](const std::string& path, bool keys, CqSpec spec) {
+    try {
+      const CqHeldBytes b = cq_sidecar_held_bytes(path);
+      return static_cast<double>(keys ? b.keys : b.values);
+    } catch (const Error&) {
+      return heads * static_cast<double>(cq_codebook_bytes(spec, m.head_dim));
+    }
+  };
+  const double books = held(paths.keys, true, k_spec) + held(paths.values, false, v_spec);
   const double copied_rows = std::min(held_rows, static_cast<double>(config.cq_window + KvCache::kBlock + KvCq{}.sink));
   return books + heads * copied_rows * m.head_dim * 2.0 * sizeof(uint16_t);
 }
@@ -40,7 +53,7 @@ double memory_at_context(const Model& model, const EngineConfig& config, int64_t
   } else if (kc.budget > 0) {
     held = std::min(held, static_cast<double>(kc.budget));
   }
-  return static_cast<double>(model.weight_bytes()) + per_token * held + cq_fixed_bytes(m, config, held);
+  return static_cast<double>(model.weight_bytes()) + per_token * held + cq_fixed_bytes(model, config, held);
 }
 
 }  // namespace kestrel

@@ -63,6 +63,19 @@ TEST(Tune, MemoryIsWeightsPlusTheKvCacheHeld) {
                    w + 1000.0 * heads * (m.head_dim / 4) * 2 + books + heads * (128 + 16 + 16) * m.head_dim * 2 * 2);
   EXPECT_DOUBLE_EQ(memory_at_context(*tiny.model, c, 100),
                    w + 100.0 * heads * (m.head_dim / 4) * 2 + books + heads * 100 * m.head_dim * 2 * 2);
+  // A sidecar that exists counts as it would be held: here cq1 books in 4
+  // residual stages (4 x the centroids) with whitened keys, named by --kv-codebook.
+  CqCodebooks staged = make_cq_codebooks(kCq1, cq_model_info(tiny.model->file()), 4);
+  for (CqCodebook& b : staged.k) enable_cq_whitening(b);
+  const std::string path = ::testing::TempDir() + "kestrel_tune_memory_" + std::to_string(::getpid()) + ".cq1.gguf";
+  save_cq_codebooks(path, staged);
+  c.k_type = c.v_type = DType::CQ1;
+  c.kv_codebook = path;
+  const double held = memory_at_context(*tiny.model, c, 100);
+  std::filesystem::remove(path);
+  EXPECT_EQ(staged.bytes(), static_cast<size_t>(heads) * (2 * m.head_dim * 4 * 256 * 2 + 2 * 32 * 32 * 4));
+  EXPECT_DOUBLE_EQ(held, w + 100.0 * heads * (m.head_dim / 8) * 2 + static_cast<double>(staged.bytes()) +
+                             heads * 100 * m.head_dim * 2 * 2);
 }
 
 TEST(Tune, TheFrontHoldsThePointsNoOtherBeats) {
