@@ -3,6 +3,7 @@
 // orders of the scalar twins (kernels/ref/cq_ref.cpp), so both give the same
 // bits. Fewer than 8 codes (bits < 3) go to the twin. F16 centroids are
 // widened by F16C as they are loaded (exact: the twins' values).
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/avx2/avx2-inl.h"
@@ -100,21 +101,25 @@ void cq_scores(const float* table, const uint8_t* codes, int64_t n, int n_groups
   ref::cq_scores(table, codes + j * n_groups, n - j, n_groups, n_codes, scores + j);
 }
 
-// The c channels of a group side by side: c independent fma chains over the
-// codes (c <= 8 accumulators), each channel's chain in code order.
+// Up to 8 channels of a group side by side: independent fma chains over the
+// codes, each channel's chain in code order (a group of more channels, as a
+// residual stage's block is, takes them 8 at a time).
 void cq_buckets_out(const float* buckets, const uint16_t* centroids, int head_dim, int c, int n_codes, float* out) {
-  if (n_codes % 8 != 0 || c > 8) return ref::cq_buckets_out(buckets, centroids, head_dim, c, n_codes, out);
+  if (n_codes % 8 != 0) return ref::cq_buckets_out(buckets, centroids, head_dim, c, n_codes, out);
   const int n_groups = head_dim / c;
   for (int g = 0; g < n_groups; ++g) {
     const float* bg = buckets + static_cast<int64_t>(g) * n_codes;
     const uint16_t* cg = centroids + static_cast<int64_t>(g) * c * n_codes;
-    __m256 acc[8];
-    for (int i = 0; i < c; ++i) acc[i] = _mm256_setzero_ps();
-    for (int code = 0; code < n_codes; code += 8) {
-      const __m256 b = _mm256_loadu_ps(bg + code);
-      for (int i = 0; i < c; ++i) acc[i] = _mm256_fmadd_ps(b, load8(cg + i * n_codes + code), acc[i]);
+    for (int i0 = 0; i0 < c; i0 += 8) {
+      const int m = std::min(8, c - i0);
+      __m256 acc[8];
+      for (int i = 0; i < m; ++i) acc[i] = _mm256_setzero_ps();
+      for (int code = 0; code < n_codes; code += 8) {
+        const __m256 b = _mm256_loadu_ps(bg + code);
+        for (int i = 0; i < m; ++i) acc[i] = _mm256_fmadd_ps(b, load8(cg + (i0 + i) * n_codes + code), acc[i]);
+      }
+      for (int i = 0; i < m; ++i) out[g * c + i0 + i] = hsum_ps(acc[i]);
     }
-    for (int i = 0; i < c; ++i) out[g * c + i] = hsum_ps(acc[i]);
   }
 }
 

@@ -212,9 +212,11 @@ struct Shape {
   CqSpec spec;
   int head_dim;
 };
-// cq2 and cq1 at head_dim 64 and 128, and odd shapes: 3 groups, and 4 codes
-// (fewer than 8: the AVX2 kernels hand them to their twins).
-const Shape kShapes[] = {{kCq2, 64}, {kCq1, 64}, {kCq1, 128}, {CqSpec{8, 8}, 24}, {CqSpec{4, 2}, 32}};
+// cq2 and cq1 at head_dim 64 and 128, and odd shapes: 3 groups, 4 codes
+// (fewer than 8: the AVX2 kernels hand them to their twins), and groups wider
+// than 8 channels as residual stages' blocks make them (64, and 12: 8 + 4).
+const Shape kShapes[] = {{kCq2, 64},         {kCq1, 64},           {kCq1, 128},        {CqSpec{8, 8}, 24},
+                         {CqSpec{4, 2}, 32}, {CqSpec{64, 8}, 128}, {CqSpec{12, 8}, 48}};
 
 // s_j = sum_g T[g][code] against q . decode(codes_j) in double. T[g][code] is c
 // roundings (one product, c - 1 fmas) of sum_i q_i C_i, and s_j G - 1 more
