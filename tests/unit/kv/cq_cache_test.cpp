@@ -145,9 +145,10 @@ struct CqFixture {
   }
 };
 
-}  // namespace
-
-TEST(CqCache, CodesEveryRowAndKeepsF16CopiesOfTheSinkAndTheWindow) {
+// fn(fixture) for every cache the tests below walk: K and V of one CQ type and
+// of two, plain and whitened codebooks, of one stage and of two residual stages.
+template <class Fn>
+void for_each_cq_cache(Fn&& fn) {
   for (int stages : {1, 2})
     for (bool whitened : {false, true})
       for (const KvPair& t : kPairs) {
@@ -155,38 +156,43 @@ TEST(CqCache, CodesEveryRowAndKeepsF16CopiesOfTheSinkAndTheWindow) {
         SCOPED_TRACE(whitened ? "whitened codebooks" : "plain codebooks");
         SCOPED_TRACE(t.name());
         CqFixture f(t, 1, 256, whitened, stages);
-        EXPECT_EQ(f.cache.k_row_bytes(), static_cast<size_t>(kDim / (t.k == DType::CQ2 ? 4 : 8)));
-        EXPECT_EQ(f.cache.v_row_bytes(), static_cast<size_t>(kDim / (t.v == DType::CQ2 ? 4 : 8)));
-        f.fill(0, 100, 1);
-        // 100 rows: the sink block 0 and blocks 4..6 (rows 64..99 reach into the last 32).
-        EXPECT_EQ(f.copies_per_head(100), 4);
-        EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * 4);
-        for (int l = 0; l < kLayers; ++l)
-          for (int h = 0; h < kHeads; ++h) {
-            const KvHeadView view = f.cache.view(l, 0, h);
-            std::vector<float> got(kDim);
-            for (int64_t r = 0; r < 100; ++r) {
-              f.cache.key_row(view, r, 100, got.data());
-              EXPECT_EQ(got, f.expected_row(l, h, r, 100, true)) << "layer " << l << " head " << h << " row " << r;
-            }
-          }
-        // Growing gives back the copies that fall out of the window.
-        f.fill(100, 160, 2);
-        EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * f.copies_per_head(160));
-        f.cache.clear();
-        EXPECT_EQ(f.cache.copies_held(), 0);
-        EXPECT_EQ(f.cache.used_blocks(), 0);
+        fn(f);
       }
 }
 
+}  // namespace
+
+TEST(CqCache, CodesEveryRowAndKeepsF16CopiesOfTheSinkAndTheWindow) {
+  for_each_cq_cache([&](CqFixture& f) {
+    const KvPair& t = f.types;
+    EXPECT_EQ(f.cache.k_row_bytes(), static_cast<size_t>(kDim / (t.k == DType::CQ2 ? 4 : 8)));
+    EXPECT_EQ(f.cache.v_row_bytes(), static_cast<size_t>(kDim / (t.v == DType::CQ2 ? 4 : 8)));
+    f.fill(0, 100, 1);
+    // 100 rows: the sink block 0 and blocks 4..6 (rows 64..99 reach into the last 32).
+    EXPECT_EQ(f.copies_per_head(100), 4);
+    EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * 4);
+    for (int l = 0; l < kLayers; ++l)
+      for (int h = 0; h < kHeads; ++h) {
+        const KvHeadView view = f.cache.view(l, 0, h);
+        std::vector<float> got(kDim);
+        for (int64_t r = 0; r < 100; ++r) {
+          f.cache.key_row(view, r, 100, got.data());
+          EXPECT_EQ(got, f.expected_row(l, h, r, 100, true)) << "layer " << l << " head " << h << " row " << r;
+        }
+      }
+    // Growing gives back the copies that fall out of the window.
+    f.fill(100, 160, 2);
+    EXPECT_EQ(f.cache.copies_held(), kLayers * kHeads * f.copies_per_head(160));
+    f.cache.clear();
+    EXPECT_EQ(f.cache.copies_held(), 0);
+    EXPECT_EQ(f.cache.used_blocks(), 0);
+  });
+}
+
 TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
-  for (int stages : {1, 2})
-    for (bool whitened : {false, true})
-      for (const KvPair& t : kPairs) {
-        SCOPED_TRACE(stages == 1 ? "one stage" : "two residual stages");
-        SCOPED_TRACE(whitened ? "whitened codebooks" : "plain codebooks");
-        SCOPED_TRACE(t.name());
-        CqFixture f(t, 1, 256, whitened, stages);
+  for_each_cq_cache(
+      [&](CqFixture& f) {
+        const KvPair& t = f.types;
         f.fill(0, 150, 3);
         const AttentionParams p{4, kHeads, kDim, 0.25f};
         std::mt19937 rng(11);
@@ -224,7 +230,7 @@ TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
               }
             }
         }
-      }
+      });
 }
 
 // Prompt tiles decode the rows they see to F32 and run the F32 tile kernel:
@@ -234,13 +240,9 @@ TEST(CqCache, AttentionEqualsASoftmaxOverTheRowsItMustReadAtEveryIsa) {
 // window: kernels/cq_attention.h), within float rounding, at every Isa, for
 // every pair of CQ types; the last query gets the row kernel's result.
 TEST(CqCache, PromptTilesMatchASoftmaxOverTheDecodedRows) {
-  for (int stages : {1, 2})
-    for (bool whitened : {false, true})
-      for (const KvPair& t : kPairs) {
-        SCOPED_TRACE(stages == 1 ? "one stage" : "two residual stages");
-        SCOPED_TRACE(whitened ? "whitened codebooks" : "plain codebooks");
-        SCOPED_TRACE(t.name());
-        CqFixture f(t, 1, 256, whitened, stages);
+  for_each_cq_cache(
+      [&](CqFixture& f) {
+        const KvPair& t = f.types;
         f.fill(0, 150, 4);
         const KvHeadView view = f.cache.view(1, 0, 1);
         std::mt19937 rng(5);
@@ -290,7 +292,7 @@ TEST(CqCache, PromptTilesMatchASoftmaxOverTheDecodedRows) {
           set.row(head_rows(view), last, kDim, q.back().data(), scale, row.data());
           for (int c = 0; c < kDim; ++c) EXPECT_NEAR(tile_out.back()[c], row[c], 1e-5) << isa_name(isa);
         }
-      }
+      });
 }
 
 TEST(CqCache, SharedPrefixesGetTheirOwnCopies) {
