@@ -23,7 +23,7 @@ const uint16_t* copy_row(const uint16_t* base, const CqRows& cq, int64_t block_l
 // The centroids of a codebook, F16 [d / c][w][n_codes] (w = c stages; planar,
 // what the score table reads), as F32 [d / c][n_codes][w]: a code's w values
 // next to each other, one copy per (row, group) when rows are decoded. Widened
-// once per call (once per prompt tile and head), into per-thread scratch.
+// into per-thread scratch, which decoded_book keeps for the next prompt tile.
 // Whitened centroids (`whitening` set, one W per block of w channels) come
 // back to C = W^-1 E here, once per code: W^-1 is linear, so a block's stages
 // may be mapped one by one and summed after.
