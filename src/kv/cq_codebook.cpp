@@ -208,10 +208,13 @@ CqCodebook learn_cq_codebook(CqSpec spec, int head_dim, std::span<const float> s
 void cq_encode(const CqCodebook& book, kernels::CqEncodeFn encode, const float* row, uint8_t* codes) {
   const int c = book.width(), d = book.head_dim, k = book.spec.n_codes();
   if (!book.whitened() && book.stages == 1) return encode(row, book.centroids.data(), d, c, k, codes);
-  thread_local std::vector<float> whitened;
-  whitened.assign(row, row + d);
-  if (book.whitened())
+  thread_local std::vector<float> whitened;  // the row as the encoder searches it (a stage's residual)
+  if (book.whitened()) {
+    whitened.resize(static_cast<size_t>(d));
     for (int b = 0; b < book.blocks(); ++b) cq_whiten(book.block_whitening(b), c, row + b * c, whitened.data() + b * c);
+  } else {
+    whitened.assign(row, row + d);
+  }
   if (book.stages == 1) return encode(whitened.data(), book.centroids.data(), d, c, k, codes);
   // Greedy residual coding: each stage codes what the block's earlier ones
   // left. Then kCqEncodeSweeps passes give each stage in turn the code nearest

@@ -21,6 +21,7 @@
 #include "kv/cq_codebook.h"
 #include "kv/kv_cache.h"
 #include "unit/error_text.h"
+#include "unit/kv/cq_random_whitening.h"
 
 namespace kestrel {
 namespace {
@@ -38,18 +39,6 @@ std::vector<float> normal_values(size_t n, std::mt19937& rng) {
   return v;
 }
 
-// A random whitening for every block of `b`: upper triangular, diagonal in
-// [0.5, 1.5], off the diagonal N(0, 0.3^2).
-void random_whitening(CqCodebook& b, std::mt19937& rng) {
-  enable_cq_whitening(b);
-  const int c = b.width();
-  std::uniform_real_distribution<float> diag(0.5f, 1.5f);
-  std::normal_distribution<float> off(0.0f, 0.3f);
-  for (int g = 0; g < b.blocks(); ++g)
-    for (int i = 0; i < c; ++i)
-      for (int j = i; j < c; ++j) b.whitening[(static_cast<size_t>(g) * c + i) * c + j] = j == i ? diag(rng) : off(rng);
-}
-
 // Codebooks of random centroids for every (layer, head), K and V; `whitened`:
 // each under a random whitening too (held as W C: kv/cq_codebook.h); `stages`:
 // residual stages (a block of 2 groups' channels with 2 codes).
@@ -59,7 +48,7 @@ std::shared_ptr<const CqCodebooks> random_books(CqSpec spec, uint32_t seed, bool
   std::mt19937 rng(seed);
   for (auto* side : {&books.k, &books.v})
     for (CqCodebook& b : *side) {
-      if (whitened) random_whitening(b, rng);
+      if (whitened) testing::random_cq_whitening(b, rng);
       set_cq_centroids(b, normal_values(b.centroids.size(), rng));
     }
   return std::make_shared<const CqCodebooks>(std::move(books));

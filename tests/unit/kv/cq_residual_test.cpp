@@ -17,6 +17,7 @@
 #include "kv/cq_sidecar.h"
 #include "kv/cq_whitening.h"
 #include "unit/error_text.h"
+#include "unit/kv/cq_random_whitening.h"
 #include "unit/kv/cq_sidecar_fixtures.h"
 #include "unit/random_values.h"
 
@@ -29,22 +30,10 @@ using kestrel::testing::error_of;
 using kestrel::testing::normal_values;
 using kestrel::testing::small_cq_model;
 
-// An upper-triangular W per block: diagonal in [0.5, 1.5], above it N(0, 0.3^2).
-void random_whitening(CqCodebook& book, uint32_t seed) {
-  enable_cq_whitening(book);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> diag(0.5f, 1.5f);
-  std::normal_distribution<float> off(0.0f, 0.3f);
-  const int w = book.width();
-  for (int b = 0; b < book.blocks(); ++b)
-    for (int i = 0; i < w; ++i)
-      for (int j = i; j < w; ++j)
-        book.whitening[(static_cast<size_t>(b) * w + i) * w + j] = j == i ? diag(rng) : off(rng);
-}
-
 CqCodebook random_book(CqSpec spec, int head_dim, int stages, bool whitened, uint32_t seed) {
   CqCodebook book = make_cq_codebook(spec, head_dim, stages);
-  if (whitened) random_whitening(book, seed + 1000);
+  std::mt19937 rng(seed + 1000);
+  if (whitened) testing::random_cq_whitening(book, rng);
   set_cq_stored_centroids(book, normal_values(book.centroids.size(), seed, 0.7f));
   return book;
 }
