@@ -2,6 +2,7 @@
 //  roofline/read/<size>: read bandwidth, streaming 64-byte loads over a buffer
 //    of that size (1 MB stays in L2; 100 MB is about the L3's 105 MB; 400 MB
 //    comes from DRAM). Run with threads:1 and threads:2 (each its own buffer).
+//    roofline/read_huge/<size>: the same on 2 MiB pages, as packed weights are.
 //  roofline/vnni_int8: peak vpdpbusd (zmm) throughput, 12 independent chains;
 //    GOP/s counts 2 ops per int8 multiply-add.
 //  roofline/fma_f32: peak vfmadd (zmm) throughput, 12 independent chains.
@@ -30,6 +31,7 @@
 
 #include "kernels/amx/amx_kernels.h"
 #include "platform/cpu.h"
+#include "platform/mmap.h"
 
 namespace kestrel {
 namespace {
@@ -67,11 +69,11 @@ __attribute__((noinline)) KESTREL_AVX2 int64_t read_buffer_avx2(const uint8_t* p
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
 
-void bench_read(benchmark::State& state, size_t bytes) {
-  std::unique_ptr<uint8_t, Free> buf(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
-  std::memset(buf.get(), 1, bytes);  // touch every page before timing
+void bench_read(benchmark::State& state, size_t bytes, PageSize pages) {
+  ZeroedPages buf(bytes, pages);
+  std::memset(buf.data(), 1, bytes);  // touch every page before timing
   int64_t sink = 0;
-  uint8_t* p = buf.get();
+  uint8_t* p = buf.data();
   for (auto _ : state) {
     benchmark::DoNotOptimize(p);  // an opaque pointer: every iteration reads again
     sink += isa_supported(Isa::Avx512) ? read_buffer(p, bytes) : read_buffer_avx2(p, bytes);
@@ -233,10 +235,13 @@ void bench_amx(benchmark::State& state) {
 int register_all() {
   if (!isa_supported(Isa::Avx2)) return 0;
   for (size_t mb : {1, 100, 400})
-    benchmark::RegisterBenchmark(("roofline/read/" + std::to_string(mb) + "MB").c_str(), bench_read, mb << 20)
-        ->Threads(1)
-        ->Threads(2)
-        ->Unit(benchmark::kMicrosecond);
+    for (PageSize pages : {PageSize::Base, PageSize::Huge})
+      benchmark::RegisterBenchmark(
+          ((pages == PageSize::Huge ? "roofline/read_huge/" : "roofline/read/") + std::to_string(mb) + "MB").c_str(),
+          bench_read, mb << 20, pages)
+          ->Threads(1)
+          ->Threads(2)
+          ->Unit(benchmark::kMicrosecond);
   for (int lines : {1, 12, 70, 128})
     for (int pct : {40, 60, 100})
       benchmark::RegisterBenchmark(

@@ -63,15 +63,11 @@ std::shared_ptr<PackedWeightSlot> make_packed_weight_slot() { return std::make_s
 
 size_t packed_weight_bytes() { return g_packed_bytes.load(std::memory_order_relaxed); }
 
-void PackedWeight::Free::operator()(uint8_t* p) const { std::free(p); }
-
 PackedWeight::PackedWeight(const kernels::PanelFormat& format, int64_t rows, int64_t cols)
     : format_(format),
       panels_((rows + kernels::kPanelRows - 1) / kernels::kPanelRows),
-      panel_bytes_(kernels::panel_bytes(format, cols)) {
-  const size_t total = align64(std::max<size_t>(bytes(), 64));
-  data_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, total)));
-  if (!data_) fail("matmul: out of memory packing a weight (", total, " bytes)");
+      panel_bytes_(kernels::panel_bytes(format, cols)),
+      data_(std::max<size_t>(bytes(), 64), PageSize::Huge) {
   g_packed_bytes.fetch_add(bytes(), std::memory_order_relaxed);
 }
 

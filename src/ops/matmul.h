@@ -27,6 +27,7 @@
 #include "ops/weight.h"
 #include "ops/workspace.h"
 #include "platform/cpu.h"
+#include "platform/mmap.h"
 #include "platform/thread_pool.h"
 
 namespace kestrel {
@@ -108,17 +109,15 @@ class PackedWeight {
   int64_t panels() const { return panels_; }
   size_t panel_bytes() const { return panel_bytes_; }
   size_t bytes() const { return panel_bytes_ * static_cast<size_t>(panels_); }
-  const uint8_t* panel(int64_t p) const { return data_.get() + static_cast<size_t>(p) * panel_bytes_; }
-  uint8_t* data() { return data_.get(); }
+  const uint8_t* panel(int64_t p) const { return data_.data() + static_cast<size_t>(p) * panel_bytes_; }
+  uint8_t* data() { return data_.data(); }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const;
-  };
   const kernels::PanelFormat& format_;
   int64_t panels_;
   size_t panel_bytes_;
-  std::unique_ptr<uint8_t, Free> data_;
+  // Written whole once, then streamed by every matmul: on huge pages.
+  ZeroedPages data_;
 };
 
 // Owned by a Weight (ops/weight.h); builds its PackedWeight once, thread-safely.

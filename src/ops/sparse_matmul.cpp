@@ -12,8 +12,6 @@ namespace {
 
 std::atomic<size_t> g_column_bytes{0};
 
-size_t align64(size_t n) { return (n + 63) & ~size_t{63}; }
-
 bool applies(const SparseInput& in, int64_t t) { return !in.rows || in.rows[t] != 0; }
 
 void count(const SparseInput& in, const Weight& w, int64_t kept) {
@@ -75,12 +73,8 @@ std::shared_ptr<ColumnWeightSlot> make_column_weight_slot() { return std::make_s
 
 size_t column_weight_bytes() { return g_column_bytes.load(std::memory_order_relaxed); }
 
-void ColumnWeight::Free::operator()(uint8_t* p) const { std::free(p); }
-
-ColumnWeight::ColumnWeight(const kernels::ColumnLayout& layout) : layout_(layout) {
-  const size_t total = align64(std::max<size_t>(layout.bytes(), 64));
-  data_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, total)));
-  if (!data_) fail("teal: out of memory for a weight's input-major copy (", total, " bytes)");
+ColumnWeight::ColumnWeight(const kernels::ColumnLayout& layout)
+    : layout_(layout), data_(std::max<size_t>(layout.bytes(), 64), PageSize::Huge) {
   g_column_bytes.fetch_add(layout.bytes(), std::memory_order_relaxed);
 }
 

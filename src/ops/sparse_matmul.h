@@ -15,10 +15,12 @@
 #include "kernels/sparse_columns.h"
 #include "ops/matmul.h"
 #include "ops/weight.h"
+#include "platform/mmap.h"
 
 namespace kestrel {
 
-// A weight's input-major copy: layout().bytes() bytes, 64-byte aligned.
+// A weight's input-major copy: layout().bytes() bytes, on huge pages (written
+// once, then streamed, as PackedWeight in ops/matmul.h).
 class ColumnWeight {
  public:
   explicit ColumnWeight(const kernels::ColumnLayout& layout);
@@ -27,15 +29,12 @@ class ColumnWeight {
   ColumnWeight& operator=(const ColumnWeight&) = delete;
 
   const kernels::ColumnLayout& layout() const { return layout_; }
-  const uint8_t* data() const { return data_.get(); }
-  uint8_t* data() { return data_.get(); }
+  const uint8_t* data() const { return data_.data(); }
+  uint8_t* data() { return data_.data(); }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const;
-  };
   kernels::ColumnLayout layout_;
-  std::unique_ptr<uint8_t, Free> data_;
+  ZeroedPages data_;
 };
 
 // Owned by a Weight (ops/weight.h); builds its ColumnWeight once, thread-safely.

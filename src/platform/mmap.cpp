@@ -75,12 +75,29 @@ size_t ZeroedPages::resident_bytes() const {
   return n * page;
 }
 
-ZeroedPages::ZeroedPages(size_t bytes) : size_(bytes) {
+ZeroedPages::ZeroedPages(size_t bytes, PageSize pages) : size_(bytes) {
   if (bytes == 0) return;
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t length = (bytes + page - 1) / page * page;
+  // A huge page needs a 2 MiB-aligned start: reserve 2 MiB more and give back
+  // the slack before and after the aligned range.
+  const size_t reserve = pages == PageSize::Huge ? length + kHuge : length;
   // MAP_NORESERVE: no swap is set aside for pages never written.
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = ::mmap(nullptr, reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) fail("cannot reserve ", bytes, " bytes of memory: ", std::strerror(errno));
-  data_ = static_cast<uint8_t*>(p);
+  auto* base = static_cast<uint8_t*>(p);
+  data_ = base;
+  if (pages == PageSize::Huge) {
+    const uintptr_t start = reinterpret_cast<uintptr_t>(base);
+    data_ = reinterpret_cast<uint8_t*>((start + kHuge - 1) & ~(kHuge - 1));
+    const size_t head = static_cast<size_t>(data_ - base);
+    if (head > 0) ::munmap(base, head);
+    const size_t tail = reserve - head - length;
+    if (tail > 0) ::munmap(data_ + length, tail);
+    // Advice only: without transparent huge pages the buffer keeps base pages.
+    ::madvise(data_, length, MADV_HUGEPAGE);
+  }
 }
 
 ZeroedPages::ZeroedPages(ZeroedPages&& other) noexcept

@@ -15,6 +15,19 @@ namespace kestrel {
 // read back as zeros.
 void drop_mapped_pages(const void* p, size_t n);
 
+// The page size a ZeroedPages buffer asks the OS for.
+//  - Base: the OS's base pages (4 KiB on x86-64): memory is committed a page
+//    at a time as it is written, which a KV pool sized for the whole context
+//    relies on.
+//  - Huge: the buffer starts on a 2 MiB boundary and is advised as huge pages
+//    (MADV_HUGEPAGE, honoured when transparent huge pages are "madvise" or
+//    "always"; otherwise base pages, still correct). For buffers written whole
+//    and then streamed, such as packed weights: one TLB entry covers 512 times
+//    the bytes: Qwen2.5-1.5B decodes 2-6 % faster on an AMD Zen 4 VM, and one
+//    thread reads DRAM at 25-27 GB/s instead of 16 (roofline/read_huge)
+//    (docs/benchmarks.md "Session 35").
+enum class PageSize { Base, Huge };
+
 // Anonymous, zero-filled memory whose pages the OS commits on first write: a
 // buffer sized for the worst case (a KV pool for the whole context) costs
 // resident memory only for what is used. Throws kestrel::Error when the
@@ -22,7 +35,7 @@ void drop_mapped_pages(const void* p, size_t n);
 class ZeroedPages {
  public:
   ZeroedPages() = default;
-  explicit ZeroedPages(size_t bytes);
+  explicit ZeroedPages(size_t bytes, PageSize pages = PageSize::Base);
   ZeroedPages(ZeroedPages&& other) noexcept;
   ZeroedPages& operator=(ZeroedPages&& other) noexcept;
   ZeroedPages(const ZeroedPages&) = delete;
