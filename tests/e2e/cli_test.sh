@@ -70,6 +70,8 @@ if "$BIN" calibrate kv -m "$MODEL" --tokens 64 -o "$TMP/q.cq2.gguf" >/dev/null 2
   expect_contains "--kv-codebook without a CQ cache is refused" "$out" "no setting here uses a CQ cache"
   out="$("$BIN" ab -m "$MODEL" --switches kv=q8_0 --kv-codebook "$TMP/q.cq2.gguf" -o "$TMP/ab" 2>&1)"
   expect_contains "ab: --kv-codebook without a CQ row is refused" "$out" "no row uses a CQ cache"
+  out="$("$BIN" bench -m "$MODEL" -p 8 -n 0 -r 1 --cache-type q8_0 --kv-codebook "$TMP/q.cq2.gguf" 2>&1)"
+  expect_contains "bench: --kv-codebook without a CQ test is refused" "$out" "no test uses a CQ cache"
   out="$("$BIN" run -m "$MODEL" -ctk cq1 -p "Hi" -n 1 2>&1)"
   expect_contains "-ctk cq1 says where CQ types go" "$out" "kv=cq2/cq1 (--cache-type cq2/cq1)"
 else
