@@ -40,10 +40,6 @@ namespace {
 #define KESTREL_AMX __attribute__((target("avx512f,amx-tile,amx-int8")))
 #define KESTREL_AVX2 __attribute__((target("avx2")))
 
-struct Free {
-  void operator()(uint8_t* p) const { std::free(p); }
-};
-
 __attribute__((noinline)) KESTREL_AVX512 int64_t read_buffer(const uint8_t* p, size_t bytes) {
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
   for (size_t i = 0; i < bytes; i += 256) {
@@ -103,8 +99,8 @@ __attribute__((noinline)) KESTREL_AVX2 int64_t read_segments(const uint8_t* p, c
 
 void bench_segments(benchmark::State& state, int lines, int pct) {
   const size_t bytes = size_t{400} << 20, segment = static_cast<size_t>(lines) * 64;
-  std::unique_ptr<uint8_t, Free> buf(static_cast<uint8_t*>(std::aligned_alloc(64, bytes)));
-  std::memset(buf.get(), 1, bytes);
+  ZeroedPages buf(bytes, PageSize::Huge);  // where weights live (since session 35; 4 KiB pages before)
+  std::memset(buf.data(), 1, bytes);
   std::vector<uint8_t> keep(bytes / segment);
   uint32_t h = 0x9E3779B9u * static_cast<uint32_t>(state.thread_index() + 1);
   size_t kept = 0;
@@ -116,7 +112,7 @@ void bench_segments(benchmark::State& state, int lines, int pct) {
     kept += k;
   }
   int64_t sink = 0;
-  uint8_t* p = buf.get();
+  uint8_t* p = buf.data();
   for (auto _ : state) {
     benchmark::DoNotOptimize(p);
     sink += read_segments(p, keep, lines);
