@@ -24,9 +24,7 @@
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
 
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "kernels/amx/amx_kernels.h"

@@ -125,8 +125,7 @@ void add_ab_command(CLI::App& app) {
       apply_switches(c, row);
       uses_cq = uses_cq || uses_cq_cache(c);
     }
-    if (!uses_cq && (!o->kv_codebook.empty() || !o->kv_codebook_v.empty()))
-      fail("ab: --kv-codebook names a CQ codebook file, but no row uses a CQ cache (kv=cq2, cq1 or cq2/cq1)");
+    refuse_unread_cq_codebooks(o->kv_codebook, o->kv_codebook_v, uses_cq, "ab: ", "row");
     const std::string exe = quote(self_path());
     const std::string model = o->model.empty() ? default_model_path() : o->model;
     std::optional<Scoreboard> previous;  // read first: a bad file fails before the measurements

@@ -113,15 +113,15 @@ void add_bench_command(CLI::App& app) {
       if (t < 0) fail("bench: thread count must not be negative, got ", t);
     const std::vector<BenchCase> cases = bench_cases(grid);
     if (cases.empty()) fail("bench: nothing to run (all -p and -n values are 0)");
-    // A codebook flag no test reads would be accepted and ignored (a profile's switches may read it).
-    if ((!o->kv_codebook.empty() || !o->kv_codebook_v.empty()) && o->guard.profile.empty() &&
-        std::none_of(cases.begin(), cases.end(), [](const BenchCase& c) {
-          EngineConfig e = c.engine;
-          apply_switches(e, c.switches);
-          return uses_cq_cache(e);
-        }))
-      fail("bench: ", o->kv_codebook.empty() ? "--kv-codebook-v" : "--kv-codebook",
-           " names a CQ codebook file, but no test uses a CQ cache (--cache-type cq2, cq1 or cq2/cq1)");
+    // A profile's switches may read the codebook flags; otherwise some test must.
+    const auto uses_cq = [](const BenchCase& c) {
+      EngineConfig e = c.engine;  // as run_case configures it
+      apply_switches(e, c.switches);
+      return uses_cq_cache(e);
+    };
+    refuse_unread_cq_codebooks(o->kv_codebook, o->kv_codebook_v,
+                               !o->guard.profile.empty() || std::any_of(cases.begin(), cases.end(), uses_cq),
+                               "bench: ", "test");
     std::vector<std::string> models = o->models;
     if (models.empty()) models.push_back(default_model_path());
 

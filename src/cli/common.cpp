@@ -52,6 +52,13 @@ void add_kv_codebook_flags(CLI::App& app, std::string& keys, std::string& values
                  "to the model)");
 }
 
+void refuse_unread_cq_codebooks(const std::string& keys, const std::string& values, bool read, std::string_view who,
+                                std::string_view what) {
+  if (read || (keys.empty() && values.empty())) return;
+  fail(who, keys.empty() ? "--kv-codebook-v" : "--kv-codebook", " names a CQ codebook file, but no ", what,
+       " uses a CQ cache (kv=cq2, cq1 or cq2/cq1: --cache-type)");
+}
+
 std::vector<std::string> llama_cpp_spellings(int argc, const char* const* argv) {
   std::vector<std::string> out;
   for (int i = 0; i < argc; ++i) {
@@ -278,9 +285,7 @@ void refuse_unread_sidecar_flags(const ModelFlags& f, std::span<const SwitchSett
   };
   for (const auto& s : f.switches) note(s);
   for (const auto& s : also) note(s);
-  if (!cq && (!f.kv_codebook.empty() || !f.kv_codebook_v.empty()))
-    fail(f.kv_codebook.empty() ? "--kv-codebook-v" : "--kv-codebook",
-         " names a CQ codebook file, but no setting here uses a CQ cache (--cache-type cq2, cq1 or cq2/cq1)");
+  refuse_unread_cq_codebooks(f.kv_codebook, f.kv_codebook_v, cq, "", "setting here");
   if (!teal && !f.teal_file.empty())
     fail("--teal-file names TEAL thresholds, but no setting here uses them (--teal 0.4, ...)");
 }

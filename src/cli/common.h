@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "model/model.h"
 #include "runtime/accuracy_guard.h"
@@ -58,6 +59,11 @@ std::vector<std::string> llama_cpp_spellings(int argc, const char* const* argv);
 // --kv-codebook (the keys' CQ sidecar, or both sides' for one type) and
 // --kv-codebook-v (the values' for K/V of two CQ types), into these strings.
 void add_kv_codebook_flags(CLI::App& app, std::string& keys, std::string& values);
+// Refuses those flags when `read` is false (no setting of the command uses a CQ
+// cache): accepted, they would be ignored. `who`: the command's prefix ("ab: ",
+// or empty); `what`: what none of uses a CQ cache ("setting here", "row", "test").
+void refuse_unread_cq_codebooks(const std::string& keys, const std::string& values, bool read, std::string_view who,
+                                std::string_view what);
 // llama.cpp's speculative decoding flags: --spec-type, -md, --spec-draft-n-max, ...
 void add_speculative_flags(CLI::App& app, ModelFlags& f);
 // The same without --spec-type (bench takes a list of them).

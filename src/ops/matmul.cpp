@@ -1,7 +1,6 @@
 #include "ops/matmul.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <span>
 #include <string_view>
 #include <vector>
